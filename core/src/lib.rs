@@ -1,0 +1,36 @@
+//! strata-core: everything strata decides, and nothing it does.
+//!
+//! This crate holds the typed ids and file formats every part of strata shares, and
+//! the sans-IO state machines that make strata's decisions: the upload queue, the
+//! deletion queue, the control-plane generation table, the timeline data path and
+//! the tenant lifecycle. It promises:
+//!
+//! - **No hidden inputs.** No clock, no randomness, no I/O, no threads, no tokio,
+//!   no hash-order iteration (`clippy.toml` bans them). Time comes in as
+//!   [`time::Instant`] / [`time::WallTime`] arguments.
+//! - **One call protocol** for every machine: `handle_*` inputs, `poll_effect`
+//!   outputs carrying [`id::OpId`]s, `poll_timeout`, getters, `check_invariants`.
+//!   See `docs/ARCHITECTURE.md`.
+//! - **No panics on outside input.** Every parser returns [`error::ParseError`].
+
+pub mod deletion_list;
+pub mod error;
+pub mod generation;
+pub mod id;
+pub mod index_part;
+pub mod key;
+pub mod layer_name;
+pub mod location_conf;
+pub mod lsn;
+pub mod metadata;
+pub mod remote_path;
+pub mod time;
+pub mod trace;
+
+pub use error::ParseError;
+pub use generation::Generation;
+pub use id::{NodeId, OpId, TenantId, TimelineId};
+pub use key::Key;
+pub use layer_name::LayerName;
+pub use lsn::Lsn;
+pub use time::{Instant, WallTime};
