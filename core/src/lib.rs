@@ -13,19 +13,26 @@
 //!   See `docs/ARCHITECTURE.md`.
 //! - **No panics on outside input.** Every parser returns [`error::ParseError`].
 
+pub mod control_plane;
 pub mod deletion_list;
+pub mod deletion_queue;
 pub mod error;
 pub mod generation;
 pub mod id;
 pub mod index_part;
 pub mod key;
+pub mod layer_file;
 pub mod layer_name;
 pub mod location_conf;
 pub mod lsn;
 pub mod metadata;
+pub mod node;
+pub mod redo;
 pub mod remote_path;
 pub mod time;
+pub mod timeline;
 pub mod trace;
+pub mod upload_queue;
 
 pub use error::ParseError;
 pub use generation::Generation;

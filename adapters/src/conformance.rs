@@ -1,0 +1,1 @@
+//! Conformance suites, generic over the adapter traits (filled in with the adapters).

@@ -1,0 +1,111 @@
+//! The local disk as strata's machines see it: a data directory with crash-safe
+//! writes.
+//!
+//! Paths are relative to the node's data directory (`tenants/{t}/config-v1`, …);
+//! an absolute path or a `..` component is refused with [`DiskErrorKind::BadPath`].
+//!
+//! Crash contract every implementation keeps (the simulated disk enforces it, the
+//! real one gets it from the file system):
+//! - [`Disk::write_atomic`] leaves either the old file or the new one, never a
+//!   prefix: it writes a temporary file, fsyncs it, renames it over the target and
+//!   fsyncs the directory. It returns only after all of that is durable.
+//! - [`Disk::rename`], [`Disk::remove_file`] and [`Disk::create_dir_all`] fsync the
+//!   directories they change before returning.
+//! - After a failed fsync the file's contents are unknown: the operation returns an
+//!   error and the caller treats the file as lost (redo the write, or fail).
+
+use camino::{Utf8Path, Utf8PathBuf};
+use std::future::Future;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DiskErrorKind {
+    NotFound,
+    /// ENOSPC.
+    NoSpace,
+    /// A path outside the data directory.
+    BadPath,
+    /// Anything else, fsync failures included.
+    Io,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("disk {op} {path}: {kind:?}: {message}")]
+pub struct DiskError {
+    pub kind: DiskErrorKind,
+    pub op: &'static str,
+    pub path: Utf8PathBuf,
+    pub message: String,
+}
+
+impl DiskError {
+    pub fn new(
+        kind: DiskErrorKind,
+        op: &'static str,
+        path: &Utf8Path,
+        message: impl Into<String>,
+    ) -> Self {
+        DiskError { kind, op, path: path.to_owned(), message: message.into() }
+    }
+}
+
+/// One entry of a directory listing.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct DirEntry {
+    pub name: String,
+    pub is_dir: bool,
+    pub size_bytes: u64,
+}
+
+pub trait Disk: Clone + Send + Sync + 'static {
+    /// Crash-safe overwrite: temp file, fsync, rename, directory fsync. Creates
+    /// missing parent directories (durably).
+    fn write_atomic(
+        &self,
+        path: &Utf8Path,
+        bytes: Vec<u8>,
+    ) -> impl Future<Output = Result<(), DiskError>> + Send;
+
+    /// The whole file.
+    fn read(&self, path: &Utf8Path) -> impl Future<Output = Result<Vec<u8>, DiskError>> + Send;
+
+    /// Removes a file and fsyncs its directory. A missing file is `NotFound`.
+    fn remove_file(&self, path: &Utf8Path) -> impl Future<Output = Result<(), DiskError>> + Send;
+
+    /// Renames a file or directory and fsyncs the directories involved.
+    fn rename(
+        &self,
+        from: &Utf8Path,
+        to: &Utf8Path,
+    ) -> impl Future<Output = Result<(), DiskError>> + Send;
+
+    /// Creates a directory and its parents, durably. Existing directories are fine.
+    fn create_dir_all(&self, path: &Utf8Path)
+    -> impl Future<Output = Result<(), DiskError>> + Send;
+
+    /// Removes a directory tree (not necessarily atomically: rename it away first).
+    fn remove_dir_all(&self, path: &Utf8Path)
+    -> impl Future<Output = Result<(), DiskError>> + Send;
+
+    /// The entries of a directory, sorted by name. A missing directory is `NotFound`.
+    fn list_dir(
+        &self,
+        path: &Utf8Path,
+    ) -> impl Future<Output = Result<Vec<DirEntry>, DiskError>> + Send;
+}
+
+/// Refuses absolute paths and `..`/`.` components. Shared by every implementation.
+pub fn check_relative(op: &'static str, path: &Utf8Path) -> Result<(), DiskError> {
+    use camino::Utf8Component;
+    let ok = !path.as_str().is_empty()
+        && path.components().all(|c| matches!(c, Utf8Component::Normal(_)));
+    if ok {
+        Ok(())
+    } else {
+        Err(DiskError::new(
+            DiskErrorKind::BadPath,
+            op,
+            path,
+            "not a relative path inside the data directory",
+        ))
+    }
+}

@@ -1,0 +1,1 @@
+//! Crash-safe local disk (real file system).

@@ -1,0 +1,1 @@
+//! LocalFs remote storage (a directory as the object store).
