@@ -55,19 +55,33 @@ impl LocationMode {
 
 /// Per-tenant overrides of the node's defaults. Every field is optional; unknown
 /// fields are rejected so that a typo is an error, not a silent default.
+///
+/// TOML integers are signed 64-bit: a `u64` above [`TOML_INT_MAX`] is written as
+/// [`TOML_INT_MAX`] (for byte counts and milliseconds that is "unbounded" either
+/// way), so that every written file reads back.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TenantConfOverrides {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", serialize_with = "saturating")]
     pub checkpoint_distance_bytes: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", serialize_with = "saturating")]
     pub checkpoint_timeout_ms: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub compaction_threshold_layers: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", serialize_with = "saturating")]
     pub gc_horizon_bytes: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", serialize_with = "saturating")]
     pub pitr_interval_ms: Option<u64>,
+}
+
+/// The largest integer TOML can hold.
+pub const TOML_INT_MAX: u64 = i64::MAX as u64;
+
+fn saturating<S: serde::Serializer>(v: &Option<u64>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(v) => s.serialize_some(&(*v).min(TOML_INT_MAX)),
+        None => s.serialize_none(),
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -15,6 +15,10 @@
 //! | 33 | 16 | ancestor timeline id (zeros when absent) |
 //! | 49 | 8 | ancestor lsn (zero when absent) |
 //!
+//! Bytes after the body, and the ancestor fields when the flag is 0, are zero; the
+//! reader rejects a blob where they are not, so every accepted blob is exactly what
+//! the writer would produce.
+//!
 //! The blob is small enough to be written in one sector; it is still always
 //! written with the crash-safe overwrite (temp, fsync, rename, directory fsync).
 
@@ -54,8 +58,14 @@ impl TimelineMetadata {
 
     pub fn from_bytes(b: &[u8]) -> Result<Self, ParseError> {
         const WHAT: &str = "timeline metadata";
-        if b.len() != METADATA_SIZE {
+        if b.len() < METADATA_SIZE {
             return Err(ParseError::Truncated { what: WHAT, need: METADATA_SIZE, have: b.len() });
+        }
+        if b.len() > METADATA_SIZE {
+            return Err(ParseError::invalid(
+                WHAT,
+                format!("{} bytes, expected exactly {METADATA_SIZE}", b.len()),
+            ));
         }
         let u64_at = |at: usize| {
             let mut w = [0u8; 8];
@@ -82,7 +92,19 @@ impl TimelineMetadata {
                 format!("body length {body_len}, expected {BODY_LEN}"),
             ));
         }
+        // Bytes this version does not define must be zero: a sealed blob with
+        // anything there did not come from this writer.
+        let body_end = 8 + usize::from(BODY_LEN);
+        if b[body_end..].iter().any(|&x| x != 0) {
+            return Err(ParseError::invalid(WHAT, "non-zero bytes after the body"));
+        }
         let ancestor = match b[32] {
+            0 if b[33..body_end].iter().any(|&x| x != 0) => {
+                return Err(ParseError::invalid(
+                    WHAT,
+                    "ancestor fields set without the ancestor flag",
+                ));
+            }
             0 => None,
             1 => {
                 let mut id = [0u8; 16];

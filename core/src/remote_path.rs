@@ -13,16 +13,25 @@ use crate::generation::Generation;
 use crate::id::{TenantId, TimelineId};
 use crate::index_part::IndexVersion;
 use crate::layer_name::LayerName;
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 use std::fmt;
 
 pub const INDEX_PART_FILE_NAME: &str = "index_part.json";
 pub const TENANT_DELETION_MARK: &str = "deleted";
 
 /// A key in remote storage, relative to the configured bucket prefix or root.
-#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+/// Serialized as a plain string; deserializing checks it like
+/// [`RemoteKey::from_listing`].
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(transparent)]
 pub struct RemoteKey(String);
+
+impl<'de> Deserialize<'de> for RemoteKey {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        RemoteKey::from_listing(&s).map_err(serde::de::Error::custom)
+    }
+}
 
 impl RemoteKey {
     /// Wraps a key read back from a listing. Rejects empty keys, absolute keys and
