@@ -1,1 +1,103 @@
-//! (in progress)
+//! The upload queue: one timeline's remote client as a sans-IO machine. It owns the
+//! timeline's remote layer set, builds every [`IndexPart`] itself, and decides what is
+//! uploaded to and deleted from remote storage, and in which order. Callers say what
+//! changed (a layer was added, layers were unlinked, the metadata moved), never what
+//! the index is.
+//!
+//! # States ([`QueueState`])
+//! - `Active`: attached; uploads and deletions run as the [`AttachMode`] allows.
+//! - `Deleting(phase)`: timeline deletion (only from `Active` in `Single`):
+//!   `Tombstone` (the index with `deleted_at` is uploading) → `Objects` (every layer
+//!   and every older index key is handed to the deletion queue; waiting for their
+//!   reports) → `Last` (the tombstone's own key is handed) → `Deleted`.
+//! - `Stopped`: `handle_stop`, or a deletion aborted by a mode change. Terminal:
+//!   queued work was dropped (and counted), in-flight completions are still accepted.
+//! - `Broken { reason }`: a permanent remote error. Terminal, like `Stopped`.
+//! - `Tombstoned`: recovered from an index with `deleted_at` set; refuses every change.
+//!   Objects left behind by an interrupted deletion are found by listing the prefix.
+//! - `Deleted`: the deletion finished; every object of the timeline is gone.
+//!
+//! # Inputs
+//! [`UploadQueue::new_timeline`] / [`UploadQueue::recover`]; `handle_add_layer`,
+//! `handle_unlink_layers`, `handle_set_metadata`, `handle_barrier`,
+//! `handle_delete_timeline`, `handle_mode_changed`, `handle_stop`,
+//! `handle_completion` (by [`OpId`]: ok / transient / permanent), `handle_timeout`,
+//! `handle_deletion_report` and `handle_lsn_validation` (from the deletion queue).
+//!
+//! # Effects ([`UploadEffect`])
+//! `UploadLayer`, `UploadIndex` (driver work, completed by `OpId`); `HandDeletions`,
+//! `CancelDeletion`, `ValidateLsn` (routed to the deletion queue by the node
+//! composite); `BarrierReached`, `LsnAdvanced`, `Backpressure`, `Broken`,
+//! `DeletionAborted`, `TimelineDeleted` (for the timeline). Retry timers are not
+//! effects: [`UploadQueue::poll_timeout`] says when to call `handle_timeout`.
+//!
+//! # Invariants (checked by [`UploadQueue::check_invariants`])
+//! - **S-IDX-ORDER**: an index upload starts only when every layer it names has
+//!   finished uploading. One index upload at a time, in sequence order; at most
+//!   `layer_upload_concurrency` layer uploads at a time.
+//! - **S-DEL-AFTER-INDEX**: an unlinked layer is handed to the deletion queue only
+//!   after an index that no longer names it is durable, and only when no upload of
+//!   that key is in flight.
+//! - **Re-added keys**: a layer key re-added while its deletion is waiting here is
+//!   simply taken back; if it was already handed on, the machine emits
+//!   `CancelDeletion` and holds the re-upload until the deletion queue reports that
+//!   key's outcome, so the re-upload always lands after any delete of it.
+//! - **S-GEN-SUFFIX**: a layer keeps the generation it was written in; layers added
+//!   here get this queue's generation, recovered layers keep theirs.
+//! - **S-PROJECTED**: `visible ≤ projected ≤ disk_consistent_lsn`. `projected`
+//!   advances when the index covering it is durable; the machine then emits
+//!   `ValidateLsn`, and `visible` advances only on an [`LsnValidation`] that is
+//!   valid, of this generation and at most `projected` (the deletion queue answers
+//!   only with a validation requested after the update reached it).
+//! - **S-SINGLE-WRITER**: `Stale`/`Emergency` upload nothing; `Multi` and
+//!   `Stale`/`Emergency` hand on no deletions (they are kept until `Single`).
+//! - Queued work always has something in flight, a timer set, a deletion report
+//!   awaited, or a mode that holds it.
+//!
+//! # Ordering and the "no rollback" rule
+//! Index keys are sequence-numbered ([`crate::remote_path::index_key`]): every index
+//! upload of a generation gets the next `seq` (`IndexPart::seq` equals the key's),
+//! and readers pick the highest. A request that timed out and is applied late
+//! lands under its own, older key and can never roll back a newer index. A retry of
+//! an index upload reuses its sequence (same key, same bytes). Once an index is
+//! durable, the older index keys of this generation are handed to the deletion queue
+//! (the newest durable one is kept). Index uploads are snapshots taken when a change
+//! is made; when the index slot frees up, the newest snapshot whose layers are all
+//! uploaded starts and older not-yet-started snapshots are skipped (the newer one
+//! covers everything before it; barriers and deletions wait for it instead).
+//!
+//! # Crash: what each step leaves behind in remote storage
+//! Nothing here is persisted: after a crash the newest durable index is the truth
+//! ([`UploadQueue::recover`]), and the node restarts in a new generation.
+//! - During a layer upload: the object may or may not exist; no index names it yet,
+//!   so at worst it is leaked until a scrubber (or re-upload under the new
+//!   generation's key) — never referenced half-written.
+//! - During an index upload: the old index or the new one is the newest; both only
+//!   name layers that were durable before the upload started.
+//! - After an unlink: the layer stays until the deletion queue (which persists its
+//!   lists) deletes it; a durable index never names a deleted layer.
+//! - During timeline deletion: the tombstone is written first and deleted last, so
+//!   while any object of the timeline exists the newest index is the tombstone and
+//!   no older index can come back; a restart recovers into `Tombstoned`.
+//!
+//! There is no local file and no fsync here; a failed upload is a remote failure
+//! (transient: retried with capped exponential backoff; permanent: `Broken`).
+//!
+//! [`IndexPart`]: crate::index_part::IndexPart
+//! [`OpId`]: crate::id::OpId
+//! [`LsnValidation`]: crate::deletion_queue::LsnValidation
+
+mod invariants;
+mod machine;
+mod pump;
+mod types;
+
+pub use machine::UploadQueue;
+pub use types::*;
+
+#[cfg(test)]
+mod harness;
+#[cfg(test)]
+mod model_tests;
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,677 @@
+//! The machine's state and its inputs. Scheduling decisions live in `pump.rs`.
+
+use super::types::*;
+use crate::deletion_queue::{DeletionOutcome, DeletionReport, LsnValidation};
+use crate::generation::Generation;
+use crate::id::{OpId, OpIds, TenantId, TimelineId};
+use crate::index_part::{IndexPart, IndexVersion, LayerMeta};
+use crate::layer_name::LayerName;
+use crate::lsn::Lsn;
+use crate::metadata::TimelineMetadata;
+use crate::remote_path::{RemoteKey, index_key, layer_key};
+use crate::time::{Instant, WallTime};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+/// Where one layer upload stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum JobState {
+    Queued,
+    /// Its key was handed to the deletion queue; waiting for that key's report.
+    HeldForDeletion,
+    InFlight(OpId),
+    Backoff {
+        until: Instant,
+    },
+}
+
+#[derive(Clone, Debug)]
+pub(super) struct LayerJob {
+    pub(super) meta: LayerMeta,
+    pub(super) state: JobState,
+    pub(super) failures: u32,
+    /// False once the layer was unlinked while this upload was in flight: the upload
+    /// finishes, and the key's deletion waits for it.
+    pub(super) wanted: bool,
+}
+
+/// An index snapshot taken when a change was made; `ticket` orders them.
+#[derive(Clone, Debug)]
+pub(super) struct Ticket {
+    pub(super) ticket: u64,
+    pub(super) index: IndexPart,
+    /// Layers this snapshot names whose upload has not finished.
+    pub(super) needs: BTreeSet<LayerName>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum IndexState {
+    /// Ready to (re)start once the mode allows it.
+    Ready,
+    InFlight(OpId),
+    Backoff {
+        until: Instant,
+    },
+}
+
+#[derive(Clone, Debug)]
+pub(super) struct IndexFlight {
+    pub(super) ticket: u64,
+    pub(super) version: IndexVersion,
+    pub(super) index: IndexPart,
+    pub(super) state: IndexState,
+    pub(super) failures: u32,
+}
+
+#[derive(Clone, Debug)]
+pub(super) struct Durable {
+    pub(super) version: IndexVersion,
+    pub(super) index: IndexPart,
+}
+
+#[derive(Debug)]
+pub struct UploadQueue {
+    pub(super) tenant: TenantId,
+    pub(super) timeline: TimelineId,
+    pub(super) generation: Generation,
+    pub(super) mode: AttachMode,
+    pub(super) config: UploadQueueConfig,
+    pub(super) state: QueueState,
+    pub(super) ops: OpIds,
+
+    /// The desired remote layer set, and the desired metadata.
+    pub(super) layers: BTreeMap<LayerName, LayerMeta>,
+    pub(super) metadata: TimelineMetadata,
+
+    pub(super) jobs: BTreeMap<LayerName, LayerJob>,
+    pub(super) layers_in_flight: usize,
+    /// Bytes of wanted layers not yet uploaded.
+    pub(super) held_bytes: u64,
+
+    /// The last ticket handed out (0: none).
+    pub(super) last_ticket: u64,
+    pub(super) tickets: VecDeque<Ticket>,
+    pub(super) index_flight: Option<IndexFlight>,
+    pub(super) next_seq: u64,
+    pub(super) durable: Option<Durable>,
+    /// The ticket the newest durable index covers (0: the recovered or empty state).
+    pub(super) durable_ticket: u64,
+    /// Index keys that may exist (written, attempted or loaded) and are not yet handed
+    /// for deletion. Includes the newest durable one, which is kept.
+    pub(super) index_keys: BTreeSet<IndexVersion>,
+    /// Where the recovered index was read; its generation's older sequences may
+    /// still exist, and timeline deletion hands them on blindly.
+    pub(super) loaded_from: Option<IndexVersion>,
+
+    /// Unlinked layer keys → the ticket whose index no longer names them.
+    pub(super) waiting_deletions: BTreeMap<(LayerName, Generation), u64>,
+    /// Keys handed to the deletion queue whose report has not come back.
+    pub(super) handed: BTreeSet<RemoteKey>,
+
+    pub(super) projected: Lsn,
+    pub(super) visible: Lsn,
+    pub(super) barriers: Vec<(BarrierId, u64)>,
+    pub(super) next_barrier: u64,
+    pub(super) backpressure_on: bool,
+    /// In `Deleting(Objects)`: layers and older indexes were handed on.
+    pub(super) deletion_handed: bool,
+    pub(super) dropped_on_stop: u64,
+    pub(super) effects: VecDeque<UploadEffect>,
+}
+
+impl UploadQueue {
+    fn blank(
+        tenant: TenantId,
+        timeline: TimelineId,
+        generation: Generation,
+        mode: AttachMode,
+        metadata: TimelineMetadata,
+        config: UploadQueueConfig,
+    ) -> Self {
+        UploadQueue {
+            tenant,
+            timeline,
+            generation,
+            mode,
+            config,
+            state: QueueState::Active,
+            ops: OpIds::default(),
+            layers: BTreeMap::new(),
+            metadata,
+            jobs: BTreeMap::new(),
+            layers_in_flight: 0,
+            held_bytes: 0,
+            last_ticket: 0,
+            tickets: VecDeque::new(),
+            index_flight: None,
+            next_seq: 1,
+            durable: None,
+            durable_ticket: 0,
+            index_keys: BTreeSet::new(),
+            loaded_from: None,
+            waiting_deletions: BTreeMap::new(),
+            handed: BTreeSet::new(),
+            projected: Lsn(0),
+            visible: Lsn(0),
+            barriers: Vec::new(),
+            next_barrier: 0,
+            backpressure_on: false,
+            deletion_handed: false,
+            dropped_on_stop: 0,
+            effects: VecDeque::new(),
+        }
+    }
+
+    /// A brand-new timeline: nothing remote yet; schedules the first index upload
+    /// (seq 1) at once.
+    pub fn new_timeline(
+        tenant: TenantId,
+        timeline: TimelineId,
+        generation: Generation,
+        mode: AttachMode,
+        metadata: TimelineMetadata,
+        config: UploadQueueConfig,
+    ) -> Self {
+        let mut q = Self::blank(tenant, timeline, generation, mode, metadata, config);
+        q.schedule_index();
+        q.pump();
+        q
+    }
+
+    /// Recovers from the index loaded at start-up (`loaded_from`: where it was read).
+    /// `projected` starts at its `disk_consistent_lsn`; `visible` starts at 0. The
+    /// loaded index is uploaded again under this generation at once (the next
+    /// sequence: `loaded_from.seq + 1` in the same generation, else 1); when that is
+    /// durable a `ValidateLsn` goes out, and visible reaches projected after the
+    /// first validation in this generation. Why not validate at once: a PUT of an
+    /// older generation that was given up on may still land and outrank the loaded
+    /// index until this generation has an index of its own. A tombstone recovers
+    /// into `Tombstoned`.
+    pub fn recover(
+        tenant: TenantId,
+        timeline: TimelineId,
+        generation: Generation,
+        mode: AttachMode,
+        loaded: IndexPart,
+        loaded_from: IndexVersion,
+        config: UploadQueueConfig,
+    ) -> Self {
+        let mut q = Self::blank(tenant, timeline, generation, mode, loaded.metadata, config);
+        if loaded.deleted_at.is_some() {
+            q.state = QueueState::Tombstoned;
+        }
+        q.layers = loaded.layer_metadata.clone();
+        q.projected = loaded.disk_consistent_lsn;
+        q.next_seq = if loaded_from.generation == generation { loaded_from.seq + 1 } else { 1 };
+        q.index_keys.insert(loaded_from);
+        q.loaded_from = Some(loaded_from);
+        q.durable = Some(Durable { version: loaded_from, index: loaded });
+        if q.state == QueueState::Active {
+            // Re-publish the loaded index under this generation at once: an index of
+            // an older generation that lands late can then never outrank what this
+            // node loaded, and visible is validated against an index of its own.
+            q.schedule_index();
+            q.pump();
+        }
+        q
+    }
+
+    fn check_open(&self) -> Result<(), UploadQueueError> {
+        match &self.state {
+            QueueState::Active => Ok(()),
+            QueueState::Deleting(_) | QueueState::Tombstoned | QueueState::Deleted => {
+                Err(UploadQueueError::Deleted)
+            }
+            QueueState::Stopped => Err(UploadQueueError::Stopped),
+            QueueState::Broken { reason } => Err(UploadQueueError::Broken(reason.clone())),
+        }
+    }
+
+    /// Adds a layer written in this queue's generation and schedules its upload (and
+    /// an index naming it).
+    pub fn handle_add_layer(
+        &mut self,
+        _now: Instant,
+        name: LayerName,
+        file_size: u64,
+        crc32c: u32,
+    ) -> Result<(), UploadQueueError> {
+        self.check_open()?;
+        if self.layers.contains_key(&name) {
+            return Err(UploadQueueError::LayerAlreadyPresent(name));
+        }
+        let meta = LayerMeta { file_size, generation: self.generation, crc32c };
+        if self.names_other_content(&name, meta) {
+            return Err(UploadQueueError::ContentChanged(name));
+        }
+        self.layers.insert(name.clone(), meta);
+        self.held_bytes += file_size;
+        // A deletion of this very key that has not left the machine is taken back.
+        self.waiting_deletions.remove(&(name.clone(), self.generation));
+        let key = layer_key(self.tenant, self.timeline, &name, self.generation);
+        match self.jobs.get_mut(&name) {
+            // Unlinked while in flight, now wanted again: that upload serves.
+            Some(job) => job.wanted = true,
+            None => {
+                let state = if self.handed.contains(&key) {
+                    self.effects.push_back(UploadEffect::CancelDeletion { key });
+                    JobState::HeldForDeletion
+                } else {
+                    JobState::Queued
+                };
+                self.jobs.insert(name, LayerJob { meta, state, failures: 0, wanted: true });
+            }
+        }
+        self.schedule_index();
+        self.pump();
+        Ok(())
+    }
+
+    /// Removes layers from the remote set (compaction or GC replaced them). Schedules an
+    /// index without them; their deletion waits until that index is durable. All or
+    /// nothing: an unknown name changes nothing.
+    pub fn handle_unlink_layers(
+        &mut self,
+        _now: Instant,
+        names: &[LayerName],
+    ) -> Result<(), UploadQueueError> {
+        self.check_open()?;
+        if let Some(missing) = names.iter().find(|n| !self.layers.contains_key(*n)) {
+            return Err(UploadQueueError::UnknownLayer(missing.clone()));
+        }
+        let mut unlinked = Vec::with_capacity(names.len());
+        for name in names {
+            let Some(meta) = self.layers.remove(name) else { continue };
+            if let Some(job) = self.jobs.get_mut(name) {
+                self.held_bytes -= job.meta.file_size;
+                match job.state {
+                    JobState::InFlight(_) => job.wanted = false,
+                    JobState::Queued | JobState::HeldForDeletion | JobState::Backoff { .. } => {
+                        self.jobs.remove(name);
+                    }
+                }
+            }
+            unlinked.push((name.clone(), meta.generation));
+        }
+        let ticket = self.schedule_index();
+        for key in unlinked {
+            self.waiting_deletions.insert(key, ticket);
+        }
+        self.pump();
+        Ok(())
+    }
+
+    /// New metadata after a flush (or a GC cutoff change); schedules an index upload.
+    pub fn handle_set_metadata(
+        &mut self,
+        _now: Instant,
+        metadata: TimelineMetadata,
+    ) -> Result<(), UploadQueueError> {
+        self.check_open()?;
+        let (current, new) = (self.metadata.disk_consistent_lsn, metadata.disk_consistent_lsn);
+        if new < current {
+            return Err(UploadQueueError::LsnWentBack { current, new });
+        }
+        self.metadata = metadata;
+        self.schedule_index();
+        self.pump();
+        Ok(())
+    }
+
+    /// A barrier: reached (`BarrierReached`) once an index covering every change made
+    /// before it is durable. Fails if the queue stops, breaks or starts deleting first.
+    pub fn handle_barrier(&mut self, _now: Instant) -> BarrierId {
+        let id = BarrierId(self.next_barrier);
+        self.next_barrier += 1;
+        match self.check_open() {
+            Ok(()) => self.barriers.push((id, self.last_ticket)),
+            Err(e) => {
+                let error = match e {
+                    UploadQueueError::Broken(reason) => BarrierError::Broken(reason),
+                    UploadQueueError::Deleted => BarrierError::Deleting,
+                    _ => BarrierError::Stopped,
+                };
+                self.effects.push_back(UploadEffect::BarrierReached { id, result: Err(error) });
+            }
+        }
+        self.pump();
+        id
+    }
+
+    /// Deletes the timeline (only in `Single`): tombstone index, then every layer and
+    /// older index, then the tombstone. Queued uploads are dropped.
+    pub fn handle_delete_timeline(
+        &mut self,
+        _now: Instant,
+        at: WallTime,
+    ) -> Result<(), UploadQueueError> {
+        self.check_open()?;
+        if self.mode != AttachMode::Single {
+            return Err(UploadQueueError::NotSingle(self.mode));
+        }
+        self.drop_queued_work(BarrierError::Deleting);
+        self.state = QueueState::Deleting(DeletionPhase::Tombstone);
+        self.last_ticket += 1;
+        let ticket = self.last_ticket;
+        // Every layer goes once the tombstone is durable (it names none of them).
+        for (name, meta) in std::mem::take(&mut self.layers) {
+            self.waiting_deletions.insert((name, meta.generation), ticket);
+        }
+        let mut index = IndexPart::empty(self.metadata);
+        index.deleted_at = Some(at);
+        self.tickets.push_back(Ticket { ticket, index, needs: BTreeSet::new() });
+        self.pump();
+        Ok(())
+    }
+
+    pub fn handle_mode_changed(&mut self, _now: Instant, mode: AttachMode) {
+        if mode == self.mode {
+            return;
+        }
+        self.mode = mode;
+        if matches!(self.state, QueueState::Deleting(_)) && mode != AttachMode::Single {
+            self.stop_with(BarrierError::Stopped);
+            let error = UploadQueueError::ModeChangedDuringDeletion(mode);
+            self.effects.push_back(UploadEffect::DeletionAborted { error });
+        }
+        self.pump();
+    }
+
+    /// Stops for good: queued work is dropped and counted, waiting barriers fail,
+    /// in-flight operations may still complete.
+    pub fn handle_stop(&mut self, _now: Instant) {
+        match self.state {
+            QueueState::Active | QueueState::Deleting(_) => self.stop_with(BarrierError::Stopped),
+            QueueState::Stopped
+            | QueueState::Broken { .. }
+            | QueueState::Tombstoned
+            | QueueState::Deleted => {}
+        }
+        self.pump();
+    }
+
+    pub fn handle_completion(
+        &mut self,
+        now: Instant,
+        op: OpId,
+        result: Result<(), RemoteFailure>,
+    ) -> Result<(), UploadQueueError> {
+        if let Some(name) = self.job_in_flight(op) {
+            self.layers_in_flight -= 1;
+            self.complete_layer(now, name, result);
+        } else if self.index_flight.as_ref().is_some_and(|f| f.state == IndexState::InFlight(op)) {
+            self.complete_index(now, result);
+        } else {
+            return Err(UploadQueueError::NotInFlight(op));
+        }
+        self.pump();
+        Ok(())
+    }
+
+    /// True if an upload in flight or an index still around names this key with other
+    /// metadata: one key must always hold one content.
+    fn names_other_content(&self, name: &LayerName, meta: LayerMeta) -> bool {
+        let differs = |m: &LayerMeta| m.generation == meta.generation && *m != meta;
+        let indexes = self
+            .tickets
+            .iter()
+            .map(|t| &t.index)
+            .chain(self.index_flight.iter().map(|f| &f.index))
+            .chain(self.durable.iter().map(|d| &d.index));
+        self.jobs.get(name).is_some_and(|j| differs(&j.meta))
+            || indexes.into_iter().any(|i| i.layer_metadata.get(name).is_some_and(differs))
+    }
+
+    fn job_in_flight(&self, op: OpId) -> Option<LayerName> {
+        // Few jobs are in flight at once (bounded by the concurrency).
+        self.jobs.iter().find(|(_, j)| j.state == JobState::InFlight(op)).map(|(n, _)| n.clone())
+    }
+
+    fn complete_layer(&mut self, now: Instant, name: LayerName, result: Result<(), RemoteFailure>) {
+        let running = self.is_running();
+        let Some(job) = self.jobs.get_mut(&name) else { return };
+        // An unlinked upload is not retried: its key's deletion is waiting anyway.
+        let open = running && job.wanted;
+        match result {
+            Ok(()) => {
+                let job = self.jobs.remove(&name).expect("just found");
+                if job.wanted {
+                    self.held_bytes -= job.meta.file_size;
+                }
+                for t in &mut self.tickets {
+                    t.needs.remove(&name);
+                }
+            }
+            Err(RemoteFailure::Transient(_)) if open => {
+                job.failures += 1;
+                let until = now.plus_millis(self.config.backoff_ms(job.failures));
+                job.state = JobState::Backoff { until };
+            }
+            Err(RemoteFailure::Transient(_)) => {
+                // Stopped or broken: nothing retries. Drop it.
+                let job = self.jobs.remove(&name).expect("just found");
+                self.held_bytes -= if job.wanted { job.meta.file_size } else { 0 };
+            }
+            Err(RemoteFailure::Permanent(cause)) => {
+                let job = self.jobs.remove(&name).expect("just found");
+                self.held_bytes -= if job.wanted { job.meta.file_size } else { 0 };
+                self.go_broken(format!("uploading layer {name}: {cause}"));
+            }
+        }
+    }
+
+    fn complete_index(&mut self, now: Instant, result: Result<(), RemoteFailure>) {
+        let open = self.is_running();
+        let flight = self.index_flight.as_mut().expect("checked by the caller");
+        match result {
+            Ok(()) => {
+                let flight = self.index_flight.take().expect("checked");
+                self.index_durable(flight);
+            }
+            Err(RemoteFailure::Transient(_)) if open => {
+                flight.failures += 1;
+                let until = now.plus_millis(self.config.backoff_ms(flight.failures));
+                flight.state = IndexState::Backoff { until };
+            }
+            Err(RemoteFailure::Transient(_)) => self.index_flight = None,
+            Err(RemoteFailure::Permanent(cause)) => {
+                let version = self.index_flight.take().expect("checked").version;
+                self.go_broken(format!("uploading index {version:?}: {cause}"));
+            }
+        }
+    }
+
+    fn index_durable(&mut self, flight: IndexFlight) {
+        let IndexFlight { ticket, version, index, .. } = flight;
+        self.durable_ticket = self.durable_ticket.max(ticket);
+        let tombstone = index.deleted_at.is_some();
+        let lsn = index.disk_consistent_lsn;
+        self.durable = Some(Durable { version, index });
+        if !self.is_running() {
+            return;
+        }
+        if lsn > self.projected && !tombstone {
+            self.projected = lsn;
+            let (projected, visible) = (self.projected, self.visible);
+            self.effects.push_back(UploadEffect::LsnAdvanced { projected, visible });
+        }
+        if self.projected > self.visible && !tombstone {
+            let lsn = self.projected;
+            self.effects.push_back(UploadEffect::ValidateLsn { generation: self.generation, lsn });
+        }
+        if tombstone {
+            self.state = QueueState::Deleting(DeletionPhase::Objects);
+            self.deletion_handed = false;
+        }
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        for job in self.jobs.values_mut() {
+            if let JobState::Backoff { until } = job.state
+                && until <= now
+            {
+                job.state = JobState::Queued;
+            }
+        }
+        if let Some(f) = &mut self.index_flight
+            && let IndexState::Backoff { until } = f.state
+            && until <= now
+        {
+            f.state = IndexState::Ready;
+        }
+        self.pump();
+    }
+
+    pub fn handle_deletion_report(&mut self, _now: Instant, report: DeletionReport) {
+        if report.tenant != self.tenant || report.timeline != self.timeline {
+            return;
+        }
+        if !self.handed.remove(&report.key) {
+            return;
+        }
+        for (name, job) in &mut self.jobs {
+            if job.state == JobState::HeldForDeletion
+                && layer_key(self.tenant, self.timeline, name, job.meta.generation) == report.key
+            {
+                job.state = JobState::Queued;
+            }
+        }
+        if let QueueState::Deleting(_) = self.state {
+            match report.outcome {
+                DeletionOutcome::Executed => {}
+                DeletionOutcome::Cancelled => {
+                    // Not deleted: hand it on again so it goes before the tombstone.
+                    self.handed.insert(report.key.clone());
+                    let keys = vec![report.key];
+                    self.effects.push_back(UploadEffect::HandDeletions {
+                        generation: self.generation,
+                        keys,
+                    });
+                }
+                DeletionOutcome::FailedPermanently(cause) => {
+                    self.go_broken(format!("deleting {} failed: {cause}", report.key));
+                }
+                DeletionOutcome::DroppedStale => {
+                    self.go_broken(format!(
+                        "deleting {}: generation {} is no longer current",
+                        report.key, self.generation
+                    ));
+                }
+            }
+        }
+        self.pump();
+    }
+
+    pub fn handle_lsn_validation(&mut self, _now: Instant, v: LsnValidation) {
+        let ours = v.tenant == self.tenant && v.timeline == self.timeline;
+        if ours
+            && v.valid
+            && v.generation == self.generation
+            && v.lsn <= self.projected
+            && v.lsn > self.visible
+            && self.is_running()
+        {
+            self.visible = v.lsn;
+            let (projected, visible) = (self.projected, self.visible);
+            self.effects.push_back(UploadEffect::LsnAdvanced { projected, visible });
+        }
+    }
+
+    pub fn poll_effect(&mut self) -> Option<UploadEffect> {
+        self.effects.pop_front()
+    }
+
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let jobs = self.jobs.values().filter_map(|j| match j.state {
+            JobState::Backoff { until } => Some(until),
+            JobState::Queued | JobState::HeldForDeletion | JobState::InFlight(_) => None,
+        });
+        let index = self.index_flight.iter().filter_map(|f| match f.state {
+            IndexState::Backoff { until } => Some(until),
+            IndexState::Ready | IndexState::InFlight(_) => None,
+        });
+        jobs.chain(index).min()
+    }
+
+    // ---- getters ----
+
+    pub fn projected_lsn(&self) -> Lsn {
+        self.projected
+    }
+
+    pub fn visible_lsn(&self) -> Lsn {
+        self.visible
+    }
+
+    /// The desired remote layer set (what the next index names).
+    pub fn remote_layers(&self) -> &BTreeMap<LayerName, LayerMeta> {
+        &self.layers
+    }
+
+    pub fn metadata(&self) -> &TimelineMetadata {
+        &self.metadata
+    }
+
+    pub fn state(&self) -> &QueueState {
+        &self.state
+    }
+
+    pub fn mode(&self) -> AttachMode {
+        self.mode
+    }
+
+    pub fn generation(&self) -> Generation {
+        self.generation
+    }
+
+    /// Where the newest durable index this queue knows of lives.
+    pub fn latest_durable(&self) -> Option<IndexVersion> {
+        self.durable.as_ref().map(|d| d.version)
+    }
+
+    /// The key of the newest durable index.
+    pub fn latest_durable_key(&self) -> Option<RemoteKey> {
+        self.latest_durable().map(|v| index_key(self.tenant, self.timeline, v))
+    }
+
+    /// Nothing queued, in flight, waiting for a deletion report or in backoff.
+    pub fn is_idle(&self) -> bool {
+        self.jobs.is_empty()
+            && self.tickets.is_empty()
+            && self.index_flight.is_none()
+            && self.handed.is_empty()
+            && self.waiting_deletions.is_empty()
+            && self.pending_index_deletions().next().is_none()
+    }
+
+    /// True while a stale attachment holds more bytes than `stale_hold_max_bytes`:
+    /// the timeline should refuse ingest.
+    pub fn backpressure(&self) -> bool {
+        self.backpressure_on
+    }
+
+    /// Layer uploads plus index snapshots waiting to start (metric).
+    pub fn queued_count(&self) -> usize {
+        let layers = self.jobs.values().filter(|j| !matches!(j.state, JobState::InFlight(_)));
+        let index = usize::from(
+            self.index_flight.as_ref().is_some_and(|f| !matches!(f.state, IndexState::InFlight(_))),
+        );
+        layers.count() + self.tickets.len() + index
+    }
+
+    /// Remote operations in flight (metric).
+    pub fn in_flight_count(&self) -> usize {
+        let index =
+            self.index_flight.as_ref().is_some_and(|f| matches!(f.state, IndexState::InFlight(_)));
+        self.layers_in_flight + usize::from(index)
+    }
+
+    /// Operations dropped by stop, break or deletion (metric).
+    pub fn dropped_count(&self) -> u64 {
+        self.dropped_on_stop
+    }
+
+    /// Bytes of layers added but not yet uploaded.
+    pub fn held_bytes(&self) -> u64 {
+        self.held_bytes
+    }
+}

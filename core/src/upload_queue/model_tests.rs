@@ -1,0 +1,177 @@
+//! State-machine test against a simple reference model: random inputs, completion
+//! orders, errors, lost responses, late writes, mode changes, crashes (each in-flight
+//! write landed or not) and re-added keys. After every step the harness checks the
+//! machine's invariants and the world's (S-IDX-ORDER on every index PUT, S-IDX-REF /
+//! S-DEL-AFTER-INDEX on the newest index in storage, S-SINGLE-WRITER on every
+//! effect); this test adds the model's view (the layer set, S-GEN-SUFFIX,
+//! S-PROJECTED). At the end faults stop, and nothing may be lost: the newest index
+//! is exactly the model, and projected = visible = disk_consistent.
+
+use super::harness::*;
+use super::*;
+use crate::generation::Generation;
+use crate::layer_name::LayerName;
+use crate::lsn::Lsn;
+use crate::remote_path::layer_key;
+use proptest::prelude::*;
+use proptest::sample::Index;
+use std::collections::BTreeMap;
+use std::collections::btree_map::Entry;
+
+/// The reference: what the remote state should converge to.
+#[derive(Debug, Default)]
+struct Model {
+    layers: BTreeMap<LayerName, Generation>,
+    lsn: u64,
+}
+
+#[derive(Clone, Debug)]
+enum Step {
+    Add(u8),
+    Unlink(u8),
+    SetMetadata,
+    Barrier,
+    Complete(Index, Finish),
+    ApplyLate(Index),
+    FinishDeletion(Index, bool),
+    Validate,
+    Timer,
+    Mode(AttachMode),
+    /// Bit i of the mask: the i-th in-flight write landed before the crash.
+    Crash(u8),
+}
+
+/// A small pool of layer ids, so unlinked keys are re-added often.
+const LAYER_POOL: u8 = 8;
+
+fn finish() -> impl Strategy<Value = Finish> {
+    prop_oneof![
+        6 => Just(Finish::Ok),
+        1 => Just(Finish::Transient),
+        1 => Just(Finish::LostResponse),
+        1 => Just(Finish::Late),
+    ]
+}
+
+fn mode() -> impl Strategy<Value = AttachMode> {
+    prop_oneof![
+        3 => Just(AttachMode::Single),
+        1 => Just(AttachMode::Multi),
+        1 => Just(AttachMode::Stale),
+        1 => Just(AttachMode::Emergency),
+    ]
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        4 => (0..LAYER_POOL).prop_map(Step::Add),
+        2 => (0..LAYER_POOL).prop_map(Step::Unlink),
+        2 => Just(Step::SetMetadata),
+        1 => Just(Step::Barrier),
+        8 => (any::<Index>(), finish()).prop_map(|(i, f)| Step::Complete(i, f)),
+        1 => any::<Index>().prop_map(Step::ApplyLate),
+        3 => (any::<Index>(), any::<bool>()).prop_map(|(i, c)| Step::FinishDeletion(i, c)),
+        1 => Just(Step::Validate),
+        2 => Just(Step::Timer),
+        1 => mode().prop_map(Step::Mode),
+        1 => any::<u8>().prop_map(Step::Crash),
+    ]
+}
+
+fn check_model(h: &Harness, m: &Model) {
+    let got: BTreeMap<LayerName, Generation> =
+        h.q.remote_layers().iter().map(|(n, meta)| (n.clone(), meta.generation)).collect();
+    assert_eq!(got, m.layers, "the layer set (and S-GEN-SUFFIX)");
+    assert_eq!(h.q.metadata().disk_consistent_lsn, Lsn(m.lsn));
+    assert!(h.q.visible_lsn() <= h.q.projected_lsn(), "S-PROJECTED");
+    assert!(h.q.projected_lsn() <= Lsn(m.lsn), "S-PROJECTED");
+}
+
+fn run(steps: Vec<Step>) {
+    let mut h = Harness::new_timeline(AttachMode::Single);
+    h.settle();
+    let mut m = Model { layers: BTreeMap::new(), lsn: 0x10 };
+    for s in steps {
+        match s {
+            Step::Add(i) => {
+                // One name, one content (size): see `ContentChanged`.
+                let name = layer(u64::from(i));
+                let r = h.add(u64::from(i), 10 + u64::from(i) * 7);
+                match m.layers.entry(name) {
+                    Entry::Occupied(e) => {
+                        assert_eq!(r, Err(UploadQueueError::LayerAlreadyPresent(e.key().clone())));
+                    }
+                    Entry::Vacant(e) => {
+                        r.expect("add");
+                        e.insert(h.q.generation());
+                    }
+                }
+            }
+            Step::Unlink(i) => {
+                let name = layer(u64::from(i));
+                let r = h.step(|q, now| q.handle_unlink_layers(now, std::slice::from_ref(&name)));
+                match m.layers.remove(&name) {
+                    Some(_) => r.expect("unlink"),
+                    None => assert_eq!(r, Err(UploadQueueError::UnknownLayer(name))),
+                }
+            }
+            Step::SetMetadata => {
+                m.lsn += 0x10;
+                h.step(|q, now| q.handle_set_metadata(now, md(m.lsn))).expect("set metadata");
+            }
+            Step::Barrier => _ = h.barrier(),
+            Step::Complete(_, _) if h.outstanding.is_empty() => {}
+            Step::Complete(i, how) => h.complete(i.index(h.outstanding.len()), how),
+            Step::ApplyLate(_) if h.late.is_empty() => {}
+            Step::ApplyLate(i) => h.apply_late(i.index(h.late.len())),
+            Step::FinishDeletion(_, _) if h.handed.is_empty() => {}
+            Step::FinishDeletion(i, cancel_wins) => {
+                h.finish_deletion(i.index(h.handed.len()), cancel_wins);
+            }
+            Step::Validate => h.validate(true),
+            Step::Timer => _ = h.fire_timer(),
+            Step::Mode(mode) => h.step(|q, now| q.handle_mode_changed(now, mode)),
+            Step::Crash(mask) => {
+                let mode = h.q.mode();
+                h.crash_and_recover(|i| mask & (1 << (i % 8)) != 0, mode);
+                let (_, index) = h.newest_index(h.q.generation()).expect("an index survives");
+                m.layers =
+                    index.layer_metadata.iter().map(|(n, l)| (n.clone(), l.generation)).collect();
+                m.lsn = index.disk_consistent_lsn.0;
+            }
+        }
+        check_model(&h, &m);
+    }
+    // Faults stop: back to Single, late writes land, one more change, settle.
+    h.step(|q, now| q.handle_mode_changed(now, AttachMode::Single));
+    while !h.late.is_empty() {
+        h.apply_late(0);
+    }
+    m.lsn += 0x10;
+    h.step(|q, now| q.handle_set_metadata(now, md(m.lsn))).expect("set metadata");
+    h.settle();
+    check_model(&h, &m);
+    assert!(h.q.is_idle(), "work left after healing");
+    assert!(!h.backpressure);
+    let (version, index) = h.newest_index(h.q.generation()).expect("an index");
+    assert_eq!(version.generation, h.q.generation());
+    let indexed: BTreeMap<LayerName, Generation> =
+        index.layer_metadata.iter().map(|(n, l)| (n.clone(), l.generation)).collect();
+    assert_eq!(indexed, m.layers, "no lost upload: the newest index is the model");
+    assert_eq!(index.disk_consistent_lsn, Lsn(m.lsn));
+    for (name, generation) in &m.layers {
+        assert!(h.store.contains_key(&layer_key(TENANT, TIMELINE, name, *generation)));
+    }
+    assert_eq!((h.q.projected_lsn(), h.q.visible_lsn()), (Lsn(m.lsn), Lsn(m.lsn)));
+    for (id, result) in &h.barriers {
+        assert_eq!(result, &Some(Ok(())), "barrier {id:?} after healing");
+    }
+}
+
+proptest! {
+    // 256 cases by default (PROPTEST_CASES overrides): about a second.
+    #[test]
+    fn upload_queue_matches_the_model(steps in prop::collection::vec(step(), 0..120)) {
+        run(steps);
+    }
+}
