@@ -88,6 +88,7 @@ pub(super) struct Harness {
     pub(super) barriers: BTreeMap<BarrierId, Option<Result<(), BarrierError>>>,
     pub(super) broken: Option<String>,
     pub(super) deleted: bool,
+    pub(super) aborted: Option<UploadQueueError>,
     pub(super) backpressure: bool,
     pub(super) trace: Vec<String>,
     pub(super) record_trace: bool,
@@ -101,7 +102,24 @@ impl Harness {
         Self::with(q)
     }
 
+    /// Like `new_timeline`, recording a readable trace of inputs and effects.
+    pub(super) fn traced() -> Self {
+        let q = UploadQueue::new_timeline(
+            TENANT,
+            TIMELINE,
+            gen_(1),
+            AttachMode::Single,
+            md(0x10),
+            test_config(),
+        );
+        Self::build(q, true)
+    }
+
     pub(super) fn with(q: UploadQueue) -> Self {
+        Self::build(q, false)
+    }
+
+    fn build(q: UploadQueue, record_trace: bool) -> Self {
         let mut h = Harness {
             q,
             now: Instant::ZERO,
@@ -113,9 +131,10 @@ impl Harness {
             barriers: BTreeMap::new(),
             broken: None,
             deleted: false,
+            aborted: None,
             backpressure: false,
-            trace: Vec::new(),
-            record_trace: false,
+            trace: vec!["> new_timeline gen=1 lsn=0/10".into()],
+            record_trace,
             published_visible: Lsn(0),
         };
         h.drain();
@@ -129,7 +148,7 @@ impl Harness {
         out
     }
 
-    fn note(&mut self, line: String) {
+    pub(super) fn note(&mut self, line: String) {
         if self.record_trace {
             self.trace.push(line);
         }
@@ -149,7 +168,7 @@ impl Harness {
             UploadEffect::UploadLayer { op, name, meta } => {
                 assert!(mode.may_upload(), "S-SINGLE-WRITER: layer upload in {mode:?}");
                 assert_eq!(meta.generation, self.q.generation(), "S-GEN-SUFFIX: {name}");
-                self.note(format!("{op} UploadLayer {name} size={}", meta.file_size));
+                self.note(format!("  {op} UploadLayer {name} size={}", meta.file_size));
                 let key = layer_key(TENANT, TIMELINE, &name, meta.generation);
                 self.outstanding.push(Pending { op, key, obj: Obj::Layer(meta) });
             }
@@ -162,7 +181,7 @@ impl Harness {
                     assert!(there, "S-IDX-ORDER: index {version:?} names {key}, not uploaded");
                 }
                 self.note(format!(
-                    "{op} UploadIndex seq={} gen={} layers={} lsn={}{}",
+                    "  {op} UploadIndex seq={} gen={} layers={} lsn={}{}",
                     version.seq,
                     version.generation,
                     index.layer_metadata.len(),
@@ -176,42 +195,43 @@ impl Harness {
                 assert_eq!(generation, self.q.generation(), "deletions under a foreign generation");
                 assert!(mode.may_delete(), "S-SINGLE-WRITER: deletion in {mode:?}");
                 let names: Vec<&str> = keys.iter().map(|k| k.file_name()).collect();
-                self.note(format!("- HandDeletions {names:?}"));
+                self.note(format!("  HandDeletions {names:?}"));
                 for key in keys {
                     self.handed.push(Handed { key, cancel_requested: false });
                 }
             }
             UploadEffect::CancelDeletion { key } => {
-                self.note(format!("- CancelDeletion {}", key.file_name()));
+                self.note(format!("  CancelDeletion {}", key.file_name()));
                 for h in self.handed.iter_mut().filter(|h| h.key == key) {
                     h.cancel_requested = true;
                 }
             }
             UploadEffect::ValidateLsn { generation, lsn } => {
-                self.note(format!("- ValidateLsn gen={generation} lsn={lsn}"));
+                self.note(format!("  ValidateLsn gen={generation} lsn={lsn}"));
                 self.validations.push((generation, lsn));
             }
             UploadEffect::BarrierReached { id, result } => {
-                self.note(format!("- BarrierReached {} {result:?}", id.0));
+                self.note(format!("  BarrierReached {} {result:?}", id.0));
                 self.barriers.insert(id, Some(result));
             }
             UploadEffect::LsnAdvanced { projected, visible } => {
-                self.note(format!("- LsnAdvanced projected={projected} visible={visible}"));
+                self.note(format!("  LsnAdvanced projected={projected} visible={visible}"));
                 self.published_visible = self.published_visible.max(visible);
             }
             UploadEffect::Backpressure { on } => {
-                self.note(format!("- Backpressure on={on}"));
+                self.note(format!("  Backpressure on={on}"));
                 self.backpressure = on;
             }
             UploadEffect::Broken { reason } => {
-                self.note(format!("- Broken {reason}"));
+                self.note(format!("  Broken {reason}"));
                 self.broken = Some(reason);
             }
             UploadEffect::DeletionAborted { error } => {
-                self.note(format!("- DeletionAborted {error}"));
+                self.note(format!("  DeletionAborted {error}"));
+                self.aborted = Some(error);
             }
             UploadEffect::TimelineDeleted => {
-                self.note("- TimelineDeleted".into());
+                self.note("  TimelineDeleted".into());
                 self.deleted = true;
             }
         }
@@ -289,7 +309,7 @@ impl Harness {
             }
             Finish::Permanent => Err(RemoteFailure::Permanent("403".into())),
         };
-        self.note(format!("{} completion {how:?}", p.op));
+        self.note(format!("> {} completion {how:?}", p.op));
         let op = p.op;
         self.step(|q, now| q.handle_completion(now, op, result)).expect("op was in flight");
     }
@@ -297,7 +317,7 @@ impl Harness {
     /// A write given up on earlier lands now.
     pub(super) fn apply_late(&mut self, i: usize) {
         let (key, obj) = self.late.remove(i);
-        self.note(format!("- late write lands: {}", key.file_name()));
+        self.note(format!("> late write lands: {}", key.file_name()));
         self.store.insert(key, obj);
         self.drain();
     }
@@ -312,7 +332,7 @@ impl Harness {
             self.store.remove(&h.key);
             DeletionOutcome::Executed
         };
-        self.note(format!("- deletion {} {outcome:?}", h.key.file_name()));
+        self.note(format!("> deletion report {} {outcome:?}", h.key.file_name()));
         let report = DeletionReport { tenant: TENANT, timeline: TIMELINE, key: h.key, outcome };
         self.step(|q, now| q.handle_deletion_report(now, report));
     }
@@ -324,7 +344,7 @@ impl Harness {
         }
         let (generation, lsn) = self.validations.remove(0);
         let v = LsnValidation { tenant: TENANT, timeline: TIMELINE, generation, lsn, valid };
-        self.note(format!("- validation gen={generation} lsn={lsn} valid={valid}"));
+        self.note(format!("> validation gen={generation} lsn={lsn} valid={valid}"));
         self.step(|q, now| q.handle_lsn_validation(now, v));
     }
 
@@ -400,7 +420,7 @@ impl Harness {
             Some((v, i)) => (v, i.clone()),
             None => panic!("crash before the first index was durable"),
         };
-        self.note(format!("- crash; recover gen={generation} from seq={}", version.seq));
+        self.note(format!("> crash; recover gen={generation} from seq={}", version.seq));
         let q =
             UploadQueue::recover(TENANT, TIMELINE, generation, mode, index, version, test_config());
         self.q = q;

@@ -2,6 +2,7 @@
 
 use super::machine::{IndexState, JobState, UploadQueue};
 use super::types::*;
+use crate::lsn::Lsn;
 use crate::remote_path::layer_key;
 
 impl UploadQueue {
@@ -71,6 +72,7 @@ impl UploadQueue {
         }
         // S-PROJECTED.
         assert!(self.visible <= self.projected, "S-PROJECTED: visible > projected");
+        assert!(self.visible <= self.validation_requested.max(Lsn(0)), "visible never validated");
         assert!(
             self.projected <= self.metadata.disk_consistent_lsn,
             "S-PROJECTED: projected {} > disk_consistent {}",

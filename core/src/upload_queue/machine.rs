@@ -109,6 +109,8 @@ pub struct UploadQueue {
 
     pub(super) projected: Lsn,
     pub(super) visible: Lsn,
+    /// The highest LSN this queue asked the deletion queue to validate.
+    pub(super) validation_requested: Lsn,
     pub(super) barriers: Vec<(BarrierId, u64)>,
     pub(super) next_barrier: u64,
     pub(super) backpressure_on: bool,
@@ -152,6 +154,7 @@ impl UploadQueue {
             handed: BTreeSet::new(),
             projected: Lsn(0),
             visible: Lsn(0),
+            validation_requested: Lsn(0),
             barriers: Vec::new(),
             next_barrier: 0,
             backpressure_on: false,
@@ -494,8 +497,9 @@ impl UploadQueue {
             let (projected, visible) = (self.projected, self.visible);
             self.effects.push_back(UploadEffect::LsnAdvanced { projected, visible });
         }
-        if self.projected > self.visible && !tombstone {
+        if self.projected > self.validation_requested && !tombstone {
             let lsn = self.projected;
+            self.validation_requested = lsn;
             self.effects.push_back(UploadEffect::ValidateLsn { generation: self.generation, lsn });
         }
         if tombstone {
@@ -567,6 +571,7 @@ impl UploadQueue {
             && v.valid
             && v.generation == self.generation
             && v.lsn <= self.projected
+            && v.lsn <= self.validation_requested
             && v.lsn > self.visible
             && self.is_running()
         {

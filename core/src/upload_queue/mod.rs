@@ -101,3 +101,5 @@ mod harness;
 mod model_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod trace_tests;
