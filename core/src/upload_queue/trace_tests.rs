@@ -2,7 +2,6 @@
 //! typical stories. A change in ordering shows up as a diff here.
 
 use super::harness::*;
-use super::*;
 use crate::lsn::Lsn;
 
 fn input(h: &mut Harness, what: &str) {
