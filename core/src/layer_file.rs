@@ -18,7 +18,7 @@
 //! as "this layer is missing here" and never serves bytes from such a file.
 
 use crate::key::Key;
-use crate::layer_name::{KeyRange, LayerName, LsnRange};
+use crate::layer_name::{KeyRange, LayerName};
 use crate::lsn::Lsn;
 use crate::redo::Record;
 use std::fmt;
@@ -116,7 +116,8 @@ pub fn encode<'a>(
     name: &LayerName,
     records: impl IntoIterator<Item = (Key, Lsn, &'a Record)>,
 ) -> Result<EncodedLayer, LayerFileError> {
-    let bad = |why: String| LayerFileError { name: name.clone(), problem: LayerProblem::Malformed(why) };
+    let bad =
+        |why: String| LayerFileError { name: name.clone(), problem: LayerProblem::Malformed(why) };
     let (kind, keys, lsns) = lsn_range_of(name);
     let mut out = vec![0u8; HEADER_SIZE];
     let mut index: Vec<IndexEntry> = Vec::new();
@@ -134,10 +135,8 @@ pub fn encode<'a>(
         if !keys.contains(key) || !lsns.contains(&lsn) {
             return Err(bad(format!("record ({key}, {lsn}) outside the layer's ranges")));
         }
-        if let Some(prev) = index.last() {
-            if (prev.key, prev.lsn) >= (key, lsn) {
-                return Err(bad(format!("record ({key}, {lsn}) out of order")));
-            }
+        if index.last().is_some_and(|p| (p.key, p.lsn) >= (key, lsn)) {
+            return Err(bad(format!("record ({key}, {lsn}) out of order")));
         }
         if kind == KIND_IMAGE && !matches!(record, Record::Image(_)) {
             return Err(bad(format!("delta record ({key}, {lsn}) in an image layer")));
@@ -316,11 +315,14 @@ impl LayerFile {
                 offset: be_u32(&bytes, at + 20),
                 len: be_u32(&bytes, at + 24),
             };
-            let in_block = blocks.get(e.block as usize).is_some_and(|b| {
-                (e.offset as usize).saturating_add(e.len as usize) <= b.len()
-            });
+            let in_block = blocks
+                .get(e.block as usize)
+                .is_some_and(|b| (e.offset as usize).saturating_add(e.len as usize) <= b.len());
             if !in_block || !keys.contains(e.key) || !lsns.contains(&e.lsn) {
-                return Err(malformed(format!("index entry {i} ({}, {}) out of bounds", e.key, e.lsn)));
+                return Err(malformed(format!(
+                    "index entry {i} ({}, {}) out of bounds",
+                    e.key, e.lsn
+                )));
             }
             if index.last().is_some_and(|p: &IndexEntry| (p.key, p.lsn) >= (e.key, e.lsn)) {
                 return Err(malformed(format!("index entry {i} out of order")));
@@ -349,7 +351,11 @@ impl LayerFile {
 
     /// The records of `key` with LSN in `lsns`, oldest first. Verifies the CRC32C of
     /// every block it reads.
-    pub fn records(&self, key: Key, lsns: Range<Lsn>) -> Result<Vec<(Lsn, Record)>, LayerFileError> {
+    pub fn records(
+        &self,
+        key: Key,
+        lsns: Range<Lsn>,
+    ) -> Result<Vec<(Lsn, Record)>, LayerFileError> {
         let from = self.index.partition_point(|e| (e.key, e.lsn) < (key, lsns.start));
         let mut out = Vec::new();
         for e in self.index[from..].iter().take_while(|e| e.key == key && e.lsn < lsns.end) {

@@ -279,7 +279,11 @@ impl<'a> Reader<'a> {
         let count = self.u32()? as usize;
         // Every op takes at least one byte: bound the allocation by the input.
         if count > self.bytes.len() {
-            return Err(ParseError::Truncated { what: self.what, need: count, have: self.bytes.len() });
+            return Err(ParseError::Truncated {
+                what: self.what,
+                need: count,
+                have: self.bytes.len(),
+            });
         }
         let mut ops = Vec::with_capacity(count);
         for _ in 0..count {
@@ -292,7 +296,10 @@ impl<'a> Reader<'a> {
                 OP_TRUNCATE => DeltaOp::Truncate(self.u32()?),
                 OP_CLEAR => DeltaOp::Clear,
                 other => {
-                    return Err(ParseError::invalid(self.what, format!("unknown delta op {other}")));
+                    return Err(ParseError::invalid(
+                        self.what,
+                        format!("unknown delta op {other}"),
+                    ));
                 }
             });
         }

@@ -1,4 +1,5 @@
 use super::*;
+use crate::layer_name::LsnRange;
 use crate::redo::DeltaOp;
 use proptest::prelude::*;
 use std::collections::BTreeMap;
@@ -51,7 +52,10 @@ fn round_trip_and_lookups() {
     let enc = encode_small();
     let file = LayerFile::parse(&name, enc.bytes.clone(), Some(enc.crc32c)).unwrap();
     assert_eq!(file.all_records().unwrap(), records);
-    assert_eq!(file.records(Key(1), Lsn(0x11)..Lsn(0x20)).unwrap(), vec![(Lsn(0x12), records[1].2.clone())]);
+    assert_eq!(
+        file.records(Key(1), Lsn(0x11)..Lsn(0x20)).unwrap(),
+        vec![(Lsn(0x12), records[1].2.clone())]
+    );
     assert_eq!(file.records(Key(2), Lsn(0)..Lsn::MAX).unwrap(), vec![]);
     assert_eq!(file.records(Key(7), Lsn(0)..Lsn(0x11)).unwrap(), vec![]);
 }

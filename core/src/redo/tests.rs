@@ -109,7 +109,10 @@ fn each_op_does_what_the_doc_says() {
     assert_eq!(apply(None, &[&[DeltaOp::Append(b"hi".to_vec())]]), Ok(b"hi".to_vec()));
     assert_eq!(apply(Some(b"abcdef"), &[&[DeltaOp::Truncate(2)]]), Ok(b"ab".to_vec()));
     assert_eq!(apply(Some(b"ab"), &[&[DeltaOp::Truncate(9)]]), Ok(b"ab".to_vec()));
-    assert_eq!(apply(Some(b"ab"), &[&[DeltaOp::Clear], &[DeltaOp::Append(b"c".to_vec())]]), Ok(b"c".to_vec()));
+    assert_eq!(
+        apply(Some(b"ab"), &[&[DeltaOp::Clear], &[DeltaOp::Append(b"c".to_vec())]]),
+        Ok(b"c".to_vec())
+    );
     assert_eq!(
         apply(None, &[&[w(8190, b"abc")]]),
         Err(RedoError::ValueTooLarge { len: 8193, max: MAX_VALUE_BYTES })

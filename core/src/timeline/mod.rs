@@ -1,1 +1,610 @@
-//! (in progress)
+//! The timeline data path: ingest, in-memory layers, flush to layer files, and reads
+//! through redo. One [`Timeline`] per (tenant, timeline); sans-IO like every machine.
+//!
+//! **Purpose.** Store values keyed by `(key, lsn)`: ingest batches of
+//! [`IngestRecord`]s, keep them in memory, write them out as L0 delta layer files,
+//! and answer `get(key, lsn)` by collecting the newest image at or below `lsn` plus
+//! the deltas above it and asking for reconstruction.
+//!
+//! **States.**
+//! - In-memory layers (`in_memory.rs`): one open layer and a queue of frozen ones.
+//! - The flush pipeline ([`FlushState`] in `flush.rs`): `Idle → WritingLayer →
+//!   WritingMetadata → Idle`, with `LayerBackoff` / `MetadataBackoff` after a failed
+//!   write. One frozen layer at a time, oldest first.
+//! - Reads (`read.rs`): `WaitingForLsn → (ReadingLayer | Downloading)* → Redoing`,
+//!   each ending in [`TimelineEffect::ReadDone`].
+//! - The layer map (`layer_map.rs`): every layer file with its [`LayerMeta`] and
+//!   [`Residence`].
+//!
+//! **Inputs.** [`Timeline::handle_ingest`], [`Timeline::handle_read`],
+//! [`Timeline::handle_flush`], [`Timeline::handle_backpressure`],
+//! [`Timeline::handle_completion`] (by [`OpId`]), [`Timeline::handle_timeout`].
+//!
+//! **Effects.** [`TimelineEffect`]: world effects (`WriteLayer`, `WriteMetadata`,
+//! `ReadLayer`, `DownloadLayer`, `Redo`) carry an [`OpId`]; `LayerFlushed` and
+//! `MetadataDurable` are addressed to the upload queue (the node routes them);
+//! `ReadDone` and `FlushDone` answer callers.
+//!
+//! **Invariants.**
+//! - S1 / S-IDX-REF (#5635): a flushed layer is inserted into the layer map in the
+//!   same transition that emits `LayerFlushed`, so the upload queue's set contains
+//!   every layer the map shows.
+//! - S-PROJECTED (our part): `disk_consistent_lsn ≤ last_ingested_lsn`, and
+//!   `disk_consistent_lsn` advances only after the layer file *and* the metadata
+//!   recording it are durable.
+//! - S-LOCAL-TRUTH: [`Timeline::recover`] keeps only local files the remote index
+//!   lists with the same size; the caller removes the rest.
+//! - Never wrong bytes: a layer file that fails any check is treated as missing and
+//!   downloaded again; if that fails too, the read fails.
+//!
+//! **Ordering.** Layers are flushed strictly in LSN order, and the metadata write
+//! for a layer starts only after the layer write completed. A read searches open,
+//! then frozen, then file layers, newest first.
+//!
+//! **Crash at each step.** Before a layer write completes: nothing durable changed;
+//! the records are re-sent by the client from `disk_consistent_lsn`. After the layer
+//! write, before metadata: a local file not in the index; start-up removes it (the
+//! remote index is the truth). After metadata: the local state is consistent; what
+//! the remote index holds is the upload queue's business.
+//!
+//! **A failed write** (`Written(Err)`, e.g. a failed fsync) means the file's
+//! contents are unknown: it is written again from memory after a backoff
+//! (`flush_retry_base_ms`, doubling up to `flush_retry_max_ms`), unlimited times.
+//! The frozen layer stays readable in memory meanwhile.
+
+mod flush;
+mod in_memory;
+mod layer_map;
+mod read;
+
+#[cfg(test)]
+mod tests;
+
+pub use flush::FlushState;
+pub use layer_map::{LayerEntry, Residence};
+
+use crate::generation::Generation;
+use crate::id::{OpId, OpIds, TenantId, TimelineId};
+use crate::index_part::{IndexPart, LayerMeta};
+use crate::key::Key;
+use crate::layer_name::LayerName;
+use crate::lsn::Lsn;
+use crate::metadata::TimelineMetadata;
+use crate::redo::{IngestRecord, RedoError, RedoRequest};
+use crate::time::Instant;
+use in_memory::InMemoryLayer;
+use layer_map::LayerMap;
+use read::Read;
+use std::collections::{BTreeMap, VecDeque};
+
+/// Tunables of one timeline. Every bound is named with its unit.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TimelineConfig {
+    /// Freeze the open layer once its records take this many bytes.
+    pub checkpoint_distance_bytes: u64,
+    /// Freeze the open layer this long after its first record.
+    pub checkpoint_timeout_ms: u64,
+    /// A read above the last ingested LSN waits this long, then fails.
+    pub read_wait_timeout_ms: u64,
+    /// Refuse ingest (backpressure) while open + frozen layers hold this many bytes.
+    pub max_in_memory_bytes: u64,
+    /// First retry delay after a failed layer or metadata write; doubles per failure.
+    pub flush_retry_base_ms: u64,
+    pub flush_retry_max_ms: u64,
+    /// The Retry-After a refused ingest suggests.
+    pub backpressure_retry_after_ms: u64,
+    /// The generation this attachment runs in: layers flushed here are recorded
+    /// with it (S-GEN-SUFFIX), so a bad local copy can be downloaded again.
+    pub generation: Generation,
+}
+
+impl Default for TimelineConfig {
+    fn default() -> Self {
+        TimelineConfig {
+            checkpoint_distance_bytes: 16 * 1024 * 1024,
+            checkpoint_timeout_ms: 60_000,
+            read_wait_timeout_ms: 5_000,
+            max_in_memory_bytes: 256 * 1024 * 1024,
+            flush_retry_base_ms: 100,
+            flush_retry_max_ms: 10_000,
+            backpressure_retry_after_ms: 1_000,
+            generation: Generation::FIRST,
+        }
+    }
+}
+
+/// A caller-chosen id for one read; answered by exactly one `ReadDone`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ReadId(pub u64);
+
+/// The id of one `handle_flush` call; answered by exactly one `FlushDone`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct FlushId(pub u64);
+
+/// The outcome of a world effect, by the effect's kind.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TimelineCompletion {
+    /// `WriteLayer` / `WriteMetadata`: the file is durable (written, fsynced,
+    /// renamed, directory fsynced), or lost.
+    Written(Result<(), String>),
+    /// `ReadLayer`: the whole file.
+    Read(Result<Vec<u8>, String>),
+    /// `DownloadLayer`: the verified file is durable locally.
+    Downloaded(Result<(), String>),
+    /// `Redo`: the reconstructed value.
+    Redone(Result<Vec<u8>, String>),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TimelineEffect {
+    /// Crash-safe write of `tenants/{t}/timelines/{tl}/{name}`.
+    WriteLayer { op: OpId, name: LayerName, bytes: Vec<u8> },
+    /// Crash-safe write of `tenants/{t}/timelines/{tl}/metadata` (`to_bytes`).
+    WriteMetadata { op: OpId, metadata: TimelineMetadata },
+    /// Read the whole local layer file.
+    ReadLayer { op: OpId, name: LayerName },
+    /// Remote get, verify size and CRC32C against `meta`, crash-safe local write.
+    DownloadLayer { op: OpId, name: LayerName, meta: LayerMeta },
+    /// Reconstruct a value (walredo process, or the pure function).
+    Redo { op: OpId, request: RedoRequest },
+    /// The answer to a read: `Ok(None)` when the key has no value at that LSN.
+    ReadDone { req: ReadId, result: Result<Option<Vec<u8>>, ReadError> },
+    /// For the upload queue (`handle_add_layer`): emitted in the same transition
+    /// that puts the layer into the layer map (S1).
+    LayerFlushed { name: LayerName, file_size: u64, crc32c: u32 },
+    /// For the upload queue (`handle_set_metadata`): metadata is durable locally.
+    MetadataDurable { metadata: TimelineMetadata },
+    /// Everything ingested before the flush call is in durable layer files.
+    FlushDone { id: FlushId, disk_consistent_lsn: Lsn },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum IngestError {
+    #[error("record {index} has lsn {lsn}, not above the previous record's {previous}")]
+    NotIncreasing { index: usize, lsn: Lsn, previous: Lsn },
+    #[error("record at lsn {lsn} is invalid: {source}")]
+    InvalidRecord { lsn: Lsn, source: RedoError },
+    #[error("lsn {lsn} is out of range")]
+    LsnOutOfRange { lsn: Lsn },
+    #[error(
+        "ingest refused: too much unflushed or un-uploaded data; retry after {retry_after_ms} ms"
+    )]
+    Backpressure { retry_after_ms: u64 },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IngestOutcome {
+    pub applied: usize,
+    /// Records at or below the last ingested LSN: acknowledged, not applied again.
+    pub skipped: usize,
+    pub last_ingested_lsn: Lsn,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ReadError {
+    #[error("lsn {lsn} not ingested within {waited_ms} ms (last ingested {last_ingested})")]
+    WaitTimeout { lsn: Lsn, last_ingested: Lsn, waited_ms: u64 },
+    #[error("lsn {lsn} is below the gc cutoff {gc_cutoff}: history there is gone")]
+    BelowGcCutoff { lsn: Lsn, gc_cutoff: Lsn },
+    #[error("layer {name} unavailable: {reason}")]
+    LayerUnavailable { name: LayerName, reason: String },
+    #[error("redo failed: {0}")]
+    Redo(String),
+    #[error("read id {0:?} is already in use")]
+    DuplicateReadId(ReadId),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TimelineError {
+    #[error("bug in the caller: {0} is not an operation in flight")]
+    UnknownOp(OpId),
+    #[error("bug in the caller: {op} expects a {expected} completion")]
+    WrongCompletion { op: OpId, expected: &'static str },
+}
+
+/// What an in-flight op is for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum OpKind {
+    WriteLayer,
+    WriteMetadata,
+    ReadLayer { read: ReadId, name: LayerName },
+    Download { name: LayerName },
+    Redo { read: ReadId },
+}
+
+/// A layer's description for getters.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LayerInfo {
+    pub name: LayerName,
+    pub meta: LayerMeta,
+    pub resident: bool,
+}
+
+#[derive(Debug)]
+pub struct Timeline {
+    tenant: TenantId,
+    timeline: TimelineId,
+    config: TimelineConfig,
+    metadata: TimelineMetadata,
+    last_ingested: Lsn,
+    open: InMemoryLayer,
+    frozen: VecDeque<InMemoryLayer>,
+    layers: LayerMap,
+    flush: FlushState,
+    flush_requests: BTreeMap<FlushId, Lsn>,
+    next_flush_id: u64,
+    reads: BTreeMap<ReadId, Read>,
+    ops: BTreeMap<OpId, OpKind>,
+    op_ids: OpIds,
+    backpressure: bool,
+    effects: VecDeque<TimelineEffect>,
+}
+
+impl Timeline {
+    /// A new, empty timeline: nothing ingested, `disk_consistent_lsn = initdb_lsn`.
+    pub fn create(
+        tenant: TenantId,
+        timeline: TimelineId,
+        initdb_lsn: Lsn,
+        config: TimelineConfig,
+    ) -> Self {
+        let metadata = TimelineMetadata {
+            disk_consistent_lsn: initdb_lsn,
+            gc_cutoff_lsn: Lsn::ZERO,
+            initdb_lsn,
+            ancestor: None,
+        };
+        Self::new(tenant, timeline, metadata, LayerMap::default(), config)
+    }
+
+    /// Start-up: the remote index is the truth. `local` holds the layer files found
+    /// on disk with their sizes. Returns the machine and the local files to remove
+    /// (not in the index, or a size that differs from it: those layers become
+    /// remote-only and are downloaded on demand).
+    pub fn recover(
+        tenant: TenantId,
+        timeline: TimelineId,
+        index: &IndexPart,
+        local: &BTreeMap<LayerName, u64>,
+        config: TimelineConfig,
+    ) -> (Self, Vec<LayerName>) {
+        let mut map = LayerMap::default();
+        for (name, meta) in &index.layer_metadata {
+            let residence = match local.get(name) {
+                Some(size) if *size == meta.file_size => Residence::Resident,
+                Some(_) | None => Residence::RemoteOnly,
+            };
+            map.layers.insert(name.clone(), LayerEntry { meta: *meta, residence });
+        }
+        let remove = local
+            .iter()
+            .filter(|(name, size)| {
+                index.layer_metadata.get(*name).is_none_or(|m| m.file_size != **size)
+            })
+            .map(|(name, _)| name.clone())
+            .collect();
+        let mut metadata = index.metadata;
+        metadata.disk_consistent_lsn = index.disk_consistent_lsn;
+        (Self::new(tenant, timeline, metadata, map, config), remove)
+    }
+
+    fn new(
+        tenant: TenantId,
+        timeline: TimelineId,
+        metadata: TimelineMetadata,
+        layers: LayerMap,
+        config: TimelineConfig,
+    ) -> Self {
+        let dc = metadata.disk_consistent_lsn;
+        Timeline {
+            tenant,
+            timeline,
+            config,
+            metadata,
+            last_ingested: dc,
+            open: InMemoryLayer::open(dc.next()),
+            frozen: VecDeque::new(),
+            layers,
+            flush: FlushState::Idle,
+            flush_requests: BTreeMap::new(),
+            next_flush_id: 0,
+            reads: BTreeMap::new(),
+            ops: BTreeMap::new(),
+            op_ids: OpIds::default(),
+            backpressure: false,
+            effects: VecDeque::new(),
+        }
+    }
+
+    /// Applies the records above the last ingested LSN. The whole batch is checked
+    /// first: on any error nothing is applied.
+    pub fn handle_ingest(
+        &mut self,
+        now: Instant,
+        records: Vec<IngestRecord>,
+    ) -> Result<IngestOutcome, IngestError> {
+        let mut previous: Option<Lsn> = None;
+        for (index, r) in records.iter().enumerate() {
+            if r.lsn == Lsn::MAX {
+                return Err(IngestError::LsnOutOfRange { lsn: r.lsn });
+            }
+            if let Some(previous) = previous.filter(|p| r.lsn <= *p) {
+                return Err(IngestError::NotIncreasing { index, lsn: r.lsn, previous });
+            }
+            previous = Some(r.lsn);
+            r.record
+                .validate()
+                .map_err(|source| IngestError::InvalidRecord { lsn: r.lsn, source })?;
+        }
+        let fresh = records.iter().filter(|r| r.lsn > self.last_ingested).count();
+        if fresh > 0
+            && (self.backpressure || self.in_memory_bytes() >= self.config.max_in_memory_bytes)
+        {
+            // Let the flush drain what is held, then refuse.
+            self.freeze_open();
+            self.pump(now);
+            return Err(IngestError::Backpressure {
+                retry_after_ms: self.config.backpressure_retry_after_ms,
+            });
+        }
+        let skipped = records.len() - fresh;
+        let floor = self.last_ingested;
+        for r in records.into_iter().filter(|r| r.lsn > floor) {
+            self.open.put(now, r.key, r.lsn, r.record);
+            self.last_ingested = r.lsn;
+            if self.open.size_bytes >= self.config.checkpoint_distance_bytes {
+                self.freeze_open();
+            }
+        }
+        self.pump(now);
+        Ok(IngestOutcome { applied: fresh, skipped, last_ingested_lsn: self.last_ingested })
+    }
+
+    /// Starts a read of `key` at `lsn`; the answer comes as [`TimelineEffect::ReadDone`].
+    /// A `req` already in use is answered at once with [`ReadError::DuplicateReadId`].
+    pub fn handle_read(&mut self, now: Instant, req: ReadId, key: Key, lsn: Lsn) {
+        if self.reads.contains_key(&req) {
+            let result = Err(ReadError::DuplicateReadId(req));
+            self.effects.push_back(TimelineEffect::ReadDone { req, result });
+            return;
+        }
+        if lsn < self.metadata.gc_cutoff_lsn {
+            let result =
+                Err(ReadError::BelowGcCutoff { lsn, gc_cutoff: self.metadata.gc_cutoff_lsn });
+            self.effects.push_back(TimelineEffect::ReadDone { req, result });
+            return;
+        }
+        let deadline = now.plus_millis(self.config.read_wait_timeout_ms);
+        self.reads.insert(req, Read::new(key, lsn, now, deadline));
+        self.pump(now);
+    }
+
+    /// Freezes the open layer and flushes everything frozen. `FlushDone` comes once
+    /// `disk_consistent_lsn` covers everything ingested before this call.
+    pub fn handle_flush(&mut self, now: Instant) -> FlushId {
+        let id = FlushId(self.next_flush_id);
+        self.next_flush_id += 1;
+        self.freeze_open();
+        self.flush_requests.insert(id, self.last_ingested);
+        self.pump(now);
+        id
+    }
+
+    /// The upload queue says it holds too much (a stale or emergency node): refuse
+    /// ingest while `on`.
+    pub fn handle_backpressure(&mut self, now: Instant, on: bool) {
+        self.backpressure = on;
+        self.pump(now);
+    }
+
+    pub fn handle_completion(
+        &mut self,
+        now: Instant,
+        op: OpId,
+        c: TimelineCompletion,
+    ) -> Result<(), TimelineError> {
+        let kind = self.ops.get(&op).ok_or(TimelineError::UnknownOp(op))?.clone();
+        let expected = match (&kind, &c) {
+            (OpKind::WriteLayer | OpKind::WriteMetadata, TimelineCompletion::Written(_))
+            | (OpKind::ReadLayer { .. }, TimelineCompletion::Read(_))
+            | (OpKind::Download { .. }, TimelineCompletion::Downloaded(_))
+            | (OpKind::Redo { .. }, TimelineCompletion::Redone(_)) => None,
+            (OpKind::WriteLayer | OpKind::WriteMetadata, _) => Some("Written"),
+            (OpKind::ReadLayer { .. }, _) => Some("Read"),
+            (OpKind::Download { .. }, _) => Some("Downloaded"),
+            (OpKind::Redo { .. }, _) => Some("Redone"),
+        };
+        if let Some(expected) = expected {
+            return Err(TimelineError::WrongCompletion { op, expected });
+        }
+        self.ops.remove(&op);
+        match (kind, c) {
+            (OpKind::WriteLayer, TimelineCompletion::Written(r)) => self.layer_written(now, op, r),
+            (OpKind::WriteMetadata, TimelineCompletion::Written(r)) => {
+                self.metadata_written(now, op, r)
+            }
+            (OpKind::ReadLayer { read, name }, TimelineCompletion::Read(r)) => {
+                self.layer_read(now, read, name, r)
+            }
+            (OpKind::Download { name }, TimelineCompletion::Downloaded(r)) => {
+                self.layer_downloaded(now, name, r)
+            }
+            (OpKind::Redo { read }, TimelineCompletion::Redone(r)) => self.redone(read, r),
+            _ => unreachable!("checked above"),
+        }
+        self.pump(now);
+        Ok(())
+    }
+
+    /// Fires every timer due at `now`; early or spurious calls are harmless.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self
+            .open
+            .opened_at
+            .is_some_and(|t| now >= t.plus_millis(self.config.checkpoint_timeout_ms))
+        {
+            self.freeze_open();
+        }
+        self.flush_timeout(now);
+        self.expire_waiting_reads(now);
+        self.pump(now);
+    }
+
+    pub fn poll_effect(&mut self) -> Option<TimelineEffect> {
+        self.effects.pop_front()
+    }
+
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let age = self.open.opened_at.map(|t| t.plus_millis(self.config.checkpoint_timeout_ms));
+        let waits = self.reads.values().filter_map(Read::wait_deadline).min();
+        [age, self.flush.timer(), waits].into_iter().flatten().min()
+    }
+
+    pub fn tenant_id(&self) -> TenantId {
+        self.tenant
+    }
+
+    pub fn timeline_id(&self) -> TimelineId {
+        self.timeline
+    }
+
+    pub fn config(&self) -> &TimelineConfig {
+        &self.config
+    }
+
+    pub fn last_ingested_lsn(&self) -> Lsn {
+        self.last_ingested
+    }
+
+    pub fn disk_consistent_lsn(&self) -> Lsn {
+        self.metadata.disk_consistent_lsn
+    }
+
+    pub fn metadata(&self) -> &TimelineMetadata {
+        &self.metadata
+    }
+
+    pub fn layers(&self) -> impl Iterator<Item = LayerInfo> + '_ {
+        self.layers.layers.iter().map(|(name, e)| LayerInfo {
+            name: name.clone(),
+            meta: e.meta,
+            resident: e.residence == Residence::Resident,
+        })
+    }
+
+    pub fn layer(&self, name: &LayerName) -> Option<&LayerEntry> {
+        self.layers.layers.get(name)
+    }
+
+    pub fn open_layer_bytes(&self) -> u64 {
+        self.open.size_bytes
+    }
+
+    pub fn frozen_layer_bytes(&self) -> u64 {
+        self.frozen.iter().map(|l| l.size_bytes).sum()
+    }
+
+    pub fn frozen_layer_count(&self) -> usize {
+        self.frozen.len()
+    }
+
+    pub fn in_memory_bytes(&self) -> u64 {
+        self.open_layer_bytes() + self.frozen_layer_bytes()
+    }
+
+    pub fn flush_state(&self) -> &FlushState {
+        &self.flush
+    }
+
+    pub fn reads_in_progress(&self) -> usize {
+        self.reads.len()
+    }
+
+    pub fn backpressure(&self) -> bool {
+        self.backpressure
+    }
+
+    /// Panics if a rule is broken. Run after every input in tests.
+    pub fn check_invariants(&self) {
+        let dc = self.metadata.disk_consistent_lsn;
+        assert!(
+            dc <= self.last_ingested,
+            "S-PROJECTED: disk_consistent {dc} > last ingested {}",
+            self.last_ingested
+        );
+        // In-memory layers are contiguous and hold only what their ranges say.
+        let mut expect_start: Option<Lsn> = None;
+        for l in self.frozen.iter().chain(std::iter::once(&self.open)) {
+            if let Some(s) = expect_start {
+                assert_eq!(l.start, s, "in-memory layers are not contiguous");
+            }
+            assert!(l.start > dc, "in-memory layer at {} not above disk_consistent {dc}", l.start);
+            for (_, lsn, _) in l.sorted() {
+                assert!(
+                    lsn >= l.start && l.end.is_none_or(|e| lsn < e) && lsn <= self.last_ingested
+                );
+            }
+            assert_eq!(l.end.is_some(), !std::ptr::eq(l, &self.open));
+            expect_start = l.end;
+        }
+        for l in &self.frozen {
+            assert!(!l.is_empty(), "an empty frozen layer");
+        }
+        // Queued work ⇒ something in flight or a timer set.
+        if !self.frozen.is_empty() || self.flush_requests.values().any(|t| *t > dc) {
+            assert!(self.flush != FlushState::Idle, "flush work queued while the flush is idle");
+        }
+        if let Some(done) = self.flush_requests.iter().find(|(_, t)| **t <= dc) {
+            panic!("flush request {done:?} satisfied but not answered");
+        }
+        self.check_flush_invariants();
+        for (id, r) in &self.reads {
+            r.check(*id, &self.ops, &self.layers);
+        }
+        for (op, kind) in &self.ops {
+            match kind {
+                OpKind::WriteLayer | OpKind::WriteMetadata => {
+                    assert!(self.flush.op() == Some(*op), "{op} is a write the flush does not own");
+                }
+                OpKind::ReadLayer { read, .. } | OpKind::Redo { read } => {
+                    assert!(self.reads.contains_key(read), "{op} serves a finished read");
+                }
+                OpKind::Download { name } => {
+                    let residence = self.layers.layers.get(name).map(|e| e.residence);
+                    assert_eq!(residence, Some(Residence::Downloading { op: *op }));
+                }
+            }
+        }
+        for (name, e) in &self.layers.layers {
+            if let Residence::Downloading { op } = e.residence {
+                assert!(
+                    matches!(self.ops.get(&op), Some(OpKind::Download { name: n }) if n == name)
+                );
+            }
+        }
+    }
+
+    fn new_op(&mut self, kind: OpKind) -> OpId {
+        let op = self.op_ids.next_id();
+        self.ops.insert(op, kind);
+        op
+    }
+
+    /// Moves the open layer (if it holds anything) to the frozen queue.
+    fn freeze_open(&mut self) {
+        if self.open.is_empty() {
+            return;
+        }
+        let next = InMemoryLayer::open(self.last_ingested.next());
+        let open = std::mem::replace(&mut self.open, next);
+        if let Some(frozen) = open.freeze() {
+            self.frozen.push_back(frozen);
+        }
+    }
+
+    /// The one place that starts work: flushes, waiting reads, answered flushes.
+    fn pump(&mut self, now: Instant) {
+        self.pump_flush(now);
+        self.pump_reads(now);
+    }
+}

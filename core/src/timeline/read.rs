@@ -1,0 +1,336 @@
+//! The read path: `get(key, lsn)`.
+//!
+//! 1. Wait until `lsn` is ingested (up to `read_wait_timeout_ms`, then
+//!    [`ReadError::WaitTimeout`]); a read below the gc cutoff fails at once.
+//! 2. Collect records of `key` at or below `lsn`, newest first: the open layer, the
+//!    frozen layers, then layer files chosen by the layer map, until an image is
+//!    found or nothing older exists. A file is read whole (`ReadLayer`), parsed and
+//!    verified against the checksum the map records; a remote-only layer is
+//!    downloaded first (one download per layer, shared by every read waiting for it).
+//! 3. A file that fails to read or verify is treated as missing: it becomes
+//!    remote-only and is downloaded again, once per read; a second failure fails the
+//!    read with [`ReadError::LayerUnavailable`]. Wrong bytes are never served.
+//! 4. No records: `None`. An image and no deltas: the image. Otherwise a `Redo`
+//!    effect reconstructs the value.
+
+use super::layer_map::{LayerMap, Residence};
+use super::{OpKind, ReadError, ReadId, Timeline, TimelineEffect};
+use crate::id::OpId;
+use crate::key::Key;
+use crate::layer_file::LayerFile;
+use crate::layer_name::LayerName;
+use crate::lsn::Lsn;
+use crate::redo::{DeltaOp, Record, RedoRequest};
+use crate::time::Instant;
+use std::collections::{BTreeMap, BTreeSet};
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum ReadState {
+    WaitingForLsn {
+        since: Instant,
+        deadline: Instant,
+    },
+    /// Ready to take the next step (transient, inside one transition).
+    Searching,
+    ReadingLayer {
+        op: OpId,
+        name: LayerName,
+    },
+    Downloading {
+        name: LayerName,
+    },
+    Redoing {
+        op: OpId,
+    },
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct Read {
+    key: Key,
+    lsn: Lsn,
+    state: ReadState,
+    /// Records below this LSN are still to be searched.
+    cont: Lsn,
+    /// Collected deltas, newest first.
+    deltas: Vec<Vec<DeltaOp>>,
+    image: Option<Vec<u8>>,
+    found_any: bool,
+    /// Layers this read already downloaded once: a second failure is final.
+    downloaded: BTreeSet<LayerName>,
+}
+
+impl Read {
+    pub(crate) fn new(key: Key, lsn: Lsn, now: Instant, deadline: Instant) -> Self {
+        Read {
+            key,
+            lsn,
+            state: ReadState::WaitingForLsn { since: now, deadline },
+            cont: lsn.next(),
+            deltas: Vec::new(),
+            image: None,
+            found_any: false,
+            downloaded: BTreeSet::new(),
+        }
+    }
+
+    pub(crate) fn wait_deadline(&self) -> Option<Instant> {
+        match self.state {
+            ReadState::WaitingForLsn { deadline, .. } => Some(deadline),
+            _ => None,
+        }
+    }
+
+    /// Takes one record (newest first). Returns true once an image ends the search.
+    fn take(&mut self, record: &Record) -> bool {
+        self.found_any = true;
+        match record {
+            Record::Image(v) => {
+                self.image = Some(v.clone());
+                true
+            }
+            Record::Delta(ops) => {
+                self.deltas.push(ops.clone());
+                false
+            }
+        }
+    }
+
+    pub(crate) fn check(&self, id: ReadId, ops: &BTreeMap<OpId, OpKind>, layers: &LayerMap) {
+        match &self.state {
+            ReadState::WaitingForLsn { .. } => {}
+            ReadState::Searching => panic!("{id:?} left in Searching"),
+            ReadState::ReadingLayer { op, name } => {
+                assert_eq!(ops.get(op), Some(&OpKind::ReadLayer { read: id, name: name.clone() }));
+            }
+            ReadState::Downloading { name } => {
+                let r = layers.layers.get(name).map(|e| e.residence);
+                assert!(
+                    matches!(r, Some(Residence::Downloading { .. })),
+                    "{id:?} waits for {name}, which is not downloading"
+                );
+            }
+            ReadState::Redoing { op } => assert_eq!(ops.get(op), Some(&OpKind::Redo { read: id })),
+        }
+    }
+}
+
+impl Timeline {
+    /// Starts reads whose LSN has been ingested.
+    pub(super) fn pump_reads(&mut self, _now: Instant) {
+        let ready: Vec<ReadId> = self
+            .reads
+            .iter()
+            .filter(|(_, r)| {
+                matches!(r.state, ReadState::WaitingForLsn { .. }) && r.lsn <= self.last_ingested
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ready {
+            self.search_in_memory(id);
+            self.advance(id);
+        }
+    }
+
+    pub(super) fn expire_waiting_reads(&mut self, now: Instant) {
+        let expired: Vec<(ReadId, u64)> = self
+            .reads
+            .iter()
+            .filter_map(|(id, r)| match r.state {
+                ReadState::WaitingForLsn { since, deadline }
+                    if deadline <= now && r.lsn > self.last_ingested =>
+                {
+                    Some((*id, now.millis_since(since)))
+                }
+                _ => None,
+            })
+            .collect();
+        for (id, waited_ms) in expired {
+            let lsn = self.reads[&id].lsn;
+            let last_ingested = self.last_ingested;
+            self.finish(id, Err(ReadError::WaitTimeout { lsn, last_ingested, waited_ms }));
+        }
+    }
+
+    fn search_in_memory(&mut self, id: ReadId) {
+        let read = self.reads.get_mut(&id).expect("caller holds a live read id");
+        read.state = ReadState::Searching;
+        let mut done = false;
+        for layer in std::iter::once(&self.open).chain(self.frozen.iter().rev()) {
+            if done {
+                break;
+            }
+            for (_, record) in layer.newest_first(read.key, read.lsn) {
+                if read.take(record) {
+                    done = true;
+                    break;
+                }
+            }
+            read.cont = read.cont.min(layer.start);
+        }
+        if done {
+            read.cont = Lsn::ZERO;
+        }
+    }
+
+    /// Takes steps for a read in `Searching` until it waits on an effect or ends.
+    fn advance(&mut self, id: ReadId) {
+        let read = &self.reads[&id];
+        let next = if read.image.is_some() || read.cont == Lsn::ZERO {
+            None
+        } else {
+            self.layers.next_layer(read.key, read.cont)
+        };
+        let Some((name, _)) = next else {
+            self.reconstruct(id);
+            return;
+        };
+        let entry = self.layers.layers.get(&name).expect("next_layer returns mapped layers");
+        match entry.residence {
+            Residence::Resident => {
+                let op = self.new_op(OpKind::ReadLayer { read: id, name: name.clone() });
+                self.effects.push_back(TimelineEffect::ReadLayer { op, name: name.clone() });
+                self.read_mut(id).state = ReadState::ReadingLayer { op, name };
+            }
+            Residence::Downloading { .. } => {
+                self.read_mut(id).state = ReadState::Downloading { name };
+            }
+            Residence::RemoteOnly => {
+                let meta = entry.meta;
+                let op = self.new_op(OpKind::Download { name: name.clone() });
+                self.layers.layers.get_mut(&name).expect("checked").residence =
+                    Residence::Downloading { op };
+                self.effects.push_back(TimelineEffect::DownloadLayer {
+                    op,
+                    name: name.clone(),
+                    meta,
+                });
+                let read = self.read_mut(id);
+                read.downloaded.insert(name.clone());
+                read.state = ReadState::Downloading { name };
+            }
+        }
+    }
+
+    pub(super) fn layer_read(
+        &mut self,
+        _now: Instant,
+        id: ReadId,
+        name: LayerName,
+        result: Result<Vec<u8>, String>,
+    ) {
+        let Some(entry) = self.layers.layers.get(&name) else {
+            // The layer left the map while we read it; search again.
+            self.read_mut(id).state = ReadState::Searching;
+            self.advance(id);
+            return;
+        };
+        let parsed = result.map_err(|e| format!("read failed: {e}")).and_then(|bytes| {
+            LayerFile::parse(&name, bytes, Some(entry.meta.crc32c)).map_err(|e| e.to_string())
+        });
+        let read = &self.reads[&id];
+        let (key, range) = match self.layers.next_layer(read.key, read.cont) {
+            Some((n, range)) if n == name => (read.key, range),
+            // The map changed under us (a newer layer appeared): search again.
+            _ => {
+                self.read_mut(id).state = ReadState::Searching;
+                self.advance(id);
+                return;
+            }
+        };
+        let records = parsed.and_then(|f| f.records(key, range.clone()).map_err(|e| e.to_string()));
+        match records {
+            Ok(records) => {
+                let read = self.read_mut(id);
+                for (_, record) in records.iter().rev() {
+                    if read.take(record) {
+                        break;
+                    }
+                }
+                read.cont = range.start;
+                read.state = ReadState::Searching;
+                self.advance(id);
+            }
+            Err(reason) => {
+                if self.reads[&id].downloaded.contains(&name) {
+                    self.finish(id, Err(ReadError::LayerUnavailable { name, reason }));
+                    return;
+                }
+                // Treat the local copy as missing: download it again.
+                if let Some(e) = self.layers.layers.get_mut(&name)
+                    && e.residence == Residence::Resident
+                {
+                    e.residence = Residence::RemoteOnly;
+                }
+                self.read_mut(id).state = ReadState::Searching;
+                self.advance(id);
+            }
+        }
+    }
+
+    pub(super) fn layer_downloaded(
+        &mut self,
+        _now: Instant,
+        name: LayerName,
+        result: Result<(), String>,
+    ) {
+        let ok = result.is_ok();
+        if let Some(e) = self.layers.layers.get_mut(&name) {
+            e.residence = if ok { Residence::Resident } else { Residence::RemoteOnly };
+        }
+        let waiting: Vec<ReadId> = self
+            .reads
+            .iter()
+            .filter(|(_, r)| matches!(&r.state, ReadState::Downloading { name: n } if *n == name))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in waiting {
+            match &result {
+                Ok(()) => {
+                    let read = self.read_mut(id);
+                    read.downloaded.insert(name.clone());
+                    read.state = ReadState::Searching;
+                    self.advance(id);
+                }
+                Err(e) => {
+                    let reason = format!("download failed: {e}");
+                    self.finish(
+                        id,
+                        Err(ReadError::LayerUnavailable { name: name.clone(), reason }),
+                    );
+                }
+            }
+        }
+    }
+
+    fn reconstruct(&mut self, id: ReadId) {
+        let read = self.read_mut(id);
+        if !read.found_any {
+            self.finish(id, Ok(None));
+            return;
+        }
+        if read.deltas.is_empty() {
+            let image = read.image.take();
+            self.finish(id, Ok(image));
+            return;
+        }
+        let mut deltas = std::mem::take(&mut read.deltas);
+        deltas.reverse();
+        let request = RedoRequest { base: read.image.take(), deltas };
+        let op = self.new_op(OpKind::Redo { read: id });
+        self.read_mut(id).state = ReadState::Redoing { op };
+        self.effects.push_back(TimelineEffect::Redo { op, request });
+    }
+
+    pub(super) fn redone(&mut self, id: ReadId, result: Result<Vec<u8>, String>) {
+        self.finish(id, result.map(Some).map_err(ReadError::Redo));
+    }
+
+    fn finish(&mut self, id: ReadId, result: Result<Option<Vec<u8>>, ReadError>) {
+        self.reads.remove(&id);
+        self.effects.push_back(TimelineEffect::ReadDone { req: id, result });
+    }
+
+    fn read_mut(&mut self, id: ReadId) -> &mut Read {
+        self.reads.get_mut(&id).expect("caller holds a live read id")
+    }
+}

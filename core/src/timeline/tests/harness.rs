@@ -1,0 +1,243 @@
+//! A synchronous test harness: completes every effect at once against an in-memory
+//! "disk" and "remote storage" (BTreeMaps), with faults the test switches on.
+
+use super::super::*;
+use crate::index_part::IndexPart;
+use crate::layer_file;
+use std::collections::BTreeSet;
+
+pub(crate) fn ids() -> (TenantId, TimelineId) {
+    (TenantId::from_bytes([1; 16]), TimelineId::from_bytes([2; 16]))
+}
+
+/// What survives a crash: durable local files and remote storage.
+#[derive(Clone, Debug)]
+pub(crate) struct World {
+    pub(crate) disk: BTreeMap<LayerName, Vec<u8>>,
+    pub(crate) metadata_file: Option<Vec<u8>>,
+    pub(crate) remote: BTreeMap<LayerName, (Vec<u8>, LayerMeta)>,
+    /// The latest uploaded index (uploads are instant here).
+    pub(crate) index: IndexPart,
+}
+
+impl World {
+    pub(crate) fn new(initdb: Lsn) -> Self {
+        let metadata = TimelineMetadata {
+            disk_consistent_lsn: initdb,
+            gc_cutoff_lsn: Lsn::ZERO,
+            initdb_lsn: initdb,
+            ancestor: None,
+        };
+        World {
+            disk: BTreeMap::new(),
+            metadata_file: None,
+            remote: BTreeMap::new(),
+            index: IndexPart::empty(metadata),
+        }
+    }
+}
+
+pub(crate) struct Harness {
+    pub(crate) tl: Timeline,
+    pub(crate) world: World,
+    pub(crate) now: Instant,
+    pub(crate) reads: BTreeMap<ReadId, Result<Option<Vec<u8>>, ReadError>>,
+    pub(crate) flushes_done: BTreeSet<FlushId>,
+    pub(crate) next_read: u64,
+    /// The next this-many layer/metadata writes fail (leaving garbage behind).
+    pub(crate) fail_writes: u32,
+    /// Every effect seen, for order assertions.
+    pub(crate) log: Vec<TimelineEffect>,
+    /// Drain effects without completing world effects (the test completes them).
+    pub(crate) manual: bool,
+}
+
+impl Harness {
+    pub(crate) fn new(initdb: Lsn, config: TimelineConfig) -> Self {
+        let (t, tl) = ids();
+        let tl = Timeline::create(t, tl, initdb, config);
+        tl.check_invariants();
+        Harness {
+            tl,
+            world: World::new(initdb),
+            now: Instant::ZERO,
+            reads: BTreeMap::new(),
+            flushes_done: BTreeSet::new(),
+            next_read: 0,
+            fail_writes: 0,
+            log: Vec::new(),
+            manual: false,
+        }
+    }
+
+    /// Recovers from what `world` holds, as start-up does.
+    pub(crate) fn recover(mut world: World, config: TimelineConfig, now: Instant) -> Self {
+        let (t, tl) = ids();
+        let local: BTreeMap<LayerName, u64> =
+            world.disk.iter().map(|(n, b)| (n.clone(), b.len() as u64)).collect();
+        let (tl, remove) = Timeline::recover(t, tl, &world.index, &local, config);
+        tl.check_invariants();
+        for name in &remove {
+            world.disk.remove(name);
+        }
+        Harness {
+            tl,
+            world,
+            now,
+            reads: BTreeMap::new(),
+            flushes_done: BTreeSet::new(),
+            next_read: 0,
+            fail_writes: 0,
+            log: Vec::new(),
+            manual: false,
+        }
+    }
+
+    pub(crate) fn complete(&mut self, op: OpId, c: TimelineCompletion) {
+        self.tl.handle_completion(self.now, op, c).expect("harness completes real ops");
+        self.tl.check_invariants();
+    }
+
+    /// Executes effects until none are left.
+    pub(crate) fn drain(&mut self) {
+        self.tl.check_invariants();
+        while let Some(e) = self.tl.poll_effect() {
+            self.log.push(e.clone());
+            self.execute(e);
+        }
+    }
+
+    fn execute(&mut self, e: TimelineEffect) {
+        let manual = self.manual;
+        match e {
+            TimelineEffect::WriteLayer { op, name, bytes } if !manual => {
+                let r = if self.fail_writes > 0 {
+                    self.fail_writes -= 1;
+                    self.world.disk.insert(name, bytes[..bytes.len() / 2].to_vec());
+                    Err("fsync failed".to_string())
+                } else {
+                    self.world.disk.insert(name, bytes);
+                    Ok(())
+                };
+                self.complete(op, TimelineCompletion::Written(r));
+            }
+            TimelineEffect::WriteMetadata { op, metadata } if !manual => {
+                let r = if self.fail_writes > 0 {
+                    self.fail_writes -= 1;
+                    Err("fsync failed".to_string())
+                } else {
+                    self.world.metadata_file = Some(metadata.to_bytes().to_vec());
+                    Ok(())
+                };
+                self.complete(op, TimelineCompletion::Written(r));
+            }
+            TimelineEffect::ReadLayer { op, name } if !manual => {
+                let r =
+                    self.world.disk.get(&name).cloned().ok_or_else(|| "no such file".to_string());
+                self.complete(op, TimelineCompletion::Read(r));
+            }
+            TimelineEffect::DownloadLayer { op, name, meta } if !manual => {
+                let r = match self.world.remote.get(&name) {
+                    Some((bytes, m))
+                        if *m == meta
+                            && bytes.len() as u64 == meta.file_size
+                            && layer_file::file_crc32c(bytes) == Some(meta.crc32c) =>
+                    {
+                        self.world.disk.insert(name, bytes.clone());
+                        Ok(())
+                    }
+                    Some(_) => Err("size or checksum mismatch".to_string()),
+                    None => Err("404".to_string()),
+                };
+                self.complete(op, TimelineCompletion::Downloaded(r));
+            }
+            TimelineEffect::Redo { op, request } if !manual => {
+                // Round-trip the wire encoding, as the walredo process would.
+                let decoded = RedoRequest::decode(&request.encode()).expect("valid encoding");
+                let r = decoded.execute().map_err(|e| e.to_string());
+                self.complete(op, TimelineCompletion::Redone(r));
+            }
+            TimelineEffect::ReadDone { req, result } => {
+                assert!(self.reads.insert(req, result).is_none(), "{req:?} answered twice");
+            }
+            TimelineEffect::LayerFlushed { name, file_size, crc32c } => {
+                // S1: the layer is in the map when the upload queue hears of it.
+                assert!(self.tl.layer(&name).is_some(), "S1: {name} flushed but not in the map");
+                let bytes = self.world.disk[&name].clone();
+                assert_eq!(bytes.len() as u64, file_size);
+                assert_eq!(layer_file::file_crc32c(&bytes), Some(crc32c));
+                let meta = LayerMeta { file_size, generation: Generation::FIRST, crc32c };
+                self.world.remote.insert(name, (bytes, meta));
+            }
+            TimelineEffect::MetadataDurable { metadata } => {
+                let on_disk = self.world.metadata_file.as_deref().expect("written before durable");
+                assert_eq!(TimelineMetadata::from_bytes(on_disk), Ok(metadata));
+                let index = &mut self.world.index;
+                index.seq += 1;
+                index.disk_consistent_lsn = metadata.disk_consistent_lsn;
+                index.metadata = metadata;
+                index.layer_metadata = self
+                    .world
+                    .remote
+                    .iter()
+                    .filter(|(n, _)| {
+                        layer_map::lsn_range(n).end <= metadata.disk_consistent_lsn.next()
+                    })
+                    .map(|(n, (_, m))| (n.clone(), *m))
+                    .collect();
+            }
+            TimelineEffect::FlushDone { id, disk_consistent_lsn } => {
+                assert!(disk_consistent_lsn <= self.tl.disk_consistent_lsn());
+                assert!(self.flushes_done.insert(id), "{id:?} answered twice");
+            }
+            other => {
+                assert!(manual);
+                self.log.pop();
+                self.log.push(other);
+            }
+        }
+    }
+
+    pub(crate) fn ingest(
+        &mut self,
+        records: Vec<IngestRecord>,
+    ) -> Result<IngestOutcome, IngestError> {
+        let r = self.tl.handle_ingest(self.now, records);
+        self.drain();
+        r
+    }
+
+    /// Flushes and runs timers until the flush is answered.
+    pub(crate) fn flush(&mut self) {
+        let id = self.tl.handle_flush(self.now);
+        self.drain();
+        for _ in 0..1000 {
+            if self.flushes_done.contains(&id) {
+                return;
+            }
+            let at = self.tl.poll_timeout().expect("an unfinished flush has a timer");
+            self.advance_to(at);
+        }
+        panic!("flush never finished");
+    }
+
+    pub(crate) fn advance_to(&mut self, at: Instant) {
+        self.now = self.now.max(at);
+        self.tl.handle_timeout(self.now);
+        self.drain();
+    }
+
+    pub(crate) fn start_read(&mut self, key: Key, lsn: Lsn) -> ReadId {
+        let id = ReadId(self.next_read);
+        self.next_read += 1;
+        self.tl.handle_read(self.now, id, key, lsn);
+        self.drain();
+        id
+    }
+
+    /// Reads and expects an answer without waiting.
+    pub(crate) fn get(&mut self, key: Key, lsn: Lsn) -> Result<Option<Vec<u8>>, ReadError> {
+        let id = self.start_read(key, lsn);
+        self.reads.remove(&id).expect("the read finished synchronously")
+    }
+}

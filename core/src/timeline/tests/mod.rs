@@ -1,0 +1,278 @@
+mod harness;
+mod model;
+
+use super::*;
+use crate::redo::{DeltaOp, Record};
+use harness::{Harness, World};
+
+fn rec(key: u64, lsn: u64, record: Record) -> IngestRecord {
+    IngestRecord { key: Key(key), lsn: Lsn(lsn), record }
+}
+
+fn img(b: &[u8]) -> Record {
+    Record::Image(b.to_vec())
+}
+
+fn app(b: &[u8]) -> Record {
+    Record::Delta(vec![DeltaOp::Append(b.to_vec())])
+}
+
+fn small_config() -> TimelineConfig {
+    TimelineConfig {
+        checkpoint_distance_bytes: 1 << 20,
+        checkpoint_timeout_ms: 10_000,
+        read_wait_timeout_ms: 500,
+        ..TimelineConfig::default()
+    }
+}
+
+#[test]
+fn ingest_then_read_from_memory_and_from_a_file() {
+    let mut h = Harness::new(Lsn(10), small_config());
+    h.ingest(vec![rec(1, 11, img(b"a")), rec(1, 12, app(b"b")), rec(2, 13, img(b"x"))]).unwrap();
+    assert_eq!(h.get(Key(1), Lsn(12)), Ok(Some(b"ab".to_vec())));
+    assert_eq!(h.get(Key(1), Lsn(11)), Ok(Some(b"a".to_vec())));
+    assert_eq!(h.get(Key(1), Lsn(10)), Ok(None));
+    assert_eq!(h.get(Key(3), Lsn(13)), Ok(None));
+    h.flush();
+    assert_eq!(h.tl.disk_consistent_lsn(), Lsn(13));
+    assert_eq!(h.tl.in_memory_bytes(), 0);
+    h.ingest(vec![rec(1, 20, app(b"c"))]).unwrap();
+    // One delta in memory, the rest in the file.
+    assert_eq!(h.get(Key(1), Lsn(20)), Ok(Some(b"abc".to_vec())));
+    assert_eq!(h.get(Key(1), Lsn(19)), Ok(Some(b"ab".to_vec())));
+    assert_eq!(h.get(Key(2), Lsn(20)), Ok(Some(b"x".to_vec())));
+}
+
+#[test]
+fn ingest_is_idempotent_and_checks_the_whole_batch_first() {
+    let mut h = Harness::new(Lsn(10), small_config());
+    let out = h.ingest(vec![rec(1, 11, img(b"a")), rec(1, 12, app(b"b"))]).unwrap();
+    assert_eq!((out.applied, out.skipped, out.last_ingested_lsn), (2, 0, Lsn(12)));
+    let out = h
+        .ingest(vec![rec(1, 11, img(b"zz")), rec(1, 12, app(b"zz")), rec(1, 13, app(b"c"))])
+        .unwrap();
+    assert_eq!((out.applied, out.skipped, out.last_ingested_lsn), (1, 2, Lsn(13)));
+    assert_eq!(h.get(Key(1), Lsn(13)), Ok(Some(b"abc".to_vec())));
+
+    let err = h.ingest(vec![rec(1, 20, img(b"a")), rec(1, 20, img(b"b"))]).unwrap_err();
+    assert!(matches!(err, IngestError::NotIncreasing { index: 1, .. }), "{err}");
+    let big = Record::Image(vec![0; crate::redo::MAX_VALUE_BYTES + 1]);
+    let err = h.ingest(vec![rec(1, 21, img(b"ok")), rec(1, 22, big)]).unwrap_err();
+    assert!(matches!(err, IngestError::InvalidRecord { .. }), "{err}");
+    assert_eq!(h.tl.last_ingested_lsn(), Lsn(13), "a refused batch applies nothing");
+    let err = h.ingest(vec![rec(1, u64::MAX, img(b""))]).unwrap_err();
+    assert!(matches!(err, IngestError::LsnOutOfRange { .. }));
+}
+
+#[test]
+fn flush_effects_come_in_order() {
+    let mut h = Harness::new(Lsn(0), small_config());
+    h.ingest(vec![rec(5, 1, img(b"v")), rec(6, 2, img(b"w"))]).unwrap();
+    h.log.clear();
+    h.flush();
+    let kinds: Vec<&str> = h
+        .log
+        .iter()
+        .map(|e| match e {
+            TimelineEffect::WriteLayer { .. } => "write-layer",
+            TimelineEffect::LayerFlushed { .. } => "layer-flushed",
+            TimelineEffect::WriteMetadata { .. } => "write-metadata",
+            TimelineEffect::MetadataDurable { .. } => "metadata-durable",
+            TimelineEffect::FlushDone { .. } => "flush-done",
+            _ => "other",
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        ["write-layer", "layer-flushed", "write-metadata", "metadata-durable", "flush-done"]
+    );
+    let name: LayerName =
+        "0000000000000000-FFFFFFFFFFFFFFFF__0000000000000001-0000000000000003".parse().unwrap();
+    assert!(matches!(&h.log[0], TimelineEffect::WriteLayer { name: n, .. } if *n == name));
+    // A flush with nothing new is answered at once.
+    h.log.clear();
+    h.flush();
+    assert!(matches!(h.log[..], [TimelineEffect::FlushDone { .. }]));
+}
+
+#[test]
+fn disk_consistent_waits_for_layer_and_metadata() {
+    let mut h = Harness::new(Lsn(0), small_config());
+    h.manual = true;
+    h.ingest(vec![rec(1, 1, img(b"v"))]).unwrap();
+    let id = h.tl.handle_flush(h.now);
+    h.drain();
+    let Some(TimelineEffect::WriteLayer { op, name, bytes }) = h.log.pop() else {
+        panic!("{:?}", h.log)
+    };
+    h.world.disk.insert(name, bytes);
+    h.manual = false;
+    h.complete(op, TimelineCompletion::Written(Ok(())));
+    h.manual = true;
+    h.drain();
+    assert_eq!(h.tl.disk_consistent_lsn(), Lsn(0), "metadata not durable yet");
+    let Some(TimelineEffect::WriteMetadata { op, .. }) = h.log.pop() else { panic!("{:?}", h.log) };
+    // A failed metadata write: retried after the backoff, nothing advances.
+    h.complete(op, TimelineCompletion::Written(Err("EIO".into())));
+    assert_eq!(h.tl.poll_timeout(), Some(Instant(100)));
+    h.manual = false;
+    h.advance_to(Instant(100));
+    assert_eq!(h.tl.disk_consistent_lsn(), Lsn(1));
+    assert!(h.flushes_done.contains(&id));
+}
+
+#[test]
+fn a_failed_layer_write_is_redone_from_memory() {
+    let mut h = Harness::new(Lsn(0), small_config());
+    h.ingest(vec![rec(1, 1, img(b"v")), rec(1, 2, app(b"w"))]).unwrap();
+    h.fail_writes = 3;
+    h.flush();
+    assert!(h.now >= Instant(100 + 200 + 400), "backoff doubles: {}", h.now);
+    assert_eq!(h.tl.disk_consistent_lsn(), Lsn(2));
+    assert_eq!(h.get(Key(1), Lsn(2)), Ok(Some(b"vw".to_vec())));
+}
+
+#[test]
+fn reads_above_last_ingested_wait_then_time_out() {
+    let mut h = Harness::new(Lsn(0), small_config());
+    let early = h.start_read(Key(1), Lsn(5));
+    let late = h.start_read(Key(1), Lsn(9));
+    assert!(h.reads.is_empty());
+    h.ingest(vec![rec(1, 5, img(b"five"))]).unwrap();
+    assert_eq!(h.reads.remove(&early), Some(Ok(Some(b"five".to_vec()))));
+    assert_eq!(h.tl.poll_timeout(), Some(Instant(500)));
+    h.advance_to(Instant(500));
+    let err = h.reads.remove(&late).unwrap().unwrap_err();
+    assert_eq!(err, ReadError::WaitTimeout { lsn: Lsn(9), last_ingested: Lsn(5), waited_ms: 500 });
+    assert_eq!(h.tl.reads_in_progress(), 0);
+}
+
+#[test]
+fn reads_below_the_gc_cutoff_fail() {
+    let mut world = World::new(Lsn(60));
+    world.index.metadata.gc_cutoff_lsn = Lsn(50);
+    let mut h = Harness::recover(world, small_config(), Instant::ZERO);
+    assert_eq!(
+        h.get(Key(1), Lsn(49)),
+        Err(ReadError::BelowGcCutoff { lsn: Lsn(49), gc_cutoff: Lsn(50) })
+    );
+    assert_eq!(h.get(Key(1), Lsn(50)), Ok(None));
+}
+
+#[test]
+fn size_and_age_thresholds_freeze_the_open_layer() {
+    let config = TimelineConfig { checkpoint_distance_bytes: 100, ..small_config() };
+    let mut h = Harness::new(Lsn(0), config);
+    h.manual = true;
+    h.ingest(vec![rec(1, 1, img(&[7; 50]))]).unwrap();
+    assert_eq!(h.tl.frozen_layer_count(), 0);
+    h.ingest(vec![rec(1, 2, img(&[7; 50]))]).unwrap();
+    assert_eq!((h.tl.frozen_layer_count(), h.tl.open_layer_bytes()), (1, 0));
+    h.ingest(vec![rec(2, 3, img(b"x"))]).unwrap();
+    assert_eq!(h.tl.poll_timeout(), Some(Instant(10_000)));
+    h.now = Instant(10_000);
+    h.tl.handle_timeout(h.now);
+    assert_eq!(h.tl.frozen_layer_count(), 2, "the age timer froze the second layer");
+    // Reads see frozen layers while their flush is in flight.
+    h.manual = false;
+    h.drain();
+    h.manual = true;
+    assert_eq!(h.tl.disk_consistent_lsn(), Lsn(0), "world effects were withheld");
+    let id = ReadId(99);
+    h.tl.handle_read(h.now, id, Key(2), Lsn(3));
+    h.drain();
+    assert_eq!(h.reads.remove(&id), Some(Ok(Some(b"x".to_vec()))));
+}
+
+#[test]
+fn backpressure_refuses_new_records_but_acknowledges_old_ones() {
+    let mut h = Harness::new(Lsn(0), small_config());
+    h.ingest(vec![rec(1, 1, img(b"a"))]).unwrap();
+    h.tl.handle_backpressure(h.now, true);
+    let err = h.ingest(vec![rec(1, 2, img(b"b"))]).unwrap_err();
+    assert_eq!(err, IngestError::Backpressure { retry_after_ms: 1_000 });
+    assert_eq!(h.ingest(vec![rec(1, 1, img(b"a"))]).unwrap().skipped, 1);
+    h.tl.handle_backpressure(h.now, false);
+    h.ingest(vec![rec(1, 2, img(b"b"))]).unwrap();
+
+    let config = TimelineConfig { max_in_memory_bytes: 100, ..small_config() };
+    let mut h = Harness::new(Lsn(0), config);
+    h.manual = true;
+    h.ingest(vec![rec(1, 1, img(&[0; 200]))]).unwrap();
+    let err = h.ingest(vec![rec(1, 2, img(b"b"))]).unwrap_err();
+    assert!(matches!(err, IngestError::Backpressure { .. }));
+    assert_eq!(h.tl.frozen_layer_count(), 1, "memory is drained by a flush");
+}
+
+#[test]
+fn recover_trusts_the_remote_index() {
+    let mut h = Harness::new(Lsn(0), small_config());
+    h.ingest(vec![rec(1, 1, img(b"a"))]).unwrap();
+    h.flush();
+    h.ingest(vec![rec(1, 2, app(b"b"))]).unwrap();
+    h.flush();
+    let mut world = h.world.clone();
+    let names: Vec<LayerName> = world.disk.keys().cloned().collect();
+    // A local-only file, and a local file whose size disagrees with the index.
+    let stray: LayerName =
+        "0000000000000000-FFFFFFFFFFFFFFFF__0000000000000009-000000000000000A".parse().unwrap();
+    world.disk.insert(stray.clone(), vec![1, 2, 3]);
+    world.disk.get_mut(&names[0]).unwrap().push(0);
+    let (t, tl) = harness::ids();
+    let local = world.disk.iter().map(|(n, b)| (n.clone(), b.len() as u64)).collect();
+    let (recovered, remove) = Timeline::recover(t, tl, &world.index, &local, small_config());
+    assert_eq!(remove, vec![names[0].clone(), stray]);
+    assert!(!recovered.layer(&names[0]).unwrap().residence.eq(&Residence::Resident));
+    assert_eq!(recovered.layer(&names[1]).unwrap().residence, Residence::Resident);
+    assert_eq!(recovered.last_ingested_lsn(), Lsn(2));
+
+    let mut h = Harness::recover(world, small_config(), Instant(5));
+    assert_eq!(h.get(Key(1), Lsn(2)), Ok(Some(b"ab".to_vec())), "downloads the remote-only layer");
+    assert_eq!(h.tl.layer(&names[0]).unwrap().residence, Residence::Resident);
+}
+
+#[test]
+fn a_corrupt_local_layer_is_downloaded_again_never_served() {
+    let mut h = Harness::new(Lsn(0), small_config());
+    h.ingest(vec![rec(1, 1, img(b"good"))]).unwrap();
+    h.flush();
+    let name = h.world.disk.keys().next().unwrap().clone();
+    let len = h.world.disk[&name].len();
+    h.world.disk.get_mut(&name).unwrap()[len / 2] ^= 0xff;
+    h.log.clear();
+    assert_eq!(h.get(Key(1), Lsn(1)), Ok(Some(b"good".to_vec())));
+    assert!(h.log.iter().any(|e| matches!(e, TimelineEffect::DownloadLayer { .. })));
+
+    // Bad locally and remotely: a clear error, not bytes.
+    h.world.disk.get_mut(&name).unwrap()[len / 2] ^= 0xff;
+    h.world.disk.get_mut(&name).unwrap()[len / 2] ^= 0x0f;
+    h.world.remote.get_mut(&name).unwrap().0[len / 2] ^= 0x0f;
+    let err = h.get(Key(1), Lsn(1)).unwrap_err();
+    assert!(matches!(err, ReadError::LayerUnavailable { .. }), "{err}");
+}
+
+#[test]
+fn completions_for_unknown_or_mismatched_ops_are_refused() {
+    let mut h = Harness::new(Lsn(0), small_config());
+    let err =
+        h.tl.handle_completion(h.now, OpId(42), TimelineCompletion::Written(Ok(()))).unwrap_err();
+    assert_eq!(err, TimelineError::UnknownOp(OpId(42)));
+    h.manual = true;
+    h.ingest(vec![rec(1, 1, img(b"a"))]).unwrap();
+    h.tl.handle_flush(h.now);
+    h.drain();
+    let Some(TimelineEffect::WriteLayer { op, .. }) = h.log.pop() else { panic!() };
+    let err = h.tl.handle_completion(h.now, op, TimelineCompletion::Read(Ok(vec![]))).unwrap_err();
+    assert_eq!(err, TimelineError::WrongCompletion { op, expected: "Written" });
+    h.tl.check_invariants();
+}
+
+#[test]
+fn duplicate_read_ids_are_answered_with_an_error() {
+    let mut h = Harness::new(Lsn(0), small_config());
+    h.tl.handle_read(h.now, ReadId(1), Key(1), Lsn(5));
+    h.tl.handle_read(h.now, ReadId(1), Key(1), Lsn(5));
+    h.drain();
+    assert_eq!(h.reads.remove(&ReadId(1)), Some(Err(ReadError::DuplicateReadId(ReadId(1)))));
+}
