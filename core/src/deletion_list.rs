@@ -3,7 +3,8 @@
 //!
 //! - List file `deletion/{seq:016x}-01.list` (JSON): `version`, `sequence`, `tenants`
 //!   (tenant → the tenant's generation when the deletion was pushed, and timeline →
-//!   remote file names relative to the timeline prefix, generation suffix included),
+//!   remote file names relative to the timeline prefix, generation suffix included;
+//!   the reader rejects a name that is not one plain path component),
 //!   `validated` (only written when true).
 //! - Header `deletion/header-01` (JSON): `version`, `validated_sequence`: every list
 //!   with a sequence at or below it has passed validation.
@@ -100,6 +101,17 @@ impl DeletionList {
         let list: DeletionList =
             serde_json::from_slice(bytes).map_err(|e| ParseError::invalid(WHAT, e.to_string()))?;
         check_version(WHAT, list.version)?;
+        // Names are joined to a timeline prefix to make the keys to delete: a name
+        // that is not one plain path component could reach outside that timeline.
+        for name in list.tenants.values().flat_map(|t| t.timelines.values()).flatten() {
+            if name.is_empty() || name == "." || name == ".." || name.contains('/') {
+                return Err(ParseError::malformed(
+                    WHAT,
+                    "file names of one path component each",
+                    name,
+                ));
+            }
+        }
         Ok(list)
     }
 }

@@ -191,7 +191,7 @@ impl LocationConf {
                     (V1Mode::Secondary, _, _) => {
                         return Err(ParseError::invalid(
                             WHAT,
-                            "v1 Secondary mode must not carry a generation",
+                            "v1 Secondary mode must carry neither a generation nor an attach_mode",
                         ));
                     }
                 };

@@ -75,6 +75,20 @@ fn malformed_lists_and_headers_are_invalid() {
 }
 
 #[test]
+fn names_that_leave_the_timeline_prefix_are_rejected() {
+    for bad in ["", ".", "..", "../other/x", "a/b", "/abs"] {
+        let mut list = sample_deletion_list();
+        let tenant = list.tenants.values_mut().next().unwrap();
+        tenant.timelines.values_mut().next().unwrap().push(bad.to_owned());
+        let got = DeletionList::from_json_bytes(&list.to_json_bytes());
+        assert!(
+            matches!(got, Err(ParseError::Malformed { what: "deletion list", .. })),
+            "{bad:?} -> {got:?}"
+        );
+    }
+}
+
+#[test]
 fn list_file_names() {
     assert_eq!(DeletionList::file_name(0x2a), "000000000000002a-01.list");
     for bad in [

@@ -172,7 +172,10 @@ pub fn arb_location_conf() -> impl Strategy<Value = LocationConf> {
 pub fn arb_deletion_list() -> impl Strategy<Value = DeletionList> {
     let timelines = proptest::collection::btree_map(
         arb_timeline(),
-        proptest::collection::vec(any::<String>(), 0..4),
+        proptest::collection::vec(
+            "[^/]{1,40}".prop_filter("one plain component", |s| s != "." && s != ".."),
+            0..4,
+        ),
         0..3,
     );
     let tenants = proptest::collection::btree_map(
