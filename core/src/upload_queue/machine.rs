@@ -1,5 +1,6 @@
 //! The machine's state and its inputs. Scheduling decisions live in `pump.rs`.
 
+use super::pump::Change;
 use super::types::*;
 use crate::deletion_queue::{DeletionOutcome, DeletionReport, LsnValidation};
 use crate::generation::Generation;
@@ -175,7 +176,7 @@ impl UploadQueue {
         config: UploadQueueConfig,
     ) -> Self {
         let mut q = Self::blank(tenant, timeline, generation, mode, metadata, config);
-        q.schedule_index();
+        q.schedule_index(Change::Metadata);
         q.pump();
         q
     }
@@ -212,7 +213,7 @@ impl UploadQueue {
             // Re-publish the loaded index under this generation at once: an index of
             // an older generation that lands late can then never outrank what this
             // node loaded, and visible is validated against an index of its own.
-            q.schedule_index();
+            q.schedule_index(Change::Metadata);
             q.pump();
         }
         q
@@ -261,10 +262,10 @@ impl UploadQueue {
                 } else {
                     JobState::Queued
                 };
-                self.jobs.insert(name, LayerJob { meta, state, failures: 0, wanted: true });
+                self.jobs.insert(name.clone(), LayerJob { meta, state, failures: 0, wanted: true });
             }
         }
-        self.schedule_index();
+        self.schedule_index(Change::Added(&name));
         self.pump();
         Ok(())
     }
@@ -295,7 +296,7 @@ impl UploadQueue {
             }
             unlinked.push((name.clone(), meta.generation));
         }
-        let ticket = self.schedule_index();
+        let ticket = self.schedule_index(Change::Removed(names));
         for key in unlinked {
             self.waiting_deletions.insert(key, ticket);
         }
@@ -315,7 +316,7 @@ impl UploadQueue {
             return Err(UploadQueueError::LsnWentBack { current, new });
         }
         self.metadata = metadata;
-        self.schedule_index();
+        self.schedule_index(Change::Metadata);
         self.pump();
         Ok(())
     }

@@ -96,6 +96,8 @@ pub use machine::UploadQueue;
 pub use types::*;
 
 #[cfg(test)]
+mod bench;
+#[cfg(test)]
 mod harness;
 #[cfg(test)]
 mod model_tests;

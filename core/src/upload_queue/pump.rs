@@ -8,6 +8,13 @@ use crate::layer_name::LayerName;
 use crate::remote_path::{RemoteKey, index_key, layer_key};
 use std::collections::BTreeSet;
 
+/// What changed since the previous snapshot (see `schedule_index`).
+pub(super) enum Change<'a> {
+    Metadata,
+    Added(&'a LayerName),
+    Removed(&'a [LayerName]),
+}
+
 impl UploadQueue {
     pub(super) fn is_running(&self) -> bool {
         match self.state {
@@ -21,10 +28,31 @@ impl UploadQueue {
 
     /// Takes an index snapshot of the desired state and returns its ticket. The
     /// snapshot replaces the newest queued one if both wait for the same layers
-    /// (neither could start before the other).
-    pub(super) fn schedule_index(&mut self) -> u64 {
+    /// (neither could start before the other); `change` says what differs from it,
+    /// so the update is applied in place instead of copying the layer set again.
+    pub(super) fn schedule_index(&mut self, change: Change<'_>) -> u64 {
         let needs: BTreeSet<LayerName> =
             self.jobs.iter().filter(|(_, j)| j.wanted).map(|(n, _)| n.clone()).collect();
+        if let Some(last) = self.tickets.back_mut().filter(|t| t.needs == needs) {
+            let index = &mut last.index;
+            index.metadata = self.metadata;
+            index.disk_consistent_lsn = self.metadata.disk_consistent_lsn;
+            match change {
+                Change::Metadata => {}
+                Change::Added(name) => {
+                    if let Some(meta) = self.layers.get(name) {
+                        index.layer_metadata.insert(name.clone(), *meta);
+                    }
+                }
+                Change::Removed(names) => {
+                    for name in names {
+                        index.layer_metadata.remove(name);
+                    }
+                }
+            }
+            debug_assert_eq!(index.layer_metadata, self.layers, "snapshot diverged");
+            return last.ticket;
+        }
         let index = IndexPart {
             seq: 0,
             layer_metadata: self.layers.clone(),
@@ -32,10 +60,6 @@ impl UploadQueue {
             metadata: self.metadata,
             deleted_at: None,
         };
-        if let Some(last) = self.tickets.back_mut().filter(|t| t.needs == needs) {
-            last.index = index;
-            return last.ticket;
-        }
         self.last_ticket += 1;
         self.tickets.push_back(Ticket { ticket: self.last_ticket, index, needs });
         self.last_ticket
