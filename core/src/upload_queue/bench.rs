@@ -145,7 +145,7 @@ fn run_machine() -> u64 {
     let now = Instant::ZERO;
     let mut inputs = 0;
     let mut started = VecDeque::new();
-    let mut drain = |q: &mut UploadQueue, started: &mut VecDeque<crate::id::OpId>| {
+    let drain = |q: &mut UploadQueue, started: &mut VecDeque<crate::id::OpId>| {
         let mut fed = 0;
         loop {
             while let Some(e) = q.poll_effect() {
