@@ -54,6 +54,7 @@
 
 mod flush;
 mod in_memory;
+mod layer_cache;
 mod layer_map;
 mod read;
 
@@ -73,6 +74,7 @@ use crate::metadata::TimelineMetadata;
 use crate::redo::{IngestRecord, RedoError, RedoRequest};
 use crate::time::Instant;
 use in_memory::InMemoryLayer;
+use layer_cache::LayerCache;
 use layer_map::LayerMap;
 use read::Read;
 use std::collections::{BTreeMap, VecDeque};
@@ -93,6 +95,9 @@ pub struct TimelineConfig {
     pub flush_retry_max_ms: u64,
     /// The Retry-After a refused ingest suggests.
     pub backpressure_retry_after_ms: u64,
+    /// Parsed layer files kept in memory for reads (least recently used evicted);
+    /// 0 disables the cache.
+    pub layer_cache_bytes: u64,
     /// The generation this attachment runs in: layers flushed here are recorded
     /// with it (S-GEN-SUFFIX), so a bad local copy can be downloaded again.
     pub generation: Generation,
@@ -108,6 +113,7 @@ impl Default for TimelineConfig {
             flush_retry_base_ms: 100,
             flush_retry_max_ms: 10_000,
             backpressure_retry_after_ms: 1_000,
+            layer_cache_bytes: 64 * 1024 * 1024,
             generation: Generation::FIRST,
         }
     }
@@ -230,6 +236,7 @@ pub struct Timeline {
     open: InMemoryLayer,
     frozen: VecDeque<InMemoryLayer>,
     layers: LayerMap,
+    cache: LayerCache,
     flush: FlushState,
     flush_requests: BTreeMap<FlushId, Lsn>,
     next_flush_id: u64,
@@ -296,6 +303,7 @@ impl Timeline {
         config: TimelineConfig,
     ) -> Self {
         let dc = metadata.disk_consistent_lsn;
+        let cache = LayerCache::new(config.layer_cache_bytes);
         Timeline {
             tenant,
             timeline,
@@ -305,6 +313,7 @@ impl Timeline {
             open: InMemoryLayer::open(dc.next()),
             frozen: VecDeque::new(),
             layers,
+            cache,
             flush: FlushState::Idle,
             flush_requests: BTreeMap::new(),
             next_flush_id: 0,
@@ -520,6 +529,15 @@ impl Timeline {
         self.reads.len()
     }
 
+    /// Layer-file lookups answered from the parsed-file cache / needing a read.
+    pub fn layer_cache_hits_misses(&self) -> (u64, u64) {
+        (self.cache.hits, self.cache.misses)
+    }
+
+    pub fn layer_cache_bytes(&self) -> u64 {
+        self.cache.bytes()
+    }
+
     pub fn backpressure(&self) -> bool {
         self.backpressure
     }
@@ -558,6 +576,7 @@ impl Timeline {
             panic!("flush request {done:?} satisfied but not answered");
         }
         self.check_flush_invariants();
+        self.cache.check();
         for (id, r) in &self.reads {
             r.check(*id, &self.ops, &self.layers);
         }

@@ -174,41 +174,68 @@ impl Timeline {
 
     /// Takes steps for a read in `Searching` until it waits on an effect or ends.
     fn advance(&mut self, id: ReadId) {
-        let read = &self.reads[&id];
-        let next = if read.image.is_some() || read.cont == Lsn::ZERO {
-            None
-        } else {
-            self.layers.next_layer(read.key, read.cont)
-        };
-        let Some((name, _)) = next else {
-            self.reconstruct(id);
+        loop {
+            let read = &self.reads[&id];
+            let next = if read.image.is_some() || read.cont == Lsn::ZERO {
+                None
+            } else {
+                self.layers.next_layer(read.key, read.cont)
+            };
+            let Some((name, range)) = next else {
+                self.reconstruct(id);
+                return;
+            };
+            let key = read.key;
+            let entry = self.layers.layers.get(&name).expect("next_layer returns mapped layers");
+            match entry.residence {
+                Residence::Resident => {
+                    if let Some(file) = self.cache.get(&name) {
+                        match file.records(key, range.clone()) {
+                            Ok(records) => {
+                                self.consume(id, &records, range.start);
+                                continue;
+                            }
+                            // A block went bad in memory: forget it, read the file.
+                            Err(_) => self.cache.remove(&name),
+                        }
+                    }
+                    let op = self.new_op(OpKind::ReadLayer { read: id, name: name.clone() });
+                    self.effects.push_back(TimelineEffect::ReadLayer { op, name: name.clone() });
+                    self.read_mut(id).state = ReadState::ReadingLayer { op, name };
+                }
+                Residence::Downloading { .. } => {
+                    self.read_mut(id).state = ReadState::Downloading { name };
+                }
+                Residence::RemoteOnly => {
+                    let meta = entry.meta;
+                    let op = self.new_op(OpKind::Download { name: name.clone() });
+                    self.layers.layers.get_mut(&name).expect("checked").residence =
+                        Residence::Downloading { op };
+                    self.effects.push_back(TimelineEffect::DownloadLayer {
+                        op,
+                        name: name.clone(),
+                        meta,
+                    });
+                    let read = self.read_mut(id);
+                    read.downloaded.insert(name.clone());
+                    read.state = ReadState::Downloading { name };
+                }
+            }
             return;
-        };
-        let entry = self.layers.layers.get(&name).expect("next_layer returns mapped layers");
-        match entry.residence {
-            Residence::Resident => {
-                let op = self.new_op(OpKind::ReadLayer { read: id, name: name.clone() });
-                self.effects.push_back(TimelineEffect::ReadLayer { op, name: name.clone() });
-                self.read_mut(id).state = ReadState::ReadingLayer { op, name };
-            }
-            Residence::Downloading { .. } => {
-                self.read_mut(id).state = ReadState::Downloading { name };
-            }
-            Residence::RemoteOnly => {
-                let meta = entry.meta;
-                let op = self.new_op(OpKind::Download { name: name.clone() });
-                self.layers.layers.get_mut(&name).expect("checked").residence =
-                    Residence::Downloading { op };
-                self.effects.push_back(TimelineEffect::DownloadLayer {
-                    op,
-                    name: name.clone(),
-                    meta,
-                });
-                let read = self.read_mut(id);
-                read.downloaded.insert(name.clone());
-                read.state = ReadState::Downloading { name };
+        }
+    }
+
+    /// Takes a layer's records (oldest first) and continues below `start`.
+    fn consume(&mut self, id: ReadId, records: &[(Lsn, Record)], start: Lsn) {
+        let read = self.read_mut(id);
+        for (_, record) in records.iter().rev() {
+            if read.take(record) {
+                break;
             }
         }
+        debug_assert!(start < read.cont, "a read must make progress");
+        read.cont = start;
+        read.state = ReadState::Searching;
     }
 
     pub(super) fn layer_read(
@@ -237,17 +264,14 @@ impl Timeline {
                 return;
             }
         };
-        let records = parsed.and_then(|f| f.records(key, range.clone()).map_err(|e| e.to_string()));
+        let records = parsed.and_then(|f| {
+            let records = f.records(key, range.clone()).map_err(|e| e.to_string())?;
+            Ok((f, records))
+        });
         match records {
-            Ok(records) => {
-                let read = self.read_mut(id);
-                for (_, record) in records.iter().rev() {
-                    if read.take(record) {
-                        break;
-                    }
-                }
-                read.cont = range.start;
-                read.state = ReadState::Searching;
+            Ok((file, records)) => {
+                self.cache.insert(file);
+                self.consume(id, &records, range.start);
                 self.advance(id);
             }
             Err(reason) => {
@@ -256,6 +280,7 @@ impl Timeline {
                     return;
                 }
                 // Treat the local copy as missing: download it again.
+                self.cache.remove(&name);
                 if let Some(e) = self.layers.layers.get_mut(&name)
                     && e.residence == Residence::Resident
                 {
@@ -274,6 +299,7 @@ impl Timeline {
         result: Result<(), String>,
     ) {
         let ok = result.is_ok();
+        self.cache.remove(&name);
         if let Some(e) = self.layers.layers.get_mut(&name) {
             e.residence = if ok { Residence::Resident } else { Residence::RemoteOnly };
         }

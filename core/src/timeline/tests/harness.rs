@@ -50,6 +50,8 @@ pub(crate) struct Harness {
     pub(crate) log: Vec<TimelineEffect>,
     /// Drain effects without completing world effects (the test completes them).
     pub(crate) manual: bool,
+    /// Run `check_invariants` after every input (off only in benchmarks).
+    pub(crate) check: bool,
 }
 
 impl Harness {
@@ -67,6 +69,7 @@ impl Harness {
             fail_writes: 0,
             log: Vec::new(),
             manual: false,
+            check: true,
         }
     }
 
@@ -90,17 +93,22 @@ impl Harness {
             fail_writes: 0,
             log: Vec::new(),
             manual: false,
+            check: true,
         }
     }
 
     pub(crate) fn complete(&mut self, op: OpId, c: TimelineCompletion) {
         self.tl.handle_completion(self.now, op, c).expect("harness completes real ops");
-        self.tl.check_invariants();
+        if self.check {
+            self.tl.check_invariants();
+        }
     }
 
     /// Executes effects until none are left.
     pub(crate) fn drain(&mut self) {
-        self.tl.check_invariants();
+        if self.check {
+            self.tl.check_invariants();
+        }
         while let Some(e) = self.tl.poll_effect() {
             self.log.push(e.clone());
             self.execute(e);

@@ -1,3 +1,4 @@
+mod bench;
 mod harness;
 mod model;
 
@@ -234,7 +235,8 @@ fn recover_trusts_the_remote_index() {
 
 #[test]
 fn a_corrupt_local_layer_is_downloaded_again_never_served() {
-    let mut h = Harness::new(Lsn(0), small_config());
+    let config = TimelineConfig { layer_cache_bytes: 0, ..small_config() };
+    let mut h = Harness::new(Lsn(0), config);
     h.ingest(vec![rec(1, 1, img(b"good"))]).unwrap();
     h.flush();
     let name = h.world.disk.keys().next().unwrap().clone();
@@ -275,4 +277,29 @@ fn duplicate_read_ids_are_answered_with_an_error() {
     h.tl.handle_read(h.now, ReadId(1), Key(1), Lsn(5));
     h.drain();
     assert_eq!(h.reads.remove(&ReadId(1)), Some(Err(ReadError::DuplicateReadId(ReadId(1)))));
+}
+
+#[test]
+fn parsed_layers_are_cached_within_a_byte_budget() {
+    let mut h = Harness::new(Lsn(0), small_config());
+    h.ingest(vec![rec(1, 1, img(b"a"))]).unwrap();
+    h.flush();
+    h.ingest(vec![rec(1, 2, app(b"b"))]).unwrap();
+    h.flush();
+    h.log.clear();
+    assert_eq!(h.get(Key(1), Lsn(2)), Ok(Some(b"ab".to_vec())));
+    assert_eq!(h.tl.layer_cache_hits_misses(), (0, 2));
+    assert_eq!(h.get(Key(1), Lsn(2)), Ok(Some(b"ab".to_vec())));
+    assert_eq!(h.tl.layer_cache_hits_misses(), (2, 2));
+    let reads = h.log.iter().filter(|e| matches!(e, TimelineEffect::ReadLayer { .. })).count();
+    assert_eq!(reads, 2, "the second get is served from the cache");
+    let total: u64 = h.world.disk.values().map(|b| b.len() as u64).sum();
+    assert_eq!(h.tl.layer_cache_bytes(), total);
+
+    // A budget that holds one file keeps only the most recent one.
+    let one = h.world.disk.values().map(|b| b.len() as u64).max().unwrap();
+    let config = TimelineConfig { layer_cache_bytes: one, ..small_config() };
+    let mut h2 = Harness::recover(h.world.clone(), config, h.now);
+    assert_eq!(h2.get(Key(1), Lsn(2)), Ok(Some(b"ab".to_vec())));
+    assert!(h2.tl.layer_cache_bytes() <= one);
 }

@@ -46,13 +46,13 @@ fn op(crashes: bool) -> impl Strategy<Value = Op> {
 
 /// The model: every acknowledged record.
 #[derive(Default)]
-struct Model {
-    records: BTreeMap<Key, BTreeMap<Lsn, Record>>,
-    last: Lsn,
+pub(super) struct Model {
+    pub(super) records: BTreeMap<Key, BTreeMap<Lsn, Record>>,
+    pub(super) last: Lsn,
 }
 
 impl Model {
-    fn get(&self, key: Key, lsn: Lsn) -> Option<Vec<u8>> {
+    pub(super) fn get(&self, key: Key, lsn: Lsn) -> Option<Vec<u8>> {
         let history = self.records.get(&key)?;
         let below: Vec<&Record> = history.range(..=lsn).map(|(_, r)| r).collect();
         if below.is_empty() {
@@ -96,6 +96,8 @@ fn config() -> TimelineConfig {
         read_wait_timeout_ms: 100,
         flush_retry_base_ms: 10,
         flush_retry_max_ms: 100,
+        // Room for a few small files: reads go both through the cache and to disk.
+        layer_cache_bytes: 1_500,
         ..TimelineConfig::default()
     }
 }

@@ -1,0 +1,77 @@
+//! A per-timeline cache of parsed, verified layer files, bounded in bytes.
+//!
+//! Layer files are immutable, so a parsed file stays correct for as long as the
+//! layer exists; the cache drops a file when its layer leaves the map, is found bad
+//! or is downloaded again. Eviction is least-recently-used by a logical clock (one
+//! tick per lookup), so it is deterministic. A file larger than the whole budget is
+//! never cached. A budget of 0 disables the cache (every read issues `ReadLayer`).
+
+use crate::layer_file::LayerFile;
+use crate::layer_name::LayerName;
+use std::collections::BTreeMap;
+
+#[derive(Debug, Default)]
+pub(crate) struct LayerCache {
+    budget_bytes: u64,
+    files: BTreeMap<LayerName, (LayerFile, u64)>,
+    bytes: u64,
+    tick: u64,
+    pub(crate) hits: u64,
+    pub(crate) misses: u64,
+}
+
+impl LayerCache {
+    pub(crate) fn new(budget_bytes: u64) -> Self {
+        LayerCache { budget_bytes, ..LayerCache::default() }
+    }
+
+    pub(crate) fn get(&mut self, name: &LayerName) -> Option<&LayerFile> {
+        self.tick += 1;
+        match self.files.get_mut(name) {
+            Some((file, used)) => {
+                *used = self.tick;
+                self.hits += 1;
+                Some(file)
+            }
+            None => {
+                self.misses += 1;
+                None
+            }
+        }
+    }
+
+    pub(crate) fn insert(&mut self, file: LayerFile) {
+        let size = file.len_bytes();
+        if size > self.budget_bytes {
+            return;
+        }
+        self.remove(file.name());
+        while self.bytes + size > self.budget_bytes {
+            let Some(oldest) =
+                self.files.iter().min_by_key(|(_, (_, used))| *used).map(|(n, _)| n.clone())
+            else {
+                break;
+            };
+            self.remove(&oldest);
+        }
+        self.tick += 1;
+        self.bytes += size;
+        self.files.insert(file.name().clone(), (file, self.tick));
+    }
+
+    pub(crate) fn remove(&mut self, name: &LayerName) {
+        if let Some((file, _)) = self.files.remove(name) {
+            self.bytes -= file.len_bytes();
+        }
+    }
+
+    pub(crate) fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    pub(crate) fn check(&self) {
+        let sum: u64 = self.files.values().map(|(f, _)| f.len_bytes()).sum();
+        assert_eq!(sum, self.bytes, "layer cache byte count drifted");
+        assert!(self.bytes <= self.budget_bytes, "layer cache over budget");
+    }
+}
