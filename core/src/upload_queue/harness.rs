@@ -85,6 +85,8 @@ pub(super) struct Harness {
     pub(super) outstanding: Vec<Pending>,
     pub(super) handed: Vec<Handed>,
     pub(super) validations: Vec<(Generation, Lsn)>,
+    /// `ListTimeline` requests not answered yet.
+    pub(super) listings: Vec<OpId>,
     pub(super) barriers: BTreeMap<BarrierId, Option<Result<(), BarrierError>>>,
     pub(super) broken: Option<String>,
     pub(super) deleted: bool,
@@ -128,6 +130,7 @@ impl Harness {
             outstanding: Vec::new(),
             handed: Vec::new(),
             validations: Vec::new(),
+            listings: Vec::new(),
             barriers: BTreeMap::new(),
             broken: None,
             deleted: false,
@@ -225,6 +228,11 @@ impl Harness {
             UploadEffect::Broken { reason } => {
                 self.note(format!("  Broken {reason}"));
                 self.broken = Some(reason);
+            }
+            UploadEffect::ListTimeline { op, prefix } => {
+                assert_eq!(prefix, crate::remote_path::timeline_prefix(TENANT, TIMELINE));
+                self.note(format!("  {op} ListTimeline"));
+                self.listings.push(op);
             }
             UploadEffect::DeletionAborted { error } => {
                 self.note(format!("  DeletionAborted {error}"));
@@ -337,6 +345,18 @@ impl Harness {
         self.step(|q, now| q.handle_deletion_report(now, report));
     }
 
+    /// Answers the `i`-th listing request with the store's keys, or a transient error.
+    pub(super) fn complete_listing(&mut self, i: usize, ok: bool) {
+        let op = self.listings.remove(i);
+        let result = if ok {
+            Ok(self.store.keys().cloned().collect())
+        } else {
+            Err(RemoteFailure::Transient("503".into()))
+        };
+        self.note(format!("> {op} listing {}", if ok { "Ok" } else { "Transient" }));
+        self.step(|q, now| q.handle_listing(now, op, result)).expect("listing was in flight");
+    }
+
     /// The validator answers the oldest LSN update: the generation is current.
     pub(super) fn validate(&mut self, valid: bool) {
         if self.validations.is_empty() {
@@ -378,6 +398,8 @@ impl Harness {
                 self.complete(0, Finish::Ok);
             } else if !self.handed.is_empty() {
                 self.finish_deletion(0, false);
+            } else if !self.listings.is_empty() {
+                self.complete_listing(0, true);
             } else if !self.validations.is_empty() {
                 self.validate(true);
             } else if !self.fire_timer() {
@@ -402,6 +424,18 @@ impl Harness {
     /// queue keeps (and later executes) what it was handed; the node restarts in the
     /// next generation and recovers from the newest index in storage.
     pub(super) fn crash_and_recover(&mut self, landed: impl Fn(usize) -> bool, mode: AttachMode) {
+        assert!(
+            self.try_crash_and_recover(landed, mode),
+            "crash before the first index was durable"
+        );
+    }
+
+    /// `crash_and_recover`; false (and no new machine) if no index is left to load.
+    pub(super) fn try_crash_and_recover(
+        &mut self,
+        landed: impl Fn(usize) -> bool,
+        mode: AttachMode,
+    ) -> bool {
         for (i, p) in std::mem::take(&mut self.outstanding).into_iter().enumerate() {
             if landed(i) {
                 self.store.insert(p.key, p.obj);
@@ -412,18 +446,21 @@ impl Harness {
             self.store.remove(&h.key);
         }
         self.validations.clear();
+        self.listings.clear();
         self.barriers.clear();
         // A fresh machine starts without backpressure.
         self.backpressure = false;
         let generation = self.q.generation().next().expect("generations left");
-        let (version, index) = match self.newest_index(generation) {
-            Some((v, i)) => (v, i.clone()),
-            None => panic!("crash before the first index was durable"),
+        let Some((version, index)) = self.newest_index(generation).map(|(v, i)| (v, i.clone()))
+        else {
+            self.note("> crash; no index left".into());
+            return false;
         };
         self.note(format!("> crash; recover gen={generation} from seq={}", version.seq));
         let q =
             UploadQueue::recover(TENANT, TIMELINE, generation, mode, index, version, test_config());
         self.q = q;
         self.drain();
+        true
     }
 }

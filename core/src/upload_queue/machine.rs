@@ -63,6 +63,15 @@ pub(super) struct IndexFlight {
     pub(super) failures: u32,
 }
 
+/// The listing timeline deletion makes once the tombstone is durable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum ListState {
+    Idle,
+    InFlight(OpId),
+    Backoff { until: Instant },
+    Done,
+}
+
 #[derive(Clone, Debug)]
 pub(super) struct Durable {
     pub(super) version: IndexVersion,
@@ -99,9 +108,6 @@ pub struct UploadQueue {
     /// Index keys that may exist (written, attempted or loaded) and are not yet handed
     /// for deletion. Includes the newest durable one, which is kept.
     pub(super) index_keys: BTreeSet<IndexVersion>,
-    /// Where the recovered index was read; its generation's older sequences may
-    /// still exist, and timeline deletion hands them on blindly.
-    pub(super) loaded_from: Option<IndexVersion>,
 
     /// Unlinked layer keys → the ticket whose index no longer names them.
     pub(super) waiting_deletions: BTreeMap<(LayerName, Generation), u64>,
@@ -117,6 +123,9 @@ pub struct UploadQueue {
     pub(super) backpressure_on: bool,
     /// In `Deleting(Objects)`: layers and older indexes were handed on.
     pub(super) deletion_handed: bool,
+    /// In `Deleting(Objects)`: the listing of the timeline's prefix.
+    pub(super) listing: ListState,
+    pub(super) listing_failures: u32,
     pub(super) dropped_on_stop: u64,
     pub(super) effects: VecDeque<UploadEffect>,
 }
@@ -150,7 +159,6 @@ impl UploadQueue {
             durable: None,
             durable_ticket: 0,
             index_keys: BTreeSet::new(),
-            loaded_from: None,
             waiting_deletions: BTreeMap::new(),
             handed: BTreeSet::new(),
             projected: Lsn(0),
@@ -160,6 +168,8 @@ impl UploadQueue {
             next_barrier: 0,
             backpressure_on: false,
             deletion_handed: false,
+            listing: ListState::Idle,
+            listing_failures: 0,
             dropped_on_stop: 0,
             effects: VecDeque::new(),
         }
@@ -207,7 +217,6 @@ impl UploadQueue {
         q.projected = loaded.disk_consistent_lsn;
         q.next_seq = if loaded_from.generation == generation { loaded_from.seq + 1 } else { 1 };
         q.index_keys.insert(loaded_from);
-        q.loaded_from = Some(loaded_from);
         q.durable = Some(Durable { version: loaded_from, index: loaded });
         if q.state == QueueState::Active {
             // Re-publish the loaded index under this generation at once: an index of
@@ -506,10 +515,59 @@ impl UploadQueue {
         if tombstone {
             self.state = QueueState::Deleting(DeletionPhase::Objects);
             self.deletion_handed = false;
+            self.listing = ListState::Idle;
+            self.listing_failures = 0;
         }
     }
 
+    /// The driver listed `ListTimeline`'s prefix. Every key found, except the
+    /// tombstone, is handed to the deletion queue before the tombstone itself.
+    pub fn handle_listing(
+        &mut self,
+        now: Instant,
+        op: OpId,
+        result: Result<Vec<RemoteKey>, RemoteFailure>,
+    ) -> Result<(), UploadQueueError> {
+        if self.listing != ListState::InFlight(op) {
+            return Err(UploadQueueError::NotInFlight(op));
+        }
+        self.listing = ListState::Done;
+        if !matches!(self.state, QueueState::Deleting(DeletionPhase::Objects)) {
+            return Ok(());
+        }
+        match result {
+            Ok(keys) => {
+                let tombstone = self.latest_durable_key();
+                let prefix = crate::remote_path::timeline_prefix(self.tenant, self.timeline);
+                let fresh: Vec<RemoteKey> = keys
+                    .into_iter()
+                    .filter(|k| Some(k) != tombstone.as_ref() && k.as_str().starts_with(&prefix))
+                    .filter(|k| self.handed.insert(k.clone()))
+                    .collect();
+                if !fresh.is_empty() {
+                    let generation = self.generation;
+                    self.effects.push_back(UploadEffect::HandDeletions { generation, keys: fresh });
+                }
+            }
+            Err(RemoteFailure::Transient(_)) => {
+                self.listing_failures += 1;
+                let until = now.plus_millis(self.config.backoff_ms(self.listing_failures));
+                self.listing = ListState::Backoff { until };
+            }
+            Err(RemoteFailure::Permanent(cause)) => {
+                self.go_broken(format!("listing the timeline for deletion: {cause}"));
+            }
+        }
+        self.pump();
+        Ok(())
+    }
+
     pub fn handle_timeout(&mut self, now: Instant) {
+        if let ListState::Backoff { until } = self.listing
+            && until <= now
+        {
+            self.listing = ListState::Idle;
+        }
         for job in self.jobs.values_mut() {
             if let JobState::Backoff { until } = job.state
                 && until <= now
@@ -595,7 +653,11 @@ impl UploadQueue {
             IndexState::Backoff { until } => Some(until),
             IndexState::Ready | IndexState::InFlight(_) => None,
         });
-        jobs.chain(index).min()
+        let listing = match self.listing {
+            ListState::Backoff { until } => Some(until),
+            ListState::Idle | ListState::InFlight(_) | ListState::Done => None,
+        };
+        jobs.chain(index).chain(listing).min()
     }
 
     // ---- getters ----
@@ -668,7 +730,8 @@ impl UploadQueue {
     pub fn in_flight_count(&self) -> usize {
         let index =
             self.index_flight.as_ref().is_some_and(|f| matches!(f.state, IndexState::InFlight(_)));
-        self.layers_in_flight + usize::from(index)
+        let listing = matches!(self.listing, ListState::InFlight(_));
+        self.layers_in_flight + usize::from(index) + usize::from(listing)
     }
 
     /// Operations dropped by stop, break or deletion (metric).

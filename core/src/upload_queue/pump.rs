@@ -1,11 +1,11 @@
 //! Every scheduling decision of the upload queue, in one place: `pump()` runs after
 //! every input and starts whatever the ordering rules and the mode allow.
 
-use super::machine::{IndexFlight, IndexState, JobState, Ticket, UploadQueue};
+use super::machine::{IndexFlight, IndexState, JobState, ListState, Ticket, UploadQueue};
 use super::types::*;
 use crate::index_part::{IndexPart, IndexVersion};
 use crate::layer_name::LayerName;
-use crate::remote_path::{RemoteKey, index_key, layer_key};
+use crate::remote_path::{RemoteKey, index_key, layer_key, timeline_prefix};
 use std::collections::BTreeSet;
 
 /// What changed since the previous snapshot (see `schedule_index`).
@@ -236,17 +236,6 @@ impl UploadQueue {
                         .filter(|v| Some(**v) != tombstone)
                         .map(|v| index_key(tenant, timeline, *v))
                         .collect();
-                    // Older sequences of the loaded generation may be left from an
-                    // earlier run: hand them on blindly (a missing key is a no-op).
-                    let mut indexes = indexes;
-                    if let Some(from) = self.loaded_from {
-                        for seq in 1..from.seq {
-                            let v = IndexVersion { generation: from.generation, seq };
-                            if !self.index_keys.contains(&v) {
-                                indexes.push(index_key(tenant, timeline, v));
-                            }
-                        }
-                    }
                     self.index_keys.retain(|v| Some(*v) == tombstone);
                     for batch in [keys, indexes] {
                         let fresh: Vec<RemoteKey> =
@@ -259,7 +248,14 @@ impl UploadQueue {
                         }
                     }
                 }
-                if self.deletion_handed && self.handed.is_empty() {
+                // Then list the prefix: objects of earlier runs this queue never knew.
+                if self.deletion_handed && self.listing == ListState::Idle {
+                    let op = self.ops.next_id();
+                    self.listing = ListState::InFlight(op);
+                    let prefix = timeline_prefix(self.tenant, self.timeline);
+                    self.effects.push_back(UploadEffect::ListTimeline { op, prefix });
+                }
+                if self.listing == ListState::Done && self.handed.is_empty() {
                     let Some(key) = self.latest_durable_key() else { return };
                     self.index_keys.clear();
                     self.handed.insert(key.clone());

@@ -393,13 +393,22 @@ fn timeline_deletion_writes_the_tombstone_first_and_deletes_it_last() {
     assert_eq!(names.len(), 4, "{names:?}");
     assert!(names[..3].iter().all(|n| n.contains("__")));
     assert!(names[3].starts_with("index_part"));
-    while h.handed.len() > 1
-        || !matches!(h.q.state(), QueueState::Deleting(DeletionPhase::Last { .. }))
-    {
+    // An object an earlier run left behind, which only a listing finds.
+    let orphan = layer_key(TENANT, TIMELINE, &layer(9), gen_(1));
+    let meta = crate::index_part::LayerMeta { file_size: 1, generation: gen_(1), crc32c: 0 };
+    h.store.insert(orphan.clone(), Obj::Layer(meta));
+    assert_eq!(h.listings.len(), 1);
+    h.complete_listing(0, false);
+    assert!(h.fire_timer(), "the listing is retried after a backoff");
+    h.complete_listing(0, true);
+    assert!(h.handed.iter().any(|x| x.key == orphan));
+    while !matches!(h.q.state(), QueueState::Deleting(DeletionPhase::Last { .. })) {
         h.finish_deletion(0, false);
         let (_, newest) = h.newest_index(gen_(1)).expect("the tombstone stays while objects exist");
         assert!(newest.deleted_at.is_some());
     }
+    assert_eq!(h.handed.len(), 1);
+    assert_eq!(h.store.len(), 1, "only the tombstone is left");
     assert!(!h.deleted);
     h.finish_deletion(0, false);
     assert!(h.deleted);

@@ -50,6 +50,7 @@ fn trace_timeline_deletion() {
     input(&mut h, "delete timeline");
     h.delete_timeline().unwrap();
     h.complete(0, Finish::Ok);
+    h.complete_listing(0, true);
     while !h.handed.is_empty() {
         h.finish_deletion(0, false);
     }

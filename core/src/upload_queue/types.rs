@@ -141,6 +141,12 @@ pub enum UploadEffect {
     Broken {
         reason: String,
     },
+    /// Timeline deletion: list every key under `prefix` (the timeline's) and answer
+    /// with `handle_listing`.
+    ListTimeline {
+        op: OpId,
+        prefix: String,
+    },
     /// The mode changed during a timeline deletion; the queue stopped.
     DeletionAborted {
         error: UploadQueueError,
@@ -153,7 +159,8 @@ pub enum UploadEffect {
 pub enum DeletionPhase {
     /// The tombstone index is queued or uploading.
     Tombstone,
-    /// Layers and older indexes are handed on; waiting for their reports.
+    /// Layers and older indexes are handed on, then every other key a listing of
+    /// the prefix finds; waiting for their reports.
     Objects,
     /// The tombstone's own key is handed on; waiting for its report.
     Last { key: RemoteKey },
