@@ -644,20 +644,26 @@ impl UploadQueue {
         self.effects.pop_front()
     }
 
+    /// The earliest timer: call `handle_timeout` then (early calls are harmless).
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let jobs = self.jobs.values().filter_map(|j| match j.state {
-            JobState::Backoff { until } => Some(until),
+        self.timers().map(|(at, _)| at).min()
+    }
+
+    /// Every timer set, with why.
+    pub fn timers(&self) -> impl Iterator<Item = (Instant, TimerReason)> + '_ {
+        let jobs = self.jobs.iter().filter_map(|(name, j)| match j.state {
+            JobState::Backoff { until } => Some((until, TimerReason::LayerRetry(name.clone()))),
             JobState::Queued | JobState::HeldForDeletion | JobState::InFlight(_) => None,
         });
         let index = self.index_flight.iter().filter_map(|f| match f.state {
-            IndexState::Backoff { until } => Some(until),
+            IndexState::Backoff { until } => Some((until, TimerReason::IndexRetry(f.version))),
             IndexState::Ready | IndexState::InFlight(_) => None,
         });
         let listing = match self.listing {
-            ListState::Backoff { until } => Some(until),
+            ListState::Backoff { until } => Some((until, TimerReason::ListingRetry)),
             ListState::Idle | ListState::InFlight(_) | ListState::Done => None,
         };
-        jobs.chain(index).chain(listing).min()
+        jobs.chain(index).chain(listing)
     }
 
     // ---- getters ----

@@ -7,29 +7,37 @@
 //! # States ([`QueueState`])
 //! - `Active`: attached; uploads and deletions run as the [`AttachMode`] allows.
 //! - `Deleting(phase)`: timeline deletion (only from `Active` in `Single`):
-//!   `Tombstone` (the index with `deleted_at` is uploading) → `Objects` (every layer
-//!   and every older index key is handed to the deletion queue; waiting for their
-//!   reports) → `Last` (the tombstone's own key is handed) → `Deleted`.
+//!   `Tombstone` (the index with `deleted_at` is uploading; queued uploads were
+//!   dropped, in-flight ones finish) → `Objects` (every layer, then every older
+//!   index key it knows, is handed to the deletion queue; then `ListTimeline` asks
+//!   the driver to list the prefix, and every other key found — leftovers of
+//!   earlier runs — is handed too; waiting for all their reports) → `Last` (the
+//!   tombstone's own key is handed) → `Deleted`. A mode change away from `Single`
+//!   aborts it (`DeletionAborted`, then `Stopped`).
 //! - `Stopped`: `handle_stop`, or a deletion aborted by a mode change. Terminal:
 //!   queued work was dropped (and counted), in-flight completions are still accepted.
 //! - `Broken { reason }`: a permanent remote error. Terminal, like `Stopped`.
 //! - `Tombstoned`: recovered from an index with `deleted_at` set; refuses every change.
-//!   Objects left behind by an interrupted deletion are found by listing the prefix.
+//!   The owner resumes an interrupted deletion (a new queue is not needed: listing
+//!   the prefix finds every object left).
 //! - `Deleted`: the deletion finished; every object of the timeline is gone.
 //!
 //! # Inputs
 //! [`UploadQueue::new_timeline`] / [`UploadQueue::recover`]; `handle_add_layer`,
 //! `handle_unlink_layers`, `handle_set_metadata`, `handle_barrier`,
 //! `handle_delete_timeline`, `handle_mode_changed`, `handle_stop`,
-//! `handle_completion` (by [`OpId`]: ok / transient / permanent), `handle_timeout`,
-//! `handle_deletion_report` and `handle_lsn_validation` (from the deletion queue).
+//! `handle_completion` (by [`OpId`]: ok / transient / permanent), `handle_listing`
+//! (the answer to `ListTimeline`), `handle_timeout`, `handle_deletion_report` and
+//! `handle_lsn_validation` (from the deletion queue).
 //!
 //! # Effects ([`UploadEffect`])
-//! `UploadLayer`, `UploadIndex` (driver work, completed by `OpId`); `HandDeletions`,
+//! `UploadLayer`, `UploadIndex`, `ListTimeline` (driver work, completed by
+//! `OpId`); `HandDeletions`,
 //! `CancelDeletion`, `ValidateLsn` (routed to the deletion queue by the node
 //! composite); `BarrierReached`, `LsnAdvanced`, `Backpressure`, `Broken`,
 //! `DeletionAborted`, `TimelineDeleted` (for the timeline). Retry timers are not
-//! effects: [`UploadQueue::poll_timeout`] says when to call `handle_timeout`.
+//! effects: [`UploadQueue::poll_timeout`] says when to call `handle_timeout`, and
+//! [`UploadQueue::timers`] lists each with its [`TimerReason`].
 //!
 //! # Invariants (checked by [`UploadQueue::check_invariants`])
 //! - **S-IDX-ORDER**: an index upload starts only when every layer it names has
@@ -41,14 +49,19 @@
 //! - **Re-added keys**: a layer key re-added while its deletion is waiting here is
 //!   simply taken back; if it was already handed on, the machine emits
 //!   `CancelDeletion` and holds the re-upload until the deletion queue reports that
-//!   key's outcome, so the re-upload always lands after any delete of it.
+//!   key's outcome (executed, cancelled or failed), so the re-upload always lands
+//!   after any delete of it. One key holds one content: re-adding a name with other
+//!   size or checksum while the old content is still named or uploading is refused
+//!   (`ContentChanged`).
 //! - **S-GEN-SUFFIX**: a layer keeps the generation it was written in; layers added
 //!   here get this queue's generation, recovered layers keep theirs.
 //! - **S-PROJECTED**: `visible ≤ projected ≤ disk_consistent_lsn`. `projected`
 //!   advances when the index covering it is durable; the machine then emits
 //!   `ValidateLsn`, and `visible` advances only on an [`LsnValidation`] that is
-//!   valid, of this generation and at most `projected` (the deletion queue answers
-//!   only with a validation requested after the update reached it).
+//!   valid, of this generation and at most both `projected` and the highest LSN it
+//!   asked to validate (the deletion queue answers only with a validation
+//!   requested after the update reached it). After recovery the loaded index is
+//!   first re-published under the new generation (see [`UploadQueue::recover`]).
 //! - **S-SINGLE-WRITER**: `Stale`/`Emergency` upload nothing; `Multi` and
 //!   `Stale`/`Emergency` hand on no deletions (they are kept until `Single`).
 //! - Queued work always has something in flight, a timer set, a deletion report
@@ -65,6 +78,11 @@
 //! is made; when the index slot frees up, the newest snapshot whose layers are all
 //! uploaded starts and older not-yet-started snapshots are skipped (the newer one
 //! covers everything before it; barriers and deletions wait for it instead).
+//! Consecutive snapshots waiting for the same layers are merged, so the snapshot
+//! queue is at most one longer than the number of layers waiting to upload; its
+//! length is exported by [`UploadQueue::queued_count`]. Layer uploads themselves are
+//! unbounded by design (ingest decides); in `Stale`/`Emergency`, where nothing
+//! drains them, backpressure bounds them by `stale_hold_max_bytes`.
 //!
 //! # Crash: what each step leaves behind in remote storage
 //! Nothing here is persisted: after a crash the newest durable index is the truth
@@ -79,6 +97,8 @@
 //! - During timeline deletion: the tombstone is written first and deleted last, so
 //!   while any object of the timeline exists the newest index is the tombstone and
 //!   no older index can come back; a restart recovers into `Tombstoned`.
+//! - Not prevented (leaks, never a wrong read): a layer or index PUT given up on
+//!   that lands after its key was deleted, or after the whole timeline was deleted.
 //!
 //! There is no local file and no fsync here; a failed upload is a remote failure
 //! (transient: retried with capped exponential backoff; permanent: `Broken`).

@@ -281,6 +281,8 @@ fn transient_errors_retry_after_a_capped_doubling_backoff() {
         h.complete(0, Finish::Transient);
         assert!(h.outstanding.is_empty());
         let delay = h.q.poll_timeout().unwrap().millis_since(failed_at);
+        let reasons: Vec<TimerReason> = h.q.timers().map(|(_, r)| r).collect();
+        assert_eq!(reasons, [TimerReason::LayerRetry(layer(1))]);
         assert_eq!(delay, (10u64 << (failures - 1)).min(80));
         assert!(h.fire_timer());
         assert_eq!(h.outstanding.len(), 1);

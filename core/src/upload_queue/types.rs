@@ -88,6 +88,14 @@ pub enum RemoteFailure {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub struct BarrierId(pub u64);
 
+/// Why a timer is set: every timer is a retry after a transient failure.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TimerReason {
+    LayerRetry(LayerName),
+    IndexRetry(IndexVersion),
+    ListingRetry,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum BarrierError {
     #[error("the upload queue was stopped before the barrier was reached")]
