@@ -65,7 +65,9 @@ impl UploadQueue {
                 assert!(!self.handed.contains(&key), "S-DEL-AFTER-INDEX: {key} handed while named");
             }
         }
-        for (name, meta) in &self.layers {
+        // (A stopped queue dropped its held uploads; its layer set is history.)
+        let layers = self.layers.iter().filter(|_| self.is_running());
+        for (name, meta) in layers {
             let key = layer_key(tenant, timeline, name, meta.generation);
             let held = self.jobs.get(name).is_some_and(|j| j.state == JobState::HeldForDeletion);
             assert!(!self.handed.contains(&key) || held, "re-added {key} not held for its report");

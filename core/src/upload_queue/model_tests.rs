@@ -34,8 +34,11 @@ enum Step {
     Complete(Index, Finish),
     ApplyLate(Index),
     FinishDeletion(Index, bool),
-    Validate,
+    Validate(bool),
     Timer,
+    /// Stop (detach), the stopped queue sees in-flight completions (bit i of the
+    /// mask: the i-th succeeded), then re-attach in the next generation.
+    StopRestart(u8),
     Mode(AttachMode),
     /// Bit i of the mask: the i-th in-flight write landed before the crash.
     Crash(u8),
@@ -71,10 +74,11 @@ fn step() -> impl Strategy<Value = Step> {
         8 => (any::<Index>(), finish()).prop_map(|(i, f)| Step::Complete(i, f)),
         1 => any::<Index>().prop_map(Step::ApplyLate),
         3 => (any::<Index>(), any::<bool>()).prop_map(|(i, c)| Step::FinishDeletion(i, c)),
-        1 => Just(Step::Validate),
+        1 => prop::bool::weighted(0.8).prop_map(Step::Validate),
         2 => Just(Step::Timer),
         1 => mode().prop_map(Step::Mode),
         1 => any::<u8>().prop_map(Step::Crash),
+        1 => any::<u8>().prop_map(Step::StopRestart),
     ]
 }
 
@@ -132,8 +136,25 @@ fn apply(h: &mut Harness, m: &mut Model, s: Step) {
             Step::FinishDeletion(i, cancel_wins) => {
                 h.finish_deletion(i.index(h.handed.len()), cancel_wins);
             }
-            Step::Validate => h.validate(true),
+            Step::Validate(valid) => h.validate(valid),
             Step::Timer => _ = h.fire_timer(),
+            Step::StopRestart(mask) => {
+                h.step(|q, now| q.handle_stop(now));
+                let mut i = 0;
+                while !h.outstanding.is_empty() {
+                    let how =
+                        if mask & (1 << (i % 8)) != 0 { Finish::Ok } else { Finish::Transient };
+                    h.complete(0, how);
+                    i += 1;
+                }
+                assert!(h.outstanding.is_empty(), "a stopped queue started work");
+                let mode = h.q.mode();
+                h.crash_and_recover(|_| false, mode);
+                let (_, index) = h.newest_index(h.q.generation()).expect("an index survives");
+                m.layers =
+                    index.layer_metadata.iter().map(|(n, l)| (n.clone(), l.generation)).collect();
+                m.lsn = index.disk_consistent_lsn.0;
+            }
             Step::Mode(mode) => h.step(|q, now| q.handle_mode_changed(now, mode)),
             Step::Crash(mask) => {
                 let mode = h.q.mode();
@@ -206,7 +227,7 @@ fn run_deletion(prefix: Vec<Step>, after: Vec<Step>) {
                 h.finish_deletion(i.index(h.handed.len()), cancel_wins);
             }
             Step::Timer => _ = h.fire_timer(),
-            Step::Validate => h.validate(true),
+            Step::Validate(valid) => h.validate(valid),
             Step::ApplyLate(_) if h.listings.is_empty() => {}
             Step::ApplyLate(i) => {
                 let i = i.index(h.listings.len() * 2);

@@ -441,6 +441,17 @@ fn a_recovered_tombstone_refuses_changes() {
 }
 
 #[test]
+fn a_key_holds_one_content() {
+    let mut h = started();
+    h.add(1, 10).unwrap();
+    h.settle();
+    h.step(|q, now| q.handle_unlink_layers(now, &[layer(1)])).unwrap();
+    // The durable index still names layer 1 with size 10.
+    assert_eq!(h.add(1, 11), Err(UploadQueueError::ContentChanged(layer(1))));
+    h.add(1, 10).unwrap();
+}
+
+#[test]
 fn illegal_inputs_are_typed_errors() {
     let mut h = started();
     h.add(1, 10).unwrap();
