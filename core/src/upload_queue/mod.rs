@@ -107,6 +107,7 @@
 //! [`OpId`]: crate::id::OpId
 //! [`LsnValidation`]: crate::deletion_queue::LsnValidation
 
+mod completions;
 mod invariants;
 mod machine;
 mod pump;
