@@ -17,7 +17,7 @@ pub const DEFAULT_BACKOFF_MAX_MS: u64 = 3_000;
 /// the timeline to refuse ingest.
 pub const DEFAULT_STALE_HOLD_MAX_BYTES: u64 = 1 << 30;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UploadQueueConfig {
     /// At most this many layer uploads in flight (at least one is always allowed).
     pub layer_upload_concurrency: usize,
