@@ -219,8 +219,9 @@ fn be_u64(b: &[u8], at: usize) -> u64 {
 }
 
 impl LayerFile {
-    /// Parses and verifies a whole file: magic, version, every checksum, the header
-    /// against `name`, the block layout and the index. With `expected_crc32c`, the
+    /// Parses and verifies a whole file: magic, version, every checksum (header,
+    /// whole file, each block, index), the header against `name`, the block layout
+    /// and the index. With `expected_crc32c`, the
     /// whole-file checksum must also equal it (the value `IndexPart` recorded).
     pub fn parse(
         name: &LayerName,
@@ -291,6 +292,11 @@ impl LayerFile {
             if end + 4 > index_offset {
                 return Err(malformed(format!("block {n} runs into the index")));
             }
+            let (stored, computed) = (be_u32(&bytes, end), crc32c::crc32c(&bytes[at + 4..end]));
+            if stored != computed {
+                let part = ChecksumPart::Block(n as u32);
+                return Err(err(LayerProblem::Checksum { part, stored, computed }));
+            }
             blocks.push(at + 4..end);
             at = end + 4;
         }
@@ -349,8 +355,7 @@ impl LayerFile {
         &self.index
     }
 
-    /// The records of `key` with LSN in `lsns`, oldest first. Verifies the CRC32C of
-    /// every block it reads.
+    /// The records of `key` with LSN in `lsns`, oldest first.
     pub fn records(
         &self,
         key: Key,
@@ -370,14 +375,9 @@ impl LayerFile {
     }
 
     fn record_at(&self, e: &IndexEntry) -> Result<Record, LayerFileError> {
+        // Every block's checksum was verified by `parse`.
         let err = |problem| LayerFileError { name: self.name.clone(), problem };
         let payload = &self.bytes[self.blocks[e.block as usize].clone()];
-        let stored = be_u32(&self.bytes, self.blocks[e.block as usize].end);
-        let computed = crc32c::crc32c(payload);
-        if stored != computed {
-            let part = ChecksumPart::Block(e.block);
-            return Err(err(LayerProblem::Checksum { part, stored, computed }));
-        }
         let start = e.offset as usize;
         Record::decode(&payload[start..start + e.len as usize])
             .map_err(|p| err(LayerProblem::Malformed(p.to_string())))

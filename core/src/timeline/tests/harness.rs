@@ -50,7 +50,8 @@ pub(crate) struct Harness {
     pub(crate) log: Vec<TimelineEffect>,
     /// Drain effects without completing world effects (the test completes them).
     pub(crate) manual: bool,
-    /// Run `check_invariants` after every input (off only in benchmarks).
+    /// Run `check_invariants` after every input and keep the effect log (off only
+    /// in benchmarks).
     pub(crate) check: bool,
 }
 
@@ -110,7 +111,9 @@ impl Harness {
             self.tl.check_invariants();
         }
         while let Some(e) = self.tl.poll_effect() {
-            self.log.push(e.clone());
+            if self.check {
+                self.log.push(e.clone());
+            }
             self.execute(e);
         }
     }
