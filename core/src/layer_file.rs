@@ -9,8 +9,11 @@
 //! payload = encoded records (redo::Record::encode_into), back to back
 //! index   = entry_count × (key u64, lsn u64, block u32, offset u32, length u32)
 //!           | CRC32C(entries) u32
-//! trailer = CRC32C of every byte before it: the whole-file checksum IndexPart records
+//! trailer = CRC32C of every byte before it
 //! ```
+//!
+//! The whole-file checksum that `IndexPart` records ([`file_crc32c`]) is the CRC32C
+//! of every byte of the file, trailer included.
 //!
 //! Every parse failure is a [`LayerFileError`] naming the layer and the problem (bad
 //! magic, unknown version, checksum mismatch and where, truncation, malformed
@@ -96,7 +99,7 @@ pub struct IndexEntry {
     pub len: u32,
 }
 
-/// An encoded layer file and its whole-file checksum.
+/// An encoded layer file and its whole-file checksum ([`file_crc32c`] of `bytes`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EncodedLayer {
     pub bytes: Vec<u8>,
@@ -184,17 +187,16 @@ pub fn encode<'a>(
     let header_crc = crc32c::crc32c(&h[..60]);
     h[60..64].copy_from_slice(&header_crc.to_be_bytes());
 
-    let crc = crc32c::crc32c(&out);
-    out.extend_from_slice(&crc.to_be_bytes());
-    Ok(EncodedLayer { bytes: out, crc32c: crc })
+    let body_crc = crc32c::crc32c(&out);
+    out.extend_from_slice(&body_crc.to_be_bytes());
+    let crc32c = crc32c::crc32c_append(body_crc, &body_crc.to_be_bytes());
+    Ok(EncodedLayer { bytes: out, crc32c })
 }
 
-/// The whole-file checksum of an encoded layer, as stored in its trailer and in
-/// `IndexPart` (the CRC32C of every byte before the trailer). `None` if the file is
-/// shorter than a trailer.
-pub fn file_crc32c(bytes: &[u8]) -> Option<u32> {
-    let body = bytes.len().checked_sub(TRAILER_SIZE)?;
-    Some(crc32c::crc32c(&bytes[..body]))
+/// The whole-file checksum of a layer file, as `IndexPart` records it: the CRC32C of
+/// every byte of the file (trailer included).
+pub fn file_crc32c(bytes: &[u8]) -> u32 {
+    crc32c::crc32c(bytes)
 }
 
 /// A parsed, fully verified layer file.
@@ -264,9 +266,11 @@ impl LayerFile {
             let part = ChecksumPart::File;
             return Err(err(LayerProblem::Checksum { part, stored, computed }));
         }
-        if let Some(expected) = expected_crc32c.filter(|e| *e != stored) {
+        // The whole-file checksum extends the body's over the trailer's 4 bytes.
+        let whole = crc32c::crc32c_append(computed, &bytes[body..]);
+        if let Some(expected) = expected_crc32c.filter(|e| *e != whole) {
             let part = ChecksumPart::Expected;
-            return Err(err(LayerProblem::Checksum { part, stored: expected, computed: stored }));
+            return Err(err(LayerProblem::Checksum { part, stored: expected, computed: whole }));
         }
 
         // The header must describe this file's name.
@@ -335,8 +339,7 @@ impl LayerFile {
             }
             index.push(e);
         }
-        let crc32c = be_u32(&bytes, body);
-        Ok(LayerFile { name: name.clone(), bytes, blocks, index, crc32c })
+        Ok(LayerFile { name: name.clone(), bytes, blocks, index, crc32c: whole })
     }
 
     pub fn name(&self) -> &LayerName {
