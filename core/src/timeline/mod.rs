@@ -244,6 +244,8 @@ pub struct Timeline {
     ops: BTreeMap<OpId, OpKind>,
     op_ids: OpIds,
     backpressure: bool,
+    /// Layers of the recovered index above its disk_consistent_lsn (see `recover`).
+    future_layers: Vec<LayerName>,
     effects: VecDeque<TimelineEffect>,
 }
 
@@ -268,6 +270,14 @@ impl Timeline {
     /// on disk with their sizes. Returns the machine and the local files to remove
     /// (not in the index, or a size that differs from it: those layers become
     /// remote-only and are downloaded on demand).
+    ///
+    /// **Future layers**: an index may list layers holding records above its
+    /// `disk_consistent_lsn` (flushed and uploaded, but the metadata recording them
+    /// was not). Those records are re-sent by the client and ingested again, so the
+    /// layers are left out of the layer map, their local files are in the removal
+    /// list, and [`Timeline::future_layers`] names them: the node must unlink them from
+    /// the upload queue's set (`handle_unlink_layers`) before the timeline flushes,
+    /// since a re-flush may produce the same name.
     pub fn recover(
         tenant: TenantId,
         timeline: TimelineId,
@@ -275,8 +285,14 @@ impl Timeline {
         local: &BTreeMap<LayerName, u64>,
         config: TimelineConfig,
     ) -> (Self, Vec<LayerName>) {
+        let dc = index.disk_consistent_lsn;
         let mut map = LayerMap::default();
+        let mut future = Vec::new();
         for (name, meta) in &index.layer_metadata {
+            if layer_map::lsn_range(name).end > dc.next() {
+                future.push(name.clone());
+                continue;
+            }
             let residence = match local.get(name) {
                 Some(size) if *size == meta.file_size => Residence::Resident,
                 Some(_) | None => Residence::RemoteOnly,
@@ -285,14 +301,14 @@ impl Timeline {
         }
         let remove = local
             .iter()
-            .filter(|(name, size)| {
-                index.layer_metadata.get(*name).is_none_or(|m| m.file_size != **size)
-            })
+            .filter(|(name, size)| map.layers.get(*name).is_none_or(|e| e.meta.file_size != **size))
             .map(|(name, _)| name.clone())
             .collect();
         let mut metadata = index.metadata;
-        metadata.disk_consistent_lsn = index.disk_consistent_lsn;
-        (Self::new(tenant, timeline, metadata, map, config), remove)
+        metadata.disk_consistent_lsn = dc;
+        let mut tl = Self::new(tenant, timeline, metadata, map, config);
+        tl.future_layers = future;
+        (tl, remove)
     }
 
     fn new(
@@ -321,6 +337,7 @@ impl Timeline {
             ops: BTreeMap::new(),
             op_ids: OpIds::default(),
             backpressure: false,
+            future_layers: Vec::new(),
             effects: VecDeque::new(),
         }
     }
@@ -536,6 +553,12 @@ impl Timeline {
 
     pub fn layer_cache_bytes(&self) -> u64 {
         self.cache.bytes()
+    }
+
+    /// Layers the recovered index listed above its `disk_consistent_lsn`; not in
+    /// the layer map. The node unlinks them from the upload queue (see `recover`).
+    pub fn future_layers(&self) -> &[LayerName] {
+        &self.future_layers
     }
 
     pub fn backpressure(&self) -> bool {

@@ -16,8 +16,13 @@ pub(crate) struct World {
     pub(crate) disk: BTreeMap<LayerName, Vec<u8>>,
     pub(crate) metadata_file: Option<Vec<u8>>,
     pub(crate) remote: BTreeMap<LayerName, (Vec<u8>, LayerMeta)>,
-    /// The latest uploaded index (uploads are instant here).
+    /// The latest uploaded index.
     pub(crate) index: IndexPart,
+    /// What the upload queue holds: its layer set and the latest durable metadata.
+    pub(crate) queue_layers: BTreeMap<LayerName, LayerMeta>,
+    pub(crate) queue_metadata: TimelineMetadata,
+    /// While set, the index is not re-uploaded (the upload queue lags).
+    pub(crate) lag: bool,
 }
 
 impl World {
@@ -33,6 +38,29 @@ impl World {
             metadata_file: None,
             remote: BTreeMap::new(),
             index: IndexPart::empty(metadata),
+            queue_layers: BTreeMap::new(),
+            queue_metadata: metadata,
+            lag: false,
+        }
+    }
+
+    /// Uploads an index of the queue's current state (layer objects are uploaded
+    /// the moment they are added, so S-IDX-ORDER holds trivially).
+    pub(crate) fn publish(&mut self) {
+        let index = &mut self.index;
+        index.seq += 1;
+        index.layer_metadata = self.queue_layers.clone();
+        index.disk_consistent_lsn = self.queue_metadata.disk_consistent_lsn;
+        index.metadata = self.queue_metadata;
+        for (name, meta) in &index.layer_metadata {
+            assert_eq!(self.remote.get(name).map(|(_, m)| m), Some(meta), "S-IDX-REF");
+        }
+    }
+
+    pub(crate) fn set_lag(&mut self, lag: bool) {
+        self.lag = lag;
+        if !lag {
+            self.publish();
         }
     }
 }
@@ -83,6 +111,15 @@ impl Harness {
         tl.check_invariants();
         for name in &remove {
             world.disk.remove(name);
+        }
+        // The upload queue recovers from the same index and unlinks future layers.
+        world.queue_layers = world.index.layer_metadata.clone();
+        world.queue_metadata = world.index.metadata;
+        for name in tl.future_layers() {
+            world.queue_layers.remove(name);
+        }
+        if !world.lag {
+            world.publish();
         }
         Harness {
             tl,
@@ -178,24 +215,20 @@ impl Harness {
                 assert_eq!(bytes.len() as u64, file_size);
                 assert_eq!(layer_file::file_crc32c(&bytes), crc32c);
                 let meta = LayerMeta { file_size, generation: Generation::FIRST, crc32c };
-                self.world.remote.insert(name, (bytes, meta));
+                self.world.remote.insert(name.clone(), (bytes, meta));
+                let w = &mut self.world;
+                assert!(w.queue_layers.insert(name.clone(), meta).is_none(), "{name} added twice");
+                if !w.lag {
+                    w.publish();
+                }
             }
             TimelineEffect::MetadataDurable { metadata } => {
                 let on_disk = self.world.metadata_file.as_deref().expect("written before durable");
                 assert_eq!(TimelineMetadata::from_bytes(on_disk), Ok(metadata));
-                let index = &mut self.world.index;
-                index.seq += 1;
-                index.disk_consistent_lsn = metadata.disk_consistent_lsn;
-                index.metadata = metadata;
-                index.layer_metadata = self
-                    .world
-                    .remote
-                    .iter()
-                    .filter(|(n, _)| {
-                        layer_map::lsn_range(n).end <= metadata.disk_consistent_lsn.next()
-                    })
-                    .map(|(n, (_, m))| (n.clone(), *m))
-                    .collect();
+                self.world.queue_metadata = metadata;
+                if !self.world.lag {
+                    self.world.publish();
+                }
             }
             TimelineEffect::FlushDone { id, disk_consistent_lsn } => {
                 assert!(disk_consistent_lsn <= self.tl.disk_consistent_lsn());

@@ -303,3 +303,36 @@ fn parsed_layers_are_cached_within_a_byte_budget() {
     assert_eq!(h2.get(Key(1), Lsn(2)), Ok(Some(b"ab".to_vec())));
     assert!(h2.tl.layer_cache_bytes() <= one);
 }
+
+#[test]
+fn future_layers_in_the_index_are_left_out_and_reported() {
+    let mut h = Harness::new(Lsn(0), small_config());
+    let records = vec![rec(1, 1, img(b"a")), rec(1, 2, app(b"b"))];
+    h.ingest(records.clone()).unwrap();
+    // The layer is flushed and (with the queue's index) uploaded; its metadata
+    // write fails, and the node crashes before the retry.
+    h.fail_writes = 0;
+    h.tl.handle_flush(h.now);
+    h.manual = true;
+    h.drain();
+    let Some(TimelineEffect::WriteLayer { op, name, bytes }) = h.log.pop() else { panic!() };
+    h.world.disk.insert(name.clone(), bytes);
+    h.manual = false;
+    h.complete(op, TimelineCompletion::Written(Ok(())));
+    h.fail_writes = 1;
+    h.drain();
+    assert_eq!(h.world.index.layer_metadata.keys().collect::<Vec<_>>(), [&name]);
+    assert_eq!(h.world.index.disk_consistent_lsn, Lsn(0));
+
+    let mut h = Harness::recover(h.world.clone(), small_config(), h.now);
+    assert_eq!(h.tl.future_layers(), [name.clone()]);
+    assert!(h.tl.layer(&name).is_none());
+    assert!(!h.world.disk.contains_key(&name), "its local file is removed");
+    assert_eq!(h.tl.last_ingested_lsn(), Lsn(0));
+    // Re-sent and flushed at the same boundary: the same name, added afresh.
+    h.ingest(records).unwrap();
+    h.flush();
+    assert_eq!(h.tl.disk_consistent_lsn(), Lsn(2));
+    assert!(h.tl.layer(&name).is_some());
+    assert_eq!(h.get(Key(1), Lsn(2)), Ok(Some(b"ab".to_vec())));
+}

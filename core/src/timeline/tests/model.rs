@@ -14,6 +14,8 @@ enum Op {
     Tick(u64),
     FailWrites(u32),
     CorruptLocal(prop::sample::Index),
+    /// Stop (true) or resume (false) index uploads.
+    Lag(bool),
     Crash,
 }
 
@@ -40,6 +42,7 @@ fn op(crashes: bool) -> impl Strategy<Value = Op> {
         1 => (0u64..3000).prop_map(Op::Tick),
         1 => (0u32..3).prop_map(Op::FailWrites),
         1 => any::<prop::sample::Index>().prop_map(Op::CorruptLocal),
+        crash_weight => any::<bool>().prop_map(Op::Lag),
         crash_weight => Just(Op::Crash),
     ]
 }
@@ -143,6 +146,7 @@ fn run(ops: Vec<Op>) {
                     }
                 }
             }
+            Op::Lag(on) => h.world.set_lag(on),
             Op::Crash => {
                 let durable = h.world.index.disk_consistent_lsn;
                 let world: World = h.world.clone();
