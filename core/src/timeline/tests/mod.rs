@@ -325,7 +325,7 @@ fn future_layers_in_the_index_are_left_out_and_reported() {
     assert_eq!(h.world.index.disk_consistent_lsn, Lsn(0));
 
     let mut h = Harness::recover(h.world.clone(), small_config(), h.now);
-    assert_eq!(h.tl.future_layers(), [name.clone()]);
+    assert_eq!(h.tl.future_layers(), std::slice::from_ref(&name));
     assert!(h.tl.layer(&name).is_none());
     assert!(!h.world.disk.contains_key(&name), "its local file is removed");
     assert_eq!(h.tl.last_ingested_lsn(), Lsn(0));
