@@ -80,3 +80,48 @@ fn bench_get_by_delta_depth() {
         }
     }
 }
+
+#[test]
+#[ignore = "benchmark: run explicitly with --release --ignored --nocapture"]
+// A benchmark measures wall time; this is test-only code outside the machines.
+#[allow(clippy::disallowed_types, clippy::disallowed_methods)]
+fn bench_ingest_and_flush_cpu() {
+    use std::time::Instant as Clock;
+    // The machine's share of ingest + flush (records into memory, layer encoding,
+    // checksums), with the in-memory "disk" of the harness: no fsync here; the
+    // driver-level benchmark adds real I/O.
+    let config = TimelineConfig {
+        checkpoint_distance_bytes: 16 * 1024 * 1024,
+        max_in_memory_bytes: u64::MAX,
+        ..TimelineConfig::default()
+    };
+    let mut h = Harness::new(Lsn(0), config);
+    h.check = false;
+    const RECORDS: u64 = 40_000;
+    let value = vec![0x5au8; crate::redo::MAX_VALUE_BYTES];
+    let t = Clock::now();
+    let mut bytes = 0u64;
+    for batch in 0..RECORDS / 100 {
+        let records: Vec<IngestRecord> = (0..100)
+            .map(|i| {
+                let lsn = batch * 100 + i + 1;
+                IngestRecord {
+                    key: Key(lsn % 5000),
+                    lsn: Lsn(lsn),
+                    record: Record::Image(value.clone()),
+                }
+            })
+            .collect();
+        bytes += 100 * value.len() as u64;
+        h.ingest(records).unwrap();
+    }
+    h.flush();
+    let secs = t.elapsed().as_secs_f64();
+    let written: u64 = h.world.disk.values().map(|b| b.len() as u64).sum();
+    println!(
+        "ingest + flush (CPU only): {RECORDS} records of 8 KiB, {:.0} MiB/s of values, {} layer files, {:.0} MiB written",
+        bytes as f64 / secs / (1024.0 * 1024.0),
+        h.world.disk.len(),
+        written as f64 / (1024.0 * 1024.0)
+    );
+}
