@@ -44,8 +44,12 @@
 //! **Crash at each step.** Before a layer write completes: nothing durable changed;
 //! the records are re-sent by the client from `disk_consistent_lsn`. After the layer
 //! write, before metadata: a local file not in the index; start-up removes it (the
-//! remote index is the truth). After metadata: the local state is consistent; what
-//! the remote index holds is the upload queue's business.
+//! remote index is the truth). If the upload queue already uploaded an index naming
+//! that layer, the index lists a layer above its `disk_consistent_lsn`: a *future
+//! layer*, which start-up leaves out of the layer map and reports
+//! ([`Timeline::future_layers`]) for the node to unlink; its records come again from
+//! the client. After metadata: the local state is consistent; what the remote index
+//! holds is the upload queue's business.
 //!
 //! **A failed write** (`Written(Err)`, e.g. a failed fsync) means the file's
 //! contents are unknown: it is written again from memory after a backoff
