@@ -74,6 +74,9 @@ pub(crate) struct Harness {
     pub(crate) next_read: u64,
     /// The next this-many layer/metadata writes fail (leaving garbage behind).
     pub(crate) fail_writes: u32,
+    /// The next this-many downloads / redo calls fail.
+    pub(crate) fail_downloads: u32,
+    pub(crate) fail_redos: u32,
     /// Every effect seen, for order assertions.
     pub(crate) log: Vec<TimelineEffect>,
     /// Drain effects without completing world effects (the test completes them).
@@ -96,6 +99,8 @@ impl Harness {
             flushes_done: BTreeSet::new(),
             next_read: 0,
             fail_writes: 0,
+            fail_downloads: 0,
+            fail_redos: 0,
             log: Vec::new(),
             manual: false,
             check: true,
@@ -129,6 +134,8 @@ impl Harness {
             flushes_done: BTreeSet::new(),
             next_read: 0,
             fail_writes: 0,
+            fail_downloads: 0,
+            fail_redos: 0,
             log: Vec::new(),
             manual: false,
             check: true,
@@ -186,6 +193,10 @@ impl Harness {
             }
             TimelineEffect::DownloadLayer { op, name, meta } if !manual => {
                 let r = match self.world.remote.get(&name) {
+                    _ if self.fail_downloads > 0 => {
+                        self.fail_downloads -= 1;
+                        Err("503 slow down".to_string())
+                    }
                     Some((bytes, m))
                         if *m == meta
                             && bytes.len() as u64 == meta.file_size
@@ -202,7 +213,12 @@ impl Harness {
             TimelineEffect::Redo { op, request } if !manual => {
                 // Round-trip the wire encoding, as the walredo process would.
                 let decoded = RedoRequest::decode(&request.encode()).expect("valid encoding");
-                let r = decoded.execute().map_err(|e| e.to_string());
+                let r = if self.fail_redos > 0 {
+                    self.fail_redos -= 1;
+                    Err("walredo process died".to_string())
+                } else {
+                    decoded.execute().map_err(|e| e.to_string())
+                };
                 self.complete(op, TimelineCompletion::Redone(r));
             }
             TimelineEffect::ReadDone { req, result } => {

@@ -13,6 +13,8 @@ enum Op {
     Read(u64, prop::sample::Index),
     Tick(u64),
     FailWrites(u32),
+    FailDownloads(u32),
+    FailRedos(u32),
     CorruptLocal(prop::sample::Index),
     /// Stop (true) or resume (false) index uploads.
     Lag(bool),
@@ -41,6 +43,8 @@ fn op(crashes: bool) -> impl Strategy<Value = Op> {
         6 => (0u64..7, any::<prop::sample::Index>()).prop_map(|(k, i)| Op::Read(k, i)),
         1 => (0u64..3000).prop_map(Op::Tick),
         1 => (0u32..3).prop_map(Op::FailWrites),
+        1 => (0u32..2).prop_map(Op::FailDownloads),
+        1 => (0u32..2).prop_map(Op::FailRedos),
         1 => any::<prop::sample::Index>().prop_map(Op::CorruptLocal),
         crash_weight => any::<bool>().prop_map(Op::Lag),
         crash_weight => Just(Op::Crash),
@@ -131,10 +135,19 @@ fn run(ops: Vec<Op>) {
             Op::Read(key, at) => {
                 let span = h.tl.last_ingested_lsn().0 - INITDB.0 + 1;
                 let lsn = Lsn(INITDB.0 + at.index(span as usize) as u64);
-                assert_eq!(h.get(Key(key), lsn), Ok(model.get(Key(key), lsn)), "get({key}, {lsn})");
+                let faults = (h.fail_downloads, h.fail_redos);
+                match h.get(Key(key), lsn) {
+                    Ok(v) => assert_eq!(v, model.get(Key(key), lsn), "get({key}, {lsn})"),
+                    // An injected fault may fail a read, clearly; never silently.
+                    Err(ReadError::LayerUnavailable { .. }) => assert!(h.fail_downloads < faults.0),
+                    Err(ReadError::Redo(_)) => assert!(h.fail_redos < faults.1),
+                    Err(e) => panic!("get({key}, {lsn}): {e}"),
+                }
             }
             Op::Tick(ms) => h.advance_to(h.now.plus_millis(ms)),
             Op::FailWrites(n) => h.fail_writes = n,
+            Op::FailDownloads(n) => h.fail_downloads = n,
+            Op::FailRedos(n) => h.fail_redos = n,
             Op::CorruptLocal(i) => {
                 if !h.world.disk.is_empty() {
                     let name =
@@ -153,6 +166,7 @@ fn run(ops: Vec<Op>) {
                 let now = h.now;
                 drop(h);
                 h = Harness::recover(world, config(), now);
+                // Faults armed before the crash do not carry over.
                 assert_eq!(h.tl.last_ingested_lsn(), durable);
                 // Everything at or below the durable LSN reads back unchanged.
                 for key in 0..6 {
@@ -166,7 +180,7 @@ fn run(ops: Vec<Op>) {
             }
         }
     }
-    h.fail_writes = 0;
+    (h.fail_writes, h.fail_downloads, h.fail_redos) = (0, 0, 0);
     h.flush();
     for key in 0..7 {
         for lsn in (INITDB.0..=model.last.0).step_by(3) {
