@@ -48,7 +48,17 @@ impl DiskError {
     }
 }
 
-/// One entry of a directory listing.
+/// Suffix of the temporary files `write_atomic` writes next to its target. A crash
+/// can leave one behind; [`Disk::list_dir`] never lists them, and
+/// [`Disk::remove_dir_all`] removes them with the rest of the tree.
+pub const TEMP_FILE_SUFFIX: &str = ".___temp";
+
+/// Whether a directory entry is a leftover temporary file of `write_atomic`.
+pub fn is_temp_file_name(name: &str) -> bool {
+    name.ends_with(TEMP_FILE_SUFFIX)
+}
+
+/// One entry of a directory listing. `size_bytes` is 0 for directories.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct DirEntry {
     pub name: String,
@@ -71,7 +81,8 @@ pub trait Disk: Clone + Send + Sync + 'static {
     /// Removes a file and fsyncs its directory. A missing file is `NotFound`.
     fn remove_file(&self, path: &Utf8Path) -> impl Future<Output = Result<(), DiskError>> + Send;
 
-    /// Renames a file or directory and fsyncs the directories involved.
+    /// Renames a file or directory and fsyncs the directories involved. A file
+    /// replaces an existing file at `to`; the parent of `to` must exist.
     fn rename(
         &self,
         from: &Utf8Path,
@@ -82,11 +93,13 @@ pub trait Disk: Clone + Send + Sync + 'static {
     fn create_dir_all(&self, path: &Utf8Path)
     -> impl Future<Output = Result<(), DiskError>> + Send;
 
-    /// Removes a directory tree (not necessarily atomically: rename it away first).
+    /// Removes a directory tree (not necessarily atomically: rename it away first),
+    /// then fsyncs its parent. A missing directory is `NotFound`.
     fn remove_dir_all(&self, path: &Utf8Path)
     -> impl Future<Output = Result<(), DiskError>> + Send;
 
-    /// The entries of a directory, sorted by name. A missing directory is `NotFound`.
+    /// The entries of a directory, sorted by name, without leftover temporary files
+    /// ([`TEMP_FILE_SUFFIX`]). A missing directory is `NotFound`.
     fn list_dir(
         &self,
         path: &Utf8Path,
@@ -96,8 +109,10 @@ pub trait Disk: Clone + Send + Sync + 'static {
 /// Refuses absolute paths and `..`/`.` components. Shared by every implementation.
 pub fn check_relative(op: &'static str, path: &Utf8Path) -> Result<(), DiskError> {
     use camino::Utf8Component;
+    // `components()` drops interior `.` segments, so look at the text as well.
     let ok = !path.as_str().is_empty()
-        && path.components().all(|c| matches!(c, Utf8Component::Normal(_)));
+        && path.components().all(|c| matches!(c, Utf8Component::Normal(_)))
+        && !path.as_str().split('/').any(|c| c == "." || c == "..");
     if ok {
         Ok(())
     } else {

@@ -1,1 +1,256 @@
-//! LocalFs remote storage (a directory as the object store).
+//! LocalFs: a directory on the local file system as the object store (the
+//! embedded default).
+//!
+//! A key `a/b/c` is the file `{root}/a/b/c`. The rules of [`crate::remote`]:
+//! - `put` writes `{name}.{unique}.___temp` next to the target, fsyncs it, renames
+//!   it over the target and fsyncs the directory (missing directories are created
+//!   durably first). Readers see the old object or the new one.
+//! - `list(prefix)` walks the directories the prefix can reach, recursing, and
+//!   returns the matching files sorted by key; temp files are never listed.
+//! - `delete_objects` removes each file (a missing one is fine) and fsyncs the
+//!   directories it changed. Emptied directories stay (removing them would race
+//!   with a `put` creating a file inside).
+//!
+//! What a directory cannot hold that S3 can: a key with an empty, `.` or `..`
+//! component, a key ending in the temp suffix, and a key that is also a "folder" of
+//! another key (`a/b` and `a/b/c`). Such a `put` is a `Permanent` error; `get` of
+//! such a key is `NotFound` and deleting it succeeds, since it cannot exist.
+//!
+//! Error kinds: a missing file is `NotFound`; permission problems and the layouts
+//! above are `Permanent`; any other I/O error is `Transient` (the queues retry).
+
+use crate::disk::is_temp_file_name;
+use crate::local_disk::{create_dir_all_durable, fsync_dir, temp_file_name};
+use crate::remote::{
+    ListedObject, MAX_KEYS_PER_DELETE, RemoteError, RemoteErrorKind, RemoteStorage,
+};
+use camino::{Utf8Path, Utf8PathBuf};
+use std::collections::BTreeSet;
+use std::fs;
+use std::io::{self, Write};
+use std::sync::Arc;
+use strata_core::remote_path::RemoteKey;
+
+/// Remote storage in a local directory.
+#[derive(Clone, Debug)]
+pub struct LocalFs {
+    root: Arc<Utf8PathBuf>,
+}
+
+impl LocalFs {
+    /// An object store rooted at `root` (created on the first `put`).
+    pub fn new(root: Utf8PathBuf) -> LocalFs {
+        LocalFs { root: Arc::new(root) }
+    }
+
+    pub fn root(&self) -> &Utf8Path {
+        &self.root
+    }
+
+    async fn run<T: Send + 'static>(
+        &self,
+        op: &'static str,
+        key: &str,
+        f: impl FnOnce(&Utf8Path) -> Result<T, RemoteError> + Send + 'static,
+    ) -> Result<T, RemoteError> {
+        let root = Arc::clone(&self.root);
+        match tokio::task::spawn_blocking(move || f(&root)).await {
+            Ok(r) => r,
+            Err(e) => Err(RemoteError::new(RemoteErrorKind::Transient, op, key, format!("{e}"))),
+        }
+    }
+}
+
+/// Whether a directory can hold `key` as a file.
+fn storable(key: &str) -> bool {
+    !key.is_empty()
+        && key.split('/').all(|c| !c.is_empty() && c != "." && c != "..")
+        && !is_temp_file_name(key)
+}
+
+fn error(op: &'static str, key: &str, step: &str, e: io::Error) -> RemoteError {
+    use io::ErrorKind as K;
+    let kind = match e.kind() {
+        K::NotFound => RemoteErrorKind::NotFound,
+        K::PermissionDenied
+        | K::NotADirectory
+        | K::IsADirectory
+        | K::DirectoryNotEmpty
+        | K::InvalidInput
+        | K::InvalidFilename => RemoteErrorKind::Permanent,
+        _ => RemoteErrorKind::Transient,
+    };
+    RemoteError::new(kind, op, key, format!("{step}: {e}"))
+}
+
+fn put_blocking(root: &Utf8Path, key: &str, body: &[u8]) -> Result<(), RemoteError> {
+    const OP: &str = "put";
+    let err = |step: &str, e: io::Error| error(OP, key, step, e);
+    if !storable(key) {
+        return Err(RemoteError::new(
+            RemoteErrorKind::Permanent,
+            OP,
+            key,
+            "a directory cannot hold this key (empty, '.' or '..' component, or temp suffix)",
+        ));
+    }
+    let rel = Utf8Path::new(key);
+    let dir_rel = rel.parent().unwrap_or(Utf8Path::new(""));
+    create_dir_all_durable(root, dir_rel).map_err(|e| err("create directories", e))?;
+    let dir = root.join(dir_rel);
+    let tmp = dir.join(temp_file_name(rel.file_name().unwrap_or_default()));
+    let written = (|| {
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .map_err(|e| err("create temp file", e))?;
+        f.write_all(body).map_err(|e| err("write temp file", e))?;
+        f.sync_all().map_err(|e| err("fsync temp file", e))?;
+        fs::rename(&tmp, root.join(rel)).map_err(|e| err("rename temp file", e))
+    })();
+    if let Err(e) = written {
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
+    }
+    fsync_dir(&dir).map_err(|e| err("fsync directory", e))
+}
+
+fn get_blocking(root: &Utf8Path, key: &str) -> Result<Vec<u8>, RemoteError> {
+    if !storable(key) {
+        return Err(RemoteError::new(RemoteErrorKind::NotFound, "get", key, "no such object"));
+    }
+    fs::read(root.join(key)).map_err(|e| match e.kind() {
+        io::ErrorKind::NotADirectory | io::ErrorKind::IsADirectory => {
+            RemoteError::new(RemoteErrorKind::NotFound, "get", key, format!("no such object: {e}"))
+        }
+        _ => error("get", key, "read", e),
+    })
+}
+
+/// Whether anything under the directory `dir_key/` can start with `prefix`.
+fn may_match(dir_key: &str, prefix: &str) -> bool {
+    let dir = format!("{dir_key}/");
+    dir.starts_with(prefix) || prefix.starts_with(&dir)
+}
+
+fn list_blocking(root: &Utf8Path, prefix: &str) -> Result<Vec<ListedObject>, RemoteError> {
+    const OP: &str = "list";
+    if prefix.starts_with('/') || prefix.split('/').any(|c| c == "." || c == "..") {
+        return Err(RemoteError::new(
+            RemoteErrorKind::Permanent,
+            OP,
+            prefix,
+            "a prefix must be relative, without '.' or '..' components",
+        ));
+    }
+    // Start at the deepest directory the prefix names completely.
+    let start = match prefix.rfind('/') {
+        Some(i) => &prefix[..i],
+        None => "",
+    };
+    if !start.is_empty() && !storable(start) {
+        return Ok(Vec::new());
+    }
+    let mut out = Vec::new();
+    let mut stack = vec![start.to_owned()];
+    while let Some(dir_key) = stack.pop() {
+        let entries = match fs::read_dir(root.join(&dir_key)) {
+            Ok(entries) => entries,
+            Err(e)
+                if matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::NotADirectory) =>
+            {
+                continue;
+            }
+            Err(e) => return Err(error(OP, prefix, "read directory", e)),
+        };
+        for entry in entries {
+            let entry = entry.map_err(|e| error(OP, prefix, "read directory entry", e))?;
+            let Ok(name) = entry.file_name().into_string() else {
+                tracing::warn!(dir = %dir_key, "LocalFs: skipping a file name that is not UTF-8");
+                continue;
+            };
+            if is_temp_file_name(&name) {
+                continue;
+            }
+            let key = if dir_key.is_empty() { name } else { format!("{dir_key}/{name}") };
+            let meta = match entry.metadata() {
+                Ok(meta) => meta,
+                // Deleted between read_dir and stat: not listed.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(error(OP, prefix, "stat entry", e)),
+            };
+            if meta.is_dir() {
+                if may_match(&key, prefix) {
+                    stack.push(key);
+                }
+            } else if key.starts_with(prefix) {
+                match RemoteKey::from_listing(&key) {
+                    Ok(key) => out.push(ListedObject { key, size_bytes: meta.len() }),
+                    Err(e) => tracing::warn!(%key, "LocalFs: skipping an unusable key: {e}"),
+                }
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+fn delete_blocking(root: &Utf8Path, keys: &[String]) -> Result<(), RemoteError> {
+    const OP: &str = "delete_objects";
+    let mut dirs = BTreeSet::new();
+    for key in keys.iter().filter(|k| storable(k)) {
+        match fs::remove_file(root.join(key)) {
+            Ok(()) => {
+                dirs.insert(Utf8Path::new(key).parent().unwrap_or(Utf8Path::new("")).to_owned());
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::NotFound
+                        | io::ErrorKind::NotADirectory
+                        | io::ErrorKind::IsADirectory
+                ) => {}
+            Err(e) => return Err(error(OP, key, "remove", e)),
+        }
+    }
+    for dir in dirs {
+        match fsync_dir(&root.join(&dir)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(error(OP, dir.as_str(), "fsync directory", e)),
+        }
+    }
+    Ok(())
+}
+
+impl RemoteStorage for LocalFs {
+    async fn put(&self, key: &RemoteKey, body: Vec<u8>) -> Result<(), RemoteError> {
+        let k = key.as_str().to_owned();
+        self.run("put", key.as_str(), move |root| put_blocking(root, &k, &body)).await
+    }
+
+    async fn get(&self, key: &RemoteKey) -> Result<Vec<u8>, RemoteError> {
+        let k = key.as_str().to_owned();
+        self.run("get", key.as_str(), move |root| get_blocking(root, &k)).await
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<ListedObject>, RemoteError> {
+        let p = prefix.to_owned();
+        self.run("list", prefix, move |root| list_blocking(root, &p)).await
+    }
+
+    async fn delete_objects(&self, keys: &[RemoteKey]) -> Result<(), RemoteError> {
+        let first = keys.first().map(|k| k.as_str()).unwrap_or("");
+        if keys.len() > MAX_KEYS_PER_DELETE {
+            return Err(RemoteError::new(
+                RemoteErrorKind::Permanent,
+                "delete_objects",
+                first,
+                format!("{} keys in one batch; at most {MAX_KEYS_PER_DELETE}", keys.len()),
+            ));
+        }
+        let keys: Vec<String> = keys.iter().map(|k| k.as_str().to_owned()).collect();
+        self.run("delete_objects", first, move |root| delete_blocking(root, &keys)).await
+    }
+}

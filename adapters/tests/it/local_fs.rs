@@ -1,0 +1,65 @@
+use crate::tempdir;
+use std::time::Instant;
+use strata_adapters::conformance::{self, RemoteSuiteConfig};
+use strata_adapters::local_fs::LocalFs;
+use strata_adapters::remote::{RemoteErrorKind, RemoteStorage};
+use strata_core::remote_path::RemoteKey;
+
+fn key(s: &str) -> RemoteKey {
+    RemoteKey::from_listing(s).unwrap()
+}
+
+#[tokio::test]
+async fn local_fs_passes_the_remote_suite() {
+    let (_guard, root) = tempdir();
+    let remote = LocalFs::new(root.join("bucket"));
+    let started = Instant::now();
+    conformance::remote_suite(&remote).await;
+    eprintln!("remote_suite (1100 keys) on LocalFs: {:?}", started.elapsed());
+}
+
+#[tokio::test]
+async fn suite_runs_below_any_base_prefix() {
+    let (_guard, root) = tempdir();
+    let remote = LocalFs::new(root.clone());
+    let config = RemoteSuiteConfig { base: "some/prefix/".into(), many_keys: 20 };
+    conformance::remote_suite_with(&remote, &config).await;
+}
+
+#[tokio::test]
+async fn a_missing_root_is_an_empty_store() {
+    let (_guard, root) = tempdir();
+    let remote = LocalFs::new(root.join("missing"));
+    assert_eq!(remote.list("").await.unwrap(), vec![]);
+    assert_eq!(remote.get(&key("a/b")).await.unwrap_err().kind, RemoteErrorKind::NotFound);
+    remote.delete_objects(&[key("a/b")]).await.unwrap();
+}
+
+#[tokio::test]
+async fn keys_a_directory_cannot_hold_are_refused() {
+    let (_guard, root) = tempdir();
+    let remote = LocalFs::new(root.clone());
+    for bad in ["a//b", "a/", "x.___temp"] {
+        let err = remote.put(&key(bad), b"x".to_vec()).await.unwrap_err();
+        assert_eq!(err.kind, RemoteErrorKind::Permanent, "{bad}: {err}");
+        assert_eq!(remote.get(&key(bad)).await.unwrap_err().kind, RemoteErrorKind::NotFound);
+    }
+    remote.put(&key("a/b"), b"file".to_vec()).await.unwrap();
+    let err = remote.put(&key("a/b/c"), b"x".to_vec()).await.unwrap_err();
+    assert_eq!(err.kind, RemoteErrorKind::Permanent, "{err}");
+    let err = remote.put(&key("a"), b"x".to_vec()).await.unwrap_err();
+    assert_eq!(err.kind, RemoteErrorKind::Permanent, "{err}");
+    assert_eq!(remote.list("").await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn temp_files_are_never_listed() {
+    let (_guard, root) = tempdir();
+    let remote = LocalFs::new(root.clone());
+    remote.put(&key("t/layer"), b"layer".to_vec()).await.unwrap();
+    std::fs::write(root.join("t/layer.1-7.___temp"), b"la").unwrap();
+    std::fs::write(root.join("t/other.___temp"), b"o").unwrap();
+    let listed = remote.list("t/").await.unwrap();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0].key, key("t/layer"));
+}
