@@ -3,6 +3,8 @@ mod harness;
 mod model;
 
 use super::*;
+use crate::generation::Generation;
+use crate::index_part::LayerMeta;
 use crate::redo::{DeltaOp, Record};
 use harness::{Harness, World};
 
@@ -335,4 +337,56 @@ fn future_layers_in_the_index_are_left_out_and_reported() {
     assert_eq!(h.tl.disk_consistent_lsn(), Lsn(2));
     assert!(h.tl.layer(&name).is_some());
     assert_eq!(h.get(Key(1), Lsn(2)), Ok(Some(b"ab".to_vec())));
+}
+
+#[test]
+fn reads_stop_at_the_newest_image_layer_below_them() {
+    use crate::layer_name::{KeyRange, LsnRange};
+    let full = KeyRange { start: Key::MIN, end: Key::MAX };
+    let old = LayerName::Delta { keys: full, lsns: LsnRange::new(Lsn(1), Lsn(11)).unwrap() };
+    let image = LayerName::Image { keys: KeyRange::new(Key(0), Key(100)).unwrap(), lsn: Lsn(10) };
+    let new = LayerName::Delta { keys: full, lsns: LsnRange::new(Lsn(11), Lsn(21)).unwrap() };
+    type Contents = Vec<(Key, Lsn, Record)>;
+    let layers: Vec<(LayerName, Contents)> = vec![
+        // The old deltas would give "old!"; the image at 10 says "img" for key 1.
+        (
+            old.clone(),
+            vec![
+                (Key(1), Lsn(2), img(b"old")),
+                (Key(1), Lsn(9), app(b"!")),
+                (Key(200), Lsn(3), img(b"far")),
+            ],
+        ),
+        (image.clone(), vec![(Key(1), Lsn(10), img(b"img"))]),
+        (new.clone(), vec![(Key(1), Lsn(15), app(b"+")), (Key(200), Lsn(16), app(b"?"))]),
+    ];
+    let mut world = World::new(Lsn(20));
+    for (name, records) in &layers {
+        let enc =
+            crate::layer_file::encode(name, records.iter().map(|(k, l, r)| (*k, *l, r))).unwrap();
+        let meta = LayerMeta {
+            file_size: enc.bytes.len() as u64,
+            generation: Generation::FIRST,
+            crc32c: enc.crc32c,
+        };
+        world.remote.insert(name.clone(), (enc.bytes, meta));
+        world.index.layer_metadata.insert(name.clone(), meta);
+    }
+    let mut h = Harness::recover(world, small_config(), Instant::ZERO);
+    h.log.clear();
+    assert_eq!(h.get(Key(1), Lsn(15)), Ok(Some(b"img+".to_vec())));
+    let fetched: Vec<&LayerName> = h
+        .log
+        .iter()
+        .filter_map(|e| match e {
+            TimelineEffect::DownloadLayer { name, .. } => Some(name),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(fetched, [&new, &image], "the old deltas below the image are never fetched");
+    assert_eq!(h.get(Key(1), Lsn(10)), Ok(Some(b"img".to_vec())));
+    assert_eq!(h.get(Key(1), Lsn(9)), Ok(Some(b"old!".to_vec())));
+    assert_eq!(h.get(Key(1), Lsn(1)), Ok(None));
+    // Key 200 is outside the image layer's keys: its history comes from the deltas.
+    assert_eq!(h.get(Key(200), Lsn(20)), Ok(Some(b"far?".to_vec())));
 }
