@@ -151,6 +151,35 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
 
     #[test]
+    fn parsing_garbage_never_panics(
+        tail in prop::collection::vec(any::<u8>(), 0..400),
+        edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..8),
+        cut in any::<prop::sample::Index>(),
+    ) {
+        let (name, _) = small();
+        // Pure garbage behind a valid magic and version.
+        let mut g = LAYER_MAGIC.to_vec();
+        g.extend_from_slice(&LAYER_FORMAT_VERSION.to_be_bytes());
+        g.extend_from_slice(&tail);
+        prop_assert!(LayerFile::parse(&name, g, None).is_err());
+        // A valid file with random edits, re-sealed so the deeper checks run, then cut.
+        let mut f = encode_small().bytes;
+        for (at, b) in edits {
+            let i = at.index(f.len());
+            f[i] = b;
+        }
+        let body = f.len() - TRAILER_SIZE;
+        let header_crc = crc32c::crc32c(&f[..60]);
+        f[60..64].copy_from_slice(&header_crc.to_be_bytes());
+        let crc = crc32c::crc32c(&f[..body]);
+        f[body..].copy_from_slice(&crc.to_be_bytes());
+        let len = cut.index(f.len() + 1);
+        if let Ok(file) = LayerFile::parse(&name, f[..len].to_vec(), None) {
+            let _ = file.all_records();
+        }
+    }
+
+    #[test]
     fn random_layers_round_trip(
         map in prop::collection::btree_map((0u64..50, 100u64..200), prop::collection::vec(any::<u8>(), 0..3000), 0..40),
         flip in any::<prop::sample::Index>(),
