@@ -22,4 +22,6 @@ pub mod local_disk;
 #[cfg(not(madsim))]
 pub mod local_fs;
 #[cfg(not(madsim))]
+pub mod s3;
+#[cfg(not(madsim))]
 pub mod sqlite_store;

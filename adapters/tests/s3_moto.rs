@@ -1,0 +1,314 @@
+//! The S3 adapter against a real S3 server (moto locally and in CI).
+//!
+//! ```sh
+//! S3_ENDPOINT=$(bash scripts/s3-local.sh start 5599); trap 'bash scripts/s3-local.sh stop' EXIT
+//! S3_ENDPOINT=$S3_ENDPOINT cargo test -p strata-adapters --test s3_moto
+//! S3_ENDPOINT=$S3_ENDPOINT cargo test -p strata-adapters --test s3_moto -- --ignored --nocapture put_rate
+//! ```
+//!
+//! Without `S3_ENDPOINT` every test prints a notice and passes without running.
+//! Each test works in its own freshly created bucket.
+#![cfg(not(madsim))]
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use strata_adapters::remote::{MAX_KEYS_PER_DELETE, RemoteErrorKind, RemoteStorage};
+use strata_adapters::s3::{S3Config, S3Remote};
+use strata_core::remote_path::RemoteKey;
+
+fn endpoint() -> Option<String> {
+    match std::env::var("S3_ENDPOINT") {
+        Ok(e) if !e.is_empty() => Some(e),
+        _ => {
+            eprintln!("S3_ENDPOINT is not set: skipping (see scripts/s3-local.sh)");
+            None
+        }
+    }
+}
+
+fn unique_bucket() -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos();
+    format!("strata-test-{}-{nanos}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+}
+
+fn config(endpoint: &str, bucket: &str, prefix: &str) -> S3Config {
+    let mut cfg = S3Config::new("us-east-1", bucket);
+    cfg.endpoint = Some(endpoint.to_owned());
+    cfg.prefix = prefix.to_owned();
+    cfg.access_key_id = Some("testing".into());
+    cfg.secret_access_key = Some("testing".into());
+    cfg
+}
+
+/// An adapter on a new bucket (rooted at `prefix`).
+async fn fresh(endpoint: &str, prefix: &str) -> S3Remote {
+    let s3 = S3Remote::new(config(endpoint, &unique_bucket(), prefix)).unwrap();
+    s3.ensure_bucket().await.unwrap();
+    s3.ensure_bucket().await.expect("ensure_bucket is idempotent");
+    s3
+}
+
+fn key(s: &str) -> RemoteKey {
+    RemoteKey::from_listing(s).unwrap()
+}
+
+/// PUTs `keys` with a few requests in flight at once.
+async fn put_many(s3: &S3Remote, keys: Vec<RemoteKey>) {
+    const IN_FLIGHT: usize = 8;
+    let mut lanes: Vec<Vec<RemoteKey>> = vec![Vec::new(); IN_FLIGHT];
+    for (i, k) in keys.into_iter().enumerate() {
+        lanes[i % IN_FLIGHT].push(k);
+    }
+    let tasks: Vec<_> = lanes
+        .into_iter()
+        .map(|lane| {
+            let s3 = s3.clone();
+            tokio::spawn(async move {
+                for k in lane {
+                    let body = k.as_str().as_bytes().to_vec();
+                    s3.put(&k, body).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn put_get_overwrite_and_not_found() {
+    let Some(ep) = endpoint() else { return };
+    let s3 = fresh(&ep, "").await;
+    let k = key("tenants/a/timelines/b/layer-00000001");
+    s3.put(&k, b"one".to_vec()).await.unwrap();
+    assert_eq!(s3.get(&k).await.unwrap(), b"one");
+    s3.put(&k, b"two, longer".to_vec()).await.unwrap();
+    assert_eq!(s3.get(&k).await.unwrap(), b"two, longer");
+    s3.put(&key("empty"), Vec::new()).await.unwrap();
+    assert_eq!(s3.get(&key("empty")).await.unwrap(), b"");
+
+    let err = s3.get(&key("tenants/a/missing")).await.unwrap_err();
+    assert_eq!(err.kind, RemoteErrorKind::NotFound, "{err}");
+    assert_eq!(err.key, "tenants/a/missing");
+    assert_eq!(err.op, "get");
+}
+
+#[tokio::test]
+async fn list_is_sorted_prefix_filtered_and_rooted() {
+    let Some(ep) = endpoint() else { return };
+    let s3 = fresh(&ep, "root/sub").await;
+    // Another adapter on the same bucket outside the root: never seen by `s3`.
+    let mut outside_cfg = config(&ep, s3.bucket(), "other");
+    outside_cfg.max_attempts = 1;
+    let outside = S3Remote::new(outside_cfg).unwrap();
+    outside.put(&key("tenants/x/noise"), b"n".to_vec()).await.unwrap();
+
+    for k in ["tenants/b/2", "tenants/a/1", "tenants/a/0", "tenants/ab/9", "other/z"] {
+        s3.put(&key(k), vec![7; k.len()]).await.unwrap();
+    }
+    let listed = s3.list("tenants/a").await.unwrap();
+    let names: Vec<_> = listed.iter().map(|o| o.key.as_str()).collect();
+    assert_eq!(names, ["tenants/a/0", "tenants/a/1", "tenants/ab/9"]);
+    assert_eq!(listed[0].size_bytes, "tenants/a/0".len() as u64);
+    assert_eq!(s3.list("tenants/a/").await.unwrap().len(), 2);
+    assert_eq!(s3.list("").await.unwrap().len(), 5);
+    assert!(s3.list("nothing/").await.unwrap().is_empty());
+    // The object really sits under the root prefix in the bucket.
+    let raw = s3
+        .client()
+        .head_object()
+        .bucket(s3.bucket())
+        .key("root/sub/tenants/a/0")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(raw.content_length(), Some(11));
+    assert_eq!(outside.list("").await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn list_pages_through_small_pages() {
+    let Some(ep) = endpoint() else { return };
+    let mut cfg = config(&ep, &unique_bucket(), "p");
+    cfg.list_page_keys = 7;
+    let s3 = S3Remote::new(cfg).unwrap();
+    s3.ensure_bucket().await.unwrap();
+    let keys: Vec<_> = (0..50).map(|i| key(&format!("k/{i:03}"))).collect();
+    put_many(&s3, keys.clone()).await;
+    let listed: Vec<_> = s3.list("k/").await.unwrap().into_iter().map(|o| o.key).collect();
+    assert_eq!(listed, keys);
+}
+
+#[tokio::test]
+async fn more_than_1000_keys_list_and_delete_in_batches() {
+    let Some(ep) = endpoint() else { return };
+    let s3 = fresh(&ep, "big").await;
+    let n = MAX_KEYS_PER_DELETE + 150;
+    let keys: Vec<_> = (0..n).map(|i| key(&format!("tenants/t/obj-{i:05}"))).collect();
+    put_many(&s3, keys.clone()).await;
+    let listed: Vec<_> = s3.list("tenants/t/").await.unwrap().into_iter().map(|o| o.key).collect();
+    assert_eq!(listed.len(), n);
+    assert_eq!(listed, keys);
+
+    let err = s3.delete_objects(&keys).await.unwrap_err();
+    assert_eq!(err.kind, RemoteErrorKind::Permanent, "more than {MAX_KEYS_PER_DELETE} keys");
+    assert_eq!(s3.list("tenants/t/").await.unwrap().len(), n, "nothing deleted by a refused batch");
+
+    for batch in keys.chunks(MAX_KEYS_PER_DELETE) {
+        assert!(s3.delete_batch(batch).await.unwrap().is_empty());
+    }
+    assert!(s3.list("tenants/t/").await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn delete_missing_and_empty_succeed() {
+    let Some(ep) = endpoint() else { return };
+    let s3 = fresh(&ep, "").await;
+    s3.put(&key("a"), b"x".to_vec()).await.unwrap();
+    s3.put(&key("b"), b"x".to_vec()).await.unwrap();
+    s3.delete_objects(&[key("a"), key("never-existed")]).await.unwrap();
+    s3.delete_objects(&[]).await.unwrap();
+    s3.delete_objects(&[key("a")]).await.unwrap();
+    let left: Vec<_> = s3.list("").await.unwrap().into_iter().map(|o| o.key).collect();
+    assert_eq!(left, [key("b")]);
+}
+
+#[tokio::test]
+async fn streams_large_objects_from_and_to_files() {
+    let Some(ep) = endpoint() else { return };
+    let s3 = fresh(&ep, "files").await;
+    let dir = tempfile::tempdir().unwrap();
+    let dir = camino::Utf8Path::from_path(dir.path()).unwrap();
+    let src = dir.join("src");
+    let body: Vec<u8> =
+        (0..(6u32 << 20)).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    std::fs::write(&src, &body).unwrap();
+
+    let k = key("tenants/t/big-layer");
+    s3.put_file(&k, &src).await.unwrap();
+    let dst = dir.join("dst");
+    assert_eq!(s3.get_to_file(&k, &dst).await.unwrap(), body.len() as u64);
+    assert!(std::fs::read(&dst).unwrap() == body, "downloaded bytes differ");
+    assert!(!dir.join("dst.download").exists());
+
+    let err = s3.get_to_file(&key("tenants/t/missing"), &dir.join("m")).await.unwrap_err();
+    assert_eq!(err.kind, RemoteErrorKind::NotFound);
+    assert!(!dir.join("m").exists() && !dir.join("m.download").exists());
+
+    let err = s3.put_file(&k, &dir.join("no-such-file")).await.unwrap_err();
+    assert_eq!(err.kind, RemoteErrorKind::Permanent);
+    assert_eq!(err.key, k.as_str());
+}
+
+#[tokio::test]
+async fn missing_bucket_is_permanent_not_not_found() {
+    let Some(ep) = endpoint() else { return };
+    let s3 = S3Remote::new(config(&ep, &unique_bucket(), "")).unwrap();
+    let err = s3.get(&key("k")).await.unwrap_err();
+    assert_eq!(err.kind, RemoteErrorKind::Permanent, "{err}");
+    let err = s3.put(&key("k"), b"x".to_vec()).await.unwrap_err();
+    assert_eq!(err.kind, RemoteErrorKind::Permanent, "{err}");
+    assert_eq!(err.key, "k");
+    let err = s3.list("p/").await.unwrap_err();
+    assert_eq!((err.kind, err.op, err.key.as_str()), (RemoteErrorKind::Permanent, "list", "p/"));
+}
+
+/// Objects PUT per second to the server through the adapter, next to raw
+/// aws-sdk-s3 PUTs of the same objects, in the same run.
+#[tokio::test]
+#[ignore = "benchmark: run with --ignored --nocapture against S3_ENDPOINT"]
+async fn put_rate_adapter_vs_raw_sdk() {
+    use aws_sdk_s3::config::{
+        BehaviorVersion, Credentials, Region, RequestChecksumCalculation,
+        ResponseChecksumValidation,
+    };
+    use aws_sdk_s3::primitives::ByteStream;
+
+    let Some(ep) = endpoint() else { return };
+    const OBJECTS: usize = 400;
+    const OBJECT_BYTES: usize = 8 << 10;
+    let s3 = fresh(&ep, "").await;
+    let raw = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .endpoint_url(&ep)
+            .region(Region::new("us-east-1"))
+            .credentials_provider(Credentials::new("testing", "testing", None, None, "static"))
+            .force_path_style(true)
+            .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
+            .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
+            .build(),
+    );
+    let objects: Vec<(RemoteKey, Vec<u8>)> = (0..OBJECTS)
+        .map(|i| (key(&format!("bench/obj-{i:05}")), vec![(i % 251) as u8; OBJECT_BYTES]))
+        .collect();
+
+    async fn adapter_run(s3: &S3Remote, objects: &[(RemoteKey, Vec<u8>)], lanes: usize) -> f64 {
+        let start = Instant::now();
+        let tasks: Vec<_> = (0..lanes)
+            .map(|lane| {
+                let s3 = s3.clone();
+                let mine: Vec<_> = objects.iter().skip(lane).step_by(lanes).cloned().collect();
+                tokio::spawn(async move {
+                    for (k, body) in mine {
+                        s3.put(&k, body).await.unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        objects.len() as f64 / start.elapsed().as_secs_f64()
+    }
+    async fn raw_run(
+        raw: &aws_sdk_s3::Client,
+        bucket: &str,
+        objects: &[(RemoteKey, Vec<u8>)],
+        lanes: usize,
+    ) -> f64 {
+        let start = Instant::now();
+        let tasks: Vec<_> = (0..lanes)
+            .map(|lane| {
+                let raw = raw.clone();
+                let bucket = bucket.to_owned();
+                let mine: Vec<_> = objects.iter().skip(lane).step_by(lanes).cloned().collect();
+                tokio::spawn(async move {
+                    for (k, body) in mine {
+                        raw.put_object()
+                            .bucket(&bucket)
+                            .key(k.as_str())
+                            .body(ByteStream::from(body))
+                            .send()
+                            .await
+                            .unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        objects.len() as f64 / start.elapsed().as_secs_f64()
+    }
+
+    // Warm both clients' connection pools, then alternate A B B A so neither
+    // side gets all the warm-up or all the server's growing state.
+    adapter_run(&s3, &objects[..20], 1).await;
+    raw_run(&raw, s3.bucket(), &objects[..20], 1).await;
+    println!("PUT rate to {ep}, {OBJECTS} objects x {OBJECT_BYTES} bytes (objects/s):");
+    for lanes in [1, 8] {
+        let a1 = adapter_run(&s3, &objects, lanes).await;
+        let r1 = raw_run(&raw, s3.bucket(), &objects, lanes).await;
+        let r2 = raw_run(&raw, s3.bucket(), &objects, lanes).await;
+        let a2 = adapter_run(&s3, &objects, lanes).await;
+        println!(
+            "  {lanes} in flight: adapter {:.0} ({a1:.0}, {a2:.0})   raw aws-sdk-s3 {:.0} ({r1:.0}, {r2:.0})",
+            (a1 + a2) / 2.0,
+            (r1 + r2) / 2.0
+        );
+    }
+    assert_eq!(s3.list("bench/").await.unwrap().len(), OBJECTS);
+}
