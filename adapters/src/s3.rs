@@ -637,17 +637,18 @@ mod tests {
 
     #[test]
     fn new_rejects_bad_config() {
-        let bad: Vec<(&str, Box<dyn Fn(&mut S3Config)>)> = vec![
-            ("empty bucket", Box::new(|c: &mut S3Config| c.bucket.clear())),
-            ("leading slash", Box::new(|c: &mut S3Config| c.prefix = "/p".into())),
-            ("trailing slash", Box::new(|c: &mut S3Config| c.prefix = "p/".into())),
-            ("dotdot", Box::new(|c: &mut S3Config| c.prefix = "a/../b".into())),
-            ("double slash", Box::new(|c: &mut S3Config| c.prefix = "a//b".into())),
-            ("zero attempts", Box::new(|c: &mut S3Config| c.max_attempts = 0)),
-            ("page 0", Box::new(|c: &mut S3Config| c.list_page_keys = 0)),
-            ("page 1001", Box::new(|c: &mut S3Config| c.list_page_keys = 1001)),
-            ("zero timeout", Box::new(|c: &mut S3Config| c.read_timeout_ms = 0)),
-            ("half credentials", Box::new(|c: &mut S3Config| c.secret_access_key = None)),
+        type Change = fn(&mut S3Config);
+        let bad: Vec<(&str, Change)> = vec![
+            ("empty bucket", |c: &mut S3Config| c.bucket.clear()),
+            ("leading slash", |c: &mut S3Config| c.prefix = "/p".into()),
+            ("trailing slash", |c: &mut S3Config| c.prefix = "p/".into()),
+            ("dotdot", |c: &mut S3Config| c.prefix = "a/../b".into()),
+            ("double slash", |c: &mut S3Config| c.prefix = "a//b".into()),
+            ("zero attempts", |c: &mut S3Config| c.max_attempts = 0),
+            ("page 0", |c: &mut S3Config| c.list_page_keys = 0),
+            ("page 1001", |c: &mut S3Config| c.list_page_keys = 1001),
+            ("zero timeout", |c: &mut S3Config| c.read_timeout_ms = 0),
+            ("half credentials", |c: &mut S3Config| c.secret_access_key = None),
         ];
         for (what, change) in bad {
             let mut cfg = local("b");
