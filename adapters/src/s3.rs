@@ -480,6 +480,16 @@ impl RemoteStorage for S3Remote {
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<ListedObject>, RemoteError> {
+        // S3 gives `..` no meaning, but a key could never hold it either: refuse
+        // such a prefix rather than list something outside the key rules.
+        if prefix.starts_with('/') || prefix.split('/').any(|c| c == ".." || c == ".") {
+            return Err(RemoteError::new(
+                RemoteErrorKind::Permanent,
+                "list",
+                prefix,
+                "prefix starts with '/' or has a '.' or '..' component",
+            ));
+        }
         let full_prefix = format!("{}{prefix}", self.root);
         let mut listed = Vec::new();
         let mut token: Option<String> = None;
