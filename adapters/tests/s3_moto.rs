@@ -6,10 +6,12 @@
 //! S3_ENDPOINT=$S3_ENDPOINT cargo test -p strata-adapters --test s3_moto -- --ignored --nocapture put_rate
 //! ```
 //!
-//! Without `S3_ENDPOINT` every test prints a notice and passes without running.
-//! Each test works in its own freshly created bucket.
+//! Without `S3_ENDPOINT` the server tests print a notice and pass without running;
+//! the fault tests at the end (timeouts, 5xx, throttling, 4xx from a fake HTTP
+//! server on 127.0.0.1) always run. Each server test works in its own fresh bucket.
 #![cfg(not(madsim))]
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use strata_adapters::conformance::{self, RemoteSuiteConfig};
@@ -282,4 +284,126 @@ async fn put_rate_adapter_vs_raw_sdk() {
         );
     }
     assert_eq!(s3.list("bench/").await.unwrap().len(), OBJECTS);
+}
+
+// ------------------------------------------------ faults, from a fake server
+//
+// These need no S3 server: a few lines of HTTP on 127.0.0.1 answer every request
+// the same way, and count the requests (to see the SDK's own retries).
+
+mod fake {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::time::Duration;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    #[derive(Clone, Copy)]
+    pub enum Answer {
+        /// Accept, read the request, never answer.
+        Hang,
+        /// An S3 error document with this status and code.
+        Error(u16, &'static str),
+    }
+
+    /// Serves `answer` on a fresh port; returns the endpoint and a request counter.
+    pub async fn serve(answer: Answer) -> (String, Arc<AtomicU32>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        let requests = Arc::new(AtomicU32::new(0));
+        let counter = requests.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut conn, _)) = listener.accept().await else { return };
+                let counter = counter.clone();
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    loop {
+                        // One request per connection is enough for these tests.
+                        while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                            match conn.read(&mut chunk).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                            }
+                        }
+                        buf.clear();
+                        counter.fetch_add(1, Ordering::SeqCst);
+                        match answer {
+                            Answer::Hang => tokio::time::sleep(Duration::from_secs(3600)).await,
+                            Answer::Error(status, code) => {
+                                let body = format!(
+                                    "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code><Message>fake {code}</Message><RequestId>r</RequestId></Error>"
+                                );
+                                let head = format!(
+                                    "HTTP/1.1 {status} Fake\r\ncontent-type: application/xml\r\ncontent-length: {}\r\n\r\n",
+                                    body.len()
+                                );
+                                if conn.write_all(head.as_bytes()).await.is_err()
+                                    || conn.write_all(body.as_bytes()).await.is_err()
+                                {
+                                    return;
+                                }
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        (endpoint, requests)
+    }
+}
+
+async fn fake_remote(answer: fake::Answer, max_attempts: u32) -> (S3Remote, Arc<AtomicU32>) {
+    let (ep, requests) = fake::serve(answer).await;
+    let mut cfg = config(&ep, "bucket", "");
+    cfg.max_attempts = max_attempts;
+    cfg.read_timeout_ms = 300;
+    cfg.attempt_timeout_ms = 500;
+    cfg.operation_timeout_ms = 2_000;
+    (S3Remote::new(cfg).unwrap(), requests)
+}
+
+#[tokio::test]
+async fn a_server_that_never_answers_times_out_as_transient() {
+    let (s3, requests) = fake_remote(fake::Answer::Hang, 1).await;
+    let started = Instant::now();
+    let err = s3.get(&key("tenants/t/hung")).await.unwrap_err();
+    let took = started.elapsed();
+    assert_eq!(err.kind, RemoteErrorKind::Transient, "{err}");
+    assert_eq!((err.op, err.key.as_str()), ("get", "tenants/t/hung"));
+    assert!(took < std::time::Duration::from_millis(1_500), "bounded by the timeouts: {took:?}");
+    assert_eq!(requests.load(Ordering::SeqCst), 1);
+    let err = s3.put(&key("tenants/t/hung"), vec![1; 100]).await.unwrap_err();
+    assert_eq!(err.kind, RemoteErrorKind::Transient, "{err}");
+}
+
+#[tokio::test]
+async fn throttling_and_5xx_are_transient_and_retried_at_most_max_attempts() {
+    for (status, code) in [(503, "SlowDown"), (500, "InternalError"), (502, "BadGateway")] {
+        let (s3, requests) = fake_remote(fake::Answer::Error(status, code), 2).await;
+        let err = s3.get(&key("k")).await.unwrap_err();
+        assert_eq!(err.kind, RemoteErrorKind::Transient, "{status} {code}: {err}");
+        assert_eq!(err.key, "k");
+        assert_eq!(requests.load(Ordering::SeqCst), 2, "{status} {code}: one SDK retry");
+        let err = s3.list("tenants/").await.unwrap_err();
+        assert_eq!((err.kind, err.key.as_str()), (RemoteErrorKind::Transient, "tenants/"));
+        let err = s3.delete_objects(&[key("a"), key("b")]).await.unwrap_err();
+        assert_eq!(err.kind, RemoteErrorKind::Transient, "{status} {code}: {err}");
+    }
+    let (s3, requests) = fake_remote(fake::Answer::Error(503, "SlowDown"), 1).await;
+    s3.get(&key("k")).await.unwrap_err();
+    assert_eq!(requests.load(Ordering::SeqCst), 1, "max_attempts 1: no SDK retry");
+}
+
+#[tokio::test]
+async fn client_errors_are_permanent_and_not_retried() {
+    for (status, code) in [(403, "AccessDenied"), (400, "InvalidArgument")] {
+        let (s3, requests) = fake_remote(fake::Answer::Error(status, code), 2).await;
+        let err = s3.put(&key("tenants/t/x"), b"x".to_vec()).await.unwrap_err();
+        assert_eq!(err.kind, RemoteErrorKind::Permanent, "{status} {code}: {err}");
+        assert_eq!((err.op, err.key.as_str()), ("put", "tenants/t/x"));
+        assert!(err.message.contains(code), "message has the S3 code: {}", err.message);
+        assert_eq!(requests.load(Ordering::SeqCst), 1, "{status} {code}: not retried");
+    }
 }
