@@ -1,0 +1,300 @@
+//! One test per rule of the generation table, through a tiny synchronous harness
+//! that plays the store and remote storage.
+
+use super::*;
+
+fn g(n: u32) -> Generation {
+    Generation::new(n).unwrap()
+}
+
+fn t(n: u8) -> TenantId {
+    TenantId([n; 16])
+}
+
+const N1: NodeId = NodeId(1);
+const N2: NodeId = NodeId(2);
+const NOW: Instant = Instant::ZERO;
+
+/// Plays the store: `store` is what is durable. `remote_max` answers listings.
+struct Harness {
+    cp: ControlPlane,
+    store: BTreeMap<TenantId, TenantRecord>,
+    remote_max: BTreeMap<TenantId, Generation>,
+    /// Persists answered with this error instead of Ok, while set.
+    fail_persists: Option<String>,
+    next_req: u64,
+}
+
+impl Harness {
+    fn new() -> Self {
+        Harness {
+            cp: ControlPlane::recover(Vec::new()),
+            store: BTreeMap::new(),
+            remote_max: BTreeMap::new(),
+            fail_persists: None,
+            next_req: 0,
+        }
+    }
+
+    /// Drops the machine, keeps the store.
+    fn restart(&mut self) {
+        self.cp = ControlPlane::recover(self.store.values().cloned().collect());
+        self.cp.check_invariants();
+    }
+
+    fn req(&mut self) -> RequestId {
+        self.next_req += 1;
+        RequestId(self.next_req)
+    }
+
+    /// Runs effects to completion; returns the reply to `req`.
+    fn settle(&mut self, req: RequestId) -> Result<ControlPlaneReply, ControlPlaneError> {
+        let mut answer = None;
+        while let Some(effect) = self.cp.poll_effect() {
+            self.cp.check_invariants();
+            match effect {
+                ControlPlaneEffect::Persist { op, change } => {
+                    let result = match &self.fail_persists {
+                        Some(message) => Err(message.clone()),
+                        None => {
+                            for r in change.records() {
+                                self.store.insert(r.tenant, r.clone());
+                            }
+                            Ok(())
+                        }
+                    };
+                    self.cp.handle_persisted(NOW, op, result).unwrap();
+                }
+                ControlPlaneEffect::ListRemoteGenerations { op, tenant } => {
+                    let found = self.remote_max.get(&tenant).copied();
+                    self.cp.handle_remote_generations(NOW, op, found).unwrap();
+                }
+                ControlPlaneEffect::Reply { req: r, reply } if r == req => answer = Some(reply),
+                ControlPlaneEffect::Reply { .. } => {}
+            }
+            self.cp.check_invariants();
+        }
+        answer.expect("the request was answered")
+    }
+
+    fn attach(
+        &mut self,
+        tenant: TenantId,
+        node: NodeId,
+        reported: Option<Generation>,
+    ) -> Generation {
+        let req = self.req();
+        self.cp.handle_attach(NOW, req, tenant, node, reported);
+        match self.settle(req) {
+            Ok(ControlPlaneReply::Attached { generation }) => generation,
+            other => panic!("attach answered {other:?}"),
+        }
+    }
+
+    fn re_attach(&mut self, node: NodeId) -> Vec<ReAttachedTenant> {
+        let req = self.req();
+        self.cp.handle_re_attach(NOW, req, node);
+        match self.settle(req) {
+            Ok(ControlPlaneReply::ReAttached { tenants }) => tenants,
+            other => panic!("re-attach answered {other:?}"),
+        }
+    }
+
+    fn validate(&mut self, pairs: Vec<(TenantId, Generation)>) -> Vec<(TenantId, bool)> {
+        let req = self.req();
+        self.cp.handle_validate(NOW, req, pairs);
+        match self.settle(req) {
+            Ok(ControlPlaneReply::Validated { results }) => results,
+            other => panic!("validate answered {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn attach_increments_the_generation_and_records_the_node() {
+    let mut h = Harness::new();
+    assert_eq!(h.attach(t(1), N1, None), g(1));
+    assert_eq!(h.attach(t(1), N2, None), g(2));
+    assert_eq!(h.cp.record(t(1)).unwrap().attached_to, Some(N2));
+    assert_eq!(h.store[&t(1)].generation, g(2));
+}
+
+#[test]
+fn a_fresh_store_starts_above_remote_storage_and_the_reported_generation() {
+    let mut h = Harness::new();
+    h.remote_max.insert(t(1), g(41));
+    assert_eq!(h.attach(t(1), N1, None), g(42), "S-GEN-MONO: above remote storage");
+    h.remote_max.insert(t(2), g(3));
+    assert_eq!(h.attach(t(2), N1, Some(g(9))), g(10), "above the node's LocationConf");
+    // A known tenant trusts the table but still goes above a reported generation.
+    assert_eq!(h.attach(t(2), N2, Some(g(20))), g(21));
+}
+
+#[test]
+fn the_reply_waits_for_the_persist() {
+    let mut h = Harness::new();
+    h.cp.handle_attach(NOW, RequestId(1), t(1), N1, None);
+    let list = h.cp.poll_effect().unwrap();
+    let ControlPlaneEffect::ListRemoteGenerations { op, .. } = list else { panic!("{list:?}") };
+    h.cp.handle_remote_generations(NOW, op, None).unwrap();
+    let persist = h.cp.poll_effect().unwrap();
+    let ControlPlaneEffect::Persist { op, .. } = persist else { panic!("{persist:?}") };
+    assert_eq!(h.cp.poll_effect(), None, "no reply before the store confirmed");
+    assert!(h.validate(vec![(t(1), g(1))]).iter().all(|(_, v)| !v), "not durable, not valid");
+    h.cp.handle_persisted(NOW, op, Ok(())).unwrap();
+    let reply = ControlPlaneReply::Attached { generation: g(1) };
+    let expected = ControlPlaneEffect::Reply { req: RequestId(1), reply: Ok(reply) };
+    assert_eq!(h.cp.poll_effect(), Some(expected));
+}
+
+#[test]
+fn re_attach_bumps_every_tenant_of_the_node() {
+    let mut h = Harness::new();
+    h.attach(t(1), N1, None);
+    h.attach(t(2), N1, None);
+    h.attach(t(2), N1, None);
+    h.attach(t(3), N2, None);
+    let got = h.re_attach(N1);
+    let want = vec![
+        ReAttachedTenant { tenant: t(1), generation: g(2), previous_was_own: true },
+        ReAttachedTenant { tenant: t(2), generation: g(3), previous_was_own: true },
+    ];
+    assert_eq!(got, want);
+    assert_eq!(h.store[&t(2)].generation, g(3), "persisted before the reply");
+    assert_eq!(h.re_attach(NodeId(9)), vec![], "a node with no tenants gets an empty list");
+}
+
+#[test]
+fn validate_accepts_only_the_current_generation() {
+    let mut h = Harness::new();
+    h.attach(t(1), N1, None);
+    h.attach(t(1), N2, None);
+    let got = h.validate(vec![(t(1), g(1)), (t(1), g(2)), (t(7), g(1)), (t(1), g(3))]);
+    assert_eq!(got, vec![(t(1), false), (t(1), true), (t(7), false), (t(1), false)]);
+}
+
+#[test]
+fn detach_keeps_the_generation_and_unknown_tenants_are_errors() {
+    let mut h = Harness::new();
+    h.attach(t(1), N1, None);
+    let req = h.req();
+    h.cp.handle_detach(NOW, req, t(1));
+    assert_eq!(h.settle(req), Ok(ControlPlaneReply::Detached));
+    assert_eq!(h.store[&t(1)], TenantRecord { tenant: t(1), generation: g(1), attached_to: None });
+    assert_eq!(h.re_attach(N1), vec![], "a detached tenant is not re-attached");
+    let req = h.req();
+    h.cp.handle_detach(NOW, req, t(5));
+    assert_eq!(h.settle(req), Err(ControlPlaneError::UnknownTenant(t(5))));
+}
+
+#[test]
+fn restart_of_the_table_keeps_what_the_store_holds() {
+    let mut h = Harness::new();
+    h.attach(t(1), N1, None);
+    h.attach(t(1), N1, None);
+    h.restart();
+    assert_eq!(h.validate(vec![(t(1), g(2))]), vec![(t(1), true)]);
+    assert_eq!(h.attach(t(1), N2, None), g(3));
+}
+
+#[test]
+fn a_crash_before_commit_loses_the_change_and_sends_no_reply() {
+    let mut h = Harness::new();
+    h.attach(t(1), N1, None);
+    h.cp.handle_attach(NOW, RequestId(99), t(1), N2, None);
+    let persist = h.cp.poll_effect().unwrap();
+    assert!(matches!(persist, ControlPlaneEffect::Persist { .. }));
+    assert_eq!(h.cp.poll_effect(), None);
+    h.restart(); // the store never saw the change
+    assert_eq!(h.cp.record(t(1)).unwrap().generation, g(1));
+    assert_eq!(h.attach(t(1), N2, None), g(2));
+}
+
+#[test]
+fn a_failed_persist_answers_an_error_and_never_reuses_its_generation() {
+    let mut h = Harness::new();
+    h.attach(t(1), N1, None);
+    h.fail_persists = Some("disk I/O error".into());
+    let req = h.req();
+    h.cp.handle_attach(NOW, req, t(1), N2, None);
+    assert_eq!(h.settle(req), Err(ControlPlaneError::StoreFailed("disk I/O error".into())));
+    assert_eq!(h.cp.store_failures_total(), 1);
+    assert_eq!(h.validate(vec![(t(1), g(1))]), vec![(t(1), true)], "table unchanged");
+    h.fail_persists = None;
+    // g2 may have landed: the next grant goes above it.
+    assert_eq!(h.attach(t(1), N2, None), g(3));
+    // And re-attach of N1 after a failure cannot claim the previous one was its own.
+    h.attach(t(2), N1, None);
+    h.fail_persists = Some("full".into());
+    let req = h.req();
+    h.cp.handle_re_attach(NOW, req, N1);
+    assert!(h.settle(req).is_err());
+    h.fail_persists = None;
+    let got = h.re_attach(N1);
+    assert_eq!(
+        got,
+        vec![ReAttachedTenant { tenant: t(2), generation: g(3), previous_was_own: false }]
+    );
+}
+
+#[test]
+fn requests_queue_behind_the_one_in_progress() {
+    let mut h = Harness::new();
+    h.cp.handle_attach(NOW, RequestId(1), t(1), N1, None);
+    h.cp.handle_attach(NOW, RequestId(2), t(1), N2, None);
+    assert_eq!(h.cp.queued_requests(), 1);
+    h.cp.check_invariants();
+    let mut replies = Vec::new();
+    while let Some(effect) = h.cp.poll_effect() {
+        match effect {
+            ControlPlaneEffect::Persist { op, change } => {
+                for r in change.records() {
+                    h.store.insert(r.tenant, r.clone());
+                }
+                h.cp.handle_persisted(NOW, op, Ok(())).unwrap();
+            }
+            ControlPlaneEffect::ListRemoteGenerations { op, .. } => {
+                h.cp.handle_remote_generations(NOW, op, None).unwrap();
+            }
+            ControlPlaneEffect::Reply { req, reply } => replies.push((req, reply)),
+        }
+    }
+    let attached = |n| Ok(ControlPlaneReply::Attached { generation: g(n) });
+    assert_eq!(replies, vec![(RequestId(1), attached(1)), (RequestId(2), attached(2))]);
+}
+
+#[test]
+fn overload_and_stale_completions_are_typed_errors() {
+    let mut cp = ControlPlane::recover(Vec::new());
+    assert_eq!(
+        cp.handle_persisted(NOW, OpId(5), Ok(())),
+        Err(ControlPlaneInputError::UnexpectedCompletion(OpId(5)))
+    );
+    for i in 0..=MAX_QUEUED_REQUESTS as u64 {
+        cp.handle_attach(NOW, RequestId(i), t(1), N1, None);
+    }
+    cp.handle_attach(NOW, RequestId(u64::MAX), t(1), N1, None);
+    cp.check_invariants();
+    let refused = std::iter::from_fn(|| cp.poll_effect()).any(|e| {
+        matches!(
+            e,
+            ControlPlaneEffect::Reply {
+                req: RequestId(u64::MAX),
+                reply: Err(ControlPlaneError::Overloaded { .. })
+            }
+        )
+    });
+    assert!(refused);
+}
+
+#[test]
+fn generation_exhaustion_is_an_error_not_a_wrap() {
+    let max = g(u32::MAX);
+    let record = TenantRecord { tenant: t(1), generation: max, attached_to: Some(N1) };
+    let mut h = Harness::new();
+    h.store.insert(t(1), record);
+    h.restart();
+    let req = h.req();
+    h.cp.handle_attach(NOW, req, t(1), N2, None);
+    assert_eq!(h.settle(req), Err(ControlPlaneError::GenerationExhausted(t(1), max)));
+}
