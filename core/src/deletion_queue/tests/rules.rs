@@ -1,0 +1,338 @@
+//! One test per rule of issue 8's deletion queue.
+
+use super::*;
+
+#[test]
+fn a_list_is_written_before_it_is_validated_and_validated_before_it_executes() {
+    let mut h = Harness::new(small_config());
+    h.auto = false;
+    h.push(T1, g(1), vec![key(T1, 1), key(T1, 2)]);
+    assert!(h.held.is_empty(), "the open list waits to fill or age");
+    assert_eq!(h.q.input_queue_len(), 2, "the unbounded input is visible as a metric");
+    h.flush();
+    assert_eq!(h.held.len(), 1);
+    assert!(is_write(&h.held[0]), "persist comes first: {:?}", h.held);
+    h.complete(is_write, Ok(()));
+    assert_eq!(h.q.input_queue_len(), 0);
+    assert_eq!(h.held.len(), 1);
+    assert!(is_validate(&h.held[0]), "validate before any delete: {:?}", h.held);
+    h.complete(is_validate, Ok(()));
+    assert!(h.held.iter().any(is_delete));
+    h.complete(is_delete, Ok(()));
+    assert_eq!(h.deleted, vec![key(T1, 1), key(T1, 2)]);
+    h.complete(is_remove, Ok(()));
+    while let Some(e) = h.held.pop_front() {
+        h.carry_out(e, Ok(()));
+        h.settle();
+    }
+    assert!(h.disk.is_empty(), "executed lists are removed");
+    assert_eq!(h.flushed, vec![FlushId(0)]);
+    let executed = h.outcomes().values().all(|o| *o == DeletionOutcome::Executed);
+    assert!(executed && h.reports.len() == 2);
+}
+
+#[test]
+fn a_failed_list_write_is_retried_and_never_counts_as_accepted() {
+    let mut h = Harness::new(small_config());
+    h.auto = false;
+    h.push(T1, g(1), vec![key(T1, 1)]);
+    h.flush();
+    h.complete(is_write, Err(IoFailure::Transient("fsync failed".into())));
+    assert!(h.held.is_empty(), "nothing validated on a failed write");
+    let at = h.q.poll_timeout().expect("a retry timer");
+    assert_eq!(at, h.now.plus_millis(10));
+    h.advance(10);
+    assert!(is_write(&h.held[0]), "the write is retried");
+}
+
+#[test]
+fn one_generation_per_tenant_per_list() {
+    let mut h = Harness::new(small_config());
+    h.current.insert(T1, g(2));
+    h.push(T1, g(1), vec![key(T1, 1)]);
+    h.push(T2, g(1), vec![key(T2, 1)]);
+    h.push(T1, g(2), vec![key(T1, 2)]);
+    h.flush();
+    for bytes in h.disk.values() {
+        let list = DeletionList::from_json_bytes(bytes).unwrap();
+        assert!(list.tenants.len() <= 2);
+    }
+    assert!(h.validations.iter().flatten().any(|p| *p == (T1, g(1))));
+    assert!(h.validations.iter().flatten().any(|p| *p == (T1, g(2))));
+    let outcomes = h.outcomes();
+    assert_eq!(outcomes[&key(T1, 1)], DeletionOutcome::DroppedStale);
+    assert_eq!(outcomes[&key(T1, 2)], DeletionOutcome::Executed);
+    assert_eq!(outcomes[&key(T2, 1)], DeletionOutcome::Executed);
+}
+
+#[test]
+fn stale_generations_are_dropped_counted_and_never_executed() {
+    let mut h = Harness::new(small_config());
+    h.current.insert(T1, g(5));
+    h.push(T1, g(4), vec![key(T1, 1), key(T1, 2)]);
+    h.push(T2, g(1), vec![key(T2, 1)]);
+    h.flush();
+    h.run_until_idle();
+    assert_eq!(h.deleted, vec![key(T2, 1)], "S-DEL-GEN: nothing of the stale generation");
+    assert_eq!(h.q.stats().keys_dropped_stale_total, 2);
+    assert_eq!(h.q.stats().lists_dropped_stale_total, 1);
+    assert_eq!(h.outcomes()[&key(T1, 2)], DeletionOutcome::DroppedStale);
+    assert!(h.disk.is_empty());
+    // The rewritten list reached the disk before the header passed it.
+    let header = DeletionHeader::from_json_bytes(h.header.as_ref().unwrap()).unwrap();
+    assert!(header.validated_sequence >= 1);
+}
+
+#[test]
+fn an_unknown_tenant_is_stale() {
+    let mut h = Harness::new(small_config());
+    let t9 = TenantId([9; 16]);
+    h.push(t9, g(1), vec![key(t9, 1)]);
+    h.flush();
+    assert!(h.deleted.is_empty());
+    assert_eq!(h.outcomes()[&key(t9, 1)], DeletionOutcome::DroppedStale);
+}
+
+#[test]
+fn lsn_updates_are_validated_only_by_a_validation_requested_after_them() {
+    let mut h = Harness::new(small_config());
+    h.auto = false;
+    h.push(T1, g(1), vec![key(T1, 1)]);
+    h.flush();
+    h.complete(is_write, Ok(()));
+    assert!(is_validate(&h.held[0]));
+    // Arrives while that validation is in flight: it must wait for the next one.
+    h.q.handle_push_lsn_update(h.now, T1, TL, g(1), Lsn(100));
+    h.settle();
+    h.complete(is_validate, Ok(()));
+    assert!(h.lsns.is_empty(), "no cached validity");
+    h.q.handle_flush_advisory(h.now);
+    h.settle();
+    h.complete(is_validate, Ok(()));
+    let want = LsnValidation { tenant: T1, timeline: TL, generation: g(1), lsn: Lsn(100), valid: true };
+    assert_eq!(h.lsns, vec![want]);
+    // Stale generation: reported invalid.
+    h.current.insert(T1, g(2));
+    h.q.handle_push_lsn_update(h.now, T1, TL, g(1), Lsn(200));
+    h.q.handle_flush_advisory(h.now);
+    h.settle();
+    h.complete(is_validate, Ok(()));
+    assert!(!h.lsns[1].valid);
+    assert_eq!(h.q.stats().lsn_updates_dropped_total, 1);
+}
+
+#[test]
+fn lsn_updates_wait_for_earlier_deletions_to_be_accepted() {
+    let mut h = Harness::new(small_config());
+    h.auto = false;
+    h.push(T1, g(1), vec![key(T1, 1)]);
+    h.q.handle_push_lsn_update(h.now, T1, TL, g(1), Lsn(100));
+    h.flush();
+    assert_eq!(h.held.len(), 1, "only the list write: {:?}", h.held);
+    h.complete(is_write, Ok(()));
+    let DeletionEffect::Validate { tenants, .. } = h.take(is_validate) else { unreachable!() };
+    assert_eq!(tenants, vec![(T1, g(1))], "the list and the LSN update travel together");
+}
+
+#[test]
+fn batches_hold_at_most_1000_keys() {
+    let mut config = small_config();
+    config.list_target_keys = 10_000;
+    let mut h = Harness::new(config);
+    h.push(T1, g(1), (0..2500).map(|n| key(T1, n)).collect());
+    h.flush();
+    let mut sizes = h.batches.clone();
+    sizes.sort();
+    assert_eq!(sizes, vec![500, 1000, 1000]);
+    assert_eq!(h.deleted_set().len(), 2500);
+}
+
+#[test]
+fn transient_delete_failures_back_off_and_permanent_ones_are_reported() {
+    let mut h = Harness::new(small_config());
+    h.auto = false;
+    h.push(T1, g(1), vec![key(T1, 1)]);
+    h.flush();
+    h.complete(is_write, Ok(()));
+    h.complete(is_validate, Ok(()));
+    h.complete(is_delete, Err(IoFailure::Transient("503".into())));
+    assert_eq!(h.q.poll_timeout(), Some(h.now.plus_millis(10)));
+    h.advance(10);
+    h.complete(is_delete, Err(IoFailure::Transient("503".into())));
+    assert_eq!(h.q.poll_timeout(), Some(h.now.plus_millis(20)), "the delay doubles");
+    h.advance(20);
+    assert_eq!(h.q.stats().delete_retries_total, 2);
+    h.complete(is_delete, Err(IoFailure::Permanent("access denied".into())));
+    let outcome = h.outcomes()[&key(T1, 1)].clone();
+    assert_eq!(outcome, DeletionOutcome::FailedPermanently("access denied".into()));
+    h.complete(is_remove, Ok(()));
+    assert!(h.disk.is_empty());
+}
+
+#[test]
+fn a_cancel_is_durable_before_it_is_reported() {
+    let mut h = Harness::new(small_config());
+    h.auto = false;
+    // In the open list: nothing durable, reported at once.
+    h.push(T1, g(1), vec![key(T1, 1), key(T1, 2), key(T1, 3)]);
+    h.q.handle_cancel(h.now, T1, TL, key(T1, 1));
+    h.settle();
+    assert_eq!(h.outcomes()[&key(T1, 1)], DeletionOutcome::Cancelled);
+    // In a written list: the rewrite comes first.
+    h.flush();
+    h.complete(is_write, Ok(()));
+    h.q.handle_cancel(h.now, T1, TL, key(T1, 2));
+    h.settle();
+    assert!(!h.outcomes().contains_key(&key(T1, 2)), "not before the rewrite");
+    let write = h.take(is_write);
+    let DeletionEffect::WriteList { bytes, .. } = &write else { unreachable!() };
+    assert_eq!(DeletionList::from_json_bytes(bytes).unwrap().len(), 1);
+    h.carry_out(write, Ok(()));
+    h.settle();
+    assert_eq!(h.outcomes()[&key(T1, 2)], DeletionOutcome::Cancelled);
+    assert_eq!(h.q.stats().keys_cancelled_total, 2);
+    h.auto = true;
+    h.held.clear(); // the validate was held; let a restart redo the rest
+    h.run_until_idle_after_validation_loss();
+    assert_eq!(h.deleted, vec![key(T1, 3)]);
+}
+
+#[test]
+fn a_cancel_after_execution_started_changes_nothing() {
+    let mut h = Harness::new(small_config());
+    h.auto = false;
+    h.push(T1, g(1), vec![key(T1, 1)]);
+    h.flush();
+    h.complete(is_write, Ok(()));
+    h.complete(is_validate, Ok(()));
+    h.q.handle_cancel(h.now, T1, TL, key(T1, 1));
+    h.settle();
+    h.complete(is_delete, Ok(()));
+    assert_eq!(h.outcomes()[&key(T1, 1)], DeletionOutcome::Executed);
+}
+
+#[test]
+fn cancelling_every_key_of_a_written_list_removes_it_before_reporting() {
+    let mut h = Harness::new(small_config());
+    h.auto = false;
+    h.push(T1, g(1), vec![key(T1, 1)]);
+    h.flush();
+    h.complete(is_write, Ok(()));
+    let validate = h.take(is_validate); // in flight while the cancel arrives
+    h.q.handle_cancel(h.now, T1, TL, key(T1, 1));
+    h.settle();
+    assert!(h.reports.is_empty());
+    h.carry_out(validate, Ok(()));
+    h.settle();
+    h.complete(is_remove, Ok(()));
+    assert_eq!(h.outcomes()[&key(T1, 1)], DeletionOutcome::Cancelled);
+    assert!(h.deleted.is_empty() && h.disk.is_empty());
+}
+
+#[test]
+fn a_restart_keeps_the_previous_own_generation_and_drops_older_ones() {
+    let mut h = Harness::new(small_config());
+    h.auto = false;
+    h.current.insert(T2, g(3));
+    h.push(T1, g(1), vec![key(T1, 1)]);
+    h.push(T2, g(3), vec![key(T2, 1)]);
+    h.flush();
+    while let Some(i) = h.held.iter().position(is_write) {
+        let e = h.held.remove(i).unwrap();
+        h.carry_out(e, Ok(()));
+    }
+    assert_eq!(h.disk.len(), 1, "both tenants in one list");
+    // Crash before validation. Re-attach: T1 g1 → g2 (own), T2 g3 → g5 (g4 was elsewhere).
+    h.auto = true;
+    h.restart(&[(T1, g(2), true), (T2, g(5), false)]);
+    h.q.handle_flush(h.now);
+    h.run_until_idle();
+    assert_eq!(h.deleted, vec![key(T1, 1)], "a plain restart loses no queued deletion");
+    assert_eq!(h.q.stats().keys_dropped_at_recovery_total, 1);
+    assert!(h.validations.iter().flatten().all(|p| *p != (T1, g(1))), "rewritten to g2");
+    assert!(h.disk.is_empty());
+    assert!(h.reports.is_empty(), "recovered keys have no upload queue to report to");
+}
+
+#[test]
+fn lists_under_the_header_execute_after_a_restart_without_revalidation() {
+    let mut h = Harness::new(small_config());
+    h.auto = false;
+    h.push(T1, g(1), vec![key(T1, 1)]);
+    h.flush();
+    h.complete(is_write, Ok(()));
+    h.complete(is_validate, Ok(()));
+    h.complete(is_header, Ok(()));
+    assert!(h.held.iter().any(is_delete));
+    // Crash before the delete; the tenant has since moved on to another node.
+    h.current.insert(T1, g(9));
+    h.auto = true;
+    h.restart(&[]);
+    h.run_until_idle();
+    assert_eq!(h.deleted, vec![key(T1, 1)], "validated before the crash, after the push");
+    assert!(h.validations.len() == 1);
+}
+
+#[test]
+fn flush_waits_for_execution_and_advisory_flush_only_nudges() {
+    let mut h = Harness::new(small_config());
+    h.push(T1, g(1), vec![key(T1, 1)]);
+    assert!(h.deleted.is_empty(), "batching delay");
+    h.q.handle_flush_advisory(h.now);
+    h.settle();
+    assert_eq!(h.deleted.len(), 1);
+    assert!(h.flushed.is_empty(), "an advisory flush has no completion");
+    h.push(T1, g(1), vec![key(T1, 2)]);
+    let id = h.flush();
+    assert_eq!(h.flushed, vec![id]);
+    assert_eq!(h.deleted.len(), 2);
+    let id = h.flush();
+    assert_eq!(h.flushed.last(), Some(&id), "an empty flush completes at once");
+}
+
+#[test]
+fn timers_seal_and_validate_without_a_flush() {
+    let mut h = Harness::new(small_config());
+    h.push(T1, g(1), vec![key(T1, 1)]);
+    assert_eq!(h.q.poll_timeout(), Some(Instant(100)), "seal timer");
+    h.advance(100);
+    assert!(h.deleted.is_empty());
+    assert_eq!(h.q.poll_timeout(), Some(Instant(300)), "validate timer");
+    h.advance(200);
+    assert_eq!(h.deleted, vec![key(T1, 1)]);
+}
+
+#[test]
+fn a_full_list_is_sealed_at_once_and_keys_outside_the_prefix_fail() {
+    let mut h = Harness::new(small_config());
+    h.auto = false;
+    h.push(T1, g(1), (0..4).map(|n| key(T1, n)).collect());
+    assert!(is_write(&h.held[0]), "list_target_keys reached");
+    h.push(T1, g(1), vec![key(T2, 1)]);
+    let outcome = &h.outcomes()[&key(T2, 1)];
+    assert!(matches!(outcome, DeletionOutcome::FailedPermanently(_)));
+}
+
+#[test]
+fn stale_completions_are_typed_errors() {
+    let mut h = Harness::new(small_config());
+    assert_eq!(
+        h.q.handle_completion(h.now, OpId(42), Ok(())),
+        Err(DeletionQueueError::UnexpectedCompletion(OpId(42)))
+    );
+    assert_eq!(
+        h.q.handle_validation(h.now, OpId(42), vec![]),
+        Err(DeletionQueueError::UnexpectedCompletion(OpId(42)))
+    );
+}
+
+impl Harness {
+    /// After a test dropped a held `Validate`, a restart from disk is the only way
+    /// forward (a validation without an answer stays in flight forever).
+    fn run_until_idle_after_validation_loss(&mut self) {
+        let attached: Vec<_> = self.current.iter().map(|(t, gn)| (*t, *gn, false)).collect();
+        self.restart(&attached);
+        self.q.handle_flush(self.now);
+        self.run_until_idle();
+    }
+}
