@@ -1,1 +1,163 @@
-//! (in progress)
+//! The simulated control-plane generation store.
+//!
+//! It belongs to the simulated world, not to the node or control plane that uses
+//! it: they hold only [`SimStore`] handles (cheap clones of one `Arc`), so the table
+//! outlives any crash of its user. Semantics:
+//! - `apply` takes a simulated latency; the change commits, all at once, only at
+//!   the end of it. [`SimStore::crash`] (called by the world in the same step as it
+//!   kills the user) makes every apply still in flight fail without committing: a
+//!   crash before commit loses the change.
+//! - Injected faults ([`StoreFault`]): fail before commit (nothing written), or
+//!   commit and then report a failure (the caller cannot tell the two apart, which
+//!   is the point).
+//! - Generations never go down (the same check as every store).
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+use strata_adapters::generation_store::{GenerationStore, StoreError, check_no_regression};
+use strata_core::control_plane::{StoreChange, TenantRecord};
+use strata_core::id::TenantId;
+
+/// Upper bound of the simulated commit latency.
+pub const MAX_COMMIT_LATENCY_MS: u64 = 5;
+
+/// A fault the world arms for the next `apply`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StoreFault {
+    /// The apply fails and nothing is written.
+    FailBeforeCommit,
+    /// The change commits, but the caller is told it failed.
+    FailAfterCommit,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct SimStore {
+    inner: Arc<Mutex<Inner>>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    committed: BTreeMap<TenantId, TenantRecord>,
+    /// Bumped by every crash; an apply that started in an older epoch never commits.
+    epoch: u64,
+    faults: Vec<StoreFault>,
+    commits_total: u64,
+    lost_to_crash_total: u64,
+}
+
+impl SimStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The user crashed: applies still in flight are lost.
+    pub fn crash(&self) {
+        self.lock().epoch += 1;
+    }
+
+    /// Arms `fault` for a coming apply (faults fire in the order armed).
+    pub fn inject(&self, fault: StoreFault) {
+        self.lock().faults.push(fault);
+    }
+
+    /// What is durable now, for checkers.
+    pub fn records(&self) -> Vec<TenantRecord> {
+        self.lock().committed.values().cloned().collect()
+    }
+
+    pub fn commits_total(&self) -> u64 {
+        self.lock().commits_total
+    }
+
+    pub fn lost_to_crash_total(&self) -> u64 {
+        self.lock().lost_to_crash_total
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl GenerationStore for SimStore {
+    async fn load(&self) -> Result<Vec<TenantRecord>, StoreError> {
+        Ok(self.records())
+    }
+
+    async fn apply(&self, change: &StoreChange) -> Result<(), StoreError> {
+        let started_in = self.lock().epoch;
+        let latency_ms = {
+            use madsim::rand::Rng;
+            madsim::rand::thread_rng().gen_range(1..=MAX_COMMIT_LATENCY_MS)
+        };
+        tokio::time::sleep(Duration::from_millis(latency_ms)).await;
+        let mut inner = self.lock();
+        if inner.epoch != started_in {
+            inner.lost_to_crash_total += 1;
+            return Err(StoreError::Io("crashed before commit".into()));
+        }
+        let fault = (!inner.faults.is_empty()).then(|| inner.faults.remove(0));
+        if fault == Some(StoreFault::FailBeforeCommit) {
+            return Err(StoreError::Io("injected: failed before commit".into()));
+        }
+        for record in change.records() {
+            check_no_regression(inner.committed.get(&record.tenant).map(|r| r.generation), record)?;
+        }
+        for record in change.records() {
+            inner.committed.insert(record.tenant, record.clone());
+        }
+        inner.commits_total += 1;
+        match fault {
+            Some(StoreFault::FailAfterCommit) => {
+                Err(StoreError::Io("injected: failed after commit".into()))
+            }
+            Some(StoreFault::FailBeforeCommit) | None => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use strata_adapters::generation_store::conformance::{self, Harness};
+
+    /// One world-owned store; "opening" hands out a new handle to it.
+    struct SimHarness {
+        store: SimStore,
+    }
+
+    impl Harness for SimHarness {
+        type Store = SimStore;
+
+        async fn open(&mut self) -> SimStore {
+            self.store.clone()
+        }
+
+        async fn crash_before_commit(&mut self, store: SimStore, change: &StoreChange) {
+            let change = change.clone();
+            let in_flight = tokio::spawn(async move { store.apply(&change).await });
+            tokio::task::yield_now().await;
+            self.store.crash();
+            let result = in_flight.await.expect("apply task");
+            assert!(result.is_err(), "an apply cut by a crash reports no success");
+        }
+    }
+
+    #[madsim::test]
+    async fn sim_store_passes_the_conformance_suite() {
+        conformance::run_all(&mut SimHarness { store: SimStore::new() }).await;
+    }
+
+    #[madsim::test]
+    async fn a_fault_after_commit_keeps_the_change() {
+        let store = SimStore::new();
+        let rec = TenantRecord {
+            tenant: TenantId([1; 16]),
+            generation: strata_core::Generation::FIRST,
+            attached_to: None,
+        };
+        store.inject(StoreFault::FailAfterCommit);
+        assert!(store.apply(&StoreChange::Upsert(rec.clone())).await.is_err());
+        assert_eq!(store.records(), vec![rec]);
+    }
+}

@@ -23,7 +23,10 @@ impl DeletionQueue {
             assert_eq!(*seq, list.content.sequence, "list filed under the wrong sequence");
             assert!(list.durable_version <= list.version, "durable ahead of memory");
             let executing = matches!(list.stage, Stage::Executing { .. });
-            assert!(!executing || list.content.validated, "S-DEL-GEN: list {seq} executes unvalidated");
+            assert!(
+                !executing || list.content.validated,
+                "S-DEL-GEN: list {seq} executes unvalidated"
+            );
             if executing {
                 assert!(list.durable_version > 0, "list {seq} executes before it was accepted");
             }
@@ -50,23 +53,30 @@ impl DeletionQueue {
         for key in self.exec_queue.iter().chain(self.batches.values().flat_map(|b| &b.keys)) {
             let list = self.lists.get(&key.sequence);
             assert!(
-                list.is_some_and(|l| l.content.validated && matches!(l.stage, Stage::Executing { .. })),
+                list.is_some_and(
+                    |l| l.content.validated && matches!(l.stage, Stage::Executing { .. })
+                ),
                 "S-DEL-GEN: {:?} is in the executor without a validated list",
                 key.key
             );
         }
         for batch in self.batches.values() {
-            assert!(!batch.keys.is_empty() && batch.keys.len() <= MAX_KEYS_PER_DELETE, "batch size");
+            assert!(
+                !batch.keys.is_empty() && batch.keys.len() <= MAX_KEYS_PER_DELETE,
+                "batch size"
+            );
         }
         assert!(self.header_durable <= self.next_seq, "header beyond every sequence");
-        let header_writes = self.ops.values().filter(|k| matches!(k, OpKind::WriteHeader { .. })).count();
+        let header_writes =
+            self.ops.values().filter(|k| matches!(k, OpKind::WriteHeader { .. })).count();
         assert!(header_writes <= 1, "{header_writes} header writes at once");
         if let Some((op, _, _)) = &self.validation {
             assert_eq!(self.ops.get(op), Some(&OpKind::Validate), "validation op not tracked");
         }
         // A machine with work has something in flight, a timer, or effects to hand out.
         let has_work = !self.is_idle();
-        let moving = !self.ops.is_empty() || self.poll_timeout().is_some() || !self.effects.is_empty();
+        let moving =
+            !self.ops.is_empty() || self.poll_timeout().is_some() || !self.effects.is_empty();
         assert!(!has_work || moving, "stuck: queued work with nothing in flight and no timer");
     }
 }

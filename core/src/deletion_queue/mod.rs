@@ -160,20 +160,38 @@ pub struct FlushId(pub u64);
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DeletionEffect {
     /// Crash-safe write of `deletion/{DeletionList::file_name(sequence)}`.
-    WriteList { op: OpId, sequence: u64, bytes: Vec<u8> },
+    WriteList {
+        op: OpId,
+        sequence: u64,
+        bytes: Vec<u8>,
+    },
     /// Crash-safe write of `deletion/header-01`.
-    WriteHeader { op: OpId, bytes: Vec<u8> },
+    WriteHeader {
+        op: OpId,
+        bytes: Vec<u8>,
+    },
     /// Remove `deletion/{DeletionList::file_name(sequence)}` (durably).
-    RemoveList { op: OpId, sequence: u64 },
+    RemoveList {
+        op: OpId,
+        sequence: u64,
+    },
     /// Ask the control plane; answered by `handle_validation` with results in
     /// request order.
-    Validate { op: OpId, tenants: Vec<(TenantId, Generation)> },
-    DeleteObjects { op: OpId, keys: Vec<RemoteKey> },
+    Validate {
+        op: OpId,
+        tenants: Vec<(TenantId, Generation)>,
+    },
+    DeleteObjects {
+        op: OpId,
+        keys: Vec<RemoteKey>,
+    },
     /// For the upload queue of `(tenant, timeline)`.
     Report(DeletionReport),
     /// For the upload queue of `(tenant, timeline)`.
     LsnValidated(LsnValidation),
-    FlushDone { id: FlushId },
+    FlushDone {
+        id: FlushId,
+    },
 }
 
 /// An input that does not fit the machine's state: a bug in the caller.
@@ -353,7 +371,8 @@ impl DeletionQueue {
         let name = name.to_owned();
         let report = DeletionReport { tenant, timeline, key, outcome: DeletionOutcome::Cancelled };
         let found = self.lists.values_mut().rev().find_map(|list| {
-            let cancellable = matches!(list.stage, Stage::Open { .. } | Stage::Sealed | Stage::Validating { .. });
+            let cancellable =
+                matches!(list.stage, Stage::Open { .. } | Stage::Sealed | Stage::Validating { .. });
             (cancellable && list.remove_key(tenant, timeline, &name)).then_some(list)
         });
         let Some(list) = found else { return };
@@ -412,9 +431,13 @@ impl DeletionQueue {
         };
         self.ops.remove(&op);
         match kind {
-            OpKind::WriteList { sequence, version } => self.list_written(now, sequence, version, result),
+            OpKind::WriteList { sequence, version } => {
+                self.list_written(now, sequence, version, result)
+            }
             OpKind::RemoveList { sequence } => self.list_removed(now, sequence, result),
-            OpKind::WriteHeader { validated_sequence } => self.header_written(now, validated_sequence, result),
+            OpKind::WriteHeader { validated_sequence } => {
+                self.header_written(now, validated_sequence, result)
+            }
             OpKind::Delete { batch } => self.batch_done(now, batch, result),
             OpKind::Validate => unreachable!("refused above"),
         }
@@ -475,7 +498,9 @@ impl DeletionQueue {
     /// Keys in the queue at any stage (metric).
     pub fn queued_keys(&self) -> usize {
         let in_lists: usize = self.lists.values().map(|l| l.content.len()).sum();
-        in_lists + self.exec_queue.len() + self.batches.values().map(|b| b.keys.len()).sum::<usize>()
+        in_lists
+            + self.exec_queue.len()
+            + self.batches.values().map(|b| b.keys.len()).sum::<usize>()
     }
 
     /// Lists not yet gone from disk or memory (metric).
@@ -503,8 +528,19 @@ impl DeletionQueue {
             && self.flushes.is_empty()
     }
 
-    fn report(&mut self, tenant: TenantId, timeline: TimelineId, key: RemoteKey, outcome: DeletionOutcome) {
-        self.effects.push_back(DeletionEffect::Report(DeletionReport { tenant, timeline, key, outcome }));
+    fn report(
+        &mut self,
+        tenant: TenantId,
+        timeline: TimelineId,
+        key: RemoteKey,
+        outcome: DeletionOutcome,
+    ) {
+        self.effects.push_back(DeletionEffect::Report(DeletionReport {
+            tenant,
+            timeline,
+            key,
+            outcome,
+        }));
     }
 
     fn next_op(&mut self, kind: OpKind) -> OpId {

@@ -368,9 +368,10 @@ impl DeletionQueue {
     fn complete_flushes(&mut self) {
         let mut done = Vec::new();
         for (i, flush) in self.flushes.iter().enumerate() {
-            let lists_pending = self.lists.range(..=flush.upto_seq).any(|(_, l)| {
-                !(matches!(l.stage, Stage::Open { .. }) && l.content.is_empty())
-            });
+            let lists_pending = self
+                .lists
+                .range(..=flush.upto_seq)
+                .any(|(_, l)| !(matches!(l.stage, Stage::Open { .. }) && l.content.is_empty()));
             let lsn_pending = self
                 .lsn_waiting
                 .iter()

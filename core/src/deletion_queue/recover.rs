@@ -48,7 +48,10 @@ pub(super) fn recover(
         content.tenants.retain(|tenant, deletions| {
             let keep = match attached.get(tenant) {
                 Some(a) if a.generation == deletions.generation => true,
-                Some(a) if a.previous_was_own && a.generation.previous() == Some(deletions.generation) => {
+                Some(a)
+                    if a.previous_was_own
+                        && a.generation.previous() == Some(deletions.generation) =>
+                {
                     // This node held both generations back to back: nobody else
                     // can have deleted or referenced anything in between.
                     deletions.generation = a.generation;

@@ -80,8 +80,7 @@ impl Harness {
     /// Drops the queue and rebuilds it from the disk, as after a crash.
     pub fn restart(&mut self, attached: &[(TenantId, Generation, bool)]) {
         let header = self.header.as_ref().map(|b| DeletionHeader::from_json_bytes(b).unwrap());
-        let lists =
-            self.disk.values().map(|b| DeletionList::from_json_bytes(b).unwrap()).collect();
+        let lists = self.disk.values().map(|b| DeletionList::from_json_bytes(b).unwrap()).collect();
         let attached = attached
             .iter()
             .map(|(t, gn, own)| {
@@ -137,7 +136,14 @@ impl Harness {
     pub fn settle(&mut self) {
         self.q.check_invariants();
         while let Some(effect) = self.q.poll_effect() {
-            if self.auto || matches!(effect, DeletionEffect::Report(_) | DeletionEffect::LsnValidated(_) | DeletionEffect::FlushDone { .. }) {
+            if self.auto
+                || matches!(
+                    effect,
+                    DeletionEffect::Report(_)
+                        | DeletionEffect::LsnValidated(_)
+                        | DeletionEffect::FlushDone { .. }
+                )
+            {
                 self.carry_out(effect, Ok(()));
             } else {
                 self.held.push_back(effect);
@@ -195,7 +201,11 @@ impl Harness {
         self.held.remove(i).unwrap()
     }
 
-    pub fn complete(&mut self, pred: impl Fn(&DeletionEffect) -> bool, result: Result<(), IoFailure>) {
+    pub fn complete(
+        &mut self,
+        pred: impl Fn(&DeletionEffect) -> bool,
+        result: Result<(), IoFailure>,
+    ) {
         let effect = self.take(pred);
         self.carry_out(effect, result);
         self.settle();

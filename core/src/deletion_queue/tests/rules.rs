@@ -109,7 +109,8 @@ fn lsn_updates_are_validated_only_by_a_validation_requested_after_them() {
     h.q.handle_flush_advisory(h.now);
     h.settle();
     h.complete(is_validate, Ok(()));
-    let want = LsnValidation { tenant: T1, timeline: TL, generation: g(1), lsn: Lsn(100), valid: true };
+    let want =
+        LsnValidation { tenant: T1, timeline: TL, generation: g(1), lsn: Lsn(100), valid: true };
     assert_eq!(h.lsns, vec![want]);
     // Stale generation: reported invalid.
     h.current.insert(T1, g(2));
