@@ -228,6 +228,9 @@ struct LsnUpdate {
     arrived_at: Instant,
 }
 
+/// The validation in flight: its op, the pairs asked, the LSN updates it covers.
+type Validation = (OpId, Vec<(TenantId, Generation)>, Vec<LsnUpdate>);
+
 /// One key handed to the executor.
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct ExecKey {
@@ -289,7 +292,7 @@ pub struct DeletionQueue {
     /// LSN updates not yet in a validation, in arrival order.
     lsn_waiting: Vec<LsnUpdate>,
     /// The validation in flight: its op, the pairs asked, the LSN updates it covers.
-    validation: Option<(OpId, Vec<(TenantId, Generation)>, Vec<LsnUpdate>)>,
+    validation: Option<Validation>,
     lsn_pushed: u64,
     /// Keys of validated lists not yet in a batch, in list order.
     exec_queue: VecDeque<ExecKey>,

@@ -108,19 +108,17 @@ impl DeletionQueue {
     }
 
     fn start_list_writes(&mut self, now: Instant) {
-        let mut in_flight =
+        let in_flight =
             self.lists.values().filter(|l| matches!(l.write, IoState::InFlight(_))).count();
+        let slots = self.config.max_list_writes_in_flight.saturating_sub(in_flight);
         let due: Vec<u64> = self
             .lists
             .iter()
             .filter(|(_, l)| l.needs_write() && ready(l.write, now))
             .map(|(s, _)| *s)
+            .take(slots)
             .collect();
         for seq in due {
-            if in_flight >= self.config.max_list_writes_in_flight {
-                break;
-            }
-            in_flight += 1;
             let version = self.lists[&seq].version;
             let op = self.next_op(OpKind::WriteList { sequence: seq, version });
             let list = self.lists.get_mut(&seq).expect("listed above");

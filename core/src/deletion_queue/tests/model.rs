@@ -74,6 +74,8 @@ struct Node {
     evaluated: Vec<(u64, Vec<(TenantId, Generation)>)>,
 }
 
+type InTransit<T> = (usize, u64, OpId, Vec<T>);
+
 struct World {
     cp: ControlPlane,
     store: BTreeMap<TenantId, TenantRecord>,
@@ -81,8 +83,10 @@ struct World {
     /// The latest index each generation uploaded: its layers and LSN.
     indexes: BTreeMap<Generation, (BTreeSet<RemoteKey>, Lsn)>,
     nodes: [Node; 2],
-    to_cp: Vec<(usize, u64, OpId, Vec<(TenantId, Generation)>)>,
-    to_node: Vec<(usize, u64, OpId, Vec<(TenantId, bool)>)>,
+    /// Validate requests in transit: node, its incarnation, op, pairs.
+    to_cp: Vec<InTransit<(TenantId, Generation)>>,
+    /// Replies in transit.
+    to_node: Vec<InTransit<(TenantId, bool)>>,
     now: Instant,
     step: u64,
     next_layer: u64,
