@@ -25,3 +25,6 @@ pub mod local_fs;
 pub mod s3;
 #[cfg(not(madsim))]
 pub mod sqlite_store;
+pub mod walredo_protocol;
+#[cfg(not(madsim))]
+pub mod walredo_process;
