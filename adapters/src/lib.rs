@@ -16,6 +16,7 @@ pub mod disk;
 pub mod generation_store;
 pub mod redo;
 pub mod remote;
+pub mod walredo_protocol;
 
 #[cfg(not(madsim))]
 pub mod local_disk;
@@ -25,6 +26,5 @@ pub mod local_fs;
 pub mod s3;
 #[cfg(not(madsim))]
 pub mod sqlite_store;
-pub mod walredo_protocol;
 #[cfg(not(madsim))]
 pub mod walredo_process;

@@ -5,7 +5,9 @@
 //! request: a body starting with `crash`, `hang`, `garbage`, `short`, `slow:<ms>:`,
 //! `error` or `stderr` makes it do that; anything else is echoed back. So one child
 //! can be made to fail on one request, and the tests check that the request fails
-//! with the right step and that the requests after it are served by a new child.
+//! with the right step and that the requests after it are served by a new child. A
+//! body that starts with core's redo request magic is redone with core's pure redo,
+//! exactly as `strata walredo` does.
 #![cfg(not(madsim))]
 
 use std::io::Write;
@@ -16,6 +18,7 @@ use strata_adapters::walredo_process::{
     WalRedoConfig, WalRedoProcess,
 };
 use strata_adapters::walredo_protocol::{self, FrameKind};
+use strata_core::redo::{DeltaOp, REDO_REQUEST_MAGIC, RedoRequest};
 
 const CHILD_MODE_VAR: &str = "STRATA_WALREDO_TEST_CHILD";
 
@@ -41,6 +44,10 @@ fn child_entry() {
 }
 
 fn handle(mut out: &std::fs::File, body: &[u8]) -> Result<Vec<u8>, String> {
+    if body.starts_with(&REDO_REQUEST_MAGIC) {
+        let request = RedoRequest::decode(body).map_err(|e| format!("decode request: {e}"))?;
+        return request.execute().map_err(|e| format!("redo: {e}"));
+    }
     if body.starts_with(b"crash") {
         std::process::exit(3);
     }
@@ -64,7 +71,8 @@ fn handle(mut out: &std::fs::File, body: &[u8]) -> Result<Vec<u8>, String> {
         eprintln!("test child: a line on stderr");
     }
     if let Some(rest) = body.strip_prefix(b"slow:") {
-        let ms: String = rest.iter().take_while(|b| b.is_ascii_digit()).map(|&b| b as char).collect();
+        let ms: String =
+            rest.iter().take_while(|b| b.is_ascii_digit()).map(|&b| b as char).collect();
         std::thread::sleep(Duration::from_millis(ms.parse().unwrap_or(0)));
     }
     Ok(body.to_vec())
@@ -118,6 +126,27 @@ async fn round_trips_are_pipelined_in_order() {
         assert_eq!(answer, Ok(body));
     }
     assert_eq!((redo.spawns(), redo.restarts(), redo.in_flight()), (1, 0, 0));
+}
+
+#[tokio::test]
+async fn core_redo_round_trips_through_the_child() {
+    let redo = WalRedoProcess::start(test_child());
+    let request = RedoRequest {
+        base: Some(b"hello world".to_vec()),
+        deltas: vec![
+            vec![DeltaOp::WriteAt { offset: 0, bytes: b"J".to_vec() }],
+            vec![DeltaOp::Truncate(5), DeltaOp::Append(b"!".to_vec())],
+        ],
+    };
+    let expected = request.execute().unwrap();
+    assert_eq!(expected, b"Jello!");
+    assert_eq!(redo.redo(request.encode()).await, Ok(expected));
+    let too_large = RedoRequest { base: None, deltas: vec![vec![DeltaOp::Append(vec![0; 9000])]] };
+    fails(&redo, &too_large.encode(), STEP_CHILD_ERROR, "redo: value too large").await;
+    let mut corrupt = request.encode();
+    corrupt.truncate(corrupt.len() - 1);
+    fails(&redo, &corrupt, STEP_CHILD_ERROR, "decode request").await;
+    assert_eq!((redo.spawns(), redo.restarts()), (1, 0));
 }
 
 #[tokio::test]
@@ -240,8 +269,19 @@ async fn a_child_that_answers_a_request_frame_is_garbage() {
 
 #[tokio::test]
 async fn an_answer_nobody_asked_for_is_garbage() {
-    let redo = WalRedoProcess::start(sh("printf 'V\\000\\000\\000\\001z'; exec cat >/dev/null"));
-    fails(&redo, b"x", STEP_DECODE_RESPONSE, "unsolicited").await;
+    // Answers the first request (a 6-byte frame), then sends a second answer unasked.
+    let script = "head -c 6 >/dev/null; printf 'V\\000\\000\\000\\001z'; sleep 0.1; \
+                  printf 'V\\000\\000\\000\\001z'; exec cat >/dev/null";
+    let redo = WalRedoProcess::start(sh(script));
+    assert_eq!(redo.redo(b"x".to_vec()).await, Ok(b"z".to_vec()));
+    // Nothing was in flight: the child is killed without failing any request.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while redo.restarts() == 0 {
+        assert!(Instant::now() < deadline, "the unsolicited frame was not noticed");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(redo.child_pid(), None);
+    assert_eq!(redo.redo(b"y".to_vec()).await, Ok(b"z".to_vec()));
 }
 
 #[tokio::test]
