@@ -180,7 +180,7 @@ impl Timeline {
     }
 
     /// `flush_retry_base_ms · 2^(failures-1)`, capped at `flush_retry_max_ms`.
-    fn backoff_ms(&self, failures: u32) -> u64 {
+    pub(super) fn backoff_ms(&self, failures: u32) -> u64 {
         let factor = 1u64.checked_shl(failures.saturating_sub(1)).unwrap_or(u64::MAX);
         self.config.flush_retry_base_ms.saturating_mul(factor).min(self.config.flush_retry_max_ms)
     }

@@ -56,6 +56,7 @@
 //! (`flush_retry_base_ms`, doubling up to `flush_retry_max_ms`), unlimited times.
 //! The frozen layer stays readable in memory meanwhile.
 
+mod compaction;
 mod flush;
 mod in_memory;
 mod layer_cache;
@@ -65,6 +66,7 @@ mod read;
 #[cfg(test)]
 mod tests;
 
+pub use compaction::{CompactionState, Job, Output};
 pub use flush::FlushState;
 pub use layer_map::{LayerEntry, Residence};
 
@@ -81,7 +83,7 @@ use in_memory::InMemoryLayer;
 use layer_cache::LayerCache;
 use layer_map::LayerMap;
 use read::Read;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 /// Tunables of one timeline. Every bound is named with its unit.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -105,6 +107,11 @@ pub struct TimelineConfig {
     /// The generation this attachment runs in: layers flushed here are recorded
     /// with it (S-GEN-SUFFIX), so a bad local copy can be downloaded again.
     pub generation: Generation,
+    /// Compact once this many L0 layers are durable locally (at least 2).
+    pub compaction_threshold_layers: usize,
+    /// Compaction cuts its L1 outputs at about this many record bytes (a key is
+    /// never split, so one key's history may exceed it).
+    pub compaction_target_file_bytes: u64,
 }
 
 impl Default for TimelineConfig {
@@ -119,6 +126,8 @@ impl Default for TimelineConfig {
             backpressure_retry_after_ms: 1_000,
             layer_cache_bytes: 64 * 1024 * 1024,
             generation: Generation::FIRST,
+            compaction_threshold_layers: 10,
+            compaction_target_file_bytes: 128 * 1024 * 1024,
         }
     }
 }
@@ -160,8 +169,17 @@ pub enum TimelineEffect {
     /// The answer to a read: `Ok(None)` when the key has no value at that LSN.
     ReadDone { req: ReadId, result: Result<Option<Vec<u8>>, ReadError> },
     /// For the upload queue (`handle_add_layer`): emitted in the same transition
-    /// that puts the layer into the layer map (S1).
+    /// that puts the layer into the layer map (S1), by a flush or a compaction.
     LayerFlushed { name: LayerName, file_size: u64, crc32c: u32 },
+    /// For the upload queue (`handle_unlink_layers`): these layers left the layer map
+    /// (replaced by compaction, or collected). Always after the `LayerFlushed` of
+    /// their replacements; the upload queue deletes them only after an index
+    /// without them is durable (S-DEL-AFTER-INDEX).
+    UnlinkLayers { names: Vec<LayerName> },
+    /// Remove the local file of `name` (fire and forget: a missing file is fine).
+    /// The layer is either remote-only now (eviction; it keeps its meta and
+    /// generation, S-GEN-SUFFIX) or gone from the map (after `UnlinkLayers`).
+    EvictLayer { name: LayerName },
     /// For the upload queue (`handle_set_metadata`): metadata is durable locally.
     MetadataDurable { metadata: TimelineMetadata },
     /// Everything ingested before the flush call is in durable layer files.
@@ -220,6 +238,8 @@ enum OpKind {
     ReadLayer { read: ReadId, name: LayerName },
     Download { name: LayerName },
     Redo { read: ReadId },
+    CompactRead { name: LayerName },
+    CompactWrite,
 }
 
 /// A layer's description for getters.
@@ -250,6 +270,17 @@ pub struct Timeline {
     backpressure: bool,
     /// Layers of the recovered index above its disk_consistent_lsn (see `recover`).
     future_layers: Vec<LayerName>,
+    compaction: CompactionState,
+    /// `handle_mode`: background work allowed.
+    may_compact: bool,
+    may_delete: bool,
+    /// Layers known durable in remote storage (recovered from the index, or
+    /// reported by `handle_layers_uploaded`): the only ones eviction may drop.
+    remote_durable: BTreeSet<LayerName>,
+    /// When a read last used each layer file.
+    last_access: BTreeMap<LayerName, Instant>,
+    /// The latest `now` seen (reads stamp layer accesses with it).
+    clock: Instant,
     effects: VecDeque<TimelineEffect>,
 }
 
@@ -311,6 +342,7 @@ impl Timeline {
         let mut metadata = index.metadata;
         metadata.disk_consistent_lsn = dc;
         let mut tl = Self::new(tenant, timeline, metadata, map, config);
+        tl.remote_durable = tl.layers.layers.keys().cloned().collect();
         tl.future_layers = future;
         (tl, remove)
     }
@@ -342,6 +374,12 @@ impl Timeline {
             op_ids: OpIds::default(),
             backpressure: false,
             future_layers: Vec::new(),
+            compaction: CompactionState::Idle,
+            may_compact: true,
+            may_delete: true,
+            remote_durable: BTreeSet::new(),
+            last_access: BTreeMap::new(),
+            clock: Instant::ZERO,
             effects: VecDeque::new(),
         }
     }
@@ -435,12 +473,18 @@ impl Timeline {
     ) -> Result<(), TimelineError> {
         let kind = self.ops.get(&op).ok_or(TimelineError::UnknownOp(op))?.clone();
         let expected = match (&kind, &c) {
-            (OpKind::WriteLayer | OpKind::WriteMetadata, TimelineCompletion::Written(_))
+            (
+                OpKind::WriteLayer | OpKind::WriteMetadata | OpKind::CompactWrite,
+                TimelineCompletion::Written(_),
+            )
+            | (OpKind::CompactRead { .. }, TimelineCompletion::Read(_))
             | (OpKind::ReadLayer { .. }, TimelineCompletion::Read(_))
             | (OpKind::Download { .. }, TimelineCompletion::Downloaded(_))
             | (OpKind::Redo { .. }, TimelineCompletion::Redone(_)) => None,
-            (OpKind::WriteLayer | OpKind::WriteMetadata, _) => Some("Written"),
-            (OpKind::ReadLayer { .. }, _) => Some("Read"),
+            (OpKind::WriteLayer | OpKind::WriteMetadata | OpKind::CompactWrite, _) => {
+                Some("Written")
+            }
+            (OpKind::ReadLayer { .. } | OpKind::CompactRead { .. }, _) => Some("Read"),
             (OpKind::Download { .. }, _) => Some("Downloaded"),
             (OpKind::Redo { .. }, _) => Some("Redone"),
         };
@@ -460,6 +504,12 @@ impl Timeline {
                 self.layer_downloaded(now, name, r)
             }
             (OpKind::Redo { read }, TimelineCompletion::Redone(r)) => self.redone(read, r),
+            (OpKind::CompactRead { name }, TimelineCompletion::Read(r)) => {
+                self.compaction_read_done(now, op, name, r)
+            }
+            (OpKind::CompactWrite, TimelineCompletion::Written(r)) => {
+                self.compaction_write_done(now, op, r)
+            }
             _ => unreachable!("checked above"),
         }
         self.pump(now);
@@ -476,6 +526,7 @@ impl Timeline {
             self.freeze_open();
         }
         self.flush_timeout(now);
+        self.compaction_timeout(now);
         self.expire_waiting_reads(now);
         self.pump(now);
     }
@@ -487,7 +538,7 @@ impl Timeline {
     pub fn poll_timeout(&self) -> Option<Instant> {
         let age = self.open.opened_at.map(|t| t.plus_millis(self.config.checkpoint_timeout_ms));
         let waits = self.reads.values().filter_map(Read::wait_deadline).min();
-        [age, self.flush.timer(), waits].into_iter().flatten().min()
+        [age, self.flush.timer(), waits, self.compaction.timer()].into_iter().flatten().min()
     }
 
     pub fn tenant_id(&self) -> TenantId {
@@ -569,6 +620,21 @@ impl Timeline {
         self.backpressure
     }
 
+    pub fn compaction_state(&self) -> &CompactionState {
+        &self.compaction
+    }
+
+    /// Attachment mode gate (the node calls it on every mode change):
+    /// `may_compact` allows compaction (and eviction), `may_delete` allows GC.
+    /// `AttachedSingle`: (true, true). `AttachedMulti`: (true, false) — its unlinks
+    /// are kept by the upload queue anyway. `AttachedStale`, emergency mode,
+    /// `Secondary`: (false, false). Disallowing drops a job at its next step.
+    pub fn handle_mode(&mut self, now: Instant, may_compact: bool, may_delete: bool) {
+        self.may_compact = may_compact;
+        self.may_delete = may_delete;
+        self.pump(now);
+    }
+
     /// Panics if a rule is broken. Run after every input in tests.
     pub fn check_invariants(&self) {
         let dc = self.metadata.disk_consistent_lsn;
@@ -603,12 +669,14 @@ impl Timeline {
             panic!("flush request {done:?} satisfied but not answered");
         }
         self.check_flush_invariants();
+        self.check_compaction_invariants();
         self.cache.check();
         for (id, r) in &self.reads {
             r.check(*id, &self.ops, &self.layers);
         }
         for (op, kind) in &self.ops {
             match kind {
+                OpKind::CompactRead { .. } | OpKind::CompactWrite => {}
                 OpKind::WriteLayer | OpKind::WriteMetadata => {
                     assert!(self.flush.op() == Some(*op), "{op} is a write the flush does not own");
                 }
@@ -616,8 +684,12 @@ impl Timeline {
                     assert!(self.reads.contains_key(read), "{op} serves a finished read");
                 }
                 OpKind::Download { name } => {
+                    // Or the layer left the map (compaction / GC) meanwhile.
                     let residence = self.layers.layers.get(name).map(|e| e.residence);
-                    assert_eq!(residence, Some(Residence::Downloading { op: *op }));
+                    assert!(
+                        residence.is_none_or(|r| r == Residence::Downloading { op: *op }),
+                        "{op} downloads {name}, which is {residence:?}"
+                    );
                 }
             }
         }
@@ -650,7 +722,9 @@ impl Timeline {
 
     /// The one place that starts work: flushes, waiting reads, answered flushes.
     fn pump(&mut self, now: Instant) {
+        self.clock = self.clock.max(now);
         self.pump_flush(now);
         self.pump_reads(now);
+        self.pump_compaction(now);
     }
 }

@@ -207,15 +207,7 @@ impl Timeline {
                     self.read_mut(id).state = ReadState::Downloading { name };
                 }
                 Residence::RemoteOnly => {
-                    let meta = entry.meta;
-                    let op = self.new_op(OpKind::Download { name: name.clone() });
-                    self.layers.layers.get_mut(&name).expect("checked").residence =
-                        Residence::Downloading { op };
-                    self.effects.push_back(TimelineEffect::DownloadLayer {
-                        op,
-                        name: name.clone(),
-                        meta,
-                    });
+                    self.start_download(&name);
                     let read = self.read_mut(id);
                     read.downloaded.insert(name.clone());
                     read.state = ReadState::Downloading { name };
@@ -325,6 +317,33 @@ impl Timeline {
                     );
                 }
             }
+        }
+    }
+
+    /// Starts the download of a remote-only layer (shared by every read and by
+    /// compaction waiting for it). The layer keeps its own meta, generation included
+    /// (S-GEN-SUFFIX, #5538).
+    pub(super) fn start_download(&mut self, name: &LayerName) {
+        let entry = self.layers.layers.get(name).expect("downloads are of mapped layers");
+        debug_assert_eq!(entry.residence, Residence::RemoteOnly);
+        let meta = entry.meta;
+        let op = self.new_op(OpKind::Download { name: name.clone() });
+        self.layers.layers.get_mut(name).expect("checked").residence =
+            Residence::Downloading { op };
+        self.effects.push_back(TimelineEffect::DownloadLayer { op, name: name.clone(), meta });
+    }
+
+    /// Layers left the map: reads waiting for one of them search again.
+    pub(super) fn restart_reads_of(&mut self, names: &[LayerName]) {
+        let waiting: Vec<ReadId> = self
+            .reads
+            .iter()
+            .filter(|(_, r)| matches!(&r.state, ReadState::Downloading { name } if names.contains(name)))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in waiting {
+            self.read_mut(id).state = ReadState::Searching;
+            self.advance(id);
         }
     }
 

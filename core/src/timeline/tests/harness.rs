@@ -23,6 +23,11 @@ pub(crate) struct World {
     pub(crate) queue_metadata: TimelineMetadata,
     /// While set, the index is not re-uploaded (the upload queue lags).
     pub(crate) lag: bool,
+    /// Unlinked layers whose remote objects wait for an index without them
+    /// (S-DEL-AFTER-INDEX); in memory only, lost on a crash.
+    pub(crate) pending_delete: BTreeSet<LayerName>,
+    /// Remote layer objects deleted so far.
+    pub(crate) deleted: Vec<LayerName>,
 }
 
 impl World {
@@ -41,6 +46,8 @@ impl World {
             queue_layers: BTreeMap::new(),
             queue_metadata: metadata,
             lag: false,
+            pending_delete: BTreeSet::new(),
+            deleted: Vec::new(),
         }
     }
 
@@ -54,6 +61,18 @@ impl World {
         index.metadata = self.queue_metadata;
         for (name, meta) in &index.layer_metadata {
             assert_eq!(self.remote.get(name).map(|(_, m)| m), Some(meta), "S-IDX-REF");
+        }
+        // Hand on deletions the new index no longer names.
+        let gone: Vec<LayerName> = self
+            .pending_delete
+            .iter()
+            .filter(|n| !self.index.layer_metadata.contains_key(*n))
+            .cloned()
+            .collect();
+        for name in gone {
+            self.pending_delete.remove(&name);
+            self.remote.remove(&name);
+            self.deleted.push(name);
         }
     }
 
@@ -79,6 +98,8 @@ pub(crate) struct Harness {
     pub(crate) fail_redos: u32,
     /// Every effect seen, for order assertions.
     pub(crate) log: Vec<TimelineEffect>,
+    /// World effects not yet completed while `manual` (oldest first).
+    pub(crate) pending: VecDeque<TimelineEffect>,
     /// Drain effects without completing world effects (the test completes them).
     pub(crate) manual: bool,
     /// Run `check_invariants` after every input and keep the effect log (off only
@@ -102,6 +123,7 @@ impl Harness {
             fail_downloads: 0,
             fail_redos: 0,
             log: Vec::new(),
+            pending: VecDeque::new(),
             manual: false,
             check: true,
         }
@@ -117,7 +139,9 @@ impl Harness {
         for name in &remove {
             world.disk.remove(name);
         }
-        // The upload queue recovers from the same index and unlinks future layers.
+        // The upload queue recovers from the same index and unlinks future layers;
+        // deletions it had not handed on yet are forgotten (the objects leak).
+        world.pending_delete.clear();
         world.queue_layers = world.index.layer_metadata.clone();
         world.queue_metadata = world.index.metadata;
         for name in tl.future_layers() {
@@ -137,6 +161,7 @@ impl Harness {
             fail_downloads: 0,
             fail_redos: 0,
             log: Vec::new(),
+            pending: VecDeque::new(),
             manual: false,
             check: true,
         }
@@ -230,9 +255,10 @@ impl Harness {
                 let bytes = self.world.disk[&name].clone();
                 assert_eq!(bytes.len() as u64, file_size);
                 assert_eq!(layer_file::file_crc32c(&bytes), crc32c);
-                let meta = LayerMeta { file_size, generation: Generation::FIRST, crc32c };
+                let meta = LayerMeta { file_size, generation: self.tl.config().generation, crc32c };
                 self.world.remote.insert(name.clone(), (bytes, meta));
                 let w = &mut self.world;
+                w.pending_delete.remove(&name);
                 assert!(w.queue_layers.insert(name.clone(), meta).is_none(), "{name} added twice");
                 if !w.lag {
                     w.publish();
@@ -250,12 +276,38 @@ impl Harness {
                 assert!(disk_consistent_lsn <= self.tl.disk_consistent_lsn());
                 assert!(self.flushes_done.insert(id), "{id:?} answered twice");
             }
+            TimelineEffect::UnlinkLayers { names } => {
+                // The upload queue: the replacements were added before (S-IDX-REF).
+                for name in &names {
+                    assert!(self.tl.layer(name).is_none(), "{name} unlinked but still mapped");
+                    assert!(
+                        self.world.queue_layers.remove(name).is_some(),
+                        "{name} not in the set"
+                    );
+                    self.world.pending_delete.insert(name.clone());
+                }
+                if !self.world.lag {
+                    self.world.publish();
+                }
+            }
+            TimelineEffect::EvictLayer { name } => {
+                self.world.disk.remove(&name);
+            }
             other => {
                 assert!(manual);
-                self.log.pop();
-                self.log.push(other);
+                self.pending.push_back(other);
             }
         }
+    }
+
+    /// Completes the oldest world effect held while `manual`; false if none.
+    pub(crate) fn complete_next(&mut self) -> bool {
+        let Some(e) = self.pending.pop_front() else { return false };
+        let manual = std::mem::replace(&mut self.manual, false);
+        self.execute(e);
+        self.manual = manual;
+        self.drain();
+        true
     }
 
     pub(crate) fn ingest(

@@ -1,4 +1,5 @@
 mod bench;
+mod compaction;
 mod harness;
 mod model;
 

@@ -1,0 +1,481 @@
+//! Compaction: many L0 delta layers → a few L1 delta layers partitioned by key range.
+//!
+//! An **L0** layer is a delta layer over the whole key range (what a flush writes);
+//! an **L1** layer is a delta layer over part of it. Every layer holds exactly the
+//! records of its rectangle (key range × LSN range), so layers that overlap (the
+//! L0s and the L1s made from them, both in the map after a crash between steps)
+//! answer every read the same way.
+//!
+//! A job, one at a time ([`CompactionState`]):
+//! 1. **Pick**: when compaction is allowed (`handle_mode`) and at least
+//!    `compaction_threshold_layers` L0s are *durable locally* (their LSN end is at
+//!    or below `disk_consistent_lsn + 1`), take the oldest contiguous run of them.
+//!    Layers above `disk_consistent_lsn` are never taken: after a crash they would
+//!    be future layers and dropped, and the L1 would take older records with them.
+//! 2. **Load** each input, oldest first: from the parsed-file cache, by `ReadLayer`,
+//!    or after a `DownloadLayer` (shared with reads) when it is remote-only.
+//! 3. **Merge** the sorted runs (a k-way merge by `(key, lsn)`) and cut them into
+//!    outputs of about `compaction_target_file_bytes`, never splitting one key;
+//!    each output covers `[its first key, the next output's first key)` and the
+//!    union of the inputs' LSN ranges. Outputs already in the layer map (a re-run
+//!    after a crash: same inputs, same names, same records) are not written again.
+//! 4. **Write** each output with `WriteLayer` (crash-safe, durable on success).
+//! 5. **Commit**, in one transition: every output enters the layer map and goes to
+//!    the upload queue (`LayerFlushed`, S1 / S-IDX-REF), *then* the inputs leave the
+//!    map, `UnlinkLayers` names them (the upload queue uploads an index without them
+//!    and only then hands their deletion on: S-DEL-AFTER-INDEX), and `EvictLayer`
+//!    removes each input's local file. Effects are delivered in order, so the upload
+//!    queue always hears of the outputs before the unlink (#5635).
+//!
+//! **Crash at each step** (S18). Before the commit: the outputs are local files the
+//! index does not name; start-up removes them, the inputs are untouched and the job
+//! runs again. After the commit, before the index without the inputs is durable: the
+//! durable index names the inputs, maybe some outputs too (the upload queue takes one
+//! index snapshot per change); both are correct layers of the same rectangles, and
+//! the re-run writes only the outputs missing, then unlinks the inputs. After that
+//! index: the inputs are gone from the index and only their deletion is pending in
+//! the deletion queue, which persists its lists.
+//!
+//! **Failures.** A read or write that fails puts the job into `Backoff`
+//! (`flush_retry_base_ms`, doubling up to `flush_retry_max_ms`): a failed write is
+//! retried with the same bytes; a failed load restarts the job from the pick (a bad
+//! local input is re-downloaded first, once per job; a second failure waits for the
+//! next attempt).
+
+use super::layer_map::{LayerEntry, Residence};
+use super::{OpKind, Timeline, TimelineEffect};
+use crate::id::OpId;
+use crate::index_part::LayerMeta;
+use crate::key::Key;
+use crate::layer_file::{self, LayerFile};
+use crate::layer_name::{KeyRange, LayerName, LsnRange};
+use crate::lsn::Lsn;
+use crate::redo::Record;
+use crate::time::Instant;
+use std::cmp::Reverse;
+use std::collections::{BTreeSet, BinaryHeap};
+
+/// One record of a layer: `(key, lsn, record)`.
+pub(crate) type Entry = (Key, Lsn, Record);
+
+/// An output layer, encoded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Output {
+    pub(crate) name: LayerName,
+    pub(crate) bytes: Vec<u8>,
+    pub(crate) crc32c: u32,
+}
+
+/// The compaction job in progress.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Job {
+    /// L0 layers being replaced, oldest first.
+    pub(crate) inputs: Vec<LayerName>,
+    /// Records of `inputs[..loaded.len()]`.
+    pub(crate) loaded: Vec<Vec<Entry>>,
+    /// Inputs this job downloaded: a second bad copy ends the attempt.
+    pub(crate) downloaded: BTreeSet<LayerName>,
+    /// Encoded outputs (set once every input is loaded); `written` of them are durable.
+    pub(crate) outputs: Vec<Output>,
+    pub(crate) written: usize,
+}
+
+/// Where the compaction pipeline is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CompactionState {
+    Idle,
+    /// Loading `job.inputs[job.loaded.len()]`: by a `ReadLayer` (`op`), or waiting
+    /// for its download (`op == None`).
+    Loading {
+        job: Box<Job>,
+        op: Option<OpId>,
+    },
+    /// Writing `job.outputs[job.written]`.
+    Writing {
+        job: Box<Job>,
+        op: OpId,
+        failures: u32,
+    },
+    /// After a failure: at `until`, resume writing `job`, or (without one) pick again.
+    Backoff {
+        until: Instant,
+        failures: u32,
+        job: Option<Box<Job>>,
+    },
+}
+
+impl CompactionState {
+    pub(crate) fn timer(&self) -> Option<Instant> {
+        match self {
+            CompactionState::Backoff { until, .. } => Some(*until),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn inputs(&self) -> &[LayerName] {
+        match self {
+            CompactionState::Idle | CompactionState::Backoff { job: None, .. } => &[],
+            CompactionState::Loading { job, .. }
+            | CompactionState::Writing { job, .. }
+            | CompactionState::Backoff { job: Some(job), .. } => &job.inputs,
+        }
+    }
+}
+
+/// A delta layer over the whole key range: what a flush writes.
+pub(crate) fn is_l0(name: &LayerName) -> bool {
+    let full = Key::full_range();
+    matches!(name, LayerName::Delta { keys, .. } if keys.start == full.start && keys.end == full.end)
+}
+
+/// Merges runs sorted by `(key, lsn)` into one sorted run (a k-way merge with a
+/// heap). Runs hold distinct `(key, lsn)` pairs.
+pub(crate) fn merge_runs(runs: Vec<Vec<Entry>>) -> Vec<Entry> {
+    let total = runs.iter().map(Vec::len).sum();
+    let mut iters: Vec<_> = runs.into_iter().map(|r| r.into_iter().peekable()).collect();
+    let mut heap = BinaryHeap::new();
+    for (i, it) in iters.iter_mut().enumerate() {
+        if let Some((k, l, _)) = it.peek() {
+            heap.push(Reverse((*k, *l, i)));
+        }
+    }
+    let mut out = Vec::with_capacity(total);
+    while let Some(Reverse((_, _, i))) = heap.pop() {
+        let e = iters[i].next().expect("peeked");
+        if let Some((k, l, _)) = iters[i].peek() {
+            heap.push(Reverse((*k, *l, i)));
+        }
+        out.push(e);
+    }
+    out
+}
+
+/// Cuts a sorted run into key-range partitions of about `target_bytes` (by
+/// `Record::size_bytes`), never splitting a key. Returns `(keys, records)` pairs;
+/// no partition spans the whole key range (that would make it look like an L0).
+pub(crate) fn partition(merged: Vec<Entry>, target_bytes: u64) -> Vec<(KeyRange, Vec<Entry>)> {
+    let mut parts: Vec<Vec<Entry>> = Vec::new();
+    let mut size = 0u64;
+    for e in merged {
+        let new_key = parts.last().and_then(|p| p.last()).is_none_or(|last| last.0 != e.0);
+        if parts.is_empty() || (new_key && size >= target_bytes) {
+            parts.push(Vec::new());
+            size = 0;
+        }
+        size += e.2.size_bytes();
+        parts.last_mut().expect("pushed").push(e);
+    }
+    // A single partition from Key::MIN to the last storable key: split off its last key.
+    if let [only] = &mut parts[..] {
+        let (first, last) = (only[0].0, only[only.len() - 1].0);
+        if first == Key::MIN && last.next() == Key::MAX {
+            let at = only.partition_point(|e| e.0 < last);
+            let tail = only.split_off(at);
+            parts.push(tail);
+        }
+    }
+    let starts: Vec<Key> = parts.iter().map(|p| p[0].0).collect();
+    parts
+        .into_iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let end = starts.get(i + 1).copied().unwrap_or_else(|| p[p.len() - 1].0.next());
+            (KeyRange { start: starts[i], end }, p)
+        })
+        .collect()
+}
+
+/// Merges and encodes the outputs of a job over `lsns`.
+pub(crate) fn build_outputs(
+    runs: Vec<Vec<Entry>>,
+    lsns: LsnRange,
+    target_bytes: u64,
+) -> Vec<Output> {
+    partition(merge_runs(runs), target_bytes)
+        .into_iter()
+        .map(|(keys, records)| {
+            let name = LayerName::Delta { keys, lsns };
+            let enc = layer_file::encode(&name, records.iter().map(|(k, l, r)| (*k, *l, r)))
+                .expect("merged records are sorted and inside the output's ranges");
+            Output { name, bytes: enc.bytes, crc32c: enc.crc32c }
+        })
+        .collect()
+}
+
+impl Timeline {
+    /// L0 layers a job may take now: the oldest contiguous run of L0s durable
+    /// locally (LSN end ≤ disk_consistent + 1).
+    pub(crate) fn compaction_candidates(&self) -> Vec<LayerName> {
+        let limit = self.metadata.disk_consistent_lsn.next();
+        let mut l0: Vec<(LsnRange, &LayerName)> = self
+            .layers
+            .layers
+            .keys()
+            .filter_map(|n| match n {
+                LayerName::Delta { lsns, .. } if is_l0(n) && lsns.end <= limit => Some((*lsns, n)),
+                _ => None,
+            })
+            .collect();
+        l0.sort();
+        let mut out: Vec<LayerName> = Vec::new();
+        let mut end: Option<Lsn> = None;
+        for (lsns, name) in l0 {
+            if end.is_some_and(|e| e != lsns.start) {
+                break;
+            }
+            end = Some(lsns.end);
+            out.push(name.clone());
+        }
+        out
+    }
+
+    pub(super) fn pump_compaction(&mut self, now: Instant) {
+        loop {
+            match std::mem::replace(&mut self.compaction, CompactionState::Idle) {
+                CompactionState::Idle => {
+                    if !self.may_compact {
+                        return;
+                    }
+                    let inputs = self.compaction_candidates();
+                    if inputs.len() < self.config.compaction_threshold_layers.max(2) {
+                        return;
+                    }
+                    let job = Job {
+                        inputs,
+                        loaded: Vec::new(),
+                        downloaded: BTreeSet::new(),
+                        outputs: Vec::new(),
+                        written: 0,
+                    };
+                    self.compaction = CompactionState::Loading { job: Box::new(job), op: None };
+                }
+                CompactionState::Loading { job, op: Some(op) } => {
+                    self.compaction = CompactionState::Loading { job, op: Some(op) };
+                    return;
+                }
+                CompactionState::Loading { mut job, op: None } => {
+                    if !self.may_compact {
+                        return; // dropped; picked again once allowed
+                    }
+                    let Some(name) = job.inputs.get(job.loaded.len()).cloned() else {
+                        self.finish_loading(job);
+                        continue;
+                    };
+                    let entry = self.layers.layers.get(&name).expect("inputs stay in the map");
+                    match entry.residence {
+                        Residence::Resident => {
+                            if let Some(records) =
+                                self.cache.get(&name).and_then(|f| f.all_records().ok())
+                            {
+                                job.loaded.push(records);
+                                self.compaction = CompactionState::Loading { job, op: None };
+                                continue;
+                            }
+                            let op = self.new_op(OpKind::CompactRead { name: name.clone() });
+                            self.effects.push_back(TimelineEffect::ReadLayer { op, name });
+                            self.compaction = CompactionState::Loading { job, op: Some(op) };
+                        }
+                        Residence::Downloading { .. } => {
+                            self.compaction = CompactionState::Loading { job, op: None };
+                        }
+                        Residence::RemoteOnly if job.downloaded.contains(&name) => {
+                            // Our download failed or gave a bad copy: try again later.
+                            self.compaction_backoff(now, 1, None);
+                        }
+                        Residence::RemoteOnly => {
+                            job.downloaded.insert(name.clone());
+                            self.start_download(&name);
+                            self.compaction = CompactionState::Loading { job, op: None };
+                        }
+                    }
+                    return;
+                }
+                CompactionState::Writing { job, op, failures } => {
+                    self.compaction = CompactionState::Writing { job, op, failures };
+                    return;
+                }
+                CompactionState::Backoff { until, failures, job } => {
+                    self.compaction = CompactionState::Backoff { until, failures, job };
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Every input is loaded: build the outputs and start writing (or commit at once
+    /// when every output already exists).
+    fn finish_loading(&mut self, mut job: Box<Job>) {
+        let first = crate::timeline::layer_map::lsn_range(&job.inputs[0]);
+        let last = crate::timeline::layer_map::lsn_range(job.inputs.last().expect("non-empty"));
+        let lsns = LsnRange { start: first.start, end: last.end };
+        let runs = std::mem::take(&mut job.loaded);
+        let mut outputs = build_outputs(runs, lsns, self.config.compaction_target_file_bytes);
+        outputs.retain(|o| !self.layers.layers.contains_key(&o.name));
+        job.outputs = outputs;
+        self.start_output_write(job, 0);
+    }
+
+    fn start_output_write(&mut self, job: Box<Job>, failures: u32) {
+        if !self.may_compact {
+            // Dropped: written outputs are local files no index names (start-up
+            // removes them; a re-run writes them again).
+            self.compaction = CompactionState::Idle;
+            return;
+        }
+        let Some(out) = job.outputs.get(job.written) else {
+            self.commit_compaction(*job);
+            return;
+        };
+        let op = self.new_op(OpKind::CompactWrite);
+        let (name, bytes) = (out.name.clone(), out.bytes.clone());
+        self.effects.push_back(TimelineEffect::WriteLayer { op, name, bytes });
+        self.compaction = CompactionState::Writing { job, op, failures };
+    }
+
+    /// The one transition that swaps the inputs for the outputs (see the module doc).
+    fn commit_compaction(&mut self, job: Job) {
+        for out in job.outputs {
+            let meta = LayerMeta {
+                file_size: out.bytes.len() as u64,
+                generation: self.config.generation,
+                crc32c: out.crc32c,
+            };
+            self.layers
+                .layers
+                .insert(out.name.clone(), LayerEntry { meta, residence: Residence::Resident });
+            self.effects.push_back(TimelineEffect::LayerFlushed {
+                name: out.name,
+                file_size: meta.file_size,
+                crc32c: meta.crc32c,
+            });
+        }
+        self.remove_layers(&job.inputs);
+        self.compaction = CompactionState::Idle;
+    }
+
+    /// Takes layers out of the map: `UnlinkLayers` for the upload queue, then
+    /// `EvictLayer` for each local file. Reads waiting on one of them search again.
+    pub(super) fn remove_layers(&mut self, names: &[LayerName]) {
+        for name in names {
+            self.layers.layers.remove(name);
+            self.cache.remove(name);
+            self.remote_durable.remove(name);
+            self.last_access.remove(name);
+        }
+        self.effects.push_back(TimelineEffect::UnlinkLayers { names: names.to_vec() });
+        for name in names {
+            self.effects.push_back(TimelineEffect::EvictLayer { name: name.clone() });
+        }
+        self.restart_reads_of(names);
+    }
+
+    pub(super) fn compaction_read_done(
+        &mut self,
+        now: Instant,
+        op: OpId,
+        name: LayerName,
+        result: Result<Vec<u8>, String>,
+    ) {
+        let CompactionState::Loading { mut job, op: Some(current) } =
+            std::mem::replace(&mut self.compaction, CompactionState::Idle)
+        else {
+            unreachable!("a CompactRead op exists only while Loading")
+        };
+        debug_assert_eq!(op, current);
+        let crc = self.layers.layers.get(&name).map(|e| e.meta.crc32c);
+        let parsed = result.and_then(|bytes| {
+            let file = LayerFile::parse(&name, bytes, crc).map_err(|e| e.to_string())?;
+            let records = file.all_records().map_err(|e| e.to_string())?;
+            Ok((file, records))
+        });
+        match parsed {
+            Ok((file, records)) => {
+                self.cache.insert(file);
+                job.loaded.push(records);
+                self.compaction = CompactionState::Loading { job, op: None };
+            }
+            Err(_) if job.downloaded.contains(&name) => self.compaction_backoff(now, 1, None),
+            Err(_) => {
+                // The local copy is bad: treat it as missing; loading downloads it.
+                self.cache.remove(&name);
+                if let Some(e) = self.layers.layers.get_mut(&name)
+                    && e.residence == Residence::Resident
+                {
+                    e.residence = Residence::RemoteOnly;
+                }
+                self.compaction = CompactionState::Loading { job, op: None };
+            }
+        }
+    }
+
+    pub(super) fn compaction_write_done(
+        &mut self,
+        now: Instant,
+        op: OpId,
+        result: Result<(), String>,
+    ) {
+        let CompactionState::Writing { mut job, op: current, failures } =
+            std::mem::replace(&mut self.compaction, CompactionState::Idle)
+        else {
+            unreachable!("a CompactWrite op exists only while Writing")
+        };
+        debug_assert_eq!(op, current);
+        if result.is_err() {
+            self.compaction_backoff(now, failures + 1, Some(job));
+            return;
+        }
+        job.written += 1;
+        self.start_output_write(job, 0);
+    }
+
+    fn compaction_backoff(&mut self, now: Instant, failures: u32, job: Option<Box<Job>>) {
+        let until = now.plus_millis(self.backoff_ms(failures));
+        self.compaction = CompactionState::Backoff { until, failures, job };
+    }
+
+    pub(super) fn compaction_timeout(&mut self, now: Instant) {
+        if let CompactionState::Backoff { until, failures, job } = &self.compaction
+            && *until <= now
+        {
+            let (failures, job) = (*failures, job.clone());
+            self.compaction = CompactionState::Idle;
+            if let Some(job) = job {
+                self.start_output_write(job, failures);
+            }
+        }
+    }
+
+    pub(super) fn check_compaction_invariants(&self) {
+        for name in self.compaction.inputs() {
+            assert!(is_l0(name), "compaction input {name} is not an L0");
+            assert!(self.layers.layers.contains_key(name), "compaction input {name} left the map");
+        }
+        match &self.compaction {
+            CompactionState::Idle => {}
+            CompactionState::Loading { job, op } => {
+                assert!(job.outputs.is_empty() && job.loaded.len() < job.inputs.len());
+                let name = &job.inputs[job.loaded.len()];
+                match op {
+                    Some(op) => assert_eq!(
+                        self.ops.get(op),
+                        Some(&OpKind::CompactRead { name: name.clone() })
+                    ),
+                    // Waiting for a download: one must be in flight.
+                    None => assert!(
+                        matches!(self.layers.layers[name].residence, Residence::Downloading { .. }),
+                        "compaction waits for {name}, which is not downloading"
+                    ),
+                }
+            }
+            CompactionState::Writing { job, op, .. } => {
+                assert!(job.written < job.outputs.len());
+                assert_eq!(self.ops.get(op), Some(&OpKind::CompactWrite));
+            }
+            CompactionState::Backoff { job, .. } => {
+                if let Some(job) = job {
+                    assert!(job.written < job.outputs.len());
+                }
+            }
+        }
+    }
+}

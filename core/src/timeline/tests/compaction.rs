@@ -1,0 +1,252 @@
+//! Compaction: L0 → L1, the order of its effects with the upload queue, crashes at
+//! every step, and re-runs after an interrupted compaction.
+
+use super::harness::{Harness, World};
+use super::model::Model;
+use super::*;
+use crate::timeline::compaction::is_l0;
+
+pub(super) fn config(threshold: usize) -> TimelineConfig {
+    TimelineConfig {
+        checkpoint_distance_bytes: 1 << 20,
+        checkpoint_timeout_ms: 1 << 30,
+        compaction_threshold_layers: threshold,
+        compaction_target_file_bytes: 200,
+        ..TimelineConfig::default()
+    }
+}
+
+/// `layers` flushed L0s over `keys` keys: an image per key in the first, then
+/// appends. Returns the model.
+pub(super) fn fill(h: &mut Harness, layers: u64, keys: u64) -> Model {
+    let mut model = Model::default();
+    let mut lsn = h.tl.last_ingested_lsn().0;
+    for round in 0..layers {
+        let mut batch = Vec::new();
+        for key in 0..keys {
+            lsn += 1;
+            let record = if round == 0 {
+                Record::Image(vec![key as u8; 20])
+            } else {
+                Record::Delta(vec![DeltaOp::Append(vec![round as u8; 3])])
+            };
+            model.records.entry(Key(key)).or_default().insert(Lsn(lsn), record.clone());
+            batch.push(IngestRecord { key: Key(key), lsn: Lsn(lsn), record });
+        }
+        h.ingest(batch).unwrap();
+        h.flush();
+    }
+    model.last = Lsn(lsn);
+    model
+}
+
+pub(super) fn check_reads(h: &mut Harness, model: &Model, keys: u64) {
+    for key in 0..=keys {
+        for lsn in (1..=model.last.0).step_by(2).chain([model.last.0]) {
+            assert_eq!(h.get(Key(key), Lsn(lsn)), Ok(model.get(Key(key), Lsn(lsn))), "{key}@{lsn}");
+        }
+    }
+}
+
+fn l0_count(h: &Harness) -> usize {
+    h.tl.layers().filter(|l| is_l0(&l.name)).count()
+}
+
+/// The upload queue's set, the map and the published index agree.
+fn check_sets(h: &Harness) {
+    let mapped: Vec<LayerName> = h.tl.layers().map(|l| l.name).collect();
+    let queued: Vec<LayerName> = h.world.queue_layers.keys().cloned().collect();
+    assert_eq!(mapped, queued, "S-IDX-REF: the map and the upload queue's set differ");
+    for name in h.world.index.layer_metadata.keys() {
+        assert!(h.world.remote.contains_key(name), "S-IDX-REF: {name} named but missing");
+    }
+}
+
+#[test]
+fn l0s_past_the_threshold_become_key_partitioned_l1s() {
+    let mut h = Harness::new(Lsn(0), config(4));
+    let model = fill(&mut h, 3, 8);
+    assert_eq!(l0_count(&h), 3, "below the threshold nothing happens");
+    assert_eq!(*h.tl.compaction_state(), CompactionState::Idle);
+    let more = fill(&mut h, 1, 8);
+    let mut model = model;
+    for (k, m) in more.records {
+        model.records.entry(k).or_default().extend(m);
+    }
+    model.last = more.last;
+    assert_eq!(l0_count(&h), 0);
+    let l1: Vec<LayerInfo> = h.tl.layers().collect();
+    assert!(l1.len() >= 2, "a 200-byte target cuts 8 keys into several L1s: {l1:?}");
+    let mut next_start = None;
+    for l in &l1 {
+        let LayerName::Delta { keys, lsns } = &l.name else { panic!("{}", l.name) };
+        assert_eq!((lsns.start, lsns.end), (Lsn(1), Lsn(33)));
+        if let Some(s) = next_start {
+            assert_eq!(keys.start, s, "partitions are adjacent");
+        }
+        next_start = Some(keys.end);
+        assert!(l.resident);
+    }
+    check_sets(&h);
+    // The L0s were deleted remotely, after an index without them.
+    assert_eq!(h.world.deleted.len(), 4);
+    assert!(h.world.disk.keys().all(|n| !is_l0(n)), "local L0 files removed");
+    check_reads(&mut h, &model, 8);
+}
+
+/// #5635: the outputs reach the upload queue before the inputs are unlinked, and
+/// the inputs are deleted only after an index without them is durable.
+#[test]
+fn compaction_adds_its_outputs_before_it_unlinks_the_inputs() {
+    let mut h = Harness::new(Lsn(0), config(3));
+    let _ = fill(&mut h, 2, 4);
+    h.world.set_lag(true);
+    h.log.clear();
+    let _ = fill(&mut h, 1, 4);
+    let pos = |f: &dyn Fn(&TimelineEffect) -> bool| h.log.iter().position(f);
+    let unlink = pos(&|e| matches!(e, TimelineEffect::UnlinkLayers { .. })).expect("unlinked");
+    let last_add = h
+        .log
+        .iter()
+        .rposition(|e| matches!(e, TimelineEffect::LayerFlushed { name, .. } if !is_l0(name)))
+        .expect("outputs added");
+    assert!(last_add < unlink, "#5635: an input unlinked before its replacement was added");
+    // The index still lags: nothing deleted, the index names the L0s, all exist.
+    assert!(h.world.deleted.is_empty(), "S-DEL-AFTER-INDEX");
+    assert_eq!(h.world.pending_delete.len(), 3);
+    h.world.set_lag(false);
+    assert_eq!(h.world.deleted.len(), 3);
+    check_sets(&h);
+}
+
+#[test]
+fn mode_gates_compaction() {
+    let mut h = Harness::new(Lsn(0), config(2));
+    h.tl.handle_mode(h.now, false, false);
+    let model = fill(&mut h, 4, 3);
+    assert_eq!(l0_count(&h), 4, "stale / emergency: no compaction");
+    h.tl.handle_mode(h.now, true, false);
+    h.drain();
+    assert_eq!(l0_count(&h), 0, "AttachedMulti compacts");
+    check_sets(&h);
+    check_reads(&mut h, &model, 3);
+}
+
+#[test]
+fn failed_compaction_reads_and_writes_are_retried() {
+    let mut h = Harness::new(Lsn(0), TimelineConfig { layer_cache_bytes: 0, ..config(3) });
+    let model = fill(&mut h, 2, 4);
+    h.fail_writes = 2;
+    let mut all = model;
+    let more = fill(&mut h, 1, 4);
+    for (k, m) in more.records {
+        all.records.entry(k).or_default().extend(m);
+    }
+    all.last = more.last;
+    for _ in 0..20 {
+        if let Some(at) = h.tl.poll_timeout() {
+            h.advance_to(at);
+        }
+    }
+    assert_eq!(l0_count(&h), 0);
+    check_sets(&h);
+    check_reads(&mut h, &all, 4);
+}
+
+/// S18: a crash before every world step of a compaction (with the index current or
+/// lagging), then recovery from the index: the layer set is correct, the job runs
+/// again, and every read matches the model.
+#[test]
+fn a_crash_at_every_compaction_step_recovers_a_correct_layer_set() {
+    for lag in [false, true] {
+        for cache in [0u64, 1 << 20] {
+            let cfg = TimelineConfig { layer_cache_bytes: cache, ..config(3) };
+            let mut h = Harness::new(Lsn(0), cfg.clone());
+            h.tl.handle_mode(h.now, false, false);
+            let model = fill(&mut h, 3, 6);
+            h.world.set_lag(lag);
+            h.manual = true;
+            h.tl.handle_mode(h.now, true, true);
+            h.drain();
+            let mut steps = 0;
+            loop {
+                let world: World = h.world.clone();
+                let mut r = Harness::recover(world, cfg.clone(), h.now);
+                r.world.set_lag(false);
+                r.drain();
+                check_reads(&mut r, &model, 6);
+                assert_eq!(l0_count(&r), 0, "the re-run compacted (lag {lag}, step {steps})");
+                check_sets(&r);
+                if !h.complete_next() {
+                    break;
+                }
+                steps += 1;
+            }
+            assert!(steps >= 3, "read(s) or writes were stepped: {steps}");
+            assert_eq!(l0_count(&h), 0);
+            h.manual = false;
+            h.world.set_lag(false);
+            check_sets(&h);
+            check_reads(&mut h, &model, 6);
+        }
+    }
+}
+
+/// An interrupted compaction whose outputs were partly named by a durable index:
+/// the re-run keeps the existing output, writes only the missing ones, and ends
+/// with the same layer set as an uninterrupted run.
+#[test]
+fn an_interrupted_compaction_rerun_writes_only_missing_outputs() {
+    let cfg = config(3);
+    let mut h = Harness::new(Lsn(0), cfg.clone());
+    h.tl.handle_mode(h.now, false, false);
+    let model = fill(&mut h, 3, 6);
+    let before: World = h.world.clone();
+    h.tl.handle_mode(h.now, true, true);
+    h.drain();
+    let done: Vec<LayerName> = h.tl.layers().map(|l| l.name).collect();
+    assert!(done.len() >= 2);
+    // The crash left an index naming the L0s and the first output only.
+    let mut world = before;
+    let first = done[0].clone();
+    world.remote.insert(first.clone(), h.world.remote[&first].clone());
+    world.index.layer_metadata.insert(first.clone(), h.world.remote[&first].1);
+    world.index.seq += 1;
+    let mut r = Harness::recover(world, cfg, h.now);
+    assert_eq!(l0_count(&r), 3);
+    r.log.clear();
+    check_reads(&mut r, &model, 6);
+    let written: Vec<&LayerName> = r
+        .log
+        .iter()
+        .filter_map(|e| match e {
+            TimelineEffect::WriteLayer { name, .. } => Some(name),
+            _ => None,
+        })
+        .collect();
+    assert!(!written.contains(&&first), "the existing output is not written again");
+    assert_eq!(written.len(), done.len() - 1);
+    let after: Vec<LayerName> = r.tl.layers().map(|l| l.name).collect();
+    assert_eq!(after, done);
+    check_sets(&r);
+    check_reads(&mut r, &model, 6);
+}
+
+/// Layers visited per get: with N L0s a get of a key whose image is in the oldest
+/// one reads N files; after compaction one.
+#[test]
+fn compaction_cuts_read_amplification() {
+    let cfg = TimelineConfig { layer_cache_bytes: 0, ..config(6) };
+    let mut h = Harness::new(Lsn(0), cfg);
+    h.tl.handle_mode(h.now, false, false);
+    let model = fill(&mut h, 6, 4);
+    let visits = |h: &mut Harness| {
+        h.log.clear();
+        assert_eq!(h.get(Key(2), model.last), Ok(model.get(Key(2), model.last)));
+        h.log.iter().filter(|e| matches!(e, TimelineEffect::ReadLayer { .. })).count()
+    };
+    assert_eq!(visits(&mut h), 6);
+    h.tl.handle_mode(h.now, true, true);
+    h.drain();
+    assert_eq!(visits(&mut h), 1);
+}
