@@ -57,6 +57,7 @@
 //! The frozen layer stays readable in memory meanwhile.
 
 mod compaction;
+mod eviction;
 mod flush;
 mod in_memory;
 mod layer_cache;
@@ -112,6 +113,11 @@ pub struct TimelineConfig {
     /// Compaction cuts its L1 outputs at about this many record bytes (a key is
     /// never split, so one key's history may exceed it).
     pub compaction_target_file_bytes: u64,
+    /// Evict a remotely durable layer not read for this long (`u64::MAX`: never).
+    pub eviction_idle_ms: u64,
+    /// Evict least recently used durable layers while resident layer files take
+    /// more than this (`u64::MAX`: no budget).
+    pub local_layer_budget_bytes: u64,
 }
 
 impl Default for TimelineConfig {
@@ -128,6 +134,8 @@ impl Default for TimelineConfig {
             generation: Generation::FIRST,
             compaction_threshold_layers: 10,
             compaction_target_file_bytes: 128 * 1024 * 1024,
+            eviction_idle_ms: 24 * 3600 * 1000,
+            local_layer_budget_bytes: u64::MAX,
         }
     }
 }
@@ -472,6 +480,7 @@ impl Timeline {
         c: TimelineCompletion,
     ) -> Result<(), TimelineError> {
         let kind = self.ops.get(&op).ok_or(TimelineError::UnknownOp(op))?.clone();
+        self.clock = self.clock.max(now);
         let expected = match (&kind, &c) {
             (
                 OpKind::WriteLayer | OpKind::WriteMetadata | OpKind::CompactWrite,
@@ -518,6 +527,7 @@ impl Timeline {
 
     /// Fires every timer due at `now`; early or spurious calls are harmless.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.clock = self.clock.max(now);
         if self
             .open
             .opened_at
@@ -538,7 +548,10 @@ impl Timeline {
     pub fn poll_timeout(&self) -> Option<Instant> {
         let age = self.open.opened_at.map(|t| t.plus_millis(self.config.checkpoint_timeout_ms));
         let waits = self.reads.values().filter_map(Read::wait_deadline).min();
-        [age, self.flush.timer(), waits, self.compaction.timer()].into_iter().flatten().min()
+        [age, self.flush.timer(), waits, self.compaction.timer(), self.eviction_timer()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     pub fn tenant_id(&self) -> TenantId {
@@ -693,6 +706,9 @@ impl Timeline {
                 }
             }
         }
+        for name in self.remote_durable.iter().chain(self.last_access.keys()) {
+            assert!(self.layers.layers.contains_key(name), "{name} tracked but not mapped");
+        }
         for (name, e) in &self.layers.layers {
             if let Residence::Downloading { op } = e.residence {
                 assert!(
@@ -726,5 +742,6 @@ impl Timeline {
         self.pump_flush(now);
         self.pump_reads(now);
         self.pump_compaction(now);
+        self.pump_eviction(now);
     }
 }

@@ -189,6 +189,7 @@ impl Timeline {
             let entry = self.layers.layers.get(&name).expect("next_layer returns mapped layers");
             match entry.residence {
                 Residence::Resident => {
+                    self.touch(&name);
                     if let Some(file) = self.cache.get(&name) {
                         match file.records(key, range.clone()) {
                             Ok(records) => {
@@ -294,6 +295,9 @@ impl Timeline {
         self.cache.remove(&name);
         if let Some(e) = self.layers.layers.get_mut(&name) {
             e.residence = if ok { Residence::Resident } else { Residence::RemoteOnly };
+            if ok {
+                self.touch(&name);
+            }
         }
         let waiting: Vec<ReadId> = self
             .reads

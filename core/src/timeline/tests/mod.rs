@@ -1,5 +1,6 @@
 mod bench;
 mod compaction;
+mod eviction;
 mod harness;
 mod model;
 

@@ -19,6 +19,10 @@ enum Op {
     /// Stop (true) or resume (false) index uploads.
     Lag(bool),
     Crash,
+    /// The upload queue reports its layers uploaded (eviction may take them).
+    ConfirmUploads,
+    /// `handle_mode(may_compact, may_delete)`.
+    Mode(bool, bool),
 }
 
 fn record() -> impl Strategy<Value = Record> {
@@ -36,7 +40,7 @@ fn record() -> impl Strategy<Value = Record> {
 }
 
 fn op(crashes: bool) -> impl Strategy<Value = Op> {
-    let crash_weight = if crashes { 1 } else { 0 };
+    let crash = if crashes { Op::Crash } else { Op::Tick(0) };
     prop_oneof![
         6 => prop::collection::vec((0u64..6, 1u64..4, record()), 1..6).prop_map(Op::Ingest),
         1 => Just(Op::Flush),
@@ -46,8 +50,10 @@ fn op(crashes: bool) -> impl Strategy<Value = Op> {
         1 => (0u32..2).prop_map(Op::FailDownloads),
         1 => (0u32..2).prop_map(Op::FailRedos),
         1 => any::<prop::sample::Index>().prop_map(Op::CorruptLocal),
-        crash_weight => any::<bool>().prop_map(Op::Lag),
-        crash_weight => Just(Op::Crash),
+        1 => any::<bool>().prop_map(Op::Lag),
+        1 => Just(crash),
+        1 => Just(Op::ConfirmUploads),
+        1 => (any::<bool>(), any::<bool>()).prop_map(|(c, d)| Op::Mode(c, d)),
     ]
 }
 
@@ -105,6 +111,9 @@ fn config() -> TimelineConfig {
         flush_retry_max_ms: 100,
         // Room for a few small files: reads go both through the cache and to disk.
         layer_cache_bytes: 1_500,
+        compaction_threshold_layers: 3,
+        compaction_target_file_bytes: 120,
+        eviction_idle_ms: 1_500,
         ..TimelineConfig::default()
     }
 }
@@ -160,6 +169,11 @@ fn run(ops: Vec<Op>) {
                 }
             }
             Op::Lag(on) => h.world.set_lag(on),
+            Op::ConfirmUploads => h.confirm_uploads(),
+            Op::Mode(compact, delete) => {
+                h.tl.handle_mode(h.now, compact, delete);
+                h.drain();
+            }
             Op::Crash => {
                 let durable = h.world.index.disk_consistent_lsn;
                 let world: World = h.world.clone();
@@ -178,6 +192,16 @@ fn run(ops: Vec<Op>) {
                 }
                 assert_eq!(h.tl.last_ingested_lsn(), model.last.max(INITDB));
             }
+        }
+        // S-IDX-REF: the upload queue's set is the layer map (nothing mapped that the
+        // queue does not know, nothing the queue names that the map dropped);
+        // `publish` checks the index names only existing objects, and deletions
+        // wait for an index without them (S-DEL-AFTER-INDEX).
+        let mapped: Vec<LayerName> = h.tl.layers().map(|l| l.name).collect();
+        let queued: Vec<LayerName> = h.world.queue_layers.keys().cloned().collect();
+        assert_eq!(mapped, queued);
+        for name in &h.world.deleted {
+            assert!(!h.world.index.layer_metadata.contains_key(name), "S-DEL-AFTER-INDEX");
         }
     }
     (h.fail_writes, h.fail_downloads, h.fail_redos) = (0, 0, 0);
