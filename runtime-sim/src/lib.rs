@@ -6,6 +6,8 @@
 //! build compiles it empty.
 
 #[cfg(madsim)]
+pub mod faults;
+#[cfg(madsim)]
 pub mod sim_disk;
 #[cfg(madsim)]
 pub mod sim_remote;

@@ -1,1 +1,551 @@
-//! (in progress)
+//! The simulated disk: an in-memory file system with page cache and durable state
+//! kept apart, owned by the simulated world.
+//!
+//! The node's init code captures a [`SimDisk`] (a cloneable handle); the state
+//! lives behind it, so a node kill does not touch it. The nemesis calls
+//! [`SimDisk::crash`] in the same step as it kills the node: that applies the
+//! crash rule.
+//!
+//! Model: inodes (files, directories) and, per directory, its entries as the page
+//! cache has them and as they were at its last fsync; per file, its data and the
+//! data as of its last fsync.
+//!
+//! Crash rule ([`SimDisk::crash`]): the namespace is rebuilt from the root through
+//! the durable entries only (an unsynced create, rename or remove is lost), every
+//! file keeps only its synced data, except that the last unsynced write may
+//! survive torn at a 512-byte boundary (site `disk.crash.torn_write`).
+//!
+//! Every operation is a sequence of steps with a (virtual) sleep before each, so a
+//! kill can land between any two. `write_atomic` is: create parents (each new
+//! directory, then an fsync of its parent), create and write the temp file, fsync
+//! it, rename it over the target, fsync the directory.
+//!
+//! Faults ([`crate::faults::site`]): `disk.fsync_fail` (the fsync returns `Io`; a
+//! file's data is then unknown and a later fsync will not persist it; a directory
+//! keeps its old durable entries), `disk.enospc` (creating a file or directory
+//! fails with `NoSpace`), `disk.slow_io` (one step takes 50–500 ms instead of
+//! microseconds).
+//!
+//! Simplifications against POSIX: a directory may be renamed only to a free name;
+//! `remove_dir_all` unlinks the tree at once (a crash before its parent's fsync
+//! brings the whole tree back).
+
+use crate::faults::{Faults, site};
+use camino::{Utf8Path, Utf8PathBuf};
+use madsim::rand::{Rng, thread_rng};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use strata_adapters::disk::{
+    DirEntry, Disk, DiskError, DiskErrorKind, TEMP_FILE_SUFFIX, check_relative, is_temp_file_name,
+};
+
+type Ino = u64;
+const ROOT: Ino = 0;
+/// The unit a crash may tear a write at.
+pub const SECTOR_BYTES: usize = 512;
+
+/// Step latencies of the simulated disk.
+#[derive(Clone, Debug)]
+pub struct SimDiskConfig {
+    pub step_latency_min_us: u64,
+    pub step_latency_max_us: u64,
+    /// Added to a step when `disk.slow_io` fires.
+    pub slow_io_min_ms: u64,
+    pub slow_io_max_ms: u64,
+}
+
+impl Default for SimDiskConfig {
+    fn default() -> Self {
+        SimDiskConfig {
+            step_latency_min_us: 10,
+            step_latency_max_us: 200,
+            slow_io_min_ms: 50,
+            slow_io_max_ms: 500,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+struct FileNode {
+    data: Vec<u8>,
+    synced: Vec<u8>,
+    /// An fsync failed: the page cache is marked clean, so later fsyncs do not
+    /// persist `data`.
+    poisoned: bool,
+}
+
+#[derive(Clone, Debug, Default)]
+struct DirNode {
+    entries: BTreeMap<String, Ino>,
+    durable: BTreeMap<String, Ino>,
+}
+
+#[derive(Clone, Debug)]
+enum Inode {
+    File(FileNode),
+    Dir(DirNode),
+}
+
+#[derive(Debug)]
+struct State {
+    inodes: BTreeMap<Ino, Inode>,
+    next_ino: Ino,
+    next_temp: u64,
+    /// The file of the last write not yet fsynced (the one a crash may tear).
+    last_unsynced_write: Option<Ino>,
+    /// Bumped by every crash; an operation that started before fails its next step.
+    epoch: u64,
+    config: SimDiskConfig,
+}
+
+/// A step failed: the kind and what happened.
+type StepError = (DiskErrorKind, String);
+
+fn io(msg: impl Into<String>) -> StepError {
+    (DiskErrorKind::Io, msg.into())
+}
+
+fn not_found() -> StepError {
+    (DiskErrorKind::NotFound, "no such file or directory".into())
+}
+
+impl State {
+    fn dir(&self, ino: Ino) -> Result<&DirNode, StepError> {
+        match self.inodes.get(&ino) {
+            Some(Inode::Dir(d)) => Ok(d),
+            Some(Inode::File(_)) => Err(io("not a directory")),
+            None => Err(io("inode lost")),
+        }
+    }
+
+    fn dir_mut(&mut self, ino: Ino) -> Result<&mut DirNode, StepError> {
+        match self.inodes.get_mut(&ino) {
+            Some(Inode::Dir(d)) => Ok(d),
+            Some(Inode::File(_)) => Err(io("not a directory")),
+            None => Err(io("inode lost")),
+        }
+    }
+
+    /// The inode at `comps` (the root for none).
+    fn lookup(&self, comps: &[String]) -> Result<Ino, StepError> {
+        let mut cur = ROOT;
+        for c in comps {
+            cur = *self.dir(cur)?.entries.get(c).ok_or_else(not_found)?;
+        }
+        Ok(cur)
+    }
+
+    fn alloc(&mut self, node: Inode) -> Ino {
+        let ino = self.next_ino;
+        self.next_ino += 1;
+        self.inodes.insert(ino, node);
+        ino
+    }
+
+    fn fsync_dir(&mut self, ino: Ino) -> Result<(), StepError> {
+        let d = self.dir_mut(ino)?;
+        d.durable = d.entries.clone();
+        Ok(())
+    }
+
+    fn fsync_file(&mut self, ino: Ino) -> Result<(), StepError> {
+        match self.inodes.get_mut(&ino) {
+            Some(Inode::File(f)) => {
+                if !f.poisoned {
+                    f.synced = f.data.clone();
+                }
+            }
+            _ => return Err(io("not a file")),
+        }
+        if self.last_unsynced_write == Some(ino) {
+            self.last_unsynced_write = None;
+        }
+        Ok(())
+    }
+
+    /// The crash rule: rebuild from the root through durable entries.
+    fn crash(&mut self, faults: &Faults) {
+        let torn_candidate = self.last_unsynced_write.take();
+        let mut old = std::mem::take(&mut self.inodes);
+        let mut seen = BTreeSet::new();
+        let mut todo = vec![ROOT];
+        while let Some(ino) = todo.pop() {
+            if !seen.insert(ino) {
+                continue;
+            }
+            let Some(node) = old.remove(&ino) else { continue };
+            let node = match node {
+                Inode::Dir(d) => {
+                    todo.extend(d.durable.values().copied());
+                    Inode::Dir(DirNode { entries: d.durable.clone(), durable: d.durable })
+                }
+                Inode::File(f) => {
+                    let unsynced = f.poisoned || f.data != f.synced;
+                    let data = if unsynced
+                        && torn_candidate == Some(ino)
+                        && faults.fire(site::DISK_TORN_WRITE)
+                    {
+                        torn(&f.synced, &f.data)
+                    } else {
+                        f.synced.clone()
+                    };
+                    Inode::File(FileNode { synced: data.clone(), data, poisoned: false })
+                }
+            };
+            self.inodes.insert(ino, node);
+        }
+        self.epoch += 1;
+    }
+}
+
+/// What a write of `new` over `old` torn at a random sector boundary leaves: the
+/// sectors before the cut are new, the rest old (or nothing where old was shorter).
+fn torn(old: &[u8], new: &[u8]) -> Vec<u8> {
+    let sectors = new.len().div_ceil(SECTOR_BYTES);
+    let cut = if sectors == 0 { 0 } else { thread_rng().gen_range(0..sectors) * SECTOR_BYTES };
+    let mut out = new[..cut].to_vec();
+    if old.len() > cut {
+        out.extend_from_slice(&old[cut..]);
+    }
+    out
+}
+
+/// The simulated disk (a handle: clones share one state).
+#[derive(Clone, Debug)]
+pub struct SimDisk {
+    state: Arc<Mutex<State>>,
+    faults: Faults,
+}
+
+impl Default for SimDisk {
+    fn default() -> Self {
+        SimDisk::new()
+    }
+}
+
+fn comps(path: &Utf8Path) -> Vec<String> {
+    path.components().map(|c| c.as_str().to_owned()).collect()
+}
+
+impl SimDisk {
+    /// An empty disk with its own fault settings (all off).
+    pub fn new() -> SimDisk {
+        SimDisk::with_faults(Faults::new(), SimDiskConfig::default())
+    }
+
+    /// An empty disk reporting to a shared fault registry.
+    pub fn with_faults(faults: Faults, config: SimDiskConfig) -> SimDisk {
+        let mut inodes = BTreeMap::new();
+        inodes.insert(ROOT, Inode::Dir(DirNode::default()));
+        let state = State {
+            inodes,
+            next_ino: ROOT + 1,
+            next_temp: 0,
+            last_unsynced_write: None,
+            epoch: 0,
+            config,
+        };
+        SimDisk { state: Arc::new(Mutex::new(state)), faults }
+    }
+
+    pub fn faults(&self) -> &Faults {
+        &self.faults
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Applies the crash rule. Call it in the same step as killing the node that
+    /// uses this disk; operations still running fail their next step.
+    pub fn crash(&self) {
+        self.lock().crash(&self.faults);
+    }
+
+    /// How many crashes this disk went through.
+    pub fn crashes(&self) -> u64 {
+        self.lock().epoch
+    }
+
+    /// The file's content as the node would read it now (for checkers).
+    pub fn read_now(&self, path: &Utf8Path) -> Option<Vec<u8>> {
+        let state = self.lock();
+        match state.inodes.get(&state.lookup(&comps(path)).ok()?)? {
+            Inode::File(f) => Some(f.data.clone()),
+            Inode::Dir(_) => None,
+        }
+    }
+
+    /// The content a crash now would leave at `path`, leaving torn writes aside
+    /// (for checkers).
+    pub fn read_durable(&self, path: &Utf8Path) -> Option<Vec<u8>> {
+        let state = self.lock();
+        let mut cur = ROOT;
+        for c in comps(path) {
+            cur = *state.dir(cur).ok()?.durable.get(&c)?;
+        }
+        match state.inodes.get(&cur)? {
+            Inode::File(f) => Some(f.synced.clone()),
+            Inode::Dir(_) => None,
+        }
+    }
+
+    /// Every file the node would see now, temp files included, with its size.
+    pub fn files_now(&self) -> BTreeMap<Utf8PathBuf, u64> {
+        let state = self.lock();
+        let mut out = BTreeMap::new();
+        let mut todo = vec![(Utf8PathBuf::new(), ROOT)];
+        while let Some((path, ino)) = todo.pop() {
+            match state.inodes.get(&ino) {
+                Some(Inode::Dir(d)) => {
+                    todo.extend(d.entries.iter().map(|(n, i)| (path.join(n), *i)));
+                }
+                Some(Inode::File(f)) => {
+                    out.insert(path, f.data.len() as u64);
+                }
+                None => {}
+            }
+        }
+        out
+    }
+
+    /// One step's latency: a virtual sleep, where a kill can land.
+    async fn pause(&self) {
+        let (min, max, slow_min, slow_max) = {
+            let s = self.lock();
+            let c = &s.config;
+            (c.step_latency_min_us, c.step_latency_max_us, c.slow_io_min_ms, c.slow_io_max_ms)
+        };
+        let mut d = Duration::from_micros(thread_rng().gen_range(min..=max.max(min)));
+        if self.faults.fire(site::DISK_SLOW_IO) {
+            d += Duration::from_millis(thread_rng().gen_range(slow_min..=slow_max.max(slow_min)));
+        }
+        tokio::time::sleep(d).await;
+    }
+
+    /// Sleeps, then runs one step under the lock; fails if the disk crashed since
+    /// the operation began.
+    async fn step<T>(
+        &self,
+        op: &Op<'_>,
+        f: impl FnOnce(&mut State, &Faults) -> Result<T, StepError>,
+    ) -> Result<T, DiskError> {
+        self.pause().await;
+        let mut state = self.lock();
+        if state.epoch != op.epoch {
+            return Err(op.err((DiskErrorKind::Io, "the disk crashed during the operation".into())));
+        }
+        f(&mut state, &self.faults).map_err(|e| op.err(e))
+    }
+
+    fn begin<'a>(&self, name: &'static str, path: &'a Utf8Path) -> Result<Op<'a>, DiskError> {
+        check_relative(name, path)?;
+        Ok(Op { name, path, epoch: self.lock().epoch })
+    }
+
+    /// Creates the directories along `dirs` (each new one followed by an fsync of
+    /// its parent); returns the last one.
+    async fn mkdirs(&self, op: &Op<'_>, dirs: &[String]) -> Result<Ino, DiskError> {
+        let mut cur = ROOT;
+        for c in dirs {
+            let (ino, created) = self
+                .step(op, |s, faults| match s.dir(cur)?.entries.get(c) {
+                    Some(&ino) => {
+                        s.dir(ino)?;
+                        Ok((ino, false))
+                    }
+                    None => {
+                        if faults.fire(site::DISK_ENOSPC) {
+                            return Err((DiskErrorKind::NoSpace, "mkdir: ENOSPC".into()));
+                        }
+                        let ino = s.alloc(Inode::Dir(DirNode::default()));
+                        s.dir_mut(cur)?.entries.insert(c.clone(), ino);
+                        Ok((ino, true))
+                    }
+                })
+                .await?;
+            if created {
+                self.step(op, |s, faults| fsync_dir(s, faults, cur)).await?;
+            }
+            cur = ino;
+        }
+        Ok(cur)
+    }
+}
+
+fn fsync_dir(s: &mut State, faults: &Faults, ino: Ino) -> Result<(), StepError> {
+    if faults.fire(site::DISK_FSYNC_FAIL) {
+        return Err(io("directory fsync failed"));
+    }
+    s.fsync_dir(ino)
+}
+
+/// One operation in progress.
+struct Op<'a> {
+    name: &'static str,
+    path: &'a Utf8Path,
+    epoch: u64,
+}
+
+impl Op<'_> {
+    fn err(&self, (kind, message): StepError) -> DiskError {
+        DiskError::new(kind, self.name, self.path, message)
+    }
+}
+
+/// Splits a checked path into its parent's components and its name.
+fn split(path: &Utf8Path) -> (Vec<String>, String) {
+    let mut c = comps(path);
+    let name = c.pop().unwrap_or_default();
+    (c, name)
+}
+
+impl Disk for SimDisk {
+    async fn write_atomic(&self, path: &Utf8Path, bytes: Vec<u8>) -> Result<(), DiskError> {
+        let op = self.begin("write_atomic", path)?;
+        let (dirs, name) = split(path);
+        let dir = self.mkdirs(&op, &dirs).await?;
+        let (tmp_name, tmp) = self
+            .step(&op, |s, faults| {
+                s.dir(dir)?;
+                if faults.fire(site::DISK_ENOSPC) {
+                    return Err((DiskErrorKind::NoSpace, "write temp file: ENOSPC".into()));
+                }
+                let tmp_name = format!("{name}.{}{TEMP_FILE_SUFFIX}", s.next_temp);
+                s.next_temp += 1;
+                let file = FileNode { data: bytes, synced: Vec::new(), poisoned: false };
+                let tmp = s.alloc(Inode::File(file));
+                s.dir_mut(dir)?.entries.insert(tmp_name.clone(), tmp);
+                s.last_unsynced_write = Some(tmp);
+                Ok((tmp_name, tmp))
+            })
+            .await?;
+        self.step(&op, |s, faults| {
+            if faults.fire(site::DISK_FSYNC_FAIL) {
+                if let Some(Inode::File(f)) = s.inodes.get_mut(&tmp) {
+                    f.poisoned = true;
+                }
+                // Best effort, like the real disk: unlink the temp file.
+                s.dir_mut(dir)?.entries.remove(&tmp_name);
+                return Err(io("fsync of the temp file failed; its content is unknown"));
+            }
+            s.fsync_file(tmp)
+        })
+        .await?;
+        self.step(&op, |s, _| {
+            let d = s.dir(dir)?;
+            if let Some(existing) = d.entries.get(&name)
+                && matches!(s.inodes.get(existing), Some(Inode::Dir(_)))
+            {
+                return Err(io("rename temp file: the target is a directory"));
+            }
+            let d = s.dir_mut(dir)?;
+            d.entries.remove(&tmp_name);
+            d.entries.insert(name.clone(), tmp);
+            Ok(())
+        })
+        .await?;
+        self.step(&op, |s, faults| fsync_dir(s, faults, dir)).await
+    }
+
+    async fn read(&self, path: &Utf8Path) -> Result<Vec<u8>, DiskError> {
+        let op = self.begin("read", path)?;
+        self.step(&op, |s, _| match s.inodes.get(&s.lookup(&comps(path))?) {
+            Some(Inode::File(f)) => Ok(f.data.clone()),
+            Some(Inode::Dir(_)) => Err(io("is a directory")),
+            None => Err(io("inode lost")),
+        })
+        .await
+    }
+
+    async fn remove_file(&self, path: &Utf8Path) -> Result<(), DiskError> {
+        let op = self.begin("remove_file", path)?;
+        let (dirs, name) = split(path);
+        let dir = self
+            .step(&op, |s, _| {
+                let dir = s.lookup(&dirs)?;
+                let ino = *s.dir(dir)?.entries.get(&name).ok_or_else(not_found)?;
+                if matches!(s.inodes.get(&ino), Some(Inode::Dir(_))) {
+                    return Err(io("is a directory"));
+                }
+                s.dir_mut(dir)?.entries.remove(&name);
+                Ok(dir)
+            })
+            .await?;
+        self.step(&op, |s, faults| fsync_dir(s, faults, dir)).await
+    }
+
+    async fn rename(&self, from: &Utf8Path, to: &Utf8Path) -> Result<(), DiskError> {
+        check_relative("rename", to)?;
+        let op = self.begin("rename", from)?;
+        let ((from_dirs, from_name), (to_dirs, to_name)) = (split(from), split(to));
+        let (from_dir, to_dir) = self
+            .step(&op, |s, _| {
+                let from_dir = s.lookup(&from_dirs)?;
+                let ino = *s.dir(from_dir)?.entries.get(&from_name).ok_or_else(not_found)?;
+                let to_dir = s.lookup(&to_dirs)?;
+                s.dir(to_dir)?;
+                if from == to {
+                    return Ok((from_dir, to_dir));
+                }
+                let moving_dir = matches!(s.inodes.get(&ino), Some(Inode::Dir(_)));
+                if moving_dir && to.starts_with(from) {
+                    return Err(io("cannot move a directory into itself"));
+                }
+                if let Some(target) = s.dir(to_dir)?.entries.get(&to_name) {
+                    let target_is_dir = matches!(s.inodes.get(target), Some(Inode::Dir(_)));
+                    if moving_dir || target_is_dir {
+                        return Err(io("the target exists and one of the two is a directory"));
+                    }
+                }
+                s.dir_mut(from_dir)?.entries.remove(&from_name);
+                s.dir_mut(to_dir)?.entries.insert(to_name.clone(), ino);
+                Ok((from_dir, to_dir))
+            })
+            .await?;
+        self.step(&op, |s, faults| fsync_dir(s, faults, to_dir)).await?;
+        if from_dir != to_dir {
+            self.step(&op, |s, faults| fsync_dir(s, faults, from_dir)).await?;
+        }
+        Ok(())
+    }
+
+    async fn create_dir_all(&self, path: &Utf8Path) -> Result<(), DiskError> {
+        let op = self.begin("create_dir_all", path)?;
+        self.mkdirs(&op, &comps(path)).await.map(|_| ())
+    }
+
+    async fn remove_dir_all(&self, path: &Utf8Path) -> Result<(), DiskError> {
+        let op = self.begin("remove_dir_all", path)?;
+        let (dirs, name) = split(path);
+        let dir = self
+            .step(&op, |s, _| {
+                let dir = s.lookup(&dirs)?;
+                let ino = *s.dir(dir)?.entries.get(&name).ok_or_else(not_found)?;
+                s.dir(ino)?;
+                s.dir_mut(dir)?.entries.remove(&name);
+                Ok(dir)
+            })
+            .await?;
+        self.step(&op, |s, faults| fsync_dir(s, faults, dir)).await
+    }
+
+    async fn list_dir(&self, path: &Utf8Path) -> Result<Vec<DirEntry>, DiskError> {
+        let op = self.begin("list_dir", path)?;
+        self.step(&op, |s, _| {
+            let dir = s.dir(s.lookup(&comps(path))?)?;
+            let mut out = Vec::new();
+            for (name, ino) in dir.entries.iter().filter(|(n, _)| !is_temp_file_name(n)) {
+                let (is_dir, size_bytes) = match s.inodes.get(ino) {
+                    Some(Inode::Dir(_)) => (true, 0),
+                    Some(Inode::File(f)) => (false, f.data.len() as u64),
+                    None => return Err(io("inode lost")),
+                };
+                out.push(DirEntry { name: name.clone(), is_dir, size_bytes });
+            }
+            Ok(out)
+        })
+        .await
+    }
+}

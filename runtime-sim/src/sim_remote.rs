@@ -1,1 +1,355 @@
-//! (in progress)
+//! The simulated object store, owned by the simulated world.
+//!
+//! The node captures a [`SimRemote`] handle; objects, pending (delayed) requests
+//! and the history of applied writes live behind it and survive node kills. A
+//! request is applied at a point inside its latency (half before, half after), so
+//! a node killed mid-request may or may not have applied it.
+//!
+//! Faults ([`crate::faults::site`]), each with its own probability:
+//! - `remote.{put,get,list,delete}.transient`: the request fails before reaching
+//!   the store (`Transient`).
+//! - `remote.{put,delete}.lost_response`: the request is applied, the caller sees
+//!   `Transient`.
+//! - `remote.{put,delete}.delayed`: the caller sees `Transient` now; the request
+//!   is applied later (after a seeded delay, by default 1–30 s), after any newer
+//!   requests to the same key that landed meanwhile — an old layer or a delete
+//!   arriving late.
+//! - `remote.latency_spike`: one request takes seconds.
+//!
+//! Listing is strongly consistent (read-after-write, like S3 today) unless
+//! [`SimRemoteConfig::list_lag_ms`] is set: then a listing shows the store as it
+//! was that long ago (from the history).
+//!
+//! For checkers: [`SimRemote::objects`], [`SimRemote::get_now`] and
+//! [`SimRemote::history`] (every applied put and delete, in order, with its
+//! simulated time), all without faults or latency.
+
+use crate::faults::{Faults, site};
+use madsim::rand::{Rng, thread_rng};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use strata_adapters::remote::{
+    ListedObject, MAX_KEYS_PER_DELETE, RemoteError, RemoteErrorKind, RemoteStorage,
+};
+use strata_core::remote_path::RemoteKey;
+use tokio::time::Instant;
+
+/// Latencies and delays of the simulated object store.
+#[derive(Clone, Debug)]
+pub struct SimRemoteConfig {
+    pub latency_min_ms: u64,
+    pub latency_max_ms: u64,
+    /// Added when `remote.latency_spike` fires.
+    pub spike_min_ms: u64,
+    pub spike_max_ms: u64,
+    /// When a delayed request lands, counted from when the caller gave up.
+    pub delay_min_ms: u64,
+    pub delay_max_ms: u64,
+    /// 0: listings are strongly consistent. Otherwise a listing shows the store as
+    /// of this long ago.
+    pub list_lag_ms: u64,
+}
+
+impl Default for SimRemoteConfig {
+    fn default() -> Self {
+        SimRemoteConfig {
+            latency_min_ms: 5,
+            latency_max_ms: 50,
+            spike_min_ms: 1_000,
+            spike_max_ms: 5_000,
+            delay_min_ms: 1_000,
+            delay_max_ms: 30_000,
+            list_lag_ms: 0,
+        }
+    }
+}
+
+/// What an applied request did to one key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HistoryOp {
+    Put {
+        size_bytes: u64,
+    },
+    /// `existed`: whether there was an object to delete.
+    Delete {
+        existed: bool,
+    },
+}
+
+/// One applied write or delete, as the store saw it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HistoryEntry {
+    /// Position in the store's order of application (0, 1, 2, ...).
+    pub seq: u64,
+    /// Simulated time of application, since the store was created.
+    pub at: Duration,
+    pub key: RemoteKey,
+    pub op: HistoryOp,
+    /// Applied late by a delayed request (the caller had been told it failed).
+    pub late: bool,
+}
+
+#[derive(Debug)]
+enum Request {
+    Put { key: RemoteKey, body: Vec<u8> },
+    Delete { keys: Vec<RemoteKey> },
+}
+
+#[derive(Debug)]
+struct Pending {
+    due: Instant,
+    request: Request,
+}
+
+#[derive(Debug)]
+struct State {
+    objects: BTreeMap<RemoteKey, Vec<u8>>,
+    history: Vec<HistoryEntry>,
+    /// Delayed requests by (due time, arrival order).
+    pending: BTreeMap<(Instant, u64), Pending>,
+    next_pending: u64,
+    created: Instant,
+    config: SimRemoteConfig,
+}
+
+impl State {
+    fn apply(&mut self, at: Instant, request: Request, late: bool) {
+        let at = at.duration_since(self.created);
+        match request {
+            Request::Put { key, body } => {
+                let op = HistoryOp::Put { size_bytes: body.len() as u64 };
+                self.record(at, key.clone(), op, late);
+                self.objects.insert(key, body);
+            }
+            Request::Delete { keys } => {
+                for key in keys {
+                    let existed = self.objects.remove(&key).is_some();
+                    self.record(at, key, HistoryOp::Delete { existed }, late);
+                }
+            }
+        }
+    }
+
+    fn record(&mut self, at: Duration, key: RemoteKey, op: HistoryOp, late: bool) {
+        let seq = self.history.len() as u64;
+        self.history.push(HistoryEntry { seq, at, key, op, late });
+    }
+
+    /// Applies the delayed requests that are due by `now`, in due order.
+    fn settle(&mut self, now: Instant) {
+        while let Some(entry) = self.pending.first_entry() {
+            if entry.key().0 > now {
+                break;
+            }
+            let p = entry.remove();
+            self.apply(p.due, p.request, true);
+        }
+    }
+
+    /// Keys and sizes as of `at` (replayed from the history).
+    fn listing_as_of(&self, at: Duration) -> BTreeMap<RemoteKey, u64> {
+        let mut out = BTreeMap::new();
+        for h in self.history.iter().take_while(|h| h.at <= at) {
+            match h.op {
+                HistoryOp::Put { size_bytes } => {
+                    out.insert(h.key.clone(), size_bytes);
+                }
+                HistoryOp::Delete { .. } => {
+                    out.remove(&h.key);
+                }
+            }
+        }
+        out
+    }
+}
+
+/// The simulated object store (a handle: clones share one store).
+#[derive(Clone, Debug)]
+pub struct SimRemote {
+    state: Arc<Mutex<State>>,
+    faults: Faults,
+}
+
+impl Default for SimRemote {
+    fn default() -> Self {
+        SimRemote::new()
+    }
+}
+
+impl SimRemote {
+    /// An empty store with its own fault settings (all off). Call inside the
+    /// simulation (it reads the simulated clock).
+    pub fn new() -> SimRemote {
+        SimRemote::with_faults(Faults::new(), SimRemoteConfig::default())
+    }
+
+    pub fn with_faults(faults: Faults, config: SimRemoteConfig) -> SimRemote {
+        let state = State {
+            objects: BTreeMap::new(),
+            history: Vec::new(),
+            pending: BTreeMap::new(),
+            next_pending: 0,
+            created: Instant::now(),
+            config,
+        };
+        SimRemote { state: Arc::new(Mutex::new(state)), faults }
+    }
+
+    pub fn faults(&self) -> &Faults {
+        &self.faults
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.settle(Instant::now());
+        state
+    }
+
+    /// Every object now (after applying what is due).
+    pub fn objects(&self) -> BTreeMap<RemoteKey, Vec<u8>> {
+        self.lock().objects.clone()
+    }
+
+    pub fn get_now(&self, key: &RemoteKey) -> Option<Vec<u8>> {
+        self.lock().objects.get(key).cloned()
+    }
+
+    /// Every applied put and delete so far, in order of application.
+    pub fn history(&self) -> Vec<HistoryEntry> {
+        self.lock().history.clone()
+    }
+
+    /// Delayed requests not applied yet.
+    pub fn pending_count(&self) -> usize {
+        self.lock().pending.len()
+    }
+
+    /// When the last delayed request will land, if any (a liveness check waits
+    /// past it).
+    pub fn last_pending_due(&self) -> Option<Instant> {
+        self.lock().pending.last_key_value().map(|(k, _)| k.0)
+    }
+
+    /// Half of one request's latency.
+    async fn half_latency(&self, spike: bool) {
+        let (min, max, smin, smax) = {
+            let s = self.lock();
+            let c = &s.config;
+            (c.latency_min_ms, c.latency_max_ms, c.spike_min_ms, c.spike_max_ms)
+        };
+        let mut ms = thread_rng().gen_range(min..=max.max(min));
+        if spike {
+            ms += thread_rng().gen_range(smin..=smax.max(smin));
+        }
+        tokio::time::sleep(Duration::from_micros(ms * 500)).await;
+    }
+
+    /// Runs a write (put or delete) through the fault sites: applied now, lost
+    /// response, delayed, or refused.
+    async fn write(
+        &self,
+        op: &'static str,
+        key: &str,
+        request: Request,
+        sites: [&'static str; 3],
+    ) -> Result<(), RemoteError> {
+        let [transient, lost_response, delayed] = sites;
+        let spike = self.faults.fire(site::REMOTE_LATENCY_SPIKE);
+        self.half_latency(spike).await;
+        let outcome = if self.faults.fire(transient) {
+            Err("service unavailable (simulated 503)")
+        } else if self.faults.fire(delayed) {
+            let mut s = self.lock();
+            let (dmin, dmax) = (s.config.delay_min_ms, s.config.delay_max_ms);
+            let due = Instant::now()
+                + Duration::from_millis(thread_rng().gen_range(dmin..=dmax.max(dmin)));
+            let order = s.next_pending;
+            s.next_pending += 1;
+            s.pending.insert((due, order), Pending { due, request });
+            Err("timed out (the request will still land)")
+        } else {
+            self.lock().apply(Instant::now(), request, false);
+            if self.faults.fire(lost_response) {
+                Err("connection reset after the request was applied")
+            } else {
+                Ok(())
+            }
+        };
+        self.half_latency(spike).await;
+        outcome.map_err(|m| RemoteError::new(RemoteErrorKind::Transient, op, key, m))
+    }
+
+    /// The common path of a read: latency, the transient site, then `f`.
+    async fn read<T>(
+        &self,
+        op: &'static str,
+        key: &str,
+        transient: &'static str,
+        f: impl FnOnce(&State) -> Result<T, RemoteError>,
+    ) -> Result<T, RemoteError> {
+        let spike = self.faults.fire(site::REMOTE_LATENCY_SPIKE);
+        self.half_latency(spike).await;
+        let outcome = if self.faults.fire(transient) {
+            Err(RemoteError::new(RemoteErrorKind::Transient, op, key, "simulated 503"))
+        } else {
+            f(&self.lock())
+        };
+        self.half_latency(spike).await;
+        outcome
+    }
+}
+
+impl RemoteStorage for SimRemote {
+    async fn put(&self, key: &RemoteKey, body: Vec<u8>) -> Result<(), RemoteError> {
+        let sites =
+            [site::REMOTE_PUT_TRANSIENT, site::REMOTE_PUT_LOST_RESPONSE, site::REMOTE_PUT_DELAYED];
+        self.write("put", key.as_str(), Request::Put { key: key.clone(), body }, sites).await
+    }
+
+    async fn get(&self, key: &RemoteKey) -> Result<Vec<u8>, RemoteError> {
+        self.read("get", key.as_str(), site::REMOTE_GET_TRANSIENT, |s| {
+            s.objects.get(key).cloned().ok_or_else(|| {
+                RemoteError::new(RemoteErrorKind::NotFound, "get", key.as_str(), "no such key")
+            })
+        })
+        .await
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<ListedObject>, RemoteError> {
+        self.read("list", prefix, site::REMOTE_LIST_TRANSIENT, |s| {
+            let matching = |(k, size): (&RemoteKey, u64)| {
+                k.as_str()
+                    .starts_with(prefix)
+                    .then(|| ListedObject { key: k.clone(), size_bytes: size })
+            };
+            Ok(if s.config.list_lag_ms == 0 {
+                s.objects.iter().filter_map(|(k, v)| matching((k, v.len() as u64))).collect()
+            } else {
+                let now = Instant::now().duration_since(s.created);
+                let as_of = now.saturating_sub(Duration::from_millis(s.config.list_lag_ms));
+                s.listing_as_of(as_of).iter().filter_map(|(k, v)| matching((k, *v))).collect()
+            })
+        })
+        .await
+    }
+
+    async fn delete_objects(&self, keys: &[RemoteKey]) -> Result<(), RemoteError> {
+        let first = keys.first().map(|k| k.as_str()).unwrap_or("");
+        if keys.len() > MAX_KEYS_PER_DELETE {
+            return Err(RemoteError::new(
+                RemoteErrorKind::Permanent,
+                "delete_objects",
+                first,
+                format!("{} keys in one batch; at most {MAX_KEYS_PER_DELETE}", keys.len()),
+            ));
+        }
+        let sites = [
+            site::REMOTE_DELETE_TRANSIENT,
+            site::REMOTE_DELETE_LOST_RESPONSE,
+            site::REMOTE_DELETE_DELAYED,
+        ];
+        let request = Request::Delete { keys: keys.to_vec() };
+        self.write("delete_objects", first, request, sites).await
+    }
+}

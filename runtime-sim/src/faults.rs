@@ -1,0 +1,136 @@
+//! Fault injection: named sites with a probability per run, and a count of how
+//! often each fired.
+//!
+//! A simulated adapter asks [`Faults::fire`] at each place where the world may
+//! misbehave. The nemesis (or a test) sets the probabilities, usually from the
+//! seed, and can [`heal`](Faults::heal) everything for the liveness phase. The run
+//! report prints [`Faults::fired`], which lists every known site, so a site that
+//! never fired shows as 0.
+//!
+//! Randomness comes only from `madsim::rand`; a site with probability 0 (or any
+//! site while healed) draws no random number.
+
+use madsim::rand::{Rng, thread_rng};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// The names of every fault site of the simulated adapters.
+pub mod site {
+    /// An fsync (file or directory) fails; the data it covered is unknown.
+    pub const DISK_FSYNC_FAIL: &str = "disk.fsync_fail";
+    /// A write or a directory creation fails with ENOSPC.
+    pub const DISK_ENOSPC: &str = "disk.enospc";
+    /// One disk step takes much longer than usual.
+    pub const DISK_SLOW_IO: &str = "disk.slow_io";
+    /// At a crash, the last unsynced write survives torn at a 512-byte boundary
+    /// instead of being lost.
+    pub const DISK_TORN_WRITE: &str = "disk.crash.torn_write";
+
+    /// A request fails before reaching the store.
+    pub const REMOTE_PUT_TRANSIENT: &str = "remote.put.transient";
+    /// The put is applied, the caller sees `Transient`.
+    pub const REMOTE_PUT_LOST_RESPONSE: &str = "remote.put.lost_response";
+    /// The caller sees `Transient` now; the put is applied later.
+    pub const REMOTE_PUT_DELAYED: &str = "remote.put.delayed";
+    pub const REMOTE_GET_TRANSIENT: &str = "remote.get.transient";
+    pub const REMOTE_LIST_TRANSIENT: &str = "remote.list.transient";
+    pub const REMOTE_DELETE_TRANSIENT: &str = "remote.delete.transient";
+    pub const REMOTE_DELETE_LOST_RESPONSE: &str = "remote.delete.lost_response";
+    pub const REMOTE_DELETE_DELAYED: &str = "remote.delete.delayed";
+    /// One request takes seconds instead of milliseconds.
+    pub const REMOTE_LATENCY_SPIKE: &str = "remote.latency_spike";
+
+    /// Every site above.
+    pub const ALL: &[&str] = &[
+        DISK_FSYNC_FAIL,
+        DISK_ENOSPC,
+        DISK_SLOW_IO,
+        DISK_TORN_WRITE,
+        REMOTE_PUT_TRANSIENT,
+        REMOTE_PUT_LOST_RESPONSE,
+        REMOTE_PUT_DELAYED,
+        REMOTE_GET_TRANSIENT,
+        REMOTE_LIST_TRANSIENT,
+        REMOTE_DELETE_TRANSIENT,
+        REMOTE_DELETE_LOST_RESPONSE,
+        REMOTE_DELETE_DELAYED,
+        REMOTE_LATENCY_SPIKE,
+    ];
+}
+
+#[derive(Debug, Default)]
+struct State {
+    probability: BTreeMap<&'static str, f64>,
+    fired: BTreeMap<&'static str, u64>,
+    healed: bool,
+}
+
+/// A cloneable handle to one run's fault settings and counters. Share one between
+/// the simulated disk and object store of a world so the run has one report.
+#[derive(Clone, Debug, Default)]
+pub struct Faults {
+    state: Arc<Mutex<State>>,
+}
+
+impl Faults {
+    /// Every site off.
+    pub fn new() -> Faults {
+        Faults::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Sets the probability (0.0..=1.0) that `site` fires each time it is reached.
+    pub fn set(&self, site: &'static str, probability: f64) {
+        assert!((0.0..=1.0).contains(&probability), "{site}: probability {probability}");
+        self.lock().probability.insert(site, probability);
+    }
+
+    pub fn probability(&self, site: &'static str) -> f64 {
+        self.lock().probability.get(site).copied().unwrap_or(0.0)
+    }
+
+    /// Stops every fault (probabilities are kept for [`Faults::unheal`]).
+    pub fn heal(&self) {
+        self.lock().healed = true;
+    }
+
+    /// Turns the configured faults back on.
+    pub fn unheal(&self) {
+        self.lock().healed = false;
+    }
+
+    pub fn is_healed(&self) -> bool {
+        self.lock().healed
+    }
+
+    /// Whether `site` fires now (counted when it does).
+    pub fn fire(&self, site: &'static str) -> bool {
+        let mut state = self.lock();
+        let p = state.probability.get(site).copied().unwrap_or(0.0);
+        if state.healed || p <= 0.0 {
+            return false;
+        }
+        let fires = p >= 1.0 || thread_rng().gen_bool(p);
+        if fires {
+            *state.fired.entry(site).or_insert(0) += 1;
+        }
+        fires
+    }
+
+    /// How often each site fired: every site of [`site::ALL`] and every site given a
+    /// probability, with 0 for those that never fired.
+    pub fn fired(&self) -> BTreeMap<&'static str, u64> {
+        let state = self.lock();
+        let mut out: BTreeMap<&'static str, u64> = site::ALL.iter().map(|s| (*s, 0)).collect();
+        for s in state.probability.keys() {
+            out.entry(s).or_insert(0);
+        }
+        for (s, n) in &state.fired {
+            out.insert(s, *n);
+        }
+        out
+    }
+}
