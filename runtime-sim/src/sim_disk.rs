@@ -16,7 +16,8 @@
 //! survive torn at a 512-byte boundary (site `disk.crash.torn_write`).
 //!
 //! Every operation is a sequence of steps with a (virtual) sleep before each, so a
-//! kill can land between any two. `write_atomic` is: create parents (each new
+//! kill can land between any two (madsim's timers round a sleep up to a whole
+//! millisecond, so a step takes about 1 ms of simulated time). `write_atomic` is: create parents (each new
 //! directory, then an fsync of its parent), create and write the temp file, fsync
 //! it, rename it over the target, fsync the directory.
 //!
@@ -547,5 +548,65 @@ impl Disk for SimDisk {
             Ok(out)
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A file whose entry is durable but whose data is not, as a concurrent
+    /// writer's directory fsync can leave a temp file.
+    fn unsynced_file(disk: &SimDisk, old: &[u8], new: &[u8]) {
+        let mut s = disk.lock();
+        let file = FileNode { data: new.to_vec(), synced: old.to_vec(), poisoned: false };
+        let ino = s.alloc(Inode::File(file));
+        s.dir_mut(ROOT).unwrap().entries.insert("f".into(), ino);
+        s.fsync_dir(ROOT).unwrap();
+        s.last_unsynced_write = Some(ino);
+    }
+
+    #[madsim::test]
+    async fn the_last_unsynced_write_tears_at_a_sector_boundary() {
+        let (old, new) = (vec![b'o'; 3000], vec![b'n'; 2100]);
+        let mut cuts = BTreeSet::new();
+        for _ in 0..50 {
+            let disk = SimDisk::new();
+            disk.faults().set(site::DISK_TORN_WRITE, 1.0);
+            unsynced_file(&disk, &old, &new);
+            disk.crash();
+            let got = disk.read_now(Utf8Path::new("f")).unwrap();
+            let cut = got.iter().take_while(|b| **b == b'n').count();
+            assert_eq!(cut % SECTOR_BYTES, 0, "cut at {cut}");
+            assert!(cut < new.len(), "a torn write is not the whole write");
+            assert_eq!(&got[cut..], &old[cut..], "the rest is the old data");
+            cuts.insert(cut);
+        }
+        assert!(cuts.len() > 1, "the cut is seeded, not fixed: {cuts:?}");
+        assert_eq!(SimDisk::new().faults().fired()[site::DISK_TORN_WRITE], 0);
+    }
+
+    #[madsim::test]
+    async fn unsynced_data_is_lost_when_the_tear_site_is_off() {
+        let disk = SimDisk::new();
+        unsynced_file(&disk, b"old", b"new data");
+        assert_eq!(disk.read_now(Utf8Path::new("f")).unwrap(), b"new data");
+        disk.crash();
+        assert_eq!(disk.read_now(Utf8Path::new("f")).unwrap(), b"old");
+    }
+
+    #[madsim::test]
+    async fn an_unsynced_directory_entry_is_lost() {
+        let disk = SimDisk::new();
+        {
+            let mut s = disk.lock();
+            let file = FileNode { data: b"x".to_vec(), synced: b"x".to_vec(), poisoned: false };
+            let ino = s.alloc(Inode::File(file));
+            s.dir_mut(ROOT).unwrap().entries.insert("g".into(), ino);
+        }
+        assert!(disk.read_now(Utf8Path::new("g")).is_some());
+        assert!(disk.read_durable(Utf8Path::new("g")).is_none());
+        disk.crash();
+        assert!(disk.read_now(Utf8Path::new("g")).is_none());
     }
 }
