@@ -6,8 +6,6 @@
 //! build compiles it empty.
 
 #[cfg(madsim)]
-pub mod faults;
-#[cfg(madsim)]
 pub mod sim_disk;
 #[cfg(madsim)]
 pub mod sim_remote;
