@@ -250,3 +250,126 @@ fn compaction_cuts_read_amplification() {
     h.drain();
     assert_eq!(visits(&mut h), 1);
 }
+
+/// A flushed layer whose metadata is not durable yet is never a compaction input:
+/// after a crash it would be a future layer, and an L1 holding it would take older,
+/// unlinked records with it.
+#[test]
+fn compaction_waits_for_the_metadata_of_the_newest_l0() {
+    let mut h = Harness::new(Lsn(0), config(2));
+    let _ = fill(&mut h, 1, 3);
+    h.manual = true;
+    h.ingest(vec![IngestRecord { key: Key(1), lsn: Lsn(10), record: Record::Image(vec![7]) }])
+        .unwrap();
+    h.tl.handle_flush(h.now);
+    h.drain();
+    assert!(h.complete_next(), "the layer write");
+    assert_eq!(l0_count(&h), 2);
+    assert_eq!(h.tl.disk_consistent_lsn(), Lsn(3));
+    assert_eq!(*h.tl.compaction_state(), CompactionState::Idle, "the new L0 is not durable");
+    assert!(h.complete_next(), "the metadata write");
+    assert_ne!(*h.tl.compaction_state(), CompactionState::Idle);
+    while h.complete_next() {}
+    assert_eq!(l0_count(&h), 0);
+}
+
+/// Compaction throughput next to a plain k-way merge of the same sorted runs, and
+/// read amplification before and after. Run:
+/// `cargo test --release -p strata-core --lib timeline::tests::compaction::bench -- --ignored --nocapture`
+#[test]
+#[ignore = "benchmark: run explicitly with --release --ignored --nocapture"]
+// A benchmark measures wall time; this is test-only code outside the machines.
+#[allow(clippy::disallowed_types, clippy::disallowed_methods)]
+fn bench_compaction_and_read_amplification() {
+    use crate::layer_file::{self, LayerFile};
+    use crate::layer_name::{KeyRange, LsnRange};
+    use crate::timeline::compaction::{build_outputs, merge_runs};
+    use std::time::Instant as Clock;
+    const LAYERS: u64 = 10;
+    const KEYS: u64 = 2_000;
+    const VALUE: usize = 100;
+    // LAYERS L0 files, each touching every key once.
+    let full = KeyRange { start: Key::MIN, end: Key::MAX };
+    let mut files = Vec::new();
+    let mut lsn = 1u64;
+    for layer in 0..LAYERS {
+        let start = lsn;
+        let mut recs = Vec::new();
+        for key in 0..KEYS {
+            let r = if layer == 0 {
+                Record::Image(vec![key as u8; VALUE])
+            } else {
+                Record::Delta(vec![DeltaOp::WriteAt { offset: 0, bytes: vec![layer as u8; VALUE] }])
+            };
+            recs.push((Key(key), Lsn(lsn), r));
+            lsn += 1;
+        }
+        recs.sort_by_key(|(k, l, _)| (*k, *l));
+        let name =
+            LayerName::Delta { keys: full, lsns: LsnRange { start: Lsn(start), end: Lsn(lsn) } };
+        let enc = layer_file::encode(&name, recs.iter().map(|(k, l, r)| (*k, *l, r))).unwrap();
+        files.push((name, enc.bytes));
+    }
+    let in_bytes: usize = files.iter().map(|(_, b)| b.len()).sum();
+    let lsns = LsnRange { start: Lsn(1), end: Lsn(lsn) };
+    let rounds = 5;
+    let t = Clock::now();
+    let mut out_bytes = 0;
+    for _ in 0..rounds {
+        let runs: Vec<_> = files
+            .iter()
+            .map(|(n, b)| LayerFile::parse(n, b.clone(), None).unwrap().all_records().unwrap())
+            .collect();
+        let outs = build_outputs(runs, lsns, 1 << 20);
+        out_bytes = outs.iter().map(|o| o.bytes.len()).sum();
+    }
+    let compaction = t.elapsed().as_secs_f64() / rounds as f64;
+    let runs: Vec<_> = files
+        .iter()
+        .map(|(n, b)| LayerFile::parse(n, b.clone(), None).unwrap().all_records().unwrap())
+        .collect();
+    let t = Clock::now();
+    for _ in 0..rounds {
+        let merged = merge_runs(runs.clone());
+        assert_eq!(merged.len() as u64, LAYERS * KEYS);
+    }
+    let merge = t.elapsed().as_secs_f64() / rounds as f64;
+    let mb = in_bytes as f64 / 1e6;
+    println!(
+        "{LAYERS} L0 layers × {KEYS} keys × {VALUE}-byte records: {mb:.1} MB in, {:.1} MB out",
+        out_bytes as f64 / 1e6
+    );
+    println!(
+        "compaction (parse + verify + merge + partition + encode): {:>8.1} MB/s",
+        mb / compaction
+    );
+    println!("plain k-way merge of the same decoded sorted runs:         {:>8.1} MB/s", mb / merge);
+
+    // Read amplification: layer files visited per get (no cache), before and after.
+    let cfg = TimelineConfig {
+        layer_cache_bytes: 0,
+        compaction_threshold_layers: 8,
+        compaction_target_file_bytes: 4096,
+        ..config(8)
+    };
+    let mut h = Harness::new(Lsn(0), cfg);
+    h.tl.handle_mode(h.now, false, false);
+    let model = fill(&mut h, 8, 64);
+    let per_get = |h: &mut Harness| {
+        h.log.clear();
+        for key in 0..64 {
+            assert_eq!(h.get(Key(key), model.last), Ok(model.get(Key(key), model.last)));
+        }
+        h.log.iter().filter(|e| matches!(e, TimelineEffect::ReadLayer { .. })).count()
+    };
+    let before = per_get(&mut h);
+    h.tl.handle_mode(h.now, true, true);
+    h.drain();
+    let after = per_get(&mut h);
+    println!(
+        "read amplification, 8 L0s → {} L1s, 64 gets: {:.2} layers/get before, {:.2} after",
+        h.tl.layers().count(),
+        before as f64 / 64.0,
+        after as f64 / 64.0
+    );
+}
