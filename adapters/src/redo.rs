@@ -19,3 +19,16 @@ pub trait Redo: Clone + Send + Sync + 'static {
     /// the reconstructed value.
     fn redo(&self, request: Vec<u8>) -> impl Future<Output = Result<Vec<u8>, RedoError>> + Send;
 }
+
+/// Runs core's pure redo function in this process: the simulator's twin of the
+/// walredo child process, and the fallback when no child is configured.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct InProcessRedo;
+
+impl Redo for InProcessRedo {
+    async fn redo(&self, request: Vec<u8>) -> Result<Vec<u8>, RedoError> {
+        let request = strata_core::redo::RedoRequest::decode(&request)
+            .map_err(|e| RedoError { step: "decode request", message: e.to_string() })?;
+        request.execute().map_err(|e| RedoError { step: "apply", message: e.to_string() })
+    }
+}

@@ -2,9 +2,13 @@
 //!
 //! Simulated adapters owned by the simulated world (the node's init code captures
 //! only handles), fault injection with named sites, checkers named by invariant id,
-//! and seed replay. Everything but this crate-level doc is `cfg(madsim)`: the tokio
-//! build compiles it empty.
+//! and seed replay. Everything but the pure workload model is `cfg(madsim)`: the tokio
+//! build compiles only the model (and tests it).
 
+pub mod model;
+
+#[cfg(madsim)]
+pub mod faults;
 #[cfg(madsim)]
 pub mod sim_disk;
 #[cfg(madsim)]

@@ -1,1 +1,113 @@
+//! The `strata` command.
+//!
+//! - `strata init [--dir DIR]`: write a working configuration for the embedded
+//!   defaults (local-directory remote storage, SQLite control plane) into DIR.
+//! - `strata pageserver --config FILE [--rebuild-generations]`: run a node.
+
+#[cfg(not(madsim))]
+mod cli {
+    use camino::Utf8PathBuf;
+    use clap::{Parser, Subcommand};
+    use std::process::ExitCode;
+    use strata_runtime_tokio::config::{CONFIG_FILE_NAME, FileConfig};
+
+    #[derive(Parser)]
+    #[command(
+        name = "strata",
+        version,
+        about = "strata: a storage node for a disaggregated database"
+    )]
+    struct Cli {
+        #[command(subcommand)]
+        command: Command,
+    }
+
+    #[derive(Subcommand)]
+    enum Command {
+        /// Write a configuration for the embedded defaults (local-directory remote
+        /// storage, SQLite control plane) into DIR.
+        Init {
+            #[arg(long, default_value = ".strata-data")]
+            dir: Utf8PathBuf,
+            /// Overwrite an existing configuration.
+            #[arg(long)]
+            force: bool,
+        },
+        /// Run a storage node.
+        Pageserver {
+            #[arg(long)]
+            config: Utf8PathBuf,
+            /// Start although the control-plane store does not know local tenants,
+            /// setting each tenant's generation above the highest in remote storage.
+            #[arg(long)]
+            rebuild_generations: bool,
+        },
+    }
+
+    pub fn main() -> ExitCode {
+        let cli = Cli::parse();
+        tracing_subscriber::fmt()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_env("STRATA_LOG")
+                    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+            )
+            .with_writer(std::io::stderr)
+            .init();
+        match cli.command {
+            Command::Init { dir, force } => init(&dir, force),
+            Command::Pageserver { config, rebuild_generations } => {
+                let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        eprintln!("strata: cannot start the runtime: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                };
+                match runtime.block_on(strata_runtime_tokio::server::run_pageserver(
+                    &config,
+                    rebuild_generations,
+                )) {
+                    Ok(true) => ExitCode::SUCCESS,
+                    Ok(false) => {
+                        eprintln!(
+                            "strata: stopped, but the grace period ended before everything was visible"
+                        );
+                        ExitCode::FAILURE
+                    }
+                    Err(e) => {
+                        eprintln!("strata: {e}");
+                        ExitCode::FAILURE
+                    }
+                }
+            }
+        }
+    }
+
+    fn init(dir: &Utf8PathBuf, force: bool) -> ExitCode {
+        let path = dir.join(CONFIG_FILE_NAME);
+        if path.exists() && !force {
+            println!("{path} exists; keeping it (use --force to overwrite)");
+            return ExitCode::SUCCESS;
+        }
+        if let Err(e) = std::fs::create_dir_all(dir) {
+            eprintln!("strata init: creating {dir}: {e}");
+            return ExitCode::FAILURE;
+        }
+        if let Err(e) = std::fs::write(&path, FileConfig::embedded_defaults().to_toml()) {
+            eprintln!("strata init: writing {path}: {e}");
+            return ExitCode::FAILURE;
+        }
+        println!("wrote {path}");
+        ExitCode::SUCCESS
+    }
+}
+
+#[cfg(not(madsim))]
+fn main() -> std::process::ExitCode {
+    cli::main()
+}
+
+/// The simulator runs nodes through `strata-runtime-sim`, not this binary.
+#[cfg(madsim)]
 fn main() {}

@@ -1,1 +1,373 @@
-//! (in progress)
+//! The node: every machine of one storage node, composed, and the routing between
+//! them. Itself a machine with the common call protocol.
+//!
+//! # Purpose
+//! A storage node runs an in-process control plane (the generation table, embedded
+//! default), one deletion queue, and per attached tenant per timeline a
+//! [`Timeline`] (ingest, layers, flush, reads) and an [`UploadQueue`] (what goes to
+//! remote storage, in which order). Those machines never call each other: each
+//! emits effects, and this module routes an effect addressed to another machine
+//! into that machine's `handle_*` **within the same input** (so "a flushed layer is
+//! in the upload queue's set whenever it is in the layer map" holds: #5635), and
+//! turns effects on the world into primitive [`Io`] effects for the driver.
+//!
+//! # Call protocol
+//! - Inputs: [`Node::handle_request`], [`Node::handle_io`] (completion of an
+//!   [`Io`] by op id), [`Node::handle_timeout`].
+//! - Outputs: [`Node::poll_effect`] ([`NodeEffect::Io`] to execute,
+//!   [`NodeEffect::Reply`] to a request), [`Node::poll_timeout`],
+//!   [`Node::drain_trace`] (one [`TraceLine`] per input and effect of every
+//!   machine), getters.
+//!
+//! # States
+//! `Starting(phase)` → `Active` → `ShuttingDown` → `Stopped`; `Starting` may end in
+//! `Failed(reason)` (e.g. local tenants unknown to a fresh control-plane store).
+//! Requests during start-up get 503; during shutdown `ShuttingDown`.
+//!
+//! # Start-up (see `startup.rs`)
+//! List local tenants and read their `config-v1`; refuse to start if the control
+//! plane does not know a local tenant (unless told to rebuild: then attach it with a
+//! generation above everything in its remote storage and its local config);
+//! re-attach (every tenant gets a new generation, durably, before anything is
+//! written); rewrite each `config-v1` with it; recover the deletion queue from
+//! `deletion/`; then per tenant list remote timelines, pick each index with
+//! [`select_index`](crate::index_part::select_index), load it, reconcile local layer
+//! files against it (remote is the truth) and start the timeline's machines.
+//!
+//! # Crash
+//! The node holds nothing durable itself: a crash drops it, and start-up rebuilds
+//! it from disk, the control-plane store and remote storage.
+
+pub mod api;
+pub mod io;
+mod requests;
+mod routing;
+mod startup;
+mod trace;
+
+use crate::control_plane::{ControlPlane, TenantRecord};
+use crate::deletion_queue::{DeletionQueue, DeletionQueueConfig};
+use crate::generation::Generation;
+use crate::id::{NodeId, OpId, OpIds, TenantId, TimelineId};
+use crate::location_conf::LocationMode;
+use crate::time::{Instant, WallTime};
+use crate::timeline::{Timeline, TimelineConfig};
+use crate::trace::{Direction, TraceLine};
+use crate::upload_queue::{UploadQueue, UploadQueueConfig};
+use api::{ApiError, Request, RequestId, Response};
+use io::{Io, IoResult};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+pub use routing::Route;
+pub use startup::StartupPhase;
+
+/// Configuration of a node's machines. Every bound has a unit in its name.
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    pub node_id: NodeId,
+    pub upload: UploadQueueConfig,
+    pub deletion: DeletionQueueConfig,
+    pub timeline: TimelineConfig,
+    /// How long a shutdown may wait for flush, upload and validation.
+    pub shutdown_grace_ms: u64,
+    /// Start even if local tenants are unknown to the control plane, attaching them
+    /// with a generation above any found in remote storage and local config.
+    pub rebuild_generations: bool,
+    /// Tenants whose start-up I/O runs at once.
+    pub startup_concurrency: usize,
+}
+
+impl NodeConfig {
+    pub fn new(node_id: NodeId) -> Self {
+        NodeConfig {
+            node_id,
+            upload: UploadQueueConfig::default(),
+            deletion: DeletionQueueConfig::default(),
+            timeline: TimelineConfig::default(),
+            shutdown_grace_ms: DEFAULT_SHUTDOWN_GRACE_MS,
+            rebuild_generations: false,
+            startup_concurrency: DEFAULT_STARTUP_CONCURRENCY,
+        }
+    }
+}
+
+pub const DEFAULT_SHUTDOWN_GRACE_MS: u64 = 30_000;
+pub const DEFAULT_STARTUP_CONCURRENCY: usize = 16;
+
+/// What the node asks of its driver.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NodeEffect {
+    Io {
+        op: OpId,
+        io: Io,
+    },
+    Reply {
+        req: RequestId,
+        result: Result<Response, ApiError>,
+    },
+    /// The node has stopped (after a shutdown, or a failed start); the driver exits.
+    Stopped {
+        clean: bool,
+        reason: String,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NodePhase {
+    Starting(StartupPhase),
+    Active,
+    ShuttingDown { req: RequestId, deadline: Instant },
+    Stopped,
+    Failed(String),
+}
+
+/// One attached tenant.
+#[derive(Debug)]
+pub(crate) struct Tenant {
+    pub(crate) generation: Generation,
+    pub(crate) mode: LocationMode,
+    pub(crate) timelines: BTreeMap<TimelineId, TimelineSlot>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum SlotState {
+    /// Created; answered once its first index is durable.
+    Creating {
+        req: RequestId,
+    },
+    Active,
+    Broken(String),
+}
+
+/// A timeline's two machines.
+#[derive(Debug)]
+pub(crate) struct TimelineSlot {
+    pub(crate) state: SlotState,
+    pub(crate) timeline: Timeline,
+    pub(crate) upload: UploadQueue,
+}
+
+/// Which machine an address names; used to drain effects after routing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Machine {
+    ControlPlane,
+    DeletionQueue,
+    Timeline(TenantId, TimelineId),
+    Upload(TenantId, TimelineId),
+}
+
+pub struct Node {
+    pub(crate) config: NodeConfig,
+    pub(crate) phase: NodePhase,
+    pub(crate) now: Instant,
+    pub(crate) wall: WallTime,
+    pub(crate) cp: ControlPlane,
+    pub(crate) dq: Option<DeletionQueue>,
+    pub(crate) tenants: BTreeMap<TenantId, Tenant>,
+    pub(crate) startup: startup::Startup,
+    pub(crate) ops: OpIds,
+    pub(crate) routes: BTreeMap<OpId, Route>,
+    pub(crate) cp_requests: crate::id::OpIds,
+    pub(crate) cp_waiters: BTreeMap<u64, routing::CpWaiter>,
+    pub(crate) dirty: BTreeSet<Machine>,
+    /// Reads waiting for their timeline's answer: what was asked.
+    pub(crate) pending_reads: BTreeMap<RequestId, (crate::key::Key, crate::lsn::Lsn)>,
+    pub(crate) effects: VecDeque<NodeEffect>,
+    pub(crate) trace: Vec<TraceLine>,
+}
+
+impl Node {
+    /// Starts a node from what the control-plane store holds. Start-up I/O follows
+    /// as effects.
+    pub fn start(
+        config: NodeConfig,
+        now: Instant,
+        wall: WallTime,
+        cp_records: Vec<TenantRecord>,
+    ) -> Self {
+        let mut node = Node {
+            config,
+            phase: NodePhase::Starting(StartupPhase::ListTenants),
+            now,
+            wall,
+            cp: ControlPlane::recover(cp_records),
+            dq: None,
+            tenants: BTreeMap::new(),
+            startup: startup::Startup::default(),
+            ops: OpIds::default(),
+            routes: BTreeMap::new(),
+            cp_requests: OpIds::default(),
+            cp_waiters: BTreeMap::new(),
+            dirty: BTreeSet::new(),
+            pending_reads: BTreeMap::new(),
+            effects: VecDeque::new(),
+            trace: Vec::new(),
+        };
+        node.trace_line("node", None, Direction::Input, "start".to_string());
+        node.begin_startup();
+        node.pump();
+        node
+    }
+
+    pub fn node_id(&self) -> NodeId {
+        self.config.node_id
+    }
+
+    pub fn phase(&self) -> &NodePhase {
+        &self.phase
+    }
+
+    /// A request from a client. The answer comes as [`NodeEffect::Reply`].
+    pub fn handle_request(
+        &mut self,
+        now: Instant,
+        wall: WallTime,
+        req: RequestId,
+        request: Request,
+    ) {
+        self.advance_clock(now, wall);
+        self.trace_line(
+            "node",
+            None,
+            Direction::Input,
+            format!("request {req:?} {}", trace::describe_request(&request)),
+        );
+        self.on_request(req, request);
+        self.pump();
+    }
+
+    /// The completion of an [`Io`] effect.
+    pub fn handle_io(&mut self, now: Instant, wall: WallTime, op: OpId, result: IoResult) {
+        self.advance_clock(now, wall);
+        self.trace_line("node", Some(op), Direction::Input, format!("{result:?}"));
+        match self.routes.remove(&op) {
+            Some(route) => self.on_io_done(route, result),
+            None => tracing::warn!(%op, "completion for an unknown op (ignored)"),
+        }
+        self.pump();
+    }
+
+    /// Fires every machine timer that is due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant, wall: WallTime) {
+        self.advance_clock(now, wall);
+        self.trace_line("node", None, Direction::Input, "timeout".to_string());
+        self.fire_timers();
+        self.pump();
+    }
+
+    pub fn poll_effect(&mut self) -> Option<NodeEffect> {
+        self.effects.pop_front()
+    }
+
+    /// The earliest deadline of any machine, and of the shutdown grace period.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let mut at = self.cp_deadline();
+        let mut consider = |t: Option<Instant>| {
+            if let Some(t) = t {
+                at = Some(at.map_or(t, |a: Instant| a.min(t)));
+            }
+        };
+        if let Some(dq) = &self.dq {
+            consider(dq.poll_timeout());
+        }
+        for tenant in self.tenants.values() {
+            for slot in tenant.timelines.values() {
+                consider(slot.timeline.poll_timeout());
+                consider(slot.upload.poll_timeout());
+            }
+        }
+        if let NodePhase::ShuttingDown { deadline, .. } = self.phase {
+            consider(Some(deadline));
+        }
+        at
+    }
+
+    /// Trace lines produced since the last call, in order.
+    pub fn drain_trace(&mut self) -> Vec<TraceLine> {
+        std::mem::take(&mut self.trace)
+    }
+
+    pub fn tenant_ids(&self) -> impl Iterator<Item = &TenantId> {
+        self.tenants.keys()
+    }
+
+    /// Panics if a rule is broken. The driver runs it after every input in debug
+    /// builds, the simulator always.
+    pub fn check_invariants(&self) {
+        self.cp.check_invariants();
+        if let Some(dq) = &self.dq {
+            dq.check_invariants();
+        }
+        for (tenant_id, tenant) in &self.tenants {
+            for (timeline_id, slot) in &tenant.timelines {
+                slot.timeline.check_invariants();
+                slot.upload.check_invariants();
+                // S-PROJECTED: visible ≤ projected ≤ disk_consistent ≤ last ingested.
+                let (v, p) = (slot.upload.visible_lsn(), slot.upload.projected_lsn());
+                let (d, l) =
+                    (slot.timeline.disk_consistent_lsn(), slot.timeline.last_ingested_lsn());
+                assert!(
+                    v <= p && p <= d && d <= l,
+                    "S-PROJECTED broken on {tenant_id}/{timeline_id}: visible {v} projected {p} disk_consistent {d} last_ingested {l}"
+                );
+            }
+        }
+        for effect in &self.effects {
+            if let NodeEffect::Io { op, .. } = effect {
+                assert!(self.routes.contains_key(op), "effect {op} has no route");
+            }
+        }
+    }
+
+    fn advance_clock(&mut self, now: Instant, wall: WallTime) {
+        // The driver's clock is monotonic; guard anyway so machines never see time go back.
+        self.now = self.now.max(now);
+        self.wall = self.wall.max(wall);
+    }
+
+    pub(crate) fn trace_line(
+        &mut self,
+        machine: &str,
+        op: Option<OpId>,
+        direction: Direction,
+        what: String,
+    ) {
+        self.trace.push(TraceLine {
+            at: self.now,
+            node: self.config.node_id,
+            machine: machine.to_string(),
+            op,
+            direction,
+            what,
+        });
+    }
+
+    /// Emits an [`Io`] effect and remembers where its completion goes.
+    pub(crate) fn emit_io(&mut self, route: Route, io: Io) {
+        let op = self.ops.next_id();
+        self.trace_line("node", Some(op), Direction::Effect, format!("{io:?} for {route:?}"));
+        self.routes.insert(op, route);
+        self.effects.push_back(NodeEffect::Io { op, io });
+    }
+
+    pub(crate) fn reply(&mut self, req: RequestId, result: Result<Response, ApiError>) {
+        self.trace_line(
+            "node",
+            None,
+            Direction::Effect,
+            format!("reply {req:?} {}", trace::describe_result(&result)),
+        );
+        self.effects.push_back(NodeEffect::Reply { req, result });
+    }
+
+    pub(crate) fn slot_mut(
+        &mut self,
+        tenant: TenantId,
+        timeline: TimelineId,
+    ) -> Option<&mut TimelineSlot> {
+        self.tenants.get_mut(&tenant)?.timelines.get_mut(&timeline)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,374 @@
+//! Requests: what a client asks of an active node, and the shutdown sequence.
+//!
+//! - Create tenant: the in-process control plane attaches the tenant to this node
+//!   (its first generation lies above anything in the tenant's remote storage), the
+//!   `config-v1` is written durably, then the tenant is answered as created.
+//! - Create timeline: both machines start; the upload queue uploads the first index
+//!   at once; the request is answered when a barrier behind it completes, so a
+//!   timeline is never reported before it is durable remotely (S-ACTIVE-UPLOADED).
+//! - Ingest, read, info: handed to the timeline; reads answer asynchronously.
+//! - Shutdown: every timeline freezes and flushes; the node answers when every
+//!   acknowledged LSN is visible (flushed, uploaded, validated) or when the grace
+//!   period ends, whichever is first, and says which.
+
+use super::api::{ApiError, Request, RequestId, Response, TenantInfo, TimelineInfo};
+use super::io::{self, Io, IoResult};
+use super::routing::{CpWaiter, Route};
+use super::{Machine, Node, NodeEffect, NodePhase, SlotState, Tenant, TimelineSlot};
+use crate::control_plane::{ControlPlaneError, ControlPlaneReply};
+use crate::id::{TenantId, TimelineId};
+use crate::location_conf::{LocationConf, LocationMode};
+use crate::lsn::Lsn;
+use crate::metadata::TimelineMetadata;
+use crate::timeline::{IngestError, ReadError, ReadId, Timeline};
+use crate::upload_queue::{AttachMode, UploadQueue};
+
+impl Node {
+    pub(crate) fn on_request(&mut self, req: RequestId, request: Request) {
+        match &self.phase {
+            NodePhase::Active => {}
+            NodePhase::Starting(phase) => {
+                let why = format!("node is starting ({phase:?})");
+                return self.reply(req, Err(ApiError::unavailable(why)));
+            }
+            NodePhase::ShuttingDown { .. } | NodePhase::Stopped | NodePhase::Failed(_) => {
+                return self.reply(req, Err(ApiError::ShuttingDown));
+            }
+        }
+        match request {
+            Request::CreateTenant { tenant } => self.create_tenant(req, tenant),
+            Request::CreateTimeline { tenant, timeline } => {
+                self.create_timeline(req, tenant, timeline)
+            }
+            Request::Ingest { tenant, timeline, records } => {
+                let now = self.now;
+                let result = match self.active_slot(tenant, timeline) {
+                    Ok(slot) => slot
+                        .timeline
+                        .handle_ingest(now, records)
+                        .map(|o| Response::Ingested {
+                            last_ingested_lsn: o.last_ingested_lsn,
+                            applied: o.applied,
+                            skipped: o.skipped,
+                        })
+                        .map_err(|e| ingest_error_to_api(&e)),
+                    Err(e) => Err(e),
+                };
+                self.dirty.insert(Machine::Timeline(tenant, timeline));
+                self.reply(req, result);
+            }
+            Request::Read { tenant, timeline, key, lsn } => {
+                let now = self.now;
+                match self.active_slot(tenant, timeline) {
+                    Ok(slot) => {
+                        slot.timeline.handle_read(now, ReadId(req.0), key, lsn);
+                        self.pending_reads.insert(req, (key, lsn));
+                        self.dirty.insert(Machine::Timeline(tenant, timeline));
+                    }
+                    Err(e) => self.reply(req, Err(e)),
+                }
+            }
+            Request::TimelineInfo { tenant, timeline } => {
+                let result = self.timeline_info(tenant, timeline).map(Response::TimelineInfo);
+                self.reply(req, result);
+            }
+            Request::ListTenants => {
+                let tenants = self
+                    .tenants
+                    .iter()
+                    .map(|(id, t)| TenantInfo {
+                        tenant: *id,
+                        generation: t.generation,
+                        state: "Active".to_string(),
+                        timelines: t.timelines.keys().copied().collect(),
+                    })
+                    .collect();
+                self.reply(req, Ok(Response::Tenants(tenants)));
+            }
+            Request::Shutdown => self.begin_shutdown(req),
+        }
+    }
+
+    fn active_slot(
+        &mut self,
+        tenant: TenantId,
+        timeline: TimelineId,
+    ) -> Result<&mut TimelineSlot, ApiError> {
+        let t = self
+            .tenants
+            .get_mut(&tenant)
+            .ok_or_else(|| ApiError::NotFound(format!("tenant {tenant}")))?;
+        let slot = t
+            .timelines
+            .get_mut(&timeline)
+            .ok_or_else(|| ApiError::NotFound(format!("timeline {tenant}/{timeline}")))?;
+        match &slot.state {
+            SlotState::Active => Ok(slot),
+            SlotState::Creating { .. } => {
+                Err(ApiError::unavailable(format!("timeline {timeline} is not yet active")))
+            }
+            SlotState::Broken(reason) => {
+                Err(ApiError::Internal(format!("timeline {timeline} is broken: {reason}")))
+            }
+        }
+    }
+
+    pub(crate) fn timeline_info(
+        &self,
+        tenant: TenantId,
+        timeline: TimelineId,
+    ) -> Result<TimelineInfo, ApiError> {
+        let t = self
+            .tenants
+            .get(&tenant)
+            .ok_or_else(|| ApiError::NotFound(format!("tenant {tenant}")))?;
+        let slot = t
+            .timelines
+            .get(&timeline)
+            .ok_or_else(|| ApiError::NotFound(format!("timeline {tenant}/{timeline}")))?;
+        let state = match &slot.state {
+            SlotState::Creating { .. } => "Creating".to_string(),
+            SlotState::Active => "Active".to_string(),
+            SlotState::Broken(reason) => format!("Broken: {reason}"),
+        };
+        Ok(TimelineInfo {
+            tenant,
+            timeline,
+            state,
+            generation: t.generation,
+            last_ingested_lsn: slot.timeline.last_ingested_lsn(),
+            disk_consistent_lsn: slot.timeline.disk_consistent_lsn(),
+            remote_consistent_lsn_projected: slot.upload.projected_lsn(),
+            remote_consistent_lsn_visible: slot.upload.visible_lsn(),
+            layers: slot.upload.remote_layers().len(),
+        })
+    }
+
+    fn create_tenant(&mut self, req: RequestId, tenant: TenantId) {
+        if self.tenants.contains_key(&tenant) {
+            return self
+                .reply(req, Err(ApiError::Conflict(format!("tenant {tenant} already exists"))));
+        }
+        if self
+            .cp_waiters
+            .values()
+            .any(|w| matches!(w, CpWaiter::CreateTenant { tenant: t, .. } if *t == tenant))
+            || self
+                .routes
+                .values()
+                .any(|r| matches!(r, Route::CreateTenantConfig { tenant: t, .. } if *t == tenant))
+        {
+            return self.reply(
+                req,
+                Err(ApiError::unavailable(format!("tenant {tenant} is being created"))),
+            );
+        }
+        let node = self.config.node_id;
+        let cp_req = self.cp_request(CpWaiter::CreateTenant { req, tenant });
+        self.cp.handle_attach(self.now, cp_req, tenant, node, None);
+    }
+
+    pub(crate) fn on_create_tenant_cp_reply(
+        &mut self,
+        req: RequestId,
+        tenant: TenantId,
+        reply: Result<ControlPlaneReply, ControlPlaneError>,
+    ) {
+        match reply {
+            Ok(ControlPlaneReply::Attached { generation }) => {
+                let conf = LocationConf::attached_single(generation);
+                self.emit_io(
+                    Route::CreateTenantConfig { req, tenant, generation },
+                    Io::DiskWrite {
+                        path: io::location_conf_path(tenant),
+                        bytes: conf.to_toml().into_bytes(),
+                    },
+                );
+            }
+            Ok(other) => self.reply(
+                req,
+                Err(ApiError::Internal(format!("unexpected control-plane reply {other:?}"))),
+            ),
+            Err(e) => self.reply(
+                req,
+                Err(ApiError::Internal(format!("control plane refused the attach: {e}"))),
+            ),
+        }
+    }
+
+    pub(crate) fn on_create_tenant_config_written(
+        &mut self,
+        req: RequestId,
+        tenant: TenantId,
+        generation: crate::generation::Generation,
+        result: IoResult,
+    ) {
+        match result {
+            IoResult::Done(Ok(())) => {
+                let mode = LocationMode::AttachedSingle { generation };
+                self.tenants
+                    .insert(tenant, Tenant { generation, mode, timelines: Default::default() });
+                self.reply(req, Ok(Response::TenantCreated { tenant, generation }));
+            }
+            other => {
+                let why = format!("writing the tenant config failed: {other:?}");
+                self.reply(req, Err(ApiError::Internal(why)));
+            }
+        }
+    }
+
+    fn create_timeline(&mut self, req: RequestId, tenant: TenantId, timeline: TimelineId) {
+        let now = self.now;
+        let (upload_config, mut timeline_config) =
+            (self.config.upload.clone(), self.config.timeline.clone());
+        let Some(t) = self.tenants.get_mut(&tenant) else {
+            return self.reply(req, Err(ApiError::NotFound(format!("tenant {tenant}"))));
+        };
+        timeline_config.generation = t.generation;
+        if t.timelines.contains_key(&timeline) {
+            return self.reply(
+                req,
+                Err(ApiError::Conflict(format!("timeline {tenant}/{timeline} already exists"))),
+            );
+        }
+        let initdb_lsn = Lsn::ZERO;
+        let metadata = TimelineMetadata {
+            disk_consistent_lsn: initdb_lsn,
+            gc_cutoff_lsn: initdb_lsn,
+            initdb_lsn,
+            ancestor: None,
+        };
+        let mode = attach_mode(&t.mode);
+        let mut upload = UploadQueue::new_timeline(
+            tenant,
+            timeline,
+            t.generation,
+            mode,
+            metadata,
+            upload_config,
+        );
+        upload.handle_barrier(now);
+        let machine = Timeline::create(tenant, timeline, initdb_lsn, timeline_config);
+        t.timelines.insert(
+            timeline,
+            TimelineSlot { state: SlotState::Creating { req }, timeline: machine, upload },
+        );
+        self.dirty.insert(Machine::Upload(tenant, timeline));
+        self.dirty.insert(Machine::Timeline(tenant, timeline));
+    }
+
+    pub(crate) fn on_barrier(&mut self, tenant: TenantId, timeline: TimelineId, ok: bool) {
+        let Some(slot) = self.slot_mut(tenant, timeline) else { return };
+        if let SlotState::Creating { req } = slot.state {
+            if ok {
+                slot.state = SlotState::Active;
+                let info = self.timeline_info(tenant, timeline);
+                self.reply(req, info.map(Response::TimelineCreated));
+            } else {
+                self.break_timeline(
+                    tenant,
+                    timeline,
+                    "the first index upload did not complete".to_string(),
+                );
+            }
+        }
+    }
+
+    fn begin_shutdown(&mut self, req: RequestId) {
+        let now = self.now;
+        let deadline = now.plus_millis(self.config.shutdown_grace_ms);
+        self.phase = NodePhase::ShuttingDown { req, deadline };
+        let mut touched = Vec::new();
+        for (t, tenant) in &mut self.tenants {
+            for (tl, slot) in &mut tenant.timelines {
+                if slot.state == SlotState::Active {
+                    slot.timeline.handle_flush(now);
+                    touched.push(Machine::Timeline(*t, *tl));
+                }
+            }
+        }
+        self.dirty.extend(touched);
+        self.nudge_validation();
+    }
+
+    /// Asks the deletion queue to validate what it holds now (LSN updates included).
+    pub(crate) fn nudge_validation(&mut self) {
+        if let Some(dq) = &mut self.dq {
+            dq.handle_flush_advisory(self.now);
+            self.dirty.insert(Machine::DeletionQueue);
+        }
+    }
+
+    /// Everything acknowledged is visible: flushed, uploaded, validated.
+    pub(crate) fn all_visible(&self) -> bool {
+        self.tenants
+            .values()
+            .flat_map(|t| t.timelines.values())
+            .filter(|s| s.state == SlotState::Active)
+            .all(|s| {
+                let last = s.timeline.last_ingested_lsn();
+                s.timeline.disk_consistent_lsn() == last
+                    && s.upload.visible_lsn() == last
+                    && s.upload.is_idle()
+            })
+    }
+
+    /// Ends a shutdown once everything is visible.
+    pub(crate) fn check_shutdown_progress(&mut self) {
+        if let NodePhase::ShuttingDown { req, .. } = self.phase
+            && self.all_visible()
+        {
+            self.finish_shutdown(req, true);
+        }
+    }
+
+    pub(crate) fn check_shutdown_deadline(&mut self) {
+        if let NodePhase::ShuttingDown { req, deadline } = self.phase
+            && self.now >= deadline
+        {
+            let clean = self.all_visible();
+            self.finish_shutdown(req, clean);
+        }
+    }
+
+    fn finish_shutdown(&mut self, req: RequestId, clean: bool) {
+        self.phase = NodePhase::Stopped;
+        self.reply(req, Ok(Response::ShutdownComplete { clean }));
+        let reason = if clean {
+            "shutdown: everything acknowledged is visible".to_string()
+        } else {
+            "shutdown: grace period ended before everything was visible".to_string()
+        };
+        self.effects.push_back(NodeEffect::Stopped { clean, reason });
+    }
+}
+
+pub(crate) fn attach_mode(mode: &LocationMode) -> AttachMode {
+    match mode {
+        LocationMode::AttachedSingle { .. } => AttachMode::Single,
+        LocationMode::AttachedMulti { .. } => AttachMode::Multi,
+        LocationMode::AttachedStale { .. } | LocationMode::Secondary { .. } => AttachMode::Stale,
+    }
+}
+
+pub(crate) fn ingest_error_to_api(e: &IngestError) -> ApiError {
+    match e {
+        IngestError::Backpressure { retry_after_ms } => {
+            ApiError::Unavailable { reason: e.to_string(), retry_after_ms: *retry_after_ms }
+        }
+        IngestError::NotIncreasing { .. }
+        | IngestError::InvalidRecord { .. }
+        | IngestError::LsnOutOfRange { .. } => ApiError::BadRequest(e.to_string()),
+    }
+}
+
+pub(crate) fn read_error_to_api(e: &ReadError) -> ApiError {
+    match e {
+        ReadError::BelowGcCutoff { .. } => ApiError::BadRequest(e.to_string()),
+        // Waiting longer, or a re-download, may help.
+        ReadError::WaitTimeout { .. } | ReadError::LayerUnavailable { .. } => {
+            ApiError::unavailable(e.to_string())
+        }
+        ReadError::Redo(_) | ReadError::DuplicateReadId(_) => ApiError::Internal(e.to_string()),
+    }
+}

@@ -1,0 +1,688 @@
+//! Routing: where each machine's effects go, and where each I/O completion returns.
+//!
+//! | effect of | kind | goes to |
+//! |---|---|---|
+//! | timeline | `LayerFlushed`, `MetadataDurable` | its upload queue (same input) |
+//! | timeline | `WriteLayer`/`WriteMetadata`/`ReadLayer`/`Redo` | [`Io`] |
+//! | timeline | `DownloadLayer` | `RemoteGet`, verify size + CRC32C, `DiskWrite` |
+//! | timeline | `ReadDone` | reply to the read request |
+//! | upload queue | `UploadLayer` | `DiskRead` of the local file, then `RemotePut` |
+//! | upload queue | `UploadIndex` | `RemotePut` |
+//! | upload queue | `HandDeletions`/`CancelDeletion`/`ValidateLsn` | deletion queue |
+//! | upload queue | `Backpressure` | its timeline |
+//! | deletion queue | `Validate` | control plane (in-process) |
+//! | deletion queue | `Report`/`LsnValidated` | the upload queue of that timeline |
+//! | deletion queue | lists, header, `DeleteObjects` | [`Io`] |
+//! | control plane | `Persist` | `StoreApply`; `ListRemoteGenerations`: `RemoteList` |
+//! | control plane | `Reply` | whoever asked (start-up, create tenant, validation) |
+
+use super::api::{ApiError, RequestId, Response};
+use super::io::{self, Entry, Io, IoFailure, IoResult};
+use super::{Machine, Node, SlotState};
+use crate::control_plane::{
+    ControlPlaneEffect, ControlPlaneReply, RequestId as CpRequestId, max_generation_in_listing,
+};
+use crate::deletion_list::{DELETION_HEADER_FILE_NAME, DeletionList};
+use crate::deletion_queue::{DeletionEffect, IoFailure as DqIoFailure};
+use crate::id::{OpId, TenantId, TimelineId};
+use crate::index_part::LayerMeta;
+use crate::layer_name::LayerName;
+use crate::remote_path::{self, RemoteKey};
+use crate::timeline::{TimelineCompletion, TimelineEffect};
+use crate::trace::Direction;
+use crate::upload_queue::{RemoteFailure, UploadEffect};
+
+/// Where the completion of one [`Io`] goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Route {
+    /// A timeline's own effect (write/read layer or metadata, or a redo).
+    Timeline {
+        tenant: TenantId,
+        timeline: TimelineId,
+        inner: OpId,
+        redo: bool,
+    },
+    /// Step 1 of an on-demand download: the remote GET.
+    DownloadGet {
+        tenant: TenantId,
+        timeline: TimelineId,
+        inner: OpId,
+        name: LayerName,
+        meta: LayerMeta,
+    },
+    /// Step 2: the local write of the verified bytes.
+    DownloadWrite {
+        tenant: TenantId,
+        timeline: TimelineId,
+        inner: OpId,
+    },
+    /// Step 1 of a layer upload: read the local file.
+    UploadRead {
+        tenant: TenantId,
+        timeline: TimelineId,
+        inner: OpId,
+        key: RemoteKey,
+        layer: LayerName,
+    },
+    /// The PUT of a layer (`layer` set) or an index.
+    UploadPut {
+        tenant: TenantId,
+        timeline: TimelineId,
+        inner: OpId,
+        layer: Option<LayerName>,
+    },
+    /// Removing the local file of an evicted or unlinked layer; the outcome only
+    /// matters for logs.
+    EvictLocal {
+        tenant: TenantId,
+        timeline: TimelineId,
+        layer: LayerName,
+    },
+    /// The listing of a timeline being deleted.
+    UploadList {
+        tenant: TenantId,
+        timeline: TimelineId,
+        inner: OpId,
+    },
+    Deletion {
+        inner: OpId,
+    },
+    ControlPlanePersist {
+        inner: OpId,
+    },
+    ControlPlaneList {
+        inner: OpId,
+        tenant: TenantId,
+    },
+    Startup(super::startup::StartupIo),
+    /// Writing `config-v1` of a tenant being created.
+    CreateTenantConfig {
+        req: RequestId,
+        tenant: TenantId,
+        generation: crate::generation::Generation,
+    },
+}
+
+/// Who waits for a control-plane reply.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum CpWaiter {
+    Startup,
+    CreateTenant { req: RequestId, tenant: TenantId },
+    Validation { dq_op: OpId },
+}
+
+impl Node {
+    /// Drains every dirty machine's effects, routing each, until all are quiet.
+    pub(crate) fn pump(&mut self) {
+        // Bounded: routing only moves work between machines; a loop here would be a bug.
+        for _ in 0..1_000_000 {
+            let Some(machine) = self.dirty.pop_first() else {
+                self.check_shutdown_progress();
+                return;
+            };
+            match machine {
+                Machine::ControlPlane => self.drain_cp(),
+                Machine::DeletionQueue => self.drain_dq(),
+                Machine::Timeline(t, tl) => self.drain_timeline(t, tl),
+                Machine::Upload(t, tl) => self.drain_upload(t, tl),
+            }
+        }
+        unreachable!("node pump did not settle: a routing loop");
+    }
+
+    fn drain_cp(&mut self) {
+        while let Some(effect) = self.cp.poll_effect() {
+            self.trace_line("control_plane", None, Direction::Effect, format!("{effect:?}"));
+            match effect {
+                ControlPlaneEffect::Persist { op, change } => self
+                    .emit_io(Route::ControlPlanePersist { inner: op }, Io::StoreApply { change }),
+                ControlPlaneEffect::ListRemoteGenerations { op, tenant } => self.emit_io(
+                    Route::ControlPlaneList { inner: op, tenant },
+                    Io::RemoteList { prefix: remote_path::tenant_prefix(tenant) },
+                ),
+                ControlPlaneEffect::Reply { req, reply } => {
+                    let Some(waiter) = self.cp_waiters.remove(&req.0) else {
+                        tracing::warn!(?req, "control-plane reply nobody waits for");
+                        continue;
+                    };
+                    match waiter {
+                        CpWaiter::Startup => self.on_startup_cp_reply(reply),
+                        CpWaiter::CreateTenant { req, tenant } => {
+                            self.on_create_tenant_cp_reply(req, tenant, reply)
+                        }
+                        CpWaiter::Validation { dq_op } => {
+                            let results = match reply {
+                                Ok(ControlPlaneReply::Validated { results }) => results,
+                                other => {
+                                    tracing::warn!(
+                                        ?other,
+                                        "validation failed; treating every tenant as not validated"
+                                    );
+                                    Vec::new()
+                                }
+                            };
+                            if let Some(dq) = &mut self.dq {
+                                if let Err(e) = dq.handle_validation(self.now, dq_op, results) {
+                                    tracing::error!(error = %e, "deletion queue refused a validation reply");
+                                }
+                                self.dirty.insert(Machine::DeletionQueue);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sends a request to the in-process control plane; its reply goes to `waiter`.
+    pub(crate) fn cp_request(&mut self, waiter: CpWaiter) -> CpRequestId {
+        let id = self.cp_requests.next_id().0;
+        self.cp_waiters.insert(id, waiter);
+        self.dirty.insert(Machine::ControlPlane);
+        CpRequestId(id)
+    }
+
+    fn drain_dq(&mut self) {
+        loop {
+            let Some(effect) = self.dq.as_mut().and_then(|dq| dq.poll_effect()) else {
+                return;
+            };
+            self.trace_line(
+                "deletion_queue",
+                None,
+                Direction::Effect,
+                super::trace::describe_dq(&effect),
+            );
+            match effect {
+                DeletionEffect::WriteList { op, sequence, bytes } => self.emit_io(
+                    Route::Deletion { inner: op },
+                    Io::DiskWrite {
+                        path: io::deletion_path(&DeletionList::file_name(sequence)),
+                        bytes,
+                    },
+                ),
+                DeletionEffect::WriteHeader { op, bytes } => self.emit_io(
+                    Route::Deletion { inner: op },
+                    Io::DiskWrite { path: io::deletion_path(DELETION_HEADER_FILE_NAME), bytes },
+                ),
+                DeletionEffect::RemoveList { op, sequence } => self.emit_io(
+                    Route::Deletion { inner: op },
+                    Io::DiskRemove { path: io::deletion_path(&DeletionList::file_name(sequence)) },
+                ),
+                DeletionEffect::DeleteObjects { op, keys } => {
+                    self.emit_io(Route::Deletion { inner: op }, Io::RemoteDelete { keys })
+                }
+                DeletionEffect::Validate { op, tenants } => {
+                    let req = self.cp_request(CpWaiter::Validation { dq_op: op });
+                    self.cp.handle_validate(self.now, req, tenants);
+                }
+                DeletionEffect::Report(report) => {
+                    let (t, tl, now) = (report.tenant, report.timeline, self.now);
+                    if let Some(slot) = self.slot_mut(t, tl) {
+                        slot.upload.handle_deletion_report(now, report);
+                        self.dirty.insert(Machine::Upload(t, tl));
+                    }
+                }
+                DeletionEffect::LsnValidated(v) => {
+                    let (t, tl, now) = (v.tenant, v.timeline, self.now);
+                    if let Some(slot) = self.slot_mut(t, tl) {
+                        slot.upload.handle_lsn_validation(now, v);
+                        self.dirty.insert(Machine::Upload(t, tl));
+                    }
+                }
+                DeletionEffect::FlushDone { .. } => {}
+            }
+        }
+    }
+
+    fn drain_timeline(&mut self, t: TenantId, tl: TimelineId) {
+        loop {
+            let now = self.now;
+            let Some(effect) = self.slot_mut(t, tl).and_then(|slot| slot.timeline.poll_effect())
+            else {
+                return;
+            };
+            let machine = format!("timeline[{t}/{tl}]");
+            self.trace_line(
+                &machine,
+                None,
+                Direction::Effect,
+                super::trace::describe_timeline(&effect),
+            );
+            match effect {
+                TimelineEffect::WriteLayer { op, name, bytes } => self.emit_io(
+                    Route::Timeline { tenant: t, timeline: tl, inner: op, redo: false },
+                    Io::DiskWrite { path: io::layer_path(t, tl, &name), bytes },
+                ),
+                TimelineEffect::WriteMetadata { op, metadata } => self.emit_io(
+                    Route::Timeline { tenant: t, timeline: tl, inner: op, redo: false },
+                    Io::DiskWrite {
+                        path: io::metadata_path(t, tl),
+                        bytes: metadata.to_bytes().to_vec(),
+                    },
+                ),
+                TimelineEffect::ReadLayer { op, name } => self.emit_io(
+                    Route::Timeline { tenant: t, timeline: tl, inner: op, redo: false },
+                    Io::DiskRead { path: io::layer_path(t, tl, &name) },
+                ),
+                TimelineEffect::DownloadLayer { op, name, meta } => {
+                    let key = remote_path::layer_key(t, tl, &name, meta.generation);
+                    self.emit_io(
+                        Route::DownloadGet { tenant: t, timeline: tl, inner: op, name, meta },
+                        Io::RemoteGet { key },
+                    )
+                }
+                TimelineEffect::Redo { op, request } => self.emit_io(
+                    Route::Timeline { tenant: t, timeline: tl, inner: op, redo: true },
+                    Io::Redo { request },
+                ),
+                TimelineEffect::ReadDone { req, result } => {
+                    let result = match result {
+                        Ok(value) => Ok(value),
+                        Err(e) => Err(super::requests::read_error_to_api(&e)),
+                    };
+                    self.on_read_done(RequestId(req.0), result);
+                }
+                TimelineEffect::LayerFlushed { name, file_size, crc32c } => {
+                    // Same input as the layer-map insert: the layer is in the upload
+                    // queue's set before anything else can see it (#5635).
+                    let Some(slot) = self.slot_mut(t, tl) else { return };
+                    if let Err(e) = slot.upload.handle_add_layer(now, name, file_size, crc32c) {
+                        self.break_timeline(
+                            t,
+                            tl,
+                            format!("upload queue refused a flushed layer: {e}"),
+                        );
+                    }
+                    self.dirty.insert(Machine::Upload(t, tl));
+                }
+                TimelineEffect::MetadataDurable { metadata } => {
+                    let Some(slot) = self.slot_mut(t, tl) else { return };
+                    if let Err(e) = slot.upload.handle_set_metadata(now, metadata) {
+                        self.break_timeline(t, tl, format!("upload queue refused metadata: {e}"));
+                    }
+                    self.dirty.insert(Machine::Upload(t, tl));
+                }
+                TimelineEffect::UnlinkLayers { names } => {
+                    // Compaction or GC replaced these: the upload queue uploads an index
+                    // without them and only then hands their deletion on (S-DEL-AFTER-INDEX).
+                    let Some(slot) = self.slot_mut(t, tl) else { return };
+                    if let Err(e) = slot.upload.handle_unlink_layers(now, &names) {
+                        self.break_timeline(t, tl, format!("upload queue refused an unlink: {e}"));
+                    }
+                    self.dirty.insert(Machine::Upload(t, tl));
+                }
+                TimelineEffect::EvictLayer { name } => {
+                    let path = io::layer_path(t, tl, &name);
+                    self.emit_io(
+                        Route::EvictLocal { tenant: t, timeline: tl, layer: name },
+                        Io::DiskRemove { path },
+                    );
+                }
+                TimelineEffect::FlushDone { .. } => {}
+            }
+        }
+    }
+
+    fn drain_upload(&mut self, t: TenantId, tl: TimelineId) {
+        loop {
+            let now = self.now;
+            let Some(effect) = self.slot_mut(t, tl).and_then(|slot| slot.upload.poll_effect())
+            else {
+                return;
+            };
+            let machine = format!("upload_queue[{t}/{tl}]");
+            self.trace_line(
+                &machine,
+                None,
+                Direction::Effect,
+                super::trace::describe_upload(&effect),
+            );
+            match effect {
+                UploadEffect::UploadLayer { op, name, meta } => {
+                    let key = remote_path::layer_key(t, tl, &name, meta.generation);
+                    let path = io::layer_path(t, tl, &name);
+                    self.emit_io(
+                        Route::UploadRead { tenant: t, timeline: tl, inner: op, key, layer: name },
+                        Io::DiskRead { path },
+                    )
+                }
+                UploadEffect::UploadIndex { op, version, index } => self.emit_io(
+                    Route::UploadPut { tenant: t, timeline: tl, inner: op, layer: None },
+                    Io::RemotePut {
+                        key: remote_path::index_key(t, tl, version),
+                        bytes: index.to_json_bytes(),
+                    },
+                ),
+                UploadEffect::HandDeletions { generation, keys } => {
+                    if let Some(dq) = &mut self.dq {
+                        dq.handle_push(now, t, tl, generation, keys);
+                        self.dirty.insert(Machine::DeletionQueue);
+                    }
+                }
+                UploadEffect::CancelDeletion { key } => {
+                    if let Some(dq) = &mut self.dq {
+                        dq.handle_cancel(now, t, tl, key);
+                        self.dirty.insert(Machine::DeletionQueue);
+                    }
+                }
+                UploadEffect::ValidateLsn { generation, lsn } => {
+                    if let Some(dq) = &mut self.dq {
+                        dq.handle_push_lsn_update(now, t, tl, generation, lsn);
+                        self.dirty.insert(Machine::DeletionQueue);
+                    }
+                }
+                UploadEffect::BarrierReached { id: _, result } => {
+                    self.on_barrier(t, tl, result.is_ok())
+                }
+                UploadEffect::LsnAdvanced { .. } => {
+                    // While shutting down, have each new projected LSN validated at once.
+                    if matches!(self.phase, super::NodePhase::ShuttingDown { .. }) {
+                        self.nudge_validation();
+                    }
+                }
+                UploadEffect::Backpressure { on } => {
+                    if let Some(slot) = self.slot_mut(t, tl) {
+                        slot.timeline.handle_backpressure(now, on);
+                    }
+                    self.dirty.insert(Machine::Timeline(t, tl));
+                }
+                UploadEffect::ListTimeline { op, prefix } => self.emit_io(
+                    Route::UploadList { tenant: t, timeline: tl, inner: op },
+                    Io::RemoteList { prefix },
+                ),
+                UploadEffect::DeletionAborted { error } => {
+                    tracing::warn!(tenant = %t, timeline = %tl, %error, "timeline deletion aborted");
+                }
+                UploadEffect::Broken { reason } => self.break_timeline(t, tl, reason),
+                UploadEffect::TimelineDeleted => {
+                    if let Some(tenant) = self.tenants.get_mut(&t) {
+                        tenant.timelines.remove(&tl);
+                    }
+                }
+            }
+        }
+    }
+
+    pub(crate) fn break_timeline(&mut self, t: TenantId, tl: TimelineId, reason: String) {
+        tracing::error!(tenant = %t, timeline = %tl, %reason, "timeline broken");
+        if let Some(slot) = self.slot_mut(t, tl) {
+            let previous = std::mem::replace(&mut slot.state, SlotState::Broken(reason.clone()));
+            if let SlotState::Creating { req } = previous {
+                self.reply(
+                    req,
+                    Err(ApiError::Internal(format!(
+                        "timeline {tl} broke while being created: {reason}"
+                    ))),
+                );
+            }
+        }
+    }
+
+    /// Routes a completed [`Io`] to whoever asked.
+    pub(crate) fn on_io_done(&mut self, route: Route, result: IoResult) {
+        let now = self.now;
+        match route {
+            Route::Timeline { tenant, timeline, inner, redo } => {
+                let completion = match result {
+                    IoResult::Done(r) => {
+                        TimelineCompletion::Written(r.map_err(|e| e.message().to_string()))
+                    }
+                    IoResult::Bytes(r) if redo => {
+                        TimelineCompletion::Redone(r.map_err(|e| e.message().to_string()))
+                    }
+                    IoResult::Bytes(r) => {
+                        TimelineCompletion::Read(r.map_err(|e| e.message().to_string()))
+                    }
+                    IoResult::Listing(_) => return self.bug("listing result for a timeline op"),
+                };
+                self.complete_timeline(tenant, timeline, inner, completion);
+            }
+            Route::DownloadGet { tenant, timeline, inner, name, meta } => match result {
+                IoResult::Bytes(Ok(bytes)) => {
+                    let size_ok = bytes.len() as u64 == meta.file_size;
+                    let crc = crc32c::crc32c(&bytes);
+                    if size_ok && crc == meta.crc32c {
+                        self.emit_io(
+                            Route::DownloadWrite { tenant, timeline, inner },
+                            Io::DiskWrite { path: io::layer_path(tenant, timeline, &name), bytes },
+                        );
+                    } else {
+                        let why = format!(
+                            "downloaded layer {name} does not match the index: {} bytes crc {crc:08x}, index says {} bytes crc {:08x}",
+                            bytes.len(),
+                            meta.file_size,
+                            meta.crc32c
+                        );
+                        self.complete_timeline(
+                            tenant,
+                            timeline,
+                            inner,
+                            TimelineCompletion::Downloaded(Err(why)),
+                        );
+                    }
+                }
+                IoResult::Bytes(Err(e)) => self.complete_timeline(
+                    tenant,
+                    timeline,
+                    inner,
+                    TimelineCompletion::Downloaded(Err(format!(
+                        "download of {name}: {}",
+                        e.message()
+                    ))),
+                ),
+                _ => self.bug("unexpected result for a download"),
+            },
+            Route::DownloadWrite { tenant, timeline, inner } => {
+                let r = match result {
+                    IoResult::Done(r) => r.map_err(|e| e.message().to_string()),
+                    _ => Err("unexpected result for a download write".to_string()),
+                };
+                self.complete_timeline(tenant, timeline, inner, TimelineCompletion::Downloaded(r));
+            }
+            Route::UploadRead { tenant, timeline, inner, key, layer } => match result {
+                IoResult::Bytes(Ok(bytes)) => self.emit_io(
+                    Route::UploadPut { tenant, timeline, inner, layer: Some(layer) },
+                    Io::RemotePut { key, bytes },
+                ),
+                IoResult::Bytes(Err(e)) => {
+                    // The local copy of a layer the queue must upload is gone or
+                    // unreadable: nothing a retry can fix.
+                    let failure = RemoteFailure::Permanent(format!(
+                        "reading the local layer for {key}: {}",
+                        e.message()
+                    ));
+                    self.complete_upload(tenant, timeline, inner, Err(failure));
+                }
+                _ => self.bug("unexpected result for an upload read"),
+            },
+            Route::UploadPut { tenant, timeline, inner, layer } => {
+                let r = match result {
+                    IoResult::Done(Ok(())) => Ok(()),
+                    IoResult::Done(Err(IoFailure::Permanent(m))) => {
+                        Err(RemoteFailure::Permanent(m))
+                    }
+                    IoResult::Done(Err(e)) => {
+                        Err(RemoteFailure::Transient(e.message().to_string()))
+                    }
+                    _ => return self.bug("unexpected result for an upload"),
+                };
+                // A layer durable remotely may be evicted locally from now on.
+                if r.is_ok()
+                    && let Some(layer) = layer
+                    && let Some(slot) = self.slot_mut(tenant, timeline)
+                {
+                    slot.timeline.handle_layers_uploaded(now, std::slice::from_ref(&layer));
+                    self.dirty.insert(Machine::Timeline(tenant, timeline));
+                }
+                self.complete_upload(tenant, timeline, inner, r);
+            }
+            Route::EvictLocal { tenant, timeline, layer } => {
+                if !matches!(result, IoResult::Done(Ok(()) | Err(IoFailure::NotFound(_)))) {
+                    tracing::warn!(%tenant, %timeline, %layer, ?result, "removing a local layer file failed");
+                }
+            }
+            Route::UploadList { tenant, timeline, inner } => {
+                let r = match result {
+                    IoResult::Listing(Ok(entries)) => Ok(entries
+                        .iter()
+                        .filter_map(|e| RemoteKey::from_listing(&e.name).ok())
+                        .collect()),
+                    IoResult::Listing(Err(IoFailure::Permanent(m))) => {
+                        Err(RemoteFailure::Permanent(m))
+                    }
+                    IoResult::Listing(Err(e)) => {
+                        Err(RemoteFailure::Transient(e.message().to_string()))
+                    }
+                    _ => return self.bug("unexpected result for a timeline listing"),
+                };
+                if let Some(slot) = self.slot_mut(tenant, timeline) {
+                    if let Err(e) = slot.upload.handle_listing(now, inner, r) {
+                        tracing::error!(error = %e, "upload queue refused a listing");
+                    }
+                    self.dirty.insert(Machine::Upload(tenant, timeline));
+                }
+            }
+            Route::Deletion { inner } => {
+                let r = match result {
+                    // A missing object or list file counts as done.
+                    IoResult::Done(Ok(()) | Err(IoFailure::NotFound(_))) => Ok(()),
+                    IoResult::Done(Err(IoFailure::Transient(m))) => Err(DqIoFailure::Transient(m)),
+                    IoResult::Done(Err(IoFailure::Permanent(m))) => Err(DqIoFailure::Permanent(m)),
+                    _ => return self.bug("unexpected result for a deletion-queue op"),
+                };
+                if let Some(dq) = &mut self.dq {
+                    if let Err(e) = dq.handle_completion(now, inner, r) {
+                        tracing::error!(error = %e, "deletion queue refused a completion");
+                    }
+                    self.dirty.insert(Machine::DeletionQueue);
+                }
+            }
+            Route::ControlPlanePersist { inner } => {
+                let r = match result {
+                    IoResult::Done(r) => r.map_err(|e| e.message().to_string()),
+                    _ => Err("unexpected result for a store change".to_string()),
+                };
+                if let Err(e) = self.cp.handle_persisted(now, inner, r) {
+                    tracing::error!(error = %e, "control plane refused a store completion");
+                }
+                self.dirty.insert(Machine::ControlPlane);
+            }
+            Route::ControlPlaneList { inner, tenant } => match result {
+                IoResult::Listing(Ok(entries)) => {
+                    let keys: Vec<RemoteKey> = entries
+                        .iter()
+                        .filter_map(|e: &Entry| RemoteKey::from_listing(&e.name).ok())
+                        .collect();
+                    let max = max_generation_in_listing(tenant, &keys);
+                    if let Err(e) = self.cp.handle_remote_generations(now, inner, max) {
+                        tracing::error!(error = %e, "control plane refused a listing");
+                    }
+                    self.dirty.insert(Machine::ControlPlane);
+                }
+                IoResult::Listing(Err(e)) => {
+                    // The control plane must not guess: retry the listing.
+                    tracing::warn!(%tenant, error = e.message(), "listing remote generations failed; retrying");
+                    self.emit_io(
+                        Route::ControlPlaneList { inner, tenant },
+                        Io::RemoteList { prefix: remote_path::tenant_prefix(tenant) },
+                    );
+                }
+                _ => self.bug("unexpected result for a remote listing"),
+            },
+            Route::Startup(step) => self.on_startup_io(step, result),
+            Route::CreateTenantConfig { req, tenant, generation } => {
+                self.on_create_tenant_config_written(req, tenant, generation, result)
+            }
+        }
+    }
+
+    fn complete_timeline(
+        &mut self,
+        t: TenantId,
+        tl: TimelineId,
+        inner: OpId,
+        c: TimelineCompletion,
+    ) {
+        let now = self.now;
+        let Some(slot) = self.slot_mut(t, tl) else { return };
+        if let Err(e) = slot.timeline.handle_completion(now, inner, c) {
+            tracing::error!(tenant = %t, timeline = %tl, error = %e, "timeline refused a completion");
+        }
+        self.dirty.insert(Machine::Timeline(t, tl));
+    }
+
+    fn complete_upload(
+        &mut self,
+        t: TenantId,
+        tl: TimelineId,
+        inner: OpId,
+        r: Result<(), RemoteFailure>,
+    ) {
+        let now = self.now;
+        let Some(slot) = self.slot_mut(t, tl) else { return };
+        if let Err(e) = slot.upload.handle_completion(now, inner, r) {
+            tracing::error!(tenant = %t, timeline = %tl, error = %e, "upload queue refused a completion");
+        }
+        self.dirty.insert(Machine::Upload(t, tl));
+    }
+
+    pub(crate) fn fire_timers(&mut self) {
+        let now = self.now;
+        if self.dq.as_ref().and_then(|dq| dq.poll_timeout()).is_some_and(|at| at <= now) {
+            if let Some(dq) = &mut self.dq {
+                dq.handle_timeout(now);
+            }
+            self.dirty.insert(Machine::DeletionQueue);
+        }
+        let mut due = Vec::new();
+        for (t, tenant) in &self.tenants {
+            for (tl, slot) in &tenant.timelines {
+                if slot.timeline.poll_timeout().is_some_and(|at| at <= now) {
+                    due.push(Machine::Timeline(*t, *tl));
+                }
+                if slot.upload.poll_timeout().is_some_and(|at| at <= now) {
+                    due.push(Machine::Upload(*t, *tl));
+                }
+            }
+        }
+        for machine in due {
+            match machine {
+                Machine::Timeline(t, tl) => {
+                    if let Some(slot) = self.slot_mut(t, tl) {
+                        slot.timeline.handle_timeout(now);
+                    }
+                }
+                Machine::Upload(t, tl) => {
+                    if let Some(slot) = self.slot_mut(t, tl) {
+                        slot.upload.handle_timeout(now);
+                    }
+                }
+                Machine::ControlPlane | Machine::DeletionQueue => {}
+            }
+            self.dirty.insert(machine);
+        }
+        self.check_shutdown_deadline();
+    }
+
+    pub(crate) fn cp_deadline(&self) -> Option<crate::time::Instant> {
+        None
+    }
+
+    pub(crate) fn bug(&mut self, what: &str) {
+        debug_assert!(false, "routing bug: {what}");
+        tracing::error!(what, "routing bug");
+    }
+
+    pub(crate) fn on_read_done(
+        &mut self,
+        req: RequestId,
+        result: Result<Option<Vec<u8>>, ApiError>,
+    ) {
+        let result = result.map(|value| {
+            let (key, lsn) = self.pending_reads.remove(&req).unwrap_or_default();
+            Response::Value { key, lsn, value }
+        });
+        self.reply(req, result);
+    }
+}

@@ -1,0 +1,530 @@
+//! Start-up: from what the world holds to an active node.
+//!
+//! Phases, in order (each a [`StartupPhase`]; the time spent in each is a getter):
+//! 1. `ListTenants`, `ReadConfigs`: list `tenants/` and read every `config-v1`. An
+//!    unreadable config is reported and that tenant is not loaded (never a default).
+//! 2. `Rebuild`: local tenants the control plane does not know mean its store is
+//!    fresh or lost. Without `rebuild_generations` the node refuses to start
+//!    (`Failed`, with the tenant ids); with it, each is attached with a generation
+//!    above the highest in its remote storage and its local config (S-GEN-MONO).
+//! 3. `ReAttach`: every tenant of this node gets a new generation, durably, before
+//!    anything is written; each `config-v1` is rewritten with it (`WriteConfigs`).
+//! 4. `LoadDeletionQueue`: read `deletion/` and recover the deletion queue with the
+//!    re-attach answer (lists of this node's immediately preceding generation are
+//!    kept; others are dropped).
+//! 5. `LoadTimelines`: per tenant, list its remote timelines, choose each index with
+//!    `select_index` (an index of a newer generation is reported, never loaded),
+//!    load it, list the local timeline directory, and reconcile: remote is the
+//!    truth, local-only and wrong-size layer files are removed (S-LOCAL-TRUTH),
+//!    layers missing locally are remote-only and downloaded on demand.
+//!
+//! A crash anywhere here leaves nothing half-done that the next start cannot redo:
+//! configs are rewritten atomically, and generations only grow.
+
+use super::io::{self, Entry, Io, IoResult};
+use super::routing::{CpWaiter, Route};
+use super::{Machine, Node, NodeEffect, NodePhase, SlotState, Tenant, TimelineSlot};
+use crate::control_plane::{ControlPlaneError, ControlPlaneReply, ReAttachedTenant};
+use crate::deletion_list::{DELETION_HEADER_FILE_NAME, DeletionHeader, DeletionList};
+use crate::deletion_queue::DeletionQueue;
+use crate::id::{TenantId, TimelineId};
+use crate::index_part::{IndexPart, IndexVersion, select_index};
+use crate::layer_name::LayerName;
+use crate::location_conf::{LocationConf, LocationMode};
+use crate::remote_path::{self, RemoteKey, TimelinesEntry};
+use crate::time::Instant;
+use crate::timeline::Timeline;
+use crate::upload_queue::UploadQueue;
+use std::collections::BTreeMap;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum StartupPhase {
+    ListTenants,
+    ReadConfigs,
+    Rebuild,
+    ReAttach,
+    WriteConfigs,
+    LoadDeletionQueue,
+    LoadTimelines,
+}
+
+/// The start-up I/O a completion belongs to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StartupIo {
+    ListTenants,
+    ReadConfig(TenantId),
+    WriteConfig(TenantId),
+    ListDeletion,
+    ReadDeletion(String),
+    ListRemoteTimelines(TenantId),
+    GetIndex {
+        tenant: TenantId,
+        timeline: TimelineId,
+        version: IndexVersion,
+    },
+    ListLocalTimeline {
+        tenant: TenantId,
+        timeline: TimelineId,
+        version: IndexVersion,
+        index: Box<IndexPart>,
+    },
+    RemoveLocal,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Startup {
+    configs: BTreeMap<TenantId, LocationConf>,
+    reattached: BTreeMap<TenantId, ReAttachedTenant>,
+    header: Option<DeletionHeader>,
+    lists: Vec<DeletionList>,
+    outstanding: usize,
+    phase_started: Option<Instant>,
+    /// Milliseconds spent in each finished phase, for metrics.
+    pub(crate) phase_ms: BTreeMap<StartupPhase, u64>,
+    /// Problems that did not stop the start (unreadable configs, newer indexes, …).
+    pub(crate) warnings: Vec<String>,
+}
+
+impl Node {
+    pub(crate) fn begin_startup(&mut self) {
+        self.startup.phase_started = Some(self.now);
+        self.startup_io(StartupIo::ListTenants, Io::DiskList { path: io::TENANTS_DIR.into() });
+    }
+
+    /// Start-up phases finished so far and their duration.
+    pub fn startup_phase_ms(&self) -> &BTreeMap<StartupPhase, u64> {
+        &self.startup.phase_ms
+    }
+
+    pub fn startup_warnings(&self) -> &[String] {
+        &self.startup.warnings
+    }
+
+    fn startup_io(&mut self, step: StartupIo, io: Io) {
+        self.startup.outstanding += 1;
+        self.emit_io(Route::Startup(step), io);
+    }
+
+    fn enter(&mut self, phase: StartupPhase) {
+        if let NodePhase::Starting(previous) = self.phase {
+            let started = self.startup.phase_started.unwrap_or(self.now);
+            self.startup.phase_ms.insert(previous, self.now.millis_since(started));
+        }
+        self.startup.phase_started = Some(self.now);
+        tracing::info!(?phase, "start-up phase");
+        self.phase = NodePhase::Starting(phase);
+    }
+
+    fn warn(&mut self, message: String) {
+        tracing::warn!("{message}");
+        self.startup.warnings.push(message);
+    }
+
+    fn fail_startup(&mut self, reason: String) {
+        tracing::error!(%reason, "node refuses to start");
+        self.phase = NodePhase::Failed(reason.clone());
+        self.effects.push_back(NodeEffect::Stopped { clean: false, reason });
+    }
+
+    pub(crate) fn on_startup_io(&mut self, step: StartupIo, result: IoResult) {
+        self.startup.outstanding -= 1;
+        match step {
+            StartupIo::ListTenants => {
+                let entries = match result {
+                    IoResult::Listing(Ok(entries)) => entries,
+                    IoResult::Listing(Err(super::io::IoFailure::NotFound(_))) => Vec::new(),
+                    other => {
+                        return self
+                            .fail_startup(format!("listing local tenants failed: {other:?}"));
+                    }
+                };
+                self.enter(super::StartupPhase::ReadConfigs);
+                for entry in entries.into_iter().filter(|e| e.is_dir) {
+                    match entry.name.parse::<TenantId>() {
+                        Ok(tenant) => self.startup_io(
+                            StartupIo::ReadConfig(tenant),
+                            Io::DiskRead { path: io::location_conf_path(tenant) },
+                        ),
+                        Err(_) => self.warn(format!(
+                            "ignoring {}/{}: not a tenant id",
+                            io::TENANTS_DIR,
+                            entry.name
+                        )),
+                    }
+                }
+            }
+            StartupIo::ReadConfig(tenant) => {
+                let parsed = match result {
+                    IoResult::Bytes(Ok(bytes)) => String::from_utf8(bytes)
+                        .map_err(|e| e.to_string())
+                        .and_then(|text| LocationConf::from_toml(&text).map_err(|e| e.to_string())),
+                    other => Err(format!("{other:?}")),
+                };
+                match parsed {
+                    Ok(conf) => {
+                        self.startup.configs.insert(tenant, conf);
+                    }
+                    Err(e) => self.warn(format!(
+                        "tenant {tenant} not loaded: its config-v1 is unreadable: {e}"
+                    )),
+                }
+            }
+            StartupIo::WriteConfig(tenant) => {
+                if !matches!(result, IoResult::Done(Ok(()))) {
+                    // Without its new generation on disk the tenant must not run.
+                    self.tenants.remove(&tenant);
+                    self.warn(format!(
+                        "tenant {tenant} not loaded: writing its config failed: {result:?}"
+                    ));
+                }
+            }
+            StartupIo::ListDeletion => {
+                if let IoResult::Listing(Ok(entries)) = result {
+                    for entry in entries.into_iter().filter(|e| !e.is_dir) {
+                        if entry.name == DELETION_HEADER_FILE_NAME
+                            || DeletionList::parse_file_name(&entry.name).is_some()
+                        {
+                            let path = io::deletion_path(&entry.name);
+                            self.startup_io(
+                                StartupIo::ReadDeletion(entry.name),
+                                Io::DiskRead { path },
+                            );
+                        }
+                    }
+                }
+            }
+            StartupIo::ReadDeletion(name) => {
+                let IoResult::Bytes(Ok(bytes)) = result else {
+                    self.warn(format!("deletion file {name} unreadable: {result:?}; skipped"));
+                    return self.startup_step_done();
+                };
+                if name == DELETION_HEADER_FILE_NAME {
+                    match DeletionHeader::from_json_bytes(&bytes) {
+                        Ok(h) => self.startup.header = Some(h),
+                        Err(e) => self
+                            .warn(format!("deletion header unreadable ({e}); treating as empty")),
+                    }
+                } else {
+                    match DeletionList::from_json_bytes(&bytes) {
+                        Ok(list) => self.startup.lists.push(list),
+                        Err(e) => self
+                            .warn(format!("deletion list {name} unreadable ({e}); left in place")),
+                    }
+                }
+            }
+            StartupIo::ListRemoteTimelines(tenant) => {
+                let entries = match result {
+                    IoResult::Listing(Ok(entries)) => entries,
+                    other => {
+                        self.tenants.remove(&tenant);
+                        self.warn(format!("tenant {tenant} not loaded: listing its remote timelines failed: {other:?}"));
+                        return self.startup_step_done();
+                    }
+                };
+                self.load_remote_timelines(tenant, &entries);
+            }
+            StartupIo::GetIndex { tenant, timeline, version } => {
+                let parsed = match result {
+                    IoResult::Bytes(Ok(bytes)) => {
+                        IndexPart::from_json_bytes(&bytes).map_err(|e| e.to_string())
+                    }
+                    other => Err(format!("{other:?}")),
+                };
+                match parsed {
+                    Ok(index) if index.deleted_at.is_some() => self.warn(format!(
+                        "timeline {tenant}/{timeline} is being deleted (tombstone); not loaded"
+                    )),
+                    Ok(index) => self.startup_io(
+                        StartupIo::ListLocalTimeline {
+                            tenant,
+                            timeline,
+                            version,
+                            index: Box::new(index),
+                        },
+                        Io::DiskList { path: io::timeline_dir(tenant, timeline) },
+                    ),
+                    Err(e) => self.warn(format!(
+                        "timeline {tenant}/{timeline} not loaded: index unreadable: {e}"
+                    )),
+                }
+            }
+            StartupIo::ListLocalTimeline { tenant, timeline, version, index } => {
+                let entries = match result {
+                    IoResult::Listing(Ok(entries)) => entries,
+                    _ => Vec::new(),
+                };
+                self.start_timeline(tenant, timeline, version, *index, &entries);
+            }
+            StartupIo::RemoveLocal => {
+                if !matches!(
+                    result,
+                    IoResult::Done(Ok(()) | Err(super::io::IoFailure::NotFound(_)))
+                ) {
+                    self.warn(format!("removing a local file failed: {result:?}"));
+                }
+            }
+        }
+        self.startup_step_done();
+    }
+
+    /// Moves to the next phase once the current one has no I/O outstanding.
+    fn startup_step_done(&mut self) {
+        if self.startup.outstanding > 0 {
+            return;
+        }
+        let NodePhase::Starting(phase) = self.phase else { return };
+        match phase {
+            StartupPhase::ListTenants => {}
+            StartupPhase::ReadConfigs => self.after_configs(),
+            StartupPhase::Rebuild | StartupPhase::ReAttach => {}
+            StartupPhase::WriteConfigs => {
+                self.enter(StartupPhase::LoadDeletionQueue);
+                self.startup_io(
+                    StartupIo::ListDeletion,
+                    Io::DiskList { path: io::DELETION_DIR.into() },
+                );
+            }
+            StartupPhase::LoadDeletionQueue => {
+                let header = self.startup.header.take();
+                let lists = std::mem::take(&mut self.startup.lists);
+                let dq = DeletionQueue::recover(
+                    self.config.deletion.clone(),
+                    header,
+                    lists,
+                    &self.startup.reattached,
+                );
+                self.dq = Some(dq);
+                self.dirty.insert(Machine::DeletionQueue);
+                self.enter(StartupPhase::LoadTimelines);
+                let tenants: Vec<TenantId> = self.tenants.keys().copied().collect();
+                for tenant in tenants {
+                    self.startup_io(
+                        StartupIo::ListRemoteTimelines(tenant),
+                        Io::RemoteList { prefix: remote_path::timelines_prefix(tenant) },
+                    );
+                }
+                self.startup_step_done();
+            }
+            StartupPhase::LoadTimelines => {
+                self.enter(StartupPhase::LoadTimelines);
+                self.phase = NodePhase::Active;
+                tracing::info!(tenants = self.tenants.len(), "node active");
+            }
+        }
+    }
+
+    fn after_configs(&mut self) {
+        let known: std::collections::BTreeSet<TenantId> =
+            self.cp.records().map(|r| r.tenant).collect();
+        let unknown: Vec<(TenantId, Option<crate::Generation>)> = self
+            .startup
+            .configs
+            .iter()
+            .filter(|(t, _)| !known.contains(t))
+            .map(|(t, c)| (*t, c.mode.generation()))
+            .collect();
+        if unknown.is_empty() {
+            return self.re_attach();
+        }
+        let ids: Vec<String> = unknown.iter().map(|(t, _)| t.to_string()).collect();
+        if !self.config.rebuild_generations {
+            return self.fail_startup(format!(
+                "the control-plane store does not know {} local tenant(s) ({}): it is fresh or was lost, and \
+                 granting generations from 1 again could let this node overwrite newer data. Start with \
+                 --rebuild-generations to set each tenant's generation above the highest found in remote storage.",
+                ids.len(),
+                ids.join(", ")
+            ));
+        }
+        self.enter(StartupPhase::Rebuild);
+        tracing::warn!(tenants = %ids.join(", "), "rebuilding generations from remote storage");
+        let node = self.config.node_id;
+        for (tenant, reported) in unknown {
+            let req = self.cp_request(CpWaiter::Startup);
+            self.cp.handle_attach(self.now, req, tenant, node, reported);
+            self.startup.outstanding += 1;
+        }
+    }
+
+    fn re_attach(&mut self) {
+        self.enter(StartupPhase::ReAttach);
+        let req = self.cp_request(CpWaiter::Startup);
+        self.cp.handle_re_attach(self.now, req, self.config.node_id);
+        self.startup.outstanding += 1;
+    }
+
+    pub(crate) fn on_startup_cp_reply(
+        &mut self,
+        reply: Result<ControlPlaneReply, ControlPlaneError>,
+    ) {
+        self.startup.outstanding -= 1;
+        match (self.phase.clone(), reply) {
+            (
+                NodePhase::Starting(StartupPhase::Rebuild),
+                Ok(ControlPlaneReply::Attached { .. }),
+            ) => {
+                if self.startup.outstanding == 0 {
+                    self.re_attach();
+                }
+            }
+            (
+                NodePhase::Starting(StartupPhase::ReAttach),
+                Ok(ControlPlaneReply::ReAttached { tenants }),
+            ) => {
+                self.enter(StartupPhase::WriteConfigs);
+                for rt in tenants {
+                    let mode = match self.startup.configs.get(&rt.tenant).map(|c| c.mode) {
+                        Some(LocationMode::AttachedMulti { .. }) => {
+                            LocationMode::AttachedMulti { generation: rt.generation }
+                        }
+                        Some(LocationMode::AttachedStale { .. }) => {
+                            LocationMode::AttachedStale { generation: rt.generation }
+                        }
+                        _ => LocationMode::AttachedSingle { generation: rt.generation },
+                    };
+                    let tenant_conf = self
+                        .startup
+                        .configs
+                        .get(&rt.tenant)
+                        .map(|c| c.tenant_conf.clone())
+                        .unwrap_or_default();
+                    let conf = LocationConf { mode, tenant_conf };
+                    self.tenants.insert(
+                        rt.tenant,
+                        Tenant { generation: rt.generation, mode, timelines: BTreeMap::new() },
+                    );
+                    self.startup_io(
+                        StartupIo::WriteConfig(rt.tenant),
+                        Io::DiskWrite {
+                            path: io::location_conf_path(rt.tenant),
+                            bytes: conf.to_toml().into_bytes(),
+                        },
+                    );
+                    self.startup.reattached.insert(rt.tenant, rt);
+                }
+                for tenant in self.startup.configs.keys() {
+                    if !self.startup.reattached.contains_key(tenant) {
+                        let message = format!(
+                            "tenant {tenant} is not attached to this node any more; not loaded"
+                        );
+                        tracing::warn!("{message}");
+                        self.startup.warnings.push(message);
+                    }
+                }
+                self.startup_step_done();
+            }
+            (phase, reply) => {
+                self.fail_startup(format!("control plane answered {reply:?} during {phase:?}"))
+            }
+        }
+    }
+
+    fn load_remote_timelines(&mut self, tenant: TenantId, entries: &[Entry]) {
+        let Some(generation) = self.tenants.get(&tenant).map(|t| t.generation) else { return };
+        let mut versions: BTreeMap<TimelineId, Vec<IndexVersion>> = BTreeMap::new();
+        for entry in entries {
+            let Ok(key) = RemoteKey::from_listing(&entry.name) else { continue };
+            match remote_path::classify_timelines_entry(tenant, &key) {
+                Some(TimelinesEntry::Timeline(timeline)) => {
+                    let list = versions.entry(timeline).or_default();
+                    match remote_path::parse_index_key(tenant, timeline, &key) {
+                        Some(Ok(v)) => list.push(v),
+                        Some(Err(e)) => {
+                            self.warn(format!("ignoring unparsable index key {key}: {e}"))
+                        }
+                        None => {}
+                    }
+                }
+                Some(TimelinesEntry::DeletionMark) => {
+                    self.warn(format!("tenant {tenant} carries a deletion mark"))
+                }
+                Some(TimelinesEntry::Unknown(name)) => {
+                    self.warn(format!("ignoring unknown remote entry {name}"))
+                }
+                None => {}
+            }
+        }
+        for (timeline, listed) in versions {
+            let selection = select_index(generation, &listed);
+            if !selection.newer.is_empty() {
+                self.warn(format!(
+                    "timeline {tenant}/{timeline} has indexes of newer generations {:?} than ours ({generation}): not loaded from them",
+                    selection.newer
+                ));
+            }
+            match selection.chosen {
+                Some(version) => self.startup_io(
+                    StartupIo::GetIndex { tenant, timeline, version },
+                    Io::RemoteGet { key: remote_path::index_key(tenant, timeline, version) },
+                ),
+                None => self.warn(format!(
+                    "timeline {tenant}/{timeline} has no index at or below {generation}; skipped"
+                )),
+            }
+        }
+    }
+
+    fn start_timeline(
+        &mut self,
+        tenant: TenantId,
+        timeline: TimelineId,
+        version: IndexVersion,
+        index: IndexPart,
+        entries: &[Entry],
+    ) {
+        let Some(t) = self.tenants.get(&tenant) else { return };
+        let (generation, mode) = (t.generation, super::requests::attach_mode(&t.mode));
+        let local: BTreeMap<LayerName, u64> = entries
+            .iter()
+            .filter(|e| !e.is_dir)
+            .filter_map(|e| e.name.parse::<LayerName>().ok().map(|name| (name, e.size_bytes)))
+            .collect();
+        // Anything else in the directory that is not the metadata file is a leftover.
+        for e in entries.iter().filter(|e| !e.is_dir && e.name != io::METADATA_FILE_NAME) {
+            if e.name.parse::<LayerName>().is_err() {
+                self.warn(format!(
+                    "removing unexpected local file {}/{}",
+                    io::timeline_dir(tenant, timeline),
+                    e.name
+                ));
+                let path = io::timeline_dir(tenant, timeline).join(&e.name);
+                self.startup_io(StartupIo::RemoveLocal, Io::DiskRemove { path });
+            }
+        }
+        let mut timeline_config = self.config.timeline.clone();
+        timeline_config.generation = generation;
+        let (machine, remove) =
+            Timeline::recover(tenant, timeline, &index, &local, timeline_config);
+        for name in remove {
+            // S-LOCAL-TRUTH: local-only or wrong-size files go; remote is the truth.
+            let path = io::layer_path(tenant, timeline, &name);
+            self.startup_io(StartupIo::RemoveLocal, Io::DiskRemove { path });
+        }
+        let mut upload = UploadQueue::recover(
+            tenant,
+            timeline,
+            generation,
+            mode,
+            index,
+            version,
+            self.config.upload.clone(),
+        );
+        // Layers above the index's disk_consistent_lsn (flushed and uploaded, but the
+        // metadata never made it) leave the remote set too: a re-ingest will write
+        // them again, under the same name, in this generation.
+        let future: Vec<LayerName> = machine.future_layers().to_vec();
+        if !future.is_empty()
+            && let Err(e) = upload.handle_unlink_layers(self.now, &future)
+        {
+            self.warn(format!("timeline {tenant}/{timeline}: unlinking future layers failed: {e}"));
+        }
+        if let Some(t) = self.tenants.get_mut(&tenant) {
+            t.timelines.insert(
+                timeline,
+                TimelineSlot { state: SlotState::Active, timeline: machine, upload },
+            );
+        }
+        self.dirty.insert(Machine::Timeline(tenant, timeline));
+        self.dirty.insert(Machine::Upload(tenant, timeline));
+    }
+}

@@ -1,0 +1,302 @@
+//! The node composite under a synchronous harness: an in-memory world (files,
+//! objects, store rows) that executes the node's I/O effects immediately, in
+//! order, with `check_invariants` after every input. Crash = drop the node, keep
+//! the world.
+
+use super::api::{ApiError, Request, RequestId, Response};
+use super::io::{Entry, Io, IoFailure, IoResult};
+use super::{Node, NodeConfig, NodeEffect, NodePhase};
+use crate::control_plane::{StoreChange, TenantRecord};
+use crate::id::{NodeId, TenantId, TimelineId};
+use crate::key::Key;
+use crate::lsn::Lsn;
+use crate::redo::{DeltaOp, IngestRecord, Record};
+use crate::time::{Instant, WallTime};
+use camino::Utf8PathBuf;
+use std::collections::BTreeMap;
+
+#[derive(Default, Clone)]
+struct World {
+    files: BTreeMap<Utf8PathBuf, Vec<u8>>,
+    objects: BTreeMap<String, Vec<u8>>,
+    store: BTreeMap<TenantId, TenantRecord>,
+}
+
+impl World {
+    fn execute(&mut self, io: Io) -> IoResult {
+        match io {
+            Io::DiskWrite { path, bytes } => {
+                self.files.insert(path, bytes);
+                IoResult::Done(Ok(()))
+            }
+            Io::DiskRead { path } => IoResult::Bytes(
+                self.files.get(&path).cloned().ok_or(IoFailure::NotFound(path.to_string())),
+            ),
+            Io::DiskRemove { path } => IoResult::Done(
+                self.files.remove(&path).map(|_| ()).ok_or(IoFailure::NotFound(path.to_string())),
+            ),
+            Io::DiskCreateDir { .. } => IoResult::Done(Ok(())),
+            Io::DiskList { path } => {
+                let prefix = format!("{path}/");
+                let mut entries: BTreeMap<String, Entry> = BTreeMap::new();
+                for (p, bytes) in &self.files {
+                    let Some(rest) = p.as_str().strip_prefix(&prefix) else { continue };
+                    let (name, is_dir) = match rest.split_once('/') {
+                        Some((dir, _)) => (dir.to_string(), true),
+                        None => (rest.to_string(), false),
+                    };
+                    let size_bytes = if is_dir { 0 } else { bytes.len() as u64 };
+                    entries.insert(name.clone(), Entry { name, is_dir, size_bytes });
+                }
+                if entries.is_empty() {
+                    return IoResult::Listing(Err(IoFailure::NotFound(path.to_string())));
+                }
+                IoResult::Listing(Ok(entries.into_values().collect()))
+            }
+            Io::RemotePut { key, bytes } => {
+                self.objects.insert(key.as_str().to_string(), bytes);
+                IoResult::Done(Ok(()))
+            }
+            Io::RemoteGet { key } => IoResult::Bytes(
+                self.objects.get(key.as_str()).cloned().ok_or(IoFailure::NotFound(key.to_string())),
+            ),
+            Io::RemoteList { prefix } => IoResult::Listing(Ok(self
+                .objects
+                .iter()
+                .filter(|(k, _)| k.starts_with(&prefix))
+                .map(|(k, v)| Entry { name: k.clone(), is_dir: false, size_bytes: v.len() as u64 })
+                .collect())),
+            Io::RemoteDelete { keys } => {
+                for k in keys {
+                    self.objects.remove(k.as_str());
+                }
+                IoResult::Done(Ok(()))
+            }
+            Io::StoreApply { change } => {
+                let records = match change {
+                    StoreChange::Upsert(r) => vec![r],
+                    StoreChange::UpsertAll(rs) => rs,
+                };
+                for r in records {
+                    self.store.insert(r.tenant, r);
+                }
+                IoResult::Done(Ok(()))
+            }
+            Io::Redo { request } => {
+                IoResult::Bytes(request.execute().map_err(|e| IoFailure::Permanent(e.to_string())))
+            }
+        }
+    }
+}
+
+struct Harness {
+    world: World,
+    node: Node,
+    now: Instant,
+    next_req: u64,
+    replies: BTreeMap<RequestId, Result<Response, ApiError>>,
+    stopped: Option<(bool, String)>,
+}
+
+fn config() -> NodeConfig {
+    let mut c = NodeConfig::new(NodeId(1));
+    c.timeline.checkpoint_distance_bytes = 512;
+    c
+}
+
+impl Harness {
+    fn start(world: World, config: NodeConfig) -> Harness {
+        let records = world.store.values().cloned().collect();
+        let now = Instant(1_000);
+        let node = Node::start(config, now, WallTime(0), records);
+        let mut h =
+            Harness { world, node, now, next_req: 0, replies: BTreeMap::new(), stopped: None };
+        h.settle();
+        h
+    }
+
+    /// Executes effects until the node is quiet, firing due timers (time advances
+    /// to the next deadline when nothing else is pending, up to a bound).
+    fn settle(&mut self) {
+        for _ in 0..100_000 {
+            self.node.check_invariants();
+            match self.node.poll_effect() {
+                Some(NodeEffect::Io { op, io }) => {
+                    let result = self.world.execute(io);
+                    self.node.handle_io(self.now, WallTime(self.now.0), op, result);
+                }
+                Some(NodeEffect::Reply { req, result }) => {
+                    self.replies.insert(req, result);
+                }
+                Some(NodeEffect::Stopped { clean, reason }) => {
+                    self.stopped = Some((clean, reason));
+                }
+                None => return,
+            }
+        }
+        panic!("node did not settle");
+    }
+
+    /// Advances time to the next deadline (if within `max_ms`) and fires it.
+    fn tick(&mut self, max_ms: u64) -> bool {
+        match self.node.poll_timeout() {
+            Some(at) if at.millis_since(self.now) <= max_ms => {
+                self.now = self.now.max(at);
+                self.node.handle_timeout(self.now, WallTime(self.now.0));
+                self.settle();
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn call(&mut self, request: Request) -> Result<Response, ApiError> {
+        let req = RequestId(self.next_req);
+        self.next_req += 1;
+        self.node.handle_request(self.now, WallTime(self.now.0), req, request);
+        self.settle();
+        for _ in 0..1_000 {
+            if let Some(r) = self.replies.remove(&req) {
+                return r;
+            }
+            if !self.tick(60_000) {
+                break;
+            }
+        }
+        panic!("no reply to {req:?}");
+    }
+}
+
+const T: TenantId = TenantId([1; 16]);
+const TL: TimelineId = TimelineId([2; 16]);
+
+fn records(from: u64, n: u64) -> Vec<IngestRecord> {
+    (0..n)
+        .map(|i| {
+            let lsn = Lsn(from + i * 8);
+            let record = if i % 5 == 0 {
+                Record::Image(vec![i as u8; 40])
+            } else {
+                Record::Delta(vec![DeltaOp::Append(vec![i as u8; 3])])
+            };
+            IngestRecord { key: Key(i % 7), lsn, record }
+        })
+        .collect()
+}
+
+fn read(h: &mut Harness, key: u64, lsn: Lsn) -> Option<Vec<u8>> {
+    match h.call(Request::Read { tenant: T, timeline: TL, key: Key(key), lsn }) {
+        Ok(Response::Value { value, .. }) => value,
+        other => panic!("read: {other:?}"),
+    }
+}
+
+fn info(h: &mut Harness) -> super::api::TimelineInfo {
+    match h.call(Request::TimelineInfo { tenant: T, timeline: TL }) {
+        Ok(Response::TimelineInfo(i)) => i,
+        other => panic!("info: {other:?}"),
+    }
+}
+
+#[test]
+fn create_ingest_shutdown_restart_reads_back_with_a_new_generation() {
+    let mut h = Harness::start(World::default(), config());
+    assert_eq!(h.node.phase(), &NodePhase::Active);
+    let gen1 = match h.call(Request::CreateTenant { tenant: T }) {
+        Ok(Response::TenantCreated { generation, .. }) => generation,
+        other => panic!("{other:?}"),
+    };
+    assert!(matches!(h.call(Request::CreateTenant { tenant: T }), Err(ApiError::Conflict(_))));
+    match h.call(Request::CreateTimeline { tenant: T, timeline: TL }) {
+        Ok(Response::TimelineCreated(info)) => assert_eq!(info.state, "Active"),
+        other => panic!("{other:?}"),
+    }
+    // S-ACTIVE-UPLOADED: an index exists remotely once the timeline is reported.
+    assert!(h.world.objects.keys().any(|k| k.contains("index_part.json")));
+
+    let batch = records(16, 200);
+    let last = batch.last().unwrap().lsn;
+    assert!(matches!(
+        h.call(Request::Ingest { tenant: T, timeline: TL, records: batch.clone() }),
+        Ok(Response::Ingested { .. })
+    ));
+    let before: Vec<_> = (0..7).map(|k| read(&mut h, k, last)).collect();
+    assert!(before.iter().all(Option::is_some));
+
+    assert_eq!(h.call(Request::Shutdown), Ok(Response::ShutdownComplete { clean: true }));
+    assert_eq!(h.stopped.as_ref().map(|s| s.0), Some(true));
+
+    // Restart from what the world holds.
+    let mut h = Harness::start(h.world.clone(), config());
+    assert_eq!(h.node.phase(), &NodePhase::Active, "{:?}", h.node.startup_warnings());
+    let i = info(&mut h);
+    assert!(i.generation > gen1, "generation {} after restart, was {gen1}", i.generation);
+    assert_eq!(i.last_ingested_lsn, last);
+    for (k, expected) in before.iter().enumerate() {
+        assert_eq!(&read(&mut h, k as u64, last), expected, "key {k}");
+    }
+    // Re-sent records are acknowledged and skipped.
+    match h.call(Request::Ingest { tenant: T, timeline: TL, records: batch }) {
+        Ok(Response::Ingested { applied, skipped, .. }) => assert_eq!((applied, skipped), (0, 200)),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_fresh_store_with_local_tenants_refuses_to_start_unless_rebuilding() {
+    let mut h = Harness::start(World::default(), config());
+    h.call(Request::CreateTenant { tenant: T }).unwrap();
+    h.call(Request::CreateTimeline { tenant: T, timeline: TL }).unwrap();
+    h.call(Request::Ingest { tenant: T, timeline: TL, records: records(16, 50) }).unwrap();
+    h.call(Request::Shutdown).unwrap();
+    let highest_before = h.world.store[&T].generation;
+
+    let mut lost = h.world.clone();
+    lost.store.clear();
+    let refused = Harness::start(lost.clone(), config());
+    match refused.node.phase() {
+        NodePhase::Failed(reason) => assert!(reason.contains("--rebuild-generations"), "{reason}"),
+        other => panic!("started on a lost store: {other:?}"),
+    }
+
+    let mut rebuild = config();
+    rebuild.rebuild_generations = true;
+    let mut h = Harness::start(lost, rebuild);
+    assert_eq!(h.node.phase(), &NodePhase::Active);
+    let i = info(&mut h);
+    assert!(
+        i.generation > highest_before,
+        "S-GEN-MONO: rebuilt generation {} not above {highest_before}",
+        i.generation
+    );
+}
+
+#[test]
+fn local_layers_deleted_while_stopped_are_downloaded_on_read() {
+    let mut h = Harness::start(World::default(), config());
+    h.call(Request::CreateTenant { tenant: T }).unwrap();
+    h.call(Request::CreateTimeline { tenant: T, timeline: TL }).unwrap();
+    let batch = records(16, 200);
+    // Reads at every tenth LSN need every layer.
+    let lsns: Vec<Lsn> = batch.iter().step_by(10).map(|r| r.lsn).collect();
+    h.call(Request::Ingest { tenant: T, timeline: TL, records: batch }).unwrap();
+    let expect = |h: &mut Harness| -> Vec<Option<Vec<u8>>> {
+        lsns.iter().flat_map(|lsn| (0..7).map(|k| read(h, k, *lsn)).collect::<Vec<_>>()).collect()
+    };
+    let before = expect(&mut h);
+    h.call(Request::Shutdown).unwrap();
+
+    let mut world = h.world.clone();
+    let layers: Vec<Utf8PathBuf> =
+        world.files.keys().filter(|p| p.as_str().contains("__")).cloned().collect();
+    assert!(layers.len() >= 2, "{layers:?}");
+    world.files.remove(&layers[0]);
+    world.files.get_mut(&layers[1]).unwrap().truncate(10);
+
+    let mut h = Harness::start(world, config());
+    // S-LOCAL-TRUTH: the truncated file was removed at start-up.
+    assert!(!h.world.files.contains_key(&layers[1]));
+    assert_eq!(expect(&mut h), before);
+    assert!(h.world.files.contains_key(&layers[0]), "the layer was not downloaded again");
+    assert!(h.world.files.contains_key(&layers[1]), "the truncated layer was not downloaded again");
+}

@@ -1,0 +1,210 @@
+//! The node's configuration file (TOML), as `strata init` writes it.
+//!
+//! ```toml
+//! node_id = 1
+//! data_dir = "data"                 # relative paths are relative to this file
+//! listen_http = "127.0.0.1:9898"
+//!
+//! [remote_storage]
+//! kind = "local"                    # the embedded default: a directory
+//! path = "remote"
+//! # or: kind = "s3", bucket = "b", region = "us-east-1", prefix = "strata/",
+//! #     endpoint = "http://127.0.0.1:5599" (S3-compatible servers)
+//!
+//! [control_plane]
+//! kind = "embedded"                 # in-process generation table on SQLite
+//! sqlite_path = "control-plane.sqlite"
+//!
+//! [tuning]                          # every field optional; defaults in the code
+//! checkpoint_distance_bytes = 8388608
+//! ```
+//!
+//! Unknown keys are errors, so a typo never silently falls back to a default.
+
+use camino::{Utf8Path, Utf8PathBuf};
+use serde::{Deserialize, Serialize};
+use strata_core::NodeId;
+use strata_core::node::NodeConfig;
+
+pub const DEFAULT_LISTEN_HTTP: &str = "127.0.0.1:9898";
+pub const CONFIG_FILE_NAME: &str = "strata.toml";
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub node_id: u64,
+    pub data_dir: Utf8PathBuf,
+    pub listen_http: String,
+    pub remote_storage: RemoteStorageConfig,
+    pub control_plane: ControlPlaneConfig,
+    #[serde(default)]
+    pub walredo: WalRedoConfig,
+    #[serde(default)]
+    pub tuning: Tuning,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum RemoteStorageConfig {
+    /// A local directory as the object store.
+    Local { path: Utf8PathBuf },
+    /// An S3 bucket (or an S3-compatible server): the fields of
+    /// `strata_adapters::s3::S3Config` (`bucket`, `region`, `prefix`, `endpoint`, …).
+    #[cfg(not(madsim))]
+    S3(strata_adapters::s3::S3Config),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum ControlPlaneConfig {
+    /// The generation table in-process, stored in SQLite.
+    Embedded { sqlite_path: Utf8PathBuf },
+}
+
+/// How values are reconstructed.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum WalRedoConfig {
+    /// Core's redo function in the node process.
+    #[default]
+    InProcess,
+}
+
+/// Optional overrides of the machines' defaults. Units are in the names.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tuning {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint_distance_bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint_timeout_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_wait_timeout_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layer_upload_concurrency: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shutdown_grace_ms: Option<u64>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading config {path}: {source}")]
+    Read { path: Utf8PathBuf, source: std::io::Error },
+    #[error("config {path} is invalid: {message}")]
+    Invalid { path: Utf8PathBuf, message: String },
+}
+
+impl FileConfig {
+    /// The configuration `strata init` writes for a directory: everything under it.
+    pub fn embedded_defaults() -> Self {
+        FileConfig {
+            node_id: 1,
+            data_dir: "data".into(),
+            listen_http: DEFAULT_LISTEN_HTTP.to_string(),
+            remote_storage: RemoteStorageConfig::Local { path: "remote".into() },
+            control_plane: ControlPlaneConfig::Embedded {
+                sqlite_path: "control-plane.sqlite".into(),
+            },
+            walredo: WalRedoConfig::InProcess,
+            tuning: Tuning::default(),
+        }
+    }
+
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).unwrap_or_else(|e| unreachable!("FileConfig always serializes: {e}"))
+    }
+
+    pub fn parse(path: &Utf8Path, text: &str) -> Result<Self, ConfigError> {
+        let config: FileConfig = toml::from_str(text)
+            .map_err(|e| ConfigError::Invalid { path: path.to_owned(), message: e.to_string() })?;
+        if config.node_id == 0 {
+            return Err(ConfigError::Invalid {
+                path: path.to_owned(),
+                message: "node_id must be at least 1".into(),
+            });
+        }
+        Ok(config)
+    }
+
+    /// Makes every relative path relative to `base` (the config file's directory).
+    pub fn resolve_paths(mut self, base: &Utf8Path) -> Self {
+        let abs = |p: &Utf8Path| if p.is_absolute() { p.to_owned() } else { base.join(p) };
+        self.data_dir = abs(&self.data_dir);
+        if let RemoteStorageConfig::Local { path } = &mut self.remote_storage {
+            *path = abs(path);
+        }
+        let ControlPlaneConfig::Embedded { sqlite_path } = &mut self.control_plane;
+        *sqlite_path = abs(sqlite_path);
+        self
+    }
+
+    /// The machines' configuration with this file's overrides applied.
+    pub fn node_config(&self, rebuild_generations: bool) -> NodeConfig {
+        let mut c = NodeConfig::new(NodeId(self.node_id));
+        let t = &self.tuning;
+        if let Some(v) = t.checkpoint_distance_bytes {
+            c.timeline.checkpoint_distance_bytes = v;
+        }
+        if let Some(v) = t.checkpoint_timeout_ms {
+            c.timeline.checkpoint_timeout_ms = v;
+        }
+        if let Some(v) = t.read_wait_timeout_ms {
+            c.timeline.read_wait_timeout_ms = v;
+        }
+        if let Some(v) = t.layer_upload_concurrency {
+            c.upload.layer_upload_concurrency = v;
+        }
+        if let Some(v) = t.shutdown_grace_ms {
+            c.shutdown_grace_ms = v;
+        }
+        c.rebuild_generations = rebuild_generations;
+        c
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_round_trip_and_resolve() {
+        let c = FileConfig::embedded_defaults();
+        let text = c.to_toml();
+        let back = FileConfig::parse("x.toml".into(), &text).unwrap();
+        assert_eq!(back, c);
+        let resolved = back.resolve_paths("/srv/strata".into());
+        assert_eq!(resolved.data_dir, "/srv/strata/data");
+        assert_eq!(
+            resolved.remote_storage,
+            RemoteStorageConfig::Local { path: "/srv/strata/remote".into() }
+        );
+    }
+
+    #[test]
+    fn s3_remote_storage_parses() {
+        let text = FileConfig::embedded_defaults().to_toml().replace(
+            "[remote_storage]\nkind = \"local\"\npath = \"remote\"",
+            "[remote_storage]\nkind = \"s3\"\nbucket = \"b\"\nregion = \"eu-west-1\"\nendpoint = \"http://127.0.0.1:5599\"",
+        );
+        let c = FileConfig::parse("x.toml".into(), &text).unwrap();
+        match c.remote_storage {
+            RemoteStorageConfig::S3(s3) => {
+                assert_eq!((s3.bucket.as_str(), s3.region.as_str()), ("b", "eu-west-1"));
+                assert_eq!(s3.endpoint.as_deref(), Some("http://127.0.0.1:5599"));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn typos_and_node_zero_are_errors() {
+        let mut text = FileConfig::embedded_defaults().to_toml();
+        text.push_str("\ncheckpoint_distanse = 5\n");
+        let err = FileConfig::parse("x.toml".into(), &text).unwrap_err();
+        assert!(err.to_string().contains("checkpoint_distanse"), "{err}");
+        let zero = FileConfig::embedded_defaults().to_toml().replace("node_id = 1", "node_id = 0");
+        assert!(
+            FileConfig::parse("x.toml".into(), &zero).unwrap_err().to_string().contains("node_id")
+        );
+    }
+}

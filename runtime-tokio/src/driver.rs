@@ -1,0 +1,273 @@
+//! The driver: one async loop that runs a [`Node`] on adapters.
+//!
+//! The same code builds for tokio and, with `--cfg madsim`, for the simulator; only
+//! the adapters differ. It holds no business rule: each turn it waits for one input
+//! (an I/O completion, the node's next deadline, or a request), feeds it with core's
+//! time, drains every effect (spawning one task per [`Io`], answering replies), hands
+//! the trace lines to the sink and, in debug builds, checks the node's invariants.
+//!
+//! The driver is the only clock reader: `Instant` is milliseconds since the loop
+//! started (`std::time::Instant`, which madsim makes virtual), `WallTime` is the
+//! system clock. Between two effects of one step the loop yields, so that the
+//! simulator can kill the node between any two.
+
+use crate::trace_sink::TraceSink;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use strata_adapters::disk::{Disk, DiskErrorKind};
+use strata_adapters::generation_store::GenerationStore;
+use strata_adapters::redo::Redo;
+use strata_adapters::remote::{RemoteErrorKind, RemoteStorage};
+use strata_core::id::OpId;
+use strata_core::node::api::{ApiError, Request, RequestId, Response};
+use strata_core::node::io::{Entry, Io, IoFailure, IoResult};
+use strata_core::node::{Node, NodeConfig, NodeEffect};
+use strata_core::time::{Instant, WallTime};
+use tokio::sync::{mpsc, oneshot};
+
+/// The adapters one node runs on.
+#[derive(Clone)]
+pub struct Adapters<D, R, S, W> {
+    pub disk: D,
+    pub remote: R,
+    pub store: S,
+    pub redo: W,
+}
+
+/// A request and where its answer goes.
+pub type Command = (Request, oneshot::Sender<Result<Response, ApiError>>);
+
+/// The client side of a running driver: cheap to clone.
+#[derive(Clone, Debug)]
+pub struct NodeHandle {
+    inbox: mpsc::Sender<Command>,
+}
+
+impl NodeHandle {
+    /// Sends a request and awaits the node's answer.
+    pub async fn call(&self, request: Request) -> Result<Response, ApiError> {
+        let (reply, answer) = oneshot::channel();
+        self.inbox.send((request, reply)).await.map_err(|_| ApiError::ShuttingDown)?;
+        answer.await.map_err(|_| ApiError::ShuttingDown)?
+    }
+}
+
+/// Depth of the request inbox: callers wait (async) when the node is this far behind.
+pub const INBOX_CAPACITY: usize = 256;
+
+pub fn channel() -> (NodeHandle, mpsc::Receiver<Command>) {
+    let (inbox, rx) = mpsc::channel(INBOX_CAPACITY);
+    (NodeHandle { inbox }, rx)
+}
+
+/// How a driver run ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Stopped {
+    pub clean: bool,
+    pub reason: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DriverError {
+    #[error("loading the control-plane store failed: {0}")]
+    StoreLoad(String),
+}
+
+/// Live view of the node for metrics and status, refreshed after every input.
+#[derive(Clone, Debug, Default)]
+pub struct NodeStatus {
+    pub phase: String,
+    pub in_flight_io: usize,
+    pub inputs: u64,
+}
+
+/// Runs `node_config`'s node until it stops. `status` is refreshed after every input.
+pub async fn run<D, R, S, W>(
+    node_config: NodeConfig,
+    adapters: Adapters<D, R, S, W>,
+    mut inbox: mpsc::Receiver<Command>,
+    trace: TraceSink,
+    status: Arc<std::sync::Mutex<NodeStatus>>,
+) -> Result<Stopped, DriverError>
+where
+    D: Disk,
+    R: RemoteStorage,
+    S: GenerationStore,
+    W: Redo,
+{
+    let epoch = std::time::Instant::now();
+    let clock = move || {
+        let now =
+            Instant::from_millis(u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX));
+        (now, wall_now())
+    };
+    let records = adapters.store.load().await.map_err(|e| DriverError::StoreLoad(e.to_string()))?;
+    let (now, wall) = clock();
+    let mut node = Node::start(node_config, now, wall, records);
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(OpId, IoResult)>();
+    let mut waiting: BTreeMap<RequestId, oneshot::Sender<Result<Response, ApiError>>> =
+        BTreeMap::new();
+    let mut next_request = 0u64;
+    let mut in_flight = 0usize;
+    let mut inputs = 0u64;
+    let mut inbox_open = true;
+    loop {
+        // Drain every effect of the last input, yielding between two so a simulated
+        // kill can land between any two effects.
+        while let Some(effect) = node.poll_effect() {
+            match effect {
+                NodeEffect::Io { op, io } => {
+                    in_flight += 1;
+                    let (adapters, done_tx) = (adapters.clone(), done_tx.clone());
+                    tokio::spawn(async move {
+                        let result = execute(&adapters, io).await;
+                        // The loop may be gone (node stopped); the result then does not matter.
+                        let _ = done_tx.send((op, result));
+                    });
+                }
+                NodeEffect::Reply { req, result } => {
+                    if let Some(reply) = waiting.remove(&req) {
+                        // The caller may have given up; the input still counted.
+                        let _ = reply.send(result);
+                    }
+                }
+                NodeEffect::Stopped { clean, reason } => {
+                    for line in node.drain_trace() {
+                        trace.record(&line);
+                    }
+                    for (_, reply) in std::mem::take(&mut waiting) {
+                        let _ = reply.send(Err(ApiError::ShuttingDown));
+                    }
+                    return Ok(Stopped { clean, reason });
+                }
+            }
+            tokio::task::yield_now().await;
+        }
+        for line in node.drain_trace() {
+            trace.record(&line);
+        }
+        if cfg!(debug_assertions) {
+            node.check_invariants();
+        }
+        if let Ok(mut s) = status.lock() {
+            *s = NodeStatus {
+                phase: format!("{:?}", node.phase()),
+                in_flight_io: in_flight,
+                inputs,
+            };
+        }
+        let sleep_for = node.poll_timeout().map(|at| {
+            let (now, _) = clock();
+            std::time::Duration::from_millis(at.millis_since(now))
+        });
+        tokio::select! {
+            biased;
+            Some((op, result)) = done_rx.recv() => {
+                in_flight -= 1;
+                let (now, wall) = clock();
+                node.handle_io(now, wall, op, result);
+            }
+            () = tokio::time::sleep(sleep_for.unwrap_or_default()), if sleep_for.is_some() => {
+                let (now, wall) = clock();
+                node.handle_timeout(now, wall);
+            }
+            command = inbox.recv(), if inbox_open => match command {
+                Some((request, reply)) => {
+                    let req = RequestId(next_request);
+                    next_request += 1;
+                    waiting.insert(req, reply);
+                    let (now, wall) = clock();
+                    node.handle_request(now, wall, req, request);
+                }
+                None => inbox_open = false,
+            },
+        }
+        inputs += 1;
+    }
+}
+
+fn wall_now() -> WallTime {
+    let since_epoch =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    WallTime::from_unix_millis(u64::try_from(since_epoch.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Runs one [`Io`] on the adapters and maps errors to what the machines branch on.
+async fn execute<D, R, S, W>(a: &Adapters<D, R, S, W>, io: Io) -> IoResult
+where
+    D: Disk,
+    R: RemoteStorage,
+    S: GenerationStore,
+    W: Redo,
+{
+    match io {
+        Io::DiskWrite { path, bytes } => {
+            IoResult::Done(a.disk.write_atomic(&path, bytes).await.map_err(disk_failure))
+        }
+        Io::DiskRead { path } => IoResult::Bytes(a.disk.read(&path).await.map_err(disk_failure)),
+        Io::DiskRemove { path } => {
+            IoResult::Done(a.disk.remove_file(&path).await.map_err(disk_failure))
+        }
+        Io::DiskCreateDir { path } => {
+            IoResult::Done(a.disk.create_dir_all(&path).await.map_err(disk_failure))
+        }
+        Io::DiskList { path } => IoResult::Listing(
+            a.disk
+                .list_dir(&path)
+                .await
+                .map(|entries| {
+                    entries
+                        .into_iter()
+                        .map(|e| Entry { name: e.name, is_dir: e.is_dir, size_bytes: e.size_bytes })
+                        .collect()
+                })
+                .map_err(disk_failure),
+        ),
+        Io::RemotePut { key, bytes } => {
+            IoResult::Done(a.remote.put(&key, bytes).await.map_err(remote_failure))
+        }
+        Io::RemoteGet { key } => IoResult::Bytes(a.remote.get(&key).await.map_err(remote_failure)),
+        Io::RemoteList { prefix } => IoResult::Listing(
+            a.remote
+                .list(&prefix)
+                .await
+                .map(|objects| {
+                    objects
+                        .into_iter()
+                        .map(|o| Entry {
+                            name: o.key.as_str().to_string(),
+                            is_dir: false,
+                            size_bytes: o.size_bytes,
+                        })
+                        .collect()
+                })
+                .map_err(remote_failure),
+        ),
+        Io::RemoteDelete { keys } => {
+            IoResult::Done(a.remote.delete_objects(&keys).await.map_err(remote_failure))
+        }
+        Io::StoreApply { change } => IoResult::Done(
+            a.store.apply(&change).await.map_err(|e| IoFailure::Transient(e.to_string())),
+        ),
+        Io::Redo { request } => IoResult::Bytes(
+            a.redo.redo(request.encode()).await.map_err(|e| IoFailure::Permanent(e.to_string())),
+        ),
+    }
+}
+
+fn disk_failure(e: strata_adapters::disk::DiskError) -> IoFailure {
+    match e.kind {
+        DiskErrorKind::NotFound => IoFailure::NotFound(e.to_string()),
+        DiskErrorKind::NoSpace | DiskErrorKind::BadPath | DiskErrorKind::Io => {
+            IoFailure::Permanent(e.to_string())
+        }
+    }
+}
+
+fn remote_failure(e: strata_adapters::remote::RemoteError) -> IoFailure {
+    match e.kind {
+        RemoteErrorKind::NotFound => IoFailure::NotFound(e.to_string()),
+        RemoteErrorKind::Transient => IoFailure::Transient(e.to_string()),
+        RemoteErrorKind::Permanent => IoFailure::Permanent(e.to_string()),
+    }
+}

@@ -1,0 +1,159 @@
+//! `strata pageserver`: real adapters, the driver, HTTP and signals.
+//!
+//! Start: read the config, open the SQLite control-plane store, start the driver
+//! (which re-attaches and loads every tenant), serve HTTP on the configured address.
+//! SIGTERM or SIGINT: stop accepting connections, ask the node to shut down (freeze,
+//! flush, upload, wait until everything acknowledged is visible, within the grace
+//! period), exit 0 when that completed cleanly and 1 otherwise.
+
+use crate::config::{ControlPlaneConfig, FileConfig, RemoteStorageConfig};
+use crate::driver::{self, Adapters, NodeStatus};
+use crate::http::{AppState, router};
+use crate::metrics::Metrics;
+use crate::trace_sink::TraceSink;
+use camino::Utf8Path;
+use std::sync::{Arc, Mutex};
+use strata_adapters::local_disk::LocalDisk;
+use strata_adapters::local_fs::LocalFs;
+use strata_adapters::redo::InProcessRedo;
+use strata_adapters::remote::{ListedObject, RemoteError, RemoteStorage};
+use strata_adapters::s3::S3Remote;
+use strata_adapters::sqlite_store::SqliteStore;
+use strata_core::node::api::{Request, Response};
+use strata_core::remote_path::RemoteKey;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error("{0}")]
+    Setup(String),
+    #[error("the node stopped: {0}")]
+    NodeStopped(String),
+}
+
+/// Runs a node until it is told to stop. Returns whether the shutdown was clean.
+pub async fn run_pageserver(
+    config_path: &Utf8Path,
+    rebuild_generations: bool,
+) -> Result<bool, ServerError> {
+    let text = std::fs::read_to_string(config_path).map_err(|source| {
+        crate::config::ConfigError::Read { path: config_path.to_owned(), source }
+    })?;
+    let base = config_path.parent().map(Utf8Path::to_owned).unwrap_or_default();
+    let base = if base.as_str().is_empty() { ".".into() } else { base };
+    let config = FileConfig::parse(config_path, &text)?.resolve_paths(&base);
+    std::fs::create_dir_all(&config.data_dir)
+        .map_err(|e| ServerError::Setup(format!("creating data dir {}: {e}", config.data_dir)))?;
+    let disk = LocalDisk::new(config.data_dir.clone());
+    let remote = match &config.remote_storage {
+        RemoteStorageConfig::Local { path } => {
+            std::fs::create_dir_all(path)
+                .map_err(|e| ServerError::Setup(format!("creating remote dir {path}: {e}")))?;
+            NodeRemote::Local(LocalFs::new(path.clone()))
+        }
+        RemoteStorageConfig::S3(s3) => NodeRemote::S3(
+            S3Remote::new(s3.clone())
+                .map_err(|e| ServerError::Setup(format!("configuring S3: {e}")))?,
+        ),
+    };
+    let ControlPlaneConfig::Embedded { sqlite_path } = &config.control_plane;
+    let store = SqliteStore::open(sqlite_path).map_err(|e| {
+        ServerError::Setup(format!("opening control-plane store {sqlite_path}: {e}"))
+    })?;
+    let node_config = config.node_config(rebuild_generations);
+    let adapters = Adapters { disk, remote, store, redo: InProcessRedo };
+
+    let (handle, inbox) = driver::channel();
+    let status = Arc::new(Mutex::new(NodeStatus::default()));
+    let mut driver_task =
+        tokio::spawn(driver::run(node_config, adapters, inbox, TraceSink::Log, status.clone()));
+
+    let listener = tokio::net::TcpListener::bind(&config.listen_http)
+        .await
+        .map_err(|e| ServerError::Setup(format!("binding {}: {e}", config.listen_http)))?;
+    tracing::info!(addr = %config.listen_http, data_dir = %config.data_dir, "serving HTTP");
+    let state = AppState { node: handle.clone(), metrics: Arc::new(Metrics::new()), status };
+    let (stop_http_tx, stop_http_rx) = tokio::sync::oneshot::channel::<()>();
+    let http = tokio::spawn(async move {
+        axum::serve(listener, router(state))
+            .with_graceful_shutdown(async {
+                let _ = stop_http_rx.await;
+            })
+            .await
+    });
+
+    tokio::select! {
+        () = shutdown_signal() => {}
+        finished = &mut driver_task => {
+            let _ = stop_http_tx.send(());
+            let reason = match finished {
+                Ok(Ok(stopped)) => stopped.reason,
+                Ok(Err(e)) => e.to_string(),
+                Err(e) => format!("driver task failed: {e}"),
+            };
+            return Err(ServerError::NodeStopped(reason));
+        }
+    }
+    tracing::info!("shutdown requested: no new connections; flushing and uploading");
+    let _ = stop_http_tx.send(());
+    let clean = matches!(
+        handle.call(Request::Shutdown).await,
+        Ok(Response::ShutdownComplete { clean: true })
+    );
+    let _ = driver_task.await;
+    let _ = http.await;
+    tracing::info!(clean, "stopped");
+    Ok(clean)
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) =
+        (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
+    else {
+        // Without signal handlers the node can only be killed; keep serving.
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
+
+/// The remote storage a configuration chooses.
+#[derive(Clone)]
+pub enum NodeRemote {
+    Local(LocalFs),
+    S3(S3Remote),
+}
+
+impl RemoteStorage for NodeRemote {
+    async fn put(&self, key: &RemoteKey, body: Vec<u8>) -> Result<(), RemoteError> {
+        match self {
+            NodeRemote::Local(r) => r.put(key, body).await,
+            NodeRemote::S3(r) => r.put(key, body).await,
+        }
+    }
+
+    async fn get(&self, key: &RemoteKey) -> Result<Vec<u8>, RemoteError> {
+        match self {
+            NodeRemote::Local(r) => r.get(key).await,
+            NodeRemote::S3(r) => r.get(key).await,
+        }
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<ListedObject>, RemoteError> {
+        match self {
+            NodeRemote::Local(r) => r.list(prefix).await,
+            NodeRemote::S3(r) => r.list(prefix).await,
+        }
+    }
+
+    async fn delete_objects(&self, keys: &[RemoteKey]) -> Result<(), RemoteError> {
+        match self {
+            NodeRemote::Local(r) => r.delete_objects(keys).await,
+            NodeRemote::S3(r) => r.delete_objects(keys).await,
+        }
+    }
+}

@@ -1,0 +1,270 @@
+//! End-to-end: the real `strata` binary on 127.0.0.1, on its embedded defaults.
+#![cfg(not(madsim))]
+
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const TENANT: &str = "0000000000000000000000000000000a";
+const TIMELINE: &str = "0000000000000000000000000000000b";
+/// How long a node may take to become active or to stop.
+const START_STOP_TIMEOUT: Duration = Duration::from_secs(60);
+
+struct Node {
+    dir: PathBuf,
+    port: u16,
+    child: Option<Child>,
+    agent: ureq::Agent,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+impl Node {
+    /// `strata init` into `dir`, with a free port and small layers.
+    fn init(dir: &Path) -> Node {
+        let out = Command::new(env!("CARGO_BIN_EXE_strata"))
+            .args(["init", "--dir"])
+            .arg(dir)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "init failed: {}", String::from_utf8_lossy(&out.stderr));
+        let port = free_port();
+        let config_path = dir.join("strata.toml");
+        let config = std::fs::read_to_string(&config_path).unwrap();
+        assert!(config.contains("[tuning]"), "{config}");
+        let config = config.replace("127.0.0.1:9898", &format!("127.0.0.1:{port}")).replace(
+            "[tuning]",
+            "[tuning]\ncheckpoint_distance_bytes = 4096\nshutdown_grace_ms = 30000",
+        );
+        std::fs::write(&config_path, config).unwrap();
+        let agent = ureq::Agent::new_with_config(
+            ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .timeout_global(Some(Duration::from_secs(30)))
+                .build(),
+        );
+        Node { dir: dir.to_owned(), port, child: None, agent }
+    }
+
+    fn start(&mut self) {
+        let log = std::fs::File::create(self.dir.join(format!("node-{}.log", std::process::id())))
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_strata"))
+            .args(["pageserver", "--config"])
+            .arg(self.dir.join("strata.toml"))
+            .env("STRATA_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let deadline = Instant::now() + START_STOP_TIMEOUT;
+        loop {
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                panic!("node exited with {status} before becoming active: {}", self.log());
+            }
+            if let Ok(mut r) = self.agent.get(self.url("/v1/status")).call() {
+                let v: Value = r.body_mut().read_json().unwrap();
+                if v["phase"] == "Active" {
+                    return;
+                }
+            }
+            assert!(Instant::now() < deadline, "node did not become active: {}", self.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGTERM, then wait for a clean exit.
+    fn stop(&mut self) {
+        let mut child = self.child.take().unwrap();
+        let pid = i32::try_from(child.id()).unwrap();
+        // SAFETY: sending a signal to our own child process.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+        let deadline = Instant::now() + START_STOP_TIMEOUT;
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                assert!(status.success(), "node exited with {status}: {}", self.log());
+                return;
+            }
+            assert!(Instant::now() < deadline, "node did not stop: {}", self.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join(format!("node-{}.log", std::process::id())))
+            .unwrap_or_default()
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        let mut r = self.agent.post(self.url(path)).send_json(body).unwrap();
+        (r.status().as_u16(), r.body_mut().read_json().unwrap_or(Value::Null))
+    }
+
+    fn get(&self, path: &str) -> (u16, Value) {
+        let mut r = self.agent.get(self.url(path)).call().unwrap();
+        (r.status().as_u16(), r.body_mut().read_json().unwrap_or(Value::Null))
+    }
+
+    fn timeline(&self) -> Value {
+        let (status, info) = self.get(&format!("/v1/tenant/{TENANT}/timeline/{TIMELINE}"));
+        assert_eq!(status, 200, "{info}");
+        info
+    }
+
+    fn read(&self, key: u64, lsn: &str) -> Option<String> {
+        let (status, v) = self
+            .get(&format!("/v1/tenant/{TENANT}/timeline/{TIMELINE}/page?key={key:016X}&lsn={lsn}"));
+        assert_eq!(status, 200, "read {key} at {lsn}: {v}\n{}", self.log());
+        v["value"].as_str().map(str::to_owned)
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn lsn(n: u64) -> String {
+    format!("{:X}/{:X}", n >> 32, n & 0xffff_ffff)
+}
+
+/// Ingests `batches` batches of records over `keys` keys: an image, then appends.
+/// Returns the expected final value (hex) per key and the last LSN.
+fn ingest(node: &Node, start_lsn: u64, batches: u64, keys: u64) -> (Vec<String>, u64) {
+    let mut values = vec![Vec::<u8>::new(); keys as usize];
+    let mut lsn_n = start_lsn;
+    for b in 0..batches {
+        let mut records = Vec::new();
+        for k in 0..keys {
+            lsn_n += 8;
+            let record = if b == 0 {
+                let bytes: Vec<u8> = format!("key{k}-").into_bytes();
+                values[k as usize] = bytes.clone();
+                json!({"image": hex::encode(bytes)})
+            } else {
+                let add = vec![b as u8; 3];
+                values[k as usize].extend_from_slice(&add);
+                json!({"delta": [{"append": hex::encode(add)}]})
+            };
+            records.push(json!({"key": format!("{k:016X}"), "lsn": lsn(lsn_n), "record": record}));
+        }
+        let (status, body) = node.post(
+            &format!("/v1/tenant/{TENANT}/timeline/{TIMELINE}/ingest"),
+            json!({ "records": records }),
+        );
+        assert_eq!(status, 200, "ingest: {body}");
+    }
+    (values.into_iter().map(hex::encode).collect(), lsn_n)
+}
+
+fn create(node: &Node) -> u64 {
+    let (status, body) = node.post("/v1/tenant", json!({ "tenant_id": TENANT }));
+    assert_eq!(status, 201, "{body}");
+    let (status, body) =
+        node.post(&format!("/v1/tenant/{TENANT}/timeline"), json!({ "timeline_id": TIMELINE }));
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["state"], "Active");
+    body["generation"].as_u64().unwrap()
+}
+
+fn remote_objects(dir: &Path) -> Vec<String> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                walk(root, &path, out);
+            } else {
+                out.push(path.strip_prefix(root).unwrap().to_string_lossy().into_owned());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(&dir.join("remote"), &dir.join("remote"), &mut out);
+    out.sort();
+    out
+}
+
+#[test]
+fn sigterm_then_restart_reads_every_value_back_with_a_higher_generation() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = Node::init(dir.path());
+    node.start();
+    let first_gen = create(&node);
+    let (values, last) = ingest(&node, 0x100, 20, 16);
+    node.stop();
+
+    let before = remote_objects(dir.path());
+    node.start();
+    let info = node.timeline();
+    let second_gen = info["generation"].as_u64().unwrap();
+    assert!(
+        second_gen > first_gen,
+        "generation after restart {second_gen} must exceed {first_gen}"
+    );
+    assert_eq!(info["last_ingested_lsn"], lsn(last), "{info}");
+    for (k, expected) in values.iter().enumerate() {
+        assert_eq!(node.read(k as u64, &lsn(last)).as_deref(), Some(expected.as_str()), "key {k}");
+    }
+    // Objects written after the restart carry the new generation.
+    let (more_values, more_last) = ingest(&node, last, 3, 4);
+    node.stop();
+    let after = remote_objects(dir.path());
+    let new: Vec<&String> = after.iter().filter(|k| !before.contains(k)).collect();
+    assert!(!new.is_empty(), "nothing uploaded after the restart");
+    let suffix = format!("-{second_gen:08x}");
+    assert!(new.iter().all(|k| k.ends_with(&suffix)), "objects written after restart: {new:?}");
+    assert!(more_last > last);
+    // And they read back after one more restart.
+    node.start();
+    for (k, expected) in more_values.iter().enumerate() {
+        assert_eq!(
+            node.read(k as u64, &lsn(more_last)).as_deref(),
+            Some(expected.as_str()),
+            "key {k}"
+        );
+    }
+    node.stop();
+}
+
+#[test]
+fn restart_after_local_layers_were_deleted_or_truncated_downloads_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = Node::init(dir.path());
+    node.start();
+    create(&node);
+    let (values, last) = ingest(&node, 0x100, 20, 16);
+    node.stop();
+
+    let timeline_dir = dir.path().join(format!("data/tenants/{TENANT}/timelines/{TIMELINE}"));
+    let mut layers: Vec<PathBuf> = std::fs::read_dir(&timeline_dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().contains("__")))
+        .collect();
+    layers.sort();
+    assert!(layers.len() >= 2, "expected several layers, found {layers:?}");
+    std::fs::remove_file(&layers[0]).unwrap();
+    let truncated = std::fs::OpenOptions::new().write(true).open(&layers[1]).unwrap();
+    truncated.set_len(10).unwrap();
+    drop(truncated);
+
+    node.start();
+    for (k, expected) in values.iter().enumerate() {
+        assert_eq!(node.read(k as u64, &lsn(last)).as_deref(), Some(expected.as_str()), "key {k}");
+    }
+    assert!(layers[0].exists(), "the deleted layer was not downloaded again");
+    node.stop();
+}

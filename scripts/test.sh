@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Runs strata's tests: the tokio build (unit, property, adapter conformance and
+# end-to-end tests with the real binary), then the madsim build (simulator
+# scenarios and a seed swarm). S3 tests run when S3_ENDPOINT is set (.ci/run
+# starts a local S3 server for them).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PROPTEST_CASES="${PROPTEST_CASES:-64}"
+
+echo "== tokio build: tests"
+cargo build --workspace --tests --bins
+cargo test --workspace
+
+echo "== madsim build: tests (seeds ${MADSIM_TEST_SEED:-1}..+${MADSIM_TEST_NUM:-1})"
+RUSTFLAGS="--cfg madsim" RUSTDOCFLAGS="--cfg madsim" CARGO_TARGET_DIR=target/sim \
+  cargo test --workspace --lib --bins --tests
