@@ -8,10 +8,18 @@
 pub mod model;
 
 #[cfg(madsim)]
+pub mod checkers;
+#[cfg(madsim)]
 pub mod faults;
+#[cfg(madsim)]
+pub mod rpc;
+#[cfg(madsim)]
+pub mod scenario;
 #[cfg(madsim)]
 pub mod sim_disk;
 #[cfg(madsim)]
 pub mod sim_remote;
 #[cfg(madsim)]
 pub mod sim_store;
+#[cfg(madsim)]
+pub mod world;

@@ -32,7 +32,7 @@ use std::time::Duration;
 use strata_adapters::remote::{
     ListedObject, MAX_KEYS_PER_DELETE, RemoteError, RemoteErrorKind, RemoteStorage,
 };
-use strata_core::remote_path::RemoteKey;
+use strata_core::remote_path::{INDEX_PART_FILE_NAME, RemoteKey};
 use tokio::time::Instant;
 
 /// Latencies and delays of the simulated object store.
@@ -88,6 +88,9 @@ pub struct HistoryEntry {
     pub op: HistoryOp,
     /// Applied late by a delayed request (the caller had been told it failed).
     pub late: bool,
+    /// The body of a PUT of an index (`index_part.json…`), so that checkers can
+    /// replay what every index referenced when it landed. `None` otherwise.
+    pub body: Option<Vec<u8>>,
 }
 
 #[derive(Debug)]
@@ -119,21 +122,29 @@ impl State {
         match request {
             Request::Put { key, body } => {
                 let op = HistoryOp::Put { size_bytes: body.len() as u64 };
-                self.record(at, key.clone(), op, late);
+                let kept = key.file_name().starts_with(INDEX_PART_FILE_NAME).then(|| body.clone());
+                self.record(at, key.clone(), op, late, kept);
                 self.objects.insert(key, body);
             }
             Request::Delete { keys } => {
                 for key in keys {
                     let existed = self.objects.remove(&key).is_some();
-                    self.record(at, key, HistoryOp::Delete { existed }, late);
+                    self.record(at, key, HistoryOp::Delete { existed }, late, None);
                 }
             }
         }
     }
 
-    fn record(&mut self, at: Duration, key: RemoteKey, op: HistoryOp, late: bool) {
+    fn record(
+        &mut self,
+        at: Duration,
+        key: RemoteKey,
+        op: HistoryOp,
+        late: bool,
+        body: Option<Vec<u8>>,
+    ) {
         let seq = self.history.len() as u64;
-        self.history.push(HistoryEntry { seq, at, key, op, late });
+        self.history.push(HistoryEntry { seq, at, key, op, late, body });
     }
 
     /// Applies the delayed requests that are due by `now`, in due order.

@@ -130,6 +130,8 @@ impl FileConfig {
     pub fn resolve_paths(mut self, base: &Utf8Path) -> Self {
         let abs = |p: &Utf8Path| if p.is_absolute() { p.to_owned() } else { base.join(p) };
         self.data_dir = abs(&self.data_dir);
+        // Under madsim the S3 variant is compiled out and this pattern is irrefutable.
+        #[allow(irrefutable_let_patterns)]
         if let RemoteStorageConfig::Local { path } = &mut self.remote_storage {
             *path = abs(path);
         }

@@ -1,0 +1,129 @@
+//! Checkers that look at the world, not at the node: they see what storage saw,
+//! so a run that breaks a promise fails even with the node's own assertions
+//! compiled out. Each failure message starts with the invariant id.
+
+use crate::sim_remote::{HistoryEntry, HistoryOp};
+use crate::world::World;
+use std::collections::BTreeMap;
+use strata_core::index_part::{IndexPart, IndexVersion};
+use strata_core::location_conf::{LOCATION_CONF_FILE_NAME, LocationConf};
+use strata_core::metadata::TimelineMetadata;
+use strata_core::remote_path::{self, RemoteKey};
+use strata_core::{TenantId, TimelineId};
+
+/// The tenant and timeline of a key under `tenants/{t}/timelines/{tl}/`.
+fn timeline_of(key: &RemoteKey) -> Option<(TenantId, TimelineId)> {
+    let mut parts = key.as_str().split('/');
+    if parts.next()? != "tenants" {
+        return None;
+    }
+    let tenant: TenantId = parts.next()?.parse().ok()?;
+    if parts.next()? != "timelines" {
+        return None;
+    }
+    let timeline: TimelineId = parts.next()?.parse().ok()?;
+    Some((tenant, timeline))
+}
+
+/// S-IDX-ORDER and S-IDX-REF over the object store's history, replayed in the
+/// order the store applied it.
+///
+/// - S-IDX-ORDER: when an index PUT is applied, every layer it references is there
+///   with the recorded size.
+/// - S-IDX-REF: after every applied request, the newest index of each timeline
+///   (highest generation, then sequence) that is not a tombstone references only
+///   layers that exist with the recorded size.
+pub fn storage(world: &World) -> Result<(), String> {
+    check_history(&world.remote.history())
+}
+
+pub fn check_history(history: &[HistoryEntry]) -> Result<(), String> {
+    let mut objects: BTreeMap<RemoteKey, u64> = BTreeMap::new();
+    let mut indexes: BTreeMap<(TenantId, TimelineId), BTreeMap<IndexVersion, IndexPart>> =
+        BTreeMap::new();
+    for e in history {
+        match &e.op {
+            HistoryOp::Put { size_bytes } => {
+                objects.insert(e.key.clone(), *size_bytes);
+            }
+            HistoryOp::Delete { .. } => {
+                objects.remove(&e.key);
+            }
+        }
+        let Some((t, tl)) = timeline_of(&e.key) else { continue };
+        let index_version = match remote_path::parse_index_key(t, tl, &e.key) {
+            Some(Ok(v)) => Some(v),
+            Some(Err(err)) => {
+                return Err(format!("S-IDX-REF: unparsable index key {} ({err})", e.key));
+            }
+            None => None,
+        };
+        let versions = indexes.entry((t, tl)).or_default();
+        match (&e.op, index_version) {
+            (HistoryOp::Put { .. }, Some(version)) => {
+                let body = e
+                    .body
+                    .as_deref()
+                    .ok_or_else(|| format!("history lacks the body of index {}", e.key))?;
+                let index = IndexPart::from_json_bytes(body)
+                    .map_err(|err| format!("S-IDX-REF: index {} unreadable: {err}", e.key))?;
+                if let Some(missing) = missing_layer(t, tl, &index, &objects) {
+                    return Err(format!(
+                        "S-IDX-ORDER: index {} applied (history #{}) before its layer {missing}",
+                        e.key, e.seq
+                    ));
+                }
+                versions.insert(version, index);
+            }
+            (HistoryOp::Delete { .. }, Some(version)) => {
+                versions.remove(&version);
+            }
+            _ => {}
+        }
+        if let Some((version, newest)) = versions.last_key_value()
+            && newest.deleted_at.is_none()
+            && let Some(missing) = missing_layer(t, tl, newest, &objects)
+        {
+            return Err(format!(
+                "S-IDX-REF: after history #{} ({:?} {}), the newest index {version:?} of {t}/{tl} references {missing}, which is not in storage",
+                e.seq, e.op, e.key
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn missing_layer(
+    t: TenantId,
+    tl: TimelineId,
+    index: &IndexPart,
+    objects: &BTreeMap<RemoteKey, u64>,
+) -> Option<String> {
+    index.layer_metadata.iter().find_map(|(name, meta)| {
+        let key = remote_path::layer_key(t, tl, name, meta.generation);
+        match objects.get(&key) {
+            Some(size) if *size == meta.file_size => None,
+            Some(size) => Some(format!("{key} (size {size}, index says {})", meta.file_size)),
+            None => Some(key.to_string()),
+        }
+    })
+}
+
+/// S-CRASHSAFE: every config and metadata file on the (crashed) disk parses: old
+/// or new, never torn.
+pub fn crash_safe(world: &World) -> Result<(), String> {
+    for (path, _size) in world.disk.files_now() {
+        let Some(name) = path.file_name() else { continue };
+        let Some(bytes) = world.disk.read_now(&path) else { continue };
+        if name == LOCATION_CONF_FILE_NAME {
+            let text = String::from_utf8(bytes)
+                .map_err(|e| format!("S-CRASHSAFE: {path} is not UTF-8: {e}"))?;
+            LocationConf::from_toml(&text)
+                .map_err(|e| format!("S-CRASHSAFE: {path} is torn or corrupt: {e}"))?;
+        } else if name == strata_core::node::io::METADATA_FILE_NAME {
+            TimelineMetadata::from_bytes(&bytes)
+                .map_err(|e| format!("S-CRASHSAFE: {path} is torn or corrupt: {e}"))?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,53 @@
+//! The request layer over madsim's simulated network: the workload calls the node
+//! with the same typed requests HTTP maps onto in production.
+
+use madsim::net::Endpoint;
+use madsim::net::rpc::Request as RpcRequest;
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use strata_core::node::api::{ApiError, Request, Response};
+use strata_runtime_tokio::driver::NodeHandle;
+
+/// One request to a node.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct NodeRpc(pub Request);
+
+impl RpcRequest for NodeRpc {
+    type Response = Result<Response, ApiError>;
+    const ID: u64 = 0x5354_5241_5441; // "STRATA"
+}
+
+/// Serves `handle` on `addr` until the node dies.
+pub async fn serve(addr: SocketAddr, handle: NodeHandle) -> std::io::Result<Arc<Endpoint>> {
+    let endpoint = Arc::new(Endpoint::bind(addr).await?);
+    endpoint.add_rpc_handler(move |NodeRpc(request): NodeRpc| {
+        let handle = handle.clone();
+        async move { handle.call(request).await }
+    });
+    Ok(endpoint)
+}
+
+/// Why a call did not get the node's answer.
+#[derive(Debug)]
+pub enum CallError {
+    /// The network or a timeout: the request may or may not have been applied.
+    Transport(String),
+    /// The node answered with an error.
+    Api(ApiError),
+}
+
+/// Calls the node at `addr`, waiting at most `timeout`.
+pub async fn call(
+    client: &Endpoint,
+    addr: SocketAddr,
+    request: Request,
+    timeout: Duration,
+) -> Result<Response, CallError> {
+    match client.call_timeout(addr, NodeRpc(request), timeout).await {
+        Ok(Ok(response)) => Ok(response),
+        Ok(Err(e)) => Err(CallError::Api(e)),
+        Err(e) => Err(CallError::Transport(e.to_string())),
+    }
+}

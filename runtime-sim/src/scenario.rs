@@ -1,0 +1,362 @@
+//! The skeleton scenario: one pageserver node on simulated disk, object store and
+//! control-plane store; a workload on its own node that creates a tenant and a
+//! timeline, ingests, reads back and re-sends after restarts; a nemesis that kills
+//! the pageserver at seed-chosen moments and turns faults on and off; checkers named
+//! by invariant id. Everything random comes from the seed.
+//!
+//! Steps of a run:
+//! 1. Faults on (seed-chosen probabilities per site). The workload ingests
+//!    `batches` batches; the nemesis kills the node `kills` times (the simulated disk
+//!    applies its crash rule in the same step) and restarts it after a pause.
+//! 2. After every restart the workload checks S-VISIBLE: every key reads back, at
+//!    the highest visible LSN the node ever published, exactly the model's value.
+//! 3. Faults off ("heal"), then L-UPLOAD: within `heal_within_ms` of simulated time,
+//!    everything ingested becomes visible.
+//! 4. Storage-side checkers over the object store's history: S-IDX-REF and
+//!    S-IDX-ORDER; S-CRASHSAFE over the disk's durable files.
+//!
+//! The node's own `check_invariants` (S-PROJECTED and every machine's rules) runs
+//! after every input inside the driver; a panic there fails the run.
+
+use crate::checkers;
+use crate::model::Model;
+use crate::rpc::{self, CallError};
+use crate::world::{FaultPlan, World};
+use madsim::rand::{Rng, thread_rng};
+use madsim::runtime::Handle;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use strata_core::node::NodeConfig;
+use strata_core::node::api::{ApiError, Request, Response};
+use strata_core::redo::{DeltaOp, IngestRecord, Record};
+use strata_core::{Key, Lsn, NodeId, TenantId, TimelineId};
+use strata_runtime_tokio::driver::{self, Adapters, NodeStatus};
+use strata_runtime_tokio::trace_sink::TraceSink;
+
+pub const PAGESERVER_ADDR: &str = "10.0.0.1:7000";
+pub const CLIENT_IP: &str = "10.0.0.2";
+const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+const RETRY_PAUSE: Duration = Duration::from_millis(200);
+
+#[derive(Clone, Debug)]
+pub struct ScenarioConfig {
+    pub batches: usize,
+    pub records_per_batch: usize,
+    pub keys: u64,
+    pub kills: usize,
+    /// Simulated time after the heal within which everything must be visible.
+    pub heal_within_ms: u64,
+    pub faults: bool,
+}
+
+impl Default for ScenarioConfig {
+    fn default() -> Self {
+        ScenarioConfig {
+            batches: 40,
+            records_per_batch: 8,
+            keys: 24,
+            kills: 3,
+            heal_within_ms: 120_000,
+            faults: true,
+        }
+    }
+}
+
+/// What a run saw; a failed run also names the broken invariant.
+#[derive(Debug, Default)]
+pub struct RunReport {
+    pub seed: u64,
+    pub fired: Vec<(String, u64)>,
+    pub restarts: usize,
+    pub simulated_ms: u64,
+    pub acked_lsn: Lsn,
+    pub visible_lsn: Lsn,
+    pub violation: Option<String>,
+}
+
+/// The node's configuration in the simulator: small layers, quick timers.
+pub fn node_config() -> NodeConfig {
+    let mut c = NodeConfig::new(NodeId(1));
+    c.timeline.checkpoint_distance_bytes = 2_048;
+    c.timeline.checkpoint_timeout_ms = 2_000;
+    c.shutdown_grace_ms = 10_000;
+    c
+}
+
+/// One life of the pageserver node: run the driver on the world's adapters and
+/// serve the request layer. Re-run from the top on every restart.
+async fn pageserver_main(world: World, trace: TraceSink) {
+    let adapters = Adapters {
+        disk: world.disk.clone(),
+        remote: world.remote.clone(),
+        store: world.store.clone(),
+        redo: strata_adapters::redo::InProcessRedo,
+    };
+    let (handle, inbox) = driver::channel();
+    let status = Arc::new(Mutex::new(NodeStatus::default()));
+    let driver = tokio::spawn(driver::run(node_config(), adapters, inbox, trace, status));
+    let addr: SocketAddr = PAGESERVER_ADDR.parse().expect("static address");
+    let _endpoint = rpc::serve(addr, handle).await.expect("bind the node's endpoint");
+    match driver.await {
+        Ok(Ok(stopped)) => tracing::info!(?stopped, "node stopped"),
+        Ok(Err(e)) => panic!("node failed: {e}"),
+        Err(e) => panic!("driver task failed: {e}"),
+    }
+}
+
+/// Runs the scenario in the current madsim runtime, writing trace lines to `trace`
+/// (the caller keeps the buffer, so a run that panics can still be shown).
+pub async fn run(config: ScenarioConfig, trace: TraceSink) -> RunReport {
+    let handle = Handle::current();
+    let plan =
+        if config.faults { FaultPlan::from_seed(&mut thread_rng()) } else { FaultPlan::none() };
+    let world = World::new(plan);
+    let (w, t) = (world.clone(), trace.clone());
+    let node = handle
+        .create_node()
+        .name("pageserver")
+        .ip("10.0.0.1".parse().expect("static address"))
+        .init(move || pageserver_main(w.clone(), t.clone()))
+        .build();
+    let client =
+        handle.create_node().name("client").ip(CLIENT_IP.parse().expect("static address")).build();
+
+    let started = madsim::time::Instant::now();
+    let restarts = Arc::new(Mutex::new(0usize));
+    let workload_config = config.clone();
+    let r = restarts.clone();
+    let workload = client.spawn(async move { workload(workload_config, r).await });
+
+    // Nemesis: kill and restart at seed-chosen moments while the workload runs.
+    for _ in 0..config.kills {
+        let wait_ms = thread_rng().gen_range(50..4_000);
+        madsim::time::sleep(Duration::from_millis(wait_ms)).await;
+        handle.kill(node.id());
+        world.crash();
+        if let Err(violation) = checkers::crash_safe(&world) {
+            return RunReport {
+                seed: handle.seed(),
+                violation: Some(violation),
+                ..RunReport::default()
+            };
+        }
+        let pause_ms = thread_rng().gen_range(0..2_000);
+        madsim::time::sleep(Duration::from_millis(pause_ms)).await;
+        *restarts.lock().expect("not poisoned") += 1;
+        handle.restart(node.id());
+    }
+    world.heal();
+
+    let mut report = RunReport { seed: handle.seed(), ..RunReport::default() };
+    let outcome = workload.await;
+    report.restarts = *restarts.lock().expect("not poisoned");
+    report.simulated_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    match outcome {
+        Ok(Ok(model)) => {
+            report.acked_lsn = model.acked_lsn();
+            report.visible_lsn = model.visible_lsn();
+        }
+        Ok(Err(violation)) => report.violation = Some(violation),
+        Err(e) => report.violation = Some(format!("workload task failed: {e}")),
+    }
+    if report.violation.is_none() {
+        report.violation =
+            checkers::storage(&world).err().or_else(|| checkers::crash_safe(&world).err());
+    }
+    report.fired = world.fired();
+    report
+}
+
+/// The workload: create, ingest with re-sends, check S-VISIBLE after restarts,
+/// then L-UPLOAD after the heal. Returns the model, or the broken invariant.
+async fn workload(config: ScenarioConfig, restarts: Arc<Mutex<usize>>) -> Result<Model, String> {
+    let node: SocketAddr = PAGESERVER_ADDR.parse().expect("static address");
+    let me: SocketAddr = format!("{CLIENT_IP}:0").parse().expect("static address");
+    let ep = madsim::net::Endpoint::bind(me).await.map_err(|e| e.to_string())?;
+    let tenant = TenantId::from_bytes([7; 16]);
+    let timeline = TimelineId::from_bytes([9; 16]);
+    let mut model = Model::default();
+    let mut seen_restarts = 0;
+
+    retry(&ep, node, Request::CreateTenant { tenant }, |r| matches!(r, Err(ApiError::Conflict(_))))
+        .await;
+    retry(&ep, node, Request::CreateTimeline { tenant, timeline }, |r| {
+        matches!(r, Err(ApiError::Conflict(_)))
+    })
+    .await;
+
+    let mut lsn = 0x100u64;
+    for _ in 0..config.batches {
+        for _ in 0..config.records_per_batch {
+            lsn += thread_rng().gen_range(1..16);
+            model.push(random_record(&config, Lsn(lsn)));
+        }
+        // Send everything after what the node has (its last ingested LSN may have
+        // gone back to its disk_consistent_lsn after a crash): re-sends are skipped.
+        let from = current_info(&ep, node, tenant, timeline, &mut model).await?;
+        let records = model.records_after(from).to_vec();
+        match call(&ep, node, Request::Ingest { tenant, timeline, records }).await {
+            Ok(Response::Ingested { last_ingested_lsn, .. }) => model.acked(last_ingested_lsn),
+            Ok(other) => return Err(format!("unexpected ingest answer {other:?}")),
+            Err(_) => {} // retried with the next batch
+        }
+        let now_restarts = *restarts.lock().expect("not poisoned");
+        if now_restarts != seen_restarts {
+            seen_restarts = now_restarts;
+            current_info(&ep, node, tenant, timeline, &mut model).await?;
+            check_visible(&ep, node, tenant, timeline, &model).await?;
+        }
+        madsim::time::sleep(Duration::from_millis(thread_rng().gen_range(1..50))).await;
+    }
+
+    // Send whatever the node does not have, then wait for L-UPLOAD.
+    let deadline = madsim::time::Instant::now() + Duration::from_millis(config.heal_within_ms);
+    loop {
+        let from = current_info(&ep, node, tenant, timeline, &mut model).await?;
+        if from >= model.last_lsn() && model.visible_lsn() >= model.last_lsn() {
+            break;
+        }
+        if from < model.last_lsn() {
+            let records = model.records_after(from).to_vec();
+            if let Ok(Response::Ingested { last_ingested_lsn, .. }) =
+                call(&ep, node, Request::Ingest { tenant, timeline, records }).await
+            {
+                model.acked(last_ingested_lsn);
+            }
+        }
+        if madsim::time::Instant::now() > deadline {
+            return Err(format!(
+                "L-UPLOAD: {} ms after the heal, visible is {} but {} was ingested",
+                config.heal_within_ms,
+                model.visible_lsn(),
+                model.last_lsn()
+            ));
+        }
+        madsim::time::sleep(Duration::from_millis(500)).await;
+    }
+    check_visible(&ep, node, tenant, timeline, &model).await?;
+    Ok(model)
+}
+
+fn random_record(config: &ScenarioConfig, lsn: Lsn) -> IngestRecord {
+    let mut rng = thread_rng();
+    let key = Key(rng.gen_range(0..config.keys));
+    let record = if rng.gen_bool(0.3) {
+        let len = rng.gen_range(0..64);
+        Record::Image((0..len).map(|_| rng.r#gen::<u8>()).collect())
+    } else {
+        let op = match rng.gen_range(0..4) {
+            0 => DeltaOp::Append(vec![rng.r#gen::<u8>(); rng.gen_range(1..8)]),
+            1 => {
+                DeltaOp::WriteAt { offset: rng.gen_range(0..64), bytes: vec![rng.r#gen::<u8>(); 4] }
+            }
+            2 => DeltaOp::Truncate(rng.gen_range(0..64)),
+            _ => DeltaOp::Append(vec![0xAB]),
+        };
+        Record::Delta(vec![op])
+    };
+    IngestRecord { key, lsn, record }
+}
+
+async fn call(
+    ep: &madsim::net::Endpoint,
+    node: SocketAddr,
+    request: Request,
+) -> Result<Response, CallError> {
+    rpc::call(ep, node, request, CALL_TIMEOUT).await
+}
+
+/// Retries until the node answers; `done_if` accepts an error as success (e.g. a
+/// creation that already happened before a crash).
+async fn retry(
+    ep: &madsim::net::Endpoint,
+    node: SocketAddr,
+    request: Request,
+    done_if: impl Fn(&Result<Response, ApiError>) -> bool,
+) {
+    loop {
+        match call(ep, node, request.clone()).await {
+            Ok(_) => return,
+            Err(CallError::Api(e)) if done_if(&Err(e.clone())) => return,
+            Err(_) => madsim::time::sleep(RETRY_PAUSE).await,
+        }
+    }
+}
+
+/// Waits until the node answers timeline info; records its visible LSN and returns
+/// its last ingested LSN.
+async fn current_info(
+    ep: &madsim::net::Endpoint,
+    node: SocketAddr,
+    tenant: TenantId,
+    timeline: TimelineId,
+    model: &mut Model,
+) -> Result<Lsn, String> {
+    loop {
+        match call(ep, node, Request::TimelineInfo { tenant, timeline }).await {
+            Ok(Response::TimelineInfo(info)) => {
+                model.published_visible(info.remote_consistent_lsn_visible)?;
+                if info.remote_consistent_lsn_visible > info.remote_consistent_lsn_projected {
+                    return Err(format!(
+                        "S-PROJECTED: info shows visible above projected: {info:?}"
+                    ));
+                }
+                return Ok(info.last_ingested_lsn);
+            }
+            Ok(other) => return Err(format!("unexpected info answer {other:?}")),
+            Err(CallError::Api(ApiError::NotFound(what))) => {
+                // After a crash the timeline must still be known if anything of it was visible.
+                if model.visible_lsn() > Lsn::ZERO {
+                    return Err(format!(
+                        "S-VISIBLE: {what} vanished after data at {} was visible",
+                        model.visible_lsn()
+                    ));
+                }
+                retry(ep, node, Request::CreateTenant { tenant }, |r| {
+                    matches!(r, Err(ApiError::Conflict(_)))
+                })
+                .await;
+                retry(ep, node, Request::CreateTimeline { tenant, timeline }, |r| {
+                    matches!(r, Err(ApiError::Conflict(_)))
+                })
+                .await;
+            }
+            Err(_) => madsim::time::sleep(RETRY_PAUSE).await,
+        }
+    }
+}
+
+/// S-VISIBLE: every key reads back, at the highest visible LSN, the model's value.
+async fn check_visible(
+    ep: &madsim::net::Endpoint,
+    node: SocketAddr,
+    tenant: TenantId,
+    timeline: TimelineId,
+    model: &Model,
+) -> Result<(), String> {
+    let lsn = model.visible_lsn();
+    if lsn == Lsn::ZERO {
+        return Ok(());
+    }
+    let keys: Vec<Key> = model.keys().copied().collect();
+    for key in keys {
+        let expected = model.value_at(key, lsn);
+        let got = loop {
+            match call(ep, node, Request::Read { tenant, timeline, key, lsn }).await {
+                Ok(Response::Value { value, .. }) => break value,
+                Ok(other) => return Err(format!("unexpected read answer {other:?}")),
+                Err(CallError::Api(ApiError::Internal(e))) => {
+                    return Err(format!("S-VISIBLE: read {key} at {lsn}: {e}"));
+                }
+                Err(_) => madsim::time::sleep(RETRY_PAUSE).await,
+            }
+        };
+        if got != expected {
+            return Err(format!(
+                "S-VISIBLE: key {key} at visible {lsn}: read {got:?}, acknowledged {expected:?}"
+            ));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,139 @@
+//! The seed swarm, the determinism check, the seed corpus and one-seed replay.
+#![cfg(madsim)]
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::time::Instant;
+use strata_runtime_sim::scenario::{self, RunReport, ScenarioConfig};
+use strata_runtime_tokio::trace_sink::TraceSink;
+
+const DEFAULT_SEEDS: u64 = 100;
+const DETERMINISM_SAMPLE: u64 = 4;
+const TRACE_TAIL_LINES: usize = 60;
+
+fn replay_command(seed: u64) -> String {
+    format!(
+        "STRATA_REPLAY_SEED={seed} RUSTFLAGS=\"--cfg madsim\" CARGO_TARGET_DIR=target/sim cargo test -p strata-sim-tests --test swarm replay -- --nocapture"
+    )
+}
+
+/// Runs one seed in a fresh simulated runtime. A panic (a node's invariant check,
+/// for instance) becomes the report's violation.
+fn run_seed(seed: u64, config: ScenarioConfig) -> (RunReport, Vec<String>) {
+    let (sink, lines) = TraceSink::collect();
+    let runtime = madsim::runtime::Runtime::with_seed_and_config(seed, madsim::Config::default());
+    let outcome = catch_unwind(AssertUnwindSafe(|| runtime.block_on(scenario::run(config, sink))));
+    let trace = lines.lock().map(|l| l.clone()).unwrap_or_default();
+    let report = match outcome {
+        Ok(report) => report,
+        Err(panic) => {
+            let message = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_string()))
+                .unwrap_or_else(|| "non-string panic".to_string());
+            RunReport { seed, violation: Some(format!("panic: {message}")), ..RunReport::default() }
+        }
+    };
+    (report, trace)
+}
+
+fn fail(report: &RunReport, trace: &[String]) -> ! {
+    let tail = trace.len().saturating_sub(TRACE_TAIL_LINES);
+    panic!(
+        "seed {} failed: {}\nreplay: {}\nlast {} trace lines (node-1):\n{}",
+        report.seed,
+        report.violation.as_deref().unwrap_or("?"),
+        replay_command(report.seed),
+        trace.len() - tail,
+        trace[tail..].join("\n")
+    );
+}
+
+fn env_u64(name: &str) -> Option<u64> {
+    std::env::var(name).ok().and_then(|v| v.parse().ok())
+}
+
+#[test]
+fn swarm() {
+    let start = env_u64("STRATA_SEED_START").unwrap_or(1);
+    let count = env_u64("STRATA_SEEDS").unwrap_or(DEFAULT_SEEDS);
+    let wall = Instant::now();
+    let (mut simulated_ms, mut restarts) = (0u64, 0usize);
+    let mut fired: std::collections::BTreeMap<String, u64> = Default::default();
+    for seed in start..start + count {
+        let (report, trace) = run_seed(seed, ScenarioConfig::default());
+        if report.violation.is_some() {
+            fail(&report, &trace);
+        }
+        simulated_ms += report.simulated_ms;
+        restarts += report.restarts;
+        for (site, n) in &report.fired {
+            *fired.entry(site.clone()).or_default() += n;
+        }
+    }
+    let secs = wall.elapsed().as_secs_f64();
+    println!(
+        "swarm: {count} seeds from {start}, {restarts} restarts, {:.1} simulated s in {secs:.1} wall s: {:.1} simulated s per wall s, {:.1} seeds per minute",
+        simulated_ms as f64 / 1000.0,
+        simulated_ms as f64 / 1000.0 / secs,
+        count as f64 / secs * 60.0
+    );
+    println!("fault sites fired: {fired:?}");
+    let silent: Vec<&String> = fired.iter().filter(|(_, n)| **n == 0).map(|(s, _)| s).collect();
+    println!("fault sites that never fired: {silent:?}");
+}
+
+#[test]
+fn determinism() {
+    for seed in 1..=DETERMINISM_SAMPLE {
+        let (a, trace_a) = run_seed(seed, ScenarioConfig::default());
+        let (_, trace_b) = run_seed(seed, ScenarioConfig::default());
+        if let Some(i) =
+            (0..trace_a.len().max(trace_b.len())).find(|i| trace_a.get(*i) != trace_b.get(*i))
+        {
+            panic!(
+                "S-DETERMINISM: seed {seed} diverged at trace line {i}:\n  first run:  {:?}\n  second run: {:?}\nreplay: {}",
+                trace_a.get(i),
+                trace_b.get(i),
+                replay_command(seed)
+            );
+        }
+        assert!(!trace_a.is_empty(), "seed {seed} produced no trace");
+        assert!(a.violation.is_none(), "seed {seed}: {:?}", a.violation);
+    }
+}
+
+#[test]
+fn corpus() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus");
+    let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().flatten().map(|e| e.path()).collect();
+    files.sort();
+    for path in files.iter().filter(|p| p.extension().is_some_and(|e| e == "seed")) {
+        let text = std::fs::read_to_string(path).unwrap();
+        let seed: u64 =
+            text.lines().next().and_then(|l| l.trim().parse().ok()).unwrap_or_else(|| {
+                panic!("{}: the first line must be the seed", path.display());
+            });
+        let (report, trace) = run_seed(seed, ScenarioConfig::default());
+        if report.violation.is_some() {
+            eprintln!("corpus seed from {}", path.display());
+            fail(&report, &trace);
+        }
+    }
+}
+
+#[test]
+fn replay() {
+    let Some(seed) = env_u64("STRATA_REPLAY_SEED") else {
+        println!("set STRATA_REPLAY_SEED=N to replay one seed");
+        return;
+    };
+    let (report, trace) = run_seed(seed, ScenarioConfig::default());
+    for line in &trace {
+        println!("{line}");
+    }
+    println!("{report:#?}");
+    if report.violation.is_some() {
+        fail(&report, &trace);
+    }
+}
