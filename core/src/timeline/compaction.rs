@@ -50,10 +50,10 @@ use crate::key::Key;
 use crate::layer_file::{self, LayerFile};
 use crate::layer_name::{KeyRange, LayerName, LsnRange};
 use crate::lsn::Lsn;
-use crate::redo::Record;
+use crate::redo::{Record, RedoRequest};
 use crate::time::Instant;
 use std::cmp::Reverse;
-use std::collections::{BTreeSet, BinaryHeap};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
 
 /// One record of a layer: `(key, lsn, record)`.
 pub(crate) type Entry = (Key, Lsn, Record);
@@ -66,10 +66,21 @@ pub struct Output {
     pub(crate) crc32c: u32,
 }
 
-/// The compaction job in progress.
+/// What a job makes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JobKind {
+    /// L0s → L1s; the inputs are replaced.
+    Compact,
+    /// An image layer set at `lsn` over the whole key range (`images.rs`); the
+    /// inputs stay.
+    Image { lsn: Lsn },
+}
+
+/// The background job in progress.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Job {
-    /// L0 layers being replaced, oldest first.
+    pub(crate) kind: JobKind,
+    /// Layers read (L0s being replaced, oldest first; or an image's sources).
     pub(crate) inputs: Vec<LayerName>,
     /// Records of `inputs[..loaded.len()]`.
     pub(crate) loaded: Vec<Vec<Entry>>,
@@ -78,6 +89,24 @@ pub struct Job {
     /// Encoded outputs (set once every input is loaded); `written` of them are durable.
     pub(crate) outputs: Vec<Output>,
     pub(crate) written: usize,
+    /// Image jobs: reconstructions still to run, and the values so far.
+    pub(crate) redo: VecDeque<(Key, RedoRequest)>,
+    pub(crate) values: BTreeMap<Key, Vec<u8>>,
+}
+
+impl Job {
+    pub(crate) fn new(kind: JobKind, inputs: Vec<LayerName>) -> Box<Job> {
+        Box::new(Job {
+            kind,
+            inputs,
+            loaded: Vec::new(),
+            downloaded: BTreeSet::new(),
+            outputs: Vec::new(),
+            written: 0,
+            redo: VecDeque::new(),
+            values: BTreeMap::new(),
+        })
+    }
 }
 
 /// Where the compaction pipeline is.
@@ -89,6 +118,11 @@ pub enum CompactionState {
     Loading {
         job: Box<Job>,
         op: Option<OpId>,
+    },
+    /// Image jobs: reconstructing `job.redo[0]` (`Redo` effect `op`).
+    Redoing {
+        job: Box<Job>,
+        op: OpId,
     },
     /// Writing `job.outputs[job.written]`.
     Writing {
@@ -112,10 +146,21 @@ impl CompactionState {
         }
     }
 
+    pub(crate) fn job(&self) -> Option<&Job> {
+        match self {
+            CompactionState::Idle | CompactionState::Backoff { job: None, .. } => None,
+            CompactionState::Loading { job, .. }
+            | CompactionState::Redoing { job, .. }
+            | CompactionState::Writing { job, .. }
+            | CompactionState::Backoff { job: Some(job), .. } => Some(job),
+        }
+    }
+
     pub(crate) fn inputs(&self) -> &[LayerName] {
         match self {
             CompactionState::Idle | CompactionState::Backoff { job: None, .. } => &[],
             CompactionState::Loading { job, .. }
+            | CompactionState::Redoing { job, .. }
             | CompactionState::Writing { job, .. }
             | CompactionState::Backoff { job: Some(job), .. } => &job.inputs,
         }
@@ -237,17 +282,14 @@ impl Timeline {
                         return;
                     }
                     let inputs = self.compaction_candidates();
-                    if inputs.len() < self.config.compaction_threshold_layers.max(2) {
+                    let job = if inputs.len() >= self.config.compaction_threshold_layers.max(2) {
+                        Job::new(JobKind::Compact, inputs)
+                    } else if let Some(job) = self.image_job() {
+                        job
+                    } else {
                         return;
-                    }
-                    let job = Job {
-                        inputs,
-                        loaded: Vec::new(),
-                        downloaded: BTreeSet::new(),
-                        outputs: Vec::new(),
-                        written: 0,
                     };
-                    self.compaction = CompactionState::Loading { job: Box::new(job), op: None };
+                    self.compaction = CompactionState::Loading { job, op: None };
                 }
                 CompactionState::Loading { job, op: Some(op) } => {
                     self.compaction = CompactionState::Loading { job, op: Some(op) };
@@ -290,6 +332,10 @@ impl Timeline {
                     }
                     return;
                 }
+                CompactionState::Redoing { job, op } => {
+                    self.compaction = CompactionState::Redoing { job, op };
+                    return;
+                }
                 CompactionState::Writing { job, op, failures } => {
                     self.compaction = CompactionState::Writing { job, op, failures };
                     return;
@@ -305,6 +351,10 @@ impl Timeline {
     /// Every input is loaded: build the outputs and start writing (or commit at once
     /// when every output already exists).
     fn finish_loading(&mut self, mut job: Box<Job>) {
+        if let JobKind::Image { lsn } = job.kind {
+            self.plan_images(job, lsn);
+            return;
+        }
         let first = crate::timeline::layer_map::lsn_range(&job.inputs[0]);
         let last = crate::timeline::layer_map::lsn_range(job.inputs.last().expect("non-empty"));
         let lsns = LsnRange { start: first.start, end: last.end };
@@ -315,7 +365,7 @@ impl Timeline {
         self.start_output_write(job, 0);
     }
 
-    fn start_output_write(&mut self, job: Box<Job>, failures: u32) {
+    pub(super) fn start_output_write(&mut self, job: Box<Job>, failures: u32) {
         if !self.may_compact {
             // Dropped: written outputs are local files no index names (start-up
             // removes them; a re-run writes them again).
@@ -349,7 +399,9 @@ impl Timeline {
                 crc32c: meta.crc32c,
             });
         }
-        self.remove_layers(&job.inputs);
+        if job.kind == JobKind::Compact {
+            self.remove_layers(&job.inputs);
+        }
         self.compaction = CompactionState::Idle;
     }
 
@@ -446,8 +498,9 @@ impl Timeline {
     }
 
     pub(super) fn check_compaction_invariants(&self) {
+        let compact = self.compaction.job().is_some_and(|j| j.kind == JobKind::Compact);
         for name in self.compaction.inputs() {
-            assert!(is_l0(name), "compaction input {name} is not an L0");
+            assert!(!compact || is_l0(name), "compaction input {name} is not an L0");
             assert!(self.layers.layers.contains_key(name), "compaction input {name} left the map");
         }
         match &self.compaction {
@@ -466,6 +519,10 @@ impl Timeline {
                         "compaction waits for {name}, which is not downloading"
                     ),
                 }
+            }
+            CompactionState::Redoing { job, op } => {
+                assert!(!job.redo.is_empty());
+                assert_eq!(self.ops.get(op), Some(&OpKind::ImageRedo));
             }
             CompactionState::Writing { job, op, .. } => {
                 assert!(job.written < job.outputs.len());

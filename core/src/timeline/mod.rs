@@ -59,6 +59,7 @@
 mod compaction;
 mod eviction;
 mod flush;
+mod images;
 mod in_memory;
 mod layer_cache;
 mod layer_map;
@@ -67,7 +68,7 @@ mod read;
 #[cfg(test)]
 mod tests;
 
-pub use compaction::{CompactionState, Job, Output};
+pub use compaction::{CompactionState, Job, JobKind, Output};
 pub use flush::FlushState;
 pub use layer_map::{LayerEntry, Residence};
 
@@ -113,6 +114,9 @@ pub struct TimelineConfig {
     /// Compaction cuts its L1 outputs at about this many record bytes (a key is
     /// never split, so one key's history may exceed it).
     pub compaction_target_file_bytes: u64,
+    /// Create an image layer set once this many delta layer levels (distinct LSN
+    /// ranges) lie above the newest one.
+    pub image_creation_threshold_layers: usize,
     /// Evict a remotely durable layer not read for this long (`u64::MAX`: never).
     pub eviction_idle_ms: u64,
     /// Evict least recently used durable layers while resident layer files take
@@ -134,6 +138,7 @@ impl Default for TimelineConfig {
             generation: Generation::FIRST,
             compaction_threshold_layers: 10,
             compaction_target_file_bytes: 128 * 1024 * 1024,
+            image_creation_threshold_layers: 3,
             eviction_idle_ms: 24 * 3600 * 1000,
             local_layer_budget_bytes: u64::MAX,
         }
@@ -248,6 +253,7 @@ enum OpKind {
     Redo { read: ReadId },
     CompactRead { name: LayerName },
     CompactWrite,
+    ImageRedo,
 }
 
 /// A layer's description for getters.
@@ -489,13 +495,13 @@ impl Timeline {
             | (OpKind::CompactRead { .. }, TimelineCompletion::Read(_))
             | (OpKind::ReadLayer { .. }, TimelineCompletion::Read(_))
             | (OpKind::Download { .. }, TimelineCompletion::Downloaded(_))
-            | (OpKind::Redo { .. }, TimelineCompletion::Redone(_)) => None,
+            | (OpKind::Redo { .. } | OpKind::ImageRedo, TimelineCompletion::Redone(_)) => None,
             (OpKind::WriteLayer | OpKind::WriteMetadata | OpKind::CompactWrite, _) => {
                 Some("Written")
             }
             (OpKind::ReadLayer { .. } | OpKind::CompactRead { .. }, _) => Some("Read"),
             (OpKind::Download { .. }, _) => Some("Downloaded"),
-            (OpKind::Redo { .. }, _) => Some("Redone"),
+            (OpKind::Redo { .. } | OpKind::ImageRedo, _) => Some("Redone"),
         };
         if let Some(expected) = expected {
             return Err(TimelineError::WrongCompletion { op, expected });
@@ -516,6 +522,7 @@ impl Timeline {
             (OpKind::CompactRead { name }, TimelineCompletion::Read(r)) => {
                 self.compaction_read_done(now, op, name, r)
             }
+            (OpKind::ImageRedo, TimelineCompletion::Redone(r)) => self.image_redone(now, op, r),
             (OpKind::CompactWrite, TimelineCompletion::Written(r)) => {
                 self.compaction_write_done(now, op, r)
             }
@@ -689,7 +696,7 @@ impl Timeline {
         }
         for (op, kind) in &self.ops {
             match kind {
-                OpKind::CompactRead { .. } | OpKind::CompactWrite => {}
+                OpKind::CompactRead { .. } | OpKind::CompactWrite | OpKind::ImageRedo => {}
                 OpKind::WriteLayer | OpKind::WriteMetadata => {
                     assert!(self.flush.op() == Some(*op), "{op} is a write the flush does not own");
                 }

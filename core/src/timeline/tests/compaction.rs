@@ -12,6 +12,7 @@ pub(super) fn config(threshold: usize) -> TimelineConfig {
         checkpoint_timeout_ms: 1 << 30,
         compaction_threshold_layers: threshold,
         compaction_target_file_bytes: 200,
+        image_creation_threshold_layers: usize::MAX,
         ..TimelineConfig::default()
     }
 }
@@ -372,4 +373,27 @@ fn bench_compaction_and_read_amplification() {
         before as f64 / 64.0,
         after as f64 / 64.0
     );
+}
+
+#[test]
+fn deep_deltas_get_an_image_set_that_reads_stop_at() {
+    let cfg =
+        TimelineConfig { image_creation_threshold_layers: 3, layer_cache_bytes: 0, ..config(100) };
+    let mut h = Harness::new(Lsn(0), cfg);
+    h.tl.handle_mode(h.now, false, false);
+    let model = fill(&mut h, 3, 5);
+    assert!(h.tl.layers().all(|l| l.name.is_delta()));
+    h.tl.handle_mode(h.now, true, true);
+    h.drain();
+    let images: Vec<LayerName> = h.tl.layers().map(|l| l.name).filter(|n| !n.is_delta()).collect();
+    assert!(!images.is_empty(), "an image set at disk_consistent");
+    assert_eq!(h.tl.full_image_lsns(), [model.last]);
+    assert!(h.log.iter().any(|e| matches!(e, TimelineEffect::Redo { .. })), "deltas redone");
+    check_sets(&h);
+    // A get at the newest LSN reads the image only.
+    h.log.clear();
+    assert_eq!(h.get(Key(3), model.last), Ok(model.get(Key(3), model.last)));
+    let reads = h.log.iter().filter(|e| matches!(e, TimelineEffect::ReadLayer { .. })).count();
+    assert_eq!(reads, 1);
+    check_reads(&mut h, &model, 5);
 }

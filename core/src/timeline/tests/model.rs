@@ -113,6 +113,7 @@ fn config() -> TimelineConfig {
         layer_cache_bytes: 1_500,
         compaction_threshold_layers: 3,
         compaction_target_file_bytes: 120,
+        image_creation_threshold_layers: 3,
         eviction_idle_ms: 1_500,
         ..TimelineConfig::default()
     }
