@@ -85,7 +85,7 @@ pub(crate) fn l0_name(layer: &InMemoryLayer) -> Option<LayerName> {
 
 impl Timeline {
     pub(super) fn pump_flush(&mut self, now: Instant) {
-        if self.flush == FlushState::Idle && !self.frozen.is_empty() {
+        if self.flush == FlushState::Idle && !self.frozen.is_empty() && !self.gc_writing() {
             self.start_layer_write(0);
         }
         let _ = now;

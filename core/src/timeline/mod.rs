@@ -59,6 +59,7 @@
 mod compaction;
 mod eviction;
 mod flush;
+mod gc;
 mod images;
 mod in_memory;
 mod layer_cache;
@@ -70,6 +71,7 @@ mod tests;
 
 pub use compaction::{CompactionState, Job, JobKind, Output};
 pub use flush::FlushState;
+pub use gc::GcState;
 pub use layer_map::{LayerEntry, Residence};
 
 use crate::generation::Generation;
@@ -117,6 +119,9 @@ pub struct TimelineConfig {
     /// Create an image layer set once this many delta layer levels (distinct LSN
     /// ranges) lie above the newest one.
     pub image_creation_threshold_layers: usize,
+    /// GC keeps what reads at `disk_consistent_lsn` minus this need (`u64::MAX`:
+    /// no GC).
+    pub gc_horizon_lsn_distance: u64,
     /// Evict a remotely durable layer not read for this long (`u64::MAX`: never).
     pub eviction_idle_ms: u64,
     /// Evict least recently used durable layers while resident layer files take
@@ -139,6 +144,7 @@ impl Default for TimelineConfig {
             compaction_threshold_layers: 10,
             compaction_target_file_bytes: 128 * 1024 * 1024,
             image_creation_threshold_layers: 3,
+            gc_horizon_lsn_distance: 64 * 1024 * 1024,
             eviction_idle_ms: 24 * 3600 * 1000,
             local_layer_budget_bytes: u64::MAX,
         }
@@ -254,6 +260,7 @@ enum OpKind {
     CompactRead { name: LayerName },
     CompactWrite,
     ImageRedo,
+    GcMetadata,
 }
 
 /// A layer's description for getters.
@@ -285,6 +292,7 @@ pub struct Timeline {
     /// Layers of the recovered index above its disk_consistent_lsn (see `recover`).
     future_layers: Vec<LayerName>,
     compaction: CompactionState,
+    gc: GcState,
     /// `handle_mode`: background work allowed.
     may_compact: bool,
     may_delete: bool,
@@ -389,6 +397,7 @@ impl Timeline {
             backpressure: false,
             future_layers: Vec::new(),
             compaction: CompactionState::Idle,
+            gc: GcState::Idle,
             may_compact: true,
             may_delete: true,
             remote_durable: BTreeSet::new(),
@@ -489,16 +498,23 @@ impl Timeline {
         self.clock = self.clock.max(now);
         let expected = match (&kind, &c) {
             (
-                OpKind::WriteLayer | OpKind::WriteMetadata | OpKind::CompactWrite,
+                OpKind::WriteLayer
+                | OpKind::WriteMetadata
+                | OpKind::CompactWrite
+                | OpKind::GcMetadata,
                 TimelineCompletion::Written(_),
             )
             | (OpKind::CompactRead { .. }, TimelineCompletion::Read(_))
             | (OpKind::ReadLayer { .. }, TimelineCompletion::Read(_))
             | (OpKind::Download { .. }, TimelineCompletion::Downloaded(_))
             | (OpKind::Redo { .. } | OpKind::ImageRedo, TimelineCompletion::Redone(_)) => None,
-            (OpKind::WriteLayer | OpKind::WriteMetadata | OpKind::CompactWrite, _) => {
-                Some("Written")
-            }
+            (
+                OpKind::WriteLayer
+                | OpKind::WriteMetadata
+                | OpKind::CompactWrite
+                | OpKind::GcMetadata,
+                _,
+            ) => Some("Written"),
             (OpKind::ReadLayer { .. } | OpKind::CompactRead { .. }, _) => Some("Read"),
             (OpKind::Download { .. }, _) => Some("Downloaded"),
             (OpKind::Redo { .. } | OpKind::ImageRedo, _) => Some("Redone"),
@@ -523,6 +539,9 @@ impl Timeline {
                 self.compaction_read_done(now, op, name, r)
             }
             (OpKind::ImageRedo, TimelineCompletion::Redone(r)) => self.image_redone(now, op, r),
+            (OpKind::GcMetadata, TimelineCompletion::Written(r)) => {
+                self.gc_metadata_written(now, op, r)
+            }
             (OpKind::CompactWrite, TimelineCompletion::Written(r)) => {
                 self.compaction_write_done(now, op, r)
             }
@@ -544,6 +563,7 @@ impl Timeline {
         }
         self.flush_timeout(now);
         self.compaction_timeout(now);
+        self.gc_timeout(now);
         self.expire_waiting_reads(now);
         self.pump(now);
     }
@@ -555,10 +575,8 @@ impl Timeline {
     pub fn poll_timeout(&self) -> Option<Instant> {
         let age = self.open.opened_at.map(|t| t.plus_millis(self.config.checkpoint_timeout_ms));
         let waits = self.reads.values().filter_map(Read::wait_deadline).min();
-        [age, self.flush.timer(), waits, self.compaction.timer(), self.eviction_timer()]
-            .into_iter()
-            .flatten()
-            .min()
+        let background = [self.compaction.timer(), self.eviction_timer(), self.gc_timer()];
+        [age, self.flush.timer(), waits].into_iter().chain(background).flatten().min()
     }
 
     pub fn tenant_id(&self) -> TenantId {
@@ -683,20 +701,27 @@ impl Timeline {
         }
         // Queued work ⇒ something in flight or a timer set.
         if !self.frozen.is_empty() || self.flush_requests.values().any(|t| *t > dc) {
-            assert!(self.flush != FlushState::Idle, "flush work queued while the flush is idle");
+            assert!(
+                self.flush != FlushState::Idle || self.gc_writing(),
+                "flush work queued while the flush is idle"
+            );
         }
         if let Some(done) = self.flush_requests.iter().find(|(_, t)| **t <= dc) {
             panic!("flush request {done:?} satisfied but not answered");
         }
         self.check_flush_invariants();
         self.check_compaction_invariants();
+        self.check_gc_invariants();
         self.cache.check();
         for (id, r) in &self.reads {
             r.check(*id, &self.ops, &self.layers);
         }
         for (op, kind) in &self.ops {
             match kind {
-                OpKind::CompactRead { .. } | OpKind::CompactWrite | OpKind::ImageRedo => {}
+                OpKind::CompactRead { .. }
+                | OpKind::CompactWrite
+                | OpKind::ImageRedo
+                | OpKind::GcMetadata => {}
                 OpKind::WriteLayer | OpKind::WriteMetadata => {
                     assert!(self.flush.op() == Some(*op), "{op} is a write the flush does not own");
                 }
@@ -750,5 +775,6 @@ impl Timeline {
         self.pump_reads(now);
         self.pump_compaction(now);
         self.pump_eviction(now);
+        self.pump_gc(now);
     }
 }

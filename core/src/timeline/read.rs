@@ -375,7 +375,15 @@ impl Timeline {
     }
 
     fn finish(&mut self, id: ReadId, result: Result<Option<Vec<u8>>, ReadError>) {
-        self.reads.remove(&id);
+        let read = self.reads.remove(&id).expect("caller holds a live read id");
+        // GC raised the cutoff above this read meanwhile: the layers it needed may
+        // be gone, so whatever it collected is not served.
+        let gc_cutoff = self.metadata.gc_cutoff_lsn;
+        let result = match result {
+            Err(ReadError::DuplicateReadId(_) | ReadError::WaitTimeout { .. }) => result,
+            _ if read.lsn < gc_cutoff => Err(ReadError::BelowGcCutoff { lsn: read.lsn, gc_cutoff }),
+            _ => result,
+        };
         self.effects.push_back(TimelineEffect::ReadDone { req: id, result });
     }
 

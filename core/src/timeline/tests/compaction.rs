@@ -13,6 +13,7 @@ pub(super) fn config(threshold: usize) -> TimelineConfig {
         compaction_threshold_layers: threshold,
         compaction_target_file_bytes: 200,
         image_creation_threshold_layers: usize::MAX,
+        gc_horizon_lsn_distance: u64::MAX,
         ..TimelineConfig::default()
     }
 }
@@ -396,4 +397,65 @@ fn deep_deltas_get_an_image_set_that_reads_stop_at() {
     let reads = h.log.iter().filter(|e| matches!(e, TimelineEffect::ReadLayer { .. })).count();
     assert_eq!(reads, 1);
     check_reads(&mut h, &model, 5);
+}
+
+/// GC: with an image set at or below the horizon, everything older goes — after
+/// the metadata raising the cutoff is durable, through the upload queue.
+#[test]
+fn gc_removes_layers_below_an_image_set_under_the_horizon() {
+    let cfg = TimelineConfig {
+        image_creation_threshold_layers: 3,
+        gc_horizon_lsn_distance: 5,
+        ..config(100)
+    };
+    let mut h = Harness::new(Lsn(0), cfg);
+    h.tl.handle_mode(h.now, true, false);
+    let model = fill(&mut h, 3, 4); // LSNs 1..=12, image set at 12
+    assert_eq!(h.tl.full_image_lsns(), [Lsn(12)]);
+    let mut all = model;
+    let more = fill(&mut h, 2, 4); // LSNs 13..=20: horizon 15 ≥ 12
+    for (k, m) in more.records {
+        all.records.entry(k).or_default().extend(m);
+    }
+    all.last = more.last;
+    // AttachedMulti: no GC.
+    assert_eq!(h.tl.metadata().gc_cutoff_lsn, Lsn::ZERO);
+    assert!(h.tl.gc_plan().is_some());
+    h.world.set_lag(true);
+    h.log.clear();
+    h.tl.handle_mode(h.now, true, true);
+    h.drain();
+    assert_eq!(h.tl.metadata().gc_cutoff_lsn, Lsn(12));
+    let names: Vec<LayerName> = h.tl.layers().map(|l| l.name).collect();
+    assert!(names.iter().all(|n| lsn_range_end(n) > Lsn(12)), "{names:?}");
+    let kinds: Vec<&str> = h
+        .log
+        .iter()
+        .filter_map(|e| match e {
+            TimelineEffect::WriteMetadata { .. } => Some("write-metadata"),
+            TimelineEffect::MetadataDurable { .. } => Some("metadata-durable"),
+            TimelineEffect::UnlinkLayers { .. } => Some("unlink"),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(kinds, ["write-metadata", "metadata-durable", "unlink"]);
+    assert!(h.world.deleted.is_empty(), "S-DEL-AFTER-INDEX: the index lags");
+    h.world.set_lag(false);
+    assert_eq!(h.world.deleted.len(), 3);
+    assert_eq!(h.world.index.metadata.gc_cutoff_lsn, Lsn(12));
+    check_sets(&h);
+    assert!(matches!(h.get(Key(1), Lsn(11)), Err(ReadError::BelowGcCutoff { .. })));
+    for key in 0..=4 {
+        for lsn in 12..=20 {
+            assert_eq!(h.get(Key(key), Lsn(lsn)), Ok(all.get(Key(key), Lsn(lsn))));
+        }
+    }
+    // A restart from the index keeps the cutoff and reads the same.
+    let mut r = Harness::recover(h.world.clone(), h.tl.config().clone(), h.now);
+    assert_eq!(r.tl.metadata().gc_cutoff_lsn, Lsn(12));
+    assert_eq!(r.get(Key(2), Lsn(20)), Ok(all.get(Key(2), Lsn(20))));
+}
+
+fn lsn_range_end(n: &LayerName) -> Lsn {
+    crate::timeline::layer_map::lsn_range(n).end
 }

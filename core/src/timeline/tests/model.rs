@@ -113,7 +113,8 @@ fn config() -> TimelineConfig {
         layer_cache_bytes: 1_500,
         compaction_threshold_layers: 3,
         compaction_target_file_bytes: 120,
-        image_creation_threshold_layers: 3,
+        image_creation_threshold_layers: 2,
+        gc_horizon_lsn_distance: 4,
         eviction_idle_ms: 1_500,
         ..TimelineConfig::default()
     }
@@ -151,6 +152,9 @@ fn run(ops: Vec<Op>) {
                     // An injected fault may fail a read, clearly; never silently.
                     Err(ReadError::LayerUnavailable { .. }) => assert!(h.fail_downloads < faults.0),
                     Err(ReadError::Redo(_)) => assert!(h.fail_redos < faults.1),
+                    Err(ReadError::BelowGcCutoff { gc_cutoff, .. }) => {
+                        assert!(lsn < gc_cutoff && gc_cutoff == h.tl.metadata().gc_cutoff_lsn)
+                    }
                     Err(e) => panic!("get({key}, {lsn}): {e}"),
                 }
             }
@@ -208,7 +212,8 @@ fn run(ops: Vec<Op>) {
     (h.fail_writes, h.fail_downloads, h.fail_redos) = (0, 0, 0);
     h.flush();
     for key in 0..7 {
-        for lsn in (INITDB.0..=model.last.0).step_by(3) {
+        let from = INITDB.0.max(h.tl.metadata().gc_cutoff_lsn.0);
+        for lsn in (from..=model.last.0).step_by(3).chain([model.last.0]) {
             assert_eq!(h.get(Key(key), Lsn(lsn)), Ok(model.get(Key(key), Lsn(lsn))));
         }
     }
