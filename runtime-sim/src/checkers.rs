@@ -28,8 +28,8 @@ fn timeline_of(key: &RemoteKey) -> Option<(TenantId, TimelineId)> {
 /// S-IDX-ORDER and S-IDX-REF over the object store's history, replayed in the
 /// order the store applied it.
 ///
-/// - S-IDX-ORDER: when an index PUT is applied, every layer it references is there
-///   with the recorded size.
+/// - S-IDX-ORDER: when an index PUT is applied (on time: not a late, given-up
+///   request), every layer it references is there with the recorded size.
 /// - S-IDX-REF: after every applied request, the newest index of each timeline
 ///   (highest generation, then sequence) that is not a tombstone references only
 ///   layers that exist with the recorded size.
@@ -67,7 +67,12 @@ pub fn check_history(history: &[HistoryEntry]) -> Result<(), String> {
                     .ok_or_else(|| format!("history lacks the body of index {}", e.key))?;
                 let index = IndexPart::from_json_bytes(body)
                     .map_err(|err| format!("S-IDX-REF: index {} unreadable: {err}", e.key))?;
-                if let Some(missing) = missing_layer(t, tl, &index, &objects) {
+                // A late PUT (one its writer gave up on, applied after newer requests)
+                // may land after its layers were legitimately deleted; it can never be
+                // the newest index (sequence numbers), which S-IDX-REF below checks.
+                if !e.late
+                    && let Some(missing) = missing_layer(t, tl, &index, &objects)
+                {
                     return Err(format!(
                         "S-IDX-ORDER: index {} applied (history #{}) before its layer {missing}",
                         e.key, e.seq

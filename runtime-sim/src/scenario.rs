@@ -80,6 +80,12 @@ pub fn node_config() -> NodeConfig {
     let mut c = NodeConfig::new(NodeId(1));
     c.timeline.checkpoint_distance_bytes = 2_048;
     c.timeline.checkpoint_timeout_ms = 2_000;
+    // Compact, evict and delete often, so that every ordering rule is exercised.
+    c.timeline.compaction_threshold_layers = 4;
+    c.timeline.compaction_target_file_bytes = 8 * 1024;
+    c.timeline.eviction_idle_ms = 3_000;
+    c.deletion.list_seal_delay_ms = 1_000;
+    c.deletion.validate_delay_ms = 1_000;
     c.shutdown_grace_ms = 10_000;
     c
 }

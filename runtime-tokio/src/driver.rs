@@ -141,6 +141,10 @@ where
                     return Ok(Stopped { clean, reason });
                 }
             }
+            // Trace lines go out before the yield, so a kill there loses none.
+            for line in node.drain_trace() {
+                trace.record(&line);
+            }
             tokio::task::yield_now().await;
         }
         for line in node.drain_trace() {

@@ -37,6 +37,9 @@ use crate::timeline::Timeline;
 use crate::upload_queue::UploadQueue;
 use std::collections::BTreeMap;
 
+/// How often start-up writes a tenant's config before giving up on the tenant.
+pub const STARTUP_WRITE_ATTEMPTS: u32 = 10;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum StartupPhase {
     ListTenants,
@@ -53,7 +56,12 @@ pub enum StartupPhase {
 pub enum StartupIo {
     ListTenants,
     ReadConfig(TenantId),
-    WriteConfig(TenantId),
+    /// Rewriting a tenant's config with its new generation; `attempt` counts from 1.
+    WriteConfig {
+        tenant: TenantId,
+        bytes: Vec<u8>,
+        attempt: u32,
+    },
     ListDeletion,
     ReadDeletion(String),
     ListRemoteTimelines(TenantId),
@@ -169,13 +177,27 @@ impl Node {
                     )),
                 }
             }
-            StartupIo::WriteConfig(tenant) => {
+            StartupIo::WriteConfig { tenant, bytes, attempt } => {
                 if !matches!(result, IoResult::Done(Ok(()))) {
-                    // Without its new generation on disk the tenant must not run.
-                    self.tenants.remove(&tenant);
-                    self.warn(format!(
-                        "tenant {tenant} not loaded: writing its config failed: {result:?}"
-                    ));
+                    if attempt < STARTUP_WRITE_ATTEMPTS {
+                        // A failed write (e.g. a failed fsync) leaves the file unknown:
+                        // write it again, whole.
+                        self.warn(format!(
+                            "tenant {tenant}: writing its config failed ({result:?}); retrying"
+                        ));
+                        let path = io::location_conf_path(tenant);
+                        let attempt = attempt + 1;
+                        self.startup_io(
+                            StartupIo::WriteConfig { tenant, bytes: bytes.clone(), attempt },
+                            Io::DiskWrite { path, bytes },
+                        );
+                    } else {
+                        // Without its new generation on disk the tenant must not run.
+                        self.tenants.remove(&tenant);
+                        self.warn(format!(
+                            "tenant {tenant} not loaded: writing its config failed {attempt} times: {result:?}"
+                        ));
+                    }
                 }
             }
             StartupIo::ListDeletion => {
@@ -393,12 +415,14 @@ impl Node {
                         rt.tenant,
                         Tenant { generation: rt.generation, mode, timelines: BTreeMap::new() },
                     );
+                    let bytes = conf.to_toml().into_bytes();
                     self.startup_io(
-                        StartupIo::WriteConfig(rt.tenant),
-                        Io::DiskWrite {
-                            path: io::location_conf_path(rt.tenant),
-                            bytes: conf.to_toml().into_bytes(),
+                        StartupIo::WriteConfig {
+                            tenant: rt.tenant,
+                            bytes: bytes.clone(),
+                            attempt: 1,
                         },
+                        Io::DiskWrite { path: io::location_conf_path(rt.tenant), bytes },
                     );
                     self.startup.reattached.insert(rt.tenant, rt);
                 }
