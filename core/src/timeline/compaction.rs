@@ -7,9 +7,11 @@
 //! answer every read the same way.
 //!
 //! A job, one at a time ([`CompactionState`]):
-//! 1. **Pick**: when compaction is allowed (`handle_mode`) and at least
-//!    `compaction_threshold_layers` L0s are *durable locally* (their LSN end is at
-//!    or below `disk_consistent_lsn + 1`), take the oldest contiguous run of them.
+//! 1. **Pick**: when compaction is allowed (`handle_mode`), take a run of L0s
+//!    *durable locally* (their LSN end is at or below `disk_consistent_lsn + 1`),
+//!    cut at gaps and at full image sets (see [`Timeline::compaction_candidates`]):
+//!    the oldest run of at least `compaction_threshold_layers`, or an older closed
+//!    run of at least two.
 //!    Layers above `disk_consistent_lsn` are never taken: after a crash they would
 //!    be future layers and dropped, and the L1 would take older records with them.
 //! 2. **Load** each input, oldest first: from the parsed-file cache, by `ReadLayer`,
@@ -248,9 +250,13 @@ pub(crate) fn build_outputs(
 }
 
 impl Timeline {
-    /// L0 layers a job may take now: the oldest contiguous run of L0s durable
-    /// locally (LSN end ≤ disk_consistent + 1).
-    pub(crate) fn compaction_candidates(&self) -> Vec<LayerName> {
+    /// The L0 run a job should take now, if any. L0s durable locally (LSN end ≤
+    /// disk_consistent + 1) are cut into runs at gaps and at full image sets (an L1
+    /// must not straddle an image set's LSN: a read would take the L1 and continue
+    /// below it, past the images, and GC could not use that set). The oldest run
+    /// with at least `compaction_threshold_layers` L0s is taken, or an older run
+    /// already closed by a newer one when it holds at least two.
+    pub(crate) fn compaction_candidates(&self) -> Option<Vec<LayerName>> {
         let limit = self.metadata.disk_consistent_lsn.next();
         let mut l0: Vec<(LsnRange, &LayerName)> = self
             .layers
@@ -262,16 +268,22 @@ impl Timeline {
             })
             .collect();
         l0.sort();
-        let mut out: Vec<LayerName> = Vec::new();
+        let cuts: BTreeSet<Lsn> = self.full_image_lsns().into_iter().map(Lsn::next).collect();
+        let mut runs: Vec<Vec<LayerName>> = Vec::new();
         let mut end: Option<Lsn> = None;
         for (lsns, name) in l0 {
-            if end.is_some_and(|e| e != lsns.start) {
-                break;
+            if end.is_none_or(|e| e != lsns.start) || cuts.contains(&lsns.start) {
+                runs.push(Vec::new());
             }
             end = Some(lsns.end);
-            out.push(name.clone());
+            runs.last_mut().expect("pushed").push(name.clone());
         }
-        out
+        let threshold = self.config.compaction_threshold_layers.max(2);
+        let n = runs.len();
+        runs.into_iter()
+            .enumerate()
+            .find(|(i, run)| run.len() >= threshold || (i + 1 < n && run.len() >= 2))
+            .map(|(_, run)| run)
     }
 
     pub(super) fn pump_compaction(&mut self, now: Instant) {
@@ -281,8 +293,7 @@ impl Timeline {
                     if !self.may_compact {
                         return;
                     }
-                    let inputs = self.compaction_candidates();
-                    let job = if inputs.len() >= self.config.compaction_threshold_layers.max(2) {
+                    let job = if let Some(inputs) = self.compaction_candidates() {
                         Job::new(JobKind::Compact, inputs)
                     } else if let Some(job) = self.image_job() {
                         job
@@ -498,6 +509,16 @@ impl Timeline {
     }
 
     pub(super) fn check_compaction_invariants(&self) {
+        // No L1 straddles a full image set (compaction cuts its runs there).
+        for j in self.full_image_lsns() {
+            for name in self.layers.layers.keys().filter(|n| n.is_delta() && !is_l0(n)) {
+                let r = crate::timeline::layer_map::lsn_range(name);
+                assert!(
+                    !(r.start <= j && r.end > j.next()),
+                    "{name} straddles the image set at {j}"
+                );
+            }
+        }
         let compact = self.compaction.job().is_some_and(|j| j.kind == JobKind::Compact);
         for name in self.compaction.inputs() {
             assert!(!compact || is_l0(name), "compaction input {name} is not an L0");
