@@ -15,6 +15,9 @@
 //! kind = "embedded"                 # in-process generation table on SQLite
 //! sqlite_path = "control-plane.sqlite"
 //!
+//! [walredo]
+//! kind = "process"                  # a `strata walredo` child; or "in_process"
+//!
 //! [tuning]                          # every field optional; defaults in the code
 //! checkpoint_distance_bytes = 8388608
 //! ```
@@ -63,10 +66,13 @@ pub enum ControlPlaneConfig {
 
 /// How values are reconstructed.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum WalRedoConfig {
-    /// Core's redo function in the node process.
+    /// A `strata walredo` child process (the production default): a crash or hang
+    /// of the child fails that request, never the node.
     #[default]
+    Process,
+    /// Core's redo function in the node process.
     InProcess,
 }
 
@@ -105,7 +111,7 @@ impl FileConfig {
             control_plane: ControlPlaneConfig::Embedded {
                 sqlite_path: "control-plane.sqlite".into(),
             },
-            walredo: WalRedoConfig::InProcess,
+            walredo: WalRedoConfig::Process,
             tuning: Tuning::default(),
         }
     }

@@ -11,6 +11,7 @@
 pub mod config;
 pub mod driver;
 pub mod trace_sink;
+pub mod walredo_child;
 
 #[cfg(not(madsim))]
 pub mod http;

@@ -3,6 +3,8 @@
 //! - `strata init [--dir DIR]`: write a working configuration for the embedded
 //!   defaults (local-directory remote storage, SQLite control plane) into DIR.
 //! - `strata pageserver --config FILE [--rebuild-generations]`: run a node.
+//! - `strata walredo [--replay FILE]`: the walredo child process (spoken to over
+//!   stdin/stdout by the node), or the replay of a saved failing request.
 
 #[cfg(not(madsim))]
 mod cli {
@@ -24,6 +26,12 @@ mod cli {
 
     #[derive(Subcommand)]
     enum Command {
+        /// Serve redo requests on stdin/stdout (the node spawns this as its walredo
+        /// child), or with --replay, re-run a saved failing request and print the result.
+        Walredo {
+            #[arg(long)]
+            replay: Option<std::path::PathBuf>,
+        },
         /// Write a configuration for the embedded defaults (local-directory remote
         /// storage, SQLite control plane) into DIR.
         Init {
@@ -46,6 +54,18 @@ mod cli {
 
     pub fn main() -> ExitCode {
         let cli = Cli::parse();
+        // The walredo child owns stdout for its protocol: no logging, no runtime.
+        if let Command::Walredo { replay } = &cli.command {
+            return match replay {
+                None => strata_runtime_tokio::walredo_child::run_child(
+                    std::io::stdin().lock(),
+                    std::io::stdout().lock(),
+                ),
+                Some(file) => {
+                    strata_runtime_tokio::walredo_child::replay(file, &mut std::io::stdout().lock())
+                }
+            };
+        }
         tracing_subscriber::fmt()
             .with_env_filter(
                 tracing_subscriber::EnvFilter::try_from_env("STRATA_LOG")
@@ -54,6 +74,7 @@ mod cli {
             .with_writer(std::io::stderr)
             .init();
         match cli.command {
+            Command::Walredo { .. } => unreachable!("handled above"),
             Command::Init { dir, force } => init(&dir, force),
             Command::Pageserver { config, rebuild_generations } => {
                 let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build()

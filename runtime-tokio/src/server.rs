@@ -6,7 +6,7 @@
 //! flush, upload, wait until everything acknowledged is visible, within the grace
 //! period), exit 0 when that completed cleanly and 1 otherwise.
 
-use crate::config::{ControlPlaneConfig, FileConfig, RemoteStorageConfig};
+use crate::config::{ControlPlaneConfig, FileConfig, RemoteStorageConfig, WalRedoConfig};
 use crate::driver::{self, Adapters, NodeStatus};
 use crate::http::{AppState, router};
 use crate::metrics::Metrics;
@@ -15,10 +15,11 @@ use camino::Utf8Path;
 use std::sync::{Arc, Mutex};
 use strata_adapters::local_disk::LocalDisk;
 use strata_adapters::local_fs::LocalFs;
-use strata_adapters::redo::InProcessRedo;
+use strata_adapters::redo::{InProcessRedo, Redo, RedoError};
 use strata_adapters::remote::{ListedObject, RemoteError, RemoteStorage};
 use strata_adapters::s3::S3Remote;
 use strata_adapters::sqlite_store::SqliteStore;
+use strata_adapters::walredo_process::WalRedoProcess;
 use strata_core::node::api::{Request, Response};
 use strata_core::remote_path::RemoteKey;
 
@@ -62,7 +63,18 @@ pub async fn run_pageserver(
         ServerError::Setup(format!("opening control-plane store {sqlite_path}: {e}"))
     })?;
     let node_config = config.node_config(rebuild_generations);
-    let adapters = Adapters { disk, remote, store, redo: InProcessRedo };
+    let redo = match config.walredo {
+        WalRedoConfig::Process => {
+            let child =
+                strata_adapters::walredo_process::WalRedoConfig::strata_child(&config.data_dir)
+                    .map_err(|e| {
+                        ServerError::Setup(format!("locating the strata binary for walredo: {e}"))
+                    })?;
+            NodeRedo::Process(WalRedoProcess::start(child))
+        }
+        WalRedoConfig::InProcess => NodeRedo::InProcess(InProcessRedo),
+    };
+    let adapters = Adapters { disk, remote, store, redo };
 
     let (handle, inbox) = driver::channel();
     let status = Arc::new(Mutex::new(NodeStatus::default()));
@@ -154,6 +166,22 @@ impl RemoteStorage for NodeRemote {
         match self {
             NodeRemote::Local(r) => r.delete_objects(keys).await,
             NodeRemote::S3(r) => r.delete_objects(keys).await,
+        }
+    }
+}
+
+/// The redo a configuration chooses.
+#[derive(Clone)]
+pub enum NodeRedo {
+    InProcess(InProcessRedo),
+    Process(WalRedoProcess),
+}
+
+impl Redo for NodeRedo {
+    async fn redo(&self, request: Vec<u8>) -> Result<Vec<u8>, RedoError> {
+        match self {
+            NodeRedo::InProcess(r) => r.redo(request).await,
+            NodeRedo::Process(r) => r.redo(request).await,
         }
     }
 }

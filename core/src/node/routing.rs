@@ -369,6 +369,11 @@ impl Node {
                 UploadEffect::ValidateLsn { generation, lsn } => {
                     if let Some(dq) = &mut self.dq {
                         dq.handle_push_lsn_update(now, t, tl, generation, lsn);
+                        // While shutting down, validate at once instead of after the
+                        // deletion queue's usual delay.
+                        if matches!(self.phase, super::NodePhase::ShuttingDown { .. }) {
+                            dq.handle_flush_advisory(now);
+                        }
                         self.dirty.insert(Machine::DeletionQueue);
                     }
                 }
