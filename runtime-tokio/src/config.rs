@@ -188,6 +188,7 @@ mod tests {
         );
     }
 
+    #[cfg(not(madsim))]
     #[test]
     fn s3_remote_storage_parses() {
         let text = FileConfig::embedded_defaults().to_toml().replace(

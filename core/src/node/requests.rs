@@ -248,7 +248,9 @@ impl Node {
             upload_config,
         );
         upload.handle_barrier(now);
-        let machine = Timeline::create(tenant, timeline, initdb_lsn, timeline_config);
+        let mut machine = Timeline::create(tenant, timeline, initdb_lsn, timeline_config);
+        let (may_compact, may_delete) = background_gates(&t.mode);
+        machine.handle_mode(now, may_compact, may_delete);
         t.timelines.insert(
             timeline,
             TimelineSlot { state: SlotState::Creating { req }, timeline: machine, upload },
@@ -348,6 +350,17 @@ pub(crate) fn attach_mode(mode: &LocationMode) -> AttachMode {
         LocationMode::AttachedSingle { .. } => AttachMode::Single,
         LocationMode::AttachedMulti { .. } => AttachMode::Multi,
         LocationMode::AttachedStale { .. } | LocationMode::Secondary { .. } => AttachMode::Stale,
+    }
+}
+
+/// What a timeline's background work may do in a mode: (compact and evict, delete).
+/// AttachedMulti compacts but deletes nothing (the other node's index may still
+/// name the layers); Stale, emergency and Secondary do neither (S-SINGLE-WRITER).
+pub(crate) fn background_gates(mode: &LocationMode) -> (bool, bool) {
+    match mode {
+        LocationMode::AttachedSingle { .. } => (true, true),
+        LocationMode::AttachedMulti { .. } => (true, false),
+        LocationMode::AttachedStale { .. } | LocationMode::Secondary { .. } => (false, false),
     }
 }
 

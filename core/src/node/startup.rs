@@ -497,7 +497,8 @@ impl Node {
         entries: &[Entry],
     ) {
         let Some(t) = self.tenants.get(&tenant) else { return };
-        let (generation, mode) = (t.generation, super::requests::attach_mode(&t.mode));
+        let (generation, mode, mode_of_tenant) =
+            (t.generation, super::requests::attach_mode(&t.mode), t.mode);
         let local: BTreeMap<LayerName, u64> = entries
             .iter()
             .filter(|e| !e.is_dir)
@@ -517,13 +518,15 @@ impl Node {
         }
         let mut timeline_config = self.config.timeline.clone();
         timeline_config.generation = generation;
-        let (machine, remove) =
+        let (mut machine, remove) =
             Timeline::recover(tenant, timeline, &index, &local, timeline_config);
         for name in remove {
             // S-LOCAL-TRUTH: local-only or wrong-size files go; remote is the truth.
             let path = io::layer_path(tenant, timeline, &name);
             self.startup_io(StartupIo::RemoveLocal, Io::DiskRemove { path });
         }
+        let (may_compact, may_delete) = super::requests::background_gates(&mode_of_tenant);
+        machine.handle_mode(self.now, may_compact, may_delete);
         let mut upload = UploadQueue::recover(
             tenant,
             timeline,
