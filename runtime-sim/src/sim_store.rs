@@ -136,7 +136,8 @@ mod tests {
         async fn crash_before_commit(&mut self, store: SimStore, change: &StoreChange) {
             let change = change.clone();
             let in_flight = tokio::spawn(async move { store.apply(&change).await });
-            tokio::task::yield_now().await;
+            // Let the apply start (it commits no sooner than 1 ms in), then crash.
+            tokio::time::sleep(Duration::from_micros(500)).await;
             self.store.crash();
             let result = in_flight.await.expect("apply task");
             assert!(result.is_err(), "an apply cut by a crash reports no success");
