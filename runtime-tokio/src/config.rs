@@ -90,6 +90,10 @@ pub struct Tuning {
     pub layer_upload_concurrency: Option<usize>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shutdown_grace_ms: Option<u64>,
+    /// How long the deletion queue gathers deletions and LSN updates before it
+    /// validates them: the lag of the visible LSN behind the projected one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validate_delay_ms: Option<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -164,6 +168,9 @@ impl FileConfig {
         }
         if let Some(v) = t.shutdown_grace_ms {
             c.shutdown_grace_ms = v;
+        }
+        if let Some(v) = t.validate_delay_ms {
+            c.deletion.validate_delay_ms = v;
         }
         c.rebuild_generations = rebuild_generations;
         c

@@ -29,6 +29,9 @@ use strata_core::node::api::{ApiError, Request, Response};
 use strata_core::redo::IngestRecord;
 use strata_core::{Key, Lsn, TenantId, TimelineId};
 
+/// The largest request body accepted (an ingest batch); larger ones get 413.
+pub const MAX_REQUEST_BODY_BYTES: usize = 16 * 1024 * 1024;
+
 #[derive(Clone)]
 pub struct AppState {
     pub node: NodeHandle,
@@ -45,6 +48,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/tenant/{tenant}/timeline/{timeline}/page", get(read_page))
         .route("/v1/status", get(status))
         .route("/metrics", get(metrics))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_REQUEST_BODY_BYTES))
         .with_state(state)
 }
 
