@@ -369,8 +369,7 @@ fn kill_9_during_ingest_on_s3_loses_nothing_visible() {
         for key in 0..KEYS {
             let expected = sent
                 .iter()
-                .filter(|(l, k, _)| *k == key && *l <= visible)
-                .last()
+                .rfind(|(l, k, _)| *k == key && *l <= visible)
                 .map(|(_, _, v)| v.clone());
             let got = if visible == 0 { None } else { node.read(key, &lsn(visible)) };
             if visible > 0 {
@@ -390,7 +389,7 @@ fn kill_9_during_ingest_on_s3_loses_nothing_visible() {
         visible = visible.max(v);
     }
     for key in 0..KEYS {
-        let expected = sent.iter().filter(|(_, k, _)| *k == key).last().map(|(_, _, v)| v.clone());
+        let expected = sent.iter().rfind(|(_, k, _)| *k == key).map(|(_, _, v)| v.clone());
         assert_eq!(node.read(key, &lsn(lsn_n)), expected, "key {key} at the end");
     }
     node.stop();
