@@ -261,7 +261,7 @@ impl Node {
 
     /// The earliest deadline of any machine, and of the shutdown grace period.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let mut at = self.cp_deadline();
+        let mut at = self.node_deadline();
         let mut consider = |t: Option<Instant>| {
             if let Some(t) = t {
                 at = Some(at.map_or(t, |a: Instant| a.min(t)));

@@ -634,6 +634,7 @@ impl Node {
 
     pub(crate) fn fire_timers(&mut self) {
         let now = self.now;
+        self.fire_startup_retries();
         if self.dq.as_ref().and_then(|dq| dq.poll_timeout()).is_some_and(|at| at <= now) {
             if let Some(dq) = &mut self.dq {
                 dq.handle_timeout(now);
@@ -670,8 +671,8 @@ impl Node {
         self.check_shutdown_deadline();
     }
 
-    pub(crate) fn cp_deadline(&self) -> Option<crate::time::Instant> {
-        None
+    pub(crate) fn node_deadline(&self) -> Option<crate::time::Instant> {
+        self.startup_deadline()
     }
 
     pub(crate) fn bug(&mut self, what: &str) {

@@ -21,7 +21,7 @@
 //! A crash anywhere here leaves nothing half-done that the next start cannot redo:
 //! configs are rewritten atomically, and generations only grow.
 
-use super::io::{self, Entry, Io, IoResult};
+use super::io::{self, Entry, Io, IoFailure, IoResult};
 use super::routing::{CpWaiter, Route};
 use super::{Machine, Node, NodeEffect, NodePhase, SlotState, Tenant, TimelineSlot};
 use crate::control_plane::{ControlPlaneError, ControlPlaneReply, ReAttachedTenant};
@@ -39,6 +39,11 @@ use std::collections::BTreeMap;
 
 /// How often start-up writes a tenant's config before giving up on the tenant.
 pub const STARTUP_WRITE_ATTEMPTS: u32 = 10;
+/// Backoff of start-up reads of remote storage after a transient failure: doubles
+/// from the base per failure, capped; start-up waits for remote storage, it does not
+/// start without a tenant's timelines.
+pub const STARTUP_RETRY_BASE_MS: u64 = 50;
+pub const STARTUP_RETRY_MAX_MS: u64 = 5_000;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum StartupPhase {
@@ -86,6 +91,9 @@ pub(crate) struct Startup {
     header: Option<DeletionHeader>,
     lists: Vec<DeletionList>,
     outstanding: usize,
+    /// Start-up I/O waiting out a backoff after a transient remote failure.
+    retries: Vec<(Instant, StartupIo, Io)>,
+    retry_failures: u32,
     phase_started: Option<Instant>,
     /// Milliseconds spent in each finished phase, for metrics.
     pub(crate) phase_ms: BTreeMap<StartupPhase, u64>,
@@ -111,6 +119,34 @@ impl Node {
     fn startup_io(&mut self, step: StartupIo, io: Io) {
         self.startup.outstanding += 1;
         self.emit_io(Route::Startup(step), io);
+    }
+
+    /// Schedules `step` again after a backoff; it stays outstanding meanwhile.
+    fn retry_later(&mut self, step: StartupIo, io: Io, why: &str) {
+        self.startup.retry_failures += 1;
+        let exponent = self.startup.retry_failures.min(16);
+        let delay_ms =
+            STARTUP_RETRY_BASE_MS.saturating_mul(1 << exponent).min(STARTUP_RETRY_MAX_MS);
+        tracing::warn!(?step, delay_ms, why, "start-up: remote storage failed; retrying");
+        self.startup.outstanding += 1;
+        self.startup.retries.push((self.now.plus_millis(delay_ms), step, io));
+    }
+
+    /// The earliest start-up retry.
+    pub(crate) fn startup_deadline(&self) -> Option<Instant> {
+        self.startup.retries.iter().map(|(at, _, _)| *at).min()
+    }
+
+    /// Re-issues the start-up I/O whose backoff has passed.
+    pub(crate) fn fire_startup_retries(&mut self) {
+        let now = self.now;
+        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.startup.retries)
+            .into_iter()
+            .partition(|(at, _, _)| *at <= now);
+        self.startup.retries = later;
+        for (_, step, io) in due {
+            self.emit_io(Route::Startup(step), io);
+        }
     }
 
     fn enter(&mut self, phase: StartupPhase) {
@@ -237,6 +273,13 @@ impl Node {
             StartupIo::ListRemoteTimelines(tenant) => {
                 let entries = match result {
                     IoResult::Listing(Ok(entries)) => entries,
+                    IoResult::Listing(Err(IoFailure::Transient(why))) => {
+                        // Remote storage is the truth: wait for it rather than start
+                        // without the tenant.
+                        let io = Io::RemoteList { prefix: remote_path::timelines_prefix(tenant) };
+                        self.retry_later(StartupIo::ListRemoteTimelines(tenant), io, &why);
+                        return self.startup_step_done();
+                    }
                     other => {
                         self.tenants.remove(&tenant);
                         self.warn(format!("tenant {tenant} not loaded: listing its remote timelines failed: {other:?}"));
@@ -246,6 +289,13 @@ impl Node {
                 self.load_remote_timelines(tenant, &entries);
             }
             StartupIo::GetIndex { tenant, timeline, version } => {
+                if let IoResult::Bytes(Err(IoFailure::Transient(why))) = &result {
+                    let io =
+                        Io::RemoteGet { key: remote_path::index_key(tenant, timeline, version) };
+                    let why = why.clone();
+                    self.retry_later(StartupIo::GetIndex { tenant, timeline, version }, io, &why);
+                    return self.startup_step_done();
+                }
                 let parsed = match result {
                     IoResult::Bytes(Ok(bytes)) => {
                         IndexPart::from_json_bytes(&bytes).map_err(|e| e.to_string())

@@ -20,6 +20,8 @@ struct World {
     files: BTreeMap<Utf8PathBuf, Vec<u8>>,
     objects: BTreeMap<String, Vec<u8>>,
     store: BTreeMap<TenantId, TenantRecord>,
+    /// The next this many remote listings fail with a transient error.
+    transient_lists: u32,
 }
 
 impl World {
@@ -60,6 +62,10 @@ impl World {
             Io::RemoteGet { key } => IoResult::Bytes(
                 self.objects.get(key.as_str()).cloned().ok_or(IoFailure::NotFound(key.to_string())),
             ),
+            Io::RemoteList { .. } if self.transient_lists > 0 => {
+                self.transient_lists -= 1;
+                IoResult::Listing(Err(IoFailure::Transient("simulated 503".into())))
+            }
             Io::RemoteList { prefix } => IoResult::Listing(Ok(self
                 .objects
                 .iter()
@@ -303,4 +309,32 @@ fn local_layers_deleted_while_stopped_are_downloaded_on_read() {
     assert!(!h.world.files.contains_key(&layers[1]));
     assert_eq!(expect(&mut h), before);
     assert!(h.world.files.contains_key(&layers[0]), "the layer was not downloaded again");
+}
+
+/// Seed 152: a transient failure listing remote timelines at start-up dropped the
+/// tenant (404) although its data was visible. Start-up now waits for remote storage.
+#[test]
+fn transient_remote_failures_at_start_up_are_retried_not_fatal_to_the_tenant() {
+    let mut h = Harness::start(World::default(), config());
+    h.call(Request::CreateTenant { tenant: T }).unwrap();
+    h.call(Request::CreateTimeline { tenant: T, timeline: TL }).unwrap();
+    let batch = records(16, 50);
+    let last = batch.last().unwrap().lsn;
+    h.call(Request::Ingest { tenant: T, timeline: TL, records: batch }).unwrap();
+    let before = read(&mut h, 3, last);
+    h.call(Request::Shutdown).unwrap();
+
+    let mut world = h.world.clone();
+    world.transient_lists = 3;
+    let mut h = Harness::start(world, config());
+    for _ in 0..10 {
+        if h.node.phase() == &NodePhase::Active {
+            break;
+        }
+        assert!(h.tick(60_000), "start-up stuck in {:?}", h.node.phase());
+    }
+    assert_eq!(h.node.phase(), &NodePhase::Active);
+    assert_eq!(h.world.transient_lists, 0);
+    assert_eq!(info(&mut h).last_ingested_lsn, last);
+    assert_eq!(read(&mut h, 3, last), before);
 }
