@@ -37,6 +37,16 @@ use crate::timeline::Timeline;
 use crate::upload_queue::UploadQueue;
 use std::collections::BTreeMap;
 
+/// A config file's bytes; shown by length only, so trace lines stay short.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ConfigBytes(pub Vec<u8>);
+
+impl std::fmt::Debug for ConfigBytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} bytes", self.0.len())
+    }
+}
+
 /// How often start-up writes a tenant's config before giving up on the tenant.
 pub const STARTUP_WRITE_ATTEMPTS: u32 = 10;
 /// Backoff of start-up reads of remote storage after a transient failure: doubles
@@ -64,7 +74,7 @@ pub enum StartupIo {
     /// Rewriting a tenant's config with its new generation; `attempt` counts from 1.
     WriteConfig {
         tenant: TenantId,
-        bytes: Vec<u8>,
+        bytes: ConfigBytes,
         attempt: u32,
     },
     ListDeletion,
@@ -225,7 +235,7 @@ impl Node {
                         let attempt = attempt + 1;
                         self.startup_io(
                             StartupIo::WriteConfig { tenant, bytes: bytes.clone(), attempt },
-                            Io::DiskWrite { path, bytes },
+                            Io::DiskWrite { path, bytes: bytes.0 },
                         );
                     } else {
                         // Without its new generation on disk the tenant must not run.
@@ -469,7 +479,7 @@ impl Node {
                     self.startup_io(
                         StartupIo::WriteConfig {
                             tenant: rt.tenant,
-                            bytes: bytes.clone(),
+                            bytes: ConfigBytes(bytes.clone()),
                             attempt: 1,
                         },
                         Io::DiskWrite { path: io::location_conf_path(rt.tenant), bytes },
