@@ -11,6 +11,6 @@ echo "== tokio build: tests"
 cargo build --workspace --tests --bins
 cargo test --workspace
 
-echo "== madsim build: tests (seeds ${MADSIM_TEST_SEED:-1}..+${MADSIM_TEST_NUM:-1})"
+echo "== madsim build: tests (swarm: ${STRATA_SEEDS:-100} seeds from ${STRATA_SEED_START:-1}; set STRATA_SEEDS for more)"
 RUSTFLAGS="--cfg madsim" RUSTDOCFLAGS="--cfg madsim" CARGO_TARGET_DIR=target/sim \
   cargo test --workspace --lib --bins --tests
