@@ -12,5 +12,7 @@ cargo build --workspace --tests --bins
 cargo test --workspace
 
 echo "== madsim build: tests (swarm: ${STRATA_SEEDS:-100} seeds from ${STRATA_SEED_START:-1}; set STRATA_SEEDS for more)"
-RUSTFLAGS="--cfg madsim" RUSTDOCFLAGS="--cfg madsim" CARGO_TARGET_DIR=target/sim \
+# #[madsim::test]s run with a fixed seed (MADSIM_TEST_SEED) so CI is reproducible;
+# the swarm picks its own seeds (STRATA_SEED_START, STRATA_SEEDS).
+MADSIM_TEST_SEED="${MADSIM_TEST_SEED:-1}" RUSTFLAGS="--cfg madsim" RUSTDOCFLAGS="--cfg madsim" CARGO_TARGET_DIR=target/sim \
   cargo test --workspace --lib --bins --tests

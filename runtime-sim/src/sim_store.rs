@@ -136,8 +136,12 @@ mod tests {
         async fn crash_before_commit(&mut self, store: SimStore, change: &StoreChange) {
             let change = change.clone();
             let in_flight = tokio::spawn(async move { store.apply(&change).await });
-            // Let the apply start (it commits no sooner than 1 ms in), then crash.
-            tokio::time::sleep(Duration::from_micros(500)).await;
+            // Let the apply start (it commits no sooner than 1 ms in), then crash at
+            // once: no simulated time passes, so the crash always comes before the
+            // commit. (A sleep here is rounded up to 1 ms and could race the commit.)
+            for _ in 0..4 {
+                tokio::task::yield_now().await;
+            }
             self.store.crash();
             let result = in_flight.await.expect("apply task");
             assert!(result.is_err(), "an apply cut by a crash reports no success");
