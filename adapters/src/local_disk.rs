@@ -134,28 +134,37 @@ pub(crate) fn create_dir_all_durable(root: &Utf8Path, rel: &Utf8Path) -> io::Res
 }
 
 fn write_atomic_blocking(root: &Utf8Path, rel: &Utf8Path, bytes: &[u8]) -> Result<(), DiskError> {
-    const OP: &str = "write_atomic";
-    let err = |step: &str, e: io::Error| error(OP, rel, step, e);
+    crash_safe_write(root, rel, bytes).map_err(|(step, e)| error("write_atomic", rel, step, e))
+}
+
+/// The crash-safe overwrite of `root/rel`, shared by the disk and LocalFs: create
+/// the parent directories durably, write a temp file, fsync it, rename it over the
+/// target, fsync the directory. On failure the temp file is removed and the step
+/// that failed is named.
+pub(crate) fn crash_safe_write(
+    root: &Utf8Path,
+    rel: &Utf8Path,
+    bytes: &[u8],
+) -> Result<(), (&'static str, io::Error)> {
     let dir_rel = rel.parent().unwrap_or(Utf8Path::new(""));
-    create_dir_all_durable(root, dir_rel).map_err(|e| err("create parent directories", e))?;
+    create_dir_all_durable(root, dir_rel).map_err(|e| ("create parent directories", e))?;
     let dir = parent_of(root, rel);
-    let name = rel.file_name().unwrap_or_default();
-    let tmp = dir.join(temp_file_name(name));
+    let tmp = dir.join(temp_file_name(rel.file_name().unwrap_or_default()));
     let written = (|| {
         let mut f = fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .open(&tmp)
-            .map_err(|e| err("create temp file", e))?;
-        f.write_all(bytes).map_err(|e| err("write temp file", e))?;
-        f.sync_all().map_err(|e| err("fsync temp file", e))?;
-        fs::rename(&tmp, root.join(rel)).map_err(|e| err("rename temp file", e))
+            .map_err(|e| ("create temp file", e))?;
+        f.write_all(bytes).map_err(|e| ("write temp file", e))?;
+        f.sync_all().map_err(|e| ("fsync temp file", e))?;
+        fs::rename(&tmp, root.join(rel)).map_err(|e| ("rename temp file", e))
     })();
     if let Err(e) = written {
         let _ = fs::remove_file(&tmp);
         return Err(e);
     }
-    fsync_dir(&dir).map_err(|e| err("fsync directory", e))
+    fsync_dir(&dir).map_err(|e| ("fsync directory", e))
 }
 
 fn list_dir_blocking(root: &Utf8Path, rel: &Utf8Path) -> Result<Vec<DirEntry>, DiskError> {

@@ -20,14 +20,14 @@
 //! above are `Permanent`; any other I/O error is `Transient` (the queues retry).
 
 use crate::disk::is_temp_file_name;
-use crate::local_disk::{create_dir_all_durable, fsync_dir, temp_file_name};
+use crate::local_disk::{crash_safe_write, fsync_dir};
 use crate::remote::{
     ListedObject, MAX_KEYS_PER_DELETE, RemoteError, RemoteErrorKind, RemoteStorage,
 };
 use camino::{Utf8Path, Utf8PathBuf};
 use std::collections::BTreeSet;
 use std::fs;
-use std::io::{self, Write};
+use std::io;
 use std::sync::Arc;
 use strata_core::remote_path::RemoteKey;
 
@@ -94,26 +94,7 @@ fn put_blocking(root: &Utf8Path, key: &str, body: &[u8]) -> Result<(), RemoteErr
             "a directory cannot hold this key (empty, '.' or '..' component, or temp suffix)",
         ));
     }
-    let rel = Utf8Path::new(key);
-    let dir_rel = rel.parent().unwrap_or(Utf8Path::new(""));
-    create_dir_all_durable(root, dir_rel).map_err(|e| err("create directories", e))?;
-    let dir = root.join(dir_rel);
-    let tmp = dir.join(temp_file_name(rel.file_name().unwrap_or_default()));
-    let written = (|| {
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)
-            .map_err(|e| err("create temp file", e))?;
-        f.write_all(body).map_err(|e| err("write temp file", e))?;
-        f.sync_all().map_err(|e| err("fsync temp file", e))?;
-        fs::rename(&tmp, root.join(rel)).map_err(|e| err("rename temp file", e))
-    })();
-    if let Err(e) = written {
-        let _ = fs::remove_file(&tmp);
-        return Err(e);
-    }
-    fsync_dir(&dir).map_err(|e| err("fsync directory", e))
+    crash_safe_write(root, Utf8Path::new(key), body).map_err(|(step, e)| err(step, e))
 }
 
 fn get_blocking(root: &Utf8Path, key: &str) -> Result<Vec<u8>, RemoteError> {
