@@ -29,6 +29,7 @@ pub mod metadata;
 pub mod node;
 pub mod redo;
 pub mod remote_path;
+pub mod tenant;
 pub mod time;
 pub mod timeline;
 pub mod trace;

@@ -1,0 +1,595 @@
+//! The tenant manager: the node's map of tenant slots, and the sequencing of every
+//! change to it.
+//!
+//! # Slots
+//! A tenant this node knows sits in exactly one [`Slot`]:
+//! - `Attached { mode, state }`: its machines run in the node; `state` is its
+//!   [lifecycle](super::lifecycle) state;
+//! - `Secondary { warm }`: its config is kept, nothing runs, nothing is written
+//!   remotely;
+//! - `InProgress(op)`: an operation (attach, restart, mode change, detach, …) is
+//!   running its steps.
+//!
+//! One map, one slot per tenant: a tenant can never hold two attached slots.
+//!
+//! # No waiting, no deadlock (S-NO-DEADLOCK)
+//! A request for a tenant whose slot is `InProgress` is answered at once with
+//! [`ManagerError::Busy`] (HTTP 503 + Retry-After). Nothing in the manager waits for
+//! anything while holding anything: an operation is a list of [`Step`]s, one in
+//! flight at a time, each finished by [`TenantManager::handle_step_done`]. The manager
+//! holds no lock because it is a value owned by one node loop.
+//!
+//! # location_config: the mode table
+//! [`plan`] is the whole table, (current, requested) → steps. In short:
+//!
+//! | current | requested | steps |
+//! |---|---|---|
+//! | same as requested (healthy) | — | none: answered `Unchanged` |
+//! | Detached / Secondary | Attached(m) | AcquireGeneration, WriteConfig, Load |
+//! | Attached(m, g) | Attached(m', g or none) | WriteConfig, SetMode (no restart) |
+//! | Attached(*, g) | Attached(*, g' > g) | Stop, AcquireGeneration(≥ g'), WriteConfig, Load |
+//! | Attached(*, g) | Attached(*, g' < g) | refused: `StaleGeneration` |
+//! | Attached, Broken | any attached | Stop, AcquireGeneration, WriteConfig, Load |
+//! | Attached | Secondary | Stop, FlushDeletions, ReleaseGeneration, WriteConfig |
+//! | Attached | Detached | Stop, FlushDeletions, ReleaseGeneration, RenameLocalDir; then RemoveLocalDir in the background |
+//! | Secondary(w) | Secondary(w') | WriteConfig |
+//! | Secondary | Detached | RenameLocalDir; then RemoveLocalDir |
+//! | Detached | Secondary | WriteConfig |
+//!
+//! Generations come from the control plane (in-process by default): a request's
+//! generation is a floor and a guard, never used unchecked. `None` keeps the held
+//! generation (or acquires one when not attached).
+//!
+//! # Inputs, effects
+//! Inputs: [`TenantManager::handle_location_config`],
+//! [`TenantManager::handle_step_done`], [`TenantManager::handle_tenant_event`]
+//! (lifecycle events the node reports while it loads a tenant).
+//! Effects ([`ManagerEffect`]): `Step` for the node to execute, `Reply` to a request.
+//!
+//! # Crash
+//! The manager holds nothing durable. Every step that changes the world is durable
+//! when done (config writes, control-plane changes, renames); after a crash, start-up
+//! rebuilds the slots from the configs on disk and the control plane's re-attach
+//! answer. A crash mid-operation leaves one of: the old config (the operation never
+//! happened), the new config (it happened; start-up loads the tenant in its new mode),
+//! or a renamed `.___detached` directory (start-up removes it).
+
+use super::lifecycle::{IllegalTransition, TenantEvent, TenantState};
+use crate::generation::Generation;
+use crate::id::TenantId;
+use crate::location_conf::LocationMode;
+use crate::node::api::RequestId;
+use crate::time::Instant;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, VecDeque};
+
+/// The mode a location_config request asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RequestedMode {
+    AttachedSingle,
+    AttachedMulti,
+    AttachedStale,
+    Secondary { warm: bool },
+    Detached,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LocationRequest {
+    pub mode: RequestedMode,
+    /// For attached modes: the generation the caller expects (older than held:
+    /// refused; newer: the tenant restarts on a generation at least this one; `None`:
+    /// keep the held one, or acquire one). Ignored for Secondary and Detached.
+    pub generation: Option<Generation>,
+}
+
+/// What the node does for one step of an operation. One step is in flight at a time.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// Ask the control plane to attach the tenant here; answered with the generation.
+    AcquireGeneration { at_least: Option<Generation> },
+    /// Tell the control plane this node no longer holds the tenant.
+    ReleaseGeneration,
+    /// Flush what was ingested (bounded by the shutdown grace period), then stop
+    /// and drop the tenant's machines.
+    StopTenant,
+    /// Ask the deletion queue to validate and execute what it holds (advisory).
+    FlushDeletions,
+    /// Write `tenants/{t}/config-v1` durably.
+    WriteConfig { mode: LocationMode },
+    /// Start the tenant's machines in `mode` from remote storage (remote is the truth).
+    LoadTenant { mode: LocationMode },
+    /// Same generation, another attached mode: no restart.
+    SetMode { mode: LocationMode },
+    /// Rename `tenants/{t}` to its `.___detached` name (durable); the tenant is gone.
+    RenameLocalDir,
+    /// Remove the renamed directory (background; not awaited by the request).
+    RemoveLocalDir,
+}
+
+/// What a finished step tells the manager.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StepOutput {
+    Done,
+    Generation(Generation),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum OperationKind {
+    Attach,
+    Restart,
+    ChangeMode,
+    ToSecondary,
+    Detach,
+}
+
+/// Where a tenant stands (or will stand) on this node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Placement {
+    Detached,
+    Located(LocationMode),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Operation {
+    pub kind: OperationKind,
+    pub req: RequestId,
+    pub from: Placement,
+    /// The target; an attached target's generation is filled in by `AcquireGeneration`.
+    pub target: RequestedMode,
+    pub generation: Option<Generation>,
+    /// The lifecycle state while the tenant loads (`Attaching` → `Activating`).
+    pub state: Option<TenantState>,
+    pub current: Option<Step>,
+    pub remaining: VecDeque<Step>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Slot {
+    Attached { mode: LocationMode, state: TenantState },
+    Secondary { warm: bool },
+    InProgress(Box<Operation>),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LocationOutcome {
+    /// Nothing to do: the tenant already is where the request asks.
+    Unchanged(Placement),
+    Changed(Placement),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ManagerError {
+    #[error("tenant {tenant} is busy ({kind:?} in progress); retry")]
+    Busy { tenant: TenantId, kind: OperationKind },
+    #[error("tenant {tenant}: generation {requested} is older than the held {held}")]
+    StaleGeneration { tenant: TenantId, requested: Generation, held: Generation },
+    #[error("tenant {tenant}: step {step} failed: {reason}")]
+    StepFailed { tenant: TenantId, step: String, reason: String },
+    #[error("tenant {tenant}: node is not accepting changes: {reason}")]
+    NotAccepting { tenant: TenantId, reason: String },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ManagerInputError {
+    #[error("no operation in progress for tenant {0}")]
+    NoOperation(TenantId),
+    #[error("tenant {0}: a step completion arrived with no step in flight")]
+    NoStepInFlight(TenantId),
+    #[error("tenant {tenant}: {source}")]
+    Illegal { tenant: TenantId, source: IllegalTransition },
+    #[error("tenant {0}: AcquireGeneration finished without a generation")]
+    MissingGeneration(TenantId),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ManagerEffect {
+    Step { tenant: TenantId, step: Step },
+    Reply { req: RequestId, tenant: TenantId, result: Result<LocationOutcome, ManagerError> },
+}
+
+/// The planned steps of a change, or why none are needed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Plan {
+    Unchanged(Placement),
+    Run { kind: OperationKind, steps: Vec<Step>, keep_generation: Option<Generation> },
+}
+
+fn with_generation(mode: RequestedMode, generation: Generation) -> Option<LocationMode> {
+    match mode {
+        RequestedMode::AttachedSingle => Some(LocationMode::AttachedSingle { generation }),
+        RequestedMode::AttachedMulti => Some(LocationMode::AttachedMulti { generation }),
+        RequestedMode::AttachedStale => Some(LocationMode::AttachedStale { generation }),
+        RequestedMode::Secondary { .. } | RequestedMode::Detached => None,
+    }
+}
+
+fn is_attached(mode: RequestedMode) -> bool {
+    matches!(
+        mode,
+        RequestedMode::AttachedSingle | RequestedMode::AttachedMulti | RequestedMode::AttachedStale
+    )
+}
+
+/// The mode table (see the module doc). `current` is the slot when it is not in
+/// progress; `healthy` is false for a Broken attached tenant.
+pub fn plan(
+    tenant: TenantId,
+    current: Placement,
+    healthy: bool,
+    request: LocationRequest,
+) -> Result<Plan, ManagerError> {
+    use LocationMode as L;
+    use RequestedMode as R;
+    let held = match current {
+        Placement::Located(m) => m.generation(),
+        Placement::Detached => None,
+    };
+    // WriteConfig and LoadTenant follow once the generation is known.
+    let load = |at_least: Option<Generation>| vec![Step::AcquireGeneration { at_least }];
+    let leave = vec![Step::StopTenant, Step::FlushDeletions, Step::ReleaseGeneration];
+    Ok(match (current, request.mode) {
+        // Attached → attached.
+        (
+            Placement::Located(
+                m @ (L::AttachedSingle { .. } | L::AttachedMulti { .. } | L::AttachedStale { .. }),
+            ),
+            r,
+        ) if is_attached(r) => {
+            let held = held.expect("attached modes carry a generation");
+            match request.generation {
+                Some(g) if g < held => {
+                    return Err(ManagerError::StaleGeneration { tenant, requested: g, held });
+                }
+                Some(g) if g > held => {
+                    let mut steps = vec![Step::StopTenant];
+                    steps.extend(load(Some(g)));
+                    Plan::Run { kind: OperationKind::Restart, steps, keep_generation: None }
+                }
+                _ => {
+                    let target = with_generation(r, held).expect("attached");
+                    if !healthy {
+                        // A Broken tenant restarts on a new generation: whatever step
+                        // broke it, the control plane may no longer hold the old one.
+                        let mut steps = vec![Step::StopTenant];
+                        steps.extend(load(None));
+                        Plan::Run { kind: OperationKind::Restart, steps, keep_generation: None }
+                    } else if target == m {
+                        Plan::Unchanged(current)
+                    } else {
+                        let steps = vec![
+                            Step::WriteConfig { mode: target },
+                            Step::SetMode { mode: target },
+                        ];
+                        Plan::Run {
+                            kind: OperationKind::ChangeMode,
+                            steps,
+                            keep_generation: Some(held),
+                        }
+                    }
+                }
+            }
+        }
+        // Not attached → attached.
+        (Placement::Detached | Placement::Located(L::Secondary { .. }), r) if is_attached(r) => {
+            Plan::Run {
+                kind: OperationKind::Attach,
+                steps: load(request.generation),
+                keep_generation: None,
+            }
+        }
+        (Placement::Located(L::Secondary { warm }), R::Secondary { warm: w }) => {
+            if warm == w {
+                Plan::Unchanged(current)
+            } else {
+                let steps = vec![Step::WriteConfig { mode: L::Secondary { warm: w } }];
+                Plan::Run { kind: OperationKind::ToSecondary, steps, keep_generation: None }
+            }
+        }
+        (Placement::Detached, R::Secondary { warm }) => {
+            let steps = vec![Step::WriteConfig { mode: L::Secondary { warm } }];
+            Plan::Run { kind: OperationKind::ToSecondary, steps, keep_generation: None }
+        }
+        (Placement::Located(_), R::Secondary { warm }) => {
+            let mut steps = leave;
+            steps.push(Step::WriteConfig { mode: L::Secondary { warm } });
+            Plan::Run { kind: OperationKind::ToSecondary, steps, keep_generation: None }
+        }
+        (Placement::Detached, R::Detached) => Plan::Unchanged(current),
+        (Placement::Located(L::Secondary { .. }), R::Detached) => {
+            let steps = vec![Step::RenameLocalDir, Step::RemoveLocalDir];
+            Plan::Run { kind: OperationKind::Detach, steps, keep_generation: None }
+        }
+        (Placement::Located(_), R::Detached) => {
+            let mut steps = leave;
+            steps.extend([Step::RenameLocalDir, Step::RemoveLocalDir]);
+            Plan::Run { kind: OperationKind::Detach, steps, keep_generation: None }
+        }
+        (_, R::AttachedSingle | R::AttachedMulti | R::AttachedStale) => {
+            unreachable!("attached requests are matched above")
+        }
+    })
+}
+
+#[derive(Debug, Default)]
+pub struct TenantManager {
+    slots: BTreeMap<TenantId, Slot>,
+    effects: VecDeque<ManagerEffect>,
+    busy_refusals: u64,
+}
+
+impl TenantManager {
+    /// The slots start-up rebuilt from the configs on disk and re-attach.
+    pub fn recover(slots: BTreeMap<TenantId, Slot>) -> Self {
+        TenantManager { slots, ..Default::default() }
+    }
+
+    /// Adds or replaces a settled slot outside location_config (create tenant,
+    /// start-up). Refused while an operation runs.
+    pub fn handle_settled(
+        &mut self,
+        _now: Instant,
+        tenant: TenantId,
+        slot: Slot,
+    ) -> Result<(), ManagerError> {
+        if let Some(Slot::InProgress(op)) = self.slots.get(&tenant) {
+            return Err(ManagerError::Busy { tenant, kind: op.kind });
+        }
+        self.slots.insert(tenant, slot);
+        Ok(())
+    }
+
+    pub fn handle_location_config(
+        &mut self,
+        _now: Instant,
+        req: RequestId,
+        tenant: TenantId,
+        request: LocationRequest,
+    ) {
+        let (current, healthy) = match self.slots.get(&tenant) {
+            Some(Slot::InProgress(op)) => {
+                self.busy_refusals += 1;
+                let error = ManagerError::Busy { tenant, kind: op.kind };
+                return self.effects.push_back(ManagerEffect::Reply {
+                    req,
+                    tenant,
+                    result: Err(error),
+                });
+            }
+            Some(Slot::Attached { mode, state }) => {
+                (Placement::Located(*mode), !matches!(state, TenantState::Broken { .. }))
+            }
+            Some(Slot::Secondary { warm }) => {
+                (Placement::Located(LocationMode::Secondary { warm: *warm }), true)
+            }
+            None => (Placement::Detached, true),
+        };
+        match plan(tenant, current, healthy, request) {
+            Err(error) => {
+                self.effects.push_back(ManagerEffect::Reply { req, tenant, result: Err(error) })
+            }
+            Ok(Plan::Unchanged(p)) => self.effects.push_back(ManagerEffect::Reply {
+                req,
+                tenant,
+                result: Ok(LocationOutcome::Unchanged(p)),
+            }),
+            Ok(Plan::Run { kind, steps, keep_generation }) => {
+                let mut op = Operation {
+                    kind,
+                    req,
+                    from: current,
+                    target: request.mode,
+                    generation: keep_generation,
+                    state: None,
+                    current: None,
+                    remaining: steps.into(),
+                };
+                self.start_next(tenant, &mut op);
+                self.slots.insert(tenant, Slot::InProgress(Box::new(op)));
+            }
+        }
+    }
+
+    /// The node finished the step in flight for `tenant`.
+    pub fn handle_step_done(
+        &mut self,
+        _now: Instant,
+        tenant: TenantId,
+        result: Result<StepOutput, String>,
+    ) -> Result<(), ManagerInputError> {
+        let Some(Slot::InProgress(mut op)) = self.slots.remove(&tenant) else {
+            return Err(ManagerInputError::NoOperation(tenant));
+        };
+        let Some(step) = op.current.take() else {
+            self.slots.insert(tenant, Slot::InProgress(op));
+            return Err(ManagerInputError::NoStepInFlight(tenant));
+        };
+        match result {
+            Err(reason) => {
+                self.fail(tenant, *op, &step, reason);
+                Ok(())
+            }
+            Ok(output) => {
+                if let Step::AcquireGeneration { .. } = step {
+                    let StepOutput::Generation(g) = output else {
+                        self.slots.insert(tenant, Slot::InProgress(op));
+                        return Err(ManagerInputError::MissingGeneration(tenant));
+                    };
+                    op.generation = Some(g);
+                    let mode = with_generation(op.target, g).expect("attached target");
+                    op.remaining.push_front(Step::LoadTenant { mode });
+                    op.remaining.push_front(Step::WriteConfig { mode });
+                }
+                if let Step::LoadTenant { .. } | Step::StopTenant = step {
+                    op.state = None;
+                }
+                self.after_step(tenant, op);
+                Ok(())
+            }
+        }
+    }
+
+    /// A lifecycle event for the tenant being loaded (`LoadTenant` in flight), or for
+    /// a settled attached tenant (e.g. it broke).
+    pub fn handle_tenant_event(
+        &mut self,
+        _now: Instant,
+        tenant: TenantId,
+        event: TenantEvent,
+    ) -> Result<(), ManagerInputError> {
+        let illegal = |source| ManagerInputError::Illegal { tenant, source };
+        match self.slots.get_mut(&tenant) {
+            Some(Slot::Attached { state, .. }) => {
+                *state = state.on(&event).map_err(illegal)?;
+                Ok(())
+            }
+            Some(Slot::InProgress(op)) => {
+                let state = op.state.get_or_insert(TenantState::Attaching);
+                *state = state.on(&event).map_err(illegal)?;
+                Ok(())
+            }
+            _ => Err(ManagerInputError::NoOperation(tenant)),
+        }
+    }
+
+    fn start_next(&mut self, tenant: TenantId, op: &mut Operation) {
+        if let Some(step) = op.remaining.pop_front() {
+            if let Step::LoadTenant { .. } = step {
+                op.state = Some(TenantState::Attaching);
+            }
+            if let Step::StopTenant = step {
+                op.state = Some(TenantState::Stopping);
+            }
+            op.current = Some(step.clone());
+            self.effects.push_back(ManagerEffect::Step { tenant, step });
+        }
+    }
+
+    fn after_step(&mut self, tenant: TenantId, mut op: Box<Operation>) {
+        // The request is answered once the tenant is placed; a background step (the
+        // directory removal after a detach) runs after the answer, with the slot gone.
+        if op.remaining.front() == Some(&Step::RemoveLocalDir) {
+            op.remaining.clear();
+            self.finish(tenant, &op);
+            self.effects.push_back(ManagerEffect::Step { tenant, step: Step::RemoveLocalDir });
+            return;
+        }
+        if op.remaining.is_empty() {
+            return self.finish(tenant, &op);
+        }
+        self.start_next(tenant, &mut op);
+        self.slots.insert(tenant, Slot::InProgress(op));
+    }
+
+    fn finish(&mut self, tenant: TenantId, op: &Operation) {
+        let placement = match op.target {
+            RequestedMode::Detached => Placement::Detached,
+            RequestedMode::Secondary { warm } => {
+                self.slots.insert(tenant, Slot::Secondary { warm });
+                Placement::Located(LocationMode::Secondary { warm })
+            }
+            attached => {
+                let g = op.generation.expect("an attached target has its generation by now");
+                let mode = with_generation(attached, g).expect("attached");
+                self.slots.insert(tenant, Slot::Attached { mode, state: TenantState::Active });
+                Placement::Located(mode)
+            }
+        };
+        self.effects.push_back(ManagerEffect::Reply {
+            req: op.req,
+            tenant,
+            result: Ok(LocationOutcome::Changed(placement)),
+        });
+    }
+
+    /// A step failed: the operation ends and is answered with the error. The node
+    /// never leaves machines running behind a failed step (a failed `LoadTenant`
+    /// stops what it started), so the slot says only what the tenant is now:
+    /// - nothing was changed yet (the generation was not acquired, the mode change's
+    ///   config was not written, nothing was stopped): the slot is as before;
+    /// - otherwise the tenant is `Broken` in the newest mode it may have on disk; a
+    ///   later location_config repairs it (a Broken tenant is reloaded even when the
+    ///   request repeats its mode).
+    fn fail(&mut self, tenant: TenantId, op: Operation, step: &Step, reason: String) {
+        let stopped_or_acquired = op.kind != OperationKind::ChangeMode
+            && (op.generation.is_some()
+                || matches!(op.from, Placement::Located(m) if m.generation().is_some()));
+        let broken = TenantState::Broken { reason: reason.clone() };
+        let slot = if stopped_or_acquired {
+            let mode = match (op.generation.and_then(|g| with_generation(op.target, g)), op.from) {
+                (Some(mode), _) => mode,
+                (None, Placement::Located(mode)) => mode,
+                (None, Placement::Detached) => unreachable!("checked above"),
+            };
+            match mode {
+                LocationMode::Secondary { warm } => Some(Slot::Secondary { warm }),
+                mode => Some(Slot::Attached { mode, state: broken }),
+            }
+        } else {
+            match op.from {
+                Placement::Detached => None,
+                Placement::Located(LocationMode::Secondary { warm }) => {
+                    Some(Slot::Secondary { warm })
+                }
+                Placement::Located(mode) => {
+                    Some(Slot::Attached { mode, state: TenantState::Active })
+                }
+            }
+        };
+        if let Some(slot) = slot {
+            self.slots.insert(tenant, slot);
+        }
+        let error = ManagerError::StepFailed { tenant, step: format!("{step:?}"), reason };
+        self.effects.push_back(ManagerEffect::Reply { req: op.req, tenant, result: Err(error) });
+    }
+
+    pub fn poll_effect(&mut self) -> Option<ManagerEffect> {
+        self.effects.pop_front()
+    }
+
+    /// No timers: every step ends by a completion.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        None
+    }
+
+    pub fn slot(&self, tenant: TenantId) -> Option<&Slot> {
+        self.slots.get(&tenant)
+    }
+
+    pub fn slots(&self) -> impl Iterator<Item = (&TenantId, &Slot)> {
+        self.slots.iter()
+    }
+
+    pub fn busy_refusals(&self) -> u64 {
+        self.busy_refusals
+    }
+
+    pub fn in_progress(&self) -> usize {
+        self.slots.values().filter(|s| matches!(s, Slot::InProgress(_))).count()
+    }
+
+    /// Panics if a rule is broken.
+    pub fn check_invariants(&self) {
+        for (tenant, slot) in &self.slots {
+            match slot {
+                Slot::InProgress(op) => {
+                    // S-NO-DEADLOCK: an operation always has a step in flight or queued
+                    // in the effects, so it cannot wait forever for nothing.
+                    let pending = self
+                        .effects
+                        .iter()
+                        .any(|e| matches!(e, ManagerEffect::Step { tenant: t, .. } if t == tenant));
+                    assert!(
+                        op.current.is_some() || pending,
+                        "tenant {tenant}: operation {:?} has no step in flight",
+                        op.kind
+                    );
+                }
+                Slot::Attached { mode, .. } => assert!(
+                    mode.generation().is_some(),
+                    "tenant {tenant}: attached slot without a generation"
+                ),
+                Slot::Secondary { .. } => {}
+            }
+        }
+    }
+}

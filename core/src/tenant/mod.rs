@@ -1,0 +1,15 @@
+//! Tenants on a node: the lifecycle of one attached tenant ([`lifecycle`]) and the
+//! tenant manager over the node's map of tenant slots ([`manager`]). See
+//! `docs/TENANTS.md` for the state diagram and the location_config mode table.
+
+pub mod lifecycle;
+pub mod manager;
+
+pub use lifecycle::{IllegalTransition, TenantEvent, TenantState};
+pub use manager::{
+    LocationOutcome, LocationRequest, ManagerEffect, ManagerError, ManagerInputError,
+    OperationKind, Placement, RequestedMode, Slot, Step, StepOutput, TenantManager, plan,
+};
+
+#[cfg(test)]
+mod tests;

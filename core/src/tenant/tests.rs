@@ -1,0 +1,410 @@
+//! Tenant manager: one test per row of the mode table, and a property test that
+//! fires random requests, completions, failures and crashes at it.
+
+use super::*;
+use crate::generation::Generation;
+use crate::id::TenantId;
+use crate::location_conf::LocationMode;
+use crate::node::api::RequestId;
+use crate::time::Instant;
+use proptest::prelude::*;
+use std::collections::BTreeMap;
+
+fn t(n: u8) -> TenantId {
+    TenantId::from_bytes([n; 16])
+}
+
+fn g(n: u32) -> Generation {
+    Generation::new(n).unwrap()
+}
+
+const NOW: Instant = Instant(0);
+
+fn req(mode: RequestedMode, generation: Option<u32>) -> LocationRequest {
+    LocationRequest { mode, generation: generation.map(g) }
+}
+
+fn single(n: u32) -> LocationMode {
+    LocationMode::AttachedSingle { generation: g(n) }
+}
+
+/// Runs every step with success, answering generations from `next_gen`; returns the
+/// steps seen and the replies.
+fn run(
+    m: &mut TenantManager,
+    next_gen: &mut u32,
+) -> (Vec<Step>, Vec<Result<LocationOutcome, ManagerError>>) {
+    let (mut steps, mut replies) = (Vec::new(), Vec::new());
+    while let Some(e) = m.poll_effect() {
+        m.check_invariants();
+        match e {
+            ManagerEffect::Step { tenant, step } => {
+                steps.push(step.clone());
+                let out = match step {
+                    Step::AcquireGeneration { at_least } => {
+                        *next_gen = (*next_gen + 1).max(at_least.map_or(0, |g| g.get()));
+                        StepOutput::Generation(g(*next_gen))
+                    }
+                    Step::RemoveLocalDir => continue,
+                    _ => StepOutput::Done,
+                };
+                m.handle_step_done(NOW, tenant, Ok(out)).unwrap();
+            }
+            ManagerEffect::Reply { result, .. } => replies.push(result),
+        }
+    }
+    m.check_invariants();
+    (steps, replies)
+}
+
+fn attached(m: &TenantManager, tenant: TenantId) -> Option<LocationMode> {
+    match m.slot(tenant) {
+        Some(Slot::Attached { mode, state: TenantState::Active }) => Some(*mode),
+        _ => None,
+    }
+}
+
+#[test]
+fn attach_acquires_writes_config_then_loads() {
+    let mut m = TenantManager::default();
+    let mut counter = 4;
+    m.handle_location_config(NOW, RequestId(1), t(1), req(RequestedMode::AttachedSingle, None));
+    let (steps, replies) = run(&mut m, &mut counter);
+    assert_eq!(
+        steps,
+        vec![
+            Step::AcquireGeneration { at_least: None },
+            Step::WriteConfig { mode: single(5) },
+            Step::LoadTenant { mode: single(5) },
+        ]
+    );
+    assert_eq!(replies, vec![Ok(LocationOutcome::Changed(Placement::Located(single(5))))]);
+    assert_eq!(attached(&m, t(1)), Some(single(5)));
+}
+
+#[test]
+fn repeating_a_request_is_a_no_op() {
+    let mut m = TenantManager::default();
+    let mut counter = 0;
+    for r in [
+        req(RequestedMode::AttachedSingle, None),
+        req(RequestedMode::AttachedSingle, Some(1)),
+        req(RequestedMode::AttachedSingle, None),
+    ] {
+        m.handle_location_config(NOW, RequestId(1), t(1), r);
+        run(&mut m, &mut counter);
+    }
+    assert_eq!(counter, 1, "one generation acquired for three identical requests");
+    m.handle_location_config(NOW, RequestId(2), t(1), req(RequestedMode::AttachedSingle, None));
+    let (steps, replies) = run(&mut m, &mut counter);
+    assert!(steps.is_empty());
+    assert!(matches!(replies[..], [Ok(LocationOutcome::Unchanged(_))]));
+}
+
+#[test]
+fn mode_change_within_a_generation_does_not_restart() {
+    let mut m = TenantManager::default();
+    let mut counter = 0;
+    m.handle_location_config(NOW, RequestId(1), t(1), req(RequestedMode::AttachedSingle, None));
+    run(&mut m, &mut counter);
+    m.handle_location_config(NOW, RequestId(2), t(1), req(RequestedMode::AttachedStale, Some(1)));
+    let (steps, _) = run(&mut m, &mut counter);
+    let stale = LocationMode::AttachedStale { generation: g(1) };
+    assert_eq!(steps, vec![Step::WriteConfig { mode: stale }, Step::SetMode { mode: stale }]);
+    assert_eq!(attached(&m, t(1)), Some(stale));
+}
+
+#[test]
+fn a_newer_generation_restarts_and_an_older_one_is_refused() {
+    let mut m = TenantManager::default();
+    let mut counter = 2;
+    m.handle_location_config(NOW, RequestId(1), t(1), req(RequestedMode::AttachedSingle, None));
+    run(&mut m, &mut counter);
+    m.handle_location_config(NOW, RequestId(2), t(1), req(RequestedMode::AttachedMulti, Some(9)));
+    let (steps, _) = run(&mut m, &mut counter);
+    assert_eq!(steps[0], Step::StopTenant);
+    assert_eq!(steps[1], Step::AcquireGeneration { at_least: Some(g(9)) });
+    assert_eq!(attached(&m, t(1)), Some(LocationMode::AttachedMulti { generation: g(9) }));
+    m.handle_location_config(NOW, RequestId(3), t(1), req(RequestedMode::AttachedSingle, Some(3)));
+    let (steps, replies) = run(&mut m, &mut counter);
+    assert!(steps.is_empty());
+    assert_eq!(
+        replies,
+        vec![Err(ManagerError::StaleGeneration { tenant: t(1), requested: g(3), held: g(9) })]
+    );
+}
+
+#[test]
+fn detach_stops_flushes_releases_renames_answers_then_removes_in_background() {
+    let mut m = TenantManager::default();
+    let mut counter = 0;
+    m.handle_location_config(NOW, RequestId(1), t(1), req(RequestedMode::AttachedSingle, None));
+    run(&mut m, &mut counter);
+    m.handle_location_config(NOW, RequestId(2), t(1), req(RequestedMode::Detached, None));
+    let mut order = Vec::new();
+    while let Some(e) = m.poll_effect() {
+        match e {
+            ManagerEffect::Step { tenant, step } => {
+                order.push(format!("{step:?}"));
+                if step != Step::RemoveLocalDir {
+                    m.handle_step_done(NOW, tenant, Ok(StepOutput::Done)).unwrap();
+                }
+            }
+            ManagerEffect::Reply { result, .. } => order.push(format!("reply {result:?}")),
+        }
+    }
+    assert_eq!(
+        order,
+        vec![
+            "StopTenant",
+            "FlushDeletions",
+            "ReleaseGeneration",
+            "RenameLocalDir",
+            "reply Ok(Changed(Detached))",
+            "RemoveLocalDir",
+        ]
+    );
+    assert!(m.slot(t(1)).is_none());
+    // Detached again: nothing to do.
+    m.handle_location_config(NOW, RequestId(3), t(1), req(RequestedMode::Detached, None));
+    let (steps, replies) = run(&mut m, &mut counter);
+    assert!(steps.is_empty() && matches!(replies[..], [Ok(LocationOutcome::Unchanged(_))]));
+}
+
+#[test]
+fn a_request_for_a_busy_tenant_is_refused_at_once() {
+    let mut m = TenantManager::default();
+    m.handle_location_config(NOW, RequestId(1), t(1), req(RequestedMode::AttachedSingle, None));
+    let first = m.poll_effect();
+    assert!(matches!(first, Some(ManagerEffect::Step { .. })));
+    m.handle_location_config(NOW, RequestId(2), t(1), req(RequestedMode::Detached, None));
+    assert_eq!(
+        m.poll_effect(),
+        Some(ManagerEffect::Reply {
+            req: RequestId(2),
+            tenant: t(1),
+            result: Err(ManagerError::Busy { tenant: t(1), kind: OperationKind::Attach }),
+        })
+    );
+    assert_eq!(m.busy_refusals(), 1);
+    // Another tenant is not held up.
+    m.handle_location_config(
+        NOW,
+        RequestId(3),
+        t(2),
+        req(RequestedMode::Secondary { warm: true }, None),
+    );
+    assert!(matches!(m.poll_effect(), Some(ManagerEffect::Step { tenant, .. }) if tenant == t(2)));
+}
+
+#[test]
+fn a_failed_load_leaves_a_broken_tenant_that_a_repeat_request_repairs() {
+    let mut m = TenantManager::default();
+    m.handle_location_config(NOW, RequestId(1), t(1), req(RequestedMode::AttachedSingle, None));
+    let _ = m.poll_effect();
+    m.handle_step_done(NOW, t(1), Ok(StepOutput::Generation(g(1)))).unwrap();
+    let _ = m.poll_effect(); // WriteConfig
+    m.handle_step_done(NOW, t(1), Ok(StepOutput::Done)).unwrap();
+    let _ = m.poll_effect(); // LoadTenant
+    m.handle_step_done(NOW, t(1), Err("remote storage gone".into())).unwrap();
+    assert!(matches!(
+        m.poll_effect(),
+        Some(ManagerEffect::Reply { result: Err(ManagerError::StepFailed { .. }), .. })
+    ));
+    assert!(matches!(m.slot(t(1)), Some(Slot::Attached { state: TenantState::Broken { .. }, .. })));
+    let mut counter = 1;
+    m.handle_location_config(NOW, RequestId(2), t(1), req(RequestedMode::AttachedSingle, None));
+    let (steps, _) = run(&mut m, &mut counter);
+    assert_eq!(steps[0], Step::StopTenant);
+    assert_eq!(attached(&m, t(1)), Some(single(2)), "repaired on a new generation");
+}
+
+#[test]
+fn input_errors_are_typed_not_panics() {
+    let mut m = TenantManager::default();
+    assert_eq!(
+        m.handle_step_done(NOW, t(1), Ok(StepOutput::Done)),
+        Err(ManagerInputError::NoOperation(t(1)))
+    );
+    m.handle_location_config(NOW, RequestId(1), t(1), req(RequestedMode::AttachedSingle, None));
+    let _ = m.poll_effect();
+    assert_eq!(
+        m.handle_step_done(NOW, t(1), Ok(StepOutput::Done)),
+        Err(ManagerInputError::MissingGeneration(t(1)))
+    );
+    assert!(m.handle_tenant_event(NOW, t(1), TenantEvent::Activated).is_err());
+}
+
+// ---- property test ----
+
+#[derive(Clone, Debug)]
+enum Input {
+    Request { tenant: u8, mode: u8, generation: Option<u32> },
+    Complete { tenant: u8, ok: bool },
+    Crash,
+}
+
+fn input() -> impl Strategy<Value = Input> {
+    prop_oneof![
+        3 => (0u8..3, 0u8..6, proptest::option::of(1u32..12))
+            .prop_map(|(tenant, mode, generation)| Input::Request { tenant, mode, generation }),
+        5 => (0u8..3, proptest::bool::weighted(0.85)).prop_map(|(tenant, ok)| Input::Complete { tenant, ok }),
+        1 => Just(Input::Crash),
+    ]
+}
+
+fn mode_of(n: u8) -> RequestedMode {
+    match n {
+        0 => RequestedMode::AttachedSingle,
+        1 => RequestedMode::AttachedMulti,
+        2 => RequestedMode::AttachedStale,
+        3 => RequestedMode::Secondary { warm: true },
+        4 => RequestedMode::Secondary { warm: false },
+        _ => RequestedMode::Detached,
+    }
+}
+
+/// The durable world the manager works against: config files, and the control
+/// plane's generation per tenant (only ever growing).
+#[derive(Default)]
+struct World {
+    config: BTreeMap<TenantId, LocationMode>,
+    cp: BTreeMap<TenantId, u32>,
+    in_flight: BTreeMap<TenantId, Step>,
+    unanswered: BTreeMap<RequestId, TenantId>,
+}
+
+impl World {
+    /// Start-up after a crash: the configs on disk; every attached tenant is
+    /// re-attached on a new generation (and its config rewritten), as the node does.
+    fn recover(&mut self) -> TenantManager {
+        let mut slots = BTreeMap::new();
+        for (t, mode) in self.config.iter_mut() {
+            let slot = match mode {
+                LocationMode::Secondary { warm } => Slot::Secondary { warm: *warm },
+                m => {
+                    let next = self.cp.get(t).copied().unwrap_or(0) + 1;
+                    self.cp.insert(*t, next);
+                    *m = match m {
+                        LocationMode::AttachedMulti { .. } => {
+                            LocationMode::AttachedMulti { generation: g(next) }
+                        }
+                        LocationMode::AttachedStale { .. } => {
+                            LocationMode::AttachedStale { generation: g(next) }
+                        }
+                        _ => single(next),
+                    };
+                    Slot::Attached { mode: *m, state: TenantState::Active }
+                }
+            };
+            slots.insert(*t, slot);
+        }
+        TenantManager::recover(slots)
+    }
+}
+
+fn drain(m: &mut TenantManager, w: &mut World) -> Result<(), TestCaseError> {
+    while let Some(e) = m.poll_effect() {
+        match e {
+            ManagerEffect::Step { tenant, step } => {
+                if step == Step::RemoveLocalDir {
+                    continue;
+                }
+                prop_assert!(
+                    w.in_flight.insert(tenant, step).is_none(),
+                    "two steps in flight for {tenant}"
+                );
+            }
+            ManagerEffect::Reply { req, tenant, result } => {
+                prop_assert_eq!(
+                    w.unanswered.remove(&req),
+                    Some(tenant),
+                    "reply to an unknown request"
+                );
+                if let Err(ManagerError::Busy { .. }) = result {
+                    prop_assert!(w.in_flight.contains_key(&tenant), "busy without an operation");
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn complete(m: &mut TenantManager, w: &mut World, tenant: TenantId, ok: bool) {
+    let Some(step) = w.in_flight.remove(&tenant) else { return };
+    let result = if !ok {
+        Err("injected".to_string())
+    } else {
+        match step {
+            Step::AcquireGeneration { at_least } => {
+                let cur = w.cp.get(&tenant).copied().unwrap_or(0);
+                let next = (cur + 1).max(at_least.map_or(0, |g| g.get()));
+                w.cp.insert(tenant, next);
+                Ok(StepOutput::Generation(g(next)))
+            }
+            Step::WriteConfig { mode } => {
+                w.config.insert(tenant, mode);
+                Ok(StepOutput::Done)
+            }
+            Step::RenameLocalDir => {
+                w.config.remove(&tenant);
+                Ok(StepOutput::Done)
+            }
+            _ => Ok(StepOutput::Done),
+        }
+    };
+    m.handle_step_done(NOW, tenant, result).unwrap();
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// Random requests, completions (some failing) and crashes: every request is
+    /// answered (done or a typed error), no operation waits without a step in
+    /// flight, a settled attached tenant runs on the control plane's newest
+    /// generation, and once everything completes nothing is left in progress.
+    #[test]
+    fn manager_answers_everything_and_never_waits_forever(inputs in proptest::collection::vec(input(), 1..60)) {
+        let mut w = World::default();
+        let mut m = TenantManager::default();
+        let mut next_req = 0u64;
+        for i in inputs {
+            match i {
+                Input::Request { tenant, mode, generation } => {
+                    next_req += 1;
+                    w.unanswered.insert(RequestId(next_req), t(tenant));
+                    m.handle_location_config(NOW, RequestId(next_req), t(tenant), req(mode_of(mode), generation));
+                }
+                Input::Complete { tenant, ok } => complete(&mut m, &mut w, t(tenant), ok),
+                Input::Crash => {
+                    // Requests in flight die with the process; their callers see a
+                    // dropped connection, not a reply.
+                    w.unanswered.clear();
+                    w.in_flight.clear();
+                    m = w.recover();
+                }
+            }
+            drain(&mut m, &mut w)?;
+            m.check_invariants();
+            for (tenant, slot) in m.slots() {
+                if let Slot::Attached { mode, state: TenantState::Active } = slot {
+                    let held = mode.generation().unwrap().get();
+                    prop_assert_eq!(Some(held), w.cp.get(tenant).copied(), "{} runs on a stale generation", tenant);
+                }
+                if let Slot::InProgress(_) = slot {
+                    prop_assert!(w.in_flight.contains_key(tenant), "{} in progress with nothing in flight", tenant);
+                }
+            }
+        }
+        // Let everything finish.
+        for _ in 0..32 {
+            let tenants: Vec<_> = w.in_flight.keys().copied().collect();
+            for tenant in tenants {
+                complete(&mut m, &mut w, tenant, true);
+            }
+            drain(&mut m, &mut w)?;
+        }
+        prop_assert_eq!(m.in_progress(), 0);
+        prop_assert!(w.unanswered.is_empty(), "unanswered: {:?}", w.unanswered);
+    }
+}
