@@ -215,6 +215,12 @@ where
         Io::DiskCreateDir { path } => {
             IoResult::Done(a.disk.create_dir_all(&path).await.map_err(disk_failure))
         }
+        Io::DiskRename { from, to } => {
+            IoResult::Done(a.disk.rename(&from, &to).await.map_err(disk_failure))
+        }
+        Io::DiskRemoveDir { path } => {
+            IoResult::Done(a.disk.remove_dir_all(&path).await.map_err(disk_failure))
+        }
         Io::DiskList { path } => IoResult::Listing(
             a.disk
                 .list_dir(&path)

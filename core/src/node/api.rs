@@ -44,6 +44,13 @@ pub enum Request {
         timeline: TimelineId,
     },
     ListTenants,
+    /// Place the tenant on this node: an attached mode, secondary, or detached (see
+    /// `crate::tenant::manager` for the mode table). Answered at once with
+    /// `Unavailable` while another change of the tenant runs.
+    LocationConfig {
+        tenant: TenantId,
+        request: crate::tenant::LocationRequest,
+    },
     /// Freeze and flush everything, upload it, wait until the visible LSN covers all
     /// that was acknowledged (bounded by the shutdown grace period), then stop.
     Shutdown,
@@ -57,6 +64,7 @@ pub enum Response {
     Value { key: Key, lsn: Lsn, value: Option<Vec<u8>> },
     TimelineInfo(TimelineInfo),
     Tenants(Vec<TenantInfo>),
+    LocationConfigured(crate::tenant::LocationOutcome),
     ShutdownComplete { clean: bool },
 }
 

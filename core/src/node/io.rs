@@ -12,6 +12,7 @@
 //! tenants/{tenant}/config-v1                         LocationConf
 //! tenants/{tenant}/timelines/{timeline}/metadata     TimelineMetadata blob
 //! tenants/{tenant}/timelines/{timeline}/{layer}      layer files (no generation suffix)
+//! tenants/{tenant}.___detached.{n}/                 a detached tenant being removed
 //! deletion/{seq:016x}-01.list, deletion/header-01    deletion queue
 //! ```
 
@@ -29,6 +30,15 @@ pub const METADATA_FILE_NAME: &str = "metadata";
 
 pub fn tenant_dir(tenant: TenantId) -> Utf8PathBuf {
     Utf8PathBuf::from(format!("{TENANTS_DIR}/{tenant}"))
+}
+
+/// Marks a tenant directory renamed away by a detach; start-up removes any such
+/// directory it finds (the removal after the rename was interrupted).
+pub const DETACHED_DIR_MARKER: &str = ".___detached";
+
+/// Where a detach renames `tenants/{tenant}` before removing it in the background.
+pub fn detached_dir(tenant: TenantId, n: u64) -> Utf8PathBuf {
+    Utf8PathBuf::from(format!("{TENANTS_DIR}/{tenant}{DETACHED_DIR_MARKER}.{n}"))
 }
 
 pub fn location_conf_path(tenant: TenantId) -> Utf8PathBuf {
@@ -75,6 +85,15 @@ pub enum Io {
     DiskCreateDir {
         path: Utf8PathBuf,
     },
+    /// Rename a file or directory (durable: both parents fsynced).
+    DiskRename {
+        from: Utf8PathBuf,
+        to: Utf8PathBuf,
+    },
+    /// Remove a directory and everything under it (durable).
+    DiskRemoveDir {
+        path: Utf8PathBuf,
+    },
     RemotePut {
         key: RemoteKey,
         bytes: Vec<u8>,
@@ -107,6 +126,8 @@ impl std::fmt::Debug for Io {
             Io::DiskRemove { path } => write!(f, "DiskRemove {path}"),
             Io::DiskList { path } => write!(f, "DiskList {path}"),
             Io::DiskCreateDir { path } => write!(f, "DiskCreateDir {path}"),
+            Io::DiskRename { from, to } => write!(f, "DiskRename {from} -> {to}"),
+            Io::DiskRemoveDir { path } => write!(f, "DiskRemoveDir {path}"),
             Io::RemotePut { key, bytes } => write!(f, "RemotePut {key} ({} bytes)", bytes.len()),
             Io::RemoteGet { key } => write!(f, "RemoteGet {key}"),
             Io::RemoteList { prefix } => write!(f, "RemoteList {prefix}"),

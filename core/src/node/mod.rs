@@ -40,6 +40,7 @@
 
 pub mod api;
 pub mod io;
+mod location;
 mod requests;
 mod routing;
 mod startup;
@@ -126,6 +127,8 @@ pub enum NodePhase {
 pub(crate) struct Tenant {
     pub(crate) generation: Generation,
     pub(crate) mode: LocationMode,
+    /// Its lifecycle state (`crate::tenant::lifecycle`).
+    pub(crate) state: crate::tenant::TenantState,
     pub(crate) timelines: BTreeMap<TimelineId, TimelineSlot>,
 }
 
@@ -154,6 +157,8 @@ pub(crate) enum Machine {
     DeletionQueue,
     Timeline(TenantId, TimelineId),
     Upload(TenantId, TimelineId),
+    /// The tenant manager (slots, location_config).
+    Manager,
 }
 
 pub struct Node {
@@ -164,14 +169,22 @@ pub struct Node {
     pub(crate) cp: ControlPlane,
     pub(crate) dq: Option<DeletionQueue>,
     pub(crate) tenants: BTreeMap<TenantId, Tenant>,
+    /// The slot of every tenant this node knows; `tenants` holds the machines of the
+    /// attached ones.
+    pub(crate) manager: crate::tenant::TenantManager,
+    /// Tenants being stopped by the manager's `StopTenant` step.
+    pub(crate) stopping: BTreeMap<TenantId, location::Stopping>,
+    /// Directories renamed away by detaches, waiting for their background removal.
+    pub(crate) detached_dirs: BTreeMap<TenantId, camino::Utf8PathBuf>,
+    pub(crate) detached_seq: u64,
     pub(crate) startup: startup::Startup,
     pub(crate) ops: OpIds,
     pub(crate) routes: BTreeMap<OpId, Route>,
     pub(crate) cp_requests: crate::id::OpIds,
     pub(crate) cp_waiters: BTreeMap<u64, routing::CpWaiter>,
     pub(crate) dirty: BTreeSet<Machine>,
-    /// Reads waiting for their timeline's answer: what was asked.
-    pub(crate) pending_reads: BTreeMap<RequestId, (crate::key::Key, crate::lsn::Lsn)>,
+    /// Reads waiting for their timeline's answer: whose, and what was asked.
+    pub(crate) pending_reads: BTreeMap<RequestId, (TenantId, crate::key::Key, crate::lsn::Lsn)>,
     pub(crate) effects: VecDeque<NodeEffect>,
     pub(crate) trace: Vec<TraceLine>,
 }
@@ -193,6 +206,10 @@ impl Node {
             cp: ControlPlane::recover(cp_records),
             dq: None,
             tenants: BTreeMap::new(),
+            manager: crate::tenant::TenantManager::default(),
+            stopping: BTreeMap::new(),
+            detached_dirs: BTreeMap::new(),
+            detached_seq: 0,
             startup: startup::Startup::default(),
             ops: OpIds::default(),
             routes: BTreeMap::new(),
@@ -279,6 +296,7 @@ impl Node {
         if let NodePhase::ShuttingDown { deadline, .. } = self.phase {
             consider(Some(deadline));
         }
+        consider(self.stopping_deadline());
         at
     }
 
@@ -291,10 +309,44 @@ impl Node {
         self.tenants.keys()
     }
 
+    /// The tenant manager's slots (read-only).
+    pub fn tenant_manager(&self) -> &crate::tenant::TenantManager {
+        &self.manager
+    }
+
     /// Panics if a rule is broken. The driver runs it after every input in debug
     /// builds, the simulator always.
     pub fn check_invariants(&self) {
         self.cp.check_invariants();
+        self.manager.check_invariants();
+        if self.phase == NodePhase::Active {
+            // One slot per tenant; a settled healthy attached slot has its machines,
+            // and no machines run for a tenant without an attached or in-progress slot.
+            for (tenant, slot) in self.manager.slots() {
+                if let crate::tenant::Slot::Attached {
+                    state: crate::tenant::TenantState::Active,
+                    ..
+                } = slot
+                {
+                    assert!(
+                        self.tenants.contains_key(tenant),
+                        "tenant {tenant} active without machines"
+                    );
+                }
+            }
+            for tenant in self.tenants.keys() {
+                assert!(
+                    matches!(
+                        self.manager.slot(*tenant),
+                        Some(
+                            crate::tenant::Slot::Attached { .. }
+                                | crate::tenant::Slot::InProgress(_)
+                        )
+                    ),
+                    "tenant {tenant} has machines but no attached slot"
+                );
+            }
+        }
         if let Some(dq) = &self.dq {
             dq.check_invariants();
         }

@@ -13,6 +13,7 @@
 
 use super::api::{ApiError, Request, RequestId, Response, TenantInfo, TimelineInfo};
 use super::io::{self, Io, IoResult};
+use super::location;
 use super::routing::{CpWaiter, Route};
 use super::{Machine, Node, NodeEffect, NodePhase, SlotState, Tenant, TimelineSlot};
 use crate::control_plane::{ControlPlaneError, ControlPlaneReply};
@@ -20,6 +21,7 @@ use crate::id::{TenantId, TimelineId};
 use crate::location_conf::{LocationConf, LocationMode};
 use crate::lsn::Lsn;
 use crate::metadata::TimelineMetadata;
+use crate::tenant::{Slot, TenantState};
 use crate::timeline::{IngestError, ReadError, ReadId, Timeline};
 use crate::upload_queue::{AttachMode, UploadQueue};
 
@@ -37,7 +39,13 @@ impl Node {
         }
         match request {
             Request::CreateTenant { tenant } => self.create_tenant(req, tenant),
+            Request::LocationConfig { tenant, request } => {
+                self.location_config(req, tenant, request)
+            }
             Request::CreateTimeline { tenant, timeline } => {
+                if let Some(busy) = self.tenant_busy(tenant) {
+                    return self.reply(req, Err(busy));
+                }
                 self.create_timeline(req, tenant, timeline)
             }
             Request::Ingest { tenant, timeline, records } => {
@@ -62,7 +70,7 @@ impl Node {
                 match self.active_slot(tenant, timeline) {
                     Ok(slot) => {
                         slot.timeline.handle_read(now, ReadId(req.0), key, lsn);
-                        self.pending_reads.insert(req, (key, lsn));
+                        self.pending_reads.insert(req, (tenant, key, lsn));
                         self.dirty.insert(Machine::Timeline(tenant, timeline));
                     }
                     Err(e) => self.reply(req, Err(e)),
@@ -79,7 +87,7 @@ impl Node {
                     .map(|(id, t)| TenantInfo {
                         tenant: *id,
                         generation: t.generation,
-                        state: "Active".to_string(),
+                        state: t.state.label().to_string(),
                         timelines: t.timelines.keys().copied().collect(),
                     })
                     .collect();
@@ -94,6 +102,9 @@ impl Node {
         tenant: TenantId,
         timeline: TimelineId,
     ) -> Result<&mut TimelineSlot, ApiError> {
+        if let Some(busy) = self.tenant_busy(tenant) {
+            return Err(busy);
+        }
         let t = self
             .tenants
             .get_mut(&tenant)
@@ -145,7 +156,10 @@ impl Node {
     }
 
     fn create_tenant(&mut self, req: RequestId, tenant: TenantId) {
-        if self.tenants.contains_key(&tenant) {
+        if let Some(busy) = self.tenant_busy(tenant) {
+            return self.reply(req, Err(busy));
+        }
+        if self.tenants.contains_key(&tenant) || self.manager.slot(tenant).is_some() {
             return self
                 .reply(req, Err(ApiError::Conflict(format!("tenant {tenant} already exists"))));
         }
@@ -206,8 +220,21 @@ impl Node {
         match result {
             IoResult::Done(Ok(())) => {
                 let mode = LocationMode::AttachedSingle { generation };
-                self.tenants
-                    .insert(tenant, Tenant { generation, mode, timelines: Default::default() });
+                let slot = Slot::Attached { mode, state: TenantState::Active };
+                if let Err(e) = self.manager.handle_settled(self.now, tenant, slot) {
+                    // A location_config for this id started meanwhile; it wins.
+                    return self.reply(req, Err(location::manager_error_to_api(e)));
+                }
+                self.startup.configs.insert(tenant, LocationConf::attached_single(generation));
+                self.tenants.insert(
+                    tenant,
+                    Tenant {
+                        generation,
+                        mode,
+                        state: TenantState::Active,
+                        timelines: Default::default(),
+                    },
+                );
                 self.reply(req, Ok(Response::TenantCreated { tenant, generation }));
             }
             other => {

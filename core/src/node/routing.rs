@@ -101,14 +101,52 @@ pub enum Route {
         tenant: TenantId,
         generation: crate::generation::Generation,
     },
+    /// The I/O of a tenant manager step (config write, rename).
+    Manager {
+        tenant: TenantId,
+    },
+    /// The background removal of a detached tenant's directory; only logged.
+    DetachedRemoved,
+}
+
+impl Route {
+    /// The tenant whose machines wait for this completion, if any: a tenant is not
+    /// dropped while one is in flight.
+    pub(crate) fn tenant(&self) -> Option<TenantId> {
+        match self {
+            Route::Timeline { tenant, .. }
+            | Route::DownloadGet { tenant, .. }
+            | Route::DownloadWrite { tenant, .. }
+            | Route::UploadRead { tenant, .. }
+            | Route::UploadPut { tenant, .. }
+            | Route::EvictLocal { tenant, .. }
+            | Route::UploadList { tenant, .. } => Some(*tenant),
+            Route::Deletion { .. }
+            | Route::ControlPlanePersist { .. }
+            | Route::ControlPlaneList { .. }
+            | Route::Startup(_)
+            | Route::CreateTenantConfig { .. }
+            | Route::Manager { .. }
+            | Route::DetachedRemoved => None,
+        }
+    }
 }
 
 /// Who waits for a control-plane reply.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum CpWaiter {
     Startup,
-    CreateTenant { req: RequestId, tenant: TenantId },
-    Validation { dq_op: OpId },
+    CreateTenant {
+        req: RequestId,
+        tenant: TenantId,
+    },
+    Validation {
+        dq_op: OpId,
+    },
+    /// A tenant manager step (acquire or release a generation).
+    Manager {
+        tenant: TenantId,
+    },
 }
 
 impl Node {
@@ -117,6 +155,11 @@ impl Node {
         // Bounded: routing only moves work between machines; a loop here would be a bug.
         for _ in 0..1_000_000 {
             let Some(machine) = self.dirty.pop_first() else {
+                self.check_stopping();
+                self.finish_tenant_loads();
+                if !self.dirty.is_empty() {
+                    continue;
+                }
                 self.check_shutdown_progress();
                 return;
             };
@@ -125,6 +168,7 @@ impl Node {
                 Machine::DeletionQueue => self.drain_dq(),
                 Machine::Timeline(t, tl) => self.drain_timeline(t, tl),
                 Machine::Upload(t, tl) => self.drain_upload(t, tl),
+                Machine::Manager => self.drain_manager(),
             }
         }
         unreachable!("node pump did not settle: a routing loop");
@@ -150,6 +194,7 @@ impl Node {
                         CpWaiter::CreateTenant { req, tenant } => {
                             self.on_create_tenant_cp_reply(req, tenant, reply)
                         }
+                        CpWaiter::Manager { tenant } => self.on_manager_cp_reply(tenant, reply),
                         CpWaiter::Validation { dq_op } => {
                             let results = match reply {
                                 Ok(ControlPlaneReply::Validated { results }) => results,
@@ -596,6 +641,15 @@ impl Node {
                 _ => self.bug("unexpected result for a remote listing"),
             },
             Route::Startup(step) => self.on_startup_io(step, result),
+            Route::Manager { tenant } => self.on_manager_io(tenant, result),
+            Route::DetachedRemoved => {
+                if !matches!(result, IoResult::Done(Ok(()))) {
+                    tracing::warn!(
+                        ?result,
+                        "removing a detached tenant's directory failed; start-up retries"
+                    );
+                }
+            }
             Route::CreateTenantConfig { req, tenant, generation } => {
                 self.on_create_tenant_config_written(req, tenant, generation, result)
             }
@@ -664,10 +718,11 @@ impl Node {
                         slot.upload.handle_timeout(now);
                     }
                 }
-                Machine::ControlPlane | Machine::DeletionQueue => {}
+                Machine::ControlPlane | Machine::DeletionQueue | Machine::Manager => {}
             }
             self.dirty.insert(machine);
         }
+        self.check_stopping();
         self.check_shutdown_deadline();
     }
 
@@ -686,7 +741,8 @@ impl Node {
         result: Result<Option<Vec<u8>>, ApiError>,
     ) {
         let result = result.map(|value| {
-            let (key, lsn) = self.pending_reads.remove(&req).unwrap_or_default();
+            let (key, lsn) =
+                self.pending_reads.remove(&req).map(|(_, k, l)| (k, l)).unwrap_or_default();
             Response::Value { key, lsn, value }
         });
         self.reply(req, result);

@@ -32,6 +32,7 @@ use crate::index_part::{IndexPart, IndexVersion, select_index};
 use crate::layer_name::LayerName;
 use crate::location_conf::{LocationConf, LocationMode};
 use crate::remote_path::{self, RemoteKey, TimelinesEntry};
+use crate::tenant::{Slot, TenantEvent, TenantManager, TenantState};
 use crate::time::Instant;
 use crate::timeline::Timeline;
 use crate::upload_queue::UploadQueue;
@@ -91,12 +92,37 @@ pub enum StartupIo {
         version: IndexVersion,
         index: Box<IndexPart>,
     },
-    RemoveLocal,
+    /// Removing a leftover local file or directory (of `tenant`, when it is loading).
+    RemoveLocal {
+        tenant: Option<TenantId>,
+    },
+}
+
+impl StartupIo {
+    /// The tenant this I/O loads, if it belongs to one.
+    fn tenant(&self) -> Option<TenantId> {
+        match self {
+            StartupIo::ListRemoteTimelines(t)
+            | StartupIo::GetIndex { tenant: t, .. }
+            | StartupIo::ListLocalTimeline { tenant: t, .. } => Some(*t),
+            StartupIo::RemoveLocal { tenant } => *tenant,
+            StartupIo::ListTenants
+            | StartupIo::ReadConfig(_)
+            | StartupIo::WriteConfig { .. }
+            | StartupIo::ListDeletion
+            | StartupIo::ReadDeletion(_) => None,
+        }
+    }
 }
 
 #[derive(Debug, Default)]
 pub(crate) struct Startup {
-    configs: BTreeMap<TenantId, LocationConf>,
+    /// Every tenant's config as last read or written (kept after start-up: the tenant
+    /// manager rewrites configs with the tenant-level settings kept).
+    pub(crate) configs: BTreeMap<TenantId, LocationConf>,
+    /// Tenants loaded after start-up by the tenant manager (`LoadTenant`), with their
+    /// outstanding I/O; start-up's own I/O counts in `outstanding`.
+    pub(crate) loading: BTreeMap<TenantId, usize>,
     reattached: BTreeMap<TenantId, ReAttachedTenant>,
     header: Option<DeletionHeader>,
     lists: Vec<DeletionList>,
@@ -126,9 +152,25 @@ impl Node {
         &self.startup.warnings
     }
 
-    fn startup_io(&mut self, step: StartupIo, io: Io) {
-        self.startup.outstanding += 1;
+    pub(crate) fn startup_io(&mut self, step: StartupIo, io: Io) {
+        self.count_start(&step);
         self.emit_io(Route::Startup(step), io);
+    }
+
+    /// Counts `step` as outstanding: for its tenant when that tenant is loading after
+    /// start-up, else for start-up itself.
+    fn count_start(&mut self, step: &StartupIo) {
+        match step.tenant().and_then(|t| self.startup.loading.get_mut(&t)) {
+            Some(n) => *n += 1,
+            None => self.startup.outstanding += 1,
+        }
+    }
+
+    fn count_done(&mut self, step: &StartupIo) {
+        match step.tenant().and_then(|t| self.startup.loading.get_mut(&t)) {
+            Some(n) => *n -= 1,
+            None => self.startup.outstanding -= 1,
+        }
     }
 
     /// Schedules `step` again after a backoff; it stays outstanding meanwhile.
@@ -138,7 +180,7 @@ impl Node {
         let delay_ms =
             STARTUP_RETRY_BASE_MS.saturating_mul(1 << exponent).min(STARTUP_RETRY_MAX_MS);
         tracing::warn!(?step, delay_ms, why, "start-up: remote storage failed; retrying");
-        self.startup.outstanding += 1;
+        self.count_start(&step);
         self.startup.retries.push((self.now.plus_millis(delay_ms), step, io));
     }
 
@@ -181,7 +223,7 @@ impl Node {
     }
 
     pub(crate) fn on_startup_io(&mut self, step: StartupIo, result: IoResult) {
-        self.startup.outstanding -= 1;
+        self.count_done(&step);
         match step {
             StartupIo::ListTenants => {
                 let entries = match result {
@@ -194,6 +236,15 @@ impl Node {
                 };
                 self.enter(super::StartupPhase::ReadConfigs);
                 for entry in entries.into_iter().filter(|e| e.is_dir) {
+                    if entry.name.contains(io::DETACHED_DIR_MARKER) {
+                        // A detach renamed it and crashed before removing it.
+                        let path = camino::Utf8PathBuf::from(io::TENANTS_DIR).join(&entry.name);
+                        self.startup_io(
+                            StartupIo::RemoveLocal { tenant: None },
+                            Io::DiskRemoveDir { path },
+                        );
+                        continue;
+                    }
                     match entry.name.parse::<TenantId>() {
                         Ok(tenant) => self.startup_io(
                             StartupIo::ReadConfig(tenant),
@@ -337,7 +388,7 @@ impl Node {
                 };
                 self.start_timeline(tenant, timeline, version, *index, &entries);
             }
-            StartupIo::RemoveLocal => {
+            StartupIo::RemoveLocal { .. } => {
                 if !matches!(
                     result,
                     IoResult::Done(Ok(()) | Err(super::io::IoFailure::NotFound(_)))
@@ -351,6 +402,11 @@ impl Node {
 
     /// Moves to the next phase once the current one has no I/O outstanding.
     fn startup_step_done(&mut self) {
+        if !self.startup.loading.is_empty() {
+            // A tenant loading after start-up: `finish_tenant_loads` (from the pump)
+            // notices when its count reaches zero.
+            self.dirty.insert(Machine::Manager);
+        }
         if self.startup.outstanding > 0 {
             return;
         }
@@ -390,9 +446,28 @@ impl Node {
             StartupPhase::LoadTimelines => {
                 self.enter(StartupPhase::LoadTimelines);
                 self.phase = NodePhase::Active;
+                self.settle_slots();
                 tracing::info!(tenants = self.tenants.len(), "node active");
             }
         }
+    }
+
+    /// Start-up is over: every loaded tenant is active, and the tenant manager's slots
+    /// are what disk and the control plane said (attached ones loaded, secondary
+    /// configs kept).
+    fn settle_slots(&mut self) {
+        let mut slots = BTreeMap::new();
+        for (id, t) in &mut self.tenants {
+            t.transition(TenantEvent::Loaded);
+            t.transition(TenantEvent::Activated);
+            slots.insert(*id, Slot::Attached { mode: t.mode, state: t.state.clone() });
+        }
+        for (id, conf) in &self.startup.configs {
+            if let LocationMode::Secondary { warm } = conf.mode {
+                slots.entry(*id).or_insert(Slot::Secondary { warm });
+            }
+        }
+        self.manager = TenantManager::recover(slots);
     }
 
     fn after_configs(&mut self) {
@@ -402,7 +477,7 @@ impl Node {
             .startup
             .configs
             .iter()
-            .filter(|(t, _)| !known.contains(t))
+            .filter(|(t, c)| !known.contains(t) && c.mode.generation().is_some())
             .map(|(t, c)| (*t, c.mode.generation()))
             .collect();
         if unknown.is_empty() {
@@ -473,7 +548,12 @@ impl Node {
                     let conf = LocationConf { mode, tenant_conf };
                     self.tenants.insert(
                         rt.tenant,
-                        Tenant { generation: rt.generation, mode, timelines: BTreeMap::new() },
+                        Tenant {
+                            generation: rt.generation,
+                            mode,
+                            state: TenantState::Loading,
+                            timelines: BTreeMap::new(),
+                        },
                     );
                     let bytes = conf.to_toml().into_bytes();
                     self.startup_io(
@@ -486,8 +566,9 @@ impl Node {
                     );
                     self.startup.reattached.insert(rt.tenant, rt);
                 }
-                for tenant in self.startup.configs.keys() {
-                    if !self.startup.reattached.contains_key(tenant) {
+                for (tenant, conf) in &self.startup.configs {
+                    let secondary = matches!(conf.mode, LocationMode::Secondary { .. });
+                    if !secondary && !self.startup.reattached.contains_key(tenant) {
                         let message = format!(
                             "tenant {tenant} is not attached to this node any more; not loaded"
                         );
@@ -573,7 +654,10 @@ impl Node {
                     e.name
                 ));
                 let path = io::timeline_dir(tenant, timeline).join(&e.name);
-                self.startup_io(StartupIo::RemoveLocal, Io::DiskRemove { path });
+                self.startup_io(
+                    StartupIo::RemoveLocal { tenant: Some(tenant) },
+                    Io::DiskRemove { path },
+                );
             }
         }
         let mut timeline_config = self.config.timeline.clone();
@@ -583,7 +667,10 @@ impl Node {
         for name in remove {
             // S-LOCAL-TRUTH: local-only or wrong-size files go; remote is the truth.
             let path = io::layer_path(tenant, timeline, &name);
-            self.startup_io(StartupIo::RemoveLocal, Io::DiskRemove { path });
+            self.startup_io(
+                StartupIo::RemoveLocal { tenant: Some(tenant) },
+                Io::DiskRemove { path },
+            );
         }
         let (may_compact, may_delete) = super::requests::background_gates(&mode_of_tenant);
         machine.handle_mode(self.now, may_compact, may_delete);

@@ -38,6 +38,33 @@ impl World {
                 self.files.remove(&path).map(|_| ()).ok_or(IoFailure::NotFound(path.to_string())),
             ),
             Io::DiskCreateDir { .. } => IoResult::Done(Ok(())),
+            Io::DiskRename { from, to } => {
+                let prefix = format!("{from}/");
+                let moving: Vec<Utf8PathBuf> = self
+                    .files
+                    .keys()
+                    .filter(|p| p.as_str().starts_with(&prefix) || **p == from)
+                    .cloned()
+                    .collect();
+                if moving.is_empty() {
+                    return IoResult::Done(Err(IoFailure::NotFound(from.to_string())));
+                }
+                for p in moving {
+                    let bytes = self.files.remove(&p).unwrap_or_default();
+                    let rest = p.as_str().strip_prefix(from.as_str()).unwrap_or_default();
+                    self.files.insert(Utf8PathBuf::from(format!("{to}{rest}")), bytes);
+                }
+                IoResult::Done(Ok(()))
+            }
+            Io::DiskRemoveDir { path } => {
+                let prefix = format!("{path}/");
+                let before = self.files.len();
+                self.files.retain(|p, _| !p.as_str().starts_with(&prefix));
+                if before == self.files.len() {
+                    return IoResult::Done(Err(IoFailure::NotFound(path.to_string())));
+                }
+                IoResult::Done(Ok(()))
+            }
             Io::DiskList { path } => {
                 let prefix = format!("{path}/");
                 let mut entries: BTreeMap<String, Entry> = BTreeMap::new();
@@ -337,4 +364,185 @@ fn transient_remote_failures_at_start_up_are_retried_not_fatal_to_the_tenant() {
     assert_eq!(h.world.transient_lists, 0);
     assert_eq!(info(&mut h).last_ingested_lsn, last);
     assert_eq!(read(&mut h, 3, last), before);
+}
+
+// ---- tenant manager: location_config, detach ----
+
+use crate::tenant::{LocationOutcome, LocationRequest, Placement, RequestedMode};
+
+fn location(
+    h: &mut Harness,
+    mode: RequestedMode,
+    generation: Option<u32>,
+) -> Result<Response, ApiError> {
+    let generation = generation.map(|g| crate::Generation::new(g).unwrap());
+    h.call(Request::LocationConfig { tenant: T, request: LocationRequest { mode, generation } })
+}
+
+/// A tenant with one timeline and some data, everything visible.
+fn tenant_with_data(h: &mut Harness) -> (Lsn, Vec<Option<Vec<u8>>>) {
+    h.call(Request::CreateTenant { tenant: T }).unwrap();
+    h.call(Request::CreateTimeline { tenant: T, timeline: TL }).unwrap();
+    let batch = records(16, 120);
+    let last = batch.last().unwrap().lsn;
+    h.call(Request::Ingest { tenant: T, timeline: TL, records: batch }).unwrap();
+    let values = (0..7).map(|k| read(h, k, last)).collect();
+    // Flushed, uploaded and validated: what survives any later change.
+    for _ in 0..100 {
+        if info(h).remote_consistent_lsn_visible == last {
+            return (last, values);
+        }
+        h.tick(60_000);
+    }
+    panic!("{last} never became visible: {:?}", info(h));
+}
+
+#[test]
+fn detach_flushes_releases_and_removes_then_attach_reads_everything_back() {
+    let mut h = Harness::start(World::default(), config());
+    let (last, values) = tenant_with_data(&mut h);
+    let gen1 = info(&mut h).generation;
+    match location(&mut h, RequestedMode::Detached, None) {
+        Ok(Response::LocationConfigured(LocationOutcome::Changed(Placement::Detached))) => {}
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        h.call(Request::TimelineInfo { tenant: T, timeline: TL }),
+        Err(ApiError::NotFound(_))
+    ));
+    assert!(
+        !h.world.files.keys().any(|p| p.as_str().starts_with(&format!("tenants/{T}"))),
+        "local directory left behind: {:?}",
+        h.world.files.keys().collect::<Vec<_>>()
+    );
+    assert_eq!(h.world.store[&T].attached_to, None, "the control plane still has it here");
+    // Everything ingested before the detach was flushed and uploaded first.
+    let indexes = h.world.objects.keys().filter(|k| k.contains("index_part")).count();
+    assert!(indexes > 0);
+    // Detached again: nothing to do.
+    assert!(matches!(
+        location(&mut h, RequestedMode::Detached, None),
+        Ok(Response::LocationConfigured(LocationOutcome::Unchanged(Placement::Detached)))
+    ));
+
+    // A restart does not bring it back.
+    h.call(Request::Shutdown).unwrap();
+    let mut h = Harness::start(h.world.clone(), config());
+    assert!(h.node.tenant_ids().next().is_none());
+
+    // Attach: a new generation, and everything reads back from remote storage.
+    let gen2 = match location(&mut h, RequestedMode::AttachedSingle, None) {
+        Ok(Response::LocationConfigured(LocationOutcome::Changed(Placement::Located(m)))) => {
+            m.generation().unwrap()
+        }
+        other => panic!("{other:?}"),
+    };
+    assert!(gen2 > gen1);
+    let i = info(&mut h);
+    assert_eq!((i.generation, i.last_ingested_lsn, i.state.as_str()), (gen2, last, "Active"));
+    let after: Vec<_> = (0..7).map(|k| read(&mut h, k, last)).collect();
+    assert_eq!(after, values);
+}
+
+#[test]
+fn a_mode_change_keeps_the_generation_and_a_newer_generation_restarts() {
+    let mut h = Harness::start(World::default(), config());
+    let (last, values) = tenant_with_data(&mut h);
+    let g = info(&mut h).generation;
+    // Data ingested in Stale mode is held, never uploaded: a restart loses it (it
+    // was never visible), and the client re-sends from the visible LSN.
+    assert!(matches!(
+        location(&mut h, RequestedMode::AttachedStale, Some(g.get())),
+        Ok(Response::LocationConfigured(LocationOutcome::Changed(_)))
+    ));
+    assert_eq!(info(&mut h).generation, g, "a mode change must not restart");
+    let conf = String::from_utf8(h.world.files[&super::io::location_conf_path(T)].clone()).unwrap();
+    assert!(conf.contains("AttachedStale"), "{conf}");
+    // Newer: restart on exactly that generation. Older: refused.
+    let wanted = g.get() + 5;
+    assert!(location(&mut h, RequestedMode::AttachedSingle, Some(wanted)).is_ok());
+    assert!(matches!(
+        location(&mut h, RequestedMode::AttachedSingle, Some(g.get())),
+        Err(ApiError::Conflict(_))
+    ));
+    let i = info(&mut h);
+    assert_eq!((i.generation.get(), i.last_ingested_lsn), (wanted, last));
+    assert_eq!((0..7).map(|k| read(&mut h, k, last)).collect::<Vec<_>>(), values);
+}
+
+/// S-NO-DEADLOCK: while a tenant's slot is in progress, its requests are refused at
+/// once with a retryable error; nothing waits.
+#[test]
+fn requests_for_a_tenant_in_progress_get_busy_at_once() {
+    let mut h = Harness::start(World::default(), config());
+    tenant_with_data(&mut h);
+    let (now, wall) = (h.now, WallTime(h.now.0));
+    let detach = LocationRequest { mode: RequestedMode::Detached, generation: None };
+    h.node.handle_request(
+        now,
+        wall,
+        RequestId(9_000),
+        Request::LocationConfig { tenant: T, request: detach },
+    );
+    h.node.handle_request(
+        now,
+        wall,
+        RequestId(9_001),
+        Request::TimelineInfo { tenant: T, timeline: TL },
+    );
+    h.node.handle_request(
+        now,
+        wall,
+        RequestId(9_002),
+        Request::Ingest { tenant: T, timeline: TL, records: records(2_000, 3) },
+    );
+    h.node.handle_request(
+        now,
+        wall,
+        RequestId(9_003),
+        Request::LocationConfig { tenant: T, request: detach },
+    );
+    let (mut busy, mut ios) = (0, Vec::new());
+    while let Some(e) = h.node.poll_effect() {
+        match e {
+            NodeEffect::Reply { req, result: Err(ApiError::Unavailable { .. }) }
+                if req.0 > 9_000 =>
+            {
+                busy += 1
+            }
+            NodeEffect::Reply { req: RequestId(9_001), result: Ok(_) } => {}
+            NodeEffect::Reply { req, result } => panic!("{req:?} answered {result:?} while busy"),
+            NodeEffect::Io { op, io } => ios.push((op, io)),
+            NodeEffect::Stopped { .. } => panic!("stopped"),
+        }
+    }
+    assert_eq!(busy, 2, "ingest and the second location_config are busy; info is not refused");
+    for (op, io) in ios {
+        let result = h.world.execute(io);
+        h.node.handle_io(now, wall, op, result);
+    }
+    h.settle();
+    for _ in 0..100 {
+        if h.replies.contains_key(&RequestId(9_000)) {
+            break;
+        }
+        h.tick(60_000);
+    }
+    assert!(matches!(h.replies.get(&RequestId(9_000)), Some(Ok(Response::LocationConfigured(_)))));
+}
+
+/// A crash after the detach's rename leaves `tenants/{t}.___detached.N`; start-up
+/// removes it.
+#[test]
+fn start_up_removes_a_detached_directory_left_by_a_crash() {
+    let mut h = Harness::start(World::default(), config());
+    tenant_with_data(&mut h);
+    h.call(Request::Shutdown).unwrap();
+    let mut world = h.world.clone();
+    let leftover = Utf8PathBuf::from(format!("tenants/{T}.___detached.3/timelines/x/layer"));
+    world.files.insert(leftover.clone(), vec![1, 2, 3]);
+    let h = Harness::start(world, config());
+    assert_eq!(h.node.phase(), &NodePhase::Active);
+    assert!(!h.world.files.contains_key(&leftover));
+    assert_eq!(h.node.tenant_ids().count(), 1);
 }

@@ -1,0 +1,341 @@
+//! Tenant slots on a running node: the [`TenantManager`]'s steps executed on the
+//! node's machines and on the world.
+//!
+//! | step | what the node does | done when |
+//! |---|---|---|
+//! | `AcquireGeneration` | in-process control plane: attach (floor = requested − 1) | the grant is durable |
+//! | `ReleaseGeneration` | in-process control plane: detach | the change is durable |
+//! | `StopTenant` | freeze and flush every timeline; then stop its upload queues | everything acknowledged is visible (or the shutdown grace period passed) **and** no I/O of the tenant is in flight |
+//! | `FlushDeletions` | deletion queue `flush_advisory` | at once |
+//! | `WriteConfig` | crash-safe write of `config-v1` | durable |
+//! | `LoadTenant` | list remote timelines, select and read each index, reconcile local files, start the machines (start-up's per-tenant path) | every timeline runs; a failure drops what was started |
+//! | `SetMode` | tell every upload queue and timeline the new mode | at once |
+//! | `RenameLocalDir` | rename `tenants/{t}` to `tenants/{t}.___detached.{n}` | durable (a missing directory is fine) |
+//! | `RemoveLocalDir` | remove that directory | not awaited: start-up removes leftovers |
+//!
+//! Requests for a tenant whose slot is in progress get `Unavailable` (503 +
+//! Retry-After) at once; nothing waits on a tenant (S-NO-DEADLOCK).
+
+use super::api::{ApiError, RequestId, Response};
+use super::io::{self, Io, IoFailure, IoResult};
+use super::routing::{CpWaiter, Route};
+use super::startup::StartupIo;
+use super::{Machine, Node, SlotState, Tenant};
+use crate::control_plane::{ControlPlaneError, ControlPlaneReply};
+use crate::id::TenantId;
+use crate::location_conf::{LocationConf, LocationMode};
+use crate::remote_path;
+use crate::tenant::{
+    LocationRequest, ManagerEffect, ManagerError, Slot, Step, StepOutput, TenantEvent, TenantState,
+};
+use crate::time::Instant;
+use crate::trace::Direction;
+use std::collections::BTreeMap;
+
+/// A tenant being stopped: flushed until `deadline`, then its machines stop.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Stopping {
+    pub(crate) deadline: Instant,
+    pub(crate) machines_stopped: bool,
+}
+
+impl Node {
+    pub(crate) fn location_config(
+        &mut self,
+        req: RequestId,
+        tenant: TenantId,
+        request: LocationRequest,
+    ) {
+        self.manager.handle_location_config(self.now, req, tenant, request);
+        self.dirty.insert(Machine::Manager);
+    }
+
+    /// A request that needs `tenant` settled: `Unavailable` while an operation runs.
+    pub(crate) fn tenant_busy(&self, tenant: TenantId) -> Option<ApiError> {
+        match self.manager.slot(tenant) {
+            Some(Slot::InProgress(op)) => Some(ApiError::unavailable(format!(
+                "tenant {tenant} is busy ({:?} in progress)",
+                op.kind
+            ))),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn drain_manager(&mut self) {
+        while let Some(effect) = self.manager.poll_effect() {
+            self.trace_line("tenant_manager", None, Direction::Effect, format!("{effect:?}"));
+            match effect {
+                ManagerEffect::Reply { req, result, .. } => {
+                    let result =
+                        result.map(Response::LocationConfigured).map_err(manager_error_to_api);
+                    self.reply(req, result);
+                }
+                ManagerEffect::Step { tenant, step } => self.run_step(tenant, step),
+            }
+        }
+    }
+
+    fn step_done(&mut self, tenant: TenantId, result: Result<StepOutput, String>) {
+        if let Err(e) = self.manager.handle_step_done(self.now, tenant, result) {
+            self.bug(&format!("tenant manager refused a step completion: {e}"));
+        }
+        self.dirty.insert(Machine::Manager);
+    }
+
+    fn run_step(&mut self, tenant: TenantId, step: Step) {
+        let now = self.now;
+        match step {
+            Step::AcquireGeneration { at_least } => {
+                let node = self.config.node_id;
+                let req = self.cp_request(CpWaiter::Manager { tenant });
+                let floor = at_least.and_then(|g| g.previous());
+                self.cp.handle_attach(now, req, tenant, node, floor);
+            }
+            Step::ReleaseGeneration => {
+                let req = self.cp_request(CpWaiter::Manager { tenant });
+                self.cp.handle_detach(now, req, tenant);
+            }
+            Step::StopTenant => self.begin_stop_tenant(tenant),
+            Step::FlushDeletions => {
+                self.nudge_validation();
+                self.step_done(tenant, Ok(StepOutput::Done));
+            }
+            Step::WriteConfig { mode } => {
+                let tenant_conf = self
+                    .startup
+                    .configs
+                    .get(&tenant)
+                    .map(|c| c.tenant_conf.clone())
+                    .unwrap_or_default();
+                let conf = LocationConf { mode, tenant_conf };
+                let bytes = conf.to_toml().into_bytes();
+                self.startup.configs.insert(tenant, conf);
+                self.emit_io(
+                    Route::Manager { tenant },
+                    Io::DiskWrite { path: io::location_conf_path(tenant), bytes },
+                );
+            }
+            Step::LoadTenant { mode } => self.begin_load_tenant(tenant, mode),
+            Step::SetMode { mode } => {
+                self.set_tenant_mode(tenant, mode);
+                self.step_done(tenant, Ok(StepOutput::Done));
+            }
+            Step::RenameLocalDir => {
+                self.detached_seq += 1;
+                let to = io::detached_dir(tenant, self.detached_seq);
+                self.detached_dirs.insert(tenant, to.clone());
+                self.startup.configs.remove(&tenant);
+                self.emit_io(
+                    Route::Manager { tenant },
+                    Io::DiskRename { from: io::tenant_dir(tenant), to },
+                );
+            }
+            Step::RemoveLocalDir => {
+                if let Some(path) = self.detached_dirs.remove(&tenant) {
+                    self.emit_io(Route::DetachedRemoved, Io::DiskRemoveDir { path });
+                }
+            }
+        }
+    }
+
+    /// The completion of a step's I/O (config write or rename).
+    pub(crate) fn on_manager_io(&mut self, tenant: TenantId, result: IoResult) {
+        let result = match result {
+            IoResult::Done(Ok(())) | IoResult::Done(Err(IoFailure::NotFound(_))) => {
+                Ok(StepOutput::Done)
+            }
+            other => Err(format!("{other:?}")),
+        };
+        self.step_done(tenant, result);
+    }
+
+    pub(crate) fn on_manager_cp_reply(
+        &mut self,
+        tenant: TenantId,
+        reply: Result<ControlPlaneReply, ControlPlaneError>,
+    ) {
+        let result = match reply {
+            Ok(ControlPlaneReply::Attached { generation }) => {
+                Ok(StepOutput::Generation(generation))
+            }
+            Ok(ControlPlaneReply::Detached) => Ok(StepOutput::Done),
+            Err(ControlPlaneError::UnknownTenant(_)) => Ok(StepOutput::Done),
+            other => Err(format!("control plane answered {other:?}")),
+        };
+        self.step_done(tenant, result);
+    }
+
+    fn set_tenant_mode(&mut self, tenant: TenantId, mode: LocationMode) {
+        let now = self.now;
+        let (attach, (may_compact, may_delete)) =
+            (super::requests::attach_mode(&mode), super::requests::background_gates(&mode));
+        let Some(t) = self.tenants.get_mut(&tenant) else { return };
+        t.mode = mode;
+        let mut touched = Vec::new();
+        for (tl, slot) in &mut t.timelines {
+            slot.upload.handle_mode_changed(now, attach);
+            slot.timeline.handle_mode(now, may_compact, may_delete);
+            touched.push(Machine::Upload(tenant, *tl));
+            touched.push(Machine::Timeline(tenant, *tl));
+        }
+        self.dirty.extend(touched);
+    }
+
+    // ---- stop ----
+
+    fn begin_stop_tenant(&mut self, tenant: TenantId) {
+        let now = self.now;
+        let deadline = now.plus_millis(self.config.shutdown_grace_ms);
+        let Some(t) = self.tenants.get_mut(&tenant) else {
+            // Nothing runs (a Broken tenant whose load failed): nothing to stop.
+            return self.step_done(tenant, Ok(StepOutput::Done));
+        };
+        t.transition(TenantEvent::Stop);
+        let mut touched = Vec::new();
+        for (tl, slot) in &mut t.timelines {
+            if slot.state == SlotState::Active {
+                slot.timeline.handle_flush(now);
+                touched.push(Machine::Timeline(tenant, *tl));
+            }
+        }
+        self.dirty.extend(touched);
+        self.stopping.insert(tenant, Stopping { deadline, machines_stopped: false });
+        self.nudge_validation();
+    }
+
+    fn tenant_visible(&self, tenant: TenantId) -> bool {
+        self.tenants.get(&tenant).is_none_or(|t| {
+            t.timelines.values().filter(|s| s.state == SlotState::Active).all(|s| {
+                let last = s.timeline.last_ingested_lsn();
+                s.timeline.disk_consistent_lsn() == last
+                    && s.upload.visible_lsn() == last
+                    && s.upload.is_idle()
+            })
+        })
+    }
+
+    fn io_in_flight(&self, tenant: TenantId) -> bool {
+        self.routes.values().any(|r| r.tenant() == Some(tenant))
+    }
+
+    /// Advances every stopping tenant: once flushed (or out of time) its machines
+    /// stop; once none of its I/O is in flight, it is dropped and the step is done.
+    pub(crate) fn check_stopping(&mut self) {
+        let now = self.now;
+        let tenants: Vec<TenantId> = self.stopping.keys().copied().collect();
+        for tenant in tenants {
+            let Some(s) = self.stopping.get(&tenant).cloned() else { continue };
+            if !s.machines_stopped {
+                if !(self.tenant_visible(tenant) || now >= s.deadline) {
+                    continue;
+                }
+                if now >= s.deadline && !self.tenant_visible(tenant) {
+                    tracing::warn!(%tenant, "stopping: grace period ended before everything was visible");
+                }
+                self.stop_machines(tenant);
+                if let Some(s) = self.stopping.get_mut(&tenant) {
+                    s.machines_stopped = true;
+                }
+            }
+            if self.io_in_flight(tenant) {
+                continue;
+            }
+            self.stopping.remove(&tenant);
+            self.tenants.remove(&tenant);
+            self.step_done(tenant, Ok(StepOutput::Done));
+        }
+    }
+
+    /// Stops a tenant's upload queues and answers its waiting reads.
+    fn stop_machines(&mut self, tenant: TenantId) {
+        let now = self.now;
+        if let Some(t) = self.tenants.get_mut(&tenant) {
+            for slot in t.timelines.values_mut() {
+                slot.upload.handle_stop(now);
+            }
+        }
+        let waiting: Vec<RequestId> = self
+            .pending_reads
+            .iter()
+            .filter(|(_, (t, _, _))| *t == tenant)
+            .map(|(r, _)| *r)
+            .collect();
+        for req in waiting {
+            self.pending_reads.remove(&req);
+            self.reply(req, Err(ApiError::unavailable(format!("tenant {tenant} is stopping"))));
+        }
+    }
+
+    pub(crate) fn stopping_deadline(&self) -> Option<Instant> {
+        self.stopping.values().filter(|s| !s.machines_stopped).map(|s| s.deadline).min()
+    }
+
+    // ---- load ----
+
+    fn begin_load_tenant(&mut self, tenant: TenantId, mode: LocationMode) {
+        let Some(generation) = mode.generation() else {
+            return self.step_done(tenant, Err("LoadTenant needs an attached mode".into()));
+        };
+        self.tenants.insert(
+            tenant,
+            Tenant { generation, mode, state: TenantState::Attaching, timelines: BTreeMap::new() },
+        );
+        self.startup.loading.insert(tenant, 0);
+        self.startup_io(
+            StartupIo::ListRemoteTimelines(tenant),
+            Io::RemoteList { prefix: remote_path::timelines_prefix(tenant) },
+        );
+    }
+
+    /// A tenant loaded after start-up has no I/O outstanding: it is active, or its
+    /// load failed (start-up's per-tenant path removed it) and what started is dropped.
+    pub(crate) fn finish_tenant_loads(&mut self) {
+        let done: Vec<TenantId> =
+            self.startup.loading.iter().filter(|(_, n)| **n == 0).map(|(t, _)| *t).collect();
+        for tenant in done {
+            self.startup.loading.remove(&tenant);
+            let now = self.now;
+            let result = match self.tenants.get_mut(&tenant) {
+                Some(t) => {
+                    t.transition(TenantEvent::Loaded);
+                    t.transition(TenantEvent::Activated);
+                    for event in [TenantEvent::Loaded, TenantEvent::Activated] {
+                        if let Err(e) = self.manager.handle_tenant_event(now, tenant, event) {
+                            tracing::warn!(error = %e, "tenant manager refused a lifecycle event");
+                        }
+                    }
+                    Ok(StepOutput::Done)
+                }
+                None => Err(format!(
+                    "loading tenant {tenant} failed: {}",
+                    self.startup.warnings.last().cloned().unwrap_or_default()
+                )),
+            };
+            self.step_done(tenant, result);
+        }
+    }
+}
+
+impl Tenant {
+    /// Applies a lifecycle event; an illegal one is a bug, logged (tests catch it via
+    /// the debug assertion).
+    pub(crate) fn transition(&mut self, event: TenantEvent) {
+        match self.state.on(&event) {
+            Ok(next) => self.state = next,
+            Err(e) => {
+                debug_assert!(false, "{e}");
+                tracing::error!(error = %e, "illegal tenant transition");
+            }
+        }
+    }
+}
+
+pub(crate) fn manager_error_to_api(e: ManagerError) -> ApiError {
+    match e {
+        ManagerError::Busy { .. } | ManagerError::NotAccepting { .. } => {
+            ApiError::unavailable(e.to_string())
+        }
+        ManagerError::StaleGeneration { .. } => ApiError::Conflict(e.to_string()),
+        ManagerError::StepFailed { .. } => ApiError::Internal(e.to_string()),
+    }
+}
