@@ -9,6 +9,8 @@
 //! | `GET /v1/tenant/{t}/timeline/{tl}` | | 200 timeline info with the four LSNs |
 //! | `POST /v1/tenant/{t}/timeline/{tl}/ingest` | `{"records": [...]}` | 200 `{"last_ingested_lsn", "applied", "skipped"}` |
 //! | `GET /v1/tenant/{t}/timeline/{tl}/page?key=K&lsn=L` | | 200 `{"key", "lsn", "value": hex or null}` |
+//! | `PUT /v1/tenant/{t}/location_config` | `{"mode": "AttachedSingle" \| "AttachedMulti" \| "AttachedStale" \| "Secondary" \| "Detached", "generation"?: n, "warm"?: bool}` | 200 `{"changed": bool, "mode", "generation"}` |
+//! | `POST /v1/tenant/{t}/detach` | | 200, as location_config `Detached` |
 //! | `GET /v1/status` | | 200 node phase |
 //! | `GET /metrics` | | Prometheus text |
 //!
@@ -21,12 +23,15 @@ use crate::metrics::Metrics;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response as HttpResponse};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use std::sync::{Arc, Mutex};
+use strata_core::Generation;
+use strata_core::location_conf::LocationMode;
 use strata_core::node::api::{ApiError, Request, Response};
 use strata_core::redo::IngestRecord;
+use strata_core::tenant::{LocationOutcome, LocationRequest, Placement, RequestedMode};
 use strata_core::{Key, Lsn, TenantId, TimelineId};
 
 /// The largest request body accepted (an ingest batch); larger ones get 413.
@@ -42,6 +47,8 @@ pub struct AppState {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/v1/tenant", post(create_tenant).get(list_tenants))
+        .route("/v1/tenant/{tenant}/location_config", put(location_config))
+        .route("/v1/tenant/{tenant}/detach", post(detach))
         .route("/v1/tenant/{tenant}/timeline", post(create_timeline))
         .route("/v1/tenant/{tenant}/timeline/{timeline}", get(timeline_info))
         .route("/v1/tenant/{tenant}/timeline/{timeline}/ingest", post(ingest))
@@ -135,6 +142,85 @@ async fn create_tenant(
 async fn list_tenants(State(state): State<AppState>) -> Result<HttpResponse, HttpError> {
     match call(&state, "list_tenants", Request::ListTenants).await? {
         Response::Tenants(list) => Ok(Json(list).into_response()),
+        other => Err(unexpected(other)),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LocationConfigBody {
+    mode: String,
+    generation: Option<u32>,
+    #[serde(default)]
+    warm: bool,
+}
+
+impl LocationConfigBody {
+    fn request(&self) -> Result<LocationRequest, HttpError> {
+        let mode = match self.mode.as_str() {
+            "AttachedSingle" => RequestedMode::AttachedSingle,
+            "AttachedMulti" => RequestedMode::AttachedMulti,
+            "AttachedStale" => RequestedMode::AttachedStale,
+            "Secondary" => RequestedMode::Secondary { warm: self.warm },
+            "Detached" => RequestedMode::Detached,
+            other => {
+                return Err(bad_request(format!(
+                    "unknown mode {other:?}: expected AttachedSingle, AttachedMulti, AttachedStale, Secondary or Detached"
+                )));
+            }
+        };
+        let generation = match self.generation {
+            None => None,
+            Some(n) => Some(
+                Generation::new(n).ok_or_else(|| bad_request("generation must be at least 1"))?,
+            ),
+        };
+        Ok(LocationRequest { mode, generation })
+    }
+}
+
+fn placement_json(outcome: LocationOutcome) -> serde_json::Value {
+    let (changed, placement) = match outcome {
+        LocationOutcome::Unchanged(p) => (false, p),
+        LocationOutcome::Changed(p) => (true, p),
+    };
+    let (mode, generation, warm) = match placement {
+        Placement::Detached => ("Detached", None, None),
+        Placement::Located(LocationMode::AttachedSingle { generation }) => {
+            ("AttachedSingle", Some(generation), None)
+        }
+        Placement::Located(LocationMode::AttachedMulti { generation }) => {
+            ("AttachedMulti", Some(generation), None)
+        }
+        Placement::Located(LocationMode::AttachedStale { generation }) => {
+            ("AttachedStale", Some(generation), None)
+        }
+        Placement::Located(LocationMode::Secondary { warm }) => ("Secondary", None, Some(warm)),
+    };
+    serde_json::json!({"changed": changed, "mode": mode, "generation": generation, "warm": warm})
+}
+
+async fn location_config(
+    State(state): State<AppState>,
+    Path(tenant): Path<String>,
+    Json(body): Json<LocationConfigBody>,
+) -> Result<HttpResponse, HttpError> {
+    let tenant = parse_tenant(&tenant)?;
+    let request = body.request()?;
+    match call(&state, "location_config", Request::LocationConfig { tenant, request }).await? {
+        Response::LocationConfigured(outcome) => Ok(Json(placement_json(outcome)).into_response()),
+        other => Err(unexpected(other)),
+    }
+}
+
+async fn detach(
+    State(state): State<AppState>,
+    Path(tenant): Path<String>,
+) -> Result<HttpResponse, HttpError> {
+    let tenant = parse_tenant(&tenant)?;
+    let request = LocationRequest { mode: RequestedMode::Detached, generation: None };
+    match call(&state, "detach", Request::LocationConfig { tenant, request }).await? {
+        Response::LocationConfigured(outcome) => Ok(Json(placement_json(outcome)).into_response()),
         other => Err(unexpected(other)),
     }
 }

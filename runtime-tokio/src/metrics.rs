@@ -5,6 +5,8 @@
 //! - per timeline, read from the node at scrape time: `strata_timeline_lsn{tenant,
 //!   timeline, kind}` for `last_ingested`, `disk_consistent`, `remote_projected` and
 //!   `remote_visible`, and `strata_timeline_remote_layers`;
+//! - `strata_tenants{state}`: attached tenants by lifecycle state (Active, Broken,
+//!   …), read at scrape time; busy refusals show as 503s of `location_config`;
 //! - `strata_node_in_flight_io`.
 
 use crate::driver::NodeHandle;
@@ -19,6 +21,7 @@ pub struct Metrics {
     latency: HistogramVec,
     lsn: IntGaugeVec,
     layers: IntGaugeVec,
+    tenants: IntGaugeVec,
 }
 
 pub struct RequestTimer(std::time::Instant);
@@ -49,15 +52,21 @@ impl Metrics {
             &["tenant", "timeline"],
         )
         .expect("static metric definition");
+        let tenants = IntGaugeVec::new(
+            Opts::new("strata_tenants", "Attached tenants by lifecycle state"),
+            &["state"],
+        )
+        .expect("static metric definition");
         for c in [
-            Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(tenants.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(requests.clone()),
             Box::new(latency.clone()),
             Box::new(lsn.clone()),
             Box::new(layers.clone()),
         ] {
             registry.register(c).expect("metric names are unique");
         }
-        Metrics { registry, requests, latency, lsn, layers }
+        Metrics { registry, requests, latency, lsn, layers, tenants }
     }
 
     pub fn request_started(&self, _route: &'static str) -> RequestTimer {
@@ -87,6 +96,11 @@ impl Metrics {
         if let Ok(Response::Tenants(tenants)) = node.call(Request::ListTenants).await {
             self.lsn.reset();
             self.layers.reset();
+            self.tenants.reset();
+            for state in strata_core::tenant::TenantState::LABELS {
+                let n = tenants.iter().filter(|t| t.state == state).count();
+                self.tenants.with_label_values(&[state]).set(i64::try_from(n).unwrap_or(i64::MAX));
+            }
             for t in tenants {
                 for timeline in t.timelines {
                     let Ok(Response::TimelineInfo(info)) =

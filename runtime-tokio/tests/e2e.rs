@@ -108,6 +108,11 @@ impl Node {
         (r.status().as_u16(), r.body_mut().read_json().unwrap_or(Value::Null))
     }
 
+    fn put(&self, path: &str, body: Value) -> (u16, Value) {
+        let mut r = self.agent.put(self.url(path)).send_json(body).unwrap();
+        (r.status().as_u16(), r.body_mut().read_json().unwrap_or(Value::Null))
+    }
+
     fn get(&self, path: &str) -> (u16, Value) {
         let mut r = self.agent.get(self.url(path)).call().unwrap();
         (r.status().as_u16(), r.body_mut().read_json().unwrap_or(Value::Null))
@@ -235,6 +240,40 @@ fn sigterm_then_restart_reads_every_value_back_with_a_higher_generation() {
             "key {k}"
         );
     }
+    node.stop();
+}
+
+#[test]
+fn detach_then_attach_over_http_reads_everything_back_on_a_new_generation() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = Node::init(dir.path());
+    node.start();
+    let first_gen = create(&node);
+    let (values, last) = ingest(&node, 0x100, 10, 8);
+    let (status, body) = node.post(&format!("/v1/tenant/{TENANT}/detach"), json!({}));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["mode"], "Detached");
+    assert!(!dir.path().join("data/tenants").join(TENANT).exists(), "local directory kept");
+    let (status, _) = node.get(&format!("/v1/tenant/{TENANT}/timeline/{TIMELINE}"));
+    assert_eq!(status, 404);
+    // Bad input is a 400 with a message, not a panic.
+    let path = format!("/v1/tenant/{TENANT}/location_config");
+    let (status, body) = node.put(&path, json!({"mode": "Sideways"}));
+    assert_eq!((status, body["msg"].as_str().is_some()), (400, true), "{body}");
+
+    let (status, body) = node.put(&path, json!({"mode": "AttachedSingle"}));
+    assert_eq!(status, 200, "{body}");
+    let attached_gen = body["generation"].as_u64().unwrap();
+    assert!(attached_gen > first_gen, "attached on {attached_gen}, was {first_gen}");
+    let info = node.timeline();
+    assert_eq!(info["last_ingested_lsn"], lsn(last), "{info}");
+    for (k, expected) in values.iter().enumerate() {
+        assert_eq!(node.read(k as u64, &lsn(last)).as_deref(), Some(expected.as_str()), "key {k}");
+    }
+    // The same request again changes nothing.
+    let (status, body) =
+        node.put(&path, json!({"mode": "AttachedSingle", "generation": attached_gen}));
+    assert_eq!((status, body["changed"].as_bool()), (200, Some(false)), "{body}");
     node.stop();
 }
 
