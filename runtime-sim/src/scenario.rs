@@ -10,6 +10,11 @@
 //!    applies its crash rule in the same step) and restarts it after a pause.
 //! 2. After every restart the workload checks S-VISIBLE: every key reads back, at
 //!    the highest visible LSN the node ever published, exactly the model's value.
+//!    At `relocations` seed-chosen batches the workload moves the tenant through
+//!    location_config (detach then attach; Stale then back to Single; Secondary then
+//!    attach; restart on a newer generation), retrying through 503s and kills, and
+//!    checks L-ATTACH (the tenant is attached again within `attach_within_ms`) and
+//!    S-VISIBLE afterwards.
 //! 3. Faults off ("heal"), then L-UPLOAD: within `heal_within_ms` of simulated time,
 //!    everything ingested becomes visible.
 //! 4. Storage-side checkers over the object store's history: S-IDX-REF and
@@ -30,6 +35,7 @@ use std::time::Duration;
 use strata_core::node::NodeConfig;
 use strata_core::node::api::{ApiError, Request, Response};
 use strata_core::redo::{DeltaOp, IngestRecord, Record};
+use strata_core::tenant::{LocationRequest, RequestedMode};
 use strata_core::{Key, Lsn, NodeId, TenantId, TimelineId};
 use strata_runtime_tokio::driver::{self, Adapters, NodeStatus};
 use strata_runtime_tokio::trace_sink::TraceSink;
@@ -48,6 +54,10 @@ pub struct ScenarioConfig {
     /// Simulated time after the heal within which everything must be visible.
     pub heal_within_ms: u64,
     pub faults: bool,
+    /// How many times the workload moves the tenant through location_config.
+    pub relocations: usize,
+    /// Simulated time within which a relocation must end with the tenant attached.
+    pub attach_within_ms: u64,
 }
 
 impl Default for ScenarioConfig {
@@ -59,6 +69,8 @@ impl Default for ScenarioConfig {
             kills: 3,
             heal_within_ms: 120_000,
             faults: true,
+            relocations: 2,
+            attach_within_ms: 120_000,
         }
     }
 }
@@ -192,8 +204,14 @@ async fn workload(config: ScenarioConfig, restarts: Arc<Mutex<usize>>) -> Result
     })
     .await;
 
+    let relocate_at: Vec<usize> =
+        (0..config.relocations).map(|_| thread_rng().gen_range(0..config.batches.max(1))).collect();
     let mut lsn = 0x100u64;
-    for _ in 0..config.batches {
+    for batch in 0..config.batches {
+        for _ in relocate_at.iter().filter(|b| **b == batch) {
+            relocate(&ep, node, tenant, timeline, &mut model, config.attach_within_ms).await?;
+            check_visible(&ep, node, tenant, timeline, &model).await?;
+        }
         for _ in 0..config.records_per_batch {
             lsn += thread_rng().gen_range(1..16);
             model.push(random_record(&config, Lsn(lsn)));
@@ -243,6 +261,87 @@ async fn workload(config: ScenarioConfig, restarts: Arc<Mutex<usize>>) -> Result
     }
     check_visible(&ep, node, tenant, timeline, &model).await?;
     Ok(model)
+}
+
+/// Moves the tenant away and back through location_config, retrying each request
+/// through timeouts, 503s and kills until it is answered; L-ATTACH: within
+/// `within_ms` the tenant is attached and its timeline answers again.
+async fn relocate(
+    ep: &madsim::net::Endpoint,
+    node: SocketAddr,
+    tenant: TenantId,
+    timeline: TimelineId,
+    model: &mut Model,
+    within_ms: u64,
+) -> Result<(), String> {
+    let started = madsim::time::Instant::now();
+    let deadline = started + Duration::from_millis(within_ms);
+    let generation = loop {
+        match call(ep, node, Request::TimelineInfo { tenant, timeline }).await {
+            Ok(Response::TimelineInfo(info)) => break info.generation,
+            _ if madsim::time::Instant::now() > deadline => {
+                return Err("L-ATTACH: the timeline never answered before a relocation".into());
+            }
+            _ => madsim::time::sleep(RETRY_PAUSE).await,
+        }
+    };
+    let away = match thread_rng().gen_range(0..4) {
+        0 => vec![(RequestedMode::Detached, None)],
+        1 => vec![(RequestedMode::AttachedStale, Some(generation))],
+        2 => vec![(RequestedMode::Secondary { warm: true }, None)],
+        _ => vec![(RequestedMode::AttachedSingle, generation.next())],
+    };
+    let steps = away.into_iter().chain([(RequestedMode::AttachedSingle, None)]);
+    for (mode, generation) in steps {
+        let request =
+            Request::LocationConfig { tenant, request: LocationRequest { mode, generation } };
+        loop {
+            match call(ep, node, request.clone()).await {
+                Ok(Response::LocationConfigured(_)) => break,
+                // A retried request whose first attempt finished, then a restart
+                // moved the generation on: the tenant is past what was asked.
+                Err(CallError::Api(ApiError::Conflict(_))) => break,
+                Err(CallError::Api(ApiError::Internal(e))) => {
+                    // A failed step leaves the tenant Broken; the next request repairs it.
+                    tracing::warn!(%e, "location_config step failed; retrying");
+                }
+                Ok(other) => return Err(format!("unexpected location_config answer {other:?}")),
+                Err(_) => {}
+            }
+            if madsim::time::Instant::now() > deadline {
+                return Err(format!(
+                    "L-ATTACH: location_config {mode:?} not done within {within_ms} ms"
+                ));
+            }
+            madsim::time::sleep(RETRY_PAUSE).await;
+        }
+    }
+    // Attached: the timeline answers again (a kill may have restarted the node).
+    loop {
+        match call(ep, node, Request::TimelineInfo { tenant, timeline }).await {
+            Ok(Response::TimelineInfo(info)) => {
+                model.published_visible(info.remote_consistent_lsn_visible)?;
+                return Ok(());
+            }
+            Err(CallError::Api(ApiError::NotFound(what))) => {
+                // A kill between the steps can leave it detached: attach again.
+                let request = Request::LocationConfig {
+                    tenant,
+                    request: LocationRequest {
+                        mode: RequestedMode::AttachedSingle,
+                        generation: None,
+                    },
+                };
+                let _ = call(ep, node, request).await;
+                tracing::info!(%what, "not attached after a relocation; attaching again");
+            }
+            _ => {}
+        }
+        if madsim::time::Instant::now() > deadline {
+            return Err(format!("L-ATTACH: tenant not attached {within_ms} ms after a relocation"));
+        }
+        madsim::time::sleep(RETRY_PAUSE).await;
+    }
 }
 
 fn random_record(config: &ScenarioConfig, lsn: Lsn) -> IngestRecord {

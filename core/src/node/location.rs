@@ -250,8 +250,9 @@ impl Node {
     fn stop_machines(&mut self, tenant: TenantId) {
         let now = self.now;
         if let Some(t) = self.tenants.get_mut(&tenant) {
-            for slot in t.timelines.values_mut() {
+            for (tl, slot) in t.timelines.iter_mut() {
                 slot.upload.handle_stop(now);
+                self.dirty.insert(Machine::Upload(tenant, *tl));
             }
         }
         let waiting: Vec<RequestId> = self

@@ -183,6 +183,9 @@ pub struct Node {
     pub(crate) cp_requests: crate::id::OpIds,
     pub(crate) cp_waiters: BTreeMap<u64, routing::CpWaiter>,
     pub(crate) dirty: BTreeSet<Machine>,
+    /// Every machine's next deadline, kept current as machines are drained, so that
+    /// `poll_timeout` and timer firing cost O(log n) per input, not O(tenants).
+    pub(crate) timers: routing::TimerIndex,
     /// Reads waiting for their timeline's answer: whose, and what was asked.
     pub(crate) pending_reads: BTreeMap<RequestId, (TenantId, crate::key::Key, crate::lsn::Lsn)>,
     pub(crate) effects: VecDeque<NodeEffect>,
@@ -216,6 +219,7 @@ impl Node {
             cp_requests: OpIds::default(),
             cp_waiters: BTreeMap::new(),
             dirty: BTreeSet::new(),
+            timers: routing::TimerIndex::default(),
             pending_reads: BTreeMap::new(),
             effects: VecDeque::new(),
             trace: Vec::new(),
@@ -278,26 +282,37 @@ impl Node {
 
     /// The earliest deadline of any machine, and of the shutdown grace period.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let mut at = self.node_deadline();
-        let mut consider = |t: Option<Instant>| {
-            if let Some(t) = t {
-                at = Some(at.map_or(t, |a: Instant| a.min(t)));
-            }
-        };
-        if let Some(dq) = &self.dq {
-            consider(dq.poll_timeout());
+        [
+            self.node_deadline(),
+            self.timers.earliest(),
+            self.stopping_deadline(),
+            match self.phase {
+                NodePhase::ShuttingDown { deadline, .. } => Some(deadline),
+                _ => None,
+            },
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// A machine's own next deadline, computed from the machine (the timer index
+    /// caches these).
+    pub(crate) fn machine_deadline(&self, machine: Machine) -> Option<Instant> {
+        match machine {
+            Machine::DeletionQueue => self.dq.as_ref().and_then(|dq| dq.poll_timeout()),
+            Machine::Timeline(t, tl) => self
+                .tenants
+                .get(&t)
+                .and_then(|x| x.timelines.get(&tl))
+                .and_then(|s| s.timeline.poll_timeout()),
+            Machine::Upload(t, tl) => self
+                .tenants
+                .get(&t)
+                .and_then(|x| x.timelines.get(&tl))
+                .and_then(|s| s.upload.poll_timeout()),
+            Machine::ControlPlane | Machine::Manager => None,
         }
-        for tenant in self.tenants.values() {
-            for slot in tenant.timelines.values() {
-                consider(slot.timeline.poll_timeout());
-                consider(slot.upload.poll_timeout());
-            }
-        }
-        if let NodePhase::ShuttingDown { deadline, .. } = self.phase {
-            consider(Some(deadline));
-        }
-        consider(self.stopping_deadline());
-        at
     }
 
     /// Trace lines produced since the last call, in order.
@@ -364,6 +379,22 @@ impl Node {
                 );
             }
         }
+        // The timer index matches every machine's own deadline (a machine whose
+        // deadline changed without being drained would never be woken).
+        let mut machines = vec![Machine::DeletionQueue];
+        for (t, tenant) in &self.tenants {
+            for tl in tenant.timelines.keys() {
+                machines.push(Machine::Timeline(*t, *tl));
+                machines.push(Machine::Upload(*t, *tl));
+            }
+        }
+        for m in machines {
+            assert_eq!(
+                self.timers.get(m),
+                self.machine_deadline(m),
+                "timer index out of date for {m:?}"
+            );
+        }
         for effect in &self.effects {
             if let NodeEffect::Io { op, .. } = effect {
                 assert!(self.routes.contains_key(op), "effect {op} has no route");
@@ -421,5 +452,7 @@ impl Node {
     }
 }
 
+#[cfg(test)]
+mod bench;
 #[cfg(test)]
 mod tests;

@@ -28,9 +28,11 @@ use crate::id::{OpId, TenantId, TimelineId};
 use crate::index_part::LayerMeta;
 use crate::layer_name::LayerName;
 use crate::remote_path::{self, RemoteKey};
+use crate::time::Instant;
 use crate::timeline::{TimelineCompletion, TimelineEffect};
 use crate::trace::Direction;
 use crate::upload_queue::{RemoteFailure, UploadEffect};
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Where the completion of one [`Io`] goes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -149,6 +151,39 @@ pub(crate) enum CpWaiter {
     },
 }
 
+/// Every machine's next deadline, ordered, so the earliest and the due ones are
+/// found in O(log n).
+#[derive(Debug, Default)]
+pub(crate) struct TimerIndex {
+    by_time: BTreeSet<(Instant, Machine)>,
+    of: BTreeMap<Machine, Instant>,
+}
+
+impl TimerIndex {
+    pub(crate) fn set(&mut self, machine: Machine, at: Option<Instant>) {
+        if let Some(old) = self.of.remove(&machine) {
+            self.by_time.remove(&(old, machine));
+        }
+        if let Some(at) = at {
+            self.of.insert(machine, at);
+            self.by_time.insert((at, machine));
+        }
+    }
+
+    pub(crate) fn get(&self, machine: Machine) -> Option<Instant> {
+        self.of.get(&machine).copied()
+    }
+
+    pub(crate) fn earliest(&self) -> Option<Instant> {
+        self.by_time.first().map(|(at, _)| *at)
+    }
+
+    /// The machines whose deadline is at or before `now`.
+    pub(crate) fn due(&self, now: Instant) -> Vec<Machine> {
+        self.by_time.iter().take_while(|(at, _)| *at <= now).map(|(_, m)| *m).collect()
+    }
+}
+
 impl Node {
     /// Drains every dirty machine's effects, routing each, until all are quiet.
     pub(crate) fn pump(&mut self) {
@@ -170,6 +205,8 @@ impl Node {
                 Machine::Upload(t, tl) => self.drain_upload(t, tl),
                 Machine::Manager => self.drain_manager(),
             }
+            let deadline = self.machine_deadline(machine);
+            self.timers.set(machine, deadline);
         }
         unreachable!("node pump did not settle: a routing loop");
     }
@@ -689,23 +726,8 @@ impl Node {
     pub(crate) fn fire_timers(&mut self) {
         let now = self.now;
         self.fire_startup_retries();
-        if self.dq.as_ref().and_then(|dq| dq.poll_timeout()).is_some_and(|at| at <= now) {
-            if let Some(dq) = &mut self.dq {
-                dq.handle_timeout(now);
-            }
-            self.dirty.insert(Machine::DeletionQueue);
-        }
-        let mut due = Vec::new();
-        for (t, tenant) in &self.tenants {
-            for (tl, slot) in &tenant.timelines {
-                if slot.timeline.poll_timeout().is_some_and(|at| at <= now) {
-                    due.push(Machine::Timeline(*t, *tl));
-                }
-                if slot.upload.poll_timeout().is_some_and(|at| at <= now) {
-                    due.push(Machine::Upload(*t, *tl));
-                }
-            }
-        }
+        // Deadlines of machines that are gone fire as no-ops and leave the index.
+        let due = self.timers.due(now);
         for machine in due {
             match machine {
                 Machine::Timeline(t, tl) => {
@@ -718,7 +740,12 @@ impl Node {
                         slot.upload.handle_timeout(now);
                     }
                 }
-                Machine::ControlPlane | Machine::DeletionQueue | Machine::Manager => {}
+                Machine::DeletionQueue => {
+                    if let Some(dq) = &mut self.dq {
+                        dq.handle_timeout(now);
+                    }
+                }
+                Machine::ControlPlane | Machine::Manager => {}
             }
             self.dirty.insert(machine);
         }

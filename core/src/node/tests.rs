@@ -16,16 +16,16 @@ use camino::Utf8PathBuf;
 use std::collections::BTreeMap;
 
 #[derive(Default, Clone)]
-struct World {
-    files: BTreeMap<Utf8PathBuf, Vec<u8>>,
-    objects: BTreeMap<String, Vec<u8>>,
-    store: BTreeMap<TenantId, TenantRecord>,
+pub(super) struct World {
+    pub(super) files: BTreeMap<Utf8PathBuf, Vec<u8>>,
+    pub(super) objects: BTreeMap<String, Vec<u8>>,
+    pub(super) store: BTreeMap<TenantId, TenantRecord>,
     /// The next this many remote listings fail with a transient error.
     transient_lists: u32,
 }
 
 impl World {
-    fn execute(&mut self, io: Io) -> IoResult {
+    pub(super) fn execute(&mut self, io: Io) -> IoResult {
         match io {
             Io::DiskWrite { path, bytes } => {
                 self.files.insert(path, bytes);
@@ -68,7 +68,11 @@ impl World {
             Io::DiskList { path } => {
                 let prefix = format!("{path}/");
                 let mut entries: BTreeMap<String, Entry> = BTreeMap::new();
-                for (p, bytes) in &self.files {
+                // Paths order by component, so everything under `path` is contiguous.
+                for (p, bytes) in self.files.range(path.clone()..) {
+                    if !p.starts_with(&path) {
+                        break;
+                    }
                     let Some(rest) = p.as_str().strip_prefix(&prefix) else { continue };
                     let (name, is_dir) = match rest.split_once('/') {
                         Some((dir, _)) => (dir.to_string(), true),
@@ -95,8 +99,8 @@ impl World {
             }
             Io::RemoteList { prefix } => IoResult::Listing(Ok(self
                 .objects
-                .iter()
-                .filter(|(k, _)| k.starts_with(&prefix))
+                .range(prefix.clone()..)
+                .take_while(|(k, _)| k.starts_with(&prefix))
                 .map(|(k, v)| Entry { name: k.clone(), is_dir: false, size_bytes: v.len() as u64 })
                 .collect())),
             Io::RemoteDelete { keys } => {
@@ -122,28 +126,44 @@ impl World {
     }
 }
 
-struct Harness {
-    world: World,
-    node: Node,
+pub(super) struct Harness {
+    pub(super) world: World,
+    pub(super) node: Node,
+    /// Run `check_invariants` after every effect (benchmarks turn it off).
+    pub(super) check: bool,
+    /// Ask `poll_timeout` after every input, as the driver does.
+    pub(super) poll_timeouts: bool,
     now: Instant,
     next_req: u64,
     replies: BTreeMap<RequestId, Result<Response, ApiError>>,
     stopped: Option<(bool, String)>,
 }
 
-fn config() -> NodeConfig {
+pub(super) fn config() -> NodeConfig {
     let mut c = NodeConfig::new(NodeId(1));
     c.timeline.checkpoint_distance_bytes = 512;
     c
 }
 
 impl Harness {
-    fn start(world: World, config: NodeConfig) -> Harness {
+    pub(super) fn start(world: World, config: NodeConfig) -> Harness {
+        Self::start_with(world, config, true)
+    }
+
+    pub(super) fn start_with(world: World, config: NodeConfig, check: bool) -> Harness {
         let records = world.store.values().cloned().collect();
         let now = Instant(1_000);
         let node = Node::start(config, now, WallTime(0), records);
-        let mut h =
-            Harness { world, node, now, next_req: 0, replies: BTreeMap::new(), stopped: None };
+        let mut h = Harness {
+            world,
+            node,
+            check,
+            poll_timeouts: !check,
+            now,
+            next_req: 0,
+            replies: BTreeMap::new(),
+            stopped: None,
+        };
         h.settle();
         h
     }
@@ -151,8 +171,13 @@ impl Harness {
     /// Executes effects until the node is quiet, firing due timers (time advances
     /// to the next deadline when nothing else is pending, up to a bound).
     fn settle(&mut self) {
-        for _ in 0..100_000 {
-            self.node.check_invariants();
+        for _ in 0..100_000_000u64 {
+            if self.check {
+                self.node.check_invariants();
+            }
+            if self.poll_timeouts {
+                std::hint::black_box(self.node.poll_timeout());
+            }
             match self.node.poll_effect() {
                 Some(NodeEffect::Io { op, io }) => {
                     let result = self.world.execute(io);
