@@ -7,6 +7,7 @@
 //! | `GET /v1/tenant` | | 200 list of tenants |
 //! | `POST /v1/tenant/{t}/timeline` | `{"timeline_id"?: hex}` | 201 timeline info (after its first index is durable) |
 //! | `GET /v1/tenant/{t}/timeline/{tl}` | | 200 timeline info with the four LSNs |
+//! | `DELETE /v1/tenant/{t}/timeline/{tl}` | | 202 `{"state": "Deleting"}`; poll GET until 404 |
 //! | `POST /v1/tenant/{t}/timeline/{tl}/ingest` | `{"records": [...]}` | 200 `{"last_ingested_lsn", "applied", "skipped"}` |
 //! | `GET /v1/tenant/{t}/timeline/{tl}/page?key=K&lsn=L` | | 200 `{"key", "lsn", "value": hex or null}` |
 //! | `PUT /v1/tenant/{t}/location_config` | `{"mode": "AttachedSingle" \| "AttachedMulti" \| "AttachedStale" \| "Secondary" \| "Detached", "generation"?: n, "warm"?: bool}` | 200 `{"changed": bool, "mode", "generation"}` |
@@ -50,7 +51,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/tenant/{tenant}/location_config", put(location_config))
         .route("/v1/tenant/{tenant}/detach", post(detach))
         .route("/v1/tenant/{tenant}/timeline", post(create_timeline))
-        .route("/v1/tenant/{tenant}/timeline/{timeline}", get(timeline_info))
+        .route(
+            "/v1/tenant/{tenant}/timeline/{timeline}",
+            get(timeline_info).delete(delete_timeline),
+        )
         .route("/v1/tenant/{tenant}/timeline/{timeline}/ingest", post(ingest))
         .route("/v1/tenant/{tenant}/timeline/{timeline}/page", get(read_page))
         .route("/v1/status", get(status))
@@ -253,6 +257,20 @@ async fn timeline_info(
     let (tenant, timeline) = (parse_tenant(&tenant)?, parse_timeline(&timeline)?);
     match call(&state, "timeline_info", Request::TimelineInfo { tenant, timeline }).await? {
         Response::TimelineInfo(info) => Ok(Json(info).into_response()),
+        other => Err(unexpected(other)),
+    }
+}
+
+async fn delete_timeline(
+    State(state): State<AppState>,
+    Path((tenant, timeline)): Path<(String, String)>,
+) -> Result<HttpResponse, HttpError> {
+    let (tenant, timeline) = (parse_tenant(&tenant)?, parse_timeline(&timeline)?);
+    match call(&state, "delete_timeline", Request::DeleteTimeline { tenant, timeline }).await? {
+        Response::TimelineDeleting => {
+            Ok((StatusCode::ACCEPTED, Json(serde_json::json!({"state": "Deleting"})))
+                .into_response())
+        }
         other => Err(unexpected(other)),
     }
 }

@@ -44,6 +44,14 @@ pub enum Request {
         timeline: TimelineId,
     },
     ListTenants,
+    /// Delete a timeline: a tombstone index first, then every object of it (through
+    /// the deletion queue, validated), then the tombstone. Answered once the
+    /// tombstone is queued; `TimelineInfo` shows `Deleting` until it is gone (404).
+    /// Only in AttachedSingle. Resumed after a crash.
+    DeleteTimeline {
+        tenant: TenantId,
+        timeline: TimelineId,
+    },
     /// Place the tenant on this node: an attached mode, secondary, or detached (see
     /// `crate::tenant::manager` for the mode table). Answered at once with
     /// `Unavailable` while another change of the tenant runs.
@@ -65,6 +73,7 @@ pub enum Response {
     TimelineInfo(TimelineInfo),
     Tenants(Vec<TenantInfo>),
     LocationConfigured(crate::tenant::LocationOutcome),
+    TimelineDeleting,
     ShutdownComplete { clean: bool },
 }
 

@@ -139,6 +139,9 @@ pub(crate) enum SlotState {
         req: RequestId,
     },
     Active,
+    /// Being deleted (tombstone, objects, tombstone): requests get 404; the slot
+    /// goes when the upload queue reports the timeline deleted.
+    Deleting,
     Broken(String),
 }
 

@@ -39,6 +39,13 @@ impl Node {
         }
         match request {
             Request::CreateTenant { tenant } => self.create_tenant(req, tenant),
+            Request::DeleteTimeline { tenant, timeline } => {
+                if let Some(busy) = self.tenant_busy(tenant) {
+                    return self.reply(req, Err(busy));
+                }
+                let result = self.delete_timeline(tenant, timeline);
+                self.reply(req, result);
+            }
             Request::LocationConfig { tenant, request } => {
                 self.location_config(req, tenant, request)
             }
@@ -118,6 +125,9 @@ impl Node {
             SlotState::Creating { .. } => {
                 Err(ApiError::unavailable(format!("timeline {timeline} is not yet active")))
             }
+            SlotState::Deleting => {
+                Err(ApiError::NotFound(format!("timeline {tenant}/{timeline} is being deleted")))
+            }
             SlotState::Broken(reason) => {
                 Err(ApiError::Internal(format!("timeline {timeline} is broken: {reason}")))
             }
@@ -140,6 +150,7 @@ impl Node {
         let state = match &slot.state {
             SlotState::Creating { .. } => "Creating".to_string(),
             SlotState::Active => "Active".to_string(),
+            SlotState::Deleting => "Deleting".to_string(),
             SlotState::Broken(reason) => format!("Broken: {reason}"),
         };
         Ok(TimelineInfo {
@@ -153,6 +164,35 @@ impl Node {
             remote_consistent_lsn_visible: slot.upload.visible_lsn(),
             layers: slot.upload.remote_layers().len(),
         })
+    }
+
+    fn delete_timeline(
+        &mut self,
+        tenant: TenantId,
+        timeline: TimelineId,
+    ) -> Result<Response, ApiError> {
+        let (now, wall) = (self.now, self.wall);
+        let slot = self
+            .slot_mut(tenant, timeline)
+            .ok_or_else(|| ApiError::NotFound(format!("timeline {tenant}/{timeline}")))?;
+        match slot.state {
+            SlotState::Deleting => return Ok(Response::TimelineDeleting),
+            SlotState::Creating { .. } => {
+                return Err(ApiError::unavailable(format!(
+                    "timeline {timeline} is still being created"
+                )));
+            }
+            SlotState::Active | SlotState::Broken(_) => {}
+        }
+        slot.upload.handle_delete_timeline(now, wall).map_err(|e| match e {
+            crate::upload_queue::UploadQueueError::NotSingle(mode) => ApiError::Conflict(format!(
+                "timeline {timeline} cannot be deleted in {mode:?} mode: only the single attached node deletes"
+            )),
+            other => ApiError::Internal(format!("deleting timeline {timeline}: {other}")),
+        })?;
+        slot.state = SlotState::Deleting;
+        self.dirty.insert(Machine::Upload(tenant, timeline));
+        Ok(Response::TimelineDeleting)
     }
 
     fn create_tenant(&mut self, req: RequestId, tenant: TenantId) {

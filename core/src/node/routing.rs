@@ -107,7 +107,8 @@ pub enum Route {
     Manager {
         tenant: TenantId,
     },
-    /// The background removal of a detached tenant's directory; only logged.
+    /// The background removal of a detached tenant's or deleted timeline's local
+    /// directory; only logged.
     DetachedRemoved,
 }
 
@@ -486,6 +487,10 @@ impl Node {
                     if let Some(tenant) = self.tenants.get_mut(&t) {
                         tenant.timelines.remove(&tl);
                     }
+                    // Remote storage no longer has it; the local directory goes too
+                    // (a crash before this leaves a directory start-up never loads).
+                    let path = io::timeline_dir(t, tl);
+                    self.emit_io(Route::DetachedRemoved, Io::DiskRemoveDir { path });
                 }
             }
         }

@@ -363,9 +363,13 @@ impl Node {
                     }
                     other => Err(format!("{other:?}")),
                 };
+                let single = self
+                    .tenants
+                    .get(&tenant)
+                    .is_some_and(|t| matches!(t.mode, LocationMode::AttachedSingle { .. }));
                 match parsed {
-                    Ok(index) if index.deleted_at.is_some() => self.warn(format!(
-                        "timeline {tenant}/{timeline} is being deleted (tombstone); not loaded"
+                    Ok(index) if index.deleted_at.is_some() && !single => self.warn(format!(
+                        "timeline {tenant}/{timeline} is being deleted (tombstone); not loaded: only the single attached node resumes a deletion"
                     )),
                     Ok(index) => self.startup_io(
                         StartupIo::ListLocalTimeline {
@@ -692,11 +696,22 @@ impl Node {
         {
             self.warn(format!("timeline {tenant}/{timeline}: unlinking future layers failed: {e}"));
         }
+        // A tombstone: the deletion was interrupted; it resumes (S14).
+        let state = if upload.state() == &crate::upload_queue::QueueState::Tombstoned {
+            match upload.handle_delete_timeline(self.now, self.wall) {
+                Ok(()) => SlotState::Deleting,
+                Err(e) => {
+                    self.warn(format!(
+                        "timeline {tenant}/{timeline}: resuming its deletion failed: {e}"
+                    ));
+                    SlotState::Broken(format!("resuming its deletion failed: {e}"))
+                }
+            }
+        } else {
+            SlotState::Active
+        };
         if let Some(t) = self.tenants.get_mut(&tenant) {
-            t.timelines.insert(
-                timeline,
-                TimelineSlot { state: SlotState::Active, timeline: machine, upload },
-            );
+            t.timelines.insert(timeline, TimelineSlot { state, timeline: machine, upload });
         }
         self.dirty.insert(Machine::Timeline(tenant, timeline));
         self.dirty.insert(Machine::Upload(tenant, timeline));

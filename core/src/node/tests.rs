@@ -571,3 +571,75 @@ fn start_up_removes_a_detached_directory_left_by_a_crash() {
     assert!(!h.world.files.contains_key(&leftover));
     assert_eq!(h.node.tenant_ids().count(), 1);
 }
+
+// ---- timeline deletion ----
+
+fn timeline_objects(h: &Harness) -> Vec<String> {
+    let prefix = crate::remote_path::timeline_prefix(T, TL);
+    h.world.objects.keys().filter(|k| k.starts_with(&prefix)).cloned().collect()
+}
+
+fn wait_deleted(h: &mut Harness) {
+    for _ in 0..200 {
+        if matches!(
+            h.call(Request::TimelineInfo { tenant: T, timeline: TL }),
+            Err(ApiError::NotFound(_))
+        ) && timeline_objects(h).is_empty()
+        {
+            return;
+        }
+        h.tick(60_000);
+    }
+    panic!("timeline not deleted: {:?}", timeline_objects(h));
+}
+
+#[test]
+fn timeline_deletion_removes_every_object_and_the_local_directory() {
+    let mut h = Harness::start(World::default(), config());
+    tenant_with_data(&mut h);
+    assert!(timeline_objects(&h).len() > 2);
+    assert_eq!(
+        h.call(Request::DeleteTimeline { tenant: T, timeline: TL }),
+        Ok(Response::TimelineDeleting)
+    );
+    match h.call(Request::TimelineInfo { tenant: T, timeline: TL }) {
+        Ok(Response::TimelineInfo(i)) => assert_eq!(i.state, "Deleting"),
+        Err(ApiError::NotFound(_)) => {}
+        other => panic!("{other:?}"),
+    }
+    // Deleting again while it runs is accepted, not an error.
+    let again = h.call(Request::DeleteTimeline { tenant: T, timeline: TL });
+    assert!(matches!(again, Ok(Response::TimelineDeleting) | Err(ApiError::NotFound(_))));
+    wait_deleted(&mut h);
+    let dir = super::io::timeline_dir(T, TL);
+    assert!(!h.world.files.keys().any(|p| p.starts_with(&dir)), "local files left");
+}
+
+/// S14: a deletion interrupted after its tombstone resumes on the next start and
+/// leaves nothing of the timeline in remote storage.
+#[test]
+fn an_interrupted_timeline_deletion_resumes_after_a_restart() {
+    let mut h = Harness::start(World::default(), config());
+    tenant_with_data(&mut h);
+    h.call(Request::DeleteTimeline { tenant: T, timeline: TL }).unwrap();
+    // The tombstone is durable; its objects wait for the deletion queue's validation.
+    let tombstoned = timeline_objects(&h);
+    assert!(tombstoned.len() > 1, "{tombstoned:?}");
+    // Crash: the node is dropped, the world stays.
+    let mut h = Harness::start(h.world.clone(), config());
+    assert_eq!(h.node.phase(), &NodePhase::Active, "{:?}", h.node.startup_warnings());
+    wait_deleted(&mut h);
+}
+
+#[test]
+fn only_the_single_attached_node_deletes_a_timeline() {
+    let mut h = Harness::start(World::default(), config());
+    tenant_with_data(&mut h);
+    let g = info(&mut h).generation;
+    location(&mut h, RequestedMode::AttachedMulti, Some(g.get())).unwrap();
+    assert!(matches!(
+        h.call(Request::DeleteTimeline { tenant: T, timeline: TL }),
+        Err(ApiError::Conflict(_))
+    ));
+    assert_eq!(info(&mut h).state, "Active");
+}

@@ -352,11 +352,18 @@ impl UploadQueue {
 
     /// Deletes the timeline (only in `Single`): tombstone index, then every layer and
     /// older index, then the tombstone. Queued uploads are dropped.
+    ///
+    /// A queue recovered from a tombstone (`Tombstoned`: a deletion interrupted by a
+    /// crash) resumes: a tombstone of this generation goes up first, then the listing
+    /// of the timeline's prefix finds every object the earlier run left.
     pub fn handle_delete_timeline(
         &mut self,
         _now: Instant,
         at: WallTime,
     ) -> Result<(), UploadQueueError> {
+        if self.state == QueueState::Tombstoned && self.mode == AttachMode::Single {
+            self.state = QueueState::Active;
+        }
         self.check_open()?;
         if self.mode != AttachMode::Single {
             return Err(UploadQueueError::NotSingle(self.mode));

@@ -440,6 +440,44 @@ fn a_recovered_tombstone_refuses_changes() {
     assert_eq!(h.add(1, 1), Err(UploadQueueError::Deleted));
 }
 
+/// A deletion interrupted by a crash after its tombstone was durable resumes on the
+/// next start: a tombstone of the new generation, then everything under the prefix
+/// (found by the listing, since the recovered tombstone names no layer), then the
+/// tombstones. Without the resume the layers stay in remote storage forever.
+#[test]
+fn an_interrupted_timeline_deletion_resumes_after_a_restart() {
+    let mut h = started();
+    h.add(1, 10).unwrap();
+    h.add(2, 10).unwrap();
+    h.settle();
+    h.add(3, 10).unwrap(); // in flight: the layers wait for it
+    h.delete_timeline().unwrap();
+    h.complete(1, Finish::Ok); // the tombstone
+    assert!(h.handed.is_empty());
+    h.crash_and_recover(|_| true, AttachMode::Single);
+    assert_eq!(h.q.state(), &QueueState::Tombstoned);
+    assert!(
+        h.store.len() > 2,
+        "layers and indexes are left: {:?}",
+        h.store.keys().collect::<Vec<_>>()
+    );
+    h.delete_timeline().unwrap();
+    for _ in 0..50 {
+        if h.deleted {
+            break;
+        }
+        if !h.outstanding.is_empty() {
+            h.complete(0, Finish::Ok);
+        } else if !h.listings.is_empty() {
+            h.complete_listing(0, true);
+        } else if !h.handed.is_empty() {
+            h.finish_deletion(0, false);
+        }
+    }
+    assert!(h.deleted, "deletion did not finish: {:?}", h.q.state());
+    assert!(h.store.is_empty(), "{:?}", h.store.keys().collect::<Vec<_>>());
+}
+
 #[test]
 fn a_key_holds_one_content() {
     let mut h = started();
