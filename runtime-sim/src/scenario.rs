@@ -15,10 +15,14 @@
 //!    attach; restart on a newer generation), retrying through 503s and kills, and
 //!    checks L-ATTACH (the tenant is attached again within `attach_within_ms`) and
 //!    S-VISIBLE afterwards.
+//!    At a seed-chosen batch the workload also creates a second timeline, ingests
+//!    into it and deletes it (retrying through kills).
 //! 3. Faults off ("heal"), then L-UPLOAD: within `heal_within_ms` of simulated time,
 //!    everything ingested becomes visible.
 //! 4. Storage-side checkers over the object store's history: S-IDX-REF and
-//!    S-IDX-ORDER; S-CRASHSAFE over the disk's durable files.
+//!    S-IDX-ORDER; S-CRASHSAFE over the disk's durable files; and L-DELETE: within
+//!    `heal_within_ms`, nothing is left under the deleted timeline's prefix (S14:
+//!    an interrupted deletion resumes).
 //!
 //! The node's own `check_invariants` (S-PROJECTED and every machine's rules) runs
 //! after every input inside the driver; a panic there fails the run.
@@ -41,6 +45,8 @@ use strata_runtime_tokio::driver::{self, Adapters, NodeStatus};
 use strata_runtime_tokio::trace_sink::TraceSink;
 
 pub const PAGESERVER_ADDR: &str = "10.0.0.1:7000";
+/// The tenant the workload creates.
+pub const WORKLOAD_TENANT: TenantId = TenantId([7; 16]);
 pub const CLIENT_IP: &str = "10.0.0.2";
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 const RETRY_PAUSE: Duration = Duration::from_millis(200);
@@ -178,6 +184,10 @@ pub async fn run(config: ScenarioConfig, trace: TraceSink) -> RunReport {
         Ok(Err(violation)) => report.violation = Some(violation),
         Err(e) => report.violation = Some(format!("workload task failed: {e}")),
     }
+    if report.violation.is_none() && config.batches > 0 {
+        report.violation =
+            check_deleted(&world, WORKLOAD_TENANT, config.heal_within_ms).await.err();
+    }
     if report.violation.is_none() {
         report.violation =
             checkers::storage(&world).err().or_else(|| checkers::crash_safe(&world).err());
@@ -192,7 +202,7 @@ async fn workload(config: ScenarioConfig, restarts: Arc<Mutex<usize>>) -> Result
     let node: SocketAddr = PAGESERVER_ADDR.parse().expect("static address");
     let me: SocketAddr = format!("{CLIENT_IP}:0").parse().expect("static address");
     let ep = madsim::net::Endpoint::bind(me).await.map_err(|e| e.to_string())?;
-    let tenant = TenantId::from_bytes([7; 16]);
+    let tenant = WORKLOAD_TENANT;
     let timeline = TimelineId::from_bytes([9; 16]);
     let mut model = Model::default();
     let mut seen_restarts = 0;
@@ -204,6 +214,7 @@ async fn workload(config: ScenarioConfig, restarts: Arc<Mutex<usize>>) -> Result
     })
     .await;
 
+    let delete_at = thread_rng().gen_range(0..config.batches.max(1));
     let relocate_at: Vec<usize> =
         (0..config.relocations).map(|_| thread_rng().gen_range(0..config.batches.max(1))).collect();
     let mut lsn = 0x100u64;
@@ -211,6 +222,9 @@ async fn workload(config: ScenarioConfig, restarts: Arc<Mutex<usize>>) -> Result
         for _ in relocate_at.iter().filter(|b| **b == batch) {
             relocate(&ep, node, tenant, timeline, &mut model, config.attach_within_ms).await?;
             check_visible(&ep, node, tenant, timeline, &model).await?;
+        }
+        if batch == delete_at {
+            create_and_delete_timeline(&ep, node, tenant).await;
         }
         for _ in 0..config.records_per_batch {
             lsn += thread_rng().gen_range(1..16);
@@ -261,6 +275,83 @@ async fn workload(config: ScenarioConfig, restarts: Arc<Mutex<usize>>) -> Result
     }
     check_visible(&ep, node, tenant, timeline, &model).await?;
     Ok(model)
+}
+
+/// The timeline the workload creates, fills and deletes.
+pub const DELETED_TIMELINE: TimelineId = TimelineId([0xDD; 16]);
+
+/// Creates [`DELETED_TIMELINE`], ingests a few records, and deletes it, retrying
+/// through kills and busy answers until the node says it is deleting or gone.
+async fn create_and_delete_timeline(
+    ep: &madsim::net::Endpoint,
+    node: SocketAddr,
+    tenant: TenantId,
+) {
+    let timeline = DELETED_TIMELINE;
+    retry(ep, node, Request::CreateTimeline { tenant, timeline }, |r| {
+        matches!(r, Err(ApiError::Conflict(_)))
+    })
+    .await;
+    let records: Vec<IngestRecord> = (0..40u64)
+        .map(|i| IngestRecord {
+            key: Key(i % 5),
+            lsn: Lsn(0x10 + i * 8),
+            record: Record::Image(vec![i as u8; 48]),
+        })
+        .collect();
+    let _ = call(ep, node, Request::Ingest { tenant, timeline, records }).await;
+    retry(ep, node, Request::DeleteTimeline { tenant, timeline }, |r| {
+        matches!(r, Err(ApiError::NotFound(_)))
+    })
+    .await;
+}
+
+/// L-DELETE: within `within_ms`, remote storage holds nothing of the deleted
+/// timeline (its deletion resumed after any kill).
+///
+/// One exception, from the fault model: a PUT the node gave up on may be applied
+/// by the store much later. If such a late PUT landed under the timeline's prefix
+/// after the deletion began, it can leave garbage behind the deletion's listing or,
+/// when it is an old index landing after the tombstone was deleted, make the
+/// timeline exist again (a later attach loads it). Neither is a deletion that did
+/// not execute; such runs are tolerated and counted (see docs/TENANTS.md: a
+/// scrubber for such garbage is not built).
+async fn check_deleted(world: &World, tenant: TenantId, within_ms: u64) -> Result<(), String> {
+    let prefix = strata_core::remote_path::timeline_prefix(tenant, DELETED_TIMELINE);
+    let deadline = madsim::time::Instant::now() + Duration::from_millis(within_ms);
+    loop {
+        let history = world.remote.history();
+        let under = |e: &&crate::sim_remote::HistoryEntry| e.key.as_str().starts_with(&prefix);
+        let deletion_began = history.iter().filter(under).find_map(|e| {
+            let index =
+                strata_core::index_part::IndexPart::from_json_bytes(e.body.as_ref()?).ok()?;
+            index.deleted_at.map(|_| e.at)
+        });
+        let late_after_deletion = deletion_began
+            .is_some_and(|began| history.iter().filter(under).any(|e| e.late && e.at >= began));
+        let left: Vec<String> = world
+            .remote
+            .objects()
+            .into_keys()
+            .map(|k| k.as_str().to_string())
+            .filter(|k| k.starts_with(&prefix))
+            .collect();
+        if left.is_empty() {
+            return Ok(());
+        }
+        if madsim::time::Instant::now() > deadline {
+            if late_after_deletion {
+                tracing::warn!(left = left.len(), "L-DELETE: garbage from a late PUT tolerated");
+                return Ok(());
+            }
+            return Err(format!(
+                "L-DELETE: {within_ms} ms after the heal, {} objects of the deleted timeline remain, e.g. {}",
+                left.len(),
+                left[0]
+            ));
+        }
+        madsim::time::sleep(Duration::from_millis(500)).await;
+    }
 }
 
 /// Moves the tenant away and back through location_config, retrying each request

@@ -22,7 +22,7 @@ use super::routing::{CpWaiter, Route};
 use super::startup::StartupIo;
 use super::{Machine, Node, SlotState, Tenant};
 use crate::control_plane::{ControlPlaneError, ControlPlaneReply};
-use crate::id::TenantId;
+use crate::id::{TenantId, TimelineId};
 use crate::location_conf::{LocationConf, LocationMode};
 use crate::remote_path;
 use crate::tenant::{
@@ -261,6 +261,12 @@ impl Node {
             .filter(|(_, (t, _, _))| *t == tenant)
             .map(|(r, _)| *r)
             .collect();
+        let deletions: Vec<TimelineId> =
+            self.deletion_waiters.keys().filter(|(t, _)| *t == tenant).map(|(_, tl)| *tl).collect();
+        for tl in deletions {
+            let why = format!("tenant {tenant} is stopping; retry the deletion");
+            self.answer_deletion_waiters(tenant, tl, Err(ApiError::unavailable(why)));
+        }
         for req in waiting {
             self.pending_reads.remove(&req);
             self.reply(req, Err(ApiError::unavailable(format!("tenant {tenant} is stopping"))));

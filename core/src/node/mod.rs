@@ -180,6 +180,11 @@ pub struct Node {
     /// Directories renamed away by detaches, waiting for their background removal.
     pub(crate) detached_dirs: BTreeMap<TenantId, camino::Utf8PathBuf>,
     pub(crate) detached_seq: u64,
+    /// Timeline deletions stopped by a mode change; resumed once the tenant is
+    /// AttachedSingle again and none of the stopped queue's I/O is in flight.
+    pub(crate) aborted_deletions: BTreeSet<(TenantId, TimelineId)>,
+    /// DeleteTimeline requests waiting for their tombstone index to be durable.
+    pub(crate) deletion_waiters: BTreeMap<(TenantId, TimelineId), Vec<RequestId>>,
     pub(crate) startup: startup::Startup,
     pub(crate) ops: OpIds,
     pub(crate) routes: BTreeMap<OpId, Route>,
@@ -216,6 +221,8 @@ impl Node {
             stopping: BTreeMap::new(),
             detached_dirs: BTreeMap::new(),
             detached_seq: 0,
+            aborted_deletions: BTreeSet::new(),
+            deletion_waiters: BTreeMap::new(),
             startup: startup::Startup::default(),
             ops: OpIds::default(),
             routes: BTreeMap::new(),

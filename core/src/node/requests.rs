@@ -43,8 +43,15 @@ impl Node {
                 if let Some(busy) = self.tenant_busy(tenant) {
                     return self.reply(req, Err(busy));
                 }
-                let result = self.delete_timeline(tenant, timeline);
-                self.reply(req, result);
+                match self.delete_timeline(tenant, timeline) {
+                    // Answered once the tombstone is durable: a crash before that
+                    // would lose the deletion, and the client would not know.
+                    Ok(false) => {
+                        self.deletion_waiters.entry((tenant, timeline)).or_default().push(req)
+                    }
+                    Ok(true) => self.reply(req, Ok(Response::TimelineDeleting)),
+                    Err(e) => self.reply(req, Err(e)),
+                }
             }
             Request::LocationConfig { tenant, request } => {
                 self.location_config(req, tenant, request)
@@ -166,17 +173,28 @@ impl Node {
         })
     }
 
+    /// Starts (or finds) the deletion of a timeline; `Ok(true)` when its tombstone is
+    /// already durable.
     fn delete_timeline(
         &mut self,
         tenant: TenantId,
         timeline: TimelineId,
-    ) -> Result<Response, ApiError> {
+    ) -> Result<bool, ApiError> {
+        use crate::upload_queue::{DeletionPhase, QueueState};
         let (now, wall) = (self.now, self.wall);
         let slot = self
             .slot_mut(tenant, timeline)
             .ok_or_else(|| ApiError::NotFound(format!("timeline {tenant}/{timeline}")))?;
         match slot.state {
-            SlotState::Deleting => return Ok(Response::TimelineDeleting),
+            SlotState::Deleting => {
+                return match slot.upload.state() {
+                    QueueState::Deleting(DeletionPhase::Tombstone) => Ok(false),
+                    QueueState::Deleting(_) | QueueState::Deleted => Ok(true),
+                    other => Err(ApiError::unavailable(format!(
+                        "timeline {timeline}: its deletion is interrupted ({other:?}); it resumes in AttachedSingle"
+                    ))),
+                };
+            }
             SlotState::Creating { .. } => {
                 return Err(ApiError::unavailable(format!(
                     "timeline {timeline} is still being created"
@@ -192,7 +210,19 @@ impl Node {
         })?;
         slot.state = SlotState::Deleting;
         self.dirty.insert(Machine::Upload(tenant, timeline));
-        Ok(Response::TimelineDeleting)
+        Ok(false)
+    }
+
+    /// Answers the DeleteTimeline requests waiting on this timeline.
+    pub(crate) fn answer_deletion_waiters(
+        &mut self,
+        tenant: TenantId,
+        timeline: TimelineId,
+        result: Result<Response, ApiError>,
+    ) {
+        for req in self.deletion_waiters.remove(&(tenant, timeline)).unwrap_or_default() {
+            self.reply(req, result.clone());
+        }
     }
 
     fn create_tenant(&mut self, req: RequestId, tenant: TenantId) {

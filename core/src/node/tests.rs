@@ -643,3 +643,70 @@ fn only_the_single_attached_node_deletes_a_timeline() {
     ));
     assert_eq!(info(&mut h).state, "Active");
 }
+
+/// Seed 8: a relocation to Stale and back (same generation, no restart) while a
+/// timeline deletion waited for validation stopped the deletion for good: a flush
+/// finishing after the deletion began broke the timeline, and nothing resumed the
+/// deletion; the tombstone stayed in remote storage (L-DELETE). Now work of a
+/// deleting timeline cannot break it, and back in Single the deletion resumes.
+#[test]
+fn a_deletion_stopped_by_a_mode_change_resumes_back_in_single() {
+    let mut h = Harness::start(World::default(), config());
+    tenant_with_data(&mut h);
+    let g = info(&mut h).generation;
+    // Ingest (a flush starts) and delete in the same breath: the flush finishes
+    // while the timeline is being deleted.
+    let (now, wall) = (h.now, WallTime(h.now.0));
+    let ingest = Request::Ingest { tenant: T, timeline: TL, records: records(4_000, 120) };
+    h.node.handle_request(now, wall, RequestId(9_100), ingest);
+    h.node.handle_request(
+        now,
+        wall,
+        RequestId(9_101),
+        Request::DeleteTimeline { tenant: T, timeline: TL },
+    );
+    h.settle();
+    assert!(!timeline_objects(&h).is_empty());
+    location(&mut h, RequestedMode::AttachedStale, Some(g.get())).unwrap();
+    location(&mut h, RequestedMode::AttachedSingle, Some(g.get())).unwrap();
+    wait_deleted(&mut h);
+}
+
+/// Seed 23: DeleteTimeline was answered before its tombstone was durable; a crash
+/// then lost the deletion the client had been told about. The answer now waits for
+/// the tombstone.
+#[test]
+fn delete_timeline_is_answered_only_once_the_tombstone_is_durable() {
+    let mut h = Harness::start(World::default(), config());
+    tenant_with_data(&mut h);
+    let (now, wall) = (h.now, WallTime(h.now.0));
+    h.node.handle_request(
+        now,
+        wall,
+        RequestId(9_200),
+        Request::DeleteTimeline { tenant: T, timeline: TL },
+    );
+    let mut pending = Vec::new();
+    while let Some(e) = h.node.poll_effect() {
+        match e {
+            NodeEffect::Reply { req, .. } => panic!("{req:?} answered before any I/O completed"),
+            NodeEffect::Io { op, io } => pending.push((op, io)),
+            NodeEffect::Stopped { .. } => panic!("stopped"),
+        }
+    }
+    let tombstone = pending
+        .iter()
+        .position(|(_, io)| matches!(io, Io::RemotePut { key, .. } if key.as_str().contains("index_part")))
+        .expect("the tombstone upload");
+    // A crash now loses nothing the client was told: it has no answer yet.
+    let (op, io) = pending.remove(tombstone);
+    let result = h.world.execute(io);
+    h.node.handle_io(now, wall, op, result);
+    let answered = std::iter::from_fn(|| h.node.poll_effect()).any(|e| {
+        matches!(
+            e,
+            NodeEffect::Reply { req: RequestId(9_200), result: Ok(Response::TimelineDeleting) }
+        )
+    });
+    assert!(answered, "answered once the tombstone is durable");
+}

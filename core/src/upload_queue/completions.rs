@@ -107,6 +107,7 @@ impl UploadQueue {
             self.effects.push_back(UploadEffect::ValidateLsn { generation: self.generation, lsn });
         }
         if tombstone {
+            self.effects.push_back(UploadEffect::TombstoneDurable);
             self.state = QueueState::Deleting(DeletionPhase::Objects);
             self.deletion_handed = false;
             self.listing = ListState::Idle;

@@ -90,6 +90,7 @@ pub(super) struct Harness {
     pub(super) barriers: BTreeMap<BarrierId, Option<Result<(), BarrierError>>>,
     pub(super) broken: Option<String>,
     pub(super) deleted: bool,
+    pub(super) tombstone_durable: bool,
     pub(super) aborted: Option<UploadQueueError>,
     pub(super) backpressure: bool,
     pub(super) trace: Vec<String>,
@@ -134,6 +135,7 @@ impl Harness {
             barriers: BTreeMap::new(),
             broken: None,
             deleted: false,
+            tombstone_durable: false,
             aborted: None,
             backpressure: false,
             trace: vec!["> new_timeline gen=1 lsn=0/10".into()],
@@ -237,6 +239,10 @@ impl Harness {
             UploadEffect::DeletionAborted { error } => {
                 self.note(format!("  DeletionAborted {error}"));
                 self.aborted = Some(error);
+            }
+            UploadEffect::TombstoneDurable => {
+                self.note("  TombstoneDurable".into());
+                self.tombstone_durable = true;
             }
             UploadEffect::TimelineDeleted => {
                 self.note("  TimelineDeleted".into());

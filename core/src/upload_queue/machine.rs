@@ -485,6 +485,11 @@ impl UploadQueue {
         self.durable.as_ref().map(|d| d.version)
     }
 
+    /// The newest durable index and where it is: what a fresh queue recovers from.
+    pub fn durable_index(&self) -> Option<(IndexVersion, &IndexPart)> {
+        self.durable.as_ref().map(|d| (d.version, &d.index))
+    }
+
     /// The key of the newest durable index.
     pub fn latest_durable_key(&self) -> Option<RemoteKey> {
         self.latest_durable().map(|v| index_key(self.tenant, self.timeline, v))

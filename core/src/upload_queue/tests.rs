@@ -385,7 +385,9 @@ fn timeline_deletion_writes_the_tombstone_first_and_deletes_it_last() {
     h.add(3, 10).unwrap(); // in flight when the deletion starts
     h.delete_timeline().unwrap();
     assert_eq!(h.names(), ["0000000000000006-0000000000000007", "index#4"]);
+    assert!(!h.tombstone_durable);
     h.complete(1, Finish::Ok); // the tombstone
+    assert!(h.tombstone_durable, "TombstoneDurable is reported once the tombstone is durable");
     let (_, newest) = h.newest_index(gen_(1)).unwrap();
     assert!(newest.deleted_at.is_some() && newest.layer_metadata.is_empty());
     assert!(h.handed.is_empty(), "layers wait for the in-flight upload");
@@ -501,4 +503,16 @@ fn illegal_inputs_are_typed_errors() {
     assert_eq!(stray, Err(UploadQueueError::NotInFlight(crate::id::OpId(999))));
     let back = h.step(|q, now| q.handle_set_metadata(now, md(0x1)));
     assert_eq!(back, Err(UploadQueueError::LsnWentBack { current: Lsn(0x10), new: Lsn(0x1) }));
+}
+
+/// Seed 23: a deletion requested while a layer upload and an index naming it were
+/// queued behind each other.
+#[test]
+fn deletion_with_a_layer_in_flight_and_metadata_queued_uploads_the_tombstone() {
+    let mut h = started();
+    h.add(1, 10).unwrap();
+    h.step(|q, now| q.handle_set_metadata(now, md(0x100))).unwrap();
+    h.delete_timeline().unwrap();
+    let names = h.names();
+    assert!(names.iter().any(|n| n.starts_with("index")), "no tombstone upload: {names:?}");
 }

@@ -159,6 +159,9 @@ pub enum UploadEffect {
     DeletionAborted {
         error: UploadQueueError,
     },
+    /// Timeline deletion: the tombstone index is durable; from now on the deletion
+    /// survives a crash (start-up resumes it).
+    TombstoneDurable,
     TimelineDeleted,
 }
 
