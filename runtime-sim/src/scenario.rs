@@ -8,6 +8,8 @@
 //! 1. Faults on (seed-chosen probabilities per site). The workload ingests
 //!    `batches` batches; the nemesis kills the node `kills` times (the simulated disk
 //!    applies its crash rule in the same step) and restarts it after a pause.
+//!    Some restarts find the control plane's store failing (seed-chosen): the node
+//!    starts in emergency mode and leaves it when re-attach succeeds.
 //! 2. After every restart the workload checks S-VISIBLE: every key reads back, at
 //!    the highest visible LSN the node ever published, exactly the model's value.
 //!    At `relocations` seed-chosen batches the workload moves the tenant through
@@ -87,6 +89,8 @@ pub struct RunReport {
     pub seed: u64,
     pub fired: Vec<(String, u64)>,
     pub restarts: usize,
+    /// Restarts whose re-attach found the control plane's store failing.
+    pub store_outages: usize,
     pub simulated_ms: u64,
     pub acked_lsn: Lsn,
     pub visible_lsn: Lsn,
@@ -148,6 +152,7 @@ pub async fn run(config: ScenarioConfig, trace: TraceSink) -> RunReport {
 
     let started = madsim::time::Instant::now();
     let restarts = Arc::new(Mutex::new(0usize));
+    let emergencies = Arc::new(Mutex::new(0usize));
     let workload_config = config.clone();
     let r = restarts.clone();
     let workload = client.spawn(async move { workload(workload_config, r).await });
@@ -165,6 +170,20 @@ pub async fn run(config: ScenarioConfig, trace: TraceSink) -> RunReport {
                 ..RunReport::default()
             };
         }
+        // The control plane's store fails for the restart's re-attach (and maybe a
+        // few retries): the node starts in emergency mode.
+        if config.faults && thread_rng().gen_bool(0.3) {
+            let failures = thread_rng().gen_range(1..4);
+            for i in 0..failures {
+                let fault = if i % 2 == 0 {
+                    crate::sim_store::StoreFault::FailBeforeCommit
+                } else {
+                    crate::sim_store::StoreFault::FailAfterCommit
+                };
+                world.store.inject(fault);
+            }
+            *emergencies.lock().expect("not poisoned") += 1;
+        }
         let pause_ms = thread_rng().gen_range(0..2_000);
         madsim::time::sleep(Duration::from_millis(pause_ms)).await;
         *restarts.lock().expect("not poisoned") += 1;
@@ -175,6 +194,7 @@ pub async fn run(config: ScenarioConfig, trace: TraceSink) -> RunReport {
     let mut report = RunReport { seed: handle.seed(), ..RunReport::default() };
     let outcome = workload.await;
     report.restarts = *restarts.lock().expect("not poisoned");
+    report.store_outages = *emergencies.lock().expect("not poisoned");
     report.simulated_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     match outcome {
         Ok(Ok(model)) => {

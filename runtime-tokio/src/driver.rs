@@ -155,7 +155,11 @@ where
         }
         if let Ok(mut s) = status.lock() {
             *s = NodeStatus {
-                phase: format!("{:?}", node.phase()),
+                phase: if node.in_emergency() {
+                    format!("{:?} (emergency mode: control plane unavailable)", node.phase())
+                } else {
+                    format!("{:?}", node.phase())
+                },
                 in_flight_io: in_flight,
                 inputs,
             };

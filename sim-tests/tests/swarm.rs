@@ -58,7 +58,7 @@ fn swarm() {
     let start = env_u64("STRATA_SEED_START").unwrap_or(1);
     let count = env_u64("STRATA_SEEDS").unwrap_or(DEFAULT_SEEDS);
     let wall = Instant::now();
-    let (mut simulated_ms, mut restarts) = (0u64, 0usize);
+    let (mut simulated_ms, mut restarts, mut outages) = (0u64, 0usize, 0usize);
     let mut fired: std::collections::BTreeMap<String, u64> = Default::default();
     for seed in start..start + count {
         let (report, trace) = run_seed(seed, ScenarioConfig::default());
@@ -67,6 +67,7 @@ fn swarm() {
         }
         simulated_ms += report.simulated_ms;
         restarts += report.restarts;
+        outages += report.store_outages;
         for (site, n) in &report.fired {
             *fired.entry(site.clone()).or_default() += n;
         }
@@ -78,6 +79,7 @@ fn swarm() {
         simulated_ms as f64 / 1000.0 / secs,
         count as f64 / secs * 60.0
     );
+    println!("restarts that met a failing control-plane store (emergency mode): {outages}");
     println!("fault sites fired: {fired:?}");
     let silent: Vec<&String> = fired.iter().filter(|(_, n)| **n == 0).map(|(s, _)| s).collect();
     println!("fault sites that never fired: {silent:?}");

@@ -39,6 +39,7 @@
 //! it from disk, the control-plane store and remote storage.
 
 pub mod api;
+mod emergency;
 pub mod io;
 mod location;
 mod requests;
@@ -59,6 +60,7 @@ use api::{ApiError, Request, RequestId, Response};
 use io::{Io, IoResult};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
+pub use emergency::{EMERGENCY_RETRY_BASE_MS, EMERGENCY_RETRY_MAX_MS};
 pub use routing::Route;
 pub use startup::StartupPhase;
 
@@ -183,6 +185,8 @@ pub struct Node {
     /// Timeline deletions stopped by a mode change; resumed once the tenant is
     /// AttachedSingle again and none of the stopped queue's I/O is in flight.
     pub(crate) aborted_deletions: BTreeSet<(TenantId, TimelineId)>,
+    /// Set while the node runs without a control plane (see `emergency.rs`).
+    pub(crate) emergency: Option<emergency::Emergency>,
     /// DeleteTimeline requests waiting for their tombstone index to be durable.
     pub(crate) deletion_waiters: BTreeMap<(TenantId, TimelineId), Vec<RequestId>>,
     pub(crate) startup: startup::Startup,
@@ -222,6 +226,7 @@ impl Node {
             detached_dirs: BTreeMap::new(),
             detached_seq: 0,
             aborted_deletions: BTreeSet::new(),
+            emergency: None,
             deletion_waiters: BTreeMap::new(),
             startup: startup::Startup::default(),
             ops: OpIds::default(),
@@ -296,6 +301,7 @@ impl Node {
             self.node_deadline(),
             self.timers.earliest(),
             self.stopping_deadline(),
+            self.emergency_deadline(),
             match self.phase {
                 NodePhase::ShuttingDown { deadline, .. } => Some(deadline),
                 _ => None,

@@ -37,6 +37,18 @@ impl Node {
                 return self.reply(req, Err(ApiError::ShuttingDown));
             }
         }
+        if self.emergency.is_some()
+            && matches!(
+                request,
+                Request::CreateTenant { .. }
+                    | Request::CreateTimeline { .. }
+                    | Request::DeleteTimeline { .. }
+                    | Request::LocationConfig { .. }
+            )
+        {
+            let why = "emergency mode: the control plane is unavailable, so no generation can be granted and nothing is written remotely; retry";
+            return self.reply(req, Err(ApiError::unavailable(why)));
+        }
         match request {
             Request::CreateTenant { tenant } => self.create_tenant(req, tenant),
             Request::DeleteTimeline { tenant, timeline } => {

@@ -146,6 +146,8 @@ pub(crate) enum CpWaiter {
     Validation {
         dq_op: OpId,
     },
+    /// Re-attach retried in emergency mode.
+    EmergencyReAttach,
     /// A tenant manager step (acquire or release a generation).
     Manager {
         tenant: TenantId,
@@ -194,6 +196,7 @@ impl Node {
                 self.check_stopping();
                 self.finish_tenant_loads();
                 self.resume_aborted_deletions();
+                self.finish_leaving_emergency();
                 if !self.dirty.is_empty() {
                     continue;
                 }
@@ -234,6 +237,7 @@ impl Node {
                             self.on_create_tenant_cp_reply(req, tenant, reply)
                         }
                         CpWaiter::Manager { tenant } => self.on_manager_cp_reply(tenant, reply),
+                        CpWaiter::EmergencyReAttach => self.on_emergency_cp_reply(reply),
                         CpWaiter::Validation { dq_op } => {
                             let results = match reply {
                                 Ok(ControlPlaneReply::Validated { results }) => results,
@@ -826,6 +830,7 @@ impl Node {
             self.dirty.insert(machine);
         }
         self.check_stopping();
+        self.fire_emergency_retry();
         self.check_shutdown_deadline();
     }
 

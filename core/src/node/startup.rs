@@ -126,7 +126,7 @@ pub(crate) struct Startup {
     reattached: BTreeMap<TenantId, ReAttachedTenant>,
     header: Option<DeletionHeader>,
     lists: Vec<DeletionList>,
-    outstanding: usize,
+    pub(crate) outstanding: usize,
     /// Start-up I/O waiting out a backoff after a transient remote failure.
     retries: Vec<(Instant, StartupIo, Io)>,
     retry_failures: u32,
@@ -582,6 +582,32 @@ impl Node {
                 }
                 self.startup_step_done();
             }
+            (NodePhase::Starting(StartupPhase::ReAttach), Err(error)) => {
+                self.enter_emergency(&error);
+                for (tenant, conf) in &self.startup.configs {
+                    let Some(generation) = conf.mode.generation() else { continue };
+                    self.tenants.insert(
+                        *tenant,
+                        Tenant {
+                            generation,
+                            mode: conf.mode,
+                            state: TenantState::Loading,
+                            timelines: BTreeMap::new(),
+                        },
+                    );
+                }
+                // No new generation: no config rewrite, and the deletion queue is not
+                // loaded (nothing may be deleted); timelines load read-only.
+                self.enter(StartupPhase::LoadTimelines);
+                let tenants: Vec<TenantId> = self.tenants.keys().copied().collect();
+                for tenant in tenants {
+                    self.startup_io(
+                        StartupIo::ListRemoteTimelines(tenant),
+                        Io::RemoteList { prefix: remote_path::timelines_prefix(tenant) },
+                    );
+                }
+                self.startup_step_done();
+            }
             (phase, reply) => {
                 self.fail_startup(format!("control plane answered {reply:?} during {phase:?}"))
             }
@@ -642,8 +668,11 @@ impl Node {
         entries: &[Entry],
     ) {
         let Some(t) = self.tenants.get(&tenant) else { return };
-        let (generation, mode, mode_of_tenant) =
+        let (generation, mut mode, mode_of_tenant) =
             (t.generation, super::requests::attach_mode(&t.mode), t.mode);
+        if self.emergency.is_some() {
+            mode = crate::upload_queue::AttachMode::Emergency;
+        }
         let local: BTreeMap<LayerName, u64> = entries
             .iter()
             .filter(|e| !e.is_dir)
@@ -676,7 +705,11 @@ impl Node {
                 Io::DiskRemove { path },
             );
         }
-        let (may_compact, may_delete) = super::requests::background_gates(&mode_of_tenant);
+        let (may_compact, may_delete) = if self.emergency.is_some() {
+            (false, false)
+        } else {
+            super::requests::background_gates(&mode_of_tenant)
+        };
         machine.handle_mode(self.now, may_compact, may_delete);
         let mut upload = UploadQueue::recover(
             tenant,

@@ -22,6 +22,10 @@ pub(super) struct World {
     pub(super) store: BTreeMap<TenantId, TenantRecord>,
     /// The next this many remote listings fail with a transient error.
     transient_lists: u32,
+    /// The next this many control-plane store transactions fail (nothing written).
+    store_failures: u32,
+    /// Remote PUTs and DELETEs executed so far.
+    remote_writes: u64,
 }
 
 impl World {
@@ -87,6 +91,7 @@ impl World {
                 IoResult::Listing(Ok(entries.into_values().collect()))
             }
             Io::RemotePut { key, bytes } => {
+                self.remote_writes += 1;
                 self.objects.insert(key.as_str().to_string(), bytes);
                 IoResult::Done(Ok(()))
             }
@@ -104,10 +109,15 @@ impl World {
                 .map(|(k, v)| Entry { name: k.clone(), is_dir: false, size_bytes: v.len() as u64 })
                 .collect())),
             Io::RemoteDelete { keys } => {
+                self.remote_writes += 1;
                 for k in keys {
                     self.objects.remove(k.as_str());
                 }
                 IoResult::Done(Ok(()))
+            }
+            Io::StoreApply { .. } if self.store_failures > 0 => {
+                self.store_failures -= 1;
+                IoResult::Done(Err(IoFailure::Transient("store unavailable (test)".into())))
             }
             Io::StoreApply { change } => {
                 let records = match change {
@@ -709,4 +719,64 @@ fn delete_timeline_is_answered_only_once_the_tombstone_is_durable() {
         )
     });
     assert!(answered, "answered once the tombstone is durable");
+}
+
+// ---- emergency mode ----
+
+/// S-GEN-MONO / S-SINGLE-WRITER in emergency mode: with the control plane's store
+/// failing at start-up, the node starts on its local generation, serves reads and
+/// takes ingest, writes and deletes nothing remote, refuses what needs a
+/// generation; once re-attach succeeds it runs on a new generation and uploads.
+#[test]
+fn emergency_mode_serves_and_writes_nothing_remote_until_re_attach_succeeds() {
+    let mut h = Harness::start(World::default(), config());
+    let (last, values) = tenant_with_data(&mut h);
+    let g = info(&mut h).generation;
+    h.call(Request::Shutdown).unwrap();
+
+    let mut world = h.world.clone();
+    world.store_failures = 3;
+    let mut h = Harness::start(world, config());
+    assert_eq!(h.node.phase(), &NodePhase::Active, "{:?}", h.node.startup_warnings());
+    assert!(h.node.in_emergency());
+    let writes_before = h.world.remote_writes;
+    let i = info(&mut h);
+    assert_eq!((i.generation, i.last_ingested_lsn), (g, last));
+    assert_eq!((0..7).map(|k| read(&mut h, k, last)).collect::<Vec<_>>(), values);
+    // Ingest is taken (held locally); things that need a generation are refused.
+    let more = records(last.0 + 8, 40);
+    assert!(h.call(Request::Ingest { tenant: T, timeline: TL, records: more }).is_ok());
+    assert!(matches!(
+        location(&mut h, RequestedMode::Detached, None),
+        Err(ApiError::Unavailable { .. })
+    ));
+    assert!(matches!(
+        h.call(Request::DeleteTimeline { tenant: T, timeline: TL }),
+        Err(ApiError::Unavailable { .. })
+    ));
+    assert_eq!(h.world.remote_writes, writes_before, "emergency mode wrote to remote storage");
+    assert_eq!(info(&mut h).remote_consistent_lsn_visible, i.remote_consistent_lsn_visible);
+
+    // The store comes back: re-attach succeeds after its backoff.
+    for _ in 0..50 {
+        if !h.node.in_emergency() && h.node.phase() == &NodePhase::Active {
+            break;
+        }
+        assert!(h.tick(120_000), "stuck in emergency mode");
+    }
+    assert!(!h.node.in_emergency());
+    let i = info(&mut h);
+    assert!(i.generation > g, "generation {} after emergency, was {g}", i.generation);
+    assert_eq!((0..7).map(|k| read(&mut h, k, last)).collect::<Vec<_>>(), values);
+    // Uploads work again: new data becomes visible.
+    let batch = records(i.last_ingested_lsn.0 + 8, 40);
+    let new_last = batch.last().unwrap().lsn;
+    h.call(Request::Ingest { tenant: T, timeline: TL, records: batch }).unwrap();
+    for _ in 0..100 {
+        if info(&mut h).remote_consistent_lsn_visible == new_last {
+            return;
+        }
+        h.tick(60_000);
+    }
+    panic!("nothing became visible after leaving emergency mode: {:?}", info(&mut h));
 }

@@ -1,0 +1,146 @@
+//! Emergency mode: starting while the control plane cannot grant generations.
+//!
+//! When start-up's re-attach fails (the control plane's store does not answer or
+//! fails its transaction), the node does not refuse to start and does not invent a
+//! generation. It loads every tenant on the generation its `config-v1` records (the
+//! last one granted to it), with every upload queue in `Emergency` mode:
+//!
+//! - reads are served and ingest is taken (into memory and local layer files);
+//! - nothing is written to or deleted from remote storage, no deletion list runs
+//!   (the deletion queue is not even loaded), no LSN is validated, so the visible
+//!   LSN stays where it is (S-GEN-MONO, S-SINGLE-WRITER); compaction, GC and
+//!   eviction are off; ingest is refused with 503 once too much is held;
+//! - location_config and timeline deletion answer 503 (no generation can be had).
+//!
+//! Re-attach is retried with a capped, doubling backoff
+//! ([`EMERGENCY_RETRY_BASE_MS`]..[`EMERGENCY_RETRY_MAX_MS`]). When it succeeds, the
+//! node stops every tenant's machines, waits until none of their I/O is in flight
+//! (so no completion of an old machine can reach a new one), and runs start-up from
+//! the re-attach answer: configs rewritten with the new generations, the deletion
+//! queue recovered, timelines loaded from remote storage. What was ingested in
+//! emergency mode and never uploaded was never visible; it is dropped with the old
+//! machines, and clients re-send from the visible LSN, as after any crash.
+//!
+//! Crash: nothing of emergency mode is durable. A restart tries re-attach again.
+
+use super::startup::StartupPhase;
+use super::{Machine, Node, NodePhase};
+use crate::control_plane::{ControlPlaneError, ControlPlaneReply, ReAttachedTenant};
+use crate::time::Instant;
+
+/// Backoff of re-attach attempts in emergency mode: doubles per failure, capped.
+pub const EMERGENCY_RETRY_BASE_MS: u64 = 500;
+pub const EMERGENCY_RETRY_MAX_MS: u64 = 30_000;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Emergency {
+    /// Waiting to try re-attach again at `at`.
+    Waiting { at: Instant, failures: u32, since: Instant },
+    /// A re-attach request is with the control plane.
+    ReAttaching { failures: u32, since: Instant },
+    /// Re-attach succeeded; the old machines are stopping.
+    Leaving { tenants: Vec<ReAttachedTenant> },
+}
+
+impl Node {
+    /// True while the node runs on its local generations without a control plane.
+    pub fn in_emergency(&self) -> bool {
+        self.emergency.is_some()
+    }
+
+    /// Start-up's re-attach failed: carry on with the local generations.
+    pub(crate) fn enter_emergency(&mut self, error: &ControlPlaneError) {
+        tracing::error!(%error, "control plane unavailable at start-up: emergency mode (no remote writes until re-attach succeeds)");
+        self.startup.warnings.push(format!(
+            "emergency mode: re-attach failed ({error}); running on local generations, writing nothing remote"
+        ));
+        let since = self.now;
+        self.emergency = Some(Emergency::Waiting {
+            at: self.now.plus_millis(EMERGENCY_RETRY_BASE_MS),
+            failures: 1,
+            since,
+        });
+    }
+
+    pub(crate) fn emergency_deadline(&self) -> Option<Instant> {
+        match &self.emergency {
+            Some(Emergency::Waiting { at, .. }) => Some(*at),
+            _ => None,
+        }
+    }
+
+    /// Fires the re-attach retry when due.
+    pub(crate) fn fire_emergency_retry(&mut self) {
+        let Some(Emergency::Waiting { at, failures, since }) = self.emergency.clone() else {
+            return;
+        };
+        if self.now < at || self.phase != NodePhase::Active {
+            return;
+        }
+        self.emergency = Some(Emergency::ReAttaching { failures, since });
+        let req = self.cp_request(super::routing::CpWaiter::EmergencyReAttach);
+        self.cp.handle_re_attach(self.now, req, self.config.node_id);
+    }
+
+    pub(crate) fn on_emergency_cp_reply(
+        &mut self,
+        reply: Result<ControlPlaneReply, ControlPlaneError>,
+    ) {
+        let Some(Emergency::ReAttaching { failures, since }) = self.emergency.clone() else {
+            return;
+        };
+        match reply {
+            Ok(ControlPlaneReply::ReAttached { tenants }) => {
+                tracing::info!(
+                    tenants = tenants.len(),
+                    emergency_ms = self.now.millis_since(since),
+                    "re-attach succeeded: leaving emergency mode"
+                );
+                let now = self.now;
+                let mut touched = Vec::new();
+                for (t, tenant) in &mut self.tenants {
+                    for (tl, slot) in &mut tenant.timelines {
+                        slot.upload.handle_stop(now);
+                        touched.push(Machine::Upload(*t, *tl));
+                    }
+                }
+                self.dirty.extend(touched);
+                self.emergency = Some(Emergency::Leaving { tenants });
+            }
+            other => {
+                let exponent = failures.min(16);
+                let delay_ms = EMERGENCY_RETRY_BASE_MS
+                    .saturating_mul(1 << exponent)
+                    .min(EMERGENCY_RETRY_MAX_MS);
+                tracing::warn!(?other, delay_ms, "re-attach failed again; still in emergency mode");
+                self.emergency = Some(Emergency::Waiting {
+                    at: self.now.plus_millis(delay_ms),
+                    failures: failures + 1,
+                    since,
+                });
+            }
+        }
+    }
+
+    /// Once the old machines have no I/O in flight, start-up continues from the
+    /// re-attach answer as if it had come at once.
+    pub(crate) fn finish_leaving_emergency(&mut self) {
+        let Some(Emergency::Leaving { .. }) = &self.emergency else { return };
+        if self.routes.values().any(|r| r.tenant().is_some()) {
+            return;
+        }
+        let Some(Emergency::Leaving { tenants }) = self.emergency.take() else { return };
+        let waiting: Vec<_> = self.pending_reads.keys().copied().collect();
+        for req in waiting {
+            self.pending_reads.remove(&req);
+            self.reply(
+                req,
+                Err(super::api::ApiError::unavailable("leaving emergency mode; retry")),
+            );
+        }
+        self.tenants.clear();
+        self.phase = NodePhase::Starting(StartupPhase::ReAttach);
+        self.startup.outstanding += 1;
+        self.on_startup_cp_reply(Ok(ControlPlaneReply::ReAttached { tenants }));
+    }
+}
