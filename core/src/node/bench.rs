@@ -17,7 +17,7 @@ use crate::remote_path;
 
 /// `n` tenants attached to node 1 on generation 1, each with one empty timeline
 /// whose index is in remote storage and whose local directory is empty.
-fn world(n: u32) -> World {
+pub(super) fn world(n: u32) -> World {
     let mut w = World::default();
     let g1 = Generation::FIRST;
     for i in 0..n {

@@ -471,4 +471,6 @@ impl Node {
 #[cfg(test)]
 mod bench;
 #[cfg(test)]
+mod startup_trace;
+#[cfg(test)]
 mod tests;
