@@ -26,6 +26,8 @@ pub(super) struct World {
     store_failures: u32,
     /// Remote PUTs and DELETEs executed so far.
     remote_writes: u64,
+    /// Remote DELETE requests executed so far.
+    remote_deletes: u64,
 }
 
 impl World {
@@ -110,6 +112,7 @@ impl World {
                 .collect())),
             Io::RemoteDelete { keys } => {
                 self.remote_writes += 1;
+                self.remote_deletes += 1;
                 for k in keys {
                     self.objects.remove(k.as_str());
                 }
@@ -779,4 +782,51 @@ fn emergency_mode_serves_and_writes_nothing_remote_until_re_attach_succeeds() {
         h.tick(60_000);
     }
     panic!("nothing became visible after leaving emergency mode: {:?}", info(&mut h));
+}
+
+// ---- S-SINGLE-WRITER through location_config ----
+
+/// Ingests `batches` batches and lets time pass (flushes, compaction, timers).
+fn churn(h: &mut Harness, batches: u64) {
+    for _ in 0..batches {
+        let from = info(h).last_ingested_lsn.0 + 8;
+        h.call(Request::Ingest { tenant: T, timeline: TL, records: records(from, 60) }).unwrap();
+        for _ in 0..5 {
+            h.tick(60_000);
+        }
+    }
+}
+
+/// S-SINGLE-WRITER: in AttachedStale the node uploads and deletes nothing; in
+/// AttachedMulti it uploads (and compacts) but deletes nothing; back in
+/// AttachedSingle it does both again.
+#[test]
+fn stale_writes_nothing_and_multi_deletes_nothing() {
+    let mut c = config();
+    c.timeline.compaction_threshold_layers = 3;
+    let mut h = Harness::start(World::default(), c);
+    tenant_with_data(&mut h);
+    let g = info(&mut h).generation.get();
+
+    location(&mut h, RequestedMode::AttachedStale, Some(g)).unwrap();
+    let writes = h.world.remote_writes;
+    h.node.drain_trace();
+    churn(&mut h, 4);
+    for l in h.node.drain_trace() {
+        let l = l.to_string();
+        if l.contains("Remote") && l.contains("effect") {
+            eprintln!("DEBUG {l}");
+        }
+    }
+    assert_eq!(h.world.remote_writes, writes, "AttachedStale wrote to remote storage");
+
+    location(&mut h, RequestedMode::AttachedMulti, Some(g)).unwrap();
+    let deletes = h.world.remote_deletes;
+    churn(&mut h, 6);
+    assert!(h.world.remote_writes > writes, "AttachedMulti uploads");
+    assert_eq!(h.world.remote_deletes, deletes, "AttachedMulti deleted from remote storage");
+
+    location(&mut h, RequestedMode::AttachedSingle, Some(g)).unwrap();
+    churn(&mut h, 6);
+    assert!(h.world.remote_deletes > deletes, "AttachedSingle hands on the held deletions");
 }

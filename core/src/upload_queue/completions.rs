@@ -1,7 +1,9 @@
 //! Inputs from the world: completions of remote operations, timers, and what the
 //! deletion queue reports back (deletion outcomes, LSN validations).
 
-use super::machine::{Durable, IndexFlight, IndexState, JobState, ListState, UploadQueue};
+use super::machine::{
+    Durable, Handback, IndexFlight, IndexState, JobState, ListState, UploadQueue,
+};
 use super::types::*;
 use crate::deletion_queue::{DeletionOutcome, DeletionReport, LsnValidation};
 use crate::id::OpId;
@@ -184,6 +186,26 @@ impl UploadQueue {
             return;
         }
         if !self.handed.remove(&report.key) {
+            return;
+        }
+        let origin = self.handed_origin.remove(&report.key);
+        let for_mode = self.cancelled_for_mode.remove(&report.key);
+        if for_mode
+            && report.outcome == DeletionOutcome::Cancelled
+            && self.state == QueueState::Active
+        {
+            // Cancelled because the mode stopped allowing deletions: wait again.
+            match origin {
+                Some(Handback::Layer(name, generation)) => {
+                    let ticket = self.durable_ticket;
+                    self.waiting_deletions.insert((name, generation), ticket);
+                }
+                Some(Handback::Index(version)) => {
+                    self.index_keys.insert(version);
+                }
+                None => {}
+            }
+            self.pump();
             return;
         }
         for (name, job) in &mut self.jobs {

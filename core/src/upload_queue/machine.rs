@@ -72,6 +72,13 @@ pub(super) enum ListState {
     Done,
 }
 
+/// Where a handed key came from, to put it back if its deletion is cancelled.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) enum Handback {
+    Layer(LayerName, Generation),
+    Index(IndexVersion),
+}
+
 #[derive(Clone, Debug)]
 pub(super) struct Durable {
     pub(super) version: IndexVersion,
@@ -113,6 +120,12 @@ pub struct UploadQueue {
     pub(super) waiting_deletions: BTreeMap<(LayerName, Generation), u64>,
     /// Keys handed to the deletion queue whose report has not come back.
     pub(super) handed: BTreeSet<RemoteKey>,
+    /// What each key handed while Active was, so that a deletion cancelled by a mode
+    /// change can wait again (S-SINGLE-WRITER without losing it: L-DELETE).
+    pub(super) handed_origin: BTreeMap<RemoteKey, Handback>,
+    /// Keys whose cancellation this queue asked for because the mode stopped
+    /// allowing deletions; a `Cancelled` report puts them back to wait.
+    pub(super) cancelled_for_mode: BTreeSet<RemoteKey>,
 
     pub(super) projected: Lsn,
     pub(super) visible: Lsn,
@@ -161,6 +174,8 @@ impl UploadQueue {
             index_keys: BTreeSet::new(),
             waiting_deletions: BTreeMap::new(),
             handed: BTreeSet::new(),
+            handed_origin: BTreeMap::new(),
+            cancelled_for_mode: BTreeSet::new(),
             projected: Lsn(0),
             visible: Lsn(0),
             validation_requested: Lsn(0),
@@ -388,6 +403,17 @@ impl UploadQueue {
             return;
         }
         self.mode = mode;
+        if !mode.may_delete() && self.state == QueueState::Active {
+            // S-SINGLE-WRITER: deletions handed while Single but not executed yet
+            // are cancelled; each comes back (a `Cancelled` report) and waits until
+            // the mode allows deleting again. A list already executing cannot be
+            // cancelled: its report says `Executed`.
+            for key in self.handed_origin.keys() {
+                if self.cancelled_for_mode.insert(key.clone()) {
+                    self.effects.push_back(UploadEffect::CancelDeletion { key: key.clone() });
+                }
+            }
+        }
         if matches!(self.state, QueueState::Deleting(_)) && mode != AttachMode::Single {
             self.stop_with(BarrierError::Stopped);
             let error = UploadQueueError::ModeChangedDuringDeletion(mode);

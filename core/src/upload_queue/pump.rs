@@ -1,7 +1,7 @@
 //! Every scheduling decision of the upload queue, in one place: `pump()` runs after
 //! every input and starts whatever the ordering rules and the mode allow.
 
-use super::machine::{IndexFlight, IndexState, JobState, ListState, Ticket, UploadQueue};
+use super::machine::{Handback, IndexFlight, IndexState, JobState, ListState, Ticket, UploadQueue};
 use super::types::*;
 use crate::index_part::{IndexPart, IndexVersion};
 use crate::layer_name::LayerName;
@@ -184,6 +184,7 @@ impl UploadQueue {
     /// no upload of it is in flight and no earlier deletion of it is unreported.
     fn hand_deletions(&mut self) {
         let mut keys = Vec::new();
+        let mut origins = Vec::new();
         let durable_ticket = self.durable_ticket;
         let (tenant, timeline) = (self.tenant, self.timeline);
         let jobs = &self.jobs;
@@ -196,6 +197,7 @@ impl UploadQueue {
             let ready = *ticket <= durable_ticket && !uploading && !handed.contains(&key);
             if ready {
                 handed.insert(key.clone());
+                origins.push((key.clone(), Handback::Layer(name.clone(), *generation)));
                 keys.push(key);
             }
             !ready
@@ -205,8 +207,10 @@ impl UploadQueue {
             self.index_keys.remove(&v);
             let key = index_key(tenant, timeline, v);
             self.handed.insert(key.clone());
+            origins.push((key.clone(), Handback::Index(v)));
             keys.push(key);
         }
+        self.handed_origin.extend(origins);
         if !keys.is_empty() {
             self.effects
                 .push_back(UploadEffect::HandDeletions { generation: self.generation, keys });
