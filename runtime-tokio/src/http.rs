@@ -12,6 +12,7 @@
 //! | `GET /v1/tenant/{t}/timeline/{tl}/page?key=K&lsn=L` | | 200 `{"key", "lsn", "value": hex or null}` |
 //! | `PUT /v1/tenant/{t}/location_config` | `{"mode": "AttachedSingle" \| "AttachedMulti" \| "AttachedStale" \| "Secondary" \| "Detached", "generation"?: n, "warm"?: bool}` | 200 `{"changed": bool, "mode", "generation"}` |
 //! | `POST /v1/tenant/{t}/detach` | | 200, as location_config `Detached` |
+//! | `DELETE /v1/tenant/{t}` | | 200 once the tenant and all its timelines are gone (503 while it runs: retry) |
 //! | `GET /v1/status` | | 200 node phase |
 //! | `GET /metrics` | | Prometheus text |
 //!
@@ -50,6 +51,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/tenant", post(create_tenant).get(list_tenants))
         .route("/v1/tenant/{tenant}/location_config", put(location_config))
         .route("/v1/tenant/{tenant}/detach", post(detach))
+        .route("/v1/tenant/{tenant}", axum::routing::delete(delete_tenant))
         .route("/v1/tenant/{tenant}/timeline", post(create_timeline))
         .route(
             "/v1/tenant/{tenant}/timeline/{timeline}",
@@ -213,6 +215,19 @@ async fn location_config(
     let request = body.request()?;
     match call(&state, "location_config", Request::LocationConfig { tenant, request }).await? {
         Response::LocationConfigured(outcome) => Ok(Json(placement_json(outcome)).into_response()),
+        other => Err(unexpected(other)),
+    }
+}
+
+async fn delete_tenant(
+    State(state): State<AppState>,
+    Path(tenant): Path<String>,
+) -> Result<HttpResponse, HttpError> {
+    let tenant = parse_tenant(&tenant)?;
+    match call(&state, "delete_tenant", Request::DeleteTenant { tenant }).await? {
+        Response::LocationConfigured(_) => {
+            Ok(Json(serde_json::json!({"tenant_id": tenant, "deleted": true})).into_response())
+        }
         other => Err(unexpected(other)),
     }
 }

@@ -52,6 +52,12 @@ pub enum Request {
         tenant: TenantId,
         timeline: TimelineId,
     },
+    /// Delete a tenant attached here in AttachedSingle: its deletion mark in remote
+    /// storage first, then every timeline (validated deletions), then it is
+    /// detached. Answered when it is gone; a restart finishes an interrupted one.
+    DeleteTenant {
+        tenant: TenantId,
+    },
     /// Place the tenant on this node: an attached mode, secondary, or detached (see
     /// `crate::tenant::manager` for the mode table). Answered at once with
     /// `Unavailable` while another change of the tenant runs.

@@ -32,6 +32,9 @@ use crate::time::Instant;
 use crate::trace::Direction;
 use std::collections::BTreeMap;
 
+/// How often a transient failure of the deletion mark's PUT is retried.
+pub const MARK_ATTEMPTS: u32 = 10;
+
 /// A tenant being stopped: flushed until `deadline`, then its machines stop.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Stopping {
@@ -130,6 +133,17 @@ impl Node {
                     Io::DiskRename { from: io::tenant_dir(tenant), to },
                 );
             }
+            Step::PutDeletionMark => self.emit_io(
+                Route::Manager { tenant },
+                Io::RemotePut {
+                    key: remote_path::tenant_deletion_mark_key(tenant),
+                    bytes: Vec::new(),
+                },
+            ),
+            Step::DeleteTimelines => {
+                self.deleting_tenants.insert(tenant);
+                self.dirty.insert(Machine::Manager);
+            }
             Step::RemoveLocalDir => {
                 if let Some(path) = self.detached_dirs.remove(&tenant) {
                     self.emit_io(Route::DetachedRemoved, Io::DiskRemoveDir { path });
@@ -138,8 +152,80 @@ impl Node {
         }
     }
 
+    /// Tenants whose `DeleteTimelines` step runs: every timeline not yet being
+    /// deleted starts its deletion (a timeline still being created waits for its
+    /// first index); the step is done when none is left.
+    pub(crate) fn advance_tenant_deletions(&mut self) {
+        let tenants: Vec<TenantId> = self.deleting_tenants.iter().copied().collect();
+        for tenant in tenants {
+            let timelines: Vec<(TimelineId, bool)> = match self.tenants.get(&tenant) {
+                Some(t) => t
+                    .timelines
+                    .iter()
+                    .map(|(tl, s)| {
+                        (*tl, matches!(s.state, SlotState::Active | SlotState::Broken(_)))
+                    })
+                    .collect(),
+                None => Vec::new(),
+            };
+            if timelines.is_empty() {
+                self.deleting_tenants.remove(&tenant);
+                self.step_done(tenant, Ok(StepOutput::Done));
+                continue;
+            }
+            for (tl, startable) in timelines {
+                if !startable {
+                    continue;
+                }
+                if let Err(e) = self.delete_timeline(tenant, tl) {
+                    self.deleting_tenants.remove(&tenant);
+                    self.step_done(tenant, Err(format!("deleting timeline {tl}: {e}")));
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Resumes the deletion of tenants that carry a deletion mark, once each is
+    /// settled (start-up over, or its attach done).
+    pub(crate) fn resume_marked_deletions(&mut self) {
+        if self.phase != super::NodePhase::Active || self.emergency.is_some() {
+            return;
+        }
+        let marked: Vec<TenantId> = self.marked_for_deletion.iter().copied().collect();
+        for tenant in marked {
+            match self.manager.slot(tenant) {
+                Some(Slot::InProgress(_)) => continue,
+                Some(Slot::Attached { mode: LocationMode::AttachedSingle { .. }, state })
+                    if *state == TenantState::Active =>
+                {
+                    self.internal_requests += 1;
+                    let req = RequestId(u64::MAX - self.internal_requests);
+                    tracing::info!(%tenant, "resuming an interrupted tenant deletion");
+                    self.manager.handle_delete_tenant(self.now, req, tenant);
+                    self.dirty.insert(Machine::Manager);
+                }
+                _ => {
+                    tracing::warn!(%tenant, "tenant has a deletion mark but is not attached here in AttachedSingle; left as it is")
+                }
+            }
+            self.marked_for_deletion.remove(&tenant);
+        }
+    }
+
     /// The completion of a step's I/O (config write or rename).
     pub(crate) fn on_manager_io(&mut self, tenant: TenantId, result: IoResult) {
+        if let IoResult::Done(Err(IoFailure::Transient(why))) = &result
+            && let Some(Slot::InProgress(op)) = self.manager.slot(tenant)
+            && op.current == Some(Step::PutDeletionMark)
+            && self.mark_attempts.get(&tenant).copied().unwrap_or(0) < MARK_ATTEMPTS
+        {
+            // Remote storage hiccuped: put the mark again.
+            *self.mark_attempts.entry(tenant).or_default() += 1;
+            tracing::warn!(%tenant, %why, "putting the deletion mark failed; retrying");
+            return self.run_step(tenant, Step::PutDeletionMark);
+        }
+        self.mark_attempts.remove(&tenant);
         let result = match result {
             IoResult::Done(Ok(())) | IoResult::Done(Err(IoFailure::NotFound(_))) => {
                 Ok(StepOutput::Done)
@@ -342,7 +428,10 @@ pub(crate) fn manager_error_to_api(e: ManagerError) -> ApiError {
         ManagerError::Busy { .. } | ManagerError::NotAccepting { .. } => {
             ApiError::unavailable(e.to_string())
         }
-        ManagerError::StaleGeneration { .. } => ApiError::Conflict(e.to_string()),
+        ManagerError::StaleGeneration { .. } | ManagerError::NotSingle { .. } => {
+            ApiError::Conflict(e.to_string())
+        }
+        ManagerError::NotFound(_) => ApiError::NotFound(e.to_string()),
         ManagerError::StepFailed { .. } => ApiError::Internal(e.to_string()),
     }
 }

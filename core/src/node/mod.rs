@@ -185,6 +185,15 @@ pub struct Node {
     /// Timeline deletions stopped by a mode change; resumed once the tenant is
     /// AttachedSingle again and none of the stopped queue's I/O is in flight.
     pub(crate) aborted_deletions: BTreeSet<(TenantId, TimelineId)>,
+    /// Tenants whose deletion is deleting their timelines (`Step::DeleteTimelines`).
+    pub(crate) deleting_tenants: BTreeSet<TenantId>,
+    /// Tenants found with a deletion mark while loading: their deletion resumes as
+    /// soon as they are settled in AttachedSingle.
+    pub(crate) marked_for_deletion: BTreeSet<TenantId>,
+    /// Request ids for operations the node starts itself (their replies go nowhere).
+    pub(crate) internal_requests: u64,
+    /// Attempts at the deletion mark's PUT, per tenant being deleted.
+    pub(crate) mark_attempts: BTreeMap<TenantId, u32>,
     /// Set while the node runs without a control plane (see `emergency.rs`).
     pub(crate) emergency: Option<emergency::Emergency>,
     /// DeleteTimeline requests waiting for their tombstone index to be durable.
@@ -227,6 +236,10 @@ impl Node {
             detached_seq: 0,
             aborted_deletions: BTreeSet::new(),
             emergency: None,
+            deleting_tenants: BTreeSet::new(),
+            marked_for_deletion: BTreeSet::new(),
+            internal_requests: 0,
+            mark_attempts: BTreeMap::new(),
             deletion_waiters: BTreeMap::new(),
             startup: startup::Startup::default(),
             ops: OpIds::default(),

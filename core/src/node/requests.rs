@@ -44,6 +44,7 @@ impl Node {
                     | Request::CreateTimeline { .. }
                     | Request::DeleteTimeline { .. }
                     | Request::LocationConfig { .. }
+                    | Request::DeleteTenant { .. }
             )
         {
             let why = "emergency mode: the control plane is unavailable, so no generation can be granted and nothing is written remotely; retry";
@@ -64,6 +65,10 @@ impl Node {
                     Ok(true) => self.reply(req, Ok(Response::TimelineDeleting)),
                     Err(e) => self.reply(req, Err(e)),
                 }
+            }
+            Request::DeleteTenant { tenant } => {
+                self.manager.handle_delete_tenant(self.now, req, tenant);
+                self.dirty.insert(Machine::Manager);
             }
             Request::LocationConfig { tenant, request } => {
                 self.location_config(req, tenant, request)
@@ -187,7 +192,7 @@ impl Node {
 
     /// Starts (or finds) the deletion of a timeline; `Ok(true)` when its tombstone is
     /// already durable.
-    fn delete_timeline(
+    pub(crate) fn delete_timeline(
         &mut self,
         tenant: TenantId,
         timeline: TimelineId,

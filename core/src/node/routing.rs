@@ -196,6 +196,8 @@ impl Node {
                 self.check_stopping();
                 self.finish_tenant_loads();
                 self.resume_aborted_deletions();
+                self.advance_tenant_deletions();
+                self.resume_marked_deletions();
                 self.finish_leaving_emergency();
                 if !self.dirty.is_empty() {
                     continue;

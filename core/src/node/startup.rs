@@ -631,7 +631,11 @@ impl Node {
                     }
                 }
                 Some(TimelinesEntry::DeletionMark) => {
-                    self.warn(format!("tenant {tenant} carries a deletion mark"))
+                    // Its deletion was interrupted: it resumes once the tenant is up.
+                    self.warn(format!(
+                        "tenant {tenant} carries a deletion mark: its deletion resumes"
+                    ));
+                    self.marked_for_deletion.insert(tenant);
                 }
                 Some(TimelinesEntry::Unknown(name)) => {
                     self.warn(format!("ignoring unknown remote entry {name}"))

@@ -830,3 +830,73 @@ fn stale_writes_nothing_and_multi_deletes_nothing() {
     churn(&mut h, 6);
     assert!(h.world.remote_deletes > deletes, "AttachedSingle hands on the held deletions");
 }
+
+// ---- tenant deletion ----
+
+fn tenant_objects(h: &Harness) -> Vec<String> {
+    let prefix = crate::remote_path::tenant_prefix(T);
+    h.world.objects.keys().filter(|k| k.starts_with(&prefix)).cloned().collect()
+}
+
+fn wait_tenant_gone(h: &mut Harness) {
+    let mark = crate::remote_path::tenant_deletion_mark_key(T).as_str().to_string();
+    for _ in 0..300 {
+        let gone = h.node.tenant_manager().slot(T).is_none()
+            && tenant_objects(h).iter().all(|k| *k == mark);
+        if gone {
+            return;
+        }
+        h.tick(60_000);
+    }
+    panic!("tenant not deleted: {:?} {:?}", h.node.tenant_manager().slot(T), tenant_objects(h));
+}
+
+#[test]
+fn delete_tenant_removes_every_timeline_then_the_tenant_and_keeps_its_mark() {
+    let mut h = Harness::start(World::default(), config());
+    tenant_with_data(&mut h);
+    let tl2 = TimelineId([3; 16]);
+    h.call(Request::CreateTimeline { tenant: T, timeline: tl2 }).unwrap();
+    let (now, wall) = (h.now, WallTime(h.now.0));
+    h.node.handle_request(now, wall, RequestId(9_300), Request::DeleteTenant { tenant: T });
+    h.settle();
+    wait_tenant_gone(&mut h);
+    assert!(matches!(h.replies.get(&RequestId(9_300)), Some(Ok(Response::LocationConfigured(_)))));
+    assert_eq!(
+        tenant_objects(&h),
+        vec![crate::remote_path::tenant_deletion_mark_key(T).as_str().to_string()]
+    );
+    assert!(!h.world.files.keys().any(|p| p.as_str().starts_with(&format!("tenants/{T}"))));
+    assert_eq!(h.world.store[&T].attached_to, None);
+    assert!(matches!(h.call(Request::DeleteTenant { tenant: T }), Err(ApiError::NotFound(_))));
+    // Attaching the id again finds the mark and finishes the deletion: it stays deleted.
+    location(&mut h, RequestedMode::AttachedSingle, None).unwrap();
+    wait_tenant_gone(&mut h);
+}
+
+/// A tenant deletion interrupted by a crash (mark written, timelines still being
+/// deleted) resumes on the next start.
+#[test]
+fn an_interrupted_tenant_deletion_resumes_after_a_restart() {
+    let mut h = Harness::start(World::default(), config());
+    tenant_with_data(&mut h);
+    let (now, wall) = (h.now, WallTime(h.now.0));
+    h.node.handle_request(now, wall, RequestId(9_400), Request::DeleteTenant { tenant: T });
+    h.settle();
+    let mark = crate::remote_path::tenant_deletion_mark_key(T).as_str().to_string();
+    assert!(h.world.objects.contains_key(&mark), "the mark goes first");
+    assert!(tenant_objects(&h).len() > 1, "still deleting");
+    let mut h = Harness::start(h.world.clone(), config());
+    assert_eq!(h.node.phase(), &NodePhase::Active);
+    wait_tenant_gone(&mut h);
+}
+
+#[test]
+fn only_a_single_attached_tenant_is_deleted() {
+    let mut h = Harness::start(World::default(), config());
+    tenant_with_data(&mut h);
+    let g = info(&mut h).generation.get();
+    location(&mut h, RequestedMode::AttachedStale, Some(g)).unwrap();
+    assert!(matches!(h.call(Request::DeleteTenant { tenant: T }), Err(ApiError::Conflict(_))));
+    assert_eq!(info(&mut h).state, "Active");
+}

@@ -104,6 +104,12 @@ pub enum Step {
     RenameLocalDir,
     /// Remove the renamed directory (background; not awaited by the request).
     RemoveLocalDir,
+    /// Put the tenant's deletion mark in remote storage (`timelines/deleted`): from
+    /// now on every start or attach finishes the deletion.
+    PutDeletionMark,
+    /// Delete every timeline (each through its upload queue: tombstone, objects
+    /// validated through the deletion queue, tombstone last); done when none is left.
+    DeleteTimelines,
 }
 
 /// What a finished step tells the manager.
@@ -120,6 +126,7 @@ pub enum OperationKind {
     ChangeMode,
     ToSecondary,
     Detach,
+    Delete,
 }
 
 /// Where a tenant stands (or will stand) on this node.
@@ -167,6 +174,10 @@ pub enum ManagerError {
     StepFailed { tenant: TenantId, step: String, reason: String },
     #[error("tenant {tenant}: node is not accepting changes: {reason}")]
     NotAccepting { tenant: TenantId, reason: String },
+    #[error("tenant {0} is not attached to this node")]
+    NotFound(TenantId),
+    #[error("tenant {tenant} can only be deleted by its single attached node (it is {mode})")]
+    NotSingle { tenant: TenantId, mode: String },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -389,6 +400,55 @@ impl TenantManager {
         }
     }
 
+    /// Delete the tenant: its deletion mark first (so any later start finishes the
+    /// job), then every timeline, then as a detach. Only AttachedSingle deletes
+    /// (S-DEL-GEN: every object goes through the validated deletion queue). The
+    /// request is answered when the tenant is gone; meanwhile requests for it get
+    /// `Busy`.
+    pub fn handle_delete_tenant(&mut self, _now: Instant, req: RequestId, tenant: TenantId) {
+        let error = match self.slots.get(&tenant) {
+            Some(Slot::InProgress(op)) => {
+                self.busy_refusals += 1;
+                Some(ManagerError::Busy { tenant, kind: op.kind })
+            }
+            None => Some(ManagerError::NotFound(tenant)),
+            Some(Slot::Secondary { .. }) => {
+                Some(ManagerError::NotSingle { tenant, mode: "Secondary".into() })
+            }
+            Some(Slot::Attached { mode: mode @ LocationMode::AttachedSingle { .. }, .. }) => {
+                let from = Placement::Located(*mode);
+                let steps = [
+                    Step::PutDeletionMark,
+                    Step::DeleteTimelines,
+                    Step::StopTenant,
+                    Step::FlushDeletions,
+                    Step::ReleaseGeneration,
+                    Step::RenameLocalDir,
+                    Step::RemoveLocalDir,
+                ];
+                let mut op = Operation {
+                    kind: OperationKind::Delete,
+                    req,
+                    from,
+                    target: RequestedMode::Detached,
+                    generation: mode.generation(),
+                    state: None,
+                    current: None,
+                    remaining: steps.into_iter().collect(),
+                };
+                self.start_next(tenant, &mut op);
+                self.slots.insert(tenant, Slot::InProgress(Box::new(op)));
+                None
+            }
+            Some(Slot::Attached { mode, .. }) => {
+                Some(ManagerError::NotSingle { tenant, mode: format!("{mode:?}") })
+            }
+        };
+        if let Some(error) = error {
+            self.effects.push_back(ManagerEffect::Reply { req, tenant, result: Err(error) });
+        }
+    }
+
     /// The node finished the step in flight for `tenant`.
     pub fn handle_step_done(
         &mut self,
@@ -510,7 +570,9 @@ impl TenantManager {
     ///   later location_config repairs it (a Broken tenant is reloaded even when the
     ///   request repeats its mode).
     fn fail(&mut self, tenant: TenantId, op: Operation, step: &Step, reason: String) {
+        let untouched_delete = op.kind == OperationKind::Delete && *step == Step::PutDeletionMark;
         let stopped_or_acquired = op.kind != OperationKind::ChangeMode
+            && !untouched_delete
             && (op.generation.is_some()
                 || matches!(op.from, Placement::Located(m) if m.generation().is_some()));
         let broken = TenantState::Broken { reason: reason.clone() };

@@ -220,6 +220,49 @@ fn a_failed_load_leaves_a_broken_tenant_that_a_repeat_request_repairs() {
 }
 
 #[test]
+fn delete_tenant_marks_deletes_timelines_then_leaves_like_a_detach() {
+    let mut m = TenantManager::default();
+    let mut counter = 0;
+    m.handle_location_config(NOW, RequestId(1), t(1), req(RequestedMode::AttachedSingle, None));
+    run(&mut m, &mut counter);
+    m.handle_delete_tenant(NOW, RequestId(2), t(1));
+    let (steps, replies) = run(&mut m, &mut counter);
+    assert_eq!(
+        steps,
+        vec![
+            Step::PutDeletionMark,
+            Step::DeleteTimelines,
+            Step::StopTenant,
+            Step::FlushDeletions,
+            Step::ReleaseGeneration,
+            Step::RenameLocalDir,
+            Step::RemoveLocalDir,
+        ]
+    );
+    assert_eq!(replies, vec![Ok(LocationOutcome::Changed(Placement::Detached))]);
+    assert!(m.slot(t(1)).is_none());
+    m.handle_delete_tenant(NOW, RequestId(3), t(1));
+    assert!(matches!(
+        m.poll_effect(),
+        Some(ManagerEffect::Reply { result: Err(ManagerError::NotFound(_)), .. })
+    ));
+    // Only AttachedSingle deletes; a failed mark leaves the tenant as it was.
+    m.handle_location_config(NOW, RequestId(4), t(2), req(RequestedMode::AttachedMulti, None));
+    run(&mut m, &mut counter);
+    m.handle_delete_tenant(NOW, RequestId(5), t(2));
+    assert!(matches!(
+        m.poll_effect(),
+        Some(ManagerEffect::Reply { result: Err(ManagerError::NotSingle { .. }), .. })
+    ));
+    m.handle_location_config(NOW, RequestId(6), t(3), req(RequestedMode::AttachedSingle, None));
+    run(&mut m, &mut counter);
+    m.handle_delete_tenant(NOW, RequestId(7), t(3));
+    let _ = m.poll_effect();
+    m.handle_step_done(NOW, t(3), Err("remote storage unavailable".into())).unwrap();
+    assert!(matches!(m.slot(t(3)), Some(Slot::Attached { state: TenantState::Active, .. })));
+}
+
+#[test]
 fn input_errors_are_typed_not_panics() {
     let mut m = TenantManager::default();
     assert_eq!(
