@@ -27,6 +27,7 @@ pub mod location_conf;
 pub mod lsn;
 pub mod metadata;
 pub mod node;
+pub mod page_cache;
 pub mod redo;
 pub mod remote_path;
 pub mod tenant;

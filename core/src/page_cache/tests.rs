@@ -1,0 +1,260 @@
+//! The cache alone: bounds, LRU order, coalescing, invalidation, counters. The
+//! node-level tests (S16 through the node, eviction then download) are in
+//! `node_tests.rs`.
+
+use super::*;
+use crate::key::Key;
+use crate::layer_name::{KeyRange, LsnRange};
+use crate::lsn::Lsn;
+use crate::redo::DeltaOp;
+use proptest::prelude::*;
+
+const T: TenantId = TenantId([1; 16]);
+const TL: TimelineId = TimelineId([2; 16]);
+
+fn layer(i: u64) -> LayerKey {
+    let keys = KeyRange::new(Key(0), Key(100)).unwrap();
+    let lsns = LsnRange::new(Lsn(i * 10 + 1), Lsn(i * 10 + 11)).unwrap();
+    LayerKey { tenant: T, timeline: TL, name: LayerName::Delta { keys, lsns } }
+}
+
+fn cache(capacity_bytes: u64) -> PageCache<u32> {
+    PageCache::new(&PageCacheConfig { capacity_bytes })
+}
+
+/// Misses, fills and completes one layer read for waiter 0.
+fn fill(c: &mut PageCache<u32>, i: u64, bytes: &[u8]) {
+    let LayerLookup::Miss(f) = c.lookup_layer(layer(i), RequestKind::Get, 0) else {
+        panic!("expected a miss for layer {i}")
+    };
+    c.complete_layer_fill(f, Some(bytes)).unwrap();
+    c.check_invariants();
+}
+
+#[test]
+fn a_filled_layer_hits_and_counts_by_kind() {
+    let mut c = cache(1000);
+    fill(&mut c, 1, &[7; 100]);
+    assert_eq!(c.lookup_layer(layer(1), RequestKind::Get, 1), LayerLookup::Hit(vec![7; 100]));
+    assert_eq!(
+        c.lookup_layer(layer(1), RequestKind::Background, 2),
+        LayerLookup::Hit(vec![7; 100])
+    );
+    assert_eq!(c.hits(RequestKind::Get, ContentKind::LayerFile), 1);
+    assert_eq!(c.misses(RequestKind::Get, ContentKind::LayerFile), 1);
+    assert_eq!(c.hits(RequestKind::Background, ContentKind::LayerFile), 1);
+    assert_eq!(c.misses(RequestKind::Background, ContentKind::LayerFile), 0);
+    assert_eq!(c.hits(RequestKind::Get, ContentKind::Value), 0);
+    assert_eq!((c.bytes(), c.entries()), (100, 1));
+}
+
+#[test]
+fn least_recently_used_goes_first_and_the_bound_holds() {
+    let mut c = cache(300);
+    fill(&mut c, 1, &[1; 100]);
+    fill(&mut c, 2, &[2; 100]);
+    fill(&mut c, 3, &[3; 100]);
+    // Touch 1: now 2 is the oldest.
+    assert!(matches!(c.lookup_layer(layer(1), RequestKind::Get, 0), LayerLookup::Hit(_)));
+    fill(&mut c, 4, &[4; 100]);
+    assert!(c.contains_layer(&layer(1)));
+    assert!(!c.contains_layer(&layer(2)), "the least recently used entry stayed");
+    assert!(c.contains_layer(&layer(3)) && c.contains_layer(&layer(4)));
+    assert_eq!(c.bytes(), 300);
+    assert_eq!(c.stats().evictions, 1);
+}
+
+/// S16: the miss that fills the cache gets the bytes with its completion, even when
+/// they are never inserted (the cache is smaller than one entry).
+#[test]
+fn a_cache_smaller_than_one_entry_still_hands_the_bytes_to_every_waiter() {
+    let mut c = cache(10);
+    let LayerLookup::Miss(f) = c.lookup_layer(layer(1), RequestKind::Get, 1) else { panic!() };
+    assert_eq!(c.lookup_layer(layer(1), RequestKind::Get, 2), LayerLookup::Joined(f));
+    let (key, waiters) = c.complete_layer_fill(f, Some(&[9; 100])).unwrap();
+    assert_eq!((key, waiters), (layer(1), vec![1, 2]));
+    assert_eq!((c.bytes(), c.entries()), (0, 0));
+    c.check_invariants();
+}
+
+#[test]
+fn concurrent_misses_share_one_fill() {
+    let mut c = cache(1000);
+    let LayerLookup::Miss(f) = c.lookup_layer(layer(1), RequestKind::Background, 1) else {
+        panic!()
+    };
+    assert_eq!(c.lookup_layer(layer(1), RequestKind::Get, 2), LayerLookup::Joined(f));
+    assert_eq!(c.lookup_layer(layer(1), RequestKind::Get, 3), LayerLookup::Joined(f));
+    // Another layer gets its own fill.
+    assert!(matches!(c.lookup_layer(layer(2), RequestKind::Get, 4), LayerLookup::Miss(g) if g != f));
+    assert_eq!(c.fills_in_flight(), 2);
+    c.check_invariants();
+    let (_, waiters) = c.complete_layer_fill(f, Some(&[1; 50])).unwrap();
+    assert_eq!(waiters, vec![1, 2, 3]);
+    // A get joined the background read, so the bytes were inserted.
+    assert!(c.contains_layer(&layer(1)));
+    assert_eq!(c.stats().coalesced, 2);
+    assert_eq!(c.complete_layer_fill(f, None), None, "a fill completes once");
+}
+
+#[test]
+fn background_misses_do_not_insert() {
+    let mut c = cache(1000);
+    let LayerLookup::Miss(f) = c.lookup_layer(layer(1), RequestKind::Background, 1) else {
+        panic!()
+    };
+    c.complete_layer_fill(f, Some(&[1; 50])).unwrap();
+    assert!(!c.contains_layer(&layer(1)));
+    let v = ValueKey::of(&RedoRequest { base: None, deltas: vec![vec![DeltaOp::Clear]] });
+    c.insert_value(v.clone(), RequestKind::Background, vec![]);
+    assert_eq!(c.lookup_value(&v, RequestKind::Get), None);
+}
+
+#[test]
+fn a_failed_read_inserts_nothing_and_the_next_miss_reads_again() {
+    let mut c = cache(1000);
+    let LayerLookup::Miss(f) = c.lookup_layer(layer(1), RequestKind::Get, 1) else { panic!() };
+    assert_eq!(c.complete_layer_fill(f, None).unwrap().1, vec![1]);
+    assert!(matches!(c.lookup_layer(layer(1), RequestKind::Get, 2), LayerLookup::Miss(_)));
+}
+
+#[test]
+fn invalidation_drops_the_entry_and_detaches_a_read_in_flight() {
+    let mut c = cache(1000);
+    fill(&mut c, 1, &[1; 50]);
+    c.invalidate_layer(&layer(1));
+    assert!(!c.contains_layer(&layer(1)));
+    // A read in flight when the file changes: its waiters are served, its bytes
+    // (maybe the old file) are not kept, and a new miss reads again.
+    let LayerLookup::Miss(old) = c.lookup_layer(layer(1), RequestKind::Get, 1) else { panic!() };
+    c.invalidate_layer(&layer(1));
+    c.check_invariants();
+    let LayerLookup::Miss(new) = c.lookup_layer(layer(1), RequestKind::Get, 2) else {
+        panic!("a miss after invalidation must not join the stale read")
+    };
+    assert_ne!(old, new);
+    assert_eq!(c.complete_layer_fill(old, Some(&[1; 50])).unwrap().1, vec![1]);
+    assert!(!c.contains_layer(&layer(1)), "stale bytes were inserted");
+    c.check_invariants();
+    assert_eq!(c.complete_layer_fill(new, Some(&[2; 50])).unwrap().1, vec![2]);
+    assert_eq!(c.lookup_layer(layer(1), RequestKind::Get, 3), LayerLookup::Hit(vec![2; 50]));
+    c.check_invariants();
+}
+
+#[test]
+fn timeline_and_tenant_invalidation_touch_only_their_layers() {
+    let mut c = cache(10_000);
+    fill(&mut c, 1, &[1; 10]);
+    let other = LayerKey { timeline: TimelineId([3; 16]), ..layer(1) };
+    let LayerLookup::Miss(f) = c.lookup_layer(other.clone(), RequestKind::Get, 0) else {
+        panic!()
+    };
+    c.complete_layer_fill(f, Some(&[3; 10])).unwrap();
+    let v = ValueKey::of(&RedoRequest { base: Some(vec![1]), deltas: vec![] });
+    c.insert_value(v.clone(), RequestKind::Get, vec![1]);
+    c.invalidate_timeline(T, TL);
+    assert!(!c.contains_layer(&layer(1)));
+    assert!(c.contains_layer(&other));
+    assert_eq!(c.lookup_value(&v, RequestKind::Get), Some(vec![1]), "values stay valid");
+    c.invalidate_tenant(T);
+    assert!(!c.contains_layer(&other));
+    c.check_invariants();
+}
+
+#[test]
+fn values_are_keyed_by_the_exact_request_and_cost_key_plus_value() {
+    let mut c = cache(10_000);
+    let r1 = RedoRequest { base: Some(vec![1, 2]), deltas: vec![vec![DeltaOp::Append(vec![3])]] };
+    let r2 = RedoRequest { base: Some(vec![1, 2]), deltas: vec![vec![DeltaOp::Append(vec![4])]] };
+    let (k1, k2) = (ValueKey::of(&r1), ValueKey::of(&r2));
+    assert_eq!(c.lookup_value(&k1, RequestKind::Get), None);
+    c.insert_value(k1.clone(), RequestKind::Get, r1.execute().unwrap());
+    assert_eq!(c.lookup_value(&k1, RequestKind::Get), Some(vec![1, 2, 3]));
+    assert_eq!(c.lookup_value(&k2, RequestKind::Get), None);
+    assert_eq!(c.bytes(), k1.len_bytes() + 3);
+    assert_eq!(c.hits(RequestKind::Get, ContentKind::Value), 1);
+    assert_eq!(c.misses(RequestKind::Get, ContentKind::Value), 2);
+    c.check_invariants();
+}
+
+#[test]
+fn capacity_zero_caches_nothing() {
+    let mut c = cache(0);
+    fill(&mut c, 1, &[1]);
+    assert!(matches!(c.lookup_layer(layer(1), RequestKind::Get, 0), LayerLookup::Miss(_)));
+    assert_eq!(c.bytes(), 0);
+}
+
+#[derive(Clone, Debug)]
+enum Op {
+    Lookup(u64, bool),
+    Complete(usize, bool),
+    Invalidate(u64),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        (0..6u64, any::<bool>()).prop_map(|(l, g)| Op::Lookup(l, g)),
+        (0..8usize, any::<bool>()).prop_map(|(i, ok)| Op::Complete(i, ok)),
+        (0..6u64).prop_map(Op::Invalidate),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// Against a model of the files: a hit always returns the file's current
+    /// bytes (files change only with an invalidation, as the node guarantees), the
+    /// bound holds, and every waiter is answered exactly once.
+    #[test]
+    fn hits_are_never_stale_and_every_waiter_is_answered(
+        capacity in 0..400u64,
+        ops in proptest::collection::vec(op(), 1..200),
+    ) {
+        let mut c = cache(capacity);
+        // Layer i's current content version; a read returns the version of when
+        // it was issued.
+        let mut version: BTreeMap<u64, u8> = BTreeMap::new();
+        let mut open: Vec<(FillId, u64, u8)> = Vec::new();
+        let mut waiting: std::collections::BTreeSet<u32> = Default::default();
+        let mut next_waiter = 0u32;
+        let size = |l: u64| 20 + (l as usize) * 30;
+        for op in ops {
+            match op {
+                Op::Lookup(l, get) => {
+                    let kind = if get { RequestKind::Get } else { RequestKind::Background };
+                    let v = *version.get(&l).unwrap_or(&0);
+                    next_waiter += 1;
+                    match c.lookup_layer(layer(l), kind, next_waiter) {
+                        LayerLookup::Hit(bytes) => prop_assert_eq!(bytes, vec![v; size(l)]),
+                        LayerLookup::Miss(f) => {
+                            waiting.insert(next_waiter);
+                            open.push((f, l, v));
+                        }
+                        LayerLookup::Joined(_) => { waiting.insert(next_waiter); }
+                    }
+                }
+                Op::Complete(i, ok) if !open.is_empty() => {
+                    let (f, l, v) = open.remove(i % open.len());
+                    let bytes = vec![v; size(l)];
+                    let (_, ws) = c.complete_layer_fill(f, ok.then_some(&bytes[..])).unwrap();
+                    for w in ws {
+                        prop_assert!(waiting.remove(&w), "waiter {} answered twice", w);
+                    }
+                }
+                Op::Complete(..) => {}
+                Op::Invalidate(l) => {
+                    *version.entry(l).or_default() += 1;
+                    c.invalidate_layer(&layer(l));
+                }
+            }
+            c.check_invariants();
+        }
+        for (f, _, _) in open {
+            for w in c.complete_layer_fill(f, None).unwrap().1 {
+                prop_assert!(waiting.remove(&w));
+            }
+        }
+        prop_assert!(waiting.is_empty(), "waiters never answered: {:?}", waiting);
+    }
+}
