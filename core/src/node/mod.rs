@@ -52,6 +52,7 @@ use crate::deletion_queue::{DeletionQueue, DeletionQueueConfig};
 use crate::generation::Generation;
 use crate::id::{NodeId, OpId, OpIds, TenantId, TimelineId};
 use crate::location_conf::LocationMode;
+use crate::page_cache::{PageCache, PageCacheConfig, PageCacheStats};
 use crate::time::{Instant, WallTime};
 use crate::timeline::{Timeline, TimelineConfig};
 use crate::trace::{Direction, TraceLine};
@@ -78,6 +79,9 @@ pub struct NodeConfig {
     pub rebuild_generations: bool,
     /// Tenants whose start-up I/O runs at once.
     pub startup_concurrency: usize,
+    /// The node-wide page cache (layer files and reconstructed values), shared by
+    /// every timeline; see [`crate::page_cache`].
+    pub page_cache: PageCacheConfig,
 }
 
 impl NodeConfig {
@@ -86,10 +90,13 @@ impl NodeConfig {
             node_id,
             upload: UploadQueueConfig::default(),
             deletion: DeletionQueueConfig::default(),
-            timeline: TimelineConfig::default(),
+            // The node's page cache is the one bounded cache of layer files: the
+            // timelines' own parsed-file caches are off under a node.
+            timeline: TimelineConfig { layer_cache_bytes: 0, ..TimelineConfig::default() },
             shutdown_grace_ms: DEFAULT_SHUTDOWN_GRACE_MS,
             rebuild_generations: false,
             startup_concurrency: DEFAULT_STARTUP_CONCURRENCY,
+            page_cache: PageCacheConfig::default(),
         }
     }
 }
@@ -211,6 +218,8 @@ pub struct Node {
     pub(crate) pending_reads: BTreeMap<RequestId, (TenantId, crate::key::Key, crate::lsn::Lsn)>,
     pub(crate) effects: VecDeque<NodeEffect>,
     pub(crate) trace: Vec<TraceLine>,
+    /// Shared by every timeline; waiters of a layer read are timeline op ids.
+    pub(crate) page_cache: PageCache<OpId>,
 }
 
 impl Node {
@@ -222,7 +231,9 @@ impl Node {
         wall: WallTime,
         cp_records: Vec<TenantRecord>,
     ) -> Self {
+        let page_cache = PageCache::new(&config.page_cache);
         let mut node = Node {
+            page_cache,
             config,
             phase: NodePhase::Starting(StartupPhase::ListTenants),
             now,
@@ -349,6 +360,16 @@ impl Node {
         std::mem::take(&mut self.trace)
     }
 
+    /// Counters and size of the page cache (hits and misses by request and content
+    /// kind, bytes, entries).
+    pub fn page_cache_stats(&self) -> PageCacheStats {
+        self.page_cache.stats()
+    }
+
+    pub fn page_cache(&self) -> &PageCache<OpId> {
+        &self.page_cache
+    }
+
     pub fn tenant_ids(&self) -> impl Iterator<Item = &TenantId> {
         self.tenants.keys()
     }
@@ -391,6 +412,7 @@ impl Node {
                 );
             }
         }
+        self.page_cache.check_invariants();
         if let Some(dq) = &self.dq {
             dq.check_invariants();
         }

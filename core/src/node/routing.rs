@@ -3,7 +3,9 @@
 //! | effect of | kind | goes to |
 //! |---|---|---|
 //! | timeline | `LayerFlushed`, `MetadataDurable` | its upload queue (same input) |
-//! | timeline | `WriteLayer`/`WriteMetadata`/`ReadLayer`/`Redo` | [`Io`] |
+//! | timeline | `WriteLayer`/`WriteMetadata` | [`Io`] (a layer write invalidates its page-cache entry) |
+//! | timeline | `ReadLayer`/`Redo` | the page cache: a hit completes at once; a miss is an [`Io`] (one per layer however many wait) |
+//! | timeline | `EvictLayer`/`UnlinkLayers` | invalidate the page cache, then as below |
 //! | timeline | `DownloadLayer` | `RemoteGet`, verify size + CRC32C, `DiskWrite` |
 //! | timeline | `ReadDone` | reply to the read request |
 //! | upload queue | `UploadLayer` | `DiskRead` of the local file, then `RemotePut` |
@@ -27,6 +29,7 @@ use crate::deletion_queue::{DeletionEffect, IoFailure as DqIoFailure};
 use crate::id::{OpId, TenantId, TimelineId};
 use crate::index_part::LayerMeta;
 use crate::layer_name::LayerName;
+use crate::page_cache::{FillId, LayerKey, LayerLookup, RequestKind, ValueKey};
 use crate::remote_path::{self, RemoteKey};
 use crate::time::Instant;
 use crate::timeline::{TimelineCompletion, TimelineEffect};
@@ -43,6 +46,19 @@ pub enum Route {
         timeline: TimelineId,
         inner: OpId,
         redo: bool,
+    },
+    /// A page-cache miss reading a layer file: the completion goes to every waiter
+    /// of the fill.
+    LayerFill {
+        fill: FillId,
+    },
+    /// A redo the page cache did not answer; its value is inserted on completion.
+    Redo {
+        tenant: TenantId,
+        timeline: TimelineId,
+        inner: OpId,
+        kind: RequestKind,
+        key: ValueKey,
     },
     /// Step 1 of an on-demand download: the remote GET.
     DownloadGet {
@@ -340,10 +356,14 @@ impl Node {
                 super::trace::describe_timeline(&effect),
             );
             match effect {
-                TimelineEffect::WriteLayer { op, name, bytes } => self.emit_io(
-                    Route::Timeline { tenant: t, timeline: tl, inner: op, redo: false },
-                    Io::DiskWrite { path: io::layer_path(t, tl, &name), bytes },
-                ),
+                TimelineEffect::WriteLayer { op, name, bytes } => {
+                    // A re-flush may reuse the name of a layer dropped earlier.
+                    self.invalidate_layer(t, tl, &name);
+                    self.emit_io(
+                        Route::Timeline { tenant: t, timeline: tl, inner: op, redo: false },
+                        Io::DiskWrite { path: io::layer_path(t, tl, &name), bytes },
+                    )
+                }
                 TimelineEffect::WriteMetadata { op, metadata } => self.emit_io(
                     Route::Timeline { tenant: t, timeline: tl, inner: op, redo: false },
                     Io::DiskWrite {
@@ -351,21 +371,16 @@ impl Node {
                         bytes: metadata.to_bytes().to_vec(),
                     },
                 ),
-                TimelineEffect::ReadLayer { op, name } => self.emit_io(
-                    Route::Timeline { tenant: t, timeline: tl, inner: op, redo: false },
-                    Io::DiskRead { path: io::layer_path(t, tl, &name) },
-                ),
+                TimelineEffect::ReadLayer { op, name } => self.read_layer(t, tl, op, name),
                 TimelineEffect::DownloadLayer { op, name, meta } => {
+                    self.invalidate_layer(t, tl, &name);
                     let key = remote_path::layer_key(t, tl, &name, meta.generation);
                     self.emit_io(
                         Route::DownloadGet { tenant: t, timeline: tl, inner: op, name, meta },
                         Io::RemoteGet { key },
                     )
                 }
-                TimelineEffect::Redo { op, request } => self.emit_io(
-                    Route::Timeline { tenant: t, timeline: tl, inner: op, redo: true },
-                    Io::Redo { request },
-                ),
+                TimelineEffect::Redo { op, request } => self.redo(t, tl, op, request),
                 TimelineEffect::ReadDone { req, result } => {
                     let result = match result {
                         Ok(value) => Ok(value),
@@ -396,6 +411,9 @@ impl Node {
                 TimelineEffect::UnlinkLayers { names } => {
                     // Compaction or GC replaced these: the upload queue uploads an index
                     // without them and only then hands their deletion on (S-DEL-AFTER-INDEX).
+                    for name in &names {
+                        self.invalidate_layer(t, tl, name);
+                    }
                     let Some(slot) = self.slot_mut(t, tl) else { return };
                     if let Err(e) = slot.upload.handle_unlink_layers(now, &names) {
                         self.break_timeline(t, tl, format!("upload queue refused an unlink: {e}"));
@@ -403,6 +421,7 @@ impl Node {
                     self.dirty.insert(Machine::Upload(t, tl));
                 }
                 TimelineEffect::EvictLayer { name } => {
+                    self.invalidate_layer(t, tl, &name);
                     let path = io::layer_path(t, tl, &name);
                     self.emit_io(
                         Route::EvictLocal { tenant: t, timeline: tl, layer: name },
@@ -499,6 +518,7 @@ impl Node {
                     self.answer_deletion_waiters(t, tl, Ok(Response::TimelineDeleting));
                 }
                 UploadEffect::TimelineDeleted => {
+                    self.page_cache.invalidate_timeline(t, tl);
                     if let Some(tenant) = self.tenants.get_mut(&t) {
                         tenant.timelines.remove(&tl);
                     }
@@ -607,8 +627,36 @@ impl Node {
                 };
                 self.complete_timeline(tenant, timeline, inner, completion);
             }
+            Route::LayerFill { fill } => {
+                let IoResult::Bytes(r) = result else {
+                    return self.bug("unexpected result for a layer read");
+                };
+                let Some((key, waiters)) =
+                    self.page_cache.complete_layer_fill(fill, r.as_ref().ok().map(Vec::as_slice))
+                else {
+                    return self.bug("completion of an unknown page-cache fill");
+                };
+                // S16: every waiter is handed the bytes with the completion; none
+                // looks the cache up again.
+                let r = r.map_err(|e| e.message().to_string());
+                for op in waiters {
+                    let c = TimelineCompletion::Read(r.clone());
+                    self.complete_timeline(key.tenant, key.timeline, op, c);
+                }
+            }
+            Route::Redo { tenant, timeline, inner, kind, key } => {
+                let IoResult::Bytes(r) = result else {
+                    return self.bug("unexpected result for a redo");
+                };
+                if let Ok(value) = &r {
+                    self.page_cache.insert_value(key, kind, value.clone());
+                }
+                let r = r.map_err(|e| e.message().to_string());
+                self.complete_timeline(tenant, timeline, inner, TimelineCompletion::Redone(r));
+            }
             Route::DownloadGet { tenant, timeline, inner, name, meta } => match result {
                 IoResult::Bytes(Ok(bytes)) => {
+                    self.invalidate_layer(tenant, timeline, &name);
                     let size_ok = bytes.len() as u64 == meta.file_size;
                     let crc = crc32c::crc32c(&bytes);
                     if size_ok && crc == meta.crc32c {
@@ -838,6 +886,53 @@ impl Node {
 
     pub(crate) fn node_deadline(&self) -> Option<crate::time::Instant> {
         self.startup_deadline()
+    }
+
+    /// A timeline's `ReadLayer`: answered from the page cache within this input,
+    /// or by one disk read shared by every reader of the layer.
+    fn read_layer(&mut self, t: TenantId, tl: TimelineId, op: OpId, name: LayerName) {
+        let Some(slot) = self.slot_mut(t, tl) else { return };
+        let kind = slot.timeline.op_request_kind(op);
+        let path = io::layer_path(t, tl, &name);
+        let key = LayerKey { tenant: t, timeline: tl, name };
+        match self.page_cache.lookup_layer(key, kind, op) {
+            LayerLookup::Hit(bytes) => {
+                let what = format!("page cache hit: layer file {path} for {}", kind.as_str());
+                self.trace_line("page_cache", Some(op), Direction::Effect, what);
+                self.complete_timeline(t, tl, op, TimelineCompletion::Read(Ok(bytes)));
+            }
+            LayerLookup::Miss(fill) => {
+                self.emit_io(Route::LayerFill { fill }, Io::DiskRead { path })
+            }
+            LayerLookup::Joined(fill) => {
+                let what = format!("page cache: {op} joins read {fill:?} of {path}");
+                self.trace_line("page_cache", Some(op), Direction::Effect, what);
+            }
+        }
+    }
+
+    /// A timeline's `Redo`: answered from the page cache if this exact request was
+    /// answered before (redo is a pure function of its request), else by the driver.
+    fn redo(&mut self, t: TenantId, tl: TimelineId, op: OpId, request: crate::redo::RedoRequest) {
+        let Some(slot) = self.slot_mut(t, tl) else { return };
+        let kind = slot.timeline.op_request_kind(op);
+        let key = ValueKey::of(&request);
+        match self.page_cache.lookup_value(&key, kind) {
+            Some(value) => {
+                let what = format!("page cache hit: value for {}", kind.as_str());
+                self.trace_line("page_cache", Some(op), Direction::Effect, what);
+                self.complete_timeline(t, tl, op, TimelineCompletion::Redone(Ok(value)));
+            }
+            None => self.emit_io(
+                Route::Redo { tenant: t, timeline: tl, inner: op, kind, key },
+                Io::Redo { request },
+            ),
+        }
+    }
+
+    /// The local file of a layer may change or go: its cached bytes must not be used.
+    fn invalidate_layer(&mut self, t: TenantId, tl: TimelineId, name: &LayerName) {
+        self.page_cache.invalidate_layer(&LayerKey { tenant: t, timeline: tl, name: name.clone() });
     }
 
     pub(crate) fn bug(&mut self, what: &str) {

@@ -136,8 +136,15 @@ pub struct LayerKey {
 }
 
 /// The key of a cached reconstructed value: the encoded redo request.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct ValueKey(Vec<u8>);
+
+impl std::fmt::Debug for ValueKey {
+    // Traces print routes: a digest, not the whole request.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ValueKey({} bytes, crc32c {:08x})", self.0.len(), crc32c::crc32c(&self.0))
+    }
+}
 
 impl ValueKey {
     pub fn of(request: &RedoRequest) -> Self {

@@ -86,7 +86,9 @@ fn concurrent_misses_share_one_fill() {
     assert_eq!(c.lookup_layer(layer(1), RequestKind::Get, 2), LayerLookup::Joined(f));
     assert_eq!(c.lookup_layer(layer(1), RequestKind::Get, 3), LayerLookup::Joined(f));
     // Another layer gets its own fill.
-    assert!(matches!(c.lookup_layer(layer(2), RequestKind::Get, 4), LayerLookup::Miss(g) if g != f));
+    assert!(
+        matches!(c.lookup_layer(layer(2), RequestKind::Get, 4), LayerLookup::Miss(g) if g != f)
+    );
     assert_eq!(c.fills_in_flight(), 2);
     c.check_invariants();
     let (_, waiters) = c.complete_layer_fill(f, Some(&[1; 50])).unwrap();
@@ -146,9 +148,7 @@ fn timeline_and_tenant_invalidation_touch_only_their_layers() {
     let mut c = cache(10_000);
     fill(&mut c, 1, &[1; 10]);
     let other = LayerKey { timeline: TimelineId([3; 16]), ..layer(1) };
-    let LayerLookup::Miss(f) = c.lookup_layer(other.clone(), RequestKind::Get, 0) else {
-        panic!()
-    };
+    let LayerLookup::Miss(f) = c.lookup_layer(other.clone(), RequestKind::Get, 0) else { panic!() };
     c.complete_layer_fill(f, Some(&[3; 10])).unwrap();
     let v = ValueKey::of(&RedoRequest { base: Some(vec![1]), deltas: vec![] });
     c.insert_value(v.clone(), RequestKind::Get, vec![1]);

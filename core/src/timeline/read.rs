@@ -20,6 +20,7 @@ use crate::key::Key;
 use crate::layer_file::LayerFile;
 use crate::layer_name::LayerName;
 use crate::lsn::Lsn;
+use crate::page_cache::RequestKind;
 use crate::redo::{DeltaOp, Record, RedoRequest};
 use crate::time::Instant;
 use std::collections::{BTreeMap, BTreeSet};
@@ -115,6 +116,16 @@ impl Read {
 }
 
 impl Timeline {
+    /// Whom an in-flight `ReadLayer` or `Redo` op serves, for the node's page cache:
+    /// a read ([`RequestKind::Get`]) or background work (compaction inputs, image
+    /// creation). Unknown ops count as background.
+    pub fn op_request_kind(&self, op: OpId) -> RequestKind {
+        match self.ops.get(&op) {
+            Some(OpKind::ReadLayer { .. } | OpKind::Redo { .. }) => RequestKind::Get,
+            _ => RequestKind::Background,
+        }
+    }
+
     /// Starts reads whose LSN has been ingested.
     pub(super) fn pump_reads(&mut self, _now: Instant) {
         let ready: Vec<ReadId> = self
