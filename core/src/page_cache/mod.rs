@@ -69,6 +69,8 @@
 //! Memory only: a crash loses the cache, and nothing depends on it being warm.
 
 #[cfg(test)]
+mod node_tests;
+#[cfg(test)]
 mod tests;
 
 use crate::id::{TenantId, TimelineId};
