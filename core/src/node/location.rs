@@ -328,6 +328,7 @@ impl Node {
             }
             self.stopping.remove(&tenant);
             self.tenants.remove(&tenant);
+            self.page_cache.invalidate_tenant(tenant);
             self.step_done(tenant, Ok(StepOutput::Done));
         }
     }

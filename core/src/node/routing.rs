@@ -50,6 +50,7 @@ pub enum Route {
     /// A page-cache miss reading a layer file: the completion goes to every waiter
     /// of the fill.
     LayerFill {
+        tenant: TenantId,
         fill: FillId,
     },
     /// A redo the page cache did not answer; its value is inserted on completion.
@@ -134,6 +135,8 @@ impl Route {
     pub(crate) fn tenant(&self) -> Option<TenantId> {
         match self {
             Route::Timeline { tenant, .. }
+            | Route::LayerFill { tenant, .. }
+            | Route::Redo { tenant, .. }
             | Route::DownloadGet { tenant, .. }
             | Route::DownloadWrite { tenant, .. }
             | Route::UploadRead { tenant, .. }
@@ -627,7 +630,7 @@ impl Node {
                 };
                 self.complete_timeline(tenant, timeline, inner, completion);
             }
-            Route::LayerFill { fill } => {
+            Route::LayerFill { tenant: _, fill } => {
                 let IoResult::Bytes(r) = result else {
                     return self.bug("unexpected result for a layer read");
                 };
@@ -902,7 +905,7 @@ impl Node {
                 self.complete_timeline(t, tl, op, TimelineCompletion::Read(Ok(bytes)));
             }
             LayerLookup::Miss(fill) => {
-                self.emit_io(Route::LayerFill { fill }, Io::DiskRead { path })
+                self.emit_io(Route::LayerFill { tenant: t, fill }, Io::DiskRead { path })
             }
             LayerLookup::Joined(fill) => {
                 let what = format!("page cache: {op} joins read {fill:?} of {path}");

@@ -37,6 +37,33 @@ impl World {
                 self.files.remove(&path).map(|_| ()).ok_or(IoFailure::NotFound(path.to_string())),
             ),
             Io::DiskCreateDir { .. } => IoResult::Done(Ok(())),
+            Io::DiskRename { from, to } => {
+                let prefix = format!("{from}/");
+                let moving: Vec<Utf8PathBuf> = self
+                    .files
+                    .keys()
+                    .filter(|p| p.as_str().starts_with(&prefix) || **p == from)
+                    .cloned()
+                    .collect();
+                if moving.is_empty() {
+                    return IoResult::Done(Err(IoFailure::NotFound(from.to_string())));
+                }
+                for p in moving {
+                    let bytes = self.files.remove(&p).unwrap_or_default();
+                    let rest = p.as_str().strip_prefix(from.as_str()).unwrap_or_default();
+                    self.files.insert(Utf8PathBuf::from(format!("{to}{rest}")), bytes);
+                }
+                IoResult::Done(Ok(()))
+            }
+            Io::DiskRemoveDir { path } => {
+                let prefix = format!("{path}/");
+                let before = self.files.len();
+                self.files.retain(|p, _| !p.as_str().starts_with(&prefix));
+                if before == self.files.len() {
+                    return IoResult::Done(Err(IoFailure::NotFound(path.to_string())));
+                }
+                IoResult::Done(Ok(()))
+            }
             Io::DiskList { path } => {
                 let prefix = format!("{path}/");
                 let mut entries: BTreeMap<String, Entry> = BTreeMap::new();
