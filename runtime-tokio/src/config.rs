@@ -20,6 +20,7 @@
 //!
 //! [tuning]                          # every field optional; defaults in the code
 //! checkpoint_distance_bytes = 8388608
+//! page_cache_bytes = 67108864       # the node-wide page cache
 //! ```
 //!
 //! Unknown keys are errors, so a typo never silently falls back to a default.
@@ -94,6 +95,9 @@ pub struct Tuning {
     /// validates them: the lag of the visible LSN behind the projected one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub validate_delay_ms: Option<u64>,
+    /// Bound of the node-wide page cache (layer files and reconstructed values).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub page_cache_bytes: Option<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -172,6 +176,9 @@ impl FileConfig {
         if let Some(v) = t.validate_delay_ms {
             c.deletion.validate_delay_ms = v;
         }
+        if let Some(v) = t.page_cache_bytes {
+            c.page_cache.capacity_bytes = v;
+        }
         c.rebuild_generations = rebuild_generations;
         c
     }
@@ -210,6 +217,20 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn page_cache_bytes_tunes_the_node_page_cache() {
+        let default = FileConfig::embedded_defaults().node_config(false);
+        assert_eq!(
+            default.page_cache.capacity_bytes,
+            strata_core::page_cache::DEFAULT_PAGE_CACHE_BYTES
+        );
+        let text = FileConfig::embedded_defaults()
+            .to_toml()
+            .replace("[tuning]", "[tuning]\npage_cache_bytes = 1048576");
+        let c = FileConfig::parse("x.toml".into(), &text).unwrap();
+        assert_eq!(c.node_config(false).page_cache.capacity_bytes, 1_048_576);
     }
 
     #[test]

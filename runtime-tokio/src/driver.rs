@@ -79,6 +79,8 @@ pub struct NodeStatus {
     pub phase: String,
     pub in_flight_io: usize,
     pub inputs: u64,
+    /// The node's page-cache counters (`strata_page_cache_*`).
+    pub page_cache: strata_core::page_cache::PageCacheStats,
 }
 
 /// Runs `node_config`'s node until it stops. `status` is refreshed after every input.
@@ -162,6 +164,7 @@ where
                 },
                 in_flight_io: in_flight,
                 inputs,
+                page_cache: node.page_cache_stats(),
             };
         }
         let sleep_for = node.poll_timeout().map(|at| {

@@ -343,6 +343,8 @@ async fn status(State(state): State<AppState>) -> HttpResponse {
 }
 
 async fn metrics(State(state): State<AppState>) -> HttpResponse {
+    let page_cache = state.status.lock().map(|s| s.page_cache.clone()).unwrap_or_default();
+    state.metrics.observe_page_cache(&page_cache);
     let text = state.metrics.render(&state.node).await;
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }

@@ -7,13 +7,20 @@
 //!   `remote_visible`, and `strata_timeline_remote_layers`;
 //! - `strata_tenants{state}`: attached tenants by lifecycle state (Active, Broken,
 //!   …), read at scrape time; busy refusals show as 503s of `location_config`;
-//! - `strata_node_in_flight_io`.
+//! - `strata_node_in_flight_io`;
+//! - the node's page cache: `strata_page_cache_hits_total{request_kind,
+//!   content_kind}` and `strata_page_cache_misses_total{..}` (request kind `get` or
+//!   `background`, content kind `layer_file` or `value`), `strata_page_cache_bytes`,
+//!   `strata_page_cache_entries` and `strata_page_cache_capacity_bytes`, from the
+//!   driver's status at scrape time.
 
 use crate::driver::NodeHandle;
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
 };
+use std::sync::Mutex;
 use strata_core::node::api::{ApiError, Request, Response};
+use strata_core::page_cache::{ContentKind, PageCacheStats, RequestKind};
 
 pub struct Metrics {
     registry: Registry,
@@ -22,6 +29,12 @@ pub struct Metrics {
     lsn: IntGaugeVec,
     layers: IntGaugeVec,
     tenants: IntGaugeVec,
+    cache_hits: IntCounterVec,
+    cache_misses: IntCounterVec,
+    /// `bytes`, `entries`, `capacity_bytes`.
+    cache_size: [prometheus::IntGauge; 3],
+    /// The counts last exported: counters advance by the difference.
+    cache_seen: Mutex<PageCacheStats>,
 }
 
 pub struct RequestTimer(std::time::Instant);
@@ -57,6 +70,43 @@ impl Metrics {
             &["state"],
         )
         .expect("static metric definition");
+        let cache_labels = &["request_kind", "content_kind"];
+        let cache_hits = IntCounterVec::new(
+            Opts::new(
+                "strata_page_cache_hits_total",
+                "Page cache hits by request and content kind",
+            ),
+            cache_labels,
+        )
+        .expect("static metric definition");
+        let cache_misses = IntCounterVec::new(
+            Opts::new(
+                "strata_page_cache_misses_total",
+                "Page cache misses by request and content kind",
+            ),
+            cache_labels,
+        )
+        .expect("static metric definition");
+        let gauge = |name: &str, help: &str| {
+            prometheus::IntGauge::new(name, help).expect("static metric definition")
+        };
+        let cache_size = [
+            gauge("strata_page_cache_bytes", "Bytes held by the page cache"),
+            gauge(
+                "strata_page_cache_entries",
+                "Entries (layer files and values) in the page cache",
+            ),
+            gauge("strata_page_cache_capacity_bytes", "The page cache's configured bound"),
+        ];
+        for c in [
+            Box::new(cache_hits.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(cache_misses.clone()),
+            Box::new(cache_size[0].clone()),
+            Box::new(cache_size[1].clone()),
+            Box::new(cache_size[2].clone()),
+        ] {
+            registry.register(c).expect("metric names are unique");
+        }
         for c in [
             Box::new(tenants.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(requests.clone()),
@@ -66,7 +116,40 @@ impl Metrics {
         ] {
             registry.register(c).expect("metric names are unique");
         }
-        Metrics { registry, requests, latency, lsn, layers, tenants }
+        Metrics {
+            registry,
+            requests,
+            latency,
+            lsn,
+            layers,
+            tenants,
+            cache_hits,
+            cache_misses,
+            cache_size,
+            cache_seen: Mutex::new(PageCacheStats::default()),
+        }
+    }
+
+    /// Brings the page-cache metrics up to `stats` (the node's counters only grow).
+    pub fn observe_page_cache(&self, stats: &PageCacheStats) {
+        let Ok(mut seen) = self.cache_seen.lock() else { return };
+        for request in RequestKind::ALL {
+            for content in ContentKind::ALL {
+                let (now, before) = (stats.get(request, content), seen.get(request, content));
+                let labels = [request.as_str(), content.as_str()];
+                self.cache_hits
+                    .with_label_values(&labels)
+                    .inc_by(now.hits.saturating_sub(before.hits));
+                self.cache_misses
+                    .with_label_values(&labels)
+                    .inc_by(now.misses.saturating_sub(before.misses));
+            }
+        }
+        let as_i64 = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        self.cache_size[0].set(as_i64(stats.bytes));
+        self.cache_size[1].set(as_i64(stats.entries as u64));
+        self.cache_size[2].set(as_i64(stats.capacity_bytes));
+        *seen = stats.clone();
     }
 
     pub fn request_started(&self, _route: &'static str) -> RequestTimer {
@@ -134,5 +217,45 @@ impl Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use strata_core::page_cache::HitMiss;
+
+    fn text(m: &Metrics) -> String {
+        let mut out = Vec::new();
+        TextEncoder::new().encode(&m.registry.gather(), &mut out).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn page_cache_counters_follow_the_node_without_double_counting() {
+        let m = Metrics::new();
+        let mut s = PageCacheStats {
+            bytes: 4096,
+            entries: 2,
+            capacity_bytes: 1 << 20,
+            ..Default::default()
+        };
+        s.counts.insert((RequestKind::Get, ContentKind::LayerFile), HitMiss { hits: 5, misses: 2 });
+        m.observe_page_cache(&s);
+        m.observe_page_cache(&s);
+        s.counts.insert((RequestKind::Get, ContentKind::LayerFile), HitMiss { hits: 7, misses: 2 });
+        m.observe_page_cache(&s);
+        let t = text(&m);
+        assert!(
+            t.contains(
+                r#"strata_page_cache_hits_total{content_kind="layer_file",request_kind="get"} 7"#
+            ),
+            "{t}"
+        );
+        assert!(t.contains(
+            r#"strata_page_cache_misses_total{content_kind="value",request_kind="background"} 0"#
+        ));
+        assert!(t.contains("strata_page_cache_bytes 4096"), "{t}");
+        assert!(t.contains("strata_page_cache_entries 2"), "{t}");
     }
 }

@@ -434,3 +434,52 @@ fn an_evicted_then_downloaded_layer_is_read_fresh() {
         "the re-downloaded layer was not read from its new file: {after:?}"
     );
 }
+
+/// Gets per second with the page cache on (64 MiB) and off (capacity 0) on a
+/// repeated read workload, through the node and this in-memory world (so a miss
+/// costs a map lookup and a copy, or a redo: on a real disk and a walredo process
+/// the difference is larger). Prints numbers; asserts only that both runs return
+/// the same values.
+///
+/// Run: `cargo test -p strata-core --lib --release page_cache::node_tests::bench -- --ignored --nocapture`
+#[test]
+#[ignore = "benchmark: prints numbers"]
+#[expect(clippy::disallowed_methods, reason = "a benchmark measures wall time")]
+#[expect(clippy::disallowed_types, reason = "a benchmark measures wall time")]
+fn bench_gets_with_and_without_the_page_cache() {
+    const RECORDS: u64 = 2_000;
+    const ROUNDS: usize = 20;
+    let lsns: Vec<Lsn> = (1..=8).map(|i| Lsn(16 + 8 * (RECORDS * i / 8 - 3))).collect();
+    let mut results = Vec::new();
+    for (label, capacity) in [("cache on (64 MiB)", 64 * 1024 * 1024), ("cache off (0 bytes)", 0)] {
+        let (mut h, _) = loaded(config(capacity), RECORDS);
+        h.check = false;
+        let mut values = Vec::new();
+        let start = std::time::Instant::now();
+        for _ in 0..ROUNDS {
+            for lsn in &lsns {
+                for k in 0..7 {
+                    values.push(h.read(k, *lsn));
+                }
+            }
+        }
+        let secs = start.elapsed().as_secs_f64();
+        let gets = values.len() as f64;
+        let s = h.node.page_cache_stats();
+        let ratio = |c: ContentKind| {
+            let hm = s.get(RequestKind::Get, c);
+            hm.hits as f64 / (hm.hits + hm.misses).max(1) as f64
+        };
+        println!(
+            "page cache {label:<20} {:>10.0} gets/s  hit ratio: layer files {:.3}, values {:.3}  ({} bytes in {} entries)",
+            gets / secs,
+            ratio(ContentKind::LayerFile),
+            ratio(ContentKind::Value),
+            s.bytes,
+            s.entries
+        );
+        results.push((gets / secs, values));
+    }
+    assert_eq!(results[0].1, results[1].1, "the cache changed an answer");
+    println!("page cache speed-up (on / off): {:.2}x", results[0].0 / results[1].0);
+}
