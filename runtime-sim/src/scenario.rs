@@ -18,7 +18,8 @@
 //!    checks L-ATTACH (the tenant is attached again within `attach_within_ms`) and
 //!    S-VISIBLE afterwards.
 //!    At a seed-chosen batch the workload also creates a second timeline, ingests
-//!    into it and deletes it (retrying through kills).
+//!    into it and deletes it, and does the same with a second tenant (retrying
+//!    through kills).
 //! 3. Faults off ("heal"), then L-UPLOAD: within `heal_within_ms` of simulated time,
 //!    everything ingested becomes visible.
 //! 4. Storage-side checkers over the object store's history: S-IDX-REF and
@@ -205,8 +206,15 @@ pub async fn run(config: ScenarioConfig, trace: TraceSink) -> RunReport {
         Err(e) => report.violation = Some(format!("workload task failed: {e}")),
     }
     if report.violation.is_none() && config.batches > 0 {
+        let timeline = strata_core::remote_path::timeline_prefix(WORKLOAD_TENANT, DELETED_TIMELINE);
         report.violation =
-            check_deleted(&world, WORKLOAD_TENANT, config.heal_within_ms).await.err();
+            check_deleted(&world, &timeline, None, config.heal_within_ms).await.err();
+    }
+    if report.violation.is_none() && config.batches > 0 {
+        let prefix = strata_core::remote_path::tenant_prefix(DELETED_TENANT);
+        let mark = strata_core::remote_path::tenant_deletion_mark_key(DELETED_TENANT);
+        report.violation =
+            check_deleted(&world, &prefix, Some(mark.as_str()), config.heal_within_ms).await.err();
     }
     if report.violation.is_none() {
         report.violation =
@@ -245,6 +253,7 @@ async fn workload(config: ScenarioConfig, restarts: Arc<Mutex<usize>>) -> Result
         }
         if batch == delete_at {
             create_and_delete_timeline(&ep, node, tenant).await;
+            create_and_delete_tenant(&ep, node).await;
         }
         for _ in 0..config.records_per_batch {
             lsn += thread_rng().gen_range(1..16);
@@ -326,22 +335,51 @@ async fn create_and_delete_timeline(
     .await;
 }
 
-/// L-DELETE: within `within_ms`, remote storage holds nothing of the deleted
-/// timeline (its deletion resumed after any kill).
+/// The tenant the workload creates, fills and deletes.
+pub const DELETED_TENANT: TenantId = TenantId([8; 16]);
+
+/// Creates [`DELETED_TENANT`] with a timeline and some data, then deletes it,
+/// retrying through kills and busy answers until the node says it is gone.
+async fn create_and_delete_tenant(ep: &madsim::net::Endpoint, node: SocketAddr) {
+    let (tenant, timeline) = (DELETED_TENANT, TimelineId::from_bytes([0xEE; 16]));
+    retry(ep, node, Request::CreateTenant { tenant }, |r| matches!(r, Err(ApiError::Conflict(_))))
+        .await;
+    retry(ep, node, Request::CreateTimeline { tenant, timeline }, |r| {
+        matches!(r, Err(ApiError::Conflict(_)))
+    })
+    .await;
+    let records: Vec<IngestRecord> = (0..40u64)
+        .map(|i| IngestRecord {
+            key: Key(i % 5),
+            lsn: Lsn(0x10 + i * 8),
+            record: Record::Image(vec![i as u8; 48]),
+        })
+        .collect();
+    let _ = call(ep, node, Request::Ingest { tenant, timeline, records }).await;
+    retry(ep, node, Request::DeleteTenant { tenant }, |r| matches!(r, Err(ApiError::NotFound(_))))
+        .await;
+}
+
+/// L-DELETE: within `within_ms`, remote storage holds nothing under the deleted
+/// prefix but tombstone indexes (kept for good) and `keep` (a tenant's deletion
+/// mark): the deletion resumed after any kill.
 ///
 /// One exception, from the fault model: a PUT the node gave up on may be applied
-/// by the store much later. If such a late PUT landed under the timeline's prefix
-/// after the deletion began, it can leave garbage behind the deletion's listing or,
-/// when it is an old index landing after the tombstone was deleted, make the
-/// timeline exist again (a later attach loads it). Neither is a deletion that did
-/// not execute; such runs are tolerated and counted (see docs/TENANTS.md: a
-/// scrubber for such garbage is not built).
-async fn check_deleted(world: &World, tenant: TenantId, within_ms: u64) -> Result<(), String> {
-    let prefix = strata_core::remote_path::timeline_prefix(tenant, DELETED_TIMELINE);
+/// by the store much later. If such a late PUT landed under the prefix after the
+/// deletion began, it can leave garbage behind the deletion's listing; it is not a
+/// deletion that did not execute, so such runs are tolerated (see docs/TENANTS.md:
+/// a scrubber for such garbage is not built). The kept tombstone means such a late
+/// index can never make the timeline exist again (seed 47, seed 67).
+async fn check_deleted(
+    world: &World,
+    prefix: &str,
+    keep: Option<&str>,
+    within_ms: u64,
+) -> Result<(), String> {
     let deadline = madsim::time::Instant::now() + Duration::from_millis(within_ms);
     loop {
         let history = world.remote.history();
-        let under = |e: &&crate::sim_remote::HistoryEntry| e.key.as_str().starts_with(&prefix);
+        let under = |e: &&crate::sim_remote::HistoryEntry| e.key.as_str().starts_with(prefix);
         let deletion_began = history.iter().filter(under).find_map(|e| {
             let index =
                 strata_core::index_part::IndexPart::from_json_bytes(e.body.as_ref()?).ok()?;
@@ -354,7 +392,8 @@ async fn check_deleted(world: &World, tenant: TenantId, within_ms: u64) -> Resul
             .objects()
             .into_keys()
             .map(|k| k.as_str().to_string())
-            .filter(|k| k.starts_with(&prefix))
+            .filter(|k| k.starts_with(prefix) && Some(k.as_str()) != keep)
+            .filter(|k| !is_tombstone(world, k))
             .collect();
         if left.is_empty() {
             return Ok(());
@@ -365,13 +404,23 @@ async fn check_deleted(world: &World, tenant: TenantId, within_ms: u64) -> Resul
                 return Ok(());
             }
             return Err(format!(
-                "L-DELETE: {within_ms} ms after the heal, {} objects of the deleted timeline remain, e.g. {}",
+                "L-DELETE: {within_ms} ms after the heal, {} objects under deleted {prefix} remain, e.g. {}",
                 left.len(),
                 left[0]
             ));
         }
         madsim::time::sleep(Duration::from_millis(500)).await;
     }
+}
+
+/// A deleted timeline keeps its newest tombstone index for good.
+fn is_tombstone(world: &World, key: &str) -> bool {
+    let Ok(key) = strata_core::remote_path::RemoteKey::from_listing(key) else { return false };
+    world
+        .remote
+        .get_now(&key)
+        .and_then(|body| strata_core::index_part::IndexPart::from_json_bytes(&body).ok())
+        .is_some_and(|index| index.deleted_at.is_some())
 }
 
 /// Moves the tenant away and back through location_config, retrying each request

@@ -592,12 +592,23 @@ fn timeline_objects(h: &Harness) -> Vec<String> {
     h.world.objects.keys().filter(|k| k.starts_with(&prefix)).cloned().collect()
 }
 
+/// True if every object listed is a tombstone index (deleted timelines keep one).
+fn only_tombstones(h: &Harness, keys: &[String]) -> bool {
+    keys.iter().all(|k| {
+        k.contains("index_part.json")
+            && crate::index_part::IndexPart::from_json_bytes(&h.world.objects[k])
+                .is_ok_and(|i| i.deleted_at.is_some())
+    })
+}
+
 fn wait_deleted(h: &mut Harness) {
     for _ in 0..200 {
+        let objects = timeline_objects(h);
         if matches!(
             h.call(Request::TimelineInfo { tenant: T, timeline: TL }),
             Err(ApiError::NotFound(_))
-        ) && timeline_objects(h).is_empty()
+        ) && only_tombstones(h, &objects)
+            && objects.len() == 1
         {
             return;
         }
@@ -841,8 +852,8 @@ fn tenant_objects(h: &Harness) -> Vec<String> {
 fn wait_tenant_gone(h: &mut Harness) {
     let mark = crate::remote_path::tenant_deletion_mark_key(T).as_str().to_string();
     for _ in 0..300 {
-        let gone = h.node.tenant_manager().slot(T).is_none()
-            && tenant_objects(h).iter().all(|k| *k == mark);
+        let left: Vec<String> = tenant_objects(h).into_iter().filter(|k| *k != mark).collect();
+        let gone = h.node.tenant_manager().slot(T).is_none() && only_tombstones(h, &left);
         if gone {
             return;
         }
@@ -862,10 +873,11 @@ fn delete_tenant_removes_every_timeline_then_the_tenant_and_keeps_its_mark() {
     h.settle();
     wait_tenant_gone(&mut h);
     assert!(matches!(h.replies.get(&RequestId(9_300)), Some(Ok(Response::LocationConfigured(_)))));
-    assert_eq!(
-        tenant_objects(&h),
-        vec![crate::remote_path::tenant_deletion_mark_key(T).as_str().to_string()]
-    );
+    let mark = crate::remote_path::tenant_deletion_mark_key(T).as_str().to_string();
+    let left: Vec<String> = tenant_objects(&h).into_iter().filter(|k| *k != mark).collect();
+    assert_eq!(left.len(), 2, "one tombstone per timeline: {left:?}");
+    assert!(only_tombstones(&h, &left));
+    assert!(h.world.objects.contains_key(&mark));
     assert!(!h.world.files.keys().any(|p| p.as_str().starts_with(&format!("tenants/{T}"))));
     assert_eq!(h.world.store[&T].attached_to, None);
     assert!(matches!(h.call(Request::DeleteTenant { tenant: T }), Err(ApiError::NotFound(_))));

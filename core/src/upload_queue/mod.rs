@@ -11,9 +11,12 @@
 //!   dropped, in-flight ones finish) → `Objects` (every layer, then every older
 //!   index key it knows, is handed to the deletion queue; then `ListTimeline` asks
 //!   the driver to list the prefix, and every other key found — leftovers of
-//!   earlier runs — is handed too; waiting for all their reports) → `Last` (the
-//!   tombstone's own key is handed) → `Deleted`. A mode change away from `Single`
-//!   aborts it (`DeletionAborted`, then `Stopped`).
+//!   earlier runs — is handed too; waiting for all their reports) → `Deleted`. The
+//!   tombstone itself stays for good: a PUT the store applies late (an older index
+//!   given up on) can never become the newest index and bring the timeline back or
+//!   name deleted layers, and while any object of the timeline exists an index does
+//!   (seed 47). A mode change away from `Single` aborts it (`DeletionAborted`, then
+//!   `Stopped`).
 //! - `Stopped`: `handle_stop`, or a deletion aborted by a mode change. Terminal:
 //!   queued work was dropped (and counted), in-flight completions are still accepted.
 //! - `Broken { reason }`: a permanent remote error. Terminal, like `Stopped`.

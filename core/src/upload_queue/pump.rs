@@ -217,8 +217,8 @@ impl UploadQueue {
         }
     }
 
-    /// Timeline deletion: tombstone durable → layers, then older indexes → the
-    /// tombstone itself once every other key is reported.
+    /// Timeline deletion: tombstone durable → layers, then older indexes, then what a
+    /// listing of the prefix finds → deleted, with the tombstone kept.
     fn deletion_progress(&mut self) {
         let QueueState::Deleting(phase) = &self.state else { return };
         match phase {
@@ -260,17 +260,13 @@ impl UploadQueue {
                     self.effects.push_back(UploadEffect::ListTimeline { op, prefix });
                 }
                 if self.listing == ListState::Done && self.handed.is_empty() {
-                    let Some(key) = self.latest_durable_key() else { return };
+                    // The tombstone stays. A PUT the store applies late (an index of
+                    // this or an older generation that was given up on) can land
+                    // after everything else is gone; with the tombstone in place it
+                    // never becomes the newest index, so it can neither bring the
+                    // timeline back nor name deleted layers (S-IDX-REF). And as long
+                    // as any object of the timeline exists, an index exists.
                     self.index_keys.clear();
-                    self.handed.insert(key.clone());
-                    let keys = vec![key.clone()];
-                    let generation = self.generation;
-                    self.effects.push_back(UploadEffect::HandDeletions { generation, keys });
-                    self.state = QueueState::Deleting(DeletionPhase::Last { key });
-                }
-            }
-            DeletionPhase::Last { .. } => {
-                if self.handed.is_empty() {
                     self.state = QueueState::Deleted;
                     self.effects.push_back(UploadEffect::TimelineDeleted);
                 }

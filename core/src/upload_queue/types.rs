@@ -171,10 +171,9 @@ pub enum DeletionPhase {
     /// The tombstone index is queued or uploading.
     Tombstone,
     /// Layers and older indexes are handed on, then every other key a listing of
-    /// the prefix finds; waiting for their reports.
+    /// the prefix finds; waiting for their reports. When all are in, the timeline
+    /// is deleted: only the tombstone is left, for good (see `deletion_progress`).
     Objects,
-    /// The tombstone's own key is handed on; waiting for its report.
-    Last { key: RemoteKey },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
