@@ -30,6 +30,7 @@ pub mod node;
 pub mod page_cache;
 pub mod redo;
 pub mod remote_path;
+pub mod scheduler;
 pub mod tenant;
 pub mod time;
 pub mod timeline;

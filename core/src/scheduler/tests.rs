@@ -1,0 +1,240 @@
+use super::*;
+use proptest::prelude::*;
+
+fn tenant(n: u8) -> TenantId {
+    TenantId::from_bytes([n; 16])
+}
+
+fn timeline(n: u8) -> TimelineId {
+    TimelineId::from_bytes([n; 16])
+}
+
+fn job(t: u8, tl: u8, kind: JobKind) -> JobOwner {
+    JobOwner { tenant: tenant(t), timeline: timeline(tl), kind }
+}
+
+fn grants(s: &mut Scheduler) -> Vec<JobOwner> {
+    s.check_invariants();
+    std::iter::from_fn(|| s.poll_effect()).map(|SchedulerEffect::Grant(o)| o).collect()
+}
+
+fn sched(max: usize) -> Scheduler {
+    Scheduler::new(SchedulerConfig { max_concurrent_jobs: max })
+}
+
+#[test]
+fn bound_is_kept_and_finishing_frees_a_slot() {
+    let mut s = sched(2);
+    let now = Instant::ZERO;
+    for tl in 0..4 {
+        s.handle_request(now, job(1, tl, JobKind::Compaction));
+    }
+    assert_eq!(
+        grants(&mut s),
+        vec![job(1, 0, JobKind::Compaction), job(1, 1, JobKind::Compaction)]
+    );
+    assert_eq!((s.queued(JobKind::Compaction), s.running(JobKind::Compaction)), (2, 2));
+    assert_eq!(s.queued(JobKind::Gc), 0);
+    s.handle_finished(now, job(1, 0, JobKind::Compaction)).unwrap();
+    assert_eq!(grants(&mut s), vec![job(1, 2, JobKind::Compaction)]);
+    assert_eq!(
+        s.handle_finished(now, job(1, 0, JobKind::Compaction)),
+        Err(SchedulerError::NotRunning(job(1, 0, JobKind::Compaction)))
+    );
+}
+
+#[test]
+fn a_repeated_request_is_queued_once_and_waits_for_its_own_run() {
+    let mut s = sched(2);
+    let now = Instant::ZERO;
+    let j = job(1, 1, JobKind::Gc);
+    s.handle_request(now, j);
+    s.handle_request(now, j);
+    assert_eq!(grants(&mut s), vec![j]);
+    // Asked again while running: queued, not granted a second time meanwhile.
+    s.handle_request(now, j);
+    s.handle_request(now, j);
+    assert_eq!(grants(&mut s), vec![]);
+    assert_eq!((s.queued(JobKind::Gc), s.running(JobKind::Gc)), (1, 1));
+    s.handle_finished(now, j).unwrap();
+    assert_eq!(grants(&mut s), vec![j]);
+    assert_eq!(s.queued(JobKind::Gc), 0);
+}
+
+/// The tenant with ten timelines gets every other turn, not ten of eleven.
+#[test]
+fn a_tenant_with_many_timelines_gets_no_more_turns() {
+    let mut s = sched(1);
+    let now = Instant::ZERO;
+    for tl in 0..10 {
+        s.handle_request(now, job(1, tl, JobKind::Compaction));
+    }
+    let mut order = grants(&mut s);
+    s.handle_request(now, job(2, 0, JobKind::Compaction));
+    for _ in 0..6 {
+        let running = *order.last().unwrap();
+        s.handle_finished(now, running).unwrap();
+        order.extend(grants(&mut s));
+        // Tenant 2's single timeline asks again as soon as its job ends.
+        if running.tenant == tenant(2) {
+            s.handle_request(now, running);
+        }
+    }
+    let tenants: Vec<u8> = order.iter().map(|o| o.tenant.as_bytes()[0]).collect();
+    assert_eq!(tenants, vec![1, 2, 1, 2, 1, 2, 1]);
+    // Within tenant 1, its timelines take turns in order.
+    let t1: Vec<u8> =
+        order.iter().filter(|o| o.tenant == tenant(1)).map(|o| o.timeline.as_bytes()[0]).collect();
+    assert_eq!(t1, vec![0, 1, 2, 3]);
+}
+
+#[test]
+fn cancel_drops_queued_work_and_keeps_running_slots_until_finished() {
+    let mut s = sched(1);
+    let now = Instant::ZERO;
+    s.handle_request(now, job(1, 0, JobKind::Compaction));
+    s.handle_request(now, job(1, 1, JobKind::Eviction));
+    s.handle_request(now, job(2, 0, JobKind::Gc));
+    assert_eq!(grants(&mut s), vec![job(1, 0, JobKind::Compaction)]);
+    s.handle_cancel_owner(now, tenant(1), None);
+    assert_eq!(grants(&mut s), vec![]);
+    assert_eq!(s.queued(JobKind::Eviction), 0);
+    assert_eq!(s.running_of(tenant(1), None), vec![job(1, 0, JobKind::Compaction)]);
+    s.handle_finished(now, job(1, 0, JobKind::Compaction)).unwrap();
+    assert_eq!(grants(&mut s), vec![job(2, 0, JobKind::Gc)]);
+    // Cancelling one timeline leaves the tenant's others queued.
+    s.handle_request(now, job(3, 0, JobKind::Gc));
+    s.handle_request(now, job(3, 1, JobKind::Gc));
+    s.handle_cancel_owner(now, tenant(3), Some(timeline(0)));
+    assert_eq!((s.queued(JobKind::Gc), s.is_queued(&job(3, 1, JobKind::Gc))), (1, true));
+}
+
+#[derive(Clone, Debug)]
+enum Step {
+    Request(u8, u8, JobKind),
+    /// Finish the running job at this index (mod the count).
+    Finish(usize),
+    Cancel(u8, Option<u8>),
+}
+
+const TENANTS: u8 = 4;
+const TIMELINES: u8 = 3;
+
+fn step() -> impl Strategy<Value = Step> {
+    let kind = prop_oneof![Just(JobKind::Compaction), Just(JobKind::Gc), Just(JobKind::Eviction)];
+    prop_oneof![
+        6 => (0..TENANTS, 0..TIMELINES, kind).prop_map(|(t, tl, k)| Step::Request(t, tl, k)),
+        5 => any::<usize>().prop_map(Step::Finish),
+        1 => (0..TENANTS, proptest::option::of(0..TIMELINES)).prop_map(|(t, tl)| Step::Cancel(t, tl)),
+    ]
+}
+
+/// One grant decision: the tenants with an eligible job just before it, and the winner.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Decision {
+    eligible: BTreeSet<TenantId>,
+    /// Eligible jobs just before the decision.
+    jobs: BTreeSet<JobOwner>,
+    granted: JobOwner,
+}
+
+/// Runs the steps against the scheduler and an independent model of queued and
+/// running jobs; returns every grant decision.
+fn run(steps: &[Step], max: usize) -> Vec<Decision> {
+    let mut s = sched(max);
+    let mut queued: BTreeSet<JobOwner> = BTreeSet::new();
+    let mut running: BTreeSet<JobOwner> = BTreeSet::new();
+    let mut decisions = Vec::new();
+    for (i, st) in steps.iter().enumerate() {
+        let now = Instant::from_millis(i as u64);
+        match *st {
+            Step::Request(t, tl, k) => {
+                s.handle_request(now, job(t, tl, k));
+                queued.insert(job(t, tl, k));
+            }
+            Step::Finish(n) => {
+                if running.is_empty() {
+                    let any = job(0, 0, JobKind::Gc);
+                    assert_eq!(s.handle_finished(now, any), Err(SchedulerError::NotRunning(any)));
+                    continue;
+                }
+                let o = *running.iter().nth(n % running.len()).unwrap();
+                s.handle_finished(now, o).unwrap();
+                running.remove(&o);
+            }
+            Step::Cancel(t, tl) => {
+                s.handle_cancel_owner(now, tenant(t), tl.map(timeline));
+                queued.retain(|o| {
+                    o.tenant != tenant(t) || tl.is_some_and(|tl| o.timeline != timeline(tl))
+                });
+            }
+        }
+        s.check_invariants();
+        for g in std::iter::from_fn(|| s.poll_effect()) {
+            let SchedulerEffect::Grant(o) = g;
+            let jobs: BTreeSet<JobOwner> =
+                queued.iter().filter(|o| !running.contains(o)).copied().collect();
+            assert!(jobs.contains(&o), "granted {o:?}, which is not an eligible job");
+            assert!(running.len() < max.max(1), "bound broken by {o:?}");
+            let eligible = jobs.iter().map(|o| o.tenant).collect();
+            decisions.push(Decision { eligible, jobs, granted: o });
+            queued.remove(&o);
+            running.insert(o);
+        }
+        // Model and machine agree; never idle with eligible work.
+        for k in JobKind::ALL {
+            assert_eq!(s.queued(k), queued.iter().filter(|o| o.kind == k).count());
+            assert_eq!(s.running(k), running.iter().filter(|o| o.kind == k).count());
+        }
+        if running.len() < max.max(1) {
+            assert!(queued.iter().all(|o| running.contains(o)), "idle with eligible work");
+        }
+    }
+    decisions
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// Bound, model agreement, fairness, no starvation, determinism.
+    #[test]
+    fn scheduler_is_bounded_fair_and_deterministic(
+        steps in proptest::collection::vec(step(), 1..200),
+        max in 1usize..4,
+    ) {
+        let decisions = run(&steps, max);
+        // Determinism: the same inputs give the same grants.
+        prop_assert_eq!(&decisions, &run(&steps, max));
+
+        // Fairness: over every run of consecutive decisions in which tenants a and
+        // b both had an eligible job, their grant counts differ by at most 1.
+        for a in 0..TENANTS {
+            for b in (a + 1)..TENANTS {
+                let (a, b) = (tenant(a), tenant(b));
+                let mut diff: i64 = 0;
+                for d in &decisions {
+                    if !(d.eligible.contains(&a) && d.eligible.contains(&b)) {
+                        diff = 0;
+                        continue;
+                    }
+                    diff += i64::from(d.granted.tenant == a) - i64::from(d.granted.tenant == b);
+                    prop_assert!(diff.abs() <= 1, "unfair between {a} and {b}: {decisions:#?}");
+                }
+            }
+        }
+
+        // No starvation: a job eligible at consecutive decisions is granted within
+        // tenants × owners-per-tenant of them.
+        let limit = usize::from(TENANTS) * usize::from(TIMELINES) * JobKind::ALL.len();
+        let mut waiting: BTreeMap<JobOwner, usize> = BTreeMap::new();
+        for d in &decisions {
+            waiting.retain(|o, _| d.jobs.contains(o));
+            for o in &d.jobs {
+                let n = waiting.entry(*o).or_insert(0);
+                *n += 1;
+                prop_assert!(*n <= limit, "{o:?} waited {n} grants");
+            }
+            waiting.remove(&d.granted);
+        }
+    }
+}
