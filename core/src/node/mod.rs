@@ -53,6 +53,7 @@ use crate::generation::Generation;
 use crate::id::{NodeId, OpId, OpIds, TenantId, TimelineId};
 use crate::location_conf::LocationMode;
 use crate::page_cache::{PageCache, PageCacheConfig, PageCacheStats};
+use crate::scheduler::{JobKind, Scheduler, SchedulerConfig};
 use crate::time::{Instant, WallTime};
 use crate::timeline::{Timeline, TimelineConfig};
 use crate::trace::{Direction, TraceLine};
@@ -82,6 +83,9 @@ pub struct NodeConfig {
     /// The node-wide page cache (layer files and reconstructed values), shared by
     /// every timeline; see [`crate::page_cache`].
     pub page_cache: PageCacheConfig,
+    /// The background-job scheduler shared by every timeline (compaction, GC,
+    /// eviction).
+    pub scheduler: SchedulerConfig,
 }
 
 impl NodeConfig {
@@ -97,6 +101,7 @@ impl NodeConfig {
             rebuild_generations: false,
             startup_concurrency: DEFAULT_STARTUP_CONCURRENCY,
             page_cache: PageCacheConfig::default(),
+            scheduler: SchedulerConfig::default(),
         }
     }
 }
@@ -171,6 +176,7 @@ pub(crate) enum Machine {
     Upload(TenantId, TimelineId),
     /// The tenant manager (slots, location_config).
     Manager,
+    Scheduler,
 }
 
 pub struct Node {
@@ -180,6 +186,8 @@ pub struct Node {
     pub(crate) wall: WallTime,
     pub(crate) cp: ControlPlane,
     pub(crate) dq: Option<DeletionQueue>,
+    /// Background jobs of every timeline (see `routing.rs`, job arms).
+    pub(crate) scheduler: Scheduler,
     pub(crate) tenants: BTreeMap<TenantId, Tenant>,
     /// The slot of every tenant this node knows; `tenants` holds the machines of the
     /// attached ones.
@@ -232,6 +240,7 @@ impl Node {
         cp_records: Vec<TenantRecord>,
     ) -> Self {
         let page_cache = PageCache::new(&config.page_cache);
+        let scheduler = Scheduler::new(config.scheduler.clone());
         let mut node = Node {
             page_cache,
             config,
@@ -240,6 +249,7 @@ impl Node {
             wall,
             cp: ControlPlane::recover(cp_records),
             dq: None,
+            scheduler,
             tenants: BTreeMap::new(),
             manager: crate::tenant::TenantManager::default(),
             stopping: BTreeMap::new(),
@@ -351,7 +361,7 @@ impl Node {
                 .get(&t)
                 .and_then(|x| x.timelines.get(&tl))
                 .and_then(|s| s.upload.poll_timeout()),
-            Machine::ControlPlane | Machine::Manager => None,
+            Machine::ControlPlane | Machine::Manager | Machine::Scheduler => None,
         }
     }
 
@@ -377,6 +387,16 @@ impl Node {
     /// The tenant manager's slots (read-only).
     pub fn tenant_manager(&self) -> &crate::tenant::TenantManager {
         &self.manager
+    }
+
+    /// Background jobs of `kind` waiting for a scheduler slot.
+    pub fn background_jobs_queued(&self, kind: JobKind) -> usize {
+        self.scheduler.queued(kind)
+    }
+
+    /// Background jobs of `kind` holding a scheduler slot.
+    pub fn background_jobs_running(&self, kind: JobKind) -> usize {
+        self.scheduler.running(kind)
     }
 
     /// Panics if a rule is broken. The driver runs it after every input in debug
@@ -413,6 +433,7 @@ impl Node {
             }
         }
         self.page_cache.check_invariants();
+        self.scheduler.check_invariants();
         if let Some(dq) = &self.dq {
             dq.check_invariants();
         }

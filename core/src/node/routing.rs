@@ -17,6 +17,8 @@
 //! | deletion queue | lists, header, `DeleteObjects` | [`Io`] |
 //! | control plane | `Persist` | `StoreApply`; `ListRemoteGenerations`: `RemoteList` |
 //! | control plane | `Reply` | whoever asked (start-up, create tenant, validation) |
+//! | timeline | `JobWanted` / `JobFinished` | the scheduler (same input) |
+//! | scheduler | `Grant` | that timeline's `handle_job_granted` (gone: handed back) |
 
 use super::api::{ApiError, RequestId, Response};
 use super::io::{self, Entry, Io, IoFailure, IoResult};
@@ -32,6 +34,7 @@ use crate::layer_name::LayerName;
 use crate::page_cache::{FillId, LayerKey, LayerLookup, RequestKind, ValueKey};
 use crate::remote_path::{self, RemoteKey};
 use crate::time::Instant;
+use crate::scheduler::{JobOwner, SchedulerEffect};
 use crate::timeline::{TimelineCompletion, TimelineEffect};
 use crate::trace::Direction;
 use crate::upload_queue::{RemoteFailure, UploadEffect};
@@ -218,6 +221,7 @@ impl Node {
                 self.advance_tenant_deletions();
                 self.resume_marked_deletions();
                 self.finish_leaving_emergency();
+                self.release_jobs_of_removed_timelines();
                 if !self.dirty.is_empty() {
                     continue;
                 }
@@ -230,6 +234,7 @@ impl Node {
                 Machine::Timeline(t, tl) => self.drain_timeline(t, tl),
                 Machine::Upload(t, tl) => self.drain_upload(t, tl),
                 Machine::Manager => self.drain_manager(),
+                Machine::Scheduler => self.drain_scheduler(),
             }
             let deadline = self.machine_deadline(machine);
             self.timers.set(machine, deadline);
@@ -432,6 +437,17 @@ impl Node {
                     );
                 }
                 TimelineEffect::FlushDone { .. } => {}
+                TimelineEffect::JobWanted { kind } => {
+                    self.scheduler.handle_request(now, JobOwner { tenant: t, timeline: tl, kind });
+                    self.dirty.insert(Machine::Scheduler);
+                }
+                TimelineEffect::JobFinished { kind } => {
+                    let owner = JobOwner { tenant: t, timeline: tl, kind };
+                    if let Err(e) = self.scheduler.handle_finished(now, owner) {
+                        tracing::error!(error = %e, "scheduler refused a finished job");
+                    }
+                    self.dirty.insert(Machine::Scheduler);
+                }
             }
         }
     }
@@ -529,6 +545,7 @@ impl Node {
                     // (a crash before this leaves a directory start-up never loads).
                     let path = io::timeline_dir(t, tl);
                     self.emit_io(Route::DetachedRemoved, Io::DiskRemoveDir { path });
+                    self.forget_background_jobs(t, Some(tl));
                 }
             }
         }
@@ -588,6 +605,77 @@ impl Node {
             tracing::info!(tenant = %t, timeline = %tl, "timeline deletion resumed");
             self.dirty.insert(Machine::Upload(t, tl));
         }
+    }
+
+    /// Grants go to their timeline within the same input; a grant for a timeline
+    /// that is gone (or did not ask) is handed back at once.
+    fn drain_scheduler(&mut self) {
+        while let Some(effect) = self.scheduler.poll_effect() {
+            let now = self.now;
+            self.trace_line("scheduler", None, Direction::Effect, format!("{effect:?}"));
+            match effect {
+                SchedulerEffect::Grant(owner) => {
+                    let (t, tl) = (owner.tenant, owner.timeline);
+                    // A stopping tenant starts no new background work.
+                    let stopping = self.stopping.contains_key(&t);
+                    let taken = match self.slot_mut(t, tl) {
+                        Some(slot) if !stopping => {
+                            slot.timeline.handle_job_granted(now, owner.kind)
+                        }
+                        _ => Err(crate::timeline::TimelineError::UnexpectedGrant(owner.kind)),
+                    };
+                    match taken {
+                        Ok(()) => {
+                            self.dirty.insert(Machine::Timeline(t, tl));
+                        }
+                        Err(e) => {
+                            tracing::warn!(tenant = %t, timeline = %tl, error = %e, "grant handed back");
+                            if let Err(e) = self.scheduler.handle_finished(now, owner) {
+                                tracing::error!(error = %e, "scheduler refused a finished job");
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The safety net for every path that drops timelines (detach, stop, failed
+    /// loads): a running job whose timeline is gone frees its slot. Cheap: at most
+    /// `max_concurrent_jobs` run. Queued requests of a gone timeline are handed
+    /// back when granted.
+    fn release_jobs_of_removed_timelines(&mut self) {
+        let gone: Vec<JobOwner> = self
+            .scheduler
+            .running_jobs()
+            .filter(|o| {
+                self.tenants.get(&o.tenant).is_none_or(|t| !t.timelines.contains_key(&o.timeline))
+            })
+            .copied()
+            .collect();
+        for owner in gone {
+            let _ = self.scheduler.handle_finished(self.now, owner);
+            self.dirty.insert(Machine::Scheduler);
+        }
+    }
+
+    /// A tenant (`timeline: None`) or a timeline was removed from the node: its
+    /// queued background jobs are dropped and the slots of its running ones freed
+    /// (their machines are gone, nobody else would report them finished). Call it
+    /// whenever timelines leave `tenants`.
+    pub(crate) fn forget_background_jobs(&mut self, t: TenantId, tl: Option<TimelineId>) {
+        let now = self.now;
+        self.scheduler.handle_cancel_owner(now, t, tl);
+        for owner in self.scheduler.running_of(t, tl) {
+            let gone = self
+                .tenants
+                .get(&t)
+                .is_none_or(|tenant| !tenant.timelines.contains_key(&owner.timeline));
+            if gone {
+                let _ = self.scheduler.handle_finished(now, owner);
+            }
+        }
+        self.dirty.insert(Machine::Scheduler);
     }
 
     pub(crate) fn break_timeline(&mut self, t: TenantId, tl: TimelineId, reason: String) {
@@ -878,7 +966,7 @@ impl Node {
                         dq.handle_timeout(now);
                     }
                 }
-                Machine::ControlPlane | Machine::Manager => {}
+                Machine::ControlPlane | Machine::Manager | Machine::Scheduler => {}
             }
             self.dirty.insert(machine);
         }

@@ -219,6 +219,11 @@ impl Scheduler {
             .is_some_and(|q| q.queued.contains(&(owner.timeline, owner.kind)))
     }
 
+    /// Every running job.
+    pub fn running_jobs(&self) -> impl Iterator<Item = &JobOwner> {
+        self.running.iter()
+    }
+
     /// Running jobs of a tenant (or of one of its timelines).
     pub fn running_of(&self, tenant: TenantId, timeline: Option<TimelineId>) -> Vec<JobOwner> {
         self.running

@@ -6,7 +6,9 @@
 //! L0s and the L1s made from them, both in the map after a crash between steps)
 //! answer every read the same way.
 //!
-//! A job, one at a time ([`CompactionState`]):
+//! A job, one at a time ([`CompactionState`]), each under a grant of the node's
+//! scheduler (`jobs.rs`: asked for when there is work, held from the pick until the
+//! pipeline is `Idle` again, write backoffs included):
 //! 1. **Pick**: when compaction is allowed (`handle_mode`), take a run of L0s
 //!    *durable locally* (their LSN end is at or below `disk_consistent_lsn + 1`),
 //!    cut at gaps and at full image sets (see [`Timeline::compaction_candidates`]):
@@ -53,6 +55,7 @@ use crate::layer_file::{self, LayerFile};
 use crate::layer_name::{KeyRange, LayerName, LsnRange};
 use crate::lsn::Lsn;
 use crate::redo::{Record, RedoRequest};
+use crate::scheduler::JobKind as BackgroundJob;
 use crate::time::Instant;
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
@@ -291,6 +294,7 @@ impl Timeline {
             match std::mem::replace(&mut self.compaction, CompactionState::Idle) {
                 CompactionState::Idle => {
                     if !self.may_compact {
+                        self.decline_grant(BackgroundJob::Compaction);
                         return;
                     }
                     let job = if let Some(inputs) = self.compaction_candidates() {
@@ -298,8 +302,15 @@ impl Timeline {
                     } else if let Some(job) = self.image_job() {
                         job
                     } else {
+                        self.decline_grant(BackgroundJob::Compaction);
                         return;
                     };
+                    // Not while GC's metadata write is in flight (its victims could
+                    // be this job's inputs): a granted job waits for it. Then only
+                    // with the scheduler's grant (asked for once, here).
+                    if self.gc_writing() || !self.take_grant(BackgroundJob::Compaction) {
+                        return;
+                    }
                     self.compaction = CompactionState::Loading { job, op: None };
                 }
                 CompactionState::Loading { job, op: Some(op) } => {

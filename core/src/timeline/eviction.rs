@@ -13,7 +13,9 @@
 //! ..)`), a resident, durable layer that no read used for `eviction_idle_ms` is
 //! evicted; and while the resident layer files take more than
 //! `local_layer_budget_bytes`, the least recently used durable ones are evicted.
-//! Layers a compaction job holds or a `ReadLayer` is reading are skipped.
+//! Layers a compaction job holds or a `ReadLayer` is reading are skipped. Each pass
+//! that has something to evict is one background job: it runs only once the
+//! node's scheduler grants it (`jobs.rs`), and finishes in the same transition.
 //!
 //! **S-GEN-SUFFIX (#5538).** Eviction changes only the residence: the layer keeps
 //! its [`LayerMeta`](crate::index_part::LayerMeta), generation included, so the
@@ -26,6 +28,7 @@
 use super::layer_map::Residence;
 use super::{OpKind, Timeline, TimelineEffect};
 use crate::layer_name::LayerName;
+use crate::scheduler::JobKind as BackgroundJob;
 use crate::time::Instant;
 use std::collections::BTreeSet;
 
@@ -75,6 +78,7 @@ impl Timeline {
 
     pub(super) fn pump_eviction(&mut self, now: Instant) {
         if !self.may_compact {
+            self.decline_grant(BackgroundJob::Eviction);
             return;
         }
         // A layer's idle time runs from when it became resident or was last read.
@@ -93,12 +97,24 @@ impl Timeline {
         let mut candidates = self.eviction_candidates();
         candidates.sort();
         let mut resident = self.resident_bytes();
+        let mut victims = Vec::new();
         for (used, name, size) in candidates {
             let idle = now.millis_since(used) >= self.config.eviction_idle_ms;
             if idle || resident > self.config.local_layer_budget_bytes {
-                self.evict(&name);
+                victims.push(name);
                 resident -= size;
             }
+        }
+        if victims.is_empty() {
+            self.decline_grant(BackgroundJob::Eviction);
+            return;
+        }
+        // One pass is one job: asked for, then run in full once granted.
+        if !self.take_grant(BackgroundJob::Eviction) {
+            return;
+        }
+        for name in victims {
+            self.evict(&name);
         }
     }
 
@@ -111,7 +127,11 @@ impl Timeline {
     }
 
     pub(super) fn eviction_timer(&self) -> Option<Instant> {
-        if !self.may_compact || self.config.eviction_idle_ms == u64::MAX {
+        // While a pass is asked for, the grant (not a timer) wakes it.
+        if !self.may_compact
+            || self.config.eviction_idle_ms == u64::MAX
+            || self.jobs.contains_key(&BackgroundJob::Eviction)
+        {
             return None;
         }
         let oldest = self.eviction_candidates().into_iter().map(|(used, _, _)| used).min()?;

@@ -1,13 +1,36 @@
 //! GC: drop layers no read at or above the horizon needs.
 //!
-//! **Horizon.** `horizon = disk_consistent_lsn − gc_horizon_lsn_distance`
-//! (`u64::MAX` disables GC). Let `J` be the newest full image set (image layers of
+//! **Horizon.** The lower of `disk_consistent_lsn − gc_horizon_lsn_distance`
+//! (`u64::MAX` disables GC) and, when `gc_retention_ms > 0`, the newest LSN known
+//! to have been ingested at least `gc_retention_ms` ago (wall-clock retention,
+//! below). Let `J` be the newest full image set (image layers of
 //! one LSN covering every key, see `images.rs`) at or below the horizon. A read at
 //! an LSN `≥ J` finds every key's value at `J` in that set, so no layer whose
 //! records all lie at or below `J` (LSN end `≤ J + 1`) is needed by it, except the
 //! set itself. Those layers are the victims. A `J` that some delta layer straddles
 //! (a compaction merged L0s from both sides of it) is skipped: a read would take
 //! that layer, continue below its start, past the image set, into the older layers.
+//!
+//! **Wall-clock retention.** The timeline keeps samples `(t, lsn)` meaning "every
+//! LSN up to `lsn` was ingested at or before `t`": one at the first input after
+//! creation or start-up, then after each ingest the newest sample is replaced by
+//! `(now, last ingested)` while it is less than `interval = gc_retention_ms /
+//! (MAX_LSN_TIME_SAMPLES / 2 − 1)` younger than the one before it, else a new one
+//! is appended (so samples two apart span at least `interval`). Samples older than
+//! the newest one already past the retention are dropped, and if more than
+//! [`MAX_LSN_TIME_SAMPLES`] remain the two oldest merge into the older. The wall-clock horizon is the LSN of the newest
+//! sample at least `gc_retention_ms` old (no such sample: nothing is old enough).
+//! Coarseness only ever makes the horizon *lower* (GC keeps more). A timer wakes GC
+//! when the next sample comes of age while the wall clock is the binding bound.
+//! **After a restart** the samples are gone (they are in memory only): the first
+//! sample stamps everything recovered with the start-up time, so nothing written
+//! before the restart is old enough until `gc_retention_ms` has passed again —
+//! GC keeps more, never less.
+//!
+//! **Scheduling.** A GC pass is a background job: asked of the node's scheduler
+//! when there is something to collect, started only with its grant (a granted GC
+//! waits for a busy flush or compaction of this timeline), finished when its
+//! metadata write ends (`jobs.rs`).
 //!
 //! **Order.** GC runs while compaction and eviction are allowed and deletions too
 //! (`handle_mode(.., true, true)`), only when the flush and the compaction pipeline
@@ -30,8 +53,13 @@ use super::layer_map::lsn_range;
 use super::{OpKind, Timeline, TimelineEffect};
 use crate::id::OpId;
 use crate::layer_name::LayerName;
+use crate::lsn::Lsn;
 use crate::metadata::TimelineMetadata;
+use crate::scheduler::JobKind as BackgroundJob;
 use crate::time::Instant;
+
+/// Most `(ingest time, LSN)` samples a timeline keeps for wall-clock retention.
+pub const MAX_LSN_TIME_SAMPLES: usize = 64;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum GcState {
@@ -51,7 +79,10 @@ impl Timeline {
         if distance == u64::MAX {
             return None;
         }
-        let horizon = self.metadata.disk_consistent_lsn.0.checked_sub(distance)?;
+        let mut horizon = self.metadata.disk_consistent_lsn.0.checked_sub(distance)?;
+        if let Some(wall) = self.gc_wall_horizon() {
+            horizon = horizon.min(wall.0);
+        }
         // A delta layer straddling J (records both at or below J and above it) would
         // lead a read past the image set into older layers: such a J is not used.
         let straddled = |j: crate::lsn::Lsn| {
@@ -74,15 +105,25 @@ impl Timeline {
     }
 
     pub(super) fn pump_gc(&mut self, _now: Instant) {
-        let idle = self.gc == GcState::Idle
-            && self.may_compact
-            && self.may_delete
-            && self.flush == super::FlushState::Idle
-            && self.compaction == super::CompactionState::Idle;
-        if !idle {
+        if self.gc != GcState::Idle {
             return;
         }
-        let Some((cutoff, victims)) = self.gc_plan() else { return };
+        if !(self.may_compact && self.may_delete) {
+            self.decline_grant(BackgroundJob::Gc);
+            return;
+        }
+        let Some((cutoff, victims)) = self.gc_plan() else {
+            self.decline_grant(BackgroundJob::Gc);
+            return;
+        };
+        // One metadata writer at a time, and no GC under a running compaction: a
+        // granted GC waits for them, an ungranted one asks later.
+        if self.flush != super::FlushState::Idle
+            || self.compaction != super::CompactionState::Idle
+            || !self.take_grant(BackgroundJob::Gc)
+        {
+            return;
+        }
         let metadata = TimelineMetadata {
             gc_cutoff_lsn: self.metadata.gc_cutoff_lsn.max(cutoff),
             ..self.metadata
@@ -121,8 +162,78 @@ impl Timeline {
     pub(super) fn gc_timer(&self) -> Option<Instant> {
         match self.gc {
             GcState::Backoff { until } => Some(until),
-            _ => None,
+            GcState::WritingMetadata { .. } => None,
+            GcState::Idle => self.gc_wall_timer(),
         }
+    }
+
+    /// Records an `(ingest time, LSN)` sample when due (see the module doc).
+    pub(super) fn record_lsn_time(&mut self, now: Instant) {
+        let retention = self.config.gc_retention_ms;
+        if retention == 0 {
+            self.lsn_times.clear();
+            return;
+        }
+        let interval = retention.div_ceil(MAX_LSN_TIME_SAMPLES as u64 / 2 - 1).max(1);
+        let sample = (now, self.last_ingested);
+        let n = self.lsn_times.len();
+        match self.lsn_times.back() {
+            None => self.lsn_times.push_back(sample),
+            Some((_, lsn)) if *lsn == self.last_ingested => {}
+            // The newest sample rolls forward (a later claim replaces it) until it
+            // is `interval` past the one before: samples two apart span at least
+            // `interval`.
+            Some((t, _))
+                if *t == now
+                    || (n >= 2 && now.millis_since(self.lsn_times[n - 2].0) < interval) =>
+            {
+                self.lsn_times[n - 1] = sample;
+            }
+            Some(_) => self.lsn_times.push_back(sample),
+        }
+        // Keep one sample past the retention: the newest such one.
+        while self.lsn_times.len() >= 2 && self.lsn_times[1].0.plus_millis(retention) <= now {
+            self.lsn_times.pop_front();
+        }
+        if self.lsn_times.len() > MAX_LSN_TIME_SAMPLES {
+            // Merge the two oldest into the older: a lower horizon, never a higher one.
+            self.lsn_times.remove(1);
+        }
+    }
+
+    /// The newest LSN ingested at least `gc_retention_ms` before the latest `now`
+    /// (`None`: no wall-clock bound configured; `Some(ZERO)`: nothing old enough).
+    pub(crate) fn gc_wall_horizon(&self) -> Option<Lsn> {
+        let retention = self.config.gc_retention_ms;
+        if retention == 0 {
+            return None;
+        }
+        let old_enough = |(t, _): &&(Instant, Lsn)| t.plus_millis(retention) <= self.clock;
+        Some(self.lsn_times.iter().rev().find(old_enough).map_or(Lsn::ZERO, |(_, lsn)| *lsn))
+    }
+
+    /// When the wall clock holds GC below the distance horizon: the time the next
+    /// sample comes of age.
+    fn gc_wall_timer(&self) -> Option<Instant> {
+        let distance = self.config.gc_horizon_lsn_distance;
+        if distance == u64::MAX || !(self.may_compact && self.may_delete) {
+            return None;
+        }
+        let by_distance = self.metadata.disk_consistent_lsn.0.checked_sub(distance)?;
+        let wall = self.gc_wall_horizon()?;
+        if wall.0 >= by_distance {
+            return None;
+        }
+        let retention = self.config.gc_retention_ms;
+        self.lsn_times
+            .iter()
+            .find(|(t, lsn)| t.plus_millis(retention) > self.clock && *lsn > wall)
+            .map(|(t, _)| t.plus_millis(retention))
+    }
+
+    /// The `(ingest time, LSN)` samples held now, oldest first.
+    pub fn lsn_time_samples(&self) -> impl Iterator<Item = &(Instant, Lsn)> {
+        self.lsn_times.iter()
     }
 
     /// True while GC's metadata write is in flight (the flush waits).
@@ -137,5 +248,12 @@ impl Timeline {
             assert_eq!(self.flush.op(), None, "two metadata writers");
         }
         assert!(self.metadata.gc_cutoff_lsn <= self.metadata.disk_consistent_lsn);
+        assert!(self.lsn_times.len() <= MAX_LSN_TIME_SAMPLES, "too many LSN time samples");
+        for w in self.lsn_times.iter().collect::<Vec<_>>().windows(2) {
+            assert!(w[0].0 < w[1].0 && w[0].1 < w[1].1, "LSN time samples out of order");
+        }
+        if let Some((_, lsn)) = self.lsn_times.back() {
+            assert!(*lsn <= self.last_ingested);
+        }
     }
 }

@@ -62,6 +62,7 @@ mod flush;
 mod gc;
 mod images;
 mod in_memory;
+mod jobs;
 mod layer_cache;
 mod layer_map;
 mod read;
@@ -71,7 +72,8 @@ mod tests;
 
 pub use compaction::{CompactionState, Job, JobKind, Output};
 pub use flush::FlushState;
-pub use gc::GcState;
+pub use gc::{GcState, MAX_LSN_TIME_SAMPLES};
+pub use jobs::JobGate;
 pub use layer_map::{LayerEntry, Residence};
 
 use crate::generation::Generation;
@@ -82,6 +84,7 @@ use crate::layer_name::LayerName;
 use crate::lsn::Lsn;
 use crate::metadata::TimelineMetadata;
 use crate::redo::{IngestRecord, RedoError, RedoRequest};
+use crate::scheduler::JobKind as BackgroundJob;
 use crate::time::Instant;
 use in_memory::InMemoryLayer;
 use layer_cache::LayerCache;
@@ -122,6 +125,9 @@ pub struct TimelineConfig {
     /// GC keeps what reads at `disk_consistent_lsn` minus this need (`u64::MAX`:
     /// no GC).
     pub gc_horizon_lsn_distance: u64,
+    /// GC also keeps what reads at any LSN ingested less than this long ago need
+    /// (wall-clock retention; 0: only the LSN distance counts). See `gc.rs`.
+    pub gc_retention_ms: u64,
     /// Evict a remotely durable layer not read for this long (`u64::MAX`: never).
     pub eviction_idle_ms: u64,
     /// Evict least recently used durable layers while resident layer files take
@@ -145,11 +151,15 @@ impl Default for TimelineConfig {
             compaction_target_file_bytes: 128 * 1024 * 1024,
             image_creation_threshold_layers: 3,
             gc_horizon_lsn_distance: 64 * 1024 * 1024,
+            gc_retention_ms: DEFAULT_GC_RETENTION_MS,
             eviction_idle_ms: 24 * 3600 * 1000,
             local_layer_budget_bytes: u64::MAX,
         }
     }
 }
+
+/// Default of [`TimelineConfig::gc_retention_ms`]: seven days.
+pub const DEFAULT_GC_RETENTION_MS: u64 = 7 * 24 * 3600 * 1000;
 
 /// A caller-chosen id for one read; answered by exactly one `ReadDone`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -203,6 +213,12 @@ pub enum TimelineEffect {
     MetadataDurable { metadata: TimelineMetadata },
     /// Everything ingested before the flush call is in durable layer files.
     FlushDone { id: FlushId, disk_consistent_lsn: Lsn },
+    /// For the node's scheduler (`handle_request`): this timeline has a background
+    /// job of `kind` to run and waits for [`Timeline::handle_job_granted`].
+    JobWanted { kind: BackgroundJob },
+    /// For the node's scheduler (`handle_finished`): the granted job of `kind`
+    /// ended (done, failed, abandoned, or the grant was not needed any more).
+    JobFinished { kind: BackgroundJob },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -247,6 +263,8 @@ pub enum TimelineError {
     UnknownOp(OpId),
     #[error("bug in the caller: {op} expects a {expected} completion")]
     WrongCompletion { op: OpId, expected: &'static str },
+    #[error("bug in the caller: a {0:?} job was granted but not asked for")]
+    UnexpectedGrant(BackgroundJob),
 }
 
 /// What an in-flight op is for.
@@ -303,6 +321,11 @@ pub struct Timeline {
     last_access: BTreeMap<LayerName, Instant>,
     /// The latest `now` seen (reads stamp layer accesses with it).
     clock: Instant,
+    /// Background jobs asked of, granted by, or running under the scheduler.
+    jobs: BTreeMap<BackgroundJob, JobGate>,
+    /// `(t, lsn)`: every LSN up to `lsn` was ingested at or before `t`; oldest
+    /// first, at most [`MAX_LSN_TIME_SAMPLES`] (GC's wall-clock retention).
+    lsn_times: VecDeque<(Instant, Lsn)>,
     effects: VecDeque<TimelineEffect>,
 }
 
@@ -403,6 +426,8 @@ impl Timeline {
             remote_durable: BTreeSet::new(),
             last_access: BTreeMap::new(),
             clock: Instant::ZERO,
+            jobs: BTreeMap::new(),
+            lsn_times: VecDeque::new(),
             effects: VecDeque::new(),
         }
     }
@@ -712,6 +737,7 @@ impl Timeline {
         self.check_flush_invariants();
         self.check_compaction_invariants();
         self.check_gc_invariants();
+        self.check_job_invariants();
         self.cache.check();
         for (id, r) in &self.reads {
             r.check(*id, &self.ops, &self.layers);
@@ -768,13 +794,23 @@ impl Timeline {
         }
     }
 
-    /// The one place that starts work: flushes, waiting reads, answered flushes.
+    /// The one place that starts work: flushes, waiting reads, answered flushes,
+    /// and background jobs (each asked of the scheduler first, see `jobs.rs`).
     fn pump(&mut self, now: Instant) {
         self.clock = self.clock.max(now);
-        self.pump_flush(now);
-        self.pump_reads(now);
-        self.pump_compaction(now);
-        self.pump_eviction(now);
-        self.pump_gc(now);
+        self.record_lsn_time(now);
+        self.settle_jobs();
+        // A job that ended in this pass is finished, then asked for again: at most
+        // one more pass per kind.
+        for _ in 0..=BackgroundJob::ALL.len() {
+            self.pump_flush(now);
+            self.pump_reads(now);
+            self.pump_compaction(now);
+            self.pump_eviction(now);
+            self.pump_gc(now);
+            if !self.settle_jobs() {
+                return;
+            }
+        }
     }
 }

@@ -14,6 +14,8 @@ pub(super) fn config(threshold: usize) -> TimelineConfig {
         compaction_target_file_bytes: 200,
         image_creation_threshold_layers: usize::MAX,
         gc_horizon_lsn_distance: u64::MAX,
+        // GC tests here bound by LSN distance only (gc.rs tests cover wall-clock).
+        gc_retention_ms: 0,
         ..TimelineConfig::default()
     }
 }

@@ -4,6 +4,7 @@
 use super::super::*;
 use crate::index_part::IndexPart;
 use crate::layer_file;
+use crate::scheduler::JobKind as BackgroundJob;
 use std::collections::BTreeSet;
 
 pub(crate) fn ids() -> (TenantId, TimelineId) {
@@ -105,6 +106,14 @@ pub(crate) struct Harness {
     /// Run `check_invariants` after every input and keep the effect log (off only
     /// in benchmarks).
     pub(crate) check: bool,
+    /// The scheduler: grant every `JobWanted` at once (default), or hold them in
+    /// `wanted` for the test to grant.
+    pub(crate) grant_jobs: bool,
+    pub(crate) wanted: BTreeSet<BackgroundJob>,
+    /// Jobs granted and not finished yet.
+    pub(crate) running_jobs: BTreeSet<BackgroundJob>,
+    /// Grants given so far.
+    pub(crate) grants: u64,
 }
 
 impl Harness {
@@ -126,6 +135,10 @@ impl Harness {
             pending: VecDeque::new(),
             manual: false,
             check: true,
+            grant_jobs: true,
+            wanted: BTreeSet::new(),
+            running_jobs: BTreeSet::new(),
+            grants: 0,
         }
     }
 
@@ -164,6 +177,10 @@ impl Harness {
             pending: VecDeque::new(),
             manual: false,
             check: true,
+            grant_jobs: true,
+            wanted: BTreeSet::new(),
+            running_jobs: BTreeSet::new(),
+            grants: 0,
         }
     }
 
@@ -293,10 +310,40 @@ impl Harness {
             TimelineEffect::EvictLayer { name } => {
                 self.world.disk.remove(&name);
             }
+            TimelineEffect::JobWanted { kind } => {
+                assert!(self.wanted.insert(kind), "{kind:?} asked for twice");
+                assert!(!self.running_jobs.contains(&kind), "{kind:?} asked for while running");
+                if self.grant_jobs {
+                    self.grant(kind);
+                }
+            }
+            TimelineEffect::JobFinished { kind } => {
+                assert!(self.running_jobs.remove(&kind), "{kind:?} finished but not granted");
+            }
             other => {
                 assert!(manual);
                 self.pending.push_back(other);
             }
+        }
+    }
+
+    /// Grants the job of `kind` the timeline asked for (effects not drained).
+    pub(crate) fn grant(&mut self, kind: BackgroundJob) {
+        assert!(self.wanted.remove(&kind), "{kind:?} not asked for");
+        self.running_jobs.insert(kind);
+        self.grants += 1;
+        self.tl.handle_job_granted(self.now, kind).expect("asked for");
+        if self.check {
+            self.tl.check_invariants();
+        }
+    }
+
+    /// Grants every job asked for and drains.
+    pub(crate) fn grant_all(&mut self) {
+        while let Some(kind) = self.wanted.pop_first() {
+            self.wanted.insert(kind);
+            self.grant(kind);
+            self.drain();
         }
     }
 

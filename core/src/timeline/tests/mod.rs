@@ -2,6 +2,7 @@ mod bench;
 mod compaction;
 mod eviction;
 mod harness;
+mod jobs;
 mod model;
 
 use super::*;

@@ -115,6 +115,7 @@ fn config() -> TimelineConfig {
         compaction_target_file_bytes: 120,
         image_creation_threshold_layers: 2,
         gc_horizon_lsn_distance: 4,
+        gc_retention_ms: 0,
         eviction_idle_ms: 1_500,
         ..TimelineConfig::default()
     }
