@@ -98,6 +98,14 @@ pub struct Tuning {
     /// Bound of the node-wide page cache (layer files and reconstructed values).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub page_cache_bytes: Option<u64>,
+    /// Background jobs (compaction, GC, eviction) running at once on the node,
+    /// across all tenants (at least 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_concurrent_background_jobs: Option<usize>,
+    /// GC keeps history ingested less than this long ago (0: only the LSN distance
+    /// bounds GC). After a restart the clock for what was there starts again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gc_retention_ms: Option<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -131,6 +139,12 @@ impl FileConfig {
     pub fn parse(path: &Utf8Path, text: &str) -> Result<Self, ConfigError> {
         let config: FileConfig = toml::from_str(text)
             .map_err(|e| ConfigError::Invalid { path: path.to_owned(), message: e.to_string() })?;
+        if config.tuning.max_concurrent_background_jobs == Some(0) {
+            return Err(ConfigError::Invalid {
+                path: path.to_owned(),
+                message: "max_concurrent_background_jobs must be at least 1".into(),
+            });
+        }
         if config.node_id == 0 {
             return Err(ConfigError::Invalid {
                 path: path.to_owned(),
@@ -179,6 +193,12 @@ impl FileConfig {
         if let Some(v) = t.page_cache_bytes {
             c.page_cache.capacity_bytes = v;
         }
+        if let Some(v) = t.max_concurrent_background_jobs {
+            c.scheduler.max_concurrent_jobs = v;
+        }
+        if let Some(v) = t.gc_retention_ms {
+            c.timeline.gc_retention_ms = v;
+        }
         c.rebuild_generations = rebuild_generations;
         c
     }
@@ -217,6 +237,21 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn background_job_tuning_applies_and_zero_jobs_is_an_error() {
+        let mut file = FileConfig::embedded_defaults();
+        file.tuning.max_concurrent_background_jobs = Some(2);
+        file.tuning.gc_retention_ms = Some(3_600_000);
+        let text = file.to_toml();
+        assert!(text.contains("gc_retention_ms = 3600000"), "{text}");
+        let c = FileConfig::parse("x.toml".into(), &text).unwrap().node_config(false);
+        assert_eq!(c.scheduler.max_concurrent_jobs, 2);
+        assert_eq!(c.timeline.gc_retention_ms, 3_600_000);
+        file.tuning.max_concurrent_background_jobs = Some(0);
+        let err = FileConfig::parse("x.toml".into(), &file.to_toml()).unwrap_err();
+        assert!(err.to_string().contains("max_concurrent_background_jobs"), "{err}");
     }
 
     #[test]

@@ -81,6 +81,8 @@ pub struct NodeStatus {
     pub inputs: u64,
     /// The node's page-cache counters (`strata_page_cache_*`).
     pub page_cache: strata_core::page_cache::PageCacheStats,
+    /// Per background-job kind: (kind, queued, running) in the node's scheduler.
+    pub background_jobs: Vec<(strata_core::scheduler::JobKind, usize, usize)>,
 }
 
 /// Runs `node_config`'s node until it stops. `status` is refreshed after every input.
@@ -165,6 +167,12 @@ where
                 in_flight_io: in_flight,
                 inputs,
                 page_cache: node.page_cache_stats(),
+                background_jobs: strata_core::scheduler::JobKind::ALL
+                    .iter()
+                    .map(|k| {
+                        (*k, node.background_jobs_queued(*k), node.background_jobs_running(*k))
+                    })
+                    .collect(),
             };
         }
         let sleep_for = node.poll_timeout().map(|at| {

@@ -343,8 +343,9 @@ async fn status(State(state): State<AppState>) -> HttpResponse {
 }
 
 async fn metrics(State(state): State<AppState>) -> HttpResponse {
-    let page_cache = state.status.lock().map(|s| s.page_cache.clone()).unwrap_or_default();
-    state.metrics.observe_page_cache(&page_cache);
+    let status = state.status.lock().map(|s| s.clone()).unwrap_or_default();
+    state.metrics.observe_page_cache(&status.page_cache);
+    state.metrics.observe_background_jobs(&status.background_jobs);
     let text = state.metrics.render(&state.node).await;
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }

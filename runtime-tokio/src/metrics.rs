@@ -8,6 +8,9 @@
 //! - `strata_tenants{state}`: attached tenants by lifecycle state (Active, Broken,
 //!   …), read at scrape time; busy refusals show as 503s of `location_config`;
 //! - `strata_node_in_flight_io`;
+//! - `strata_background_jobs_queued{kind}` and `strata_background_jobs_running{kind}`
+//!   (`kind` = `compaction`, `gc`, `eviction`): the node's background-job
+//!   scheduler, from the driver's status after the latest input;
 //! - the node's page cache: `strata_page_cache_hits_total{request_kind,
 //!   content_kind}` and `strata_page_cache_misses_total{..}` (request kind `get` or
 //!   `background`, content kind `layer_file` or `value`), `strata_page_cache_bytes`,
@@ -21,6 +24,7 @@ use prometheus::{
 use std::sync::Mutex;
 use strata_core::node::api::{ApiError, Request, Response};
 use strata_core::page_cache::{ContentKind, PageCacheStats, RequestKind};
+use strata_core::scheduler::JobKind;
 
 pub struct Metrics {
     registry: Registry,
@@ -35,6 +39,8 @@ pub struct Metrics {
     cache_size: [prometheus::IntGauge; 3],
     /// The counts last exported: counters advance by the difference.
     cache_seen: Mutex<PageCacheStats>,
+    jobs_queued: IntGaugeVec,
+    jobs_running: IntGaugeVec,
 }
 
 pub struct RequestTimer(std::time::Instant);
@@ -107,8 +113,26 @@ impl Metrics {
         ] {
             registry.register(c).expect("metric names are unique");
         }
+        let jobs_queued = IntGaugeVec::new(
+            Opts::new(
+                "strata_background_jobs_queued",
+                "Background jobs waiting for a scheduler slot, by kind",
+            ),
+            &["kind"],
+        )
+        .expect("static metric definition");
+        let jobs_running = IntGaugeVec::new(
+            Opts::new(
+                "strata_background_jobs_running",
+                "Background jobs holding a scheduler slot, by kind",
+            ),
+            &["kind"],
+        )
+        .expect("static metric definition");
         for c in [
             Box::new(tenants.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(jobs_queued.clone()),
+            Box::new(jobs_running.clone()),
             Box::new(requests.clone()),
             Box::new(latency.clone()),
             Box::new(lsn.clone()),
@@ -127,6 +151,17 @@ impl Metrics {
             cache_misses,
             cache_size,
             cache_seen: Mutex::new(PageCacheStats::default()),
+            jobs_queued,
+            jobs_running,
+        }
+    }
+
+    /// Sets the scheduler gauges from the driver's status: `(kind, queued, running)`.
+    pub fn observe_background_jobs(&self, jobs: &[(JobKind, usize, usize)]) {
+        let gauge = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+        for (kind, queued, running) in jobs {
+            self.jobs_queued.with_label_values(&[kind.as_str()]).set(gauge(*queued));
+            self.jobs_running.with_label_values(&[kind.as_str()]).set(gauge(*running));
         }
     }
 
@@ -257,5 +292,15 @@ mod tests {
         ));
         assert!(t.contains("strata_page_cache_bytes 4096"), "{t}");
         assert!(t.contains("strata_page_cache_entries 2"), "{t}");
+    }
+
+    #[test]
+    fn background_job_gauges_follow_the_status() {
+        let m = Metrics::new();
+        m.observe_background_jobs(&[(JobKind::Compaction, 3, 2), (JobKind::Gc, 0, 1)]);
+        let t = text(&m);
+        assert!(t.contains(r#"strata_background_jobs_queued{kind="compaction"} 3"#), "{t}");
+        assert!(t.contains(r#"strata_background_jobs_running{kind="compaction"} 2"#), "{t}");
+        assert!(t.contains(r#"strata_background_jobs_running{kind="gc"} 1"#), "{t}");
     }
 }
