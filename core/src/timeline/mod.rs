@@ -18,12 +18,16 @@
 //!
 //! **Inputs.** [`Timeline::handle_ingest`], [`Timeline::handle_read`],
 //! [`Timeline::handle_flush`], [`Timeline::handle_backpressure`],
-//! [`Timeline::handle_completion`] (by [`OpId`]), [`Timeline::handle_timeout`].
+//! [`Timeline::handle_completion`] (by [`OpId`]), [`Timeline::handle_timeout`],
+//! [`Timeline::handle_mode`], [`Timeline::handle_layers_uploaded`],
+//! [`Timeline::handle_job_granted`].
 //!
 //! **Effects.** [`TimelineEffect`]: world effects (`WriteLayer`, `WriteMetadata`,
 //! `ReadLayer`, `DownloadLayer`, `Redo`) carry an [`OpId`]; `LayerFlushed` and
 //! `MetadataDurable` are addressed to the upload queue (the node routes them);
-//! `ReadDone` and `FlushDone` answer callers.
+//! `ReadDone` and `FlushDone` answer callers; `JobWanted` / `JobFinished` are
+//! addressed to the node's background-job scheduler (`jobs.rs`): compaction, GC
+//! and eviction start only with its grant and always report their end.
 //!
 //! **Invariants.**
 //! - S1 / S-IDX-REF (#5635): a flushed layer is inserted into the layer map in the
