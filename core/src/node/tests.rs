@@ -912,3 +912,5 @@ fn only_a_single_attached_tenant_is_deleted() {
     assert!(matches!(h.call(Request::DeleteTenant { tenant: T }), Err(ApiError::Conflict(_))));
     assert_eq!(info(&mut h).state, "Active");
 }
+
+mod jobs;

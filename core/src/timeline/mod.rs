@@ -74,6 +74,7 @@ mod read;
 #[cfg(test)]
 mod tests;
 
+pub(crate) use compaction::is_l0;
 pub use compaction::{CompactionState, Job, JobKind, Output};
 pub use flush::FlushState;
 pub use gc::{GcState, MAX_LSN_TIME_SAMPLES};
