@@ -74,6 +74,7 @@ mod read;
 #[cfg(test)]
 mod tests;
 
+#[cfg(test)]
 pub(crate) use compaction::is_l0;
 pub use compaction::{CompactionState, Job, JobKind, Output};
 pub use flush::FlushState;
