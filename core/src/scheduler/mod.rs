@@ -63,6 +63,14 @@ pub enum JobKind {
 impl JobKind {
     pub const ALL: [JobKind; 3] = [JobKind::Compaction, JobKind::Gc, JobKind::Eviction];
 
+    fn index(self) -> usize {
+        match self {
+            JobKind::Compaction => 0,
+            JobKind::Gc => 1,
+            JobKind::Eviction => 2,
+        }
+    }
+
     /// The metrics label.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -122,6 +130,8 @@ pub struct Scheduler {
     /// Only tenants with queued requests.
     queues: BTreeMap<TenantId, TenantQueue>,
     running: BTreeSet<JobOwner>,
+    /// Queued requests per kind (by `JobKind::index`), kept so getters are O(1).
+    queued_counts: [usize; 3],
     /// The tenant granted last.
     cursor: Option<TenantId>,
     granted_total: u64,
@@ -134,6 +144,7 @@ impl Scheduler {
             config,
             queues: BTreeMap::new(),
             running: BTreeSet::new(),
+            queued_counts: [0; 3],
             cursor: None,
             granted_total: 0,
             effects: VecDeque::new(),
@@ -143,7 +154,9 @@ impl Scheduler {
     /// `owner` wants to run its job. Repeating a queued request is a no-op.
     pub fn handle_request(&mut self, now: Instant, owner: JobOwner) {
         let q = self.queues.entry(owner.tenant).or_default();
-        q.queued.insert((owner.timeline, owner.kind));
+        if q.queued.insert((owner.timeline, owner.kind)) {
+            self.queued_counts[owner.kind.index()] += 1;
+        }
         self.pump(now);
     }
 
@@ -166,10 +179,14 @@ impl Scheduler {
         timeline: Option<TimelineId>,
     ) {
         if let Some(q) = self.queues.get_mut(&tenant) {
-            match timeline {
-                None => q.queued.clear(),
-                Some(tl) => q.queued.retain(|(t, _)| *t != tl),
-            }
+            let counts = &mut self.queued_counts;
+            q.queued.retain(|(t, k)| {
+                let keep = timeline.is_some_and(|tl| *t != tl);
+                if !keep {
+                    counts[k.index()] -= 1;
+                }
+                keep
+            });
             if q.queued.is_empty() {
                 self.queues.remove(&tenant);
             }
@@ -192,7 +209,7 @@ impl Scheduler {
 
     /// Requests waiting for a grant, of `kind`.
     pub fn queued(&self, kind: JobKind) -> usize {
-        self.queues.values().map(|q| q.queued.iter().filter(|(_, k)| *k == kind).count()).sum()
+        self.queued_counts[kind.index()]
     }
 
     /// Jobs of `kind` running now.
@@ -258,6 +275,14 @@ impl Scheduler {
         for (t, q) in &self.queues {
             assert!(!q.queued.is_empty(), "empty queue kept for {t}");
         }
+        for kind in JobKind::ALL {
+            let n: usize = self
+                .queues
+                .values()
+                .map(|q| q.queued.iter().filter(|(_, k)| *k == kind).count())
+                .sum();
+            assert_eq!(self.queued_counts[kind.index()], n, "{kind:?} queued count");
+        }
     }
 
     /// The one place that grants.
@@ -267,6 +292,7 @@ impl Scheduler {
             let Some(o) = self.pick() else { return };
             let q = self.queues.get_mut(&o.tenant).expect("picked from it");
             q.queued.remove(&(o.timeline, o.kind));
+            self.queued_counts[o.kind.index()] -= 1;
             q.cursor = Some((o.timeline, o.kind));
             if q.queued.is_empty() {
                 self.queues.remove(&o.tenant);

@@ -238,3 +238,47 @@ proptest! {
         }
     }
 }
+
+/// Cost of one grant cycle (finish → pick → grant → the owner asks again) with
+/// many tenants queued. Run:
+/// `cargo test --release -p strata-core --lib scheduler::tests::bench -- --ignored --nocapture`
+#[test]
+#[ignore = "benchmark: run explicitly with --release --ignored --nocapture"]
+#[allow(clippy::disallowed_types, clippy::disallowed_methods)]
+fn bench_grant_cycle() {
+    for tenants in [100u32, 1_000, 10_000] {
+        let mut s = sched(DEFAULT_MAX_CONCURRENT_JOBS);
+        let now = Instant::ZERO;
+        let id = |n: u32, salt: u8| {
+            let mut b = [salt; 16];
+            b[..4].copy_from_slice(&n.to_be_bytes());
+            b
+        };
+        for t in 0..tenants {
+            for tl in 0..10u32 {
+                let owner = JobOwner {
+                    tenant: TenantId::from_bytes(id(t, 0)),
+                    timeline: TimelineId::from_bytes(id(tl, 1)),
+                    kind: JobKind::Compaction,
+                };
+                s.handle_request(now, owner);
+            }
+        }
+        let mut running: VecDeque<JobOwner> = grants(&mut s).into();
+        let cycles = 100_000u32;
+        let start = std::time::Instant::now();
+        for _ in 0..cycles {
+            let done = running.pop_front().expect("slots are full");
+            s.handle_finished(now, done).unwrap();
+            s.handle_request(now, done);
+            while let Some(SchedulerEffect::Grant(o)) = s.poll_effect() {
+                running.push_back(o);
+            }
+        }
+        let per = start.elapsed().as_nanos() as f64 / f64::from(cycles);
+        println!(
+            "{tenants} tenants × 10 timelines queued: {per:.0} ns per finish+request+grant; queued {}",
+            s.queued(JobKind::Compaction)
+        );
+    }
+}
