@@ -306,6 +306,17 @@ async fn workload(config: ScenarioConfig, restarts: Arc<Mutex<usize>>) -> Result
     Ok(model)
 }
 
+/// Forty image records over five keys: enough for a flushed layer and an index.
+fn small_batch() -> Vec<IngestRecord> {
+    (0..40u64)
+        .map(|i| IngestRecord {
+            key: Key(i % 5),
+            lsn: Lsn(0x10 + i * 8),
+            record: Record::Image(vec![i as u8; 48]),
+        })
+        .collect()
+}
+
 /// The timeline the workload creates, fills and deletes.
 pub const DELETED_TIMELINE: TimelineId = TimelineId([0xDD; 16]);
 
@@ -321,14 +332,7 @@ async fn create_and_delete_timeline(
         matches!(r, Err(ApiError::Conflict(_)))
     })
     .await;
-    let records: Vec<IngestRecord> = (0..40u64)
-        .map(|i| IngestRecord {
-            key: Key(i % 5),
-            lsn: Lsn(0x10 + i * 8),
-            record: Record::Image(vec![i as u8; 48]),
-        })
-        .collect();
-    let _ = call(ep, node, Request::Ingest { tenant, timeline, records }).await;
+    let _ = call(ep, node, Request::Ingest { tenant, timeline, records: small_batch() }).await;
     retry(ep, node, Request::DeleteTimeline { tenant, timeline }, |r| {
         matches!(r, Err(ApiError::NotFound(_)))
     })
@@ -348,14 +352,7 @@ async fn create_and_delete_tenant(ep: &madsim::net::Endpoint, node: SocketAddr) 
         matches!(r, Err(ApiError::Conflict(_)))
     })
     .await;
-    let records: Vec<IngestRecord> = (0..40u64)
-        .map(|i| IngestRecord {
-            key: Key(i % 5),
-            lsn: Lsn(0x10 + i * 8),
-            record: Record::Image(vec![i as u8; 48]),
-        })
-        .collect();
-    let _ = call(ep, node, Request::Ingest { tenant, timeline, records }).await;
+    let _ = call(ep, node, Request::Ingest { tenant, timeline, records: small_batch() }).await;
     retry(ep, node, Request::DeleteTenant { tenant }, |r| matches!(r, Err(ApiError::NotFound(_))))
         .await;
 }

@@ -437,15 +437,7 @@ impl Node {
                 );
                 self.dq = Some(dq);
                 self.dirty.insert(Machine::DeletionQueue);
-                self.enter(StartupPhase::LoadTimelines);
-                let tenants: Vec<TenantId> = self.tenants.keys().copied().collect();
-                for tenant in tenants {
-                    self.startup_io(
-                        StartupIo::ListRemoteTimelines(tenant),
-                        Io::RemoteList { prefix: remote_path::timelines_prefix(tenant) },
-                    );
-                }
-                self.startup_step_done();
+                self.load_timelines();
             }
             StartupPhase::LoadTimelines => {
                 self.enter(StartupPhase::LoadTimelines);
@@ -454,6 +446,20 @@ impl Node {
                 tracing::info!(tenants = self.tenants.len(), "node active");
             }
         }
+    }
+
+    /// `LoadTimelines`: every tenant's remote timelines are listed, then each index
+    /// is read and its timeline started.
+    fn load_timelines(&mut self) {
+        self.enter(StartupPhase::LoadTimelines);
+        let tenants: Vec<TenantId> = self.tenants.keys().copied().collect();
+        for tenant in tenants {
+            self.startup_io(
+                StartupIo::ListRemoteTimelines(tenant),
+                Io::RemoteList { prefix: remote_path::timelines_prefix(tenant) },
+            );
+        }
+        self.startup_step_done();
     }
 
     /// Start-up is over: every loaded tenant is active, and the tenant manager's slots
@@ -598,15 +604,7 @@ impl Node {
                 }
                 // No new generation: no config rewrite, and the deletion queue is not
                 // loaded (nothing may be deleted); timelines load read-only.
-                self.enter(StartupPhase::LoadTimelines);
-                let tenants: Vec<TenantId> = self.tenants.keys().copied().collect();
-                for tenant in tenants {
-                    self.startup_io(
-                        StartupIo::ListRemoteTimelines(tenant),
-                        Io::RemoteList { prefix: remote_path::timelines_prefix(tenant) },
-                    );
-                }
-                self.startup_step_done();
+                self.load_timelines();
             }
             (phase, reply) => {
                 self.fail_startup(format!("control plane answered {reply:?} during {phase:?}"))
