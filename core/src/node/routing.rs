@@ -616,10 +616,12 @@ impl Node {
             match effect {
                 SchedulerEffect::Grant(owner) => {
                     let (t, tl) = (owner.tenant, owner.timeline);
-                    // A stopping tenant starts no new background work.
+                    // A stopping tenant, or a timeline being deleted, starts no new
+                    // background work (the grant is handed back; the timeline keeps
+                    // waiting and is dropped with its tenant or its deletion).
                     let stopping = self.stopping.contains_key(&t);
                     let taken = match self.slot_mut(t, tl) {
-                        Some(slot) if !stopping => {
+                        Some(slot) if !stopping && slot.state != SlotState::Deleting => {
                             slot.timeline.handle_job_granted(now, owner.kind)
                         }
                         _ => Err(crate::timeline::TimelineError::UnexpectedGrant(owner.kind)),

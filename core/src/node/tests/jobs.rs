@@ -53,3 +53,30 @@ fn compaction_of_many_timelines_runs_under_one_bound() {
         assert_eq!(h.node.background_jobs_queued(kind), 0, "{kind:?} still queued");
     }
 }
+
+/// Grants for a timeline that is gone are handed back, and a running job whose
+/// timeline left the node frees its slot (detach, stop and failed loads drop
+/// timelines without their machines reporting anything).
+#[test]
+fn slots_of_gone_timelines_come_back() {
+    let mut h = Harness::start(World::default(), config());
+    let gone = crate::scheduler::JobOwner {
+        tenant: TenantId([7; 16]),
+        timeline: TimelineId([8; 16]),
+        kind: JobKind::Gc,
+    };
+    // A request whose grant reaches no timeline.
+    h.node.scheduler.handle_request(h.now, gone);
+    h.node.dirty.insert(super::super::Machine::Scheduler);
+    h.node.pump();
+    h.node.check_invariants();
+    assert_eq!(h.node.background_jobs_running(JobKind::Gc), 0, "grant not handed back");
+    assert_eq!(h.node.scheduler.granted_total(), 1);
+    // A job granted, then its timeline removed before it reported finishing.
+    h.node.scheduler.handle_request(h.now, gone);
+    assert!(matches!(h.node.scheduler.poll_effect(), Some(_)), "granted");
+    assert_eq!(h.node.background_jobs_running(JobKind::Gc), 1);
+    h.node.pump();
+    h.node.check_invariants();
+    assert_eq!(h.node.background_jobs_running(JobKind::Gc), 0, "slot of a gone timeline leaked");
+}
