@@ -132,3 +132,39 @@ pub fn crash_safe(world: &World) -> Result<(), String> {
     }
     Ok(())
 }
+
+/// S-GEN-MONO (a node writes only under generations granted to its current run):
+/// every object applied on time (not a late, given-up request) under
+/// `tenants/{t}/timelines/` whose key ends in a generation suffix was written in a
+/// run (between two crashes) in which the control plane's store committed that
+/// generation for `t` to this node. Emergency mode, which runs on the previous
+/// run's generation, must therefore write nothing.
+pub fn generations(world: &World) -> Result<(), String> {
+    let grants = world.store.grants();
+    for e in world.remote.history() {
+        if e.late || !matches!(e.op, HistoryOp::Put { .. }) {
+            continue;
+        }
+        let Some((tenant, _)) = timeline_of(&e.key) else { continue };
+        let Some(generation) = generation_suffix(e.key.as_str()) else { continue };
+        let granted = grants.iter().any(|(epoch, r)| {
+            *epoch == e.epoch && r.tenant == tenant && r.generation.get() == generation
+        });
+        if !granted {
+            return Err(format!(
+                "S-GEN-MONO: {} (history #{}) was written in run {} under generation {generation:08x}, which the control plane did not grant in that run",
+                e.key, e.seq, e.epoch
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The `-{generation:08x}` a layer or index key ends with.
+fn generation_suffix(key: &str) -> Option<u32> {
+    let (_, suffix) = key.rsplit_once('-')?;
+    if suffix.len() != 8 {
+        return None;
+    }
+    u32::from_str_radix(suffix, 16).ok()
+}

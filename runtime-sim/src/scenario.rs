@@ -23,7 +23,8 @@
 //! 3. Faults off ("heal"), then L-UPLOAD: within `heal_within_ms` of simulated time,
 //!    everything ingested becomes visible.
 //! 4. Storage-side checkers over the object store's history: S-IDX-REF and
-//!    S-IDX-ORDER; S-CRASHSAFE over the disk's durable files; and L-DELETE: within
+//!    S-IDX-ORDER; S-GEN-MONO (every object written on time carries a generation
+//!    granted to the node's current run: emergency mode writes nothing); S-CRASHSAFE over the disk's durable files; and L-DELETE: within
 //!    `heal_within_ms`, nothing is left under the deleted timeline's prefix (S14:
 //!    an interrupted deletion resumes).
 //!
@@ -217,8 +218,10 @@ pub async fn run(config: ScenarioConfig, trace: TraceSink) -> RunReport {
             check_deleted(&world, &prefix, Some(mark.as_str()), config.heal_within_ms).await.err();
     }
     if report.violation.is_none() {
-        report.violation =
-            checkers::storage(&world).err().or_else(|| checkers::crash_safe(&world).err());
+        report.violation = checkers::storage(&world)
+            .err()
+            .or_else(|| checkers::crash_safe(&world).err())
+            .or_else(|| checkers::generations(&world).err());
     }
     report.fired = world.fired();
     report

@@ -88,6 +88,9 @@ pub struct HistoryEntry {
     pub op: HistoryOp,
     /// Applied late by a delayed request (the caller had been told it failed).
     pub late: bool,
+    /// How many node crashes the world had seen when it was applied: requests
+    /// applied on time belong to the node's run of that number.
+    pub epoch: u64,
     /// The body of a PUT of an index (`index_part.json…`), so that checkers can
     /// replay what every index referenced when it landed. `None` otherwise.
     pub body: Option<Vec<u8>>,
@@ -112,6 +115,8 @@ struct State {
     /// Delayed requests by (due time, arrival order).
     pending: BTreeMap<(Instant, u64), Pending>,
     next_pending: u64,
+    /// Node crashes so far (see [`SimRemote::crash`]).
+    epoch: u64,
     created: Instant,
     config: SimRemoteConfig,
 }
@@ -144,7 +149,8 @@ impl State {
         body: Option<Vec<u8>>,
     ) {
         let seq = self.history.len() as u64;
-        self.history.push(HistoryEntry { seq, at, key, op, late, body });
+        let epoch = self.epoch;
+        self.history.push(HistoryEntry { seq, at, key, op, late, body, epoch });
     }
 
     /// Applies the delayed requests that are due by `now`, in due order.
@@ -201,6 +207,7 @@ impl SimRemote {
             history: Vec::new(),
             pending: BTreeMap::new(),
             next_pending: 0,
+            epoch: 0,
             created: Instant::now(),
             config,
         };
@@ -218,6 +225,11 @@ impl SimRemote {
     }
 
     /// Every object now (after applying what is due).
+    /// The node crashed: requests applied from now on belong to its next run.
+    pub fn crash(&self) {
+        self.lock().epoch += 1;
+    }
+
     pub fn objects(&self) -> BTreeMap<RemoteKey, Vec<u8>> {
         self.lock().objects.clone()
     }

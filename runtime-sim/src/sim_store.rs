@@ -44,6 +44,8 @@ struct Inner {
     faults: Vec<StoreFault>,
     commits_total: u64,
     lost_to_crash_total: u64,
+    /// Every committed record with the epoch (crashes so far) it committed in.
+    grants: Vec<(u64, TenantRecord)>,
 }
 
 impl SimStore {
@@ -64,6 +66,12 @@ impl SimStore {
     /// What is durable now, for checkers.
     pub fn records(&self) -> Vec<TenantRecord> {
         self.lock().committed.values().cloned().collect()
+    }
+
+    /// Every record ever committed, with the epoch (the user's run: crashes so far)
+    /// it committed in, for checkers.
+    pub fn grants(&self) -> Vec<(u64, TenantRecord)> {
+        self.lock().grants.clone()
     }
 
     pub fn commits_total(&self) -> u64 {
@@ -103,8 +111,10 @@ impl GenerationStore for SimStore {
         for record in change.records() {
             check_no_regression(inner.committed.get(&record.tenant).map(|r| r.generation), record)?;
         }
+        let epoch = inner.epoch;
         for record in change.records() {
             inner.committed.insert(record.tenant, record.clone());
+            inner.grants.push((epoch, record.clone()));
         }
         inner.commits_total += 1;
         match fault {

@@ -58,6 +58,7 @@ impl World {
     pub fn crash(&self) {
         self.disk.crash();
         self.store.crash();
+        self.remote.crash();
     }
 
     /// Faults stop (liveness is checked after this).
