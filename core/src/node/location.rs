@@ -339,7 +339,10 @@ impl Node {
         if let Some(t) = self.tenants.get_mut(&tenant) {
             for (tl, slot) in t.timelines.iter_mut() {
                 slot.upload.handle_stop(now);
+                // Background work winds down too (a running job reports finished).
+                slot.timeline.handle_mode(now, false, false);
                 self.dirty.insert(Machine::Upload(tenant, *tl));
+                self.dirty.insert(Machine::Timeline(tenant, *tl));
             }
         }
         let waiting: Vec<RequestId> = self

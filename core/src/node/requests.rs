@@ -226,7 +226,10 @@ impl Node {
             other => ApiError::Internal(format!("deleting timeline {timeline}: {other}")),
         })?;
         slot.state = SlotState::Deleting;
+        // No more compaction, GC or eviction for a timeline being deleted.
+        slot.timeline.handle_mode(now, false, false);
         self.dirty.insert(Machine::Upload(tenant, timeline));
+        self.dirty.insert(Machine::Timeline(tenant, timeline));
         Ok(false)
     }
 
