@@ -5,6 +5,14 @@
 //! or is downloaded again. Eviction is least-recently-used by a logical clock (one
 //! tick per lookup), so it is deterministic. A file larger than the whole budget is
 //! never cached. A budget of 0 disables the cache (every read issues `ReadLayer`).
+//!
+//! **Two levels.** Under a node this cache is off (`NodeConfig::new` sets
+//! `layer_cache_bytes = 0`): the node's page cache ([`crate::page_cache`]) is the
+//! one bounded, node-wide cache of layer bytes, shared by all timelines, so memory
+//! is counted once. It stays for a `Timeline` driven alone (its unit tests, tools),
+//! where there is no node, and as an opt-in second level holding *parsed* files
+//! (skipping the parse and CRC check of a page-cache hit) for a deployment that
+//! budgets memory for both.
 
 use crate::layer_file::LayerFile;
 use crate::layer_name::LayerName;

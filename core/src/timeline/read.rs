@@ -4,8 +4,9 @@
 //!    [`ReadError::WaitTimeout`]); a read below the gc cutoff fails at once.
 //! 2. Collect records of `key` at or below `lsn`, newest first: the open layer, the
 //!    frozen layers, then layer files chosen by the layer map, until an image is
-//!    found or nothing older exists. A file is read whole (`ReadLayer`), parsed and
-//!    verified against the checksum the map records; a remote-only layer is
+//!    found or nothing older exists. A file is read whole (`ReadLayer`; under a node
+//!    the node's page cache may answer it without I/O), parsed and verified against
+//!    the checksum the map records — cached bytes included; a remote-only layer is
 //!    downloaded first (one download per layer, shared by every read waiting for it).
 //! 3. A file that fails to read or verify is treated as missing: it becomes
 //!    remote-only and is downloaded again, once per read; a second failure fails the
