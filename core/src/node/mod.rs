@@ -467,6 +467,15 @@ impl Node {
                 "timer index out of date for {m:?}"
             );
         }
+        let startup_routes =
+            self.routes.values().filter(|r| matches!(r, Route::Startup(_))).count();
+        assert_eq!(startup_routes, self.startup.in_flight, "start-up I/O miscounted");
+        assert!(
+            self.startup.in_flight <= self.config.startup_concurrency.max(1),
+            "start-up I/O above its bound: {} > {}",
+            self.startup.in_flight,
+            self.config.startup_concurrency
+        );
         for effect in &self.effects {
             if let NodeEffect::Io { op, .. } = effect {
                 assert!(self.routes.contains_key(op), "effect {op} has no route");

@@ -18,6 +18,10 @@
 //!    truth, local-only and wrong-size layer files are removed (S-LOCAL-TRUTH),
 //!    layers missing locally are remote-only and downloaded on demand.
 //!
+//! Every start-up I/O (and that of tenants loaded later by the tenant manager) goes
+//! through one queue bounded by `NodeConfig::startup_concurrency` (S3, S7):
+//! thousands of tenants do not mean thousands of simultaneous reads.
+//!
 //! A crash anywhere here leaves nothing half-done that the next start cannot redo:
 //! configs are rewritten atomically, and generations only grow.
 
@@ -129,6 +133,10 @@ pub(crate) struct Startup {
     pub(crate) outstanding: usize,
     /// Start-up I/O waiting out a backoff after a transient remote failure.
     retries: Vec<(Instant, StartupIo, Io)>,
+    /// Start-up I/O waiting for a free slot under `startup_concurrency` (S3, S7).
+    waiting: std::collections::VecDeque<(StartupIo, Io)>,
+    /// Start-up I/O issued and not completed yet (≤ `startup_concurrency`).
+    pub(crate) in_flight: usize,
     retry_failures: u32,
     phase_started: Option<Instant>,
     /// Milliseconds spent in each finished phase, for metrics.
@@ -154,7 +162,26 @@ impl Node {
 
     pub(crate) fn startup_io(&mut self, step: StartupIo, io: Io) {
         self.count_start(&step);
-        self.emit_io(Route::Startup(step), io);
+        self.dispatch_startup_io(step, io);
+    }
+
+    /// Issues start-up I/O under the `startup_concurrency` bound: reading thousands
+    /// of configs and indexes at once would swamp the disk and remote storage.
+    fn dispatch_startup_io(&mut self, step: StartupIo, io: Io) {
+        if self.startup.in_flight < self.config.startup_concurrency.max(1) {
+            self.startup.in_flight += 1;
+            self.emit_io(Route::Startup(step), io);
+        } else {
+            self.startup.waiting.push_back((step, io));
+        }
+    }
+
+    /// A start-up I/O completed: the next waiting one takes its slot.
+    fn startup_slot_freed(&mut self) {
+        self.startup.in_flight = self.startup.in_flight.saturating_sub(1);
+        if let Some((step, io)) = self.startup.waiting.pop_front() {
+            self.dispatch_startup_io(step, io);
+        }
     }
 
     /// Counts `step` as outstanding: for its tenant when that tenant is loading after
@@ -197,7 +224,7 @@ impl Node {
             .partition(|(at, _, _)| *at <= now);
         self.startup.retries = later;
         for (_, step, io) in due {
-            self.emit_io(Route::Startup(step), io);
+            self.dispatch_startup_io(step, io);
         }
     }
 
@@ -224,6 +251,7 @@ impl Node {
 
     pub(crate) fn on_startup_io(&mut self, step: StartupIo, result: IoResult) {
         self.count_done(&step);
+        self.startup_slot_freed();
         match step {
             StartupIo::ListTenants => {
                 let entries = match result {
