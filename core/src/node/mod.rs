@@ -538,4 +538,4 @@ mod bench;
 #[cfg(test)]
 mod startup_trace;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

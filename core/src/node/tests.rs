@@ -16,10 +16,10 @@ use camino::Utf8PathBuf;
 use std::collections::BTreeMap;
 
 #[derive(Default, Clone)]
-pub(super) struct World {
-    pub(super) files: BTreeMap<Utf8PathBuf, Vec<u8>>,
-    pub(super) objects: BTreeMap<String, Vec<u8>>,
-    pub(super) store: BTreeMap<TenantId, TenantRecord>,
+pub(crate) struct World {
+    pub(crate) files: BTreeMap<Utf8PathBuf, Vec<u8>>,
+    pub(crate) objects: BTreeMap<String, Vec<u8>>,
+    pub(crate) store: BTreeMap<TenantId, TenantRecord>,
     /// The next this many remote listings fail with a transient error.
     transient_lists: u32,
     /// The next this many control-plane store transactions fail (nothing written).
@@ -31,7 +31,7 @@ pub(super) struct World {
 }
 
 impl World {
-    pub(super) fn execute(&mut self, io: Io) -> IoResult {
+    pub(crate) fn execute(&mut self, io: Io) -> IoResult {
         match io {
             Io::DiskWrite { path, bytes } => {
                 self.files.insert(path, bytes);

@@ -2,12 +2,11 @@
 //! when told (so reads can be made concurrent), with `check_invariants` after every
 //! input. Also the page-cache benchmark (ignored; prints numbers).
 
-use crate::control_plane::StoreChange;
 use crate::id::{NodeId, OpId, TenantId, TimelineId};
 use crate::key::Key;
 use crate::lsn::Lsn;
 use crate::node::api::{ApiError, Request, RequestId, Response};
-use crate::node::io::{Entry, Io, IoFailure, IoResult};
+use crate::node::io::Io;
 use crate::node::{Node, NodeConfig, NodeEffect, NodePhase};
 use crate::page_cache::{ContentKind, PageCacheConfig, RequestKind};
 use crate::redo::{DeltaOp, IngestRecord, Record};
@@ -16,106 +15,7 @@ use crate::timeline::Residence;
 use camino::Utf8PathBuf;
 use std::collections::{BTreeMap, VecDeque};
 
-#[derive(Default)]
-struct World {
-    files: BTreeMap<Utf8PathBuf, Vec<u8>>,
-    objects: BTreeMap<String, Vec<u8>>,
-    store: BTreeMap<TenantId, crate::control_plane::TenantRecord>,
-}
-
-impl World {
-    fn execute(&mut self, io: Io) -> IoResult {
-        match io {
-            Io::DiskWrite { path, bytes } => {
-                self.files.insert(path, bytes);
-                IoResult::Done(Ok(()))
-            }
-            Io::DiskRead { path } => IoResult::Bytes(
-                self.files.get(&path).cloned().ok_or(IoFailure::NotFound(path.to_string())),
-            ),
-            Io::DiskRemove { path } => IoResult::Done(
-                self.files.remove(&path).map(|_| ()).ok_or(IoFailure::NotFound(path.to_string())),
-            ),
-            Io::DiskCreateDir { .. } => IoResult::Done(Ok(())),
-            Io::DiskRename { from, to } => {
-                let prefix = format!("{from}/");
-                let moving: Vec<Utf8PathBuf> = self
-                    .files
-                    .keys()
-                    .filter(|p| p.as_str().starts_with(&prefix) || **p == from)
-                    .cloned()
-                    .collect();
-                if moving.is_empty() {
-                    return IoResult::Done(Err(IoFailure::NotFound(from.to_string())));
-                }
-                for p in moving {
-                    let bytes = self.files.remove(&p).unwrap_or_default();
-                    let rest = p.as_str().strip_prefix(from.as_str()).unwrap_or_default();
-                    self.files.insert(Utf8PathBuf::from(format!("{to}{rest}")), bytes);
-                }
-                IoResult::Done(Ok(()))
-            }
-            Io::DiskRemoveDir { path } => {
-                let prefix = format!("{path}/");
-                let before = self.files.len();
-                self.files.retain(|p, _| !p.as_str().starts_with(&prefix));
-                if before == self.files.len() {
-                    return IoResult::Done(Err(IoFailure::NotFound(path.to_string())));
-                }
-                IoResult::Done(Ok(()))
-            }
-            Io::DiskList { path } => {
-                let prefix = format!("{path}/");
-                let mut entries: BTreeMap<String, Entry> = BTreeMap::new();
-                for (p, bytes) in &self.files {
-                    let Some(rest) = p.as_str().strip_prefix(&prefix) else { continue };
-                    let (name, is_dir) = match rest.split_once('/') {
-                        Some((dir, _)) => (dir.to_string(), true),
-                        None => (rest.to_string(), false),
-                    };
-                    let size_bytes = if is_dir { 0 } else { bytes.len() as u64 };
-                    entries.insert(name.clone(), Entry { name, is_dir, size_bytes });
-                }
-                if entries.is_empty() {
-                    return IoResult::Listing(Err(IoFailure::NotFound(path.to_string())));
-                }
-                IoResult::Listing(Ok(entries.into_values().collect()))
-            }
-            Io::RemotePut { key, bytes } => {
-                self.objects.insert(key.as_str().to_string(), bytes);
-                IoResult::Done(Ok(()))
-            }
-            Io::RemoteGet { key } => IoResult::Bytes(
-                self.objects.get(key.as_str()).cloned().ok_or(IoFailure::NotFound(key.to_string())),
-            ),
-            Io::RemoteList { prefix } => IoResult::Listing(Ok(self
-                .objects
-                .iter()
-                .filter(|(k, _)| k.starts_with(&prefix))
-                .map(|(k, v)| Entry { name: k.clone(), is_dir: false, size_bytes: v.len() as u64 })
-                .collect())),
-            Io::RemoteDelete { keys } => {
-                for k in keys {
-                    self.objects.remove(k.as_str());
-                }
-                IoResult::Done(Ok(()))
-            }
-            Io::StoreApply { change } => {
-                let records = match change {
-                    StoreChange::Upsert(r) => vec![r],
-                    StoreChange::UpsertAll(rs) => rs,
-                };
-                for r in records {
-                    self.store.insert(r.tenant, r);
-                }
-                IoResult::Done(Ok(()))
-            }
-            Io::Redo { request } => {
-                IoResult::Bytes(request.execute().map_err(|e| IoFailure::Permanent(e.to_string())))
-            }
-        }
-    }
-}
+use crate::node::tests::World;
 
 /// What the harness saw, in order.
 #[derive(Clone, Debug, PartialEq, Eq)]
