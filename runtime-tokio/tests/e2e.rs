@@ -113,6 +113,11 @@ impl Node {
         (r.status().as_u16(), r.body_mut().read_json().unwrap_or(Value::Null))
     }
 
+    fn delete(&self, path: &str) -> (u16, Value) {
+        let mut r = self.agent.delete(self.url(path)).call().unwrap();
+        (r.status().as_u16(), r.body_mut().read_json().unwrap_or(Value::Null))
+    }
+
     fn get(&self, path: &str) -> (u16, Value) {
         let mut r = self.agent.get(self.url(path)).call().unwrap();
         (r.status().as_u16(), r.body_mut().read_json().unwrap_or(Value::Null))
@@ -244,7 +249,7 @@ fn sigterm_then_restart_reads_every_value_back_with_a_higher_generation() {
 }
 
 #[test]
-fn detach_then_attach_over_http_reads_everything_back_on_a_new_generation() {
+fn detach_attach_and_delete_a_tenant_over_http() {
     let dir = tempfile::tempdir().unwrap();
     let mut node = Node::init(dir.path());
     node.start();
@@ -274,6 +279,16 @@ fn detach_then_attach_over_http_reads_everything_back_on_a_new_generation() {
     let (status, body) =
         node.put(&path, json!({"mode": "AttachedSingle", "generation": attached_gen}));
     assert_eq!((status, body["changed"].as_bool()), (200, Some(false)), "{body}");
+    // Delete the tenant: timelines' objects go, the tenant is no longer here.
+    let (status, body) = node.delete(&format!("/v1/tenant/{TENANT}"));
+    assert_eq!(status, 200, "{body}");
+    let (status, _) = node.get(&format!("/v1/tenant/{TENANT}/timeline/{TIMELINE}"));
+    assert_eq!(status, 404);
+    let left: Vec<String> = remote_objects(dir.path())
+        .into_iter()
+        .filter(|k| !k.ends_with("timelines/deleted") && !k.contains("index_part"))
+        .collect();
+    assert!(left.is_empty(), "layers left after the tenant was deleted: {left:?}");
     node.stop();
 }
 
