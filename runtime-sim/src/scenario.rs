@@ -111,6 +111,8 @@ pub fn node_config() -> NodeConfig {
     c.deletion.list_seal_delay_ms = 1_000;
     c.deletion.validate_delay_ms = 1_000;
     c.shutdown_grace_ms = 10_000;
+    // A small page cache, so that eviction and refills run under faults too.
+    c.page_cache.capacity_bytes = 16 * 1024;
     c
 }
 
