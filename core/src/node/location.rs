@@ -78,7 +78,7 @@ impl Node {
         }
     }
 
-    fn step_done(&mut self, tenant: TenantId, result: Result<StepOutput, String>) {
+    pub(crate) fn step_done(&mut self, tenant: TenantId, result: Result<StepOutput, String>) {
         if let Err(e) = self.manager.handle_step_done(self.now, tenant, result) {
             self.bug(&format!("tenant manager refused a step completion: {e}"));
         }
@@ -149,67 +149,6 @@ impl Node {
                     self.emit_io(Route::DetachedRemoved, Io::DiskRemoveDir { path });
                 }
             }
-        }
-    }
-
-    /// Tenants whose `DeleteTimelines` step runs: every timeline not yet being
-    /// deleted starts its deletion (a timeline still being created waits for its
-    /// first index); the step is done when none is left.
-    pub(crate) fn advance_tenant_deletions(&mut self) {
-        let tenants: Vec<TenantId> = self.deleting_tenants.iter().copied().collect();
-        for tenant in tenants {
-            let timelines: Vec<(TimelineId, bool)> = match self.tenants.get(&tenant) {
-                Some(t) => t
-                    .timelines
-                    .iter()
-                    .map(|(tl, s)| {
-                        (*tl, matches!(s.state, SlotState::Active | SlotState::Broken(_)))
-                    })
-                    .collect(),
-                None => Vec::new(),
-            };
-            if timelines.is_empty() {
-                self.deleting_tenants.remove(&tenant);
-                self.step_done(tenant, Ok(StepOutput::Done));
-                continue;
-            }
-            for (tl, startable) in timelines {
-                if !startable {
-                    continue;
-                }
-                if let Err(e) = self.delete_timeline(tenant, tl) {
-                    self.deleting_tenants.remove(&tenant);
-                    self.step_done(tenant, Err(format!("deleting timeline {tl}: {e}")));
-                    break;
-                }
-            }
-        }
-    }
-
-    /// Resumes the deletion of tenants that carry a deletion mark, once each is
-    /// settled (start-up over, or its attach done).
-    pub(crate) fn resume_marked_deletions(&mut self) {
-        if self.phase != super::NodePhase::Active || self.emergency.is_some() {
-            return;
-        }
-        let marked: Vec<TenantId> = self.marked_for_deletion.iter().copied().collect();
-        for tenant in marked {
-            match self.manager.slot(tenant) {
-                Some(Slot::InProgress(_)) => continue,
-                Some(Slot::Attached { mode: LocationMode::AttachedSingle { .. }, state })
-                    if *state == TenantState::Active =>
-                {
-                    self.internal_requests += 1;
-                    let req = RequestId(u64::MAX - self.internal_requests);
-                    tracing::info!(%tenant, "resuming an interrupted tenant deletion");
-                    self.manager.handle_delete_tenant(self.now, req, tenant);
-                    self.dirty.insert(Machine::Manager);
-                }
-                _ => {
-                    tracing::warn!(%tenant, "tenant has a deletion mark but is not attached here in AttachedSingle; left as it is")
-                }
-            }
-            self.marked_for_deletion.remove(&tenant);
         }
     }
 

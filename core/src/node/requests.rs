@@ -190,61 +190,6 @@ impl Node {
         })
     }
 
-    /// Starts (or finds) the deletion of a timeline; `Ok(true)` when its tombstone is
-    /// already durable.
-    pub(crate) fn delete_timeline(
-        &mut self,
-        tenant: TenantId,
-        timeline: TimelineId,
-    ) -> Result<bool, ApiError> {
-        use crate::upload_queue::{DeletionPhase, QueueState};
-        let (now, wall) = (self.now, self.wall);
-        let slot = self
-            .slot_mut(tenant, timeline)
-            .ok_or_else(|| ApiError::NotFound(format!("timeline {tenant}/{timeline}")))?;
-        match slot.state {
-            SlotState::Deleting => {
-                return match slot.upload.state() {
-                    QueueState::Deleting(DeletionPhase::Tombstone) => Ok(false),
-                    QueueState::Deleting(_) | QueueState::Deleted => Ok(true),
-                    other => Err(ApiError::unavailable(format!(
-                        "timeline {timeline}: its deletion is interrupted ({other:?}); it resumes in AttachedSingle"
-                    ))),
-                };
-            }
-            SlotState::Creating { .. } => {
-                return Err(ApiError::unavailable(format!(
-                    "timeline {timeline} is still being created"
-                )));
-            }
-            SlotState::Active | SlotState::Broken(_) => {}
-        }
-        slot.upload.handle_delete_timeline(now, wall).map_err(|e| match e {
-            crate::upload_queue::UploadQueueError::NotSingle(mode) => ApiError::Conflict(format!(
-                "timeline {timeline} cannot be deleted in {mode:?} mode: only the single attached node deletes"
-            )),
-            other => ApiError::Internal(format!("deleting timeline {timeline}: {other}")),
-        })?;
-        slot.state = SlotState::Deleting;
-        // No more compaction, GC or eviction for a timeline being deleted.
-        slot.timeline.handle_mode(now, false, false);
-        self.dirty.insert(Machine::Upload(tenant, timeline));
-        self.dirty.insert(Machine::Timeline(tenant, timeline));
-        Ok(false)
-    }
-
-    /// Answers the DeleteTimeline requests waiting on this timeline.
-    pub(crate) fn answer_deletion_waiters(
-        &mut self,
-        tenant: TenantId,
-        timeline: TimelineId,
-        result: Result<Response, ApiError>,
-    ) {
-        for req in self.deletion_waiters.remove(&(tenant, timeline)).unwrap_or_default() {
-            self.reply(req, result.clone());
-        }
-    }
-
     fn create_tenant(&mut self, req: RequestId, tenant: TenantId) {
         if let Some(busy) = self.tenant_busy(tenant) {
             return self.reply(req, Err(busy));

@@ -551,62 +551,6 @@ impl Node {
         }
     }
 
-    /// A timeline deletion stopped by a mode change resumes once its tenant is
-    /// AttachedSingle again: a fresh upload queue recovers from the newest durable
-    /// index (the tombstone, or the index before it if the tombstone never landed)
-    /// and deletes again. It waits until no I/O of the stopped queue is in flight, so
-    /// no completion of the old queue can reach the new one.
-    pub(crate) fn resume_aborted_deletions(&mut self) {
-        let pending: Vec<(TenantId, TimelineId)> = self.aborted_deletions.iter().copied().collect();
-        for (t, tl) in pending {
-            let single = self.tenants.get(&t).is_some_and(|x| {
-                matches!(x.mode, crate::location_conf::LocationMode::AttachedSingle { .. })
-            });
-            let stopped =
-                self.tenants.get(&t).and_then(|x| x.timelines.get(&tl)).is_some_and(|s| {
-                    s.state == SlotState::Deleting
-                        && *s.upload.state() == crate::upload_queue::QueueState::Stopped
-                });
-            if !stopped {
-                self.aborted_deletions.remove(&(t, tl));
-                continue;
-            }
-            let upload_in_flight = self.routes.values().any(|r| {
-                matches!(r,
-                    Route::UploadRead { tenant, timeline, .. }
-                    | Route::UploadPut { tenant, timeline, .. }
-                    | Route::UploadList { tenant, timeline, .. }
-                    if *tenant == t && *timeline == tl)
-            });
-            if !single || upload_in_flight {
-                continue;
-            }
-            self.aborted_deletions.remove(&(t, tl));
-            let (now, wall, config) = (self.now, self.wall, self.config.upload.clone());
-            let Some(slot) = self.slot_mut(t, tl) else { continue };
-            let Some((version, index)) = slot.upload.durable_index().map(|(v, i)| (v, i.clone()))
-            else {
-                continue;
-            };
-            let generation = slot.upload.generation();
-            let mut upload = crate::upload_queue::UploadQueue::recover(
-                t,
-                tl,
-                generation,
-                crate::upload_queue::AttachMode::Single,
-                index,
-                version,
-                config,
-            );
-            if let Err(e) = upload.handle_delete_timeline(now, wall) {
-                tracing::error!(tenant = %t, timeline = %tl, error = %e, "resuming a timeline deletion failed");
-            }
-            slot.upload = upload;
-            tracing::info!(tenant = %t, timeline = %tl, "timeline deletion resumed");
-            self.dirty.insert(Machine::Upload(t, tl));
-        }
-    }
-
     /// Grants go to their timeline within the same input; a grant for a timeline
     /// that is gone (or did not ask) is handed back at once.
     fn drain_scheduler(&mut self) {

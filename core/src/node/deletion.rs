@@ -1,0 +1,192 @@
+//! Deleting timelines and tenants on a running node.
+//!
+//! - A timeline is deleted by its upload queue (tombstone, every object through the
+//!   validated deletion queue, tombstone kept); the request is answered once the
+//!   tombstone is durable. A deletion stopped by a mode change resumes when the
+//!   tenant is AttachedSingle again; one interrupted by a crash resumes at start-up.
+//! - A tenant is deleted by the tenant manager's `Delete` operation; its
+//!   `DeleteTimelines` step is driven from here, and a tenant found with a deletion
+//!   mark has its deletion started again once it is settled.
+//!
+//! See `docs/TENANTS.md`.
+
+use super::api::{ApiError, RequestId, Response};
+use super::routing::Route;
+use super::{Machine, Node, SlotState};
+use crate::id::{TenantId, TimelineId};
+use crate::location_conf::LocationMode;
+use crate::tenant::{Slot, StepOutput, TenantState};
+
+impl Node {
+    /// Starts (or finds) the deletion of a timeline; `Ok(true)` when its tombstone is
+    /// already durable.
+    pub(crate) fn delete_timeline(
+        &mut self,
+        tenant: TenantId,
+        timeline: TimelineId,
+    ) -> Result<bool, ApiError> {
+        use crate::upload_queue::{DeletionPhase, QueueState};
+        let (now, wall) = (self.now, self.wall);
+        let slot = self
+            .slot_mut(tenant, timeline)
+            .ok_or_else(|| ApiError::NotFound(format!("timeline {tenant}/{timeline}")))?;
+        match slot.state {
+            SlotState::Deleting => {
+                return match slot.upload.state() {
+                    QueueState::Deleting(DeletionPhase::Tombstone) => Ok(false),
+                    QueueState::Deleting(_) | QueueState::Deleted => Ok(true),
+                    other => Err(ApiError::unavailable(format!(
+                        "timeline {timeline}: its deletion is interrupted ({other:?}); it resumes in AttachedSingle"
+                    ))),
+                };
+            }
+            SlotState::Creating { .. } => {
+                return Err(ApiError::unavailable(format!(
+                    "timeline {timeline} is still being created"
+                )));
+            }
+            SlotState::Active | SlotState::Broken(_) => {}
+        }
+        slot.upload.handle_delete_timeline(now, wall).map_err(|e| match e {
+            crate::upload_queue::UploadQueueError::NotSingle(mode) => ApiError::Conflict(format!(
+                "timeline {timeline} cannot be deleted in {mode:?} mode: only the single attached node deletes"
+            )),
+            other => ApiError::Internal(format!("deleting timeline {timeline}: {other}")),
+        })?;
+        slot.state = SlotState::Deleting;
+        // No more compaction, GC or eviction for a timeline being deleted.
+        slot.timeline.handle_mode(now, false, false);
+        self.dirty.insert(Machine::Upload(tenant, timeline));
+        self.dirty.insert(Machine::Timeline(tenant, timeline));
+        Ok(false)
+    }
+
+    /// Answers the DeleteTimeline requests waiting on this timeline.
+    pub(crate) fn answer_deletion_waiters(
+        &mut self,
+        tenant: TenantId,
+        timeline: TimelineId,
+        result: Result<Response, ApiError>,
+    ) {
+        for req in self.deletion_waiters.remove(&(tenant, timeline)).unwrap_or_default() {
+            self.reply(req, result.clone());
+        }
+    }
+
+    /// A timeline deletion stopped by a mode change resumes once its tenant is
+    /// AttachedSingle again: a fresh upload queue recovers from the newest durable
+    /// index (the tombstone, or the index before it if the tombstone never landed)
+    /// and deletes again. It waits until no I/O of the stopped queue is in flight, so
+    /// no completion of the old queue can reach the new one.
+    pub(crate) fn resume_aborted_deletions(&mut self) {
+        let pending: Vec<(TenantId, TimelineId)> = self.aborted_deletions.iter().copied().collect();
+        for (t, tl) in pending {
+            let single = self.tenants.get(&t).is_some_and(|x| {
+                matches!(x.mode, crate::location_conf::LocationMode::AttachedSingle { .. })
+            });
+            let stopped =
+                self.tenants.get(&t).and_then(|x| x.timelines.get(&tl)).is_some_and(|s| {
+                    s.state == SlotState::Deleting
+                        && *s.upload.state() == crate::upload_queue::QueueState::Stopped
+                });
+            if !stopped {
+                self.aborted_deletions.remove(&(t, tl));
+                continue;
+            }
+            let upload_in_flight = self.routes.values().any(|r| {
+                matches!(r,
+                    Route::UploadRead { tenant, timeline, .. }
+                    | Route::UploadPut { tenant, timeline, .. }
+                    | Route::UploadList { tenant, timeline, .. }
+                    if *tenant == t && *timeline == tl)
+            });
+            if !single || upload_in_flight {
+                continue;
+            }
+            self.aborted_deletions.remove(&(t, tl));
+            let (now, wall, config) = (self.now, self.wall, self.config.upload.clone());
+            let Some(slot) = self.slot_mut(t, tl) else { continue };
+            let Some((version, index)) = slot.upload.durable_index().map(|(v, i)| (v, i.clone()))
+            else {
+                continue;
+            };
+            let generation = slot.upload.generation();
+            let mut upload = crate::upload_queue::UploadQueue::recover(
+                t,
+                tl,
+                generation,
+                crate::upload_queue::AttachMode::Single,
+                index,
+                version,
+                config,
+            );
+            if let Err(e) = upload.handle_delete_timeline(now, wall) {
+                tracing::error!(tenant = %t, timeline = %tl, error = %e, "resuming a timeline deletion failed");
+            }
+            slot.upload = upload;
+            tracing::info!(tenant = %t, timeline = %tl, "timeline deletion resumed");
+            self.dirty.insert(Machine::Upload(t, tl));
+        }
+    }
+
+    /// Tenants whose `DeleteTimelines` step runs: every timeline not yet being
+    /// deleted starts its deletion (a timeline still being created waits for its
+    /// first index); the step is done when none is left.
+    pub(crate) fn advance_tenant_deletions(&mut self) {
+        let tenants: Vec<TenantId> = self.deleting_tenants.iter().copied().collect();
+        for tenant in tenants {
+            let timelines: Vec<(TimelineId, bool)> = match self.tenants.get(&tenant) {
+                Some(t) => t
+                    .timelines
+                    .iter()
+                    .map(|(tl, s)| {
+                        (*tl, matches!(s.state, SlotState::Active | SlotState::Broken(_)))
+                    })
+                    .collect(),
+                None => Vec::new(),
+            };
+            if timelines.is_empty() {
+                self.deleting_tenants.remove(&tenant);
+                self.step_done(tenant, Ok(StepOutput::Done));
+                continue;
+            }
+            for (tl, startable) in timelines {
+                if !startable {
+                    continue;
+                }
+                if let Err(e) = self.delete_timeline(tenant, tl) {
+                    self.deleting_tenants.remove(&tenant);
+                    self.step_done(tenant, Err(format!("deleting timeline {tl}: {e}")));
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Resumes the deletion of tenants that carry a deletion mark, once each is
+    /// settled (start-up over, or its attach done).
+    pub(crate) fn resume_marked_deletions(&mut self) {
+        if self.phase != super::NodePhase::Active || self.emergency.is_some() {
+            return;
+        }
+        let marked: Vec<TenantId> = self.marked_for_deletion.iter().copied().collect();
+        for tenant in marked {
+            match self.manager.slot(tenant) {
+                Some(Slot::InProgress(_)) => continue,
+                Some(Slot::Attached { mode: LocationMode::AttachedSingle { .. }, state })
+                    if *state == TenantState::Active =>
+                {
+                    self.internal_requests += 1;
+                    let req = RequestId(u64::MAX - self.internal_requests);
+                    tracing::info!(%tenant, "resuming an interrupted tenant deletion");
+                    self.manager.handle_delete_tenant(self.now, req, tenant);
+                    self.dirty.insert(Machine::Manager);
+                }
+                _ => {
+                    tracing::warn!(%tenant, "tenant has a deletion mark but is not attached here in AttachedSingle; left as it is")
+                }
+            }
+            self.marked_for_deletion.remove(&tenant);
+        }
+    }
+}
