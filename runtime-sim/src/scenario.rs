@@ -20,6 +20,8 @@
 //!    At a seed-chosen batch the workload also creates a second timeline, ingests
 //!    into it and deletes it, and does the same with a second tenant (retrying
 //!    through kills).
+//!    Meanwhile a second client fires conflicting but harmless requests (attach,
+//!    delete the timeline about to be deleted, create what exists, read state).
 //! 3. Faults off ("heal"), then L-UPLOAD: within `heal_within_ms` of simulated time,
 //!    everything ingested becomes visible.
 //! 4. Storage-side checkers over the object store's history: S-IDX-REF and
@@ -52,6 +54,8 @@ pub const PAGESERVER_ADDR: &str = "10.0.0.1:7000";
 /// The tenant the workload creates.
 pub const WORKLOAD_TENANT: TenantId = TenantId([7; 16]);
 pub const CLIENT_IP: &str = "10.0.0.2";
+/// A second client that fires concurrent, conflicting but harmless requests.
+pub const CHAOS_IP: &str = "10.0.0.3";
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 const RETRY_PAUSE: Duration = Duration::from_millis(200);
 
@@ -93,6 +97,10 @@ pub struct RunReport {
     pub restarts: usize,
     /// Restarts whose re-attach found the control plane's store failing.
     pub store_outages: usize,
+    /// Requests of the concurrent chaos client that got an answer, and how many of
+    /// those were 503 (busy or not ready).
+    pub chaos_answered: u64,
+    pub chaos_busy: u64,
     pub simulated_ms: u64,
     pub acked_lsn: Lsn,
     pub visible_lsn: Lsn,
@@ -160,6 +168,11 @@ pub async fn run(config: ScenarioConfig, trace: TraceSink) -> RunReport {
     let workload_config = config.clone();
     let r = restarts.clone();
     let workload = client.spawn(async move { workload(workload_config, r).await });
+    let chaos_node =
+        handle.create_node().name("chaos").ip(CHAOS_IP.parse().expect("static address")).build();
+    let stop_chaos = Arc::new(Mutex::new(false));
+    let stop = stop_chaos.clone();
+    let chaos = chaos_node.spawn(async move { chaos_client(stop).await });
 
     // Nemesis: kill and restart at seed-chosen moments while the workload runs.
     for _ in 0..config.kills {
@@ -197,6 +210,11 @@ pub async fn run(config: ScenarioConfig, trace: TraceSink) -> RunReport {
 
     let mut report = RunReport { seed: handle.seed(), ..RunReport::default() };
     let outcome = workload.await;
+    *stop_chaos.lock().expect("not poisoned") = true;
+    if let Ok(counts) = chaos.await {
+        report.chaos_answered = counts.0;
+        report.chaos_busy = counts.1;
+    }
     report.restarts = *restarts.lock().expect("not poisoned");
     report.store_outages = *emergencies.lock().expect("not poisoned");
     report.simulated_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
@@ -504,6 +522,41 @@ async fn relocate(
         }
         madsim::time::sleep(RETRY_PAUSE).await;
     }
+}
+
+/// Concurrent with the workload: requests that conflict with what it does (attach
+/// while it relocates, delete the timeline it is about to delete, create what
+/// exists, read state) but cannot break its expectations. Every answer must be a
+/// typed response or error; the node's `check_invariants` runs after each. Returns
+/// (answered, answered with 503).
+async fn chaos_client(stop: Arc<Mutex<bool>>) -> (u64, u64) {
+    let node: SocketAddr = PAGESERVER_ADDR.parse().expect("static address");
+    let me: SocketAddr = format!("{CHAOS_IP}:0").parse().expect("static address");
+    let Ok(ep) = madsim::net::Endpoint::bind(me).await else { return (0, 0) };
+    let (tenant, mut answered, mut busy) = (WORKLOAD_TENANT, 0u64, 0u64);
+    while !*stop.lock().expect("not poisoned") {
+        let request = match thread_rng().gen_range(0..5) {
+            0 => Request::LocationConfig {
+                tenant,
+                request: LocationRequest { mode: RequestedMode::AttachedSingle, generation: None },
+            },
+            1 => Request::DeleteTimeline { tenant, timeline: DELETED_TIMELINE },
+            2 => Request::CreateTenant { tenant },
+            3 => Request::ListTenants,
+            _ => Request::TimelineInfo { tenant, timeline: TimelineId::from_bytes([9; 16]) },
+        };
+        match rpc::call(&ep, node, request, CALL_TIMEOUT).await {
+            Ok(_) => answered += 1,
+            Err(CallError::Api(ApiError::Unavailable { .. })) => {
+                answered += 1;
+                busy += 1;
+            }
+            Err(CallError::Api(_)) => answered += 1,
+            Err(_) => {} // the node is down or restarting
+        }
+        madsim::time::sleep(Duration::from_millis(thread_rng().gen_range(20..200))).await;
+    }
+    (answered, busy)
 }
 
 fn random_record(config: &ScenarioConfig, lsn: Lsn) -> IngestRecord {

@@ -59,6 +59,7 @@ fn swarm() {
     let count = env_u64("STRATA_SEEDS").unwrap_or(DEFAULT_SEEDS);
     let wall = Instant::now();
     let (mut simulated_ms, mut restarts, mut outages) = (0u64, 0usize, 0usize);
+    let (mut chaos, mut chaos_busy) = (0u64, 0u64);
     let mut fired: std::collections::BTreeMap<String, u64> = Default::default();
     for seed in start..start + count {
         let (report, trace) = run_seed(seed, ScenarioConfig::default());
@@ -68,6 +69,8 @@ fn swarm() {
         simulated_ms += report.simulated_ms;
         restarts += report.restarts;
         outages += report.store_outages;
+        chaos += report.chaos_answered;
+        chaos_busy += report.chaos_busy;
         for (site, n) in &report.fired {
             *fired.entry(site.clone()).or_default() += n;
         }
@@ -80,6 +83,9 @@ fn swarm() {
         count as f64 / secs * 60.0
     );
     println!("restarts that met a failing control-plane store (emergency mode): {outages}");
+    println!(
+        "concurrent chaos requests answered: {chaos}, of which 503 (busy, not ready): {chaos_busy}"
+    );
     println!("fault sites fired: {fired:?}");
     let silent: Vec<&String> = fired.iter().filter(|(_, n)| **n == 0).map(|(s, _)| s).collect();
     println!("fault sites that never fired: {silent:?}");

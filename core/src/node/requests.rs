@@ -194,6 +194,17 @@ impl Node {
         if let Some(busy) = self.tenant_busy(tenant) {
             return self.reply(req, Err(busy));
         }
+        if self.cp.record(tenant).is_some() && self.manager.slot(tenant).is_none() {
+            // A tenant that existed (detached since, or deleted) is brought back by
+            // attaching it, which loads what remote storage holds; creating it again
+            // would hide its timelines behind an empty tenant.
+            return self.reply(
+                req,
+                Err(ApiError::Conflict(format!(
+                    "tenant {tenant} exists (the control plane knows it); attach it with location_config"
+                ))),
+            );
+        }
         if self.tenants.contains_key(&tenant) || self.manager.slot(tenant).is_some() {
             return self
                 .reply(req, Err(ApiError::Conflict(format!("tenant {tenant} already exists"))));

@@ -463,6 +463,9 @@ fn detach_flushes_releases_and_removes_then_attach_reads_everything_back() {
         Ok(Response::LocationConfigured(LocationOutcome::Unchanged(Placement::Detached)))
     ));
 
+    // Creating it again would hide its timelines behind an empty tenant: refused
+    // (seed 628 of the swarm, with a concurrent client creating what exists).
+    assert!(matches!(h.call(Request::CreateTenant { tenant: T }), Err(ApiError::Conflict(_))));
     // A restart does not bring it back.
     h.call(Request::Shutdown).unwrap();
     let mut h = Harness::start(h.world.clone(), config());

@@ -140,7 +140,11 @@ fn one_metadata_write_covers_the_layers_waiting_to_flush() {
     }
     let layers = kinds.iter().filter(|k| **k == "write-layer").count();
     assert!(layers >= 3, "{kinds:?}");
-    assert_eq!(kinds[layers..], ["write-metadata"], "one metadata write after all layers: {kinds:?}");
+    assert_eq!(
+        kinds[layers..],
+        ["write-metadata"],
+        "one metadata write after all layers: {kinds:?}"
+    );
     assert_eq!(h.tl.disk_consistent_lsn(), Lsn(12));
 }
 
