@@ -279,6 +279,19 @@ fn detach_attach_and_delete_a_tenant_over_http() {
     let (status, body) =
         node.put(&path, json!({"mode": "AttachedSingle", "generation": attached_gen}));
     assert_eq!((status, body["changed"].as_bool()), (200, Some(false)), "{body}");
+    // Delete the timeline: 202 once its tombstone is durable, then 404.
+    let path = format!("/v1/tenant/{TENANT}/timeline/{TIMELINE}");
+    let (status, body) = node.delete(&path);
+    assert_eq!((status, body["state"].as_str()), (202, Some("Deleting")), "{body}");
+    let mut gone = false;
+    for _ in 0..300 {
+        if node.get(&path).0 == 404 {
+            gone = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(gone, "the timeline was not deleted within 30 s");
     // Delete the tenant: timelines' objects go, the tenant is no longer here.
     let (status, body) = node.delete(&format!("/v1/tenant/{TENANT}"));
     assert_eq!(status, 200, "{body}");
