@@ -16,19 +16,45 @@
 //! | `GET /v1/status` | | 200 node phase |
 //! | `GET /metrics` | | Prometheus text |
 //!
-//! Errors: `{"msg": "..."}` with 400 (bad input), 404 (unknown id), 409 (exists),
-//! 503 + `Retry-After` (not active yet, busy, backpressure, shutting down), 500
-//! (a bug or a broken timeline).
+//! Errors: every error of every route, including the ones raised before a handler
+//! runs, is JSON `{"msg": "..."}`:
+//!
+//! | status | when |
+//! |---|---|
+//! | 400 | bad input: a malformed id in the path, a bad query (`key`, `lsn` missing or malformed), a body that is not JSON, a refused record |
+//! | 404 | unknown tenant or timeline; an unknown route |
+//! | 405 | a known route with another method (with `Allow`) |
+//! | 409 | already exists |
+//! | 413 | a body above [`MAX_REQUEST_BODY_BYTES`] |
+//! | 415 | a body without `content-type: application/json` |
+//! | 422 | JSON of the wrong shape (a missing or unknown field, a value of the wrong type) |
+//! | 503 + `Retry-After` | not active yet, busy, backpressure, shutting down |
+//! | 500 | a bug or a broken timeline |
+//!
+//! Extraction errors keep axum's status and become JSON through the extractors
+//! below ([`ApiJson`], [`ApiPath`], [`ApiQuery`]); unknown routes and methods go
+//! through the router's fallbacks. A body above the limit is read and dropped (up
+//! to [`MAX_DRAINED_BODY_BYTES`] within [`BODY_DRAIN_TIMEOUT_MS`]) before the 413
+//! is sent, so a client still sending it reads the answer instead of a reset; a
+//! client that sent `Expect: 100-continue` is answered at once, before it sends the
+//! body. Past either drain bound the connection is closed.
 
 use crate::driver::{NodeHandle, NodeStatus};
 use crate::metrics::Metrics;
-use axum::extract::{Path, Query, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::body::{Body, HttpBody};
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, OptionalFromRequest, Path, Query, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response as HttpResponse};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use strata_core::Generation;
 use strata_core::location_conf::LocationMode;
 use strata_core::node::api::{ApiError, Request, Response};
@@ -38,6 +64,14 @@ use strata_core::{Key, Lsn, TenantId, TimelineId};
 
 /// The largest request body accepted (an ingest batch); larger ones get 413.
 pub const MAX_REQUEST_BODY_BYTES: usize = 16 * 1024 * 1024;
+
+/// How much of an over-limit body is read and dropped before the 413 is sent (so
+/// the client, still sending, reads the answer rather than a connection reset).
+/// Past it the connection is closed.
+pub const MAX_DRAINED_BODY_BYTES: u64 = 256 * 1024 * 1024;
+
+/// How long reading and dropping an over-limit body may take.
+pub const BODY_DRAIN_TIMEOUT_MS: u64 = 30_000;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -61,8 +95,176 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/tenant/{tenant}/timeline/{timeline}/page", get(read_page))
         .route("/v1/status", get(status))
         .route("/metrics", get(metrics))
+        .method_not_allowed_fallback(method_not_allowed)
+        .fallback(not_found)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_REQUEST_BODY_BYTES))
+        .layer(middleware::from_fn(limit_body))
         .with_state(state)
+}
+
+/// An error raised before a handler runs (extraction, routing, body limit): its
+/// status, as `{"msg"}`.
+#[derive(Debug)]
+pub struct Rejected {
+    status: StatusCode,
+    msg: String,
+}
+
+impl Rejected {
+    fn new(status: StatusCode, msg: impl Into<String>) -> Self {
+        Rejected { status, msg: msg.into() }
+    }
+}
+
+impl IntoResponse for Rejected {
+    fn into_response(self) -> HttpResponse {
+        (self.status, Json(ErrorBody { msg: self.msg })).into_response()
+    }
+}
+
+impl From<JsonRejection> for Rejected {
+    fn from(r: JsonRejection) -> Self {
+        Rejected::new(r.status(), r.body_text())
+    }
+}
+
+impl From<PathRejection> for Rejected {
+    fn from(r: PathRejection) -> Self {
+        Rejected::new(r.status(), r.body_text())
+    }
+}
+
+impl From<QueryRejection> for Rejected {
+    fn from(r: QueryRejection) -> Self {
+        Rejected::new(r.status(), r.body_text())
+    }
+}
+
+/// `axum::Json` whose rejections (400, 413, 415, 422) answer `{"msg"}`. As an
+/// `Option`, a request without a `content-type` is `None` (an empty body).
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = Rejected;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Rejected> {
+        let Json(value) = <Json<T> as FromRequest<S>>::from_request(req, state).await?;
+        Ok(ApiJson(value))
+    }
+}
+
+impl<T: DeserializeOwned, S: Send + Sync> OptionalFromRequest<S> for ApiJson<T> {
+    type Rejection = Rejected;
+
+    async fn from_request(
+        req: axum::extract::Request,
+        state: &S,
+    ) -> Result<Option<Self>, Rejected> {
+        let value = <Json<T> as OptionalFromRequest<S>>::from_request(req, state).await?;
+        Ok(value.map(|Json(v)| ApiJson(v)))
+    }
+}
+
+/// `axum::extract::Path` whose rejections answer `{"msg"}`.
+pub struct ApiPath<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiPath<T> {
+    type Rejection = Rejected;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Rejected> {
+        let Path(value) = Path::<T>::from_request_parts(parts, state).await?;
+        Ok(ApiPath(value))
+    }
+}
+
+/// `axum::extract::Query` whose rejections answer `{"msg"}` (400).
+pub struct ApiQuery<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = Rejected;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Rejected> {
+        let Query(value) = Query::<T>::from_request_parts(parts, state).await?;
+        Ok(ApiQuery(value))
+    }
+}
+
+async fn not_found(uri: axum::http::Uri) -> Rejected {
+    Rejected::new(StatusCode::NOT_FOUND, format!("no route {}", uri.path()))
+}
+
+async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> Rejected {
+    Rejected::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("{method} is not allowed on {}", uri.path()),
+    )
+}
+
+/// Buffers the body up to [`MAX_REQUEST_BODY_BYTES`]; a larger one (by its
+/// `content-length`, or by what arrives) is answered 413 after it was drained.
+async fn limit_body(req: axum::extract::Request, next: Next) -> HttpResponse {
+    let limit = MAX_REQUEST_BODY_BYTES as u64;
+    let too_large = || {
+        Rejected::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request body larger than {limit} bytes"),
+        )
+        .into_response()
+    };
+    let declared = declared_length(req.headers());
+    if declared.is_some_and(|n| n > limit) {
+        // A client waiting for `100 Continue` has not sent the body: answer at once.
+        if !expects_continue(req.headers()) {
+            drain(req.into_body(), 0).await;
+        }
+        return too_large();
+    }
+    let (parts, mut body) = req.into_parts();
+    let mut buffered = Vec::new();
+    while let Some(frame) = next_frame(&mut body).await {
+        let Ok(data) = frame else {
+            return Rejected::new(StatusCode::BAD_REQUEST, "reading the request body failed")
+                .into_response();
+        };
+        buffered.extend_from_slice(&data);
+        if buffered.len() as u64 > limit {
+            drain(body, buffered.len() as u64).await;
+            return too_large();
+        }
+    }
+    next.run(axum::extract::Request::from_parts(parts, Body::from(buffered))).await
+}
+
+fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers.get(header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
+}
+
+fn expects_continue(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::EXPECT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("100-continue"))
+}
+
+async fn next_frame(body: &mut Body) -> Option<Result<axum::body::Bytes, axum::Error>> {
+    std::future::poll_fn(|cx| Pin::new(&mut *body).poll_frame(cx))
+        .await
+        .map(|frame| frame.map(|f| f.into_data().unwrap_or_default()))
+}
+
+/// Reads and drops the rest of `body`, bounded by [`MAX_DRAINED_BODY_BYTES`] (counting
+/// `already` bytes read) and [`BODY_DRAIN_TIMEOUT_MS`].
+async fn drain(mut body: Body, already: u64) {
+    let drained = async {
+        let mut total = already;
+        while let Some(Ok(data)) = next_frame(&mut body).await {
+            total += data.len() as u64;
+            if total > MAX_DRAINED_BODY_BYTES {
+                return;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_millis(BODY_DRAIN_TIMEOUT_MS), drained).await;
 }
 
 /// An API error as HTTP.
@@ -131,10 +333,11 @@ struct CreateTenantBody {
 
 async fn create_tenant(
     State(state): State<AppState>,
-    body: Option<Json<CreateTenantBody>>,
+    body: Option<ApiJson<CreateTenantBody>>,
 ) -> Result<HttpResponse, HttpError> {
-    let tenant =
-        body.and_then(|Json(b)| b.tenant_id).unwrap_or_else(|| TenantId::from_bytes(random_id()));
+    let tenant = body
+        .and_then(|ApiJson(b)| b.tenant_id)
+        .unwrap_or_else(|| TenantId::from_bytes(random_id()));
     match call(&state, "create_tenant", Request::CreateTenant { tenant }).await? {
         Response::TenantCreated { tenant, generation } => Ok((
             StatusCode::CREATED,
@@ -208,8 +411,8 @@ fn placement_json(outcome: LocationOutcome) -> serde_json::Value {
 
 async fn location_config(
     State(state): State<AppState>,
-    Path(tenant): Path<String>,
-    Json(body): Json<LocationConfigBody>,
+    ApiPath(tenant): ApiPath<String>,
+    ApiJson(body): ApiJson<LocationConfigBody>,
 ) -> Result<HttpResponse, HttpError> {
     let tenant = parse_tenant(&tenant)?;
     let request = body.request()?;
@@ -221,7 +424,7 @@ async fn location_config(
 
 async fn delete_tenant(
     State(state): State<AppState>,
-    Path(tenant): Path<String>,
+    ApiPath(tenant): ApiPath<String>,
 ) -> Result<HttpResponse, HttpError> {
     let tenant = parse_tenant(&tenant)?;
     match call(&state, "delete_tenant", Request::DeleteTenant { tenant }).await? {
@@ -234,7 +437,7 @@ async fn delete_tenant(
 
 async fn detach(
     State(state): State<AppState>,
-    Path(tenant): Path<String>,
+    ApiPath(tenant): ApiPath<String>,
 ) -> Result<HttpResponse, HttpError> {
     let tenant = parse_tenant(&tenant)?;
     let request = LocationRequest { mode: RequestedMode::Detached, generation: None };
@@ -252,12 +455,12 @@ struct CreateTimelineBody {
 
 async fn create_timeline(
     State(state): State<AppState>,
-    Path(tenant): Path<String>,
-    body: Option<Json<CreateTimelineBody>>,
+    ApiPath(tenant): ApiPath<String>,
+    body: Option<ApiJson<CreateTimelineBody>>,
 ) -> Result<HttpResponse, HttpError> {
     let tenant = parse_tenant(&tenant)?;
     let timeline = body
-        .and_then(|Json(b)| b.timeline_id)
+        .and_then(|ApiJson(b)| b.timeline_id)
         .unwrap_or_else(|| TimelineId::from_bytes(random_id()));
     match call(&state, "create_timeline", Request::CreateTimeline { tenant, timeline }).await? {
         Response::TimelineCreated(info) => Ok((StatusCode::CREATED, Json(info)).into_response()),
@@ -267,7 +470,7 @@ async fn create_timeline(
 
 async fn timeline_info(
     State(state): State<AppState>,
-    Path((tenant, timeline)): Path<(String, String)>,
+    ApiPath((tenant, timeline)): ApiPath<(String, String)>,
 ) -> Result<HttpResponse, HttpError> {
     let (tenant, timeline) = (parse_tenant(&tenant)?, parse_timeline(&timeline)?);
     match call(&state, "timeline_info", Request::TimelineInfo { tenant, timeline }).await? {
@@ -278,7 +481,7 @@ async fn timeline_info(
 
 async fn delete_timeline(
     State(state): State<AppState>,
-    Path((tenant, timeline)): Path<(String, String)>,
+    ApiPath((tenant, timeline)): ApiPath<(String, String)>,
 ) -> Result<HttpResponse, HttpError> {
     let (tenant, timeline) = (parse_tenant(&tenant)?, parse_timeline(&timeline)?);
     match call(&state, "delete_timeline", Request::DeleteTimeline { tenant, timeline }).await? {
@@ -298,15 +501,19 @@ struct IngestBody {
 
 async fn ingest(
     State(state): State<AppState>,
-    Path((tenant, timeline)): Path<(String, String)>,
-    body: Result<Json<IngestBody>, axum::extract::rejection::JsonRejection>,
+    ApiPath((tenant, timeline)): ApiPath<(String, String)>,
+    ApiJson(body): ApiJson<IngestBody>,
 ) -> Result<HttpResponse, HttpError> {
     let (tenant, timeline) = (parse_tenant(&tenant)?, parse_timeline(&timeline)?);
-    let Json(body) = body.map_err(|e| bad_request(e.body_text()))?;
     match call(&state, "ingest", Request::Ingest { tenant, timeline, records: body.records })
         .await?
     {
-        r @ Response::Ingested { .. } => Ok(Json(r).into_response()),
+        Response::Ingested { last_ingested_lsn, applied, skipped } => Ok(Json(serde_json::json!({
+            "last_ingested_lsn": last_ingested_lsn,
+            "applied": applied,
+            "skipped": skipped,
+        }))
+        .into_response()),
         other => Err(unexpected(other)),
     }
 }
@@ -319,8 +526,8 @@ struct PageQuery {
 
 async fn read_page(
     State(state): State<AppState>,
-    Path((tenant, timeline)): Path<(String, String)>,
-    Query(q): Query<PageQuery>,
+    ApiPath((tenant, timeline)): ApiPath<(String, String)>,
+    ApiQuery(q): ApiQuery<PageQuery>,
 ) -> Result<HttpResponse, HttpError> {
     let (tenant, timeline) = (parse_tenant(&tenant)?, parse_timeline(&timeline)?);
     let key: Key = q.key.parse().map_err(bad_request)?;

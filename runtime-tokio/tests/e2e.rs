@@ -472,3 +472,153 @@ impl ParseLsn for str {
         (u64::from_str_radix(hi, 16).unwrap() << 32) | u64::from_str_radix(lo, 16).unwrap()
     }
 }
+
+/// One HTTP/1.1 exchange over a fresh connection, written by hand so the test sees
+/// exactly what the server answers (status, `content-type`, body) or that it closed
+/// the connection instead. `body` is sent with `content-length`, or chunked.
+struct RawRequest<'a> {
+    method: &'a str,
+    path: &'a str,
+    content_type: Option<&'a str>,
+    body: &'a [u8],
+    chunked: bool,
+}
+
+struct RawResponse {
+    status: u16,
+    head: String,
+    body: Value,
+}
+
+impl Node {
+    fn raw(&self, r: &RawRequest) -> Result<RawResponse, String> {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        s.set_write_timeout(Some(Duration::from_secs(60))).unwrap();
+        let mut head =
+            format!("{} {} HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\n", r.method, r.path);
+        if let Some(ct) = r.content_type {
+            head.push_str(&format!("content-type: {ct}\r\n"));
+        }
+        if r.chunked {
+            head.push_str("transfer-encoding: chunked\r\n");
+        } else {
+            head.push_str(&format!("content-length: {}\r\n", r.body.len()));
+        }
+        head.push_str("\r\n");
+        let sent = (|| -> std::io::Result<()> {
+            s.write_all(head.as_bytes())?;
+            if r.chunked {
+                for chunk in r.body.chunks(1 << 20) {
+                    s.write_all(format!("{:x}\r\n", chunk.len()).as_bytes())?;
+                    s.write_all(chunk)?;
+                    s.write_all(b"\r\n")?;
+                }
+                s.write_all(b"0\r\n\r\n")?;
+            } else {
+                s.write_all(r.body)?;
+            }
+            s.flush()
+        })();
+        let mut answer = Vec::new();
+        let read = s.read_to_end(&mut answer);
+        if answer.is_empty() || sent.is_err() {
+            // A server that answers before reading the body and closes makes the
+            // client's send fail with a reset; the answer is then often lost too.
+            let got = String::from_utf8_lossy(&answer);
+            return Err(format!("send {sent:?}, read {read:?}, got {got:?}"));
+        }
+        let text = String::from_utf8_lossy(&answer).into_owned();
+        let (head, body) = text.split_once("\r\n\r\n").ok_or(format!("no header end: {text}"))?;
+        let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).ok_or(head.to_owned())?;
+        let body =
+            serde_json::from_str(body).map_err(|e| format!("body not JSON ({e}): {text}"))?;
+        Ok(RawResponse { status, head: head.to_ascii_lowercase(), body })
+    }
+}
+
+/// Issue 15 item 8: every route answers as the table in `runtime-tokio/src/http.rs`
+/// (and docs/OPERATIONS.md) says: the flat ingest reply, `{"msg"}` with the right
+/// status for every error (extraction errors, unknown routes, wrong methods), and a
+/// 413 answer (not a 400, not a reset) for bodies above 16 MiB.
+#[test]
+fn http_replies_and_errors_match_the_documented_api() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = Node::init(dir.path());
+    node.start();
+    create(&node);
+    let ingest_path = format!("/v1/tenant/{TENANT}/timeline/{TIMELINE}/ingest");
+    let records = json!({"records": [
+        {"key": "0000000000000001", "lsn": "0/10", "record": {"image": "0a"}},
+        {"key": "0000000000000001", "lsn": "0/20", "record": {"delta": [{"append": "0b"}]}},
+    ]});
+    let (status, body) = node.post(&ingest_path, records.clone());
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body, json!({"last_ingested_lsn": "0/20", "applied": 2, "skipped": 0}));
+    let (status, body) = node.post(&ingest_path, records);
+    assert_eq!(
+        (status, body),
+        (200, json!({"last_ingested_lsn": "0/20", "applied": 0, "skipped": 2}))
+    );
+
+    let json_ct = Some("application/json");
+    let timeline_path = format!("/v1/tenant/{TENANT}/timeline");
+    let page = |query: &str| format!("/v1/tenant/{TENANT}/timeline/{TIMELINE}/page?{query}");
+    let no_lsn = page("key=0000000000000001");
+    let bad_key = page("key=zz&lsn=0/20");
+    let bad_lsn = page("key=0000000000000001&lsn=banana");
+    let big = vec![b' '; 17 << 20];
+    let huge = vec![b' '; 64 << 20];
+    let raw = |method, path, content_type, body, chunked| RawRequest {
+        method,
+        path,
+        content_type,
+        body,
+        chunked,
+    };
+    let cases: Vec<(&str, RawRequest, u16)> = vec![
+        ("malformed JSON", raw("POST", &ingest_path, json_ct, b"{\"records\": [", false), 400),
+        (
+            "wrong content-type",
+            raw("POST", &ingest_path, Some("text/plain"), b"{\"records\": []}", false),
+            415,
+        ),
+        ("no content-type", raw("POST", &ingest_path, None, b"{\"records\": []}", false), 415),
+        ("wrong shape", raw("POST", &ingest_path, json_ct, b"{\"records\": 5}", false), 422),
+        ("unknown field", raw("POST", "/v1/tenant", json_ct, b"{\"tenant\": \"00\"}", false), 422),
+        ("malformed optional body", raw("POST", &timeline_path, json_ct, b"{", false), 400),
+        ("query without lsn", raw("GET", &no_lsn, None, b"", false), 400),
+        ("query with a bad key", raw("GET", &bad_key, None, b"", false), 400),
+        ("query with a bad lsn", raw("GET", &bad_lsn, None, b"", false), 400),
+        ("path id not hex", raw("GET", "/v1/tenant/xyz/timeline/00", None, b"", false), 400),
+        ("path id not UTF-8", raw("POST", "/v1/tenant/%FF/timeline", None, b"", false), 400),
+        ("unknown route", raw("GET", "/v1/nope", None, b"", false), 404),
+        ("wrong method", raw("DELETE", "/v1/status", None, b"", false), 405),
+        ("17 MiB body", raw("POST", &ingest_path, json_ct, &big, false), 413),
+        ("17 MiB chunked body", raw("POST", &ingest_path, json_ct, &big, true), 413),
+        ("64 MiB body", raw("POST", &ingest_path, json_ct, &huge, false), 413),
+    ];
+    let mut wrong = Vec::new();
+    for (what, request, expected) in &cases {
+        match node.raw(request) {
+            Ok(r) => {
+                let json = r.head.contains("content-type: application/json");
+                if r.status != *expected || !json || !r.body["msg"].is_string() {
+                    wrong.push(format!(
+                        "{what}: {} {} (want {expected} JSON msg)",
+                        r.status, r.body
+                    ));
+                }
+                if *expected == 405 && !r.head.contains("allow: get") {
+                    wrong.push(format!("{what}: no Allow header: {}", r.head));
+                }
+            }
+            Err(e) => wrong.push(format!("{what}: {e}")),
+        }
+    }
+    assert!(wrong.is_empty(), "answers that differ from the documented API:\n{}", wrong.join("\n"));
+    // The node still serves after all that.
+    assert_eq!(node.read(1, "0/20"), Some("0a0b".to_owned()));
+    node.stop();
+}
