@@ -19,6 +19,12 @@ impl Key {
     /// Exclusive upper bound of every key range; not a storable key.
     pub const MAX: Key = Key(u64::MAX);
 
+    /// Whether a value can be stored under this key: every key but [`Key::MAX`],
+    /// which no half-open range `[start, end)` contains (ingest and reads refuse it).
+    pub fn is_storable(self) -> bool {
+        self < Key::MAX
+    }
+
     pub fn next(self) -> Key {
         Key(self.0.saturating_add(1))
     }

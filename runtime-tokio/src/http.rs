@@ -8,8 +8,8 @@
 //! | `POST /v1/tenant/{t}/timeline` | `{"timeline_id"?: hex}` | 201 timeline info (after its first index is durable) |
 //! | `GET /v1/tenant/{t}/timeline/{tl}` | | 200 timeline info with the four LSNs |
 //! | `DELETE /v1/tenant/{t}/timeline/{tl}` | | 202 `{"state": "Deleting"}`; poll GET until 404 |
-//! | `POST /v1/tenant/{t}/timeline/{tl}/ingest` | `{"records": [...]}` | 200 `{"last_ingested_lsn", "applied", "skipped"}` |
-//! | `GET /v1/tenant/{t}/timeline/{tl}/page?key=K&lsn=L` | | 200 `{"key", "lsn", "value": hex or null}` |
+//! | `POST /v1/tenant/{t}/timeline/{tl}/ingest` | `{"records": [...]}` | 200 `{"last_ingested_lsn", "applied", "skipped"}`; 400 for key `FFFFFFFFFFFFFFFF` (not storable: key ranges are half-open) |
+//! | `GET /v1/tenant/{t}/timeline/{tl}/page?key=K&lsn=L` | | 200 `{"key", "lsn", "value": hex or null}`; 400 for key `FFFFFFFFFFFFFFFF` |
 //! | `PUT /v1/tenant/{t}/location_config` | `{"mode": "AttachedSingle" \| "AttachedMulti" \| "AttachedStale" \| "Secondary" \| "Detached", "generation"?: n, "warm"?: bool}` | 200 `{"changed": bool, "mode", "generation"}` |
 //! | `POST /v1/tenant/{t}/detach` | | 200, as location_config `Detached` |
 //! | `DELETE /v1/tenant/{t}` | | 200 once the tenant and all its timelines are gone (503 while it runs: retry) |
@@ -29,7 +29,7 @@
 //! | 415 | a body without `content-type: application/json` |
 //! | 422 | JSON of the wrong shape (a missing or unknown field, a value of the wrong type) |
 //! | 503 + `Retry-After` | not active yet, busy, backpressure, shutting down |
-//! | 500 | a bug or a broken timeline |
+//! | 500 | a bug, a broken timeline, or a tenant broken by a panic in one of its machines (the message names the panic; a `location_config` or a restart reloads it) |
 //!
 //! Extraction errors keep axum's status and become JSON through the extractors
 //! below ([`ApiJson`], [`ApiPath`], [`ApiQuery`]); unknown routes and methods go

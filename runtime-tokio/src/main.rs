@@ -92,7 +92,7 @@ mod cli {
                     Ok(true) => ExitCode::SUCCESS,
                     Ok(false) => {
                         eprintln!(
-                            "strata: stopped, but the grace period ended before everything was visible"
+                            "strata: stopped, but not everything acknowledged is visible (the grace period ended, or a tenant is broken: see the log)"
                         );
                         ExitCode::FAILURE
                     }

@@ -5,6 +5,12 @@
 //! SIGTERM or SIGINT: stop accepting connections, ask the node to shut down (freeze,
 //! flush, upload, wait until everything acknowledged is visible, within the grace
 //! period), exit 0 when that completed cleanly and 1 otherwise.
+//!
+//! Panics: a panic inside one tenant's timeline or upload-queue handler is caught
+//! by the node (`isolate_tenant_panics`, set here only): that tenant goes Broken and
+//! the others keep serving. Any other panic kills the driver task; `tokio::spawn`
+//! turns it into a `JoinError`, which ends `run_pageserver` with an error, and the
+//! process exits 1.
 
 use crate::config::{ControlPlaneConfig, FileConfig, RemoteStorageConfig, WalRedoConfig};
 use crate::driver::{self, Adapters, NodeStatus};
@@ -62,7 +68,11 @@ pub async fn run_pageserver(
     let store = SqliteStore::open(sqlite_path).map_err(|e| {
         ServerError::Setup(format!("opening control-plane store {sqlite_path}: {e}"))
     })?;
-    let node_config = config.node_config(rebuild_generations);
+    let mut node_config = config.node_config(rebuild_generations);
+    // The binary, and only the binary, isolates a panic in one tenant's machines:
+    // that tenant goes Broken and the others keep serving (core `node/isolation.rs`).
+    // Tests and the simulator keep the default so that a panic fails the run.
+    node_config.isolate_tenant_panics = true;
     let redo = match config.walredo {
         WalRedoConfig::Process => {
             let child =
@@ -113,7 +123,12 @@ pub async fn run_pageserver(
         handle.call(Request::Shutdown).await,
         Ok(Response::ShutdownComplete { clean: true })
     );
-    let _ = driver_task.await;
+    // A panic outside a tenant's machines (the driver task dies) stops the node
+    // with exit 1, even during the shutdown.
+    if let Err(e) = driver_task.await {
+        let _ = http.await;
+        return Err(ServerError::NodeStopped(format!("driver task failed: {e}")));
+    }
     let _ = http.await;
     tracing::info!(clean, "stopped");
     Ok(clean)

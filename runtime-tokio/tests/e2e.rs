@@ -248,6 +248,56 @@ fn sigterm_then_restart_reads_every_value_back_with_a_higher_generation() {
     node.stop();
 }
 
+/// Issue 15 item 1: an ingest of key `FFFFFFFFFFFFFFFF` was answered 200 and the
+/// next flush panicked the node, every tenant with it (and the shutdown flush too:
+/// exit 1). Key ranges are half-open, so that key is refused, at ingest and at read,
+/// with 400; the node keeps serving, flushes, and stops cleanly on SIGTERM.
+#[test]
+fn key_ffffffffffffffff_is_refused_with_400_and_the_node_keeps_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = Node::init(dir.path());
+    node.start();
+    create(&node);
+    let ingest_path = format!("/v1/tenant/{TENANT}/timeline/{TIMELINE}/ingest");
+    let (status, body) = node.post(
+        &ingest_path,
+        json!({"records": [
+            {"key": "0000000000000001", "lsn": "0/10", "record": {"image": "aa"}},
+            {"key": "FFFFFFFFFFFFFFFF", "lsn": "0/20", "record": {"image": "00"}},
+        ]}),
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(body["msg"].as_str().is_some_and(|m| m.contains("FFFFFFFFFFFFFFFF")), "{body}");
+    let (status, body) = node.get(&format!(
+        "/v1/tenant/{TENANT}/timeline/{TIMELINE}/page?key=FFFFFFFFFFFFFFFF&lsn=0/20"
+    ));
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(node.timeline()["last_ingested_lsn"], lsn(0), "a refused batch applies nothing");
+
+    // The node keeps serving: the largest storable key goes through ingest, a flush
+    // (checkpoint_timeout_ms is 1 s here), the upload, and a read.
+    let (status, body) = node.post(
+        &ingest_path,
+        json!({"records": [{"key": "FFFFFFFFFFFFFFFE", "lsn": "0/10", "record": {"image": "aa"}}]}),
+    );
+    assert_eq!(status, 200, "{body}");
+    let deadline = Instant::now() + START_STOP_TIMEOUT;
+    while node.timeline()["remote_consistent_lsn_visible"] != lsn(0x10) {
+        assert!(Instant::now() < deadline, "never visible: {}\n{}", node.timeline(), node.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(node.read(u64::MAX - 1, &lsn(0x10)).as_deref(), Some("aa"));
+    node.stop(); // asserts exit status 0
+    node.start();
+    assert_eq!(node.read(u64::MAX - 1, &lsn(0x10)).as_deref(), Some("aa"));
+    let (status, _) = node.post(
+        &ingest_path,
+        json!({"records": [{"key": "FFFFFFFFFFFFFFFF", "lsn": "0/20", "record": {"image": "00"}}]}),
+    );
+    assert_eq!(status, 400);
+    node.stop();
+}
+
 #[test]
 fn detach_attach_and_delete_a_tenant_over_http() {
     let dir = tempfile::tempdir().unwrap();

@@ -47,15 +47,24 @@ impl Node {
             }
             SlotState::Active | SlotState::Broken(_) => {}
         }
-        slot.upload.handle_delete_timeline(now, wall).map_err(|e| match e {
+        let started = self.with_machines(tenant, timeline, |slot| {
+            slot.upload.handle_delete_timeline(now, wall)?;
+            slot.state = SlotState::Deleting;
+            // No more compaction, GC or eviction for a timeline being deleted.
+            slot.timeline.handle_mode(now, false, false);
+            Ok(())
+        });
+        let Some(started) = started else {
+            // A handler panicked: the tenant is broken (`isolation.rs`).
+            let broken = ApiError::Internal(format!("tenant {tenant} is broken"));
+            return Err(self.tenant_busy(tenant).unwrap_or(broken));
+        };
+        started.map_err(|e| match e {
             crate::upload_queue::UploadQueueError::NotSingle(mode) => ApiError::Conflict(format!(
                 "timeline {timeline} cannot be deleted in {mode:?} mode: only the single attached node deletes"
             )),
             other => ApiError::Internal(format!("deleting timeline {timeline}: {other}")),
         })?;
-        slot.state = SlotState::Deleting;
-        // No more compaction, GC or eviction for a timeline being deleted.
-        slot.timeline.handle_mode(now, false, false);
         self.dirty.insert(Machine::Upload(tenant, timeline));
         self.dirty.insert(Machine::Timeline(tenant, timeline));
         Ok(false)

@@ -97,14 +97,10 @@ impl Node {
                     "re-attach succeeded: leaving emergency mode"
                 );
                 let now = self.now;
-                let mut touched = Vec::new();
-                for (t, tenant) in &mut self.tenants {
-                    for (tl, slot) in &mut tenant.timelines {
-                        slot.upload.handle_stop(now);
-                        touched.push(Machine::Upload(*t, *tl));
-                    }
+                for (t, tl) in self.all_timelines() {
+                    self.with_machines(t, tl, |slot| slot.upload.handle_stop(now));
+                    self.dirty.insert(Machine::Upload(t, tl));
                 }
-                self.dirty.extend(touched);
                 self.emergency = Some(Emergency::Leaving { tenants });
             }
             other => {

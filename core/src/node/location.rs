@@ -55,6 +55,9 @@ impl Node {
 
     /// A request that needs `tenant` settled: `Unavailable` while an operation runs.
     pub(crate) fn tenant_busy(&self, tenant: TenantId) -> Option<ApiError> {
+        if let Some(broken) = self.tenant_broken(tenant) {
+            return Some(broken);
+        }
         match self.manager.slot(tenant) {
             Some(Slot::InProgress(op)) => Some(ApiError::unavailable(format!(
                 "tenant {tenant} is busy ({:?} in progress)",
@@ -62,6 +65,18 @@ impl Node {
             ))),
             _ => None,
         }
+    }
+
+    /// The error for a tenant whose machines were dropped after a panic
+    /// (`isolation.rs`).
+    pub(crate) fn tenant_broken(&self, tenant: TenantId) -> Option<ApiError> {
+        let Some(TenantState::Broken { reason }) = self.tenants.get(&tenant).map(|t| &t.state)
+        else {
+            return None;
+        };
+        Some(ApiError::Internal(format!(
+            "tenant {tenant} is broken ({reason}); a location_config re-attaches it on a new generation, as does a restart"
+        )))
     }
 
     pub(crate) fn drain_manager(&mut self) {
@@ -196,14 +211,14 @@ impl Node {
             (super::requests::attach_mode(&mode), super::requests::background_gates(&mode));
         let Some(t) = self.tenants.get_mut(&tenant) else { return };
         t.mode = mode;
-        let mut touched = Vec::new();
-        for (tl, slot) in &mut t.timelines {
-            slot.upload.handle_mode_changed(now, attach);
-            slot.timeline.handle_mode(now, may_compact, may_delete);
-            touched.push(Machine::Upload(tenant, *tl));
-            touched.push(Machine::Timeline(tenant, *tl));
+        for tl in self.timelines_of(tenant) {
+            self.with_machines(tenant, tl, |slot| {
+                slot.upload.handle_mode_changed(now, attach);
+                slot.timeline.handle_mode(now, may_compact, may_delete);
+            });
+            self.dirty.insert(Machine::Upload(tenant, tl));
+            self.dirty.insert(Machine::Timeline(tenant, tl));
         }
-        self.dirty.extend(touched);
     }
 
     // ---- stop ----
@@ -216,14 +231,14 @@ impl Node {
             return self.step_done(tenant, Ok(StepOutput::Done));
         };
         t.transition(TenantEvent::Stop);
-        let mut touched = Vec::new();
-        for (tl, slot) in &mut t.timelines {
-            if slot.state == SlotState::Active {
-                slot.timeline.handle_flush(now);
-                touched.push(Machine::Timeline(tenant, *tl));
-            }
+        for tl in self.timelines_of(tenant) {
+            self.with_machines(tenant, tl, |slot| {
+                if slot.state == SlotState::Active {
+                    slot.timeline.handle_flush(now);
+                }
+            });
+            self.dirty.insert(Machine::Timeline(tenant, tl));
         }
-        self.dirty.extend(touched);
         self.stopping.insert(tenant, Stopping { deadline, machines_stopped: false });
         self.nudge_validation();
     }
@@ -275,14 +290,14 @@ impl Node {
     /// Stops a tenant's upload queues and answers its waiting reads.
     fn stop_machines(&mut self, tenant: TenantId) {
         let now = self.now;
-        if let Some(t) = self.tenants.get_mut(&tenant) {
-            for (tl, slot) in t.timelines.iter_mut() {
+        for tl in self.timelines_of(tenant) {
+            self.with_machines(tenant, tl, |slot| {
                 slot.upload.handle_stop(now);
                 // Background work winds down too (a running job reports finished).
                 slot.timeline.handle_mode(now, false, false);
-                self.dirty.insert(Machine::Upload(tenant, *tl));
-                self.dirty.insert(Machine::Timeline(tenant, *tl));
-            }
+            });
+            self.dirty.insert(Machine::Upload(tenant, tl));
+            self.dirty.insert(Machine::Timeline(tenant, tl));
         }
         let waiting: Vec<RequestId> = self
             .pending_reads
@@ -332,6 +347,10 @@ impl Node {
             self.startup.loading.remove(&tenant);
             let now = self.now;
             let result = match self.tenants.get_mut(&tenant) {
+                // A handler panicked while it loaded (`isolation.rs`).
+                Some(t) if matches!(t.state, TenantState::Broken { .. }) => {
+                    Err(format!("loading tenant {tenant} failed: {:?}", t.state))
+                }
                 Some(t) => {
                     t.transition(TenantEvent::Loaded);
                     t.transition(TenantEvent::Activated);

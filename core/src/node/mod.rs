@@ -42,6 +42,7 @@ pub mod api;
 mod deletion;
 mod emergency;
 pub mod io;
+mod isolation;
 mod location;
 mod requests;
 mod routing;
@@ -87,6 +88,11 @@ pub struct NodeConfig {
     /// The background-job scheduler shared by every timeline (compaction, GC,
     /// eviction).
     pub scheduler: SchedulerConfig,
+    /// Catch a panic inside one timeline's or upload queue's handler and break only
+    /// that tenant (see `isolation.rs`). Off by default: tests and the simulator
+    /// keep it off so that a panic fails the run; only the tokio binary's server
+    /// turns it on.
+    pub isolate_tenant_panics: bool,
 }
 
 impl NodeConfig {
@@ -103,6 +109,7 @@ impl NodeConfig {
             startup_concurrency: DEFAULT_STARTUP_CONCURRENCY,
             page_cache: PageCacheConfig::default(),
             scheduler: SchedulerConfig::default(),
+            isolate_tenant_panics: false,
         }
     }
 }
@@ -142,7 +149,9 @@ pub enum NodePhase {
 pub(crate) struct Tenant {
     pub(crate) generation: Generation,
     pub(crate) mode: LocationMode,
-    /// Its lifecycle state (`crate::tenant::lifecycle`).
+    /// Its lifecycle state (`crate::tenant::lifecycle`). `Broken` here means a
+    /// handler of one of its machines panicked: `timelines` is empty and stays so
+    /// (see `isolation.rs`).
     pub(crate) state: crate::tenant::TenantState,
     pub(crate) timelines: BTreeMap<TimelineId, TimelineSlot>,
 }
@@ -312,6 +321,10 @@ impl Node {
         self.advance_clock(now, wall);
         self.trace_line("node", Some(op), Direction::Input, format!("{result:?}"));
         match self.routes.remove(&op) {
+            // A tenant broken by a panic: its machines are gone (`isolation.rs`).
+            Some(route) if self.machines_dropped(route.tenant()) => {
+                self.on_io_of_dropped_tenant(route, result)
+            }
             Some(route) => self.on_io_done(route, result),
             None => tracing::warn!(%op, "completion for an unknown op (ignored)"),
         }

@@ -81,16 +81,22 @@ impl Node {
             }
             Request::Ingest { tenant, timeline, records } => {
                 let now = self.now;
-                let result = match self.active_slot(tenant, timeline) {
-                    Ok(slot) => slot
-                        .timeline
-                        .handle_ingest(now, records)
-                        .map(|o| Response::Ingested {
-                            last_ingested_lsn: o.last_ingested_lsn,
-                            applied: o.applied,
-                            skipped: o.skipped,
-                        })
-                        .map_err(|e| ingest_error_to_api(&e)),
+                let result = match self.active_slot(tenant, timeline).map(|_| ()) {
+                    Ok(()) => match self.with_machines(tenant, timeline, |slot| {
+                        slot.timeline.handle_ingest(now, records)
+                    }) {
+                        Some(r) => r
+                            .map(|o| Response::Ingested {
+                                last_ingested_lsn: o.last_ingested_lsn,
+                                applied: o.applied,
+                                skipped: o.skipped,
+                            })
+                            .map_err(|e| ingest_error_to_api(&e)),
+                        // The handler panicked: the tenant is broken (`isolation.rs`).
+                        None => Err(self.tenant_busy(tenant).unwrap_or_else(|| {
+                            ApiError::Internal(format!("tenant {tenant} is broken"))
+                        })),
+                    },
                     Err(e) => Err(e),
                 };
                 self.dirty.insert(Machine::Timeline(tenant, timeline));
@@ -98,10 +104,13 @@ impl Node {
             }
             Request::Read { tenant, timeline, key, lsn } => {
                 let now = self.now;
-                match self.active_slot(tenant, timeline) {
-                    Ok(slot) => {
-                        slot.timeline.handle_read(now, ReadId(req.0), key, lsn);
+                match self.active_slot(tenant, timeline).map(|_| ()) {
+                    Ok(()) => {
+                        // Waiting before the call: a panic in it answers the read.
                         self.pending_reads.insert(req, (tenant, key, lsn));
+                        self.with_machines(tenant, timeline, |slot| {
+                            slot.timeline.handle_read(now, ReadId(req.0), key, lsn)
+                        });
                         self.dirty.insert(Machine::Timeline(tenant, timeline));
                     }
                     Err(e) => self.reply(req, Err(e)),
@@ -163,6 +172,9 @@ impl Node {
         tenant: TenantId,
         timeline: TimelineId,
     ) -> Result<TimelineInfo, ApiError> {
+        if let Some(broken) = self.tenant_broken(tenant) {
+            return Err(broken);
+        }
         let t = self
             .tenants
             .get(&tenant)
@@ -353,16 +365,14 @@ impl Node {
         let now = self.now;
         let deadline = now.plus_millis(self.config.shutdown_grace_ms);
         self.phase = NodePhase::ShuttingDown { req, deadline };
-        let mut touched = Vec::new();
-        for (t, tenant) in &mut self.tenants {
-            for (tl, slot) in &mut tenant.timelines {
+        for (t, tl) in self.all_timelines() {
+            self.with_machines(t, tl, |slot| {
                 if slot.state == SlotState::Active {
                     slot.timeline.handle_flush(now);
-                    touched.push(Machine::Timeline(*t, *tl));
                 }
-            }
+            });
+            self.dirty.insert(Machine::Timeline(t, tl));
         }
-        self.dirty.extend(touched);
         self.nudge_validation();
     }
 
@@ -393,7 +403,10 @@ impl Node {
         if let NodePhase::ShuttingDown { req, .. } = self.phase
             && self.all_visible()
         {
-            self.finish_shutdown(req, true);
+            // A tenant broken by a panic lost what it acknowledged above its visible
+            // LSN: not a clean stop.
+            let clean = self.broken_tenants().is_empty();
+            self.finish_shutdown(req, clean);
         }
     }
 
@@ -401,7 +414,7 @@ impl Node {
         if let NodePhase::ShuttingDown { req, deadline } = self.phase
             && self.now >= deadline
         {
-            let clean = self.all_visible();
+            let clean = self.all_visible() && self.broken_tenants().is_empty();
             self.finish_shutdown(req, clean);
         }
     }
@@ -409,8 +422,13 @@ impl Node {
     fn finish_shutdown(&mut self, req: RequestId, clean: bool) {
         self.phase = NodePhase::Stopped;
         self.reply(req, Ok(Response::ShutdownComplete { clean }));
+        let broken = self.broken_tenants();
         let reason = if clean {
             "shutdown: everything acknowledged is visible".to_string()
+        } else if !broken.is_empty() {
+            format!(
+                "shutdown: tenants {broken:?} are broken (a handler panicked); what they acknowledged above their visible LSN is lost"
+            )
         } else {
             "shutdown: grace period ended before everything was visible".to_string()
         };
@@ -444,13 +462,16 @@ pub(crate) fn ingest_error_to_api(e: &IngestError) -> ApiError {
         }
         IngestError::NotIncreasing { .. }
         | IngestError::InvalidRecord { .. }
-        | IngestError::LsnOutOfRange { .. } => ApiError::BadRequest(e.to_string()),
+        | IngestError::LsnOutOfRange { .. }
+        | IngestError::KeyOutOfRange { .. } => ApiError::BadRequest(e.to_string()),
     }
 }
 
 pub(crate) fn read_error_to_api(e: &ReadError) -> ApiError {
     match e {
-        ReadError::BelowGcCutoff { .. } => ApiError::BadRequest(e.to_string()),
+        ReadError::BelowGcCutoff { .. } | ReadError::KeyOutOfRange { .. } => {
+            ApiError::BadRequest(e.to_string())
+        }
         // Waiting longer, or a re-download, may help.
         ReadError::WaitTimeout { .. } | ReadError::LayerUnavailable { .. } => {
             ApiError::unavailable(e.to_string())

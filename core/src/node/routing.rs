@@ -332,15 +332,21 @@ impl Node {
                 }
                 DeletionEffect::Report(report) => {
                     let (t, tl, now) = (report.tenant, report.timeline, self.now);
-                    if let Some(slot) = self.slot_mut(t, tl) {
-                        slot.upload.handle_deletion_report(now, report);
+                    if self
+                        .with_machines(t, tl, |slot| {
+                            slot.upload.handle_deletion_report(now, report)
+                        })
+                        .is_some()
+                    {
                         self.dirty.insert(Machine::Upload(t, tl));
                     }
                 }
                 DeletionEffect::LsnValidated(v) => {
                     let (t, tl, now) = (v.tenant, v.timeline, self.now);
-                    if let Some(slot) = self.slot_mut(t, tl) {
-                        slot.upload.handle_lsn_validation(now, v);
+                    if self
+                        .with_machines(t, tl, |slot| slot.upload.handle_lsn_validation(now, v))
+                        .is_some()
+                    {
                         self.dirty.insert(Machine::Upload(t, tl));
                     }
                 }
@@ -352,7 +358,8 @@ impl Node {
     fn drain_timeline(&mut self, t: TenantId, tl: TimelineId) {
         loop {
             let now = self.now;
-            let Some(effect) = self.slot_mut(t, tl).and_then(|slot| slot.timeline.poll_effect())
+            let Some(effect) =
+                self.with_machines(t, tl, |slot| slot.timeline.poll_effect()).flatten()
             else {
                 return;
             };
@@ -399,8 +406,12 @@ impl Node {
                 TimelineEffect::LayerFlushed { name, file_size, crc32c } => {
                     // Same input as the layer-map insert: the layer is in the upload
                     // queue's set before anything else can see it (#5635).
-                    let Some(slot) = self.slot_mut(t, tl) else { return };
-                    if let Err(e) = slot.upload.handle_add_layer(now, name, file_size, crc32c) {
+                    let Some(added) = self.with_machines(t, tl, |slot| {
+                        slot.upload.handle_add_layer(now, name, file_size, crc32c)
+                    }) else {
+                        return;
+                    };
+                    if let Err(e) = added {
                         self.break_timeline(
                             t,
                             tl,
@@ -410,8 +421,12 @@ impl Node {
                     self.dirty.insert(Machine::Upload(t, tl));
                 }
                 TimelineEffect::MetadataDurable { metadata } => {
-                    let Some(slot) = self.slot_mut(t, tl) else { return };
-                    if let Err(e) = slot.upload.handle_set_metadata(now, metadata) {
+                    let Some(set) = self.with_machines(t, tl, |slot| {
+                        slot.upload.handle_set_metadata(now, metadata)
+                    }) else {
+                        return;
+                    };
+                    if let Err(e) = set {
                         self.break_timeline(t, tl, format!("upload queue refused metadata: {e}"));
                     }
                     self.dirty.insert(Machine::Upload(t, tl));
@@ -422,8 +437,12 @@ impl Node {
                     for name in &names {
                         self.invalidate_layer(t, tl, name);
                     }
-                    let Some(slot) = self.slot_mut(t, tl) else { return };
-                    if let Err(e) = slot.upload.handle_unlink_layers(now, &names) {
+                    let Some(unlinked) = self
+                        .with_machines(t, tl, |slot| slot.upload.handle_unlink_layers(now, &names))
+                    else {
+                        return;
+                    };
+                    if let Err(e) = unlinked {
                         self.break_timeline(t, tl, format!("upload queue refused an unlink: {e}"));
                     }
                     self.dirty.insert(Machine::Upload(t, tl));
@@ -455,7 +474,8 @@ impl Node {
     fn drain_upload(&mut self, t: TenantId, tl: TimelineId) {
         loop {
             let now = self.now;
-            let Some(effect) = self.slot_mut(t, tl).and_then(|slot| slot.upload.poll_effect())
+            let Some(effect) =
+                self.with_machines(t, tl, |slot| slot.upload.poll_effect()).flatten()
             else {
                 return;
             };
@@ -515,9 +535,7 @@ impl Node {
                     }
                 }
                 UploadEffect::Backpressure { on } => {
-                    if let Some(slot) = self.slot_mut(t, tl) {
-                        slot.timeline.handle_backpressure(now, on);
-                    }
+                    self.with_machines(t, tl, |slot| slot.timeline.handle_backpressure(now, on));
                     self.dirty.insert(Machine::Timeline(t, tl));
                 }
                 UploadEffect::ListTimeline { op, prefix } => self.emit_io(
@@ -564,12 +582,16 @@ impl Node {
                     // background work (the grant is handed back; the timeline keeps
                     // waiting and is dropped with its tenant or its deletion).
                     let stopping = self.stopping.contains_key(&t);
+                    let unexpected = crate::timeline::TimelineError::UnexpectedGrant(owner.kind);
                     let taken = match self.slot_mut(t, tl) {
-                        Some(slot) if !stopping && slot.state != SlotState::Deleting => {
-                            slot.timeline.handle_job_granted(now, owner.kind)
-                        }
-                        _ => Err(crate::timeline::TimelineError::UnexpectedGrant(owner.kind)),
+                        Some(slot) if !stopping && slot.state != SlotState::Deleting => self
+                            .with_machines(t, tl, |slot| {
+                                slot.timeline.handle_job_granted(now, owner.kind)
+                            }),
+                        _ => Some(Err(unexpected)),
                     };
+                    // None: the handler panicked and the tenant's jobs are forgotten.
+                    let Some(taken) = taken else { continue };
                     match taken {
                         Ok(()) => {
                             self.dirty.insert(Machine::Timeline(t, tl));
@@ -764,9 +786,12 @@ impl Node {
                 // A layer durable remotely may be evicted locally from now on.
                 if r.is_ok()
                     && let Some(layer) = layer
-                    && let Some(slot) = self.slot_mut(tenant, timeline)
+                    && self
+                        .with_machines(tenant, timeline, |slot| {
+                            slot.timeline.handle_layers_uploaded(now, std::slice::from_ref(&layer))
+                        })
+                        .is_some()
                 {
-                    slot.timeline.handle_layers_uploaded(now, std::slice::from_ref(&layer));
                     self.dirty.insert(Machine::Timeline(tenant, timeline));
                 }
                 self.complete_upload(tenant, timeline, inner, r);
@@ -790,8 +815,10 @@ impl Node {
                     }
                     _ => return self.bug("unexpected result for a timeline listing"),
                 };
-                if let Some(slot) = self.slot_mut(tenant, timeline) {
-                    if let Err(e) = slot.upload.handle_listing(now, inner, r) {
+                if let Some(listed) = self.with_machines(tenant, timeline, |slot| {
+                    slot.upload.handle_listing(now, inner, r)
+                }) {
+                    if let Err(e) = listed {
                         tracing::error!(error = %e, "upload queue refused a listing");
                     }
                     self.dirty.insert(Machine::Upload(tenant, timeline));
@@ -868,8 +895,12 @@ impl Node {
         c: TimelineCompletion,
     ) {
         let now = self.now;
-        let Some(slot) = self.slot_mut(t, tl) else { return };
-        if let Err(e) = slot.timeline.handle_completion(now, inner, c) {
+        let Some(r) =
+            self.with_machines(t, tl, |slot| slot.timeline.handle_completion(now, inner, c))
+        else {
+            return;
+        };
+        if let Err(e) = r {
             tracing::error!(tenant = %t, timeline = %tl, error = %e, "timeline refused a completion");
         }
         self.dirty.insert(Machine::Timeline(t, tl));
@@ -883,8 +914,12 @@ impl Node {
         r: Result<(), RemoteFailure>,
     ) {
         let now = self.now;
-        let Some(slot) = self.slot_mut(t, tl) else { return };
-        if let Err(e) = slot.upload.handle_completion(now, inner, r) {
+        let Some(r) =
+            self.with_machines(t, tl, |slot| slot.upload.handle_completion(now, inner, r))
+        else {
+            return;
+        };
+        if let Err(e) = r {
             tracing::error!(tenant = %t, timeline = %tl, error = %e, "upload queue refused a completion");
         }
         self.dirty.insert(Machine::Upload(t, tl));
@@ -898,14 +933,10 @@ impl Node {
         for machine in due {
             match machine {
                 Machine::Timeline(t, tl) => {
-                    if let Some(slot) = self.slot_mut(t, tl) {
-                        slot.timeline.handle_timeout(now);
-                    }
+                    self.with_machines(t, tl, |slot| slot.timeline.handle_timeout(now));
                 }
                 Machine::Upload(t, tl) => {
-                    if let Some(slot) = self.slot_mut(t, tl) {
-                        slot.upload.handle_timeout(now);
-                    }
+                    self.with_machines(t, tl, |slot| slot.upload.handle_timeout(now));
                 }
                 Machine::DeletionQueue => {
                     if let Some(dq) = &mut self.dq {

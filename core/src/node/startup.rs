@@ -496,8 +496,11 @@ impl Node {
     fn settle_slots(&mut self) {
         let mut slots = BTreeMap::new();
         for (id, t) in &mut self.tenants {
-            t.transition(TenantEvent::Loaded);
-            t.transition(TenantEvent::Activated);
+            // A tenant whose handler panicked while it loaded stays Broken.
+            if !matches!(t.state, crate::tenant::TenantState::Broken { .. }) {
+                t.transition(TenantEvent::Loaded);
+                t.transition(TenantEvent::Activated);
+            }
             slots.insert(*id, Slot::Attached { mode: t.mode, state: t.state.clone() });
         }
         for (id, conf) in &self.startup.configs {
@@ -773,7 +776,10 @@ impl Node {
         } else {
             SlotState::Active
         };
-        if let Some(t) = self.tenants.get_mut(&tenant) {
+        // A tenant broken by a panic gets no machines again (`isolation.rs`).
+        if let Some(t) = self.tenants.get_mut(&tenant)
+            && !matches!(t.state, crate::tenant::TenantState::Broken { .. })
+        {
             t.timelines.insert(timeline, TimelineSlot { state, timeline: machine, upload });
         }
         self.dirty.insert(Machine::Timeline(tenant, timeline));

@@ -916,4 +916,5 @@ fn only_a_single_attached_tenant_is_deleted() {
     assert_eq!(info(&mut h).state, "Active");
 }
 
+mod isolation;
 mod jobs;

@@ -29,7 +29,9 @@ pub enum TenantState {
     Active,
     /// Flushing and stopping its machines; the slot is removed afterwards.
     Stopping,
-    /// Loading failed; the tenant serves nothing until it is reconfigured.
+    /// Loading failed, or (tokio binary) a handler of one of its machines panicked
+    /// and its machines were dropped (`node/isolation.rs`); the tenant serves
+    /// nothing until it is reconfigured (a new generation) or the node restarts.
     Broken {
         reason: String,
     },

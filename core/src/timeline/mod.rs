@@ -72,7 +72,7 @@ mod layer_map;
 mod read;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 #[cfg(test)]
 pub(crate) use compaction::is_l0;
@@ -235,6 +235,14 @@ pub enum IngestError {
     InvalidRecord { lsn: Lsn, source: RedoError },
     #[error("lsn {lsn} is out of range")]
     LsnOutOfRange { lsn: Lsn },
+    /// The key is [`Key::MAX`]. Key ranges are half-open (`[start, end)`), so no
+    /// layer's range can hold that key: accepting it would make the next flush fail
+    /// to write its layer (it used to panic the node). Refused at ingest, before
+    /// anything is applied.
+    #[error(
+        "record at lsn {lsn}: key {key} is not storable (key ranges are half-open; {key} is only a range end)"
+    )]
+    KeyOutOfRange { lsn: Lsn, key: Key },
     #[error(
         "ingest refused: too much unflushed or un-uploaded data; retry after {retry_after_ms} ms"
     )]
@@ -261,6 +269,11 @@ pub enum ReadError {
     Redo(String),
     #[error("read id {0:?} is already in use")]
     DuplicateReadId(ReadId),
+    /// The key is [`Key::MAX`], which no layer can hold (key ranges are half-open):
+    /// refused like at ingest, so a client learns the key is invalid rather than
+    /// reading "no value".
+    #[error("key {key} is not storable (key ranges are half-open; {key} is only a range end)")]
+    KeyOutOfRange { key: Key },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -450,6 +463,9 @@ impl Timeline {
             if r.lsn == Lsn::MAX {
                 return Err(IngestError::LsnOutOfRange { lsn: r.lsn });
             }
+            if !r.key.is_storable() {
+                return Err(IngestError::KeyOutOfRange { lsn: r.lsn, key: r.key });
+            }
             if let Some(previous) = previous.filter(|p| r.lsn <= *p) {
                 return Err(IngestError::NotIncreasing { index, lsn: r.lsn, previous });
             }
@@ -487,6 +503,11 @@ impl Timeline {
     pub fn handle_read(&mut self, now: Instant, req: ReadId, key: Key, lsn: Lsn) {
         if self.reads.contains_key(&req) {
             let result = Err(ReadError::DuplicateReadId(req));
+            self.effects.push_back(TimelineEffect::ReadDone { req, result });
+            return;
+        }
+        if !key.is_storable() {
+            let result = Err(ReadError::KeyOutOfRange { key });
             self.effects.push_back(TimelineEffect::ReadDone { req, result });
             return;
         }

@@ -11,6 +11,16 @@ use crate::index_part::LayerMeta;
 use crate::redo::{DeltaOp, Record};
 use harness::{Harness, World};
 
+/// Test-only fault injection for the node's panic-isolation tests: puts a record
+/// under [`Key::MAX`] into the open in-memory layer, bypassing ingest validation
+/// (the bug of issue 15 item 1), so the next flush of this timeline panics inside
+/// its handler ("record ... outside the layer's ranges").
+pub(crate) fn inject_unflushable_record(tl: &mut Timeline, now: Instant) {
+    let lsn = tl.last_ingested.next();
+    tl.open.put(now, Key::MAX, lsn, Record::Image(b"poison".to_vec()));
+    tl.last_ingested = lsn;
+}
+
 fn rec(key: u64, lsn: u64, record: Record) -> IngestRecord {
     IngestRecord { key: Key(key), lsn: Lsn(lsn), record }
 }
@@ -69,6 +79,23 @@ fn ingest_is_idempotent_and_checks_the_whole_batch_first() {
     assert_eq!(h.tl.last_ingested_lsn(), Lsn(13), "a refused batch applies nothing");
     let err = h.ingest(vec![rec(1, u64::MAX, img(b""))]).unwrap_err();
     assert!(matches!(err, IngestError::LsnOutOfRange { .. }));
+}
+
+/// Issue 15 item 1: `FFFFFFFFFFFFFFFF` was acknowledged and the next flush panicked
+/// ("record ... outside the layer's ranges"), taking the node down. Key ranges are
+/// half-open, so that key is refused at ingest (the batch applies nothing) and at
+/// read; the largest storable key still goes through a flush.
+#[test]
+fn key_max_is_refused_at_ingest_and_read_and_the_largest_storable_key_flushes() {
+    let mut h = Harness::new(Lsn(10), small_config());
+    let err = h.ingest(vec![rec(1, 11, img(b"a")), rec(u64::MAX, 12, img(b"b"))]).unwrap_err();
+    assert_eq!(err, IngestError::KeyOutOfRange { lsn: Lsn(12), key: Key::MAX });
+    assert_eq!(h.tl.last_ingested_lsn(), Lsn(10), "a refused batch applies nothing");
+    h.ingest(vec![rec(u64::MAX - 1, 11, img(b"a")), rec(0, 12, img(b"z"))]).unwrap();
+    h.flush();
+    assert_eq!(h.tl.disk_consistent_lsn(), Lsn(12));
+    assert_eq!(h.get(Key(u64::MAX - 1), Lsn(12)), Ok(Some(b"a".to_vec())));
+    assert_eq!(h.get(Key::MAX, Lsn(12)), Err(ReadError::KeyOutOfRange { key: Key::MAX }));
 }
 
 #[test]
