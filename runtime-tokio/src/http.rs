@@ -4,7 +4,7 @@
 //! | method, path | request | success |
 //! |---|---|---|
 //! | `POST /v1/tenant` | `{"tenant_id"?: hex}` | 201 `{"tenant_id", "generation"}` |
-//! | `GET /v1/tenant` | | 200 list of tenants |
+//! | `GET /v1/tenant` | | 200 list of tenants (`tenant`, `generation`, `state`, `reason` when Broken, `timelines`) |
 //! | `POST /v1/tenant/{t}/timeline` | `{"timeline_id"?: hex}` | 201 timeline info (after its first index is durable) |
 //! | `GET /v1/tenant/{t}/timeline/{tl}` | | 200 timeline info with the four LSNs |
 //! | `DELETE /v1/tenant/{t}/timeline/{tl}` | | 202 `{"state": "Deleting"}`; poll GET until 404 |

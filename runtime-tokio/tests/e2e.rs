@@ -94,6 +94,13 @@ impl Node {
         }
     }
 
+    /// SIGKILL: no flush, no upload.
+    fn kill(&mut self) {
+        let mut child = self.child.take().unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
     fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join(format!("node-{}.log", std::process::id())))
             .unwrap_or_default()
@@ -383,6 +390,89 @@ fn restart_after_local_layers_were_deleted_or_truncated_downloads_them() {
         assert_eq!(node.read(k as u64, &lsn(last)).as_deref(), Some(expected.as_str()), "key {k}");
     }
     assert!(layers[0].exists(), "the deleted layer was not downloaded again");
+    node.stop();
+}
+
+/// Waits until the timeline's visible LSN reaches `last`.
+fn wait_visible(node: &Node, last: u64) {
+    let deadline = Instant::now() + START_STOP_TIMEOUT;
+    loop {
+        let v = node.timeline()["remote_consistent_lsn_visible"].as_str().unwrap().parse_lsn();
+        if v >= last {
+            return;
+        }
+        assert!(Instant::now() < deadline, "visible stuck at {v:X}, ingested up to {last:X}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Issue 15 item 4: an AttachedMulti tenant whose `config-v1` is corrupted is not
+/// loaded after a restart and nothing is guessed: `GET /v1/tenant` lists it Broken
+/// with the reason, its requests answer with it, the file is left byte for byte;
+/// a location_config naming the mode writes the config and the tenant loads.
+#[test]
+fn a_corrupted_config_leaves_the_tenant_broken_until_location_config_names_its_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = Node::init(dir.path());
+    node.start();
+    let g = create(&node);
+    let (values, last) = ingest(&node, 0x100, 10, 8);
+    // Visible first: the visible LSN does not advance in AttachedMulti.
+    wait_visible(&node, last);
+    let path = format!("/v1/tenant/{TENANT}/location_config");
+    let (status, body) = node.put(&path, json!({"mode": "AttachedMulti", "generation": g}));
+    assert_eq!((status, body["mode"].as_str()), (200, Some("AttachedMulti")), "{body}");
+    // A shutdown in AttachedMulti ends unclean (its superseded indexes wait for
+    // AttachedSingle to be deleted); everything is visible, so a kill loses nothing.
+    node.kill();
+
+    let config = dir.path().join(format!("data/tenants/{TENANT}/config-v1"));
+    let mut corrupt = std::fs::read(&config).unwrap();
+    corrupt.truncate(corrupt.len() / 2);
+    corrupt.extend_from_slice(b"\n[[[ not toml\n");
+    std::fs::write(&config, &corrupt).unwrap();
+    node.start();
+    let (status, list) = node.get("/v1/tenant");
+    assert_eq!(status, 200, "{list}");
+    let t = list.as_array().unwrap().iter().find(|t| t["tenant"] == TENANT).cloned();
+    let t = t.unwrap_or_else(|| panic!("the broken tenant is not listed: {list}"));
+    assert_eq!(t["state"], "Broken", "{t}");
+    assert!(t["reason"].as_str().unwrap_or("").contains("config-v1"), "{t}");
+    let (status, body) = node.get(&format!("/v1/tenant/{TENANT}/timeline/{TIMELINE}"));
+    assert_eq!(status, 500, "{body}");
+    assert!(body["msg"].as_str().unwrap_or("").contains("config-v1"), "{body}");
+    assert_eq!(std::fs::read(&config).unwrap(), corrupt, "the corrupted config was rewritten");
+
+    let (status, body) = node.put(&path, json!({"mode": "AttachedMulti"}));
+    assert_eq!((status, body["mode"].as_str()), (200, Some("AttachedMulti")), "{body}");
+    assert!(body["generation"].as_u64().unwrap() > g, "{body}");
+    let written = std::fs::read_to_string(&config).unwrap();
+    assert!(written.contains("AttachedMulti"), "{written}");
+    assert_eq!(node.timeline()["last_ingested_lsn"], lsn(last));
+    for (k, expected) in values.iter().enumerate() {
+        assert_eq!(node.read(k as u64, &lsn(last)).as_deref(), Some(expected.as_str()), "key {k}");
+    }
+    node.kill();
+}
+
+/// Issue 15 item 4, the other case: a tenant whose local directory is gone (a lost
+/// disk) but which the control plane attaches here loads from remote storage.
+#[test]
+fn a_tenant_whose_local_directory_was_deleted_loads_from_remote_storage() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = Node::init(dir.path());
+    node.start();
+    let g = create(&node);
+    let (values, last) = ingest(&node, 0x100, 10, 8);
+    node.stop();
+    std::fs::remove_dir_all(dir.path().join(format!("data/tenants/{TENANT}"))).unwrap();
+    node.start();
+    let info = node.timeline();
+    assert!(info["generation"].as_u64().unwrap() > g, "{info}");
+    assert_eq!(info["last_ingested_lsn"], lsn(last), "{info}");
+    for (k, expected) in values.iter().enumerate() {
+        assert_eq!(node.read(k as u64, &lsn(last)).as_deref(), Some(expected.as_str()), "key {k}");
+    }
     node.stop();
 }
 

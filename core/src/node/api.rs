@@ -101,8 +101,11 @@ pub struct TimelineInfo {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TenantInfo {
     pub tenant: TenantId,
-    pub generation: Generation,
+    /// `None` for a tenant broken before it was placed (its config unreadable).
+    pub generation: Option<Generation>,
     pub state: String,
+    /// Why it is `Broken`; `None` otherwise.
+    pub reason: Option<String>,
     pub timelines: Vec<TimelineId>,
 }
 

@@ -53,7 +53,8 @@ impl Node {
         self.dirty.insert(Machine::Manager);
     }
 
-    /// A request that needs `tenant` settled: `Unavailable` while an operation runs.
+    /// A request that needs `tenant` settled: `Unavailable` while an operation runs;
+    /// a broken tenant answers with why it is broken (nothing runs for it).
     pub(crate) fn tenant_busy(&self, tenant: TenantId) -> Option<ApiError> {
         if let Some(broken) = self.tenant_broken(tenant) {
             return Some(broken);
@@ -63,6 +64,19 @@ impl Node {
                 "tenant {tenant} is busy ({:?} in progress)",
                 op.kind
             ))),
+            _ => self.tenant_broken(tenant),
+        }
+    }
+
+    /// A broken tenant (nothing runs for it): the error naming why.
+    pub(crate) fn tenant_broken(&self, tenant: TenantId) -> Option<ApiError> {
+        match self.manager.slot(tenant) {
+            Some(
+                Slot::Broken { reason }
+                | Slot::Attached { state: TenantState::Broken { reason }, .. },
+            ) => {
+                Some(manager_error_to_api(ManagerError::Broken { tenant, reason: reason.clone() }))
+            }
             _ => None,
         }
     }
@@ -394,6 +408,8 @@ pub(crate) fn manager_error_to_api(e: ManagerError) -> ApiError {
             ApiError::Conflict(e.to_string())
         }
         ManagerError::NotFound(_) => ApiError::NotFound(e.to_string()),
-        ManagerError::StepFailed { .. } => ApiError::Internal(e.to_string()),
+        ManagerError::StepFailed { .. } | ManagerError::Broken { .. } => {
+            ApiError::Internal(e.to_string())
+        }
     }
 }

@@ -117,24 +117,57 @@ impl Node {
                 }
             }
             Request::TimelineInfo { tenant, timeline } => {
-                let result = self.timeline_info(tenant, timeline).map(Response::TimelineInfo);
+                let result = match self.tenant_broken(tenant) {
+                    Some(broken) => Err(broken),
+                    None => self.timeline_info(tenant, timeline).map(Response::TimelineInfo),
+                };
                 self.reply(req, result);
             }
             Request::ListTenants => {
-                let tenants = self
-                    .tenants
-                    .iter()
-                    .map(|(id, t)| TenantInfo {
-                        tenant: *id,
-                        generation: t.generation,
-                        state: t.state.label().to_string(),
-                        timelines: t.timelines.keys().copied().collect(),
-                    })
-                    .collect();
+                let tenants = self.list_tenants();
                 self.reply(req, Ok(Response::Tenants(tenants)));
             }
             Request::Shutdown => self.begin_shutdown(req),
         }
+    }
+
+    /// Every tenant with machines, and every broken one (which has none), with why.
+    fn list_tenants(&self) -> Vec<TenantInfo> {
+        let mut tenants: std::collections::BTreeMap<TenantId, TenantInfo> = self
+            .tenants
+            .iter()
+            .map(|(id, t)| {
+                let reason = match &t.state {
+                    TenantState::Broken { reason } => Some(reason.clone()),
+                    _ => None,
+                };
+                let info = TenantInfo {
+                    tenant: *id,
+                    generation: Some(t.generation),
+                    state: t.state.label().to_string(),
+                    reason,
+                    timelines: t.timelines.keys().copied().collect(),
+                };
+                (*id, info)
+            })
+            .collect();
+        for (id, slot) in self.manager.slots() {
+            let (generation, reason) = match slot {
+                Slot::Broken { reason } => (None, reason),
+                Slot::Attached { mode, state: TenantState::Broken { reason } } => {
+                    (mode.generation(), reason)
+                }
+                _ => continue,
+            };
+            tenants.entry(*id).or_insert_with(|| TenantInfo {
+                tenant: *id,
+                generation,
+                state: TenantState::Broken { reason: reason.clone() }.label().to_string(),
+                reason: Some(reason.clone()),
+                timelines: Vec::new(),
+            });
+        }
+        tenants.into_values().collect()
     }
 
     fn active_slot(

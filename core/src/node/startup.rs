@@ -1,8 +1,13 @@
 //! Start-up: from what the world holds to an active node.
 //!
 //! Phases, in order (each a [`StartupPhase`]; the time spent in each is a getter):
-//! 1. `ListTenants`, `ReadConfigs`: list `tenants/` and read every `config-v1`. An
-//!    unreadable config is reported and that tenant is not loaded (never a default).
+//! 1. `ListTenants`, `ReadConfigs`: list `tenants/` and read every `config-v1`. A
+//!    tenant directory whose config is missing or unreadable gets a `Broken` slot in
+//!    the tenant manager with the reason: it is not loaded, its config is not
+//!    rewritten, nothing is guessed (not even when re-attach names it), until a
+//!    location_config names its mode. A tenant re-attach names that has no local
+//!    directory at all (a lost disk, a create that crashed after its grant) loads
+//!    from remote storage as AttachedSingle.
 //! 2. `Rebuild`: local tenants the control plane does not know mean its store is
 //!    fresh or lost. Without `rebuild_generations` the node refuses to start
 //!    (`Failed`, with the tenant ids); with it, each is attached with a generation
@@ -289,17 +294,29 @@ impl Node {
             StartupIo::ReadConfig(tenant) => {
                 let parsed = match result {
                     IoResult::Bytes(Ok(bytes)) => String::from_utf8(bytes)
-                        .map_err(|e| e.to_string())
-                        .and_then(|text| LocationConf::from_toml(&text).map_err(|e| e.to_string())),
-                    other => Err(format!("{other:?}")),
+                        .map_err(|e| format!("its config-v1 is unreadable: {e}"))
+                        .and_then(|text| {
+                            LocationConf::from_toml(&text)
+                                .map_err(|e| format!("its config-v1 is unreadable: {e}"))
+                        }),
+                    IoResult::Bytes(Err(IoFailure::NotFound(_))) => {
+                        Err("its directory exists but its config-v1 is missing".to_string())
+                    }
+                    other => Err(format!("its config-v1 is unreadable: {other:?}")),
                 };
                 match parsed {
                     Ok(conf) => {
                         self.startup.configs.insert(tenant, conf);
                     }
-                    Err(e) => self.warn(format!(
-                        "tenant {tenant} not loaded: its config-v1 is unreadable: {e}"
-                    )),
+                    Err(reason) => {
+                        self.warn(format!("tenant {tenant} not loaded: {reason}"));
+                        // Nothing is guessed: the tenant stays out, broken with the
+                        // reason, until a location_config names its mode.
+                        let slot = Slot::Broken { reason };
+                        if let Err(e) = self.manager.handle_settled(self.now, tenant, slot) {
+                            self.bug(&format!("tenant manager refused a start-up slot: {e}"));
+                        }
+                    }
                 }
             }
             StartupIo::WriteConfig { tenant, bytes, attempt } => {
@@ -494,7 +511,13 @@ impl Node {
     /// are what disk and the control plane said (attached ones loaded, secondary
     /// configs kept).
     fn settle_slots(&mut self) {
-        let mut slots = BTreeMap::new();
+        // Broken slots (configs unreadable) stay as start-up found them.
+        let mut slots: BTreeMap<TenantId, Slot> = self
+            .manager
+            .slots()
+            .filter(|(_, slot)| matches!(slot, Slot::Broken { .. }))
+            .map(|(id, slot)| (*id, slot.clone()))
+            .collect();
         for (id, t) in &mut self.tenants {
             // A tenant whose handler panicked while it loaded stays Broken.
             if !matches!(t.state, crate::tenant::TenantState::Broken { .. }) {
@@ -571,6 +594,11 @@ impl Node {
             ) => {
                 self.enter(StartupPhase::WriteConfigs);
                 for rt in tenants {
+                    self.startup.reattached.insert(rt.tenant, rt.clone());
+                    if let Some(Slot::Broken { .. }) = self.manager.slot(rt.tenant) {
+                        // Its config is unreadable: not loaded, not rewritten.
+                        continue;
+                    }
                     let mode = match self.startup.configs.get(&rt.tenant).map(|c| c.mode) {
                         Some(LocationMode::AttachedMulti { .. }) => {
                             LocationMode::AttachedMulti { generation: rt.generation }
@@ -605,7 +633,6 @@ impl Node {
                         },
                         Io::DiskWrite { path: io::location_conf_path(rt.tenant), bytes },
                     );
-                    self.startup.reattached.insert(rt.tenant, rt);
                 }
                 for (tenant, conf) in &self.startup.configs {
                     let secondary = matches!(conf.mode, LocationMode::Secondary { .. });

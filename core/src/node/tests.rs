@@ -918,3 +918,4 @@ fn only_a_single_attached_tenant_is_deleted() {
 
 mod isolation;
 mod jobs;
+mod placement;

@@ -8,7 +8,12 @@
 //! - `Secondary { warm }`: its config is kept, nothing runs, nothing is written
 //!   remotely;
 //! - `InProgress(op)`: an operation (attach, restart, mode change, detach, …) is
-//!   running its steps.
+//!   running its steps;
+//! - `Broken { reason }`: its directory exists but its `config-v1` is missing or
+//!   unreadable, so how this node holds it is unknown. Nothing is guessed: nothing
+//!   runs, nothing is written (the config stays as found), requests for it are
+//!   answered with the reason, until a location_config with an explicit mode places
+//!   it (see the table).
 //!
 //! One map, one slot per tenant: a tenant can never hold two attached slots.
 //!
@@ -35,6 +40,9 @@
 //! | Secondary(w) | Secondary(w') | WriteConfig |
 //! | Secondary | Detached | RenameLocalDir; then RemoveLocalDir |
 //! | Detached | Secondary | WriteConfig |
+//! | Broken (config unreadable) | Attached(m) | AcquireGeneration, WriteConfig, Load |
+//! | Broken (config unreadable) | Secondary | WriteConfig |
+//! | Broken (config unreadable) | Detached | ReleaseGeneration, RenameLocalDir; then RemoveLocalDir |
 //!
 //! Generations come from the control plane (in-process by default): a request's
 //! generation is a floor and a guard, never used unchecked. `None` keeps the held
@@ -148,13 +156,26 @@ pub struct Operation {
     pub state: Option<TenantState>,
     pub current: Option<Step>,
     pub remaining: VecDeque<Step>,
+    /// Started from a `Broken` slot (its config unreadable): why. A failure before
+    /// anything changed puts the slot back as it was.
+    pub unplaced: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Slot {
-    Attached { mode: LocationMode, state: TenantState },
-    Secondary { warm: bool },
+    Attached {
+        mode: LocationMode,
+        state: TenantState,
+    },
+    Secondary {
+        warm: bool,
+    },
     InProgress(Box<Operation>),
+    /// Its directory exists but its `config-v1` is missing or unreadable: not
+    /// loaded, nothing guessed, until a location_config with an explicit mode.
+    Broken {
+        reason: String,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -178,6 +199,8 @@ pub enum ManagerError {
     NotFound(TenantId),
     #[error("tenant {tenant} can only be deleted by its single attached node (it is {mode})")]
     NotSingle { tenant: TenantId, mode: String },
+    #[error("tenant {tenant} is broken: {reason}; place it with a location_config naming its mode")]
+    Broken { tenant: TenantId, reason: String },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -211,6 +234,27 @@ fn with_generation(mode: RequestedMode, generation: Generation) -> Option<Locati
         RequestedMode::AttachedMulti => Some(LocationMode::AttachedMulti { generation }),
         RequestedMode::AttachedStale => Some(LocationMode::AttachedStale { generation }),
         RequestedMode::Secondary { .. } | RequestedMode::Detached => None,
+    }
+}
+
+/// The steps from a `Broken` slot (config unreadable): the request names the mode,
+/// so nothing is guessed. Attaching acquires a new generation (the control plane may
+/// still hold one for this node: it is superseded); detaching releases it.
+fn plan_unplaced(request: LocationRequest) -> (OperationKind, Vec<Step>) {
+    match request.mode {
+        RequestedMode::AttachedSingle
+        | RequestedMode::AttachedMulti
+        | RequestedMode::AttachedStale => {
+            (OperationKind::Attach, vec![Step::AcquireGeneration { at_least: request.generation }])
+        }
+        RequestedMode::Secondary { warm } => (
+            OperationKind::ToSecondary,
+            vec![Step::WriteConfig { mode: LocationMode::Secondary { warm } }],
+        ),
+        RequestedMode::Detached => (
+            OperationKind::Detach,
+            vec![Step::ReleaseGeneration, Step::RenameLocalDir, Step::RemoveLocalDir],
+        ),
     }
 }
 
@@ -372,6 +416,10 @@ impl TenantManager {
             Some(Slot::Secondary { warm }) => {
                 (Placement::Located(LocationMode::Secondary { warm: *warm }), true)
             }
+            Some(Slot::Broken { reason }) => {
+                let reason = reason.clone();
+                return self.place_unplaced(req, tenant, request, reason);
+            }
             None => (Placement::Detached, true),
         };
         match plan(tenant, current, healthy, request) {
@@ -393,11 +441,38 @@ impl TenantManager {
                     state: None,
                     current: None,
                     remaining: steps.into(),
+                    unplaced: None,
                 };
                 self.start_next(tenant, &mut op);
                 self.slots.insert(tenant, Slot::InProgress(Box::new(op)));
             }
         }
+    }
+
+    /// A location_config for a `Broken` slot (its config unreadable): the request's
+    /// mode is the operator's word, so the steps are those from Detached (its
+    /// directory is kept or renamed away, never read).
+    fn place_unplaced(
+        &mut self,
+        req: RequestId,
+        tenant: TenantId,
+        request: LocationRequest,
+        reason: String,
+    ) {
+        let (kind, steps) = plan_unplaced(request);
+        let mut op = Operation {
+            kind,
+            req,
+            from: Placement::Detached,
+            target: request.mode,
+            generation: None,
+            state: None,
+            current: None,
+            remaining: steps.into(),
+            unplaced: Some(reason),
+        };
+        self.start_next(tenant, &mut op);
+        self.slots.insert(tenant, Slot::InProgress(Box::new(op)));
     }
 
     /// Delete the tenant: its deletion mark first (so any later start finishes the
@@ -412,6 +487,9 @@ impl TenantManager {
                 Some(ManagerError::Busy { tenant, kind: op.kind })
             }
             None => Some(ManagerError::NotFound(tenant)),
+            Some(Slot::Broken { reason }) => {
+                Some(ManagerError::Broken { tenant, reason: reason.clone() })
+            }
             Some(Slot::Secondary { .. }) => {
                 Some(ManagerError::NotSingle { tenant, mode: "Secondary".into() })
             }
@@ -435,6 +513,7 @@ impl TenantManager {
                     state: None,
                     current: None,
                     remaining: steps.into_iter().collect(),
+                    unplaced: None,
                 };
                 self.start_next(tenant, &mut op);
                 self.slots.insert(tenant, Slot::InProgress(Box::new(op)));
@@ -588,7 +667,7 @@ impl TenantManager {
             }
         } else {
             match op.from {
-                Placement::Detached => None,
+                Placement::Detached => op.unplaced.clone().map(|reason| Slot::Broken { reason }),
                 Placement::Located(LocationMode::Secondary { warm }) => {
                     Some(Slot::Secondary { warm })
                 }
@@ -650,7 +729,7 @@ impl TenantManager {
                     mode.generation().is_some(),
                     "tenant {tenant}: attached slot without a generation"
                 ),
-                Slot::Secondary { .. } => {}
+                Slot::Secondary { .. } | Slot::Broken { .. } => {}
             }
         }
     }

@@ -219,6 +219,49 @@ fn a_failed_load_leaves_a_broken_tenant_that_a_repeat_request_repairs() {
     assert_eq!(attached(&m, t(1)), Some(single(2)), "repaired on a new generation");
 }
 
+/// A slot broken before placement (its config unreadable): only a request naming a
+/// mode places it; a failure before anything changed leaves it broken, as it was.
+#[test]
+fn a_broken_unplaced_slot_is_placed_only_by_an_explicit_mode() {
+    let broken = || Slot::Broken { reason: "config-v1 is unreadable".into() };
+    let mut m = TenantManager::default();
+    m.handle_settled(NOW, t(1), broken()).unwrap();
+    m.handle_delete_tenant(NOW, RequestId(1), t(1));
+    assert!(matches!(
+        m.poll_effect(),
+        Some(ManagerEffect::Reply { result: Err(ManagerError::Broken { .. }), .. })
+    ));
+    // A failed acquisition: still broken, with its reason.
+    m.handle_location_config(NOW, RequestId(2), t(1), req(RequestedMode::AttachedMulti, None));
+    assert!(matches!(
+        m.poll_effect(),
+        Some(ManagerEffect::Step { step: Step::AcquireGeneration { at_least: None }, .. })
+    ));
+    m.handle_step_done(NOW, t(1), Err("control plane down".into())).unwrap();
+    let _ = m.poll_effect();
+    assert_eq!(m.slot(t(1)), Some(&broken()));
+    // Attached: acquire, write the config, load.
+    let mut counter = 6;
+    m.handle_location_config(NOW, RequestId(3), t(1), req(RequestedMode::AttachedMulti, None));
+    let (steps, replies) = run(&mut m, &mut counter);
+    let multi = LocationMode::AttachedMulti { generation: g(7) };
+    assert_eq!(
+        steps,
+        vec![
+            Step::AcquireGeneration { at_least: None },
+            Step::WriteConfig { mode: multi },
+            Step::LoadTenant { mode: multi },
+        ]
+    );
+    assert_eq!(replies, vec![Ok(LocationOutcome::Changed(Placement::Located(multi)))]);
+    // Detached from broken: release and remove the directory.
+    m.handle_settled(NOW, t(2), broken()).unwrap();
+    m.handle_location_config(NOW, RequestId(4), t(2), req(RequestedMode::Detached, None));
+    let (steps, _) = run(&mut m, &mut counter);
+    assert_eq!(steps, vec![Step::ReleaseGeneration, Step::RenameLocalDir, Step::RemoveLocalDir]);
+    assert_eq!(m.slot(t(2)), None);
+}
+
 #[test]
 fn delete_tenant_marks_deletes_timelines_then_leaves_like_a_detach() {
     let mut m = TenantManager::default();
