@@ -465,7 +465,8 @@ fn a_tenant_whose_local_directory_was_deleted_loads_from_remote_storage() {
     let g = create(&node);
     let (values, last) = ingest(&node, 0x100, 10, 8);
     node.stop();
-    std::fs::remove_dir_all(dir.path().join(format!("data/tenants/{TENANT}"))).unwrap();
+    let tenant_dir = dir.path().join(format!("data/tenants/{TENANT}"));
+    std::fs::remove_dir_all(&tenant_dir).unwrap();
     node.start();
     let info = node.timeline();
     assert!(info["generation"].as_u64().unwrap() > g, "{info}");
@@ -473,6 +474,15 @@ fn a_tenant_whose_local_directory_was_deleted_loads_from_remote_storage() {
     for (k, expected) in values.iter().enumerate() {
         assert_eq!(node.read(k as u64, &lsn(last)).as_deref(), Some(expected.as_str()), "key {k}");
     }
+    node.stop();
+    // A create that crashed after its grant, before its config landed, leaves an
+    // empty directory (or one holding only the write's temp file): as good as none.
+    std::fs::remove_dir_all(&tenant_dir).unwrap();
+    std::fs::create_dir(&tenant_dir).unwrap();
+    std::fs::write(tenant_dir.join("config-v1.1-0.___temp"), b"mode = ").unwrap();
+    node.start();
+    assert_eq!(node.timeline()["last_ingested_lsn"], lsn(last));
+    assert_eq!(node.read(0, &lsn(last)).as_deref(), Some(values[0].as_str()));
     node.stop();
 }
 

@@ -6,8 +6,9 @@
 //!    the tenant manager with the reason: it is not loaded, its config is not
 //!    rewritten, nothing is guessed (not even when re-attach names it), until a
 //!    location_config names its mode. A tenant re-attach names that has no local
-//!    directory at all (a lost disk, a create that crashed after its grant) loads
-//!    from remote storage as AttachedSingle.
+//!    directory at all (a lost disk, a create that crashed after its grant), or an
+//!    empty one (a write that crashed before its config landed), loads from remote
+//!    storage as AttachedSingle.
 //! 2. `Rebuild`: local tenants the control plane does not know mean its store is
 //!    fresh or lost. Without `rebuild_generations` the node refuses to start
 //!    (`Failed`, with the tenant ids); with it, each is attached with a generation
@@ -81,6 +82,9 @@ pub enum StartupPhase {
 pub enum StartupIo {
     ListTenants,
     ReadConfig(TenantId),
+    /// Listing a tenant directory whose config is missing: an empty one (a create or
+    /// an attach that crashed before its config landed) is as good as none.
+    ListTenantDir(TenantId),
     /// Rewriting a tenant's config with its new generation; `attempt` counts from 1.
     WriteConfig {
         tenant: TenantId,
@@ -117,6 +121,7 @@ impl StartupIo {
             StartupIo::RemoveLocal { tenant } => *tenant,
             StartupIo::ListTenants
             | StartupIo::ReadConfig(_)
+            | StartupIo::ListTenantDir(_)
             | StartupIo::WriteConfig { .. }
             | StartupIo::ListDeletion
             | StartupIo::ReadDeletion(_) => None,
@@ -248,6 +253,16 @@ impl Node {
         self.startup.warnings.push(message);
     }
 
+    /// Nothing is guessed: the tenant stays out, broken with the reason, until a
+    /// location_config names its mode; its config is neither read again nor rewritten.
+    fn config_broken(&mut self, tenant: TenantId, reason: String) {
+        self.warn(format!("tenant {tenant} not loaded: {reason}"));
+        let slot = Slot::Broken { reason };
+        if let Err(e) = self.manager.handle_settled(self.now, tenant, slot) {
+            self.bug(&format!("tenant manager refused a start-up slot: {e}"));
+        }
+    }
+
     fn fail_startup(&mut self, reason: String) {
         tracing::error!(%reason, "node refuses to start");
         self.phase = NodePhase::Failed(reason.clone());
@@ -300,7 +315,12 @@ impl Node {
                                 .map_err(|e| format!("its config-v1 is unreadable: {e}"))
                         }),
                     IoResult::Bytes(Err(IoFailure::NotFound(_))) => {
-                        Err("its directory exists but its config-v1 is missing".to_string())
+                        // Empty (only a crashed write's temp file), or holding data?
+                        self.startup_io(
+                            StartupIo::ListTenantDir(tenant),
+                            Io::DiskList { path: io::tenant_dir(tenant) },
+                        );
+                        return self.startup_step_done();
                     }
                     other => Err(format!("its config-v1 is unreadable: {other:?}")),
                 };
@@ -308,17 +328,26 @@ impl Node {
                     Ok(conf) => {
                         self.startup.configs.insert(tenant, conf);
                     }
-                    Err(reason) => {
-                        self.warn(format!("tenant {tenant} not loaded: {reason}"));
-                        // Nothing is guessed: the tenant stays out, broken with the
-                        // reason, until a location_config names its mode.
-                        let slot = Slot::Broken { reason };
-                        if let Err(e) = self.manager.handle_settled(self.now, tenant, slot) {
-                            self.bug(&format!("tenant manager refused a start-up slot: {e}"));
-                        }
-                    }
+                    Err(reason) => self.config_broken(tenant, reason),
                 }
             }
+            StartupIo::ListTenantDir(tenant) => match result {
+                IoResult::Listing(Ok(entries)) if !entries.is_empty() => {
+                    let names: Vec<&str> = entries.iter().map(|e| e.name.as_str()).collect();
+                    let reason = format!(
+                        "its directory exists (holding {}) but its config-v1 is missing",
+                        names.join(", ")
+                    );
+                    self.config_broken(tenant, reason);
+                }
+                IoResult::Listing(Ok(_) | Err(IoFailure::NotFound(_))) => self.warn(format!(
+                    "tenant {tenant}: its directory is empty (a write crashed before its config-v1 landed): treated as absent"
+                )),
+                other => self.config_broken(
+                    tenant,
+                    format!("its config-v1 is missing and listing its directory failed: {other:?}"),
+                ),
+            },
             StartupIo::WriteConfig { tenant, bytes, attempt } => {
                 if !matches!(result, IoResult::Done(Ok(()))) {
                     if attempt < STARTUP_WRITE_ATTEMPTS {
