@@ -64,29 +64,23 @@ impl Node {
                 "tenant {tenant} is busy ({:?} in progress)",
                 op.kind
             ))),
-            _ => self.tenant_broken(tenant),
-        }
-    }
-
-    /// A broken tenant (nothing runs for it): the error naming why.
-    pub(crate) fn tenant_broken(&self, tenant: TenantId) -> Option<ApiError> {
-        match self.manager.slot(tenant) {
-            Some(
-                Slot::Broken { reason }
-                | Slot::Attached { state: TenantState::Broken { reason }, .. },
-            ) => {
-                Some(manager_error_to_api(ManagerError::Broken { tenant, reason: reason.clone() }))
-            }
             _ => None,
         }
     }
 
-    /// The error for a tenant whose machines were dropped after a panic
-    /// (`isolation.rs`).
+    /// The error for a broken tenant, naming why: placed nowhere because its config
+    /// is unreadable, or its machines dropped after a panic (`isolation.rs`) or a
+    /// failed load.
     pub(crate) fn tenant_broken(&self, tenant: TenantId) -> Option<ApiError> {
-        let Some(TenantState::Broken { reason }) = self.tenants.get(&tenant).map(|t| &t.state)
-        else {
-            return None;
+        if let Some(Slot::Broken { reason }) = self.manager.slot(tenant) {
+            let reason = reason.clone();
+            return Some(manager_error_to_api(ManagerError::Broken { tenant, reason }));
+        }
+        let reason = match (self.tenants.get(&tenant).map(|t| &t.state), self.manager.slot(tenant))
+        {
+            (Some(TenantState::Broken { reason }), _)
+            | (None, Some(Slot::Attached { state: TenantState::Broken { reason }, .. })) => reason,
+            _ => return None,
         };
         Some(ApiError::Internal(format!(
             "tenant {tenant} is broken ({reason}); a location_config re-attaches it on a new generation, as does a restart"
