@@ -18,7 +18,10 @@
 //!
 //! A delta on a key with no value below it applies to the empty value. Any step whose
 //! result would exceed [`MAX_VALUE_BYTES`] fails with [`RedoError::ValueTooLarge`];
-//! redo never truncates silently.
+//! redo never truncates silently. Ingest never acknowledges a record that would make
+//! redo fail: [`Record::validate`] checks each record on its own, and the timeline
+//! checks it against the size of the value below it (`timeline/value_sizes.rs`), so
+//! every acknowledged value can be read.
 //!
 //! JSON (the HTTP ingest body): bytes are lowercase hex strings.
 //! `{"image": "0a0b"}`, `{"delta": [{"write_at": {"offset": 2, "bytes": "ff"}},
@@ -189,7 +192,8 @@ impl Record {
 
     /// Checks that this record can never produce an oversized value by itself: an
     /// image or a single write/append larger than [`MAX_VALUE_BYTES`] is refused at
-    /// ingest. (A sequence of appends can still overflow; redo reports that.)
+    /// ingest. (Appends to a value that is already large are checked by the
+    /// timeline, which knows the value's size: `timeline/value_sizes.rs`.)
     pub fn validate(&self) -> Result<(), RedoError> {
         match self {
             Record::Image(b) => check_len(b.len()),

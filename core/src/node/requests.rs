@@ -490,11 +490,13 @@ pub(crate) fn background_gates(mode: &LocationMode) -> (bool, bool) {
 
 pub(crate) fn ingest_error_to_api(e: &IngestError) -> ApiError {
     match e {
-        IngestError::Backpressure { retry_after_ms } => {
+        IngestError::Backpressure { retry_after_ms }
+        | IngestError::SizeUnknown { retry_after_ms, .. } => {
             ApiError::Unavailable { reason: e.to_string(), retry_after_ms: *retry_after_ms }
         }
         IngestError::NotIncreasing { .. }
         | IngestError::InvalidRecord { .. }
+        | IngestError::ValueTooLarge { .. }
         | IngestError::LsnOutOfRange { .. }
         | IngestError::KeyOutOfRange { .. } => ApiError::BadRequest(e.to_string()),
     }

@@ -236,6 +236,21 @@ impl Harness {
         }
         panic!("no reply to {req:?}");
     }
+
+    /// Ingests like a client: a 503 is retried, a few times. After a restart (or
+    /// a re-attach) the first append to a key written before waits for a read of
+    /// the value's size (timeline/value_sizes.rs).
+    fn ingest(&mut self, records: Vec<IngestRecord>) -> Result<Response, ApiError> {
+        let request = Request::Ingest { tenant: T, timeline: TL, records };
+        let mut result = self.call(request.clone());
+        for _ in 0..3 {
+            if !matches!(result, Err(ApiError::Unavailable { .. })) {
+                break;
+            }
+            result = self.call(request.clone());
+        }
+        result
+    }
 }
 
 const T: TenantId = TenantId([1; 16]);
@@ -761,8 +776,7 @@ fn emergency_mode_serves_and_writes_nothing_remote_until_re_attach_succeeds() {
     assert_eq!((i.generation, i.last_ingested_lsn), (g, last));
     assert_eq!((0..7).map(|k| read(&mut h, k, last)).collect::<Vec<_>>(), values);
     // Ingest is taken (held locally); things that need a generation are refused.
-    let more = records(last.0 + 8, 40);
-    assert!(h.call(Request::Ingest { tenant: T, timeline: TL, records: more }).is_ok());
+    assert!(h.ingest(records(last.0 + 8, 40)).is_ok());
     assert!(matches!(
         location(&mut h, RequestedMode::Detached, None),
         Err(ApiError::Unavailable { .. })
@@ -788,7 +802,7 @@ fn emergency_mode_serves_and_writes_nothing_remote_until_re_attach_succeeds() {
     // Uploads work again: new data becomes visible.
     let batch = records(i.last_ingested_lsn.0 + 8, 40);
     let new_last = batch.last().unwrap().lsn;
-    h.call(Request::Ingest { tenant: T, timeline: TL, records: batch }).unwrap();
+    h.ingest(batch).unwrap();
     for _ in 0..100 {
         if info(&mut h).remote_consistent_lsn_visible == new_last {
             return;

@@ -15,6 +15,11 @@
 //!   each ending in [`TimelineEffect::ReadDone`].
 //! - The layer map (`layer_map.rs`): every layer file with its [`LayerMeta`] and
 //!   [`Residence`].
+//! - Value sizes (`value_sizes.rs`): the size of each key's value at the last
+//!   ingested LSN, so ingest refuses what redo would refuse
+//!   ([`IngestError::ValueTooLarge`]); a key of unknown size (after a restart) is
+//!   learned by a size read, its append refused with [`IngestError::SizeUnknown`]
+//!   (retry) meanwhile.
 //!
 //! **Inputs.** [`Timeline::handle_ingest`], [`Timeline::handle_read`],
 //! [`Timeline::handle_flush`], [`Timeline::handle_backpressure`],
@@ -70,6 +75,7 @@ mod jobs;
 mod layer_cache;
 mod layer_map;
 mod read;
+mod value_sizes;
 
 #[cfg(test)]
 pub(crate) mod tests;
@@ -81,6 +87,7 @@ pub use flush::FlushState;
 pub use gc::{GcState, MAX_LSN_TIME_SAMPLES};
 pub use jobs::JobGate;
 pub use layer_map::{LayerEntry, Residence};
+pub use value_sizes::SIZE_READ_RETRY_AFTER_MS;
 
 use crate::generation::Generation;
 use crate::id::{OpId, OpIds, TenantId, TimelineId};
@@ -95,8 +102,9 @@ use crate::time::Instant;
 use in_memory::InMemoryLayer;
 use layer_cache::LayerCache;
 use layer_map::LayerMap;
-use read::Read;
+use read::{Read, Reader};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use value_sizes::{Refused, ValueSizes};
 
 /// Tunables of one timeline. Every bound is named with its unit.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -139,6 +147,10 @@ pub struct TimelineConfig {
     /// Evict least recently used durable layers while resident layer files take
     /// more than this (`u64::MAX`: no budget).
     pub local_layer_budget_bytes: u64,
+    /// Keys whose value size ingest keeps (about 16 bytes each); past it the
+    /// smallest key is dropped and read again when next appended to
+    /// (`value_sizes.rs`).
+    pub value_sizes_max_keys: usize,
 }
 
 impl Default for TimelineConfig {
@@ -160,6 +172,7 @@ impl Default for TimelineConfig {
             gc_retention_ms: DEFAULT_GC_RETENTION_MS,
             eviction_idle_ms: 24 * 3600 * 1000,
             local_layer_budget_bytes: u64::MAX,
+            value_sizes_max_keys: 1 << 20,
         }
     }
 }
@@ -233,6 +246,15 @@ pub enum IngestError {
     NotIncreasing { index: usize, lsn: Lsn, previous: Lsn },
     #[error("record at lsn {lsn} is invalid: {source}")]
     InvalidRecord { lsn: Lsn, source: RedoError },
+    /// Valid on its own, but the value it leaves would be one redo refuses.
+    #[error("record at lsn {lsn} would make the value of key {key} {len} bytes (max {max})")]
+    ValueTooLarge { key: Key, lsn: Lsn, len: usize, max: usize },
+    /// An append to a key whose value size this timeline does not know yet (written
+    /// before it was loaded): a read of that size started; retry.
+    #[error(
+        "the size of key {key}'s value (and {more} more) is being read before appending; retry after {retry_after_ms} ms"
+    )]
+    SizeUnknown { key: Key, more: usize, retry_after_ms: u64 },
     #[error("lsn {lsn} is out of range")]
     LsnOutOfRange { lsn: Lsn },
     /// The key is [`Key::MAX`]. Key ranges are half-open (`[start, end)`), so no
@@ -291,9 +313,9 @@ pub enum TimelineError {
 enum OpKind {
     WriteLayer,
     WriteMetadata,
-    ReadLayer { read: ReadId, name: LayerName },
+    ReadLayer { read: Reader, name: LayerName },
     Download { name: LayerName },
-    Redo { read: ReadId },
+    Redo { read: Reader },
     CompactRead { name: LayerName },
     CompactWrite,
     ImageRedo,
@@ -322,7 +344,9 @@ pub struct Timeline {
     flush: FlushState,
     flush_requests: BTreeMap<FlushId, Lsn>,
     next_flush_id: u64,
-    reads: BTreeMap<ReadId, Read>,
+    reads: BTreeMap<Reader, Read>,
+    /// What ingest checks values against (`value_sizes.rs`).
+    sizes: ValueSizes,
     ops: BTreeMap<OpId, OpKind>,
     op_ids: OpIds,
     backpressure: bool,
@@ -420,6 +444,8 @@ impl Timeline {
     ) -> Self {
         let dc = metadata.disk_consistent_lsn;
         let cache = LayerCache::new(config.layer_cache_bytes);
+        // Without layers nothing was ingested below `dc`: every untracked key is empty.
+        let sizes = ValueSizes::new(layers.layers.is_empty(), config.value_sizes_max_keys);
         Timeline {
             tenant,
             timeline,
@@ -434,6 +460,7 @@ impl Timeline {
             flush_requests: BTreeMap::new(),
             next_flush_id: 0,
             reads: BTreeMap::new(),
+            sizes,
             ops: BTreeMap::new(),
             op_ids: OpIds::default(),
             backpressure: false,
@@ -452,7 +479,10 @@ impl Timeline {
     }
 
     /// Applies the records above the last ingested LSN. The whole batch is checked
-    /// first: on any error nothing is applied.
+    /// first: on any error nothing is applied. A batch whose values redo would
+    /// refuse is refused ([`IngestError::ValueTooLarge`]); one that appends to a key
+    /// of unknown size starts a size read of it and is refused
+    /// ([`IngestError::SizeUnknown`]) until that read is done (`value_sizes.rs`).
     pub fn handle_ingest(
         &mut self,
         now: Instant,
@@ -474,7 +504,25 @@ impl Timeline {
                 .validate()
                 .map_err(|source| IngestError::InvalidRecord { lsn: r.lsn, source })?;
         }
-        let fresh = records.iter().filter(|r| r.lsn > self.last_ingested).count();
+        let fresh: Vec<&IngestRecord> =
+            records.iter().filter(|r| r.lsn > self.last_ingested).collect();
+        let sized = match self.sizes.check(&fresh) {
+            Ok(sized) => sized,
+            Err(Refused::TooLarge(e)) => return Err(e),
+            Err(Refused::SizeUnknown(keys)) => {
+                let (key, more) = (keys[0], keys.len() - 1);
+                for k in keys {
+                    self.start_size_read(now, k);
+                }
+                self.pump(now);
+                return Err(IngestError::SizeUnknown {
+                    key,
+                    more,
+                    retry_after_ms: SIZE_READ_RETRY_AFTER_MS,
+                });
+            }
+        };
+        let fresh = fresh.len();
         if fresh > 0
             && (self.backpressure || self.in_memory_bytes() >= self.config.max_in_memory_bytes)
         {
@@ -486,6 +534,7 @@ impl Timeline {
             });
         }
         let skipped = records.len() - fresh;
+        self.sizes.commit(sized);
         let floor = self.last_ingested;
         for r in records.into_iter().filter(|r| r.lsn > floor) {
             self.open.put(now, r.key, r.lsn, r.record);
@@ -501,7 +550,7 @@ impl Timeline {
     /// Starts a read of `key` at `lsn`; the answer comes as [`TimelineEffect::ReadDone`].
     /// A `req` already in use is answered at once with [`ReadError::DuplicateReadId`].
     pub fn handle_read(&mut self, now: Instant, req: ReadId, key: Key, lsn: Lsn) {
-        if self.reads.contains_key(&req) {
+        if self.reads.contains_key(&Reader::Caller(req)) {
             let result = Err(ReadError::DuplicateReadId(req));
             self.effects.push_back(TimelineEffect::ReadDone { req, result });
             return;
@@ -518,8 +567,19 @@ impl Timeline {
             return;
         }
         let deadline = now.plus_millis(self.config.read_wait_timeout_ms);
-        self.reads.insert(req, Read::new(key, lsn, now, deadline));
+        self.reads.insert(Reader::Caller(req), Read::new(key, lsn, now, deadline));
         self.pump(now);
+    }
+
+    /// Starts a size read of `key` at the last ingested LSN, unless one runs.
+    fn start_size_read(&mut self, now: Instant, key: Key) {
+        if self.sizes.is_reading(key) {
+            return;
+        }
+        self.sizes.start_read(key);
+        let deadline = now.plus_millis(self.config.read_wait_timeout_ms);
+        self.reads
+            .insert(Reader::SizeProbe(key), Read::new(key, self.last_ingested, now, deadline));
     }
 
     /// Freezes the open layer and flushes everything frozen. `FlushDone` comes once
@@ -687,8 +747,14 @@ impl Timeline {
         &self.flush
     }
 
+    /// Callers' reads in progress (size reads not counted).
     pub fn reads_in_progress(&self) -> usize {
-        self.reads.len()
+        self.reads.keys().filter(|r| matches!(r, Reader::Caller(_))).count()
+    }
+
+    /// Keys whose value size ingest tracks (`value_sizes.rs`).
+    pub fn tracked_value_sizes(&self) -> usize {
+        self.sizes.tracked_keys()
     }
 
     /// Layer-file lookups answered from the parsed-file cache / needing a read.
@@ -769,6 +835,20 @@ impl Timeline {
         for (id, r) in &self.reads {
             r.check(*id, &self.ops, &self.layers);
         }
+        self.sizes.check_invariants();
+        let size_reads: Vec<Key> = self
+            .reads
+            .keys()
+            .filter_map(|r| match r {
+                Reader::SizeProbe(key) => Some(*key),
+                Reader::Caller(_) => None,
+            })
+            .collect();
+        assert_eq!(
+            size_reads,
+            self.sizes.reads_in_flight().collect::<Vec<_>>(),
+            "size reads in the read table and in the size tracker differ"
+        );
         for (op, kind) in &self.ops {
             match kind {
                 OpKind::CompactRead { .. }

@@ -26,6 +26,16 @@ use crate::redo::{DeltaOp, Record, RedoRequest};
 use crate::time::Instant;
 use std::collections::{BTreeMap, BTreeSet};
 
+/// Whom a read answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Reader {
+    /// A caller of [`Timeline::handle_read`]: answered by a `ReadDone` effect.
+    Caller(ReadId),
+    /// Ingest needs the size of this key's value at the last ingested LSN
+    /// (`value_sizes.rs`); answered to the timeline itself.
+    SizeProbe(Key),
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum ReadState {
     WaitingForLsn {
@@ -97,7 +107,7 @@ impl Read {
         }
     }
 
-    pub(crate) fn check(&self, id: ReadId, ops: &BTreeMap<OpId, OpKind>, layers: &LayerMap) {
+    pub(crate) fn check(&self, id: Reader, ops: &BTreeMap<OpId, OpKind>, layers: &LayerMap) {
         match &self.state {
             ReadState::WaitingForLsn { .. } => {}
             ReadState::Searching => panic!("{id:?} left in Searching"),
@@ -129,7 +139,7 @@ impl Timeline {
 
     /// Starts reads whose LSN has been ingested.
     pub(super) fn pump_reads(&mut self, _now: Instant) {
-        let ready: Vec<ReadId> = self
+        let ready: Vec<Reader> = self
             .reads
             .iter()
             .filter(|(_, r)| {
@@ -144,7 +154,7 @@ impl Timeline {
     }
 
     pub(super) fn expire_waiting_reads(&mut self, now: Instant) {
-        let expired: Vec<(ReadId, u64)> = self
+        let expired: Vec<(Reader, u64)> = self
             .reads
             .iter()
             .filter_map(|(id, r)| match r.state {
@@ -163,7 +173,7 @@ impl Timeline {
         }
     }
 
-    fn search_in_memory(&mut self, id: ReadId) {
+    fn search_in_memory(&mut self, id: Reader) {
         let read = self.reads.get_mut(&id).expect("caller holds a live read id");
         read.state = ReadState::Searching;
         let mut done = false;
@@ -185,7 +195,7 @@ impl Timeline {
     }
 
     /// Takes steps for a read in `Searching` until it waits on an effect or ends.
-    fn advance(&mut self, id: ReadId) {
+    fn advance(&mut self, id: Reader) {
         loop {
             let read = &self.reads[&id];
             let next = if read.image.is_some() || read.cont == Lsn::ZERO {
@@ -231,7 +241,7 @@ impl Timeline {
     }
 
     /// Takes a layer's records (oldest first) and continues below `start`.
-    fn consume(&mut self, id: ReadId, records: &[(Lsn, Record)], start: Lsn) {
+    fn consume(&mut self, id: Reader, records: &[(Lsn, Record)], start: Lsn) {
         let read = self.read_mut(id);
         for (_, record) in records.iter().rev() {
             if read.take(record) {
@@ -246,7 +256,7 @@ impl Timeline {
     pub(super) fn layer_read(
         &mut self,
         _now: Instant,
-        id: ReadId,
+        id: Reader,
         name: LayerName,
         result: Result<Vec<u8>, String>,
     ) {
@@ -311,7 +321,7 @@ impl Timeline {
                 self.touch(&name);
             }
         }
-        let waiting: Vec<ReadId> = self
+        let waiting: Vec<Reader> = self
             .reads
             .iter()
             .filter(|(_, r)| matches!(&r.state, ReadState::Downloading { name: n } if *n == name))
@@ -351,7 +361,7 @@ impl Timeline {
 
     /// Layers left the map: reads waiting for one of them search again.
     pub(super) fn restart_reads_of(&mut self, names: &[LayerName]) {
-        let waiting: Vec<ReadId> = self
+        let waiting: Vec<Reader> = self
             .reads
             .iter()
             .filter(|(_, r)| matches!(&r.state, ReadState::Downloading { name } if names.contains(name)))
@@ -363,7 +373,7 @@ impl Timeline {
         }
     }
 
-    fn reconstruct(&mut self, id: ReadId) {
+    fn reconstruct(&mut self, id: Reader) {
         let read = self.read_mut(id);
         if !read.found_any {
             self.finish(id, Ok(None));
@@ -382,11 +392,11 @@ impl Timeline {
         self.effects.push_back(TimelineEffect::Redo { op, request });
     }
 
-    pub(super) fn redone(&mut self, id: ReadId, result: Result<Vec<u8>, String>) {
+    pub(super) fn redone(&mut self, id: Reader, result: Result<Vec<u8>, String>) {
         self.finish(id, result.map(Some).map_err(ReadError::Redo));
     }
 
-    fn finish(&mut self, id: ReadId, result: Result<Option<Vec<u8>>, ReadError>) {
+    fn finish(&mut self, id: Reader, result: Result<Option<Vec<u8>>, ReadError>) {
         let read = self.reads.remove(&id).expect("caller holds a live read id");
         // GC raised the cutoff above this read meanwhile: the layers it needed may
         // be gone, so whatever it collected is not served.
@@ -396,10 +406,16 @@ impl Timeline {
             _ if read.lsn < gc_cutoff => Err(ReadError::BelowGcCutoff { lsn: read.lsn, gc_cutoff }),
             _ => result,
         };
-        self.effects.push_back(TimelineEffect::ReadDone { req: id, result });
+        match id {
+            Reader::Caller(req) => self.effects.push_back(TimelineEffect::ReadDone { req, result }),
+            Reader::SizeProbe(key) => {
+                let len = result.map(|v| v.map_or(0, |v| v.len())).map_err(|_| ());
+                self.sizes.read_done(key, len);
+            }
+        }
     }
 
-    fn read_mut(&mut self, id: ReadId) -> &mut Read {
+    fn read_mut(&mut self, id: Reader) -> &mut Read {
         self.reads.get_mut(&id).expect("caller holds a live read id")
     }
 }

@@ -364,13 +364,22 @@ impl Harness {
         self.drain();
     }
 
+    /// Ingests like a client: a [`IngestError::SizeUnknown`] refusal is retried
+    /// once the size reads it started are done (during the drain, unless effects
+    /// are held or fail), a few times.
     pub(crate) fn ingest(
         &mut self,
         records: Vec<IngestRecord>,
     ) -> Result<IngestOutcome, IngestError> {
-        let r = self.tl.handle_ingest(self.now, records);
-        self.drain();
-        r
+        let mut attempts = 0;
+        loop {
+            let r = self.tl.handle_ingest(self.now, records.clone());
+            self.drain();
+            attempts += 1;
+            if attempts >= 8 || !matches!(r, Err(IngestError::SizeUnknown { .. })) {
+                return r;
+            }
+        }
     }
 
     /// Flushes and runs timers until the flush is answered.

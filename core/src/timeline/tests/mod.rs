@@ -4,6 +4,7 @@ mod eviction;
 mod harness;
 mod jobs;
 mod model;
+mod value_sizes;
 
 use super::*;
 use crate::generation::Generation;

@@ -66,10 +66,15 @@ pub(super) struct Model {
 
 impl Model {
     pub(super) fn get(&self, key: Key, lsn: Lsn) -> Option<Vec<u8>> {
-        let history = self.records.get(&key)?;
+        self.try_get(key, lsn).expect("values stay small")
+    }
+
+    /// The value of `key` at `lsn`, or why redo refuses it.
+    pub(super) fn try_get(&self, key: Key, lsn: Lsn) -> Result<Option<Vec<u8>>, RedoError> {
+        let Some(history) = self.records.get(&key) else { return Ok(None) };
         let below: Vec<&Record> = history.range(..=lsn).map(|(_, r)| r).collect();
         if below.is_empty() {
-            return None;
+            return Ok(None);
         }
         let from = below.iter().rposition(|r| matches!(r, Record::Image(_)));
         let (base, rest) = match from {
@@ -86,10 +91,10 @@ impl Model {
                 Record::Image(_) => unreachable!(),
             })
             .collect();
-        Some(crate::redo::apply(base, &deltas).expect("values stay small"))
+        crate::redo::apply(base, &deltas).map(Some)
     }
 
-    fn all(&self) -> Vec<IngestRecord> {
+    pub(super) fn all(&self) -> Vec<IngestRecord> {
         let mut all: Vec<IngestRecord> = self
             .records
             .iter()
