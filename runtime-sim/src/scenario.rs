@@ -21,7 +21,8 @@
 //!    into it and deletes it, and does the same with a second tenant (retrying
 //!    through kills).
 //!    Meanwhile a second client fires conflicting but harmless requests (attach,
-//!    delete the timeline about to be deleted, create what exists, read state).
+//!    delete the timeline about to be deleted, create what exists, read state) and
+//!    ingests and reads key `FFFFFFFFFFFFFFFF`, which must be refused with 400.
 //! 3. Faults off ("heal"), then L-UPLOAD: within `heal_within_ms` of simulated time,
 //!    everything ingested becomes visible.
 //! 4. Storage-side checkers over the object store's history: S-IDX-REF and
@@ -101,6 +102,8 @@ pub struct RunReport {
     /// those were 503 (busy or not ready).
     pub chaos_answered: u64,
     pub chaos_busy: u64,
+    /// Chaos requests naming key `FFFFFFFFFFFFFFFF` that were refused with 400.
+    pub chaos_bad_key_refused: u64,
     pub simulated_ms: u64,
     pub acked_lsn: Lsn,
     pub visible_lsn: Lsn,
@@ -211,9 +214,12 @@ pub async fn run(config: ScenarioConfig, trace: TraceSink) -> RunReport {
     let mut report = RunReport { seed: handle.seed(), ..RunReport::default() };
     let outcome = workload.await;
     *stop_chaos.lock().expect("not poisoned") = true;
-    if let Ok(counts) = chaos.await {
-        report.chaos_answered = counts.0;
-        report.chaos_busy = counts.1;
+    let mut chaos_violation = None;
+    if let Ok(chaos) = chaos.await {
+        report.chaos_answered = chaos.answered;
+        report.chaos_busy = chaos.busy;
+        report.chaos_bad_key_refused = chaos.bad_key_refused;
+        chaos_violation = chaos.violation;
     }
     report.restarts = *restarts.lock().expect("not poisoned");
     report.store_outages = *emergencies.lock().expect("not poisoned");
@@ -225,6 +231,10 @@ pub async fn run(config: ScenarioConfig, trace: TraceSink) -> RunReport {
         }
         Ok(Err(violation)) => report.violation = Some(violation),
         Err(e) => report.violation = Some(format!("workload task failed: {e}")),
+    }
+    // The chaos client's finding comes first: it is the cause when both fail.
+    if let Some(violation) = chaos_violation {
+        report.violation = Some(format!("chaos client: {violation}"));
     }
     if report.violation.is_none() && config.batches > 0 {
         let timeline = strata_core::remote_path::timeline_prefix(WORKLOAD_TENANT, DELETED_TIMELINE);
@@ -524,18 +534,39 @@ async fn relocate(
     }
 }
 
+/// What the chaos client saw.
+#[derive(Debug, Default)]
+struct ChaosOutcome {
+    answered: u64,
+    /// Answered with 503.
+    busy: u64,
+    /// Requests naming key `FFFFFFFFFFFFFFFF` answered 400.
+    bad_key_refused: u64,
+    /// The first answer that broke a rule.
+    violation: Option<String>,
+}
+
 /// Concurrent with the workload: requests that conflict with what it does (attach
 /// while it relocates, delete the timeline it is about to delete, create what
 /// exists, read state) but cannot break its expectations. Every answer must be a
-/// typed response or error; the node's `check_invariants` runs after each. Returns
-/// (answered, answered with 503).
-async fn chaos_client(stop: Arc<Mutex<bool>>) -> (u64, u64) {
+/// typed response or error; the node's `check_invariants` runs after each.
+/// It also ingests and reads key `FFFFFFFFFFFFFFFF`, which no layer can hold (key
+/// ranges are half-open): the only acceptable answers are 400 or a refusal that
+/// comes before any key is looked at (503, 404, 500 for a broken tenant or
+/// timeline, the node down); a success is a violation. Issue 15 item 1:
+/// the node acknowledged that ingest and its next flush panicked. The ingest's LSN
+/// lies below the workload's first (0x100), so even an accepted one could only be
+/// skipped or flushed, never reorder the workload's LSNs.
+async fn chaos_client(stop: Arc<Mutex<bool>>) -> ChaosOutcome {
     let node: SocketAddr = PAGESERVER_ADDR.parse().expect("static address");
     let me: SocketAddr = format!("{CHAOS_IP}:0").parse().expect("static address");
-    let Ok(ep) = madsim::net::Endpoint::bind(me).await else { return (0, 0) };
-    let (tenant, mut answered, mut busy) = (WORKLOAD_TENANT, 0u64, 0u64);
+    let Ok(ep) = madsim::net::Endpoint::bind(me).await else { return ChaosOutcome::default() };
+    let tenant = WORKLOAD_TENANT;
+    let mut out = ChaosOutcome::default();
     while !*stop.lock().expect("not poisoned") {
-        let request = match thread_rng().gen_range(0..5) {
+        let timeline = TimelineId::from_bytes([9; 16]);
+        let choice = thread_rng().gen_range(0..7);
+        let request = match choice {
             0 => Request::LocationConfig {
                 tenant,
                 request: LocationRequest { mode: RequestedMode::AttachedSingle, generation: None },
@@ -543,20 +574,53 @@ async fn chaos_client(stop: Arc<Mutex<bool>>) -> (u64, u64) {
             1 => Request::DeleteTimeline { tenant, timeline: DELETED_TIMELINE },
             2 => Request::CreateTenant { tenant },
             3 => Request::ListTenants,
-            _ => Request::TimelineInfo { tenant, timeline: TimelineId::from_bytes([9; 16]) },
+            4 => Request::TimelineInfo { tenant, timeline },
+            5 => Request::Ingest {
+                tenant,
+                timeline,
+                records: vec![IngestRecord {
+                    key: Key::MAX,
+                    lsn: Lsn(thread_rng().gen_range(1..0x100)),
+                    record: Record::Image(vec![0]),
+                }],
+            },
+            _ => Request::Read { tenant, timeline, key: Key::MAX, lsn: Lsn(0x100) },
         };
-        match rpc::call(&ep, node, request, CALL_TIMEOUT).await {
-            Ok(_) => answered += 1,
-            Err(CallError::Api(ApiError::Unavailable { .. })) => {
-                answered += 1;
-                busy += 1;
+        let names_bad_key = choice >= 5;
+        let what = format!("{request:?}");
+        let answer = rpc::call(&ep, node, request, CALL_TIMEOUT).await;
+        if names_bad_key {
+            match &answer {
+                Err(CallError::Api(ApiError::BadRequest(_))) => out.bad_key_refused += 1,
+                // Refusals that come before the key is looked at: the node is
+                // starting, busy or down; the tenant or timeline is absent or
+                // broken (a failed step; a broken timeline).
+                Err(CallError::Api(
+                    ApiError::Unavailable { .. }
+                    | ApiError::NotFound(_)
+                    | ApiError::ShuttingDown
+                    | ApiError::Internal(_),
+                ))
+                | Err(CallError::Transport(_)) => {}
+                other => {
+                    out.violation.get_or_insert(format!(
+                        "key FFFFFFFFFFFFFFFF is not storable (key ranges are half-open) and must be refused with 400: {what} answered {other:?}"
+                    ));
+                }
             }
-            Err(CallError::Api(_)) => answered += 1,
+        }
+        match answer {
+            Ok(_) => out.answered += 1,
+            Err(CallError::Api(ApiError::Unavailable { .. })) => {
+                out.answered += 1;
+                out.busy += 1;
+            }
+            Err(CallError::Api(_)) => out.answered += 1,
             Err(_) => {} // the node is down or restarting
         }
         madsim::time::sleep(Duration::from_millis(thread_rng().gen_range(20..200))).await;
     }
-    (answered, busy)
+    out
 }
 
 fn random_record(config: &ScenarioConfig, lsn: Lsn) -> IngestRecord {

@@ -59,7 +59,7 @@ fn swarm() {
     let count = env_u64("STRATA_SEEDS").unwrap_or(DEFAULT_SEEDS);
     let wall = Instant::now();
     let (mut simulated_ms, mut restarts, mut outages) = (0u64, 0usize, 0usize);
-    let (mut chaos, mut chaos_busy) = (0u64, 0u64);
+    let (mut chaos, mut chaos_busy, mut chaos_bad_key) = (0u64, 0u64, 0u64);
     let mut fired: std::collections::BTreeMap<String, u64> = Default::default();
     for seed in start..start + count {
         let (report, trace) = run_seed(seed, ScenarioConfig::default());
@@ -71,6 +71,7 @@ fn swarm() {
         outages += report.store_outages;
         chaos += report.chaos_answered;
         chaos_busy += report.chaos_busy;
+        chaos_bad_key += report.chaos_bad_key_refused;
         for (site, n) in &report.fired {
             *fired.entry(site.clone()).or_default() += n;
         }
@@ -84,7 +85,7 @@ fn swarm() {
     );
     println!("restarts that met a failing control-plane store (emergency mode): {outages}");
     println!(
-        "concurrent chaos requests answered: {chaos}, of which 503 (busy, not ready): {chaos_busy}"
+        "concurrent chaos requests answered: {chaos}, of which 503 (busy, not ready): {chaos_busy}; key FFFFFFFFFFFFFFFF refused with 400: {chaos_bad_key}"
     );
     println!("fault sites fired: {fired:?}");
     let silent: Vec<&String> = fired.iter().filter(|(_, n)| **n == 0).map(|(s, _)| s).collect();
