@@ -772,3 +772,51 @@ fn http_replies_and_errors_match_the_documented_api() {
     assert_eq!(node.read(1, "0/20"), Some("0a0b".to_owned()));
     node.stop();
 }
+
+/// Issue 15 item 3: an 8,000-byte image then a 500-byte append on one key. The
+/// append is refused (400) instead of acknowledged, and the key keeps reading
+/// back; after a restart the node does not know the size, so the first append is
+/// answered 503 while it reads it, and the retry is checked exactly.
+#[test]
+fn an_append_past_the_value_limit_is_refused_and_the_key_stays_readable() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = Node::init(dir.path());
+    node.start();
+    create(&node);
+    let path = format!("/v1/tenant/{TENANT}/timeline/{TIMELINE}/ingest");
+    let one = |lsn: &str, record: Value| json!({"records": [{"key": "0000000000000001", "lsn": lsn, "record": record}]});
+    let append = |n: usize| json!({"delta": [{"append": hex::encode(vec![0xAB; n])}]});
+    let (status, body) =
+        node.post(&path, one("0/10", json!({"image": hex::encode(vec![7u8; 8000])})));
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = node.post(&path, one("0/20", append(500)));
+    assert_eq!(status, 400, "the append that makes the value 8500 bytes was acknowledged: {body}");
+    assert!(body["msg"].as_str().unwrap().contains("8500 bytes"), "{body}");
+    assert_eq!(node.read(1, "0/10").map(|v| v.len() / 2), Some(8000));
+    let (status, body) = node.post(&path, one("0/20", append(192)));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(node.read(1, "0/20").map(|v| v.len() / 2), Some(8192));
+    node.stop();
+
+    node.start();
+    let mut answers = Vec::new();
+    let deadline = Instant::now() + START_STOP_TIMEOUT;
+    loop {
+        let (status, body) = node.post(&path, one("0/30", append(1)));
+        answers.push(status);
+        if status != 503 {
+            assert_eq!(status, 400, "{answers:?} {body}");
+            assert_eq!(answers[0], 503, "the size is read first after a restart: {answers:?}");
+            assert!(body["msg"].as_str().unwrap().contains("8193 bytes"), "{body}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "still reading the size: {body}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let shrink_then_append = json!({"delta": [{"truncate": 100}, {"append": "cd"}]});
+    let (status, body) = node.post(&path, one("0/30", shrink_then_append));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(node.read(1, "0/30").map(|v| v.len() / 2), Some(101));
+    assert_eq!(node.read(1, "0/20").map(|v| v.len() / 2), Some(8192));
+    node.stop();
+}
