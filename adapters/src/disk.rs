@@ -13,6 +13,15 @@
 //!   directories they change before returning.
 //! - After a failed fsync the file's contents are unknown: the operation returns an
 //!   error and the caller treats the file as lost (redo the write, or fail).
+//!
+//! Error classification: only `NotFound` is an answer; every other kind (ENOSPC,
+//! a bad path, EPERM/EACCES on the data directory, a failed fsync, any other I/O
+//! error) fails the operation, and the machine that asked decides by its own rule
+//! (the driver maps them all to `IoFailure::Permanent` for that one operation):
+//! the timeline's flush and the deletion queue's list writes retry with capped
+//! backoff (so a data directory made read-only stalls flushing until it is fixed,
+//! and breaks nothing); a tenant whose `config-v1` cannot be read is not loaded.
+//! Remote storage classifies its errors itself (`crate::remote`).
 
 use camino::{Utf8Path, Utf8PathBuf};
 use std::future::Future;

@@ -16,13 +16,17 @@
 //! another key (`a/b` and `a/b/c`). Such a `put` is a `Permanent` error; `get` of
 //! such a key is `NotFound` and deleting it succeeds, since it cannot exist.
 //!
-//! Error kinds: a missing file is `NotFound`; permission problems and the layouts
-//! above are `Permanent`; any other I/O error is `Transient` (the queues retry).
+//! Error kinds (the classification is in [`crate::remote`]): a missing file is
+//! `NotFound`; EPERM/EACCES (a directory made read-only, files owned by another
+//! user, an immutable directory) and EROFS are `OperatorFixable(AccessDenied)`:
+//! the node retries them with backoff until an operator fixes the permissions;
+//! the layouts above and invalid input are `Permanent`; any other I/O error is
+//! `Transient` (the queues retry).
 
 use crate::disk::is_temp_file_name;
 use crate::local_disk::{crash_safe_write, fsync_dir};
 use crate::remote::{
-    ListedObject, MAX_KEYS_PER_DELETE, RemoteError, RemoteErrorKind, RemoteStorage,
+    FixableKind, ListedObject, MAX_KEYS_PER_DELETE, RemoteError, RemoteErrorKind, RemoteStorage,
 };
 use camino::{Utf8Path, Utf8PathBuf};
 use std::collections::BTreeSet;
@@ -69,18 +73,24 @@ fn storable(key: &str) -> bool {
 }
 
 fn error(op: &'static str, key: &str, step: &str, e: io::Error) -> RemoteError {
+    RemoteError::new(kind_of(&e), op, key, format!("{step}: {e}"))
+}
+
+/// The kind of a file-system error (see the module doc).
+fn kind_of(e: &io::Error) -> RemoteErrorKind {
     use io::ErrorKind as K;
-    let kind = match e.kind() {
+    match e.kind() {
         K::NotFound => RemoteErrorKind::NotFound,
-        K::PermissionDenied
-        | K::NotADirectory
+        K::PermissionDenied | K::ReadOnlyFilesystem => {
+            RemoteErrorKind::OperatorFixable(FixableKind::AccessDenied)
+        }
+        K::NotADirectory
         | K::IsADirectory
         | K::DirectoryNotEmpty
         | K::InvalidInput
         | K::InvalidFilename => RemoteErrorKind::Permanent,
         _ => RemoteErrorKind::Transient,
-    };
-    RemoteError::new(kind, op, key, format!("{step}: {e}"))
+    }
 }
 
 fn put_blocking(root: &Utf8Path, key: &str, body: &[u8]) -> Result<(), RemoteError> {
@@ -233,5 +243,30 @@ impl RemoteStorage for LocalFs {
         }
         let keys: Vec<String> = keys.iter().map(|k| k.as_str().to_owned()).collect();
         self.run("delete_objects", first, move |root| delete_blocking(root, &keys)).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// EPERM, EACCES and EROFS are for an operator to fix (retried), not permanent;
+    /// a layout a directory cannot hold stays permanent.
+    #[test]
+    fn permission_errors_are_operator_fixable() {
+        let denied = RemoteErrorKind::OperatorFixable(FixableKind::AccessDenied);
+        for errno in [libc::EPERM, libc::EACCES, libc::EROFS] {
+            let e = io::Error::from_raw_os_error(errno);
+            assert_eq!(kind_of(&e), denied, "errno {errno}: {e}");
+        }
+        assert_eq!(kind_of(&io::Error::from(io::ErrorKind::PermissionDenied)), denied);
+        let e = error("put", "tenants/t/x", "create temp", io::Error::from_raw_os_error(13));
+        assert_eq!((e.kind, e.op, e.key.as_str()), (denied, "put", "tenants/t/x"));
+        assert_eq!(
+            kind_of(&io::Error::from_raw_os_error(libc::ENOTDIR)),
+            RemoteErrorKind::Permanent
+        );
+        assert_eq!(kind_of(&io::Error::from_raw_os_error(libc::ENOENT)), RemoteErrorKind::NotFound);
+        assert_eq!(kind_of(&io::Error::from_raw_os_error(libc::EIO)), RemoteErrorKind::Transient);
     }
 }

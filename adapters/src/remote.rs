@@ -9,10 +9,24 @@
 //!   (implementations paginate underneath).
 //! - `delete_objects` takes at most [`MAX_KEYS_PER_DELETE`] keys; deleting a missing
 //!   key succeeds.
-//! - Errors say whether a retry may help ([`RemoteErrorKind::Transient`]) and name the
-//!   key. Retries are the caller's (the upload and deletion queues own them).
+//! - Errors say whether a retry may help and name the key. Retries are the
+//!   caller's (the upload and deletion queues own them).
+//!
+//! # Error classification
+//!
+//! | kind | when | what the node does |
+//! |---|---|---|
+//! | `NotFound` | the key does not exist | per operation |
+//! | `Transient` | timeouts, 5xx, throttling, a lost connection, other I/O errors | retries with capped backoff, indefinitely |
+//! | `OperatorFixable(kind)` | refused for a reason an operator can fix while the node runs: `AccessDenied` (EPERM/EACCES on LocalFs, e.g. a read-only directory; S3 `AccessDenied`), `InvalidCredentials` (S3 `InvalidAccessKeyId`, `SignatureDoesNotMatch`), `NoSuchBucket` (S3) | retries with capped backoff, indefinitely, counting each failure by kind (`strata_io_errors_total{kind}`); uploads wait, reads keep working |
+//! | `Permanent` | the request can never succeed as written: an invalid key or prefix, a key a directory cannot hold, a delete over [`MAX_KEYS_PER_DELETE`], a bad configuration, another 4xx | the timeline's upload queue goes Broken |
+//!
+//! The rule for a new error: `Permanent` only if sending the same request again
+//! can never succeed, whatever an operator does to the store; when in doubt,
+//! `Transient`.
 
 use std::future::Future;
+pub use strata_core::node::io::FixableKind;
 use strata_core::remote_path::RemoteKey;
 
 pub const MAX_KEYS_PER_DELETE: usize = 1000;
@@ -22,7 +36,11 @@ pub enum RemoteErrorKind {
     NotFound,
     /// Timeouts, 5xx, throttling, a lost connection: try again.
     Transient,
-    /// Bad request, access denied, corrupt data: retrying will not help.
+    /// Access denied, bad credentials, a missing bucket: try again once an operator
+    /// has fixed it (the node retries with backoff meanwhile).
+    OperatorFixable(FixableKind),
+    /// The request can never succeed as written (an invalid key, too many keys in
+    /// one delete, a bad configuration): retrying will not help.
     Permanent,
 }
 

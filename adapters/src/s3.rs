@@ -15,8 +15,12 @@
 //! - **Errors name the key** (relative to the root prefix) and the operation, and
 //!   carry the SDK's full error chain as the message. Kinds: a missing key is
 //!   `NotFound`; timeouts, dispatch/connection failures, 5xx, 408/429 and throttling
-//!   codes are `Transient`; everything else (4xx, a missing bucket, bad config, a
-//!   listed key outside the key rules) is `Permanent`.
+//!   codes are `Transient`; what an operator can fix while the node runs is
+//!   `OperatorFixable` (`AccessDenied`, `AllAccessDisabled` and any other 403:
+//!   access denied; `InvalidAccessKeyId`, `SignatureDoesNotMatch`, `ExpiredToken`:
+//!   invalid credentials; `NoSuchBucket`), retried by the node until fixed;
+//!   everything else (another 4xx, bad config, a listed key outside the key rules,
+//!   too many keys in one delete) is `Permanent`. See [`crate::remote`].
 //! - `list` pages through ListObjectsV2 with continuation tokens
 //!   ([`S3Config::list_page_keys`] keys per page) and returns the keys sorted.
 //! - `delete_objects` sends one DeleteObjects request of at most
@@ -38,7 +42,7 @@
 //! environment variables.
 
 use crate::remote::{
-    ListedObject, MAX_KEYS_PER_DELETE, RemoteError, RemoteErrorKind, RemoteStorage,
+    FixableKind, ListedObject, MAX_KEYS_PER_DELETE, RemoteError, RemoteErrorKind, RemoteStorage,
 };
 use aws_config::environment::EnvironmentVariableCredentialsProvider;
 use aws_sdk_s3::Client;
@@ -542,9 +546,9 @@ impl RemoteStorage for S3Remote {
         match failed.len() {
             0 => Ok(()),
             n => {
-                // Transient wins: retrying the batch may then delete everything.
+                // A retryable kind wins: retrying the batch may then delete everything.
                 let pick =
-                    failed.iter().position(|e| e.kind == RemoteErrorKind::Transient).unwrap_or(0);
+                    failed.iter().position(|e| e.kind != RemoteErrorKind::Permanent).unwrap_or(0);
                 let mut err = failed.swap_remove(pick);
                 if n > 1 {
                     err.message = format!("{} (and {} more keys failed)", err.message, n - 1);
@@ -573,10 +577,15 @@ fn kind_of_code(code: &str) -> Option<RemoteErrorKind> {
         | "ServiceUnavailable"
         | "BandwidthLimitExceeded"
         | "PriorRequestNotComplete" => Some(RemoteErrorKind::Transient),
-        // The bucket, not the key, is missing: a configuration problem.
-        "NoSuchBucket" | "AccessDenied" | "InvalidAccessKeyId" | "SignatureDoesNotMatch" => {
-            Some(RemoteErrorKind::Permanent)
+        // Configuration an operator can fix while the node runs and retries.
+        "AccessDenied" | "AllAccessDisabled" => {
+            Some(RemoteErrorKind::OperatorFixable(FixableKind::AccessDenied))
         }
+        "InvalidAccessKeyId" | "SignatureDoesNotMatch" | "ExpiredToken" => {
+            Some(RemoteErrorKind::OperatorFixable(FixableKind::InvalidCredentials))
+        }
+        // The bucket, not the key, is missing.
+        "NoSuchBucket" => Some(RemoteErrorKind::OperatorFixable(FixableKind::NoSuchBucket)),
         _ => None,
     }
 }
@@ -585,6 +594,7 @@ fn kind_of_status(status: u16) -> RemoteErrorKind {
     match status {
         404 => RemoteErrorKind::NotFound,
         408 | 429 | 500..=599 => RemoteErrorKind::Transient,
+        403 => RemoteErrorKind::OperatorFixable(FixableKind::AccessDenied),
         _ => RemoteErrorKind::Permanent,
     }
 }
@@ -682,12 +692,30 @@ mod tests {
     fn error_kinds() {
         assert_eq!(kind_of_code("NoSuchKey"), Some(RemoteErrorKind::NotFound));
         assert_eq!(kind_of_code("SlowDown"), Some(RemoteErrorKind::Transient));
-        assert_eq!(kind_of_code("NoSuchBucket"), Some(RemoteErrorKind::Permanent));
         assert_eq!(kind_of_code("SomethingNew"), None);
         assert_eq!(kind_of_status(404), RemoteErrorKind::NotFound);
         assert_eq!(kind_of_status(503), RemoteErrorKind::Transient);
         assert_eq!(kind_of_status(429), RemoteErrorKind::Transient);
-        assert_eq!(kind_of_status(403), RemoteErrorKind::Permanent);
+        assert_eq!(kind_of_status(400), RemoteErrorKind::Permanent);
+    }
+
+    /// Issue 15 item 6: what an operator can fix while the node runs is retried,
+    /// never `Permanent` (which breaks the timeline for good).
+    #[test]
+    fn operator_fixable_codes() {
+        use FixableKind::*;
+        for (code, kind) in [
+            ("AccessDenied", AccessDenied),
+            ("AllAccessDisabled", AccessDenied),
+            ("InvalidAccessKeyId", InvalidCredentials),
+            ("SignatureDoesNotMatch", InvalidCredentials),
+            ("ExpiredToken", InvalidCredentials),
+            ("NoSuchBucket", NoSuchBucket),
+        ] {
+            assert_eq!(kind_of_code(code), Some(RemoteErrorKind::OperatorFixable(kind)), "{code}");
+        }
+        // A 403 with a code of its own is still access denied.
+        assert_eq!(kind_of_status(403), RemoteErrorKind::OperatorFixable(AccessDenied));
     }
 
     /// Nothing listens on port 1: a dispatch failure, which is transient.

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use strata_adapters::conformance::{self, RemoteSuiteConfig};
-use strata_adapters::remote::{RemoteErrorKind, RemoteStorage};
+use strata_adapters::remote::{FixableKind, RemoteErrorKind, RemoteStorage};
 use strata_adapters::s3::{S3Config, S3Remote};
 use strata_core::remote_path::RemoteKey;
 
@@ -175,17 +175,20 @@ async fn streams_large_objects_from_and_to_files() {
     assert_eq!(err.key, k.as_str());
 }
 
+/// A missing bucket is for an operator to create (the node retries meanwhile), and
+/// is never mistaken for a missing key.
 #[tokio::test]
-async fn missing_bucket_is_permanent_not_not_found() {
+async fn missing_bucket_is_operator_fixable_not_not_found() {
     let Some(ep) = endpoint() else { return };
     let s3 = S3Remote::new(config(&ep, &unique_bucket(), "")).unwrap();
+    let no_bucket = RemoteErrorKind::OperatorFixable(FixableKind::NoSuchBucket);
     let err = s3.get(&key("k")).await.unwrap_err();
-    assert_eq!(err.kind, RemoteErrorKind::Permanent, "{err}");
+    assert_eq!(err.kind, no_bucket, "{err}");
     let err = s3.put(&key("k"), b"x".to_vec()).await.unwrap_err();
-    assert_eq!(err.kind, RemoteErrorKind::Permanent, "{err}");
+    assert_eq!(err.kind, no_bucket, "{err}");
     assert_eq!(err.key, "k");
     let err = s3.list("p/").await.unwrap_err();
-    assert_eq!((err.kind, err.op, err.key.as_str()), (RemoteErrorKind::Permanent, "list", "p/"));
+    assert_eq!((err.kind, err.op, err.key.as_str()), (no_bucket, "list", "p/"));
 }
 
 /// Objects PUT per second to the server through the adapter, next to raw
@@ -397,11 +400,19 @@ async fn throttling_and_5xx_are_transient_and_retried_at_most_max_attempts() {
 }
 
 #[tokio::test]
-async fn client_errors_are_permanent_and_not_retried() {
-    for (status, code) in [(403, "AccessDenied"), (400, "InvalidArgument")] {
+async fn client_errors_are_permanent_or_operator_fixable_and_not_retried_by_the_sdk() {
+    let access_denied = RemoteErrorKind::OperatorFixable(FixableKind::AccessDenied);
+    let bad_keys = RemoteErrorKind::OperatorFixable(FixableKind::InvalidCredentials);
+    for (status, code, kind) in [
+        (403, "AccessDenied", access_denied),
+        (403, "InvalidAccessKeyId", bad_keys),
+        (403, "SignatureDoesNotMatch", bad_keys),
+        (404, "NoSuchBucket", RemoteErrorKind::OperatorFixable(FixableKind::NoSuchBucket)),
+        (400, "InvalidArgument", RemoteErrorKind::Permanent),
+    ] {
         let (s3, requests) = fake_remote(fake::Answer::Error(status, code), 2).await;
         let err = s3.put(&key("tenants/t/x"), b"x".to_vec()).await.unwrap_err();
-        assert_eq!(err.kind, RemoteErrorKind::Permanent, "{status} {code}: {err}");
+        assert_eq!(err.kind, kind, "{status} {code}: {err}");
         assert_eq!((err.op, err.key.as_str()), ("put", "tenants/t/x"));
         assert!(err.message.contains(code), "message has the S3 code: {}", err.message);
         assert_eq!(requests.load(Ordering::SeqCst), 1, "{status} {code}: not retried");

@@ -83,6 +83,11 @@ pub struct NodeStatus {
     pub page_cache: strata_core::page_cache::PageCacheStats,
     /// Per background-job kind: (kind, queued, running) in the node's scheduler.
     pub background_jobs: Vec<(strata_core::scheduler::JobKind, usize, usize)>,
+    /// Failed I/O effects since start, by [`IoFailure::kind_label`] (not-found
+    /// answers are not counted): `strata_io_errors_total{kind}`. A growing
+    /// `access_denied`, `invalid_credentials` or `no_such_bucket` count is for an
+    /// operator to fix; the node retries meanwhile.
+    pub io_errors: BTreeMap<&'static str, u64>,
 }
 
 /// Runs `node_config`'s node until it stops. `status` is refreshed after every input.
@@ -114,6 +119,7 @@ where
     let mut next_request = 0u64;
     let mut in_flight = 0usize;
     let mut inputs = 0u64;
+    let mut io_errors: BTreeMap<&'static str, u64> = BTreeMap::new();
     let mut inbox_open = true;
     loop {
         // Drain every effect of the last input, yielding between two so a simulated
@@ -173,6 +179,7 @@ where
                         (*k, node.background_jobs_queued(*k), node.background_jobs_running(*k))
                     })
                     .collect(),
+                io_errors: io_errors.clone(),
             };
         }
         let sleep_for = node.poll_timeout().map(|at| {
@@ -183,6 +190,11 @@ where
             biased;
             Some((op, result)) = done_rx.recv() => {
                 in_flight -= 1;
+                if let Some(failure) = result.failure()
+                    && !matches!(failure, IoFailure::NotFound(_))
+                {
+                    *io_errors.entry(failure.kind_label()).or_default() += 1;
+                }
                 let (now, wall) = clock();
                 node.handle_io(now, wall, op, result);
             }
@@ -280,6 +292,8 @@ where
     }
 }
 
+/// Local disk errors (see `strata_adapters::disk`): only a missing file is told
+/// apart; the machines retry or fail a local write by their own rules.
 fn disk_failure(e: strata_adapters::disk::DiskError) -> IoFailure {
     match e.kind {
         DiskErrorKind::NotFound => IoFailure::NotFound(e.to_string()),
@@ -293,6 +307,9 @@ fn remote_failure(e: strata_adapters::remote::RemoteError) -> IoFailure {
     match e.kind {
         RemoteErrorKind::NotFound => IoFailure::NotFound(e.to_string()),
         RemoteErrorKind::Transient => IoFailure::Transient(e.to_string()),
+        RemoteErrorKind::OperatorFixable(kind) => {
+            IoFailure::OperatorFixable { kind, message: e.to_string() }
+        }
         RemoteErrorKind::Permanent => IoFailure::Permanent(e.to_string()),
     }
 }

@@ -38,6 +38,11 @@
 //! is sent, so a client still sending it reads the answer instead of a reset; a
 //! client that sent `Expect: 100-continue` is answered at once, before it sends the
 //! body. Past either drain bound the connection is closed.
+//!
+//! Remote storage refusing the node (access denied, bad credentials, a missing
+//! bucket) is no request's error: ingest and reads keep answering 200 while the
+//! uploads are retried, the visible LSN waits, and `strata_io_errors_total{kind}`
+//! counts the refusals until an operator fixes them.
 
 use crate::driver::{NodeHandle, NodeStatus};
 use crate::metrics::Metrics;
@@ -553,6 +558,7 @@ async fn metrics(State(state): State<AppState>) -> HttpResponse {
     let status = state.status.lock().map(|s| s.clone()).unwrap_or_default();
     state.metrics.observe_page_cache(&status.page_cache);
     state.metrics.observe_background_jobs(&status.background_jobs);
+    state.metrics.observe_io_errors(&status.io_errors);
     let text = state.metrics.render(&state.node).await;
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }

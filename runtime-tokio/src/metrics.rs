@@ -15,7 +15,12 @@
 //!   content_kind}` and `strata_page_cache_misses_total{..}` (request kind `get` or
 //!   `background`, content kind `layer_file` or `value`), `strata_page_cache_bytes`,
 //!   `strata_page_cache_entries` and `strata_page_cache_capacity_bytes`, from the
-//!   driver's status at scrape time.
+//!   driver's status at scrape time;
+//! - `strata_io_errors_total{kind}`: failed I/O effects (disk and remote) by kind
+//!   (`transient`, `access_denied`, `invalid_credentials`, `no_such_bucket`,
+//!   `permanent`; see `strata_core::node::io::IoFailure`), from the counters the
+//!   driver keeps. The three operator-fixable kinds are retried with backoff until
+//!   an operator fixes permissions, credentials or the bucket.
 
 use crate::driver::NodeHandle;
 use prometheus::{
@@ -41,6 +46,9 @@ pub struct Metrics {
     cache_seen: Mutex<PageCacheStats>,
     jobs_queued: IntGaugeVec,
     jobs_running: IntGaugeVec,
+    io_errors: IntCounterVec,
+    /// The driver's error counts last exported.
+    io_errors_seen: Mutex<std::collections::BTreeMap<&'static str, u64>>,
 }
 
 pub struct RequestTimer(std::time::Instant);
@@ -129,8 +137,20 @@ impl Metrics {
             &["kind"],
         )
         .expect("static metric definition");
+        let io_errors = IntCounterVec::new(
+            Opts::new(
+                "strata_io_errors_total",
+                "Failed I/O effects by kind; access_denied, invalid_credentials and no_such_bucket are retried until an operator fixes them",
+            ),
+            &["kind"],
+        )
+        .expect("static metric definition");
+        for kind in strata_core::node::io::IoFailure::ERROR_LABELS {
+            io_errors.with_label_values(&[kind]);
+        }
         for c in [
-            Box::new(tenants.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(io_errors.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(tenants.clone()),
             Box::new(jobs_queued.clone()),
             Box::new(jobs_running.clone()),
             Box::new(requests.clone()),
@@ -153,7 +173,19 @@ impl Metrics {
             cache_seen: Mutex::new(PageCacheStats::default()),
             jobs_queued,
             jobs_running,
+            io_errors,
+            io_errors_seen: Mutex::new(Default::default()),
         }
+    }
+
+    /// Brings `strata_io_errors_total` up to the driver's counts (they only grow).
+    pub fn observe_io_errors(&self, counts: &std::collections::BTreeMap<&'static str, u64>) {
+        let Ok(mut seen) = self.io_errors_seen.lock() else { return };
+        for (kind, n) in counts {
+            let before = seen.get(kind).copied().unwrap_or(0);
+            self.io_errors.with_label_values(&[kind]).inc_by(n.saturating_sub(before));
+        }
+        *seen = counts.clone();
     }
 
     /// Sets the scheduler gauges from the driver's status: `(kind, queued, running)`.
@@ -292,6 +324,24 @@ mod tests {
         ));
         assert!(t.contains("strata_page_cache_bytes 4096"), "{t}");
         assert!(t.contains("strata_page_cache_entries 2"), "{t}");
+    }
+
+    #[test]
+    fn io_error_counters_follow_the_driver_by_kind() {
+        let m = Metrics::new();
+        let t = text(&m);
+        assert!(t.contains(r#"strata_io_errors_total{kind="access_denied"} 0"#), "{t}");
+        let mut counts = std::collections::BTreeMap::new();
+        counts.insert("access_denied", 3);
+        m.observe_io_errors(&counts);
+        m.observe_io_errors(&counts);
+        counts.insert("access_denied", 5);
+        counts.insert("transient", 1);
+        m.observe_io_errors(&counts);
+        let t = text(&m);
+        assert!(t.contains(r#"strata_io_errors_total{kind="access_denied"} 5"#), "{t}");
+        assert!(t.contains(r#"strata_io_errors_total{kind="transient"} 1"#), "{t}");
+        assert!(t.contains(r#"strata_io_errors_total{kind="no_such_bucket"} 0"#), "{t}");
     }
 
     #[test]

@@ -820,3 +820,94 @@ fn an_append_past_the_value_limit_is_refused_and_the_key_stays_readable() {
     assert_eq!(node.read(1, "0/20").map(|v| v.len() / 2), Some(8192));
     node.stop();
 }
+
+/// Makes a directory refuse new entries until dropped: `chattr +i` as root (where
+/// permission bits do not deny), `chmod 0555` otherwise. `None` if impossible here.
+struct ReadOnlyDir(PathBuf, bool);
+
+impl ReadOnlyDir {
+    fn new(dir: &Path) -> Option<ReadOnlyDir> {
+        use std::os::unix::fs::PermissionsExt;
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        if unsafe { libc::geteuid() } == 0 {
+            let ok = Command::new("chattr").arg("+i").arg(dir).status().is_ok_and(|s| s.success());
+            ok.then(|| ReadOnlyDir(dir.to_owned(), true))
+        } else {
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o555)).ok()?;
+            Some(ReadOnlyDir(dir.to_owned(), false))
+        }
+    }
+}
+
+impl Drop for ReadOnlyDir {
+    fn drop(&mut self) {
+        use std::os::unix::fs::PermissionsExt;
+        if self.1 {
+            let _ = Command::new("chattr").arg("-i").arg(&self.0).status();
+        } else {
+            let _ = std::fs::set_permissions(&self.0, std::fs::Permissions::from_mode(0o755));
+        }
+    }
+}
+
+fn visible_lsn(node: &Node) -> u64 {
+    node.timeline()["remote_consistent_lsn_visible"].as_str().unwrap().parse_lsn()
+}
+
+fn metric(node: &Node, line_start: &str) -> u64 {
+    let text = node.agent.get(node.url("/metrics")).call().unwrap().body_mut().read_to_string();
+    let text = text.unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(line_start)?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {line_start} in /metrics:\n{text}"))
+}
+
+/// Issue 15 item 6: the timeline's remote directory made read-only (EPERM/EACCES
+/// on every upload) used to break the timeline for good (500 on ingest and reads,
+/// even after the directory was writable again). Now the node retries: ingest and
+/// reads answer 200, the visible LSN waits, `strata_io_errors_total{kind=
+/// "access_denied"}` counts the refusals, and once the directory is writable
+/// again everything becomes visible and a SIGTERM exits cleanly.
+#[test]
+fn a_read_only_remote_directory_stalls_uploads_until_fixed_and_breaks_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = Node::init(dir.path());
+    node.start();
+    create(&node);
+    let (_, first_last) = ingest(&node, 0x100, 5, 8);
+    wait_visible(&node, first_last);
+    let timeline_dir = dir.path().join(format!("remote/tenants/{TENANT}/timelines/{TIMELINE}"));
+    assert!(timeline_dir.is_dir(), "{:?}", remote_objects(dir.path()));
+    let Some(read_only) = ReadOnlyDir::new(&timeline_dir) else {
+        eprintln!("cannot make a directory read-only here (no chattr as root): skipped");
+        return;
+    };
+    let denied = r#"strata_io_errors_total{kind="access_denied"}"#;
+    let permanent = r#"strata_io_errors_total{kind="permanent"}"#;
+    let failed = |node: &Node| metric(node, denied) + metric(node, permanent);
+    let failed_before = failed(&node);
+    let (values, last) = ingest(&node, first_last, 20, 8);
+    // Flushes happen every second (checkpoint_timeout_ms); their uploads are refused.
+    let deadline = Instant::now() + START_STOP_TIMEOUT;
+    while failed(&node) == failed_before {
+        assert!(Instant::now() < deadline, "no refused upload counted: {}", node.log());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let info = node.timeline();
+    assert_eq!(info["state"], "Active", "{info}");
+    assert_eq!(metric(&node, permanent), 0, "refusals counted as permanent");
+    // Retried, not given up.
+    while metric(&node, denied) < failed_before + 3 {
+        assert!(Instant::now() < deadline, "refused uploads not retried: {}", node.log());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(visible_lsn(&node), first_last, "visible must wait for the uploads: {info}");
+    for (k, expected) in values.iter().enumerate() {
+        assert_eq!(node.read(k as u64, &lsn(last)).as_deref(), Some(expected.as_str()), "key {k}");
+    }
+    let (_, more_last) = ingest(&node, last, 2, 8);
+
+    drop(read_only);
+    wait_visible(&node, more_last);
+    node.stop();
+}

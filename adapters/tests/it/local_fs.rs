@@ -63,3 +63,64 @@ async fn temp_files_are_never_listed() {
     assert_eq!(listed.len(), 1, "{listed:?}");
     assert_eq!(listed[0].key, key("t/layer"));
 }
+
+/// Makes a directory refuse new entries while it lives: `chmod 0555` for an
+/// ordinary user; as root (where permission bits do not deny), `chattr +i`
+/// (immutable: EPERM even for root). `None` if neither is possible here.
+struct ReadOnlyDir(camino::Utf8PathBuf, bool);
+
+impl ReadOnlyDir {
+    fn new(dir: &camino::Utf8Path) -> Option<ReadOnlyDir> {
+        use std::os::unix::fs::PermissionsExt;
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        let root = unsafe { libc::geteuid() } == 0;
+        if root {
+            let ok = std::process::Command::new("chattr")
+                .args(["+i", dir.as_str()])
+                .status()
+                .is_ok_and(|s| s.success());
+            ok.then(|| ReadOnlyDir(dir.to_owned(), true))
+        } else {
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o555)).ok()?;
+            Some(ReadOnlyDir(dir.to_owned(), false))
+        }
+    }
+}
+
+impl Drop for ReadOnlyDir {
+    fn drop(&mut self) {
+        use std::os::unix::fs::PermissionsExt;
+        if self.1 {
+            let _ = std::process::Command::new("chattr").args(["-i", self.0.as_str()]).status();
+        } else {
+            let _ = std::fs::set_permissions(&self.0, std::fs::Permissions::from_mode(0o755));
+        }
+    }
+}
+
+/// Issue 15 item 6: a directory made read-only is something an operator fixes, not
+/// a request that can never succeed: `OperatorFixable(AccessDenied)` (it used to
+/// be `Permanent`, which broke the timeline for good), and the same PUT succeeds
+/// once the directory is writable again.
+#[tokio::test]
+async fn a_read_only_directory_is_access_denied_until_it_is_writable_again() {
+    use strata_adapters::remote::FixableKind;
+    let (_guard, root) = tempdir();
+    let remote = LocalFs::new(root.clone());
+    remote.put(&key("tenants/t/first"), b"1".to_vec()).await.unwrap();
+    let Some(read_only) = ReadOnlyDir::new(&root.join("tenants/t")) else {
+        eprintln!("cannot make a directory read-only here (no chattr as root): skipped");
+        return;
+    };
+    let err = remote.put(&key("tenants/t/second"), b"2".to_vec()).await.unwrap_err();
+    assert_eq!(err.kind, RemoteErrorKind::OperatorFixable(FixableKind::AccessDenied), "{err}");
+    assert_eq!((err.op, err.key.as_str()), ("put", "tenants/t/second"));
+    let err = remote.delete_objects(&[key("tenants/t/first")]).await.unwrap_err();
+    assert_eq!(err.kind, RemoteErrorKind::OperatorFixable(FixableKind::AccessDenied), "{err}");
+    // Reads still work.
+    assert_eq!(remote.get(&key("tenants/t/first")).await.unwrap(), b"1");
+    assert_eq!(remote.list("tenants/").await.unwrap().len(), 1);
+    drop(read_only);
+    remote.put(&key("tenants/t/second"), b"2".to_vec()).await.unwrap();
+    assert_eq!(remote.list("tenants/").await.unwrap().len(), 2);
+}

@@ -177,7 +177,9 @@ impl Node {
 
     /// The completion of a step's I/O (config write or rename).
     pub(crate) fn on_manager_io(&mut self, tenant: TenantId, result: IoResult) {
-        if let IoResult::Done(Err(IoFailure::Transient(why))) = &result
+        if let IoResult::Done(Err(
+            IoFailure::Transient(why) | IoFailure::OperatorFixable { message: why, .. },
+        )) = &result
             && let Some(Slot::InProgress(op)) = self.manager.slot(tenant)
             && op.current == Some(Step::PutDeletionMark)
             && self.mark_attempts.get(&tenant).copied().unwrap_or(0) < MARK_ATTEMPTS

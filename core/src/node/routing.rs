@@ -40,6 +40,20 @@ use crate::trace::Direction;
 use crate::upload_queue::{RemoteFailure, UploadEffect};
 use std::collections::{BTreeMap, BTreeSet};
 
+/// What the upload queue is told of a failed remote operation: a missing object
+/// or list (an upload that cannot find its target) is retried like a transient
+/// failure; an operator-fixable refusal keeps its kind; only a permanent failure
+/// breaks the queue.
+fn remote_failure(e: IoFailure) -> RemoteFailure {
+    match e {
+        IoFailure::Permanent(m) => RemoteFailure::Permanent(m),
+        IoFailure::OperatorFixable { kind, message } => {
+            RemoteFailure::OperatorFixable { kind, message }
+        }
+        IoFailure::NotFound(m) | IoFailure::Transient(m) => RemoteFailure::Transient(m),
+    }
+}
+
 /// Where the completion of one [`Io`] goes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Route {
@@ -775,12 +789,7 @@ impl Node {
             Route::UploadPut { tenant, timeline, inner, layer } => {
                 let r = match result {
                     IoResult::Done(Ok(())) => Ok(()),
-                    IoResult::Done(Err(IoFailure::Permanent(m))) => {
-                        Err(RemoteFailure::Permanent(m))
-                    }
-                    IoResult::Done(Err(e)) => {
-                        Err(RemoteFailure::Transient(e.message().to_string()))
-                    }
+                    IoResult::Done(Err(e)) => Err(remote_failure(e)),
                     _ => return self.bug("unexpected result for an upload"),
                 };
                 // A layer durable remotely may be evicted locally from now on.
@@ -807,12 +816,7 @@ impl Node {
                         .iter()
                         .filter_map(|e| RemoteKey::from_listing(&e.name).ok())
                         .collect()),
-                    IoResult::Listing(Err(IoFailure::Permanent(m))) => {
-                        Err(RemoteFailure::Permanent(m))
-                    }
-                    IoResult::Listing(Err(e)) => {
-                        Err(RemoteFailure::Transient(e.message().to_string()))
-                    }
+                    IoResult::Listing(Err(e)) => Err(remote_failure(e)),
                     _ => return self.bug("unexpected result for a timeline listing"),
                 };
                 if let Some(listed) = self.with_machines(tenant, timeline, |slot| {
@@ -829,6 +833,10 @@ impl Node {
                     // A missing object or list file counts as done.
                     IoResult::Done(Ok(()) | Err(IoFailure::NotFound(_))) => Ok(()),
                     IoResult::Done(Err(IoFailure::Transient(m))) => Err(DqIoFailure::Transient(m)),
+                    // Retried like a transient failure until an operator fixes it.
+                    IoResult::Done(Err(IoFailure::OperatorFixable { kind, message })) => {
+                        Err(DqIoFailure::Transient(format!("{kind}: {message}")))
+                    }
                     IoResult::Done(Err(IoFailure::Permanent(m))) => Err(DqIoFailure::Permanent(m)),
                     _ => return self.bug("unexpected result for a deletion-queue op"),
                 };

@@ -408,9 +408,11 @@ impl Node {
             StartupIo::ListRemoteTimelines(tenant) => {
                 let entries = match result {
                     IoResult::Listing(Ok(entries)) => entries,
-                    IoResult::Listing(Err(IoFailure::Transient(why))) => {
-                        // Remote storage is the truth: wait for it rather than start
-                        // without the tenant.
+                    IoResult::Listing(Err(
+                        IoFailure::Transient(why) | IoFailure::OperatorFixable { message: why, .. },
+                    )) => {
+                        // Remote storage is the truth: wait for it (or for an operator
+                        // to fix access to it) rather than start without the tenant.
                         let io = Io::RemoteList { prefix: remote_path::timelines_prefix(tenant) };
                         self.retry_later(StartupIo::ListRemoteTimelines(tenant), io, &why);
                         return self.startup_step_done();
@@ -424,7 +426,10 @@ impl Node {
                 self.load_remote_timelines(tenant, &entries);
             }
             StartupIo::GetIndex { tenant, timeline, version } => {
-                if let IoResult::Bytes(Err(IoFailure::Transient(why))) = &result {
+                if let IoResult::Bytes(Err(
+                    IoFailure::Transient(why) | IoFailure::OperatorFixable { message: why, .. },
+                )) = &result
+                {
                     let io =
                         Io::RemoteGet { key: remote_path::index_key(tenant, timeline, version) };
                     let why = why.clone();

@@ -28,6 +28,11 @@ pub(crate) struct World {
     remote_writes: u64,
     /// Remote DELETE requests executed so far.
     remote_deletes: u64,
+    /// While set, remote PUTs and DELETEs are refused with access denied (a remote
+    /// directory made read-only), until an operator clears it.
+    deny_remote_writes: bool,
+    /// Remote writes refused so far.
+    denied_writes: u64,
 }
 
 impl World {
@@ -91,6 +96,13 @@ impl World {
                     return IoResult::Listing(Err(IoFailure::NotFound(path.to_string())));
                 }
                 IoResult::Listing(Ok(entries.into_values().collect()))
+            }
+            Io::RemotePut { .. } | Io::RemoteDelete { .. } if self.deny_remote_writes => {
+                self.denied_writes += 1;
+                IoResult::Done(Err(IoFailure::OperatorFixable {
+                    kind: super::io::FixableKind::AccessDenied,
+                    message: "Permission denied (os error 13) (test)".into(),
+                }))
             }
             Io::RemotePut { key, bytes } => {
                 self.remote_writes += 1;
@@ -933,3 +945,4 @@ fn only_a_single_attached_tenant_is_deleted() {
 mod isolation;
 mod jobs;
 mod placement;
+mod remote_faults;

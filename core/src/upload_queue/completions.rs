@@ -50,12 +50,12 @@ impl UploadQueue {
                     t.needs.remove(&name);
                 }
             }
-            Err(RemoteFailure::Transient(_)) if open => {
+            Err(RemoteFailure::Transient(_) | RemoteFailure::OperatorFixable { .. }) if open => {
                 job.failures += 1;
                 let until = now.plus_millis(self.config.backoff_ms(job.failures));
                 job.state = JobState::Backoff { until };
             }
-            Err(RemoteFailure::Transient(_)) => {
+            Err(RemoteFailure::Transient(_) | RemoteFailure::OperatorFixable { .. }) => {
                 // Stopped or broken: nothing retries. Drop it.
                 let job = self.jobs.remove(&name).expect("just found");
                 self.held_bytes -= if job.wanted { job.meta.file_size } else { 0 };
@@ -76,12 +76,14 @@ impl UploadQueue {
                 let flight = self.index_flight.take().expect("checked");
                 self.index_durable(flight);
             }
-            Err(RemoteFailure::Transient(_)) if open => {
+            Err(RemoteFailure::Transient(_) | RemoteFailure::OperatorFixable { .. }) if open => {
                 flight.failures += 1;
                 let until = now.plus_millis(self.config.backoff_ms(flight.failures));
                 flight.state = IndexState::Backoff { until };
             }
-            Err(RemoteFailure::Transient(_)) => self.index_flight = None,
+            Err(RemoteFailure::Transient(_) | RemoteFailure::OperatorFixable { .. }) => {
+                self.index_flight = None
+            }
             Err(RemoteFailure::Permanent(cause)) => {
                 let version = self.index_flight.take().expect("checked").version;
                 self.go_broken(format!("uploading index {version:?}: {cause}"));
@@ -146,7 +148,7 @@ impl UploadQueue {
                     self.effects.push_back(UploadEffect::HandDeletions { generation, keys: fresh });
                 }
             }
-            Err(RemoteFailure::Transient(_)) => {
+            Err(RemoteFailure::Transient(_) | RemoteFailure::OperatorFixable { .. }) => {
                 self.listing_failures += 1;
                 let until = now.plus_millis(self.config.backoff_ms(self.listing_failures));
                 self.listing = ListState::Backoff { until };

@@ -19,7 +19,8 @@
 //!   `Stopped`).
 //! - `Stopped`: `handle_stop`, or a deletion aborted by a mode change. Terminal:
 //!   queued work was dropped (and counted), in-flight completions are still accepted.
-//! - `Broken { reason }`: a permanent remote error. Terminal, like `Stopped`.
+//! - `Broken { reason }`: a permanent remote error (never an operator-fixable one:
+//!   those are retried). Terminal, like `Stopped`.
 //! - `Tombstoned`: recovered from an index with `deleted_at` set; refuses every change.
 //!   The owner resumes an interrupted deletion (a new queue is not needed: listing
 //!   the prefix finds every object left).
@@ -29,7 +30,7 @@
 //! [`UploadQueue::new_timeline`] / [`UploadQueue::recover`]; `handle_add_layer`,
 //! `handle_unlink_layers`, `handle_set_metadata`, `handle_barrier`,
 //! `handle_delete_timeline`, `handle_mode_changed`, `handle_stop`,
-//! `handle_completion` (by [`OpId`]: ok / transient / permanent), `handle_listing`
+//! `handle_completion` (by [`OpId`]: ok / transient / operator-fixable / permanent), `handle_listing`
 //! (the answer to `ListTimeline`), `handle_timeout`, `handle_deletion_report` and
 //! `handle_lsn_validation` (from the deletion queue).
 //!
@@ -104,7 +105,11 @@
 //!   that lands after its key was deleted, or after the whole timeline was deleted.
 //!
 //! There is no local file and no fsync here; a failed upload is a remote failure
-//! (transient: retried with capped exponential backoff; permanent: `Broken`).
+//! ([`RemoteFailure`]): transient, or refused for a reason an operator can fix
+//! (access denied, bad credentials, a missing bucket): retried with capped
+//! exponential backoff (`backoff_base_ms` doubling up to `backoff_max_ms`),
+//! indefinitely, while the timeline keeps serving and the visible LSN waits;
+//! permanent (the request can never succeed as written): `Broken`.
 //!
 //! [`IndexPart`]: crate::index_part::IndexPart
 //! [`OpId`]: crate::id::OpId

@@ -5,6 +5,7 @@ use crate::id::OpId;
 use crate::index_part::{IndexPart, IndexVersion, LayerMeta};
 use crate::layer_name::LayerName;
 use crate::lsn::Lsn;
+use crate::node::io::FixableKind;
 use crate::remote_path::RemoteKey;
 
 /// Default bound on parallel layer uploads of one timeline.
@@ -76,12 +77,18 @@ impl AttachMode {
     }
 }
 
-/// A failed remote operation, as the driver classifies it.
+/// A failed remote operation, as the driver classifies it (the classification is
+/// in [`IoFailure`](crate::node::io::IoFailure)).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RemoteFailure {
     /// 5xx, timeout, connection reset: retried with backoff.
     Transient(String),
-    /// Retrying will not help (bad credentials, missing bucket): the queue breaks.
+    /// Refused until an operator fixes permissions, credentials or the bucket:
+    /// retried with the same capped backoff, indefinitely; the queue never breaks
+    /// on it (uploads wait, the visible LSN stalls).
+    OperatorFixable { kind: FixableKind, message: String },
+    /// The request can never succeed as written (an invalid key, a delete over the
+    /// batch limit, an unreadable local layer): the queue breaks.
     Permanent(String),
 }
 

@@ -1,0 +1,97 @@
+//! Remote failures an operator must fix (issue 15 item 6): they are retried with
+//! capped backoff while the timeline keeps serving; they never break it.
+
+use super::*;
+
+/// Advances simulated time by about `ms`, firing every deadline on the way.
+fn run_for(h: &mut Harness, ms: u64) {
+    let until = h.now.plus_millis(ms);
+    while h.now < until {
+        if !h.tick(until.millis_since(h.now)) {
+            h.now = until;
+            h.node.handle_timeout(h.now, WallTime(h.now.0));
+            h.settle();
+        }
+    }
+}
+
+/// A remote directory made read-only (EACCES on every PUT and DELETE) used to break
+/// the timeline for good: ingest and reads answered 500 even after the directory
+/// was writable again. Now uploads are retried with capped backoff: reads and
+/// ingest keep working, the visible LSN waits, and once the operator fixes the
+/// permissions everything ingested becomes visible.
+#[test]
+fn access_denied_uploads_are_retried_until_fixed_while_reads_keep_working() {
+    let mut h = Harness::start(World::default(), config());
+    h.call(Request::CreateTenant { tenant: T }).unwrap();
+    h.call(Request::CreateTimeline { tenant: T, timeline: TL }).unwrap();
+    let first = records(16, 100);
+    let first_last = first.last().unwrap().lsn;
+    h.call(Request::Ingest { tenant: T, timeline: TL, records: first }).unwrap();
+    run_for(&mut h, 30_000);
+    assert_eq!(info(&mut h).remote_consistent_lsn_visible, first_last);
+
+    h.world.deny_remote_writes = true;
+    let second = records(first_last.0 + 8, 200);
+    let second_last = second.last().unwrap().lsn;
+    h.call(Request::Ingest { tenant: T, timeline: TL, records: second }).unwrap();
+    let denied_before = h.world.denied_writes;
+    // Ten minutes of refusals: far past any retry budget a "transient" error might have.
+    let minutes = 10;
+    run_for(&mut h, minutes * 60_000);
+    let denied = h.world.denied_writes - denied_before;
+    let i = info(&mut h);
+    assert_eq!(i.state, "Active", "an operator-fixable failure broke the timeline");
+    assert_eq!(i.last_ingested_lsn, second_last);
+    assert_eq!(i.remote_consistent_lsn_visible, first_last, "visible must wait for the upload");
+    // Retried all along, with the backoff capped (not given up, not stretched out).
+    let cap_ms = h.node.config.upload.backoff_max_ms;
+    assert!(
+        denied >= minutes * 60_000 / cap_ms,
+        "{denied} refused writes in {minutes} min: the retry backoff is not capped at {cap_ms} ms"
+    );
+    // Reads keep working, of flushed and unflushed data alike; ingest too.
+    let expected: Vec<_> = (0..7).map(|k| read(&mut h, k, second_last)).collect();
+    assert!(expected.iter().all(Option::is_some), "{expected:?}");
+    let third = records(second_last.0 + 8, 20);
+    let third_last = third.last().unwrap().lsn;
+    assert!(matches!(
+        h.call(Request::Ingest { tenant: T, timeline: TL, records: third }),
+        Ok(Response::Ingested { .. })
+    ));
+
+    // The operator makes the directory writable again: everything becomes visible.
+    h.world.deny_remote_writes = false;
+    h.call(Request::Shutdown).unwrap();
+    assert_eq!(h.stopped.as_ref().map(|s| s.0), Some(true), "{:?}", h.stopped);
+    let mut h = Harness::start(h.world.clone(), config());
+    let i = info(&mut h);
+    assert_eq!((i.state.as_str(), i.last_ingested_lsn), ("Active", third_last));
+    for (k, value) in expected.iter().enumerate() {
+        assert_eq!(&read(&mut h, k as u64, second_last), value, "key {k} after the restart");
+    }
+}
+
+/// Timeline deletion under a read-only remote directory waits (its tombstone and
+/// deletes are retried), and finishes once the directory is writable again.
+#[test]
+fn access_denied_deletions_wait_for_the_operator_and_then_finish() {
+    let mut h = Harness::start(World::default(), config());
+    h.call(Request::CreateTenant { tenant: T }).unwrap();
+    h.call(Request::CreateTimeline { tenant: T, timeline: TL }).unwrap();
+    h.call(Request::Ingest { tenant: T, timeline: TL, records: records(16, 100) }).unwrap();
+    run_for(&mut h, 30_000);
+    h.world.deny_remote_writes = true;
+    // Answered once the tombstone is durable: not while it is refused.
+    let req = RequestId(1_000_000);
+    let delete = Request::DeleteTimeline { tenant: T, timeline: TL };
+    h.node.handle_request(h.now, WallTime(h.now.0), req, delete);
+    h.settle();
+    run_for(&mut h, 5 * 60_000);
+    assert_eq!(h.replies.remove(&req), None, "answered before the tombstone was durable");
+    assert!(h.world.denied_writes > 0);
+    h.world.deny_remote_writes = false;
+    run_for(&mut h, 60_000);
+    assert_eq!(h.replies.remove(&req), Some(Ok(Response::TimelineDeleting)));
+    wait_deleted(&mut h);
+}
