@@ -7,7 +7,7 @@
 //! LSN, after any sequence of crashes and restarts.
 
 use std::collections::BTreeMap;
-use strata_core::redo::{DeltaOp, IngestRecord, Record, apply};
+use strata_core::redo::{DeltaOp, IngestRecord, MAX_VALUE_BYTES, Record, apply};
 use strata_core::{Key, Lsn};
 
 #[derive(Debug, Default)]
@@ -70,6 +70,16 @@ impl Model {
 
     pub fn keys(&self) -> impl Iterator<Item = &Key> {
         self.by_key.keys()
+    }
+
+    /// Whether `record`, on top of every record so far, makes a value redo refuses
+    /// (one past `MAX_VALUE_BYTES`).
+    pub fn redo_refuses(&self, record: &IngestRecord) -> bool {
+        let base = self.value_at(record.key, self.last_lsn());
+        match &record.record {
+            Record::Image(bytes) => bytes.len() > MAX_VALUE_BYTES,
+            Record::Delta(ops) => apply(base.as_deref(), &[ops.as_slice()]).is_err(),
+        }
     }
 
     /// The value of `key` as of `lsn`: `None` if no record of it is at or below.

@@ -45,7 +45,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use strata_core::node::NodeConfig;
 use strata_core::node::api::{ApiError, Request, Response};
-use strata_core::redo::{DeltaOp, IngestRecord, Record};
+use strata_core::redo::{DeltaOp, IngestRecord, MAX_VALUE_BYTES, Record};
 use strata_core::tenant::{LocationRequest, RequestedMode};
 use strata_core::{Key, Lsn, NodeId, TenantId, TimelineId};
 use strata_runtime_tokio::driver::{self, Adapters, NodeStatus};
@@ -288,16 +288,33 @@ async fn workload(config: ScenarioConfig, restarts: Arc<Mutex<usize>>) -> Result
             create_and_delete_timeline(&ep, node, tenant).await;
             create_and_delete_tenant(&ep, node).await;
         }
+        // A record that would take a value past the limit is not part of the model:
+        // it is sent alone below, once the node has everything, and must be refused.
+        let mut too_large = None;
         for _ in 0..config.records_per_batch {
             lsn += thread_rng().gen_range(1..16);
-            model.push(random_record(&config, Lsn(lsn)));
+            let record = random_record(&config, Lsn(lsn));
+            if model.redo_refuses(&record) {
+                too_large.get_or_insert(record);
+            } else {
+                model.push(record);
+            }
         }
         // Send everything after what the node has (its last ingested LSN may have
         // gone back to its disk_consistent_lsn after a crash): re-sends are skipped.
         let from = current_info(&ep, node, tenant, timeline, &mut model).await?;
         let records = model.records_after(from).to_vec();
         match call(&ep, node, Request::Ingest { tenant, timeline, records }).await {
-            Ok(Response::Ingested { last_ingested_lsn, .. }) => model.acked(last_ingested_lsn),
+            Ok(Response::Ingested { last_ingested_lsn, .. }) => {
+                model.acked(last_ingested_lsn);
+                if let Some(record) = too_large
+                    && last_ingested_lsn == model.last_lsn()
+                {
+                    lsn += 1;
+                    let record = IngestRecord { lsn: Lsn(lsn), ..record };
+                    send_too_large(&ep, node, tenant, timeline, &model, record).await?;
+                }
+            }
             Ok(other) => return Err(format!("unexpected ingest answer {other:?}")),
             Err(_) => {} // retried with the next batch
         }
@@ -623,14 +640,46 @@ async fn chaos_client(stop: Arc<Mutex<bool>>) -> ChaosOutcome {
     out
 }
 
+/// Sends `record`, which would take its key's value past the limit given everything
+/// the node acknowledged, alone. S-VISIBLE (issue 15 item 3): acknowledged, the key
+/// could never be read again at or above its LSN; it must be refused (400), or
+/// deferred (503 while the node reads the value's size).
+async fn send_too_large(
+    ep: &madsim::net::Endpoint,
+    node: SocketAddr,
+    tenant: TenantId,
+    timeline: TimelineId,
+    model: &Model,
+    record: IngestRecord,
+) -> Result<(), String> {
+    if !model.redo_refuses(&record) {
+        return Ok(()); // a later record of the batch shrank the value
+    }
+    let what = format!("{} at {}", record.key, record.lsn);
+    match call(ep, node, Request::Ingest { tenant, timeline, records: vec![record] }).await {
+        Ok(answer) => Err(format!(
+            "S-VISIBLE: the node acknowledged a record ({what}) that takes the value past {MAX_VALUE_BYTES} bytes, so redo refuses it for good: {answer:?}"
+        )),
+        Err(_) => Ok(()),
+    }
+}
+
 fn random_record(config: &ScenarioConfig, lsn: Lsn) -> IngestRecord {
     let mut rng = thread_rng();
     let key = Key(rng.gen_range(0..config.keys));
     let record = if rng.gen_bool(0.3) {
-        let len = rng.gen_range(0..64);
+        // Now and then a value near the limit, so appends can outgrow it.
+        let len = if rng.gen_bool(0.1) {
+            rng.gen_range(MAX_VALUE_BYTES - 300..=MAX_VALUE_BYTES)
+        } else {
+            rng.gen_range(0..64)
+        };
         Record::Image((0..len).map(|_| rng.r#gen::<u8>()).collect())
     } else {
         let op = match rng.gen_range(0..4) {
+            0 if rng.gen_bool(0.2) => {
+                DeltaOp::Append(vec![rng.r#gen::<u8>(); rng.gen_range(100..400)])
+            }
             0 => DeltaOp::Append(vec![rng.r#gen::<u8>(); rng.gen_range(1..8)]),
             1 => {
                 DeltaOp::WriteAt { offset: rng.gen_range(0..64), bytes: vec![rng.r#gen::<u8>(); 4] }
