@@ -4,7 +4,7 @@
 //! | method, path | request | success |
 //! |---|---|---|
 //! | `POST /v1/tenant` | `{"tenant_id"?: hex}` | 201 `{"tenant_id", "generation"}` |
-//! | `GET /v1/tenant` | | 200 list of tenants (`tenant`, `generation`, `state`, `reason` when Broken, `timelines`) |
+//! | `GET /v1/tenant` | | 200 list of tenants (`tenant`, `generation`, `state`, `reason` when Broken, `timelines`, `broken_timelines`: `[{"timeline", "kind": "corrupt" \| "failed", "reason"}]`) |
 //! | `POST /v1/tenant/{t}/timeline` | `{"timeline_id"?: hex}` | 201 timeline info (after its first index is durable) |
 //! | `GET /v1/tenant/{t}/timeline/{tl}` | | 200 timeline info with the four LSNs |
 //! | `DELETE /v1/tenant/{t}/timeline/{tl}` | | 202 `{"state": "Deleting"}`; poll GET until 404 |
@@ -29,7 +29,7 @@
 //! | 415 | a body without `content-type: application/json` |
 //! | 422 | JSON of the wrong shape (a missing or unknown field, a value of the wrong type) |
 //! | 503 + `Retry-After` | not active yet, busy, backpressure, shutting down |
-//! | 500 | a bug, a broken timeline, or a tenant broken by a panic in one of its machines (the message names the panic; a `location_config` or a restart reloads it) |
+//! | 500 | a bug, a broken timeline (the message names why: `corrupt: remote object KEY: …` for an index or layer no retry can fix, listed in `GET /v1/tenant` under `broken_timelines`), or a tenant broken by a panic in one of its machines (the message names the panic; a `location_config` or a restart reloads it) |
 //!
 //! Extraction errors keep axum's status and become JSON through the extractors
 //! below ([`ApiJson`], [`ApiPath`], [`ApiQuery`]); unknown routes and methods go

@@ -16,6 +16,10 @@
 //!   `background`, content kind `layer_file` or `value`), `strata_page_cache_bytes`,
 //!   `strata_page_cache_entries` and `strata_page_cache_capacity_bytes`, from the
 //!   driver's status at scrape time;
+//! - `strata_timelines_broken{reason}`: Broken timelines by reason, read at
+//!   scrape time: `corrupt` (a remote index or layer does not parse or does not
+//!   match its index: no retry helps, an operator must restore the object) or
+//!   `failed` (anything else);
 //! - `strata_io_errors_total{kind}`: failed I/O effects (disk and remote) by kind
 //!   (`transient`, `access_denied`, `invalid_credentials`, `no_such_bucket`,
 //!   `permanent`; see `strata_core::node::io::IoFailure`), from the counters the
@@ -27,7 +31,7 @@ use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 use std::sync::Mutex;
-use strata_core::node::api::{ApiError, Request, Response};
+use strata_core::node::api::{ApiError, BrokenTimeline, Request, Response, TenantInfo};
 use strata_core::page_cache::{ContentKind, PageCacheStats, RequestKind};
 use strata_core::scheduler::JobKind;
 
@@ -47,6 +51,7 @@ pub struct Metrics {
     jobs_queued: IntGaugeVec,
     jobs_running: IntGaugeVec,
     io_errors: IntCounterVec,
+    timelines_broken: IntGaugeVec,
     /// The driver's error counts last exported.
     io_errors_seen: Mutex<std::collections::BTreeMap<&'static str, u64>>,
 }
@@ -148,8 +153,20 @@ impl Metrics {
         for kind in strata_core::node::io::IoFailure::ERROR_LABELS {
             io_errors.with_label_values(&[kind]);
         }
+        let timelines_broken = IntGaugeVec::new(
+            Opts::new(
+                "strata_timelines_broken",
+                "Broken timelines by reason: corrupt (a remote object no retry can fix) or failed",
+            ),
+            &["reason"],
+        )
+        .expect("static metric definition");
+        for kind in BrokenTimeline::KINDS {
+            timelines_broken.with_label_values(&[kind]);
+        }
         for c in [
             Box::new(io_errors.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(timelines_broken.clone()),
             Box::new(tenants.clone()),
             Box::new(jobs_queued.clone()),
             Box::new(jobs_running.clone()),
@@ -174,7 +191,17 @@ impl Metrics {
             jobs_queued,
             jobs_running,
             io_errors,
+            timelines_broken,
             io_errors_seen: Mutex::new(Default::default()),
+        }
+    }
+
+    /// Sets `strata_timelines_broken{reason}` from the node's tenant list.
+    pub fn observe_broken_timelines(&self, tenants: &[TenantInfo]) {
+        for kind in BrokenTimeline::KINDS {
+            let n =
+                tenants.iter().flat_map(|t| &t.broken_timelines).filter(|b| b.kind == kind).count();
+            self.timelines_broken.with_label_values(&[kind]).set(i64::try_from(n).unwrap_or(0));
         }
     }
 
@@ -247,6 +274,7 @@ impl Metrics {
             self.lsn.reset();
             self.layers.reset();
             self.tenants.reset();
+            self.observe_broken_timelines(&tenants);
             for state in strata_core::tenant::TenantState::LABELS {
                 let n = tenants.iter().filter(|t| t.state == state).count();
                 self.tenants.with_label_values(&[state]).set(i64::try_from(n).unwrap_or(i64::MAX));
@@ -342,6 +370,30 @@ mod tests {
         assert!(t.contains(r#"strata_io_errors_total{kind="access_denied"} 5"#), "{t}");
         assert!(t.contains(r#"strata_io_errors_total{kind="transient"} 1"#), "{t}");
         assert!(t.contains(r#"strata_io_errors_total{kind="no_such_bucket"} 0"#), "{t}");
+    }
+
+    #[test]
+    fn broken_timelines_are_counted_by_reason() {
+        let m = Metrics::new();
+        let broken = |kind: &str| BrokenTimeline {
+            timeline: strata_core::TimelineId([1; 16]),
+            kind: kind.to_string(),
+            reason: "why".to_string(),
+        };
+        let tenant = TenantInfo {
+            tenant: strata_core::TenantId([1; 16]),
+            generation: None,
+            state: "Active".to_string(),
+            reason: None,
+            timelines: Vec::new(),
+            broken_timelines: vec![broken("corrupt"), broken("corrupt"), broken("failed")],
+        };
+        m.observe_broken_timelines(&[tenant]);
+        let t = text(&m);
+        assert!(t.contains(r#"strata_timelines_broken{reason="corrupt"} 2"#), "{t}");
+        assert!(t.contains(r#"strata_timelines_broken{reason="failed"} 1"#), "{t}");
+        m.observe_broken_timelines(&[]);
+        assert!(text(&m).contains(r#"strata_timelines_broken{reason="corrupt"} 0"#));
     }
 
     #[test]

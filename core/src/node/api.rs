@@ -107,6 +107,23 @@ pub struct TenantInfo {
     /// Why it is `Broken`; `None` otherwise.
     pub reason: Option<String>,
     pub timelines: Vec<TimelineId>,
+    /// The timelines of `timelines` that are Broken, with why.
+    pub broken_timelines: Vec<BrokenTimeline>,
+}
+
+/// A Broken timeline as listed: requests for it answer 500 with `reason`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrokenTimeline {
+    pub timeline: TimelineId,
+    /// `corrupt`: a remote object (its index, or a layer) does not parse or does
+    /// not match its index, and no retry can fix it; `failed`: anything else.
+    pub kind: String,
+    pub reason: String,
+}
+
+impl BrokenTimeline {
+    /// Every `kind`, in a fixed order (the labels of `strata_timelines_broken`).
+    pub const KINDS: [&'static str; 2] = ["corrupt", "failed"];
 }
 
 /// Typed errors, grouped by what the caller should do.

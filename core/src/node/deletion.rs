@@ -27,6 +27,10 @@ impl Node {
     ) -> Result<bool, ApiError> {
         use crate::upload_queue::{DeletionPhase, QueueState};
         let (now, wall) = (self.now, self.wall);
+        if let Some(reason) = self.tenants.get(&tenant).and_then(|t| t.unloadable.get(&timeline)) {
+            // No machines to delete it with: restore the object, then reload the tenant.
+            return Err(super::requests::broken_timeline_error(timeline, reason));
+        }
         let slot = self
             .slot_mut(tenant, timeline)
             .ok_or_else(|| ApiError::NotFound(format!("timeline {tenant}/{timeline}")))?;

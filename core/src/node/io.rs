@@ -152,7 +152,9 @@ impl std::fmt::Debug for Io {
 /// | `Permanent` | the request can never succeed as written: an invalid key, a delete over the batch limit, a bad configuration; locally ENOSPC or a failed fsync (the file is lost) | the remote queues go `Broken`; local writes follow their machine's rule |
 ///
 /// Corrupt data (an object that does not parse, or does not match the size and
-/// checksum its index records) is not an I/O failure: the read succeeded.
+/// checksum its index records) is not an I/O failure: the read succeeded. The node
+/// breaks the timeline with the named reason `BrokenReason::Corrupt { object }`
+/// (its index at start-up or attach, a layer on download): no retry can fix it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum IoFailure {
     NotFound(String),

@@ -339,7 +339,13 @@ impl Node {
         };
         self.tenants.insert(
             tenant,
-            Tenant { generation, mode, state: TenantState::Attaching, timelines: BTreeMap::new() },
+            Tenant {
+                generation,
+                mode,
+                state: TenantState::Attaching,
+                timelines: BTreeMap::new(),
+                unloadable: BTreeMap::new(),
+            },
         );
         self.startup.loading.insert(tenant, 0);
         self.startup_io(

@@ -154,6 +154,53 @@ pub(crate) struct Tenant {
     /// (see `isolation.rs`).
     pub(crate) state: crate::tenant::TenantState,
     pub(crate) timelines: BTreeMap<TimelineId, TimelineSlot>,
+    /// Timelines found in remote storage that could not be loaded (their index is
+    /// corrupt or unreadable for good): no machines run for them, they are listed
+    /// as broken with the reason and every request for them answers it (500), until
+    /// the tenant is loaded again (a restart or a `location_config`) after an
+    /// operator restored the object. Never both here and in `timelines`.
+    pub(crate) unloadable: BTreeMap<TimelineId, BrokenReason>,
+}
+
+/// Why a timeline is Broken: named, so that operators, metrics
+/// (`strata_timelines_broken{reason}`) and clients can tell corruption, which no
+/// retry can fix, from a failed step.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum BrokenReason {
+    /// A remote object this timeline needs does not parse (its index) or does not
+    /// match the size and checksum its index records (a layer): retrying cannot
+    /// help; the object must be restored from elsewhere.
+    Corrupt { object: crate::remote_path::RemoteKey, reason: String },
+    /// Anything else: a permanent remote error, a machine's refusal; the message
+    /// says what.
+    Failed(String),
+}
+
+impl BrokenReason {
+    /// The metric label: one of [`api::BrokenTimeline::KINDS`].
+    pub(crate) fn label(&self) -> &'static str {
+        match self {
+            BrokenReason::Corrupt { .. } => "corrupt",
+            BrokenReason::Failed(_) => "failed",
+        }
+    }
+}
+
+impl std::fmt::Display for BrokenReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BrokenReason::Corrupt { object, reason } => {
+                write!(f, "corrupt: remote object {object}: {reason}")
+            }
+            BrokenReason::Failed(why) => f.write_str(why),
+        }
+    }
+}
+
+impl From<String> for BrokenReason {
+    fn from(why: String) -> Self {
+        BrokenReason::Failed(why)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -166,7 +213,7 @@ pub(crate) enum SlotState {
     /// Being deleted (tombstone, objects, tombstone): requests get 404; the slot
     /// goes when the upload queue reports the timeline deleted.
     Deleting,
-    Broken(String),
+    Broken(BrokenReason),
 }
 
 /// A timeline's two machines.

@@ -11,11 +11,13 @@
 //!   acknowledged LSN is visible (flushed, uploaded, validated) or when the grace
 //!   period ends, whichever is first, and says which.
 
-use super::api::{ApiError, Request, RequestId, Response, TenantInfo, TimelineInfo};
+use super::api::{
+    ApiError, BrokenTimeline, Request, RequestId, Response, TenantInfo, TimelineInfo,
+};
 use super::io::{self, Io, IoResult};
 use super::location;
 use super::routing::{CpWaiter, Route};
-use super::{Machine, Node, NodeEffect, NodePhase, SlotState, Tenant, TimelineSlot};
+use super::{BrokenReason, Machine, Node, NodeEffect, NodePhase, SlotState, Tenant, TimelineSlot};
 use crate::control_plane::{ControlPlaneError, ControlPlaneReply};
 use crate::id::{TenantId, TimelineId};
 use crate::location_conf::{LocationConf, LocationMode};
@@ -146,7 +148,21 @@ impl Node {
                     generation: Some(t.generation),
                     state: t.state.label().to_string(),
                     reason,
-                    timelines: t.timelines.keys().copied().collect(),
+                    timelines: t.timelines.keys().chain(t.unloadable.keys()).copied().collect(),
+                    broken_timelines: t
+                        .timelines
+                        .iter()
+                        .filter_map(|(tl, slot)| match &slot.state {
+                            SlotState::Broken(reason) => Some((*tl, reason)),
+                            _ => None,
+                        })
+                        .chain(t.unloadable.iter().map(|(tl, reason)| (*tl, reason)))
+                        .map(|(timeline, reason)| BrokenTimeline {
+                            timeline,
+                            kind: reason.label().to_string(),
+                            reason: reason.to_string(),
+                        })
+                        .collect(),
                 };
                 (*id, info)
             })
@@ -165,6 +181,7 @@ impl Node {
                 state: TenantState::Broken { reason: reason.clone() }.label().to_string(),
                 reason: Some(reason.clone()),
                 timelines: Vec::new(),
+                broken_timelines: Vec::new(),
             });
         }
         tenants.into_values().collect()
@@ -182,6 +199,9 @@ impl Node {
             .tenants
             .get_mut(&tenant)
             .ok_or_else(|| ApiError::NotFound(format!("tenant {tenant}")))?;
+        if let Some(reason) = t.unloadable.get(&timeline) {
+            return Err(broken_timeline_error(timeline, reason));
+        }
         let slot = t
             .timelines
             .get_mut(&timeline)
@@ -194,9 +214,7 @@ impl Node {
             SlotState::Deleting => {
                 Err(ApiError::NotFound(format!("timeline {tenant}/{timeline} is being deleted")))
             }
-            SlotState::Broken(reason) => {
-                Err(ApiError::Internal(format!("timeline {timeline} is broken: {reason}")))
-            }
+            SlotState::Broken(reason) => Err(broken_timeline_error(timeline, reason)),
         }
     }
 
@@ -212,6 +230,10 @@ impl Node {
             .tenants
             .get(&tenant)
             .ok_or_else(|| ApiError::NotFound(format!("tenant {tenant}")))?;
+        if let Some(reason) = t.unloadable.get(&timeline) {
+            // No machines, so no LSNs to show: the reason is the answer.
+            return Err(broken_timeline_error(timeline, reason));
+        }
         let slot = t
             .timelines
             .get(&timeline)
@@ -324,6 +346,7 @@ impl Node {
                         mode,
                         state: TenantState::Active,
                         timelines: Default::default(),
+                        unloadable: Default::default(),
                     },
                 );
                 self.reply(req, Ok(Response::TenantCreated { tenant, generation }));
@@ -343,6 +366,12 @@ impl Node {
             return self.reply(req, Err(ApiError::NotFound(format!("tenant {tenant}"))));
         };
         timeline_config.generation = t.generation;
+        if let Some(reason) = t.unloadable.get(&timeline) {
+            let why = format!(
+                "timeline {tenant}/{timeline} exists in remote storage but is broken: {reason}"
+            );
+            return self.reply(req, Err(ApiError::Conflict(why)));
+        }
         if t.timelines.contains_key(&timeline) {
             return self.reply(
                 req,
@@ -511,6 +540,13 @@ pub(crate) fn read_error_to_api(e: &ReadError) -> ApiError {
         ReadError::WaitTimeout { .. } | ReadError::LayerUnavailable { .. } => {
             ApiError::unavailable(e.to_string())
         }
+        // Retrying cannot help: the timeline is Broken with the object named.
+        ReadError::LayerCorrupt { .. } => ApiError::Internal(e.to_string()),
         ReadError::Redo(_) | ReadError::DuplicateReadId(_) => ApiError::Internal(e.to_string()),
     }
+}
+
+/// The answer for a request to a Broken timeline (500): why, named.
+pub(crate) fn broken_timeline_error(timeline: TimelineId, reason: &BrokenReason) -> ApiError {
+    ApiError::Internal(format!("timeline {timeline} is broken: {reason}"))
 }

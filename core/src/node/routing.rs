@@ -35,7 +35,7 @@ use crate::page_cache::{FillId, LayerKey, LayerLookup, RequestKind, ValueKey};
 use crate::remote_path::{self, RemoteKey};
 use crate::scheduler::{JobOwner, SchedulerEffect};
 use crate::time::Instant;
-use crate::timeline::{TimelineCompletion, TimelineEffect};
+use crate::timeline::{DownloadError, TimelineCompletion, TimelineEffect};
 use crate::trace::Direction;
 use crate::upload_queue::{RemoteFailure, UploadEffect};
 use std::collections::{BTreeMap, BTreeSet};
@@ -660,7 +660,13 @@ impl Node {
         self.dirty.insert(Machine::Scheduler);
     }
 
-    pub(crate) fn break_timeline(&mut self, t: TenantId, tl: TimelineId, reason: String) {
+    pub(crate) fn break_timeline(
+        &mut self,
+        t: TenantId,
+        tl: TimelineId,
+        reason: impl Into<super::BrokenReason>,
+    ) {
+        let reason = reason.into();
         if self.slot_mut(t, tl).is_some_and(|s| s.state == SlotState::Deleting) {
             // Work of a timeline being deleted (a flush finishing, a compaction) is
             // refused by its deleting upload queue; the deletion decides its fate.
@@ -738,35 +744,46 @@ impl Node {
                             Io::DiskWrite { path: io::layer_path(tenant, timeline, &name), bytes },
                         );
                     } else {
+                        // The object is what remote storage holds: no retry can fix
+                        // it. The read fails with the typed error and the timeline
+                        // goes Broken naming the object (issue 15 item 7).
                         let why = format!(
-                            "downloaded layer {name} does not match the index: {} bytes crc {crc:08x}, index says {} bytes crc {:08x}",
+                            "{} bytes crc {crc:08x}, the index says {} bytes crc {:08x}",
                             bytes.len(),
                             meta.file_size,
                             meta.crc32c
                         );
+                        let object =
+                            remote_path::layer_key(tenant, timeline, &name, meta.generation);
+                        let error =
+                            DownloadError::Corrupt(format!("remote object {object}: {why}"));
                         self.complete_timeline(
                             tenant,
                             timeline,
                             inner,
-                            TimelineCompletion::Downloaded(Err(why)),
+                            TimelineCompletion::Downloaded(Err(error)),
                         );
+                        let reason = super::BrokenReason::Corrupt { object, reason: why };
+                        self.break_timeline(tenant, timeline, reason);
                     }
                 }
                 IoResult::Bytes(Err(e)) => self.complete_timeline(
                     tenant,
                     timeline,
                     inner,
-                    TimelineCompletion::Downloaded(Err(format!(
+                    TimelineCompletion::Downloaded(Err(DownloadError::Failed(format!(
                         "download of {name}: {}",
                         e.message()
-                    ))),
+                    )))),
                 ),
                 _ => self.bug("unexpected result for a download"),
             },
             Route::DownloadWrite { tenant, timeline, inner } => {
                 let r = match result {
-                    IoResult::Done(r) => r.map_err(|e| e.message().to_string()),
-                    _ => Err("unexpected result for a download write".to_string()),
+                    IoResult::Done(r) => r.map_err(|e| DownloadError::Failed(e.message().into())),
+                    _ => {
+                        Err(DownloadError::Failed("unexpected result for a download write".into()))
+                    }
                 };
                 self.complete_timeline(tenant, timeline, inner, TimelineCompletion::Downloaded(r));
             }

@@ -33,7 +33,7 @@
 
 use super::io::{self, Entry, Io, IoFailure, IoResult};
 use super::routing::{CpWaiter, Route};
-use super::{Machine, Node, NodeEffect, NodePhase, SlotState, Tenant, TimelineSlot};
+use super::{BrokenReason, Machine, Node, NodeEffect, NodePhase, SlotState, Tenant, TimelineSlot};
 use crate::control_plane::{ControlPlaneError, ControlPlaneReply, ReAttachedTenant};
 use crate::deletion_list::{DELETION_HEADER_FILE_NAME, DeletionHeader, DeletionList};
 use crate::deletion_queue::DeletionQueue;
@@ -436,11 +436,21 @@ impl Node {
                     self.retry_later(StartupIo::GetIndex { tenant, timeline, version }, io, &why);
                     return self.startup_step_done();
                 }
+                let object = remote_path::index_key(tenant, timeline, version);
                 let parsed = match result {
-                    IoResult::Bytes(Ok(bytes)) => {
-                        IndexPart::from_json_bytes(&bytes).map_err(|e| e.to_string())
+                    // Corrupt: no retry can fix it (issue 15 item 7: this was a 404).
+                    IoResult::Bytes(Ok(bytes)) => IndexPart::from_json_bytes(&bytes)
+                        .map_err(|e| BrokenReason::Corrupt { object, reason: e.to_string() }),
+                    // Listed a moment ago, gone now: a newer index replaced it.
+                    IoResult::Bytes(Err(IoFailure::NotFound(why))) => {
+                        self.warn(format!(
+                            "timeline {tenant}/{timeline} not loaded: its index {object} vanished: {why}"
+                        ));
+                        return self.startup_step_done();
                     }
-                    other => Err(format!("{other:?}")),
+                    other => Err(BrokenReason::Failed(format!(
+                        "reading its index {object} failed: {other:?}"
+                    ))),
                 };
                 let single = self
                     .tenants
@@ -459,9 +469,13 @@ impl Node {
                         },
                         Io::DiskList { path: io::timeline_dir(tenant, timeline) },
                     ),
-                    Err(e) => self.warn(format!(
-                        "timeline {tenant}/{timeline} not loaded: index unreadable: {e}"
-                    )),
+                    Err(reason) => {
+                        // Listed as broken with the reason, answered with it (500).
+                        self.warn(format!("timeline {tenant}/{timeline} not loaded: {reason}"));
+                        if let Some(t) = self.tenants.get_mut(&tenant) {
+                            t.unloadable.insert(timeline, reason);
+                        }
+                    }
                 }
             }
             StartupIo::ListLocalTimeline { tenant, timeline, version, index } => {
@@ -656,6 +670,7 @@ impl Node {
                             mode,
                             state: TenantState::Loading,
                             timelines: BTreeMap::new(),
+                            unloadable: BTreeMap::new(),
                         },
                     );
                     let bytes = conf.to_toml().into_bytes();
@@ -691,6 +706,7 @@ impl Node {
                             mode: conf.mode,
                             state: TenantState::Loading,
                             timelines: BTreeMap::new(),
+                            unloadable: BTreeMap::new(),
                         },
                     );
                 }
@@ -831,7 +847,7 @@ impl Node {
                     self.warn(format!(
                         "timeline {tenant}/{timeline}: resuming its deletion failed: {e}"
                     ));
-                    SlotState::Broken(format!("resuming its deletion failed: {e}"))
+                    SlotState::Broken(format!("resuming its deletion failed: {e}").into())
                 }
             }
         } else {

@@ -942,6 +942,7 @@ fn only_a_single_attached_tenant_is_deleted() {
     assert_eq!(info(&mut h).state, "Active");
 }
 
+mod corruption;
 mod isolation;
 mod jobs;
 mod placement;

@@ -188,6 +188,25 @@ pub struct ReadId(pub u64);
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct FlushId(pub u64);
 
+/// Why a `DownloadLayer` failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DownloadError {
+    /// Fetching the object or writing it locally failed: a later read tries again.
+    Failed(String),
+    /// The remote object does not match the size and checksum the index records:
+    /// no retry can fix it (reads needing it fail with [`ReadError::LayerCorrupt`]).
+    Corrupt(String),
+}
+
+impl std::fmt::Display for DownloadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DownloadError::Failed(why) => write!(f, "download failed: {why}"),
+            DownloadError::Corrupt(why) => write!(f, "corrupt in remote storage: {why}"),
+        }
+    }
+}
+
 /// The outcome of a world effect, by the effect's kind.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TimelineCompletion {
@@ -197,7 +216,7 @@ pub enum TimelineCompletion {
     /// `ReadLayer`: the whole file.
     Read(Result<Vec<u8>, String>),
     /// `DownloadLayer`: the verified file is durable locally.
-    Downloaded(Result<(), String>),
+    Downloaded(Result<(), DownloadError>),
     /// `Redo`: the reconstructed value.
     Redone(Result<Vec<u8>, String>),
 }
@@ -287,6 +306,9 @@ pub enum ReadError {
     BelowGcCutoff { lsn: Lsn, gc_cutoff: Lsn },
     #[error("layer {name} unavailable: {reason}")]
     LayerUnavailable { name: LayerName, reason: String },
+    /// The layer in remote storage does not match its index: retrying cannot help.
+    #[error("layer {name} is corrupt in remote storage: {reason}")]
+    LayerCorrupt { name: LayerName, reason: String },
     #[error("redo failed: {0}")]
     Redo(String),
     #[error("read id {0:?} is already in use")]

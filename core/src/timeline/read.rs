@@ -10,12 +10,14 @@
 //!    downloaded first (one download per layer, shared by every read waiting for it).
 //! 3. A file that fails to read or verify is treated as missing: it becomes
 //!    remote-only and is downloaded again, once per read; a second failure fails the
-//!    read with [`ReadError::LayerUnavailable`]. Wrong bytes are never served.
+//!    read with [`ReadError::LayerUnavailable`]. A download whose bytes do not match
+//!    the index (the remote object itself is corrupt) fails the read with
+//!    [`ReadError::LayerCorrupt`]: no retry can help. Wrong bytes are never served.
 //! 4. No records: `None`. An image and no deltas: the image. Otherwise a `Redo`
 //!    effect reconstructs the value.
 
 use super::layer_map::{LayerMap, Residence};
-use super::{OpKind, ReadError, ReadId, Timeline, TimelineEffect};
+use super::{DownloadError, OpKind, ReadError, ReadId, Timeline, TimelineEffect};
 use crate::id::OpId;
 use crate::key::Key;
 use crate::layer_file::LayerFile;
@@ -311,7 +313,7 @@ impl Timeline {
         &mut self,
         _now: Instant,
         name: LayerName,
-        result: Result<(), String>,
+        result: Result<(), DownloadError>,
     ) {
         let ok = result.is_ok();
         self.cache.remove(&name);
@@ -335,12 +337,16 @@ impl Timeline {
                     read.state = ReadState::Searching;
                     self.advance(id);
                 }
-                Err(e) => {
-                    let reason = format!("download failed: {e}");
+                Err(DownloadError::Failed(why)) => {
+                    let reason = format!("download failed: {why}");
                     self.finish(
                         id,
                         Err(ReadError::LayerUnavailable { name: name.clone(), reason }),
                     );
+                }
+                Err(DownloadError::Corrupt(why)) => {
+                    let error = ReadError::LayerCorrupt { name: name.clone(), reason: why.clone() };
+                    self.finish(id, Err(error));
                 }
             }
         }

@@ -237,7 +237,7 @@ impl Harness {
                 let r = match self.world.remote.get(&name) {
                     _ if self.fail_downloads > 0 => {
                         self.fail_downloads -= 1;
-                        Err("503 slow down".to_string())
+                        Err(DownloadError::Failed("503 slow down".to_string()))
                     }
                     Some((bytes, m))
                         if *m == meta
@@ -247,8 +247,8 @@ impl Harness {
                         self.world.disk.insert(name, bytes.clone());
                         Ok(())
                     }
-                    Some(_) => Err("size or checksum mismatch".to_string()),
-                    None => Err("404".to_string()),
+                    Some(_) => Err(DownloadError::Corrupt("size or checksum mismatch".to_string())),
+                    None => Err(DownloadError::Failed("404".to_string())),
                 };
                 self.complete(op, TimelineCompletion::Downloaded(r));
             }

@@ -325,12 +325,13 @@ fn a_corrupt_local_layer_is_downloaded_again_never_served() {
     assert_eq!(h.get(Key(1), Lsn(1)), Ok(Some(b"good".to_vec())));
     assert!(h.log.iter().any(|e| matches!(e, TimelineEffect::DownloadLayer { .. })));
 
-    // Bad locally and remotely: a clear error, not bytes.
+    // Bad locally and remotely: a clear error naming the corruption (no retry can
+    // help), not bytes.
     h.world.disk.get_mut(&name).unwrap()[len / 2] ^= 0xff;
     h.world.disk.get_mut(&name).unwrap()[len / 2] ^= 0x0f;
     h.world.remote.get_mut(&name).unwrap().0[len / 2] ^= 0x0f;
     let err = h.get(Key(1), Lsn(1)).unwrap_err();
-    assert!(matches!(err, ReadError::LayerUnavailable { .. }), "{err}");
+    assert!(matches!(err, ReadError::LayerCorrupt { .. }), "{err}");
 }
 
 #[test]

@@ -1,0 +1,133 @@
+//! Remote objects that are corrupt for good (issue 15 item 7): the timeline is
+//! Broken with a named reason, listed so, and every request answers that reason
+//! (500), never a 404 ("no such timeline") or a 503 ("retry and it will work").
+
+use super::*;
+use crate::node::api::TenantInfo;
+
+/// A tenant with one timeline and data in several layers, shut down cleanly;
+/// returns the world, the last LSN and the values at it.
+fn stopped_with_data() -> (World, Lsn, Vec<Option<Vec<u8>>>) {
+    let mut h = Harness::start(World::default(), config());
+    h.call(Request::CreateTenant { tenant: T }).unwrap();
+    h.call(Request::CreateTimeline { tenant: T, timeline: TL }).unwrap();
+    let batch = records(16, 200);
+    let last = batch.last().unwrap().lsn;
+    h.call(Request::Ingest { tenant: T, timeline: TL, records: batch }).unwrap();
+    let values = (0..7).map(|k| read(&mut h, k, last)).collect();
+    assert_eq!(h.call(Request::Shutdown), Ok(Response::ShutdownComplete { clean: true }));
+    (h.world.clone(), last, values)
+}
+
+fn tenant_info(h: &mut Harness) -> TenantInfo {
+    match h.call(Request::ListTenants) {
+        Ok(Response::Tenants(list)) => list.into_iter().find(|t| t.tenant == T).expect("listed"),
+        other => panic!("list: {other:?}"),
+    }
+}
+
+fn assert_broken_corrupt(h: &mut Harness, object: &str) {
+    let listed = tenant_info(h);
+    assert!(listed.timelines.contains(&TL), "{listed:?}");
+    assert_eq!(listed.broken_timelines.len(), 1, "{listed:?}");
+    let broken = &listed.broken_timelines[0];
+    assert_eq!((broken.timeline, broken.kind.as_str()), (TL, "corrupt"), "{listed:?}");
+    assert!(broken.reason.contains(object), "{broken:?} does not name {object}");
+    for request in [
+        Request::Read { tenant: T, timeline: TL, key: Key(1), lsn: Lsn(16) },
+        Request::Ingest { tenant: T, timeline: TL, records: records(100_000, 1) },
+    ] {
+        match h.call(request.clone()) {
+            Err(ApiError::Internal(msg)) => {
+                assert!(msg.contains("corrupt") && msg.contains(object), "{request:?}: {msg}")
+            }
+            other => panic!("{request:?} answered {other:?}, not the corruption"),
+        }
+    }
+}
+
+/// A corrupted remote index used to make its timeline vanish (404, only a log line
+/// said why). Now it is listed as broken (`corrupt`, naming the index) and every
+/// request answers that, at start-up and when the tenant is attached again.
+#[test]
+fn a_corrupt_remote_index_lists_the_timeline_broken_and_answers_why() {
+    let (mut world, _, _) = stopped_with_data();
+    let index = world
+        .objects
+        .keys()
+        .filter(|k| k.contains("index_part.json"))
+        .max()
+        .cloned()
+        .expect("an index");
+    world.objects.insert(index.clone(), b"{\"not an index".to_vec());
+
+    let mut h = Harness::start(world, config());
+    assert_eq!(h.node.phase(), &NodePhase::Active);
+    assert_broken_corrupt(&mut h, &index);
+    match h.call(Request::TimelineInfo { tenant: T, timeline: TL }) {
+        Err(ApiError::Internal(msg)) => assert!(msg.contains(&index), "{msg}"),
+        other => panic!("info answered {other:?}"),
+    }
+    // It is not a free name: creating it again is refused, nothing is written over
+    // the corrupt index.
+    let objects_before = h.world.objects.clone();
+    assert!(matches!(
+        h.call(Request::CreateTimeline { tenant: T, timeline: TL }),
+        Err(ApiError::Conflict(_))
+    ));
+    assert!(matches!(
+        h.call(Request::DeleteTimeline { tenant: T, timeline: TL }),
+        Err(ApiError::Internal(_))
+    ));
+    assert_eq!(h.world.objects, objects_before, "something was written over the corrupt index");
+
+    // Detach and attach again: the same answer.
+    let detached = RequestedMode::Detached;
+    location(&mut h, detached, None).unwrap();
+    location(&mut h, RequestedMode::AttachedSingle, None).unwrap();
+    assert_broken_corrupt(&mut h, &index);
+}
+
+/// A corrupted remote layer, downloaded on demand, used to answer 503 + Retry-After
+/// on every read although no retry could help. Now the read answers the typed
+/// corruption (500 naming the object) and the timeline is Broken, listed as
+/// `corrupt`.
+#[test]
+fn a_corrupt_remote_layer_fails_the_read_with_the_corruption_not_a_retry() {
+    let (mut world, last, _) = stopped_with_data();
+    // Every local layer file gone (as after eviction), every remote layer corrupted
+    // (same size, one byte flipped).
+    world.files.retain(|p, _| !p.as_str().contains("__"));
+    let layers: Vec<String> = world
+        .objects
+        .keys()
+        .filter(|k| k.contains("/timelines/") && k.contains("__"))
+        .cloned()
+        .collect();
+    assert!(!layers.is_empty());
+    for key in &layers {
+        let bytes = world.objects.get_mut(key).unwrap();
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 0xFF;
+    }
+
+    let mut h = Harness::start(world, config());
+    assert_eq!(info(&mut h).state, "Active", "nothing is read before a read needs it");
+    match h.call(Request::Read { tenant: T, timeline: TL, key: Key(3), lsn: last }) {
+        Err(ApiError::Internal(msg)) => {
+            assert!(msg.contains("corrupt"), "{msg}");
+            assert!(layers.iter().any(|l| msg.contains(l.as_str())), "no object named: {msg}");
+        }
+        other => panic!("the read answered {other:?}, not the corruption"),
+    }
+    let i = info(&mut h);
+    assert!(i.state.starts_with("Broken: corrupt: remote object "), "{i:?}");
+    let listed = tenant_info(&mut h);
+    assert_eq!(listed.broken_timelines.len(), 1, "{listed:?}");
+    assert_eq!(listed.broken_timelines[0].kind, "corrupt");
+    // Later reads answer the same, at once.
+    assert!(matches!(
+        h.call(Request::Read { tenant: T, timeline: TL, key: Key(4), lsn: last }),
+        Err(ApiError::Internal(msg)) if msg.contains("corrupt")
+    ));
+}
