@@ -479,9 +479,14 @@ impl TenantManager {
     /// job), then every timeline, then as a detach. Only AttachedSingle deletes
     /// (S-DEL-GEN: every object goes through the validated deletion queue). The
     /// request is answered when the tenant is gone; meanwhile requests for it get
-    /// `Busy`.
+    /// `Busy`. A Broken attached tenant is refused: its machines are gone (a failed
+    /// load, or a panic in one of them), so its timelines could not be deleted and
+    /// the mark would be written for nothing; a location_config reloads it first.
     pub fn handle_delete_tenant(&mut self, _now: Instant, req: RequestId, tenant: TenantId) {
         let error = match self.slots.get(&tenant) {
+            Some(Slot::Attached { state: TenantState::Broken { reason }, .. }) => {
+                Some(ManagerError::Broken { tenant, reason: reason.clone() })
+            }
             Some(Slot::InProgress(op)) => {
                 self.busy_refusals += 1;
                 Some(ManagerError::Busy { tenant, kind: op.kind })

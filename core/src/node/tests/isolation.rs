@@ -292,6 +292,13 @@ fn a_tenant_broken_by_a_panic_comes_back_through_location_config_on_a_new_genera
     assert!(matches!(r, Err(ApiError::Internal(_))), "{r:?}");
     h.complete_held(held);
 
+    // Deleting it now is refused (its timelines' machines are gone) and writes
+    // nothing: no deletion mark.
+    let before_delete = remote_of(&h.world, T);
+    let r = h.call(Request::DeleteTenant { tenant: T });
+    assert!(matches!(&r, Err(ApiError::Internal(m)) if m.contains("broken")), "{r:?}");
+    assert_eq!(remote_of(&h.world, T), before_delete);
+
     let r = location(&mut h, RequestedMode::AttachedSingle, None);
     assert!(matches!(r, Ok(Response::LocationConfigured(LocationOutcome::Changed(_)))), "{r:?}");
     assert!(h.node.tenants[&T].generation > generation);
