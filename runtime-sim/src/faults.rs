@@ -39,9 +39,33 @@ pub mod site {
     pub const REMOTE_DELETE_DELAYED: &str = "remote.delete.delayed";
     /// One request takes seconds instead of milliseconds.
     pub const REMOTE_LATENCY_SPIKE: &str = "remote.latency_spike";
+    /// An episode starts: the store refuses every write (PUT, DELETE) with access
+    /// denied, as a remote directory made read-only, for seconds; then an operator
+    /// fixes it. Counted once per episode.
+    pub const REMOTE_ACCESS_DENIED: &str = "remote.access_denied";
 
     /// Every site above.
     pub const ALL: &[&str] = &[
+        DISK_FSYNC_FAIL,
+        DISK_ENOSPC,
+        DISK_SLOW_IO,
+        DISK_TORN_WRITE,
+        REMOTE_PUT_TRANSIENT,
+        REMOTE_PUT_LOST_RESPONSE,
+        REMOTE_PUT_DELAYED,
+        REMOTE_GET_TRANSIENT,
+        REMOTE_LIST_TRANSIENT,
+        REMOTE_DELETE_TRANSIENT,
+        REMOTE_DELETE_LOST_RESPONSE,
+        REMOTE_DELETE_DELAYED,
+        REMOTE_LATENCY_SPIKE,
+        REMOTE_ACCESS_DENIED,
+    ];
+
+    /// The sites of [`ALL`] whose setting `FaultPlan::from_seed` draws from the run's
+    /// random stream. Sites added later are decided by a separate mix of the seed,
+    /// so that adding one did not change the runs of the seeds in the corpus.
+    pub const DRAWN: &[&str] = &[
         DISK_FSYNC_FAIL,
         DISK_ENOSPC,
         DISK_SLOW_IO,

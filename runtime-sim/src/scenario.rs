@@ -152,8 +152,11 @@ async fn pageserver_main(world: World, trace: TraceSink) {
 /// (the caller keeps the buffer, so a run that panics can still be shown).
 pub async fn run(config: ScenarioConfig, trace: TraceSink) -> RunReport {
     let handle = Handle::current();
-    let plan =
-        if config.faults { FaultPlan::from_seed(&mut thread_rng()) } else { FaultPlan::none() };
+    let plan = if config.faults {
+        FaultPlan::from_seed(&mut thread_rng(), handle.seed())
+    } else {
+        FaultPlan::none()
+    };
     let world = World::new(plan);
     let (w, t) = (world.clone(), trace.clone());
     let node = handle

@@ -15,6 +15,11 @@
 //!   requests to the same key that landed meanwhile — an old layer or a delete
 //!   arriving late.
 //! - `remote.latency_spike`: one request takes seconds.
+//! - `remote.access_denied`: an episode starts in which every write (PUT, DELETE)
+//!   is refused with `OperatorFixable(AccessDenied)` and applies nothing, as a
+//!   remote directory made read-only; it ends after a seeded time (by default
+//!   1–10 s: an operator fixed the permissions) or when the world heals. Reads
+//!   and listings still work (a read-only directory can be read).
 //!
 //! Listing is strongly consistent (read-after-write, like S3 today) unless
 //! [`SimRemoteConfig::list_lag_ms`] is set: then a listing shows the store as it
@@ -30,7 +35,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use strata_adapters::remote::{
-    ListedObject, MAX_KEYS_PER_DELETE, RemoteError, RemoteErrorKind, RemoteStorage,
+    FixableKind, ListedObject, MAX_KEYS_PER_DELETE, RemoteError, RemoteErrorKind, RemoteStorage,
 };
 use strata_core::remote_path::{INDEX_PART_FILE_NAME, RemoteKey};
 use tokio::time::Instant;
@@ -49,6 +54,9 @@ pub struct SimRemoteConfig {
     /// 0: listings are strongly consistent. Otherwise a listing shows the store as
     /// of this long ago.
     pub list_lag_ms: u64,
+    /// How long an access-denied episode lasts.
+    pub denial_min_ms: u64,
+    pub denial_max_ms: u64,
 }
 
 impl Default for SimRemoteConfig {
@@ -61,6 +69,8 @@ impl Default for SimRemoteConfig {
             delay_min_ms: 1_000,
             delay_max_ms: 30_000,
             list_lag_ms: 0,
+            denial_min_ms: 1_000,
+            denial_max_ms: 10_000,
         }
     }
 }
@@ -117,6 +127,8 @@ struct State {
     next_pending: u64,
     /// Node crashes so far (see [`SimRemote::crash`]).
     epoch: u64,
+    /// Writes are refused until then (an access-denied episode).
+    denied_until: Option<Instant>,
     created: Instant,
     config: SimRemoteConfig,
 }
@@ -208,6 +220,7 @@ impl SimRemote {
             pending: BTreeMap::new(),
             next_pending: 0,
             epoch: 0,
+            denied_until: None,
             created: Instant::now(),
             config,
         };
@@ -280,6 +293,12 @@ impl SimRemote {
         let [transient, lost_response, delayed] = sites;
         let spike = self.faults.fire(site::REMOTE_LATENCY_SPIKE);
         self.half_latency(spike).await;
+        if self.write_denied() {
+            self.half_latency(spike).await;
+            let kind = RemoteErrorKind::OperatorFixable(FixableKind::AccessDenied);
+            let why = "Permission denied (os error 13) (simulated read-only directory)";
+            return Err(RemoteError::new(kind, op, key, why));
+        }
         let outcome = if self.faults.fire(transient) {
             Err("service unavailable (simulated 503)")
         } else if self.faults.fire(delayed) {
@@ -301,6 +320,26 @@ impl SimRemote {
         };
         self.half_latency(spike).await;
         outcome.map_err(|m| RemoteError::new(RemoteErrorKind::Transient, op, key, m))
+    }
+
+    /// Whether writes are refused now: an access-denied episode is under way, or
+    /// `remote.access_denied` fires and one starts. Healing ends any episode.
+    fn write_denied(&self) -> bool {
+        if self.faults.is_healed() {
+            return false;
+        }
+        let now = Instant::now();
+        if self.lock().denied_until.is_some_and(|until| now < until) {
+            return true;
+        }
+        if !self.faults.fire(site::REMOTE_ACCESS_DENIED) {
+            return false;
+        }
+        let mut s = self.lock();
+        let (min, max) = (s.config.denial_min_ms, s.config.denial_max_ms);
+        s.denied_until =
+            Some(now + Duration::from_millis(thread_rng().gen_range(min..=max.max(min))));
+        true
     }
 
     /// The common path of a read: latency, the transient site, then `f`.

@@ -251,6 +251,33 @@ async fn a_transient_error_applies_nothing() {
     assert_eq!(fired[site::REMOTE_PUT_DELAYED], 0);
 }
 
+/// An access-denied episode refuses every write for a while, applies nothing,
+/// lets reads through, and ends by itself (an operator fixed it).
+#[madsim::test]
+async fn an_access_denied_episode_refuses_writes_for_a_while_then_ends() {
+    use strata_adapters::remote::FixableKind;
+    let remote = SimRemote::new();
+    let (a, b) = (key("t/a"), key("t/b"));
+    remote.put(&a, b"a".to_vec()).await.unwrap();
+    remote.faults().set(site::REMOTE_ACCESS_DENIED, 1.0);
+    let denied = RemoteErrorKind::OperatorFixable(FixableKind::AccessDenied);
+    assert_eq!(remote.put(&b, b"b".to_vec()).await.unwrap_err().kind, denied);
+    // The episode goes on without the site firing again.
+    remote.faults().set(site::REMOTE_ACCESS_DENIED, 0.0);
+    assert_eq!(remote.delete_objects(std::slice::from_ref(&a)).await.unwrap_err().kind, denied);
+    assert_eq!(remote.get(&a).await.unwrap(), b"a", "reads still work");
+    assert_eq!(remote.list("t/").await.unwrap().len(), 1);
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    remote.put(&b, b"b".to_vec()).await.unwrap();
+    assert_eq!(remote.list("t/").await.unwrap().len(), 2);
+    assert_eq!(remote.faults().fired()[site::REMOTE_ACCESS_DENIED], 1);
+    // Healing ends an episode at once.
+    remote.faults().set(site::REMOTE_ACCESS_DENIED, 1.0);
+    assert_eq!(remote.put(&b, b"c".to_vec()).await.unwrap_err().kind, denied);
+    remote.faults().heal();
+    remote.put(&b, b"c".to_vec()).await.unwrap();
+}
+
 /// A put the caller gave up on lands after a newer put of the same key: the old
 /// body wins. This is the hazard the upload queue's keys (generation and sequence
 /// suffixes) exist for.
