@@ -88,6 +88,8 @@ pub struct NodeStatus {
     /// `access_denied`, `invalid_credentials` or `no_such_bucket` count is for an
     /// operator to fix; the node retries meanwhile.
     pub io_errors: BTreeMap<&'static str, u64>,
+    /// Generation conflicts found since start (`strata_tenants_generation_conflict_total`).
+    pub generation_conflicts_total: u64,
 }
 
 /// Runs `node_config`'s node until it stops. `status` is refreshed after every input.
@@ -173,6 +175,7 @@ where
                 in_flight_io: in_flight,
                 inputs,
                 page_cache: node.page_cache_stats(),
+                generation_conflicts_total: node.generation_conflicts_total(),
                 background_jobs: strata_core::scheduler::JobKind::ALL
                     .iter()
                     .map(|k| {

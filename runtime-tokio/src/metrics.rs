@@ -7,6 +7,9 @@
 //!   `remote_visible`, and `strata_timeline_remote_layers`;
 //! - `strata_tenants{state}`: attached tenants by lifecycle state (Active, Broken,
 //!   …), read at scrape time; busy refusals show as 503s of `location_config`;
+//! - `strata_tenants_generation_conflict_total`: tenants found with objects in
+//!   their remote storage of a generation this node's control plane never granted
+//!   (each such tenant is Broken, its reason naming the generation; S-GEN-MONO);
 //! - `strata_node_in_flight_io`;
 //! - `strata_background_jobs_queued{kind}` and `strata_background_jobs_running{kind}`
 //!   (`kind` = `compaction`, `gc`, `eviction`): the node's background-job
@@ -54,6 +57,9 @@ pub struct Metrics {
     timelines_broken: IntGaugeVec,
     /// The driver's error counts last exported.
     io_errors_seen: Mutex<std::collections::BTreeMap<&'static str, u64>>,
+    generation_conflicts: prometheus::IntCounter,
+    /// The node's count last exported: the counter advances by the difference.
+    generation_conflicts_seen: Mutex<u64>,
 }
 
 pub struct RequestTimer(std::time::Instant);
@@ -164,10 +170,16 @@ impl Metrics {
         for kind in BrokenTimeline::KINDS {
             timelines_broken.with_label_values(&[kind]);
         }
+        let generation_conflicts = prometheus::IntCounter::new(
+            "strata_tenants_generation_conflict_total",
+            "Tenants found with remote objects of a generation this node's control plane never granted (S-GEN-MONO); each is Broken",
+        )
+        .expect("static metric definition");
         for c in [
             Box::new(io_errors.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(timelines_broken.clone()),
             Box::new(tenants.clone()),
+            Box::new(generation_conflicts.clone()),
             Box::new(jobs_queued.clone()),
             Box::new(jobs_running.clone()),
             Box::new(requests.clone()),
@@ -193,6 +205,8 @@ impl Metrics {
             io_errors,
             timelines_broken,
             io_errors_seen: Mutex::new(Default::default()),
+            generation_conflicts,
+            generation_conflicts_seen: Mutex::new(0),
         }
     }
 
@@ -213,6 +227,13 @@ impl Metrics {
             self.io_errors.with_label_values(&[kind]).inc_by(n.saturating_sub(before));
         }
         *seen = counts.clone();
+    }
+
+    /// Brings `strata_tenants_generation_conflict_total` up to the node's count.
+    pub fn observe_generation_conflicts(&self, total: u64) {
+        let Ok(mut seen) = self.generation_conflicts_seen.lock() else { return };
+        self.generation_conflicts.inc_by(total.saturating_sub(*seen));
+        *seen = (*seen).max(total);
     }
 
     /// Sets the scheduler gauges from the driver's status: `(kind, queued, running)`.

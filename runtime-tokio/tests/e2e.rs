@@ -486,6 +486,98 @@ fn a_tenant_whose_local_directory_was_deleted_loads_from_remote_storage() {
     node.stop();
 }
 
+/// `strata init` into `dir` with its remote storage in `remote` (shared).
+fn init_on_remote(dir: &Path, remote: &Path, node_id: u64) -> Node {
+    let node = Node::init(dir);
+    let config_path = dir.join("strata.toml");
+    let config = std::fs::read_to_string(&config_path).unwrap();
+    let local = "[remote_storage]\nkind = \"local\"\npath = \"remote\"";
+    assert!(config.contains(local), "{config}");
+    let config = config
+        .replace(
+            local,
+            &format!(
+                "[remote_storage]\nkind = \"local\"\npath = {:?}",
+                remote.display().to_string()
+            ),
+        )
+        .replace("node_id = 1", &format!("node_id = {node_id}"));
+    std::fs::write(&config_path, config).unwrap();
+    node
+}
+
+/// One image per key at LSNs 0x100 + 8·i, tagged so two writers' values differ.
+fn ingest_tagged(node: &Node, tag: &str, keys: u64) -> (Vec<String>, u64) {
+    let mut values = Vec::new();
+    let mut records = Vec::new();
+    for k in 0..keys {
+        let value = hex::encode(format!("{tag}-key{k}"));
+        records.push(json!({"key": format!("{k:016X}"), "lsn": lsn(0x100 + 8 * k), "record": {"image": value}}));
+        values.push(value);
+    }
+    let (status, body) = node.post(
+        &format!("/v1/tenant/{TENANT}/timeline/{TIMELINE}/ingest"),
+        json!({ "records": records }),
+    );
+    assert_eq!(status, 200, "ingest: {body}");
+    (values, 0x100 + 8 * (keys - 1))
+}
+
+/// Issue 15 item 9, S-GEN-MONO (two attachments never share one generation): two
+/// real nodes, each with its own SQLite control plane, on one remote directory. A
+/// creates T at generation 1; B attaches T at generation 2; both ingest different
+/// values at the same LSNs and see them visible. A restarts: its control plane would
+/// grant generation 2 again and A would serve B's values. A must list T as Broken
+/// naming generation 2, refuse its reads, and count the conflict.
+#[test]
+fn s_gen_mono_two_control_planes_on_one_remote_break_the_tenant_instead_of_sharing_generation_2() {
+    let (dir_a, dir_b, remote) =
+        (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut a = init_on_remote(dir_a.path(), remote.path(), 1);
+    let mut b = init_on_remote(dir_b.path(), remote.path(), 2);
+    a.start();
+    assert_eq!(create(&a), 1);
+    b.start();
+    let path = format!("/v1/tenant/{TENANT}/location_config");
+    let (status, body) = b.put(&path, json!({"mode": "AttachedSingle"}));
+    assert_eq!((status, body["generation"].as_u64()), (200, Some(2)), "{body}");
+
+    let (a_values, last) = ingest_tagged(&a, "from-a", 8);
+    let (b_values, b_last) = ingest_tagged(&b, "from-b", 8);
+    assert_eq!(last, b_last);
+    wait_visible(&a, last);
+    wait_visible(&b, last);
+    assert_eq!(a.read(3, &lsn(last)).as_deref(), Some(a_values[3].as_str()));
+    assert_eq!(b.read(3, &lsn(last)).as_deref(), Some(b_values[3].as_str()));
+    a.stop();
+    b.stop();
+
+    a.start();
+    let (status, list) = a.get("/v1/tenant");
+    assert_eq!(status, 200, "{list}");
+    let t = list.as_array().unwrap().iter().find(|t| t["tenant"] == TENANT).cloned();
+    let t = t.unwrap_or_else(|| panic!("T is not listed: {list}"));
+    assert_eq!(t["state"], "Broken", "A serves T over B's generation: {t}");
+    let reason = t["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("generation 2") && reason.contains("S-GEN-MONO"), "{t}");
+    let (status, body) = a.get(&format!(
+        "/v1/tenant/{TENANT}/timeline/{TIMELINE}/page?key={:016X}&lsn={}",
+        3,
+        lsn(last)
+    ));
+    assert_eq!(status, 500, "A answered a read of T: {body}");
+    assert!(body["msg"].as_str().unwrap_or_default().contains("generation 2"), "{body}");
+    let mut r = a.agent.get(a.url("/metrics")).call().unwrap();
+    let metrics = r.body_mut().read_to_string().unwrap();
+    assert!(metrics.contains("strata_tenants_generation_conflict_total 1"), "{metrics}");
+    a.stop();
+
+    // B, whose control plane granted generation 2, still serves its values.
+    b.start();
+    assert_eq!(b.read(3, &lsn(last)).as_deref(), Some(b_values[3].as_str()));
+    b.stop();
+}
+
 /// Skeleton C: the real binary on S3 (a local moto server, `S3_ENDPOINT`), killed
 /// with SIGKILL at random moments during ingest, flush and upload, ten times. After
 /// every restart each key reads back, at the highest visible LSN the client saw,

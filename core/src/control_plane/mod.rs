@@ -18,7 +18,12 @@
 //! - [`ControlPlaneEffect`] `Reply` to [`ControlPlane::handle_re_attach`]: every
 //!   tenant attached to N, each bumped to a new generation, with
 //!   `previous_was_own`: the generation just superseded was granted to N itself (so
-//!   N's deletion queue may adopt lists of that generation).
+//!   N's deletion queue may adopt lists of that generation). A re-attach may name
+//!   tenants N holds back ([`ControlPlane::handle_re_attach_holding_back`]: N
+//!   found objects in their remote storage above the generation this table last
+//!   granted, so another control plane granted them): those keep their generation
+//!   and stay attached to N, unanswered, so the conflict is found again on N's next
+//!   start instead of being covered by a new grant (S-GEN-MONO).
 //! - [`ControlPlane::handle_validate`]: `(T, G)` is valid iff G is T's current
 //!   durable generation; an unknown tenant is invalid. Answered at once, from the
 //!   durable table, results in request order.
@@ -65,7 +70,7 @@ pub use listing::{generation_of_key, max_generation_in_listing};
 use crate::generation::Generation;
 use crate::id::{NodeId, OpId, OpIds, TenantId};
 use crate::time::Instant;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 /// Mutating requests waiting behind the one in progress; more are refused.
 pub const MAX_QUEUED_REQUESTS: usize = 4096;
@@ -179,7 +184,7 @@ pub enum ControlPlaneEffect {
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Request {
     Attach { tenant: TenantId, node: NodeId, reported: Option<Generation> },
-    ReAttach { node: NodeId },
+    ReAttach { node: NodeId, held_back: BTreeSet<TenantId> },
     Detach { tenant: TenantId },
 }
 
@@ -234,8 +239,19 @@ impl ControlPlane {
         self.enqueue(req, Request::Attach { tenant, node, reported: reported_generation });
     }
 
-    pub fn handle_re_attach(&mut self, _now: Instant, req: RequestId, node: NodeId) {
-        self.enqueue(req, Request::ReAttach { node });
+    pub fn handle_re_attach(&mut self, now: Instant, req: RequestId, node: NodeId) {
+        self.handle_re_attach_holding_back(now, req, node, BTreeSet::new());
+    }
+
+    /// A re-attach that leaves `held_back` as they are: not bumped, not answered.
+    pub fn handle_re_attach_holding_back(
+        &mut self,
+        _now: Instant,
+        req: RequestId,
+        node: NodeId,
+        held_back: BTreeSet<TenantId>,
+    ) {
+        self.enqueue(req, Request::ReAttach { node, held_back });
     }
 
     pub fn handle_detach(&mut self, _now: Instant, req: RequestId, tenant: TenantId) {
@@ -426,7 +442,7 @@ impl ControlPlane {
                             .push_back(ControlPlaneEffect::ListRemoteGenerations { op, tenant });
                     }
                 },
-                Request::ReAttach { node } => self.re_attach(req, node),
+                Request::ReAttach { node, held_back } => self.re_attach(req, node, &held_back),
                 Request::Detach { tenant } => match self.table.get(&tenant) {
                     None => self.reply(req, Err(ControlPlaneError::UnknownTenant(tenant))),
                     Some(record) if record.attached_to.is_none() => {
@@ -463,10 +479,12 @@ impl ControlPlane {
         self.persist(req, StoreChange::Upsert(record), ControlPlaneReply::Attached { generation });
     }
 
-    fn re_attach(&mut self, req: RequestId, node: NodeId) {
+    fn re_attach(&mut self, req: RequestId, node: NodeId, held_back: &BTreeSet<TenantId>) {
         let mut records = Vec::new();
         let mut tenants = Vec::new();
-        for record in self.table.values().filter(|r| r.attached_to == Some(node)) {
+        let attached =
+            |r: &&TenantRecord| r.attached_to == Some(node) && !held_back.contains(&r.tenant);
+        for record in self.table.values().filter(attached) {
             let above =
                 record.generation.max(self.floor(record.tenant).unwrap_or(Generation::FIRST));
             let Some(generation) = above.next() else {

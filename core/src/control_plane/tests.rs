@@ -237,6 +237,29 @@ fn a_failed_persist_answers_an_error_and_never_reuses_its_generation() {
     );
 }
 
+/// A tenant the node holds back (a generation conflict in its remote storage) keeps
+/// its generation and its node, and is not answered: nothing is granted over it.
+#[test]
+fn re_attach_leaves_held_back_tenants_as_they_are() {
+    let mut h = Harness::new();
+    h.attach(t(1), N1, None);
+    h.attach(t(2), N1, None);
+    let req = h.req();
+    h.cp.handle_re_attach_holding_back(NOW, req, N1, [t(2)].into_iter().collect());
+    let got = match h.settle(req) {
+        Ok(ControlPlaneReply::ReAttached { tenants }) => tenants,
+        other => panic!("re-attach answered {other:?}"),
+    };
+    assert_eq!(
+        got,
+        vec![ReAttachedTenant { tenant: t(1), generation: g(2), previous_was_own: true }]
+    );
+    assert_eq!(
+        h.store[&t(2)],
+        TenantRecord { tenant: t(2), generation: g(1), attached_to: Some(N1) }
+    );
+}
+
 #[test]
 fn requests_queue_behind_the_one_in_progress() {
     let mut h = Harness::new();

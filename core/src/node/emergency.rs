@@ -79,7 +79,8 @@ impl Node {
         }
         self.emergency = Some(Emergency::ReAttaching { failures, since });
         let req = self.cp_request(super::routing::CpWaiter::EmergencyReAttach);
-        self.cp.handle_re_attach(self.now, req, self.config.node_id);
+        let held_back = self.startup.held_back.clone();
+        self.cp.handle_re_attach_holding_back(self.now, req, self.config.node_id, held_back);
     }
 
     pub(crate) fn on_emergency_cp_reply(

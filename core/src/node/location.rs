@@ -3,7 +3,7 @@
 //!
 //! | step | what the node does | done when |
 //! |---|---|---|
-//! | `AcquireGeneration` | in-process control plane: attach (floor = requested − 1) | the grant is durable |
+//! | `AcquireGeneration` | list the tenant's remote storage; a generation above the control plane's latest grant fails the step (S-GEN-MONO); then in-process control plane: attach (floor = requested − 1) | the grant is durable |
 //! | `ReleaseGeneration` | in-process control plane: detach | the change is durable |
 //! | `StopTenant` | freeze and flush every timeline; then stop its upload queues | everything acknowledged is visible (or the shutdown grace period passed) **and** no I/O of the tenant is in flight |
 //! | `FlushDeletions` | deletion queue `flush_advisory` | at once |
@@ -76,15 +76,16 @@ impl Node {
             let reason = reason.clone();
             return Some(manager_error_to_api(ManagerError::Broken { tenant, reason }));
         }
-        let reason = match (self.tenants.get(&tenant).map(|t| &t.state), self.manager.slot(tenant))
-        {
-            (Some(TenantState::Broken { reason }), _)
-            | (None, Some(Slot::Attached { state: TenantState::Broken { reason }, .. })) => reason,
-            _ => return None,
-        };
-        Some(ApiError::Internal(format!(
-            "tenant {tenant} is broken ({reason}); a location_config re-attaches it on a new generation, as does a restart"
-        )))
+        match (self.tenants.get(&tenant).map(|t| &t.state), self.manager.slot(tenant)) {
+            (Some(TenantState::Broken { reason }), _) => Some(ApiError::Internal(format!(
+                "tenant {tenant} is broken ({reason}); a location_config re-attaches it on a new generation, as does a restart"
+            ))),
+            // A failed load or a generation conflict: no machines; the reason says why.
+            (None, Some(Slot::Attached { state: TenantState::Broken { reason }, .. })) => {
+                Some(ApiError::Internal(format!("tenant {tenant} is broken: {reason}")))
+            }
+            _ => None,
+        }
     }
 
     pub(crate) fn drain_manager(&mut self) {
@@ -112,10 +113,18 @@ impl Node {
         let now = self.now;
         match step {
             Step::AcquireGeneration { at_least } => {
-                let node = self.config.node_id;
-                let req = self.cp_request(CpWaiter::Manager { tenant });
-                let floor = at_least.and_then(|g| g.previous());
-                self.cp.handle_attach(now, req, tenant, node, floor);
+                if self.cp.record(tenant).is_some() {
+                    // S-GEN-MONO: look before granting (see `on_generation_check`).
+                    let prefix = remote_path::timelines_prefix(tenant);
+                    self.emit_io(
+                        Route::GenerationCheck { tenant, at_least },
+                        Io::RemoteList { prefix },
+                    );
+                } else {
+                    // A tenant the control plane does not know: it lists remote
+                    // storage itself and grants above everything there.
+                    self.acquire_generation(tenant, at_least);
+                }
             }
             Step::ReleaseGeneration => {
                 let req = self.cp_request(CpWaiter::Manager { tenant });
@@ -173,6 +182,50 @@ impl Node {
                 }
             }
         }
+    }
+
+    fn acquire_generation(&mut self, tenant: TenantId, at_least: Option<crate::Generation>) {
+        let node = self.config.node_id;
+        let req = self.cp_request(CpWaiter::Manager { tenant });
+        let floor = at_least.and_then(|g| g.previous());
+        self.cp.handle_attach(self.now, req, tenant, node, floor);
+    }
+
+    /// `AcquireGeneration`, after listing the tenant's remote storage: objects above
+    /// the latest generation the control plane granted for it (to any node) were
+    /// written under another control plane's grant. Granting now would let this node
+    /// share that generation or load that attachment's data as its own (S-GEN-MONO):
+    /// the step fails naming the generation found, and nothing is granted, so every
+    /// later attempt finds it again.
+    pub(crate) fn on_generation_check(
+        &mut self,
+        tenant: TenantId,
+        at_least: Option<crate::Generation>,
+        result: IoResult,
+    ) {
+        let entries = match result {
+            IoResult::Listing(Ok(entries)) => entries,
+            IoResult::Listing(Err(IoFailure::NotFound(_))) => Vec::new(),
+            other => {
+                let why =
+                    format!("listing remote storage before acquiring a generation: {other:?}");
+                return self.step_done(tenant, Err(why));
+            }
+        };
+        let keys: Vec<remote_path::RemoteKey> = entries
+            .iter()
+            .filter_map(|e| remote_path::RemoteKey::from_listing(&e.name).ok())
+            .collect();
+        let found = crate::control_plane::max_generation_in_listing(tenant, &keys);
+        let latest = self.cp.record(tenant).map(|r| r.generation);
+        if let (Some(found), Some(latest)) = (found, latest)
+            && found > latest
+        {
+            let ceiling = format!("{latest}, the latest this node's control plane granted for it");
+            let reason = self.generation_conflict(tenant, found, ceiling);
+            return self.step_done(tenant, Err(reason));
+        }
+        self.acquire_generation(tenant, at_least);
     }
 
     /// The completion of a step's I/O (config write or rename).

@@ -271,6 +271,9 @@ pub struct Node {
     /// DeleteTimeline requests waiting for their tombstone index to be durable.
     pub(crate) deletion_waiters: BTreeMap<(TenantId, TimelineId), Vec<RequestId>>,
     pub(crate) startup: startup::Startup,
+    /// Tenants found with objects of a generation their control plane never granted
+    /// (S-GEN-MONO), since start (metric).
+    pub(crate) generation_conflicts_total: u64,
     pub(crate) ops: OpIds,
     pub(crate) routes: BTreeMap<OpId, Route>,
     pub(crate) cp_requests: crate::id::OpIds,
@@ -320,6 +323,7 @@ impl Node {
             mark_attempts: BTreeMap::new(),
             deletion_waiters: BTreeMap::new(),
             startup: startup::Startup::default(),
+            generation_conflicts_total: 0,
             ops: OpIds::default(),
             routes: BTreeMap::new(),
             cp_requests: OpIds::default(),
@@ -443,6 +447,12 @@ impl Node {
 
     pub fn tenant_ids(&self) -> impl Iterator<Item = &TenantId> {
         self.tenants.keys()
+    }
+
+    /// Generation conflicts found since start (S-GEN-MONO): tenants whose remote
+    /// storage holds a generation their control plane never granted; each is Broken.
+    pub fn generation_conflicts_total(&self) -> u64 {
+        self.generation_conflicts_total
     }
 
     /// The tenant manager's slots (read-only).

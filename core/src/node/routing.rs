@@ -141,6 +141,12 @@ pub enum Route {
     Manager {
         tenant: TenantId,
     },
+    /// `AcquireGeneration`'s listing of the tenant's remote storage before the
+    /// control plane is asked (S-GEN-MONO, `location.rs`).
+    GenerationCheck {
+        tenant: TenantId,
+        at_least: Option<crate::generation::Generation>,
+    },
     /// The background removal of a detached tenant's or deleted timeline's local
     /// directory; only logged.
     DetachedRemoved,
@@ -166,6 +172,7 @@ impl Route {
             | Route::Startup(_)
             | Route::CreateTenantConfig { .. }
             | Route::Manager { .. }
+            | Route::GenerationCheck { .. }
             | Route::DetachedRemoved => None,
         }
     }
@@ -898,6 +905,9 @@ impl Node {
             },
             Route::Startup(step) => self.on_startup_io(step, result),
             Route::Manager { tenant } => self.on_manager_io(tenant, result),
+            Route::GenerationCheck { tenant, at_least } => {
+                self.on_generation_check(tenant, at_least, result)
+            }
             Route::DetachedRemoved => {
                 if !matches!(result, IoResult::Done(Ok(()))) {
                     tracing::warn!(

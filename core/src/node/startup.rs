@@ -13,13 +13,22 @@
 //!    fresh or lost. Without `rebuild_generations` the node refuses to start
 //!    (`Failed`, with the tenant ids); with it, each is attached with a generation
 //!    above the highest in its remote storage and its local config (S-GEN-MONO).
-//! 3. `ReAttach`: every tenant of this node gets a new generation, durably, before
-//!    anything is written; each `config-v1` is rewritten with it (`WriteConfigs`).
+//! 3. `CheckGenerations`: every tenant the control plane attaches here has its
+//!    remote storage listed; objects above the latest generation the control plane
+//!    granted for it (to any node) were granted by another control plane (two
+//!    stores on one bucket). That tenant is held back from re-attach (its record
+//!    unchanged, so the next start finds the conflict again) and Broken, naming the
+//!    generation (S-GEN-MONO).
+//!    `ReAttach`: every other tenant of this node gets a new generation, durably,
+//!    before anything is written; each `config-v1` is rewritten with it
+//!    (`WriteConfigs`).
 //! 4. `LoadDeletionQueue`: read `deletion/` and recover the deletion queue with the
 //!    re-attach answer (lists of this node's immediately preceding generation are
 //!    kept; others are dropped).
-//! 5. `LoadTimelines`: per tenant, list its remote timelines, choose each index with
-//!    `select_index` (an index of a newer generation is reported, never loaded),
+//! 5. `LoadTimelines`: per tenant, list its remote timelines (an object at or above
+//!    the generation just granted, under which nothing is written yet, is another
+//!    control plane's: the tenant goes Broken naming it, S-GEN-MONO), choose each
+//!    index with `select_index`,
 //!    load it, list the local timeline directory, and reconcile: remote is the
 //!    truth, local-only and wrong-size layer files are removed (S-LOCAL-TRUTH),
 //!    layers missing locally are remote-only and downloaded on demand.
@@ -71,6 +80,7 @@ pub enum StartupPhase {
     ListTenants,
     ReadConfigs,
     Rebuild,
+    CheckGenerations,
     ReAttach,
     WriteConfigs,
     LoadDeletionQueue,
@@ -85,6 +95,10 @@ pub enum StartupIo {
     /// Listing a tenant directory whose config is missing: an empty one (a create or
     /// an attach that crashed before its config landed) is as good as none.
     ListTenantDir(TenantId),
+    /// Listing a tenant's remote storage before re-attach: objects above the
+    /// generation the control plane last granted mean another control plane granted
+    /// them (S-GEN-MONO).
+    CheckGenerations(TenantId),
     /// Rewriting a tenant's config with its new generation; `attempt` counts from 1.
     WriteConfig {
         tenant: TenantId,
@@ -122,6 +136,7 @@ impl StartupIo {
             StartupIo::ListTenants
             | StartupIo::ReadConfig(_)
             | StartupIo::ListTenantDir(_)
+            | StartupIo::CheckGenerations(_)
             | StartupIo::WriteConfig { .. }
             | StartupIo::ListDeletion
             | StartupIo::ReadDeletion(_) => None,
@@ -138,6 +153,10 @@ pub(crate) struct Startup {
     /// outstanding I/O; start-up's own I/O counts in `outstanding`.
     pub(crate) loading: BTreeMap<TenantId, usize>,
     reattached: BTreeMap<TenantId, ReAttachedTenant>,
+    /// Tenants whose remote storage holds generations the control plane never
+    /// granted (`CheckGenerations`): not re-attached, not loaded; their slot says
+    /// Broken with the generation found.
+    pub(crate) held_back: std::collections::BTreeSet<TenantId>,
     header: Option<DeletionHeader>,
     lists: Vec<DeletionList>,
     pub(crate) outstanding: usize,
@@ -331,6 +350,45 @@ impl Node {
                     Err(reason) => self.config_broken(tenant, reason),
                 }
             }
+            StartupIo::CheckGenerations(tenant) => {
+                let entries = match result {
+                    IoResult::Listing(Ok(entries)) => entries,
+                    IoResult::Listing(Err(
+                        IoFailure::Transient(why) | IoFailure::OperatorFixable { message: why, .. },
+                    )) => {
+                        let io = Io::RemoteList { prefix: remote_path::timelines_prefix(tenant) };
+                        self.retry_later(StartupIo::CheckGenerations(tenant), io, &why);
+                        return self.startup_step_done();
+                    }
+                    IoResult::Listing(Err(IoFailure::NotFound(_))) => Vec::new(),
+                    other => {
+                        // Loading lists it again and reports the failure.
+                        self.warn(format!(
+                            "tenant {tenant}: listing its remote storage before re-attach failed: {other:?}"
+                        ));
+                        Vec::new()
+                    }
+                };
+                let keys: Vec<RemoteKey> =
+                    entries.iter().filter_map(|e| RemoteKey::from_listing(&e.name).ok()).collect();
+                let found = crate::control_plane::max_generation_in_listing(tenant, &keys);
+                let latest = self.cp.record(tenant).map(|r| r.generation);
+                if let (Some(found), Some(latest)) = (found, latest)
+                    && found > latest
+                {
+                    let ceiling =
+                        format!("{latest}, the latest this node's control plane granted for it");
+                    let reason = self.generation_conflict(tenant, found, ceiling);
+                    let mode = match self.startup.configs.get(&tenant).map(|c| c.mode) {
+                        Some(m @ (LocationMode::AttachedMulti { .. } | LocationMode::AttachedStale { .. })) => {
+                            with_generation_of(m, latest)
+                        }
+                        _ => LocationMode::AttachedSingle { generation: latest },
+                    };
+                    self.startup.held_back.insert(tenant);
+                    self.break_at_startup(tenant, mode, reason);
+                }
+            }
             StartupIo::ListTenantDir(tenant) => match result {
                 IoResult::Listing(Ok(entries)) if !entries.is_empty() => {
                     let names: Vec<&str> = entries.iter().map(|e| e.name.as_str()).collect();
@@ -511,6 +569,7 @@ impl Node {
         match phase {
             StartupPhase::ListTenants => {}
             StartupPhase::ReadConfigs => self.after_configs(),
+            StartupPhase::CheckGenerations => self.re_attach(),
             StartupPhase::Rebuild | StartupPhase::ReAttach => {}
             StartupPhase::WriteConfigs => {
                 self.enter(StartupPhase::LoadDeletionQueue);
@@ -559,11 +618,17 @@ impl Node {
     /// are what disk and the control plane said (attached ones loaded, secondary
     /// configs kept).
     fn settle_slots(&mut self) {
-        // Broken slots (configs unreadable) stay as start-up found them.
+        // Broken slots without machines (configs unreadable, generation conflicts)
+        // stay as start-up found them.
         let mut slots: BTreeMap<TenantId, Slot> = self
             .manager
             .slots()
-            .filter(|(_, slot)| matches!(slot, Slot::Broken { .. }))
+            .filter(|(_, slot)| {
+                matches!(
+                    slot,
+                    Slot::Broken { .. } | Slot::Attached { state: TenantState::Broken { .. }, .. }
+                )
+            })
             .map(|(id, slot)| (*id, slot.clone()))
             .collect();
         for (id, t) in &mut self.tenants {
@@ -593,7 +658,7 @@ impl Node {
             .map(|(t, c)| (*t, c.mode.generation()))
             .collect();
         if unknown.is_empty() {
-            return self.re_attach();
+            return self.check_generations();
         }
         let ids: Vec<String> = unknown.iter().map(|(t, _)| t.to_string()).collect();
         if !self.config.rebuild_generations {
@@ -615,11 +680,60 @@ impl Node {
         }
     }
 
+    /// `CheckGenerations`: every tenant the control plane attaches here has its
+    /// remote storage listed before re-attach grants it anything.
+    fn check_generations(&mut self) {
+        self.enter(StartupPhase::CheckGenerations);
+        let node = self.config.node_id;
+        let tenants: Vec<TenantId> =
+            self.cp.records().filter(|r| r.attached_to == Some(node)).map(|r| r.tenant).collect();
+        for tenant in tenants {
+            self.startup_io(
+                StartupIo::CheckGenerations(tenant),
+                Io::RemoteList { prefix: remote_path::timelines_prefix(tenant) },
+            );
+        }
+        self.startup_step_done();
+    }
+
     fn re_attach(&mut self) {
         self.enter(StartupPhase::ReAttach);
         let req = self.cp_request(CpWaiter::Startup);
-        self.cp.handle_re_attach(self.now, req, self.config.node_id);
+        let held_back = self.startup.held_back.clone();
+        self.cp.handle_re_attach_holding_back(self.now, req, self.config.node_id, held_back);
         self.startup.outstanding += 1;
+    }
+
+    /// S-GEN-MONO: `found`, the highest generation in `tenant`'s remote storage, is
+    /// above `ceiling`, the highest any writer of this control plane may have used.
+    /// Another control plane granted it: loading would serve (or overwrite) that
+    /// attachment's data under a generation this node believes its own. The tenant
+    /// goes Broken naming both, and is counted.
+    pub(crate) fn generation_conflict(
+        &mut self,
+        tenant: TenantId,
+        found: crate::Generation,
+        ceiling: String,
+    ) -> String {
+        self.generation_conflicts_total += 1;
+        let reason = format!(
+            "generation conflict: remote storage holds objects of generation {} (found {found}), above {ceiling}: another control plane granted it (S-GEN-MONO); not loaded",
+            found.get()
+        );
+        self.warn(format!("tenant {tenant}: {reason}"));
+        reason
+    }
+
+    /// A Broken attached slot for `tenant`, outside any operation (start-up).
+    fn break_at_startup(&mut self, tenant: TenantId, mode: LocationMode, reason: String) {
+        let slot = match self.manager.slot(tenant) {
+            // Its config is unreadable too: it stays placed nowhere.
+            Some(Slot::Broken { .. }) => return,
+            _ => Slot::Attached { mode, state: TenantState::Broken { reason } },
+        };
+        if let Err(e) = self.manager.handle_settled(self.now, tenant, slot) {
+            self.bug(&format!("tenant manager refused a start-up slot: {e}"));
+        }
     }
 
     pub(crate) fn on_startup_cp_reply(
@@ -633,7 +747,7 @@ impl Node {
                 Ok(ControlPlaneReply::Attached { .. }),
             ) => {
                 if self.startup.outstanding == 0 {
-                    self.re_attach();
+                    self.check_generations();
                 }
             }
             (
@@ -685,7 +799,8 @@ impl Node {
                 }
                 for (tenant, conf) in &self.startup.configs {
                     let secondary = matches!(conf.mode, LocationMode::Secondary { .. });
-                    if !secondary && !self.startup.reattached.contains_key(tenant) {
+                    let held_back = self.startup.held_back.contains(tenant);
+                    if !secondary && !held_back && !self.startup.reattached.contains_key(tenant) {
                         let message = format!(
                             "tenant {tenant} is not attached to this node any more; not loaded"
                         );
@@ -699,6 +814,9 @@ impl Node {
                 self.enter_emergency(&error);
                 for (tenant, conf) in &self.startup.configs {
                     let Some(generation) = conf.mode.generation() else { continue };
+                    if self.startup.held_back.contains(tenant) {
+                        continue;
+                    }
                     self.tenants.insert(
                         *tenant,
                         Tenant {
@@ -721,7 +839,34 @@ impl Node {
     }
 
     fn load_remote_timelines(&mut self, tenant: TenantId, entries: &[Entry]) {
-        let Some(generation) = self.tenants.get(&tenant).map(|t| t.generation) else { return };
+        let Some((generation, mode)) = self.tenants.get(&tenant).map(|t| (t.generation, t.mode))
+        else {
+            return;
+        };
+        // S-GEN-MONO at every index load: `generation` was just granted (nothing is
+        // written under it yet), so an object at or above it is another control
+        // plane's; in emergency mode it is this node's last grant, so one above it is.
+        let keys: Vec<RemoteKey> =
+            entries.iter().filter_map(|e| RemoteKey::from_listing(&e.name).ok()).collect();
+        let found = crate::control_plane::max_generation_in_listing(tenant, &keys);
+        let fresh = self.emergency.is_none();
+        if let Some(found) = found
+            && (found > generation || (fresh && found == generation))
+        {
+            let ceiling = if fresh {
+                format!(
+                    "{generation}'s predecessors ({generation} was just granted to this node and nothing is written under it yet)"
+                )
+            } else {
+                format!("{generation}, this node's last grant")
+            };
+            let reason = self.generation_conflict(tenant, found, ceiling);
+            self.tenants.remove(&tenant);
+            if matches!(self.phase, NodePhase::Starting(_)) {
+                self.break_at_startup(tenant, mode, reason);
+            }
+            return;
+        }
         let mut versions: BTreeMap<TimelineId, Vec<IndexVersion>> = BTreeMap::new();
         for entry in entries {
             let Ok(key) = RemoteKey::from_listing(&entry.name) else { continue };
@@ -861,5 +1006,16 @@ impl Node {
         }
         self.dirty.insert(Machine::Timeline(tenant, timeline));
         self.dirty.insert(Machine::Upload(tenant, timeline));
+    }
+}
+
+/// `mode` (an attached one) on `generation`.
+fn with_generation_of(mode: LocationMode, generation: crate::Generation) -> LocationMode {
+    match mode {
+        LocationMode::AttachedMulti { .. } => LocationMode::AttachedMulti { generation },
+        LocationMode::AttachedStale { .. } => LocationMode::AttachedStale { generation },
+        LocationMode::AttachedSingle { .. } | LocationMode::Secondary { .. } => {
+            LocationMode::AttachedSingle { generation }
+        }
     }
 }
