@@ -10,10 +10,10 @@
 //! | `DELETE /v1/tenant/{t}/timeline/{tl}` | | 202 `{"state": "Deleting"}`; poll GET until 404 |
 //! | `POST /v1/tenant/{t}/timeline/{tl}/ingest` | `{"records": [...]}` | 200 `{"last_ingested_lsn", "applied", "skipped"}`; 400 for key `FFFFFFFFFFFFFFFF` (not storable: key ranges are half-open) |
 //! | `GET /v1/tenant/{t}/timeline/{tl}/page?key=K&lsn=L` | | 200 `{"key", "lsn", "value": hex or null}`; 400 for key `FFFFFFFFFFFFFFFF` |
-//! | `PUT /v1/tenant/{t}/location_config` | `{"mode": "AttachedSingle" \| "AttachedMulti" \| "AttachedStale" \| "Secondary" \| "Detached", "generation"?: n, "warm"?: bool}` | 200 `{"changed": bool, "mode", "generation"}` |
+//! | `PUT /v1/tenant/{t}/location_config` | `{"mode": "AttachedSingle" \| "AttachedMulti" \| "AttachedStale" \| "Secondary" \| "Detached", "generation"?: n, "warm"?: bool}` | 200 `{"changed": bool, "mode", "generation": n or null, "warm": bool or null}` (`warm` only for Secondary, `generation` only for attached modes) |
 //! | `POST /v1/tenant/{t}/detach` | | 200, as location_config `Detached` |
-//! | `DELETE /v1/tenant/{t}` | | 200 once the tenant and all its timelines are gone (503 while it runs: retry) |
-//! | `GET /v1/status` | | 200 node phase |
+//! | `DELETE /v1/tenant/{t}` | | 200 `{"tenant_id", "deleted": true}` once the tenant and all its timelines are gone (503 while it runs: retry) |
+//! | `GET /v1/status` | | 200 `{"phase", "in_flight_io", "inputs"}` |
 //! | `GET /metrics` | | Prometheus text |
 //!
 //! Errors: every error of every route, including the ones raised before a handler

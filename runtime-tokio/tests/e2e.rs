@@ -860,8 +860,37 @@ fn http_replies_and_errors_match_the_documented_api() {
         }
     }
     assert!(wrong.is_empty(), "answers that differ from the documented API:\n{}", wrong.join("\n"));
-    // The node still serves after all that.
+    // The node still serves after all that, and the other routes answer their
+    // documented shapes.
     assert_eq!(node.read(1, "0/20"), Some("0a0b".to_owned()));
+    let keys = |v: &Value| {
+        let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+        k.sort();
+        k
+    };
+    let (status, page) = node.get(&format!(
+        "/v1/tenant/{TENANT}/timeline/{TIMELINE}/page?key=0000000000000001&lsn=0/20"
+    ));
+    assert_eq!(
+        (status, page),
+        (200, json!({"key": "0000000000000001", "lsn": "0/20", "value": "0a0b"}))
+    );
+    let (status, s) = node.get("/v1/status");
+    assert_eq!(
+        (status, keys(&s)),
+        (200, vec!["in_flight_io".into(), "inputs".into(), "phase".into()])
+    );
+    let (status, list) = node.get("/v1/tenant");
+    assert_eq!(status, 200, "{list}");
+    assert_eq!(list[0]["tenant"], TENANT, "{list}");
+    assert_eq!(list[0]["timelines"], json!([TIMELINE]), "{list}");
+    let (status, placed) = node
+        .put(&format!("/v1/tenant/{TENANT}/location_config"), json!({"mode": "AttachedSingle"}));
+    assert_eq!(status, 200, "{placed}");
+    assert_eq!(
+        placed,
+        json!({"changed": false, "mode": "AttachedSingle", "generation": 1, "warm": null})
+    );
     node.stop();
 }
 
