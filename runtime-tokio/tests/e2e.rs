@@ -1040,3 +1040,46 @@ fn a_read_only_remote_directory_stalls_uploads_until_fixed_and_breaks_nothing() 
     wait_visible(&node, more_last);
     node.stop();
 }
+
+/// Issue 15 item 7: a corrupted remote index used to make its timeline answer 404
+/// (only a log line said why). Now, after a restart, the timeline is listed as
+/// broken (`corrupt`, naming the index), every request answers 500 with that
+/// reason, and `strata_timelines_broken{reason="corrupt"}` counts it.
+#[test]
+fn a_corrupt_remote_index_is_reported_broken_with_the_object_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = Node::init(dir.path());
+    node.start();
+    create(&node);
+    let (_, last) = ingest(&node, 0x100, 5, 8);
+    node.stop();
+    let index = remote_objects(dir.path())
+        .into_iter()
+        .filter(|k| k.contains("index_part.json"))
+        .max()
+        .expect("an index");
+    std::fs::write(dir.path().join("remote").join(&index), b"{\"truncated").unwrap();
+
+    node.start();
+    let index_key = index.as_str();
+    let (status, body) = node.get(&format!("/v1/tenant/{TENANT}/timeline/{TIMELINE}"));
+    assert_eq!(status, 500, "{body}");
+    let msg = body["msg"].as_str().unwrap();
+    assert!(msg.contains("corrupt") && msg.contains(index_key), "{msg}");
+    let (status, body) = node.get(&format!(
+        "/v1/tenant/{TENANT}/timeline/{TIMELINE}/page?key=0000000000000001&lsn={}",
+        lsn(last)
+    ));
+    assert_eq!(status, 500, "{body}");
+    let (status, list) = node.get("/v1/tenant");
+    assert_eq!(status, 200);
+    let tenant = list.as_array().unwrap().iter().find(|t| t["tenant"] == TENANT).unwrap();
+    let broken = &tenant["broken_timelines"][0];
+    assert_eq!(
+        (broken["timeline"].as_str(), broken["kind"].as_str()),
+        (Some(TIMELINE), Some("corrupt")),
+        "{tenant}"
+    );
+    assert_eq!(metric(&node, r#"strata_timelines_broken{reason="corrupt"}"#), 1);
+    node.stop();
+}

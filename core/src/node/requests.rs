@@ -69,6 +69,16 @@ impl Node {
                 }
             }
             Request::DeleteTenant { tenant } => {
+                if let Some((timeline, reason)) =
+                    self.tenants.get(&tenant).and_then(|t| t.unloadable.iter().next())
+                {
+                    // No machines could delete that timeline's objects: the deletion
+                    // would leave them behind its mark. Restore it first.
+                    let why = format!(
+                        "tenant {tenant} cannot be deleted while its timeline {timeline} is broken: {reason}"
+                    );
+                    return self.reply(req, Err(ApiError::Conflict(why)));
+                }
                 self.manager.handle_delete_tenant(self.now, req, tenant);
                 self.dirty.insert(Machine::Manager);
             }

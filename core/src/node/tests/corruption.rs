@@ -79,6 +79,8 @@ fn a_corrupt_remote_index_lists_the_timeline_broken_and_answers_why() {
         h.call(Request::DeleteTimeline { tenant: T, timeline: TL }),
         Err(ApiError::Internal(_))
     ));
+    // Deleting the tenant could not delete that timeline's objects: refused.
+    assert!(matches!(h.call(Request::DeleteTenant { tenant: T }), Err(ApiError::Conflict(_))));
     assert_eq!(h.world.objects, objects_before, "something was written over the corrupt index");
 
     // Detach and attach again: the same answer.
