@@ -3,9 +3,9 @@
 //!
 //! | method, path | request | success |
 //! |---|---|---|
-//! | `POST /v1/tenant` | `{"tenant_id"?: hex}` | 201 `{"tenant_id", "generation"}` |
+//! | `POST /v1/tenant` | `{"tenant_id"?: hex}` | 201 `{"tenant_id", "generation"}`; 409 if the node has it, the control plane knows it, or remote storage holds anything of it (the message names the generation, the timelines and the highest LSN found: attach it with location_config instead) |
 //! | `GET /v1/tenant` | | 200 list of tenants (`tenant`, `generation`, `state`, `reason` when Broken, `timelines`, `broken_timelines`: `[{"timeline", "kind": "corrupt" \| "failed", "reason"}]`) |
-//! | `POST /v1/tenant/{t}/timeline` | `{"timeline_id"?: hex}` | 201 timeline info (after its first index is durable) |
+//! | `POST /v1/tenant/{t}/timeline` | `{"timeline_id"?: hex}` | 201 timeline info (after its first index is durable), also when the timeline exists exactly as a create makes it (empty: a retry); 409 if it exists with data, here or in remote storage (the message names the index's generation, its disk_consistent_lsn and the highest LSN found) |
 //! | `GET /v1/tenant/{t}/timeline/{tl}` | | 200 timeline info with the four LSNs |
 //! | `DELETE /v1/tenant/{t}/timeline/{tl}` | | 202 `{"state": "Deleting"}`; poll GET until 404 |
 //! | `POST /v1/tenant/{t}/timeline/{tl}/ingest` | `{"records": [...]}` | 200 `{"last_ingested_lsn", "applied", "skipped"}`; 400 for key `FFFFFFFFFFFFFFFF` (not storable: key ranges are half-open) |
@@ -396,7 +396,7 @@ impl LocationConfigBody {
 fn placement_json(outcome: LocationOutcome) -> serde_json::Value {
     let (changed, placement) = match outcome {
         LocationOutcome::Unchanged(p) => (false, p),
-        LocationOutcome::Changed(p) => (true, p),
+        LocationOutcome::Changed(p) | LocationOutcome::Created(p) => (true, p),
     };
     let (mode, generation, warm) = match placement {
         Placement::Detached => ("Detached", None, None),

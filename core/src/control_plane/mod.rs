@@ -65,7 +65,9 @@ mod listing;
 #[cfg(test)]
 mod tests;
 
-pub use listing::{generation_of_key, max_generation_in_listing};
+pub use listing::{
+    RemoteTenantFound, generation_of_key, max_generation_in_listing, summarize_tenant_listing,
+};
 
 use crate::generation::Generation;
 use crate::id::{NodeId, OpId, OpIds, TenantId};

@@ -3,6 +3,7 @@
 //!
 //! | step | what the node does | done when |
 //! |---|---|---|
+//! | `CheckRemote` | list `tenants/{t}/` in remote storage | the listing is back (a failed listing fails the create: 503, retry) |
 //! | `AcquireGeneration` | list the tenant's remote storage; a generation above the control plane's latest grant fails the step (S-GEN-MONO); then in-process control plane: attach (floor = requested − 1) | the grant is durable |
 //! | `ReleaseGeneration` | in-process control plane: detach | the change is durable |
 //! | `StopTenant` | freeze and flush every timeline; then stop its upload queues | everything acknowledged is visible (or the shutdown grace period passed) **and** no I/O of the tenant is in flight |
@@ -21,12 +22,13 @@ use super::io::{self, Io, IoFailure, IoResult};
 use super::routing::{CpWaiter, Route};
 use super::startup::StartupIo;
 use super::{Machine, Node, SlotState, Tenant};
-use crate::control_plane::{ControlPlaneError, ControlPlaneReply};
+use crate::control_plane::{ControlPlaneError, ControlPlaneReply, summarize_tenant_listing};
 use crate::id::{TenantId, TimelineId};
 use crate::location_conf::{LocationConf, LocationMode};
-use crate::remote_path;
+use crate::remote_path::{self, RemoteKey};
 use crate::tenant::{
-    LocationRequest, ManagerEffect, ManagerError, Slot, Step, StepOutput, TenantEvent, TenantState,
+    LocationOutcome, LocationRequest, ManagerEffect, ManagerError, Placement, Slot, Step,
+    StepOutput, TenantEvent, TenantState,
 };
 use crate::time::Instant;
 use crate::trace::Direction;
@@ -92,9 +94,21 @@ impl Node {
         while let Some(effect) = self.manager.poll_effect() {
             self.trace_line("tenant_manager", None, Direction::Effect, format!("{effect:?}"));
             match effect {
-                ManagerEffect::Reply { req, result, .. } => {
-                    let result =
-                        result.map(Response::LocationConfigured).map_err(manager_error_to_api);
+                ManagerEffect::Reply { req, tenant, result } => {
+                    let result = match result {
+                        Ok(LocationOutcome::Created(placement)) => match placement {
+                            Placement::Located(mode) if mode.generation().is_some() => {
+                                let generation = mode.generation().expect("checked");
+                                Ok(Response::TenantCreated { tenant, generation })
+                            }
+                            other => Err(ApiError::Internal(format!(
+                                "a create ended in {other:?}, not attached"
+                            ))),
+                        },
+                        other => {
+                            other.map(Response::LocationConfigured).map_err(manager_error_to_api)
+                        }
+                    };
                     self.reply(req, result);
                 }
                 ManagerEffect::Step { tenant, step } => self.run_step(tenant, step),
@@ -112,6 +126,10 @@ impl Node {
     fn run_step(&mut self, tenant: TenantId, step: Step) {
         let now = self.now;
         match step {
+            Step::CheckRemote => self.emit_io(
+                Route::Manager { tenant },
+                Io::RemoteList { prefix: remote_path::tenant_prefix(tenant) },
+            ),
             Step::AcquireGeneration { at_least } => {
                 if self.cp.record(tenant).is_some() {
                     // S-GEN-MONO: look before granting (see `on_generation_check`).
@@ -228,8 +246,21 @@ impl Node {
         self.acquire_generation(tenant, at_least);
     }
 
-    /// The completion of a step's I/O (config write or rename).
+    /// The completion of a step's I/O (remote listing, config write, rename, mark).
     pub(crate) fn on_manager_io(&mut self, tenant: TenantId, result: IoResult) {
+        if let IoResult::Listing(listing) = result {
+            let result = match listing {
+                Ok(entries) => {
+                    let keys: Vec<RemoteKey> = entries
+                        .iter()
+                        .filter_map(|e| RemoteKey::from_listing(&e.name).ok())
+                        .collect();
+                    Ok(StepOutput::Found(summarize_tenant_listing(tenant, &keys)))
+                }
+                Err(e) => Err(format!("listing tenants/{tenant}/: {}", e.message())),
+            };
+            return self.step_done(tenant, result);
+        }
         if let IoResult::Done(Err(
             IoFailure::Transient(why) | IoFailure::OperatorFixable { message: why, .. },
         )) = &result
@@ -459,9 +490,11 @@ pub(crate) fn manager_error_to_api(e: ManagerError) -> ApiError {
         ManagerError::Busy { .. } | ManagerError::NotAccepting { .. } => {
             ApiError::unavailable(e.to_string())
         }
-        ManagerError::StaleGeneration { .. } | ManagerError::NotSingle { .. } => {
-            ApiError::Conflict(e.to_string())
-        }
+        ManagerError::RemoteCheckFailed { .. } => ApiError::unavailable(e.to_string()),
+        ManagerError::StaleGeneration { .. }
+        | ManagerError::NotSingle { .. }
+        | ManagerError::AlreadyExists(_)
+        | ManagerError::ExistsRemotely { .. } => ApiError::Conflict(e.to_string()),
         ManagerError::NotFound(_) => ApiError::NotFound(e.to_string()),
         ManagerError::StepFailed { .. } | ManagerError::Broken { .. } => {
             ApiError::Internal(e.to_string())

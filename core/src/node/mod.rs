@@ -39,6 +39,7 @@
 //! it from disk, the control-plane store and remote storage.
 
 pub mod api;
+mod create;
 mod deletion;
 mod emergency;
 pub mod io;

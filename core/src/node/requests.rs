@@ -1,9 +1,13 @@
 //! Requests: what a client asks of an active node, and the shutdown sequence.
 //!
-//! - Create tenant: the in-process control plane attaches the tenant to this node
+//! - Create tenant: the tenant manager's `Create` operation (`location.rs`): it
+//!   lists the tenant's remote storage and refuses (409, naming what it found) unless
+//!   it is empty; then the in-process control plane attaches the tenant to this node
 //!   (its first generation lies above anything in the tenant's remote storage), the
-//!   `config-v1` is written durably, then the tenant is answered as created.
-//! - Create timeline: both machines start; the upload queue uploads the first index
+//!   `config-v1` is written durably, and the tenant is answered as created.
+//! - Create timeline (`create.rs`): remote storage is looked at first, and a create
+//!   never writes over what it finds (409) unless it is exactly what the create
+//!   would make; then both machines start; the upload queue uploads the first index
 //!   at once; the request is answered when a barrier behind it completes, so a
 //!   timeline is never reported before it is durable remotely (S-ACTIVE-UPLOADED).
 //! - Ingest, read, info: handed to the timeline; reads answer asynchronously.
@@ -14,18 +18,12 @@
 use super::api::{
     ApiError, BrokenTimeline, Request, RequestId, Response, TenantInfo, TimelineInfo,
 };
-use super::io::{self, Io, IoResult};
-use super::location;
-use super::routing::{CpWaiter, Route};
-use super::{BrokenReason, Machine, Node, NodeEffect, NodePhase, SlotState, Tenant, TimelineSlot};
-use crate::control_plane::{ControlPlaneError, ControlPlaneReply};
+use super::{BrokenReason, Machine, Node, NodeEffect, NodePhase, SlotState, TimelineSlot};
 use crate::id::{TenantId, TimelineId};
-use crate::location_conf::{LocationConf, LocationMode};
-use crate::lsn::Lsn;
-use crate::metadata::TimelineMetadata;
+use crate::location_conf::LocationMode;
 use crate::tenant::{Slot, TenantState};
-use crate::timeline::{IngestError, ReadError, ReadId, Timeline};
-use crate::upload_queue::{AttachMode, UploadQueue};
+use crate::timeline::{IngestError, ReadError, ReadId};
+use crate::upload_queue::AttachMode;
 
 impl Node {
     pub(crate) fn on_request(&mut self, req: RequestId, request: Request) {
@@ -282,138 +280,10 @@ impl Node {
                 ))),
             );
         }
-        if self.tenants.contains_key(&tenant) || self.manager.slot(tenant).is_some() {
-            return self
-                .reply(req, Err(ApiError::Conflict(format!("tenant {tenant} already exists"))));
-        }
-        if self
-            .cp_waiters
-            .values()
-            .any(|w| matches!(w, CpWaiter::CreateTenant { tenant: t, .. } if *t == tenant))
-            || self
-                .routes
-                .values()
-                .any(|r| matches!(r, Route::CreateTenantConfig { tenant: t, .. } if *t == tenant))
-        {
-            return self.reply(
-                req,
-                Err(ApiError::unavailable(format!("tenant {tenant} is being created"))),
-            );
-        }
-        let node = self.config.node_id;
-        let cp_req = self.cp_request(CpWaiter::CreateTenant { req, tenant });
-        self.cp.handle_attach(self.now, cp_req, tenant, node, None);
-    }
-
-    pub(crate) fn on_create_tenant_cp_reply(
-        &mut self,
-        req: RequestId,
-        tenant: TenantId,
-        reply: Result<ControlPlaneReply, ControlPlaneError>,
-    ) {
-        match reply {
-            Ok(ControlPlaneReply::Attached { generation }) => {
-                let conf = LocationConf::attached_single(generation);
-                self.emit_io(
-                    Route::CreateTenantConfig { req, tenant, generation },
-                    Io::DiskWrite {
-                        path: io::location_conf_path(tenant),
-                        bytes: conf.to_toml().into_bytes(),
-                    },
-                );
-            }
-            Ok(other) => self.reply(
-                req,
-                Err(ApiError::Internal(format!("unexpected control-plane reply {other:?}"))),
-            ),
-            Err(e) => self.reply(
-                req,
-                Err(ApiError::Internal(format!("control plane refused the attach: {e}"))),
-            ),
-        }
-    }
-
-    pub(crate) fn on_create_tenant_config_written(
-        &mut self,
-        req: RequestId,
-        tenant: TenantId,
-        generation: crate::generation::Generation,
-        result: IoResult,
-    ) {
-        match result {
-            IoResult::Done(Ok(())) => {
-                let mode = LocationMode::AttachedSingle { generation };
-                let slot = Slot::Attached { mode, state: TenantState::Active };
-                if let Err(e) = self.manager.handle_settled(self.now, tenant, slot) {
-                    // A location_config for this id started meanwhile; it wins.
-                    return self.reply(req, Err(location::manager_error_to_api(e)));
-                }
-                self.startup.configs.insert(tenant, LocationConf::attached_single(generation));
-                self.tenants.insert(
-                    tenant,
-                    Tenant {
-                        generation,
-                        mode,
-                        state: TenantState::Active,
-                        timelines: Default::default(),
-                        unloadable: Default::default(),
-                    },
-                );
-                self.reply(req, Ok(Response::TenantCreated { tenant, generation }));
-            }
-            other => {
-                let why = format!("writing the tenant config failed: {other:?}");
-                self.reply(req, Err(ApiError::Internal(why)));
-            }
-        }
-    }
-
-    fn create_timeline(&mut self, req: RequestId, tenant: TenantId, timeline: TimelineId) {
-        let now = self.now;
-        let (upload_config, mut timeline_config) =
-            (self.config.upload.clone(), self.config.timeline.clone());
-        let Some(t) = self.tenants.get_mut(&tenant) else {
-            return self.reply(req, Err(ApiError::NotFound(format!("tenant {tenant}"))));
-        };
-        timeline_config.generation = t.generation;
-        if let Some(reason) = t.unloadable.get(&timeline) {
-            let why = format!(
-                "timeline {tenant}/{timeline} exists in remote storage but is broken: {reason}"
-            );
-            return self.reply(req, Err(ApiError::Conflict(why)));
-        }
-        if t.timelines.contains_key(&timeline) {
-            return self.reply(
-                req,
-                Err(ApiError::Conflict(format!("timeline {tenant}/{timeline} already exists"))),
-            );
-        }
-        let initdb_lsn = Lsn::ZERO;
-        let metadata = TimelineMetadata {
-            disk_consistent_lsn: initdb_lsn,
-            gc_cutoff_lsn: initdb_lsn,
-            initdb_lsn,
-            ancestor: None,
-        };
-        let mode = attach_mode(&t.mode);
-        let mut upload = UploadQueue::new_timeline(
-            tenant,
-            timeline,
-            t.generation,
-            mode,
-            metadata,
-            upload_config,
-        );
-        upload.handle_barrier(now);
-        let mut machine = Timeline::create(tenant, timeline, initdb_lsn, timeline_config);
-        let (may_compact, may_delete) = background_gates(&t.mode);
-        machine.handle_mode(now, may_compact, may_delete);
-        t.timelines.insert(
-            timeline,
-            TimelineSlot { state: SlotState::Creating { req }, timeline: machine, upload },
-        );
-        self.dirty.insert(Machine::Upload(tenant, timeline));
-        self.dirty.insert(Machine::Timeline(tenant, timeline));
+        // The tenant manager looks in remote storage first (a create over what is
+        // there would hide it), then attaches the tenant in AttachedSingle.
+        self.manager.handle_create_tenant(self.now, req, tenant);
+        self.dirty.insert(Machine::Manager);
     }
 
     pub(crate) fn on_barrier(&mut self, tenant: TenantId, timeline: TimelineId, ok: bool) {

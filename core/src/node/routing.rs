@@ -16,7 +16,7 @@
 //! | deletion queue | `Report`/`LsnValidated` | the upload queue of that timeline |
 //! | deletion queue | lists, header, `DeleteObjects` | [`Io`] |
 //! | control plane | `Persist` | `StoreApply`; `ListRemoteGenerations`: `RemoteList` |
-//! | control plane | `Reply` | whoever asked (start-up, create tenant, validation) |
+//! | control plane | `Reply` | whoever asked (start-up, a tenant manager step, validation) |
 //! | timeline | `JobWanted` / `JobFinished` | the scheduler (same input) |
 //! | scheduler | `Grant` | that timeline's `handle_job_granted` (gone: handed back) |
 
@@ -131,13 +131,15 @@ pub enum Route {
         tenant: TenantId,
     },
     Startup(super::startup::StartupIo),
-    /// Writing `config-v1` of a tenant being created.
-    CreateTenantConfig {
+    /// A timeline create's look at remote storage (see `create.rs`).
+    CreateTimelineCheck {
         req: RequestId,
         tenant: TenantId,
+        timeline: TimelineId,
         generation: crate::generation::Generation,
+        check: super::create::CreateCheck,
     },
-    /// The I/O of a tenant manager step (config write, rename).
+    /// The I/O of a tenant manager step (listing, config write, rename, mark).
     Manager {
         tenant: TenantId,
     },
@@ -169,8 +171,9 @@ impl Route {
             Route::Deletion { .. }
             | Route::ControlPlanePersist { .. }
             | Route::ControlPlaneList { .. }
+            // No machine waits for it: its completion checks the tenant again.
+            | Route::CreateTimelineCheck { .. }
             | Route::Startup(_)
-            | Route::CreateTenantConfig { .. }
             | Route::Manager { .. }
             | Route::GenerationCheck { .. }
             | Route::DetachedRemoved => None,
@@ -182,10 +185,6 @@ impl Route {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum CpWaiter {
     Startup,
-    CreateTenant {
-        req: RequestId,
-        tenant: TenantId,
-    },
     Validation {
         dq_op: OpId,
     },
@@ -280,9 +279,6 @@ impl Node {
                     };
                     match waiter {
                         CpWaiter::Startup => self.on_startup_cp_reply(reply),
-                        CpWaiter::CreateTenant { req, tenant } => {
-                            self.on_create_tenant_cp_reply(req, tenant, reply)
-                        }
                         CpWaiter::Manager { tenant } => self.on_manager_cp_reply(tenant, reply),
                         CpWaiter::EmergencyReAttach => self.on_emergency_cp_reply(reply),
                         CpWaiter::Validation { dq_op } => {
@@ -908,6 +904,9 @@ impl Node {
             Route::GenerationCheck { tenant, at_least } => {
                 self.on_generation_check(tenant, at_least, result)
             }
+            Route::CreateTimelineCheck { req, tenant, timeline, generation, check } => {
+                self.on_create_timeline_check(req, tenant, timeline, generation, check, result)
+            }
             Route::DetachedRemoved => {
                 if !matches!(result, IoResult::Done(Ok(()))) {
                     tracing::warn!(
@@ -915,9 +914,6 @@ impl Node {
                         "removing a detached tenant's directory failed; start-up retries"
                     );
                 }
-            }
-            Route::CreateTenantConfig { req, tenant, generation } => {
-                self.on_create_tenant_config_written(req, tenant, generation, result)
             }
         }
     }

@@ -943,6 +943,7 @@ fn only_a_single_attached_tenant_is_deleted() {
 }
 
 mod corruption;
+mod create;
 mod generation_conflict;
 mod isolation;
 mod jobs;

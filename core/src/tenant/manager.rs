@@ -44,6 +44,13 @@
 //! | Broken (config unreadable) | Secondary | WriteConfig |
 //! | Broken (config unreadable) | Detached | ReleaseGeneration, RenameLocalDir; then RemoveLocalDir |
 //!
+//! A tenant create ([`TenantManager::handle_create_tenant`]) is an attach in
+//! AttachedSingle that first looks in remote storage: `CheckRemote`, then
+//! AcquireGeneration, WriteConfig, Load. A create writes nothing remote, so it goes
+//! on only when remote storage holds nothing of the tenant; otherwise it is refused
+//! with [`ManagerError::ExistsRemotely`], naming what was found (an empty tenant
+//! over what exists would hide its timelines for good: issue 15, item 2).
+//!
 //! Generations come from the control plane (in-process by default): a request's
 //! generation is a floor and a guard, never used unchecked. `None` keeps the held
 //! generation (or acquires one when not attached).
@@ -63,6 +70,7 @@
 //! or a renamed `.___detached` directory (start-up removes it).
 
 use super::lifecycle::{IllegalTransition, TenantEvent, TenantState};
+use crate::control_plane::RemoteTenantFound;
 use crate::generation::Generation;
 use crate::id::TenantId;
 use crate::location_conf::LocationMode;
@@ -93,6 +101,9 @@ pub struct LocationRequest {
 /// What the node does for one step of an operation. One step is in flight at a time.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Step {
+    /// List `tenants/{t}/` in remote storage (a create goes on only if it is empty);
+    /// answered with [`StepOutput::Found`].
+    CheckRemote,
     /// Ask the control plane to attach the tenant here; answered with the generation.
     AcquireGeneration { at_least: Option<Generation> },
     /// Tell the control plane this node no longer holds the tenant.
@@ -125,10 +136,14 @@ pub enum Step {
 pub enum StepOutput {
     Done,
     Generation(Generation),
+    /// What `CheckRemote` found.
+    Found(RemoteTenantFound),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum OperationKind {
+    /// A tenant create: an attach in AttachedSingle over empty remote storage.
+    Create,
     Attach,
     Restart,
     ChangeMode,
@@ -183,6 +198,8 @@ pub enum LocationOutcome {
     /// Nothing to do: the tenant already is where the request asks.
     Unchanged(Placement),
     Changed(Placement),
+    /// A create finished: the tenant is attached here, new and empty.
+    Created(Placement),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -201,6 +218,18 @@ pub enum ManagerError {
     NotSingle { tenant: TenantId, mode: String },
     #[error("tenant {tenant} is broken: {reason}; place it with a location_config naming its mode")]
     Broken { tenant: TenantId, reason: String },
+    /// Conflict: a create of a tenant this node already has.
+    #[error("tenant {0} already exists")]
+    AlreadyExists(TenantId),
+    /// Conflict: a create found the tenant in remote storage; creating it would hide
+    /// what is there. Attaching it loads it.
+    #[error(
+        "tenant {tenant} exists in remote storage ({found}); a create would hide it: attach it with PUT /v1/tenant/{tenant}/location_config {{\"mode\":\"AttachedSingle\"}}"
+    )]
+    ExistsRemotely { tenant: TenantId, found: RemoteTenantFound },
+    /// Retryable: a create could not list the tenant's remote storage.
+    #[error("tenant {tenant}: looking in remote storage failed ({reason}); retry")]
+    RemoteCheckFailed { tenant: TenantId, reason: String },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -213,6 +242,8 @@ pub enum ManagerInputError {
     Illegal { tenant: TenantId, source: IllegalTransition },
     #[error("tenant {0}: AcquireGeneration finished without a generation")]
     MissingGeneration(TenantId),
+    #[error("tenant {0}: CheckRemote finished without saying what it found")]
+    MissingFound(TenantId),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -475,6 +506,42 @@ impl TenantManager {
         self.slots.insert(tenant, Slot::InProgress(Box::new(op)));
     }
 
+    /// Create the tenant: `CheckRemote`, then as an attach in AttachedSingle. Refused
+    /// with `AlreadyExists` when the node has a slot for it (`Busy` while one is in
+    /// progress).
+    pub fn handle_create_tenant(&mut self, _now: Instant, req: RequestId, tenant: TenantId) {
+        let error = match self.slots.get(&tenant) {
+            Some(Slot::InProgress(op)) => {
+                self.busy_refusals += 1;
+                ManagerError::Busy { tenant, kind: op.kind }
+            }
+            Some(Slot::Attached { .. } | Slot::Secondary { .. }) => {
+                ManagerError::AlreadyExists(tenant)
+            }
+            Some(Slot::Broken { reason }) => {
+                ManagerError::Broken { tenant, reason: reason.clone() }
+            }
+            None => {
+                let steps = [Step::CheckRemote, Step::AcquireGeneration { at_least: None }];
+                let mut op = Operation {
+                    kind: OperationKind::Create,
+                    req,
+                    from: Placement::Detached,
+                    target: RequestedMode::AttachedSingle,
+                    generation: None,
+                    state: None,
+                    current: None,
+                    remaining: steps.into_iter().collect(),
+                    unplaced: None,
+                };
+                self.start_next(tenant, &mut op);
+                self.slots.insert(tenant, Slot::InProgress(Box::new(op)));
+                return;
+            }
+        };
+        self.effects.push_back(ManagerEffect::Reply { req, tenant, result: Err(error) });
+    }
+
     /// Delete the tenant: its deletion mark first (so any later start finishes the
     /// job), then every timeline, then as a detach. Only AttachedSingle deletes
     /// (S-DEL-GEN: every object goes through the validated deletion queue). The
@@ -551,6 +618,26 @@ impl TenantManager {
             Err(reason) => {
                 self.fail(tenant, *op, &step, reason);
                 Ok(())
+            }
+            Ok(StepOutput::Found(found)) if step == Step::CheckRemote => {
+                if found.is_empty() {
+                    self.after_step(tenant, op);
+                } else {
+                    // Nothing was changed: the slot stays as it was (none).
+                    let error = ManagerError::ExistsRemotely { tenant, found };
+                    let req = op.req;
+                    self.effects.push_back(ManagerEffect::Reply {
+                        req,
+                        tenant,
+                        result: Err(error),
+                    });
+                }
+                Ok(())
+            }
+            Ok(_) if step == Step::CheckRemote => {
+                op.current = Some(step);
+                self.slots.insert(tenant, Slot::InProgress(op));
+                Err(ManagerInputError::MissingFound(tenant))
             }
             Ok(output) => {
                 if let Step::AcquireGeneration { .. } = step {
@@ -638,11 +725,11 @@ impl TenantManager {
                 Placement::Located(mode)
             }
         };
-        self.effects.push_back(ManagerEffect::Reply {
-            req: op.req,
-            tenant,
-            result: Ok(LocationOutcome::Changed(placement)),
-        });
+        let outcome = match op.kind {
+            OperationKind::Create => LocationOutcome::Created(placement),
+            _ => LocationOutcome::Changed(placement),
+        };
+        self.effects.push_back(ManagerEffect::Reply { req: op.req, tenant, result: Ok(outcome) });
     }
 
     /// A step failed: the operation ends and is answered with the error. The node
@@ -684,7 +771,10 @@ impl TenantManager {
         if let Some(slot) = slot {
             self.slots.insert(tenant, slot);
         }
-        let error = ManagerError::StepFailed { tenant, step: format!("{step:?}"), reason };
+        let error = match step {
+            Step::CheckRemote => ManagerError::RemoteCheckFailed { tenant, reason },
+            _ => ManagerError::StepFailed { tenant, step: format!("{step:?}"), reason },
+        };
         self.effects.push_back(ManagerEffect::Reply { req: op.req, tenant, result: Err(error) });
     }
 
