@@ -1083,3 +1083,104 @@ fn a_corrupt_remote_index_is_reported_broken_with_the_object_named() {
     assert_eq!(metric(&node, r#"strata_timelines_broken{reason="corrupt"}"#), 1);
     node.stop();
 }
+
+/// Issue 15, item 2: a replacement machine (its `data/` and control-plane store
+/// lost) must not hide remote data behind creates: both creates answer 409 naming
+/// what remote storage holds, nothing is written, and the operator's recovery
+/// (attach with location_config, docs/OPERATIONS.md) reads the data back.
+#[test]
+fn creates_on_a_replacement_machine_refuse_remote_data_and_an_attach_recovers_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = Node::init(dir.path());
+    node.start();
+    create(&node);
+    let (values, last) = ingest(&node, 0x8, 1, 1);
+    assert_eq!(last, 0x10);
+    wait_visible(&node, last);
+    node.stop();
+
+    std::fs::remove_dir_all(dir.path().join("data")).unwrap();
+    for entry in std::fs::read_dir(dir.path()).unwrap().flatten() {
+        if entry.file_name().to_string_lossy().starts_with("control-plane.sqlite") {
+            std::fs::remove_file(entry.path()).unwrap();
+        }
+    }
+    let remote_before = remote_objects(dir.path());
+    node.start();
+    let (status, body) = node.post("/v1/tenant", json!({ "tenant_id": TENANT }));
+    assert_eq!(status, 409, "{body}");
+    let msg = body["msg"].as_str().unwrap();
+    for part in ["generation g1", TIMELINE, "highest LSN 0/10", "location_config"] {
+        assert!(msg.contains(part), "409 message lacks {part:?}: {msg}");
+    }
+    let timelines = format!("/v1/tenant/{TENANT}/timeline");
+    let (status, body) = node.post(&timelines, json!({ "timeline_id": TIMELINE }));
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(remote_objects(dir.path()), remote_before, "a refused create wrote remotely");
+
+    // The documented recovery: attach the tenant.
+    let (status, body) = node
+        .put(&format!("/v1/tenant/{TENANT}/location_config"), json!({"mode": "AttachedSingle"}));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(node.read(0, "0/10").as_deref(), Some(values[0].as_str()));
+    let (status, body) = node.post(&timelines, json!({ "timeline_id": TIMELINE }));
+    assert_eq!(status, 409, "{body}");
+    let (status, body) = node.post("/v1/tenant", json!({ "tenant_id": TENANT }));
+    assert_eq!(status, 409, "{body}");
+    // And it stays readable across restarts.
+    node.stop();
+    node.start();
+    assert_eq!(node.read(0, "0/10").as_deref(), Some(values[0].as_str()));
+    node.stop();
+}
+
+/// Issue 15, item 5: kill -9 as soon as a timeline's first index has landed in
+/// remote storage, the client never seeing the answer; after the restart the
+/// retried create answers 201 (what exists is what the create makes), and the
+/// timeline works.
+#[test]
+fn a_create_retried_after_kill_9_once_its_index_landed_answers_201() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = Node::init(dir.path());
+    node.start();
+    let (status, body) = node.post("/v1/tenant", json!({ "tenant_id": TENANT }));
+    assert_eq!(status, 201, "{body}");
+    let timeline_dir =
+        dir.path().join("remote/tenants").join(TENANT).join("timelines").join(TIMELINE);
+    let url = node.url(&format!("/v1/tenant/{TENANT}/timeline"));
+    let agent = node.agent.clone();
+    // The client's request runs on; its answer is never looked at.
+    let _client = std::thread::spawn(move || {
+        let _ = agent.post(url).send_json(json!({ "timeline_id": TIMELINE }));
+    });
+    let deadline = Instant::now() + START_STOP_TIMEOUT;
+    // The PUT is a temp file renamed into place: the index has landed once its name
+    // shows.
+    let landed = || {
+        std::fs::read_dir(&timeline_dir).into_iter().flatten().flatten().any(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.starts_with("index_part.json") && !name.ends_with("___temp")
+        })
+    };
+    while !landed() {
+        assert!(Instant::now() < deadline, "the index never landed: {}", node.log());
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let mut child = node.child.take().unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    node.start();
+    let timelines = format!("/v1/tenant/{TENANT}/timeline");
+    let (status, body) = node.post(&timelines, json!({ "timeline_id": TIMELINE }));
+    assert_eq!(status, 201, "retry after the crash: {body}");
+    assert_eq!(body["state"], "Active");
+    let (values, last) = ingest(&node, 0x100, 2, 2);
+    for (k, expected) in values.iter().enumerate() {
+        assert_eq!(node.read(k as u64, &lsn(last)).as_deref(), Some(expected.as_str()));
+    }
+    // With data in it, a create is refused.
+    let (status, body) = node.post(&timelines, json!({ "timeline_id": TIMELINE }));
+    assert_eq!(status, 409, "{body}");
+    node.stop();
+}
