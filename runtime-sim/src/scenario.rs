@@ -21,8 +21,10 @@
 //!    into it and deletes it, and does the same with a second tenant (retrying
 //!    through kills).
 //!    Meanwhile a second client fires conflicting but harmless requests (attach,
-//!    delete the timeline about to be deleted, create what exists, read state) and
-//!    ingests and reads key `FFFFFFFFFFFFFFFF`, which must be refused with 400.
+//!    delete the timeline about to be deleted, create what exists, read state),
+//!    ingests and reads key `FFFFFFFFFFFFFFFF`, which must be refused with 400, and
+//!    creates one empty timeline over and over: each create must answer 201, never
+//!    409, even when a kill cut off the attempt before it (issue 15, item 5).
 //! 3. Faults off ("heal"), then L-UPLOAD: within `heal_within_ms` of simulated time,
 //!    everything ingested becomes visible.
 //! 4. Storage-side checkers over the object store's history: S-IDX-REF and
@@ -554,6 +556,12 @@ async fn relocate(
     }
 }
 
+/// A timeline only the chaos client creates, over and over, and nothing is ever
+/// ingested into: every create of it must answer 201 (or a retryable or not-found
+/// error), never 409, whatever kills cut off earlier attempts (issue 15, item 5: a
+/// retried create finds what an earlier attempt made, and that is what it makes).
+pub const RECREATED_TIMELINE: TimelineId = TimelineId([0xCC; 16]);
+
 /// What the chaos client saw.
 #[derive(Debug, Default)]
 struct ChaosOutcome {
@@ -577,16 +585,20 @@ struct ChaosOutcome {
 /// the node acknowledged that ingest and its next flush panicked. The ingest's LSN
 /// lies below the workload's first (0x100), so even an accepted one could only be
 /// skipped or flushed, never reorder the workload's LSNs.
+/// And it creates [`RECREATED_TIMELINE`] over and over: a 409 is a violation.
 async fn chaos_client(stop: Arc<Mutex<bool>>) -> ChaosOutcome {
     let node: SocketAddr = PAGESERVER_ADDR.parse().expect("static address");
     let me: SocketAddr = format!("{CHAOS_IP}:0").parse().expect("static address");
     let Ok(ep) = madsim::net::Endpoint::bind(me).await else { return ChaosOutcome::default() };
     let tenant = WORKLOAD_TENANT;
     let mut out = ChaosOutcome::default();
+    // Whether a create of RECREATED_TIMELINE was ever answered 201.
+    let mut created = false;
     while !*stop.lock().expect("not poisoned") {
         let timeline = TimelineId::from_bytes([9; 16]);
-        let choice = thread_rng().gen_range(0..7);
+        let choice = thread_rng().gen_range(0..8);
         let request = match choice {
+            7 => Request::CreateTimeline { tenant, timeline: RECREATED_TIMELINE },
             0 => Request::LocationConfig {
                 tenant,
                 request: LocationRequest { mode: RequestedMode::AttachedSingle, generation: None },
@@ -606,7 +618,7 @@ async fn chaos_client(stop: Arc<Mutex<bool>>) -> ChaosOutcome {
             },
             _ => Request::Read { tenant, timeline, key: Key::MAX, lsn: Lsn(0x100) },
         };
-        let names_bad_key = choice >= 5;
+        let names_bad_key = choice == 5 || choice == 6;
         let what = format!("{request:?}");
         let answer = rpc::call(&ep, node, request, CALL_TIMEOUT).await;
         if names_bad_key {
@@ -627,6 +639,22 @@ async fn chaos_client(stop: Arc<Mutex<bool>>) -> ChaosOutcome {
                         "key FFFFFFFFFFFFFFFF is not storable (key ranges are half-open) and must be refused with 400: {what} answered {other:?}"
                     ));
                 }
+            }
+        }
+        if choice == 7 {
+            match &answer {
+                Ok(Response::TimelineCreated(_)) => created = true,
+                Err(CallError::Api(ApiError::Conflict(msg))) => {
+                    let what = if created {
+                        "a repeated create"
+                    } else {
+                        "a create retried after every earlier attempt went unanswered (a kill, a timeout)"
+                    };
+                    out.violation.get_or_insert(format!(
+                        "{what} of empty timeline {RECREATED_TIMELINE} answered 409 (issue 15, item 5): {msg}"
+                    ));
+                }
+                _ => {}
             }
         }
         match answer {
