@@ -29,20 +29,30 @@ fn wait_visible(h: &mut Harness, last: Lsn) {
     panic!("{last} never became visible: {:?}", info(h));
 }
 
-fn tenants(h: &mut Harness) -> Vec<TenantInfo> {
+const OTHER: TenantId = TenantId([5; 16]);
+
+/// T's entry in the tenant list.
+fn listed(h: &mut Harness) -> TenantInfo {
     match h.call(Request::ListTenants) {
-        Ok(Response::Tenants(list)) => list,
+        Ok(Response::Tenants(list)) => {
+            list.into_iter().find(|t| t.tenant == T).expect("T is not listed")
+        }
         other => panic!("list: {other:?}"),
     }
 }
 
-#[test]
-fn s_gen_mono_a_generation_another_control_plane_granted_breaks_the_tenant_instead_of_serving_it() {
+/// A (store A) created T at generation 1 and B (store B, same remote storage)
+/// attached it at generation 2; both ingested different values at the same LSNs,
+/// saw them visible and stopped. Returns A's world (with the shared objects), B's,
+/// and the last LSN.
+fn two_control_planes_one_remote() -> (World, World, Lsn) {
     // A creates T at generation 1.
     let mut a = Harness::start(World::default(), config());
     a.call(Request::CreateTenant { tenant: T }).unwrap();
     a.call(Request::CreateTimeline { tenant: T, timeline: TL }).unwrap();
     assert_eq!(a.world.store[&T].generation.get(), 1);
+    // And another tenant of A's alone, which every re-attach bumps.
+    a.call(Request::CreateTenant { tenant: OTHER }).unwrap();
 
     // B: its own (empty) store, the same remote storage; attaches T at generation 2.
     let mut b_world = World { objects: a.world.objects.clone(), ..World::default() };
@@ -64,15 +74,20 @@ fn s_gen_mono_a_generation_another_control_plane_granted_breaks_the_tenant_inste
     a.call(Request::Shutdown).unwrap();
     b.call(Request::Shutdown).unwrap();
 
-    // A restarts on the shared remote storage.
     let mut world = a.world.clone();
     world.objects.extend(b.world.objects.clone());
+    (world, b.world.clone(), last)
+}
+
+#[test]
+fn s_gen_mono_a_generation_another_control_plane_granted_breaks_the_tenant_instead_of_serving_it() {
+    let (world, b_world, last) = two_control_planes_one_remote();
+    // A restarts on the shared remote storage.
     let mut a = Harness::start(world, config());
     assert_eq!(a.node.phase(), &NodePhase::Active);
-    let list = tenants(&mut a);
-    assert_eq!(list.len(), 1, "{list:?}");
-    let reason = list[0].reason.clone().unwrap_or_default();
-    assert_eq!(list[0].state, "Broken", "A serves T again: {list:?}");
+    let t = listed(&mut a);
+    let reason = t.reason.clone().unwrap_or_default();
+    assert_eq!(t.state, "Broken", "A serves T again: {t:?}");
     assert!(reason.contains("generation 2") && reason.contains("S-GEN-MONO"), "{reason}");
     match a.call(Request::Read { tenant: T, timeline: TL, key: Key(1), lsn: last }) {
         Err(ApiError::Internal(msg)) => assert!(msg.contains("generation 2"), "{msg}"),
@@ -83,8 +98,7 @@ fn s_gen_mono_a_generation_another_control_plane_granted_breaks_the_tenant_inste
     assert_eq!(a.world.store[&T].generation.get(), 1);
     a.call(Request::Shutdown).unwrap();
     let mut a = Harness::start(a.world.clone(), config());
-    let list = tenants(&mut a);
-    assert_eq!(list[0].state, "Broken", "{list:?}");
+    assert_eq!(listed(&mut a).state, "Broken");
     assert_eq!(a.world.store[&T].generation.get(), 1);
 
     // On attach: detached, then attached again, A looks before it is granted
@@ -101,9 +115,36 @@ fn s_gen_mono_a_generation_another_control_plane_granted_breaks_the_tenant_inste
     assert_eq!(a.node.generation_conflicts_total(), 3);
 
     // B, whose control plane granted generation 2, restarts and serves its values.
-    let mut world = b.world.clone();
+    let mut world = b_world;
     world.objects = a.world.objects.clone();
     let mut b = Harness::start(world, NodeConfig::new(NodeId(2)));
     assert_eq!(b.node.generation_conflicts_total(), 0);
     assert!(read(&mut b, 1, last).is_some_and(|v| v[0] == 0xB));
+}
+
+/// The same conflict found while the control plane's store fails (emergency mode):
+/// T is held back, not loaded on its old generation, and still not re-attached once
+/// the store answers again.
+#[test]
+fn s_gen_mono_a_conflicting_tenant_stays_out_through_emergency_mode() {
+    let (mut world, _, last) = two_control_planes_one_remote();
+    world.store_failures = 3;
+    let mut a = Harness::start(world, config());
+    assert!(a.node.in_emergency());
+    assert_eq!(listed(&mut a).state, "Broken");
+    assert!(matches!(
+        a.call(Request::Read { tenant: T, timeline: TL, key: Key(1), lsn: last }),
+        Err(ApiError::Internal(_))
+    ));
+    for _ in 0..50 {
+        if !a.node.in_emergency() {
+            break;
+        }
+        assert!(a.tick(120_000), "stuck in emergency mode");
+    }
+    assert!(!a.node.in_emergency());
+    let t = listed(&mut a);
+    assert_eq!(t.state, "Broken", "{t:?}");
+    assert!(t.reason.as_deref().unwrap_or_default().contains("generation 2"), "{t:?}");
+    assert_eq!(a.world.store[&T].generation.get(), 1);
 }
