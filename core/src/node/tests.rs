@@ -33,6 +33,8 @@ pub(crate) struct World {
     deny_remote_writes: bool,
     /// Remote writes refused so far.
     denied_writes: u64,
+    /// The next this many remote GETs and listings are refused with access denied.
+    denied_reads: u32,
 }
 
 impl World {
@@ -112,6 +114,17 @@ impl World {
             Io::RemoteGet { key } => IoResult::Bytes(
                 self.objects.get(key.as_str()).cloned().ok_or(IoFailure::NotFound(key.to_string())),
             ),
+            Io::RemoteList { .. } | Io::RemoteGet { .. } if self.denied_reads > 0 => {
+                self.denied_reads -= 1;
+                let e = IoFailure::OperatorFixable {
+                    kind: super::io::FixableKind::AccessDenied,
+                    message: "AccessDenied (test)".into(),
+                };
+                match io {
+                    Io::RemoteList { .. } => IoResult::Listing(Err(e)),
+                    _ => IoResult::Bytes(Err(e)),
+                }
+            }
             Io::RemoteList { .. } if self.transient_lists > 0 => {
                 self.transient_lists -= 1;
                 IoResult::Listing(Err(IoFailure::Transient("simulated 503".into())))

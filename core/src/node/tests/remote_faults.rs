@@ -95,3 +95,32 @@ fn access_denied_deletions_wait_for_the_operator_and_then_finish() {
     assert_eq!(h.replies.remove(&req), Some(Ok(Response::TimelineDeleting)));
     wait_deleted(&mut h);
 }
+
+/// Remote storage refusing reads at start-up (S3 `AccessDenied` on the listing and
+/// the index GET) used to drop the tenant or the timeline (404): start-up now waits
+/// and retries with backoff, then loads everything once access is fixed.
+#[test]
+fn access_denied_reads_at_start_up_are_retried_until_fixed() {
+    let mut h = Harness::start(World::default(), config());
+    h.call(Request::CreateTenant { tenant: T }).unwrap();
+    h.call(Request::CreateTimeline { tenant: T, timeline: TL }).unwrap();
+    let batch = records(16, 50);
+    let last = batch.last().unwrap().lsn;
+    h.call(Request::Ingest { tenant: T, timeline: TL, records: batch }).unwrap();
+    let before = read(&mut h, 3, last);
+    h.call(Request::Shutdown).unwrap();
+
+    let mut world = h.world.clone();
+    world.denied_reads = 6;
+    let mut h = Harness::start(world, config());
+    for _ in 0..20 {
+        if h.node.phase() == &NodePhase::Active {
+            break;
+        }
+        assert!(h.tick(60_000), "start-up stuck in {:?}", h.node.phase());
+    }
+    assert_eq!(h.node.phase(), &NodePhase::Active);
+    assert_eq!(info(&mut h).last_ingested_lsn, last);
+    assert_eq!(read(&mut h, 3, last), before);
+    assert_eq!(h.world.denied_reads, 0, "the refusals were not all met");
+}
