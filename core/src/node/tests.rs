@@ -111,9 +111,6 @@ impl World {
                 self.objects.insert(key.as_str().to_string(), bytes);
                 IoResult::Done(Ok(()))
             }
-            Io::RemoteGet { key } => IoResult::Bytes(
-                self.objects.get(key.as_str()).cloned().ok_or(IoFailure::NotFound(key.to_string())),
-            ),
             Io::RemoteList { .. } | Io::RemoteGet { .. } if self.denied_reads > 0 => {
                 self.denied_reads -= 1;
                 let e = IoFailure::OperatorFixable {
@@ -125,6 +122,9 @@ impl World {
                     _ => IoResult::Bytes(Err(e)),
                 }
             }
+            Io::RemoteGet { key } => IoResult::Bytes(
+                self.objects.get(key.as_str()).cloned().ok_or(IoFailure::NotFound(key.to_string())),
+            ),
             Io::RemoteList { .. } if self.transient_lists > 0 => {
                 self.transient_lists -= 1;
                 IoResult::Listing(Err(IoFailure::Transient("simulated 503".into())))
