@@ -46,6 +46,8 @@ fn run(
                         StepOutput::Generation(g(*next_gen))
                     }
                     Step::RemoveLocalDir => continue,
+                    // Remote storage holds nothing of the tenant.
+                    Step::CheckRemote => StepOutput::Found(Default::default()),
                     _ => StepOutput::Done,
                 };
                 m.handle_step_done(NOW, tenant, Ok(out)).unwrap();
@@ -80,6 +82,57 @@ fn attach_acquires_writes_config_then_loads() {
     );
     assert_eq!(replies, vec![Ok(LocationOutcome::Changed(Placement::Located(single(5))))]);
     assert_eq!(attached(&m, t(1)), Some(single(5)));
+}
+
+#[test]
+fn create_looks_in_remote_storage_then_attaches_and_refuses_over_what_it_finds() {
+    let mut m = TenantManager::default();
+    let mut counter = 4;
+    m.handle_create_tenant(NOW, RequestId(1), t(1));
+    let (steps, replies) = run(&mut m, &mut counter);
+    assert_eq!(
+        steps,
+        vec![
+            Step::CheckRemote,
+            Step::AcquireGeneration { at_least: None },
+            Step::WriteConfig { mode: single(5) },
+            Step::LoadTenant { mode: single(5) },
+        ]
+    );
+    assert_eq!(replies, vec![Ok(LocationOutcome::Created(Placement::Located(single(5))))]);
+    // A create of a tenant this node has: refused at once.
+    m.handle_create_tenant(NOW, RequestId(2), t(1));
+    let (steps, replies) = run(&mut m, &mut counter);
+    assert!(steps.is_empty());
+    assert_eq!(replies, vec![Err(ManagerError::AlreadyExists(t(1)))]);
+
+    // Remote storage holds something of t(2): refused, nothing acquired, no slot.
+    m.handle_create_tenant(NOW, RequestId(3), t(2));
+    assert!(matches!(m.slot(t(2)), Some(Slot::InProgress(_))));
+    assert_eq!(
+        m.poll_effect(),
+        Some(ManagerEffect::Step { tenant: t(2), step: Step::CheckRemote })
+    );
+    let found = crate::control_plane::RemoteTenantFound { objects: 3, ..Default::default() };
+    m.handle_step_done(NOW, t(2), Ok(StepOutput::Found(found.clone()))).unwrap();
+    let (steps, replies) = run(&mut m, &mut counter);
+    assert!(steps.is_empty(), "{steps:?}");
+    assert_eq!(replies, vec![Err(ManagerError::ExistsRemotely { tenant: t(2), found })]);
+    assert!(m.slot(t(2)).is_none());
+    assert_eq!(counter, 5, "no generation acquired for the refused create");
+
+    // A failed listing: retryable, nothing changed; a CheckRemote answered without
+    // what it found is a driver bug, refused.
+    m.handle_create_tenant(NOW, RequestId(4), t(3));
+    m.poll_effect();
+    assert_eq!(
+        m.handle_step_done(NOW, t(3), Ok(StepOutput::Done)),
+        Err(ManagerInputError::MissingFound(t(3)))
+    );
+    m.handle_step_done(NOW, t(3), Err("503".into())).unwrap();
+    let (_, replies) = run(&mut m, &mut counter);
+    assert!(matches!(replies[..], [Err(ManagerError::RemoteCheckFailed { .. })]), "{replies:?}");
+    assert!(m.slot(t(3)).is_none());
 }
 
 #[test]
