@@ -83,8 +83,9 @@ pub struct NodeStatus {
     pub page_cache: strata_core::page_cache::PageCacheStats,
     /// Per background-job kind: (kind, queued, running) in the node's scheduler.
     pub background_jobs: Vec<(strata_core::scheduler::JobKind, usize, usize)>,
-    /// Failed I/O effects since start, by [`IoFailure::kind_label`] (not-found
-    /// answers are not counted): `strata_io_errors_total{kind}`. A growing
+    /// Failed disk and remote-storage effects since start, by
+    /// [`IoFailure::kind_label`] (not-found answers, redo and store failures are not
+    /// counted): `strata_io_errors_total{kind}`. A growing
     /// `access_denied`, `invalid_credentials` or `no_such_bucket` count is for an
     /// operator to fix; the node retries meanwhile.
     pub io_errors: BTreeMap<&'static str, u64>,
@@ -115,7 +116,9 @@ where
     let records = adapters.store.load().await.map_err(|e| DriverError::StoreLoad(e.to_string()))?;
     let (now, wall) = clock();
     let mut node = Node::start(node_config, now, wall, records);
-    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(OpId, IoResult)>();
+    // With each result: whether it is a disk or remote-storage operation (the ones
+    // `strata_io_errors_total` counts; a failed redo or store change is not I/O).
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(OpId, IoResult, bool)>();
     let mut waiting: BTreeMap<RequestId, oneshot::Sender<Result<Response, ApiError>>> =
         BTreeMap::new();
     let mut next_request = 0u64;
@@ -131,10 +134,11 @@ where
                 NodeEffect::Io { op, io } => {
                     in_flight += 1;
                     let (adapters, done_tx) = (adapters.clone(), done_tx.clone());
+                    let storage = !matches!(io, Io::Redo { .. } | Io::StoreApply { .. });
                     tokio::spawn(async move {
                         let result = execute(&adapters, io).await;
                         // The loop may be gone (node stopped); the result then does not matter.
-                        let _ = done_tx.send((op, result));
+                        let _ = done_tx.send((op, result, storage));
                     });
                 }
                 NodeEffect::Reply { req, result } => {
@@ -191,9 +195,10 @@ where
         });
         tokio::select! {
             biased;
-            Some((op, result)) = done_rx.recv() => {
+            Some((op, result, storage)) = done_rx.recv() => {
                 in_flight -= 1;
                 if let Some(failure) = result.failure()
+                    && storage
                     && !matches!(failure, IoFailure::NotFound(_))
                 {
                     *io_errors.entry(failure.kind_label()).or_default() += 1;
