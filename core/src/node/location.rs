@@ -308,7 +308,13 @@ impl Node {
         for tl in self.timelines_of(tenant) {
             self.with_machines(tenant, tl, |slot| {
                 slot.upload.handle_mode_changed(now, attach);
-                slot.timeline.handle_mode(now, may_compact, may_delete);
+                // A timeline broken by corruption runs no background work (see
+                // `break_timeline`), whatever the mode.
+                let corrupt = matches!(
+                    slot.state,
+                    super::SlotState::Broken(super::BrokenReason::Corrupt { .. })
+                );
+                slot.timeline.handle_mode(now, may_compact && !corrupt, may_delete && !corrupt);
             });
             self.dirty.insert(Machine::Upload(tenant, tl));
             self.dirty.insert(Machine::Timeline(tenant, tl));

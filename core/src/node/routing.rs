@@ -677,7 +677,13 @@ impl Node {
             return;
         }
         tracing::error!(tenant = %t, timeline = %tl, %reason, "timeline broken");
+        let now = self.now;
         if let Some(slot) = self.slot_mut(t, tl) {
+            if let super::BrokenReason::Corrupt { .. } = reason {
+                // No more compaction, GC or eviction: compaction would download the
+                // corrupt object again after every backoff, forever.
+                slot.timeline.handle_mode(now, false, false);
+            }
             let previous = std::mem::replace(&mut slot.state, SlotState::Broken(reason.clone()));
             if let SlotState::Creating { req } = previous {
                 self.reply(
@@ -768,6 +774,7 @@ impl Node {
                         );
                         let reason = super::BrokenReason::Corrupt { object, reason: why };
                         self.break_timeline(tenant, timeline, reason);
+                        self.dirty.insert(Machine::Timeline(tenant, timeline));
                     }
                 }
                 IoResult::Bytes(Err(e)) => self.complete_timeline(

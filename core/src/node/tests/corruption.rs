@@ -133,3 +133,36 @@ fn a_corrupt_remote_layer_fails_the_read_with_the_corruption_not_a_retry() {
         Err(ApiError::Internal(msg)) if msg.contains("corrupt")
     ));
 }
+
+/// A timeline broken by a corrupt layer stops its background work: compaction
+/// would otherwise download the corrupt object again after every backoff, forever.
+#[test]
+fn a_timeline_broken_by_corruption_stops_downloading_it_again() {
+    let (mut world, last, _) = stopped_with_data();
+    world.files.retain(|p, _| !p.as_str().contains("__"));
+    for (key, bytes) in world.objects.iter_mut() {
+        if key.contains("/timelines/") && key.contains("__") {
+            let middle = bytes.len() / 2;
+            bytes[middle] ^= 0xFF;
+        }
+    }
+    let mut c = config();
+    c.timeline.compaction_threshold_layers = 2;
+    let mut h = Harness::start(world, c);
+    let _ = h.call(Request::Read { tenant: T, timeline: TL, key: Key(3), lsn: last });
+    assert!(info(&mut h).state.starts_with("Broken: corrupt"));
+    h.node.drain_trace();
+    for _ in 0..200 {
+        if !h.tick(60_000) {
+            break;
+        }
+    }
+    let gets: Vec<String> = h
+        .node
+        .drain_trace()
+        .into_iter()
+        .map(|l| l.what)
+        .filter(|w| w.starts_with("RemoteGet") && w.contains("/timelines/"))
+        .collect();
+    assert!(gets.is_empty(), "a broken timeline kept downloading: {gets:?}");
+}
