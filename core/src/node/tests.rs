@@ -262,6 +262,18 @@ impl Harness {
         panic!("no reply to {req:?}");
     }
 
+    /// Advances simulated time by `ms`, firing every deadline on the way.
+    fn run_for(&mut self, ms: u64) {
+        let until = self.now.plus_millis(ms);
+        while self.now < until {
+            if !self.tick(until.millis_since(self.now)) {
+                self.now = until;
+                self.node.handle_timeout(self.now, WallTime(self.now.0));
+                self.settle();
+            }
+        }
+    }
+
     /// Ingests like a client: a 503 is retried, a few times. After a restart (or
     /// a re-attach) the first append to a key written before waits for a read of
     /// the value's size (timeline/value_sizes.rs).
@@ -307,6 +319,61 @@ fn info(h: &mut Harness) -> super::api::TimelineInfo {
         Ok(Response::TimelineInfo(i)) => i,
         other => panic!("info: {other:?}"),
     }
+}
+
+/// Every tenant the node lists (attached or broken).
+fn tenants(h: &mut Harness) -> Vec<super::api::TenantInfo> {
+    match h.call(Request::ListTenants) {
+        Ok(Response::Tenants(list)) => list,
+        other => panic!("list: {other:?}"),
+    }
+}
+
+/// `tenant`'s entry in the tenant list.
+fn listed(h: &mut Harness, tenant: TenantId) -> super::api::TenantInfo {
+    tenants(h)
+        .into_iter()
+        .find(|t| t.tenant == tenant)
+        .unwrap_or_else(|| panic!("{tenant} is not listed"))
+}
+
+/// Fires deadlines until `last` is visible (flushed, uploaded, validated).
+fn wait_visible(h: &mut Harness, last: Lsn) {
+    for _ in 0..100 {
+        if info(h).remote_consistent_lsn_visible == last {
+            return;
+        }
+        h.tick(60_000);
+    }
+    panic!("{last} never became visible: {:?}", info(h));
+}
+
+/// Starts a node on `world` and fires deadlines until it is Active (start-up may
+/// wait out retried failures).
+fn start_until_active(world: World) -> Harness {
+    let mut h = Harness::start(world, config());
+    for _ in 0..20 {
+        if h.node.phase() == &NodePhase::Active {
+            return h;
+        }
+        assert!(h.tick(60_000), "start-up stuck in {:?}", h.node.phase());
+    }
+    assert_eq!(h.node.phase(), &NodePhase::Active);
+    h
+}
+
+/// Creates T/TL, ingests `n` records, reads key 3 at the last LSN and shuts down;
+/// returns the world, that LSN and that value.
+fn one_batch_then_shutdown(n: u64) -> (World, Lsn, Option<Vec<u8>>) {
+    let mut h = Harness::start(World::default(), config());
+    h.call(Request::CreateTenant { tenant: T }).unwrap();
+    h.call(Request::CreateTimeline { tenant: T, timeline: TL }).unwrap();
+    let batch = records(16, n);
+    let last = batch.last().unwrap().lsn;
+    h.call(Request::Ingest { tenant: T, timeline: TL, records: batch }).unwrap();
+    let value = read(&mut h, 3, last);
+    h.call(Request::Shutdown).unwrap();
+    (h.world.clone(), last, value)
 }
 
 #[test]
@@ -420,25 +487,9 @@ fn local_layers_deleted_while_stopped_are_downloaded_on_read() {
 /// tenant (404) although its data was visible. Start-up now waits for remote storage.
 #[test]
 fn transient_remote_failures_at_start_up_are_retried_not_fatal_to_the_tenant() {
-    let mut h = Harness::start(World::default(), config());
-    h.call(Request::CreateTenant { tenant: T }).unwrap();
-    h.call(Request::CreateTimeline { tenant: T, timeline: TL }).unwrap();
-    let batch = records(16, 50);
-    let last = batch.last().unwrap().lsn;
-    h.call(Request::Ingest { tenant: T, timeline: TL, records: batch }).unwrap();
-    let before = read(&mut h, 3, last);
-    h.call(Request::Shutdown).unwrap();
-
-    let mut world = h.world.clone();
+    let (mut world, last, before) = one_batch_then_shutdown(50);
     world.transient_lists = 3;
-    let mut h = Harness::start(world, config());
-    for _ in 0..10 {
-        if h.node.phase() == &NodePhase::Active {
-            break;
-        }
-        assert!(h.tick(60_000), "start-up stuck in {:?}", h.node.phase());
-    }
-    assert_eq!(h.node.phase(), &NodePhase::Active);
+    let mut h = start_until_active(world);
     assert_eq!(h.world.transient_lists, 0);
     assert_eq!(info(&mut h).last_ingested_lsn, last);
     assert_eq!(read(&mut h, 3, last), before);
@@ -466,13 +517,8 @@ fn tenant_with_data(h: &mut Harness) -> (Lsn, Vec<Option<Vec<u8>>>) {
     h.call(Request::Ingest { tenant: T, timeline: TL, records: batch }).unwrap();
     let values = (0..7).map(|k| read(h, k, last)).collect();
     // Flushed, uploaded and validated: what survives any later change.
-    for _ in 0..100 {
-        if info(h).remote_consistent_lsn_visible == last {
-            return (last, values);
-        }
-        h.tick(60_000);
-    }
-    panic!("{last} never became visible: {:?}", info(h));
+    wait_visible(h, last);
+    (last, values)
 }
 
 #[test]

@@ -3,7 +3,6 @@
 //! (500), never a 404 ("no such timeline") or a 503 ("retry and it will work").
 
 use super::*;
-use crate::node::api::TenantInfo;
 
 /// A tenant with one timeline and data in several layers, shut down cleanly;
 /// returns the world, the last LSN and the values at it.
@@ -19,15 +18,8 @@ fn stopped_with_data() -> (World, Lsn, Vec<Option<Vec<u8>>>) {
     (h.world.clone(), last, values)
 }
 
-fn tenant_info(h: &mut Harness) -> TenantInfo {
-    match h.call(Request::ListTenants) {
-        Ok(Response::Tenants(list)) => list.into_iter().find(|t| t.tenant == T).expect("listed"),
-        other => panic!("list: {other:?}"),
-    }
-}
-
 fn assert_broken_corrupt(h: &mut Harness, object: &str) {
-    let listed = tenant_info(h);
+    let listed = listed(h, T);
     assert!(listed.timelines.contains(&TL), "{listed:?}");
     assert_eq!(listed.broken_timelines.len(), 1, "{listed:?}");
     let broken = &listed.broken_timelines[0];
@@ -124,7 +116,7 @@ fn a_corrupt_remote_layer_fails_the_read_with_the_corruption_not_a_retry() {
     }
     let i = info(&mut h);
     assert!(i.state.starts_with("Broken: corrupt: remote object "), "{i:?}");
-    let listed = tenant_info(&mut h);
+    let listed = listed(&mut h, T);
     assert_eq!(listed.broken_timelines.len(), 1, "{listed:?}");
     assert_eq!(listed.broken_timelines[0].kind, "corrupt");
     // Later reads answer the same, at once.

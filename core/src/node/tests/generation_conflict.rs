@@ -7,7 +7,6 @@
 //! generation its control plane never granted and keep T Broken, naming it.
 
 use super::*;
-use crate::node::api::TenantInfo;
 
 fn images(from: u64, n: u64, tag: u8) -> Vec<IngestRecord> {
     (0..n)
@@ -19,27 +18,7 @@ fn images(from: u64, n: u64, tag: u8) -> Vec<IngestRecord> {
         .collect()
 }
 
-fn wait_visible(h: &mut Harness, last: Lsn) {
-    for _ in 0..100 {
-        if info(h).remote_consistent_lsn_visible == last {
-            return;
-        }
-        h.tick(60_000);
-    }
-    panic!("{last} never became visible: {:?}", info(h));
-}
-
 const OTHER: TenantId = TenantId([5; 16]);
-
-/// T's entry in the tenant list.
-fn listed(h: &mut Harness) -> TenantInfo {
-    match h.call(Request::ListTenants) {
-        Ok(Response::Tenants(list)) => {
-            list.into_iter().find(|t| t.tenant == T).expect("T is not listed")
-        }
-        other => panic!("list: {other:?}"),
-    }
-}
 
 /// A (store A) created T at generation 1 and B (store B, same remote storage)
 /// attached it at generation 2; both ingested different values at the same LSNs,
@@ -85,7 +64,7 @@ fn s_gen_mono_a_generation_another_control_plane_granted_breaks_the_tenant_inste
     // A restarts on the shared remote storage.
     let mut a = Harness::start(world, config());
     assert_eq!(a.node.phase(), &NodePhase::Active);
-    let t = listed(&mut a);
+    let t = listed(&mut a, T);
     let reason = t.reason.clone().unwrap_or_default();
     assert_eq!(t.state, "Broken", "A serves T again: {t:?}");
     assert!(reason.contains("generation 2") && reason.contains("S-GEN-MONO"), "{reason}");
@@ -98,7 +77,7 @@ fn s_gen_mono_a_generation_another_control_plane_granted_breaks_the_tenant_inste
     assert_eq!(a.world.store[&T].generation.get(), 1);
     a.call(Request::Shutdown).unwrap();
     let mut a = Harness::start(a.world.clone(), config());
-    assert_eq!(listed(&mut a).state, "Broken");
+    assert_eq!(listed(&mut a, T).state, "Broken");
     assert_eq!(a.world.store[&T].generation.get(), 1);
 
     // On attach: detached, then attached again, A looks before it is granted
@@ -131,7 +110,7 @@ fn s_gen_mono_a_conflicting_tenant_stays_out_through_emergency_mode() {
     world.store_failures = 3;
     let mut a = Harness::start(world, config());
     assert!(a.node.in_emergency());
-    assert_eq!(listed(&mut a).state, "Broken");
+    assert_eq!(listed(&mut a, T).state, "Broken");
     assert!(matches!(
         a.call(Request::Read { tenant: T, timeline: TL, key: Key(1), lsn: last }),
         Err(ApiError::Internal(_))
@@ -143,7 +122,7 @@ fn s_gen_mono_a_conflicting_tenant_stays_out_through_emergency_mode() {
         assert!(a.tick(120_000), "stuck in emergency mode");
     }
     assert!(!a.node.in_emergency());
-    let t = listed(&mut a);
+    let t = listed(&mut a, T);
     assert_eq!(t.state, "Broken", "{t:?}");
     assert!(t.reason.as_deref().unwrap_or_default().contains("generation 2"), "{t:?}");
     assert_eq!(a.world.store[&T].generation.get(), 1);

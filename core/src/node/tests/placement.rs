@@ -5,15 +5,7 @@
 //! loads from remote storage.
 
 use super::*;
-use crate::node::api::TenantInfo;
 use crate::node::io::location_conf_path;
-
-fn tenants(h: &mut Harness) -> Vec<TenantInfo> {
-    match h.call(Request::ListTenants) {
-        Ok(Response::Tenants(list)) => list,
-        other => panic!("list: {other:?}"),
-    }
-}
 
 /// An AttachedMulti tenant with data, stopped; returns its world, last LSN, values.
 fn multi_tenant_stopped() -> (World, Lsn, Vec<Option<Vec<u8>>>) {

@@ -3,18 +3,6 @@
 
 use super::*;
 
-/// Advances simulated time by about `ms`, firing every deadline on the way.
-fn run_for(h: &mut Harness, ms: u64) {
-    let until = h.now.plus_millis(ms);
-    while h.now < until {
-        if !h.tick(until.millis_since(h.now)) {
-            h.now = until;
-            h.node.handle_timeout(h.now, WallTime(h.now.0));
-            h.settle();
-        }
-    }
-}
-
 /// A remote directory made read-only (EACCES on every PUT and DELETE) used to break
 /// the timeline for good: ingest and reads answered 500 even after the directory
 /// was writable again. Now uploads are retried with capped backoff: reads and
@@ -28,7 +16,7 @@ fn access_denied_uploads_are_retried_until_fixed_while_reads_keep_working() {
     let first = records(16, 100);
     let first_last = first.last().unwrap().lsn;
     h.call(Request::Ingest { tenant: T, timeline: TL, records: first }).unwrap();
-    run_for(&mut h, 30_000);
+    h.run_for(30_000);
     assert_eq!(info(&mut h).remote_consistent_lsn_visible, first_last);
 
     h.world.deny_remote_writes = true;
@@ -38,7 +26,7 @@ fn access_denied_uploads_are_retried_until_fixed_while_reads_keep_working() {
     let denied_before = h.world.denied_writes;
     // Ten minutes of refusals: far past any retry budget a "transient" error might have.
     let minutes = 10;
-    run_for(&mut h, minutes * 60_000);
+    h.run_for(minutes * 60_000);
     let denied = h.world.denied_writes - denied_before;
     let i = info(&mut h);
     assert_eq!(i.state, "Active", "an operator-fixable failure broke the timeline");
@@ -80,18 +68,18 @@ fn access_denied_deletions_wait_for_the_operator_and_then_finish() {
     h.call(Request::CreateTenant { tenant: T }).unwrap();
     h.call(Request::CreateTimeline { tenant: T, timeline: TL }).unwrap();
     h.call(Request::Ingest { tenant: T, timeline: TL, records: records(16, 100) }).unwrap();
-    run_for(&mut h, 30_000);
+    h.run_for(30_000);
     h.world.deny_remote_writes = true;
     // Answered once the tombstone is durable: not while it is refused.
     let req = RequestId(1_000_000);
     let delete = Request::DeleteTimeline { tenant: T, timeline: TL };
     h.node.handle_request(h.now, WallTime(h.now.0), req, delete);
     h.settle();
-    run_for(&mut h, 5 * 60_000);
+    h.run_for(5 * 60_000);
     assert_eq!(h.replies.remove(&req), None, "answered before the tombstone was durable");
     assert!(h.world.denied_writes > 0);
     h.world.deny_remote_writes = false;
-    run_for(&mut h, 60_000);
+    h.run_for(60_000);
     assert_eq!(h.replies.remove(&req), Some(Ok(Response::TimelineDeleting)));
     wait_deleted(&mut h);
 }
@@ -101,25 +89,9 @@ fn access_denied_deletions_wait_for_the_operator_and_then_finish() {
 /// and retries with backoff, then loads everything once access is fixed.
 #[test]
 fn access_denied_reads_at_start_up_are_retried_until_fixed() {
-    let mut h = Harness::start(World::default(), config());
-    h.call(Request::CreateTenant { tenant: T }).unwrap();
-    h.call(Request::CreateTimeline { tenant: T, timeline: TL }).unwrap();
-    let batch = records(16, 50);
-    let last = batch.last().unwrap().lsn;
-    h.call(Request::Ingest { tenant: T, timeline: TL, records: batch }).unwrap();
-    let before = read(&mut h, 3, last);
-    h.call(Request::Shutdown).unwrap();
-
-    let mut world = h.world.clone();
+    let (mut world, last, before) = one_batch_then_shutdown(50);
     world.denied_reads = 6;
-    let mut h = Harness::start(world, config());
-    for _ in 0..20 {
-        if h.node.phase() == &NodePhase::Active {
-            break;
-        }
-        assert!(h.tick(60_000), "start-up stuck in {:?}", h.node.phase());
-    }
-    assert_eq!(h.node.phase(), &NodePhase::Active);
+    let mut h = start_until_active(world);
     assert_eq!(info(&mut h).last_ingested_lsn, last);
     assert_eq!(read(&mut h, 3, last), before);
     assert_eq!(h.world.denied_reads, 0, "the refusals were not all met");
