@@ -21,18 +21,18 @@ impl FaultPlan {
     }
 
     /// Each site is on with probability 1/2, firing on 1–10% of its operations.
-    /// The sites of [`site::DRAWN`] are drawn from `rng` (the run's stream); the
-    /// later ones from [`mix`] of `seed`, which draws nothing from the stream, so
-    /// that a seed whose later sites are off runs exactly as before they existed.
+    /// The sites of [`site::ALL`] are drawn from `rng` (the run's stream), in order,
+    /// except those of [`site::MIXED`]: they come from [`mix`] of `seed`, which draws
+    /// nothing from the stream, so that a seed whose mixed sites are off runs
+    /// exactly as before they existed.
     pub fn from_seed(rng: &mut impl Rng, seed: u64) -> Self {
         let mut probabilities = Vec::new();
-        for s in site::DRAWN {
+        for s in site::ALL.iter().filter(|s| !site::MIXED.contains(s)) {
             if rng.gen_bool(0.5) {
                 probabilities.push((*s, rng.gen_range(0.01..0.10)));
             }
         }
-        let later = site::ALL.iter().filter(|s| !site::DRAWN.contains(s));
-        for (i, s) in later.enumerate() {
+        for (i, s) in site::MIXED.iter().enumerate() {
             let bits = mix(seed, i as u64);
             if bits & 1 == 1 {
                 // 1–10%, from the next 16 bits.
@@ -45,7 +45,7 @@ impl FaultPlan {
 }
 
 /// A 64-bit mix (splitmix64) of the seed and a site's number: the setting of a
-/// site added after [`site::DRAWN`].
+/// site of [`site::MIXED`].
 pub fn mix(seed: u64, site: u64) -> u64 {
     let mut z = seed ^ site.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
