@@ -39,34 +39,39 @@
 //! it from disk, the control-plane store and remote storage.
 
 pub mod api;
+mod completions;
 mod create;
 mod deletion;
 mod emergency;
 pub mod io;
 mod isolation;
+mod jobs;
 mod location;
+mod pump;
+mod reads;
 mod requests;
 mod routing;
+mod slots;
 mod startup;
+mod timers;
 mod trace;
 
 use crate::control_plane::{ControlPlane, TenantRecord};
 use crate::deletion_queue::{DeletionQueue, DeletionQueueConfig};
-use crate::generation::Generation;
 use crate::id::{NodeId, OpId, OpIds, TenantId, TimelineId};
-use crate::location_conf::LocationMode;
 use crate::page_cache::{PageCache, PageCacheConfig, PageCacheStats};
 use crate::scheduler::{JobKind, Scheduler, SchedulerConfig};
 use crate::time::{Instant, WallTime};
-use crate::timeline::{Timeline, TimelineConfig};
+use crate::timeline::TimelineConfig;
 use crate::trace::{Direction, TraceLine};
-use crate::upload_queue::{UploadQueue, UploadQueueConfig};
+use crate::upload_queue::UploadQueueConfig;
 use api::{ApiError, Request, RequestId, Response};
 use io::{Io, IoResult};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 pub use emergency::{EMERGENCY_RETRY_BASE_MS, EMERGENCY_RETRY_MAX_MS};
 pub use routing::Route;
+pub(crate) use slots::{BrokenReason, SlotState, Tenant, TimelineSlot};
 pub use startup::StartupPhase;
 
 /// Configuration of a node's machines. Every bound has a unit in its name.
@@ -145,86 +150,6 @@ pub enum NodePhase {
     Failed(String),
 }
 
-/// One attached tenant.
-#[derive(Debug)]
-pub(crate) struct Tenant {
-    pub(crate) generation: Generation,
-    pub(crate) mode: LocationMode,
-    /// Its lifecycle state (`crate::tenant::lifecycle`). `Broken` here means a
-    /// handler of one of its machines panicked: `timelines` is empty and stays so
-    /// (see `isolation.rs`).
-    pub(crate) state: crate::tenant::TenantState,
-    pub(crate) timelines: BTreeMap<TimelineId, TimelineSlot>,
-    /// Timelines found in remote storage that could not be loaded (their index is
-    /// corrupt or unreadable for good): no machines run for them, they are listed
-    /// as broken with the reason and every request for them answers it (500), until
-    /// the tenant is loaded again (a restart or a `location_config`) after an
-    /// operator restored the object. Never both here and in `timelines`.
-    pub(crate) unloadable: BTreeMap<TimelineId, BrokenReason>,
-}
-
-/// Why a timeline is Broken: named, so that operators, metrics
-/// (`strata_timelines_broken{reason}`) and clients can tell corruption, which no
-/// retry can fix, from a failed step.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum BrokenReason {
-    /// A remote object this timeline needs does not parse (its index) or does not
-    /// match the size and checksum its index records (a layer): retrying cannot
-    /// help; the object must be restored from elsewhere.
-    Corrupt { object: crate::remote_path::RemoteKey, reason: String },
-    /// Anything else: a permanent remote error, a machine's refusal; the message
-    /// says what.
-    Failed(String),
-}
-
-impl BrokenReason {
-    /// The metric label: one of [`api::BrokenTimeline::KINDS`].
-    pub(crate) fn label(&self) -> &'static str {
-        match self {
-            BrokenReason::Corrupt { .. } => "corrupt",
-            BrokenReason::Failed(_) => "failed",
-        }
-    }
-}
-
-impl std::fmt::Display for BrokenReason {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            BrokenReason::Corrupt { object, reason } => {
-                write!(f, "corrupt: remote object {object}: {reason}")
-            }
-            BrokenReason::Failed(why) => f.write_str(why),
-        }
-    }
-}
-
-impl From<String> for BrokenReason {
-    fn from(why: String) -> Self {
-        BrokenReason::Failed(why)
-    }
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum SlotState {
-    /// Created; answered once its first index is durable.
-    Creating {
-        req: RequestId,
-    },
-    Active,
-    /// Being deleted (tombstone, objects, tombstone): requests get 404; the slot
-    /// goes when the upload queue reports the timeline deleted.
-    Deleting,
-    Broken(BrokenReason),
-}
-
-/// A timeline's two machines.
-#[derive(Debug)]
-pub(crate) struct TimelineSlot {
-    pub(crate) state: SlotState,
-    pub(crate) timeline: Timeline,
-    pub(crate) upload: UploadQueue,
-}
-
 /// Which machine an address names; used to drain effects after routing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum Machine {
@@ -244,7 +169,7 @@ pub struct Node {
     pub(crate) wall: WallTime,
     pub(crate) cp: ControlPlane,
     pub(crate) dq: Option<DeletionQueue>,
-    /// Background jobs of every timeline (see `routing.rs`, job arms).
+    /// Background jobs of every timeline (see `jobs.rs`).
     pub(crate) scheduler: Scheduler,
     pub(crate) tenants: BTreeMap<TenantId, Tenant>,
     /// The slot of every tenant this node knows; `tenants` holds the machines of the
@@ -282,7 +207,7 @@ pub struct Node {
     pub(crate) dirty: BTreeSet<Machine>,
     /// Every machine's next deadline, kept current as machines are drained, so that
     /// `poll_timeout` and timer firing cost O(log n) per input, not O(tenants).
-    pub(crate) timers: routing::TimerIndex,
+    pub(crate) timers: timers::TimerIndex,
     /// Reads waiting for their timeline's answer: whose, and what was asked.
     pub(crate) pending_reads: BTreeMap<RequestId, (TenantId, crate::key::Key, crate::lsn::Lsn)>,
     pub(crate) effects: VecDeque<NodeEffect>,
@@ -330,7 +255,7 @@ impl Node {
             cp_requests: OpIds::default(),
             cp_waiters: BTreeMap::new(),
             dirty: BTreeSet::new(),
-            timers: routing::TimerIndex::default(),
+            timers: timers::TimerIndex::default(),
             pending_reads: BTreeMap::new(),
             effects: VecDeque::new(),
             trace: Vec::new(),

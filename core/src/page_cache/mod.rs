@@ -4,7 +4,7 @@
 //! # Purpose
 //! A timeline reads whole layer files (`TimelineEffect::ReadLayer`) and asks for
 //! reconstruction (`TimelineEffect::Redo`). The node owns one [`PageCache`] and
-//! puts it on that path (`node/routing.rs`): a `ReadLayer` whose bytes are cached is
+//! puts it on that path (`node/reads.rs`): a `ReadLayer` whose bytes are cached is
 //! answered within the same input, without an [`Io`](crate::node::io::Io); a miss
 //! issues the Io and inserts the bytes when it completes. A `Redo` whose request
 //! was answered before is answered from the cache as well. It is a pure data

@@ -1,0 +1,86 @@
+//! Background jobs: scheduler grants go to their timeline, and the jobs of
+//! timelines that leave the node are forgotten or their slots freed.
+
+use super::{Machine, Node, SlotState};
+use crate::id::{TenantId, TimelineId};
+use crate::scheduler::{JobOwner, SchedulerEffect};
+use crate::trace::Direction;
+
+impl Node {
+    /// Grants go to their timeline within the same input; a grant for a timeline
+    /// that is gone (or did not ask) is handed back at once.
+    pub(super) fn drain_scheduler(&mut self) {
+        while let Some(effect) = self.scheduler.poll_effect() {
+            let now = self.now;
+            self.trace_line("scheduler", None, Direction::Effect, format!("{effect:?}"));
+            match effect {
+                SchedulerEffect::Grant(owner) => {
+                    let (t, tl) = (owner.tenant, owner.timeline);
+                    // A stopping tenant, or a timeline being deleted, starts no new
+                    // background work (the grant is handed back; the timeline keeps
+                    // waiting and is dropped with its tenant or its deletion).
+                    let stopping = self.stopping.contains_key(&t);
+                    let unexpected = crate::timeline::TimelineError::UnexpectedGrant(owner.kind);
+                    let taken = match self.slot_mut(t, tl) {
+                        Some(slot) if !stopping && slot.state != SlotState::Deleting => self
+                            .with_machines(t, tl, |slot| {
+                                slot.timeline.handle_job_granted(now, owner.kind)
+                            }),
+                        _ => Some(Err(unexpected)),
+                    };
+                    // None: the handler panicked and the tenant's jobs are forgotten.
+                    let Some(taken) = taken else { continue };
+                    match taken {
+                        Ok(()) => {
+                            self.dirty.insert(Machine::Timeline(t, tl));
+                        }
+                        Err(e) => {
+                            tracing::warn!(tenant = %t, timeline = %tl, error = %e, "grant handed back");
+                            if let Err(e) = self.scheduler.handle_finished(now, owner) {
+                                tracing::error!(error = %e, "scheduler refused a finished job");
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The safety net for every path that drops timelines (detach, stop, failed
+    /// loads): a running job whose timeline is gone frees its slot. Cheap: at most
+    /// `max_concurrent_jobs` run. Queued requests of a gone timeline are handed
+    /// back when granted.
+    pub(super) fn release_jobs_of_removed_timelines(&mut self) {
+        let gone: Vec<JobOwner> = self
+            .scheduler
+            .running_jobs()
+            .filter(|o| {
+                self.tenants.get(&o.tenant).is_none_or(|t| !t.timelines.contains_key(&o.timeline))
+            })
+            .copied()
+            .collect();
+        for owner in gone {
+            let _ = self.scheduler.handle_finished(self.now, owner);
+            self.dirty.insert(Machine::Scheduler);
+        }
+    }
+
+    /// A tenant (`timeline: None`) or a timeline was removed from the node: its
+    /// queued background jobs are dropped and the slots of its running ones freed
+    /// (their machines are gone, nobody else would report them finished). Call it
+    /// whenever timelines leave `tenants`.
+    pub(crate) fn forget_background_jobs(&mut self, t: TenantId, tl: Option<TimelineId>) {
+        let now = self.now;
+        self.scheduler.handle_cancel_owner(now, t, tl);
+        for owner in self.scheduler.running_of(t, tl) {
+            let gone = self
+                .tenants
+                .get(&t)
+                .is_none_or(|tenant| !tenant.timelines.contains_key(&owner.timeline));
+            if gone {
+                let _ = self.scheduler.handle_finished(now, owner);
+            }
+        }
+        self.dirty.insert(Machine::Scheduler);
+    }
+}

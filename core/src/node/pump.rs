@@ -1,0 +1,374 @@
+//! The pump: drains every dirty machine's effects and routes each to the machine
+//! or [`Io`] it goes to (the table in `routing.rs`), within the same input.
+
+use super::api::{ApiError, RequestId, Response};
+use super::io::{self, Io};
+use super::routing::{CpWaiter, Route};
+use super::{Machine, Node};
+use crate::control_plane::{ControlPlaneEffect, ControlPlaneReply, RequestId as CpRequestId};
+use crate::deletion_list::{DELETION_HEADER_FILE_NAME, DeletionList};
+use crate::deletion_queue::DeletionEffect;
+use crate::id::{TenantId, TimelineId};
+use crate::remote_path;
+use crate::scheduler::JobOwner;
+use crate::timeline::TimelineEffect;
+use crate::trace::Direction;
+use crate::upload_queue::UploadEffect;
+
+impl Node {
+    /// Drains every dirty machine's effects, routing each, until all are quiet.
+    pub(crate) fn pump(&mut self) {
+        // Bounded: routing only moves work between machines; a loop here would be a bug.
+        for _ in 0..1_000_000 {
+            let Some(machine) = self.dirty.pop_first() else {
+                self.check_stopping();
+                self.finish_tenant_loads();
+                self.resume_aborted_deletions();
+                self.advance_tenant_deletions();
+                self.resume_marked_deletions();
+                self.finish_leaving_emergency();
+                self.release_jobs_of_removed_timelines();
+                if !self.dirty.is_empty() {
+                    continue;
+                }
+                self.check_shutdown_progress();
+                return;
+            };
+            match machine {
+                Machine::ControlPlane => self.drain_cp(),
+                Machine::DeletionQueue => self.drain_dq(),
+                Machine::Timeline(t, tl) => self.drain_timeline(t, tl),
+                Machine::Upload(t, tl) => self.drain_upload(t, tl),
+                Machine::Manager => self.drain_manager(),
+                Machine::Scheduler => self.drain_scheduler(),
+            }
+            let deadline = self.machine_deadline(machine);
+            self.timers.set(machine, deadline);
+        }
+        unreachable!("node pump did not settle: a routing loop");
+    }
+
+    fn drain_cp(&mut self) {
+        while let Some(effect) = self.cp.poll_effect() {
+            self.trace_line("control_plane", None, Direction::Effect, format!("{effect:?}"));
+            match effect {
+                ControlPlaneEffect::Persist { op, change } => self
+                    .emit_io(Route::ControlPlanePersist { inner: op }, Io::StoreApply { change }),
+                ControlPlaneEffect::ListRemoteGenerations { op, tenant } => self.emit_io(
+                    Route::ControlPlaneList { inner: op, tenant },
+                    Io::RemoteList { prefix: remote_path::tenant_prefix(tenant) },
+                ),
+                ControlPlaneEffect::Reply { req, reply } => {
+                    let Some(waiter) = self.cp_waiters.remove(&req.0) else {
+                        tracing::warn!(?req, "control-plane reply nobody waits for");
+                        continue;
+                    };
+                    match waiter {
+                        CpWaiter::Startup => self.on_startup_cp_reply(reply),
+                        CpWaiter::Manager { tenant } => self.on_manager_cp_reply(tenant, reply),
+                        CpWaiter::EmergencyReAttach => self.on_emergency_cp_reply(reply),
+                        CpWaiter::Validation { dq_op } => {
+                            let results = match reply {
+                                Ok(ControlPlaneReply::Validated { results }) => results,
+                                other => {
+                                    tracing::warn!(
+                                        ?other,
+                                        "validation failed; treating every tenant as not validated"
+                                    );
+                                    Vec::new()
+                                }
+                            };
+                            if let Some(dq) = &mut self.dq {
+                                if let Err(e) = dq.handle_validation(self.now, dq_op, results) {
+                                    tracing::error!(error = %e, "deletion queue refused a validation reply");
+                                }
+                                self.dirty.insert(Machine::DeletionQueue);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sends a request to the in-process control plane; its reply goes to `waiter`.
+    pub(crate) fn cp_request(&mut self, waiter: CpWaiter) -> CpRequestId {
+        let id = self.cp_requests.next_id().0;
+        self.cp_waiters.insert(id, waiter);
+        self.dirty.insert(Machine::ControlPlane);
+        CpRequestId(id)
+    }
+
+    fn drain_dq(&mut self) {
+        loop {
+            let Some(effect) = self.dq.as_mut().and_then(|dq| dq.poll_effect()) else {
+                return;
+            };
+            self.trace_line(
+                "deletion_queue",
+                None,
+                Direction::Effect,
+                super::trace::describe_dq(&effect),
+            );
+            match effect {
+                DeletionEffect::WriteList { op, sequence, bytes } => self.emit_io(
+                    Route::Deletion { inner: op },
+                    Io::DiskWrite {
+                        path: io::deletion_path(&DeletionList::file_name(sequence)),
+                        bytes,
+                    },
+                ),
+                DeletionEffect::WriteHeader { op, bytes } => self.emit_io(
+                    Route::Deletion { inner: op },
+                    Io::DiskWrite { path: io::deletion_path(DELETION_HEADER_FILE_NAME), bytes },
+                ),
+                DeletionEffect::RemoveList { op, sequence } => self.emit_io(
+                    Route::Deletion { inner: op },
+                    Io::DiskRemove { path: io::deletion_path(&DeletionList::file_name(sequence)) },
+                ),
+                DeletionEffect::DeleteObjects { op, keys } => {
+                    self.emit_io(Route::Deletion { inner: op }, Io::RemoteDelete { keys })
+                }
+                DeletionEffect::Validate { op, tenants } => {
+                    let req = self.cp_request(CpWaiter::Validation { dq_op: op });
+                    self.cp.handle_validate(self.now, req, tenants);
+                }
+                DeletionEffect::Report(report) => {
+                    let (t, tl, now) = (report.tenant, report.timeline, self.now);
+                    if self
+                        .with_machines(t, tl, |slot| {
+                            slot.upload.handle_deletion_report(now, report)
+                        })
+                        .is_some()
+                    {
+                        self.dirty.insert(Machine::Upload(t, tl));
+                    }
+                }
+                DeletionEffect::LsnValidated(v) => {
+                    let (t, tl, now) = (v.tenant, v.timeline, self.now);
+                    if self
+                        .with_machines(t, tl, |slot| slot.upload.handle_lsn_validation(now, v))
+                        .is_some()
+                    {
+                        self.dirty.insert(Machine::Upload(t, tl));
+                    }
+                }
+                DeletionEffect::FlushDone { .. } => {}
+            }
+        }
+    }
+
+    fn drain_timeline(&mut self, t: TenantId, tl: TimelineId) {
+        loop {
+            let now = self.now;
+            let Some(effect) =
+                self.with_machines(t, tl, |slot| slot.timeline.poll_effect()).flatten()
+            else {
+                return;
+            };
+            let machine = format!("timeline[{t}/{tl}]");
+            self.trace_line(
+                &machine,
+                None,
+                Direction::Effect,
+                super::trace::describe_timeline(&effect),
+            );
+            match effect {
+                TimelineEffect::WriteLayer { op, name, bytes } => {
+                    // A re-flush may reuse the name of a layer dropped earlier.
+                    self.invalidate_layer(t, tl, &name);
+                    self.emit_io(
+                        Route::Timeline { tenant: t, timeline: tl, inner: op, redo: false },
+                        Io::DiskWrite { path: io::layer_path(t, tl, &name), bytes },
+                    )
+                }
+                TimelineEffect::WriteMetadata { op, metadata } => self.emit_io(
+                    Route::Timeline { tenant: t, timeline: tl, inner: op, redo: false },
+                    Io::DiskWrite {
+                        path: io::metadata_path(t, tl),
+                        bytes: metadata.to_bytes().to_vec(),
+                    },
+                ),
+                TimelineEffect::ReadLayer { op, name } => self.read_layer(t, tl, op, name),
+                TimelineEffect::DownloadLayer { op, name, meta } => {
+                    self.invalidate_layer(t, tl, &name);
+                    let key = remote_path::layer_key(t, tl, &name, meta.generation);
+                    self.emit_io(
+                        Route::DownloadGet { tenant: t, timeline: tl, inner: op, name, meta },
+                        Io::RemoteGet { key },
+                    )
+                }
+                TimelineEffect::Redo { op, request } => self.redo(t, tl, op, request),
+                TimelineEffect::ReadDone { req, result } => {
+                    let result = match result {
+                        Ok(value) => Ok(value),
+                        Err(e) => Err(super::requests::read_error_to_api(&e)),
+                    };
+                    self.on_read_done(RequestId(req.0), result);
+                }
+                TimelineEffect::LayerFlushed { name, file_size, crc32c } => {
+                    // Same input as the layer-map insert: the layer is in the upload
+                    // queue's set before anything else can see it (#5635).
+                    let Some(added) = self.with_machines(t, tl, |slot| {
+                        slot.upload.handle_add_layer(now, name, file_size, crc32c)
+                    }) else {
+                        return;
+                    };
+                    if let Err(e) = added {
+                        self.break_timeline(
+                            t,
+                            tl,
+                            format!("upload queue refused a flushed layer: {e}"),
+                        );
+                    }
+                    self.dirty.insert(Machine::Upload(t, tl));
+                }
+                TimelineEffect::MetadataDurable { metadata } => {
+                    let Some(set) = self.with_machines(t, tl, |slot| {
+                        slot.upload.handle_set_metadata(now, metadata)
+                    }) else {
+                        return;
+                    };
+                    if let Err(e) = set {
+                        self.break_timeline(t, tl, format!("upload queue refused metadata: {e}"));
+                    }
+                    self.dirty.insert(Machine::Upload(t, tl));
+                }
+                TimelineEffect::UnlinkLayers { names } => {
+                    // Compaction or GC replaced these: the upload queue uploads an index
+                    // without them and only then hands their deletion on (S-DEL-AFTER-INDEX).
+                    for name in &names {
+                        self.invalidate_layer(t, tl, name);
+                    }
+                    let Some(unlinked) = self
+                        .with_machines(t, tl, |slot| slot.upload.handle_unlink_layers(now, &names))
+                    else {
+                        return;
+                    };
+                    if let Err(e) = unlinked {
+                        self.break_timeline(t, tl, format!("upload queue refused an unlink: {e}"));
+                    }
+                    self.dirty.insert(Machine::Upload(t, tl));
+                }
+                TimelineEffect::EvictLayer { name } => {
+                    self.invalidate_layer(t, tl, &name);
+                    let path = io::layer_path(t, tl, &name);
+                    self.emit_io(
+                        Route::EvictLocal { tenant: t, timeline: tl, layer: name },
+                        Io::DiskRemove { path },
+                    );
+                }
+                TimelineEffect::FlushDone { .. } => {}
+                TimelineEffect::JobWanted { kind } => {
+                    self.scheduler.handle_request(now, JobOwner { tenant: t, timeline: tl, kind });
+                    self.dirty.insert(Machine::Scheduler);
+                }
+                TimelineEffect::JobFinished { kind } => {
+                    let owner = JobOwner { tenant: t, timeline: tl, kind };
+                    if let Err(e) = self.scheduler.handle_finished(now, owner) {
+                        tracing::error!(error = %e, "scheduler refused a finished job");
+                    }
+                    self.dirty.insert(Machine::Scheduler);
+                }
+            }
+        }
+    }
+
+    fn drain_upload(&mut self, t: TenantId, tl: TimelineId) {
+        loop {
+            let now = self.now;
+            let Some(effect) =
+                self.with_machines(t, tl, |slot| slot.upload.poll_effect()).flatten()
+            else {
+                return;
+            };
+            let machine = format!("upload_queue[{t}/{tl}]");
+            self.trace_line(
+                &machine,
+                None,
+                Direction::Effect,
+                super::trace::describe_upload(&effect),
+            );
+            match effect {
+                UploadEffect::UploadLayer { op, name, meta } => {
+                    let key = remote_path::layer_key(t, tl, &name, meta.generation);
+                    let path = io::layer_path(t, tl, &name);
+                    self.emit_io(
+                        Route::UploadRead { tenant: t, timeline: tl, inner: op, key, layer: name },
+                        Io::DiskRead { path },
+                    )
+                }
+                UploadEffect::UploadIndex { op, version, index } => self.emit_io(
+                    Route::UploadPut { tenant: t, timeline: tl, inner: op, layer: None },
+                    Io::RemotePut {
+                        key: remote_path::index_key(t, tl, version),
+                        bytes: index.to_json_bytes(),
+                    },
+                ),
+                UploadEffect::HandDeletions { generation, keys } => {
+                    if let Some(dq) = &mut self.dq {
+                        dq.handle_push(now, t, tl, generation, keys);
+                        self.dirty.insert(Machine::DeletionQueue);
+                    }
+                }
+                UploadEffect::CancelDeletion { key } => {
+                    if let Some(dq) = &mut self.dq {
+                        dq.handle_cancel(now, t, tl, key);
+                        self.dirty.insert(Machine::DeletionQueue);
+                    }
+                }
+                UploadEffect::ValidateLsn { generation, lsn } => {
+                    if let Some(dq) = &mut self.dq {
+                        dq.handle_push_lsn_update(now, t, tl, generation, lsn);
+                        // While shutting down, validate at once instead of after the
+                        // deletion queue's usual delay.
+                        if matches!(self.phase, super::NodePhase::ShuttingDown { .. }) {
+                            dq.handle_flush_advisory(now);
+                        }
+                        self.dirty.insert(Machine::DeletionQueue);
+                    }
+                }
+                UploadEffect::BarrierReached { id: _, result } => {
+                    self.on_barrier(t, tl, result.is_ok())
+                }
+                UploadEffect::LsnAdvanced { .. } => {
+                    // While shutting down, have each new projected LSN validated at once.
+                    if matches!(self.phase, super::NodePhase::ShuttingDown { .. }) {
+                        self.nudge_validation();
+                    }
+                }
+                UploadEffect::Backpressure { on } => {
+                    self.with_machines(t, tl, |slot| slot.timeline.handle_backpressure(now, on));
+                    self.dirty.insert(Machine::Timeline(t, tl));
+                }
+                UploadEffect::ListTimeline { op, prefix } => self.emit_io(
+                    Route::UploadList { tenant: t, timeline: tl, inner: op },
+                    Io::RemoteList { prefix },
+                ),
+                UploadEffect::DeletionAborted { error } => {
+                    tracing::warn!(tenant = %t, timeline = %tl, %error, "timeline deletion aborted; resumes in AttachedSingle");
+                    self.aborted_deletions.insert((t, tl));
+                    let why = format!(
+                        "timeline {tl}: deletion interrupted by a mode change ({error}); retry"
+                    );
+                    self.answer_deletion_waiters(t, tl, Err(ApiError::unavailable(why)));
+                }
+                UploadEffect::Broken { reason } => self.break_timeline(t, tl, reason),
+                UploadEffect::TombstoneDurable => {
+                    self.answer_deletion_waiters(t, tl, Ok(Response::TimelineDeleting));
+                }
+                UploadEffect::TimelineDeleted => {
+                    self.page_cache.invalidate_timeline(t, tl);
+                    if let Some(tenant) = self.tenants.get_mut(&t) {
+                        tenant.timelines.remove(&tl);
+                    }
+                    // Remote storage no longer has it; the local directory goes too
+                    // (a crash before this leaves a directory start-up never loads).
+                    let path = io::timeline_dir(t, tl);
+                    self.emit_io(Route::DetachedRemoved, Io::DiskRemoveDir { path });
+                    self.forget_background_jobs(t, Some(tl));
+                }
+            }
+        }
+    }
+}
