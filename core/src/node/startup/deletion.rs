@@ -1,0 +1,65 @@
+//! Phase 4, `LoadDeletionQueue`: read `deletion/` and recover the deletion queue
+//! with the re-attach answer (lists of this node's immediately preceding generation
+//! are kept; others are dropped).
+
+use super::{StartupIo, StartupPhase};
+use crate::deletion_list::{DELETION_HEADER_FILE_NAME, DeletionHeader, DeletionList};
+use crate::deletion_queue::DeletionQueue;
+use crate::node::io::{self, Io, IoResult};
+use crate::node::{Machine, Node};
+
+impl Node {
+    /// Every config is written: `deletion/` is listed.
+    pub(super) fn list_deletion_queue(&mut self) {
+        self.enter(StartupPhase::LoadDeletionQueue);
+        self.startup_io(StartupIo::ListDeletion, Io::DiskList { path: io::DELETION_DIR.into() });
+    }
+
+    /// `deletion/` listed: its header and every deletion list are read.
+    pub(super) fn on_deletion_listed(&mut self, result: IoResult) {
+        if let IoResult::Listing(Ok(entries)) = result {
+            for entry in entries.into_iter().filter(|e| !e.is_dir) {
+                if entry.name == DELETION_HEADER_FILE_NAME
+                    || DeletionList::parse_file_name(&entry.name).is_some()
+                {
+                    let path = io::deletion_path(&entry.name);
+                    self.startup_io(StartupIo::ReadDeletion(entry.name), Io::DiskRead { path });
+                }
+            }
+        }
+    }
+
+    /// A deletion file read: kept for the recovery, or skipped with a warning.
+    pub(super) fn on_deletion_read(&mut self, name: String, result: IoResult) {
+        let IoResult::Bytes(Ok(bytes)) = result else {
+            return self.warn(format!("deletion file {name} unreadable: {result:?}; skipped"));
+        };
+        if name == DELETION_HEADER_FILE_NAME {
+            match DeletionHeader::from_json_bytes(&bytes) {
+                Ok(h) => self.startup.header = Some(h),
+                Err(e) => self.warn(format!("deletion header unreadable ({e}); treating as empty")),
+            }
+        } else {
+            match DeletionList::from_json_bytes(&bytes) {
+                Ok(list) => self.startup.lists.push(list),
+                Err(e) => {
+                    self.warn(format!("deletion list {name} unreadable ({e}); left in place"))
+                }
+            }
+        }
+    }
+
+    /// Every deletion file read: the deletion queue is recovered from them.
+    pub(super) fn recover_deletion_queue(&mut self) {
+        let header = self.startup.header.take();
+        let lists = std::mem::take(&mut self.startup.lists);
+        let dq = DeletionQueue::recover(
+            self.config.deletion.clone(),
+            header,
+            lists,
+            &self.startup.reattached,
+        );
+        self.dq = Some(dq);
+        self.dirty.insert(Machine::DeletionQueue);
+    }
+}

@@ -1,0 +1,348 @@
+//! Start-up: from what the world holds to an active node.
+//!
+//! Phases, in order (each a [`StartupPhase`]; the time spent in each is a getter):
+//! 1. `ListTenants`, `ReadConfigs`: list `tenants/` and read every `config-v1`. A
+//!    tenant directory whose config is missing or unreadable gets a `Broken` slot in
+//!    the tenant manager with the reason: it is not loaded, its config is not
+//!    rewritten, nothing is guessed (not even when re-attach names it), until a
+//!    location_config names its mode. A tenant re-attach names that has no local
+//!    directory at all (a lost disk, a create that crashed after its grant), or an
+//!    empty one (a write that crashed before its config landed), loads from remote
+//!    storage as AttachedSingle.
+//! 2. `Rebuild`: local tenants the control plane does not know mean its store is
+//!    fresh or lost. Without `rebuild_generations` the node refuses to start
+//!    (`Failed`, with the tenant ids); with it, each is attached with a generation
+//!    above the highest in its remote storage and its local config (S-GEN-MONO).
+//! 3. `CheckGenerations`: every tenant the control plane attaches here has its
+//!    remote storage listed; objects above the latest generation the control plane
+//!    granted for it (to any node) were granted by another control plane (two
+//!    stores on one bucket). That tenant is held back from re-attach (its record
+//!    unchanged, so the next start finds the conflict again) and Broken, naming the
+//!    generation (S-GEN-MONO).
+//!    `ReAttach`: every other tenant of this node gets a new generation, durably,
+//!    before anything is written; each `config-v1` is rewritten with it
+//!    (`WriteConfigs`).
+//! 4. `LoadDeletionQueue`: read `deletion/` and recover the deletion queue with the
+//!    re-attach answer (lists of this node's immediately preceding generation are
+//!    kept; others are dropped).
+//! 5. `LoadTimelines`: per tenant, list its remote timelines (an object at or above
+//!    the generation just granted, under which nothing is written yet, is another
+//!    control plane's: the tenant goes Broken naming it, S-GEN-MONO), choose each
+//!    index with `select_index`,
+//!    load it, list the local timeline directory, and reconcile: remote is the
+//!    truth, local-only and wrong-size layer files are removed (S-LOCAL-TRUTH),
+//!    layers missing locally are remote-only and downloaded on demand.
+//!
+//! Every start-up I/O (and that of tenants loaded later by the tenant manager) goes
+//! through one queue bounded by `NodeConfig::startup_concurrency` (S3, S7):
+//! thousands of tenants do not mean thousands of simultaneous reads.
+//!
+//! A crash anywhere here leaves nothing half-done that the next start cannot redo:
+//! configs are rewritten atomically, and generations only grow.
+//!
+//! Files, one concern each: `queue.rs` (the bounded start-up I/O queue, what is
+//! outstanding, retries), `configs.rs` (phase 1), `generations.rs` (phases 2 and 3
+//! up to re-attach), `reattach.rs` (re-attach and the config rewrite), `deletion.rs`
+//! (phase 4), `timelines.rs` (phase 5). This file holds start-up's state, its two
+//! inputs (`on_startup_io`, `on_startup_cp_reply`), each dispatching to one handler
+//! per phase, and the step from one phase to the next.
+
+mod configs;
+mod deletion;
+mod generations;
+mod queue;
+mod reattach;
+mod timelines;
+
+use super::io::{self, Io, IoFailure, IoResult};
+use super::{Machine, Node, NodeEffect, NodePhase};
+use crate::control_plane::{ControlPlaneError, ControlPlaneReply, ReAttachedTenant};
+use crate::deletion_list::{DeletionHeader, DeletionList};
+use crate::id::{TenantId, TimelineId};
+use crate::index_part::{IndexPart, IndexVersion};
+use crate::location_conf::{LocationConf, LocationMode};
+use crate::tenant::{Slot, TenantEvent, TenantManager, TenantState};
+use crate::time::Instant;
+use std::collections::BTreeMap;
+
+/// A config file's bytes; shown by length only, so trace lines stay short.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ConfigBytes(pub Vec<u8>);
+
+impl std::fmt::Debug for ConfigBytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} bytes", self.0.len())
+    }
+}
+
+/// How often start-up writes a tenant's config before giving up on the tenant.
+pub const STARTUP_WRITE_ATTEMPTS: u32 = 10;
+/// Backoff of start-up reads of remote storage after a transient failure: doubles
+/// from the base per failure, capped; start-up waits for remote storage, it does not
+/// start without a tenant's timelines.
+pub const STARTUP_RETRY_BASE_MS: u64 = 50;
+pub const STARTUP_RETRY_MAX_MS: u64 = 5_000;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum StartupPhase {
+    ListTenants,
+    ReadConfigs,
+    Rebuild,
+    CheckGenerations,
+    ReAttach,
+    WriteConfigs,
+    LoadDeletionQueue,
+    LoadTimelines,
+}
+
+/// The start-up I/O a completion belongs to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StartupIo {
+    ListTenants,
+    ReadConfig(TenantId),
+    /// Listing a tenant directory whose config is missing: an empty one (a create or
+    /// an attach that crashed before its config landed) is as good as none.
+    ListTenantDir(TenantId),
+    /// Listing a tenant's remote storage before re-attach: objects above the
+    /// generation the control plane last granted mean another control plane granted
+    /// them (S-GEN-MONO).
+    CheckGenerations(TenantId),
+    /// Rewriting a tenant's config with its new generation; `attempt` counts from 1.
+    WriteConfig {
+        tenant: TenantId,
+        bytes: ConfigBytes,
+        attempt: u32,
+    },
+    ListDeletion,
+    ReadDeletion(String),
+    ListRemoteTimelines(TenantId),
+    GetIndex {
+        tenant: TenantId,
+        timeline: TimelineId,
+        version: IndexVersion,
+    },
+    ListLocalTimeline {
+        tenant: TenantId,
+        timeline: TimelineId,
+        version: IndexVersion,
+        index: Box<IndexPart>,
+    },
+    /// Removing a leftover local file or directory (of `tenant`, when it is loading).
+    RemoveLocal {
+        tenant: Option<TenantId>,
+    },
+}
+
+impl StartupIo {
+    /// The tenant this I/O loads, if it belongs to one.
+    fn tenant(&self) -> Option<TenantId> {
+        match self {
+            StartupIo::ListRemoteTimelines(t)
+            | StartupIo::GetIndex { tenant: t, .. }
+            | StartupIo::ListLocalTimeline { tenant: t, .. } => Some(*t),
+            StartupIo::RemoveLocal { tenant } => *tenant,
+            StartupIo::ListTenants
+            | StartupIo::ReadConfig(_)
+            | StartupIo::ListTenantDir(_)
+            | StartupIo::CheckGenerations(_)
+            | StartupIo::WriteConfig { .. }
+            | StartupIo::ListDeletion
+            | StartupIo::ReadDeletion(_) => None,
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Startup {
+    /// Every tenant's config as last read or written (kept after start-up: the tenant
+    /// manager rewrites configs with the tenant-level settings kept).
+    pub(crate) configs: BTreeMap<TenantId, LocationConf>,
+    /// Tenants loaded after start-up by the tenant manager (`LoadTenant`), with their
+    /// outstanding I/O; start-up's own I/O counts in `outstanding`.
+    pub(crate) loading: BTreeMap<TenantId, usize>,
+    reattached: BTreeMap<TenantId, ReAttachedTenant>,
+    /// Tenants whose remote storage holds generations the control plane never
+    /// granted (`CheckGenerations`): not re-attached, not loaded; their slot says
+    /// Broken with the generation found.
+    pub(crate) held_back: std::collections::BTreeSet<TenantId>,
+    header: Option<DeletionHeader>,
+    lists: Vec<DeletionList>,
+    pub(crate) outstanding: usize,
+    /// Start-up I/O waiting out a backoff after a transient remote failure.
+    retries: Vec<(Instant, StartupIo, Io)>,
+    /// Start-up I/O waiting for a free slot under `startup_concurrency` (S3, S7).
+    waiting: std::collections::VecDeque<(StartupIo, Io)>,
+    /// Start-up I/O issued and not completed yet (≤ `startup_concurrency`).
+    pub(crate) in_flight: usize,
+    retry_failures: u32,
+    phase_started: Option<Instant>,
+    /// Milliseconds spent in each finished phase, for metrics.
+    pub(crate) phase_ms: BTreeMap<StartupPhase, u64>,
+    /// Problems that did not stop the start (unreadable configs, newer indexes, …).
+    pub(crate) warnings: Vec<String>,
+}
+
+impl Node {
+    pub(crate) fn begin_startup(&mut self) {
+        self.startup.phase_started = Some(self.now);
+        self.startup_io(StartupIo::ListTenants, Io::DiskList { path: io::TENANTS_DIR.into() });
+    }
+
+    /// Start-up phases finished so far and their duration.
+    pub fn startup_phase_ms(&self) -> &BTreeMap<StartupPhase, u64> {
+        &self.startup.phase_ms
+    }
+
+    pub fn startup_warnings(&self) -> &[String] {
+        &self.startup.warnings
+    }
+
+    fn enter(&mut self, phase: StartupPhase) {
+        if let NodePhase::Starting(previous) = self.phase {
+            let started = self.startup.phase_started.unwrap_or(self.now);
+            self.startup.phase_ms.insert(previous, self.now.millis_since(started));
+        }
+        self.startup.phase_started = Some(self.now);
+        tracing::info!(?phase, "start-up phase");
+        self.phase = NodePhase::Starting(phase);
+    }
+
+    fn warn(&mut self, message: String) {
+        tracing::warn!("{message}");
+        self.startup.warnings.push(message);
+    }
+
+    fn fail_startup(&mut self, reason: String) {
+        tracing::error!(%reason, "node refuses to start");
+        self.phase = NodePhase::Failed(reason.clone());
+        self.effects.push_back(NodeEffect::Stopped { clean: false, reason });
+    }
+
+    /// A start-up I/O completed: its phase's handler takes the result, then start-up
+    /// moves on if nothing is outstanding.
+    pub(crate) fn on_startup_io(&mut self, step: StartupIo, result: IoResult) {
+        self.count_done(&step);
+        self.startup_slot_freed();
+        match step {
+            StartupIo::ListTenants => {
+                if let Err(reason) = self.on_tenants_listed(result) {
+                    return self.fail_startup(reason);
+                }
+            }
+            StartupIo::ReadConfig(tenant) => self.on_config_read(tenant, result),
+            StartupIo::ListTenantDir(tenant) => self.on_tenant_dir_listed(tenant, result),
+            StartupIo::CheckGenerations(tenant) => self.on_generations_listed(tenant, result),
+            StartupIo::WriteConfig { tenant, bytes, attempt } => {
+                self.on_config_written(tenant, bytes, attempt, result)
+            }
+            StartupIo::ListDeletion => self.on_deletion_listed(result),
+            StartupIo::ReadDeletion(name) => self.on_deletion_read(name, result),
+            StartupIo::ListRemoteTimelines(tenant) => {
+                self.on_remote_timelines_listed(tenant, result)
+            }
+            StartupIo::GetIndex { tenant, timeline, version } => {
+                self.on_index_read(tenant, timeline, version, result)
+            }
+            StartupIo::ListLocalTimeline { tenant, timeline, version, index } => {
+                self.on_local_timeline_listed(tenant, timeline, version, *index, result)
+            }
+            StartupIo::RemoveLocal { .. } => self.on_local_removed(result),
+        }
+        self.startup_step_done();
+    }
+
+    /// The control plane answered start-up (`Rebuild`'s attaches, `ReAttach`): the
+    /// handler of the phase it answers takes it; any other answer stops the start.
+    pub(crate) fn on_startup_cp_reply(
+        &mut self,
+        reply: Result<ControlPlaneReply, ControlPlaneError>,
+    ) {
+        self.startup.outstanding -= 1;
+        match (self.phase.clone(), reply) {
+            (
+                NodePhase::Starting(StartupPhase::Rebuild),
+                Ok(ControlPlaneReply::Attached { .. }),
+            ) => self.on_rebuild_attached(),
+            (
+                NodePhase::Starting(StartupPhase::ReAttach),
+                Ok(ControlPlaneReply::ReAttached { tenants }),
+            ) => self.on_re_attached(tenants),
+            (NodePhase::Starting(StartupPhase::ReAttach), Err(error)) => {
+                self.on_re_attach_failed(error)
+            }
+            (phase, reply) => {
+                self.fail_startup(format!("control plane answered {reply:?} during {phase:?}"))
+            }
+        }
+    }
+
+    /// A leftover local file or directory removed (or already gone).
+    fn on_local_removed(&mut self, result: IoResult) {
+        if !matches!(result, IoResult::Done(Ok(()) | Err(IoFailure::NotFound(_)))) {
+            self.warn(format!("removing a local file failed: {result:?}"));
+        }
+    }
+
+    /// Moves to the next phase once the current one has no I/O outstanding.
+    fn startup_step_done(&mut self) {
+        if !self.startup.loading.is_empty() {
+            // A tenant loading after start-up: `finish_tenant_loads` (from the pump)
+            // notices when its count reaches zero.
+            self.dirty.insert(Machine::Manager);
+        }
+        if self.startup.outstanding > 0 {
+            return;
+        }
+        let NodePhase::Starting(phase) = self.phase else { return };
+        match phase {
+            StartupPhase::ListTenants => {}
+            StartupPhase::ReadConfigs => self.after_configs(),
+            StartupPhase::CheckGenerations => self.re_attach(),
+            StartupPhase::Rebuild | StartupPhase::ReAttach => {}
+            StartupPhase::WriteConfigs => self.list_deletion_queue(),
+            StartupPhase::LoadDeletionQueue => {
+                self.recover_deletion_queue();
+                self.load_timelines();
+            }
+            StartupPhase::LoadTimelines => {
+                self.enter(StartupPhase::LoadTimelines);
+                self.phase = NodePhase::Active;
+                self.settle_slots();
+                tracing::info!(tenants = self.tenants.len(), "node active");
+            }
+        }
+    }
+
+    /// Start-up is over: every loaded tenant is active, and the tenant manager's slots
+    /// are what disk and the control plane said (attached ones loaded, secondary
+    /// configs kept).
+    fn settle_slots(&mut self) {
+        // Broken slots without machines (configs unreadable, generation conflicts)
+        // stay as start-up found them.
+        let mut slots: BTreeMap<TenantId, Slot> = self
+            .manager
+            .slots()
+            .filter(|(_, slot)| {
+                matches!(
+                    slot,
+                    Slot::Broken { .. } | Slot::Attached { state: TenantState::Broken { .. }, .. }
+                )
+            })
+            .map(|(id, slot)| (*id, slot.clone()))
+            .collect();
+        for (id, t) in &mut self.tenants {
+            // A tenant whose handler panicked while it loaded stays Broken.
+            if !matches!(t.state, crate::tenant::TenantState::Broken { .. }) {
+                t.transition(TenantEvent::Loaded);
+                t.transition(TenantEvent::Activated);
+            }
+            slots.insert(*id, Slot::Attached { mode: t.mode, state: t.state.clone() });
+        }
+        for (id, conf) in &self.startup.configs {
+            if let LocationMode::Secondary { warm } = conf.mode {
+                slots.entry(*id).or_insert(Slot::Secondary { warm });
+            }
+        }
+        self.manager = TenantManager::recover(slots);
+    }
+}
