@@ -28,7 +28,7 @@
 //! before the answer leaves an empty index: the retried create adopts it.
 
 use super::api::{ApiError, RequestId, Response};
-use super::io::{Io, IoFailure, IoResult};
+use super::io::{Entry, Io, IoFailure, IoResult};
 use super::routing::Route;
 use super::{Machine, Node, SlotState, TimelineSlot};
 use crate::control_plane::{RemoteTenantFound, summarize_tenant_listing};
@@ -132,6 +132,8 @@ impl Node {
         }
     }
 
+    /// The remote check of a create answered: a listing, then the index it chose,
+    /// each taken by its own step; a failed look answers 503.
     pub(crate) fn on_create_timeline_check(
         &mut self,
         req: RequestId,
@@ -141,109 +143,122 @@ impl Node {
         check: CreateCheck,
         result: IoResult,
     ) {
-        // The tenant must still be as the check began: attached, settled, same
-        // generation, and no such timeline.
-        let unchanged = self.tenant_busy(tenant).is_none()
-            && self.tenants.get(&tenant).is_some_and(|t| {
-                t.generation == generation
-                    && t.state == crate::tenant::TenantState::Active
-                    && !t.timelines.contains_key(&timeline)
-                    && !t.unloadable.contains_key(&timeline)
-            });
-        if !unchanged {
+        if !self.create_check_still_applies(tenant, timeline, generation) {
             let why = format!(
                 "tenant {tenant} changed while timeline {timeline} was being created; retry"
             );
             return self.reply(req, Err(ApiError::unavailable(why)));
         }
-        let conflict = |what: String| {
-            Err(ApiError::Conflict(format!(
-                "timeline {tenant}/{timeline} exists in remote storage: {what}; a create would hide it"
-            )))
-        };
-        let retry = |what: String| {
-            Err(ApiError::unavailable(format!(
-                "timeline {tenant}/{timeline}: looking in remote storage failed ({what}); retry"
-            )))
-        };
         match (check, result) {
             (CreateCheck::List, IoResult::Listing(Ok(entries))) => {
-                let keys: Vec<RemoteKey> =
-                    entries.iter().filter_map(|e| RemoteKey::from_listing(&e.name).ok()).collect();
-                let found = summarize_tenant_listing(tenant, &keys);
-                if found.is_empty() {
-                    return self.start_created_timeline(req, tenant, timeline, None);
-                }
-                let versions: Vec<IndexVersion> = keys
-                    .iter()
-                    .filter_map(|k| remote_path::parse_index_key(tenant, timeline, k))
-                    .filter_map(Result::ok)
-                    .collect();
-                let selection = select_index(generation, &versions);
-                if let Some(newer) = selection.newer.last() {
-                    let what = format!(
-                        "an index of generation {} above ours ({generation}); {found}",
-                        newer.generation
-                    );
-                    return self.reply(req, conflict(what));
-                }
-                let Some(version) = selection.chosen else {
-                    return self.reply(req, conflict(format!("no index; {found}")));
-                };
-                let check = CreateCheck::GetIndex { version, found: Box::new(found) };
-                self.emit_io(
-                    Route::CreateTimelineCheck { req, tenant, timeline, generation, check },
-                    Io::RemoteGet { key: remote_path::index_key(tenant, timeline, version) },
-                );
+                self.on_create_listing(req, tenant, timeline, generation, &entries)
             }
             (CreateCheck::GetIndex { version, found }, IoResult::Bytes(Ok(bytes))) => {
-                let index = match IndexPart::from_json_bytes(&bytes) {
-                    Ok(index) => index,
-                    Err(e) => {
-                        let what = format!(
-                            "index of generation {} unreadable ({e}); {found}",
-                            version.generation
-                        );
-                        return self.reply(req, conflict(what));
-                    }
-                };
-                let as_created = index.layer_metadata.is_empty()
-                    && index.deleted_at.is_none()
-                    && index.disk_consistent_lsn == INITDB_LSN
-                    && index.metadata.initdb_lsn == INITDB_LSN
-                    && index.metadata.ancestor.is_none()
-                    && found.highest_lsn.is_none();
-                if as_created {
-                    return self.start_created_timeline(
-                        req,
-                        tenant,
-                        timeline,
-                        Some((version, index)),
-                    );
-                }
-                let highest = found.highest_lsn.map_or("none".to_string(), |l| l.to_string());
-                let what = format!(
-                    "index of generation {} (seq {}), disk_consistent_lsn {}, {} layers, highest LSN of any layer {highest}{}",
-                    version.generation,
-                    version.seq,
-                    index.disk_consistent_lsn,
-                    index.layer_metadata.len(),
-                    if index.deleted_at.is_some() { ", deleted (tombstone)" } else { "" }
-                );
-                self.reply(req, conflict(what));
+                self.on_create_index(req, tenant, timeline, version, &found, &bytes)
             }
             (_, IoResult::Listing(Err(e)) | IoResult::Bytes(Err(e))) => {
                 let what = match &e {
                     IoFailure::NotFound(_) => "the index went while being read".to_string(),
                     other => other.message().to_string(),
                 };
-                self.reply(req, retry(what));
+                self.reply(req, look_failed(tenant, timeline, what));
             }
             (check, other) => {
                 self.bug(&format!("unexpected result {other:?} for a create check {check:?}"));
-                self.reply(req, retry("unexpected I/O result".to_string()));
+                self.reply(req, look_failed(tenant, timeline, "unexpected I/O result".to_string()));
             }
         }
+    }
+
+    /// The tenant must still be as the check began: attached, settled, same
+    /// generation, and no such timeline.
+    fn create_check_still_applies(
+        &self,
+        tenant: TenantId,
+        timeline: TimelineId,
+        generation: Generation,
+    ) -> bool {
+        self.tenant_busy(tenant).is_none()
+            && self.tenants.get(&tenant).is_some_and(|t| {
+                t.generation == generation
+                    && t.state == crate::tenant::TenantState::Active
+                    && !t.timelines.contains_key(&timeline)
+                    && !t.unloadable.contains_key(&timeline)
+            })
+    }
+
+    /// The timeline's remote prefix listed: nothing there makes the timeline; an
+    /// index we may load is read next; anything else is 409.
+    fn on_create_listing(
+        &mut self,
+        req: RequestId,
+        tenant: TenantId,
+        timeline: TimelineId,
+        generation: Generation,
+        entries: &[Entry],
+    ) {
+        let keys: Vec<RemoteKey> =
+            entries.iter().filter_map(|e| RemoteKey::from_listing(&e.name).ok()).collect();
+        let found = summarize_tenant_listing(tenant, &keys);
+        if found.is_empty() {
+            return self.start_created_timeline(req, tenant, timeline, None);
+        }
+        let versions: Vec<IndexVersion> = keys
+            .iter()
+            .filter_map(|k| remote_path::parse_index_key(tenant, timeline, k))
+            .filter_map(Result::ok)
+            .collect();
+        let selection = select_index(generation, &versions);
+        if let Some(newer) = selection.newer.last() {
+            let what = format!(
+                "an index of generation {} above ours ({generation}); {found}",
+                newer.generation
+            );
+            return self.reply(req, exists_remotely(tenant, timeline, what));
+        }
+        let Some(version) = selection.chosen else {
+            return self
+                .reply(req, exists_remotely(tenant, timeline, format!("no index; {found}")));
+        };
+        let check = CreateCheck::GetIndex { version, found: Box::new(found) };
+        self.emit_io(
+            Route::CreateTimelineCheck { req, tenant, timeline, generation, check },
+            Io::RemoteGet { key: remote_path::index_key(tenant, timeline, version) },
+        );
+    }
+
+    /// The chosen index read: one exactly as a create makes it is adopted; any other
+    /// is 409, described.
+    fn on_create_index(
+        &mut self,
+        req: RequestId,
+        tenant: TenantId,
+        timeline: TimelineId,
+        version: IndexVersion,
+        found: &RemoteTenantFound,
+        bytes: &[u8],
+    ) {
+        let index = match IndexPart::from_json_bytes(bytes) {
+            Ok(index) => index,
+            Err(e) => {
+                let what =
+                    format!("index of generation {} unreadable ({e}); {found}", version.generation);
+                return self.reply(req, exists_remotely(tenant, timeline, what));
+            }
+        };
+        if made_by_a_create(&index, found) {
+            return self.start_created_timeline(req, tenant, timeline, Some((version, index)));
+        }
+        let highest = found.highest_lsn.map_or("none".to_string(), |l| l.to_string());
+        let what = format!(
+            "index of generation {} (seq {}), disk_consistent_lsn {}, {} layers, highest LSN of any layer {highest}{}",
+            version.generation,
+            version.seq,
+            index.disk_consistent_lsn,
+            index.layer_metadata.len(),
+            if index.deleted_at.is_some() { ", deleted (tombstone)" } else { "" }
+        );
+        self.reply(req, exists_remotely(tenant, timeline, what));
     }
 
     /// Starts the timeline's machines: new (nothing remote), or from the empty index
@@ -302,4 +317,33 @@ impl Node {
         self.dirty.insert(Machine::Upload(tenant, timeline));
         self.dirty.insert(Machine::Timeline(tenant, timeline));
     }
+}
+
+/// An index exactly as a create makes it (no layers, every LSN at 0/0, no ancestor,
+/// not deleted), with no layer object beside it.
+fn made_by_a_create(index: &IndexPart, found: &RemoteTenantFound) -> bool {
+    index.layer_metadata.is_empty()
+        && index.deleted_at.is_none()
+        && index.disk_consistent_lsn == INITDB_LSN
+        && index.metadata.initdb_lsn == INITDB_LSN
+        && index.metadata.ancestor.is_none()
+        && found.highest_lsn.is_none()
+}
+
+/// 409: remote storage holds `what` for the timeline; a create would hide it.
+fn exists_remotely(
+    tenant: TenantId,
+    timeline: TimelineId,
+    what: String,
+) -> Result<Response, ApiError> {
+    Err(ApiError::Conflict(format!(
+        "timeline {tenant}/{timeline} exists in remote storage: {what}; a create would hide it"
+    )))
+}
+
+/// 503: looking in remote storage failed; nothing is created, the create may retry.
+fn look_failed(tenant: TenantId, timeline: TimelineId, what: String) -> Result<Response, ApiError> {
+    Err(ApiError::unavailable(format!(
+        "timeline {tenant}/{timeline}: looking in remote storage failed ({what}); retry"
+    )))
 }
