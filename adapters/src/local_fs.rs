@@ -246,6 +246,40 @@ impl RemoteStorage for LocalFs {
     }
 }
 
+/// A test aid: makes a directory refuse new entries while it lives, so a test can
+/// see LocalFs's access-denied kind and recover from it. `chmod 0555` for an
+/// ordinary user; as root (where permission bits do not deny), `chattr +i`
+/// (immutable: EPERM even for root). `None` if neither is possible here.
+pub struct ReadOnlyDir(Utf8PathBuf, bool);
+
+impl ReadOnlyDir {
+    pub fn new(dir: &Utf8Path) -> Option<ReadOnlyDir> {
+        use std::os::unix::fs::PermissionsExt;
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        if unsafe { libc::geteuid() } == 0 {
+            let ok = std::process::Command::new("chattr")
+                .args(["+i", dir.as_str()])
+                .status()
+                .is_ok_and(|s| s.success());
+            ok.then(|| ReadOnlyDir(dir.to_owned(), true))
+        } else {
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o555)).ok()?;
+            Some(ReadOnlyDir(dir.to_owned(), false))
+        }
+    }
+}
+
+impl Drop for ReadOnlyDir {
+    fn drop(&mut self) {
+        use std::os::unix::fs::PermissionsExt;
+        if self.1 {
+            let _ = std::process::Command::new("chattr").args(["-i", self.0.as_str()]).status();
+        } else {
+            let _ = std::fs::set_permissions(&self.0, std::fs::Permissions::from_mode(0o755));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

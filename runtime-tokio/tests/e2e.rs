@@ -950,35 +950,6 @@ fn an_append_past_the_value_limit_is_refused_and_the_key_stays_readable() {
     node.stop();
 }
 
-/// Makes a directory refuse new entries until dropped: `chattr +i` as root (where
-/// permission bits do not deny), `chmod 0555` otherwise. `None` if impossible here.
-struct ReadOnlyDir(PathBuf, bool);
-
-impl ReadOnlyDir {
-    fn new(dir: &Path) -> Option<ReadOnlyDir> {
-        use std::os::unix::fs::PermissionsExt;
-        // SAFETY: geteuid has no preconditions and cannot fail.
-        if unsafe { libc::geteuid() } == 0 {
-            let ok = Command::new("chattr").arg("+i").arg(dir).status().is_ok_and(|s| s.success());
-            ok.then(|| ReadOnlyDir(dir.to_owned(), true))
-        } else {
-            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o555)).ok()?;
-            Some(ReadOnlyDir(dir.to_owned(), false))
-        }
-    }
-}
-
-impl Drop for ReadOnlyDir {
-    fn drop(&mut self) {
-        use std::os::unix::fs::PermissionsExt;
-        if self.1 {
-            let _ = Command::new("chattr").arg("-i").arg(&self.0).status();
-        } else {
-            let _ = std::fs::set_permissions(&self.0, std::fs::Permissions::from_mode(0o755));
-        }
-    }
-}
-
 fn visible_lsn(node: &Node) -> u64 {
     node.timeline()["remote_consistent_lsn_visible"].as_str().unwrap().parse_lsn()
 }
@@ -1007,7 +978,8 @@ fn a_read_only_remote_directory_stalls_uploads_until_fixed_and_breaks_nothing() 
     wait_visible(&node, first_last);
     let timeline_dir = dir.path().join(format!("remote/tenants/{TENANT}/timelines/{TIMELINE}"));
     assert!(timeline_dir.is_dir(), "{:?}", remote_objects(dir.path()));
-    let Some(read_only) = ReadOnlyDir::new(&timeline_dir) else {
+    let utf8_dir = camino::Utf8Path::from_path(&timeline_dir).expect("a UTF-8 path");
+    let Some(read_only) = strata_adapters::local_fs::ReadOnlyDir::new(utf8_dir) else {
         eprintln!("cannot make a directory read-only here (no chattr as root): skipped");
         return;
     };

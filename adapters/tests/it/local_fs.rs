@@ -1,7 +1,7 @@
 use crate::tempdir;
 use std::time::Instant;
 use strata_adapters::conformance::{self, RemoteSuiteConfig};
-use strata_adapters::local_fs::LocalFs;
+use strata_adapters::local_fs::{LocalFs, ReadOnlyDir};
 use strata_adapters::remote::{RemoteErrorKind, RemoteStorage};
 use strata_core::remote_path::RemoteKey;
 
@@ -62,40 +62,6 @@ async fn temp_files_are_never_listed() {
     let listed = remote.list("t/").await.unwrap();
     assert_eq!(listed.len(), 1, "{listed:?}");
     assert_eq!(listed[0].key, key("t/layer"));
-}
-
-/// Makes a directory refuse new entries while it lives: `chmod 0555` for an
-/// ordinary user; as root (where permission bits do not deny), `chattr +i`
-/// (immutable: EPERM even for root). `None` if neither is possible here.
-struct ReadOnlyDir(camino::Utf8PathBuf, bool);
-
-impl ReadOnlyDir {
-    fn new(dir: &camino::Utf8Path) -> Option<ReadOnlyDir> {
-        use std::os::unix::fs::PermissionsExt;
-        // SAFETY: geteuid has no preconditions and cannot fail.
-        let root = unsafe { libc::geteuid() } == 0;
-        if root {
-            let ok = std::process::Command::new("chattr")
-                .args(["+i", dir.as_str()])
-                .status()
-                .is_ok_and(|s| s.success());
-            ok.then(|| ReadOnlyDir(dir.to_owned(), true))
-        } else {
-            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o555)).ok()?;
-            Some(ReadOnlyDir(dir.to_owned(), false))
-        }
-    }
-}
-
-impl Drop for ReadOnlyDir {
-    fn drop(&mut self) {
-        use std::os::unix::fs::PermissionsExt;
-        if self.1 {
-            let _ = std::process::Command::new("chattr").args(["-i", self.0.as_str()]).status();
-        } else {
-            let _ = std::fs::set_permissions(&self.0, std::fs::Permissions::from_mode(0o755));
-        }
-    }
 }
 
 /// Issue 15 item 6: a directory made read-only is something an operator fixes, not
