@@ -1,6 +1,10 @@
 //! The tenant manager: the node's map of tenant slots, and the sequencing of every
 //! change to it.
 //!
+//! The slot table and the operations running on it are here; what an operation is
+//! made of (requests, [`Step`]s) and the mode table ([`plan`]) are in `manager/plan.rs`;
+//! `check_invariants` is in `manager/invariants.rs`.
+//!
 //! # Slots
 //! A tenant this node knows sits in exactly one [`Slot`]:
 //! - `Attached { mode, state }`: its machines run in the node; `state` is its
@@ -69,6 +73,13 @@
 //! happened), the new config (it happened; start-up loads the tenant in its new mode),
 //! or a renamed `.___detached` directory (start-up removes it).
 
+mod invariants;
+mod plan;
+
+pub use plan::{
+    LocationRequest, OperationKind, Placement, Plan, RequestedMode, Step, StepOutput, plan,
+};
+
 use super::lifecycle::{IllegalTransition, TenantEvent, TenantState};
 use crate::control_plane::RemoteTenantFound;
 use crate::generation::Generation;
@@ -76,88 +87,9 @@ use crate::id::TenantId;
 use crate::location_conf::LocationMode;
 use crate::node::api::RequestId;
 use crate::time::Instant;
+use plan::{plan_unplaced, with_generation};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
-
-/// The mode a location_config request asks for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum RequestedMode {
-    AttachedSingle,
-    AttachedMulti,
-    AttachedStale,
-    Secondary { warm: bool },
-    Detached,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LocationRequest {
-    pub mode: RequestedMode,
-    /// For attached modes: the generation the caller expects (older than held:
-    /// refused; newer: the tenant restarts on a generation at least this one; `None`:
-    /// keep the held one, or acquire one). Ignored for Secondary and Detached.
-    pub generation: Option<Generation>,
-}
-
-/// What the node does for one step of an operation. One step is in flight at a time.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Step {
-    /// List `tenants/{t}/` in remote storage (a create goes on only if it is empty);
-    /// answered with [`StepOutput::Found`].
-    CheckRemote,
-    /// Ask the control plane to attach the tenant here; answered with the generation.
-    AcquireGeneration { at_least: Option<Generation> },
-    /// Tell the control plane this node no longer holds the tenant.
-    ReleaseGeneration,
-    /// Flush what was ingested (bounded by the shutdown grace period), then stop
-    /// and drop the tenant's machines.
-    StopTenant,
-    /// Ask the deletion queue to validate and execute what it holds (advisory).
-    FlushDeletions,
-    /// Write `tenants/{t}/config-v1` durably.
-    WriteConfig { mode: LocationMode },
-    /// Start the tenant's machines in `mode` from remote storage (remote is the truth).
-    LoadTenant { mode: LocationMode },
-    /// Same generation, another attached mode: no restart.
-    SetMode { mode: LocationMode },
-    /// Rename `tenants/{t}` to its `.___detached` name (durable); the tenant is gone.
-    RenameLocalDir,
-    /// Remove the renamed directory (background; not awaited by the request).
-    RemoveLocalDir,
-    /// Put the tenant's deletion mark in remote storage (`timelines/deleted`): from
-    /// now on every start or attach finishes the deletion.
-    PutDeletionMark,
-    /// Delete every timeline (each through its upload queue: tombstone, objects
-    /// validated through the deletion queue, tombstone last); done when none is left.
-    DeleteTimelines,
-}
-
-/// What a finished step tells the manager.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum StepOutput {
-    Done,
-    Generation(Generation),
-    /// What `CheckRemote` found.
-    Found(RemoteTenantFound),
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-pub enum OperationKind {
-    /// A tenant create: an attach in AttachedSingle over empty remote storage.
-    Create,
-    Attach,
-    Restart,
-    ChangeMode,
-    ToSecondary,
-    Detach,
-    Delete,
-}
-
-/// Where a tenant stands (or will stand) on this node.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Placement {
-    Detached,
-    Located(LocationMode),
-}
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Operation {
@@ -174,6 +106,30 @@ pub struct Operation {
     /// Started from a `Broken` slot (its config unreadable): why. A failure before
     /// anything changed puts the slot back as it was.
     pub unplaced: Option<String>,
+}
+
+impl Operation {
+    /// An operation that will run `steps` (none started yet), from a placed slot.
+    fn new(
+        kind: OperationKind,
+        req: RequestId,
+        from: Placement,
+        target: RequestedMode,
+        generation: Option<Generation>,
+        steps: impl IntoIterator<Item = Step>,
+    ) -> Self {
+        Operation {
+            kind,
+            req,
+            from,
+            target,
+            generation,
+            state: None,
+            current: None,
+            remaining: steps.into_iter().collect(),
+            unplaced: None,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -252,150 +208,6 @@ pub enum ManagerEffect {
     Reply { req: RequestId, tenant: TenantId, result: Result<LocationOutcome, ManagerError> },
 }
 
-/// The planned steps of a change, or why none are needed.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Plan {
-    Unchanged(Placement),
-    Run { kind: OperationKind, steps: Vec<Step>, keep_generation: Option<Generation> },
-}
-
-fn with_generation(mode: RequestedMode, generation: Generation) -> Option<LocationMode> {
-    match mode {
-        RequestedMode::AttachedSingle => Some(LocationMode::AttachedSingle { generation }),
-        RequestedMode::AttachedMulti => Some(LocationMode::AttachedMulti { generation }),
-        RequestedMode::AttachedStale => Some(LocationMode::AttachedStale { generation }),
-        RequestedMode::Secondary { .. } | RequestedMode::Detached => None,
-    }
-}
-
-/// The steps from a `Broken` slot (config unreadable): the request names the mode,
-/// so nothing is guessed. Attaching acquires a new generation (the control plane may
-/// still hold one for this node: it is superseded); detaching releases it.
-fn plan_unplaced(request: LocationRequest) -> (OperationKind, Vec<Step>) {
-    match request.mode {
-        RequestedMode::AttachedSingle
-        | RequestedMode::AttachedMulti
-        | RequestedMode::AttachedStale => {
-            (OperationKind::Attach, vec![Step::AcquireGeneration { at_least: request.generation }])
-        }
-        RequestedMode::Secondary { warm } => (
-            OperationKind::ToSecondary,
-            vec![Step::WriteConfig { mode: LocationMode::Secondary { warm } }],
-        ),
-        RequestedMode::Detached => (
-            OperationKind::Detach,
-            vec![Step::ReleaseGeneration, Step::RenameLocalDir, Step::RemoveLocalDir],
-        ),
-    }
-}
-
-fn is_attached(mode: RequestedMode) -> bool {
-    matches!(
-        mode,
-        RequestedMode::AttachedSingle | RequestedMode::AttachedMulti | RequestedMode::AttachedStale
-    )
-}
-
-/// The mode table (see the module doc). `current` is the slot when it is not in
-/// progress; `healthy` is false for a Broken attached tenant.
-pub fn plan(
-    tenant: TenantId,
-    current: Placement,
-    healthy: bool,
-    request: LocationRequest,
-) -> Result<Plan, ManagerError> {
-    use LocationMode as L;
-    use RequestedMode as R;
-    let held = match current {
-        Placement::Located(m) => m.generation(),
-        Placement::Detached => None,
-    };
-    // WriteConfig and LoadTenant follow once the generation is known.
-    let load = |at_least: Option<Generation>| vec![Step::AcquireGeneration { at_least }];
-    let leave = vec![Step::StopTenant, Step::FlushDeletions, Step::ReleaseGeneration];
-    Ok(match (current, request.mode) {
-        // Attached → attached.
-        (
-            Placement::Located(
-                m @ (L::AttachedSingle { .. } | L::AttachedMulti { .. } | L::AttachedStale { .. }),
-            ),
-            r,
-        ) if is_attached(r) => {
-            let held = held.expect("attached modes carry a generation");
-            match request.generation {
-                Some(g) if g < held => {
-                    return Err(ManagerError::StaleGeneration { tenant, requested: g, held });
-                }
-                Some(g) if g > held => {
-                    let mut steps = vec![Step::StopTenant];
-                    steps.extend(load(Some(g)));
-                    Plan::Run { kind: OperationKind::Restart, steps, keep_generation: None }
-                }
-                _ => {
-                    let target = with_generation(r, held).expect("attached");
-                    if !healthy {
-                        // A Broken tenant restarts on a new generation: whatever step
-                        // broke it, the control plane may no longer hold the old one.
-                        let mut steps = vec![Step::StopTenant];
-                        steps.extend(load(None));
-                        Plan::Run { kind: OperationKind::Restart, steps, keep_generation: None }
-                    } else if target == m {
-                        Plan::Unchanged(current)
-                    } else {
-                        let steps = vec![
-                            Step::WriteConfig { mode: target },
-                            Step::SetMode { mode: target },
-                        ];
-                        Plan::Run {
-                            kind: OperationKind::ChangeMode,
-                            steps,
-                            keep_generation: Some(held),
-                        }
-                    }
-                }
-            }
-        }
-        // Not attached → attached.
-        (Placement::Detached | Placement::Located(L::Secondary { .. }), r) if is_attached(r) => {
-            Plan::Run {
-                kind: OperationKind::Attach,
-                steps: load(request.generation),
-                keep_generation: None,
-            }
-        }
-        (Placement::Located(L::Secondary { warm }), R::Secondary { warm: w }) => {
-            if warm == w {
-                Plan::Unchanged(current)
-            } else {
-                let steps = vec![Step::WriteConfig { mode: L::Secondary { warm: w } }];
-                Plan::Run { kind: OperationKind::ToSecondary, steps, keep_generation: None }
-            }
-        }
-        (Placement::Detached, R::Secondary { warm }) => {
-            let steps = vec![Step::WriteConfig { mode: L::Secondary { warm } }];
-            Plan::Run { kind: OperationKind::ToSecondary, steps, keep_generation: None }
-        }
-        (Placement::Located(_), R::Secondary { warm }) => {
-            let mut steps = leave;
-            steps.push(Step::WriteConfig { mode: L::Secondary { warm } });
-            Plan::Run { kind: OperationKind::ToSecondary, steps, keep_generation: None }
-        }
-        (Placement::Detached, R::Detached) => Plan::Unchanged(current),
-        (Placement::Located(L::Secondary { .. }), R::Detached) => {
-            let steps = vec![Step::RenameLocalDir, Step::RemoveLocalDir];
-            Plan::Run { kind: OperationKind::Detach, steps, keep_generation: None }
-        }
-        (Placement::Located(_), R::Detached) => {
-            let mut steps = leave;
-            steps.extend([Step::RenameLocalDir, Step::RemoveLocalDir]);
-            Plan::Run { kind: OperationKind::Detach, steps, keep_generation: None }
-        }
-        (_, R::AttachedSingle | R::AttachedMulti | R::AttachedStale) => {
-            unreachable!("attached requests are matched above")
-        }
-    })
-}
-
 #[derive(Debug, Default)]
 pub struct TenantManager {
     slots: BTreeMap<TenantId, Slot>,
@@ -463,19 +275,8 @@ impl TenantManager {
                 result: Ok(LocationOutcome::Unchanged(p)),
             }),
             Ok(Plan::Run { kind, steps, keep_generation }) => {
-                let mut op = Operation {
-                    kind,
-                    req,
-                    from: current,
-                    target: request.mode,
-                    generation: keep_generation,
-                    state: None,
-                    current: None,
-                    remaining: steps.into(),
-                    unplaced: None,
-                };
-                self.start_next(tenant, &mut op);
-                self.slots.insert(tenant, Slot::InProgress(Box::new(op)));
+                let op = Operation::new(kind, req, current, request.mode, keep_generation, steps);
+                self.start_operation(tenant, op);
             }
         }
     }
@@ -491,19 +292,11 @@ impl TenantManager {
         reason: String,
     ) {
         let (kind, steps) = plan_unplaced(request);
-        let mut op = Operation {
-            kind,
-            req,
-            from: Placement::Detached,
-            target: request.mode,
-            generation: None,
-            state: None,
-            current: None,
-            remaining: steps.into(),
+        let op = Operation {
             unplaced: Some(reason),
+            ..Operation::new(kind, req, Placement::Detached, request.mode, None, steps)
         };
-        self.start_next(tenant, &mut op);
-        self.slots.insert(tenant, Slot::InProgress(Box::new(op)));
+        self.start_operation(tenant, op);
     }
 
     /// Create the tenant: `CheckRemote`, then as an attach in AttachedSingle. Refused
@@ -523,19 +316,9 @@ impl TenantManager {
             }
             None => {
                 let steps = [Step::CheckRemote, Step::AcquireGeneration { at_least: None }];
-                let mut op = Operation {
-                    kind: OperationKind::Create,
-                    req,
-                    from: Placement::Detached,
-                    target: RequestedMode::AttachedSingle,
-                    generation: None,
-                    state: None,
-                    current: None,
-                    remaining: steps.into_iter().collect(),
-                    unplaced: None,
-                };
-                self.start_next(tenant, &mut op);
-                self.slots.insert(tenant, Slot::InProgress(Box::new(op)));
+                let (from, target) = (Placement::Detached, RequestedMode::AttachedSingle);
+                let op = Operation::new(OperationKind::Create, req, from, target, None, steps);
+                self.start_operation(tenant, op);
                 return;
             }
         };
@@ -576,19 +359,10 @@ impl TenantManager {
                     Step::RenameLocalDir,
                     Step::RemoveLocalDir,
                 ];
-                let mut op = Operation {
-                    kind: OperationKind::Delete,
-                    req,
-                    from,
-                    target: RequestedMode::Detached,
-                    generation: mode.generation(),
-                    state: None,
-                    current: None,
-                    remaining: steps.into_iter().collect(),
-                    unplaced: None,
-                };
-                self.start_next(tenant, &mut op);
-                self.slots.insert(tenant, Slot::InProgress(Box::new(op)));
+                let (target, generation) = (RequestedMode::Detached, mode.generation());
+                let op =
+                    Operation::new(OperationKind::Delete, req, from, target, generation, steps);
+                self.start_operation(tenant, op);
                 None
             }
             Some(Slot::Attached { mode, .. }) => {
@@ -680,6 +454,12 @@ impl TenantManager {
             }
             _ => Err(ManagerInputError::NoOperation(tenant)),
         }
+    }
+
+    /// Puts `op` in the tenant's slot with its first step in flight.
+    fn start_operation(&mut self, tenant: TenantId, mut op: Operation) {
+        self.start_next(tenant, &mut op);
+        self.slots.insert(tenant, Slot::InProgress(Box::new(op)));
     }
 
     fn start_next(&mut self, tenant: TenantId, op: &mut Operation) {
@@ -801,31 +581,5 @@ impl TenantManager {
 
     pub fn in_progress(&self) -> usize {
         self.slots.values().filter(|s| matches!(s, Slot::InProgress(_))).count()
-    }
-
-    /// Panics if a rule is broken.
-    pub fn check_invariants(&self) {
-        for (tenant, slot) in &self.slots {
-            match slot {
-                Slot::InProgress(op) => {
-                    // S-NO-DEADLOCK: an operation always has a step in flight or queued
-                    // in the effects, so it cannot wait forever for nothing.
-                    let pending = self
-                        .effects
-                        .iter()
-                        .any(|e| matches!(e, ManagerEffect::Step { tenant: t, .. } if t == tenant));
-                    assert!(
-                        op.current.is_some() || pending,
-                        "tenant {tenant}: operation {:?} has no step in flight",
-                        op.kind
-                    );
-                }
-                Slot::Attached { mode, .. } => assert!(
-                    mode.generation().is_some(),
-                    "tenant {tenant}: attached slot without a generation"
-                ),
-                Slot::Secondary { .. } | Slot::Broken { .. } => {}
-            }
-        }
     }
 }

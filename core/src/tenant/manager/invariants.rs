@@ -1,0 +1,32 @@
+//! `check_invariants`: the tenant manager's rules (S-NO-DEADLOCK, attached slots
+//! carry a generation), asserted on its slot table.
+
+use super::{ManagerEffect, Slot, TenantManager};
+
+impl TenantManager {
+    /// Panics if a rule is broken.
+    pub fn check_invariants(&self) {
+        for (tenant, slot) in &self.slots {
+            match slot {
+                Slot::InProgress(op) => {
+                    // S-NO-DEADLOCK: an operation always has a step in flight or queued
+                    // in the effects, so it cannot wait forever for nothing.
+                    let pending = self
+                        .effects
+                        .iter()
+                        .any(|e| matches!(e, ManagerEffect::Step { tenant: t, .. } if t == tenant));
+                    assert!(
+                        op.current.is_some() || pending,
+                        "tenant {tenant}: operation {:?} has no step in flight",
+                        op.kind
+                    );
+                }
+                Slot::Attached { mode, .. } => assert!(
+                    mode.generation().is_some(),
+                    "tenant {tenant}: attached slot without a generation"
+                ),
+                Slot::Secondary { .. } | Slot::Broken { .. } => {}
+            }
+        }
+    }
+}

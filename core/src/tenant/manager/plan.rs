@@ -1,0 +1,236 @@
+//! The operation plans of the tenant manager: what a location_config request asks
+//! for, the steps an operation runs, and the mode table ([`plan`]) that turns
+//! (current placement, request) into those steps. Pure functions and data: the slot
+//! table that runs the steps is in `manager.rs`.
+
+use super::ManagerError;
+use crate::control_plane::RemoteTenantFound;
+use crate::generation::Generation;
+use crate::id::TenantId;
+use crate::location_conf::LocationMode;
+use serde::{Deserialize, Serialize};
+
+/// The mode a location_config request asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RequestedMode {
+    AttachedSingle,
+    AttachedMulti,
+    AttachedStale,
+    Secondary { warm: bool },
+    Detached,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LocationRequest {
+    pub mode: RequestedMode,
+    /// For attached modes: the generation the caller expects (older than held:
+    /// refused; newer: the tenant restarts on a generation at least this one; `None`:
+    /// keep the held one, or acquire one). Ignored for Secondary and Detached.
+    pub generation: Option<Generation>,
+}
+
+/// What the node does for one step of an operation. One step is in flight at a time.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// List `tenants/{t}/` in remote storage (a create goes on only if it is empty);
+    /// answered with [`StepOutput::Found`].
+    CheckRemote,
+    /// Ask the control plane to attach the tenant here; answered with the generation.
+    AcquireGeneration { at_least: Option<Generation> },
+    /// Tell the control plane this node no longer holds the tenant.
+    ReleaseGeneration,
+    /// Flush what was ingested (bounded by the shutdown grace period), then stop
+    /// and drop the tenant's machines.
+    StopTenant,
+    /// Ask the deletion queue to validate and execute what it holds (advisory).
+    FlushDeletions,
+    /// Write `tenants/{t}/config-v1` durably.
+    WriteConfig { mode: LocationMode },
+    /// Start the tenant's machines in `mode` from remote storage (remote is the truth).
+    LoadTenant { mode: LocationMode },
+    /// Same generation, another attached mode: no restart.
+    SetMode { mode: LocationMode },
+    /// Rename `tenants/{t}` to its `.___detached` name (durable); the tenant is gone.
+    RenameLocalDir,
+    /// Remove the renamed directory (background; not awaited by the request).
+    RemoveLocalDir,
+    /// Put the tenant's deletion mark in remote storage (`timelines/deleted`): from
+    /// now on every start or attach finishes the deletion.
+    PutDeletionMark,
+    /// Delete every timeline (each through its upload queue: tombstone, objects
+    /// validated through the deletion queue, tombstone last); done when none is left.
+    DeleteTimelines,
+}
+
+/// What a finished step tells the manager.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StepOutput {
+    Done,
+    Generation(Generation),
+    /// What `CheckRemote` found.
+    Found(RemoteTenantFound),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum OperationKind {
+    /// A tenant create: an attach in AttachedSingle over empty remote storage.
+    Create,
+    Attach,
+    Restart,
+    ChangeMode,
+    ToSecondary,
+    Detach,
+    Delete,
+}
+
+/// Where a tenant stands (or will stand) on this node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Placement {
+    Detached,
+    Located(LocationMode),
+}
+
+/// The planned steps of a change, or why none are needed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Plan {
+    Unchanged(Placement),
+    Run { kind: OperationKind, steps: Vec<Step>, keep_generation: Option<Generation> },
+}
+
+/// The attached mode `mode` names, on `generation`; `None` for Secondary and Detached.
+pub(super) fn with_generation(mode: RequestedMode, generation: Generation) -> Option<LocationMode> {
+    match mode {
+        RequestedMode::AttachedSingle => Some(LocationMode::AttachedSingle { generation }),
+        RequestedMode::AttachedMulti => Some(LocationMode::AttachedMulti { generation }),
+        RequestedMode::AttachedStale => Some(LocationMode::AttachedStale { generation }),
+        RequestedMode::Secondary { .. } | RequestedMode::Detached => None,
+    }
+}
+
+/// The steps from a `Broken` slot (config unreadable): the request names the mode,
+/// so nothing is guessed. Attaching acquires a new generation (the control plane may
+/// still hold one for this node: it is superseded); detaching releases it.
+pub(super) fn plan_unplaced(request: LocationRequest) -> (OperationKind, Vec<Step>) {
+    match request.mode {
+        RequestedMode::AttachedSingle
+        | RequestedMode::AttachedMulti
+        | RequestedMode::AttachedStale => {
+            (OperationKind::Attach, vec![Step::AcquireGeneration { at_least: request.generation }])
+        }
+        RequestedMode::Secondary { warm } => (
+            OperationKind::ToSecondary,
+            vec![Step::WriteConfig { mode: LocationMode::Secondary { warm } }],
+        ),
+        RequestedMode::Detached => (
+            OperationKind::Detach,
+            vec![Step::ReleaseGeneration, Step::RenameLocalDir, Step::RemoveLocalDir],
+        ),
+    }
+}
+
+fn is_attached(mode: RequestedMode) -> bool {
+    matches!(
+        mode,
+        RequestedMode::AttachedSingle | RequestedMode::AttachedMulti | RequestedMode::AttachedStale
+    )
+}
+
+/// The mode table (see the module doc). `current` is the slot when it is not in
+/// progress; `healthy` is false for a Broken attached tenant.
+pub fn plan(
+    tenant: TenantId,
+    current: Placement,
+    healthy: bool,
+    request: LocationRequest,
+) -> Result<Plan, ManagerError> {
+    use LocationMode as L;
+    use RequestedMode as R;
+    let held = match current {
+        Placement::Located(m) => m.generation(),
+        Placement::Detached => None,
+    };
+    // WriteConfig and LoadTenant follow once the generation is known.
+    let load = |at_least: Option<Generation>| vec![Step::AcquireGeneration { at_least }];
+    let leave = vec![Step::StopTenant, Step::FlushDeletions, Step::ReleaseGeneration];
+    Ok(match (current, request.mode) {
+        // Attached → attached.
+        (
+            Placement::Located(
+                m @ (L::AttachedSingle { .. } | L::AttachedMulti { .. } | L::AttachedStale { .. }),
+            ),
+            r,
+        ) if is_attached(r) => {
+            let held = held.expect("attached modes carry a generation");
+            match request.generation {
+                Some(g) if g < held => {
+                    return Err(ManagerError::StaleGeneration { tenant, requested: g, held });
+                }
+                Some(g) if g > held => {
+                    let mut steps = vec![Step::StopTenant];
+                    steps.extend(load(Some(g)));
+                    Plan::Run { kind: OperationKind::Restart, steps, keep_generation: None }
+                }
+                _ => {
+                    let target = with_generation(r, held).expect("attached");
+                    if !healthy {
+                        // A Broken tenant restarts on a new generation: whatever step
+                        // broke it, the control plane may no longer hold the old one.
+                        let mut steps = vec![Step::StopTenant];
+                        steps.extend(load(None));
+                        Plan::Run { kind: OperationKind::Restart, steps, keep_generation: None }
+                    } else if target == m {
+                        Plan::Unchanged(current)
+                    } else {
+                        let steps = vec![
+                            Step::WriteConfig { mode: target },
+                            Step::SetMode { mode: target },
+                        ];
+                        Plan::Run {
+                            kind: OperationKind::ChangeMode,
+                            steps,
+                            keep_generation: Some(held),
+                        }
+                    }
+                }
+            }
+        }
+        // Not attached → attached.
+        (Placement::Detached | Placement::Located(L::Secondary { .. }), r) if is_attached(r) => {
+            Plan::Run {
+                kind: OperationKind::Attach,
+                steps: load(request.generation),
+                keep_generation: None,
+            }
+        }
+        (Placement::Located(L::Secondary { warm }), R::Secondary { warm: w }) => {
+            if warm == w {
+                Plan::Unchanged(current)
+            } else {
+                let steps = vec![Step::WriteConfig { mode: L::Secondary { warm: w } }];
+                Plan::Run { kind: OperationKind::ToSecondary, steps, keep_generation: None }
+            }
+        }
+        (Placement::Detached, R::Secondary { warm }) => {
+            let steps = vec![Step::WriteConfig { mode: L::Secondary { warm } }];
+            Plan::Run { kind: OperationKind::ToSecondary, steps, keep_generation: None }
+        }
+        (Placement::Located(_), R::Secondary { warm }) => {
+            let mut steps = leave;
+            steps.push(Step::WriteConfig { mode: L::Secondary { warm } });
+            Plan::Run { kind: OperationKind::ToSecondary, steps, keep_generation: None }
+        }
+        (Placement::Detached, R::Detached) => Plan::Unchanged(current),
+        (Placement::Located(L::Secondary { .. }), R::Detached) => {
+            let steps = vec![Step::RenameLocalDir, Step::RemoveLocalDir];
+            Plan::Run { kind: OperationKind::Detach, steps, keep_generation: None }
+        }
+        (Placement::Located(_), R::Detached) => {
+            let mut steps = leave;
+            steps.extend([Step::RenameLocalDir, Step::RemoveLocalDir]);
+            Plan::Run { kind: OperationKind::Detach, steps, keep_generation: None }
+        }
+        (_, R::AttachedSingle | R::AttachedMulti | R::AttachedStale) => {
+            unreachable!("attached requests are matched above")
+        }
+    })
+}
