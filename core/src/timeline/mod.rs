@@ -21,6 +21,10 @@
 //!   learned by a size read, its append refused with [`IngestError::SizeUnknown`]
 //!   (retry) meanwhile.
 //!
+//! **Files.** Besides the states' files above: `config.rs` (the tunables),
+//! `ingest.rs` (a batch validated whole, then applied), `info.rs` (getters),
+//! `invariants.rs` (`check_invariants`).
+//!
 //! **Inputs.** [`Timeline::handle_ingest`], [`Timeline::handle_read`],
 //! [`Timeline::handle_flush`], [`Timeline::handle_backpressure`],
 //! [`Timeline::handle_completion`] (by [`OpId`]), [`Timeline::handle_timeout`],
@@ -66,11 +70,15 @@
 //! The frozen layer stays readable in memory meanwhile.
 
 mod compaction;
+mod config;
 mod eviction;
 mod flush;
 mod gc;
 mod images;
 mod in_memory;
+mod info;
+mod ingest;
+mod invariants;
 mod jobs;
 mod layer_cache;
 mod layer_map;
@@ -83,20 +91,22 @@ pub(crate) mod tests;
 #[cfg(test)]
 pub(crate) use compaction::is_l0;
 pub use compaction::{CompactionState, Job, JobKind, Output};
+pub use config::{DEFAULT_GC_RETENTION_MS, TimelineConfig};
 pub use flush::FlushState;
 pub use gc::{GcState, MAX_LSN_TIME_SAMPLES};
+pub use info::LayerInfo;
+pub use ingest::{IngestError, IngestOutcome};
 pub use jobs::JobGate;
 pub use layer_map::{LayerEntry, Residence};
 pub use value_sizes::SIZE_READ_RETRY_AFTER_MS;
 
-use crate::generation::Generation;
 use crate::id::{OpId, OpIds, TenantId, TimelineId};
 use crate::index_part::{IndexPart, LayerMeta};
 use crate::key::Key;
 use crate::layer_name::LayerName;
 use crate::lsn::Lsn;
 use crate::metadata::TimelineMetadata;
-use crate::redo::{IngestRecord, RedoError, RedoRequest};
+use crate::redo::RedoRequest;
 use crate::scheduler::JobKind as BackgroundJob;
 use crate::time::Instant;
 use in_memory::InMemoryLayer;
@@ -104,81 +114,7 @@ use layer_cache::LayerCache;
 use layer_map::LayerMap;
 use read::{Read, Reader};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use value_sizes::{Refused, ValueSizes};
-
-/// Tunables of one timeline. Every bound is named with its unit.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TimelineConfig {
-    /// Freeze the open layer once its records take this many bytes.
-    pub checkpoint_distance_bytes: u64,
-    /// Freeze the open layer this long after its first record.
-    pub checkpoint_timeout_ms: u64,
-    /// A read above the last ingested LSN waits this long, then fails.
-    pub read_wait_timeout_ms: u64,
-    /// Refuse ingest (backpressure) while open + frozen layers hold this many bytes.
-    pub max_in_memory_bytes: u64,
-    /// First retry delay after a failed layer or metadata write; doubles per failure.
-    pub flush_retry_base_ms: u64,
-    pub flush_retry_max_ms: u64,
-    /// The Retry-After a refused ingest suggests.
-    pub backpressure_retry_after_ms: u64,
-    /// Parsed layer files kept in memory for reads (least recently used evicted);
-    /// 0 disables the cache.
-    pub layer_cache_bytes: u64,
-    /// The generation this attachment runs in: layers flushed here are recorded
-    /// with it (S-GEN-SUFFIX), so a bad local copy can be downloaded again.
-    pub generation: Generation,
-    /// Compact once this many L0 layers are durable locally (at least 2).
-    pub compaction_threshold_layers: usize,
-    /// Compaction cuts its L1 outputs at about this many record bytes (a key is
-    /// never split, so one key's history may exceed it).
-    pub compaction_target_file_bytes: u64,
-    /// Create an image layer set once this many delta layer levels (distinct LSN
-    /// ranges) lie above the newest one.
-    pub image_creation_threshold_layers: usize,
-    /// GC keeps what reads at `disk_consistent_lsn` minus this need (`u64::MAX`:
-    /// no GC).
-    pub gc_horizon_lsn_distance: u64,
-    /// GC also keeps what reads at any LSN ingested less than this long ago need
-    /// (wall-clock retention; 0: only the LSN distance counts). See `gc.rs`.
-    pub gc_retention_ms: u64,
-    /// Evict a remotely durable layer not read for this long (`u64::MAX`: never).
-    pub eviction_idle_ms: u64,
-    /// Evict least recently used durable layers while resident layer files take
-    /// more than this (`u64::MAX`: no budget).
-    pub local_layer_budget_bytes: u64,
-    /// Keys whose value size ingest keeps (about 16 bytes each); past it the
-    /// smallest key is dropped and read again when next appended to
-    /// (`value_sizes.rs`).
-    pub value_sizes_max_keys: usize,
-}
-
-impl Default for TimelineConfig {
-    fn default() -> Self {
-        TimelineConfig {
-            checkpoint_distance_bytes: 16 * 1024 * 1024,
-            checkpoint_timeout_ms: 60_000,
-            read_wait_timeout_ms: 5_000,
-            max_in_memory_bytes: 256 * 1024 * 1024,
-            flush_retry_base_ms: 100,
-            flush_retry_max_ms: 10_000,
-            backpressure_retry_after_ms: 1_000,
-            layer_cache_bytes: 64 * 1024 * 1024,
-            generation: Generation::FIRST,
-            compaction_threshold_layers: 10,
-            compaction_target_file_bytes: 128 * 1024 * 1024,
-            image_creation_threshold_layers: 3,
-            gc_horizon_lsn_distance: 64 * 1024 * 1024,
-            gc_retention_ms: DEFAULT_GC_RETENTION_MS,
-            eviction_idle_ms: 24 * 3600 * 1000,
-            local_layer_budget_bytes: u64::MAX,
-            value_sizes_max_keys: 1 << 20,
-        }
-    }
-}
-
-/// Default of [`TimelineConfig::gc_retention_ms`]: seven days.
-pub const DEFAULT_GC_RETENTION_MS: u64 = 7 * 24 * 3600 * 1000;
+use value_sizes::ValueSizes;
 
 /// A caller-chosen id for one read; answered by exactly one `ReadDone`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -260,45 +196,6 @@ pub enum TimelineEffect {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum IngestError {
-    #[error("record {index} has lsn {lsn}, not above the previous record's {previous}")]
-    NotIncreasing { index: usize, lsn: Lsn, previous: Lsn },
-    #[error("record at lsn {lsn} is invalid: {source}")]
-    InvalidRecord { lsn: Lsn, source: RedoError },
-    /// Valid on its own, but the value it leaves would be one redo refuses.
-    #[error("record at lsn {lsn} would make the value of key {key} {len} bytes (max {max})")]
-    ValueTooLarge { key: Key, lsn: Lsn, len: usize, max: usize },
-    /// An append to a key whose value size this timeline does not know yet (written
-    /// before it was loaded): a read of that size started; retry.
-    #[error(
-        "the size of key {key}'s value (and {more} more) is being read before appending; retry after {retry_after_ms} ms"
-    )]
-    SizeUnknown { key: Key, more: usize, retry_after_ms: u64 },
-    #[error("lsn {lsn} is out of range")]
-    LsnOutOfRange { lsn: Lsn },
-    /// The key is [`Key::MAX`]. Key ranges are half-open (`[start, end)`), so no
-    /// layer's range can hold that key: accepting it would make the next flush fail
-    /// to write its layer (it used to panic the node). Refused at ingest, before
-    /// anything is applied.
-    #[error(
-        "record at lsn {lsn}: key {key} is not storable (key ranges are half-open; {key} is only a range end)"
-    )]
-    KeyOutOfRange { lsn: Lsn, key: Key },
-    #[error(
-        "ingest refused: too much unflushed or un-uploaded data; retry after {retry_after_ms} ms"
-    )]
-    Backpressure { retry_after_ms: u64 },
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct IngestOutcome {
-    pub applied: usize,
-    /// Records at or below the last ingested LSN: acknowledged, not applied again.
-    pub skipped: usize,
-    pub last_ingested_lsn: Lsn,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ReadError {
     #[error("lsn {lsn} not ingested within {waited_ms} ms (last ingested {last_ingested})")]
     WaitTimeout { lsn: Lsn, last_ingested: Lsn, waited_ms: u64 },
@@ -342,14 +239,6 @@ enum OpKind {
     CompactWrite,
     ImageRedo,
     GcMetadata,
-}
-
-/// A layer's description for getters.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct LayerInfo {
-    pub name: LayerName,
-    pub meta: LayerMeta,
-    pub resident: bool,
 }
 
 #[derive(Debug)]
@@ -500,75 +389,6 @@ impl Timeline {
         }
     }
 
-    /// Applies the records above the last ingested LSN. The whole batch is checked
-    /// first: on any error nothing is applied. A batch whose values redo would
-    /// refuse is refused ([`IngestError::ValueTooLarge`]); one that appends to a key
-    /// of unknown size starts a size read of it and is refused
-    /// ([`IngestError::SizeUnknown`]) until that read is done (`value_sizes.rs`).
-    pub fn handle_ingest(
-        &mut self,
-        now: Instant,
-        records: Vec<IngestRecord>,
-    ) -> Result<IngestOutcome, IngestError> {
-        let mut previous: Option<Lsn> = None;
-        for (index, r) in records.iter().enumerate() {
-            if r.lsn == Lsn::MAX {
-                return Err(IngestError::LsnOutOfRange { lsn: r.lsn });
-            }
-            if !r.key.is_storable() {
-                return Err(IngestError::KeyOutOfRange { lsn: r.lsn, key: r.key });
-            }
-            if let Some(previous) = previous.filter(|p| r.lsn <= *p) {
-                return Err(IngestError::NotIncreasing { index, lsn: r.lsn, previous });
-            }
-            previous = Some(r.lsn);
-            r.record
-                .validate()
-                .map_err(|source| IngestError::InvalidRecord { lsn: r.lsn, source })?;
-        }
-        let fresh: Vec<&IngestRecord> =
-            records.iter().filter(|r| r.lsn > self.last_ingested).collect();
-        let sized = match self.sizes.check(&fresh) {
-            Ok(sized) => sized,
-            Err(Refused::TooLarge(e)) => return Err(e),
-            Err(Refused::SizeUnknown(keys)) => {
-                let (key, more) = (keys[0], keys.len() - 1);
-                for k in keys {
-                    self.start_size_read(now, k);
-                }
-                self.pump(now);
-                return Err(IngestError::SizeUnknown {
-                    key,
-                    more,
-                    retry_after_ms: SIZE_READ_RETRY_AFTER_MS,
-                });
-            }
-        };
-        let fresh = fresh.len();
-        if fresh > 0
-            && (self.backpressure || self.in_memory_bytes() >= self.config.max_in_memory_bytes)
-        {
-            // Let the flush drain what is held, then refuse.
-            self.freeze_open();
-            self.pump(now);
-            return Err(IngestError::Backpressure {
-                retry_after_ms: self.config.backpressure_retry_after_ms,
-            });
-        }
-        let skipped = records.len() - fresh;
-        self.sizes.commit(sized);
-        let floor = self.last_ingested;
-        for r in records.into_iter().filter(|r| r.lsn > floor) {
-            self.open.put(now, r.key, r.lsn, r.record);
-            self.last_ingested = r.lsn;
-            if self.open.size_bytes >= self.config.checkpoint_distance_bytes {
-                self.freeze_open();
-            }
-        }
-        self.pump(now);
-        Ok(IngestOutcome { applied: fresh, skipped, last_ingested_lsn: self.last_ingested })
-    }
-
     /// Starts a read of `key` at `lsn`; the answer comes as [`TimelineEffect::ReadDone`].
     /// A `req` already in use is answered at once with [`ReadError::DuplicateReadId`].
     pub fn handle_read(&mut self, now: Instant, req: ReadId, key: Key, lsn: Lsn) {
@@ -591,17 +411,6 @@ impl Timeline {
         let deadline = now.plus_millis(self.config.read_wait_timeout_ms);
         self.reads.insert(Reader::Caller(req), Read::new(key, lsn, now, deadline));
         self.pump(now);
-    }
-
-    /// Starts a size read of `key` at the last ingested LSN, unless one runs.
-    fn start_size_read(&mut self, now: Instant, key: Key) {
-        if self.sizes.is_reading(key) {
-            return;
-        }
-        self.sizes.start_read(key);
-        let deadline = now.plus_millis(self.config.read_wait_timeout_ms);
-        self.reads
-            .insert(Reader::SizeProbe(key), Read::new(key, self.last_ingested, now, deadline));
     }
 
     /// Freezes the open layer and flushes everything frozen. `FlushDone` comes once
@@ -713,95 +522,6 @@ impl Timeline {
         [age, self.flush.timer(), waits].into_iter().chain(background).flatten().min()
     }
 
-    pub fn tenant_id(&self) -> TenantId {
-        self.tenant
-    }
-
-    pub fn timeline_id(&self) -> TimelineId {
-        self.timeline
-    }
-
-    pub fn config(&self) -> &TimelineConfig {
-        &self.config
-    }
-
-    pub fn last_ingested_lsn(&self) -> Lsn {
-        self.last_ingested
-    }
-
-    pub fn disk_consistent_lsn(&self) -> Lsn {
-        self.metadata.disk_consistent_lsn
-    }
-
-    pub fn metadata(&self) -> &TimelineMetadata {
-        &self.metadata
-    }
-
-    pub fn layers(&self) -> impl Iterator<Item = LayerInfo> + '_ {
-        self.layers.layers.iter().map(|(name, e)| LayerInfo {
-            name: name.clone(),
-            meta: e.meta,
-            resident: e.residence == Residence::Resident,
-        })
-    }
-
-    pub fn layer(&self, name: &LayerName) -> Option<&LayerEntry> {
-        self.layers.layers.get(name)
-    }
-
-    pub fn open_layer_bytes(&self) -> u64 {
-        self.open.size_bytes
-    }
-
-    pub fn frozen_layer_bytes(&self) -> u64 {
-        self.frozen.iter().map(|l| l.size_bytes).sum()
-    }
-
-    pub fn frozen_layer_count(&self) -> usize {
-        self.frozen.len()
-    }
-
-    pub fn in_memory_bytes(&self) -> u64 {
-        self.open_layer_bytes() + self.frozen_layer_bytes()
-    }
-
-    pub fn flush_state(&self) -> &FlushState {
-        &self.flush
-    }
-
-    /// Callers' reads in progress (size reads not counted).
-    pub fn reads_in_progress(&self) -> usize {
-        self.reads.keys().filter(|r| matches!(r, Reader::Caller(_))).count()
-    }
-
-    /// Keys whose value size ingest tracks (`value_sizes.rs`).
-    pub fn tracked_value_sizes(&self) -> usize {
-        self.sizes.tracked_keys()
-    }
-
-    /// Layer-file lookups answered from the parsed-file cache / needing a read.
-    pub fn layer_cache_hits_misses(&self) -> (u64, u64) {
-        (self.cache.hits, self.cache.misses)
-    }
-
-    pub fn layer_cache_bytes(&self) -> u64 {
-        self.cache.bytes()
-    }
-
-    /// Layers the recovered index listed above its `disk_consistent_lsn`; not in
-    /// the layer map. The node unlinks them from the upload queue (see `recover`).
-    pub fn future_layers(&self) -> &[LayerName] {
-        &self.future_layers
-    }
-
-    pub fn backpressure(&self) -> bool {
-        self.backpressure
-    }
-
-    pub fn compaction_state(&self) -> &CompactionState {
-        &self.compaction
-    }
-
     /// Attachment mode gate (the node calls it on every mode change):
     /// `may_compact` allows compaction (and eviction), `may_delete` allows GC.
     /// `AttachedSingle`: (true, true). `AttachedMulti`: (true, false) — its unlinks
@@ -811,98 +531,6 @@ impl Timeline {
         self.may_compact = may_compact;
         self.may_delete = may_delete;
         self.pump(now);
-    }
-
-    /// Panics if a rule is broken. Run after every input in tests.
-    pub fn check_invariants(&self) {
-        let dc = self.metadata.disk_consistent_lsn;
-        assert!(
-            dc <= self.last_ingested,
-            "S-PROJECTED: disk_consistent {dc} > last ingested {}",
-            self.last_ingested
-        );
-        // In-memory layers are contiguous and hold only what their ranges say.
-        let mut expect_start: Option<Lsn> = None;
-        for l in self.frozen.iter().chain(std::iter::once(&self.open)) {
-            if let Some(s) = expect_start {
-                assert_eq!(l.start, s, "in-memory layers are not contiguous");
-            }
-            assert!(l.start > dc, "in-memory layer at {} not above disk_consistent {dc}", l.start);
-            for (_, lsn, _) in l.sorted() {
-                assert!(
-                    lsn >= l.start && l.end.is_none_or(|e| lsn < e) && lsn <= self.last_ingested
-                );
-            }
-            assert_eq!(l.end.is_some(), !std::ptr::eq(l, &self.open));
-            expect_start = l.end;
-        }
-        for l in &self.frozen {
-            assert!(!l.is_empty(), "an empty frozen layer");
-        }
-        // Queued work ⇒ something in flight or a timer set.
-        if !self.frozen.is_empty() || self.flush_requests.values().any(|t| *t > dc) {
-            assert!(
-                self.flush != FlushState::Idle || self.gc_writing(),
-                "flush work queued while the flush is idle"
-            );
-        }
-        if let Some(done) = self.flush_requests.iter().find(|(_, t)| **t <= dc) {
-            panic!("flush request {done:?} satisfied but not answered");
-        }
-        self.check_flush_invariants();
-        self.check_compaction_invariants();
-        self.check_gc_invariants();
-        self.check_job_invariants();
-        self.cache.check();
-        for (id, r) in &self.reads {
-            r.check(*id, &self.ops, &self.layers);
-        }
-        self.sizes.check_invariants();
-        let size_reads: Vec<Key> = self
-            .reads
-            .keys()
-            .filter_map(|r| match r {
-                Reader::SizeProbe(key) => Some(*key),
-                Reader::Caller(_) => None,
-            })
-            .collect();
-        assert_eq!(
-            size_reads,
-            self.sizes.reads_in_flight().collect::<Vec<_>>(),
-            "size reads in the read table and in the size tracker differ"
-        );
-        for (op, kind) in &self.ops {
-            match kind {
-                OpKind::CompactRead { .. }
-                | OpKind::CompactWrite
-                | OpKind::ImageRedo
-                | OpKind::GcMetadata => {}
-                OpKind::WriteLayer | OpKind::WriteMetadata => {
-                    assert!(self.flush.op() == Some(*op), "{op} is a write the flush does not own");
-                }
-                OpKind::ReadLayer { read, .. } | OpKind::Redo { read } => {
-                    assert!(self.reads.contains_key(read), "{op} serves a finished read");
-                }
-                OpKind::Download { name } => {
-                    // Or the layer left the map (compaction / GC) meanwhile.
-                    let residence = self.layers.layers.get(name).map(|e| e.residence);
-                    assert!(
-                        residence.is_none_or(|r| r == Residence::Downloading { op: *op }),
-                        "{op} downloads {name}, which is {residence:?}"
-                    );
-                }
-            }
-        }
-        for name in self.remote_durable.iter().chain(self.last_access.keys()) {
-            assert!(self.layers.layers.contains_key(name), "{name} tracked but not mapped");
-        }
-        for (name, e) in &self.layers.layers {
-            if let Residence::Downloading { op } = e.residence {
-                assert!(
-                    matches!(self.ops.get(&op), Some(OpKind::Download { name: n }) if n == name)
-                );
-            }
-        }
     }
 
     fn new_op(&mut self, kind: OpKind) -> OpId {

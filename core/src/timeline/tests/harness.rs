@@ -4,6 +4,7 @@
 use super::super::*;
 use crate::index_part::IndexPart;
 use crate::layer_file;
+use crate::redo::IngestRecord;
 use crate::scheduler::JobKind as BackgroundJob;
 use std::collections::BTreeSet;
 

@@ -9,7 +9,7 @@ mod value_sizes;
 use super::*;
 use crate::generation::Generation;
 use crate::index_part::LayerMeta;
-use crate::redo::{DeltaOp, Record};
+use crate::redo::{DeltaOp, IngestRecord, Record, RedoError};
 use harness::{Harness, World};
 
 /// Test-only fault injection for the node's panic-isolation tests: puts a record
