@@ -220,6 +220,160 @@ fn be_u64(b: &[u8], at: usize) -> u64 {
     u64::from_be_bytes(w)
 }
 
+/// What a verified header says (magic, version and header checksum checked).
+struct Header {
+    kind: u8,
+    keys: KeyRange,
+    lsns: Range<Lsn>,
+    block_count: usize,
+    index_offset: usize,
+    entry_count: usize,
+}
+
+impl Header {
+    /// Step 1: magic, length, version, header checksum; then the header's fields.
+    fn read(bytes: &[u8]) -> Result<Header, LayerProblem> {
+        let min = HEADER_SIZE + 4 + TRAILER_SIZE;
+        if bytes.len() >= LAYER_MAGIC.len() && bytes[..8] != LAYER_MAGIC {
+            return Err(LayerProblem::BadMagic { found: bytes[..8].to_vec() });
+        }
+        if bytes.len() < min {
+            return Err(LayerProblem::Truncated { need: min, have: bytes.len() });
+        }
+        let version = u16::from_be_bytes([bytes[8], bytes[9]]);
+        if version != LAYER_FORMAT_VERSION {
+            return Err(LayerProblem::UnknownVersion(version));
+        }
+        let (stored, computed) = (be_u32(bytes, 60), crc32c::crc32c(&bytes[..60]));
+        if stored != computed {
+            let part = ChecksumPart::Header;
+            return Err(LayerProblem::Checksum { part, stored, computed });
+        }
+        Ok(Header {
+            kind: bytes[10],
+            keys: KeyRange { start: Key(be_u64(bytes, 16)), end: Key(be_u64(bytes, 24)) },
+            lsns: Lsn(be_u64(bytes, 32))..Lsn(be_u64(bytes, 40)),
+            block_count: be_u32(bytes, 12) as usize,
+            index_offset: be_u64(bytes, 48) as usize,
+            entry_count: be_u32(bytes, 56) as usize,
+        })
+    }
+
+    /// Step 2: the file is exactly as long as the header says, and its whole-file
+    /// checksum (trailer) holds, and equals `expected_crc32c` when given. Returns
+    /// the whole-file checksum.
+    fn check_file(&self, bytes: &[u8], expected_crc32c: Option<u32>) -> Result<u32, LayerProblem> {
+        let need = self
+            .index_offset
+            .saturating_add(self.entry_count.saturating_mul(INDEX_ENTRY_SIZE))
+            .saturating_add(4 + TRAILER_SIZE);
+        if bytes.len() < need {
+            return Err(LayerProblem::Truncated { need, have: bytes.len() });
+        }
+        if bytes.len() > need {
+            let why = format!("{} bytes after the trailer", bytes.len() - need);
+            return Err(LayerProblem::Malformed(why));
+        }
+        let body = bytes.len() - TRAILER_SIZE;
+        let (stored, computed) = (be_u32(bytes, body), crc32c::crc32c(&bytes[..body]));
+        if stored != computed {
+            let part = ChecksumPart::File;
+            return Err(LayerProblem::Checksum { part, stored, computed });
+        }
+        // The whole-file checksum extends the body's over the trailer's 4 bytes.
+        let whole = crc32c::crc32c_append(computed, &bytes[body..]);
+        if let Some(expected) = expected_crc32c.filter(|e| *e != whole) {
+            let part = ChecksumPart::Expected;
+            return Err(LayerProblem::Checksum { part, stored: expected, computed: whole });
+        }
+        Ok(whole)
+    }
+
+    /// Step 3: the header must describe this file's name.
+    fn check_name(&self, name: &LayerName) -> Result<(), LayerProblem> {
+        let (kind, keys, lsns) = (self.kind, self.keys, &self.lsns);
+        let (want_kind, want_keys, want_lsns) = lsn_range_of(name);
+        if (kind, keys, lsns) != (want_kind, want_keys, &want_lsns) {
+            let found = format!("kind {kind}, keys {keys:?}, lsns {lsns:?}");
+            return Err(LayerProblem::NameMismatch { found });
+        }
+        Ok(())
+    }
+
+    /// Step 4: the blocks, back to back from the header to the index, each with its
+    /// checksum. Returns each block's payload range.
+    fn blocks(&self, bytes: &[u8]) -> Result<Vec<Range<usize>>, LayerProblem> {
+        let index_offset = self.index_offset;
+        let mut blocks = Vec::with_capacity(self.block_count.min(bytes.len() / 8));
+        let mut at = HEADER_SIZE;
+        for n in 0..self.block_count {
+            if at + 8 > index_offset {
+                return Err(LayerProblem::Malformed(format!("block {n} runs into the index")));
+            }
+            let len = be_u32(bytes, at) as usize;
+            let end = at + 4 + len;
+            if end + 4 > index_offset {
+                return Err(LayerProblem::Malformed(format!("block {n} runs into the index")));
+            }
+            let (stored, computed) = (be_u32(bytes, end), crc32c::crc32c(&bytes[at + 4..end]));
+            if stored != computed {
+                let part = ChecksumPart::Block(n as u32);
+                return Err(LayerProblem::Checksum { part, stored, computed });
+            }
+            blocks.push(at + 4..end);
+            at = end + 4;
+        }
+        if at != index_offset {
+            return Err(LayerProblem::Malformed(format!(
+                "index at {index_offset}, blocks end at {at}"
+            )));
+        }
+        Ok(blocks)
+    }
+
+    /// Step 5: the index checksum, then each entry: inside its block and the
+    /// layer's ranges, in `(key, lsn)` order.
+    fn index(
+        &self,
+        bytes: &[u8],
+        blocks: &[Range<usize>],
+    ) -> Result<Vec<IndexEntry>, LayerProblem> {
+        let (index_offset, entry_count) = (self.index_offset, self.entry_count);
+        let index_end = index_offset + entry_count * INDEX_ENTRY_SIZE;
+        let stored = be_u32(bytes, index_end);
+        let computed = crc32c::crc32c(&bytes[index_offset..index_end]);
+        if stored != computed {
+            let part = ChecksumPart::Index;
+            return Err(LayerProblem::Checksum { part, stored, computed });
+        }
+        let mut index = Vec::with_capacity(entry_count);
+        for i in 0..entry_count {
+            let at = index_offset + i * INDEX_ENTRY_SIZE;
+            let e = IndexEntry {
+                key: Key(be_u64(bytes, at)),
+                lsn: Lsn(be_u64(bytes, at + 8)),
+                block: be_u32(bytes, at + 16),
+                offset: be_u32(bytes, at + 20),
+                len: be_u32(bytes, at + 24),
+            };
+            let in_block = blocks
+                .get(e.block as usize)
+                .is_some_and(|b| (e.offset as usize).saturating_add(e.len as usize) <= b.len());
+            if !in_block || !self.keys.contains(e.key) || !self.lsns.contains(&e.lsn) {
+                return Err(LayerProblem::Malformed(format!(
+                    "index entry {i} ({}, {}) out of bounds",
+                    e.key, e.lsn
+                )));
+            }
+            if index.last().is_some_and(|p: &IndexEntry| (p.key, p.lsn) >= (e.key, e.lsn)) {
+                return Err(LayerProblem::Malformed(format!("index entry {i} out of order")));
+            }
+            index.push(e);
+        }
+        Ok(index)
+    }
+}
+
 impl LayerFile {
     /// Parses and verifies a whole file: magic, version, every checksum (header,
     /// whole file, each block, index), the header against `name`, the block layout
@@ -231,114 +385,11 @@ impl LayerFile {
         expected_crc32c: Option<u32>,
     ) -> Result<LayerFile, LayerFileError> {
         let err = |problem| LayerFileError { name: name.clone(), problem };
-        let malformed = |why: String| err(LayerProblem::Malformed(why));
-        let min = HEADER_SIZE + 4 + TRAILER_SIZE;
-        if bytes.len() >= LAYER_MAGIC.len() && bytes[..8] != LAYER_MAGIC {
-            return Err(err(LayerProblem::BadMagic { found: bytes[..8].to_vec() }));
-        }
-        if bytes.len() < min {
-            return Err(err(LayerProblem::Truncated { need: min, have: bytes.len() }));
-        }
-        let version = u16::from_be_bytes([bytes[8], bytes[9]]);
-        if version != LAYER_FORMAT_VERSION {
-            return Err(err(LayerProblem::UnknownVersion(version)));
-        }
-        let (stored, computed) = (be_u32(&bytes, 60), crc32c::crc32c(&bytes[..60]));
-        if stored != computed {
-            let part = ChecksumPart::Header;
-            return Err(err(LayerProblem::Checksum { part, stored, computed }));
-        }
-        let index_offset = be_u64(&bytes, 48);
-        let entry_count = be_u32(&bytes, 56) as usize;
-        let block_count = be_u32(&bytes, 12) as usize;
-        let need = (index_offset as usize)
-            .saturating_add(entry_count.saturating_mul(INDEX_ENTRY_SIZE))
-            .saturating_add(4 + TRAILER_SIZE);
-        if bytes.len() < need {
-            return Err(err(LayerProblem::Truncated { need, have: bytes.len() }));
-        }
-        if bytes.len() > need {
-            return Err(malformed(format!("{} bytes after the trailer", bytes.len() - need)));
-        }
-        let body = bytes.len() - TRAILER_SIZE;
-        let (stored, computed) = (be_u32(&bytes, body), crc32c::crc32c(&bytes[..body]));
-        if stored != computed {
-            let part = ChecksumPart::File;
-            return Err(err(LayerProblem::Checksum { part, stored, computed }));
-        }
-        // The whole-file checksum extends the body's over the trailer's 4 bytes.
-        let whole = crc32c::crc32c_append(computed, &bytes[body..]);
-        if let Some(expected) = expected_crc32c.filter(|e| *e != whole) {
-            let part = ChecksumPart::Expected;
-            return Err(err(LayerProblem::Checksum { part, stored: expected, computed: whole }));
-        }
-
-        // The header must describe this file's name.
-        let kind = bytes[10];
-        let keys = KeyRange { start: Key(be_u64(&bytes, 16)), end: Key(be_u64(&bytes, 24)) };
-        let lsns = Lsn(be_u64(&bytes, 32))..Lsn(be_u64(&bytes, 40));
-        let (want_kind, want_keys, want_lsns) = lsn_range_of(name);
-        if (kind, keys, &lsns) != (want_kind, want_keys, &want_lsns) {
-            let found = format!("kind {kind}, keys {keys:?}, lsns {lsns:?}");
-            return Err(err(LayerProblem::NameMismatch { found }));
-        }
-
-        // Blocks: back to back from the header to the index.
-        let index_offset = index_offset as usize;
-        let mut blocks = Vec::with_capacity(block_count.min(bytes.len() / 8));
-        let mut at = HEADER_SIZE;
-        for n in 0..block_count {
-            if at + 8 > index_offset {
-                return Err(malformed(format!("block {n} runs into the index")));
-            }
-            let len = be_u32(&bytes, at) as usize;
-            let end = at + 4 + len;
-            if end + 4 > index_offset {
-                return Err(malformed(format!("block {n} runs into the index")));
-            }
-            let (stored, computed) = (be_u32(&bytes, end), crc32c::crc32c(&bytes[at + 4..end]));
-            if stored != computed {
-                let part = ChecksumPart::Block(n as u32);
-                return Err(err(LayerProblem::Checksum { part, stored, computed }));
-            }
-            blocks.push(at + 4..end);
-            at = end + 4;
-        }
-        if at != index_offset {
-            return Err(malformed(format!("index at {index_offset}, blocks end at {at}")));
-        }
-
-        let index_end = index_offset + entry_count * INDEX_ENTRY_SIZE;
-        let stored = be_u32(&bytes, index_end);
-        let computed = crc32c::crc32c(&bytes[index_offset..index_end]);
-        if stored != computed {
-            let part = ChecksumPart::Index;
-            return Err(err(LayerProblem::Checksum { part, stored, computed }));
-        }
-        let mut index = Vec::with_capacity(entry_count);
-        for i in 0..entry_count {
-            let at = index_offset + i * INDEX_ENTRY_SIZE;
-            let e = IndexEntry {
-                key: Key(be_u64(&bytes, at)),
-                lsn: Lsn(be_u64(&bytes, at + 8)),
-                block: be_u32(&bytes, at + 16),
-                offset: be_u32(&bytes, at + 20),
-                len: be_u32(&bytes, at + 24),
-            };
-            let in_block = blocks
-                .get(e.block as usize)
-                .is_some_and(|b| (e.offset as usize).saturating_add(e.len as usize) <= b.len());
-            if !in_block || !keys.contains(e.key) || !lsns.contains(&e.lsn) {
-                return Err(malformed(format!(
-                    "index entry {i} ({}, {}) out of bounds",
-                    e.key, e.lsn
-                )));
-            }
-            if index.last().is_some_and(|p: &IndexEntry| (p.key, p.lsn) >= (e.key, e.lsn)) {
-                return Err(malformed(format!("index entry {i} out of order")));
-            }
-            index.push(e);
-        }
+        let header = Header::read(&bytes).map_err(err)?;
+        let whole = header.check_file(&bytes, expected_crc32c).map_err(err)?;
+        header.check_name(name).map_err(err)?;
+        let blocks = header.blocks(&bytes).map_err(err)?;
+        let index = header.index(&bytes, &blocks).map_err(err)?;
         Ok(LayerFile { name: name.clone(), bytes, blocks, index, crc32c: whole })
     }
 
