@@ -20,21 +20,62 @@ use super::api::{
 };
 use super::{BrokenReason, Machine, Node, NodeEffect, NodePhase, SlotState, TimelineSlot};
 use crate::id::{TenantId, TimelineId};
+use crate::key::Key;
 use crate::location_conf::LocationMode;
+use crate::lsn::Lsn;
+use crate::redo::IngestRecord;
 use crate::tenant::{Slot, TenantState};
 use crate::timeline::{IngestError, ReadError, ReadId};
 use crate::upload_queue::AttachMode;
 
 impl Node {
+    /// Answers a request: refused at once unless the node is active (and, in
+    /// emergency mode, unless it writes nothing remotely), else handed to the
+    /// handler of its family.
     pub(crate) fn on_request(&mut self, req: RequestId, request: Request) {
+        if let Some(refusal) = self.refuse_request(&request) {
+            return self.reply(req, Err(refusal));
+        }
+        match request {
+            Request::CreateTenant { tenant } => self.create_tenant(req, tenant),
+            Request::DeleteTimeline { tenant, timeline } => {
+                self.request_delete_timeline(req, tenant, timeline)
+            }
+            Request::DeleteTenant { tenant } => self.request_delete_tenant(req, tenant),
+            Request::LocationConfig { tenant, request } => {
+                self.location_config(req, tenant, request)
+            }
+            Request::CreateTimeline { tenant, timeline } => {
+                self.request_create_timeline(req, tenant, timeline)
+            }
+            Request::Ingest { tenant, timeline, records } => {
+                self.request_ingest(req, tenant, timeline, records)
+            }
+            Request::Read { tenant, timeline, key, lsn } => {
+                self.request_read(req, tenant, timeline, key, lsn)
+            }
+            Request::TimelineInfo { tenant, timeline } => {
+                self.request_timeline_info(req, tenant, timeline)
+            }
+            Request::ListTenants => {
+                let tenants = self.list_tenants();
+                self.reply(req, Ok(Response::Tenants(tenants)));
+            }
+            Request::Shutdown => self.begin_shutdown(req),
+        }
+    }
+
+    /// Why the node cannot take `request` now: it is not active, or it is in
+    /// emergency mode and the request would need a generation or a remote write.
+    fn refuse_request(&self, request: &Request) -> Option<ApiError> {
         match &self.phase {
             NodePhase::Active => {}
             NodePhase::Starting(phase) => {
                 let why = format!("node is starting ({phase:?})");
-                return self.reply(req, Err(ApiError::unavailable(why)));
+                return Some(ApiError::unavailable(why));
             }
             NodePhase::ShuttingDown { .. } | NodePhase::Stopped | NodePhase::Failed(_) => {
-                return self.reply(req, Err(ApiError::ShuttingDown));
+                return Some(ApiError::ShuttingDown);
             }
         }
         if self.emergency.is_some()
@@ -48,97 +89,104 @@ impl Node {
             )
         {
             let why = "emergency mode: the control plane is unavailable, so no generation can be granted and nothing is written remotely; retry";
-            return self.reply(req, Err(ApiError::unavailable(why)));
+            return Some(ApiError::unavailable(why));
         }
-        match request {
-            Request::CreateTenant { tenant } => self.create_tenant(req, tenant),
-            Request::DeleteTimeline { tenant, timeline } => {
-                if let Some(busy) = self.tenant_busy(tenant) {
-                    return self.reply(req, Err(busy));
-                }
-                match self.delete_timeline(tenant, timeline) {
-                    // Answered once the tombstone is durable: a crash before that
-                    // would lose the deletion, and the client would not know.
-                    Ok(false) => {
-                        self.deletion_waiters.entry((tenant, timeline)).or_default().push(req)
-                    }
-                    Ok(true) => self.reply(req, Ok(Response::TimelineDeleting)),
-                    Err(e) => self.reply(req, Err(e)),
-                }
-            }
-            Request::DeleteTenant { tenant } => {
-                if let Some((timeline, reason)) =
-                    self.tenants.get(&tenant).and_then(|t| t.unloadable.iter().next())
-                {
-                    // No machines could delete that timeline's objects: the deletion
-                    // would leave them behind its mark. Restore it first.
-                    let why = format!(
-                        "tenant {tenant} cannot be deleted while its timeline {timeline} is broken: {reason}"
-                    );
-                    return self.reply(req, Err(ApiError::Conflict(why)));
-                }
-                self.manager.handle_delete_tenant(self.now, req, tenant);
-                self.dirty.insert(Machine::Manager);
-            }
-            Request::LocationConfig { tenant, request } => {
-                self.location_config(req, tenant, request)
-            }
-            Request::CreateTimeline { tenant, timeline } => {
-                if let Some(busy) = self.tenant_busy(tenant) {
-                    return self.reply(req, Err(busy));
-                }
-                self.create_timeline(req, tenant, timeline)
-            }
-            Request::Ingest { tenant, timeline, records } => {
-                let now = self.now;
-                let result = match self.active_slot(tenant, timeline).map(|_| ()) {
-                    Ok(()) => match self.with_machines(tenant, timeline, |slot| {
-                        slot.timeline.handle_ingest(now, records)
-                    }) {
-                        Some(r) => r
-                            .map(|o| Response::Ingested {
-                                last_ingested_lsn: o.last_ingested_lsn,
-                                applied: o.applied,
-                                skipped: o.skipped,
-                            })
-                            .map_err(|e| ingest_error_to_api(&e)),
-                        // The handler panicked: the tenant is broken (`isolation.rs`).
-                        None => Err(self.tenant_busy(tenant).unwrap_or_else(|| {
-                            ApiError::Internal(format!("tenant {tenant} is broken"))
-                        })),
-                    },
-                    Err(e) => Err(e),
-                };
+        None
+    }
+
+    fn request_delete_timeline(&mut self, req: RequestId, tenant: TenantId, timeline: TimelineId) {
+        if let Some(busy) = self.tenant_busy(tenant) {
+            return self.reply(req, Err(busy));
+        }
+        match self.delete_timeline(tenant, timeline) {
+            // Answered once the tombstone is durable: a crash before that
+            // would lose the deletion, and the client would not know.
+            Ok(false) => self.deletion_waiters.entry((tenant, timeline)).or_default().push(req),
+            Ok(true) => self.reply(req, Ok(Response::TimelineDeleting)),
+            Err(e) => self.reply(req, Err(e)),
+        }
+    }
+
+    fn request_delete_tenant(&mut self, req: RequestId, tenant: TenantId) {
+        if let Some((timeline, reason)) =
+            self.tenants.get(&tenant).and_then(|t| t.unloadable.iter().next())
+        {
+            // No machines could delete that timeline's objects: the deletion
+            // would leave them behind its mark. Restore it first.
+            let why = format!(
+                "tenant {tenant} cannot be deleted while its timeline {timeline} is broken: {reason}"
+            );
+            return self.reply(req, Err(ApiError::Conflict(why)));
+        }
+        self.manager.handle_delete_tenant(self.now, req, tenant);
+        self.dirty.insert(Machine::Manager);
+    }
+
+    fn request_create_timeline(&mut self, req: RequestId, tenant: TenantId, timeline: TimelineId) {
+        if let Some(busy) = self.tenant_busy(tenant) {
+            return self.reply(req, Err(busy));
+        }
+        self.create_timeline(req, tenant, timeline)
+    }
+
+    fn request_ingest(
+        &mut self,
+        req: RequestId,
+        tenant: TenantId,
+        timeline: TimelineId,
+        records: Vec<IngestRecord>,
+    ) {
+        let now = self.now;
+        let result = match self.active_slot(tenant, timeline).map(|_| ()) {
+            Ok(()) => match self
+                .with_machines(tenant, timeline, |slot| slot.timeline.handle_ingest(now, records))
+            {
+                Some(r) => r
+                    .map(|o| Response::Ingested {
+                        last_ingested_lsn: o.last_ingested_lsn,
+                        applied: o.applied,
+                        skipped: o.skipped,
+                    })
+                    .map_err(|e| ingest_error_to_api(&e)),
+                // The handler panicked: the tenant is broken (`isolation.rs`).
+                None => Err(self
+                    .tenant_busy(tenant)
+                    .unwrap_or_else(|| ApiError::Internal(format!("tenant {tenant} is broken")))),
+            },
+            Err(e) => Err(e),
+        };
+        self.dirty.insert(Machine::Timeline(tenant, timeline));
+        self.reply(req, result);
+    }
+
+    fn request_read(
+        &mut self,
+        req: RequestId,
+        tenant: TenantId,
+        timeline: TimelineId,
+        key: Key,
+        lsn: Lsn,
+    ) {
+        let now = self.now;
+        match self.active_slot(tenant, timeline).map(|_| ()) {
+            Ok(()) => {
+                // Waiting before the call: a panic in it answers the read.
+                self.pending_reads.insert(req, (tenant, key, lsn));
+                self.with_machines(tenant, timeline, |slot| {
+                    slot.timeline.handle_read(now, ReadId(req.0), key, lsn)
+                });
                 self.dirty.insert(Machine::Timeline(tenant, timeline));
-                self.reply(req, result);
             }
-            Request::Read { tenant, timeline, key, lsn } => {
-                let now = self.now;
-                match self.active_slot(tenant, timeline).map(|_| ()) {
-                    Ok(()) => {
-                        // Waiting before the call: a panic in it answers the read.
-                        self.pending_reads.insert(req, (tenant, key, lsn));
-                        self.with_machines(tenant, timeline, |slot| {
-                            slot.timeline.handle_read(now, ReadId(req.0), key, lsn)
-                        });
-                        self.dirty.insert(Machine::Timeline(tenant, timeline));
-                    }
-                    Err(e) => self.reply(req, Err(e)),
-                }
-            }
-            Request::TimelineInfo { tenant, timeline } => {
-                let result = match self.tenant_broken(tenant) {
-                    Some(broken) => Err(broken),
-                    None => self.timeline_info(tenant, timeline).map(Response::TimelineInfo),
-                };
-                self.reply(req, result);
-            }
-            Request::ListTenants => {
-                let tenants = self.list_tenants();
-                self.reply(req, Ok(Response::Tenants(tenants)));
-            }
-            Request::Shutdown => self.begin_shutdown(req),
+            Err(e) => self.reply(req, Err(e)),
         }
+    }
+
+    fn request_timeline_info(&mut self, req: RequestId, tenant: TenantId, timeline: TimelineId) {
+        let result = match self.tenant_broken(tenant) {
+            Some(broken) => Err(broken),
+            None => self.timeline_info(tenant, timeline).map(Response::TimelineInfo),
+        };
+        self.reply(req, result);
     }
 
     /// Every tenant with machines, and every broken one (which has none), with why.
