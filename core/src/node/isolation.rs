@@ -137,15 +137,13 @@ impl Node {
         self.trace_line("node", None, Direction::Effect, format!("tenant {t} broken: {reason}"));
         let now = self.now;
         let Some(tenant) = self.tenants.get_mut(&t) else { return };
-        match tenant.state.on(&TenantEvent::Fail(reason.clone())) {
-            Ok(next) => tenant.state = next,
-            // Stopping: the slot goes anyway once its I/O has drained.
-            Err(e) => tracing::warn!(tenant = %t, error = %e, "tenant not marked broken"),
-        }
+        // Every state with machines running has a Fail transition (a stopping tenant's
+        // stop then fails: `check_stopping`).
+        tenant.transition(TenantEvent::Fail(reason.clone()));
         let dropped = std::mem::take(&mut tenant.timelines);
         if let Err(e) = self.manager.handle_tenant_event(now, t, TenantEvent::Fail(reason.clone()))
         {
-            tracing::warn!(tenant = %t, error = %e, "tenant manager not told of the panic");
+            self.bug(&format!("tenant manager refused a panicked tenant's Fail: {e}"));
         }
         for (timeline, slot) in dropped {
             self.timers.set(Machine::Timeline(t, timeline), None);

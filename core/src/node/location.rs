@@ -365,6 +365,17 @@ impl Node {
         let tenants: Vec<TenantId> = self.stopping.keys().copied().collect();
         for tenant in tenants {
             let Some(s) = self.stopping.get(&tenant).cloned() else { continue };
+            if let Some(TenantState::Broken { reason }) =
+                self.tenants.get(&tenant).map(|t| &t.state)
+            {
+                // A machine panicked during the stop (`isolation.rs`): its machines are
+                // gone with what they had not flushed, so the stop failed. The tenant
+                // stays, Broken, and the operation that asked for the stop fails.
+                let why = format!("the tenant broke while stopping: {reason}");
+                self.stopping.remove(&tenant);
+                self.step_done(tenant, Err(why));
+                continue;
+            }
             if !s.machines_stopped {
                 if !(self.tenant_visible(tenant) || now >= s.deadline) {
                     continue;

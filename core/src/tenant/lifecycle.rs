@@ -5,14 +5,17 @@
 //!                     ├──► Activating ──Activated──► Active
 //!   Attaching ─Loaded─┘                  (location_config: from remote storage)
 //!
-//!   Loading | Attaching | Activating | Active ──Stop──► Stopping   (terminal: the slot goes)
-//!   Loading | Attaching | Activating | Active ──Fail──► Broken{reason}
+//!   Loading | Attaching | Activating | Active ──Stop──► Stopping   (the slot goes once stopped)
+//!   Loading | Attaching | Activating | Active | Stopping ──Fail──► Broken{reason}
 //!   Broken ──Stop──► Stopping
 //! ```
 //!
 //! Any other (state, event) pair is an [`IllegalTransition`], returned, never a panic:
 //! the node logs it and its `check_invariants` fails in tests. `Stop` on `Stopping` is
-//! a no-op (stopping twice is harmless). A tenant is reported `Active` only after every
+//! a no-op (stopping twice is harmless). `Fail` on `Stopping` (a machine panicked
+//! during the stop's flush) ends the stop in `Broken`: the stop failed, and what the
+//! tenant acknowledged above its visible LSN was lost, so the operation that asked
+//! for the stop (a detach, a mode change) must not go on as if it had flushed. A tenant is reported `Active` only after every
 //! timeline it loaded has its machines running, and a timeline is only ever reported
 //! active after its first index is durable (S-ACTIVE-UPLOADED, enforced per timeline).
 
@@ -64,9 +67,10 @@ impl TenantState {
             (S::Activating, E::Activated) => S::Active,
             (S::Loading | S::Attaching | S::Activating | S::Active | S::Broken { .. }, E::Stop)
             | (S::Stopping, E::Stop) => S::Stopping,
-            (S::Loading | S::Attaching | S::Activating | S::Active, E::Fail(reason)) => {
-                S::Broken { reason: reason.clone() }
-            }
+            (
+                S::Loading | S::Attaching | S::Activating | S::Active | S::Stopping,
+                E::Fail(reason),
+            ) => S::Broken { reason: reason.clone() },
             (
                 S::Loading
                 | S::Attaching
@@ -154,7 +158,7 @@ mod tests {
     }
 
     #[test]
-    fn broken_only_stops_and_stopping_is_terminal() {
+    fn broken_only_stops_and_stopping_only_ends_or_fails() {
         let broken = TenantState::Active.on(&TenantEvent::Fail("disk".into())).unwrap();
         assert_eq!(broken, TenantState::Broken { reason: "disk".into() });
         assert!(broken.on(&TenantEvent::Loaded).is_err());
@@ -162,7 +166,9 @@ mod tests {
         assert_eq!(broken.on(&TenantEvent::Stop).unwrap(), TenantState::Stopping);
         for e in all_events() {
             let r = TenantState::Stopping.on(&e);
-            assert!(r.is_err() || r == Ok(TenantState::Stopping), "{e:?}");
+            let failed = matches!(r, Ok(TenantState::Broken { .. }));
+            assert!(r.is_err() || r == Ok(TenantState::Stopping) || failed, "{e:?}");
+            assert_eq!(failed, matches!(e, TenantEvent::Fail(_)), "{e:?}");
         }
     }
 }

@@ -308,3 +308,40 @@ fn a_tenant_broken_by_a_panic_comes_back_through_location_config_on_a_new_genera
     // A client's retry: the first append to each key waits for a size read (503).
     assert!(h.ingest(records(1 << 20, 10)).is_ok());
 }
+
+/// A panic while the tenant is being stopped (here: the flush a detach starts) is
+/// a failure of that stop, not its end: the detach must not answer success, release
+/// the generation or remove the directory, because what the tenant acknowledged
+/// above its visible LSN was never uploaded. The tenant is Broken (listed so, its
+/// requests answer why), nothing is written remote for it, and a shutdown is not
+/// clean. It used to be refused as "Stopping has no Fail", so the stop found no
+/// timelines left, called them visible, and the detach answered 200.
+#[test]
+fn a_panic_during_a_detach_fails_the_detach_and_breaks_the_tenant() {
+    let (mut h, _, _, held) = two_tenants_with_an_upload_in_flight(isolating());
+    h.complete_held(held);
+    while h.tick(60_000) {}
+    // Acknowledged, not yet flushed: only the stop's flush would make it durable.
+    let from = h.node.tenants[&T].timelines[&TL].timeline.last_ingested_lsn().0 + 8;
+    let r = h.call(Request::Ingest { tenant: T, timeline: TL, records: records(from, 3) });
+    assert!(matches!(r, Ok(Response::Ingested { .. })), "{r:?}");
+    let slot = h.node.tenants.get_mut(&T).unwrap().timelines.get_mut(&TL).unwrap();
+    inject_unflushable_record(&mut slot.timeline, h.now);
+    let remote_before = remote_of(&h.world, T);
+    let generation = h.node.tenants[&T].generation;
+
+    let r = location(&mut h, RequestedMode::Detached, None);
+    assert!(matches!(&r, Err(ApiError::Internal(m)) if m.contains("panicked")), "detach: {r:?}");
+    let TenantState::Broken { reason } = &h.node.tenants[&T].state else {
+        panic!("A is {:?}", h.node.tenants[&T].state)
+    };
+    assert!(reason.contains("outside the layer's ranges"), "{reason}");
+    assert_eq!(listed(&mut h, T).state, "Broken");
+    assert_eq!(h.world.store[&T].generation, generation, "the generation stays held");
+    assert!(h.world.files.contains_key(&crate::node::io::location_conf_path(T)));
+    while h.tick(60_000) {}
+    assert_eq!(remote_of(&h.world, T), remote_before, "written for A after the panic");
+    let r = h.call(Request::Read { tenant: T, timeline: TL, key: Key(1), lsn: Lsn(16) });
+    assert!(matches!(&r, Err(ApiError::Internal(m)) if m.contains("broken")), "{r:?}");
+    assert_eq!(h.call(Request::Shutdown), Ok(Response::ShutdownComplete { clean: false }));
+}
