@@ -1,6 +1,7 @@
 //! Remote failures an operator must fix (issue 15 item 6): they are retried with
 //! capped backoff while the timeline keeps serving; they never break it.
 
+use super::deletion::wait_deleted;
 use super::*;
 
 /// A remote directory made read-only (EACCES on every PUT and DELETE) used to break
