@@ -230,17 +230,7 @@ impl Node {
                 return self.step_done(tenant, Err(why));
             }
         };
-        let keys: Vec<remote_path::RemoteKey> = entries
-            .iter()
-            .filter_map(|e| remote_path::RemoteKey::from_listing(&e.name).ok())
-            .collect();
-        let found = crate::control_plane::max_generation_in_listing(tenant, &keys);
-        let latest = self.cp.record(tenant).map(|r| r.generation);
-        if let (Some(found), Some(latest)) = (found, latest)
-            && found > latest
-        {
-            let ceiling = format!("{latest}, the latest this node's control plane granted for it");
-            let reason = self.generation_conflict(tenant, found, ceiling);
+        if let Some((_, reason)) = self.conflict_above_latest_grant(tenant, &entries) {
             return self.step_done(tenant, Err(reason));
         }
         self.acquire_generation(tenant, at_least);

@@ -7,7 +7,7 @@ use super::{StartupIo, StartupPhase};
 use crate::id::TenantId;
 use crate::location_conf::LocationMode;
 use crate::node::Node;
-use crate::node::io::{Io, IoFailure, IoResult};
+use crate::node::io::{Entry, Io, IoFailure, IoResult};
 use crate::node::routing::CpWaiter;
 use crate::remote_path::{self, RemoteKey};
 use crate::tenant::{Slot, TenantState};
@@ -88,15 +88,7 @@ impl Node {
                 Vec::new()
             }
         };
-        let keys: Vec<RemoteKey> =
-            entries.iter().filter_map(|e| RemoteKey::from_listing(&e.name).ok()).collect();
-        let found = crate::control_plane::max_generation_in_listing(tenant, &keys);
-        let latest = self.cp.record(tenant).map(|r| r.generation);
-        if let (Some(found), Some(latest)) = (found, latest)
-            && found > latest
-        {
-            let ceiling = format!("{latest}, the latest this node's control plane granted for it");
-            let reason = self.generation_conflict(tenant, found, ceiling);
+        if let Some((latest, reason)) = self.conflict_above_latest_grant(tenant, &entries) {
             let mode = match self.startup.configs.get(&tenant).map(|c| c.mode) {
                 Some(
                     m @ (LocationMode::AttachedMulti { .. } | LocationMode::AttachedStale { .. }),
@@ -106,6 +98,26 @@ impl Node {
             self.startup.held_back.insert(tenant);
             self.break_at_startup(tenant, mode, reason);
         }
+    }
+
+    /// S-GEN-MONO before a grant (start-up's re-attach, an attach): if `entries`, a
+    /// listing of `tenant`'s remote storage, hold a generation above the latest this
+    /// node's control plane granted for it (to any node), another control plane
+    /// granted it. Returns that latest grant and the conflict's reason (counted).
+    pub(crate) fn conflict_above_latest_grant(
+        &mut self,
+        tenant: TenantId,
+        entries: &[Entry],
+    ) -> Option<(crate::Generation, String)> {
+        let keys: Vec<RemoteKey> =
+            entries.iter().filter_map(|e| RemoteKey::from_listing(&e.name).ok()).collect();
+        let found = crate::control_plane::max_generation_in_listing(tenant, &keys)?;
+        let latest = self.cp.record(tenant)?.generation;
+        if found <= latest {
+            return None;
+        }
+        let ceiling = format!("{latest}, the latest this node's control plane granted for it");
+        Some((latest, self.generation_conflict(tenant, found, ceiling)))
     }
 
     /// S-GEN-MONO: `found`, the highest generation in `tenant`'s remote storage, is
