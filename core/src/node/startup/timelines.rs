@@ -18,7 +18,9 @@ use std::collections::BTreeMap;
 
 impl Node {
     /// `LoadTimelines`: every tenant's remote timelines are listed, then each index
-    /// is read and its timeline started.
+    /// is read and its timeline started. The listing `CheckGenerations` took is not
+    /// reused: it came before re-attach, and an index the previous attachment had
+    /// validated between that listing and re-attach must be the one loaded.
     pub(super) fn load_timelines(&mut self) {
         self.enter(StartupPhase::LoadTimelines);
         let tenants: Vec<TenantId> = self.tenants.keys().copied().collect();
