@@ -1,5 +1,8 @@
 //! Completions: where each finished [`Io`] returns, by its [`Route`], to the
-//! machine that asked (the table in `routing.rs`).
+//! machine that asked (the table in `routing.rs`). [`Node::on_io_done`] dispatches
+//! on the route; each handler below serves one route, grouped by family: a
+//! timeline's own I/O, downloads, uploads, the deletion queue, the control plane,
+//! local removals that are only logged.
 
 use super::io::{self, Entry, Io, IoFailure, IoResult};
 use super::routing::Route;
@@ -7,6 +10,9 @@ use super::{Machine, Node};
 use crate::control_plane::max_generation_in_listing;
 use crate::deletion_queue::IoFailure as DqIoFailure;
 use crate::id::{OpId, TenantId, TimelineId};
+use crate::index_part::LayerMeta;
+use crate::layer_name::LayerName;
+use crate::page_cache::{FillId, RequestKind, ValueKey};
 use crate::remote_path::{self, RemoteKey};
 use crate::timeline::{DownloadError, TimelineCompletion};
 use crate::upload_queue::RemoteFailure;
@@ -25,217 +31,51 @@ fn remote_failure(e: IoFailure) -> RemoteFailure {
     }
 }
 
+/// Whether downloaded bytes are the object their index describes (size and
+/// CRC32C); if not, why.
+fn verify_download(bytes: &[u8], meta: &LayerMeta) -> Result<(), String> {
+    let size_ok = bytes.len() as u64 == meta.file_size;
+    let crc = crc32c::crc32c(bytes);
+    if size_ok && crc == meta.crc32c {
+        return Ok(());
+    }
+    Err(format!(
+        "{} bytes crc {crc:08x}, the index says {} bytes crc {:08x}",
+        bytes.len(),
+        meta.file_size,
+        meta.crc32c
+    ))
+}
+
 impl Node {
     /// Routes a completed [`Io`] to whoever asked.
     pub(crate) fn on_io_done(&mut self, route: Route, result: IoResult) {
-        let now = self.now;
         match route {
             Route::Timeline { tenant, timeline, inner, redo } => {
-                let completion = match result {
-                    IoResult::Done(r) => {
-                        TimelineCompletion::Written(r.map_err(|e| e.message().to_string()))
-                    }
-                    IoResult::Bytes(r) if redo => {
-                        TimelineCompletion::Redone(r.map_err(|e| e.message().to_string()))
-                    }
-                    IoResult::Bytes(r) => {
-                        TimelineCompletion::Read(r.map_err(|e| e.message().to_string()))
-                    }
-                    IoResult::Listing(_) => return self.bug("listing result for a timeline op"),
-                };
-                self.complete_timeline(tenant, timeline, inner, completion);
+                self.on_timeline_io(tenant, timeline, inner, redo, result)
             }
-            Route::LayerFill { tenant: _, fill } => {
-                let IoResult::Bytes(r) = result else {
-                    return self.bug("unexpected result for a layer read");
-                };
-                let Some((key, waiters)) =
-                    self.page_cache.complete_layer_fill(fill, r.as_ref().ok().map(Vec::as_slice))
-                else {
-                    return self.bug("completion of an unknown page-cache fill");
-                };
-                // S16: every waiter is handed the bytes with the completion; none
-                // looks the cache up again.
-                let r = r.map_err(|e| e.message().to_string());
-                for op in waiters {
-                    let c = TimelineCompletion::Read(r.clone());
-                    self.complete_timeline(key.tenant, key.timeline, op, c);
-                }
-            }
+            Route::LayerFill { tenant: _, fill } => self.on_layer_fill(fill, result),
             Route::Redo { tenant, timeline, inner, kind, key } => {
-                let IoResult::Bytes(r) = result else {
-                    return self.bug("unexpected result for a redo");
-                };
-                if let Ok(value) = &r {
-                    self.page_cache.insert_value(key, kind, value.clone());
-                }
-                let r = r.map_err(|e| e.message().to_string());
-                self.complete_timeline(tenant, timeline, inner, TimelineCompletion::Redone(r));
+                self.on_redo_done(tenant, timeline, inner, kind, key, result)
             }
-            Route::DownloadGet { tenant, timeline, inner, name, meta } => match result {
-                IoResult::Bytes(Ok(bytes)) => {
-                    self.invalidate_layer(tenant, timeline, &name);
-                    let size_ok = bytes.len() as u64 == meta.file_size;
-                    let crc = crc32c::crc32c(&bytes);
-                    if size_ok && crc == meta.crc32c {
-                        self.emit_io(
-                            Route::DownloadWrite { tenant, timeline, inner },
-                            Io::DiskWrite { path: io::layer_path(tenant, timeline, &name), bytes },
-                        );
-                    } else {
-                        // The object is what remote storage holds: no retry can fix
-                        // it. The read fails with the typed error and the timeline
-                        // goes Broken naming the object (issue 15 item 7).
-                        let why = format!(
-                            "{} bytes crc {crc:08x}, the index says {} bytes crc {:08x}",
-                            bytes.len(),
-                            meta.file_size,
-                            meta.crc32c
-                        );
-                        let object =
-                            remote_path::layer_key(tenant, timeline, &name, meta.generation);
-                        let error =
-                            DownloadError::Corrupt(format!("remote object {object}: {why}"));
-                        self.complete_timeline(
-                            tenant,
-                            timeline,
-                            inner,
-                            TimelineCompletion::Downloaded(Err(error)),
-                        );
-                        let reason = super::BrokenReason::Corrupt { object, reason: why };
-                        self.break_timeline(tenant, timeline, reason);
-                        self.dirty.insert(Machine::Timeline(tenant, timeline));
-                    }
-                }
-                IoResult::Bytes(Err(e)) => self.complete_timeline(
-                    tenant,
-                    timeline,
-                    inner,
-                    TimelineCompletion::Downloaded(Err(DownloadError::Failed(format!(
-                        "download of {name}: {}",
-                        e.message()
-                    )))),
-                ),
-                _ => self.bug("unexpected result for a download"),
-            },
+            Route::DownloadGet { tenant, timeline, inner, name, meta } => {
+                self.on_download_get(tenant, timeline, inner, name, meta, result)
+            }
             Route::DownloadWrite { tenant, timeline, inner } => {
-                let r = match result {
-                    IoResult::Done(r) => r.map_err(|e| DownloadError::Failed(e.message().into())),
-                    _ => {
-                        Err(DownloadError::Failed("unexpected result for a download write".into()))
-                    }
-                };
-                self.complete_timeline(tenant, timeline, inner, TimelineCompletion::Downloaded(r));
+                self.on_download_write(tenant, timeline, inner, result)
             }
-            Route::UploadRead { tenant, timeline, inner, key, layer } => match result {
-                IoResult::Bytes(Ok(bytes)) => self.emit_io(
-                    Route::UploadPut { tenant, timeline, inner, layer: Some(layer) },
-                    Io::RemotePut { key, bytes },
-                ),
-                IoResult::Bytes(Err(e)) => {
-                    // The local copy of a layer the queue must upload is gone or
-                    // unreadable: nothing a retry can fix.
-                    let failure = RemoteFailure::Permanent(format!(
-                        "reading the local layer for {key}: {}",
-                        e.message()
-                    ));
-                    self.complete_upload(tenant, timeline, inner, Err(failure));
-                }
-                _ => self.bug("unexpected result for an upload read"),
-            },
+            Route::UploadRead { tenant, timeline, inner, key, layer } => {
+                self.on_upload_read(tenant, timeline, inner, key, layer, result)
+            }
             Route::UploadPut { tenant, timeline, inner, layer } => {
-                let r = match result {
-                    IoResult::Done(Ok(())) => Ok(()),
-                    IoResult::Done(Err(e)) => Err(remote_failure(e)),
-                    _ => return self.bug("unexpected result for an upload"),
-                };
-                // A layer durable remotely may be evicted locally from now on.
-                if r.is_ok()
-                    && let Some(layer) = layer
-                    && self
-                        .with_machines(tenant, timeline, |slot| {
-                            slot.timeline.handle_layers_uploaded(now, std::slice::from_ref(&layer))
-                        })
-                        .is_some()
-                {
-                    self.dirty.insert(Machine::Timeline(tenant, timeline));
-                }
-                self.complete_upload(tenant, timeline, inner, r);
-            }
-            Route::EvictLocal { tenant, timeline, layer } => {
-                if !matches!(result, IoResult::Done(Ok(()) | Err(IoFailure::NotFound(_)))) {
-                    tracing::warn!(%tenant, %timeline, %layer, ?result, "removing a local layer file failed");
-                }
+                self.on_upload_put(tenant, timeline, inner, layer, result)
             }
             Route::UploadList { tenant, timeline, inner } => {
-                let r = match result {
-                    IoResult::Listing(Ok(entries)) => Ok(entries
-                        .iter()
-                        .filter_map(|e| RemoteKey::from_listing(&e.name).ok())
-                        .collect()),
-                    IoResult::Listing(Err(e)) => Err(remote_failure(e)),
-                    _ => return self.bug("unexpected result for a timeline listing"),
-                };
-                if let Some(listed) = self.with_machines(tenant, timeline, |slot| {
-                    slot.upload.handle_listing(now, inner, r)
-                }) {
-                    if let Err(e) = listed {
-                        tracing::error!(error = %e, "upload queue refused a listing");
-                    }
-                    self.dirty.insert(Machine::Upload(tenant, timeline));
-                }
+                self.on_upload_list(tenant, timeline, inner, result)
             }
-            Route::Deletion { inner } => {
-                let r = match result {
-                    // A missing object or list file counts as done.
-                    IoResult::Done(Ok(()) | Err(IoFailure::NotFound(_))) => Ok(()),
-                    IoResult::Done(Err(IoFailure::Transient(m))) => Err(DqIoFailure::Transient(m)),
-                    // Retried like a transient failure until an operator fixes it.
-                    IoResult::Done(Err(IoFailure::OperatorFixable { kind, message })) => {
-                        Err(DqIoFailure::Transient(format!("{kind}: {message}")))
-                    }
-                    IoResult::Done(Err(IoFailure::Permanent(m))) => Err(DqIoFailure::Permanent(m)),
-                    _ => return self.bug("unexpected result for a deletion-queue op"),
-                };
-                if let Some(dq) = &mut self.dq {
-                    if let Err(e) = dq.handle_completion(now, inner, r) {
-                        tracing::error!(error = %e, "deletion queue refused a completion");
-                    }
-                    self.dirty.insert(Machine::DeletionQueue);
-                }
-            }
-            Route::ControlPlanePersist { inner } => {
-                let r = match result {
-                    IoResult::Done(r) => r.map_err(|e| e.message().to_string()),
-                    _ => Err("unexpected result for a store change".to_string()),
-                };
-                if let Err(e) = self.cp.handle_persisted(now, inner, r) {
-                    tracing::error!(error = %e, "control plane refused a store completion");
-                }
-                self.dirty.insert(Machine::ControlPlane);
-            }
-            Route::ControlPlaneList { inner, tenant } => match result {
-                IoResult::Listing(Ok(entries)) => {
-                    let keys: Vec<RemoteKey> = entries
-                        .iter()
-                        .filter_map(|e: &Entry| RemoteKey::from_listing(&e.name).ok())
-                        .collect();
-                    let max = max_generation_in_listing(tenant, &keys);
-                    if let Err(e) = self.cp.handle_remote_generations(now, inner, max) {
-                        tracing::error!(error = %e, "control plane refused a listing");
-                    }
-                    self.dirty.insert(Machine::ControlPlane);
-                }
-                IoResult::Listing(Err(e)) => {
-                    // The control plane must not guess: retry the listing.
-                    tracing::warn!(%tenant, error = e.message(), "listing remote generations failed; retrying");
-                    self.emit_io(
-                        Route::ControlPlaneList { inner, tenant },
-                        Io::RemoteList { prefix: remote_path::tenant_prefix(tenant) },
-                    );
-                }
-                _ => self.bug("unexpected result for a remote listing"),
-            },
+            Route::Deletion { inner } => self.on_deletion_io(inner, result),
+            Route::ControlPlanePersist { inner } => self.on_cp_persisted(inner, result),
+            Route::ControlPlaneList { inner, tenant } => self.on_cp_listing(inner, tenant, result),
             Route::Startup(step) => self.on_startup_io(step, result),
             Route::Manager { tenant } => self.on_manager_io(tenant, result),
             Route::GenerationCheck { tenant, at_least } => {
@@ -244,16 +84,302 @@ impl Node {
             Route::CreateTimelineCheck { req, tenant, timeline, generation, check } => {
                 self.on_create_timeline_check(req, tenant, timeline, generation, check, result)
             }
-            Route::DetachedRemoved => {
-                if !matches!(result, IoResult::Done(Ok(()))) {
-                    tracing::warn!(
-                        ?result,
-                        "removing a detached tenant's directory failed; start-up retries"
-                    );
-                }
+            Route::EvictLocal { tenant, timeline, layer } => {
+                on_evict_local(tenant, timeline, &layer, &result)
             }
+            Route::DetachedRemoved => on_detached_removed(&result),
         }
     }
+
+    // A timeline's own I/O.
+
+    /// A timeline's write, read or redo, done by the driver.
+    fn on_timeline_io(
+        &mut self,
+        tenant: TenantId,
+        timeline: TimelineId,
+        inner: OpId,
+        redo: bool,
+        result: IoResult,
+    ) {
+        let completion = match result {
+            IoResult::Done(r) => {
+                TimelineCompletion::Written(r.map_err(|e| e.message().to_string()))
+            }
+            IoResult::Bytes(r) if redo => {
+                TimelineCompletion::Redone(r.map_err(|e| e.message().to_string()))
+            }
+            IoResult::Bytes(r) => TimelineCompletion::Read(r.map_err(|e| e.message().to_string())),
+            IoResult::Listing(_) => return self.bug("listing result for a timeline op"),
+        };
+        self.complete_timeline(tenant, timeline, inner, completion);
+    }
+
+    /// A page-cache miss read: its bytes go to every waiter of the fill.
+    fn on_layer_fill(&mut self, fill: FillId, result: IoResult) {
+        let IoResult::Bytes(r) = result else {
+            return self.bug("unexpected result for a layer read");
+        };
+        let Some((key, waiters)) =
+            self.page_cache.complete_layer_fill(fill, r.as_ref().ok().map(Vec::as_slice))
+        else {
+            return self.bug("completion of an unknown page-cache fill");
+        };
+        // S16: every waiter is handed the bytes with the completion; none
+        // looks the cache up again.
+        let r = r.map_err(|e| e.message().to_string());
+        for op in waiters {
+            let c = TimelineCompletion::Read(r.clone());
+            self.complete_timeline(key.tenant, key.timeline, op, c);
+        }
+    }
+
+    /// A redo the page cache did not answer: its value is cached, then returned.
+    fn on_redo_done(
+        &mut self,
+        tenant: TenantId,
+        timeline: TimelineId,
+        inner: OpId,
+        kind: RequestKind,
+        key: ValueKey,
+        result: IoResult,
+    ) {
+        let IoResult::Bytes(r) = result else {
+            return self.bug("unexpected result for a redo");
+        };
+        if let Ok(value) = &r {
+            self.page_cache.insert_value(key, kind, value.clone());
+        }
+        let r = r.map_err(|e| e.message().to_string());
+        self.complete_timeline(tenant, timeline, inner, TimelineCompletion::Redone(r));
+    }
+
+    // Downloads.
+
+    /// Step 1 of a download: verified bytes are written locally; bytes that are
+    /// not what the index describes break the timeline.
+    fn on_download_get(
+        &mut self,
+        tenant: TenantId,
+        timeline: TimelineId,
+        inner: OpId,
+        name: LayerName,
+        meta: LayerMeta,
+        result: IoResult,
+    ) {
+        match result {
+            IoResult::Bytes(Ok(bytes)) => {
+                self.invalidate_layer(tenant, timeline, &name);
+                match verify_download(&bytes, &meta) {
+                    Ok(()) => self.emit_io(
+                        Route::DownloadWrite { tenant, timeline, inner },
+                        Io::DiskWrite { path: io::layer_path(tenant, timeline, &name), bytes },
+                    ),
+                    Err(why) => {
+                        let object =
+                            remote_path::layer_key(tenant, timeline, &name, meta.generation);
+                        self.on_corrupt_download(tenant, timeline, inner, object, why);
+                    }
+                }
+            }
+            IoResult::Bytes(Err(e)) => self.complete_timeline(
+                tenant,
+                timeline,
+                inner,
+                TimelineCompletion::Downloaded(Err(DownloadError::Failed(format!(
+                    "download of {name}: {}",
+                    e.message()
+                )))),
+            ),
+            _ => self.bug("unexpected result for a download"),
+        }
+    }
+
+    /// The object is what remote storage holds: no retry can fix it. The read
+    /// fails with the typed error and the timeline goes Broken naming the object
+    /// (issue 15 item 7).
+    fn on_corrupt_download(
+        &mut self,
+        tenant: TenantId,
+        timeline: TimelineId,
+        inner: OpId,
+        object: RemoteKey,
+        why: String,
+    ) {
+        let error = DownloadError::Corrupt(format!("remote object {object}: {why}"));
+        self.complete_timeline(tenant, timeline, inner, TimelineCompletion::Downloaded(Err(error)));
+        let reason = super::BrokenReason::Corrupt { object, reason: why };
+        self.break_timeline(tenant, timeline, reason);
+        self.dirty.insert(Machine::Timeline(tenant, timeline));
+    }
+
+    /// Step 2 of a download: the local write; the download is done.
+    fn on_download_write(
+        &mut self,
+        tenant: TenantId,
+        timeline: TimelineId,
+        inner: OpId,
+        result: IoResult,
+    ) {
+        let r = match result {
+            IoResult::Done(r) => r.map_err(|e| DownloadError::Failed(e.message().into())),
+            _ => Err(DownloadError::Failed("unexpected result for a download write".into())),
+        };
+        self.complete_timeline(tenant, timeline, inner, TimelineCompletion::Downloaded(r));
+    }
+
+    // Uploads.
+
+    /// Step 1 of a layer upload: the local file's bytes are PUT.
+    fn on_upload_read(
+        &mut self,
+        tenant: TenantId,
+        timeline: TimelineId,
+        inner: OpId,
+        key: RemoteKey,
+        layer: LayerName,
+        result: IoResult,
+    ) {
+        match result {
+            IoResult::Bytes(Ok(bytes)) => self.emit_io(
+                Route::UploadPut { tenant, timeline, inner, layer: Some(layer) },
+                Io::RemotePut { key, bytes },
+            ),
+            IoResult::Bytes(Err(e)) => {
+                // The local copy of a layer the queue must upload is gone or
+                // unreadable: nothing a retry can fix.
+                let failure = RemoteFailure::Permanent(format!(
+                    "reading the local layer for {key}: {}",
+                    e.message()
+                ));
+                self.complete_upload(tenant, timeline, inner, Err(failure));
+            }
+            _ => self.bug("unexpected result for an upload read"),
+        }
+    }
+
+    /// The PUT of a layer or an index; a layer now durable remotely may be evicted.
+    fn on_upload_put(
+        &mut self,
+        tenant: TenantId,
+        timeline: TimelineId,
+        inner: OpId,
+        layer: Option<LayerName>,
+        result: IoResult,
+    ) {
+        let now = self.now;
+        let r = match result {
+            IoResult::Done(Ok(())) => Ok(()),
+            IoResult::Done(Err(e)) => Err(remote_failure(e)),
+            _ => return self.bug("unexpected result for an upload"),
+        };
+        // A layer durable remotely may be evicted locally from now on.
+        if r.is_ok()
+            && let Some(layer) = layer
+            && self
+                .with_machines(tenant, timeline, |slot| {
+                    slot.timeline.handle_layers_uploaded(now, std::slice::from_ref(&layer))
+                })
+                .is_some()
+        {
+            self.dirty.insert(Machine::Timeline(tenant, timeline));
+        }
+        self.complete_upload(tenant, timeline, inner, r);
+    }
+
+    /// The listing of a timeline being deleted.
+    fn on_upload_list(
+        &mut self,
+        tenant: TenantId,
+        timeline: TimelineId,
+        inner: OpId,
+        result: IoResult,
+    ) {
+        let now = self.now;
+        let r = match result {
+            IoResult::Listing(Ok(entries)) => {
+                Ok(entries.iter().filter_map(|e| RemoteKey::from_listing(&e.name).ok()).collect())
+            }
+            IoResult::Listing(Err(e)) => Err(remote_failure(e)),
+            _ => return self.bug("unexpected result for a timeline listing"),
+        };
+        if let Some(listed) =
+            self.with_machines(tenant, timeline, |slot| slot.upload.handle_listing(now, inner, r))
+        {
+            if let Err(e) = listed {
+                tracing::error!(error = %e, "upload queue refused a listing");
+            }
+            self.dirty.insert(Machine::Upload(tenant, timeline));
+        }
+    }
+
+    // The deletion queue.
+
+    /// A deletion-queue list, header or object deletion.
+    fn on_deletion_io(&mut self, inner: OpId, result: IoResult) {
+        let now = self.now;
+        let r = match result {
+            // A missing object or list file counts as done.
+            IoResult::Done(Ok(()) | Err(IoFailure::NotFound(_))) => Ok(()),
+            IoResult::Done(Err(IoFailure::Transient(m))) => Err(DqIoFailure::Transient(m)),
+            // Retried like a transient failure until an operator fixes it.
+            IoResult::Done(Err(IoFailure::OperatorFixable { kind, message })) => {
+                Err(DqIoFailure::Transient(format!("{kind}: {message}")))
+            }
+            IoResult::Done(Err(IoFailure::Permanent(m))) => Err(DqIoFailure::Permanent(m)),
+            _ => return self.bug("unexpected result for a deletion-queue op"),
+        };
+        if let Some(dq) = &mut self.dq {
+            if let Err(e) = dq.handle_completion(now, inner, r) {
+                tracing::error!(error = %e, "deletion queue refused a completion");
+            }
+            self.dirty.insert(Machine::DeletionQueue);
+        }
+    }
+
+    // The control plane.
+
+    /// A control-plane store change.
+    fn on_cp_persisted(&mut self, inner: OpId, result: IoResult) {
+        let now = self.now;
+        let r = match result {
+            IoResult::Done(r) => r.map_err(|e| e.message().to_string()),
+            _ => Err("unexpected result for a store change".to_string()),
+        };
+        if let Err(e) = self.cp.handle_persisted(now, inner, r) {
+            tracing::error!(error = %e, "control plane refused a store completion");
+        }
+        self.dirty.insert(Machine::ControlPlane);
+    }
+
+    /// The listing of a tenant's remote generations; a failed one is retried.
+    fn on_cp_listing(&mut self, inner: OpId, tenant: TenantId, result: IoResult) {
+        let now = self.now;
+        match result {
+            IoResult::Listing(Ok(entries)) => {
+                let keys: Vec<RemoteKey> = entries
+                    .iter()
+                    .filter_map(|e: &Entry| RemoteKey::from_listing(&e.name).ok())
+                    .collect();
+                let max = max_generation_in_listing(tenant, &keys);
+                if let Err(e) = self.cp.handle_remote_generations(now, inner, max) {
+                    tracing::error!(error = %e, "control plane refused a listing");
+                }
+                self.dirty.insert(Machine::ControlPlane);
+            }
+            IoResult::Listing(Err(e)) => {
+                // The control plane must not guess: retry the listing.
+                tracing::warn!(%tenant, error = e.message(), "listing remote generations failed; retrying");
+                self.emit_io(
+                    Route::ControlPlaneList { inner, tenant },
+                    Io::RemoteList { prefix: remote_path::tenant_prefix(tenant) },
+                );
+            }
+            _ => self.bug("unexpected result for a remote listing"),
+        }
+    }
+
+    // Returning completions to a timeline's machines.
 
     pub(super) fn complete_timeline(
         &mut self,
@@ -291,5 +417,21 @@ impl Node {
             tracing::error!(tenant = %t, timeline = %tl, error = %e, "upload queue refused a completion");
         }
         self.dirty.insert(Machine::Upload(t, tl));
+    }
+}
+
+// Local removals: their outcome only matters for logs.
+
+/// Removing the local file of an evicted or unlinked layer (a missing file is fine).
+fn on_evict_local(tenant: TenantId, timeline: TimelineId, layer: &LayerName, result: &IoResult) {
+    if !matches!(result, IoResult::Done(Ok(()) | Err(IoFailure::NotFound(_)))) {
+        tracing::warn!(%tenant, %timeline, %layer, ?result, "removing a local layer file failed");
+    }
+}
+
+/// The background removal of a detached tenant's or deleted timeline's directory.
+fn on_detached_removed(result: &IoResult) {
+    if !matches!(result, IoResult::Done(Ok(()))) {
+        tracing::warn!(?result, "removing a detached tenant's directory failed; start-up retries");
     }
 }
