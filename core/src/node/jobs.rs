@@ -1,12 +1,30 @@
-//! Background jobs: scheduler grants go to their timeline, and the jobs of
-//! timelines that leave the node are forgotten or their slots freed.
+//! Background jobs: a timeline's requests and finished jobs go to the scheduler,
+//! its grants go to their timeline, and the jobs of timelines that leave the node
+//! are forgotten or their slots freed.
 
 use super::{Machine, Node, SlotState};
 use crate::id::{TenantId, TimelineId};
-use crate::scheduler::{JobOwner, SchedulerEffect};
+use crate::scheduler::{JobKind, JobOwner, SchedulerEffect};
 use crate::trace::Direction;
 
 impl Node {
+    /// A timeline wants a background job: the scheduler queues it (same input).
+    pub(super) fn on_job_wanted(&mut self, t: TenantId, tl: TimelineId, kind: JobKind) {
+        let now = self.now;
+        self.scheduler.handle_request(now, JobOwner { tenant: t, timeline: tl, kind });
+        self.dirty.insert(Machine::Scheduler);
+    }
+
+    /// A timeline's background job is finished: its scheduler slot is freed.
+    pub(super) fn on_job_finished(&mut self, t: TenantId, tl: TimelineId, kind: JobKind) {
+        let now = self.now;
+        let owner = JobOwner { tenant: t, timeline: tl, kind };
+        if let Err(e) = self.scheduler.handle_finished(now, owner) {
+            tracing::error!(error = %e, "scheduler refused a finished job");
+        }
+        self.dirty.insert(Machine::Scheduler);
+    }
+
     /// Grants go to their timeline within the same input; a grant for a timeline
     /// that is gone (or did not ask) is handed back at once.
     pub(super) fn drain_scheduler(&mut self) {

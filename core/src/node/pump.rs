@@ -8,12 +8,16 @@ use super::{Machine, Node};
 use crate::control_plane::{ControlPlaneEffect, ControlPlaneReply, RequestId as CpRequestId};
 use crate::deletion_list::{DELETION_HEADER_FILE_NAME, DeletionList};
 use crate::deletion_queue::DeletionEffect;
-use crate::id::{TenantId, TimelineId};
+use crate::generation::Generation;
+use crate::id::{OpId, TenantId, TimelineId};
+use crate::index_part::LayerMeta;
+use crate::layer_name::LayerName;
+use crate::lsn::Lsn;
 use crate::remote_path;
-use crate::scheduler::JobOwner;
 use crate::timeline::TimelineEffect;
 use crate::trace::Direction;
-use crate::upload_queue::UploadEffect;
+use crate::upload_queue::{UploadEffect, UploadQueue, UploadQueueError};
+use std::ops::ControlFlow;
 
 impl Node {
     /// Drains every dirty machine's effects, routing each, until all are quiet.
@@ -160,7 +164,6 @@ impl Node {
 
     fn drain_timeline(&mut self, t: TenantId, tl: TimelineId) {
         loop {
-            let now = self.now;
             let Some(effect) =
                 self.with_machines(t, tl, |slot| slot.timeline.poll_effect()).flatten()
             else {
@@ -173,110 +176,136 @@ impl Node {
                 Direction::Effect,
                 super::trace::describe_timeline(&effect),
             );
-            match effect {
-                TimelineEffect::WriteLayer { op, name, bytes } => {
-                    // A re-flush may reuse the name of a layer dropped earlier.
-                    self.invalidate_layer(t, tl, &name);
-                    self.emit_io(
-                        Route::Timeline { tenant: t, timeline: tl, inner: op, redo: false },
-                        Io::DiskWrite { path: io::layer_path(t, tl, &name), bytes },
-                    )
-                }
-                TimelineEffect::WriteMetadata { op, metadata } => self.emit_io(
-                    Route::Timeline { tenant: t, timeline: tl, inner: op, redo: false },
-                    Io::DiskWrite {
-                        path: io::metadata_path(t, tl),
-                        bytes: metadata.to_bytes().to_vec(),
-                    },
-                ),
-                TimelineEffect::ReadLayer { op, name } => self.read_layer(t, tl, op, name),
-                TimelineEffect::DownloadLayer { op, name, meta } => {
-                    self.invalidate_layer(t, tl, &name);
-                    let key = remote_path::layer_key(t, tl, &name, meta.generation);
-                    self.emit_io(
-                        Route::DownloadGet { tenant: t, timeline: tl, inner: op, name, meta },
-                        Io::RemoteGet { key },
-                    )
-                }
-                TimelineEffect::Redo { op, request } => self.redo(t, tl, op, request),
-                TimelineEffect::ReadDone { req, result } => {
-                    let result = match result {
-                        Ok(value) => Ok(value),
-                        Err(e) => Err(super::requests::read_error_to_api(&e)),
-                    };
-                    self.on_read_done(RequestId(req.0), result);
-                }
-                TimelineEffect::LayerFlushed { name, file_size, crc32c } => {
-                    // Same input as the layer-map insert: the layer is in the upload
-                    // queue's set before anything else can see it (#5635).
-                    let Some(added) = self.with_machines(t, tl, |slot| {
-                        slot.upload.handle_add_layer(now, name, file_size, crc32c)
-                    }) else {
-                        return;
-                    };
-                    if let Err(e) = added {
-                        self.break_timeline(
-                            t,
-                            tl,
-                            format!("upload queue refused a flushed layer: {e}"),
-                        );
-                    }
-                    self.dirty.insert(Machine::Upload(t, tl));
-                }
-                TimelineEffect::MetadataDurable { metadata } => {
-                    let Some(set) = self.with_machines(t, tl, |slot| {
-                        slot.upload.handle_set_metadata(now, metadata)
-                    }) else {
-                        return;
-                    };
-                    if let Err(e) = set {
-                        self.break_timeline(t, tl, format!("upload queue refused metadata: {e}"));
-                    }
-                    self.dirty.insert(Machine::Upload(t, tl));
-                }
-                TimelineEffect::UnlinkLayers { names } => {
-                    // Compaction or GC replaced these: the upload queue uploads an index
-                    // without them and only then hands their deletion on (S-DEL-AFTER-INDEX).
-                    for name in &names {
-                        self.invalidate_layer(t, tl, name);
-                    }
-                    let Some(unlinked) = self
-                        .with_machines(t, tl, |slot| slot.upload.handle_unlink_layers(now, &names))
-                    else {
-                        return;
-                    };
-                    if let Err(e) = unlinked {
-                        self.break_timeline(t, tl, format!("upload queue refused an unlink: {e}"));
-                    }
-                    self.dirty.insert(Machine::Upload(t, tl));
-                }
-                TimelineEffect::EvictLayer { name } => {
-                    self.invalidate_layer(t, tl, &name);
-                    let path = io::layer_path(t, tl, &name);
-                    self.emit_io(
-                        Route::EvictLocal { tenant: t, timeline: tl, layer: name },
-                        Io::DiskRemove { path },
-                    );
-                }
-                TimelineEffect::FlushDone { .. } => {}
-                TimelineEffect::JobWanted { kind } => {
-                    self.scheduler.handle_request(now, JobOwner { tenant: t, timeline: tl, kind });
-                    self.dirty.insert(Machine::Scheduler);
-                }
-                TimelineEffect::JobFinished { kind } => {
-                    let owner = JobOwner { tenant: t, timeline: tl, kind };
-                    if let Err(e) = self.scheduler.handle_finished(now, owner) {
-                        tracing::error!(error = %e, "scheduler refused a finished job");
-                    }
-                    self.dirty.insert(Machine::Scheduler);
-                }
+            if self.route_timeline_effect(t, tl, effect).is_break() {
+                return;
             }
         }
     }
 
+    /// Sends one timeline effect where it goes (the table in `routing.rs`).
+    /// `Break`: the timeline's machines are gone; its draining stops.
+    fn route_timeline_effect(
+        &mut self,
+        t: TenantId,
+        tl: TimelineId,
+        effect: TimelineEffect,
+    ) -> ControlFlow<()> {
+        let now = self.now;
+        match effect {
+            TimelineEffect::WriteLayer { op, name, bytes } => {
+                self.write_layer(t, tl, op, name, bytes)
+            }
+            TimelineEffect::WriteMetadata { op, metadata } => self.emit_io(
+                Route::Timeline { tenant: t, timeline: tl, inner: op, redo: false },
+                Io::DiskWrite {
+                    path: io::metadata_path(t, tl),
+                    bytes: metadata.to_bytes().to_vec(),
+                },
+            ),
+            TimelineEffect::ReadLayer { op, name } => self.read_layer(t, tl, op, name),
+            TimelineEffect::DownloadLayer { op, name, meta } => {
+                self.download_layer(t, tl, op, name, meta)
+            }
+            TimelineEffect::Redo { op, request } => self.redo(t, tl, op, request),
+            TimelineEffect::ReadDone { req, result } => {
+                let result = result.map_err(|e| super::requests::read_error_to_api(&e));
+                self.on_read_done(RequestId(req.0), result);
+            }
+            TimelineEffect::LayerFlushed { name, file_size, crc32c } => {
+                // Same input as the layer-map insert: the layer is in the upload
+                // queue's set before anything else can see it (#5635).
+                return self.hand_to_upload_queue(t, tl, "a flushed layer", |upload| {
+                    upload.handle_add_layer(now, name, file_size, crc32c)
+                });
+            }
+            TimelineEffect::MetadataDurable { metadata } => {
+                return self.hand_to_upload_queue(t, tl, "metadata", |upload| {
+                    upload.handle_set_metadata(now, metadata)
+                });
+            }
+            TimelineEffect::UnlinkLayers { names } => {
+                // Compaction or GC replaced these: the upload queue uploads an index
+                // without them and only then hands their deletion on (S-DEL-AFTER-INDEX).
+                for name in &names {
+                    self.invalidate_layer(t, tl, name);
+                }
+                return self.hand_to_upload_queue(t, tl, "an unlink", |upload| {
+                    upload.handle_unlink_layers(now, &names)
+                });
+            }
+            TimelineEffect::EvictLayer { name } => self.evict_layer(t, tl, name),
+            TimelineEffect::FlushDone { .. } => {}
+            TimelineEffect::JobWanted { kind } => self.on_job_wanted(t, tl, kind),
+            TimelineEffect::JobFinished { kind } => self.on_job_finished(t, tl, kind),
+        }
+        ControlFlow::Continue(())
+    }
+
+    /// A timeline's layer file written locally.
+    fn write_layer(
+        &mut self,
+        t: TenantId,
+        tl: TimelineId,
+        op: OpId,
+        name: LayerName,
+        bytes: Vec<u8>,
+    ) {
+        // A re-flush may reuse the name of a layer dropped earlier.
+        self.invalidate_layer(t, tl, &name);
+        self.emit_io(
+            Route::Timeline { tenant: t, timeline: tl, inner: op, redo: false },
+            Io::DiskWrite { path: io::layer_path(t, tl, &name), bytes },
+        )
+    }
+
+    /// Step 1 of an on-demand download: the remote GET (`completions.rs` goes on).
+    fn download_layer(
+        &mut self,
+        t: TenantId,
+        tl: TimelineId,
+        op: OpId,
+        name: LayerName,
+        meta: LayerMeta,
+    ) {
+        self.invalidate_layer(t, tl, &name);
+        let key = remote_path::layer_key(t, tl, &name, meta.generation);
+        self.emit_io(
+            Route::DownloadGet { tenant: t, timeline: tl, inner: op, name, meta },
+            Io::RemoteGet { key },
+        )
+    }
+
+    /// An evicted layer's local file is removed.
+    fn evict_layer(&mut self, t: TenantId, tl: TimelineId, name: LayerName) {
+        self.invalidate_layer(t, tl, &name);
+        let path = io::layer_path(t, tl, &name);
+        self.emit_io(
+            Route::EvictLocal { tenant: t, timeline: tl, layer: name },
+            Io::DiskRemove { path },
+        );
+    }
+
+    /// Hands a timeline's effect to its upload queue within the same input; a
+    /// refusal breaks the timeline. `Break`: the timeline's machines are gone.
+    fn hand_to_upload_queue(
+        &mut self,
+        t: TenantId,
+        tl: TimelineId,
+        what: &str,
+        hand: impl FnOnce(&mut UploadQueue) -> Result<(), UploadQueueError>,
+    ) -> ControlFlow<()> {
+        let Some(handed) = self.with_machines(t, tl, |slot| hand(&mut slot.upload)) else {
+            return ControlFlow::Break(());
+        };
+        if let Err(e) = handed {
+            self.break_timeline(t, tl, format!("upload queue refused {what}: {e}"));
+        }
+        self.dirty.insert(Machine::Upload(t, tl));
+        ControlFlow::Continue(())
+    }
+
     fn drain_upload(&mut self, t: TenantId, tl: TimelineId) {
         loop {
-            let now = self.now;
             let Some(effect) =
                 self.with_machines(t, tl, |slot| slot.upload.poll_effect()).flatten()
             else {
@@ -289,86 +318,104 @@ impl Node {
                 Direction::Effect,
                 super::trace::describe_upload(&effect),
             );
-            match effect {
-                UploadEffect::UploadLayer { op, name, meta } => {
-                    let key = remote_path::layer_key(t, tl, &name, meta.generation);
-                    let path = io::layer_path(t, tl, &name);
-                    self.emit_io(
-                        Route::UploadRead { tenant: t, timeline: tl, inner: op, key, layer: name },
-                        Io::DiskRead { path },
-                    )
-                }
-                UploadEffect::UploadIndex { op, version, index } => self.emit_io(
-                    Route::UploadPut { tenant: t, timeline: tl, inner: op, layer: None },
-                    Io::RemotePut {
-                        key: remote_path::index_key(t, tl, version),
-                        bytes: index.to_json_bytes(),
-                    },
-                ),
-                UploadEffect::HandDeletions { generation, keys } => {
-                    if let Some(dq) = &mut self.dq {
-                        dq.handle_push(now, t, tl, generation, keys);
-                        self.dirty.insert(Machine::DeletionQueue);
-                    }
-                }
-                UploadEffect::CancelDeletion { key } => {
-                    if let Some(dq) = &mut self.dq {
-                        dq.handle_cancel(now, t, tl, key);
-                        self.dirty.insert(Machine::DeletionQueue);
-                    }
-                }
-                UploadEffect::ValidateLsn { generation, lsn } => {
-                    if let Some(dq) = &mut self.dq {
-                        dq.handle_push_lsn_update(now, t, tl, generation, lsn);
-                        // While shutting down, validate at once instead of after the
-                        // deletion queue's usual delay.
-                        if matches!(self.phase, super::NodePhase::ShuttingDown { .. }) {
-                            dq.handle_flush_advisory(now);
-                        }
-                        self.dirty.insert(Machine::DeletionQueue);
-                    }
-                }
-                UploadEffect::BarrierReached { id: _, result } => {
-                    self.on_barrier(t, tl, result.is_ok())
-                }
-                UploadEffect::LsnAdvanced { .. } => {
-                    // While shutting down, have each new projected LSN validated at once.
-                    if matches!(self.phase, super::NodePhase::ShuttingDown { .. }) {
-                        self.nudge_validation();
-                    }
-                }
-                UploadEffect::Backpressure { on } => {
-                    self.with_machines(t, tl, |slot| slot.timeline.handle_backpressure(now, on));
-                    self.dirty.insert(Machine::Timeline(t, tl));
-                }
-                UploadEffect::ListTimeline { op, prefix } => self.emit_io(
-                    Route::UploadList { tenant: t, timeline: tl, inner: op },
-                    Io::RemoteList { prefix },
-                ),
-                UploadEffect::DeletionAborted { error } => {
-                    tracing::warn!(tenant = %t, timeline = %tl, %error, "timeline deletion aborted; resumes in AttachedSingle");
-                    self.aborted_deletions.insert((t, tl));
-                    let why = format!(
-                        "timeline {tl}: deletion interrupted by a mode change ({error}); retry"
-                    );
-                    self.answer_deletion_waiters(t, tl, Err(ApiError::unavailable(why)));
-                }
-                UploadEffect::Broken { reason } => self.break_timeline(t, tl, reason),
-                UploadEffect::TombstoneDurable => {
-                    self.answer_deletion_waiters(t, tl, Ok(Response::TimelineDeleting));
-                }
-                UploadEffect::TimelineDeleted => {
-                    self.page_cache.invalidate_timeline(t, tl);
-                    if let Some(tenant) = self.tenants.get_mut(&t) {
-                        tenant.timelines.remove(&tl);
-                    }
-                    // Remote storage no longer has it; the local directory goes too
-                    // (a crash before this leaves a directory start-up never loads).
-                    let path = io::timeline_dir(t, tl);
-                    self.emit_io(Route::DetachedRemoved, Io::DiskRemoveDir { path });
-                    self.forget_background_jobs(t, Some(tl));
+            self.route_upload_effect(t, tl, effect);
+        }
+    }
+
+    /// Sends one upload-queue effect where it goes (the table in `routing.rs`).
+    fn route_upload_effect(&mut self, t: TenantId, tl: TimelineId, effect: UploadEffect) {
+        let now = self.now;
+        match effect {
+            UploadEffect::UploadLayer { op, name, meta } => {
+                let key = remote_path::layer_key(t, tl, &name, meta.generation);
+                let path = io::layer_path(t, tl, &name);
+                self.emit_io(
+                    Route::UploadRead { tenant: t, timeline: tl, inner: op, key, layer: name },
+                    Io::DiskRead { path },
+                )
+            }
+            UploadEffect::UploadIndex { op, version, index } => self.emit_io(
+                Route::UploadPut { tenant: t, timeline: tl, inner: op, layer: None },
+                Io::RemotePut {
+                    key: remote_path::index_key(t, tl, version),
+                    bytes: index.to_json_bytes(),
+                },
+            ),
+            UploadEffect::HandDeletions { generation, keys } => {
+                if let Some(dq) = &mut self.dq {
+                    dq.handle_push(now, t, tl, generation, keys);
+                    self.dirty.insert(Machine::DeletionQueue);
                 }
             }
+            UploadEffect::CancelDeletion { key } => {
+                if let Some(dq) = &mut self.dq {
+                    dq.handle_cancel(now, t, tl, key);
+                    self.dirty.insert(Machine::DeletionQueue);
+                }
+            }
+            UploadEffect::ValidateLsn { generation, lsn } => {
+                self.validate_lsn(t, tl, generation, lsn)
+            }
+            UploadEffect::BarrierReached { id: _, result } => {
+                self.on_barrier(t, tl, result.is_ok())
+            }
+            UploadEffect::LsnAdvanced { .. } => {
+                // While shutting down, have each new projected LSN validated at once.
+                if matches!(self.phase, super::NodePhase::ShuttingDown { .. }) {
+                    self.nudge_validation();
+                }
+            }
+            UploadEffect::Backpressure { on } => {
+                self.with_machines(t, tl, |slot| slot.timeline.handle_backpressure(now, on));
+                self.dirty.insert(Machine::Timeline(t, tl));
+            }
+            UploadEffect::ListTimeline { op, prefix } => self.emit_io(
+                Route::UploadList { tenant: t, timeline: tl, inner: op },
+                Io::RemoteList { prefix },
+            ),
+            UploadEffect::DeletionAborted { error } => self.on_deletion_aborted(t, tl, error),
+            UploadEffect::Broken { reason } => self.break_timeline(t, tl, reason),
+            UploadEffect::TombstoneDurable => {
+                self.answer_deletion_waiters(t, tl, Ok(Response::TimelineDeleting));
+            }
+            UploadEffect::TimelineDeleted => self.on_timeline_deleted(t, tl),
         }
+    }
+
+    /// The deletion queue is to validate a timeline's new LSN.
+    fn validate_lsn(&mut self, t: TenantId, tl: TimelineId, generation: Generation, lsn: Lsn) {
+        let now = self.now;
+        if let Some(dq) = &mut self.dq {
+            dq.handle_push_lsn_update(now, t, tl, generation, lsn);
+            // While shutting down, validate at once instead of after the
+            // deletion queue's usual delay.
+            if matches!(self.phase, super::NodePhase::ShuttingDown { .. }) {
+                dq.handle_flush_advisory(now);
+            }
+            self.dirty.insert(Machine::DeletionQueue);
+        }
+    }
+
+    /// A timeline deletion stopped by a mode change: it resumes in AttachedSingle;
+    /// its waiters are told to retry.
+    fn on_deletion_aborted(&mut self, t: TenantId, tl: TimelineId, error: UploadQueueError) {
+        tracing::warn!(tenant = %t, timeline = %tl, %error, "timeline deletion aborted; resumes in AttachedSingle");
+        self.aborted_deletions.insert((t, tl));
+        let why = format!("timeline {tl}: deletion interrupted by a mode change ({error}); retry");
+        self.answer_deletion_waiters(t, tl, Err(ApiError::unavailable(why)));
+    }
+
+    /// A deleted timeline leaves the node: its slot, cached pages, local directory
+    /// and background jobs.
+    fn on_timeline_deleted(&mut self, t: TenantId, tl: TimelineId) {
+        self.page_cache.invalidate_timeline(t, tl);
+        if let Some(tenant) = self.tenants.get_mut(&t) {
+            tenant.timelines.remove(&tl);
+        }
+        // Remote storage no longer has it; the local directory goes too
+        // (a crash before this leaves a directory start-up never loads).
+        let path = io::timeline_dir(t, tl);
+        self.emit_io(Route::DetachedRemoved, Io::DiskRemoveDir { path });
+        self.forget_background_jobs(t, Some(tl));
     }
 }
