@@ -24,7 +24,7 @@
 //! `Failed(reason)` (e.g. local tenants unknown to a fresh control-plane store).
 //! Requests during start-up get 503; during shutdown `ShuttingDown`.
 //!
-//! # Start-up (see `startup.rs`)
+//! # Start-up (see `startup/`)
 //! List local tenants and read their `config-v1`; refuse to start if the control
 //! plane does not know a local tenant (unless told to rebuild: then attach it with a
 //! generation above everything in its remote storage and its local config);
