@@ -61,10 +61,12 @@
 //!   the tenant (the next grant goes above it), and the request is answered with
 //!   [`ControlPlaneError::StoreFailed`]. The client retries.
 
+pub mod client;
 mod listing;
 #[cfg(test)]
 mod tests;
 
+pub use client::CallFailure;
 pub use listing::{
     RemoteTenantFound, generation_of_key, max_generation_in_listing, summarize_tenant_listing,
 };

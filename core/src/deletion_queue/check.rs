@@ -73,6 +73,16 @@ impl DeletionQueue {
         if let Some((op, _, _)) = &self.validation {
             assert_eq!(self.ops.get(op), Some(&OpKind::Validate), "validation op not tracked");
         }
+        let validate_ops = self.ops.values().filter(|k| **k == OpKind::Validate).count();
+        assert!(validate_ops <= 1, "{validate_ops} validations at once");
+        assert_eq!(validate_ops == 1, self.validation.is_some(), "validation op without a round");
+        if let Some((failures, _)) = self.validation_retry {
+            assert!(failures > 0, "a validation backoff without a failure");
+        }
+        // The LSN updates waiting are in arrival order (a failed validation puts
+        // its own back in front), so "requested after" and "deletions first" hold.
+        let indexes: Vec<u64> = self.lsn_waiting.iter().map(|u| u.index).collect();
+        assert!(indexes.is_sorted(), "LSN updates out of arrival order: {indexes:?}");
         // A machine with work has something in flight, a timer, or effects to hand out.
         let has_work = !self.is_idle();
         let moving =

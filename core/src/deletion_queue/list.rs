@@ -16,7 +16,8 @@ pub(crate) enum IoState {
     Backoff { until: Instant },
 }
 
-/// Where a list is in the pipeline. Lists only move forward.
+/// Where a list is in the pipeline. Lists only move forward, but for one step
+/// back: a failed validation returns its lists from `Validating` to `Sealed`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Stage {
     /// Collecting pushes; in memory only. At most one, the newest.

@@ -36,6 +36,15 @@
 //!    The header `deletion/header-01` records the highest sequence at or below
 //!    which every remaining list passed validation, with its validated content on
 //!    disk.
+//!    A validation can fail ([`DeletionQueue::handle_validation_failed`]: the
+//!    control plane was unreachable, did not answer within the client's deadline,
+//!    or refused, after the client's own retries). Then nothing is deleted, nothing
+//!    is dropped and nothing becomes visible: the lists go back to waiting, the LSN
+//!    updates back to the front of the waiting ones, and a new validation (a new
+//!    request, so "requested after" still holds) is sent when the
+//!    [`TimerReason::RetryValidation`] backoff expires (`backoff_base_ms` doubling
+//!    per consecutive failure up to `backoff_max_ms`; a success resets it). Flushes
+//!    wait meanwhile: they complete only when every key has its outcome.
 //! 4. **Execute** — keys of validated lists go out in
 //!    [`DeletionEffect::DeleteObjects`] batches of at most [`MAX_KEYS_PER_DELETE`],
 //!    at most `max_deletes_in_flight` at once; a transient failure retries the
@@ -64,6 +73,8 @@
 //! - A batch holds at most [`MAX_KEYS_PER_DELETE`] keys.
 //! - A list write and its removal never overlap; at most one header write.
 //! - Queued work always has an effect in flight or a timer set.
+//! - A validation retry waits only while no validation is in flight; a list waits
+//!   for a validation only while that validation is in flight.
 //!
 //! # Crash and recovery
 //! Durable state is the list files and the header; the rest is rebuilt by
@@ -96,7 +107,7 @@ mod tests;
 
 pub use messages::*;
 
-use crate::control_plane::ReAttachedTenant;
+use crate::control_plane::{CallFailure, ReAttachedTenant};
 use crate::deletion_list::{DeletionHeader, DeletionList};
 use crate::generation::Generation;
 use crate::id::{OpId, OpIds, TenantId, TimelineId};
@@ -212,6 +223,8 @@ pub enum TimerReason {
     RetryListRemove(u64),
     RetryHeaderWrite,
     RetryDelete(u64),
+    /// The last validation failed; the next one waits for this backoff.
+    RetryValidation,
 }
 
 /// One LSN update waiting for (or in) a validation.
@@ -280,6 +293,10 @@ pub struct DeletionQueueStats {
     pub lsn_updates_valid_total: u64,
     pub lsn_updates_dropped_total: u64,
     pub validations_total: u64,
+    /// Validations that got no usable answer, by kind; each is retried.
+    pub validations_unreachable_total: u64,
+    pub validations_timed_out_total: u64,
+    pub validations_refused_total: u64,
     pub delete_retries_total: u64,
 }
 
@@ -293,6 +310,9 @@ pub struct DeletionQueue {
     lsn_waiting: Vec<LsnUpdate>,
     /// The validation in flight: its op, the pairs asked, the LSN updates it covers.
     validation: Option<Validation>,
+    /// After a failed validation: consecutive failures, and when the next
+    /// validation may be sent. `None` once a validation succeeded.
+    validation_retry: Option<(u32, Instant)>,
     lsn_pushed: u64,
     /// Keys of validated lists not yet in a batch, in list order.
     exec_queue: VecDeque<ExecKey>,
@@ -469,6 +489,7 @@ impl DeletionQueue {
         }
         let (_, asked, lsn_updates) = self.validation.take().expect("checked above");
         self.ops.remove(&op);
+        self.validation_retry = None;
         let valid: Vec<(TenantId, Generation)> = asked
             .into_iter()
             .zip(results)
@@ -476,6 +497,34 @@ impl DeletionQueue {
             .map(|(pair, _)| pair)
             .collect();
         self.validated(now, op, &valid, lsn_updates);
+        self.pump(now);
+        Ok(())
+    }
+
+    /// The validation `op` failed (see [`CallFailure`]): nothing it covers is
+    /// deleted, dropped or made visible; everything waits for the next validation,
+    /// sent after a backoff.
+    pub fn handle_validation_failed(
+        &mut self,
+        now: Instant,
+        op: OpId,
+        failure: &CallFailure,
+    ) -> Result<(), DeletionQueueError> {
+        match &self.validation {
+            Some((expected, _, _)) if *expected == op => {}
+            _ => return Err(DeletionQueueError::UnexpectedCompletion(op)),
+        }
+        let (_, _, lsn_updates) = self.validation.take().expect("checked above");
+        self.ops.remove(&op);
+        match failure {
+            CallFailure::Unreachable(_) => self.stats.validations_unreachable_total += 1,
+            CallFailure::Timeout { .. } => self.stats.validations_timed_out_total += 1,
+            CallFailure::Refused(_) => self.stats.validations_refused_total += 1,
+        }
+        self.validation_failed(op, lsn_updates);
+        let failures = self.validation_retry.map_or(1, |(n, _)| n + 1);
+        let at = now.plus_millis(pump::backoff_ms(&self.config, failures));
+        self.validation_retry = Some((failures, at));
         self.pump(now);
         Ok(())
     }

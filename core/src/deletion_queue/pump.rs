@@ -143,7 +143,8 @@ impl DeletionQueue {
         self.lsn_waiting.iter().take_while(|u| u.after_seq < first_unaccepted).count()
     }
 
-    /// When the next validation is due by age alone.
+    /// When the next validation is due by age alone, or, after a failed one, when
+    /// its backoff ends.
     pub(super) fn validation_deadline(&self) -> Option<Instant> {
         if self.validation.is_some() {
             return None;
@@ -151,17 +152,29 @@ impl DeletionQueue {
         let lists = self.validation_candidates().filter_map(|(_, l)| l.accepted_at);
         let eligible = self.eligible_lsn_updates();
         let lsns = self.lsn_waiting[..eligible].iter().map(|u| u.arrived_at);
-        lists.chain(lsns).min().map(|oldest| oldest.plus_millis(self.config.validate_delay_ms))
+        let oldest = lists.chain(lsns).min()?;
+        match self.validation_retry {
+            Some((_, at)) => Some(at),
+            None => Some(oldest.plus_millis(self.config.validate_delay_ms)),
+        }
     }
 
     fn start_validation(&mut self, now: Instant) {
         if self.validation.is_some() {
             return;
         }
-        let waiting_keys: usize = self.validation_candidates().map(|(_, l)| l.content.len()).sum();
-        let due = waiting_keys >= self.config.validate_batch_keys
-            || !self.flushes.is_empty()
-            || self.validation_deadline().is_some_and(|at| at <= now);
+        let due = match self.validation_retry {
+            // After a failure only the backoff decides: no flush or full batch
+            // hurries a control plane that just failed.
+            Some((_, at)) => at <= now,
+            None => {
+                let waiting_keys: usize =
+                    self.validation_candidates().map(|(_, l)| l.content.len()).sum();
+                waiting_keys >= self.config.validate_batch_keys
+                    || !self.flushes.is_empty()
+                    || self.validation_deadline().is_some_and(|at| at <= now)
+            }
+        };
         let eligible = self.eligible_lsn_updates();
         let lists: Vec<u64> = self.validation_candidates().map(|(s, _)| *s).collect();
         if !due || (lists.is_empty() && eligible == 0) {
@@ -242,6 +255,26 @@ impl DeletionQueue {
             let v = LsnValidation { tenant, timeline, generation, lsn, valid };
             self.effects.push_back(DeletionEffect::LsnValidated(v));
         }
+    }
+
+    /// A failed validation gives back what it covered: its lists wait again, its
+    /// LSN updates go back in front of those that arrived meanwhile (unless a newer
+    /// update of the same timeline and generation superseded one).
+    pub(super) fn validation_failed(&mut self, op: OpId, lsn_updates: Vec<LsnUpdate>) {
+        for list in self.lists.values_mut() {
+            if list.stage == (Stage::Validating { op }) {
+                list.stage = Stage::Sealed;
+            }
+        }
+        let superseded = |u: &LsnUpdate, waiting: &[LsnUpdate]| {
+            waiting.iter().any(|w| {
+                (w.tenant, w.timeline, w.generation) == (u.tenant, u.timeline, u.generation)
+            })
+        };
+        let mut back: Vec<LsnUpdate> =
+            lsn_updates.into_iter().filter(|u| !superseded(u, &self.lsn_waiting)).collect();
+        back.append(&mut self.lsn_waiting);
+        self.lsn_waiting = back;
     }
 
     /// Hands a validated list's keys to the executor (or retires an empty list).
@@ -495,7 +528,11 @@ impl DeletionQueue {
             )),
             _ => None,
         });
-        let validate = self.validation_deadline().map(|at| (at, TimerReason::Validate));
+        let reason = match self.validation_retry {
+            Some(_) => TimerReason::RetryValidation,
+            None => TimerReason::Validate,
+        };
+        let validate = self.validation_deadline().map(|at| (at, reason));
         let lists = self.lists.iter().flat_map(|(seq, l)| {
             let write = match l.write {
                 IoState::Backoff { until } => Some((until, TimerReason::RetryListWrite(*seq))),

@@ -19,6 +19,7 @@ pub(super) fn recover(
         next_seq,
         lsn_waiting: Vec::new(),
         validation: None,
+        validation_retry: None,
         lsn_pushed: 0,
         exec_queue: VecDeque::new(),
         batches: BTreeMap::new(),

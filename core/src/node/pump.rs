@@ -5,7 +5,9 @@ use super::api::{ApiError, RequestId, Response};
 use super::io::{self, Io};
 use super::routing::{CpWaiter, Route};
 use super::{Machine, Node};
-use crate::control_plane::{ControlPlaneEffect, ControlPlaneReply, RequestId as CpRequestId};
+use crate::control_plane::{
+    CallFailure, ControlPlaneEffect, ControlPlaneError, ControlPlaneReply, RequestId as CpRequestId,
+};
 use crate::deletion_list::{DELETION_HEADER_FILE_NAME, DeletionList};
 use crate::deletion_queue::DeletionEffect;
 use crate::generation::Generation;
@@ -71,27 +73,36 @@ impl Node {
                         CpWaiter::Startup => self.on_startup_cp_reply(reply),
                         CpWaiter::Manager { tenant } => self.on_manager_cp_reply(tenant, reply),
                         CpWaiter::EmergencyReAttach => self.on_emergency_cp_reply(reply),
-                        CpWaiter::Validation { dq_op } => {
-                            let results = match reply {
-                                Ok(ControlPlaneReply::Validated { results }) => results,
-                                other => {
-                                    tracing::warn!(
-                                        ?other,
-                                        "validation failed; treating every tenant as not validated"
-                                    );
-                                    Vec::new()
-                                }
-                            };
-                            if let Some(dq) = &mut self.dq {
-                                if let Err(e) = dq.handle_validation(self.now, dq_op, results) {
-                                    tracing::error!(error = %e, "deletion queue refused a validation reply");
-                                }
-                                self.dirty.insert(Machine::DeletionQueue);
-                            }
-                        }
+                        CpWaiter::Validation { dq_op } => self.on_validation_reply(dq_op, reply),
                     }
                 }
             }
+        }
+    }
+
+    /// The control plane's answer to the deletion queue's `Validate`: results go
+    /// in; a failure is the deletion queue's failed-validation input (nothing is
+    /// deleted or made visible; it retries after a backoff).
+    fn on_validation_reply(
+        &mut self,
+        dq_op: OpId,
+        reply: Result<ControlPlaneReply, ControlPlaneError>,
+    ) {
+        let Some(dq) = &mut self.dq else { return };
+        let refused = match reply {
+            Ok(ControlPlaneReply::Validated { results }) => {
+                dq.handle_validation(self.now, dq_op, results)
+            }
+            Ok(other) => {
+                let e = ControlPlaneError::StoreFailed(format!("not a validation: {other:?}"));
+                debug_assert!(false, "control plane answered a validation with {other:?}");
+                dq.handle_validation_failed(self.now, dq_op, &CallFailure::Refused(e))
+            }
+            Err(e) => dq.handle_validation_failed(self.now, dq_op, &CallFailure::Refused(e)),
+        };
+        self.dirty.insert(Machine::DeletionQueue);
+        if let Err(e) = refused {
+            self.bug(&format!("deletion queue refused a validation answer: {e}"));
         }
     }
 

@@ -55,6 +55,8 @@ pub(super) struct Harness {
     pub lsns: Vec<LsnValidation>,
     pub flushed: Vec<FlushId>,
     pub validations: Vec<Vec<(TenantId, Generation)>>,
+    /// The next this many validations fail (the control plane unreachable).
+    pub failing_validations: u32,
     pub held: VecDeque<DeletionEffect>,
 }
 
@@ -73,6 +75,7 @@ impl Harness {
             lsns: Vec::new(),
             flushed: Vec::new(),
             validations: Vec::new(),
+            failing_validations: 0,
             held: VecDeque::new(),
         }
     }
@@ -181,6 +184,11 @@ impl Harness {
                     self.deleted.extend(keys);
                 }
                 self.q.handle_completion(now, op, result).unwrap();
+            }
+            DeletionEffect::Validate { op, .. } if self.failing_validations > 0 => {
+                self.failing_validations -= 1;
+                let failure = CallFailure::Unreachable("connection refused".into());
+                self.q.handle_validation_failed(now, op, &failure).unwrap();
             }
             DeletionEffect::Validate { op, tenants } => {
                 self.validations.push(tenants.clone());

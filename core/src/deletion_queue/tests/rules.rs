@@ -327,6 +327,80 @@ fn stale_completions_are_typed_errors() {
     );
 }
 
+#[test]
+fn a_failed_validation_deletes_nothing_publishes_nothing_and_retries_after_a_backoff() {
+    let mut h = Harness::new(small_config());
+    h.auto = false;
+    h.push(T1, g(1), vec![key(T1, 1), key(T1, 2)]);
+    h.q.handle_push_lsn_update(h.now, T1, TL, g(1), Lsn(100));
+    h.flush();
+    h.complete(is_write, Ok(()));
+    let unreachable = CallFailure::Unreachable("connection refused".into());
+    // Two failures: the backoff doubles (base 10 ms, then 20 ms).
+    for backoff_ms in [10, 20] {
+        let DeletionEffect::Validate { op, .. } = h.take(is_validate) else { unreachable!() };
+        h.q.handle_validation_failed(h.now, op, &unreachable).unwrap();
+        h.settle();
+        assert!(h.held.iter().all(|e| !is_delete(e)), "nothing deleted: {:?}", h.held);
+        assert!(h.lsns.is_empty(), "nothing visible after a failed validation");
+        assert!(h.reports.is_empty(), "nothing dropped or reported");
+        assert_eq!(h.q.lsn_updates_waiting(), 1, "the LSN update waits again");
+        let timers: Vec<_> = h.q.timers().collect();
+        assert_eq!(timers, vec![(h.now.plus_millis(backoff_ms), TimerReason::RetryValidation)]);
+        // A flush does not hurry a control plane that just failed.
+        h.q.handle_flush_advisory(h.now);
+        h.advance(backoff_ms - 1);
+        assert!(h.held.is_empty(), "no validation before the backoff ends: {:?}", h.held);
+        h.advance(1);
+        assert!(is_validate(&h.held[0]), "retried when the backoff ends: {:?}", h.held);
+    }
+    assert_eq!(h.q.stats().validations_unreachable_total, 2);
+    // The third one is answered: everything goes on, exactly once.
+    h.complete(is_validate, Ok(()));
+    let want =
+        LsnValidation { tenant: T1, timeline: TL, generation: g(1), lsn: Lsn(100), valid: true };
+    assert_eq!(h.lsns, vec![want]);
+    h.auto = true;
+    while let Some(e) = h.held.pop_front() {
+        h.carry_out(e, Ok(()));
+        h.settle();
+    }
+    h.run_until_idle();
+    assert_eq!(h.deleted, vec![key(T1, 1), key(T1, 2)], "each key deleted once");
+    assert!(h.q.timers().next().is_none(), "a success resets the backoff");
+}
+
+#[test]
+fn validation_fails_n_times_then_succeeds_deletions_happen_once() {
+    let mut h = Harness::new(small_config());
+    h.failing_validations = 5;
+    let keys: Vec<RemoteKey> = (0..10).map(|n| key(T1, n)).collect();
+    h.push(T1, g(1), keys.clone());
+    h.q.handle_push_lsn_update(h.now, T1, TL, g(1), Lsn(100));
+    h.flush();
+    // A second LSN update arrives after the failures began: it supersedes nothing
+    // of another timeline and travels after the first.
+    h.q.handle_push_lsn_update(h.now, T1, TL, g(1), Lsn(200));
+    h.run_until_idle();
+    assert_eq!(h.failing_validations, 0);
+    assert_eq!(h.q.stats().validations_unreachable_total, 5);
+    assert_eq!(h.deleted.len(), keys.len(), "each key deleted exactly once: {:?}", h.deleted);
+    assert_eq!(h.deleted_set(), keys.into_iter().collect());
+    assert!(h.lsns.iter().all(|v| v.valid), "{:?}", h.lsns);
+    assert_eq!(h.lsns.last().map(|v| v.lsn), Some(Lsn(200)), "the visible LSN advances");
+    assert_eq!(h.flushed, vec![FlushId(0)], "the flush completes once it is all done");
+}
+
+#[test]
+fn a_failure_for_a_validation_not_in_flight_is_a_typed_error() {
+    let mut h = Harness::new(small_config());
+    let failure = CallFailure::Timeout { deadline_ms: 10 };
+    assert_eq!(
+        h.q.handle_validation_failed(h.now, OpId(42), &failure),
+        Err(DeletionQueueError::UnexpectedCompletion(OpId(42)))
+    );
+}
+
 impl Harness {
     /// After a test dropped a held `Validate`, a restart from disk is the only way
     /// forward (a validation without an answer stays in flight forever).
