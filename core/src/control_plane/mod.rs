@@ -336,12 +336,11 @@ impl ControlPlane {
         self.effects.pop_front()
     }
 
-    /// The machine sets no timers: retries belong to its clients.
+    /// The machine sets no timers (so it has no `handle_timeout`): retries belong
+    /// to its clients.
     pub fn poll_timeout(&self) -> Option<Instant> {
         None
     }
-
-    pub fn handle_timeout(&mut self, _now: Instant) {}
 
     /// The durable table, in tenant order.
     pub fn records(&self) -> impl Iterator<Item = &TenantRecord> {

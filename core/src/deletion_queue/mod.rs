@@ -214,8 +214,10 @@ pub enum DeletionQueueError {
     ValidationMismatch { op: OpId, asked: usize, got: usize },
 }
 
-/// Why the machine wants to be woken: the closed set of timers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Why the machine wants to be woken: the closed set of timers. Time-based
+/// transitions happen only when their timer fires (`handle_timeout`): an expired
+/// backoff is not retried, an old open list not sealed, by any other input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum TimerReason {
     SealOpenList,
     Validate,
@@ -374,7 +376,7 @@ impl DeletionQueue {
             let list = self.open_list_for(now, tenant, generation);
             list.add(tenant, generation, timeline, names);
         }
-        self.pump(now);
+        self.pump();
     }
 
     /// Cancels a queued deletion of `key`, if its list has not started executing.
@@ -383,7 +385,7 @@ impl DeletionQueue {
     /// already went out).
     pub fn handle_cancel(
         &mut self,
-        now: Instant,
+        _now: Instant,
         tenant: TenantId,
         timeline: TimelineId,
         key: RemoteKey,
@@ -405,7 +407,7 @@ impl DeletionQueue {
         } else {
             list.cancels.push((list.version, report));
         }
-        self.pump(now);
+        self.pump();
     }
 
     pub fn handle_push_lsn_update(
@@ -426,18 +428,18 @@ impl DeletionQueue {
         let update =
             LsnUpdate { tenant, timeline, generation, lsn, after_seq, index, arrived_at: now };
         self.lsn_waiting.push(update);
-        self.pump(now);
+        self.pump();
     }
 
-    pub fn handle_flush(&mut self, now: Instant) -> FlushId {
+    pub fn handle_flush(&mut self, _now: Instant) -> FlushId {
         let id = FlushId(self.next_flush);
         self.next_flush += 1;
-        self.add_flush(now, Some(id));
+        self.add_flush(Some(id));
         id
     }
 
-    pub fn handle_flush_advisory(&mut self, now: Instant) {
-        self.add_flush(now, None);
+    pub fn handle_flush_advisory(&mut self, _now: Instant) {
+        self.add_flush(None);
     }
 
     pub fn handle_completion(
@@ -464,7 +466,7 @@ impl DeletionQueue {
             OpKind::Delete { batch } => self.batch_done(now, batch, result),
             OpKind::Validate => unreachable!("refused above"),
         }
-        self.pump(now);
+        self.pump();
         Ok(())
     }
 
@@ -497,7 +499,7 @@ impl DeletionQueue {
             .map(|(pair, _)| pair)
             .collect();
         self.validated(now, op, &valid, lsn_updates);
-        self.pump(now);
+        self.pump();
         Ok(())
     }
 
@@ -525,21 +527,35 @@ impl DeletionQueue {
         let failures = self.validation_retry.map_or(1, |(n, _)| n + 1);
         let at = now.plus_millis(pump::backoff_ms(&self.config, failures));
         self.validation_retry = Some((failures, at));
-        self.pump(now);
+        self.pump();
         Ok(())
     }
 
-    /// Fires every timer due at `now`. Early or spurious calls are harmless.
-    pub fn handle_timeout(&mut self, now: Instant) {
-        self.pump(now);
+    /// Fires one timer, named by the caller ([`DeletionQueue::next_timer`] says which
+    /// and when): only that timer's transition happens (a retry becomes ready, the
+    /// open list is sealed, the validation delay has passed), then the pump. A timer
+    /// that is not set or not yet due at `now` does nothing.
+    pub fn handle_timeout(&mut self, now: Instant, timer: TimerReason) {
+        let due = self.timers().any(|(at, t)| t == timer && at <= now);
+        if due {
+            self.fire(timer);
+        }
+        self.pump();
     }
 
     pub fn poll_effect(&mut self) -> Option<DeletionEffect> {
         self.effects.pop_front()
     }
 
+    /// The earliest deadline; [`DeletionQueue::next_timer`] says which timer it is.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.timers().map(|(at, _)| at).min()
+        self.next_timer().map(|(at, _)| at)
+    }
+
+    /// The earliest timer and its reason: call `handle_timeout(at, reason)` then.
+    /// Ties go to the first in [`DeletionQueue::timers`] order.
+    pub fn next_timer(&self) -> Option<(Instant, TimerReason)> {
+        self.timers().min_by_key(|(at, _)| *at)
     }
 
     /// Keys pushed but not yet durable: the unbounded input (metric).
@@ -606,9 +622,9 @@ impl DeletionQueue {
         self.lists.iter().rev().find(|(_, l)| !l.content.is_empty()).map_or(0, |(s, _)| *s)
     }
 
-    fn add_flush(&mut self, now: Instant, id: Option<FlushId>) {
+    fn add_flush(&mut self, id: Option<FlushId>) {
         let upto_seq = self.next_seq.saturating_sub(1);
         self.flushes.push(Flush { id, upto_seq, upto_lsn_index: self.lsn_pushed });
-        self.pump(now);
+        self.pump();
     }
 }

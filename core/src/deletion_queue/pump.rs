@@ -12,12 +12,15 @@ pub(crate) fn backoff_ms(config: &DeletionQueueConfig, failures: u32) -> u64 {
     config.backoff_base_ms.saturating_mul(factor).min(config.backoff_max_ms)
 }
 
-/// A backoff that has expired is as good as idle.
-fn ready(state: IoState, now: Instant) -> bool {
-    match state {
-        IoState::Idle => true,
-        IoState::Backoff { until } => until <= now,
-        IoState::InFlight(_) => false,
+/// Only an idle I/O may start: a backoff ends when its timer fires (`fire`).
+fn ready(state: IoState) -> bool {
+    matches!(state, IoState::Idle)
+}
+
+/// A backoff whose timer fired becomes idle (the pump then retries it).
+fn end_backoff(state: &mut IoState) {
+    if matches!(state, IoState::Backoff { .. }) {
+        *state = IoState::Idle;
     }
 }
 
@@ -56,25 +59,56 @@ impl DeletionQueue {
         }
     }
 
-    /// Makes every decision the current state allows.
-    pub(super) fn pump(&mut self, now: Instant) {
-        self.seal_if_due(now);
+    /// The transition of one due timer (`handle_timeout` checked it is due).
+    pub(super) fn fire(&mut self, timer: TimerReason) {
+        match timer {
+            TimerReason::SealOpenList => {
+                if self.lists.last_key_value().is_some_and(|(_, l)| !l.content.is_empty()) {
+                    self.seal_open();
+                }
+            }
+            TimerReason::Validate | TimerReason::RetryValidation => self.start_validation(true),
+            TimerReason::RetryListWrite(seq) => {
+                if let Some(list) = self.lists.get_mut(&seq) {
+                    end_backoff(&mut list.write);
+                }
+            }
+            TimerReason::RetryListRemove(seq) => {
+                if let Some(list) = self.lists.get_mut(&seq)
+                    && let Stage::Removing { remove, .. } = &mut list.stage
+                {
+                    end_backoff(remove);
+                }
+            }
+            TimerReason::RetryHeaderWrite => end_backoff(&mut self.header_write),
+            TimerReason::RetryDelete(id) => {
+                if let Some(batch) = self.batches.get_mut(&id) {
+                    end_backoff(&mut batch.state);
+                }
+            }
+        }
+    }
+
+    /// Makes every decision the current state allows. Time passing alone changes
+    /// nothing here: that is what the timers are for.
+    pub(super) fn pump(&mut self) {
+        self.seal_if_due();
         self.drop_empty_lists();
-        self.start_list_writes(now);
-        self.start_validation(now);
-        self.start_batches(now);
-        self.start_removals(now);
-        self.start_header_write(now);
+        self.start_list_writes();
+        self.start_validation(false);
+        self.start_batches();
+        self.start_removals();
+        self.start_header_write();
         self.complete_flushes();
     }
 
-    fn seal_if_due(&mut self, now: Instant) {
+    /// Seals the open list when it is full or a flush waits for it (its age seals
+    /// it through [`TimerReason::SealOpenList`]).
+    fn seal_if_due(&mut self) {
         let Some((seq, list)) = self.lists.last_key_value() else { return };
-        let Stage::Open { opened_at } = list.stage else { return };
+        let Stage::Open { .. } = list.stage else { return };
         let flushing = self.flushes.iter().any(|f| f.upto_seq >= *seq);
-        let due = list.content.len() >= self.config.list_target_keys
-            || now.millis_since(opened_at) >= self.config.list_seal_delay_ms
-            || flushing;
+        let due = list.content.len() >= self.config.list_target_keys || flushing;
         if due && !list.content.is_empty() {
             self.seal_open();
         }
@@ -107,14 +141,14 @@ impl DeletionQueue {
         }
     }
 
-    fn start_list_writes(&mut self, now: Instant) {
+    fn start_list_writes(&mut self) {
         let in_flight =
             self.lists.values().filter(|l| matches!(l.write, IoState::InFlight(_))).count();
         let slots = self.config.max_list_writes_in_flight.saturating_sub(in_flight);
         let due: Vec<u64> = self
             .lists
             .iter()
-            .filter(|(_, l)| l.needs_write() && ready(l.write, now))
+            .filter(|(_, l)| l.needs_write() && ready(l.write))
             .map(|(s, _)| *s)
             .take(slots)
             .collect();
@@ -159,20 +193,22 @@ impl DeletionQueue {
         }
     }
 
-    fn start_validation(&mut self, now: Instant) {
+    /// Starts a validation when enough keys wait, a flush waits, or
+    /// (`delay_passed`, from [`TimerReason::Validate`]) the oldest waited long enough.
+    fn start_validation(&mut self, delay_passed: bool) {
         if self.validation.is_some() {
             return;
         }
         let due = match self.validation_retry {
-            // After a failure only the backoff decides: no flush or full batch
-            // hurries a control plane that just failed.
-            Some((_, at)) => at <= now,
+            // After a failure only the backoff's timer decides: no flush or full
+            // batch hurries a control plane that just failed.
+            Some(_) => delay_passed,
             None => {
                 let waiting_keys: usize =
                     self.validation_candidates().map(|(_, l)| l.content.len()).sum();
                 waiting_keys >= self.config.validate_batch_keys
                     || !self.flushes.is_empty()
-                    || self.validation_deadline().is_some_and(|at| at <= now)
+                    || delay_passed
             }
         };
         let eligible = self.eligible_lsn_updates();
@@ -309,11 +345,12 @@ impl DeletionQueue {
         self.exec_queue.extend(keys);
     }
 
-    fn start_batches(&mut self, now: Instant) {
+    fn start_batches(&mut self) {
+        // A batch is idle only between its backoff's timer and this retry.
         let retry: Vec<u64> = self
             .batches
             .iter()
-            .filter(|(_, b)| matches!(b.state, IoState::Backoff { until } if until <= now))
+            .filter(|(_, b)| b.state == IoState::Idle)
             .map(|(id, _)| *id)
             .collect();
         for id in retry {
@@ -343,7 +380,7 @@ impl DeletionQueue {
         self.effects.push_back(DeletionEffect::DeleteObjects { op, keys });
     }
 
-    fn start_removals(&mut self, now: Instant) {
+    fn start_removals(&mut self) {
         let done: Vec<u64> = self
             .lists
             .iter()
@@ -359,7 +396,7 @@ impl DeletionQueue {
             .filter(|(_, l)| match l.stage {
                 // Never race the list's own write: removal waits for it.
                 Stage::Removing { remove, .. } => {
-                    ready(remove, now) && !matches!(l.write, IoState::InFlight(_))
+                    ready(remove) && !matches!(l.write, IoState::InFlight(_))
                 }
                 _ => false,
             })
@@ -385,9 +422,9 @@ impl DeletionQueue {
         }
     }
 
-    fn start_header_write(&mut self, now: Instant) {
+    fn start_header_write(&mut self) {
         let target = self.header_target();
-        if target <= self.header_durable || !ready(self.header_write, now) {
+        if target <= self.header_durable || !ready(self.header_write) {
             return;
         }
         let op = self.next_op(OpKind::WriteHeader { validated_sequence: target });

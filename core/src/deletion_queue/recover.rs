@@ -79,6 +79,6 @@ pub(super) fn recover(
                 Stage::Removing { remove: IoState::Idle, failures: 0 };
         }
     }
-    queue.pump(start);
+    queue.pump();
     queue
 }

@@ -337,21 +337,27 @@ impl Node {
         .min()
     }
 
-    /// A machine's own next deadline, computed from the machine (the timer index
-    /// caches these).
-    pub(crate) fn machine_deadline(&self, machine: Machine) -> Option<Instant> {
+    /// A machine's own next timer, computed from the machine (the timer index caches
+    /// these).
+    pub(crate) fn machine_timer(
+        &self,
+        machine: Machine,
+    ) -> Option<(Instant, timers::MachineTimer)> {
+        use timers::MachineTimer;
+        let slot = |t: TenantId, tl: TimelineId| self.tenants.get(&t)?.timelines.get(&tl);
         match machine {
-            Machine::DeletionQueue => self.dq.as_ref().and_then(|dq| dq.poll_timeout()),
-            Machine::Timeline(t, tl) => self
-                .tenants
-                .get(&t)
-                .and_then(|x| x.timelines.get(&tl))
-                .and_then(|s| s.timeline.poll_timeout()),
-            Machine::Upload(t, tl) => self
-                .tenants
-                .get(&t)
-                .and_then(|x| x.timelines.get(&tl))
-                .and_then(|s| s.upload.poll_timeout()),
+            Machine::DeletionQueue => {
+                let (at, timer) = self.dq.as_ref()?.next_timer()?;
+                Some((at, MachineTimer::Deletion(timer)))
+            }
+            Machine::Timeline(t, tl) => {
+                let (at, timer) = slot(t, tl)?.timeline.next_timer()?;
+                Some((at, MachineTimer::Timeline(timer)))
+            }
+            Machine::Upload(t, tl) => {
+                let (at, timer) = slot(t, tl)?.upload.next_timer()?;
+                Some((at, MachineTimer::Upload(timer)))
+            }
             Machine::ControlPlane | Machine::Manager | Machine::Scheduler => None,
         }
     }
@@ -460,7 +466,7 @@ impl Node {
         for m in machines {
             assert_eq!(
                 self.timers.get(m),
-                self.machine_deadline(m),
+                self.machine_timer(m).as_ref(),
                 "timer index out of date for {m:?}"
             );
         }

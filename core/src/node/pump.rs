@@ -48,8 +48,8 @@ impl Node {
                 Machine::Manager => self.drain_manager(),
                 Machine::Scheduler => self.drain_scheduler(),
             }
-            let deadline = self.machine_deadline(machine);
-            self.timers.set(machine, deadline);
+            let next = self.machine_timer(machine);
+            self.timers.set(machine, next);
         }
         unreachable!("node pump did not settle: a routing loop");
     }

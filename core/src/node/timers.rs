@@ -1,68 +1,109 @@
-//! Timers: every machine's next deadline, indexed, and firing the due ones.
+//! Timers: every machine's next timer, indexed, and firing the due ones, each routed
+//! by name to the machine it belongs to.
 
 use super::{Machine, Node};
+use crate::deletion_queue::TimerReason as DeletionTimer;
 use crate::time::Instant;
+use crate::timeline::TimelineTimer;
+use crate::upload_queue::TimerReason as UploadTimer;
 use std::collections::{BTreeMap, BTreeSet};
 
-/// Every machine's next deadline, ordered, so the earliest and the due ones are
-/// found in O(log n).
+/// A machine's timer, as the node routes it back: the machine's own closed enum.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum MachineTimer {
+    Timeline(TimelineTimer),
+    Upload(UploadTimer),
+    Deletion(DeletionTimer),
+}
+
+/// Every machine's next timer, ordered by deadline, so the earliest and the due ones
+/// are found in O(log n).
 #[derive(Debug, Default)]
 pub(crate) struct TimerIndex {
     by_time: BTreeSet<(Instant, Machine)>,
-    of: BTreeMap<Machine, Instant>,
+    of: BTreeMap<Machine, (Instant, MachineTimer)>,
 }
 
 impl TimerIndex {
-    pub(crate) fn set(&mut self, machine: Machine, at: Option<Instant>) {
-        if let Some(old) = self.of.remove(&machine) {
+    pub(crate) fn set(&mut self, machine: Machine, next: Option<(Instant, MachineTimer)>) {
+        if let Some((old, _)) = self.of.remove(&machine) {
             self.by_time.remove(&(old, machine));
         }
-        if let Some(at) = at {
-            self.of.insert(machine, at);
+        if let Some((at, timer)) = next {
+            self.of.insert(machine, (at, timer));
             self.by_time.insert((at, machine));
         }
     }
 
-    pub(crate) fn get(&self, machine: Machine) -> Option<Instant> {
-        self.of.get(&machine).copied()
+    pub(crate) fn get(&self, machine: Machine) -> Option<&(Instant, MachineTimer)> {
+        self.of.get(&machine)
     }
 
     pub(crate) fn earliest(&self) -> Option<Instant> {
         self.by_time.first().map(|(at, _)| *at)
     }
 
-    /// The machines whose deadline is at or before `now`.
-    pub(crate) fn due(&self, now: Instant) -> Vec<Machine> {
-        self.by_time.iter().take_while(|(at, _)| *at <= now).map(|(_, m)| *m).collect()
+    /// The earliest timer due at or before `now`, with its machine.
+    fn first_due(&self, now: Instant) -> Option<(Machine, MachineTimer)> {
+        let (at, machine) = self.by_time.first().filter(|(at, _)| *at <= now)?;
+        let (_, timer) = self.of.get(machine).filter(|(a, _)| a == at)?;
+        Some((*machine, timer.clone()))
     }
 }
+
+/// Most machine timers one `handle_timeout` fires (a bound, not a budget: each
+/// fired timer is disarmed by its machine, so this is never reached).
+const MAX_TIMERS_PER_TIMEOUT: usize = 1_000_000;
 
 impl Node {
     pub(crate) fn fire_timers(&mut self) {
         let now = self.now;
         self.fire_startup_retries();
-        // Deadlines of machines that are gone fire as no-ops and leave the index.
-        let due = self.timers.due(now);
-        for machine in due {
-            match machine {
-                Machine::Timeline(t, tl) => {
-                    self.with_machines(t, tl, |slot| slot.timeline.handle_timeout(now));
-                }
-                Machine::Upload(t, tl) => {
-                    self.with_machines(t, tl, |slot| slot.upload.handle_timeout(now));
-                }
-                Machine::DeletionQueue => {
-                    if let Some(dq) = &mut self.dq {
-                        dq.handle_timeout(now);
-                    }
-                }
-                Machine::ControlPlane | Machine::Manager | Machine::Scheduler => {}
-            }
+        // One timer at a time, the earliest first; the machine's next timer is read
+        // back at once, so a machine with several due timers gets each by name.
+        // Timers of machines that are gone fire as no-ops and leave the index.
+        for _ in 0..MAX_TIMERS_PER_TIMEOUT {
+            let Some((machine, timer)) = self.timers.first_due(now) else { break };
+            self.trace_line(
+                "node",
+                None,
+                crate::trace::Direction::Input,
+                format!("timer {machine:?} {timer:?}"),
+            );
+            self.fire_machine_timer(machine, timer.clone());
+            let next = self.machine_timer(machine);
+            let stuck = next.as_ref().is_some_and(|(at, t)| *at <= now && *t == timer);
+            self.timers.set(machine, next);
             self.dirty.insert(machine);
+            if stuck {
+                debug_assert!(false, "{machine:?}: timer {timer:?} fired at {now} and stayed due");
+                break;
+            }
         }
         self.check_stopping();
         self.fire_emergency_retry();
         self.check_shutdown_deadline();
+    }
+
+    /// Hands `timer` to `machine`, and to that machine only.
+    fn fire_machine_timer(&mut self, machine: Machine, timer: MachineTimer) {
+        let now = self.now;
+        match (machine, timer) {
+            (Machine::Timeline(t, tl), MachineTimer::Timeline(timer)) => {
+                self.with_machines(t, tl, |slot| slot.timeline.handle_timeout(now, timer));
+            }
+            (Machine::Upload(t, tl), MachineTimer::Upload(timer)) => {
+                self.with_machines(t, tl, |slot| slot.upload.handle_timeout(now, timer));
+            }
+            (Machine::DeletionQueue, MachineTimer::Deletion(timer)) => {
+                if let Some(dq) = &mut self.dq {
+                    dq.handle_timeout(now, timer);
+                }
+            }
+            (machine, timer) => {
+                unreachable!("{machine:?} was given {timer:?}: the index mixes machines")
+            }
+        }
     }
 
     pub(crate) fn node_deadline(&self) -> Option<crate::time::Instant> {

@@ -159,14 +159,6 @@ impl Timeline {
         }
     }
 
-    pub(super) fn gc_timer(&self) -> Option<Instant> {
-        match self.gc {
-            GcState::Backoff { until } => Some(until),
-            GcState::WritingMetadata { .. } => None,
-            GcState::Idle => self.gc_wall_timer(),
-        }
-    }
-
     /// Records an `(ingest time, LSN)` sample when due (see the module doc).
     pub(super) fn record_lsn_time(&mut self, now: Instant) {
         let retention = self.config.gc_retention_ms;
@@ -214,7 +206,7 @@ impl Timeline {
 
     /// When the wall clock holds GC below the distance horizon: the time the next
     /// sample comes of age.
-    fn gc_wall_timer(&self) -> Option<Instant> {
+    pub(super) fn gc_wall_timer(&self) -> Option<Instant> {
         let distance = self.config.gc_horizon_lsn_distance;
         if distance == u64::MAX || !(self.may_compact && self.may_delete) {
             return None;

@@ -31,6 +31,16 @@
 //! [`Timeline::handle_mode`], [`Timeline::handle_layers_uploaded`],
 //! [`Timeline::handle_job_granted`].
 //!
+//! **Timers** ([`TimelineTimer`], a closed set; [`Timeline::next_timer`] names the
+//! earliest, [`Timeline::handle_timeout`] fires one): `Checkpoint` (the open layer
+//! is `checkpoint_timeout_ms` old: freeze it), `FlushRetry`, `CompactionRetry`,
+//! `GcRetry` (a failed write's backoff ended), `ReadWait` (a read waited
+//! `read_wait_timeout_ms` for its LSN), and two wake-ups whose work is the
+//! scheduling pass every input runs: `Eviction` (the least recently used layer
+//! has been idle `eviction_idle_ms`) and `GcRetention` (the next `(ingest time,
+//! LSN)` sample is `gc_retention_ms` old). Every time is monotonic ([`Instant`]);
+//! the timeline never sees wall-clock time.
+//!
 //! **Effects.** [`TimelineEffect`]: world effects (`WriteLayer`, `WriteMetadata`,
 //! `ReadLayer`, `DownloadLayer`, `Redo`) carry an [`OpId`]; `LayerFlushed` and
 //! `MetadataDurable` are addressed to the upload queue (the node routes them);
@@ -115,6 +125,25 @@ use layer_map::LayerMap;
 use read::{Read, Reader};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use value_sizes::ValueSizes;
+
+/// Why the timeline wants to be woken: the closed set of its timers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum TimelineTimer {
+    /// The open in-memory layer is `checkpoint_timeout_ms` old: freeze it.
+    Checkpoint,
+    /// A failed layer or metadata write of the flush may be retried.
+    FlushRetry,
+    /// A read has waited `read_wait_timeout_ms` for its LSN: answer `WaitTimeout`.
+    ReadWait,
+    /// A failed compaction output write may be retried.
+    CompactionRetry,
+    /// A failed GC metadata write may be retried.
+    GcRetry,
+    /// A resident layer has been idle `eviction_idle_ms`: ask for an eviction pass.
+    Eviction,
+    /// The next `(ingest time, LSN)` sample is `gc_retention_ms` old: GC may go further.
+    GcRetention,
+}
 
 /// A caller-chosen id for one read; answered by exactly one `ReadDone`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -494,20 +523,23 @@ impl Timeline {
         Ok(())
     }
 
-    /// Fires every timer due at `now`; early or spurious calls are harmless.
-    pub fn handle_timeout(&mut self, now: Instant) {
+    /// Fires one timer, named by the caller ([`Timeline::next_timer`] says which and
+    /// when): only that timer's transition happens, then the scheduling pass every
+    /// input runs. A timer that is not set or not yet due at `now` changes nothing.
+    pub fn handle_timeout(&mut self, now: Instant, timer: TimelineTimer) {
         self.clock = self.clock.max(now);
-        if self
-            .open
-            .opened_at
-            .is_some_and(|t| now >= t.plus_millis(self.config.checkpoint_timeout_ms))
-        {
-            self.freeze_open();
+        let due = self.timers().any(|(at, t)| t == timer && at <= now);
+        if due {
+            match timer {
+                TimelineTimer::Checkpoint => self.freeze_open(),
+                TimelineTimer::FlushRetry => self.flush_timeout(now),
+                TimelineTimer::ReadWait => self.expire_waiting_reads(now),
+                TimelineTimer::CompactionRetry => self.compaction_timeout(now),
+                TimelineTimer::GcRetry => self.gc_timeout(now),
+                // Wake-ups: the pass below asks for the job now that it is due.
+                TimelineTimer::Eviction | TimelineTimer::GcRetention => {}
+            }
         }
-        self.flush_timeout(now);
-        self.compaction_timeout(now);
-        self.gc_timeout(now);
-        self.expire_waiting_reads(now);
         self.pump(now);
     }
 
@@ -515,11 +547,41 @@ impl Timeline {
         self.effects.pop_front()
     }
 
+    /// The earliest deadline; [`Timeline::next_timer`] says which timer it is.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let age = self.open.opened_at.map(|t| t.plus_millis(self.config.checkpoint_timeout_ms));
+        self.next_timer().map(|(at, _)| at)
+    }
+
+    /// The earliest timer and its reason: call `handle_timeout(at, timer)` then.
+    /// Ties go to the first in [`Timeline::timers`] order.
+    pub fn next_timer(&self) -> Option<(Instant, TimelineTimer)> {
+        self.timers().min_by_key(|(at, _)| *at)
+    }
+
+    /// Every timer set, with its reason (at most one of each kind).
+    pub fn timers(&self) -> impl Iterator<Item = (Instant, TimelineTimer)> + '_ {
+        let checkpoint =
+            self.open.opened_at.map(|t| t.plus_millis(self.config.checkpoint_timeout_ms));
         let waits = self.reads.values().filter_map(Read::wait_deadline).min();
-        let background = [self.compaction.timer(), self.eviction_timer(), self.gc_timer()];
-        [age, self.flush.timer(), waits].into_iter().chain(background).flatten().min()
+        let gc_retry = match self.gc {
+            GcState::Backoff { until } => Some(until),
+            GcState::Idle | GcState::WritingMetadata { .. } => None,
+        };
+        let gc_retention = match self.gc {
+            GcState::Idle => self.gc_wall_timer(),
+            GcState::Backoff { .. } | GcState::WritingMetadata { .. } => None,
+        };
+        [
+            (checkpoint, TimelineTimer::Checkpoint),
+            (self.flush.timer(), TimelineTimer::FlushRetry),
+            (waits, TimelineTimer::ReadWait),
+            (self.compaction.timer(), TimelineTimer::CompactionRetry),
+            (gc_retry, TimelineTimer::GcRetry),
+            (self.eviction_timer(), TimelineTimer::Eviction),
+            (gc_retention, TimelineTimer::GcRetention),
+        ]
+        .into_iter()
+        .filter_map(|(at, timer)| at.map(|at| (at, timer)))
     }
 
     /// Attachment mode gate (the node calls it on every mode change):

@@ -161,24 +161,36 @@ impl UploadQueue {
         Ok(())
     }
 
-    pub fn handle_timeout(&mut self, now: Instant) {
-        if let ListState::Backoff { until } = self.listing
-            && until <= now
-        {
-            self.listing = ListState::Idle;
-        }
-        for job in self.jobs.values_mut() {
-            if let JobState::Backoff { until } = job.state
-                && until <= now
-            {
-                job.state = JobState::Queued;
+    /// Fires one timer, named by the caller ([`UploadQueue::next_timer`] says which
+    /// and when): that retry becomes ready, nothing else changes before the pump.
+    /// A timer that is not set, or not yet due at `now`, does nothing (a caller that
+    /// fired it late after the machine moved on).
+    pub fn handle_timeout(&mut self, now: Instant, timer: TimerReason) {
+        match timer {
+            TimerReason::ListingRetry => {
+                if let ListState::Backoff { until } = self.listing
+                    && until <= now
+                {
+                    self.listing = ListState::Idle;
+                }
             }
-        }
-        if let Some(f) = &mut self.index_flight
-            && let IndexState::Backoff { until } = f.state
-            && until <= now
-        {
-            f.state = IndexState::Ready;
+            TimerReason::LayerRetry(name) => {
+                if let Some(job) = self.jobs.get_mut(&name)
+                    && let JobState::Backoff { until } = job.state
+                    && until <= now
+                {
+                    job.state = JobState::Queued;
+                }
+            }
+            TimerReason::IndexRetry(version) => {
+                if let Some(f) = &mut self.index_flight
+                    && f.version == version
+                    && let IndexState::Backoff { until } = f.state
+                    && until <= now
+                {
+                    f.state = IndexState::Ready;
+                }
+            }
         }
         self.pump();
     }

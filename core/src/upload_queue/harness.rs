@@ -374,11 +374,16 @@ impl Harness {
         self.step(|q, now| q.handle_lsn_validation(now, v));
     }
 
-    /// Moves the clock to the next deadline and fires it; false if there is none.
+    /// Moves the clock to the next deadline and fires every timer due then, one
+    /// named timer at a time; false if there is none.
     pub(super) fn fire_timer(&mut self) -> bool {
         let Some(deadline) = self.q.poll_timeout() else { return false };
         self.now = self.now.max(deadline);
-        self.step(|q, now| q.handle_timeout(now));
+        while let Some((at, timer)) = self.q.next_timer()
+            && at <= self.now
+        {
+            self.step(|q, now| q.handle_timeout(now, timer));
+        }
         true
     }
 

@@ -453,9 +453,15 @@ impl UploadQueue {
         self.effects.pop_front()
     }
 
-    /// The earliest timer: call `handle_timeout` then (early calls are harmless).
+    /// The earliest deadline; [`UploadQueue::next_timer`] says which timer it is.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.timers().map(|(at, _)| at).min()
+        self.next_timer().map(|(at, _)| at)
+    }
+
+    /// The earliest timer and its reason: call `handle_timeout(at, reason)` then.
+    /// Ties go to the first in [`UploadQueue::timers`] order (layers, index, listing).
+    pub fn next_timer(&self) -> Option<(Instant, TimerReason)> {
+        self.timers().min_by_key(|(at, _)| *at)
     }
 
     /// Every timer set, with why.

@@ -522,3 +522,36 @@ fn deletion_with_a_layer_in_flight_and_metadata_queued_uploads_the_tombstone() {
     let names = h.names();
     assert!(names.iter().any(|n| n.starts_with("index")), "no tombstone upload: {names:?}");
 }
+
+/// A named timer does its own retry only: with two layer retries due at the same
+/// instant, firing one re-uploads that layer and leaves the other in backoff.
+#[test]
+fn a_fired_timer_retries_only_what_it_names() {
+    let mut h = started();
+    h.add(1, 10).unwrap();
+    h.add(2, 10).unwrap();
+    assert_eq!(h.outstanding.len(), 2);
+    h.complete(0, Finish::Transient);
+    h.complete(0, Finish::Transient);
+    let timers: Vec<(crate::time::Instant, TimerReason)> = h.q.timers().collect();
+    let due = h.now.plus_millis(10);
+    assert_eq!(
+        timers,
+        [(due, TimerReason::LayerRetry(layer(1))), (due, TimerReason::LayerRetry(layer(2)))]
+    );
+    h.now = due;
+    h.step(|q, now| q.handle_timeout(now, TimerReason::LayerRetry(layer(2))));
+    assert_eq!(h.outstanding.len(), 1, "only the named layer is retried");
+    assert!(h.outstanding[0].key.file_name().starts_with(&layer(2).to_string()));
+    let left: Vec<TimerReason> = h.q.timers().map(|(_, r)| r).collect();
+    assert_eq!(left, [TimerReason::LayerRetry(layer(1))]);
+    // A timer that is not set (the index retry) changes nothing.
+    h.step(|q, now| {
+        q.handle_timeout(now, TimerReason::IndexRetry(IndexVersion { generation: gen_(1), seq: 9 }))
+    });
+    h.step(|q, now| q.handle_timeout(now, TimerReason::ListingRetry));
+    assert_eq!(h.outstanding.len(), 1);
+    h.step(|q, now| q.handle_timeout(now, TimerReason::LayerRetry(layer(1))));
+    assert_eq!(h.outstanding.len(), 2);
+    assert_eq!(h.q.next_timer(), None);
+}

@@ -113,8 +113,21 @@ impl Harness {
 
     pub fn advance(&mut self, ms: u64) {
         self.now = self.now.plus_millis(ms);
-        self.q.handle_timeout(self.now);
-        self.settle();
+        self.fire_due_timers();
+    }
+
+    /// Fires every timer due at `now`, one named timer at a time, settling after each.
+    pub fn fire_due_timers(&mut self) {
+        for _ in 0..10_000 {
+            match self.q.next_timer() {
+                Some((at, timer)) if at <= self.now => {
+                    self.q.handle_timeout(self.now, timer);
+                    self.settle();
+                }
+                _ => return self.settle(),
+            }
+        }
+        panic!("a timer that fired stayed due");
     }
 
     /// Runs time forward timer by timer until the queue is idle (bounded).
@@ -127,7 +140,7 @@ impl Harness {
             match self.q.poll_timeout() {
                 Some(at) => {
                     self.now = self.now.max(at);
-                    self.q.handle_timeout(self.now);
+                    self.fire_due_timers();
                 }
                 None if self.held.is_empty() => panic!("stuck: work but no timer"),
                 None => return,

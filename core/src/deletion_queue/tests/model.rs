@@ -324,7 +324,11 @@ impl World {
                 self.now = self.now.plus_millis(ms);
                 for node in &mut self.nodes {
                     if let Some(q) = node.q.as_mut() {
-                        q.handle_timeout(self.now);
+                        while let Some((at, timer)) = q.next_timer()
+                            && at <= self.now
+                        {
+                            q.handle_timeout(self.now, timer);
+                        }
                     }
                 }
             }

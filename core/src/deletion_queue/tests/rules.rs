@@ -411,3 +411,50 @@ impl Harness {
         self.run_until_idle();
     }
 }
+
+/// A named timer does its own work only: with two list-write retries and the open
+/// list's seal due at one instant, firing one retries that write alone; the other
+/// stays in backoff and the open list stays open until their own timers fire.
+/// Other inputs never act on time passing (the pump has no clock condition).
+#[test]
+fn a_fired_timer_does_only_its_own_work() {
+    let mut h = Harness::new(small_config());
+    h.auto = false;
+    h.push(T1, g(1), vec![key(T1, 1)]);
+    h.push(T1, g(2), vec![key(T1, 2)]); // another generation: list 1 is sealed
+    h.push(T1, g(3), vec![key(T1, 3)]); // and list 2
+    h.complete(is_write, Err(IoFailure::Transient("fsync failed".into())));
+    h.complete(is_write, Err(IoFailure::Transient("fsync failed".into())));
+    assert!(h.held.is_empty());
+    let retry = h.now.plus_millis(10);
+    let seal = h.now.plus_millis(100);
+    let timers: Vec<(Instant, TimerReason)> = h.q.timers().collect();
+    assert_eq!(
+        timers,
+        [
+            (seal, TimerReason::SealOpenList),
+            (retry, TimerReason::RetryListWrite(1)),
+            (retry, TimerReason::RetryListWrite(2)),
+        ]
+    );
+    // Long past every deadline, an input that is not a timer starts nothing.
+    h.now = seal.plus_millis(1_000);
+    h.push(T2, g(1), vec![key(T2, 1)]);
+    assert!(h.held.is_empty(), "no retry and no seal without its timer: {:?}", h.held);
+    h.q.handle_timeout(h.now, TimerReason::RetryListWrite(2));
+    h.settle();
+    assert_eq!(h.held.len(), 1);
+    assert!(matches!(h.held[0], DeletionEffect::WriteList { sequence: 2, .. }));
+    let left: Vec<TimerReason> = h.q.timers().map(|(_, r)| r).collect();
+    assert_eq!(left, [TimerReason::SealOpenList, TimerReason::RetryListWrite(1)]);
+    h.q.handle_timeout(h.now, TimerReason::SealOpenList);
+    h.settle();
+    let left: Vec<TimerReason> = h.q.timers().map(|(_, r)| r).collect();
+    assert_eq!(left, [TimerReason::RetryListWrite(1)], "the open list is sealed");
+    assert!(h.held.iter().all(|e| !matches!(e, DeletionEffect::WriteList { sequence: 1, .. })));
+    // A timer that is not set does nothing.
+    h.q.handle_timeout(h.now, TimerReason::RetryHeaderWrite);
+    h.q.handle_timeout(h.now, TimerReason::RetryDelete(0));
+    h.settle();
+    assert!(h.held.iter().all(|e| !matches!(e, DeletionEffect::WriteList { sequence: 1, .. })));
+}

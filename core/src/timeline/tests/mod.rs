@@ -252,7 +252,7 @@ fn size_and_age_thresholds_freeze_the_open_layer() {
     h.ingest(vec![rec(2, 3, img(b"x"))]).unwrap();
     assert_eq!(h.tl.poll_timeout(), Some(Instant(10_000)));
     h.now = Instant(10_000);
-    h.tl.handle_timeout(h.now);
+    h.tl.handle_timeout(h.now, TimelineTimer::Checkpoint);
     assert_eq!(h.tl.frozen_layer_count(), 2, "the age timer froze the second layer");
     // Reads see frozen layers while their flush is in flight.
     h.manual = false;
@@ -467,4 +467,51 @@ fn reads_stop_at_the_newest_image_layer_below_them() {
     assert_eq!(h.get(Key(1), Lsn(1)), Ok(None));
     // Key 200 is outside the image layer's keys: its history comes from the deltas.
     assert_eq!(h.get(Key(200), Lsn(20)), Ok(Some(b"far?".to_vec())));
+}
+
+/// A named timer does its own work only: with the checkpoint age, a waiting read's
+/// deadline and a flush retry all due at one instant, firing one leaves the others
+/// armed and their work undone until each fires. Any other input leaves them too.
+#[test]
+fn a_fired_timer_does_only_its_own_work() {
+    let config = TimelineConfig { checkpoint_timeout_ms: 1_000, ..small_config() };
+    let mut h = Harness::new(Lsn(0), config);
+    h.ingest(vec![rec(1, 1, img(b"a"))]).unwrap();
+    h.fail_writes = 1;
+    let _ = h.tl.handle_flush(h.now);
+    h.drain(); // the layer write fails: the flush backs off
+    h.ingest(vec![rec(1, 2, app(b"b"))]).unwrap(); // a new open layer, opened now
+    let waiting = h.start_read(Key(1), Lsn(9));
+    let armed = |h: &Harness| h.tl.timers().map(|(_, t)| t).collect::<Vec<_>>();
+    assert_eq!(
+        armed(&h),
+        [TimelineTimer::Checkpoint, TimelineTimer::FlushRetry, TimelineTimer::ReadWait]
+    );
+    h.now = Instant(2_000);
+    let _ = h.get(Key(1), Lsn(2)); // an input, not a timer: nothing due happens
+    assert_eq!(armed(&h).len(), 3);
+    assert_eq!((h.tl.frozen_layer_count(), h.tl.disk_consistent_lsn()), (1, Lsn(0)));
+
+    h.tl.handle_timeout(h.now, TimelineTimer::ReadWait);
+    h.drain();
+    assert!(matches!(h.reads.remove(&waiting), Some(Err(ReadError::WaitTimeout { .. }))));
+    assert_eq!(armed(&h), [TimelineTimer::Checkpoint, TimelineTimer::FlushRetry]);
+    assert_eq!((h.tl.frozen_layer_count(), h.tl.disk_consistent_lsn()), (1, Lsn(0)));
+
+    h.tl.handle_timeout(h.now, TimelineTimer::FlushRetry);
+    h.drain();
+    assert_eq!(h.tl.disk_consistent_lsn(), Lsn(1), "the retried flush wrote the layer");
+    assert_eq!(armed(&h), [TimelineTimer::Checkpoint]);
+    assert!(h.tl.open_layer_bytes() > 0, "the open layer is not frozen by another timer");
+
+    // Timers that are not set change nothing.
+    for timer in [TimelineTimer::CompactionRetry, TimelineTimer::GcRetry, TimelineTimer::FlushRetry]
+    {
+        h.tl.handle_timeout(h.now, timer);
+        h.drain();
+    }
+    assert!(h.tl.open_layer_bytes() > 0);
+    h.tl.handle_timeout(h.now, TimelineTimer::Checkpoint);
+    h.drain();
+    assert_eq!(h.tl.open_layer_bytes(), 0, "the checkpoint timer froze the open layer");
 }
