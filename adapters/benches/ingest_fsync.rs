@@ -114,7 +114,7 @@ mod bench {
     fn strata(root: &Utf8Path, records: usize) -> (f64, Vec<(String, Vec<u8>)>) {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("rt");
         let disk = LocalDisk::new(root.to_owned());
-        let mut tl = Timeline::create(T, TL, Lsn(8), config());
+        let mut tl = Timeline::create(T, TL, Lsn(8), config(), Instant::ZERO);
         let mut written = Vec::new();
         let now = Instant::ZERO;
         let value: Vec<u8> = (0..VALUE_BYTES).map(|i| (i % 251) as u8).collect();

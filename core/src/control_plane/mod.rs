@@ -234,13 +234,13 @@ impl ControlPlane {
 
     pub fn handle_attach(
         &mut self,
-        _now: Instant,
+        now: Instant,
         req: RequestId,
         tenant: TenantId,
         node: NodeId,
         reported_generation: Option<Generation>,
     ) {
-        self.enqueue(req, Request::Attach { tenant, node, reported: reported_generation });
+        self.enqueue(now, req, Request::Attach { tenant, node, reported: reported_generation });
     }
 
     pub fn handle_re_attach(&mut self, now: Instant, req: RequestId, node: NodeId) {
@@ -250,16 +250,16 @@ impl ControlPlane {
     /// A re-attach that leaves `held_back` as they are: not bumped, not answered.
     pub fn handle_re_attach_holding_back(
         &mut self,
-        _now: Instant,
+        now: Instant,
         req: RequestId,
         node: NodeId,
         held_back: BTreeSet<TenantId>,
     ) {
-        self.enqueue(req, Request::ReAttach { node, held_back });
+        self.enqueue(now, req, Request::ReAttach { node, held_back });
     }
 
-    pub fn handle_detach(&mut self, _now: Instant, req: RequestId, tenant: TenantId) {
-        self.enqueue(req, Request::Detach { tenant });
+    pub fn handle_detach(&mut self, now: Instant, req: RequestId, tenant: TenantId) {
+        self.enqueue(now, req, Request::Detach { tenant });
     }
 
     /// Answered at once from the durable table.
@@ -416,14 +416,14 @@ impl ControlPlane {
         self.table.get(&tenant).is_some_and(|r| r.generation == generation)
     }
 
-    fn enqueue(&mut self, req: RequestId, request: Request) {
+    fn enqueue(&mut self, now: Instant, req: RequestId, request: Request) {
         if self.queue.len() >= MAX_QUEUED_REQUESTS {
             let queued = self.queue.len();
             self.reply(req, Err(ControlPlaneError::Overloaded { queued }));
             return;
         }
         self.queue.push_back((req, request));
-        self.pump(Instant::ZERO);
+        self.pump(now);
     }
 
     /// Starts the next queued request when none is in progress; requests that need

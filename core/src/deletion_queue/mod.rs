@@ -335,7 +335,7 @@ pub struct DeletionQueue {
 impl DeletionQueue {
     /// A queue with nothing on disk (a fresh node).
     pub fn new(config: DeletionQueueConfig) -> Self {
-        Self::recover(config, None, Vec::new(), &BTreeMap::new())
+        recover::empty(config, 0, 1)
     }
 
     /// Rebuilds the queue from what `deletion/` holds (`lists` parsed by the driver;
@@ -345,8 +345,9 @@ impl DeletionQueue {
         header: Option<DeletionHeader>,
         lists: Vec<DeletionList>,
         attached: &BTreeMap<TenantId, ReAttachedTenant>,
+        now: Instant,
     ) -> Self {
-        recover::recover(config, header, lists, attached)
+        recover::recover(config, header, lists, attached, now)
     }
 
     pub fn handle_push(

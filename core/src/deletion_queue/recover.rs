@@ -3,17 +3,13 @@
 use super::list::{IoState, List, Stage};
 use super::*;
 
-pub(super) fn recover(
+/// A queue holding nothing, with the sequence numbers given.
+pub(super) fn empty(
     config: DeletionQueueConfig,
-    header: Option<DeletionHeader>,
-    mut lists: Vec<DeletionList>,
-    attached: &BTreeMap<TenantId, ReAttachedTenant>,
+    header_durable: u64,
+    next_seq: u64,
 ) -> DeletionQueue {
-    let header_durable = header.map_or(0, |h| h.validated_sequence);
-    lists.sort_by_key(|l| l.sequence);
-    lists.dedup_by_key(|l| l.sequence);
-    let next_seq = lists.last().map_or(0, |l| l.sequence).max(header_durable) + 1;
-    let mut queue = DeletionQueue {
+    DeletionQueue {
         config,
         lists: BTreeMap::new(),
         next_seq,
@@ -33,8 +29,23 @@ pub(super) fn recover(
         op_ids: OpIds::default(),
         effects: VecDeque::new(),
         stats: DeletionQueueStats::default(),
-    };
-    let start = Instant::ZERO;
+    }
+}
+
+pub(super) fn recover(
+    config: DeletionQueueConfig,
+    header: Option<DeletionHeader>,
+    mut lists: Vec<DeletionList>,
+    attached: &BTreeMap<TenantId, ReAttachedTenant>,
+    now: Instant,
+) -> DeletionQueue {
+    let header_durable = header.map_or(0, |h| h.validated_sequence);
+    lists.sort_by_key(|l| l.sequence);
+    lists.dedup_by_key(|l| l.sequence);
+    let next_seq = lists.last().map_or(0, |l| l.sequence).max(header_durable) + 1;
+    let mut queue = empty(config, header_durable, next_seq);
+    // Recovered lists count as accepted now: their validation delay runs from here.
+    let start = now;
     for mut content in lists {
         let seq = content.sequence;
         if content.validated || seq <= header_durable {

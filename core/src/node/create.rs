@@ -307,7 +307,7 @@ impl Node {
             ),
         };
         upload.handle_barrier(now);
-        let mut machine = Timeline::create(tenant, timeline, INITDB_LSN, timeline_config);
+        let mut machine = Timeline::create(tenant, timeline, INITDB_LSN, timeline_config, now);
         let (may_compact, may_delete) = super::requests::background_gates(&t.mode);
         machine.handle_mode(now, may_compact, may_delete);
         t.timelines.insert(

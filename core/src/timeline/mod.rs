@@ -314,11 +314,13 @@ pub struct Timeline {
 
 impl Timeline {
     /// A new, empty timeline: nothing ingested, `disk_consistent_lsn = initdb_lsn`.
+    /// `now` is the driver's time of the creation (the machine's clock starts there).
     pub fn create(
         tenant: TenantId,
         timeline: TimelineId,
         initdb_lsn: Lsn,
         config: TimelineConfig,
+        now: Instant,
     ) -> Self {
         let metadata = TimelineMetadata {
             disk_consistent_lsn: initdb_lsn,
@@ -326,7 +328,7 @@ impl Timeline {
             initdb_lsn,
             ancestor: None,
         };
-        Self::new(tenant, timeline, metadata, LayerMap::default(), config)
+        Self::new(tenant, timeline, metadata, LayerMap::default(), config, now)
     }
 
     /// Start-up: the remote index is the truth. `local` holds the layer files found
@@ -347,6 +349,7 @@ impl Timeline {
         index: &IndexPart,
         local: &BTreeMap<LayerName, u64>,
         config: TimelineConfig,
+        now: Instant,
     ) -> (Self, Vec<LayerName>) {
         let dc = index.disk_consistent_lsn;
         let mut map = LayerMap::default();
@@ -369,7 +372,7 @@ impl Timeline {
             .collect();
         let mut metadata = index.metadata;
         metadata.disk_consistent_lsn = dc;
-        let mut tl = Self::new(tenant, timeline, metadata, map, config);
+        let mut tl = Self::new(tenant, timeline, metadata, map, config, now);
         tl.remote_durable = tl.layers.layers.keys().cloned().collect();
         tl.future_layers = future;
         (tl, remove)
@@ -381,6 +384,7 @@ impl Timeline {
         metadata: TimelineMetadata,
         layers: LayerMap,
         config: TimelineConfig,
+        now: Instant,
     ) -> Self {
         let dc = metadata.disk_consistent_lsn;
         let cache = LayerCache::new(config.layer_cache_bytes);
@@ -411,7 +415,7 @@ impl Timeline {
             may_delete: true,
             remote_durable: BTreeSet::new(),
             last_access: BTreeMap::new(),
-            clock: Instant::ZERO,
+            clock: now,
             jobs: BTreeMap::new(),
             lsn_times: VecDeque::new(),
             effects: VecDeque::new(),

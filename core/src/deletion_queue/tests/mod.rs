@@ -95,7 +95,7 @@ impl Harness {
             self.current.insert(t, gn);
         }
         self.held.clear();
-        self.q = DeletionQueue::recover(self.q.config.clone(), header, lists, &attached);
+        self.q = DeletionQueue::recover(self.q.config.clone(), header, lists, &attached, self.now);
         self.q.check_invariants();
         self.settle();
     }

@@ -269,7 +269,7 @@ impl World {
                         }
                     }
                 }
-                node.q = Some(DeletionQueue::recover(config(), header, lists, &attached));
+                node.q = Some(DeletionQueue::recover(config(), header, lists, &attached, self.now));
                 if let Some(a) = attached.get(&T) {
                     self.load(n, a.generation);
                 }

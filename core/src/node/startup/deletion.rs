@@ -58,6 +58,7 @@ impl Node {
             header,
             lists,
             &self.startup.reattached,
+            self.now,
         );
         self.dq = Some(dq);
         self.dirty.insert(Machine::DeletionQueue);

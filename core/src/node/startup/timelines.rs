@@ -249,7 +249,7 @@ impl Node {
         let mut timeline_config = self.config.timeline.clone();
         timeline_config.generation = generation;
         let (mut machine, remove) =
-            Timeline::recover(tenant, timeline, &index, &local, timeline_config);
+            Timeline::recover(tenant, timeline, &index, &local, timeline_config, self.now);
         for name in remove {
             // S-LOCAL-TRUTH: local-only or wrong-size files go; remote is the truth.
             let path = io::layer_path(tenant, timeline, &name);

@@ -120,7 +120,7 @@ pub(crate) struct Harness {
 impl Harness {
     pub(crate) fn new(initdb: Lsn, config: TimelineConfig) -> Self {
         let (t, tl) = ids();
-        let tl = Timeline::create(t, tl, initdb, config);
+        let tl = Timeline::create(t, tl, initdb, config, Instant::ZERO);
         tl.check_invariants();
         Harness {
             tl,
@@ -148,7 +148,7 @@ impl Harness {
         let (t, tl) = ids();
         let local: BTreeMap<LayerName, u64> =
             world.disk.iter().map(|(n, b)| (n.clone(), b.len() as u64)).collect();
-        let (tl, remove) = Timeline::recover(t, tl, &world.index, &local, config);
+        let (tl, remove) = Timeline::recover(t, tl, &world.index, &local, config, now);
         tl.check_invariants();
         for name in &remove {
             world.disk.remove(name);

@@ -301,7 +301,8 @@ fn recover_trusts_the_remote_index() {
     world.disk.get_mut(&names[0]).unwrap().push(0);
     let (t, tl) = harness::ids();
     let local = world.disk.iter().map(|(n, b)| (n.clone(), b.len() as u64)).collect();
-    let (recovered, remove) = Timeline::recover(t, tl, &world.index, &local, small_config());
+    let (recovered, remove) =
+        Timeline::recover(t, tl, &world.index, &local, small_config(), Instant::ZERO);
     assert_eq!(remove, vec![names[0].clone(), stray]);
     assert!(!recovered.layer(&names[0]).unwrap().residence.eq(&Residence::Resident));
     assert_eq!(recovered.layer(&names[1]).unwrap().residence, Residence::Resident);
