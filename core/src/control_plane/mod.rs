@@ -66,7 +66,7 @@ mod listing;
 #[cfg(test)]
 mod tests;
 
-pub use client::CallFailure;
+pub use client::{CallFailure, ControlPlaneClient, CpRequest};
 pub use listing::{
     RemoteTenantFound, generation_of_key, max_generation_in_listing, summarize_tenant_listing,
 };

@@ -1,0 +1,159 @@
+//! The client machine driven by hand: deadlines, budgets, backoff, late replies.
+
+use super::*;
+
+const T: TenantId = TenantId([3; 16]);
+
+fn config() -> ClientConfig {
+    ClientConfig {
+        call_timeout_ms: 1_000,
+        budgets: CallBudgets { re_attach_attempts: 1, tenant_attempts: 3, validate_attempts: 4 },
+        backoff_base_ms: 100,
+        backoff_max_ms: 250,
+    }
+}
+
+fn validate() -> CpRequest {
+    CpRequest::Validate { tenants: vec![(T, Generation::FIRST)] }
+}
+
+fn validated() -> ControlPlaneReply {
+    ControlPlaneReply::Validated { results: vec![(T, true)] }
+}
+
+/// Drains the effects, checking the invariants after each.
+fn drain(c: &mut ControlPlaneClient) -> Vec<ClientEffect> {
+    c.check_invariants();
+    let effects: Vec<ClientEffect> = std::iter::from_fn(|| c.poll_effect()).collect();
+    c.check_invariants();
+    effects
+}
+
+fn sent(effects: &[ClientEffect]) -> OpId {
+    match effects {
+        [ClientEffect::Send { attempt, .. }] => *attempt,
+        other => panic!("expected one Send, got {other:?}"),
+    }
+}
+
+#[test]
+fn an_answered_call_is_done_once_with_its_reply() {
+    let mut c = ControlPlaneClient::new(config());
+    let now = Instant::from_millis(5);
+    let call = c.handle_call(now, validate());
+    let attempt = sent(&drain(&mut c));
+    assert_eq!(c.poll_timeout(), Some(now.plus_millis(1_000)), "the attempt's deadline");
+    c.handle_reply(now, attempt, Ok(validated())).unwrap();
+    assert_eq!(drain(&mut c), vec![ClientEffect::Done { call, result: Ok(validated()) }]);
+    assert_eq!(c.poll_timeout(), None);
+    assert_eq!(c.calls_in_progress(), 0);
+}
+
+#[test]
+fn a_deadline_fires_a_timeout_then_the_budget_is_spent() {
+    let mut c = ControlPlaneClient::new(config());
+    let mut now = Instant::ZERO;
+    let call = c.handle_call(now, CpRequest::Detach { tenant: T });
+    let mut attempts = vec![sent(&drain(&mut c))];
+    // Tenant calls have 3 attempts: two backoffs (100, 200 ms) between three deadlines.
+    for backoff_ms in [100, 200] {
+        now = now.plus_millis(999);
+        c.handle_timeout(now);
+        assert!(drain(&mut c).is_empty(), "nothing before the deadline");
+        now = now.plus_millis(1);
+        c.handle_timeout(now);
+        assert!(drain(&mut c).is_empty(), "a timeout backs off first");
+        let timers: Vec<_> = c.timers().collect();
+        assert_eq!(timers, vec![(now.plus_millis(backoff_ms), ClientTimer::Retry(call))]);
+        now = now.plus_millis(backoff_ms);
+        c.handle_timeout(now);
+        attempts.push(sent(&drain(&mut c)));
+    }
+    now = now.plus_millis(1_000);
+    c.handle_timeout(now);
+    let failure = CallFailure::Timeout { deadline_ms: 1_000 };
+    assert_eq!(drain(&mut c), vec![ClientEffect::Done { call, result: Err(failure) }]);
+    assert_eq!(c.stats().timeouts_total, 3);
+    assert_eq!(c.stats().calls_failed_total, 1);
+    assert_eq!(attempts.len(), 3, "exactly the budget: {attempts:?}");
+    // The first attempt's reply, long late: dropped and counted.
+    c.handle_reply(now, attempts[0], Ok(ControlPlaneReply::Detached)).unwrap();
+    assert!(drain(&mut c).is_empty());
+    assert_eq!(c.stats().late_replies_total, 1);
+}
+
+#[test]
+fn unreachable_backs_off_doubling_up_to_the_cap_then_the_failure_surfaces() {
+    let mut c = ControlPlaneClient::new(config());
+    let mut now = Instant::ZERO;
+    let call = c.handle_call(now, validate());
+    let mut attempt = sent(&drain(&mut c));
+    // Validate has 4 attempts: backoffs 100, 200, then capped at 250.
+    for backoff_ms in [100, 200, 250] {
+        c.handle_unreachable(now, attempt, "connection refused".into()).unwrap();
+        assert!(drain(&mut c).is_empty());
+        assert_eq!(c.poll_timeout(), Some(now.plus_millis(backoff_ms)));
+        c.handle_timeout(now.plus_millis(backoff_ms - 1));
+        assert!(drain(&mut c).is_empty(), "no retry before the backoff ends");
+        now = now.plus_millis(backoff_ms);
+        c.handle_timeout(now);
+        attempt = sent(&drain(&mut c));
+    }
+    c.handle_unreachable(now, attempt, "connection refused".into()).unwrap();
+    let failure = CallFailure::Unreachable("connection refused".into());
+    assert_eq!(drain(&mut c), vec![ClientEffect::Done { call, result: Err(failure) }]);
+    assert_eq!(c.stats().unreachable_total, 4);
+}
+
+#[test]
+fn retryable_refusals_are_retried_and_final_ones_surface_at_once() {
+    let mut c = ControlPlaneClient::new(config());
+    let now = Instant::ZERO;
+    let attach = CpRequest::Attach { tenant: T, node: NodeId(1), reported: None };
+    let call = c.handle_call(now, attach.clone());
+    let attempt = sent(&drain(&mut c));
+    let store = ControlPlaneError::StoreFailed("fsync".into());
+    c.handle_reply(now, attempt, Err(store)).unwrap();
+    assert!(drain(&mut c).is_empty(), "a store failure is retried");
+    c.handle_timeout(now.plus_millis(100));
+    let attempt = sent(&drain(&mut c));
+    let generation = Generation::FIRST;
+    c.handle_reply(now, attempt, Ok(ControlPlaneReply::Attached { generation })).unwrap();
+    let done = ClientEffect::Done { call, result: Ok(ControlPlaneReply::Attached { generation }) };
+    assert_eq!(drain(&mut c), vec![done]);
+
+    let call = c.handle_call(now, CpRequest::Detach { tenant: T });
+    let attempt = sent(&drain(&mut c));
+    let unknown = ControlPlaneError::UnknownTenant(T);
+    c.handle_reply(now, attempt, Err(unknown.clone())).unwrap();
+    let failure = CallFailure::Refused(unknown);
+    assert_eq!(drain(&mut c), vec![ClientEffect::Done { call, result: Err(failure) }]);
+}
+
+#[test]
+fn re_attach_has_a_budget_of_one_so_start_up_decides_at_once() {
+    let mut c = ControlPlaneClient::new(ClientConfig::default());
+    let call = c.handle_call(
+        Instant::ZERO,
+        CpRequest::ReAttach { node: NodeId(1), held_back: BTreeSet::new() },
+    );
+    let attempt = sent(&drain(&mut c));
+    c.handle_unreachable(Instant::ZERO, attempt, "down".into()).unwrap();
+    let failure = CallFailure::Unreachable("down".into());
+    assert_eq!(drain(&mut c), vec![ClientEffect::Done { call, result: Err(failure) }]);
+}
+
+#[test]
+fn bogus_inputs_are_typed_errors() {
+    let mut c = ControlPlaneClient::new(config());
+    assert_eq!(
+        c.handle_reply(Instant::ZERO, OpId(7), Ok(validated())),
+        Err(ClientInputError::UnknownAttempt(OpId(7)))
+    );
+    c.handle_call(Instant::ZERO, validate());
+    let attempt = sent(&drain(&mut c));
+    let wrong = c.handle_reply(Instant::ZERO, attempt, Ok(ControlPlaneReply::Detached));
+    assert!(matches!(wrong, Err(ClientInputError::WrongReply { .. })), "{wrong:?}");
+    assert!(c.is_in_flight(attempt), "a wrong reply leaves the attempt to its deadline");
+    c.check_invariants();
+}
