@@ -14,14 +14,23 @@
 //! - After a failed fsync the file's contents are unknown: the operation returns an
 //!   error and the caller treats the file as lost (redo the write, or fail).
 //!
-//! Error classification: only `NotFound` is an answer; every other kind (ENOSPC,
-//! a bad path, EPERM/EACCES on the data directory, a failed fsync, any other I/O
-//! error) fails the operation, and the machine that asked decides by its own rule
-//! (the driver maps them all to `IoFailure::Permanent` for that one operation):
-//! the timeline's flush and the deletion queue's list writes retry with capped
-//! backoff (so a data directory made read-only stalls flushing until it is fixed,
-//! and breaks nothing); a tenant whose `config-v1` cannot be read is not loaded.
-//! Remote storage classifies its errors itself (`crate::remote`).
+//! Error classification: only `NotFound` is an answer; every other kind fails the
+//! operation, and the driver maps each onto the one I/O error type of core
+//! (`strata_core::io_error::IoError`), kind for kind:
+//!
+//! | [`DiskErrorKind`] | when | core's kind |
+//! |---|---|---|
+//! | `NotFound` | ENOENT | `NotFound` |
+//! | `NoSpace` | ENOSPC, EDQUOT, in any step (an fsync included) | `NoSpace` |
+//! | `FsyncFailed` | an fsync of a file or a directory failed (other than ENOSPC) | `FsyncFailed` |
+//! | `BadPath` | an absolute path or `..` | `Permanent` |
+//! | `Io` | anything else (EPERM/EACCES on the data directory, EIO, EXDEV) | `Permanent` |
+//!
+//! After `NoSpace` or `FsyncFailed` from a write the file's contents are unknown;
+//! the machine that asked rewrites it from memory or fails (the timeline's flush:
+//! `strata_core::timeline` module doc; the deletion queue's list writes retry
+//! whole), and never reads it back as if durable. Remote storage classifies its
+//! errors itself (`crate::remote`).
 
 use camino::{Utf8Path, Utf8PathBuf};
 use std::future::Future;
@@ -29,11 +38,14 @@ use std::future::Future;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DiskErrorKind {
     NotFound,
-    /// ENOSPC.
+    /// ENOSPC or EDQUOT.
     NoSpace,
+    /// An fsync (of a file's data or of a directory) failed: what the file or the
+    /// directory entry holds, now and after a crash, is unknown.
+    FsyncFailed,
     /// A path outside the data directory.
     BadPath,
-    /// Anything else, fsync failures included.
+    /// Anything else.
     Io,
 }
 

@@ -11,12 +11,12 @@
 //!   rename but before the directory fsync, old or new; after, new.
 //! - `rename`, `remove_file`, `remove_dir_all`: the change, then an fsync of every
 //!   directory whose entries changed.
-//! - A failed fsync is reported as [`DiskErrorKind::Io`]; the caller treats the
-//!   file as lost. `write_atomic` removes its temp file on any failure (best
+//! - A failed fsync is reported as [`DiskErrorKind::FsyncFailed`] (ENOSPC from
+//!   an fsync as `NoSpace`); the caller treats the file as lost. `write_atomic` removes its temp file on any failure (best
 //!   effort).
 //!
-//! Error kinds: `ENOENT` → `NotFound`, `ENOSPC`/`EDQUOT` → `NoSpace`, everything
-//! else (`EXDEV` included, with a message saying so: a rename across file systems
+//! Error kinds: `ENOENT` → `NotFound`, `ENOSPC`/`EDQUOT` → `NoSpace`, any other
+//! error of an fsync step → `FsyncFailed`, everything else (`EXDEV` included, with a message saying so: a rename across file systems
 //! means a mount point inside the data directory) → `Io`. Paths in errors are the
 //! relative paths the caller gave.
 
@@ -78,6 +78,7 @@ fn error(op: &'static str, path: &Utf8Path, step: &str, e: io::Error) -> DiskErr
     let kind = match e.kind() {
         io::ErrorKind::NotFound => DiskErrorKind::NotFound,
         io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded => DiskErrorKind::NoSpace,
+        _ if step.starts_with("fsync") => DiskErrorKind::FsyncFailed,
         _ => DiskErrorKind::Io,
     };
     let message = if e.kind() == io::ErrorKind::CrossesDevices {
@@ -250,5 +251,24 @@ impl Disk for LocalDisk {
 
     async fn list_dir(&self, path: &Utf8Path) -> Result<Vec<DirEntry>, DiskError> {
         self.run("list_dir", path, list_dir_blocking).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_fsync_is_fsync_failed_and_enospc_is_no_space_in_any_step() {
+        let p = Utf8Path::new("t/f");
+        let eio = || io::Error::from_raw_os_error(5);
+        assert_eq!(error("w", p, "fsync temp file", eio()).kind, DiskErrorKind::FsyncFailed);
+        assert_eq!(error("w", p, "fsync directory", eio()).kind, DiskErrorKind::FsyncFailed);
+        assert_eq!(error("w", p, "write temp file", eio()).kind, DiskErrorKind::Io);
+        let full = || io::Error::from(io::ErrorKind::StorageFull);
+        assert_eq!(error("w", p, "fsync temp file", full()).kind, DiskErrorKind::NoSpace);
+        assert_eq!(error("w", p, "write temp file", full()).kind, DiskErrorKind::NoSpace);
+        let gone = io::Error::from(io::ErrorKind::NotFound);
+        assert_eq!(error("r", p, "read", gone).kind, DiskErrorKind::NotFound);
     }
 }

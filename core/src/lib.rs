@@ -20,6 +20,7 @@ pub mod error;
 pub mod generation;
 pub mod id;
 pub mod index_part;
+pub mod io_error;
 pub mod key;
 pub mod layer_file;
 pub mod layer_name;

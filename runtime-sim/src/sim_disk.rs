@@ -21,7 +21,7 @@
 //! directory, then an fsync of its parent), create and write the temp file, fsync
 //! it, rename it over the target, fsync the directory.
 //!
-//! Faults ([`crate::faults::site`]): `disk.fsync_fail` (the fsync returns `Io`; a
+//! Faults ([`crate::faults::site`]): `disk.fsync_fail` (the fsync returns `FsyncFailed`; a
 //! file's data is then unknown and a later fsync will not persist it; a directory
 //! keeps its old durable entries), `disk.enospc` (creating a file or directory
 //! fails with `NoSpace`), `disk.slow_io` (one step takes 50–500 ms instead of
@@ -377,7 +377,7 @@ impl SimDisk {
 
 fn fsync_dir(s: &mut State, faults: &Faults, ino: Ino) -> Result<(), StepError> {
     if faults.fire(site::DISK_FSYNC_FAIL) {
-        return Err(io("directory fsync failed"));
+        return Err((DiskErrorKind::FsyncFailed, "directory fsync failed".into()));
     }
     s.fsync_dir(ino)
 }
@@ -429,7 +429,10 @@ impl Disk for SimDisk {
                 }
                 // Best effort, like the real disk: unlink the temp file.
                 s.dir_mut(dir)?.entries.remove(&tmp_name);
-                return Err(io("fsync of the temp file failed; its content is unknown"));
+                return Err((
+                    DiskErrorKind::FsyncFailed,
+                    "fsync of the temp file failed; its content is unknown".into(),
+                ));
             }
             s.fsync_file(tmp)
         })

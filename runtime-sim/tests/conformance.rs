@@ -174,7 +174,7 @@ async fn a_failed_fsync_fails_the_write_and_keeps_the_old_file() {
     disk.write_atomic(path, b"old".to_vec()).await.unwrap();
     faults.set(site::DISK_FSYNC_FAIL, 1.0);
     let err = disk.write_atomic(path, b"new".to_vec()).await.unwrap_err();
-    assert_eq!(err.kind, DiskErrorKind::Io);
+    assert_eq!(err.kind, DiskErrorKind::FsyncFailed);
     assert_eq!(disk.read(path).await.unwrap(), b"old");
     faults.heal();
     disk.crash();

@@ -15,12 +15,12 @@ use crate::trace_sink::TraceSink;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use strata_adapters::disk::{Disk, DiskErrorKind};
-use strata_adapters::generation_store::GenerationStore;
+use strata_adapters::generation_store::{GenerationStore, StoreError};
 use strata_adapters::redo::Redo;
 use strata_adapters::remote::{RemoteErrorKind, RemoteStorage};
 use strata_core::id::OpId;
 use strata_core::node::api::{ApiError, Request, RequestId, Response};
-use strata_core::node::io::{Entry, Io, IoFailure, IoResult};
+use strata_core::node::io::{Entry, Io, IoError, IoErrorKind, IoResult, IoTarget};
 use strata_core::node::{Node, NodeConfig, NodeEffect};
 use strata_core::time::{Instant, WallTime};
 use tokio::sync::{mpsc, oneshot};
@@ -84,7 +84,7 @@ pub struct NodeStatus {
     /// Per background-job kind: (kind, queued, running) in the node's scheduler.
     pub background_jobs: Vec<(strata_core::scheduler::JobKind, usize, usize)>,
     /// Failed disk and remote-storage effects since start, by
-    /// [`IoFailure::kind_label`] (not-found answers, redo and store failures are not
+    /// [`IoError::kind_label`] (not-found answers, redo and store failures are not
     /// counted): `strata_io_errors_total{kind}`. A growing
     /// `access_denied`, `invalid_credentials` or `no_such_bucket` count is for an
     /// operator to fix; the node retries meanwhile.
@@ -199,7 +199,7 @@ where
                 in_flight -= 1;
                 if let Some(failure) = result.failure()
                     && storage
-                    && !matches!(failure, IoFailure::NotFound(_))
+                    && !failure.is_not_found()
                 {
                     *io_errors.entry(failure.kind_label()).or_default() += 1;
                 }
@@ -291,33 +291,102 @@ where
         Io::RemoteDelete { keys } => {
             IoResult::Done(a.remote.delete_objects(&keys).await.map_err(remote_failure))
         }
-        Io::StoreApply { change } => IoResult::Done(
-            a.store.apply(&change).await.map_err(|e| IoFailure::Transient(e.to_string())),
-        ),
+        Io::StoreApply { change } => {
+            IoResult::Done(a.store.apply(&change).await.map_err(store_failure))
+        }
         Io::Redo { request } => IoResult::Bytes(
-            a.redo.redo(request.encode()).await.map_err(|e| IoFailure::Permanent(e.to_string())),
+            a.redo
+                .redo(request.encode())
+                .await
+                .map_err(|e| IoError::new(IoErrorKind::Permanent, IoTarget::Redo, e.to_string())),
         ),
     }
 }
 
-/// Local disk errors (see `strata_adapters::disk`): only a missing file is told
-/// apart; the machines retry or fail a local write by their own rules.
-fn disk_failure(e: strata_adapters::disk::DiskError) -> IoFailure {
-    match e.kind {
-        DiskErrorKind::NotFound => IoFailure::NotFound(e.to_string()),
-        DiskErrorKind::NoSpace | DiskErrorKind::BadPath | DiskErrorKind::Io => {
-            IoFailure::Permanent(e.to_string())
-        }
-    }
+/// Local disk errors, kind for kind (the table is in `strata_adapters::disk`): a
+/// full disk and a failed fsync keep their kinds, so that the machines can apply
+/// their policies (`strata_core::io_error`).
+fn disk_failure(e: strata_adapters::disk::DiskError) -> IoError {
+    let kind = match e.kind {
+        DiskErrorKind::NotFound => IoErrorKind::NotFound,
+        DiskErrorKind::NoSpace => IoErrorKind::NoSpace,
+        DiskErrorKind::FsyncFailed => IoErrorKind::FsyncFailed,
+        DiskErrorKind::BadPath | DiskErrorKind::Io => IoErrorKind::Permanent,
+    };
+    IoError::local(kind, e.path, format!("{}: {}", e.op, e.message))
 }
 
-fn remote_failure(e: strata_adapters::remote::RemoteError) -> IoFailure {
-    match e.kind {
-        RemoteErrorKind::NotFound => IoFailure::NotFound(e.to_string()),
-        RemoteErrorKind::Transient => IoFailure::Transient(e.to_string()),
-        RemoteErrorKind::OperatorFixable(kind) => {
-            IoFailure::OperatorFixable { kind, message: e.to_string() }
+/// Remote-storage errors, kind for kind (the table is in `strata_adapters::remote`).
+fn remote_failure(e: strata_adapters::remote::RemoteError) -> IoError {
+    let kind = match e.kind {
+        RemoteErrorKind::NotFound => IoErrorKind::NotFound,
+        RemoteErrorKind::Transient => IoErrorKind::Transient,
+        RemoteErrorKind::OperatorFixable(kind) => IoErrorKind::OperatorFixable(kind),
+        RemoteErrorKind::Permanent => IoErrorKind::Permanent,
+    };
+    IoError::remote(kind, e.key, format!("{}: {}", e.op, e.message))
+}
+
+/// Control-plane store errors: a failed or unknown commit is `Transient` (the
+/// control plane fails the request; its caller retries), a store that does not
+/// parse is `Corrupt`, a refused change `Permanent`.
+fn store_failure(e: StoreError) -> IoError {
+    let kind = match &e {
+        StoreError::Io(_) => IoErrorKind::Transient,
+        StoreError::Corrupt(_) => IoErrorKind::Corrupt,
+        StoreError::SchemaTooNew { .. } | StoreError::Regression { .. } => IoErrorKind::Permanent,
+    };
+    IoError::new(kind, IoTarget::Store, e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use strata_adapters::disk::DiskError;
+    use strata_adapters::remote::{FixableKind, RemoteError};
+
+    #[test]
+    fn every_disk_error_keeps_its_kind_and_path() {
+        let cases = [
+            (DiskErrorKind::NotFound, IoErrorKind::NotFound),
+            (DiskErrorKind::NoSpace, IoErrorKind::NoSpace),
+            (DiskErrorKind::FsyncFailed, IoErrorKind::FsyncFailed),
+            (DiskErrorKind::BadPath, IoErrorKind::Permanent),
+            (DiskErrorKind::Io, IoErrorKind::Permanent),
+        ];
+        let path = camino::Utf8Path::new("tenants/t/timelines/tl/layer");
+        for (disk, core) in cases {
+            let e = disk_failure(DiskError::new(disk, "write_atomic", path, "boom"));
+            assert_eq!(e.kind, core, "{disk:?}");
+            assert_eq!(e.target, IoTarget::Local(path.to_owned()));
+            assert_eq!(e.message, "write_atomic: boom");
         }
-        RemoteErrorKind::Permanent => IoFailure::Permanent(e.to_string()),
+    }
+
+    #[test]
+    fn every_remote_error_keeps_its_kind_and_key() {
+        let cases = [
+            (RemoteErrorKind::NotFound, IoErrorKind::NotFound),
+            (RemoteErrorKind::Transient, IoErrorKind::Transient),
+            (
+                RemoteErrorKind::OperatorFixable(FixableKind::NoSuchBucket),
+                IoErrorKind::OperatorFixable(FixableKind::NoSuchBucket),
+            ),
+            (RemoteErrorKind::Permanent, IoErrorKind::Permanent),
+        ];
+        for (remote, core) in cases {
+            let e = remote_failure(RemoteError::new(remote, "put", "tenants/t/x", "boom"));
+            assert_eq!(e.kind, core, "{remote:?}");
+            assert_eq!(e.target, IoTarget::Remote("tenants/t/x".into()));
+        }
+    }
+
+    #[test]
+    fn store_errors_are_typed() {
+        assert_eq!(store_failure(StoreError::Io("locked".into())).kind, IoErrorKind::Transient);
+        assert_eq!(store_failure(StoreError::Corrupt("row".into())).kind, IoErrorKind::Corrupt);
+        let too_new = StoreError::SchemaTooNew { found: 9, supported: 1 };
+        assert_eq!(store_failure(too_new).kind, IoErrorKind::Permanent);
+        assert_eq!(store_failure(StoreError::Io("x".into())).target, IoTarget::Store);
     }
 }

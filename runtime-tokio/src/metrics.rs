@@ -25,7 +25,8 @@
 //!   `failed` (anything else);
 //! - `strata_io_errors_total{kind}`: failed I/O effects (disk and remote) by kind
 //!   (`transient`, `access_denied`, `invalid_credentials`, `no_such_bucket`,
-//!   `permanent`; see `strata_core::node::io::IoFailure`), from the counters the
+//!   `no_space`, `fsync_failed`, `corrupt`, `permanent`; see
+//!   `strata_core::io_error`), from the counters the
 //!   driver keeps. The three operator-fixable kinds are retried with backoff until
 //!   an operator fixes permissions, credentials or the bucket.
 
@@ -156,7 +157,7 @@ impl Metrics {
             &["kind"],
         )
         .expect("static metric definition");
-        for kind in strata_core::node::io::IoFailure::ERROR_LABELS {
+        for kind in strata_core::io_error::IoErrorKind::ERROR_LABELS {
             io_errors.with_label_values(&[kind]);
         }
         let timelines_broken = IntGaugeVec::new(

@@ -278,7 +278,7 @@ impl ControlPlane {
         &mut self,
         now: Instant,
         op: OpId,
-        result: Result<(), String>,
+        result: Result<(), crate::io_error::IoError>,
     ) -> Result<(), ControlPlaneInputError> {
         let Some(InProgress::Persisting { op: expected, .. }) = &self.in_progress else {
             return Err(ControlPlaneInputError::UnexpectedCompletion(op));
@@ -297,7 +297,8 @@ impl ControlPlane {
                 }
                 self.reply(req, Ok(reply));
             }
-            Err(message) => {
+            Err(e) => {
+                let message = e.message;
                 self.store_failures_total += 1;
                 for record in change.records() {
                     let floor = self.floors.entry(record.tenant).or_insert(record.generation);

@@ -55,7 +55,11 @@ impl Harness {
             match effect {
                 ControlPlaneEffect::Persist { op, change } => {
                     let result = match &self.fail_persists {
-                        Some(message) => Err(message.clone()),
+                        Some(message) => Err(crate::io_error::IoError::new(
+                            crate::io_error::IoErrorKind::Transient,
+                            crate::io_error::IoTarget::Store,
+                            message.clone(),
+                        )),
                         None => {
                             for r in change.records() {
                                 self.store.insert(r.tenant, r.clone());

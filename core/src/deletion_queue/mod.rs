@@ -154,15 +154,12 @@ impl Default for DeletionQueueConfig {
     }
 }
 
-/// How a `WriteList` / `WriteHeader` / `RemoveList` / `DeleteObjects` ended.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum IoFailure {
-    /// Try again: a timeout, a throttle, a failed write or fsync.
-    Transient(String),
-    /// Retrying will not help (for `DeleteObjects`: access denied, bad request).
-    /// For local files it is retried all the same: the file must get durable.
-    Permanent(String),
-}
+/// How a `WriteList` / `WriteHeader` / `RemoveList` / `DeleteObjects` failed: the
+/// one I/O error type. A local list or header write is retried whatever the kind
+/// (the file must get durable; after a failed fsync it is written again whole);
+/// a `DeleteObjects` that failed `Permanent` or `Corrupt` is reported failed,
+/// anything else is retried with backoff.
+pub use crate::io_error::IoError;
 
 /// Identifies one flush; its [`DeletionEffect::FlushDone`] carries it back.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -447,7 +444,7 @@ impl DeletionQueue {
         &mut self,
         now: Instant,
         op: OpId,
-        result: Result<(), IoFailure>,
+        result: Result<(), IoError>,
     ) -> Result<(), DeletionQueueError> {
         let kind = match self.ops.get(&op) {
             Some(OpKind::Validate) | None => {

@@ -461,7 +461,7 @@ impl DeletionQueue {
         now: Instant,
         seq: u64,
         version: u64,
-        result: Result<(), IoFailure>,
+        result: Result<(), IoError>,
     ) {
         let backoff = |failures| now.plus_millis(backoff_ms(&self.config, failures));
         let list = self.lists.get_mut(&seq).expect("a list outlives its writes");
@@ -486,7 +486,7 @@ impl DeletionQueue {
         }
     }
 
-    pub(super) fn list_removed(&mut self, now: Instant, seq: u64, result: Result<(), IoFailure>) {
+    pub(super) fn list_removed(&mut self, now: Instant, seq: u64, result: Result<(), IoError>) {
         match result {
             Ok(()) => {
                 let list = self.lists.remove(&seq).expect("a list outlives its removal");
@@ -510,7 +510,7 @@ impl DeletionQueue {
         &mut self,
         now: Instant,
         validated_sequence: u64,
-        result: Result<(), IoFailure>,
+        result: Result<(), IoError>,
     ) {
         match result {
             Ok(()) => {
@@ -526,11 +526,13 @@ impl DeletionQueue {
         }
     }
 
-    pub(super) fn batch_done(&mut self, now: Instant, id: u64, result: Result<(), IoFailure>) {
+    pub(super) fn batch_done(&mut self, now: Instant, id: u64, result: Result<(), IoError>) {
         let outcome = match result {
             Ok(()) => DeletionOutcome::Executed,
-            Err(IoFailure::Permanent(message)) => DeletionOutcome::FailedPermanently(message),
-            Err(IoFailure::Transient(_)) => {
+            Err(e) if !e.kind.is_retried_remotely() => {
+                DeletionOutcome::FailedPermanently(e.to_string())
+            }
+            Err(_) => {
                 let config = self.config.clone();
                 let batch = self.batches.get_mut(&id).expect("a batch outlives its op");
                 batch.failures += 1;

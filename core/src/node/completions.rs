@@ -4,32 +4,16 @@
 //! timeline's own I/O, downloads, uploads, the deletion queue, the control plane,
 //! local removals that are only logged.
 
-use super::io::{self, Entry, Io, IoFailure, IoResult};
+use super::io::{self, Entry, Io, IoError, IoErrorKind, IoResult};
 use super::routing::Route;
 use super::{Machine, Node};
 use crate::control_plane::max_generation_in_listing;
-use crate::deletion_queue::IoFailure as DqIoFailure;
 use crate::id::{OpId, TenantId, TimelineId};
 use crate::index_part::LayerMeta;
 use crate::layer_name::LayerName;
 use crate::page_cache::{FillId, RequestKind, ValueKey};
 use crate::remote_path::{self, RemoteKey};
-use crate::timeline::{DownloadError, TimelineCompletion};
-use crate::upload_queue::RemoteFailure;
-
-/// What the upload queue is told of a failed remote operation: a missing object
-/// or list (an upload that cannot find its target) is retried like a transient
-/// failure; an operator-fixable refusal keeps its kind; only a permanent failure
-/// breaks the queue.
-fn remote_failure(e: IoFailure) -> RemoteFailure {
-    match e {
-        IoFailure::Permanent(m) => RemoteFailure::Permanent(m),
-        IoFailure::OperatorFixable { kind, message } => {
-            RemoteFailure::OperatorFixable { kind, message }
-        }
-        IoFailure::NotFound(m) | IoFailure::Transient(m) => RemoteFailure::Transient(m),
-    }
-}
+use crate::timeline::TimelineCompletion;
 
 /// Whether downloaded bytes are the object their index describes (size and
 /// CRC32C); if not, why.
@@ -103,13 +87,9 @@ impl Node {
         result: IoResult,
     ) {
         let completion = match result {
-            IoResult::Done(r) => {
-                TimelineCompletion::Written(r.map_err(|e| e.message().to_string()))
-            }
-            IoResult::Bytes(r) if redo => {
-                TimelineCompletion::Redone(r.map_err(|e| e.message().to_string()))
-            }
-            IoResult::Bytes(r) => TimelineCompletion::Read(r.map_err(|e| e.message().to_string())),
+            IoResult::Done(r) => TimelineCompletion::Written(r),
+            IoResult::Bytes(r) if redo => TimelineCompletion::Redone(r),
+            IoResult::Bytes(r) => TimelineCompletion::Read(r),
             IoResult::Listing(_) => return self.bug("listing result for a timeline op"),
         };
         self.complete_timeline(tenant, timeline, inner, completion);
@@ -127,7 +107,6 @@ impl Node {
         };
         // S16: every waiter is handed the bytes with the completion; none
         // looks the cache up again.
-        let r = r.map_err(|e| e.message().to_string());
         for op in waiters {
             let c = TimelineCompletion::Read(r.clone());
             self.complete_timeline(key.tenant, key.timeline, op, c);
@@ -150,7 +129,6 @@ impl Node {
         if let Ok(value) = &r {
             self.page_cache.insert_value(key, kind, value.clone());
         }
-        let r = r.map_err(|e| e.message().to_string());
         self.complete_timeline(tenant, timeline, inner, TimelineCompletion::Redone(r));
     }
 
@@ -186,10 +164,7 @@ impl Node {
                 tenant,
                 timeline,
                 inner,
-                TimelineCompletion::Downloaded(Err(DownloadError::Failed(format!(
-                    "download of {name}: {}",
-                    e.message()
-                )))),
+                TimelineCompletion::Downloaded(Err(e)),
             ),
             _ => self.bug("unexpected result for a download"),
         }
@@ -206,7 +181,7 @@ impl Node {
         object: RemoteKey,
         why: String,
     ) {
-        let error = DownloadError::Corrupt(format!("remote object {object}: {why}"));
+        let error = IoError::remote(IoErrorKind::Corrupt, object.as_str(), why.clone());
         self.complete_timeline(tenant, timeline, inner, TimelineCompletion::Downloaded(Err(error)));
         let reason = super::BrokenReason::Corrupt { object, reason: why };
         self.break_timeline(tenant, timeline, reason);
@@ -222,8 +197,12 @@ impl Node {
         result: IoResult,
     ) {
         let r = match result {
-            IoResult::Done(r) => r.map_err(|e| DownloadError::Failed(e.message().into())),
-            _ => Err(DownloadError::Failed("unexpected result for a download write".into())),
+            IoResult::Done(r) => r,
+            other => Err(IoError::new(
+                IoErrorKind::Permanent,
+                io::IoTarget::Local(io::timeline_dir(tenant, timeline)),
+                format!("unexpected result for a download write: {other:?}"),
+            )),
         };
         self.complete_timeline(tenant, timeline, inner, TimelineCompletion::Downloaded(r));
     }
@@ -248,10 +227,11 @@ impl Node {
             IoResult::Bytes(Err(e)) => {
                 // The local copy of a layer the queue must upload is gone or
                 // unreadable: nothing a retry can fix.
-                let failure = RemoteFailure::Permanent(format!(
-                    "reading the local layer for {key}: {}",
-                    e.message()
-                ));
+                let failure = IoError {
+                    kind: IoErrorKind::Permanent,
+                    message: format!("reading the local layer for {key}: {}", e.message),
+                    ..e
+                };
                 self.complete_upload(tenant, timeline, inner, Err(failure));
             }
             _ => self.bug("unexpected result for an upload read"),
@@ -270,7 +250,7 @@ impl Node {
         let now = self.now;
         let r = match result {
             IoResult::Done(Ok(())) => Ok(()),
-            IoResult::Done(Err(e)) => Err(remote_failure(e)),
+            IoResult::Done(Err(e)) => Err(e),
             _ => return self.bug("unexpected result for an upload"),
         };
         // A layer durable remotely may be evicted locally from now on.
@@ -300,7 +280,7 @@ impl Node {
             IoResult::Listing(Ok(entries)) => {
                 Ok(entries.iter().filter_map(|e| RemoteKey::from_listing(&e.name).ok()).collect())
             }
-            IoResult::Listing(Err(e)) => Err(remote_failure(e)),
+            IoResult::Listing(Err(e)) => Err(e),
             _ => return self.bug("unexpected result for a timeline listing"),
         };
         if let Some(listed) =
@@ -320,13 +300,8 @@ impl Node {
         let now = self.now;
         let r = match result {
             // A missing object or list file counts as done.
-            IoResult::Done(Ok(()) | Err(IoFailure::NotFound(_))) => Ok(()),
-            IoResult::Done(Err(IoFailure::Transient(m))) => Err(DqIoFailure::Transient(m)),
-            // Retried like a transient failure until an operator fixes it.
-            IoResult::Done(Err(IoFailure::OperatorFixable { kind, message })) => {
-                Err(DqIoFailure::Transient(format!("{kind}: {message}")))
-            }
-            IoResult::Done(Err(IoFailure::Permanent(m))) => Err(DqIoFailure::Permanent(m)),
+            IoResult::Done(Ok(()) | Err(IoError { kind: IoErrorKind::NotFound, .. })) => Ok(()),
+            IoResult::Done(Err(e)) => Err(e),
             _ => return self.bug("unexpected result for a deletion-queue op"),
         };
         if let Some(dq) = &mut self.dq {
@@ -343,8 +318,12 @@ impl Node {
     fn on_cp_persisted(&mut self, inner: OpId, result: IoResult) {
         let now = self.now;
         let r = match result {
-            IoResult::Done(r) => r.map_err(|e| e.message().to_string()),
-            _ => Err("unexpected result for a store change".to_string()),
+            IoResult::Done(r) => r,
+            other => Err(IoError::new(
+                IoErrorKind::Permanent,
+                io::IoTarget::Store,
+                format!("unexpected result for a store change: {other:?}"),
+            )),
         };
         if let Err(e) = self.cp.handle_persisted(now, inner, r) {
             tracing::error!(error = %e, "control plane refused a store completion");
@@ -369,7 +348,7 @@ impl Node {
             }
             IoResult::Listing(Err(e)) => {
                 // The control plane must not guess: retry the listing.
-                tracing::warn!(%tenant, error = e.message(), "listing remote generations failed; retrying");
+                tracing::warn!(%tenant, error = %e, "listing remote generations failed; retrying");
                 self.emit_io(
                     Route::ControlPlaneList { inner, tenant },
                     Io::RemoteList { prefix: remote_path::tenant_prefix(tenant) },
@@ -405,7 +384,7 @@ impl Node {
         t: TenantId,
         tl: TimelineId,
         inner: OpId,
-        r: Result<(), RemoteFailure>,
+        r: Result<(), IoError>,
     ) {
         let now = self.now;
         let Some(r) =
@@ -424,7 +403,8 @@ impl Node {
 
 /// Removing the local file of an evicted or unlinked layer (a missing file is fine).
 fn on_evict_local(tenant: TenantId, timeline: TimelineId, layer: &LayerName, result: &IoResult) {
-    if !matches!(result, IoResult::Done(Ok(()) | Err(IoFailure::NotFound(_)))) {
+    if !matches!(result, IoResult::Done(Ok(()) | Err(IoError { kind: IoErrorKind::NotFound, .. })))
+    {
         tracing::warn!(%tenant, %timeline, %layer, ?result, "removing a local layer file failed");
     }
 }

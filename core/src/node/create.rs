@@ -28,7 +28,7 @@
 //! before the answer leaves an empty index: the retried create adopts it.
 
 use super::api::{ApiError, RequestId, Response};
-use super::io::{Entry, Io, IoFailure, IoResult};
+use super::io::{Entry, Io, IoError, IoErrorKind, IoResult};
 use super::routing::Route;
 use super::{Machine, Node, SlotState, TimelineSlot};
 use crate::control_plane::{RemoteTenantFound, summarize_tenant_listing};
@@ -158,8 +158,10 @@ impl Node {
             }
             (_, IoResult::Listing(Err(e)) | IoResult::Bytes(Err(e))) => {
                 let what = match &e {
-                    IoFailure::NotFound(_) => "the index went while being read".to_string(),
-                    other => other.message().to_string(),
+                    IoError { kind: IoErrorKind::NotFound, .. } => {
+                        "the index went while being read".to_string()
+                    }
+                    other => other.to_string(),
                 };
                 self.reply(req, look_failed(tenant, timeline, what));
             }

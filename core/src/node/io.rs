@@ -140,92 +140,9 @@ impl std::fmt::Debug for Io {
     }
 }
 
-/// Why an I/O effect failed, as the machines need to branch on it.
-///
-/// # Classification (the adapters map their errors onto these kinds)
-///
-/// | kind | what | what the machines do |
-/// |---|---|---|
-/// | `NotFound` | a missing file or object | per operation (often: nothing to do) |
-/// | `Transient` | remote 5xx, timeout, throttling, a lost connection or response | retry with capped exponential backoff, indefinitely |
-/// | `OperatorFixable` | the request is refused for a reason an operator can fix while the node runs: permissions (EPERM/EACCES on LocalFs, S3 `AccessDenied`), credentials (S3 `InvalidAccessKeyId`, `SignatureDoesNotMatch`), a missing bucket (S3 `NoSuchBucket`) | as `Transient`: retry with capped backoff, indefinitely; never `Broken`. Uploads wait (the visible LSN stalls), reads keep working; the driver counts each failure by [`FixableKind`] (`strata_io_errors_total`) |
-/// | `Permanent` | the request can never succeed as written: an invalid key, a delete over the batch limit, a bad configuration; locally ENOSPC or a failed fsync (the file is lost) | the remote queues go `Broken`; local writes follow their machine's rule |
-///
-/// Corrupt data (an object that does not parse, or does not match the size and
-/// checksum its index records) is not an I/O failure: the read succeeded. The node
-/// breaks the timeline with the named reason `BrokenReason::Corrupt { object }`
-/// (its index at start-up or attach, a layer on download): no retry can fix it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum IoFailure {
-    NotFound(String),
-    /// Worth a retry (remote 5xx/timeout, a lost response).
-    Transient(String),
-    /// Refused until an operator fixes permissions, credentials or the bucket:
-    /// retried with backoff like `Transient`, and counted by `kind`.
-    OperatorFixable {
-        kind: FixableKind,
-        message: String,
-    },
-    /// Retrying will not help (bad request, ENOSPC, a failed fsync: the file is lost).
-    Permanent(String),
-}
-
-impl IoFailure {
-    pub fn message(&self) -> &str {
-        match self {
-            IoFailure::NotFound(m)
-            | IoFailure::Transient(m)
-            | IoFailure::OperatorFixable { message: m, .. }
-            | IoFailure::Permanent(m) => m,
-        }
-    }
-
-    /// Every label of [`IoFailure::kind_label`] but `not_found` (an answer, not an
-    /// error), in a fixed order.
-    pub const ERROR_LABELS: [&'static str; 5] =
-        ["transient", "access_denied", "invalid_credentials", "no_such_bucket", "permanent"];
-
-    /// The label `strata_io_errors_total{kind}` counts this failure under.
-    pub fn kind_label(&self) -> &'static str {
-        match self {
-            IoFailure::NotFound(_) => "not_found",
-            IoFailure::Transient(_) => "transient",
-            IoFailure::OperatorFixable { kind, .. } => kind.as_str(),
-            IoFailure::Permanent(_) => "permanent",
-        }
-    }
-}
-
-/// Why a request was refused in a way an operator can fix while the node keeps
-/// running (see [`IoFailure`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum FixableKind {
-    /// EPERM/EACCES on LocalFs (a read-only directory), S3 `AccessDenied`.
-    AccessDenied,
-    /// S3 `InvalidAccessKeyId`, `SignatureDoesNotMatch`: wrong or revoked keys.
-    InvalidCredentials,
-    /// S3 `NoSuchBucket`: the bucket is missing (not yet created, or deleted).
-    NoSuchBucket,
-}
-
-impl FixableKind {
-    pub const ALL: [FixableKind; 3] =
-        [FixableKind::AccessDenied, FixableKind::InvalidCredentials, FixableKind::NoSuchBucket];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FixableKind::AccessDenied => "access_denied",
-            FixableKind::InvalidCredentials => "invalid_credentials",
-            FixableKind::NoSuchBucket => "no_such_bucket",
-        }
-    }
-}
-
-impl std::fmt::Display for FixableKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+/// The failure of an [`Io`]: one type for every completion (kinds, targets and
+/// what each machine does with them: `crate::io_error`).
+pub use crate::io_error::{FixableKind, IoError, IoErrorKind, IoTarget};
 
 /// One directory entry or listed object, as the node needs it.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -238,15 +155,15 @@ pub struct Entry {
 /// The completion of one [`Io`].
 #[derive(Clone, PartialEq, Eq)]
 pub enum IoResult {
-    Done(Result<(), IoFailure>),
-    Bytes(Result<Vec<u8>, IoFailure>),
+    Done(Result<(), IoError>),
+    Bytes(Result<Vec<u8>, IoError>),
     /// Directory entries (DiskList) or objects with full keys as `name` (RemoteList).
-    Listing(Result<Vec<Entry>, IoFailure>),
+    Listing(Result<Vec<Entry>, IoError>),
 }
 
 impl IoResult {
     /// The failure, if the effect failed.
-    pub fn failure(&self) -> Option<&IoFailure> {
+    pub fn failure(&self) -> Option<&IoError> {
         match self {
             IoResult::Done(Err(e)) => Some(e),
             IoResult::Bytes(Err(e)) => Some(e),

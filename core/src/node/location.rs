@@ -18,7 +18,7 @@
 //! Retry-After) at once; nothing waits on a tenant (S-NO-DEADLOCK).
 
 use super::api::{ApiError, RequestId, Response};
-use super::io::{self, Io, IoFailure, IoResult};
+use super::io::{self, Io, IoError, IoErrorKind, IoResult};
 use super::routing::{CpWaiter, Route};
 use super::startup::StartupIo;
 use super::{Machine, Node, SlotState, Tenant};
@@ -223,7 +223,7 @@ impl Node {
     ) {
         let entries = match result {
             IoResult::Listing(Ok(entries)) => entries,
-            IoResult::Listing(Err(IoFailure::NotFound(_))) => Vec::new(),
+            IoResult::Listing(Err(IoError { kind: IoErrorKind::NotFound, .. })) => Vec::new(),
             other => {
                 let why =
                     format!("listing remote storage before acquiring a generation: {other:?}");
@@ -247,13 +247,15 @@ impl Node {
                         .collect();
                     Ok(StepOutput::Found(summarize_tenant_listing(tenant, &keys)))
                 }
-                Err(e) => Err(format!("listing tenants/{tenant}/: {}", e.message())),
+                Err(e) => Err(format!("listing tenants/{tenant}/: {e}")),
             };
             return self.step_done(tenant, result);
         }
-        if let IoResult::Done(Err(
-            IoFailure::Transient(why) | IoFailure::OperatorFixable { message: why, .. },
-        )) = &result
+        if let IoResult::Done(Err(IoError {
+            kind: IoErrorKind::Transient | IoErrorKind::OperatorFixable(_),
+            message: why,
+            ..
+        })) = &result
             && let Some(Slot::InProgress(op)) = self.manager.slot(tenant)
             && op.current == Some(Step::PutDeletionMark)
             && self.mark_attempts.get(&tenant).copied().unwrap_or(0) < MARK_ATTEMPTS
@@ -265,7 +267,8 @@ impl Node {
         }
         self.mark_attempts.remove(&tenant);
         let result = match result {
-            IoResult::Done(Ok(())) | IoResult::Done(Err(IoFailure::NotFound(_))) => {
+            IoResult::Done(Ok(()))
+            | IoResult::Done(Err(IoError { kind: IoErrorKind::NotFound, .. })) => {
                 Ok(StepOutput::Done)
             }
             other => Err(format!("{other:?}")),

@@ -4,7 +4,7 @@
 //! the world.
 
 use super::api::{ApiError, Request, RequestId, Response};
-use super::io::{Entry, Io, IoFailure, IoResult};
+use super::io::{Entry, Io, IoError, IoErrorKind, IoResult, IoTarget};
 use super::{Node, NodeConfig, NodeEffect, NodePhase};
 use crate::control_plane::{StoreChange, TenantRecord};
 use crate::id::{NodeId, TenantId, TimelineId};
@@ -44,12 +44,16 @@ impl World {
                 self.files.insert(path, bytes);
                 IoResult::Done(Ok(()))
             }
-            Io::DiskRead { path } => IoResult::Bytes(
-                self.files.get(&path).cloned().ok_or(IoFailure::NotFound(path.to_string())),
-            ),
-            Io::DiskRemove { path } => IoResult::Done(
-                self.files.remove(&path).map(|_| ()).ok_or(IoFailure::NotFound(path.to_string())),
-            ),
+            Io::DiskRead { path } => {
+                IoResult::Bytes(self.files.get(&path).cloned().ok_or_else(|| {
+                    IoError::local(IoErrorKind::NotFound, path.clone(), "no such file")
+                }))
+            }
+            Io::DiskRemove { path } => {
+                IoResult::Done(self.files.remove(&path).map(|_| ()).ok_or_else(|| {
+                    IoError::local(IoErrorKind::NotFound, path.clone(), "no such file")
+                }))
+            }
             Io::DiskCreateDir { .. } => IoResult::Done(Ok(())),
             Io::DiskRename { from, to } => {
                 let prefix = format!("{from}/");
@@ -60,7 +64,11 @@ impl World {
                     .cloned()
                     .collect();
                 if moving.is_empty() {
-                    return IoResult::Done(Err(IoFailure::NotFound(from.to_string())));
+                    return IoResult::Done(Err(IoError::local(
+                        IoErrorKind::NotFound,
+                        from.clone(),
+                        "no such file",
+                    )));
                 }
                 for p in moving {
                     let bytes = self.files.remove(&p).unwrap_or_default();
@@ -74,7 +82,11 @@ impl World {
                 let before = self.files.len();
                 self.files.retain(|p, _| !p.as_str().starts_with(&prefix));
                 if before == self.files.len() {
-                    return IoResult::Done(Err(IoFailure::NotFound(path.to_string())));
+                    return IoResult::Done(Err(IoError::local(
+                        IoErrorKind::NotFound,
+                        path.clone(),
+                        "no such file",
+                    )));
                 }
                 IoResult::Done(Ok(()))
             }
@@ -95,16 +107,21 @@ impl World {
                     entries.insert(name.clone(), Entry { name, is_dir, size_bytes });
                 }
                 if entries.is_empty() {
-                    return IoResult::Listing(Err(IoFailure::NotFound(path.to_string())));
+                    return IoResult::Listing(Err(IoError::local(
+                        IoErrorKind::NotFound,
+                        path.clone(),
+                        "no such file",
+                    )));
                 }
                 IoResult::Listing(Ok(entries.into_values().collect()))
             }
             Io::RemotePut { .. } | Io::RemoteDelete { .. } if self.deny_remote_writes => {
                 self.denied_writes += 1;
-                IoResult::Done(Err(IoFailure::OperatorFixable {
-                    kind: super::io::FixableKind::AccessDenied,
-                    message: "Permission denied (os error 13) (test)".into(),
-                }))
+                IoResult::Done(Err(IoError::remote(
+                    IoErrorKind::OperatorFixable(super::io::FixableKind::AccessDenied),
+                    "(test)",
+                    "Permission denied (os error 13) (test)",
+                )))
             }
             Io::RemotePut { key, bytes } => {
                 self.remote_writes += 1;
@@ -113,21 +130,28 @@ impl World {
             }
             Io::RemoteList { .. } | Io::RemoteGet { .. } if self.denied_reads > 0 => {
                 self.denied_reads -= 1;
-                let e = IoFailure::OperatorFixable {
-                    kind: super::io::FixableKind::AccessDenied,
-                    message: "AccessDenied (test)".into(),
-                };
+                let e = IoError::remote(
+                    IoErrorKind::OperatorFixable(super::io::FixableKind::AccessDenied),
+                    "(test)",
+                    "AccessDenied (test)",
+                );
                 match io {
                     Io::RemoteList { .. } => IoResult::Listing(Err(e)),
                     _ => IoResult::Bytes(Err(e)),
                 }
             }
-            Io::RemoteGet { key } => IoResult::Bytes(
-                self.objects.get(key.as_str()).cloned().ok_or(IoFailure::NotFound(key.to_string())),
-            ),
+            Io::RemoteGet { key } => {
+                IoResult::Bytes(self.objects.get(key.as_str()).cloned().ok_or_else(|| {
+                    IoError::remote(IoErrorKind::NotFound, key.as_str(), "no such key")
+                }))
+            }
             Io::RemoteList { .. } if self.transient_lists > 0 => {
                 self.transient_lists -= 1;
-                IoResult::Listing(Err(IoFailure::Transient("simulated 503".into())))
+                IoResult::Listing(Err(IoError::remote(
+                    IoErrorKind::Transient,
+                    "(test)",
+                    "simulated 503",
+                )))
             }
             Io::RemoteList { prefix } => IoResult::Listing(Ok(self
                 .objects
@@ -145,7 +169,11 @@ impl World {
             }
             Io::StoreApply { .. } if self.store_failures > 0 => {
                 self.store_failures -= 1;
-                IoResult::Done(Err(IoFailure::Transient("store unavailable (test)".into())))
+                IoResult::Done(Err(IoError::new(
+                    IoErrorKind::Transient,
+                    IoTarget::Store,
+                    "store unavailable (test)",
+                )))
             }
             Io::StoreApply { change } => {
                 let records = match change {
@@ -158,7 +186,9 @@ impl World {
                 IoResult::Done(Ok(()))
             }
             Io::Redo { request } => {
-                IoResult::Bytes(request.execute().map_err(|e| IoFailure::Permanent(e.to_string())))
+                IoResult::Bytes(request.execute().map_err(|e| {
+                    IoError::new(IoErrorKind::Permanent, IoTarget::Redo, e.to_string())
+                }))
             }
         }
     }

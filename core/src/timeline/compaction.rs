@@ -50,6 +50,7 @@ use super::layer_map::{LayerEntry, Residence};
 use super::{OpKind, Timeline, TimelineEffect};
 use crate::id::OpId;
 use crate::index_part::LayerMeta;
+use crate::io_error::IoError;
 use crate::key::Key;
 use crate::layer_file::{self, LayerFile};
 use crate::layer_name::{KeyRange, LayerName, LsnRange};
@@ -448,7 +449,7 @@ impl Timeline {
         now: Instant,
         op: OpId,
         name: LayerName,
-        result: Result<Vec<u8>, String>,
+        result: Result<Vec<u8>, IoError>,
     ) {
         let CompactionState::Loading { mut job, op: Some(current) } =
             std::mem::replace(&mut self.compaction, CompactionState::Idle)
@@ -457,7 +458,7 @@ impl Timeline {
         };
         debug_assert_eq!(op, current);
         let crc = self.layers.layers.get(&name).map(|e| e.meta.crc32c);
-        let parsed = result.and_then(|bytes| {
+        let parsed = result.map_err(|e| e.to_string()).and_then(|bytes| {
             let file = LayerFile::parse(&name, bytes, crc).map_err(|e| e.to_string())?;
             let records = file.all_records().map_err(|e| e.to_string())?;
             Ok((file, records))
@@ -486,7 +487,7 @@ impl Timeline {
         &mut self,
         now: Instant,
         op: OpId,
-        result: Result<(), String>,
+        result: Result<(), IoError>,
     ) {
         let CompactionState::Writing { mut job, op: current, failures } =
             std::mem::replace(&mut self.compaction, CompactionState::Idle)

@@ -21,6 +21,7 @@ use super::layer_map::{LayerEntry, Residence};
 use super::{OpKind, Timeline, TimelineEffect};
 use crate::id::OpId;
 use crate::index_part::LayerMeta;
+use crate::io_error::IoError;
 use crate::key::Key;
 use crate::layer_file;
 use crate::layer_name::{KeyRange, LayerName, LsnRange};
@@ -136,7 +137,7 @@ impl Timeline {
         self.effects.push_back(TimelineEffect::WriteMetadata { op, metadata });
     }
 
-    pub(super) fn layer_written(&mut self, now: Instant, op: OpId, result: Result<(), String>) {
+    pub(super) fn layer_written(&mut self, now: Instant, op: OpId, result: Result<(), IoError>) {
         let FlushState::WritingLayer { op: current, failures, file_size, crc32c, unrecorded } =
             self.flush.clone()
         else {
@@ -173,7 +174,7 @@ impl Timeline {
         }
     }
 
-    pub(super) fn metadata_written(&mut self, now: Instant, op: OpId, result: Result<(), String>) {
+    pub(super) fn metadata_written(&mut self, now: Instant, op: OpId, result: Result<(), IoError>) {
         let FlushState::WritingMetadata { op: current, metadata, failures } = self.flush.clone()
         else {
             unreachable!("a WriteMetadata op exists only while WritingMetadata")

@@ -52,6 +52,7 @@
 use super::layer_map::lsn_range;
 use super::{OpKind, Timeline, TimelineEffect};
 use crate::id::OpId;
+use crate::io_error::IoError;
 use crate::layer_name::LayerName;
 use crate::lsn::Lsn;
 use crate::metadata::TimelineMetadata;
@@ -133,7 +134,7 @@ impl Timeline {
         self.gc = GcState::WritingMetadata { op, metadata, victims };
     }
 
-    pub(super) fn gc_metadata_written(&mut self, now: Instant, op: OpId, r: Result<(), String>) {
+    pub(super) fn gc_metadata_written(&mut self, now: Instant, op: OpId, r: Result<(), IoError>) {
         let GcState::WritingMetadata { op: current, metadata, victims } =
             std::mem::replace(&mut self.gc, GcState::Idle)
         else {

@@ -25,6 +25,7 @@ use super::compaction::{Entry, Job, JobKind, Output, partition};
 use super::layer_map::lsn_range;
 use super::{OpKind, Timeline, TimelineEffect};
 use crate::id::OpId;
+use crate::io_error::IoError;
 use crate::key::Key;
 use crate::layer_file;
 use crate::layer_name::{KeyRange, LayerName};
@@ -135,7 +136,7 @@ impl Timeline {
         self.start_output_write(job, 0);
     }
 
-    pub(super) fn image_redone(&mut self, now: Instant, op: OpId, r: Result<Vec<u8>, String>) {
+    pub(super) fn image_redone(&mut self, now: Instant, op: OpId, r: Result<Vec<u8>, IoError>) {
         let CompactionState::Redoing { mut job, op: current } =
             std::mem::replace(&mut self.compaction, CompactionState::Idle)
         else {

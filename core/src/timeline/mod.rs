@@ -112,6 +112,7 @@ pub use value_sizes::SIZE_READ_RETRY_AFTER_MS;
 
 use crate::id::{OpId, OpIds, TenantId, TimelineId};
 use crate::index_part::{IndexPart, LayerMeta};
+use crate::io_error::IoError;
 use crate::key::Key;
 use crate::layer_name::LayerName;
 use crate::lsn::Lsn;
@@ -153,37 +154,22 @@ pub struct ReadId(pub u64);
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct FlushId(pub u64);
 
-/// Why a `DownloadLayer` failed.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum DownloadError {
-    /// Fetching the object or writing it locally failed: a later read tries again.
-    Failed(String),
-    /// The remote object does not match the size and checksum the index records:
-    /// no retry can fix it (reads needing it fail with [`ReadError::LayerCorrupt`]).
-    Corrupt(String),
-}
-
-impl std::fmt::Display for DownloadError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            DownloadError::Failed(why) => write!(f, "download failed: {why}"),
-            DownloadError::Corrupt(why) => write!(f, "corrupt in remote storage: {why}"),
-        }
-    }
-}
-
 /// The outcome of a world effect, by the effect's kind.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TimelineCompletion {
     /// `WriteLayer` / `WriteMetadata`: the file is durable (written, fsynced,
-    /// renamed, directory fsynced), or lost.
-    Written(Result<(), String>),
+    /// renamed, directory fsynced), or its contents are unknown (see "A failed
+    /// write" above).
+    Written(Result<(), IoError>),
     /// `ReadLayer`: the whole file.
-    Read(Result<Vec<u8>, String>),
-    /// `DownloadLayer`: the verified file is durable locally.
-    Downloaded(Result<(), DownloadError>),
+    Read(Result<Vec<u8>, IoError>),
+    /// `DownloadLayer`: the verified file is durable locally. `Corrupt`: the remote
+    /// object does not match the size and checksum the index records (no retry can
+    /// fix it: reads needing it fail with [`ReadError::LayerCorrupt`]); any other
+    /// kind: fetching or writing failed, a later read tries again.
+    Downloaded(Result<(), IoError>),
     /// `Redo`: the reconstructed value.
-    Redone(Result<Vec<u8>, String>),
+    Redone(Result<Vec<u8>, IoError>),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

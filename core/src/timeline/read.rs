@@ -17,8 +17,9 @@
 //!    effect reconstructs the value.
 
 use super::layer_map::{LayerMap, Residence};
-use super::{DownloadError, OpKind, ReadError, ReadId, Timeline, TimelineEffect};
+use super::{OpKind, ReadError, ReadId, Timeline, TimelineEffect};
 use crate::id::OpId;
+use crate::io_error::{IoError, IoErrorKind};
 use crate::key::Key;
 use crate::layer_file::LayerFile;
 use crate::layer_name::LayerName;
@@ -260,7 +261,7 @@ impl Timeline {
         _now: Instant,
         id: Reader,
         name: LayerName,
-        result: Result<Vec<u8>, String>,
+        result: Result<Vec<u8>, IoError>,
     ) {
         let Some(entry) = self.layers.layers.get(&name) else {
             // The layer left the map while we read it; search again.
@@ -313,7 +314,7 @@ impl Timeline {
         &mut self,
         _now: Instant,
         name: LayerName,
-        result: Result<(), DownloadError>,
+        result: Result<(), IoError>,
     ) {
         let ok = result.is_ok();
         self.cache.remove(&name);
@@ -337,16 +338,16 @@ impl Timeline {
                     read.state = ReadState::Searching;
                     self.advance(id);
                 }
-                Err(DownloadError::Failed(why)) => {
-                    let reason = format!("download failed: {why}");
+                Err(e) if e.kind == IoErrorKind::Corrupt => {
+                    let reason = format!("{}: {}", e.target, e.message);
+                    self.finish(id, Err(ReadError::LayerCorrupt { name: name.clone(), reason }));
+                }
+                Err(e) => {
+                    let reason = format!("download failed: {e}");
                     self.finish(
                         id,
                         Err(ReadError::LayerUnavailable { name: name.clone(), reason }),
                     );
-                }
-                Err(DownloadError::Corrupt(why)) => {
-                    let error = ReadError::LayerCorrupt { name: name.clone(), reason: why.clone() };
-                    self.finish(id, Err(error));
                 }
             }
         }
@@ -398,8 +399,8 @@ impl Timeline {
         self.effects.push_back(TimelineEffect::Redo { op, request });
     }
 
-    pub(super) fn redone(&mut self, id: Reader, result: Result<Vec<u8>, String>) {
-        self.finish(id, result.map(Some).map_err(ReadError::Redo));
+    pub(super) fn redone(&mut self, id: Reader, result: Result<Vec<u8>, IoError>) {
+        self.finish(id, result.map(Some).map_err(|e| ReadError::Redo(e.message)));
     }
 
     fn finish(&mut self, id: Reader, result: Result<Option<Vec<u8>>, ReadError>) {

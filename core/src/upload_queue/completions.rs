@@ -7,6 +7,7 @@ use super::machine::{
 use super::types::*;
 use crate::deletion_queue::{DeletionOutcome, DeletionReport, LsnValidation};
 use crate::id::OpId;
+use crate::io_error::IoError;
 use crate::layer_name::LayerName;
 use crate::remote_path::{RemoteKey, layer_key};
 use crate::time::Instant;
@@ -16,7 +17,7 @@ impl UploadQueue {
         &mut self,
         now: Instant,
         op: OpId,
-        result: Result<(), RemoteFailure>,
+        result: Result<(), IoError>,
     ) -> Result<(), UploadQueueError> {
         if let Some(name) = self.job_in_flight(op) {
             self.layers_in_flight -= 1;
@@ -35,7 +36,7 @@ impl UploadQueue {
         self.jobs.iter().find(|(_, j)| j.state == JobState::InFlight(op)).map(|(n, _)| n.clone())
     }
 
-    fn complete_layer(&mut self, now: Instant, name: LayerName, result: Result<(), RemoteFailure>) {
+    fn complete_layer(&mut self, now: Instant, name: LayerName, result: Result<(), IoError>) {
         let running = self.is_running();
         let Some(job) = self.jobs.get_mut(&name) else { return };
         // An unlinked upload is not retried: its key's deletion is waiting anyway.
@@ -50,17 +51,17 @@ impl UploadQueue {
                     t.needs.remove(&name);
                 }
             }
-            Err(RemoteFailure::Transient(_) | RemoteFailure::OperatorFixable { .. }) if open => {
+            Err(e) if e.kind.is_retried_remotely() && open => {
                 job.failures += 1;
                 let until = now.plus_millis(self.config.backoff_ms(job.failures));
                 job.state = JobState::Backoff { until };
             }
-            Err(RemoteFailure::Transient(_) | RemoteFailure::OperatorFixable { .. }) => {
+            Err(e) if e.kind.is_retried_remotely() => {
                 // Stopped or broken: nothing retries. Drop it.
                 let job = self.jobs.remove(&name).expect("just found");
                 self.held_bytes -= if job.wanted { job.meta.file_size } else { 0 };
             }
-            Err(RemoteFailure::Permanent(cause)) => {
+            Err(cause) => {
                 let job = self.jobs.remove(&name).expect("just found");
                 self.held_bytes -= if job.wanted { job.meta.file_size } else { 0 };
                 self.go_broken(format!("uploading layer {name}: {cause}"));
@@ -68,7 +69,7 @@ impl UploadQueue {
         }
     }
 
-    fn complete_index(&mut self, now: Instant, result: Result<(), RemoteFailure>) {
+    fn complete_index(&mut self, now: Instant, result: Result<(), IoError>) {
         let open = self.is_running();
         let flight = self.index_flight.as_mut().expect("checked by the caller");
         match result {
@@ -76,15 +77,13 @@ impl UploadQueue {
                 let flight = self.index_flight.take().expect("checked");
                 self.index_durable(flight);
             }
-            Err(RemoteFailure::Transient(_) | RemoteFailure::OperatorFixable { .. }) if open => {
+            Err(e) if e.kind.is_retried_remotely() && open => {
                 flight.failures += 1;
                 let until = now.plus_millis(self.config.backoff_ms(flight.failures));
                 flight.state = IndexState::Backoff { until };
             }
-            Err(RemoteFailure::Transient(_) | RemoteFailure::OperatorFixable { .. }) => {
-                self.index_flight = None
-            }
-            Err(RemoteFailure::Permanent(cause)) => {
+            Err(e) if e.kind.is_retried_remotely() => self.index_flight = None,
+            Err(cause) => {
                 let version = self.index_flight.take().expect("checked").version;
                 self.go_broken(format!("uploading index {version:?}: {cause}"));
             }
@@ -125,7 +124,7 @@ impl UploadQueue {
         &mut self,
         now: Instant,
         op: OpId,
-        result: Result<Vec<RemoteKey>, RemoteFailure>,
+        result: Result<Vec<RemoteKey>, IoError>,
     ) -> Result<(), UploadQueueError> {
         if self.listing != ListState::InFlight(op) {
             return Err(UploadQueueError::NotInFlight(op));
@@ -148,12 +147,12 @@ impl UploadQueue {
                     self.effects.push_back(UploadEffect::HandDeletions { generation, keys: fresh });
                 }
             }
-            Err(RemoteFailure::Transient(_) | RemoteFailure::OperatorFixable { .. }) => {
+            Err(e) if e.kind.is_retried_remotely() => {
                 self.listing_failures += 1;
                 let until = now.plus_millis(self.config.backoff_ms(self.listing_failures));
                 self.listing = ListState::Backoff { until };
             }
-            Err(RemoteFailure::Permanent(cause)) => {
+            Err(cause) => {
                 self.go_broken(format!("listing the timeline for deletion: {cause}"));
             }
         }

@@ -8,6 +8,7 @@ use crate::deletion_queue::{DeletionOutcome, DeletionReport, LsnValidation};
 use crate::generation::Generation;
 use crate::id::{OpId, TenantId, TimelineId};
 use crate::index_part::{IndexPart, IndexVersion, LayerMeta, select_index};
+use crate::io_error::{IoError, IoErrorKind};
 use crate::key::Key;
 use crate::layer_name::{KeyRange, LayerName};
 use crate::lsn::Lsn;
@@ -312,16 +313,16 @@ impl Harness {
                 self.store.insert(p.key, p.obj);
                 Ok(())
             }
-            Finish::Transient => Err(RemoteFailure::Transient("503".into())),
+            Finish::Transient => Err(IoError::remote(IoErrorKind::Transient, "k", "503")),
             Finish::LostResponse => {
                 self.store.insert(p.key, p.obj);
-                Err(RemoteFailure::Transient("timeout".into()))
+                Err(IoError::remote(IoErrorKind::Transient, "k", "timeout"))
             }
             Finish::Late => {
                 self.late.push((p.key, p.obj));
-                Err(RemoteFailure::Transient("timeout".into()))
+                Err(IoError::remote(IoErrorKind::Transient, "k", "timeout"))
             }
-            Finish::Permanent => Err(RemoteFailure::Permanent("403".into())),
+            Finish::Permanent => Err(IoError::remote(IoErrorKind::Permanent, "k", "403")),
         };
         self.note(format!("> {} completion {how:?}", p.op));
         let op = p.op;
@@ -357,7 +358,7 @@ impl Harness {
         let result = if ok {
             Ok(self.store.keys().cloned().collect())
         } else {
-            Err(RemoteFailure::Transient("503".into()))
+            Err(IoError::remote(IoErrorKind::Transient, "k", "503"))
         };
         self.note(format!("> {op} listing {}", if ok { "Ok" } else { "Transient" }));
         self.step(|q, now| q.handle_listing(now, op, result)).expect("listing was in flight");

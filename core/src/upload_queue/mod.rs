@@ -105,7 +105,8 @@
 //!   that lands after its key was deleted, or after the whole timeline was deleted.
 //!
 //! There is no local file and no fsync here; a failed upload is a remote failure
-//! ([`RemoteFailure`]): transient, or refused for a reason an operator can fix
+//! ([`IoError`](crate::io_error::IoError), retried unless `Permanent` or
+//! `Corrupt`: [`IoErrorKind::is_retried_remotely`](crate::io_error::IoErrorKind::is_retried_remotely)): transient, or refused for a reason an operator can fix
 //! (access denied, bad credentials, a missing bucket): retried with capped
 //! exponential backoff (`backoff_base_ms` doubling up to `backoff_max_ms`),
 //! indefinitely, while the timeline keeps serving and the visible LSN waits;

@@ -5,7 +5,6 @@ use crate::id::OpId;
 use crate::index_part::{IndexPart, IndexVersion, LayerMeta};
 use crate::layer_name::LayerName;
 use crate::lsn::Lsn;
-use crate::node::io::FixableKind;
 use crate::remote_path::RemoteKey;
 
 /// Default bound on parallel layer uploads of one timeline.
@@ -75,21 +74,6 @@ impl AttachMode {
             AttachMode::Multi | AttachMode::Stale | AttachMode::Emergency => false,
         }
     }
-}
-
-/// A failed remote operation, as the driver classifies it (the classification is
-/// in [`IoFailure`](crate::node::io::IoFailure)).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum RemoteFailure {
-    /// 5xx, timeout, connection reset: retried with backoff.
-    Transient(String),
-    /// Refused until an operator fixes permissions, credentials or the bucket:
-    /// retried with the same capped backoff, indefinitely; the queue never breaks
-    /// on it (uploads wait, the visible LSN stalls).
-    OperatorFixable { kind: FixableKind, message: String },
-    /// The request can never succeed as written (an invalid key, a delete over the
-    /// batch limit, an unreadable local layer): the queue breaks.
-    Permanent(String),
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]

@@ -7,6 +7,7 @@ mod model;
 mod rules;
 
 use super::*;
+use crate::io_error::IoErrorKind;
 use std::collections::BTreeSet;
 
 pub(super) fn g(n: u32) -> Generation {
@@ -169,7 +170,7 @@ impl Harness {
     }
 
     /// Completes one effect with `result` (I/O) or the control plane's answer.
-    pub fn carry_out(&mut self, effect: DeletionEffect, result: Result<(), IoFailure>) {
+    pub fn carry_out(&mut self, effect: DeletionEffect, result: Result<(), IoError>) {
         let now = self.now;
         match effect {
             DeletionEffect::WriteList { op, sequence, bytes } => {
@@ -225,7 +226,7 @@ impl Harness {
     pub fn complete(
         &mut self,
         pred: impl Fn(&DeletionEffect) -> bool,
-        result: Result<(), IoFailure>,
+        result: Result<(), IoError>,
     ) {
         let effect = self.take(pred);
         self.carry_out(effect, result);

@@ -316,7 +316,7 @@ impl World {
                     self.land(n, &effect);
                     Ok(())
                 } else {
-                    Err(IoFailure::Transient("injected".into()))
+                    Err(IoError::remote(IoErrorKind::Transient, "k", "injected"))
                 };
                 self.nodes[n].q.as_mut().unwrap().handle_completion(now, op, result).unwrap();
             }

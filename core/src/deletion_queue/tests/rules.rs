@@ -37,7 +37,7 @@ fn a_failed_list_write_is_retried_and_never_counts_as_accepted() {
     h.auto = false;
     h.push(T1, g(1), vec![key(T1, 1)]);
     h.flush();
-    h.complete(is_write, Err(IoFailure::Transient("fsync failed".into())));
+    h.complete(is_write, Err(IoError::remote(IoErrorKind::Transient, "k", "fsync failed")));
     assert!(h.held.is_empty(), "nothing validated on a failed write");
     let at = h.q.poll_timeout().expect("a retry timer");
     assert_eq!(at, h.now.plus_millis(10));
@@ -156,16 +156,19 @@ fn transient_delete_failures_back_off_and_permanent_ones_are_reported() {
     h.flush();
     h.complete(is_write, Ok(()));
     h.complete(is_validate, Ok(()));
-    h.complete(is_delete, Err(IoFailure::Transient("503".into())));
+    h.complete(is_delete, Err(IoError::remote(IoErrorKind::Transient, "k", "503")));
     assert_eq!(h.q.poll_timeout(), Some(h.now.plus_millis(10)));
     h.advance(10);
-    h.complete(is_delete, Err(IoFailure::Transient("503".into())));
+    h.complete(is_delete, Err(IoError::remote(IoErrorKind::Transient, "k", "503")));
     assert_eq!(h.q.poll_timeout(), Some(h.now.plus_millis(20)), "the delay doubles");
     h.advance(20);
     assert_eq!(h.q.stats().delete_retries_total, 2);
-    h.complete(is_delete, Err(IoFailure::Permanent("access denied".into())));
+    h.complete(is_delete, Err(IoError::remote(IoErrorKind::Permanent, "k", "access denied")));
     let outcome = h.outcomes()[&key(T1, 1)].clone();
-    assert_eq!(outcome, DeletionOutcome::FailedPermanently("access denied".into()));
+    assert_eq!(
+        outcome,
+        DeletionOutcome::FailedPermanently("permanent on remote k: access denied".into())
+    );
     h.complete(is_remove, Ok(()));
     assert!(h.disk.is_empty());
 }

@@ -6,7 +6,7 @@ use super::{StartupIo, StartupPhase};
 use crate::id::TenantId;
 use crate::location_conf::LocationConf;
 use crate::node::Node;
-use crate::node::io::{self, Io, IoFailure, IoResult};
+use crate::node::io::{self, Io, IoError, IoErrorKind, IoResult};
 use crate::tenant::Slot;
 
 impl Node {
@@ -26,7 +26,7 @@ impl Node {
     pub(super) fn on_tenants_listed(&mut self, result: IoResult) -> Result<(), String> {
         let entries = match result {
             IoResult::Listing(Ok(entries)) => entries,
-            IoResult::Listing(Err(IoFailure::NotFound(_))) => Vec::new(),
+            IoResult::Listing(Err(IoError { kind: IoErrorKind::NotFound, .. })) => Vec::new(),
             other => return Err(format!("listing local tenants failed: {other:?}")),
         };
         self.enter(StartupPhase::ReadConfigs);
@@ -65,7 +65,7 @@ impl Node {
                     LocationConf::from_toml(&text)
                         .map_err(|e| format!("its config-v1 is unreadable: {e}"))
                 }),
-            IoResult::Bytes(Err(IoFailure::NotFound(_))) => {
+            IoResult::Bytes(Err(IoError { kind: IoErrorKind::NotFound, .. })) => {
                 // Empty (only a crashed write's temp file), or holding data?
                 return self.startup_io(
                     StartupIo::ListTenantDir(tenant),
@@ -94,7 +94,7 @@ impl Node {
                 );
                 self.config_broken(tenant, reason);
             }
-            IoResult::Listing(Ok(_) | Err(IoFailure::NotFound(_))) => self.warn(format!(
+            IoResult::Listing(Ok(_) | Err(IoError { kind: IoErrorKind::NotFound, .. })) => self.warn(format!(
                 "tenant {tenant}: its directory is empty (a write crashed before its config-v1 landed): treated as absent"
             )),
             other => self.config_broken(

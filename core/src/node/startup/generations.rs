@@ -7,7 +7,7 @@ use super::{StartupIo, StartupPhase};
 use crate::id::TenantId;
 use crate::location_conf::LocationMode;
 use crate::node::Node;
-use crate::node::io::{Entry, Io, IoFailure, IoResult};
+use crate::node::io::{Entry, Io, IoError, IoErrorKind, IoResult};
 use crate::node::routing::CpWaiter;
 use crate::remote_path::{self, RemoteKey};
 use crate::tenant::{Slot, TenantState};
@@ -79,7 +79,7 @@ impl Node {
         };
         let entries = match result {
             IoResult::Listing(Ok(entries)) => entries,
-            IoResult::Listing(Err(IoFailure::NotFound(_))) => Vec::new(),
+            IoResult::Listing(Err(IoError { kind: IoErrorKind::NotFound, .. })) => Vec::new(),
             other => {
                 // Loading lists it again and reports the failure.
                 self.warn(format!(

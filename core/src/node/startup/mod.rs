@@ -54,7 +54,7 @@ mod queue;
 mod reattach;
 mod timelines;
 
-use super::io::{self, Io, IoFailure, IoResult};
+use super::io::{self, Io, IoError, IoErrorKind, IoResult};
 use super::{Machine, Node, NodeEffect, NodePhase};
 use crate::control_plane::{ControlPlaneError, ControlPlaneReply, ReAttachedTenant};
 use crate::deletion_list::{DeletionHeader, DeletionList};
@@ -278,7 +278,10 @@ impl Node {
 
     /// A leftover local file or directory removed (or already gone).
     fn on_local_removed(&mut self, result: IoResult) {
-        if !matches!(result, IoResult::Done(Ok(()) | Err(IoFailure::NotFound(_)))) {
+        if !matches!(
+            result,
+            IoResult::Done(Ok(()) | Err(IoError { kind: IoErrorKind::NotFound, .. }))
+        ) {
             self.warn(format!("removing a local file failed: {result:?}"));
         }
     }

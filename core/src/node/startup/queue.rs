@@ -5,7 +5,7 @@
 use super::{STARTUP_RETRY_BASE_MS, STARTUP_RETRY_MAX_MS, StartupIo};
 use crate::id::TenantId;
 use crate::node::Node;
-use crate::node::io::{Io, IoFailure, IoResult};
+use crate::node::io::{Io, IoError, IoErrorKind, IoResult};
 use crate::node::routing::Route;
 use crate::remote_path;
 use crate::time::Instant;
@@ -90,9 +90,11 @@ impl Node {
         result: IoResult,
     ) -> Option<IoResult> {
         match result {
-            IoResult::Listing(Err(
-                IoFailure::Transient(why) | IoFailure::OperatorFixable { message: why, .. },
-            )) => {
+            IoResult::Listing(Err(IoError {
+                kind: IoErrorKind::Transient | IoErrorKind::OperatorFixable(_),
+                message: why,
+                ..
+            })) => {
                 let io = Io::RemoteList { prefix: remote_path::timelines_prefix(tenant) };
                 self.retry_later(step(tenant), io, &why);
                 None

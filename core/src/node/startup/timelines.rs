@@ -9,7 +9,7 @@ use crate::id::{TenantId, TimelineId};
 use crate::index_part::{IndexPart, IndexVersion, select_index};
 use crate::layer_name::LayerName;
 use crate::location_conf::LocationMode;
-use crate::node::io::{self, Entry, Io, IoFailure, IoResult};
+use crate::node::io::{self, Entry, Io, IoError, IoErrorKind, IoResult};
 use crate::node::{BrokenReason, Machine, Node, NodePhase, SlotState, TimelineSlot};
 use crate::remote_path::{self, RemoteKey, TimelinesEntry};
 use crate::timeline::Timeline;
@@ -137,9 +137,11 @@ impl Node {
         version: IndexVersion,
         result: IoResult,
     ) {
-        if let IoResult::Bytes(Err(
-            IoFailure::Transient(why) | IoFailure::OperatorFixable { message: why, .. },
-        )) = &result
+        if let IoResult::Bytes(Err(IoError {
+            kind: IoErrorKind::Transient | IoErrorKind::OperatorFixable(_),
+            message: why,
+            ..
+        })) = &result
         {
             let io = Io::RemoteGet { key: remote_path::index_key(tenant, timeline, version) };
             let why = why.clone();
@@ -151,7 +153,7 @@ impl Node {
             IoResult::Bytes(Ok(bytes)) => IndexPart::from_json_bytes(&bytes)
                 .map_err(|e| BrokenReason::Corrupt { object, reason: e.to_string() }),
             // Listed a moment ago, gone now: a newer index replaced it.
-            IoResult::Bytes(Err(IoFailure::NotFound(why))) => {
+            IoResult::Bytes(Err(IoError { kind: IoErrorKind::NotFound, message: why, .. })) => {
                 return self.warn(format!(
                     "timeline {tenant}/{timeline} not loaded: its index {object} vanished: {why}"
                 ));

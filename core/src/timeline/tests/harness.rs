@@ -3,6 +3,7 @@
 
 use super::super::*;
 use crate::index_part::IndexPart;
+use crate::io_error::{IoErrorKind, IoTarget};
 use crate::layer_file;
 use crate::redo::IngestRecord;
 use crate::scheduler::JobKind as BackgroundJob;
@@ -211,8 +212,8 @@ impl Harness {
             TimelineEffect::WriteLayer { op, name, bytes } if !manual => {
                 let r = if self.fail_writes > 0 {
                     self.fail_writes -= 1;
-                    self.world.disk.insert(name, bytes[..bytes.len() / 2].to_vec());
-                    Err("fsync failed".to_string())
+                    self.world.disk.insert(name.clone(), bytes[..bytes.len() / 2].to_vec());
+                    Err(IoError::local(IoErrorKind::FsyncFailed, name.to_string(), "fsync failed"))
                 } else {
                     self.world.disk.insert(name, bytes);
                     Ok(())
@@ -222,7 +223,7 @@ impl Harness {
             TimelineEffect::WriteMetadata { op, metadata } if !manual => {
                 let r = if self.fail_writes > 0 {
                     self.fail_writes -= 1;
-                    Err("fsync failed".to_string())
+                    Err(IoError::local(IoErrorKind::FsyncFailed, "metadata", "fsync failed"))
                 } else {
                     self.world.metadata_file = Some(metadata.to_bytes().to_vec());
                     Ok(())
@@ -230,15 +231,20 @@ impl Harness {
                 self.complete(op, TimelineCompletion::Written(r));
             }
             TimelineEffect::ReadLayer { op, name } if !manual => {
-                let r =
-                    self.world.disk.get(&name).cloned().ok_or_else(|| "no such file".to_string());
+                let r = self.world.disk.get(&name).cloned().ok_or_else(|| {
+                    IoError::local(IoErrorKind::NotFound, name.to_string(), "no such file")
+                });
                 self.complete(op, TimelineCompletion::Read(r));
             }
             TimelineEffect::DownloadLayer { op, name, meta } if !manual => {
                 let r = match self.world.remote.get(&name) {
                     _ if self.fail_downloads > 0 => {
                         self.fail_downloads -= 1;
-                        Err(DownloadError::Failed("503 slow down".to_string()))
+                        Err(IoError::remote(
+                            IoErrorKind::Transient,
+                            name.to_string(),
+                            "503 slow down",
+                        ))
                     }
                     Some((bytes, m))
                         if *m == meta
@@ -248,8 +254,12 @@ impl Harness {
                         self.world.disk.insert(name, bytes.clone());
                         Ok(())
                     }
-                    Some(_) => Err(DownloadError::Corrupt("size or checksum mismatch".to_string())),
-                    None => Err(DownloadError::Failed("404".to_string())),
+                    Some(_) => Err(IoError::remote(
+                        IoErrorKind::Corrupt,
+                        name.to_string(),
+                        "size or checksum mismatch",
+                    )),
+                    None => Err(IoError::remote(IoErrorKind::NotFound, name.to_string(), "404")),
                 };
                 self.complete(op, TimelineCompletion::Downloaded(r));
             }
@@ -258,9 +268,15 @@ impl Harness {
                 let decoded = RedoRequest::decode(&request.encode()).expect("valid encoding");
                 let r = if self.fail_redos > 0 {
                     self.fail_redos -= 1;
-                    Err("walredo process died".to_string())
+                    Err(IoError::new(
+                        IoErrorKind::Transient,
+                        IoTarget::Redo,
+                        "walredo process died",
+                    ))
                 } else {
-                    decoded.execute().map_err(|e| e.to_string())
+                    decoded.execute().map_err(|e| {
+                        IoError::new(IoErrorKind::Permanent, IoTarget::Redo, e.to_string())
+                    })
                 };
                 self.complete(op, TimelineCompletion::Redone(r));
             }

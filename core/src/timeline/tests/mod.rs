@@ -9,6 +9,7 @@ mod value_sizes;
 use super::*;
 use crate::generation::Generation;
 use crate::index_part::LayerMeta;
+use crate::io_error::IoErrorKind;
 use crate::redo::{DeltaOp, IngestRecord, Record, RedoError};
 use harness::{Harness, World};
 
@@ -194,7 +195,14 @@ fn disk_consistent_waits_for_layer_and_metadata() {
     assert_eq!(h.tl.disk_consistent_lsn(), Lsn(0), "metadata not durable yet");
     let Some(TimelineEffect::WriteMetadata { op, .. }) = h.log.pop() else { panic!("{:?}", h.log) };
     // A failed metadata write: retried after the backoff, nothing advances.
-    h.complete(op, TimelineCompletion::Written(Err("EIO".into())));
+    h.complete(
+        op,
+        TimelineCompletion::Written(Err(IoError::local(
+            IoErrorKind::FsyncFailed,
+            "metadata",
+            "EIO",
+        ))),
+    );
     assert_eq!(h.tl.poll_timeout(), Some(Instant(100)));
     h.manual = false;
     h.advance_to(Instant(100));
