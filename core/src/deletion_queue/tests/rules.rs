@@ -426,8 +426,14 @@ fn a_fired_timer_does_only_its_own_work() {
     h.push(T1, g(1), vec![key(T1, 1)]);
     h.push(T1, g(2), vec![key(T1, 2)]); // another generation: list 1 is sealed
     h.push(T1, g(3), vec![key(T1, 3)]); // and list 2
-    h.complete(is_write, Err(IoFailure::Transient("fsync failed".into())));
-    h.complete(is_write, Err(IoFailure::Transient("fsync failed".into())));
+    h.complete(
+        is_write,
+        Err(IoError::local(IoErrorKind::FsyncFailed, "deletion/list", "fsync failed")),
+    );
+    h.complete(
+        is_write,
+        Err(IoError::local(IoErrorKind::FsyncFailed, "deletion/list", "fsync failed")),
+    );
     assert!(h.held.is_empty());
     let retry = h.now.plus_millis(10);
     let seal = h.now.plus_millis(100);
