@@ -19,7 +19,7 @@
 //!
 //! Ordering: the timeline's machines exist only once the check is done, so nothing
 //! of it can be written before. While the check runs, another create of the same
-//! timeline gets 503 (it is found among the routes in flight). The check is no
+//! timeline gets 503 (its tenant counts the checks in flight). The check is no
 //! machine's I/O, so a tenant being stopped does not wait for it: when its answer
 //! comes back to a tenant that changed meanwhile (stopping, gone, broken, a new
 //! generation), the create is answered 503 and nothing is made.
@@ -74,10 +74,7 @@ impl Node {
             let result = self.existing_timeline(tenant, timeline);
             return self.reply(req, result);
         }
-        let checking = self.routes.values().any(|r| {
-            matches!(r, Route::CreateTimelineCheck { tenant: a, timeline: b, .. } if *a == tenant && *b == timeline)
-        });
-        if checking {
+        if t.create_checks.contains(&timeline) {
             let why = format!("timeline {tenant}/{timeline} is being created; retry");
             return self.reply(req, Err(ApiError::unavailable(why)));
         }
@@ -312,10 +309,8 @@ impl Node {
         let mut machine = Timeline::create(tenant, timeline, INITDB_LSN, timeline_config, now);
         let (may_compact, may_delete) = super::requests::background_gates(&t.mode);
         machine.handle_mode(now, may_compact, may_delete);
-        t.timelines.insert(
-            timeline,
-            TimelineSlot { state: SlotState::Creating { req }, timeline: machine, upload },
-        );
+        t.timelines
+            .insert(timeline, TimelineSlot::new(SlotState::Creating { req }, machine, upload));
         self.dirty.insert(Machine::Upload(tenant, timeline));
         self.dirty.insert(Machine::Timeline(tenant, timeline));
     }

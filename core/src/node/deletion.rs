@@ -11,7 +11,6 @@
 //! See `docs/TENANTS.md`.
 
 use super::api::{ApiError, RequestId, Response};
-use super::routing::Route;
 use super::{Machine, Node, SlotState};
 use crate::id::{TenantId, TimelineId};
 use crate::location_conf::LocationMode;
@@ -106,13 +105,11 @@ impl Node {
                 self.aborted_deletions.remove(&(t, tl));
                 continue;
             }
-            let upload_in_flight = self.routes.values().any(|r| {
-                matches!(r,
-                    Route::UploadRead { tenant, timeline, .. }
-                    | Route::UploadPut { tenant, timeline, .. }
-                    | Route::UploadList { tenant, timeline, .. }
-                    if *tenant == t && *timeline == tl)
-            });
+            let upload_in_flight = self
+                .tenants
+                .get(&t)
+                .and_then(|x| x.timelines.get(&tl))
+                .is_some_and(|s| s.upload_in_flight > 0);
             if !single || upload_in_flight {
                 continue;
             }

@@ -123,7 +123,7 @@ impl Node {
     /// re-attach answer as if it had come at once.
     pub(crate) fn finish_leaving_emergency(&mut self) {
         let Some(Emergency::Leaving { .. }) = &self.emergency else { return };
-        if self.routes.values().any(|r| r.tenant().is_some()) {
+        if self.tenants.values().any(|t| t.in_flight > 0) {
             return;
         }
         let Some(Emergency::Leaving { tenants }) = self.emergency.take() else { return };

@@ -32,7 +32,6 @@ use crate::tenant::{
 };
 use crate::time::Instant;
 use crate::trace::Direction;
-use std::collections::BTreeMap;
 
 /// How often a transient failure of the deletion mark's PUT is retried.
 pub const MARK_ATTEMPTS: u32 = 10;
@@ -348,7 +347,7 @@ impl Node {
     }
 
     fn io_in_flight(&self, tenant: TenantId) -> bool {
-        self.routes.values().any(|r| r.tenant() == Some(tenant))
+        self.tenants.get(&tenant).is_some_and(|t| t.in_flight > 0)
     }
 
     /// Advances every stopping tenant: once flushed (or out of time) its machines
@@ -431,16 +430,7 @@ impl Node {
         let Some(generation) = mode.generation() else {
             return self.step_done(tenant, Err("LoadTenant needs an attached mode".into()));
         };
-        self.tenants.insert(
-            tenant,
-            Tenant {
-                generation,
-                mode,
-                state: TenantState::Attaching,
-                timelines: BTreeMap::new(),
-                unloadable: BTreeMap::new(),
-            },
-        );
+        self.tenants.insert(tenant, Tenant::new(generation, mode, TenantState::Attaching));
         self.startup.loading.insert(tenant, 0);
         self.startup_io(
             StartupIo::ListRemoteTimelines(tenant),

@@ -297,7 +297,11 @@ impl Node {
     pub fn handle_io(&mut self, now: Instant, wall: WallTime, op: OpId, result: IoResult) {
         self.advance_clock(now, wall);
         self.trace_line("node", Some(op), Direction::Input, format!("{result:?}"));
-        match self.routes.remove(&op) {
+        let route = self.routes.remove(&op);
+        if let Some(route) = &route {
+            self.count_in_flight(route, false);
+        }
+        match route {
             // A tenant broken by a panic: its machines are gone (`isolation.rs`).
             Some(route) if self.machines_dropped(route.tenant()) => {
                 self.on_io_of_dropped_tenant(route, result)
@@ -470,6 +474,7 @@ impl Node {
                 "timer index out of date for {m:?}"
             );
         }
+        self.check_in_flight_counts();
         let startup_routes =
             self.routes.values().filter(|r| matches!(r, Route::Startup(_))).count();
         assert_eq!(startup_routes, self.startup.in_flight, "start-up I/O miscounted");
@@ -482,6 +487,44 @@ impl Node {
         for effect in &self.effects {
             if let NodeEffect::Io { op, .. } = effect {
                 assert!(self.routes.contains_key(op), "effect {op} has no route");
+            }
+        }
+    }
+
+    /// Every tenant's and upload queue's in-flight count is that of `routes`, and
+    /// every route of a tenant names one the node holds.
+    fn check_in_flight_counts(&self) {
+        let mut tenants: BTreeMap<TenantId, usize> = BTreeMap::new();
+        let mut uploads: BTreeMap<(TenantId, TimelineId), usize> = BTreeMap::new();
+        let mut checks: BTreeSet<(TenantId, TimelineId)> = BTreeSet::new();
+        for route in self.routes.values() {
+            if let Some(t) = route.tenant() {
+                assert!(self.tenants.contains_key(&t), "route {route:?} of a tenant not held");
+                *tenants.entry(t).or_default() += 1;
+            }
+            match route {
+                Route::UploadRead { tenant, timeline, .. }
+                | Route::UploadPut { tenant, timeline, .. }
+                | Route::UploadList { tenant, timeline, .. } => {
+                    *uploads.entry((*tenant, *timeline)).or_default() += 1;
+                }
+                Route::CreateTimelineCheck { tenant, timeline, generation, .. }
+                    if self.tenants.get(tenant).is_some_and(|t| t.generation == *generation) =>
+                {
+                    checks.insert((*tenant, *timeline));
+                }
+                _ => {}
+            }
+        }
+        for (id, t) in &self.tenants {
+            let counted = tenants.get(id).copied().unwrap_or(0);
+            assert_eq!(t.in_flight, counted, "tenant {id}: in-flight count");
+            for tl in &t.create_checks {
+                assert!(checks.contains(&(*id, *tl)), "create check of {id}/{tl} not in flight");
+            }
+            for (tl, slot) in &t.timelines {
+                let counted = uploads.get(&(*id, *tl)).copied().unwrap_or(0);
+                assert_eq!(slot.upload_in_flight, counted, "{id}/{tl}: upload in-flight count");
             }
         }
     }
@@ -513,6 +556,7 @@ impl Node {
     pub(crate) fn emit_io(&mut self, route: Route, io: Io) {
         let op = self.ops.next_id();
         self.trace_line("node", Some(op), Direction::Effect, format!("{io:?} for {route:?}"));
+        self.count_in_flight(&route, true);
         self.routes.insert(op, route);
         self.effects.push_back(NodeEffect::Io { op, io });
     }

@@ -9,7 +9,7 @@ use crate::id::{TenantId, TimelineId};
 use crate::location_conf::LocationMode;
 use crate::timeline::Timeline;
 use crate::upload_queue::UploadQueue;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// One attached tenant.
 #[derive(Debug)]
@@ -27,6 +27,34 @@ pub(crate) struct Tenant {
     /// the tenant is loaded again (a restart or a `location_config`) after an
     /// operator restored the object. Never both here and in `timelines`.
     pub(crate) unloadable: BTreeMap<TimelineId, BrokenReason>,
+    /// This tenant's I/O in flight: every route whose [`Route::tenant`] is this
+    /// tenant, counted where the node inserts and removes routes (`emit_io`,
+    /// `handle_io`). A stop ends, and emergency mode is left, only at zero, so no
+    /// completion of the old machines can reach new ones.
+    ///
+    /// [`Route::tenant`]: super::Route::tenant
+    pub(crate) in_flight: usize,
+    /// Timeline creates whose remote check is in flight (`create.rs`): another
+    /// create of the same timeline meanwhile answers 503.
+    pub(crate) create_checks: BTreeSet<TimelineId>,
+}
+
+impl Tenant {
+    pub(crate) fn new(
+        generation: Generation,
+        mode: LocationMode,
+        state: crate::tenant::TenantState,
+    ) -> Self {
+        Tenant {
+            generation,
+            mode,
+            state,
+            timelines: BTreeMap::new(),
+            unloadable: BTreeMap::new(),
+            in_flight: 0,
+            create_checks: BTreeSet::new(),
+        }
+    }
 }
 
 /// Why a timeline is Broken: named, so that operators, metrics
@@ -89,9 +117,58 @@ pub(crate) struct TimelineSlot {
     pub(crate) state: SlotState,
     pub(crate) timeline: Timeline,
     pub(crate) upload: UploadQueue,
+    /// The upload queue's I/O in flight (`UploadRead`, `UploadPut`, `UploadList`
+    /// routes): an interrupted deletion resumes on a fresh queue only at zero.
+    pub(crate) upload_in_flight: usize,
+}
+
+impl TimelineSlot {
+    pub(crate) fn new(state: SlotState, timeline: Timeline, upload: UploadQueue) -> Self {
+        TimelineSlot { state, timeline, upload, upload_in_flight: 0 }
+    }
 }
 
 impl Node {
+    /// Counts a route in (`started`) or out against its tenant's and timeline's
+    /// in-flight counters. Called only by `emit_io` and `handle_io`, so the counts
+    /// are those of `routes` (checked by `check_invariants`).
+    pub(crate) fn count_in_flight(&mut self, route: &super::Route, started: bool) {
+        use super::Route;
+        let step = |n: &mut usize| {
+            if started {
+                *n += 1;
+            } else {
+                debug_assert!(*n > 0, "in-flight count below zero for {route:?}");
+                *n = n.saturating_sub(1);
+            }
+        };
+        if let Route::CreateTimelineCheck { tenant, timeline, generation, .. } = route {
+            if let Some(t) = self.tenants.get_mut(tenant)
+                && t.generation == *generation
+            {
+                if started {
+                    t.create_checks.insert(*timeline);
+                } else {
+                    t.create_checks.remove(timeline);
+                }
+            }
+            return;
+        }
+        let Some(tenant) = route.tenant() else { return };
+        let Some(t) = self.tenants.get_mut(&tenant) else {
+            debug_assert!(false, "a route of tenant {tenant}, which the node does not hold");
+            return;
+        };
+        step(&mut t.in_flight);
+        if let Route::UploadRead { timeline, .. }
+        | Route::UploadPut { timeline, .. }
+        | Route::UploadList { timeline, .. } = route
+            && let Some(slot) = t.timelines.get_mut(timeline)
+        {
+            step(&mut slot.upload_in_flight);
+        }
+    }
+
     pub(crate) fn break_timeline(
         &mut self,
         t: TenantId,

@@ -11,7 +11,6 @@ use crate::node::io::{self, Io, IoResult};
 use crate::node::routing::CpWaiter;
 use crate::node::{Node, Tenant};
 use crate::tenant::{Slot, TenantState};
-use std::collections::BTreeMap;
 
 impl Node {
     pub(super) fn re_attach(&mut self) {
@@ -53,16 +52,7 @@ impl Node {
         let tenant_conf =
             self.startup.configs.get(&rt.tenant).map(|c| c.tenant_conf.clone()).unwrap_or_default();
         let conf = LocationConf { mode, tenant_conf };
-        self.tenants.insert(
-            rt.tenant,
-            Tenant {
-                generation: rt.generation,
-                mode,
-                state: TenantState::Loading,
-                timelines: BTreeMap::new(),
-                unloadable: BTreeMap::new(),
-            },
-        );
+        self.tenants.insert(rt.tenant, Tenant::new(rt.generation, mode, TenantState::Loading));
         let bytes = conf.to_toml().into_bytes();
         self.startup_io(
             StartupIo::WriteConfig {
@@ -98,16 +88,7 @@ impl Node {
             if self.startup.held_back.contains(tenant) {
                 continue;
             }
-            self.tenants.insert(
-                *tenant,
-                Tenant {
-                    generation,
-                    mode: conf.mode,
-                    state: TenantState::Loading,
-                    timelines: BTreeMap::new(),
-                    unloadable: BTreeMap::new(),
-                },
-            );
+            self.tenants.insert(*tenant, Tenant::new(generation, conf.mode, TenantState::Loading));
         }
         // No new generation: no config rewrite, and the deletion queue is not
         // loaded (nothing may be deleted); timelines load read-only.

@@ -302,7 +302,7 @@ impl Node {
         if let Some(t) = self.tenants.get_mut(&tenant)
             && !matches!(t.state, crate::tenant::TenantState::Broken { .. })
         {
-            t.timelines.insert(timeline, TimelineSlot { state, timeline: machine, upload });
+            t.timelines.insert(timeline, TimelineSlot::new(state, machine, upload));
         }
         self.dirty.insert(Machine::Timeline(tenant, timeline));
         self.dirty.insert(Machine::Upload(tenant, timeline));
