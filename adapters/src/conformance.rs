@@ -10,12 +10,15 @@
 //! The cases check the rules written on the traits ([`crate::disk`],
 //! [`crate::remote`]): atomic overwrite, `NotFound` kinds, sorted and complete
 //! listings without temp files, batch deletes (missing keys fine, too many keys
-//! refused), and bad paths refused. What they cannot check is what a crash
+//! refused), bad paths refused, and the streaming transfers (`put_file`,
+//! `get_to_file`: exact bytes, chunks bounded by `TRANSFER_CHUNK_BYTES`, a
+//! refused download leaves nothing under the target's name). What they cannot check is what a crash
 //! leaves behind: the simulated disk's own tests do that.
 
 use crate::disk::{DirEntry, Disk, DiskError, DiskErrorKind, is_temp_file_name};
 use crate::remote::{
-    ListedObject, MAX_KEYS_PER_DELETE, RemoteError, RemoteErrorKind, RemoteStorage,
+    DownloadCheck, ListedObject, MAX_KEYS_PER_DELETE, RemoteError, RemoteErrorKind, RemoteStorage,
+    TRANSFER_CHUNK_BYTES, TransferError,
 };
 use camino::{Utf8Path, Utf8PathBuf};
 use strata_core::remote_path::RemoteKey;
@@ -467,4 +470,180 @@ pub async fn remote_list_many<R: RemoteStorage>(r: &R, base: &str, n: usize) {
 
 fn gcd(a: usize, b: usize) -> usize {
     if b == 0 { a } else { gcd(b, a % b) }
+}
+
+// ---------------------------------------------------------------- streaming transfers
+
+/// A [`DownloadCheck`] that records what it was handed (shared, so the case can
+/// look after the adapter consumed it) and accepts or refuses by `accept`.
+#[derive(Clone)]
+pub struct RecordingCheck {
+    seen: std::sync::Arc<std::sync::Mutex<Seen>>,
+    accept: bool,
+}
+
+/// What a [`RecordingCheck`] was handed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Seen {
+    pub bytes: Vec<u8>,
+    pub chunks: usize,
+    pub largest_chunk_bytes: usize,
+    pub finished: bool,
+}
+
+impl RecordingCheck {
+    pub fn new(accept: bool) -> RecordingCheck {
+        RecordingCheck { seen: Default::default(), accept }
+    }
+
+    pub fn seen(&self) -> Seen {
+        self.seen.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+}
+
+impl DownloadCheck for RecordingCheck {
+    fn update(&mut self, chunk: &[u8]) {
+        if let Ok(mut s) = self.seen.lock() {
+            s.bytes.extend_from_slice(chunk);
+            s.chunks += 1;
+            s.largest_chunk_bytes = s.largest_chunk_bytes.max(chunk.len());
+        }
+    }
+
+    fn finish(&self) -> Result<(), String> {
+        if let Ok(mut s) = self.seen.lock() {
+            s.finished = true;
+        }
+        if self.accept { Ok(()) } else { Err("refused by the test".into()) }
+    }
+}
+
+/// Every streaming case: `r`'s local side must be `d` (the same data directory).
+/// Keys below `base`, local files below `dir` (which must not exist yet).
+pub async fn transfer_suite<R: RemoteStorage, D: Disk>(r: &R, d: &D, base: &str, dir: &Utf8Path) {
+    transfer_put_file_roundtrip(r, d, base, dir).await;
+    transfer_get_to_file_roundtrip(r, d, &format!("{base}get/"), &dir.join("get")).await;
+    transfer_refused_download_leaves_nothing(
+        r,
+        d,
+        &format!("{base}refused/"),
+        &dir.join("refused"),
+    )
+    .await;
+    transfer_missing_source_and_object(r, d, &format!("{base}missing/"), &dir.join("missing"))
+        .await;
+}
+
+/// Sizes that take no chunk, one byte, exactly one chunk, and several chunks with
+/// a short tail.
+pub fn transfer_sizes() -> [usize; 4] {
+    [0, 1, TRANSFER_CHUNK_BYTES, 3 * TRANSFER_CHUNK_BYTES + 17]
+}
+
+/// `put_file` uploads the local file exactly, whatever its size, and says how
+/// many bytes it sent; the local file stays.
+pub async fn transfer_put_file_roundtrip<R: RemoteStorage, D: Disk>(
+    r: &R,
+    d: &D,
+    base: &str,
+    dir: &Utf8Path,
+) {
+    for (i, len) in transfer_sizes().into_iter().enumerate() {
+        let path = dir.join(format!("up-{i}"));
+        d.write_atomic(&path, pattern(i as u8 + 40, len)).await.expect("write local");
+        let k = key(base, &format!("up-{i}"));
+        assert_eq!(r.put_file(&k, &path).await.expect("put_file"), len as u64, "{k}");
+        assert_eq!(r.get(&k).await.expect("get"), pattern(i as u8 + 40, len), "{k}");
+        assert_eq!(d.read(&path).await.expect("local stays"), pattern(i as u8 + 40, len));
+    }
+}
+
+/// `get_to_file` writes the object exactly (creating the directory), over an
+/// existing file too; the check is handed every byte in order, in chunks of at
+/// most [`TRANSFER_CHUNK_BYTES`], and finished once; no temp file stays.
+pub async fn transfer_get_to_file_roundtrip<R: RemoteStorage, D: Disk>(
+    r: &R,
+    d: &D,
+    base: &str,
+    dir: &Utf8Path,
+) {
+    for (i, len) in transfer_sizes().into_iter().enumerate() {
+        let k = key(base, &format!("down-{i}"));
+        let body = pattern(i as u8 + 60, len);
+        r.put(&k, body.clone()).await.expect("put");
+        let path = dir.join(format!("down-{i}"));
+        if i == 1 {
+            d.write_atomic(&path, b"an older, longer local file".to_vec()).await.expect("write");
+        }
+        let check = RecordingCheck::new(true);
+        let n = r.get_to_file(&k, &path, check.clone()).await.expect("get_to_file");
+        assert_eq!(n, len as u64, "{k}");
+        assert_eq!(d.read(&path).await.expect("read local"), body, "{path}");
+        let seen = check.seen();
+        assert!(seen.finished, "{k}: check not finished");
+        assert!(
+            seen.bytes == body,
+            "{k}: the check saw other bytes ({} of {len})",
+            seen.bytes.len()
+        );
+        assert!(
+            seen.largest_chunk_bytes <= TRANSFER_CHUNK_BYTES,
+            "{k}: a chunk of {} bytes, over the bound {TRANSFER_CHUNK_BYTES}",
+            seen.largest_chunk_bytes
+        );
+    }
+    let names: Vec<String> =
+        d.list_dir(dir).await.expect("list").into_iter().map(|e| e.name).collect();
+    assert_eq!(names, ["down-0", "down-1", "down-2", "down-3"]);
+}
+
+/// A download the check refuses is `Corrupt`: nothing appears under the target's
+/// name, and an existing file there is left as it was.
+pub async fn transfer_refused_download_leaves_nothing<R: RemoteStorage, D: Disk>(
+    r: &R,
+    d: &D,
+    base: &str,
+    dir: &Utf8Path,
+) {
+    let k = key(base, "layer");
+    let body = pattern(7, 2 * TRANSFER_CHUNK_BYTES + 3);
+    r.put(&k, body.clone()).await.expect("put");
+    let fresh = dir.join("fresh");
+    let check = RecordingCheck::new(false);
+    match r.get_to_file(&k, &fresh, check.clone()).await {
+        Err(TransferError::Corrupt { key: got, .. }) => assert_eq!(got, k.as_str()),
+        other => panic!("a refused download returned {other:?}"),
+    }
+    assert!(check.seen().finished && check.seen().bytes == body);
+    assert_eq!(disk_kind("refused target", d.read(&fresh).await), DiskErrorKind::NotFound);
+    let existing = dir.join("existing");
+    d.write_atomic(&existing, b"old".to_vec()).await.expect("write");
+    let refused = r.get_to_file(&k, &existing, RecordingCheck::new(false)).await;
+    assert!(matches!(refused, Err(TransferError::Corrupt { .. })), "{refused:?}");
+    assert_eq!(d.read(&existing).await.expect("read"), b"old", "a refused download changed it");
+    let names: Vec<String> =
+        d.list_dir(dir).await.expect("list").into_iter().map(|e| e.name).collect();
+    assert_eq!(names, ["existing"]);
+}
+
+/// A missing local file is the disk's `NotFound` and uploads nothing; a missing
+/// object is the store's `NotFound` and writes nothing locally.
+pub async fn transfer_missing_source_and_object<R: RemoteStorage, D: Disk>(
+    r: &R,
+    d: &D,
+    base: &str,
+    dir: &Utf8Path,
+) {
+    let k = key(base, "never");
+    match r.put_file(&k, &dir.join("no-such-file")).await {
+        Err(TransferError::Local(e)) => assert_eq!(e.kind, DiskErrorKind::NotFound, "{e}"),
+        other => panic!("put_file of a missing file returned {other:?}"),
+    }
+    assert_eq!(remote_kind("nothing uploaded", r.get(&k).await), RemoteErrorKind::NotFound);
+    let path = dir.join("never");
+    match r.get_to_file(&k, &path, RecordingCheck::new(true)).await {
+        Err(TransferError::Remote(e)) => assert_eq!(e.kind, RemoteErrorKind::NotFound, "{e}"),
+        other => panic!("get_to_file of a missing key returned {other:?}"),
+    }
+    assert_eq!(disk_kind("nothing written", d.read(&path).await), DiskErrorKind::NotFound);
 }

@@ -147,6 +147,16 @@ pub(crate) fn crash_safe_write(
     rel: &Utf8Path,
     bytes: &[u8],
 ) -> Result<(), (&'static str, io::Error)> {
+    crash_safe_write_with(root, rel, |f| f.write_all(bytes).map_err(|e| ("write temp file", e)))
+}
+
+/// [`crash_safe_write`] with the content written by `fill` into the temp file
+/// (LocalFs's `put_file` copies a local file into it chunk by chunk).
+pub(crate) fn crash_safe_write_with(
+    root: &Utf8Path,
+    rel: &Utf8Path,
+    fill: impl FnOnce(&mut fs::File) -> Result<(), (&'static str, io::Error)>,
+) -> Result<(), (&'static str, io::Error)> {
     let dir_rel = rel.parent().unwrap_or(Utf8Path::new(""));
     create_dir_all_durable(root, dir_rel).map_err(|e| ("create parent directories", e))?;
     let dir = parent_of(root, rel);
@@ -157,7 +167,7 @@ pub(crate) fn crash_safe_write(
             .create_new(true)
             .open(&tmp)
             .map_err(|e| ("create temp file", e))?;
-        f.write_all(bytes).map_err(|e| ("write temp file", e))?;
+        fill(&mut f)?;
         f.sync_all().map_err(|e| ("fsync temp file", e))?;
         fs::rename(&tmp, root.join(rel)).map_err(|e| ("rename temp file", e))
     })();
@@ -166,6 +176,79 @@ pub(crate) fn crash_safe_write(
         return Err(e);
     }
     fsync_dir(&dir).map_err(|e| ("fsync directory", e))
+}
+
+/// Opens the local file `root/rel` for a streaming upload (`put_file` of LocalFs
+/// and S3); returns it with its absolute path.
+pub(crate) fn open_upload_source(
+    root: &Utf8Path,
+    rel: &Utf8Path,
+) -> Result<(fs::File, Utf8PathBuf), DiskError> {
+    check_relative("put_file", rel)?;
+    let full = root.join(rel);
+    let file = fs::File::open(&full).map_err(|e| error("put_file", rel, "open", e))?;
+    Ok((file, full))
+}
+
+/// A download in progress into the data directory (`get_to_file` of LocalFs and
+/// S3): the temp file `{name}.{unique}.___temp` next to the target. Only
+/// [`TempDownload::commit`] gives the content the target's name (fsync, rename,
+/// directory fsync); dropped uncommitted, the temp file is removed (best effort; a
+/// crash may leave it, hidden from listings). See `crate::remote` for why this
+/// never leaves a partial layer under its name.
+pub(crate) struct TempDownload {
+    rel: Utf8PathBuf,
+    tmp: Utf8PathBuf,
+    target: Utf8PathBuf,
+    dir: Utf8PathBuf,
+    committed: bool,
+}
+
+impl TempDownload {
+    /// Creates the parent directories (durably) and the empty temp file.
+    pub(crate) fn create(
+        root: &Utf8Path,
+        rel: &Utf8Path,
+    ) -> Result<(TempDownload, fs::File), DiskError> {
+        const OP: &str = "get_to_file";
+        check_relative(OP, rel)?;
+        let err = |step: &str, e: io::Error| error(OP, rel, step, e);
+        let dir_rel = rel.parent().unwrap_or(Utf8Path::new(""));
+        create_dir_all_durable(root, dir_rel).map_err(|e| err("create parent directories", e))?;
+        let dir = parent_of(root, rel);
+        let tmp = dir.join(temp_file_name(rel.file_name().unwrap_or_default()));
+        let file = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .map_err(|e| err("create temp file", e))?;
+        let target = root.join(rel);
+        Ok((TempDownload { rel: rel.to_owned(), tmp, target, dir, committed: false }, file))
+    }
+
+    /// The error of writing the temp file.
+    pub(crate) fn write_error(&self, e: io::Error) -> DiskError {
+        error("get_to_file", &self.rel, "write temp file", e)
+    }
+
+    /// The content is complete and accepted: fsync it, rename it onto the target,
+    /// fsync the directory.
+    pub(crate) fn commit(mut self, file: fs::File) -> Result<(), DiskError> {
+        let err = |step: &str, e: io::Error| error("get_to_file", &self.rel, step, e);
+        file.sync_all().map_err(|e| err("fsync temp file", e))?;
+        drop(file);
+        fs::rename(&self.tmp, &self.target).map_err(|e| err("rename temp file", e))?;
+        self.committed = true;
+        fsync_dir(&self.dir).map_err(|e| err("fsync directory", e))
+    }
+}
+
+impl Drop for TempDownload {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = fs::remove_file(&self.tmp);
+        }
+    }
 }
 
 fn list_dir_blocking(root: &Utf8Path, rel: &Utf8Path) -> Result<Vec<DirEntry>, DiskError> {

@@ -11,6 +11,13 @@
 //!   directories it changed. Emptied directories stay (removing them would race
 //!   with a `put` creating a file inside).
 //!
+//! - `put_file` copies the local file (from the data directory of the local disk
+//!   given with [`LocalFs::with_local_disk`]) into the temp file in chunks of
+//!   [`TRANSFER_CHUNK_BYTES`], then renames it as `put` does. `get_to_file` copies
+//!   the object into a temp file in the data directory in chunks of that size,
+//!   through the caller's check, and renames it onto the target only if the
+//!   check accepts it ([`crate::remote`] has the crash argument).
+//!
 //! What a directory cannot hold that S3 can: a key with an empty, `.` or `..`
 //! component, a key ending in the temp suffix, and a key that is also a "folder" of
 //! another key (`a/b` and `a/b/c`). Such a `put` is a `Permanent` error; `get` of
@@ -23,15 +30,18 @@
 //! the layouts above and invalid input are `Permanent`; any other I/O error is
 //! `Transient` (the queues retry).
 
-use crate::disk::is_temp_file_name;
-use crate::local_disk::{crash_safe_write, fsync_dir};
+use crate::disk::{DiskError, DiskErrorKind, is_temp_file_name};
+use crate::local_disk::{
+    LocalDisk, TempDownload, crash_safe_write, crash_safe_write_with, fsync_dir, open_upload_source,
+};
 use crate::remote::{
-    FixableKind, ListedObject, MAX_KEYS_PER_DELETE, RemoteError, RemoteErrorKind, RemoteStorage,
+    DownloadCheck, FixableKind, ListedObject, MAX_KEYS_PER_DELETE, RemoteError, RemoteErrorKind,
+    RemoteStorage, TRANSFER_CHUNK_BYTES, TransferError,
 };
 use camino::{Utf8Path, Utf8PathBuf};
 use std::collections::BTreeSet;
 use std::fs;
-use std::io;
+use std::io::{self, Read, Write};
 use std::sync::Arc;
 use strata_core::remote_path::RemoteKey;
 
@@ -39,12 +49,29 @@ use strata_core::remote_path::RemoteKey;
 #[derive(Clone, Debug)]
 pub struct LocalFs {
     root: Arc<Utf8PathBuf>,
+    /// The data directory `put_file` and `get_to_file` paths are relative to.
+    local: Option<LocalDisk>,
 }
 
 impl LocalFs {
     /// An object store rooted at `root` (created on the first `put`).
     pub fn new(root: Utf8PathBuf) -> LocalFs {
-        LocalFs { root: Arc::new(root) }
+        LocalFs { root: Arc::new(root), local: None }
+    }
+
+    /// The node's disk, whose data directory `put_file` and `get_to_file` read
+    /// and write. Without one they fail with `BadPath`.
+    pub fn with_local_disk(mut self, disk: LocalDisk) -> LocalFs {
+        self.local = Some(disk);
+        self
+    }
+
+    /// The data directory, or the error of a transfer without one.
+    fn local_root(&self, op: &'static str, path: &Utf8Path) -> Result<Utf8PathBuf, DiskError> {
+        match &self.local {
+            Some(disk) => Ok(disk.root().to_owned()),
+            None => Err(DiskError::new(DiskErrorKind::BadPath, op, path, NO_LOCAL_DISK)),
+        }
     }
 
     pub fn root(&self) -> &Utf8Path {
@@ -64,6 +91,9 @@ impl LocalFs {
         }
     }
 }
+
+pub(crate) const NO_LOCAL_DISK: &str =
+    "no local disk configured for streaming transfers (with_local_disk)";
 
 /// Whether a directory can hold `key` as a file.
 fn storable(key: &str) -> bool {
@@ -117,6 +147,93 @@ fn get_blocking(root: &Utf8Path, key: &str) -> Result<Vec<u8>, RemoteError> {
         }
         _ => error("get", key, "read", e),
     })
+}
+
+/// `put_file`: the local file `local_root/path`, copied chunk by chunk into a temp
+/// file under the store's root and renamed onto `key`.
+fn put_file_blocking(
+    root: &Utf8Path,
+    local_root: &Utf8Path,
+    key: &str,
+    path: &Utf8Path,
+) -> Result<u64, TransferError> {
+    const OP: &str = "put_file";
+    let (mut source, _) = open_upload_source(local_root, path)?;
+    if !storable(key) {
+        return Err(RemoteError::new(
+            RemoteErrorKind::Permanent,
+            OP,
+            key,
+            "a directory cannot hold this key (empty, '.' or '..' component, or temp suffix)",
+        )
+        .into());
+    }
+    let mut copied = 0u64;
+    // A failed read of the local source is the disk's error, not the store's.
+    let mut local_failure: Option<DiskError> = None;
+    let written = crash_safe_write_with(root, Utf8Path::new(key), |target| {
+        let mut buf = vec![0u8; TRANSFER_CHUNK_BYTES];
+        loop {
+            let n = match source.read(&mut buf) {
+                Ok(0) => return Ok(()),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    let why = format!("read: {e}");
+                    local_failure = Some(DiskError::new(DiskErrorKind::Io, OP, path, why));
+                    return Err(("read the local file", e));
+                }
+            };
+            target.write_all(&buf[..n]).map_err(|e| ("write temp file", e))?;
+            copied += n as u64;
+        }
+    });
+    if let Some(e) = local_failure {
+        return Err(e.into());
+    }
+    written.map_err(|(step, e)| error(OP, key, step, e))?;
+    Ok(copied)
+}
+
+/// `get_to_file`: the object copied chunk by chunk through `check` into a temp
+/// file next to `local_root/path`, renamed onto it only if `check` accepts.
+fn get_to_file_blocking(
+    root: &Utf8Path,
+    local_root: &Utf8Path,
+    key: &str,
+    path: &Utf8Path,
+    mut check: impl DownloadCheck,
+) -> Result<u64, TransferError> {
+    const OP: &str = "get_to_file";
+    if !storable(key) {
+        return Err(RemoteError::new(RemoteErrorKind::NotFound, OP, key, "no such object").into());
+    }
+    let mut source = fs::File::open(root.join(key)).map_err(|e| match e.kind() {
+        io::ErrorKind::NotADirectory | io::ErrorKind::IsADirectory => {
+            RemoteError::new(RemoteErrorKind::NotFound, OP, key, format!("no such object: {e}"))
+        }
+        _ => error(OP, key, "open", e),
+    })?;
+    let (download, mut target) = TempDownload::create(local_root, path)?;
+    let mut buf = vec![0u8; TRANSFER_CHUNK_BYTES];
+    let mut copied = 0u64;
+    loop {
+        let n = match source.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(error(OP, key, "read", e).into()),
+        };
+        check.update(&buf[..n]);
+        target.write_all(&buf[..n]).map_err(|e| download.write_error(e))?;
+        copied += n as u64;
+    }
+    if let Err(message) = check.finish() {
+        // `download` is dropped uncommitted: the temp file goes.
+        return Err(TransferError::Corrupt { key: key.to_owned(), message });
+    }
+    download.commit(target)?;
+    Ok(copied)
 }
 
 /// Whether anything under the directory `dir_key/` can start with `prefix`.
@@ -243,6 +360,47 @@ impl RemoteStorage for LocalFs {
         }
         let keys: Vec<String> = keys.iter().map(|k| k.as_str().to_owned()).collect();
         self.run("delete_objects", first, move |root| delete_blocking(root, &keys)).await
+    }
+
+    async fn put_file(&self, key: &RemoteKey, path: &Utf8Path) -> Result<u64, TransferError> {
+        let local_root = self.local_root("put_file", path)?;
+        let (k, p) = (key.as_str().to_owned(), path.to_owned());
+        self.run_transfer("put_file", key.as_str(), move |root| {
+            put_file_blocking(root, &local_root, &k, &p)
+        })
+        .await
+    }
+
+    async fn get_to_file<C: DownloadCheck>(
+        &self,
+        key: &RemoteKey,
+        path: &Utf8Path,
+        check: C,
+    ) -> Result<u64, TransferError> {
+        let local_root = self.local_root("get_to_file", path)?;
+        let (k, p) = (key.as_str().to_owned(), path.to_owned());
+        self.run_transfer("get_to_file", key.as_str(), move |root| {
+            get_to_file_blocking(root, &local_root, &k, &p, check)
+        })
+        .await
+    }
+}
+
+impl LocalFs {
+    /// [`LocalFs::run`] for a transfer's error type.
+    async fn run_transfer(
+        &self,
+        op: &'static str,
+        key: &str,
+        f: impl FnOnce(&Utf8Path) -> Result<u64, TransferError> + Send + 'static,
+    ) -> Result<u64, TransferError> {
+        let root = Arc::clone(&self.root);
+        match tokio::task::spawn_blocking(move || f(&root)).await {
+            Ok(r) => r,
+            Err(e) => {
+                Err(RemoteError::new(RemoteErrorKind::Transient, op, key, format!("{e}")).into())
+            }
+        }
     }
 }
 

@@ -12,6 +12,32 @@
 //! - Errors say whether a retry may help and name the key. Retries are the
 //!   caller's (the upload and deletion queues own them).
 //!
+//! # Streaming layer files: `put_file` and `get_to_file`
+//!
+//! Layer files move between the node's data directory and the store without
+//! passing through core: [`RemoteStorage::put_file`] reads the local file in the
+//! adapter and uploads it; [`RemoteStorage::get_to_file`] downloads into a
+//! temporary file next to the target, hands every chunk to a [`DownloadCheck`]
+//! (the driver's wraps core's size and CRC32C check), and only if the check
+//! accepts the whole body fsyncs it, renames it onto the target and fsyncs the
+//! directory. Local paths are relative to the node's data directory, the local
+//! disk each adapter is given (`with_local_disk`).
+//!
+//! **Memory per transfer** is bounded by [`TRANSFER_CHUNK_BYTES`]: the adapters
+//! read and write in chunks of at most that many bytes (the S3 download is the
+//! exception: it writes each chunk as the HTTP stack hands it over, whose size the
+//! SDK bounds, not us). Nothing holds a whole layer.
+//!
+//! **Crash behaviour of a download.** The final name only ever appears through
+//! the rename of a temporary file that was written completely, accepted by the
+//! check and fsynced. A crash before the rename leaves at most the temporary file
+//! (`{name}.{unique}.___temp`, [`crate::disk::TEMP_FILE_SUFFIX`]: never listed,
+//! removed with its directory, never read under the layer's name); a crash after
+//! the rename but before the directory fsync leaves no file or the complete one.
+//! A refused check removes the temporary file and reports
+//! [`TransferError::Corrupt`]: nothing appears under the final name. So a
+//! partially written or unverified layer never carries the layer's name.
+//!
 //! # Error classification
 //!
 //! | kind | when | what the node does |
@@ -25,11 +51,56 @@
 //! can never succeed, whatever an operator does to the store; when in doubt,
 //! `Transient`.
 
+use crate::disk::DiskError;
+use camino::Utf8Path;
 use std::future::Future;
 pub use strata_core::node::io::FixableKind;
 use strata_core::remote_path::RemoteKey;
 
 pub const MAX_KEYS_PER_DELETE: usize = 1000;
+
+/// Most bytes of one layer a streaming transfer ([`RemoteStorage::put_file`],
+/// [`RemoteStorage::get_to_file`]) holds in memory at a time: the buffer it reads
+/// the source into before writing it on. 256 KiB: large enough that a layer of
+/// tens of MiB takes a few hundred system calls, small enough that many
+/// concurrent transfers stay cheap.
+pub const TRANSFER_CHUNK_BYTES: usize = 256 * 1024;
+
+/// What [`RemoteStorage::get_to_file`] asks before it gives a downloaded file its
+/// final name. The adapter calls [`DownloadCheck::update`] with every chunk, in
+/// order, then [`DownloadCheck::finish`] once; an `Err` refuses the download.
+pub trait DownloadCheck: Send + 'static {
+    fn update(&mut self, chunk: &[u8]);
+    /// After the last chunk: `Err(why)` if the bytes are not what was expected.
+    fn finish(&self) -> Result<(), String>;
+}
+
+/// Accepts everything (a transfer with nothing to check against).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoCheck;
+
+impl DownloadCheck for NoCheck {
+    fn update(&mut self, _chunk: &[u8]) {}
+    fn finish(&self) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+/// Why a streaming transfer failed: the store, the local file, or the check.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TransferError {
+    /// The store refused or failed the request (its own kinds).
+    #[error(transparent)]
+    Remote(#[from] RemoteError),
+    /// Reading the local source or writing the local target failed (the disk's
+    /// kinds: a missing source is `NotFound`, ENOSPC `NoSpace`, ...).
+    #[error(transparent)]
+    Local(#[from] DiskError),
+    /// The downloaded bytes failed the caller's [`DownloadCheck`]; nothing was
+    /// written under the target's name.
+    #[error("remote get {key}: refused by the check: {message}")]
+    Corrupt { key: String, message: String },
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RemoteErrorKind {
@@ -90,4 +161,24 @@ pub trait RemoteStorage: Clone + Send + Sync + 'static {
         &self,
         keys: &[RemoteKey],
     ) -> impl Future<Output = Result<(), RemoteError>> + Send;
+
+    /// Uploads the local file `path` (relative to the data directory) to `key`,
+    /// reading it in chunks of at most [`TRANSFER_CHUNK_BYTES`]; as atomic as
+    /// `put`. Returns the bytes uploaded.
+    fn put_file(
+        &self,
+        key: &RemoteKey,
+        path: &Utf8Path,
+    ) -> impl Future<Output = Result<u64, TransferError>> + Send;
+
+    /// Downloads `key` into the local file `path` (relative to the data
+    /// directory) through a temporary file, chunk by chunk through `check`; the
+    /// file gets its name only if `check` accepts the whole body (see the module
+    /// doc for the crash behaviour). Returns the bytes written.
+    fn get_to_file<C: DownloadCheck>(
+        &self,
+        key: &RemoteKey,
+        path: &Utf8Path,
+        check: C,
+    ) -> impl Future<Output = Result<u64, TransferError>> + Send;
 }

@@ -26,13 +26,18 @@
 //! - `delete_objects` sends one DeleteObjects request of at most
 //!   [`MAX_KEYS_PER_DELETE`] keys; [`S3Remote::delete_batch`] reports the keys the
 //!   server refused one by one. Deleting a missing key succeeds.
-//! - Large objects stream from and to local files without being held in memory:
-//!   [`S3Remote::put_file`] and [`S3Remote::get_to_file`].
+//! - Layer files stream from and to the data directory of the local disk given
+//!   with [`S3Remote::with_local_disk`] without being held in memory: `put_file`
+//!   hands the SDK a body read from the file in chunks of
+//!   [`TRANSFER_CHUNK_BYTES`]; `get_to_file` writes each chunk of the response
+//!   body as it arrives (its size is the HTTP stack's, bounded by the SDK) into a
+//!   temp file, through the caller's check.
 //!
 //! Crash behaviour: a PUT is atomic on the server (the object is the old one or
-//! the new one). `get_to_file` writes `{path}.download`, fsyncs it and renames it
-//! onto `path`; a crash leaves at most the `.download` file, and the directory
-//! entry is durable only once the caller fsyncs the parent directory.
+//! the new one). `get_to_file` writes `{name}.{unique}.___temp` next to the
+//! target, and only if the check accepts the whole body fsyncs it, renames it
+//! onto the target and fsyncs the directory (the argument is in
+//! [`crate::remote`]).
 //!
 //! Checksums: request checksums are computed only where S3 requires them (e.g.
 //! DeleteObjects), so that S3-compatible test servers accept the requests.
@@ -41,8 +46,12 @@
 //! else the `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`(/`AWS_SESSION_TOKEN`)
 //! environment variables.
 
+use crate::disk::{DiskError, DiskErrorKind};
+use crate::local_disk::{LocalDisk, TempDownload, open_upload_source};
+use crate::local_fs::NO_LOCAL_DISK;
 use crate::remote::{
-    FixableKind, ListedObject, MAX_KEYS_PER_DELETE, RemoteError, RemoteErrorKind, RemoteStorage,
+    DownloadCheck, FixableKind, ListedObject, MAX_KEYS_PER_DELETE, RemoteError, RemoteErrorKind,
+    RemoteStorage, TRANSFER_CHUNK_BYTES, TransferError,
 };
 use aws_config::environment::EnvironmentVariableCredentialsProvider;
 use aws_sdk_s3::Client;
@@ -57,7 +66,7 @@ use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{
     BucketLocationConstraint, CreateBucketConfiguration, Delete, ObjectIdentifier,
 };
-use camino::{Utf8Path, Utf8PathBuf};
+use camino::Utf8Path;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::sync::Arc;
@@ -184,6 +193,8 @@ pub struct S3Remote {
     root: Arc<str>,
     region: Arc<str>,
     list_page_keys: i32,
+    /// The data directory `put_file` and `get_to_file` paths are relative to.
+    local: Option<LocalDisk>,
 }
 
 impl fmt::Debug for S3Remote {
@@ -296,6 +307,7 @@ impl S3Remote {
             root: root.into(),
             region: config.region.as_str().into(),
             list_page_keys: config.list_page_keys,
+            local: None,
         })
     }
 
@@ -331,17 +343,18 @@ impl S3Remote {
         }
     }
 
-    /// PUT streaming the body from a local file.
-    pub async fn put_file(&self, key: &RemoteKey, path: &Utf8Path) -> Result<(), RemoteError> {
-        let body = ByteStream::from_path(path).await.map_err(|e| {
-            RemoteError::new(
-                RemoteErrorKind::Permanent,
-                "put",
-                key.as_str(),
-                format!("opening {path}: {}", DisplayErrorContext(&e)),
-            )
-        })?;
-        self.put_stream(key, body).await
+    /// The node's disk, whose data directory `put_file` and `get_to_file` read
+    /// and write. Without one they fail with `BadPath`.
+    pub fn with_local_disk(mut self, disk: LocalDisk) -> S3Remote {
+        self.local = Some(disk);
+        self
+    }
+
+    fn local_root(&self, op: &'static str, path: &Utf8Path) -> Result<&Utf8Path, DiskError> {
+        match &self.local {
+            Some(disk) => Ok(disk.root()),
+            None => Err(DiskError::new(DiskErrorKind::BadPath, op, path, NO_LOCAL_DISK)),
+        }
     }
 
     async fn put_stream(&self, key: &RemoteKey, body: ByteStream) -> Result<(), RemoteError> {
@@ -356,45 +369,33 @@ impl S3Remote {
         Ok(())
     }
 
-    /// GET streaming the body into `path` (via `{path}.download`, fsynced, then
-    /// renamed). Returns the object's size in bytes.
-    pub async fn get_to_file(&self, key: &RemoteKey, path: &Utf8Path) -> Result<u64, RemoteError> {
-        let local = |what: &str, e: std::io::Error| {
-            RemoteError::new(
-                RemoteErrorKind::Permanent,
-                "get",
-                key.as_str(),
-                format!("{what}: {e}"),
-            )
-        };
-        let mut body = self.get_stream(key).await?;
-        let tmp = Utf8PathBuf::from(format!("{path}.download"));
-        let mut file =
-            tokio::fs::File::create(&tmp).await.map_err(|e| local(&format!("create {tmp}"), e))?;
-        let mut size_bytes = 0u64;
-        let copied: Result<(), RemoteError> = async {
-            while let Some(chunk) = body.try_next().await.map_err(|e| {
-                RemoteError::new(
-                    RemoteErrorKind::Transient,
-                    "get",
-                    key.as_str(),
-                    format!("reading body: {}", DisplayErrorContext(&e)),
-                )
-            })? {
-                file.write_all(&chunk).await.map_err(|e| local(&format!("write {tmp}"), e))?;
-                size_bytes += chunk.len() as u64;
-            }
-            file.sync_all().await.map_err(|e| local(&format!("fsync {tmp}"), e))?;
-            Ok(())
-        }
-        .await;
-        drop(file);
-        if let Err(e) = copied {
-            let _ = tokio::fs::remove_file(&tmp).await;
-            return Err(e);
-        }
-        tokio::fs::rename(&tmp, path).await.map_err(|e| local(&format!("rename {tmp}"), e))?;
-        Ok(size_bytes)
+    /// The body of `put_file`: the local file, read in chunks of
+    /// [`TRANSFER_CHUNK_BYTES`] (the SDK may read it again for a retry).
+    async fn file_body(&self, path: &Utf8Path) -> Result<(ByteStream, u64), DiskError> {
+        const OP: &str = "put_file";
+        let root = self.local_root(OP, path)?.to_owned();
+        let rel = path.to_owned();
+        let opened = tokio::task::spawn_blocking(move || {
+            let (file, full) = open_upload_source(&root, &rel)?;
+            let len = file
+                .metadata()
+                .map_err(|e| DiskError::new(DiskErrorKind::Io, OP, &rel, format!("stat: {e}")))?
+                .len();
+            Ok::<_, DiskError>((full, len))
+        })
+        .await
+        .map_err(|e| DiskError::new(DiskErrorKind::Io, OP, path, format!("task: {e}")))?;
+        let (full, len) = opened?;
+        let body = ByteStream::read_from()
+            .path(full.as_std_path())
+            .buffer_size(TRANSFER_CHUNK_BYTES)
+            .length(aws_sdk_s3::primitives::Length::Exact(len))
+            .build()
+            .await
+            .map_err(|e| {
+                DiskError::new(DiskErrorKind::Io, OP, path, DisplayErrorContext(&e).to_string())
+            })?;
+        Ok((body, len))
     }
 
     async fn get_stream(&self, key: &RemoteKey) -> Result<ByteStream, RemoteError> {
@@ -539,6 +540,56 @@ impl RemoteStorage for S3Remote {
         }
         listed.sort();
         Ok(listed)
+    }
+
+    async fn put_file(&self, key: &RemoteKey, path: &Utf8Path) -> Result<u64, TransferError> {
+        let (body, len) = self.file_body(path).await?;
+        self.put_stream(key, body).await?;
+        Ok(len)
+    }
+
+    async fn get_to_file<C: DownloadCheck>(
+        &self,
+        key: &RemoteKey,
+        path: &Utf8Path,
+        mut check: C,
+    ) -> Result<u64, TransferError> {
+        const OP: &str = "get_to_file";
+        let root = self.local_root(OP, path)?.to_owned();
+        let mut body = self.get_stream(key).await?;
+        let rel = path.to_owned();
+        let created = tokio::task::spawn_blocking(move || TempDownload::create(&root, &rel))
+            .await
+            .map_err(|e| DiskError::new(DiskErrorKind::Io, OP, path, format!("task: {e}")))?;
+        let (download, file) = created?;
+        let mut file = tokio::fs::File::from_std(file);
+        let mut size_bytes = 0u64;
+        while let Some(chunk) = body.try_next().await.map_err(|e| {
+            RemoteError::new(
+                RemoteErrorKind::Transient,
+                OP,
+                key.as_str(),
+                format!("reading body: {}", DisplayErrorContext(&e)),
+            )
+        })? {
+            // The check is handed at most TRANSFER_CHUNK_BYTES at a time like
+            // every adapter's; the chunk itself is as large as the HTTP stack made it.
+            for part in chunk.chunks(TRANSFER_CHUNK_BYTES) {
+                check.update(part);
+            }
+            file.write_all(&chunk).await.map_err(|e| download.write_error(e))?;
+            size_bytes += chunk.len() as u64;
+        }
+        file.flush().await.map_err(|e| download.write_error(e))?;
+        if let Err(message) = check.finish() {
+            // `download` is dropped uncommitted: the temp file goes.
+            return Err(TransferError::Corrupt { key: key.as_str().to_owned(), message });
+        }
+        let file = file.into_std().await;
+        tokio::task::spawn_blocking(move || download.commit(file))
+            .await
+            .map_err(|e| DiskError::new(DiskErrorKind::Io, OP, path, format!("task: {e}")))??;
+        Ok(size_bytes)
     }
 
     async fn delete_objects(&self, keys: &[RemoteKey]) -> Result<(), RemoteError> {

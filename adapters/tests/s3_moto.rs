@@ -122,6 +122,18 @@ async fn s3_passes_the_remote_suite() {
     assert!(raw.contents().iter().all(|o| o.key().unwrap().starts_with("root/prefix/")));
 }
 
+/// The streaming transfers against a real S3 server, below a root prefix: exact
+/// bytes over several chunks, a refused download leaving nothing locally.
+#[tokio::test]
+async fn s3_passes_the_transfer_suite() {
+    let Some(ep) = endpoint() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let root = camino::Utf8PathBuf::from_path_buf(dir.path().to_owned()).unwrap();
+    let disk = strata_adapters::local_disk::LocalDisk::new(root);
+    let s3 = fresh(&ep, "root/prefix").await.with_local_disk(disk.clone());
+    conformance::transfer_suite(&s3, &disk, "transfer/", camino::Utf8Path::new("transfer")).await;
+}
+
 /// The suite at the bucket root, with listing pages of 7 keys.
 #[tokio::test]
 async fn s3_passes_the_remote_suite_with_small_pages() {
@@ -148,31 +160,44 @@ async fn delete_missing_and_empty_succeed() {
     assert_eq!(left, [key("b")]);
 }
 
+/// A 6 MiB object (24 chunks of `TRANSFER_CHUNK_BYTES`) streams from and to
+/// files in the local disk's data directory.
 #[tokio::test]
 async fn streams_large_objects_from_and_to_files() {
+    use strata_adapters::disk::DiskErrorKind;
+    use strata_adapters::remote::{NoCheck, TransferError};
     let Some(ep) = endpoint() else { return };
-    let s3 = fresh(&ep, "files").await;
     let dir = tempfile::tempdir().unwrap();
-    let dir = camino::Utf8Path::from_path(dir.path()).unwrap();
-    let src = dir.join("src");
+    let root = camino::Utf8Path::from_path(dir.path()).unwrap();
+    let disk = strata_adapters::local_disk::LocalDisk::new(root.to_owned());
+    let s3 = fresh(&ep, "files").await.with_local_disk(disk);
+    let src = camino::Utf8Path::new("src");
     let body: Vec<u8> =
         (0..(6u32 << 20)).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
-    std::fs::write(&src, &body).unwrap();
+    std::fs::write(root.join(src), &body).unwrap();
 
     let k = key("tenants/t/big-layer");
-    s3.put_file(&k, &src).await.unwrap();
-    let dst = dir.join("dst");
-    assert_eq!(s3.get_to_file(&k, &dst).await.unwrap(), body.len() as u64);
-    assert!(std::fs::read(&dst).unwrap() == body, "downloaded bytes differ");
-    assert!(!dir.join("dst.download").exists());
+    assert_eq!(s3.put_file(&k, src).await.unwrap(), body.len() as u64);
+    let dst = camino::Utf8Path::new("dst");
+    assert_eq!(s3.get_to_file(&k, dst, NoCheck).await.unwrap(), body.len() as u64);
+    assert!(std::fs::read(root.join(dst)).unwrap() == body, "downloaded bytes differ");
+    let names: Vec<_> = std::fs::read_dir(root).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(names.len(), 2, "only src and dst, no temp file: {names:?}");
 
-    let err = s3.get_to_file(&key("tenants/t/missing"), &dir.join("m")).await.unwrap_err();
-    assert_eq!(err.kind, RemoteErrorKind::NotFound);
-    assert!(!dir.join("m").exists() && !dir.join("m.download").exists());
+    let m = camino::Utf8Path::new("m");
+    match s3.get_to_file(&key("tenants/t/missing"), m, NoCheck).await {
+        Err(TransferError::Remote(e)) => assert_eq!(e.kind, RemoteErrorKind::NotFound, "{e}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(std::fs::read_dir(root).unwrap().count(), 2, "nothing written for a missing key");
 
-    let err = s3.put_file(&k, &dir.join("no-such-file")).await.unwrap_err();
-    assert_eq!(err.kind, RemoteErrorKind::Permanent);
-    assert_eq!(err.key, k.as_str());
+    match s3.put_file(&k, camino::Utf8Path::new("no-such-file")).await {
+        Err(TransferError::Local(e)) => {
+            assert_eq!(e.kind, DiskErrorKind::NotFound, "{e}");
+            assert_eq!(e.path, "no-such-file");
+        }
+        other => panic!("{other:?}"),
+    }
 }
 
 /// A missing bucket is for an operator to create (the node retries meanwhile), and

@@ -43,6 +43,9 @@ pub mod site {
     /// denied, as a remote directory made read-only, for seconds; then an operator
     /// fixes it. Counted once per episode.
     pub const REMOTE_ACCESS_DENIED: &str = "remote.access_denied";
+    /// A streaming download (`get_to_file`) delivers a body with one byte flipped
+    /// (the stored object is intact): the caller's size/CRC check must refuse it.
+    pub const REMOTE_GET_TO_FILE_CORRUPT: &str = "remote.get_to_file.corrupt";
 
     /// Every site above.
     pub const ALL: &[&str] = &[
@@ -60,13 +63,14 @@ pub mod site {
         REMOTE_DELETE_DELAYED,
         REMOTE_LATENCY_SPIKE,
         REMOTE_ACCESS_DENIED,
+        REMOTE_GET_TO_FILE_CORRUPT,
     ];
 
     /// The sites of [`ALL`] added after the corpus's first seeds: their setting
     /// comes from a separate mix of the seed, not from the run's random stream, so
     /// that adding one did not change the runs of the seeds in the corpus. Every
     /// other site is drawn from that stream, in the order of [`ALL`].
-    pub const MIXED: &[&str] = &[REMOTE_ACCESS_DENIED];
+    pub const MIXED: &[&str] = &[REMOTE_ACCESS_DENIED, REMOTE_GET_TO_FILE_CORRUPT];
 }
 
 #[derive(Debug, Default)]

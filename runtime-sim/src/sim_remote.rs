@@ -21,6 +21,19 @@
 //!   1–10 s: an operator fixed the permissions) or when the world heals. Reads
 //!   and listings still work (a read-only directory can be read).
 //!
+//! - `remote.get_to_file.corrupt`: a `get_to_file` hands the check a body with
+//!   one byte flipped (the object in the store is intact), as a corruption on the
+//!   way; the check refuses it and nothing is written locally.
+//!
+//! Streaming transfers ([`SimRemote::with_local_disk`]): `put_file` reads the
+//! local file from the simulated disk and puts it as `put` does (same fault
+//! sites); `get_to_file` gets the object as `get` does, hands it to the check in
+//! chunks of [`TRANSFER_CHUNK_BYTES`], and only if the check accepts writes it
+//! with the simulated disk's `write_atomic` (temp file, fsync, rename, directory
+//! fsync: the disk's crash rule applies to every step). The simulator holds every
+//! object in memory anyway; what it checks is the order: nothing reaches the
+//! target's name before the check accepted the whole body.
+//!
 //! Listing is strongly consistent (read-after-write, like S3 today) unless
 //! [`SimRemoteConfig::list_lag_ms`] is set: then a listing shows the store as it
 //! was that long ago (from the history).
@@ -30,12 +43,16 @@
 //! simulated time), all without faults or latency.
 
 use crate::faults::{Faults, site};
+use crate::sim_disk::SimDisk;
+use camino::Utf8Path;
 use madsim::rand::{Rng, thread_rng};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
+use strata_adapters::disk::{Disk, DiskError, DiskErrorKind};
 use strata_adapters::remote::{
-    FixableKind, ListedObject, MAX_KEYS_PER_DELETE, RemoteError, RemoteErrorKind, RemoteStorage,
+    DownloadCheck, FixableKind, ListedObject, MAX_KEYS_PER_DELETE, RemoteError, RemoteErrorKind,
+    RemoteStorage, TRANSFER_CHUNK_BYTES, TransferError,
 };
 use strata_core::remote_path::{INDEX_PART_FILE_NAME, RemoteKey};
 use tokio::time::Instant;
@@ -198,6 +215,8 @@ impl State {
 pub struct SimRemote {
     state: Arc<Mutex<State>>,
     faults: Faults,
+    /// The node's disk, for `put_file` and `get_to_file`.
+    local: Option<SimDisk>,
 }
 
 impl Default for SimRemote {
@@ -224,7 +243,20 @@ impl SimRemote {
             created: Instant::now(),
             config,
         };
-        SimRemote { state: Arc::new(Mutex::new(state)), faults }
+        SimRemote { state: Arc::new(Mutex::new(state)), faults, local: None }
+    }
+
+    /// This handle with the node's disk: `put_file` reads from it, `get_to_file`
+    /// writes to it. Without one they fail with `BadPath`.
+    pub fn with_local_disk(mut self, disk: SimDisk) -> SimRemote {
+        self.local = Some(disk);
+        self
+    }
+
+    fn local(&self, op: &'static str, path: &Utf8Path) -> Result<&SimDisk, DiskError> {
+        self.local.as_ref().ok_or_else(|| {
+            DiskError::new(DiskErrorKind::BadPath, op, path, "no local disk (with_local_disk)")
+        })
     }
 
     pub fn faults(&self) -> &Faults {
@@ -413,5 +445,35 @@ impl RemoteStorage for SimRemote {
         ];
         let request = Request::Delete { keys: keys.to_vec() };
         self.write("delete_objects", first, request, sites).await
+    }
+
+    async fn put_file(&self, key: &RemoteKey, path: &Utf8Path) -> Result<u64, TransferError> {
+        let bytes = self.local("put_file", path)?.read(path).await?;
+        let len = bytes.len() as u64;
+        self.put(key, bytes).await?;
+        Ok(len)
+    }
+
+    async fn get_to_file<C: DownloadCheck>(
+        &self,
+        key: &RemoteKey,
+        path: &Utf8Path,
+        mut check: C,
+    ) -> Result<u64, TransferError> {
+        let disk = self.local("get_to_file", path)?;
+        let mut bytes = self.get(key).await?;
+        if !bytes.is_empty() && self.faults.fire(site::REMOTE_GET_TO_FILE_CORRUPT) {
+            let at = thread_rng().gen_range(0..bytes.len());
+            bytes[at] ^= 0x01;
+        }
+        for chunk in bytes.chunks(TRANSFER_CHUNK_BYTES) {
+            check.update(chunk);
+        }
+        if let Err(message) = check.finish() {
+            return Err(TransferError::Corrupt { key: key.as_str().to_owned(), message });
+        }
+        let len = bytes.len() as u64;
+        disk.write_atomic(path, bytes).await?;
+        Ok(len)
     }
 }

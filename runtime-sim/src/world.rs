@@ -67,9 +67,11 @@ impl World {
         for (s, p) in &plan.probabilities {
             faults.set(s, *p);
         }
+        let disk = SimDisk::with_faults(faults.clone(), SimDiskConfig::default());
         World {
-            disk: SimDisk::with_faults(faults.clone(), SimDiskConfig::default()),
-            remote: SimRemote::with_faults(faults.clone(), SimRemoteConfig::default()),
+            remote: SimRemote::with_faults(faults.clone(), SimRemoteConfig::default())
+                .with_local_disk(disk.clone()),
+            disk,
             store: SimStore::new(),
             faults,
         }

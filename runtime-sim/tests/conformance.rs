@@ -47,6 +47,53 @@ async fn sim_remote_passes_the_remote_suite() {
     assert!(remote.history().len() > 2000, "every put and delete is in the history");
 }
 
+/// The streaming transfers of the simulated store with the simulated disk as its
+/// local side: the same cases as LocalFs and S3.
+#[madsim::test]
+async fn sim_remote_passes_the_transfer_suite() {
+    let disk = SimDisk::new();
+    let remote = SimRemote::new().with_local_disk(disk.clone());
+    conformance::transfer_suite(&remote, &disk, "transfer/", Utf8Path::new("transfer")).await;
+}
+
+/// `remote.get_to_file.corrupt` flips a byte of what the check is handed (the
+/// stored object stays intact): a check of the bytes refuses it and nothing is
+/// written; the next download is whole.
+#[madsim::test]
+async fn a_corrupted_download_is_refused_by_the_check() {
+    use std::sync::{Arc, Mutex};
+    use strata_adapters::remote::{DownloadCheck, TransferError};
+    /// Refuses anything but `want` (as a size/CRC check would).
+    #[derive(Clone)]
+    struct Exactly(Arc<Mutex<Vec<u8>>>, Vec<u8>);
+    impl DownloadCheck for Exactly {
+        fn update(&mut self, chunk: &[u8]) {
+            self.0.lock().unwrap().extend_from_slice(chunk);
+        }
+        fn finish(&self) -> Result<(), String> {
+            if *self.0.lock().unwrap() == self.1 { Ok(()) } else { Err("not the object".into()) }
+        }
+    }
+    let faults = Faults::new();
+    let disk = SimDisk::new();
+    let remote = SimRemote::with_faults(faults.clone(), SimRemoteConfig::default())
+        .with_local_disk(disk.clone());
+    let body = pattern(9, 5000);
+    let k = key("tenants/t/layer");
+    remote.put(&k, body.clone()).await.unwrap();
+    let check = || Exactly(Arc::new(Mutex::new(Vec::new())), body.clone());
+    let path = Utf8Path::new("tenants/t/layer");
+    faults.set(site::REMOTE_GET_TO_FILE_CORRUPT, 1.0);
+    let r = remote.get_to_file(&k, path, check()).await;
+    assert!(matches!(r, Err(TransferError::Corrupt { .. })), "{r:?}");
+    assert_eq!(disk.read(path).await.unwrap_err().kind, DiskErrorKind::NotFound);
+    assert_eq!(faults.fired()[site::REMOTE_GET_TO_FILE_CORRUPT], 1);
+    assert_eq!(remote.get_now(&k).unwrap(), body, "the stored object is intact");
+    faults.set(site::REMOTE_GET_TO_FILE_CORRUPT, 0.0);
+    remote.get_to_file(&k, path, check()).await.unwrap();
+    assert_eq!(disk.read(path).await.unwrap(), body);
+}
+
 // ---------------------------------------------------------------- disk crash rule
 
 /// Kills a node in the middle of `write_atomic(v2)` over v1 at many points in

@@ -22,7 +22,9 @@ use std::sync::{Arc, Mutex};
 use strata_adapters::local_disk::LocalDisk;
 use strata_adapters::local_fs::LocalFs;
 use strata_adapters::redo::{InProcessRedo, Redo, RedoError};
-use strata_adapters::remote::{ListedObject, RemoteError, RemoteStorage};
+use strata_adapters::remote::{
+    DownloadCheck, ListedObject, RemoteError, RemoteStorage, TransferError,
+};
 use strata_adapters::s3::S3Remote;
 use strata_adapters::sqlite_store::SqliteStore;
 use strata_adapters::walredo_process::WalRedoProcess;
@@ -57,11 +59,12 @@ pub async fn run_pageserver(
         RemoteStorageConfig::Local { path } => {
             std::fs::create_dir_all(path)
                 .map_err(|e| ServerError::Setup(format!("creating remote dir {path}: {e}")))?;
-            NodeRemote::Local(LocalFs::new(path.clone()))
+            NodeRemote::Local(LocalFs::new(path.clone()).with_local_disk(disk.clone()))
         }
         RemoteStorageConfig::S3(s3) => NodeRemote::S3(
             S3Remote::new(s3.clone())
-                .map_err(|e| ServerError::Setup(format!("configuring S3: {e}")))?,
+                .map_err(|e| ServerError::Setup(format!("configuring S3: {e}")))?
+                .with_local_disk(disk.clone()),
         ),
     };
     let ControlPlaneConfig::Embedded { sqlite_path } = &config.control_plane;
@@ -181,6 +184,25 @@ impl RemoteStorage for NodeRemote {
         match self {
             NodeRemote::Local(r) => r.delete_objects(keys).await,
             NodeRemote::S3(r) => r.delete_objects(keys).await,
+        }
+    }
+
+    async fn put_file(&self, key: &RemoteKey, path: &Utf8Path) -> Result<u64, TransferError> {
+        match self {
+            NodeRemote::Local(r) => r.put_file(key, path).await,
+            NodeRemote::S3(r) => r.put_file(key, path).await,
+        }
+    }
+
+    async fn get_to_file<C: DownloadCheck>(
+        &self,
+        key: &RemoteKey,
+        path: &Utf8Path,
+        check: C,
+    ) -> Result<u64, TransferError> {
+        match self {
+            NodeRemote::Local(r) => r.get_to_file(key, path, check).await,
+            NodeRemote::S3(r) => r.get_to_file(key, path, check).await,
         }
     }
 }

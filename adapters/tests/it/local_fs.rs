@@ -1,6 +1,8 @@
 use crate::tempdir;
+use camino::Utf8Path;
 use std::time::Instant;
 use strata_adapters::conformance::{self, RemoteSuiteConfig};
+use strata_adapters::local_disk::LocalDisk;
 use strata_adapters::local_fs::{LocalFs, ReadOnlyDir};
 use strata_adapters::remote::{RemoteErrorKind, RemoteStorage};
 use strata_core::remote_path::RemoteKey;
@@ -16,6 +18,43 @@ async fn local_fs_passes_the_remote_suite() {
     let started = Instant::now();
     conformance::remote_suite(&remote).await;
     eprintln!("remote_suite (1100 keys) on LocalFs: {:?}", started.elapsed());
+}
+
+/// The streaming transfers (`put_file`, `get_to_file`) of LocalFs with the real
+/// disk as its local side: exact bytes over several chunks, the check's chunks
+/// bounded, a refused download leaving nothing under the target's name.
+#[tokio::test]
+async fn local_fs_passes_the_transfer_suite() {
+    let (_guard, root) = tempdir();
+    let disk = LocalDisk::new(root.join("data"));
+    let remote = LocalFs::new(root.join("bucket")).with_local_disk(disk.clone());
+    conformance::transfer_suite(&remote, &disk, "transfer/", Utf8Path::new("transfer")).await;
+    // No temp file stays behind on either side (listings hide them: look at the
+    // directories themselves).
+    for dir in [root.join("data/transfer/get"), root.join("data/transfer/refused")] {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let name = entry.unwrap().file_name().into_string().unwrap();
+            assert!(!name.ends_with(".___temp"), "{dir}: {name} left behind");
+        }
+    }
+}
+
+/// Without a local disk a transfer is refused (`BadPath`), not guessed.
+#[tokio::test]
+async fn a_transfer_without_a_local_disk_is_refused() {
+    use strata_adapters::disk::DiskErrorKind;
+    use strata_adapters::remote::{NoCheck, TransferError};
+    let (_guard, root) = tempdir();
+    let remote = LocalFs::new(root.clone());
+    remote.put(&key("k"), b"x".to_vec()).await.unwrap();
+    let p = Utf8Path::new("f");
+    for r in [remote.put_file(&key("k"), p).await, remote.get_to_file(&key("k"), p, NoCheck).await]
+    {
+        assert!(
+            matches!(r, Err(TransferError::Local(ref e)) if e.kind == DiskErrorKind::BadPath),
+            "{r:?}"
+        );
+    }
 }
 
 #[tokio::test]
