@@ -25,8 +25,8 @@
 //! - [`ControlPlaneClient::handle_reply`]: the control plane answered an attempt
 //!   (a reply or a refusal).
 //! - [`ControlPlaneClient::handle_unreachable`]: the attempt never reached it.
-//! - [`ControlPlaneClient::handle_timeout`]: fires due deadlines and backoffs
-//!   ([`ClientTimer`]).
+//! - [`ControlPlaneClient::handle_timeout`]`(now, timer)`: one named
+//!   [`ClientTimer`] fires: an attempt's deadline, or a call's backoff.
 //!
 //! A reply to an attempt that is no longer in flight (it timed out, and a retry
 //! may be out) is dropped and counted (`late_replies_total`): in a distributed
@@ -338,23 +338,25 @@ impl ControlPlaneClient {
         Ok(())
     }
 
-    /// Fires every deadline and backoff due at `now`. Early calls are harmless.
-    pub fn handle_timeout(&mut self, now: Instant) {
-        let due: Vec<(Instant, ClientTimer)> = self.timers().filter(|(at, _)| *at <= now).collect();
-        for (_, timer) in due {
-            match timer {
-                ClientTimer::Deadline(call) => {
-                    let attempt = match self.calls.get(&call).map(|c| c.state) {
-                        Some(CallState::InFlight { attempt, .. }) => attempt,
-                        _ => continue,
-                    };
-                    self.in_flight.remove(&attempt);
-                    self.stats.timeouts_total += 1;
-                    let deadline_ms = self.config.call_timeout_ms;
-                    self.failed(now, call, CallFailure::Timeout { deadline_ms }, true);
-                }
-                ClientTimer::Retry(call) => self.send(now, call),
+    /// Fires one timer, named by the caller ([`ControlPlaneClient::next_timer`] says
+    /// which and when). A timer that is not set or not yet due does nothing.
+    pub fn handle_timeout(&mut self, now: Instant, timer: ClientTimer) {
+        if !self.timers().any(|(at, t)| t == timer && at <= now) {
+            return;
+        }
+        match timer {
+            ClientTimer::Deadline(call) => {
+                let Some(CallState::InFlight { attempt, .. }) =
+                    self.calls.get(&call).map(|c| c.state)
+                else {
+                    return;
+                };
+                self.in_flight.remove(&attempt);
+                self.stats.timeouts_total += 1;
+                let deadline_ms = self.config.call_timeout_ms;
+                self.failed(now, call, CallFailure::Timeout { deadline_ms }, true);
             }
+            ClientTimer::Retry(call) => self.send(now, call),
         }
     }
 
@@ -362,8 +364,14 @@ impl ControlPlaneClient {
         self.effects.pop_front()
     }
 
+    /// The earliest deadline; [`ControlPlaneClient::next_timer`] says which timer.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.timers().map(|(at, _)| at).min()
+        self.next_timer().map(|(at, _)| at)
+    }
+
+    /// The earliest timer and its name: call `handle_timeout(at, timer)` then.
+    pub fn next_timer(&self) -> Option<(Instant, ClientTimer)> {
+        self.timers().min()
     }
 
     /// Every timer, with its reason.

@@ -29,6 +29,14 @@ fn drain(c: &mut ControlPlaneClient) -> Vec<ClientEffect> {
     effects
 }
 
+/// Fires every client timer due at `now`, each by name.
+fn fire(c: &mut ControlPlaneClient, now: Instant) {
+    while let Some((at, timer)) = c.next_timer().filter(|(at, _)| *at <= now) {
+        c.handle_timeout(now, timer);
+        assert_ne!(c.next_timer(), Some((at, timer)), "a fired timer stays due");
+    }
+}
+
 fn sent(effects: &[ClientEffect]) -> OpId {
     match effects {
         [ClientEffect::Send { attempt, .. }] => *attempt,
@@ -58,19 +66,19 @@ fn a_deadline_fires_a_timeout_then_the_budget_is_spent() {
     // Tenant calls have 3 attempts: two backoffs (100, 200 ms) between three deadlines.
     for backoff_ms in [100, 200] {
         now = now.plus_millis(999);
-        c.handle_timeout(now);
+        fire(&mut c, now);
         assert!(drain(&mut c).is_empty(), "nothing before the deadline");
         now = now.plus_millis(1);
-        c.handle_timeout(now);
+        fire(&mut c, now);
         assert!(drain(&mut c).is_empty(), "a timeout backs off first");
         let timers: Vec<_> = c.timers().collect();
         assert_eq!(timers, vec![(now.plus_millis(backoff_ms), ClientTimer::Retry(call))]);
         now = now.plus_millis(backoff_ms);
-        c.handle_timeout(now);
+        fire(&mut c, now);
         attempts.push(sent(&drain(&mut c)));
     }
     now = now.plus_millis(1_000);
-    c.handle_timeout(now);
+    fire(&mut c, now);
     let failure = CallFailure::Timeout { deadline_ms: 1_000 };
     assert_eq!(drain(&mut c), vec![ClientEffect::Done { call, result: Err(failure) }]);
     assert_eq!(c.stats().timeouts_total, 3);
@@ -93,10 +101,10 @@ fn unreachable_backs_off_doubling_up_to_the_cap_then_the_failure_surfaces() {
         c.handle_unreachable(now, attempt, "connection refused".into()).unwrap();
         assert!(drain(&mut c).is_empty());
         assert_eq!(c.poll_timeout(), Some(now.plus_millis(backoff_ms)));
-        c.handle_timeout(now.plus_millis(backoff_ms - 1));
+        fire(&mut c, now.plus_millis(backoff_ms - 1));
         assert!(drain(&mut c).is_empty(), "no retry before the backoff ends");
         now = now.plus_millis(backoff_ms);
-        c.handle_timeout(now);
+        fire(&mut c, now);
         attempt = sent(&drain(&mut c));
     }
     c.handle_unreachable(now, attempt, "connection refused".into()).unwrap();
@@ -115,7 +123,7 @@ fn retryable_refusals_are_retried_and_final_ones_surface_at_once() {
     let store = ControlPlaneError::StoreFailed("fsync".into());
     c.handle_reply(now, attempt, Err(store)).unwrap();
     assert!(drain(&mut c).is_empty(), "a store failure is retried");
-    c.handle_timeout(now.plus_millis(100));
+    fire(&mut c, now.plus_millis(100));
     let attempt = sent(&drain(&mut c));
     let generation = Generation::FIRST;
     c.handle_reply(now, attempt, Ok(ControlPlaneReply::Attached { generation })).unwrap();
