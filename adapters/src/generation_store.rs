@@ -38,6 +38,14 @@ pub trait GenerationStore: Clone + Send + Sync + 'static {
 
     /// Applies `change` in one transaction and returns once it is durable.
     fn apply(&self, change: &StoreChange) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The link to the embedded control plane this store backs: Ok when a call can
+    /// reach it (the node then hands the call to its in-process control plane).
+    /// A real store is always reachable; the simulated one refuses or delays calls
+    /// (fault sites `cp.unreachable`, `cp.slow`).
+    fn reach(&self) -> impl Future<Output = Result<(), StoreError>> + Send {
+        std::future::ready(Ok(()))
+    }
 }
 
 /// Checks a change against the stored rows: no generation goes down.

@@ -134,7 +134,10 @@ where
                 NodeEffect::Io { op, io } => {
                     in_flight += 1;
                     let (adapters, done_tx) = (adapters.clone(), done_tx.clone());
-                    let storage = !matches!(io, Io::Redo { .. } | Io::StoreApply { .. });
+                    let storage = !matches!(
+                        io,
+                        Io::Redo { .. } | Io::StoreApply { .. } | Io::ControlPlaneSend { .. }
+                    );
                     tokio::spawn(async move {
                         let result = execute(&adapters, io).await;
                         // The loop may be gone (node stopped); the result then does not matter.
@@ -294,6 +297,9 @@ where
         Io::StoreApply { change } => {
             IoResult::Done(a.store.apply(&change).await.map_err(store_failure))
         }
+        // The embedded control plane runs inside the node: the link is the store's
+        // (the simulated store can refuse or delay it).
+        Io::ControlPlaneSend { .. } => IoResult::Done(a.store.reach().await.map_err(store_failure)),
         Io::Redo { request } => IoResult::Bytes(
             a.redo
                 .redo(request.encode())

@@ -392,6 +392,11 @@ impl ControlPlaneClient {
         self.in_flight.contains_key(&attempt)
     }
 
+    /// The request of `attempt`, while it is in flight.
+    pub fn in_flight_request(&self, attempt: OpId) -> Option<&CpRequest> {
+        self.calls.get(self.in_flight.get(&attempt)?).map(|c| &c.request)
+    }
+
     pub fn stats(&self) -> ClientStats {
         self.stats
     }

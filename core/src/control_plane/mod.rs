@@ -8,6 +8,10 @@
 //! "is generation G still T's latest?". It runs inside `strata control`, or in
 //! process on a single node with the embedded SQLite store.
 //!
+//! The node never calls this machine directly: every request goes through the
+//! [`client`] machine (deadline, retry budget, typed failures), and this machine
+//! is the in-process way to answer the client's `Send` effects (`node/cp_link.rs`).
+//!
 //! # Requests (inputs) and replies
 //! - [`ControlPlane::handle_attach`]: attach T to N → T's generation + 1, recorded as
 //!   N's. For a tenant the table has never seen (a fresh or lost store) the machine

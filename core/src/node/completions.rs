@@ -59,6 +59,7 @@ impl Node {
             }
             Route::Deletion { inner } => self.on_deletion_io(inner, result),
             Route::ControlPlanePersist { inner } => self.on_cp_persisted(inner, result),
+            Route::ControlPlaneCall { attempt } => self.on_cp_sent(attempt, result),
             Route::ControlPlaneList { inner, tenant } => self.on_cp_listing(inner, tenant, result),
             Route::Startup(step) => self.on_startup_io(step, result),
             Route::Manager { tenant } => self.on_manager_io(tenant, result),

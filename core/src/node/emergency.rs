@@ -25,7 +25,8 @@
 
 use super::startup::StartupPhase;
 use super::{Machine, Node, NodePhase};
-use crate::control_plane::{ControlPlaneError, ControlPlaneReply, ReAttachedTenant};
+use crate::control_plane::CpRequest;
+use crate::control_plane::{CallFailure, ControlPlaneReply, ReAttachedTenant};
 use crate::time::Instant;
 
 /// Backoff of re-attach attempts in emergency mode: doubles per failure, capped.
@@ -49,7 +50,7 @@ impl Node {
     }
 
     /// Start-up's re-attach failed: carry on with the local generations.
-    pub(crate) fn enter_emergency(&mut self, error: &ControlPlaneError) {
+    pub(crate) fn enter_emergency(&mut self, error: &CallFailure) {
         tracing::error!(%error, "control plane unavailable at start-up: emergency mode (no remote writes until re-attach succeeds)");
         self.startup.warnings.push(format!(
             "emergency mode: re-attach failed ({error}); running on local generations, writing nothing remote"
@@ -78,15 +79,12 @@ impl Node {
             return;
         }
         self.emergency = Some(Emergency::ReAttaching { failures, since });
-        let req = self.cp_request(super::routing::CpWaiter::EmergencyReAttach);
-        let held_back = self.startup.held_back.clone();
-        self.cp.handle_re_attach_holding_back(self.now, req, self.config.node_id, held_back);
+        let (node, held_back) = (self.config.node_id, self.startup.held_back.clone());
+        let request = CpRequest::ReAttach { node, held_back };
+        self.cp_call(super::routing::CpWaiter::EmergencyReAttach, request);
     }
 
-    pub(crate) fn on_emergency_cp_reply(
-        &mut self,
-        reply: Result<ControlPlaneReply, ControlPlaneError>,
-    ) {
+    pub(crate) fn on_emergency_cp_reply(&mut self, reply: Result<ControlPlaneReply, CallFailure>) {
         let Some(Emergency::ReAttaching { failures, since }) = self.emergency.clone() else {
             return;
         };

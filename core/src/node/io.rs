@@ -16,7 +16,7 @@
 //! deletion/{seq:016x}-01.list, deletion/header-01    deletion queue
 //! ```
 
-use crate::control_plane::StoreChange;
+use crate::control_plane::{CpRequest, StoreChange};
 use crate::id::{TenantId, TimelineId};
 use crate::layer_name::LayerName;
 use crate::location_conf::LOCATION_CONF_FILE_NAME;
@@ -111,6 +111,12 @@ pub enum Io {
     StoreApply {
         change: StoreChange,
     },
+    /// Carry one attempt of a control-plane call over the driver's link. For the
+    /// embedded control plane the answer is `Done(Ok)`, "delivered" (the node then
+    /// hands it to the in-process machine), or `Done(Err)`, "unreachable".
+    ControlPlaneSend {
+        request: CpRequest,
+    },
     Redo {
         request: RedoRequest,
     },
@@ -135,6 +141,7 @@ impl std::fmt::Debug for Io {
                 write!(f, "RemoteDelete {} keys, first {:?}", keys.len(), keys.first())
             }
             Io::StoreApply { change } => write!(f, "StoreApply {change:?}"),
+            Io::ControlPlaneSend { request } => write!(f, "ControlPlaneSend {request:?}"),
             Io::Redo { request } => write!(f, "Redo ({} deltas)", request.deltas.len()),
         }
     }

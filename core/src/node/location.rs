@@ -22,6 +22,7 @@ use super::io::{self, Io, IoError, IoErrorKind, IoResult};
 use super::routing::{CpWaiter, Route};
 use super::startup::StartupIo;
 use super::{Machine, Node, SlotState, Tenant};
+use crate::control_plane::{CallFailure, CpRequest};
 use crate::control_plane::{ControlPlaneError, ControlPlaneReply, summarize_tenant_listing};
 use crate::id::{TenantId, TimelineId};
 use crate::location_conf::{LocationConf, LocationMode};
@@ -123,7 +124,6 @@ impl Node {
     }
 
     fn run_step(&mut self, tenant: TenantId, step: Step) {
-        let now = self.now;
         match step {
             Step::CheckRemote => self.emit_io(
                 Route::Manager { tenant },
@@ -144,8 +144,7 @@ impl Node {
                 }
             }
             Step::ReleaseGeneration => {
-                let req = self.cp_request(CpWaiter::Manager { tenant });
-                self.cp.handle_detach(now, req, tenant);
+                self.cp_call(CpWaiter::Manager { tenant }, CpRequest::Detach { tenant });
             }
             Step::StopTenant => self.begin_stop_tenant(tenant),
             Step::FlushDeletions => {
@@ -203,9 +202,8 @@ impl Node {
 
     fn acquire_generation(&mut self, tenant: TenantId, at_least: Option<crate::Generation>) {
         let node = self.config.node_id;
-        let req = self.cp_request(CpWaiter::Manager { tenant });
-        let floor = at_least.and_then(|g| g.previous());
-        self.cp.handle_attach(self.now, req, tenant, node, floor);
+        let reported = at_least.and_then(|g| g.previous());
+        self.cp_call(CpWaiter::Manager { tenant }, CpRequest::Attach { tenant, node, reported });
     }
 
     /// `AcquireGeneration`, after listing the tenant's remote storage: objects above
@@ -278,14 +276,14 @@ impl Node {
     pub(crate) fn on_manager_cp_reply(
         &mut self,
         tenant: TenantId,
-        reply: Result<ControlPlaneReply, ControlPlaneError>,
+        reply: Result<ControlPlaneReply, CallFailure>,
     ) {
         let result = match reply {
             Ok(ControlPlaneReply::Attached { generation }) => {
                 Ok(StepOutput::Generation(generation))
             }
             Ok(ControlPlaneReply::Detached) => Ok(StepOutput::Done),
-            Err(ControlPlaneError::UnknownTenant(_)) => Ok(StepOutput::Done),
+            Err(CallFailure::Refused(ControlPlaneError::UnknownTenant(_))) => Ok(StepOutput::Done),
             other => Err(format!("control plane answered {other:?}")),
         };
         self.step_done(tenant, result);

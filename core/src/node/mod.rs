@@ -40,6 +40,7 @@
 
 pub mod api;
 mod completions;
+mod cp_link;
 mod create;
 mod deletion;
 mod emergency;
@@ -99,6 +100,8 @@ pub struct NodeConfig {
     /// keep it off so that a panic fails the run; only the tokio binary's server
     /// turns it on.
     pub isolate_tenant_panics: bool,
+    /// Deadlines, retry budgets and backoff of calls to the control plane.
+    pub control_plane: crate::control_plane::client::ClientConfig,
 }
 
 impl NodeConfig {
@@ -116,6 +119,7 @@ impl NodeConfig {
             page_cache: PageCacheConfig::default(),
             scheduler: SchedulerConfig::default(),
             isolate_tenant_panics: false,
+            control_plane: crate::control_plane::client::ClientConfig::default(),
         }
     }
 }
@@ -154,6 +158,8 @@ pub enum NodePhase {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum Machine {
     ControlPlane,
+    /// The control-plane client (calls, deadlines, retries).
+    ControlPlaneClient,
     DeletionQueue,
     Timeline(TenantId, TimelineId),
     Upload(TenantId, TimelineId),
@@ -202,8 +208,9 @@ pub struct Node {
     pub(crate) generation_conflicts_total: u64,
     pub(crate) ops: OpIds,
     pub(crate) routes: BTreeMap<OpId, Route>,
-    pub(crate) cp_requests: crate::id::OpIds,
-    pub(crate) cp_waiters: BTreeMap<u64, routing::CpWaiter>,
+    /// Every call to the control plane goes through it (see `cp_link.rs`).
+    pub(crate) cp_client: crate::control_plane::ControlPlaneClient,
+    pub(crate) cp_waiters: BTreeMap<crate::control_plane::client::CallId, routing::CpWaiter>,
     pub(crate) dirty: BTreeSet<Machine>,
     /// Every machine's next deadline, kept current as machines are drained, so that
     /// `poll_timeout` and timer firing cost O(log n) per input, not O(tenants).
@@ -227,6 +234,7 @@ impl Node {
     ) -> Self {
         let page_cache = PageCache::new(&config.page_cache);
         let scheduler = Scheduler::new(config.scheduler.clone());
+        let cp_config = config.control_plane.clone();
         let mut node = Node {
             page_cache,
             config,
@@ -252,7 +260,7 @@ impl Node {
             generation_conflicts_total: 0,
             ops: OpIds::default(),
             routes: BTreeMap::new(),
-            cp_requests: OpIds::default(),
+            cp_client: crate::control_plane::ControlPlaneClient::new(cp_config),
             cp_waiters: BTreeMap::new(),
             dirty: BTreeSet::new(),
             timers: timers::TimerIndex::default(),
@@ -362,6 +370,10 @@ impl Node {
                 let (at, timer) = slot(t, tl)?.upload.next_timer()?;
                 Some((at, MachineTimer::Upload(timer)))
             }
+            Machine::ControlPlaneClient => {
+                let (at, timer) = self.cp_client.next_timer()?;
+                Some((at, MachineTimer::ControlPlaneClient(timer)))
+            }
             Machine::ControlPlane | Machine::Manager | Machine::Scheduler => None,
         }
     }
@@ -410,6 +422,7 @@ impl Node {
     /// builds, the simulator always.
     pub fn check_invariants(&self) {
         self.cp.check_invariants();
+        self.cp_client.check_invariants();
         self.manager.check_invariants();
         if self.phase == NodePhase::Active {
             // One slot per tenant; a settled healthy attached slot has its machines,

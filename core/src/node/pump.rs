@@ -5,9 +5,7 @@ use super::api::{ApiError, RequestId, Response};
 use super::io::{self, Io};
 use super::routing::{CpWaiter, Route};
 use super::{Machine, Node};
-use crate::control_plane::{
-    CallFailure, ControlPlaneEffect, ControlPlaneError, ControlPlaneReply, RequestId as CpRequestId,
-};
+use crate::control_plane::{ControlPlaneEffect, CpRequest};
 use crate::deletion_list::{DELETION_HEADER_FILE_NAME, DeletionList};
 use crate::deletion_queue::DeletionEffect;
 use crate::generation::Generation;
@@ -42,6 +40,7 @@ impl Node {
             };
             match machine {
                 Machine::ControlPlane => self.drain_cp(),
+                Machine::ControlPlaneClient => self.drain_cp_client(),
                 Machine::DeletionQueue => self.drain_dq(),
                 Machine::Timeline(t, tl) => self.drain_timeline(t, tl),
                 Machine::Upload(t, tl) => self.drain_upload(t, tl),
@@ -64,54 +63,9 @@ impl Node {
                     Route::ControlPlaneList { inner: op, tenant },
                     Io::RemoteList { prefix: remote_path::tenant_prefix(tenant) },
                 ),
-                ControlPlaneEffect::Reply { req, reply } => {
-                    let Some(waiter) = self.cp_waiters.remove(&req.0) else {
-                        tracing::warn!(?req, "control-plane reply nobody waits for");
-                        continue;
-                    };
-                    match waiter {
-                        CpWaiter::Startup => self.on_startup_cp_reply(reply),
-                        CpWaiter::Manager { tenant } => self.on_manager_cp_reply(tenant, reply),
-                        CpWaiter::EmergencyReAttach => self.on_emergency_cp_reply(reply),
-                        CpWaiter::Validation { dq_op } => self.on_validation_reply(dq_op, reply),
-                    }
-                }
+                ControlPlaneEffect::Reply { req, reply } => self.on_cp_reply(req, reply),
             }
         }
-    }
-
-    /// The control plane's answer to the deletion queue's `Validate`: results go
-    /// in; a failure is the deletion queue's failed-validation input (nothing is
-    /// deleted or made visible; it retries after a backoff).
-    fn on_validation_reply(
-        &mut self,
-        dq_op: OpId,
-        reply: Result<ControlPlaneReply, ControlPlaneError>,
-    ) {
-        let Some(dq) = &mut self.dq else { return };
-        let refused = match reply {
-            Ok(ControlPlaneReply::Validated { results }) => {
-                dq.handle_validation(self.now, dq_op, results)
-            }
-            Ok(other) => {
-                let e = ControlPlaneError::StoreFailed(format!("not a validation: {other:?}"));
-                debug_assert!(false, "control plane answered a validation with {other:?}");
-                dq.handle_validation_failed(self.now, dq_op, &CallFailure::Refused(e))
-            }
-            Err(e) => dq.handle_validation_failed(self.now, dq_op, &CallFailure::Refused(e)),
-        };
-        self.dirty.insert(Machine::DeletionQueue);
-        if let Err(e) = refused {
-            self.bug(&format!("deletion queue refused a validation answer: {e}"));
-        }
-    }
-
-    /// Sends a request to the in-process control plane; its reply goes to `waiter`.
-    pub(crate) fn cp_request(&mut self, waiter: CpWaiter) -> CpRequestId {
-        let id = self.cp_requests.next_id().0;
-        self.cp_waiters.insert(id, waiter);
-        self.dirty.insert(Machine::ControlPlane);
-        CpRequestId(id)
     }
 
     fn drain_dq(&mut self) {
@@ -145,8 +99,8 @@ impl Node {
                     self.emit_io(Route::Deletion { inner: op }, Io::RemoteDelete { keys })
                 }
                 DeletionEffect::Validate { op, tenants } => {
-                    let req = self.cp_request(CpWaiter::Validation { dq_op: op });
-                    self.cp.handle_validate(self.now, req, tenants);
+                    let waiter = CpWaiter::Validation { dq_op: op };
+                    self.cp_call(waiter, CpRequest::Validate { tenants });
                 }
                 DeletionEffect::Report(report) => {
                     let (t, tl, now) = (report.tenant, report.timeline, self.now);

@@ -12,11 +12,13 @@
 //! | upload queue | `UploadIndex` | `RemotePut` |
 //! | upload queue | `HandDeletions`/`CancelDeletion`/`ValidateLsn` | deletion queue |
 //! | upload queue | `Backpressure` | its timeline |
-//! | deletion queue | `Validate` | control plane (in-process) |
+//! | deletion queue | `Validate` | a control-plane client call (`cp_link.rs`) |
 //! | deletion queue | `Report`/`LsnValidated` | the upload queue of that timeline |
 //! | deletion queue | lists, header, `DeleteObjects` | [`Io`] |
 //! | control plane | `Persist` | `StoreApply`; `ListRemoteGenerations`: `RemoteList` |
-//! | control plane | `Reply` | whoever asked (start-up, a tenant manager step, validation) |
+//! | control plane | `Reply` | the control-plane client (by attempt id) |
+//! | control-plane client | `Send` | [`Io`] `ControlPlaneSend`; delivered: the in-process control plane |
+//! | control-plane client | `Done` | whoever asked (start-up, a tenant manager step, validation) |
 //! | timeline | `JobWanted` / `JobFinished` | the scheduler (same input) |
 //! | scheduler | `Grant` | that timeline's `handle_job_granted` (gone: handed back) |
 //!
@@ -108,6 +110,10 @@ pub enum Route {
     ControlPlanePersist {
         inner: OpId,
     },
+    /// One attempt of a control-plane call, on its way (see `cp_link.rs`).
+    ControlPlaneCall {
+        attempt: OpId,
+    },
     ControlPlaneList {
         inner: OpId,
         tenant: TenantId,
@@ -152,6 +158,7 @@ impl Route {
             | Route::UploadList { tenant, .. } => Some(*tenant),
             Route::Deletion { .. }
             | Route::ControlPlanePersist { .. }
+            | Route::ControlPlaneCall { .. }
             | Route::ControlPlaneList { .. }
             // No machine waits for it: its completion checks the tenant again.
             | Route::CreateTimelineCheck { .. }

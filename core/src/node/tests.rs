@@ -6,7 +6,7 @@
 use super::api::{ApiError, Request, RequestId, Response};
 use super::io::{Entry, Io, IoError, IoErrorKind, IoResult, IoTarget};
 use super::{Node, NodeConfig, NodeEffect, NodePhase};
-use crate::control_plane::{StoreChange, TenantRecord};
+use crate::control_plane::{CpRequest, StoreChange, TenantRecord};
 use crate::id::{NodeId, TenantId, TimelineId};
 use crate::key::Key;
 use crate::lsn::Lsn;
@@ -35,6 +35,14 @@ pub(crate) struct World {
     denied_writes: u64,
     /// The next this many remote GETs and listings are refused with access denied.
     denied_reads: u32,
+    /// The next this many validation calls cannot reach the control plane.
+    pub(crate) unreachable_validations: u32,
+    /// The next this many re-attach calls cannot reach the control plane.
+    pub(crate) unreachable_re_attaches: u32,
+    /// How often each remote key was deleted (a DELETE of a missing key counts).
+    pub(crate) deletes_per_key: BTreeMap<String, u32>,
+    /// Control-plane calls that could not reach it so far.
+    pub(crate) unreachable_calls: u64,
 }
 
 impl World {
@@ -163,10 +171,35 @@ impl World {
                 self.remote_writes += 1;
                 self.remote_deletes += 1;
                 for k in keys {
+                    *self.deletes_per_key.entry(k.as_str().to_string()).or_default() += 1;
                     self.objects.remove(k.as_str());
                 }
                 IoResult::Done(Ok(()))
             }
+            Io::ControlPlaneSend { request: CpRequest::Validate { .. } }
+                if self.unreachable_validations > 0 =>
+            {
+                self.unreachable_validations -= 1;
+                self.unreachable_calls += 1;
+                IoResult::Done(Err(IoError::new(
+                    IoErrorKind::Transient,
+                    IoTarget::Store,
+                    "connection refused (test)",
+                )))
+            }
+            Io::ControlPlaneSend { request: CpRequest::ReAttach { .. } }
+                if self.unreachable_re_attaches > 0 =>
+            {
+                self.unreachable_re_attaches -= 1;
+                self.unreachable_calls += 1;
+                IoResult::Done(Err(IoError::new(
+                    IoErrorKind::Transient,
+                    IoTarget::Store,
+                    "connection refused (test)",
+                )))
+            }
+            // The embedded control plane: delivered.
+            Io::ControlPlaneSend { .. } => IoResult::Done(Ok(())),
             Io::StoreApply { .. } if self.store_failures > 0 => {
                 self.store_failures -= 1;
                 IoResult::Done(Err(IoError::new(
@@ -552,6 +585,7 @@ fn tenant_with_data(h: &mut Harness) -> (Lsn, Vec<Option<Vec<u8>>>) {
 }
 
 mod corruption;
+mod cp_client;
 mod create;
 mod deletion;
 mod emergency;

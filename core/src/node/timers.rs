@@ -14,6 +14,7 @@ pub(crate) enum MachineTimer {
     Timeline(TimelineTimer),
     Upload(UploadTimer),
     Deletion(DeletionTimer),
+    ControlPlaneClient(crate::control_plane::client::ClientTimer),
 }
 
 /// Every machine's next timer, ordered by deadline, so the earliest and the due ones
@@ -99,6 +100,9 @@ impl Node {
                 if let Some(dq) = &mut self.dq {
                     dq.handle_timeout(now, timer);
                 }
+            }
+            (Machine::ControlPlaneClient, MachineTimer::ControlPlaneClient(timer)) => {
+                self.cp_client.handle_timeout(now, timer);
             }
             (machine, timer) => {
                 unreachable!("{machine:?} was given {timer:?}: the index mixes machines")

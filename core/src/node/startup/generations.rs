@@ -4,6 +4,7 @@
 //! listed for generations another control plane granted (S-GEN-MONO).
 
 use super::{StartupIo, StartupPhase};
+use crate::control_plane::CpRequest;
 use crate::id::TenantId;
 use crate::location_conf::LocationMode;
 use crate::node::Node;
@@ -40,8 +41,7 @@ impl Node {
         tracing::warn!(tenants = %ids.join(", "), "rebuilding generations from remote storage");
         let node = self.config.node_id;
         for (tenant, reported) in unknown {
-            let req = self.cp_request(CpWaiter::Startup);
-            self.cp.handle_attach(self.now, req, tenant, node, reported);
+            self.cp_call(CpWaiter::Startup, CpRequest::Attach { tenant, node, reported });
             self.startup.outstanding += 1;
         }
     }

@@ -56,7 +56,7 @@ mod timelines;
 
 use super::io::{self, Io, IoError, IoErrorKind, IoResult};
 use super::{Machine, Node, NodeEffect, NodePhase};
-use crate::control_plane::{ControlPlaneError, ControlPlaneReply, ReAttachedTenant};
+use crate::control_plane::{CallFailure, ControlPlaneReply, ReAttachedTenant};
 use crate::deletion_list::{DeletionHeader, DeletionList};
 use crate::id::{TenantId, TimelineId};
 use crate::index_part::{IndexPart, IndexVersion};
@@ -253,10 +253,7 @@ impl Node {
 
     /// The control plane answered start-up (`Rebuild`'s attaches, `ReAttach`): the
     /// handler of the phase it answers takes it; any other answer stops the start.
-    pub(crate) fn on_startup_cp_reply(
-        &mut self,
-        reply: Result<ControlPlaneReply, ControlPlaneError>,
-    ) {
+    pub(crate) fn on_startup_cp_reply(&mut self, reply: Result<ControlPlaneReply, CallFailure>) {
         self.startup.outstanding -= 1;
         match (self.phase.clone(), reply) {
             (

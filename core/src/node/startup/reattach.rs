@@ -4,7 +4,8 @@
 //! emergency mode on the generations it last had.
 
 use super::{ConfigBytes, STARTUP_WRITE_ATTEMPTS, StartupIo, StartupPhase};
-use crate::control_plane::{ControlPlaneError, ReAttachedTenant};
+use crate::control_plane::CpRequest;
+use crate::control_plane::{CallFailure, ReAttachedTenant};
 use crate::id::TenantId;
 use crate::location_conf::{LocationConf, LocationMode};
 use crate::node::io::{self, Io, IoResult};
@@ -15,9 +16,8 @@ use crate::tenant::{Slot, TenantState};
 impl Node {
     pub(super) fn re_attach(&mut self) {
         self.enter(StartupPhase::ReAttach);
-        let req = self.cp_request(CpWaiter::Startup);
-        let held_back = self.startup.held_back.clone();
-        self.cp.handle_re_attach_holding_back(self.now, req, self.config.node_id, held_back);
+        let (node, held_back) = (self.config.node_id, self.startup.held_back.clone());
+        self.cp_call(CpWaiter::Startup, CpRequest::ReAttach { node, held_back });
         self.startup.outstanding += 1;
     }
 
@@ -81,7 +81,7 @@ impl Node {
 
     /// Re-attach failed: emergency mode, every tenant (not held back) on the
     /// generation its config names.
-    pub(super) fn on_re_attach_failed(&mut self, error: ControlPlaneError) {
+    pub(super) fn on_re_attach_failed(&mut self, error: CallFailure) {
         self.enter_emergency(&error);
         for (tenant, conf) in &self.startup.configs {
             let Some(generation) = conf.mode.generation() else { continue };

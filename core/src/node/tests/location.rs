@@ -162,7 +162,7 @@ fn start_up_removes_a_detached_directory_left_by_a_crash() {
 // ---- S-SINGLE-WRITER through location_config ----
 
 /// Ingests `batches` batches and lets time pass (flushes, compaction, timers).
-fn churn(h: &mut Harness, batches: u64) {
+pub(super) fn churn(h: &mut Harness, batches: u64) {
     for _ in 0..batches {
         let from = info(h).last_ingested_lsn.0 + 8;
         h.call(Request::Ingest { tenant: T, timeline: TL, records: records(from, 60) }).unwrap();

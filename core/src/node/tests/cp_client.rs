@@ -1,0 +1,72 @@
+//! The node's calls through the control-plane client: a control plane that cannot
+//! be reached delays deletions and visible LSNs, never loses or repeats them; at
+//! start-up it means emergency mode.
+
+use super::*;
+
+/// Issue 16 item 2: validation fails N times (the control plane unreachable), then
+/// succeeds. While it fails nothing is deleted and the visible LSN stays; after,
+/// every deletion happens exactly once and the visible LSN catches up.
+#[test]
+fn validation_fails_n_times_then_succeeds_deletions_happen_once_and_the_visible_lsn_advances() {
+    let mut c = config();
+    c.timeline.compaction_threshold_layers = 3;
+    let mut h = Harness::start(World::default(), c);
+    tenant_with_data(&mut h);
+    let visible_before = info(&mut h).remote_consistent_lsn_visible;
+    let deletes_before = h.world.remote_deletes;
+
+    // 4 failed validations of the deletion queue: each is a client call that spends
+    // its budget of 3 attempts.
+    let attempts = h.node.config.control_plane.budgets.validate_attempts;
+    h.world.unreachable_validations = 4 * attempts;
+    super::location::churn(&mut h, 6);
+    while h.world.unreachable_validations > 0 {
+        assert!(h.tick(60_000), "the deletion queue stopped retrying");
+        assert_eq!(h.world.remote_deletes, deletes_before, "deleted without a validation");
+        let i = info(&mut h);
+        assert_eq!(i.remote_consistent_lsn_visible, visible_before, "visible without validation");
+        assert!(i.remote_consistent_lsn_projected > visible_before, "{i:?}");
+    }
+    let dq = h.node.dq.as_ref().unwrap().stats();
+    assert_eq!(dq.validations_unreachable_total, 4, "{dq:?}");
+
+    // The control plane answers again.
+    let last = info(&mut h).last_ingested_lsn;
+    wait_visible(&mut h, last);
+    for _ in 0..20 {
+        h.tick(60_000);
+    }
+    assert!(h.world.remote_deletes > deletes_before, "the held deletions ran");
+    let twice: Vec<_> = h.world.deletes_per_key.iter().filter(|(_, n)| **n != 1).collect();
+    assert!(twice.is_empty(), "deleted more than once: {twice:?}");
+    let dq = h.node.dq.as_ref().unwrap().stats();
+    assert!(dq.keys_executed_total > 0 && dq.keys_dropped_stale_total == 0, "{dq:?}");
+}
+
+/// Re-attach at start-up that cannot reach the control plane: emergency mode (as
+/// when its store fails), and out of it once re-attach gets through.
+#[test]
+fn an_unreachable_control_plane_at_start_up_means_emergency_mode_until_it_answers() {
+    let mut h = Harness::start(World::default(), config());
+    let (last, _) = tenant_with_data(&mut h);
+    let g = info(&mut h).generation;
+    h.call(Request::Shutdown).unwrap();
+
+    let mut world = h.world.clone();
+    world.unreachable_re_attaches = 2;
+    let mut h = Harness::start(world, config());
+    assert!(h.node.in_emergency(), "{:?}", h.node.startup_warnings());
+    assert_eq!(info(&mut h).generation, g, "emergency mode runs on the local generation");
+    for _ in 0..50 {
+        if !h.node.in_emergency() {
+            break;
+        }
+        h.tick(60_000);
+    }
+    assert!(!h.node.in_emergency(), "re-attach never got through");
+    assert_eq!(h.world.unreachable_calls, 2);
+    let i = info(&mut h);
+    assert!(i.generation > g, "a new generation after re-attach");
+    assert_eq!(i.last_ingested_lsn, last);
+}
