@@ -6,10 +6,17 @@
 //! time, drains every effect (spawning one task per [`Io`], answering replies), hands
 //! the trace lines to the sink and, in debug builds, checks the node's invariants.
 //!
-//! The driver is the only clock reader: `Instant` is milliseconds since the loop
-//! started (`std::time::Instant`, which madsim makes virtual), `WallTime` is the
-//! system clock. Between two effects of one step the loop yields, so that the
-//! simulator can kill the node between any two.
+//! The driver is the only clock reader, through a [`Clock`]: [`SystemClock`] in the
+//! binary (`Instant` is milliseconds since the loop started, `std::time::Instant`,
+//! which madsim makes virtual; `WallTime` is the system clock), a simulated clock
+//! that runs fast or slow and jumps in the simulator (`strata_runtime_sim::clock`).
+//! At every input the driver reads both clocks and compares them with the previous
+//! reading ([`ClockWatch`]): a wall clock that moved more than
+//! [`WALL_CLOCK_JUMP_TOLERANCE_MS`] further or less far than the monotonic clock
+//! becomes a `handle_wall_clock_jump` input before the input itself (counted in
+//! [`NodeStatus::wall_clock_jumps`]). The monotonic reading never goes back (asserted
+//! in debug builds; clamped otherwise). Between two effects of one step the loop
+//! yields, so that the simulator can kill the node between any two.
 
 use crate::trace_sink::TraceSink;
 use std::collections::BTreeMap;
@@ -22,8 +29,53 @@ use strata_core::id::OpId;
 use strata_core::node::api::{ApiError, Request, RequestId, Response};
 use strata_core::node::io::{Entry, Io, IoError, IoErrorKind, IoResult, IoTarget};
 use strata_core::node::{Node, NodeConfig, NodeEffect};
-use strata_core::time::{Instant, WallTime};
+use strata_core::time::{
+    ClockWatch, Instant, JumpDirection, WALL_CLOCK_JUMP_TOLERANCE_MS, WallTime,
+};
 use tokio::sync::{mpsc, oneshot};
+
+/// Where the driver reads time. Both readings of one input come from one call each;
+/// `monotonic` never goes back.
+pub trait Clock: Clone + Send + Sync + 'static {
+    /// Monotonic milliseconds since an origin of the clock's choosing.
+    fn monotonic(&self) -> Instant;
+    /// Wall-clock time; it may jump either way.
+    fn wall(&self) -> WallTime;
+    /// How long to sleep on the runtime's timer for `monotonic` to advance by `ms`
+    /// (a clock that runs fast or slow converts).
+    fn sleep_for(&self, ms: u64) -> std::time::Duration {
+        std::time::Duration::from_millis(ms)
+    }
+}
+
+/// The machine's clocks: `std::time::Instant` since creation and `SystemTime`
+/// (both virtual under madsim).
+#[derive(Clone, Copy, Debug)]
+pub struct SystemClock {
+    epoch: std::time::Instant,
+}
+
+impl SystemClock {
+    pub fn new() -> Self {
+        SystemClock { epoch: std::time::Instant::now() }
+    }
+}
+
+impl Default for SystemClock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Clock for SystemClock {
+    fn monotonic(&self) -> Instant {
+        Instant::from_millis(u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX))
+    }
+
+    fn wall(&self) -> WallTime {
+        wall_now()
+    }
+}
 
 /// The adapters one node runs on.
 #[derive(Clone)]
@@ -91,13 +143,17 @@ pub struct NodeStatus {
     pub io_errors: BTreeMap<&'static str, u64>,
     /// Generation conflicts found since start (`strata_tenants_generation_conflict_total`).
     pub generation_conflicts_total: u64,
+    /// Wall-clock jumps beyond [`WALL_CLOCK_JUMP_TOLERANCE_MS`] since start, by
+    /// direction (`forward`, `backward`): `strata_wall_clock_jumps_total{direction}`.
+    pub wall_clock_jumps: BTreeMap<&'static str, u64>,
 }
 
-/// Runs `node_config`'s node until it stops. `status` is refreshed after every input.
+/// Runs `node_config`'s node until it stops, on the system clock. `status` is
+/// refreshed after every input.
 pub async fn run<D, R, S, W>(
     node_config: NodeConfig,
     adapters: Adapters<D, R, S, W>,
-    mut inbox: mpsc::Receiver<Command>,
+    inbox: mpsc::Receiver<Command>,
     trace: TraceSink,
     status: Arc<std::sync::Mutex<NodeStatus>>,
 ) -> Result<Stopped, DriverError>
@@ -107,14 +163,28 @@ where
     S: GenerationStore,
     W: Redo,
 {
-    let epoch = std::time::Instant::now();
-    let clock = move || {
-        let now =
-            Instant::from_millis(u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX));
-        (now, wall_now())
-    };
+    run_with_clock(node_config, adapters, SystemClock::new(), inbox, trace, status).await
+}
+
+/// [`run`] on the given clock.
+pub async fn run_with_clock<D, R, S, W, C>(
+    node_config: NodeConfig,
+    adapters: Adapters<D, R, S, W>,
+    clock: C,
+    mut inbox: mpsc::Receiver<Command>,
+    trace: TraceSink,
+    status: Arc<std::sync::Mutex<NodeStatus>>,
+) -> Result<Stopped, DriverError>
+where
+    D: Disk,
+    R: RemoteStorage,
+    S: GenerationStore,
+    W: Redo,
+    C: Clock,
+{
+    let mut readings = Readings::new(&clock);
     let records = adapters.store.load().await.map_err(|e| DriverError::StoreLoad(e.to_string()))?;
-    let (now, wall) = clock();
+    let (now, wall) = readings.read(&clock);
     let mut node = Node::start(node_config, now, wall, records);
     // With each result: whether it is a disk or remote-storage operation (the ones
     // `strata_io_errors_total` counts; a failed redo or store change is not I/O).
@@ -183,6 +253,10 @@ where
                 inputs,
                 page_cache: node.page_cache_stats(),
                 generation_conflicts_total: node.generation_conflicts_total(),
+                wall_clock_jumps: JumpDirection::ALL
+                    .iter()
+                    .map(|d| (d.label(), node.wall_clock_jumps_total(*d)))
+                    .collect(),
                 background_jobs: strata_core::scheduler::JobKind::ALL
                     .iter()
                     .map(|k| {
@@ -192,10 +266,8 @@ where
                 io_errors: io_errors.clone(),
             };
         }
-        let sleep_for = node.poll_timeout().map(|at| {
-            let (now, _) = clock();
-            std::time::Duration::from_millis(at.millis_since(now))
-        });
+        let sleep_for =
+            node.poll_timeout().map(|at| clock.sleep_for(at.millis_since(clock.monotonic())));
         tokio::select! {
             biased;
             Some((op, result, storage)) = done_rx.recv() => {
@@ -206,11 +278,11 @@ where
                 {
                     *io_errors.entry(failure.kind_label()).or_default() += 1;
                 }
-                let (now, wall) = clock();
+                let (now, wall) = readings.input(&clock, &mut node);
                 node.handle_io(now, wall, op, result);
             }
             () = tokio::time::sleep(sleep_for.unwrap_or_default()), if sleep_for.is_some() => {
-                let (now, wall) = clock();
+                let (now, wall) = readings.input(&clock, &mut node);
                 node.handle_timeout(now, wall);
             }
             command = inbox.recv(), if inbox_open => match command {
@@ -218,13 +290,45 @@ where
                     let req = RequestId(next_request);
                     next_request += 1;
                     waiting.insert(req, reply);
-                    let (now, wall) = clock();
+                    let (now, wall) = readings.input(&clock, &mut node);
                     node.handle_request(now, wall, req, request);
                 }
                 None => inbox_open = false,
             },
         }
         inputs += 1;
+    }
+}
+
+/// The driver's view of its clock: the last monotonic reading (so it never goes
+/// back) and the wall clock's watch.
+struct Readings {
+    last: Instant,
+    watch: ClockWatch,
+}
+
+impl Readings {
+    fn new(clock: &impl Clock) -> Self {
+        let (now, wall) = (clock.monotonic(), clock.wall());
+        Readings { last: now, watch: ClockWatch::new(now, wall, WALL_CLOCK_JUMP_TOLERANCE_MS) }
+    }
+
+    /// One reading of both clocks; the monotonic one never goes back.
+    fn read(&mut self, clock: &impl Clock) -> (Instant, WallTime) {
+        let (now, wall) = (clock.monotonic(), clock.wall());
+        debug_assert!(now >= self.last, "the monotonic clock went back: {now} < {}", self.last);
+        self.last = self.last.max(now);
+        (self.last, wall)
+    }
+
+    /// The reading for an input: a wall-clock jump since the previous reading is
+    /// fed to the node first, as its own input.
+    fn input(&mut self, clock: &impl Clock, node: &mut Node) -> (Instant, WallTime) {
+        let (now, wall) = self.read(clock);
+        if let Some(jump) = self.watch.observe(now, wall) {
+            node.handle_wall_clock_jump(now, wall, jump);
+        }
+        (now, wall)
     }
 }
 

@@ -29,6 +29,10 @@
 //!   `strata_core::io_error`), from the counters the
 //!   driver keeps. The three operator-fixable kinds are retried with backoff until
 //!   an operator fixes permissions, credentials or the bucket.
+//! - `strata_wall_clock_jumps_total{direction}` (`forward`, `backward`): times the
+//!   driver saw the wall clock move more than `WALL_CLOCK_JUMP_TOLERANCE_MS` further
+//!   or less far than the monotonic clock between two readings (see
+//!   `strata_core::time`); the node takes the new wall time as it is.
 
 use crate::driver::NodeHandle;
 use prometheus::{
@@ -59,6 +63,9 @@ pub struct Metrics {
     /// The driver's error counts last exported.
     io_errors_seen: Mutex<std::collections::BTreeMap<&'static str, u64>>,
     generation_conflicts: prometheus::IntCounter,
+    wall_clock_jumps: IntCounterVec,
+    /// The node's jump counts last exported.
+    wall_clock_jumps_seen: Mutex<std::collections::BTreeMap<&'static str, u64>>,
     /// The node's count last exported: the counter advances by the difference.
     generation_conflicts_seen: Mutex<u64>,
 }
@@ -176,8 +183,20 @@ impl Metrics {
             "Tenants found with remote objects of a generation this node's control plane never granted (S-GEN-MONO); each is Broken",
         )
         .expect("static metric definition");
+        let wall_clock_jumps = IntCounterVec::new(
+            Opts::new(
+                "strata_wall_clock_jumps_total",
+                "Wall-clock jumps beyond the tolerance relative to the monotonic clock, by direction",
+            ),
+            &["direction"],
+        )
+        .expect("static metric definition");
+        for d in strata_core::time::JumpDirection::ALL {
+            wall_clock_jumps.with_label_values(&[d.label()]);
+        }
         for c in [
             Box::new(io_errors.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(wall_clock_jumps.clone()),
             Box::new(timelines_broken.clone()),
             Box::new(tenants.clone()),
             Box::new(generation_conflicts.clone()),
@@ -208,6 +227,8 @@ impl Metrics {
             io_errors_seen: Mutex::new(Default::default()),
             generation_conflicts,
             generation_conflicts_seen: Mutex::new(0),
+            wall_clock_jumps,
+            wall_clock_jumps_seen: Mutex::new(Default::default()),
         }
     }
 
@@ -226,6 +247,16 @@ impl Metrics {
         for (kind, n) in counts {
             let before = seen.get(kind).copied().unwrap_or(0);
             self.io_errors.with_label_values(&[kind]).inc_by(n.saturating_sub(before));
+        }
+        *seen = counts.clone();
+    }
+
+    /// Brings `strata_wall_clock_jumps_total` up to the node's counts (they only grow).
+    pub fn observe_wall_clock_jumps(&self, counts: &std::collections::BTreeMap<&'static str, u64>) {
+        let Ok(mut seen) = self.wall_clock_jumps_seen.lock() else { return };
+        for (direction, n) in counts {
+            let before = seen.get(direction).copied().unwrap_or(0);
+            self.wall_clock_jumps.with_label_values(&[direction]).inc_by(n.saturating_sub(before));
         }
         *seen = counts.clone();
     }
@@ -346,6 +377,19 @@ mod tests {
         let mut out = Vec::new();
         TextEncoder::new().encode(&m.registry.gather(), &mut out).unwrap();
         String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn wall_clock_jumps_are_exported_by_direction_without_double_counting() {
+        let m = Metrics::new();
+        let t = text(&m);
+        assert!(t.contains(r#"strata_wall_clock_jumps_total{direction="backward"} 0"#), "{t}");
+        let counts = [("backward", 2), ("forward", 0)].into_iter().collect();
+        m.observe_wall_clock_jumps(&counts);
+        m.observe_wall_clock_jumps(&counts);
+        let t = text(&m);
+        assert!(t.contains(r#"strata_wall_clock_jumps_total{direction="backward"} 2"#), "{t}");
+        assert!(t.contains(r#"strata_wall_clock_jumps_total{direction="forward"} 0"#), "{t}");
     }
 
     #[test]

@@ -13,7 +13,9 @@
 //!
 //! # Call protocol
 //! - Inputs: [`Node::handle_request`], [`Node::handle_io`] (completion of an
-//!   [`Io`] by op id), [`Node::handle_timeout`].
+//!   [`Io`] by op id), [`Node::handle_timeout`] (the node fires each due machine
+//!   timer by name, `timers.rs`), [`Node::handle_wall_clock_jump`] (from the driver's
+//!   [`ClockWatch`](crate::time::ClockWatch); see [`crate::time`]).
 //! - Outputs: [`Node::poll_effect`] ([`NodeEffect::Io`] to execute,
 //!   [`NodeEffect::Reply`] to a request), [`Node::poll_timeout`],
 //!   [`Node::drain_trace`] (one [`TraceLine`] per input and effect of every
@@ -215,6 +217,8 @@ pub struct Node {
     /// Every machine's next deadline, kept current as machines are drained, so that
     /// `poll_timeout` and timer firing cost O(log n) per input, not O(tenants).
     pub(crate) timers: timers::TimerIndex,
+    /// Wall-clock jumps reported by the driver, forward and backward (metric).
+    pub(crate) wall_clock_jumps: [u64; 2],
     /// Reads waiting for their timeline's answer: whose, and what was asked.
     pub(crate) pending_reads: BTreeMap<RequestId, (TenantId, crate::key::Key, crate::lsn::Lsn)>,
     pub(crate) effects: VecDeque<NodeEffect>,
@@ -264,6 +268,7 @@ impl Node {
             cp_waiters: BTreeMap::new(),
             dirty: BTreeSet::new(),
             timers: timers::TimerIndex::default(),
+            wall_clock_jumps: [0; 2],
             pending_reads: BTreeMap::new(),
             effects: VecDeque::new(),
             trace: Vec::new(),
@@ -542,10 +547,12 @@ impl Node {
         }
     }
 
-    fn advance_clock(&mut self, now: Instant, wall: WallTime) {
+    pub(crate) fn advance_clock(&mut self, now: Instant, wall: WallTime) {
         // The driver's clock is monotonic; guard anyway so machines never see time go back.
         self.now = self.now.max(now);
-        self.wall = self.wall.max(wall);
+        // The wall clock is taken as it is: a jump beyond the tolerance comes as its
+        // own input first (`handle_wall_clock_jump`), never hidden by a clamp.
+        self.wall = wall;
     }
 
     pub(crate) fn trace_line(

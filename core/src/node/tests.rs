@@ -584,6 +584,7 @@ fn tenant_with_data(h: &mut Harness) -> (Lsn, Vec<Option<Vec<u8>>>) {
     (last, values)
 }
 
+mod clock;
 mod corruption;
 mod cp_client;
 mod create;

@@ -3,8 +3,9 @@
 
 use super::{Machine, Node};
 use crate::deletion_queue::TimerReason as DeletionTimer;
-use crate::time::Instant;
+use crate::time::{Instant, JumpDirection, WallClockJump, WallTime};
 use crate::timeline::TimelineTimer;
+use crate::trace::Direction;
 use crate::upload_queue::TimerReason as UploadTimer;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -57,6 +58,25 @@ impl TimerIndex {
 const MAX_TIMERS_PER_TIMEOUT: usize = 1_000_000;
 
 impl Node {
+    /// The driver saw the wall clock jump beyond
+    /// [`WALL_CLOCK_JUMP_TOLERANCE_MS`](crate::time::WALL_CLOCK_JUMP_TOLERANCE_MS)
+    /// relative to the monotonic clock. The node counts it (metric
+    /// `strata_wall_clock_jumps_total{direction}`), traces and logs it, and from now
+    /// on records wall-clock facts (a tombstone's `deleted_at`) with the new time.
+    /// Nothing else changes: no timer, retention or access time uses the wall clock.
+    pub fn handle_wall_clock_jump(&mut self, now: Instant, wall: WallTime, jump: WallClockJump) {
+        self.advance_clock(now, wall);
+        self.wall_clock_jumps[jump.direction as usize] += 1;
+        tracing::warn!(%jump, "the wall clock jumped");
+        self.trace_line("node", None, Direction::Input, format!("wall clock jumped {jump}"));
+        self.pump();
+    }
+
+    /// Wall-clock jumps reported in `direction` since start.
+    pub fn wall_clock_jumps_total(&self, direction: JumpDirection) -> u64 {
+        self.wall_clock_jumps[direction as usize]
+    }
+
     pub(crate) fn fire_timers(&mut self) {
         let now = self.now;
         self.fire_startup_retries();
@@ -65,12 +85,7 @@ impl Node {
         // Timers of machines that are gone fire as no-ops and leave the index.
         for _ in 0..MAX_TIMERS_PER_TIMEOUT {
             let Some((machine, timer)) = self.timers.first_due(now) else { break };
-            self.trace_line(
-                "node",
-                None,
-                crate::trace::Direction::Input,
-                format!("timer {machine:?} {timer:?}"),
-            );
+            self.trace_line("node", None, Direction::Input, format!("timer {machine:?} {timer:?}"));
             self.fire_machine_timer(machine, timer.clone());
             let next = self.machine_timer(machine);
             let stuck = next.as_ref().is_some_and(|(at, t)| *at <= now && *t == timer);

@@ -36,7 +36,7 @@ pub struct TimelineConfig {
     /// no GC).
     pub gc_horizon_lsn_distance: u64,
     /// GC also keeps what reads at any LSN ingested less than this long ago need
-    /// (wall-clock retention; 0: only the LSN distance counts). See `gc.rs`.
+    /// (time retention, on the monotonic clock, never the wall clock; 0: only the LSN distance counts). See `gc.rs`.
     pub gc_retention_ms: u64,
     /// Evict a remotely durable layer not read for this long (`u64::MAX`: never).
     pub eviction_idle_ms: u64,

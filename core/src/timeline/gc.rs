@@ -2,7 +2,7 @@
 //!
 //! **Horizon.** The lower of `disk_consistent_lsn − gc_horizon_lsn_distance`
 //! (`u64::MAX` disables GC) and, when `gc_retention_ms > 0`, the newest LSN known
-//! to have been ingested at least `gc_retention_ms` ago (wall-clock retention,
+//! to have been ingested at least `gc_retention_ms` ago (time retention,
 //! below). Let `J` be the newest full image set (image layers of
 //! one LSN covering every key, see `images.rs`) at or below the horizon. A read at
 //! an LSN `≥ J` finds every key's value at `J` in that set, so no layer whose
@@ -11,17 +11,21 @@
 //! (a compaction merged L0s from both sides of it) is skipped: a read would take
 //! that layer, continue below its start, past the image set, into the older layers.
 //!
-//! **Wall-clock retention.** The timeline keeps samples `(t, lsn)` meaning "every
+//! **Time retention.** All of it runs on the monotonic clock ([`Instant`], the
+//! `now` of every input), never on the wall clock: a wall clock stepped forward by a
+//! day must not make a minute-old LSN look a day old (the node test
+//! `gc_retention_stays_on_monotonic_time_when_the_wall_clock_jumps` checks it). The
+//! timeline keeps samples `(t, lsn)` meaning "every
 //! LSN up to `lsn` was ingested at or before `t`": one at the first input after
 //! creation or start-up, then after each ingest the newest sample is replaced by
 //! `(now, last ingested)` while it is less than `interval = gc_retention_ms /
 //! (MAX_LSN_TIME_SAMPLES / 2 − 1)` younger than the one before it, else a new one
 //! is appended (so samples two apart span at least `interval`). Samples older than
 //! the newest one already past the retention are dropped, and if more than
-//! [`MAX_LSN_TIME_SAMPLES`] remain the two oldest merge into the older. The wall-clock horizon is the LSN of the newest
+//! [`MAX_LSN_TIME_SAMPLES`] remain the two oldest merge into the older. The retention horizon is the LSN of the newest
 //! sample at least `gc_retention_ms` old (no such sample: nothing is old enough).
 //! Coarseness only ever makes the horizon *lower* (GC keeps more). A timer wakes GC
-//! when the next sample comes of age while the wall clock is the binding bound.
+//! when the next sample comes of age while the retention is the binding bound.
 //! **After a restart** the samples are gone (they are in memory only): the first
 //! sample stamps everything recovered with the start-up time, so nothing written
 //! before the restart is old enough until `gc_retention_ms` has passed again —
@@ -59,7 +63,7 @@ use crate::metadata::TimelineMetadata;
 use crate::scheduler::JobKind as BackgroundJob;
 use crate::time::Instant;
 
-/// Most `(ingest time, LSN)` samples a timeline keeps for wall-clock retention.
+/// Most `(ingest time, LSN)` samples a timeline keeps for time retention.
 pub const MAX_LSN_TIME_SAMPLES: usize = 64;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -81,8 +85,8 @@ impl Timeline {
             return None;
         }
         let mut horizon = self.metadata.disk_consistent_lsn.0.checked_sub(distance)?;
-        if let Some(wall) = self.gc_wall_horizon() {
-            horizon = horizon.min(wall.0);
+        if let Some(retained) = self.gc_retention_horizon() {
+            horizon = horizon.min(retained.0);
         }
         // A delta layer straddling J (records both at or below J and above it) would
         // lead a read past the image set into older layers: such a J is not used.
@@ -195,8 +199,8 @@ impl Timeline {
     }
 
     /// The newest LSN ingested at least `gc_retention_ms` before the latest `now`
-    /// (`None`: no wall-clock bound configured; `Some(ZERO)`: nothing old enough).
-    pub(crate) fn gc_wall_horizon(&self) -> Option<Lsn> {
+    /// (`None`: no time retention configured; `Some(ZERO)`: nothing old enough).
+    pub(crate) fn gc_retention_horizon(&self) -> Option<Lsn> {
         let retention = self.config.gc_retention_ms;
         if retention == 0 {
             return None;
@@ -205,22 +209,22 @@ impl Timeline {
         Some(self.lsn_times.iter().rev().find(old_enough).map_or(Lsn::ZERO, |(_, lsn)| *lsn))
     }
 
-    /// When the wall clock holds GC below the distance horizon: the time the next
+    /// When the retention holds GC below the distance horizon: the time the next
     /// sample comes of age.
-    pub(super) fn gc_wall_timer(&self) -> Option<Instant> {
+    pub(super) fn gc_retention_timer(&self) -> Option<Instant> {
         let distance = self.config.gc_horizon_lsn_distance;
         if distance == u64::MAX || !(self.may_compact && self.may_delete) {
             return None;
         }
         let by_distance = self.metadata.disk_consistent_lsn.0.checked_sub(distance)?;
-        let wall = self.gc_wall_horizon()?;
-        if wall.0 >= by_distance {
+        let retained = self.gc_retention_horizon()?;
+        if retained.0 >= by_distance {
             return None;
         }
         let retention = self.config.gc_retention_ms;
         self.lsn_times
             .iter()
-            .find(|(t, lsn)| t.plus_millis(retention) > self.clock && *lsn > wall)
+            .find(|(t, lsn)| t.plus_millis(retention) > self.clock && *lsn > retained)
             .map(|(t, _)| t.plus_millis(retention))
     }
 

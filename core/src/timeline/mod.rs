@@ -293,7 +293,7 @@ pub struct Timeline {
     /// Background jobs asked of, granted by, or running under the scheduler.
     jobs: BTreeMap<BackgroundJob, JobGate>,
     /// `(t, lsn)`: every LSN up to `lsn` was ingested at or before `t`; oldest
-    /// first, at most [`MAX_LSN_TIME_SAMPLES`] (GC's wall-clock retention).
+    /// first, at most [`MAX_LSN_TIME_SAMPLES`] (GC's time retention, on the monotonic clock).
     lsn_times: VecDeque<(Instant, Lsn)>,
     effects: VecDeque<TimelineEffect>,
 }
@@ -558,7 +558,7 @@ impl Timeline {
             GcState::Idle | GcState::WritingMetadata { .. } => None,
         };
         let gc_retention = match self.gc {
-            GcState::Idle => self.gc_wall_timer(),
+            GcState::Idle => self.gc_retention_timer(),
             GcState::Backoff { .. } | GcState::WritingMetadata { .. } => None,
         };
         [

@@ -1,5 +1,5 @@
 //! Background jobs run only under the scheduler's grant and always report their
-//! end; GC's wall-clock retention holds the horizon back.
+//! end; GC's time retention (monotonic) holds the horizon back.
 
 use super::compaction::{config, fill};
 use super::harness::Harness;
@@ -103,10 +103,10 @@ fn gc_config(retention_ms: u64) -> TimelineConfig {
     }
 }
 
-/// The wall-clock retention holds GC back until the data under the LSN horizon
+/// The time retention (monotonic clock) holds GC back until the data under the LSN horizon
 /// is old enough; a timer wakes GC then. Without the bound GC runs at once.
 #[test]
-fn gc_waits_for_the_wall_clock_retention() {
+fn gc_waits_for_the_time_retention() {
     // Reference: LSN distance only.
     let mut h = Harness::new(Lsn(0), gc_config(0));
     fill(&mut h, 5, 4);
@@ -118,7 +118,7 @@ fn gc_waits_for_the_wall_clock_retention() {
     fill(&mut h, 2, 4); // LSNs 13..=20 at t = 30 s
     assert_eq!(h.tl.gc_plan(), None, "nothing is 60 s old yet");
     assert_eq!(h.tl.metadata().gc_cutoff_lsn, Lsn::ZERO);
-    assert_eq!(h.tl.gc_wall_horizon(), Some(Lsn::ZERO));
+    assert_eq!(h.tl.gc_retention_horizon(), Some(Lsn::ZERO));
     // The timer for the first sample coming of age (LSN 12 ingested by t = 0).
     let at = h.tl.poll_timeout().expect("GC's wall-clock timer");
     assert_eq!(at, Instant::from_millis(60_000));
@@ -161,7 +161,7 @@ fn lsn_time_samples_are_bounded() {
     let now = h.now;
     assert!(samples[0].0.plus_millis(1_000) <= now);
     assert!(samples[1..].iter().all(|(t, _)| t.plus_millis(1_000) > now));
-    let horizon = h.tl.gc_wall_horizon().unwrap();
+    let horizon = h.tl.gc_retention_horizon().unwrap();
     // Coarse but safe: at or below the LSN ingested exactly a retention ago.
     let exact = Lsn((now.as_millis() - 1_000) / 7);
     assert!(horizon <= exact && horizon.0 + 1_000 / 7 >= exact.0, "{horizon} vs {exact}");
