@@ -141,6 +141,9 @@ pub struct NodeStatus {
     /// `access_denied`, `invalid_credentials` or `no_such_bucket` count is for an
     /// operator to fix; the node retries meanwhile.
     pub io_errors: BTreeMap<&'static str, u64>,
+    /// Routed inputs a machine refused since start, by machine
+    /// (`strata_machine_refusals_total{machine}`): each is a bug in the node.
+    pub machine_refusals: BTreeMap<&'static str, u64>,
     /// Generation conflicts found since start (`strata_tenants_generation_conflict_total`).
     pub generation_conflicts_total: u64,
     /// Wall-clock jumps beyond [`WALL_CLOCK_JUMP_TOLERANCE_MS`] since start, by
@@ -264,6 +267,11 @@ where
                     })
                     .collect(),
                 io_errors: io_errors.clone(),
+                machine_refusals: node
+                    .machine_refusals()
+                    .into_iter()
+                    .map(|(m, n)| (m.as_str(), n))
+                    .collect(),
             };
         }
         let sleep_for =

@@ -33,6 +33,9 @@
 //!   driver saw the wall clock move more than `WALL_CLOCK_JUMP_TOLERANCE_MS` further
 //!   or less far than the monotonic clock between two readings (see
 //!   `strata_core::time`); the node takes the new wall time as it is.
+//! - `strata_machine_refusals_total{machine}`: inputs the node routed to a machine
+//!   that the machine refused (`strata_core::node` `refusals.rs`): each one is a
+//!   bug in the node; debug builds stop on the first.
 
 use crate::driver::NodeHandle;
 use prometheus::{
@@ -68,6 +71,9 @@ pub struct Metrics {
     wall_clock_jumps_seen: Mutex<std::collections::BTreeMap<&'static str, u64>>,
     /// The node's count last exported: the counter advances by the difference.
     generation_conflicts_seen: Mutex<u64>,
+    machine_refusals: IntCounterVec,
+    /// The node's refusal counts last exported.
+    machine_refusals_seen: Mutex<std::collections::BTreeMap<&'static str, u64>>,
 }
 
 pub struct RequestTimer(std::time::Instant);
@@ -194,9 +200,21 @@ impl Metrics {
         for d in strata_core::time::JumpDirection::ALL {
             wall_clock_jumps.with_label_values(&[d.label()]);
         }
+        let machine_refusals = IntCounterVec::new(
+            Opts::new(
+                "strata_machine_refusals_total",
+                "Inputs the node routed to a machine that the machine refused: each is a bug in the node's routing",
+            ),
+            &["machine"],
+        )
+        .expect("static metric definition");
+        for machine in strata_core::node::RefusingMachine::ALL {
+            machine_refusals.with_label_values(&[machine.as_str()]);
+        }
         for c in [
             Box::new(io_errors.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(wall_clock_jumps.clone()),
+            Box::new(machine_refusals.clone()),
             Box::new(timelines_broken.clone()),
             Box::new(tenants.clone()),
             Box::new(generation_conflicts.clone()),
@@ -229,7 +247,19 @@ impl Metrics {
             generation_conflicts_seen: Mutex::new(0),
             wall_clock_jumps,
             wall_clock_jumps_seen: Mutex::new(Default::default()),
+            machine_refusals,
+            machine_refusals_seen: Mutex::new(Default::default()),
         }
+    }
+
+    /// Brings `strata_machine_refusals_total` up to the node's counts (they only grow).
+    pub fn observe_machine_refusals(&self, counts: &std::collections::BTreeMap<&'static str, u64>) {
+        let Ok(mut seen) = self.machine_refusals_seen.lock() else { return };
+        for (machine, n) in counts {
+            let before = seen.get(machine).copied().unwrap_or(0);
+            self.machine_refusals.with_label_values(&[machine]).inc_by(n.saturating_sub(before));
+        }
+        *seen = counts.clone();
     }
 
     /// Sets `strata_timelines_broken{reason}` from the node's tenant list.
@@ -436,6 +466,20 @@ mod tests {
         assert!(t.contains(r#"strata_io_errors_total{kind="access_denied"} 5"#), "{t}");
         assert!(t.contains(r#"strata_io_errors_total{kind="transient"} 1"#), "{t}");
         assert!(t.contains(r#"strata_io_errors_total{kind="no_such_bucket"} 0"#), "{t}");
+    }
+
+    #[test]
+    fn machine_refusals_are_counted_by_machine() {
+        let m = Metrics::new();
+        let t = text(&m);
+        assert!(t.contains(r#"strata_machine_refusals_total{machine="timeline"} 0"#), "{t}");
+        assert!(t.contains(r#"strata_machine_refusals_total{machine="scheduler"} 0"#), "{t}");
+        let mut counts = std::collections::BTreeMap::new();
+        counts.insert("upload_queue", 2);
+        m.observe_machine_refusals(&counts);
+        m.observe_machine_refusals(&counts);
+        let t = text(&m);
+        assert!(t.contains(r#"strata_machine_refusals_total{machine="upload_queue"} 2"#), "{t}");
     }
 
     #[test]

@@ -6,7 +6,7 @@
 
 use super::io::{self, Entry, Io, IoError, IoErrorKind, IoResult};
 use super::routing::Route;
-use super::{Machine, Node};
+use super::{Machine, Node, RefusingMachine};
 use crate::control_plane::max_generation_in_listing;
 use crate::id::{OpId, TenantId, TimelineId};
 use crate::index_part::LayerMeta;
@@ -288,7 +288,7 @@ impl Node {
             self.with_machines(tenant, timeline, |slot| slot.upload.handle_listing(now, inner, r))
         {
             if let Err(e) = listed {
-                tracing::error!(error = %e, "upload queue refused a listing");
+                self.refused(RefusingMachine::UploadQueue, "a timeline listing", &e);
             }
             self.dirty.insert(Machine::Upload(tenant, timeline));
         }
@@ -306,10 +306,11 @@ impl Node {
             _ => return self.bug("unexpected result for a deletion-queue op"),
         };
         if let Some(dq) = &mut self.dq {
-            if let Err(e) = dq.handle_completion(now, inner, r) {
-                tracing::error!(error = %e, "deletion queue refused a completion");
-            }
+            let refused = dq.handle_completion(now, inner, r).err();
             self.dirty.insert(Machine::DeletionQueue);
+            if let Some(e) = refused {
+                self.refused(RefusingMachine::DeletionQueue, "a completion", &e);
+            }
         }
     }
 
@@ -327,7 +328,7 @@ impl Node {
             )),
         };
         if let Err(e) = self.cp.handle_persisted(now, inner, r) {
-            tracing::error!(error = %e, "control plane refused a store completion");
+            self.refused(RefusingMachine::ControlPlane, "a store completion", &e);
         }
         self.dirty.insert(Machine::ControlPlane);
     }
@@ -343,7 +344,7 @@ impl Node {
                     .collect();
                 let max = max_generation_in_listing(tenant, &keys);
                 if let Err(e) = self.cp.handle_remote_generations(now, inner, max) {
-                    tracing::error!(error = %e, "control plane refused a listing");
+                    self.refused(RefusingMachine::ControlPlane, "a generations listing", &e);
                 }
                 self.dirty.insert(Machine::ControlPlane);
             }
@@ -375,7 +376,7 @@ impl Node {
             return;
         };
         if let Err(e) = r {
-            tracing::error!(tenant = %t, timeline = %tl, error = %e, "timeline refused a completion");
+            self.refused(RefusingMachine::Timeline, &format!("a completion ({t}/{tl})"), &e);
         }
         self.dirty.insert(Machine::Timeline(t, tl));
     }
@@ -394,7 +395,7 @@ impl Node {
             return;
         };
         if let Err(e) = r {
-            tracing::error!(tenant = %t, timeline = %tl, error = %e, "upload queue refused a completion");
+            self.refused(RefusingMachine::UploadQueue, &format!("a completion ({t}/{tl})"), &e);
         }
         self.dirty.insert(Machine::Upload(t, tl));
     }

@@ -19,7 +19,7 @@
 
 use super::io::{Io, IoResult};
 use super::routing::{CpWaiter, Route};
-use super::{Machine, Node};
+use super::{Machine, Node, RefusingMachine};
 use crate::control_plane::client::{CallId, ClientEffect};
 use crate::control_plane::{CallFailure, ControlPlaneReply, CpRequest, RequestId};
 use crate::id::OpId;
@@ -74,7 +74,7 @@ impl Node {
             IoResult::Done(Err(e)) => {
                 let message = e.to_string();
                 if let Err(e) = self.cp_client.handle_unreachable(now, attempt, message) {
-                    self.bug(&format!("control-plane client refused a link failure: {e}"));
+                    self.refused(RefusingMachine::ControlPlaneClient, "a link failure", &e);
                 }
                 self.dirty.insert(Machine::ControlPlaneClient);
             }
@@ -89,7 +89,7 @@ impl Node {
         reply: Result<ControlPlaneReply, crate::control_plane::ControlPlaneError>,
     ) {
         if let Err(e) = self.cp_client.handle_reply(self.now, OpId(req.0), reply) {
-            self.bug(&format!("control-plane client refused a reply: {e}"));
+            self.refused(RefusingMachine::ControlPlaneClient, "a reply", &e);
         }
         self.dirty.insert(Machine::ControlPlaneClient);
     }
@@ -124,7 +124,7 @@ impl Node {
         };
         self.dirty.insert(Machine::DeletionQueue);
         if let Err(e) = refused {
-            self.bug(&format!("deletion queue refused a validation answer: {e}"));
+            self.refused(RefusingMachine::DeletionQueue, "a validation answer", &e);
         }
     }
 }

@@ -130,10 +130,12 @@ impl Node {
                 version,
                 config,
             );
-            if let Err(e) = upload.handle_delete_timeline(now, wall) {
-                tracing::error!(tenant = %t, timeline = %tl, error = %e, "resuming a timeline deletion failed");
-            }
+            let refused = upload.handle_delete_timeline(now, wall).err();
             slot.upload = upload;
+            if let Some(e) = refused {
+                let what = format!("resuming the deletion of {t}/{tl}");
+                self.refused(super::RefusingMachine::UploadQueue, &what, &e);
+            }
             tracing::info!(tenant = %t, timeline = %tl, "timeline deletion resumed");
             self.dirty.insert(Machine::Upload(t, tl));
         }

@@ -143,7 +143,7 @@ impl Node {
         let dropped = std::mem::take(&mut tenant.timelines);
         if let Err(e) = self.manager.handle_tenant_event(now, t, TenantEvent::Fail(reason.clone()))
         {
-            self.bug(&format!("tenant manager refused a panicked tenant's Fail: {e}"));
+            self.refused(super::RefusingMachine::TenantManager, "a panicked tenant's Fail", &e);
         }
         for (timeline, slot) in dropped {
             self.timers.set(Machine::Timeline(t, timeline), None);

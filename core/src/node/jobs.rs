@@ -2,7 +2,7 @@
 //! its grants go to their timeline, and the jobs of timelines that leave the node
 //! are forgotten or their slots freed.
 
-use super::{Machine, Node, SlotState};
+use super::{Machine, Node, RefusingMachine, SlotState};
 use crate::id::{TenantId, TimelineId};
 use crate::scheduler::{JobKind, JobOwner, SchedulerEffect};
 use crate::trace::Direction;
@@ -20,7 +20,7 @@ impl Node {
         let now = self.now;
         let owner = JobOwner { tenant: t, timeline: tl, kind };
         if let Err(e) = self.scheduler.handle_finished(now, owner) {
-            tracing::error!(error = %e, "scheduler refused a finished job");
+            self.refused(RefusingMachine::Scheduler, "a finished job", &e);
         }
         self.dirty.insert(Machine::Scheduler);
     }
@@ -39,12 +39,16 @@ impl Node {
                     // waiting and is dropped with its tenant or its deletion).
                     let stopping = self.stopping.contains_key(&t);
                     let unexpected = crate::timeline::TimelineError::UnexpectedGrant(owner.kind);
-                    let taken = match self.slot_mut(t, tl) {
-                        Some(slot) if !stopping && slot.state != SlotState::Deleting => self
-                            .with_machines(t, tl, |slot| {
-                                slot.timeline.handle_job_granted(now, owner.kind)
-                            }),
-                        _ => Some(Err(unexpected)),
+                    let routed = matches!(
+                        self.slot_mut(t, tl),
+                        Some(slot) if !stopping && slot.state != SlotState::Deleting
+                    );
+                    let taken = if routed {
+                        self.with_machines(t, tl, |slot| {
+                            slot.timeline.handle_job_granted(now, owner.kind)
+                        })
+                    } else {
+                        Some(Err(unexpected))
                     };
                     // None: the handler panicked and the tenant's jobs are forgotten.
                     let Some(taken) = taken else { continue };
@@ -53,9 +57,14 @@ impl Node {
                             self.dirty.insert(Machine::Timeline(t, tl));
                         }
                         Err(e) => {
-                            tracing::warn!(tenant = %t, timeline = %tl, error = %e, "grant handed back");
+                            // Handed back by the node (not routed) is a rule; refused
+                            // by the timeline that asked is a bug.
+                            if routed {
+                                self.refused(RefusingMachine::Timeline, "a job grant", &e);
+                            }
+                            tracing::info!(tenant = %t, timeline = %tl, error = %e, "grant handed back");
                             if let Err(e) = self.scheduler.handle_finished(now, owner) {
-                                tracing::error!(error = %e, "scheduler refused a finished job");
+                                self.refused(RefusingMachine::Scheduler, "a handed-back grant", &e);
                             }
                         }
                     }

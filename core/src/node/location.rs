@@ -21,7 +21,7 @@ use super::api::{ApiError, RequestId, Response};
 use super::io::{self, Io, IoError, IoErrorKind, IoResult};
 use super::routing::{CpWaiter, Route};
 use super::startup::StartupIo;
-use super::{Machine, Node, SlotState, Tenant};
+use super::{Machine, Node, RefusingMachine, SlotState, Tenant};
 use crate::control_plane::{CallFailure, CpRequest};
 use crate::control_plane::{ControlPlaneError, ControlPlaneReply, summarize_tenant_listing};
 use crate::id::{TenantId, TimelineId};
@@ -118,7 +118,7 @@ impl Node {
 
     pub(crate) fn step_done(&mut self, tenant: TenantId, result: Result<StepOutput, String>) {
         if let Err(e) = self.manager.handle_step_done(self.now, tenant, result) {
-            self.bug(&format!("tenant manager refused a step completion: {e}"));
+            self.refused(RefusingMachine::TenantManager, "a step completion", &e);
         }
         self.dirty.insert(Machine::Manager);
     }
@@ -454,7 +454,7 @@ impl Node {
                     t.transition(TenantEvent::Activated);
                     for event in [TenantEvent::Loaded, TenantEvent::Activated] {
                         if let Err(e) = self.manager.handle_tenant_event(now, tenant, event) {
-                            tracing::warn!(error = %e, "tenant manager refused a lifecycle event");
+                            self.refused(RefusingMachine::TenantManager, "a lifecycle event", &e);
                         }
                     }
                     Ok(StepOutput::Done)

@@ -52,6 +52,7 @@ mod jobs;
 mod location;
 mod pump;
 mod reads;
+mod refusals;
 mod requests;
 mod routing;
 mod slots;
@@ -73,6 +74,7 @@ use io::{Io, IoResult};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 pub use emergency::{EMERGENCY_RETRY_BASE_MS, EMERGENCY_RETRY_MAX_MS};
+pub use refusals::RefusingMachine;
 pub use routing::Route;
 pub(crate) use slots::{BrokenReason, SlotState, Tenant, TimelineSlot};
 pub use startup::StartupPhase;
@@ -225,6 +227,8 @@ pub struct Node {
     pub(crate) trace: Vec<TraceLine>,
     /// Shared by every timeline; waiters of a layer read are timeline op ids.
     pub(crate) page_cache: PageCache<OpId>,
+    /// Routed inputs a machine refused (bugs, see `refusals.rs`), per machine.
+    pub(crate) refusals: refusals::Refusals,
 }
 
 impl Node {
@@ -271,6 +275,7 @@ impl Node {
             wall_clock_jumps: [0; 2],
             pending_reads: BTreeMap::new(),
             effects: VecDeque::new(),
+            refusals: refusals::Refusals::default(),
             trace: Vec::new(),
         };
         node.trace_line("node", None, Direction::Input, "start".to_string());

@@ -595,4 +595,5 @@ mod isolation;
 mod jobs;
 mod location;
 mod placement;
+mod refusals;
 mod remote_faults;

@@ -16,7 +16,7 @@ impl Node {
         self.warn(format!("tenant {tenant} not loaded: {reason}"));
         let slot = Slot::Broken { reason };
         if let Err(e) = self.manager.handle_settled(self.now, tenant, slot) {
-            self.bug(&format!("tenant manager refused a start-up slot: {e}"));
+            self.refused(crate::node::RefusingMachine::TenantManager, "a start-up slot", &e);
         }
     }
 

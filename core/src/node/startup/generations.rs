@@ -153,7 +153,7 @@ impl Node {
             _ => Slot::Attached { mode, state: TenantState::Broken { reason } },
         };
         if let Err(e) = self.manager.handle_settled(self.now, tenant, slot) {
-            self.bug(&format!("tenant manager refused a start-up slot: {e}"));
+            self.refused(crate::node::RefusingMachine::TenantManager, "a start-up slot", &e);
         }
     }
 }
