@@ -18,9 +18,9 @@ fn a_refused_routed_input_is_counted_and_fails_a_debug_build() {
     assert_eq!(count(&h, RefusingMachine::Timeline), Some(0));
     let op = OpId(u64::MAX - 1);
     let bogus = OpId(u64::MAX - 7);
-    h.node
-        .routes
-        .insert(op, Route::Timeline { tenant: T, timeline: TL, inner: bogus, redo: false });
+    let route = Route::Timeline { tenant: T, timeline: TL, inner: bogus, redo: false };
+    h.node.count_in_flight(&route, true);
+    h.node.routes.insert(op, route);
     let (now, wall) = (h.now, WallTime(h.now.0));
     let node = &mut h.node;
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
