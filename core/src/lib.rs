@@ -31,12 +31,14 @@ pub mod node;
 pub mod page_cache;
 pub mod redo;
 pub mod remote_path;
+pub mod request_body;
 pub mod scheduler;
 pub mod tenant;
 pub mod time;
 pub mod timeline;
 pub mod trace;
 pub mod upload_queue;
+pub mod walredo_frame;
 
 pub use error::ParseError;
 pub use generation::Generation;
