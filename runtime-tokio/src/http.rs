@@ -55,17 +55,18 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response as HttpResponse};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
+use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use strata_core::Generation;
 use strata_core::location_conf::LocationMode;
 use strata_core::node::api::{ApiError, Request, Response};
-use strata_core::redo::IngestRecord;
+use strata_core::request_body::{
+    CreateTenantBody, CreateTimelineBody, IngestBody, LocationConfigBody, PageQuery,
+};
 use strata_core::tenant::{LocationOutcome, LocationRequest, Placement, RequestedMode};
-use strata_core::{Key, Lsn, TenantId, TimelineId};
+use strata_core::{TenantId, TimelineId};
 
 /// The largest request body accepted (an ingest batch); larger ones get 413.
 pub const MAX_REQUEST_BODY_BYTES: usize = 16 * 1024 * 1024;
@@ -330,12 +331,6 @@ fn parse_timeline(s: &str) -> Result<TimelineId, HttpError> {
     s.parse().map_err(bad_request)
 }
 
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct CreateTenantBody {
-    tenant_id: Option<TenantId>,
-}
-
 async fn create_tenant(
     State(state): State<AppState>,
     body: Option<ApiJson<CreateTenantBody>>,
@@ -357,39 +352,6 @@ async fn list_tenants(State(state): State<AppState>) -> Result<HttpResponse, Htt
     match call(&state, "list_tenants", Request::ListTenants).await? {
         Response::Tenants(list) => Ok(Json(list).into_response()),
         other => Err(unexpected(other)),
-    }
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct LocationConfigBody {
-    mode: String,
-    generation: Option<u32>,
-    #[serde(default)]
-    warm: bool,
-}
-
-impl LocationConfigBody {
-    fn request(&self) -> Result<LocationRequest, HttpError> {
-        let mode = match self.mode.as_str() {
-            "AttachedSingle" => RequestedMode::AttachedSingle,
-            "AttachedMulti" => RequestedMode::AttachedMulti,
-            "AttachedStale" => RequestedMode::AttachedStale,
-            "Secondary" => RequestedMode::Secondary { warm: self.warm },
-            "Detached" => RequestedMode::Detached,
-            other => {
-                return Err(bad_request(format!(
-                    "unknown mode {other:?}: expected AttachedSingle, AttachedMulti, AttachedStale, Secondary or Detached"
-                )));
-            }
-        };
-        let generation = match self.generation {
-            None => None,
-            Some(n) => Some(
-                Generation::new(n).ok_or_else(|| bad_request("generation must be at least 1"))?,
-            ),
-        };
-        Ok(LocationRequest { mode, generation })
     }
 }
 
@@ -420,7 +382,7 @@ async fn location_config(
     ApiJson(body): ApiJson<LocationConfigBody>,
 ) -> Result<HttpResponse, HttpError> {
     let tenant = parse_tenant(&tenant)?;
-    let request = body.request()?;
+    let request = body.request().map_err(bad_request)?;
     match call(&state, "location_config", Request::LocationConfig { tenant, request }).await? {
         Response::LocationConfigured(outcome) => Ok(Json(placement_json(outcome)).into_response()),
         other => Err(unexpected(other)),
@@ -450,12 +412,6 @@ async fn detach(
         Response::LocationConfigured(outcome) => Ok(Json(placement_json(outcome)).into_response()),
         other => Err(unexpected(other)),
     }
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct CreateTimelineBody {
-    timeline_id: Option<TimelineId>,
 }
 
 async fn create_timeline(
@@ -498,12 +454,6 @@ async fn delete_timeline(
     }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct IngestBody {
-    records: Vec<IngestRecord>,
-}
-
 async fn ingest(
     State(state): State<AppState>,
     ApiPath((tenant, timeline)): ApiPath<(String, String)>,
@@ -523,20 +473,13 @@ async fn ingest(
     }
 }
 
-#[derive(Deserialize)]
-struct PageQuery {
-    key: String,
-    lsn: String,
-}
-
 async fn read_page(
     State(state): State<AppState>,
     ApiPath((tenant, timeline)): ApiPath<(String, String)>,
     ApiQuery(q): ApiQuery<PageQuery>,
 ) -> Result<HttpResponse, HttpError> {
     let (tenant, timeline) = (parse_tenant(&tenant)?, parse_timeline(&timeline)?);
-    let key: Key = q.key.parse().map_err(bad_request)?;
-    let lsn: Lsn = q.lsn.parse().map_err(bad_request)?;
+    let (key, lsn) = q.parse().map_err(bad_request)?;
     match call(&state, "read_page", Request::Read { tenant, timeline, key, lsn }).await? {
         Response::Value { key, lsn, value } => Ok(Json(serde_json::json!({
             "key": key,
