@@ -18,7 +18,9 @@
 //! Every parse failure is a [`LayerFileError`] naming the layer and the problem (bad
 //! magic, unknown version, checksum mismatch and where, truncation, malformed
 //! content, a header that does not match the file name). A reader treats any of them
-//! as "this layer is missing here" and never serves bytes from such a file.
+//! as "this layer is missing here" and never serves bytes from such a file. Records
+//! are decoded when read: a record that does not decode, or a delta record in an
+//! image layer, is a `Malformed` error of that read.
 
 use crate::key::Key;
 use crate::layer_name::{KeyRange, LayerName};
@@ -433,8 +435,15 @@ impl LayerFile {
         let err = |problem| LayerFileError { name: self.name.clone(), problem };
         let payload = &self.bytes[self.blocks[e.block as usize].clone()];
         let start = e.offset as usize;
-        Record::decode(&payload[start..start + e.len as usize])
-            .map_err(|p| err(LayerProblem::Malformed(p.to_string())))
+        let record = Record::decode(&payload[start..start + e.len as usize])
+            .map_err(|p| err(LayerProblem::Malformed(p.to_string())))?;
+        // The writer puts images only in an image layer (`encode`); a delta there
+        // is damage the checksums did not see.
+        if !self.name.is_delta() && !matches!(record, Record::Image(_)) {
+            let why = format!("delta record ({}, {}) in an image layer", e.key, e.lsn);
+            return Err(err(LayerProblem::Malformed(why)));
+        }
+        Ok(record)
     }
 }
 

@@ -198,3 +198,35 @@ proptest! {
         prop_assert!(LayerFile::parse(&name, bad, None).is_err());
     }
 }
+
+/// Rewrites one byte of a layer file and fixes every checksum it affects (the
+/// block's, the whole file's), so that only the content check can refuse it.
+fn patch_and_reseal(bytes: &mut [u8], at: usize, value: u8) {
+    bytes[at] = value;
+    let block_len = u32::from_be_bytes(bytes[HEADER_SIZE..HEADER_SIZE + 4].try_into().unwrap());
+    let end = HEADER_SIZE + 4 + block_len as usize;
+    let crc = crc32c::crc32c(&bytes[HEADER_SIZE + 4..end]);
+    bytes[end..end + 4].copy_from_slice(&crc.to_be_bytes());
+    let body = bytes.len() - TRAILER_SIZE;
+    let crc = crc32c::crc32c(&bytes[..body]);
+    bytes[body..].copy_from_slice(&crc.to_be_bytes());
+}
+
+/// Found writing the `layer_file` fuzz target's round-trip check ("what the reader
+/// accepts, the writer can write"): an image layer holding a delta record (here an
+/// empty delta, as long as an empty image) passed every checksum and was served,
+/// though the writer never writes one (`encode` refuses it).
+#[test]
+fn a_delta_record_in_an_image_layer_is_refused() {
+    let name = LayerName::Image { keys: KeyRange::new(Key(0), Key(8)).unwrap(), lsn: Lsn(0x10) };
+    let image = Record::Image(Vec::new());
+    let enc = encode(&name, [(Key(1), Lsn(0x10), &image)]).unwrap();
+    let mut bytes = enc.bytes;
+    // The block's payload starts with the record's tag: 0 image, 1 delta.
+    patch_and_reseal(&mut bytes, HEADER_SIZE + 4, 1);
+    assert_eq!(Record::decode(&[1, 0, 0, 0, 0]), Ok(Record::Delta(Vec::new())));
+    let file = LayerFile::parse(&name, bytes, None).expect("every checksum holds");
+    let err = file.all_records().unwrap_err();
+    assert!(matches!(err.problem, LayerProblem::Malformed(_)), "{err}");
+    assert!(file.records(Key(1), Lsn(0)..Lsn::MAX).is_err());
+}
