@@ -12,7 +12,7 @@
 //! - `load` returns every row, ordered by tenant.
 
 use std::future::Future;
-use strata_core::control_plane::{StoreChange, TenantRecord};
+use strata_core::control_plane::{CpRequest, StoreChange, TenantRecord};
 use strata_core::generation::Generation;
 use strata_core::id::TenantId;
 
@@ -39,11 +39,12 @@ pub trait GenerationStore: Clone + Send + Sync + 'static {
     /// Applies `change` in one transaction and returns once it is durable.
     fn apply(&self, change: &StoreChange) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// The link to the embedded control plane this store backs: Ok when a call can
-    /// reach it (the node then hands the call to its in-process control plane).
-    /// A real store is always reachable; the simulated one refuses or delays calls
-    /// (fault sites `cp.unreachable`, `cp.slow`).
-    fn reach(&self) -> impl Future<Output = Result<(), StoreError>> + Send {
+    /// The link to the embedded control plane this store backs: Ok when `request`
+    /// reaches it (the node then hands it to its in-process control plane). A real
+    /// store is always reachable; the simulated one refuses or delays calls (fault
+    /// sites `cp.unreachable`, `cp.slow`) and logs what reached it for checkers.
+    fn reach(&self, request: &CpRequest) -> impl Future<Output = Result<(), StoreError>> + Send {
+        let _ = request;
         std::future::ready(Ok(()))
     }
 }

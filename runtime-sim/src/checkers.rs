@@ -168,3 +168,77 @@ fn generation_suffix(key: &str) -> Option<u32> {
     }
     u32::from_str_radix(suffix, 16).ok()
 }
+
+/// S-DEL-GEN, as the object store and the control plane's link saw it: every
+/// layer DELETE applied on time was preceded by a validation that reached the
+/// control plane after the index that dropped the layer landed (the deletion
+/// cannot have been queued before that index: S-DEL-AFTER-INDEX), naming the
+/// layer's tenant with a generation the control plane granted in that run.
+///
+/// A deletion executed on a failed validation (the control plane unreachable, or
+/// the answer past its deadline) has no such validation and fails here. A layer no
+/// on-time index ever referenced is not checked (no index says when it was
+/// dropped); nor are index objects.
+pub fn deletions(world: &World) -> Result<(), String> {
+    check_deletions(&world.remote.history(), &world.store.validations(), &world.store.grants())
+}
+
+pub fn check_deletions(
+    history: &[HistoryEntry],
+    validations: &[crate::sim_store::DeliveredValidation],
+    grants: &[(u64, strata_core::control_plane::TenantRecord)],
+) -> Result<(), String> {
+    use std::collections::BTreeSet;
+    // Per timeline, the layers the last on-time index referenced; per layer, when an
+    // index first left it out after one had referenced it.
+    let mut referenced: BTreeMap<(TenantId, TimelineId), BTreeSet<RemoteKey>> = BTreeMap::new();
+    let mut dropped_at: BTreeMap<RemoteKey, std::time::Duration> = BTreeMap::new();
+    for e in history {
+        if e.late {
+            continue;
+        }
+        let Some((t, tl)) = timeline_of(&e.key) else { continue };
+        let is_index = remote_path::parse_index_key(t, tl, &e.key).is_some();
+        match (&e.op, is_index) {
+            (HistoryOp::Put { .. }, true) => {
+                let Some(index) =
+                    e.body.as_deref().and_then(|b| IndexPart::from_json_bytes(b).ok())
+                else {
+                    continue; // S-IDX-REF reports an unreadable index
+                };
+                let now: BTreeSet<RemoteKey> = if index.deleted_at.is_some() {
+                    BTreeSet::new()
+                } else {
+                    let layers = index.layer_metadata.iter();
+                    layers.map(|(n, m)| remote_path::layer_key(t, tl, n, m.generation)).collect()
+                };
+                let before = referenced.insert((t, tl), now.clone()).unwrap_or_default();
+                for key in before.difference(&now) {
+                    dropped_at.entry(key.clone()).or_insert(e.at);
+                }
+                for key in &now {
+                    dropped_at.remove(key);
+                }
+            }
+            (HistoryOp::Delete { .. }, false) => {
+                let Some(since) = dropped_at.get(&e.key) else { continue };
+                let granted = |epoch: u64, g: strata_core::Generation| {
+                    grants.iter().any(|(ep, r)| *ep == epoch && r.tenant == t && r.generation == g)
+                };
+                let validated = validations.iter().any(|v| {
+                    v.at >= *since
+                        && v.at <= e.at
+                        && v.tenants.iter().any(|(vt, g)| *vt == t && granted(v.epoch, *g))
+                });
+                if !validated {
+                    return Err(format!(
+                        "S-DEL-GEN: {} deleted (history #{}, run {}, at {:?}) with no validation of {t} reaching the control plane since the index that dropped it landed (at {since:?})",
+                        e.key, e.seq, e.epoch, e.at
+                    ));
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}

@@ -47,6 +47,13 @@ pub mod site {
     /// (the stored object is intact): the caller's size/CRC check must refuse it.
     pub const REMOTE_GET_TO_FILE_CORRUPT: &str = "remote.get_to_file.corrupt";
 
+    /// An episode starts: calls to the control plane cannot reach it (connection
+    /// refused) for seconds; counted once per episode.
+    pub const CP_UNREACHABLE: &str = "cp.unreachable";
+    /// One call to the control plane arrives after the node's deadline for it
+    /// (the node has timed it out; the late delivery is dropped).
+    pub const CP_SLOW: &str = "cp.slow";
+
     /// Every site above.
     pub const ALL: &[&str] = &[
         DISK_FSYNC_FAIL,
@@ -64,13 +71,16 @@ pub mod site {
         REMOTE_LATENCY_SPIKE,
         REMOTE_ACCESS_DENIED,
         REMOTE_GET_TO_FILE_CORRUPT,
+        CP_UNREACHABLE,
+        CP_SLOW,
     ];
 
     /// The sites of [`ALL`] added after the corpus's first seeds: their setting
     /// comes from a separate mix of the seed, not from the run's random stream, so
     /// that adding one did not change the runs of the seeds in the corpus. Every
     /// other site is drawn from that stream, in the order of [`ALL`].
-    pub const MIXED: &[&str] = &[REMOTE_ACCESS_DENIED, REMOTE_GET_TO_FILE_CORRUPT];
+    pub const MIXED: &[&str] =
+        &[REMOTE_ACCESS_DENIED, REMOTE_GET_TO_FILE_CORRUPT, CP_UNREACHABLE, CP_SLOW];
 }
 
 #[derive(Debug, Default)]

@@ -29,7 +29,9 @@
 //!    everything ingested becomes visible.
 //! 4. Storage-side checkers over the object store's history: S-IDX-REF and
 //!    S-IDX-ORDER; S-GEN-MONO (every object written on time carries a generation
-//!    granted to the node's current run: emergency mode writes nothing); S-CRASHSAFE over the disk's durable files; and L-DELETE: within
+//!    granted to the node's current run: emergency mode writes nothing); S-DEL-GEN
+//!    (a layer is deleted only after a validation reached the control plane since
+//!    the index that dropped it landed); S-CRASHSAFE over the disk's durable files; and L-DELETE: within
 //!    `heal_within_ms`, nothing is left under the deleted timeline's prefix (S14:
 //!    an interrupted deletion resumes).
 //!
@@ -256,7 +258,8 @@ pub async fn run(config: ScenarioConfig, trace: TraceSink) -> RunReport {
         report.violation = checkers::storage(&world)
             .err()
             .or_else(|| checkers::crash_safe(&world).err())
-            .or_else(|| checkers::generations(&world).err());
+            .or_else(|| checkers::generations(&world).err())
+            .or_else(|| checkers::deletions(&world).err());
     }
     report.fired = world.fired();
     report

@@ -11,16 +11,43 @@
 //!   commit and then report a failure (the caller cannot tell the two apart, which
 //!   is the point).
 //! - Generations never go down (the same check as every store).
+//!
+//! It is also the node's link to its embedded control plane
+//! ([`GenerationStore::reach`]): with the fault sites `cp.unreachable` (an outage
+//! episode of [`OUTAGE_MIN_MS`]..[`OUTAGE_MAX_MS`] during which every call is
+//! refused) and `cp.slow` (one call delivered [`SLOW_DELIVERY_MS`] late, after the
+//! node's deadline, so the node drops it). Every validation that reached the
+//! control plane is logged ([`SimStore::validations`]) for the S-DEL-GEN checker.
 
+use crate::faults::{Faults, site};
+use madsim::rand::{Rng, thread_rng};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 use strata_adapters::generation_store::{GenerationStore, StoreError, check_no_regression};
-use strata_core::control_plane::{StoreChange, TenantRecord};
+use strata_core::control_plane::{CpRequest, StoreChange, TenantRecord};
+use strata_core::generation::Generation;
 use strata_core::id::TenantId;
+use tokio::time::Instant;
 
 /// Upper bound of the simulated commit latency.
 pub const MAX_COMMIT_LATENCY_MS: u64 = 5;
+
+/// How long a `cp.unreachable` outage lasts (seed-chosen within).
+pub const OUTAGE_MIN_MS: u64 = 1_000;
+pub const OUTAGE_MAX_MS: u64 = 20_000;
+/// How late a `cp.slow` call arrives: beyond the client's default deadline.
+pub const SLOW_DELIVERY_MS: u64 = 12_000;
+
+/// A validation that reached the control plane.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeliveredValidation {
+    /// Simulated time since the world was created.
+    pub at: Duration,
+    /// The node's run (crashes so far).
+    pub epoch: u64,
+    pub tenants: Vec<(TenantId, Generation)>,
+}
 
 /// A fault the world arms for the next `apply`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -31,9 +58,17 @@ pub enum StoreFault {
     FailAfterCommit,
 }
 
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct SimStore {
     inner: Arc<Mutex<Inner>>,
+    faults: Faults,
+    created: Instant,
+}
+
+impl Default for SimStore {
+    fn default() -> Self {
+        SimStore::with_faults(Faults::new())
+    }
 }
 
 #[derive(Debug, Default)]
@@ -46,11 +81,42 @@ struct Inner {
     lost_to_crash_total: u64,
     /// Every committed record with the epoch (crashes so far) it committed in.
     grants: Vec<(u64, TenantRecord)>,
+    /// Calls are refused until then (a `cp.unreachable` episode).
+    unreachable_until: Option<Instant>,
+    validations: Vec<DeliveredValidation>,
 }
 
 impl SimStore {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A store whose link to the control plane answers to `faults` (share the
+    /// world's handle, created in the same step as the object store, so that both
+    /// measure time from the same instant).
+    pub fn with_faults(faults: Faults) -> Self {
+        SimStore { inner: Arc::default(), faults, created: Instant::now() }
+    }
+
+    /// Every validation that reached the control plane, in order, for checkers.
+    pub fn validations(&self) -> Vec<DeliveredValidation> {
+        self.lock().validations.clone()
+    }
+
+    /// Whether a `cp.unreachable` episode is on at `now` (or starts now).
+    fn unreachable(&self, now: Instant) -> bool {
+        if self.faults.is_healed() {
+            return false;
+        }
+        if self.lock().unreachable_until.is_some_and(|until| now < until) {
+            return true;
+        }
+        if !self.faults.fire(site::CP_UNREACHABLE) {
+            return false;
+        }
+        let ms = thread_rng().gen_range(OUTAGE_MIN_MS..=OUTAGE_MAX_MS);
+        self.lock().unreachable_until = Some(now + Duration::from_millis(ms));
+        true
     }
 
     /// The user crashed: applies still in flight are lost.
@@ -92,12 +158,31 @@ impl GenerationStore for SimStore {
         Ok(self.records())
     }
 
+    async fn reach(&self, request: &CpRequest) -> Result<(), StoreError> {
+        let started_in = self.lock().epoch;
+        if self.unreachable(Instant::now()) {
+            return Err(StoreError::Io("injected: control plane unreachable".into()));
+        }
+        if self.faults.fire(site::CP_SLOW) {
+            // Past the node's deadline: it has given the attempt up and drops this.
+            tokio::time::sleep(Duration::from_millis(SLOW_DELIVERY_MS)).await;
+            return Ok(());
+        }
+        let mut inner = self.lock();
+        if inner.epoch != started_in {
+            return Err(StoreError::Io("crashed in transit".into()));
+        }
+        if let CpRequest::Validate { tenants } = request {
+            let at = Instant::now().duration_since(self.created);
+            let (epoch, tenants) = (inner.epoch, tenants.clone());
+            inner.validations.push(DeliveredValidation { at, epoch, tenants });
+        }
+        Ok(())
+    }
+
     async fn apply(&self, change: &StoreChange) -> Result<(), StoreError> {
         let started_in = self.lock().epoch;
-        let latency_ms = {
-            use madsim::rand::Rng;
-            madsim::rand::thread_rng().gen_range(1..=MAX_COMMIT_LATENCY_MS)
-        };
+        let latency_ms = thread_rng().gen_range(1..=MAX_COMMIT_LATENCY_MS);
         tokio::time::sleep(Duration::from_millis(latency_ms)).await;
         let mut inner = self.lock();
         if inner.epoch != started_in {

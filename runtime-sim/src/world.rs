@@ -72,7 +72,7 @@ impl World {
             remote: SimRemote::with_faults(faults.clone(), SimRemoteConfig::default())
                 .with_local_disk(disk.clone()),
             disk,
-            store: SimStore::new(),
+            store: SimStore::with_faults(faults.clone()),
             faults,
         }
     }

@@ -411,7 +411,9 @@ where
         }
         // The embedded control plane runs inside the node: the link is the store's
         // (the simulated store can refuse or delay it).
-        Io::ControlPlaneSend { .. } => IoResult::Done(a.store.reach().await.map_err(store_failure)),
+        Io::ControlPlaneSend { request } => {
+            IoResult::Done(a.store.reach(&request).await.map_err(store_failure))
+        }
         Io::Redo { request } => IoResult::Bytes(
             a.redo
                 .redo(request.encode())
