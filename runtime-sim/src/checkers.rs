@@ -242,3 +242,91 @@ pub fn check_deletions(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim_store::DeliveredValidation;
+    use std::time::Duration;
+    use strata_core::Generation;
+    use strata_core::control_plane::TenantRecord;
+    use strata_core::id::NodeId;
+    use strata_core::index_part::LayerMeta;
+    use strata_core::layer_name::LayerName;
+    use strata_core::metadata::TimelineMetadata;
+
+    const T: TenantId = TenantId([1; 16]);
+    const TL: TimelineId = TimelineId([2; 16]);
+
+    fn layer() -> (LayerName, RemoteKey) {
+        let name: LayerName =
+            "0000000000000000-FFFFFFFFFFFFFFFF__0000000000000001-0000000000000131"
+                .parse()
+                .expect("a layer name");
+        let key = remote_path::layer_key(T, TL, &name, Generation::FIRST);
+        (name, key)
+    }
+
+    fn entry(
+        seq: u64,
+        at_ms: u64,
+        key: RemoteKey,
+        op: HistoryOp,
+        body: Option<Vec<u8>>,
+    ) -> HistoryEntry {
+        HistoryEntry { seq, at: Duration::from_millis(at_ms), key, op, late: false, epoch: 0, body }
+    }
+
+    fn index_put(seq: u64, at_ms: u64, layers: &[(LayerName, RemoteKey)]) -> HistoryEntry {
+        let mut index = IndexPart::empty(TimelineMetadata::default());
+        index.seq = seq;
+        for (name, _) in layers {
+            let meta = LayerMeta { file_size: 10, generation: Generation::FIRST, crc32c: 0 };
+            index.layer_metadata.insert(name.clone(), meta);
+        }
+        let version = IndexVersion { generation: Generation::FIRST, seq };
+        let key = remote_path::index_key(T, TL, version);
+        entry(seq, at_ms, key, HistoryOp::Put { size_bytes: 1 }, Some(index.to_json_bytes()))
+    }
+
+    /// A layer referenced by index 1, dropped by index 2 (at 200 ms), deleted at 500 ms.
+    fn history() -> Vec<HistoryEntry> {
+        let (name, key) = layer();
+        vec![
+            entry(0, 50, key.clone(), HistoryOp::Put { size_bytes: 10 }, None),
+            index_put(1, 100, &[(name, key.clone())]),
+            index_put(2, 200, &[]),
+            entry(3, 500, key, HistoryOp::Delete { existed: true }, None),
+        ]
+    }
+
+    fn grants() -> Vec<(u64, TenantRecord)> {
+        vec![(
+            0,
+            TenantRecord { tenant: T, generation: Generation::FIRST, attached_to: Some(NodeId(1)) },
+        )]
+    }
+
+    fn validation(at_ms: u64, generation: Generation) -> DeliveredValidation {
+        DeliveredValidation {
+            at: Duration::from_millis(at_ms),
+            epoch: 0,
+            tenants: vec![(T, generation)],
+        }
+    }
+
+    #[test]
+    fn s_del_gen_wants_a_validation_between_the_dropping_index_and_the_delete() {
+        let ok = [validation(300, Generation::FIRST)];
+        assert_eq!(check_deletions(&history(), &ok, &grants()), Ok(()));
+        // None at all, only one before the index dropped the layer, or one naming a
+        // generation never granted: the deletion had no validation after it was queued.
+        let g2 = Generation::FIRST.next().unwrap();
+        for validations in
+            [vec![], vec![validation(150, Generation::FIRST)], vec![validation(300, g2)]]
+        {
+            let err = check_deletions(&history(), &validations, &grants()).unwrap_err();
+            assert!(err.starts_with("S-DEL-GEN"), "{err}");
+        }
+    }
+}
