@@ -146,6 +146,9 @@ pub struct NodeStatus {
     pub machine_refusals: BTreeMap<&'static str, u64>,
     /// Generation conflicts found since start (`strata_tenants_generation_conflict_total`).
     pub generation_conflicts_total: u64,
+    /// Failed control-plane call attempts since start, by kind (`unreachable`,
+    /// `timeout`, `refused`): `strata_control_plane_failures_total{kind}`.
+    pub control_plane_failures: BTreeMap<&'static str, u64>,
     /// Wall-clock jumps beyond [`WALL_CLOCK_JUMP_TOLERANCE_MS`] since start, by
     /// direction (`forward`, `backward`): `strata_wall_clock_jumps_total{direction}`.
     pub wall_clock_jumps: BTreeMap<&'static str, u64>,
@@ -256,6 +259,11 @@ where
                 inputs,
                 page_cache: node.page_cache_stats(),
                 generation_conflicts_total: node.generation_conflicts_total(),
+                control_plane_failures: node
+                    .control_plane_client_stats()
+                    .attempt_failures()
+                    .into_iter()
+                    .collect(),
                 wall_clock_jumps: JumpDirection::ALL
                     .iter()
                     .map(|d| (d.label(), node.wall_clock_jumps_total(*d)))

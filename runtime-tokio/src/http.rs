@@ -505,6 +505,7 @@ async fn metrics(State(state): State<AppState>) -> HttpResponse {
     state.metrics.observe_io_errors(&status.io_errors);
     state.metrics.observe_wall_clock_jumps(&status.wall_clock_jumps);
     state.metrics.observe_machine_refusals(&status.machine_refusals);
+    state.metrics.observe_control_plane_failures(&status.control_plane_failures);
     let text = state.metrics.render(&state.node).await;
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }

@@ -36,6 +36,11 @@
 //! - `strata_machine_refusals_total{machine}`: inputs the node routed to a machine
 //!   that the machine refused (`strata_core::node` `refusals.rs`): each one is a
 //!   bug in the node; debug builds stop on the first.
+//! - `strata_control_plane_failures_total{kind}` (`unreachable`, `timeout`,
+//!   `refused`): control-plane call attempts that failed
+//!   (`strata_core::control_plane::client`). While it grows, calls are retried:
+//!   deletions and visible-LSN advances wait for a validation, and a start-up
+//!   without an answer runs in emergency mode.
 
 use crate::driver::NodeHandle;
 use prometheus::{
@@ -74,6 +79,9 @@ pub struct Metrics {
     machine_refusals: IntCounterVec,
     /// The node's refusal counts last exported.
     machine_refusals_seen: Mutex<std::collections::BTreeMap<&'static str, u64>>,
+    control_plane_failures: IntCounterVec,
+    /// The client's failure counts last exported.
+    control_plane_failures_seen: Mutex<std::collections::BTreeMap<&'static str, u64>>,
 }
 
 pub struct RequestTimer(std::time::Instant);
@@ -211,8 +219,20 @@ impl Metrics {
         for machine in strata_core::node::RefusingMachine::ALL {
             machine_refusals.with_label_values(&[machine.as_str()]);
         }
+        let control_plane_failures = IntCounterVec::new(
+            Opts::new(
+                "strata_control_plane_failures_total",
+                "Control-plane call attempts that failed, by kind; each is retried within its budget",
+            ),
+            &["kind"],
+        )
+        .expect("static metric definition");
+        for kind in strata_core::control_plane::CallFailure::LABELS {
+            control_plane_failures.with_label_values(&[kind]);
+        }
         for c in [
             Box::new(io_errors.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(control_plane_failures.clone()),
             Box::new(wall_clock_jumps.clone()),
             Box::new(machine_refusals.clone()),
             Box::new(timelines_broken.clone()),
@@ -249,7 +269,23 @@ impl Metrics {
             wall_clock_jumps_seen: Mutex::new(Default::default()),
             machine_refusals,
             machine_refusals_seen: Mutex::new(Default::default()),
+            control_plane_failures,
+            control_plane_failures_seen: Mutex::new(Default::default()),
         }
+    }
+
+    /// Brings `strata_control_plane_failures_total` up to the client's counts (they
+    /// only grow).
+    pub fn observe_control_plane_failures(
+        &self,
+        counts: &std::collections::BTreeMap<&'static str, u64>,
+    ) {
+        let Ok(mut seen) = self.control_plane_failures_seen.lock() else { return };
+        for (kind, n) in counts {
+            let before = seen.get(kind).copied().unwrap_or(0);
+            self.control_plane_failures.with_label_values(&[kind]).inc_by(n.saturating_sub(before));
+        }
+        *seen = counts.clone();
     }
 
     /// Brings `strata_machine_refusals_total` up to the node's counts (they only grow).
@@ -466,6 +502,21 @@ mod tests {
         assert!(t.contains(r#"strata_io_errors_total{kind="access_denied"} 5"#), "{t}");
         assert!(t.contains(r#"strata_io_errors_total{kind="transient"} 1"#), "{t}");
         assert!(t.contains(r#"strata_io_errors_total{kind="no_such_bucket"} 0"#), "{t}");
+    }
+
+    #[test]
+    fn control_plane_failures_are_counted_by_kind() {
+        let m = Metrics::new();
+        let t = text(&m);
+        assert!(t.contains(r#"strata_control_plane_failures_total{kind="timeout"} 0"#), "{t}");
+        let mut counts = std::collections::BTreeMap::new();
+        counts.insert("unreachable", 3);
+        m.observe_control_plane_failures(&counts);
+        m.observe_control_plane_failures(&counts);
+        counts.insert("unreachable", 5);
+        m.observe_control_plane_failures(&counts);
+        let t = text(&m);
+        assert!(t.contains(r#"strata_control_plane_failures_total{kind="unreachable"} 5"#), "{t}");
     }
 
     #[test]

@@ -247,6 +247,20 @@ struct Call {
     state: CallState,
 }
 
+impl CallFailure {
+    /// Every label of [`CallFailure::label`], in a fixed order.
+    pub const LABELS: [&'static str; 3] = ["unreachable", "timeout", "refused"];
+
+    /// The label `strata_control_plane_failures_total{kind}` counts it under.
+    pub fn label(&self) -> &'static str {
+        match self {
+            CallFailure::Unreachable(_) => "unreachable",
+            CallFailure::Timeout { .. } => "timeout",
+            CallFailure::Refused(_) => "refused",
+        }
+    }
+}
+
 /// Counters exported as metrics.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ClientStats {
@@ -259,6 +273,19 @@ pub struct ClientStats {
     pub calls_failed_total: u64,
     /// Replies to attempts no longer in flight (dropped).
     pub late_replies_total: u64,
+}
+
+impl ClientStats {
+    /// Failed attempts by [`CallFailure::label`], in the order of
+    /// [`CallFailure::LABELS`].
+    pub fn attempt_failures(&self) -> [(&'static str, u64); 3] {
+        let [unreachable, timeout, refused] = CallFailure::LABELS;
+        [
+            (unreachable, self.unreachable_total),
+            (timeout, self.timeouts_total),
+            (refused, self.refusals_total),
+        ]
+    }
 }
 
 #[derive(Debug, Default)]

@@ -413,6 +413,11 @@ impl Node {
         self.generation_conflicts_total
     }
 
+    /// The control-plane client's counters (calls, attempts, failures by kind).
+    pub fn control_plane_client_stats(&self) -> crate::control_plane::client::ClientStats {
+        self.cp_client.stats()
+    }
+
     /// The tenant manager's slots (read-only).
     pub fn tenant_manager(&self) -> &crate::tenant::TenantManager {
         &self.manager

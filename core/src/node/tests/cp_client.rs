@@ -37,6 +37,8 @@ fn validation_fails_n_times_then_succeeds_deletions_happen_once_and_the_visible_
     let budget = u64::from(h.node.config.control_plane.budgets.validate_attempts);
     let calls = h.world.unreachable_calls;
     assert!((budget * failed..budget * (failed + 1)).contains(&calls), "{calls} attempts");
+    let client = h.node.control_plane_client_stats();
+    assert_eq!(client.attempt_failures()[0], ("unreachable", calls), "the metric's count");
 
     // The control plane answers again.
     h.world.unreachable_validations = 0;
