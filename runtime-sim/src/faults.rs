@@ -54,6 +54,17 @@ pub mod site {
     /// (the node has timed it out; the late delivery is dropped).
     pub const CP_SLOW: &str = "cp.slow";
 
+    /// The pageserver's clock starts running fast or slow (0.5–2x), both its
+    /// monotonic and its wall clock (one oscillator). Asked twice a simulated second.
+    pub const CLOCK_SKEW: &str = "clock.skew";
+    /// The pageserver's clocks jump forward together by 1–30 s (a paused VM resumes):
+    /// every timer that fell due fires at once. Asked twice a simulated second.
+    pub const CLOCK_MONOTONIC_JUMP: &str = "clock.monotonic_jump";
+    /// The pageserver's wall clock alone steps forward or back by 2 s–1 h (an
+    /// operator or NTP stepping it): beyond the tolerance, so the driver reports it
+    /// to the node. Asked twice a simulated second.
+    pub const CLOCK_WALL_JUMP: &str = "clock.wall_jump";
+
     /// Every site above.
     pub const ALL: &[&str] = &[
         DISK_FSYNC_FAIL,
@@ -73,14 +84,28 @@ pub mod site {
         REMOTE_GET_TO_FILE_CORRUPT,
         CP_UNREACHABLE,
         CP_SLOW,
+        CLOCK_SKEW,
+        CLOCK_MONOTONIC_JUMP,
+        CLOCK_WALL_JUMP,
     ];
+
+    /// The clock sites: asked by the clock nemesis (`scenario.rs`), which runs only
+    /// when one of them is on.
+    pub const CLOCK: &[&str] = &[CLOCK_SKEW, CLOCK_MONOTONIC_JUMP, CLOCK_WALL_JUMP];
 
     /// The sites of [`ALL`] added after the corpus's first seeds: their setting
     /// comes from a separate mix of the seed, not from the run's random stream, so
     /// that adding one did not change the runs of the seeds in the corpus. Every
     /// other site is drawn from that stream, in the order of [`ALL`].
-    pub const MIXED: &[&str] =
-        &[REMOTE_ACCESS_DENIED, REMOTE_GET_TO_FILE_CORRUPT, CP_UNREACHABLE, CP_SLOW];
+    pub const MIXED: &[&str] = &[
+        REMOTE_ACCESS_DENIED,
+        REMOTE_GET_TO_FILE_CORRUPT,
+        CP_UNREACHABLE,
+        CP_SLOW,
+        CLOCK_SKEW,
+        CLOCK_MONOTONIC_JUMP,
+        CLOCK_WALL_JUMP,
+    ];
 }
 
 #[derive(Debug, Default)]

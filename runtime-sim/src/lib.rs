@@ -10,6 +10,8 @@ pub mod model;
 #[cfg(madsim)]
 pub mod checkers;
 #[cfg(madsim)]
+pub mod clock;
+#[cfg(madsim)]
 pub mod faults;
 #[cfg(madsim)]
 pub mod rpc;

@@ -39,6 +39,8 @@
 //! after every input inside the driver; a panic there fails the run.
 
 use crate::checkers;
+use crate::clock;
+use crate::faults::site;
 use crate::model::Model;
 use crate::rpc::{self, CallError};
 use crate::world::{FaultPlan, World};
@@ -142,13 +144,42 @@ async fn pageserver_main(world: World, trace: TraceSink) {
     };
     let (handle, inbox) = driver::channel();
     let status = Arc::new(Mutex::new(NodeStatus::default()));
-    let driver = tokio::spawn(driver::run(node_config(), adapters, inbox, trace, status));
+    let clock = world.clock.clone();
+    let driver =
+        tokio::spawn(driver::run_with_clock(node_config(), adapters, clock, inbox, trace, status));
     let addr: SocketAddr = PAGESERVER_ADDR.parse().expect("static address");
     let _endpoint = rpc::serve(addr, handle).await.expect("bind the node's endpoint");
     match driver.await {
         Ok(Ok(stopped)) => tracing::info!(?stopped, "node stopped"),
         Ok(Err(e)) => panic!("node failed: {e}"),
         Err(e) => panic!("driver task failed: {e}"),
+    }
+}
+
+/// How often the clock nemesis asks each clock site whether it fires.
+const CLOCK_NEMESIS_PERIOD: Duration = Duration::from_millis(500);
+
+/// Skews and jumps the pageserver's clock while the clock sites fire (see
+/// `crate::clock`). A skew stays after the heal, as a host's does; jumps stop.
+async fn clock_nemesis(world: World, stop: Arc<Mutex<bool>>) {
+    while !*stop.lock().expect("not poisoned") {
+        madsim::time::sleep(CLOCK_NEMESIS_PERIOD).await;
+        if world.faults.fire(site::CLOCK_SKEW) {
+            let rate = thread_rng().gen_range(clock::SKEW_MIN_PERMILLE..=clock::SKEW_MAX_PERMILLE);
+            tracing::info!(rate_permille = rate, "nemesis: the pageserver's clock is skewed");
+            world.clock.set_rate_permille(rate);
+        }
+        if world.faults.fire(site::CLOCK_MONOTONIC_JUMP) {
+            let ms = thread_rng().gen_range(1_000..=30_000);
+            tracing::info!(ms, "nemesis: the pageserver's clocks jump forward");
+            world.clock.jump_monotonic(ms);
+        }
+        if world.faults.fire(site::CLOCK_WALL_JUMP) {
+            let ms: i64 = thread_rng().gen_range(2_000..=3_600_000);
+            let ms = if thread_rng().gen_bool(0.5) { ms } else { -ms };
+            tracing::info!(ms, "nemesis: the pageserver's wall clock steps");
+            world.clock.step_wall(ms);
+        }
     }
 }
 
@@ -173,6 +204,13 @@ pub async fn run(config: ScenarioConfig, trace: TraceSink) -> RunReport {
         handle.create_node().name("client").ip(CLIENT_IP.parse().expect("static address")).build();
 
     let started = madsim::time::Instant::now();
+    // The clock nemesis runs only when a clock site is on, so a seed with every
+    // clock site off runs exactly as before they existed.
+    let stop_clock = Arc::new(Mutex::new(false));
+    if site::CLOCK.iter().any(|s| world.faults.probability(s) > 0.0) {
+        let (w, stop) = (world.clone(), stop_clock.clone());
+        tokio::spawn(async move { clock_nemesis(w, stop).await });
+    }
     let restarts = Arc::new(Mutex::new(0usize));
     let emergencies = Arc::new(Mutex::new(0usize));
     let workload_config = config.clone();
@@ -221,6 +259,7 @@ pub async fn run(config: ScenarioConfig, trace: TraceSink) -> RunReport {
     let mut report = RunReport { seed: handle.seed(), ..RunReport::default() };
     let outcome = workload.await;
     *stop_chaos.lock().expect("not poisoned") = true;
+    *stop_clock.lock().expect("not poisoned") = true;
     let mut chaos_violation = None;
     if let Ok(chaos) = chaos.await {
         report.chaos_answered = chaos.answered;

@@ -56,6 +56,8 @@ pub fn mix(seed: u64, site: u64) -> u64 {
 #[derive(Clone, Debug)]
 pub struct World {
     pub faults: Faults,
+    /// The pageserver's clock (skewed and jumped by the clock nemesis).
+    pub clock: crate::clock::SimClock,
     pub disk: SimDisk,
     pub remote: SimRemote,
     pub store: SimStore,
@@ -73,6 +75,7 @@ impl World {
                 .with_local_disk(disk.clone()),
             disk,
             store: SimStore::with_faults(faults.clone()),
+            clock: crate::clock::SimClock::new(),
             faults,
         }
     }

@@ -61,11 +61,13 @@ fn swarm() {
     let (mut simulated_ms, mut restarts, mut outages) = (0u64, 0usize, 0usize);
     let (mut chaos, mut chaos_busy, mut chaos_bad_key) = (0u64, 0u64, 0u64);
     let mut fired: std::collections::BTreeMap<String, u64> = Default::default();
+    let mut wall_jump_inputs = 0usize;
     for seed in start..start + count {
         let (report, trace) = run_seed(seed, ScenarioConfig::default());
         if report.violation.is_some() {
             fail(&report, &trace);
         }
+        wall_jump_inputs += trace.iter().filter(|l| l.contains("wall clock jumped")).count();
         simulated_ms += report.simulated_ms;
         restarts += report.restarts;
         outages += report.store_outages;
@@ -88,6 +90,9 @@ fn swarm() {
         "concurrent chaos requests answered: {chaos}, of which 503 (busy, not ready): {chaos_busy}; key FFFFFFFFFFFFFFFF refused with 400: {chaos_bad_key}"
     );
     println!("fault sites fired: {fired:?}");
+    println!(
+        "wall-clock jumps the driver reported to the node (handle_wall_clock_jump): {wall_jump_inputs}"
+    );
     let silent: Vec<&String> = fired.iter().filter(|(_, n)| **n == 0).map(|(s, _)| s).collect();
     println!("fault sites that never fired: {silent:?}");
 }
