@@ -238,6 +238,10 @@ pub(super) struct Harness {
     next_req: u64,
     replies: BTreeMap<RequestId, Result<Response, ApiError>>,
     stopped: Option<(bool, String)>,
+    /// While set, validation calls are held in transit (neither delivered nor
+    /// refused) until [`Harness::deliver_held_validations`].
+    pub(super) hold_validations: bool,
+    held: Vec<(crate::id::OpId, Io)>,
 }
 
 pub(super) fn config() -> NodeConfig {
@@ -264,6 +268,8 @@ impl Harness {
             next_req: 0,
             replies: BTreeMap::new(),
             stopped: None,
+            hold_validations: false,
+            held: Vec::new(),
         };
         h.settle();
         h
@@ -280,6 +286,15 @@ impl Harness {
                 std::hint::black_box(self.node.poll_timeout());
             }
             match self.node.poll_effect() {
+                Some(NodeEffect::Io { op, io })
+                    if self.hold_validations
+                        && matches!(
+                            io,
+                            Io::ControlPlaneSend { request: CpRequest::Validate { .. } }
+                        ) =>
+                {
+                    self.held.push((op, io));
+                }
                 Some(NodeEffect::Io { op, io }) => {
                     let result = self.world.execute(io);
                     self.node.handle_io(self.now, WallTime(self.now.0), op, result);
@@ -307,6 +322,27 @@ impl Harness {
             }
             _ => false,
         }
+    }
+
+    /// Delivers the held validation calls whose attempt the client no longer waits
+    /// for (past their deadline); returns how many. The others stay held.
+    pub(super) fn deliver_late_validations(&mut self) -> usize {
+        let (late, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.held)
+            .into_iter()
+            .partition(|(op, _)| match self.node.routes.get(op) {
+                Some(super::routing::Route::ControlPlaneCall { attempt }) => {
+                    !self.node.cp_client.is_in_flight(*attempt)
+                }
+                _ => true,
+            });
+        self.held = waiting;
+        let n = late.len();
+        for (op, io) in late {
+            let result = self.world.execute(io);
+            self.node.handle_io(self.now, WallTime(self.now.0), op, result);
+            self.settle();
+        }
+        n
     }
 
     fn call(&mut self, request: Request) -> Result<Response, ApiError> {

@@ -80,3 +80,37 @@ fn an_unreachable_control_plane_at_start_up_means_emergency_mode_until_it_answer
     assert!(i.generation > g, "a new generation after re-attach");
     assert_eq!(i.last_ingested_lsn, last);
 }
+
+/// A validation whose answer does not come within the client's deadline times out
+/// (retried within its budget, then a failed validation for the deletion queue);
+/// when the held calls finally arrive they are dropped, never answered twice, and
+/// the next validation that gets through makes the LSN visible.
+#[test]
+fn a_validation_past_its_deadline_times_out_and_its_late_delivery_is_dropped() {
+    let mut h = Harness::start(World::default(), config());
+    let (last, _) = tenant_with_data(&mut h);
+    let visible_before = info(&mut h).remote_consistent_lsn_visible;
+    h.hold_validations = true;
+    let next = records(last.0 + 8, 60);
+    let newest = next.last().unwrap().lsn;
+    h.call(Request::Ingest { tenant: T, timeline: TL, records: next }).unwrap();
+    for _ in 0..10 {
+        h.tick(60_000);
+    }
+    let client = h.node.control_plane_client_stats();
+    assert!(client.timeouts_total >= 3, "{client:?}");
+    let dq = h.node.dq.as_ref().unwrap().stats();
+    assert!(dq.validations_timed_out_total >= 1, "{dq:?}");
+    assert_eq!(info(&mut h).remote_consistent_lsn_visible, visible_before);
+
+    // The held calls arrive long after their deadlines: lost in transit.
+    let late = h.deliver_late_validations();
+    assert!(late >= 3, "{late} delivered late");
+    let client = h.node.control_plane_client_stats();
+    assert_eq!(client.late_replies_total, 0, "a dropped delivery is never answered");
+    assert_eq!(info(&mut h).remote_consistent_lsn_visible, visible_before);
+
+    h.hold_validations = false;
+    h.deliver_late_validations();
+    wait_visible(&mut h, newest);
+}
