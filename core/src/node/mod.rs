@@ -359,35 +359,6 @@ impl Node {
         .min()
     }
 
-    /// A machine's own next timer, computed from the machine (the timer index caches
-    /// these).
-    pub(crate) fn machine_timer(
-        &self,
-        machine: Machine,
-    ) -> Option<(Instant, timers::MachineTimer)> {
-        use timers::MachineTimer;
-        let slot = |t: TenantId, tl: TimelineId| self.tenants.get(&t)?.timelines.get(&tl);
-        match machine {
-            Machine::DeletionQueue => {
-                let (at, timer) = self.dq.as_ref()?.next_timer()?;
-                Some((at, MachineTimer::Deletion(timer)))
-            }
-            Machine::Timeline(t, tl) => {
-                let (at, timer) = slot(t, tl)?.timeline.next_timer()?;
-                Some((at, MachineTimer::Timeline(timer)))
-            }
-            Machine::Upload(t, tl) => {
-                let (at, timer) = slot(t, tl)?.upload.next_timer()?;
-                Some((at, MachineTimer::Upload(timer)))
-            }
-            Machine::ControlPlaneClient => {
-                let (at, timer) = self.cp_client.next_timer()?;
-                Some((at, MachineTimer::ControlPlaneClient(timer)))
-            }
-            Machine::ControlPlane | Machine::Manager | Machine::Scheduler => None,
-        }
-    }
-
     /// Trace lines produced since the last call, in order.
     pub fn drain_trace(&mut self) -> Vec<TraceLine> {
         std::mem::take(&mut self.trace)

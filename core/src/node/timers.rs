@@ -3,6 +3,7 @@
 
 use super::{Machine, Node};
 use crate::deletion_queue::TimerReason as DeletionTimer;
+use crate::id::{TenantId, TimelineId};
 use crate::time::{Instant, JumpDirection, WallClockJump, WallTime};
 use crate::timeline::TimelineTimer;
 use crate::trace::Direction;
@@ -122,6 +123,31 @@ impl Node {
             (machine, timer) => {
                 unreachable!("{machine:?} was given {timer:?}: the index mixes machines")
             }
+        }
+    }
+
+    /// A machine's own next timer, computed from the machine (the timer index caches
+    /// these).
+    pub(crate) fn machine_timer(&self, machine: Machine) -> Option<(Instant, MachineTimer)> {
+        let slot = |t: TenantId, tl: TimelineId| self.tenants.get(&t)?.timelines.get(&tl);
+        match machine {
+            Machine::DeletionQueue => {
+                let (at, timer) = self.dq.as_ref()?.next_timer()?;
+                Some((at, MachineTimer::Deletion(timer)))
+            }
+            Machine::Timeline(t, tl) => {
+                let (at, timer) = slot(t, tl)?.timeline.next_timer()?;
+                Some((at, MachineTimer::Timeline(timer)))
+            }
+            Machine::Upload(t, tl) => {
+                let (at, timer) = slot(t, tl)?.upload.next_timer()?;
+                Some((at, MachineTimer::Upload(timer)))
+            }
+            Machine::ControlPlaneClient => {
+                let (at, timer) = self.cp_client.next_timer()?;
+                Some((at, MachineTimer::ControlPlaneClient(timer)))
+            }
+            Machine::ControlPlane | Machine::Manager | Machine::Scheduler => None,
         }
     }
 
