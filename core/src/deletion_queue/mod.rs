@@ -59,7 +59,8 @@
 //! validated while this node still holds the latest generation).
 //!
 //! # Inputs, effects, completions
-//! Inputs are the `handle_*` methods. Effects carry an [`OpId`]; `WriteList`,
+//! Inputs are the `handle_*` methods, and the same as data: [`DeletionInput`], fed
+//! by [`DeletionQueue::handle`] (what the fuzz target drives). Effects carry an [`OpId`]; `WriteList`,
 //! `WriteHeader`, `RemoveList` and `DeleteObjects` complete through
 //! [`DeletionQueue::handle_completion`], `Validate` through
 //! [`DeletionQueue::handle_validation`] (the node composite routes it to the
@@ -98,13 +99,19 @@
 //! success. The driver maps "already removed" to success.
 
 mod check;
+mod input;
 mod list;
 pub mod messages;
+/// The reference world (two nodes, the control plane, remote storage) of the
+/// property test and, with the `fuzzing` feature, of the fuzz target.
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod model;
 mod pump;
 mod recover;
 #[cfg(test)]
 mod tests;
 
+pub use input::{DeletionInput, DeletionOutput};
 pub use messages::*;
 
 use crate::control_plane::{CallFailure, ReAttachedTenant};

@@ -2,13 +2,16 @@
 //! that executes, cancels or drops what it is handed when the test says so, and a
 //! validator. The test chooses which effect completes when, and how. After every
 //! input the harness checks the machine's invariants and the world's.
+//!
+//! Compiled for tests and under the `fuzzing` feature (the `upload_queue` fuzz
+//! target drives it). Every input goes through [`UploadQueue::handle`].
 
 use super::*;
 use crate::deletion_queue::{DeletionOutcome, DeletionReport, LsnValidation};
 use crate::generation::Generation;
 use crate::id::{OpId, TenantId, TimelineId};
 use crate::index_part::{IndexPart, IndexVersion, LayerMeta, select_index};
-use crate::io_error::{IoError, IoErrorKind};
+use crate::io_error::{FixableKind, IoError, IoErrorKind};
 use crate::key::Key;
 use crate::layer_name::{KeyRange, LayerName};
 use crate::lsn::Lsn;
@@ -17,24 +20,24 @@ use crate::remote_path::{RemoteKey, index_key, layer_key, parse_index_key};
 use crate::time::{Instant, WallTime};
 use std::collections::BTreeMap;
 
-pub(super) const TENANT: TenantId = TenantId([0x11; 16]);
-pub(super) const TIMELINE: TimelineId = TimelineId([0x22; 16]);
+pub const TENANT: TenantId = TenantId([0x11; 16]);
+pub const TIMELINE: TimelineId = TimelineId([0x22; 16]);
 
-pub(super) fn gen_(n: u32) -> Generation {
+pub fn gen_(n: u32) -> Generation {
     Generation::new(n).expect("nonzero")
 }
 
 /// A small image layer named after `i`.
-pub(super) fn layer(i: u64) -> LayerName {
+pub fn layer(i: u64) -> LayerName {
     let keys = KeyRange::new(Key(i * 2), Key(i * 2 + 1)).expect("start < end");
     LayerName::Image { keys, lsn: Lsn(0x10) }
 }
 
-pub(super) fn md(lsn: u64) -> TimelineMetadata {
+pub fn md(lsn: u64) -> TimelineMetadata {
     TimelineMetadata { disk_consistent_lsn: Lsn(lsn), ..TimelineMetadata::default() }
 }
 
-pub(super) fn test_config() -> UploadQueueConfig {
+pub fn test_config() -> UploadQueueConfig {
     UploadQueueConfig {
         layer_upload_concurrency: 2,
         backoff_base_ms: 10,
@@ -44,22 +47,23 @@ pub(super) fn test_config() -> UploadQueueConfig {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(super) enum Obj {
+pub enum Obj {
     Layer(LayerMeta),
     Index(IndexPart),
 }
 
 /// An upload effect the driver has not completed yet.
 #[derive(Clone, Debug)]
-pub(super) struct Pending {
-    pub(super) op: OpId,
-    pub(super) key: RemoteKey,
-    pub(super) obj: Obj,
+pub struct Pending {
+    pub op: OpId,
+    pub key: RemoteKey,
+    pub obj: Obj,
 }
 
 /// How the driver finishes one upload.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Finish {
+#[cfg_attr(feature = "fuzzing", derive(arbitrary::Arbitrary))]
+pub enum Finish {
     Ok,
     /// Transient error; nothing was written.
     Transient,
@@ -68,46 +72,64 @@ pub(super) enum Finish {
     /// Given up on (transient), but applied later, after newer writes.
     Late,
     Permanent,
+    /// Failed with one of the I/O error kinds ([`fail_kind`]); nothing was written.
+    Failed(u8),
+}
+
+/// Every kind of I/O failure, picked by `n` (modulo their number).
+pub fn fail_kind(n: u8) -> IoErrorKind {
+    const KINDS: [IoErrorKind; 9] = [
+        IoErrorKind::NotFound,
+        IoErrorKind::Transient,
+        IoErrorKind::OperatorFixable(FixableKind::AccessDenied),
+        IoErrorKind::OperatorFixable(FixableKind::InvalidCredentials),
+        IoErrorKind::OperatorFixable(FixableKind::NoSuchBucket),
+        IoErrorKind::NoSpace,
+        IoErrorKind::FsyncFailed,
+        IoErrorKind::Corrupt,
+        IoErrorKind::Permanent,
+    ];
+    KINDS[usize::from(n) % KINDS.len()]
 }
 
 /// A key handed to the deletion queue.
 #[derive(Clone, Debug)]
-pub(super) struct Handed {
-    pub(super) key: RemoteKey,
-    pub(super) cancel_requested: bool,
+pub struct Handed {
+    pub key: RemoteKey,
+    pub cancel_requested: bool,
 }
 
-pub(super) struct Harness {
-    pub(super) q: UploadQueue,
-    pub(super) now: Instant,
-    pub(super) store: BTreeMap<RemoteKey, Obj>,
+pub struct Harness {
+    pub q: UploadQueue,
+    pub now: Instant,
+    pub store: BTreeMap<RemoteKey, Obj>,
     /// Writes the driver gave up on that land later.
-    pub(super) late: Vec<(RemoteKey, Obj)>,
-    pub(super) outstanding: Vec<Pending>,
-    pub(super) handed: Vec<Handed>,
-    pub(super) validations: Vec<(Generation, Lsn)>,
+    pub late: Vec<(RemoteKey, Obj)>,
+    pub outstanding: Vec<Pending>,
+    pub handed: Vec<Handed>,
+    pub validations: Vec<(Generation, Lsn)>,
     /// `ListTimeline` requests not answered yet.
-    pub(super) listings: Vec<OpId>,
-    pub(super) barriers: BTreeMap<BarrierId, Option<Result<(), BarrierError>>>,
-    pub(super) broken: Option<String>,
-    pub(super) deleted: bool,
-    pub(super) tombstone_durable: bool,
-    pub(super) aborted: Option<UploadQueueError>,
-    pub(super) backpressure: bool,
-    pub(super) trace: Vec<String>,
-    pub(super) record_trace: bool,
+    pub listings: Vec<OpId>,
+    pub barriers: BTreeMap<BarrierId, Option<Result<(), BarrierError>>>,
+    pub broken: Option<String>,
+    pub deleted: bool,
+    pub tombstone_durable: bool,
+    pub aborted: Option<UploadQueueError>,
+    pub backpressure: bool,
+    pub trace: Vec<String>,
+    pub record_trace: bool,
     /// The newest visible LSN ever published (it must stay durable).
-    pub(super) published_visible: Lsn,
+    pub published_visible: Lsn,
 }
 
 impl Harness {
-    pub(super) fn new_timeline(mode: AttachMode) -> Self {
+    pub fn new_timeline(mode: AttachMode) -> Self {
         let q = UploadQueue::new_timeline(TENANT, TIMELINE, gen_(1), mode, md(0x10), test_config());
         Self::with(q)
     }
 
     /// Like `new_timeline`, recording a readable trace of inputs and effects.
-    pub(super) fn traced() -> Self {
+    pub fn traced() -> Self {
         let q = UploadQueue::new_timeline(
             TENANT,
             TIMELINE,
@@ -119,7 +141,7 @@ impl Harness {
         Self::build(q, true)
     }
 
-    pub(super) fn with(q: UploadQueue) -> Self {
+    pub fn with(q: UploadQueue) -> Self {
         Self::build(q, false)
     }
 
@@ -148,13 +170,18 @@ impl Harness {
     }
 
     /// Feeds one input, drains its effects, checks the invariants inside and out.
-    pub(super) fn step<R>(&mut self, input: impl FnOnce(&mut UploadQueue, Instant) -> R) -> R {
+    pub fn step<R>(&mut self, input: impl FnOnce(&mut UploadQueue, Instant) -> R) -> R {
         let out = input(&mut self.q, self.now);
         self.drain();
         out
     }
 
-    pub(super) fn note(&mut self, line: String) {
+    /// Feeds one input as data ([`UploadQueue::handle`]), then as [`Harness::step`].
+    pub fn input(&mut self, input: UploadInput) -> Result<UploadOutput, UploadQueueError> {
+        self.step(|q, now| q.handle(now, input))
+    }
+
+    pub fn note(&mut self, line: String) {
         if self.record_trace {
             self.trace.push(line);
         }
@@ -253,7 +280,7 @@ impl Harness {
     }
 
     /// The index a reader in generation `own` would load.
-    pub(super) fn newest_index(&self, own: Generation) -> Option<(IndexVersion, &IndexPart)> {
+    pub fn newest_index(&self, own: Generation) -> Option<(IndexVersion, &IndexPart)> {
         let versions: Vec<IndexVersion> = self
             .store
             .keys()
@@ -268,7 +295,7 @@ impl Harness {
 
     /// S-IDX-REF / S-DEL-AFTER-INDEX on the world: the newest index names only
     /// layers that exist with the recorded metadata; S-PROJECTED against it.
-    pub(super) fn check_world(&self) {
+    pub fn check_world(&self) {
         let deleting = matches!(self.q.state(), QueueState::Deleting(_) | QueueState::Deleted);
         let Some((version, index)) = self.newest_index(self.q.generation()) else {
             assert!(deleting || self.published_visible == Lsn(0), "visible published, no index");
@@ -306,7 +333,7 @@ impl Harness {
     }
 
     /// Completes the `i`-th outstanding upload.
-    pub(super) fn complete(&mut self, i: usize, how: Finish) {
+    pub fn complete(&mut self, i: usize, how: Finish) {
         let p = self.outstanding.remove(i);
         let result = match how {
             Finish::Ok => {
@@ -323,14 +350,15 @@ impl Harness {
                 Err(IoError::remote(IoErrorKind::Transient, "k", "timeout"))
             }
             Finish::Permanent => Err(IoError::remote(IoErrorKind::Permanent, "k", "403")),
+            Finish::Failed(n) => Err(IoError::remote(fail_kind(n), "k", "injected")),
         };
         self.note(format!("> {} completion {how:?}", p.op));
         let op = p.op;
-        self.step(|q, now| q.handle_completion(now, op, result)).expect("op was in flight");
+        self.input(UploadInput::Completion { op, result }).expect("op was in flight");
     }
 
     /// A write given up on earlier lands now.
-    pub(super) fn apply_late(&mut self, i: usize) {
+    pub fn apply_late(&mut self, i: usize) {
         let (key, obj) = self.late.remove(i);
         self.note(format!("> late write lands: {}", key.file_name()));
         self.store.insert(key, obj);
@@ -339,7 +367,7 @@ impl Harness {
 
     /// The deletion queue finishes the `i`-th handed key: a cancel that was asked
     /// for wins if `cancel_wins`.
-    pub(super) fn finish_deletion(&mut self, i: usize, cancel_wins: bool) {
+    pub fn finish_deletion(&mut self, i: usize, cancel_wins: bool) {
         let h = self.handed.remove(i);
         let outcome = if h.cancel_requested && cancel_wins {
             DeletionOutcome::Cancelled
@@ -349,11 +377,11 @@ impl Harness {
         };
         self.note(format!("> deletion report {} {outcome:?}", h.key.file_name()));
         let report = DeletionReport { tenant: TENANT, timeline: TIMELINE, key: h.key, outcome };
-        self.step(|q, now| q.handle_deletion_report(now, report));
+        self.input(UploadInput::DeletionReport(report)).expect("reports are always taken");
     }
 
     /// Answers the `i`-th listing request with the store's keys, or a transient error.
-    pub(super) fn complete_listing(&mut self, i: usize, ok: bool) {
+    pub fn complete_listing(&mut self, i: usize, ok: bool) {
         let op = self.listings.remove(i);
         let result = if ok {
             Ok(self.store.keys().cloned().collect())
@@ -361,50 +389,53 @@ impl Harness {
             Err(IoError::remote(IoErrorKind::Transient, "k", "503"))
         };
         self.note(format!("> {op} listing {}", if ok { "Ok" } else { "Transient" }));
-        self.step(|q, now| q.handle_listing(now, op, result)).expect("listing was in flight");
+        self.input(UploadInput::Listing { op, result }).expect("listing was in flight");
     }
 
     /// The validator answers the oldest LSN update: the generation is current.
-    pub(super) fn validate(&mut self, valid: bool) {
+    pub fn validate(&mut self, valid: bool) {
         if self.validations.is_empty() {
             return;
         }
         let (generation, lsn) = self.validations.remove(0);
         let v = LsnValidation { tenant: TENANT, timeline: TIMELINE, generation, lsn, valid };
         self.note(format!("> validation gen={generation} lsn={lsn} valid={valid}"));
-        self.step(|q, now| q.handle_lsn_validation(now, v));
+        self.input(UploadInput::LsnValidation(v)).expect("validations are always taken");
     }
 
     /// Moves the clock to the next deadline and fires every timer due then, one
     /// named timer at a time; false if there is none.
-    pub(super) fn fire_timer(&mut self) -> bool {
+    pub fn fire_timer(&mut self) -> bool {
         let Some(deadline) = self.q.poll_timeout() else { return false };
         self.now = self.now.max(deadline);
         while let Some((at, timer)) = self.q.next_timer()
             && at <= self.now
         {
-            self.step(|q, now| q.handle_timeout(now, timer));
+            self.input(UploadInput::Timeout(timer)).expect("timers are always taken");
         }
         true
     }
 
-    pub(super) fn add(&mut self, i: u64, size: u64) -> Result<(), UploadQueueError> {
-        self.step(|q, now| q.handle_add_layer(now, layer(i), size, i as u32))
+    pub fn add(&mut self, i: u64, size: u64) -> Result<(), UploadQueueError> {
+        let input = UploadInput::AddLayer { name: layer(i), file_size: size, crc32c: i as u32 };
+        self.input(input).map(|_| ())
     }
 
-    pub(super) fn barrier(&mut self) -> BarrierId {
-        let id = self.step(|q, now| q.handle_barrier(now));
+    pub fn barrier(&mut self) -> BarrierId {
+        let Ok(UploadOutput::Barrier(id)) = self.input(UploadInput::Barrier) else {
+            panic!("a barrier is always answered with its id")
+        };
         self.barriers.entry(id).or_insert(None);
         id
     }
 
-    pub(super) fn delete_timeline(&mut self) -> Result<(), UploadQueueError> {
-        self.step(|q, now| q.handle_delete_timeline(now, WallTime(1_700_000_000_000)))
+    pub fn delete_timeline(&mut self) -> Result<(), UploadQueueError> {
+        self.input(UploadInput::DeleteTimeline { at: WallTime(1_700_000_000_000) }).map(|_| ())
     }
 
     /// Completes everything in flight, fires timers, executes deletions and answers
     /// validations until the world is quiet ("heal, then check").
-    pub(super) fn settle(&mut self) {
+    pub fn settle(&mut self) {
         for _ in 0..10_000 {
             if !self.outstanding.is_empty() {
                 self.complete(0, Finish::Ok);
@@ -422,7 +453,7 @@ impl Harness {
     }
 
     /// Names of the outstanding uploads, in emission order.
-    pub(super) fn names(&self) -> Vec<String> {
+    pub fn names(&self) -> Vec<String> {
         self.outstanding
             .iter()
             .map(|p| match &p.obj {
@@ -435,7 +466,7 @@ impl Harness {
     /// Crash: each outstanding write lands or not as `landed(i)` says; the deletion
     /// queue keeps (and later executes) what it was handed; the node restarts in the
     /// next generation and recovers from the newest index in storage.
-    pub(super) fn crash_and_recover(&mut self, landed: impl Fn(usize) -> bool, mode: AttachMode) {
+    pub fn crash_and_recover(&mut self, landed: impl Fn(usize) -> bool, mode: AttachMode) {
         assert!(
             self.try_crash_and_recover(landed, mode),
             "crash before the first index was durable"
@@ -443,7 +474,7 @@ impl Harness {
     }
 
     /// `crash_and_recover`; false (and no new machine) if no index is left to load.
-    pub(super) fn try_crash_and_recover(
+    pub fn try_crash_and_recover(
         &mut self,
         landed: impl Fn(usize) -> bool,
         mode: AttachMode,

@@ -27,6 +27,8 @@
 //! - `Deleted`: the deletion finished; every object of the timeline is gone.
 //!
 //! # Inputs
+//! Every input is also data: [`UploadInput`], fed by [`UploadQueue::handle`] (which
+//! dispatches to the `handle_*` methods below, and is what the fuzz target drives).
 //! [`UploadQueue::new_timeline`] / [`UploadQueue::recover`]; `handle_add_layer`,
 //! `handle_unlink_layers`, `handle_set_metadata`, `handle_barrier`,
 //! `handle_delete_timeline`, `handle_mode_changed`, `handle_stop`,
@@ -117,18 +119,25 @@
 //! [`LsnValidation`]: crate::deletion_queue::LsnValidation
 
 mod completions;
+mod input;
 mod invariants;
 mod machine;
 mod pump;
 mod types;
 
+pub use input::{UploadInput, UploadOutput};
 pub use machine::UploadQueue;
 pub use types::*;
 
 #[cfg(test)]
 mod bench;
-#[cfg(test)]
-mod harness;
+/// The test harness (a synchronous world around one queue), for tests and, with
+/// the `fuzzing` feature, for the fuzz targets.
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod harness;
+/// The reference model and the step language of the property test and fuzz target.
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod model;
 #[cfg(test)]
 mod model_tests;
 #[cfg(test)]

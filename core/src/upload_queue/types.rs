@@ -49,6 +49,7 @@ impl UploadQueueConfig {
 /// The attachment modes that keep a queue alive. Secondary and Detached stop it
 /// (`handle_stop`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "fuzzing", derive(arbitrary::Arbitrary))]
 pub enum AttachMode {
     /// The one current attachment: uploads and deletions.
     Single,
