@@ -1,0 +1,13 @@
+//! Fuzzes the broken copy of the upload_queue (`fuzz/mutant/build.rs`): it must crash,
+//! and soon (`scripts/fuzz-mutants.sh` times it). The body is `machines/upload.rs`.
+
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use strata_core_mutant as under_test;
+use under_test::upload_queue::model::Step;
+
+#[path = "machines/upload.rs"]
+mod body;
+
+fuzz_target!(|input: (bool, Vec<Step>, Vec<Step>)| body::run(input));
