@@ -180,7 +180,7 @@ impl Node {
         self.tenant_busy(tenant).is_none()
             && self.tenants.get(&tenant).is_some_and(|t| {
                 t.generation == generation
-                    && t.state == crate::tenant::TenantState::Active
+                    && t.state() == crate::tenant::TenantState::Active
                     && !t.timelines.contains_key(&timeline)
                     && !t.unloadable.contains_key(&timeline)
             })

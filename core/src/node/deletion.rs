@@ -11,7 +11,8 @@
 //! See `docs/TENANTS.md`.
 
 use super::api::{ApiError, RequestId, Response};
-use super::{Machine, Node, SlotState};
+use super::tenant_machine::DeletePhase;
+use super::{Lifecycle, Machine, Node, SlotState};
 use crate::id::{TenantId, TimelineId};
 use crate::location_conf::LocationMode;
 use crate::tenant::{Slot, StepOutput, TenantState};
@@ -80,7 +81,9 @@ impl Node {
         timeline: TimelineId,
         result: Result<Response, ApiError>,
     ) {
-        for req in self.deletion_waiters.remove(&(tenant, timeline)).unwrap_or_default() {
+        let waiters =
+            self.slot_mut(tenant, timeline).map(|s| std::mem::take(&mut s.deletion_waiters));
+        for req in waiters.unwrap_or_default() {
             self.reply(req, result.clone());
         }
     }
@@ -88,34 +91,31 @@ impl Node {
     /// A timeline deletion stopped by a mode change resumes once its tenant is
     /// AttachedSingle again: a fresh upload queue recovers from the newest durable
     /// index (the tombstone, or the index before it if the tombstone never landed)
-    /// and deletes again. It waits until no I/O of the stopped queue is in flight, so
-    /// no completion of the old queue can reach the new one.
-    pub(crate) fn resume_aborted_deletions(&mut self) {
-        let pending: Vec<(TenantId, TimelineId)> = self.aborted_deletions.iter().copied().collect();
-        for (t, tl) in pending {
-            let single = self.tenants.get(&t).is_some_and(|x| {
-                matches!(x.mode, crate::location_conf::LocationMode::AttachedSingle { .. })
-            });
-            let stopped =
-                self.tenants.get(&t).and_then(|x| x.timelines.get(&tl)).is_some_and(|s| {
-                    s.state == SlotState::Deleting
-                        && *s.upload.state() == crate::upload_queue::QueueState::Stopped
-                });
-            if !stopped {
-                self.aborted_deletions.remove(&(t, tl));
-                continue;
-            }
-            let upload_in_flight = self
-                .tenants
-                .get(&t)
-                .and_then(|x| x.timelines.get(&tl))
-                .is_some_and(|s| s.upload_in_flight > 0);
-            if !single || upload_in_flight {
-                continue;
-            }
-            self.aborted_deletions.remove(&(t, tl));
+    /// and deletes again. It waits until no I/O of the stopped queue is in flight
+    /// (the slot's `upload_in_flight`), so no completion of the old queue can reach
+    /// the new one.
+    pub(crate) fn resume_aborted_deletions(&mut self, t: TenantId) {
+        let Some(tenant) = self.tenants.get(&t) else { return };
+        let single = matches!(tenant.mode, LocationMode::AttachedSingle { .. });
+        let pending: Vec<TimelineId> = tenant
+            .timelines
+            .iter()
+            .filter(|(_, s)| s.deletion_aborted)
+            .map(|(tl, _)| *tl)
+            .collect();
+        for tl in pending {
             let (now, wall, config) = (self.now, self.wall, self.config.upload.clone());
             let Some(slot) = self.slot_mut(t, tl) else { continue };
+            let stopped = slot.state == SlotState::Deleting
+                && *slot.upload.state() == crate::upload_queue::QueueState::Stopped;
+            if !stopped {
+                slot.deletion_aborted = false;
+                continue;
+            }
+            if !single || slot.upload_in_flight > 0 {
+                continue;
+            }
+            slot.deletion_aborted = false;
             let Some((version, index)) = slot.upload.durable_index().map(|(v, i)| (v, i.clone()))
             else {
                 continue;
@@ -141,64 +141,68 @@ impl Node {
         }
     }
 
-    /// Tenants whose `DeleteTimelines` step runs: every timeline not yet being
+    /// A tenant whose `DeleteTimelines` step runs: every timeline not yet being
     /// deleted starts its deletion (a timeline still being created waits for its
     /// first index); the step is done when none is left.
-    pub(crate) fn advance_tenant_deletions(&mut self) {
-        let tenants: Vec<TenantId> = self.deleting_tenants.iter().copied().collect();
-        for tenant in tenants {
-            let timelines: Vec<(TimelineId, bool)> = match self.tenants.get(&tenant) {
-                Some(t) => t
-                    .timelines
-                    .iter()
-                    .map(|(tl, s)| {
-                        (*tl, matches!(s.state, SlotState::Active | SlotState::Broken(_)))
-                    })
-                    .collect(),
-                None => Vec::new(),
-            };
-            if timelines.is_empty() {
-                self.deleting_tenants.remove(&tenant);
-                self.step_done(tenant, Ok(StepOutput::Done));
+    pub(crate) fn advance_tenant_deletion(&mut self, tenant: TenantId) {
+        let timelines: Vec<(TimelineId, bool)> = match self.tenants.get(&tenant) {
+            Some(t) => t
+                .timelines
+                .iter()
+                .map(|(tl, s)| (*tl, matches!(s.state, SlotState::Active | SlotState::Broken(_))))
+                .collect(),
+            None => Vec::new(),
+        };
+        if timelines.is_empty() {
+            self.end_tenant_deletion_step(tenant, Ok(StepOutput::Done));
+            return;
+        }
+        for (tl, startable) in timelines {
+            if !startable {
                 continue;
             }
-            for (tl, startable) in timelines {
-                if !startable {
-                    continue;
-                }
-                if let Err(e) = self.delete_timeline(tenant, tl) {
-                    self.deleting_tenants.remove(&tenant);
-                    self.step_done(tenant, Err(format!("deleting timeline {tl}: {e}")));
-                    break;
-                }
+            if let Err(e) = self.delete_timeline(tenant, tl) {
+                self.end_tenant_deletion_step(tenant, Err(format!("deleting timeline {tl}: {e}")));
+                break;
             }
         }
     }
 
-    /// Resumes the deletion of tenants that carry a deletion mark, once each is
+    fn end_tenant_deletion_step(&mut self, tenant: TenantId, result: Result<StepOutput, String>) {
+        if let Some(t) = self.tenants.get_mut(&tenant)
+            && t.lifecycle == Lifecycle::Deleting(DeletePhase::Timelines)
+        {
+            t.lifecycle = Lifecycle::Active;
+        }
+        self.step_done(tenant, result);
+    }
+
+    /// Resumes the deletion of a tenant found with a deletion mark, once it is
     /// settled (start-up over, or its attach done).
-    pub(crate) fn resume_marked_deletions(&mut self) {
+    pub(crate) fn resume_marked_deletion(&mut self, tenant: TenantId) {
         if self.phase != super::NodePhase::Active || self.emergency.is_some() {
             return;
         }
-        let marked: Vec<TenantId> = self.marked_for_deletion.iter().copied().collect();
-        for tenant in marked {
-            match self.manager.slot(tenant) {
-                Some(Slot::InProgress(_)) => continue,
-                Some(Slot::Attached { mode: LocationMode::AttachedSingle { .. }, state })
-                    if *state == TenantState::Active =>
-                {
-                    self.internal_requests += 1;
-                    let req = RequestId(u64::MAX - self.internal_requests);
-                    tracing::info!(%tenant, "resuming an interrupted tenant deletion");
-                    self.manager.handle_delete_tenant(self.now, req, tenant);
-                    self.dirty.insert(Machine::Manager);
-                }
-                _ => {
-                    tracing::warn!(%tenant, "tenant has a deletion mark but is not attached here in AttachedSingle; left as it is")
-                }
+        if !self.tenants.get(&tenant).is_some_and(|t| t.deletion_marked) {
+            return;
+        }
+        match self.manager.slot(tenant) {
+            Some(Slot::InProgress(_)) => return,
+            Some(Slot::Attached { mode: LocationMode::AttachedSingle { .. }, state })
+                if *state == TenantState::Active =>
+            {
+                self.internal_requests += 1;
+                let req = RequestId(u64::MAX - self.internal_requests);
+                tracing::info!(%tenant, "resuming an interrupted tenant deletion");
+                self.manager.handle_delete_tenant(self.now, req, tenant);
+                self.dirty.insert(Machine::Manager);
             }
-            self.marked_for_deletion.remove(&tenant);
+            _ => {
+                tracing::warn!(%tenant, "tenant has a deletion mark but is not attached here in AttachedSingle; left as it is")
+            }
+        }
+        if let Some(t) = self.tenants.get_mut(&tenant) {
+            t.deletion_marked = false;
         }
     }
 }

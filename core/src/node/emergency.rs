@@ -125,9 +125,12 @@ impl Node {
             return;
         }
         let Some(Emergency::Leaving { tenants }) = self.emergency.take() else { return };
-        let waiting: Vec<_> = self.pending_reads.keys().copied().collect();
+        let waiting: Vec<_> = self
+            .tenants
+            .values_mut()
+            .flat_map(|t| std::mem::take(&mut t.reads).into_keys())
+            .collect();
         for req in waiting {
-            self.pending_reads.remove(&req);
             self.reply(
                 req,
                 Err(super::api::ApiError::unavailable("leaving emergency mode; retry")),

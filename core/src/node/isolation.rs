@@ -58,7 +58,7 @@ use super::routing::Route;
 use super::{Machine, Node, SlotState, TimelineSlot};
 use crate::id::{TenantId, TimelineId};
 use crate::node::io::IoResult;
-use crate::tenant::{TenantEvent, TenantState};
+use crate::tenant::TenantEvent;
 use crate::trace::Direction;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
@@ -101,19 +101,13 @@ impl Node {
 
     /// Tenants broken by a panic (a shutdown with one is not clean).
     pub(crate) fn broken_tenants(&self) -> Vec<TenantId> {
-        self.tenants
-            .iter()
-            .filter(|(_, t)| matches!(t.state, TenantState::Broken { .. }))
-            .map(|(id, _)| *id)
-            .collect()
+        self.tenants.iter().filter(|(_, t)| t.is_broken()).map(|(id, _)| *id).collect()
     }
 
     /// Whether completions for `tenant` must be ignored: its machines were dropped
     /// after a panic.
     pub(crate) fn machines_dropped(&self, tenant: Option<TenantId>) -> bool {
-        tenant
-            .and_then(|t| self.tenants.get(&t))
-            .is_some_and(|t| matches!(t.state, TenantState::Broken { .. }))
+        tenant.and_then(|t| self.tenants.get(&t)).is_some_and(|t| t.is_broken())
     }
 
     /// The completion of an I/O issued by machines that are gone: only a page-cache
@@ -138,9 +132,11 @@ impl Node {
         let now = self.now;
         let Some(tenant) = self.tenants.get_mut(&t) else { return };
         // Every state with machines running has a Fail transition (a stopping tenant's
-        // stop then fails: `check_stopping`).
+        // stop then fails: `end_step_of_broken`).
         tenant.transition(TenantEvent::Fail(reason.clone()));
         let dropped = std::mem::take(&mut tenant.timelines);
+        let reads = std::mem::take(&mut tenant.reads);
+        self.touch_tenant(t);
         if let Err(e) = self.manager.handle_tenant_event(now, t, TenantEvent::Fail(reason.clone()))
         {
             self.refused(super::RefusingMachine::TenantManager, "a panicked tenant's Fail", &e);
@@ -154,16 +150,12 @@ impl Node {
                     format!("timeline {timeline} was being created: tenant {t} broke: {reason}");
                 self.reply(req, Err(ApiError::Internal(why)));
             }
-            for req in self.deletion_waiters.remove(&(t, timeline)).unwrap_or_default() {
+            for req in slot.deletion_waiters {
                 let why = format!("tenant {t} broke during the deletion: {reason}");
                 self.reply(req, Err(ApiError::Internal(why)));
             }
-            self.aborted_deletions.remove(&(t, timeline));
         }
-        let reads: Vec<_> =
-            self.pending_reads.iter().filter(|(_, p)| p.0 == t).map(|(r, _)| *r).collect();
-        for req in reads {
-            self.pending_reads.remove(&req);
+        for req in reads.into_keys() {
             self.reply(req, Err(ApiError::Internal(format!("tenant {t} is broken: {reason}"))));
         }
         self.forget_background_jobs(t, None);

@@ -37,7 +37,7 @@ impl Node {
                     // A stopping tenant, or a timeline being deleted, starts no new
                     // background work (the grant is handed back; the timeline keeps
                     // waiting and is dropped with its tenant or its deletion).
-                    let stopping = self.stopping.contains_key(&t);
+                    let stopping = self.tenants.get(&t).is_some_and(|x| x.is_stopping());
                     let unexpected = crate::timeline::TimelineError::UnexpectedGrant(owner.kind);
                     let routed = matches!(
                         self.slot_mut(t, tl),

@@ -21,28 +21,21 @@ use super::api::{ApiError, RequestId, Response};
 use super::io::{self, Io, IoError, IoErrorKind, IoResult};
 use super::routing::{CpWaiter, Route};
 use super::startup::StartupIo;
-use super::{Machine, Node, RefusingMachine, SlotState, Tenant};
+use super::tenant_machine::{DeletePhase, StopPhase};
+use super::{Lifecycle, Machine, Node, RefusingMachine, SlotState, Tenant};
 use crate::control_plane::{CallFailure, CpRequest};
 use crate::control_plane::{ControlPlaneError, ControlPlaneReply, summarize_tenant_listing};
-use crate::id::{TenantId, TimelineId};
+use crate::id::TenantId;
 use crate::location_conf::{LocationConf, LocationMode};
 use crate::remote_path::{self, RemoteKey};
 use crate::tenant::{
     LocationOutcome, LocationRequest, ManagerEffect, ManagerError, Placement, Slot, Step,
     StepOutput, TenantEvent, TenantState,
 };
-use crate::time::Instant;
 use crate::trace::Direction;
 
 /// How often a transient failure of the deletion mark's PUT is retried.
 pub const MARK_ATTEMPTS: u32 = 10;
-
-/// A tenant being stopped: flushed until `deadline`, then its machines stop.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Stopping {
-    pub(crate) deadline: Instant,
-    pub(crate) machines_stopped: bool,
-}
 
 impl Node {
     pub(crate) fn location_config(
@@ -78,7 +71,7 @@ impl Node {
             let reason = reason.clone();
             return Some(manager_error_to_api(ManagerError::Broken { tenant, reason }));
         }
-        match (self.tenants.get(&tenant).map(|t| &t.state), self.manager.slot(tenant)) {
+        match (self.tenants.get(&tenant).map(|t| t.state()), self.manager.slot(tenant)) {
             (Some(TenantState::Broken { reason }), _) => Some(ApiError::Internal(format!(
                 "tenant {tenant} is broken ({reason}); a location_config re-attaches it on a new generation, as does a restart"
             ))),
@@ -181,17 +174,30 @@ impl Node {
                     Io::DiskRename { from: io::tenant_dir(tenant), to },
                 );
             }
-            Step::PutDeletionMark => self.emit_io(
-                Route::Manager { tenant },
-                Io::RemotePut {
-                    key: remote_path::tenant_deletion_mark_key(tenant),
-                    bytes: Vec::new(),
-                },
-            ),
-            Step::DeleteTimelines => {
-                self.deleting_tenants.insert(tenant);
-                self.dirty.insert(Machine::Manager);
+            Step::PutDeletionMark => {
+                if let Some(t) = self.tenants.get_mut(&tenant)
+                    && t.lifecycle == Lifecycle::Active
+                {
+                    t.lifecycle = Lifecycle::Deleting(DeletePhase::Mark { attempts: 0 });
+                }
+                self.emit_io(
+                    Route::Manager { tenant },
+                    Io::RemotePut {
+                        key: remote_path::tenant_deletion_mark_key(tenant),
+                        bytes: Vec::new(),
+                    },
+                )
             }
+            Step::DeleteTimelines => match self.tenants.get_mut(&tenant) {
+                // Nothing runs for it: no timeline to delete.
+                None => self.step_done(tenant, Ok(StepOutput::Done)),
+                Some(t) => {
+                    if t.lifecycle == Lifecycle::Active {
+                        t.lifecycle = Lifecycle::Deleting(DeletePhase::Timelines);
+                    }
+                    self.touch_tenant(tenant);
+                }
+            },
             Step::RemoveLocalDir => {
                 if let Some(path) = self.detached_dirs.remove(&tenant) {
                     self.emit_io(Route::DetachedRemoved, Io::DiskRemoveDir { path });
@@ -255,14 +261,20 @@ impl Node {
         })) = &result
             && let Some(Slot::InProgress(op)) = self.manager.slot(tenant)
             && op.current == Some(Step::PutDeletionMark)
-            && self.mark_attempts.get(&tenant).copied().unwrap_or(0) < MARK_ATTEMPTS
+            && let Some(t) = self.tenants.get_mut(&tenant)
+            && let Lifecycle::Deleting(DeletePhase::Mark { attempts }) = t.lifecycle
+            && attempts < MARK_ATTEMPTS
         {
             // Remote storage hiccuped: put the mark again.
-            *self.mark_attempts.entry(tenant).or_default() += 1;
+            t.lifecycle = Lifecycle::Deleting(DeletePhase::Mark { attempts: attempts + 1 });
             tracing::warn!(%tenant, %why, "putting the deletion mark failed; retrying");
             return self.run_step(tenant, Step::PutDeletionMark);
         }
-        self.mark_attempts.remove(&tenant);
+        if let Some(t) = self.tenants.get_mut(&tenant)
+            && let Lifecycle::Deleting(DeletePhase::Mark { .. }) = t.lifecycle
+        {
+            t.lifecycle = Lifecycle::Active;
+        }
         let result = match result {
             IoResult::Done(Ok(()))
             | IoResult::Done(Err(IoError { kind: IoErrorKind::NotFound, .. })) => {
@@ -320,7 +332,7 @@ impl Node {
             // Nothing runs (a Broken tenant whose load failed): nothing to stop.
             return self.step_done(tenant, Ok(StepOutput::Done));
         };
-        t.transition(TenantEvent::Stop);
+        t.begin_stop(deadline);
         for tl in self.timelines_of(tenant) {
             self.with_machines(tenant, tl, |slot| {
                 if slot.state == SlotState::Active {
@@ -329,7 +341,7 @@ impl Node {
             });
             self.dirty.insert(Machine::Timeline(tenant, tl));
         }
-        self.stopping.insert(tenant, Stopping { deadline, machines_stopped: false });
+        self.touch_tenant(tenant);
         self.nudge_validation();
     }
 
@@ -348,44 +360,33 @@ impl Node {
         self.tenants.get(&tenant).is_some_and(|t| t.in_flight > 0)
     }
 
-    /// Advances every stopping tenant: once flushed (or out of time) its machines
-    /// stop; once none of its I/O is in flight, it is dropped and the step is done.
-    pub(crate) fn check_stopping(&mut self) {
+    /// Advances a stopping tenant: once flushed (or out of time) its machines stop;
+    /// once none of its I/O is in flight, it is dropped and the step is done.
+    pub(crate) fn advance_stop(&mut self, tenant: TenantId, phase: StopPhase) {
         let now = self.now;
-        let tenants: Vec<TenantId> = self.stopping.keys().copied().collect();
-        for tenant in tenants {
-            let Some(s) = self.stopping.get(&tenant).cloned() else { continue };
-            if let Some(TenantState::Broken { reason }) =
-                self.tenants.get(&tenant).map(|t| &t.state)
-            {
-                // A machine panicked during the stop (`isolation.rs`): its machines are
-                // gone with what they had not flushed, so the stop failed. The tenant
-                // stays, Broken, and the operation that asked for the stop fails.
-                let why = format!("the tenant broke while stopping: {reason}");
-                self.stopping.remove(&tenant);
-                self.step_done(tenant, Err(why));
-                continue;
+        if let StopPhase::Flushing { deadline } = phase {
+            let visible = self.tenant_visible(tenant);
+            if !(visible || now >= deadline) {
+                return;
             }
-            if !s.machines_stopped {
-                if !(self.tenant_visible(tenant) || now >= s.deadline) {
-                    continue;
-                }
-                if now >= s.deadline && !self.tenant_visible(tenant) {
-                    tracing::warn!(%tenant, "stopping: grace period ended before everything was visible");
-                }
-                self.stop_machines(tenant);
-                if let Some(s) = self.stopping.get_mut(&tenant) {
-                    s.machines_stopped = true;
-                }
+            if !visible {
+                tracing::warn!(%tenant, "stopping: grace period ended before everything was visible");
             }
-            if self.io_in_flight(tenant) {
-                continue;
+            self.stop_machines(tenant);
+            match self.tenants.get_mut(&tenant) {
+                Some(t) if t.is_stopping() => {
+                    t.lifecycle = Lifecycle::Stopping(StopPhase::Draining);
+                }
+                // A handler panicked while its machines stopped: `end_step_of_broken`.
+                _ => return,
             }
-            self.stopping.remove(&tenant);
-            self.tenants.remove(&tenant);
-            self.page_cache.invalidate_tenant(tenant);
-            self.step_done(tenant, Ok(StepOutput::Done));
         }
+        if self.io_in_flight(tenant) {
+            return;
+        }
+        self.tenants.remove(&tenant);
+        self.page_cache.invalidate_tenant(tenant);
+        self.step_done(tenant, Ok(StepOutput::Done));
     }
 
     /// Stops a tenant's upload queues and answers its waiting reads.
@@ -400,26 +401,14 @@ impl Node {
             self.dirty.insert(Machine::Upload(tenant, tl));
             self.dirty.insert(Machine::Timeline(tenant, tl));
         }
-        let waiting: Vec<RequestId> = self
-            .pending_reads
-            .iter()
-            .filter(|(_, (t, _, _))| *t == tenant)
-            .map(|(r, _)| *r)
-            .collect();
-        let deletions: Vec<TimelineId> =
-            self.deletion_waiters.keys().filter(|(t, _)| *t == tenant).map(|(_, tl)| *tl).collect();
-        for tl in deletions {
+        for tl in self.timelines_of(tenant) {
             let why = format!("tenant {tenant} is stopping; retry the deletion");
             self.answer_deletion_waiters(tenant, tl, Err(ApiError::unavailable(why)));
         }
-        for req in waiting {
-            self.pending_reads.remove(&req);
+        let waiting = self.tenants.get_mut(&tenant).map(|t| std::mem::take(&mut t.reads));
+        for req in waiting.unwrap_or_default().into_keys() {
             self.reply(req, Err(ApiError::unavailable(format!("tenant {tenant} is stopping"))));
         }
-    }
-
-    pub(crate) fn stopping_deadline(&self) -> Option<Instant> {
-        self.stopping.values().filter(|s| !s.machines_stopped).map(|s| s.deadline).min()
     }
 
     // ---- load ----
@@ -428,7 +417,7 @@ impl Node {
         let Some(generation) = mode.generation() else {
             return self.step_done(tenant, Err("LoadTenant needs an attached mode".into()));
         };
-        self.tenants.insert(tenant, Tenant::new(generation, mode, TenantState::Attaching));
+        self.tenants.insert(tenant, Tenant::new(generation, mode, Lifecycle::Attaching));
         self.startup.loading.insert(tenant, 0);
         self.startup_io(
             StartupIo::ListRemoteTimelines(tenant),
@@ -446,8 +435,8 @@ impl Node {
             let now = self.now;
             let result = match self.tenants.get_mut(&tenant) {
                 // A handler panicked while it loaded (`isolation.rs`).
-                Some(t) if matches!(t.state, TenantState::Broken { .. }) => {
-                    Err(format!("loading tenant {tenant} failed: {:?}", t.state))
+                Some(t) if t.is_broken() => {
+                    Err(format!("loading tenant {tenant} failed: {:?}", t.state()))
                 }
                 Some(t) => {
                     t.transition(TenantEvent::Loaded);
@@ -465,20 +454,6 @@ impl Node {
                 )),
             };
             self.step_done(tenant, result);
-        }
-    }
-}
-
-impl Tenant {
-    /// Applies a lifecycle event; an illegal one is a bug, logged (tests catch it via
-    /// the debug assertion).
-    pub(crate) fn transition(&mut self, event: TenantEvent) {
-        match self.state.on(&event) {
-            Ok(next) => self.state = next,
-            Err(e) => {
-                debug_assert!(false, "{e}");
-                tracing::error!(error = %e, "illegal tenant transition");
-            }
         }
     }
 }

@@ -57,6 +57,7 @@ mod requests;
 mod routing;
 mod slots;
 mod startup;
+mod tenant_machine;
 mod timers;
 mod trace;
 
@@ -76,8 +77,9 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 pub use emergency::{EMERGENCY_RETRY_BASE_MS, EMERGENCY_RETRY_MAX_MS};
 pub use refusals::RefusingMachine;
 pub use routing::Route;
-pub(crate) use slots::{BrokenReason, SlotState, Tenant, TimelineSlot};
+pub(crate) use slots::{BrokenReason, SlotState, TimelineSlot};
 pub use startup::StartupPhase;
+pub(crate) use tenant_machine::{Lifecycle, Tenant};
 
 /// Configuration of a node's machines. Every bound has a unit in its name.
 #[derive(Clone, Debug)]
@@ -170,6 +172,9 @@ pub(crate) enum Machine {
     /// The tenant manager (slots, location_config).
     Manager,
     Scheduler,
+    /// One attached tenant's own progress (`tenant_machine.rs`); sorts last, so the
+    /// pump looks at it once the other machines are quiet.
+    Tenant(TenantId),
 }
 
 pub struct Node {
@@ -185,27 +190,13 @@ pub struct Node {
     /// The slot of every tenant this node knows; `tenants` holds the machines of the
     /// attached ones.
     pub(crate) manager: crate::tenant::TenantManager,
-    /// Tenants being stopped by the manager's `StopTenant` step.
-    pub(crate) stopping: BTreeMap<TenantId, location::Stopping>,
     /// Directories renamed away by detaches, waiting for their background removal.
     pub(crate) detached_dirs: BTreeMap<TenantId, camino::Utf8PathBuf>,
     pub(crate) detached_seq: u64,
-    /// Timeline deletions stopped by a mode change; resumed once the tenant is
-    /// AttachedSingle again and none of the stopped queue's I/O is in flight.
-    pub(crate) aborted_deletions: BTreeSet<(TenantId, TimelineId)>,
-    /// Tenants whose deletion is deleting their timelines (`Step::DeleteTimelines`).
-    pub(crate) deleting_tenants: BTreeSet<TenantId>,
-    /// Tenants found with a deletion mark while loading: their deletion resumes as
-    /// soon as they are settled in AttachedSingle.
-    pub(crate) marked_for_deletion: BTreeSet<TenantId>,
     /// Request ids for operations the node starts itself (their replies go nowhere).
     pub(crate) internal_requests: u64,
-    /// Attempts at the deletion mark's PUT, per tenant being deleted.
-    pub(crate) mark_attempts: BTreeMap<TenantId, u32>,
     /// Set while the node runs without a control plane (see `emergency.rs`).
     pub(crate) emergency: Option<emergency::Emergency>,
-    /// DeleteTimeline requests waiting for their tombstone index to be durable.
-    pub(crate) deletion_waiters: BTreeMap<(TenantId, TimelineId), Vec<RequestId>>,
     pub(crate) startup: startup::Startup,
     /// Tenants found with objects of a generation their control plane never granted
     /// (S-GEN-MONO), since start (metric).
@@ -221,8 +212,6 @@ pub struct Node {
     pub(crate) timers: timers::TimerIndex,
     /// Wall-clock jumps reported by the driver, forward and backward (metric).
     pub(crate) wall_clock_jumps: [u64; 2],
-    /// Reads waiting for their timeline's answer: whose, and what was asked.
-    pub(crate) pending_reads: BTreeMap<RequestId, (TenantId, crate::key::Key, crate::lsn::Lsn)>,
     pub(crate) effects: VecDeque<NodeEffect>,
     pub(crate) trace: Vec<TraceLine>,
     /// Shared by every timeline; waiters of a layer read are timeline op ids.
@@ -254,16 +243,10 @@ impl Node {
             scheduler,
             tenants: BTreeMap::new(),
             manager: crate::tenant::TenantManager::default(),
-            stopping: BTreeMap::new(),
             detached_dirs: BTreeMap::new(),
             detached_seq: 0,
-            aborted_deletions: BTreeSet::new(),
             emergency: None,
-            deleting_tenants: BTreeSet::new(),
-            marked_for_deletion: BTreeSet::new(),
             internal_requests: 0,
-            mark_attempts: BTreeMap::new(),
-            deletion_waiters: BTreeMap::new(),
             startup: startup::Startup::default(),
             generation_conflicts_total: 0,
             ops: OpIds::default(),
@@ -273,7 +256,6 @@ impl Node {
             dirty: BTreeSet::new(),
             timers: timers::TimerIndex::default(),
             wall_clock_jumps: [0; 2],
-            pending_reads: BTreeMap::new(),
             effects: VecDeque::new(),
             refusals: refusals::Refusals::default(),
             trace: Vec::new(),
@@ -318,6 +300,9 @@ impl Node {
         let route = self.routes.remove(&op);
         if let Some(route) = &route {
             self.count_in_flight(route, false);
+            if let Some(t) = route.tenant() {
+                self.touch_tenant(t);
+            }
         }
         match route {
             // A tenant broken by a panic: its machines are gone (`isolation.rs`).
@@ -347,7 +332,6 @@ impl Node {
         [
             self.node_deadline(),
             self.timers.earliest(),
-            self.stopping_deadline(),
             self.emergency_deadline(),
             match self.phase {
                 NodePhase::ShuttingDown { deadline, .. } => Some(deadline),
@@ -461,6 +445,11 @@ impl Node {
         // deadline changed without being drained would never be woken).
         let mut machines = vec![Machine::DeletionQueue];
         for (t, tenant) in &self.tenants {
+            machines.push(Machine::Tenant(*t));
+            assert!(
+                !tenant.is_broken() || tenant.timelines.is_empty(),
+                "broken tenant {t} holds machines"
+            );
             for tl in tenant.timelines.keys() {
                 machines.push(Machine::Timeline(*t, *tl));
                 machines.push(Machine::Upload(*t, *tl));

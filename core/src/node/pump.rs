@@ -25,11 +25,7 @@ impl Node {
         // Bounded: routing only moves work between machines; a loop here would be a bug.
         for _ in 0..1_000_000 {
             let Some(machine) = self.dirty.pop_first() else {
-                self.check_stopping();
                 self.finish_tenant_loads();
-                self.resume_aborted_deletions();
-                self.advance_tenant_deletions();
-                self.resume_marked_deletions();
                 self.finish_leaving_emergency();
                 self.release_jobs_of_removed_timelines();
                 if !self.dirty.is_empty() {
@@ -42,10 +38,17 @@ impl Node {
                 Machine::ControlPlane => self.drain_cp(),
                 Machine::ControlPlaneClient => self.drain_cp_client(),
                 Machine::DeletionQueue => self.drain_dq(),
-                Machine::Timeline(t, tl) => self.drain_timeline(t, tl),
-                Machine::Upload(t, tl) => self.drain_upload(t, tl),
+                Machine::Timeline(t, tl) => {
+                    self.drain_timeline(t, tl);
+                    self.touch_tenant(t);
+                }
+                Machine::Upload(t, tl) => {
+                    self.drain_upload(t, tl);
+                    self.touch_tenant(t);
+                }
                 Machine::Manager => self.drain_manager(),
                 Machine::Scheduler => self.drain_scheduler(),
+                Machine::Tenant(t) => self.advance_tenant(t),
             }
             let next = self.machine_timer(machine);
             self.timers.set(machine, next);
@@ -174,7 +177,7 @@ impl Node {
             TimelineEffect::Redo { op, request } => self.redo(t, tl, op, request),
             TimelineEffect::ReadDone { req, result } => {
                 let result = result.map_err(|e| super::requests::read_error_to_api(&e));
-                self.on_read_done(RequestId(req.0), result);
+                self.on_read_done(t, RequestId(req.0), result);
             }
             TimelineEffect::LayerFlushed { name, file_size, crc32c } => {
                 // Same input as the layer-map insert: the layer is in the upload
@@ -365,7 +368,9 @@ impl Node {
     /// its waiters are told to retry.
     fn on_deletion_aborted(&mut self, t: TenantId, tl: TimelineId, error: UploadQueueError) {
         tracing::warn!(tenant = %t, timeline = %tl, %error, "timeline deletion aborted; resumes in AttachedSingle");
-        self.aborted_deletions.insert((t, tl));
+        if let Some(slot) = self.slot_mut(t, tl) {
+            slot.deletion_aborted = true;
+        }
         let why = format!("timeline {tl}: deletion interrupted by a mode change ({error}); retry");
         self.answer_deletion_waiters(t, tl, Err(ApiError::unavailable(why)));
     }
@@ -374,6 +379,8 @@ impl Node {
     /// and background jobs.
     fn on_timeline_deleted(&mut self, t: TenantId, tl: TimelineId) {
         self.page_cache.invalidate_timeline(t, tl);
+        // Answered at `TombstoneDurable`; none is left unless that never came.
+        self.answer_deletion_waiters(t, tl, Ok(Response::TimelineDeleting));
         if let Some(tenant) = self.tenants.get_mut(&t) {
             tenant.timelines.remove(&tl);
         }

@@ -68,12 +68,13 @@ impl Node {
 
     pub(crate) fn on_read_done(
         &mut self,
+        t: TenantId,
         req: RequestId,
         result: Result<Option<Vec<u8>>, ApiError>,
     ) {
         let result = result.map(|value| {
             let (key, lsn) =
-                self.pending_reads.remove(&req).map(|(_, k, l)| (k, l)).unwrap_or_default();
+                self.tenants.get_mut(&t).and_then(|x| x.reads.remove(&req)).unwrap_or_default();
             Response::Value { key, lsn, value }
         });
         self.reply(req, result);

@@ -101,7 +101,10 @@ impl Node {
         match self.delete_timeline(tenant, timeline) {
             // Answered once the tombstone is durable: a crash before that
             // would lose the deletion, and the client would not know.
-            Ok(false) => self.deletion_waiters.entry((tenant, timeline)).or_default().push(req),
+            Ok(false) => match self.slot_mut(tenant, timeline) {
+                Some(slot) => slot.deletion_waiters.push(req),
+                None => self.bug("a deletion started without its timeline's slot"),
+            },
             Ok(true) => self.reply(req, Ok(Response::TimelineDeleting)),
             Err(e) => self.reply(req, Err(e)),
         }
@@ -171,7 +174,9 @@ impl Node {
         match self.active_slot(tenant, timeline).map(|_| ()) {
             Ok(()) => {
                 // Waiting before the call: a panic in it answers the read.
-                self.pending_reads.insert(req, (tenant, key, lsn));
+                if let Some(t) = self.tenants.get_mut(&tenant) {
+                    t.reads.insert(req, (key, lsn));
+                }
                 self.with_machines(tenant, timeline, |slot| {
                     slot.timeline.handle_read(now, ReadId(req.0), key, lsn)
                 });
@@ -195,14 +200,14 @@ impl Node {
             .tenants
             .iter()
             .map(|(id, t)| {
-                let reason = match &t.state {
-                    TenantState::Broken { reason } => Some(reason.clone()),
+                let reason = match &t.lifecycle {
+                    crate::node::Lifecycle::Broken { reason } => Some(reason.clone()),
                     _ => None,
                 };
                 let info = TenantInfo {
                     tenant: *id,
                     generation: Some(t.generation),
-                    state: t.state.label().to_string(),
+                    state: t.state().label().to_string(),
                     reason,
                     timelines: t.timelines.keys().chain(t.unloadable.keys()).copied().collect(),
                     broken_timelines: t

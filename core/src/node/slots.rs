@@ -1,61 +1,12 @@
-//! What the node holds per attached tenant: its timelines' slots (a state and the
-//! two machines) and why a timeline is Broken; [`Node::break_timeline`] is the one
+//! What the node holds per timeline of an attached tenant: its slot (a state and
+//! the two machines) and why a timeline is Broken; [`Node::break_timeline`] is the one
 //! transition into Broken.
 
 use super::Node;
 use super::api::{ApiError, RequestId};
-use crate::generation::Generation;
 use crate::id::{TenantId, TimelineId};
-use crate::location_conf::LocationMode;
 use crate::timeline::Timeline;
 use crate::upload_queue::UploadQueue;
-use std::collections::{BTreeMap, BTreeSet};
-
-/// One attached tenant.
-#[derive(Debug)]
-pub(crate) struct Tenant {
-    pub(crate) generation: Generation,
-    pub(crate) mode: LocationMode,
-    /// Its lifecycle state (`crate::tenant::lifecycle`). `Broken` here means a
-    /// handler of one of its machines panicked: `timelines` is empty and stays so
-    /// (see `isolation.rs`).
-    pub(crate) state: crate::tenant::TenantState,
-    pub(crate) timelines: BTreeMap<TimelineId, TimelineSlot>,
-    /// Timelines found in remote storage that could not be loaded (their index is
-    /// corrupt or unreadable for good): no machines run for them, they are listed
-    /// as broken with the reason and every request for them answers it (500), until
-    /// the tenant is loaded again (a restart or a `location_config`) after an
-    /// operator restored the object. Never both here and in `timelines`.
-    pub(crate) unloadable: BTreeMap<TimelineId, BrokenReason>,
-    /// This tenant's I/O in flight: every route whose [`Route::tenant`] is this
-    /// tenant, counted where the node inserts and removes routes (`emit_io`,
-    /// `handle_io`). A stop ends, and emergency mode is left, only at zero, so no
-    /// completion of the old machines can reach new ones.
-    ///
-    /// [`Route::tenant`]: super::Route::tenant
-    pub(crate) in_flight: usize,
-    /// Timeline creates whose remote check is in flight (`create.rs`): another
-    /// create of the same timeline meanwhile answers 503.
-    pub(crate) create_checks: BTreeSet<TimelineId>,
-}
-
-impl Tenant {
-    pub(crate) fn new(
-        generation: Generation,
-        mode: LocationMode,
-        state: crate::tenant::TenantState,
-    ) -> Self {
-        Tenant {
-            generation,
-            mode,
-            state,
-            timelines: BTreeMap::new(),
-            unloadable: BTreeMap::new(),
-            in_flight: 0,
-            create_checks: BTreeSet::new(),
-        }
-    }
-}
 
 /// Why a timeline is Broken: named, so that operators, metrics
 /// (`strata_timelines_broken{reason}`) and clients can tell corruption, which no
@@ -120,11 +71,24 @@ pub(crate) struct TimelineSlot {
     /// The upload queue's I/O in flight (`UploadRead`, `UploadPut`, `UploadList`
     /// routes): an interrupted deletion resumes on a fresh queue only at zero.
     pub(crate) upload_in_flight: usize,
+    /// Its deletion was stopped by a mode change (`DeletionAborted`): it resumes on
+    /// a fresh upload queue once the tenant is AttachedSingle again and
+    /// `upload_in_flight` is zero.
+    pub(crate) deletion_aborted: bool,
+    /// DeleteTimeline requests waiting for its tombstone index to be durable.
+    pub(crate) deletion_waiters: Vec<RequestId>,
 }
 
 impl TimelineSlot {
     pub(crate) fn new(state: SlotState, timeline: Timeline, upload: UploadQueue) -> Self {
-        TimelineSlot { state, timeline, upload, upload_in_flight: 0 }
+        TimelineSlot {
+            state,
+            timeline,
+            upload,
+            upload_in_flight: 0,
+            deletion_aborted: false,
+            deletion_waiters: Vec::new(),
+        }
     }
 }
 

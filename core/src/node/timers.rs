@@ -17,6 +17,9 @@ pub(crate) enum MachineTimer {
     Upload(UploadTimer),
     Deletion(DeletionTimer),
     ControlPlaneClient(crate::control_plane::client::ClientTimer),
+    /// A tenant's stop ran out of its grace period: its machines stop, flushed or
+    /// not (`tenant_machine.rs`).
+    TenantStop,
 }
 
 /// Every machine's next timer, ordered by deadline, so the earliest and the due ones
@@ -97,7 +100,6 @@ impl Node {
                 break;
             }
         }
-        self.check_stopping();
         self.fire_emergency_retry();
         self.check_shutdown_deadline();
     }
@@ -120,6 +122,7 @@ impl Node {
             (Machine::ControlPlaneClient, MachineTimer::ControlPlaneClient(timer)) => {
                 self.cp_client.handle_timeout(now, timer);
             }
+            (Machine::Tenant(t), MachineTimer::TenantStop) => self.advance_tenant(t),
             (machine, timer) => {
                 unreachable!("{machine:?} was given {timer:?}: the index mixes machines")
             }
@@ -146,6 +149,10 @@ impl Node {
             Machine::ControlPlaneClient => {
                 let (at, timer) = self.cp_client.next_timer()?;
                 Some((at, MachineTimer::ControlPlaneClient(timer)))
+            }
+            Machine::Tenant(t) => {
+                let at = self.tenants.get(&t)?.deadline()?;
+                Some((at, MachineTimer::TenantStop))
             }
             Machine::ControlPlane | Machine::Manager | Machine::Scheduler => None,
         }

@@ -332,11 +332,11 @@ impl Node {
             .collect();
         for (id, t) in &mut self.tenants {
             // A tenant whose handler panicked while it loaded stays Broken.
-            if !matches!(t.state, crate::tenant::TenantState::Broken { .. }) {
+            if !t.is_broken() {
                 t.transition(TenantEvent::Loaded);
                 t.transition(TenantEvent::Activated);
             }
-            slots.insert(*id, Slot::Attached { mode: t.mode, state: t.state.clone() });
+            slots.insert(*id, Slot::Attached { mode: t.mode, state: t.state() });
         }
         for (id, conf) in &self.startup.configs {
             if let LocationMode::Secondary { warm } = conf.mode {
@@ -344,5 +344,10 @@ impl Node {
             }
         }
         self.manager = TenantManager::recover(slots);
+        // Each tenant is looked at once settled (a deletion mark found while loading).
+        let tenants: Vec<TenantId> = self.tenants.keys().copied().collect();
+        for tenant in tenants {
+            self.touch_tenant(tenant);
+        }
     }
 }

@@ -10,8 +10,8 @@ use crate::id::TenantId;
 use crate::location_conf::{LocationConf, LocationMode};
 use crate::node::io::{self, Io, IoResult};
 use crate::node::routing::CpWaiter;
-use crate::node::{Node, Tenant};
-use crate::tenant::{Slot, TenantState};
+use crate::node::{Lifecycle, Node, Tenant};
+use crate::tenant::Slot;
 
 impl Node {
     pub(super) fn re_attach(&mut self) {
@@ -52,7 +52,7 @@ impl Node {
         let tenant_conf =
             self.startup.configs.get(&rt.tenant).map(|c| c.tenant_conf.clone()).unwrap_or_default();
         let conf = LocationConf { mode, tenant_conf };
-        self.tenants.insert(rt.tenant, Tenant::new(rt.generation, mode, TenantState::Loading));
+        self.tenants.insert(rt.tenant, Tenant::new(rt.generation, mode, Lifecycle::Loading));
         let bytes = conf.to_toml().into_bytes();
         self.startup_io(
             StartupIo::WriteConfig {
@@ -88,7 +88,7 @@ impl Node {
             if self.startup.held_back.contains(tenant) {
                 continue;
             }
-            self.tenants.insert(*tenant, Tenant::new(generation, conf.mode, TenantState::Loading));
+            self.tenants.insert(*tenant, Tenant::new(generation, conf.mode, Lifecycle::Loading));
         }
         // No new generation: no config rewrite, and the deletion queue is not
         // loaded (nothing may be deleted); timelines load read-only.

@@ -100,7 +100,9 @@ impl Node {
                     self.warn(format!(
                         "tenant {tenant} carries a deletion mark: its deletion resumes"
                     ));
-                    self.marked_for_deletion.insert(tenant);
+                    if let Some(t) = self.tenants.get_mut(&tenant) {
+                        t.deletion_marked = true;
+                    }
                 }
                 Some(TimelinesEntry::Unknown(name)) => {
                     self.warn(format!("ignoring unknown remote entry {name}"))
@@ -300,7 +302,7 @@ impl Node {
         };
         // A tenant broken by a panic gets no machines again (`isolation.rs`).
         if let Some(t) = self.tenants.get_mut(&tenant)
-            && !matches!(t.state, crate::tenant::TenantState::Broken { .. })
+            && !t.is_broken()
         {
             t.timelines.insert(timeline, TimelineSlot::new(state, machine, upload));
         }

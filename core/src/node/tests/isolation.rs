@@ -193,8 +193,8 @@ fn a_panicking_timeline_breaks_only_its_tenant_and_a_restart_reads_back_what_was
     );
     // A is Broken with the panic message, in its lifecycle state and in the
     // manager's slot; its machines are gone.
-    let TenantState::Broken { reason } = &h.node.tenants[&T].state else {
-        panic!("A is {:?}", h.node.tenants[&T].state)
+    let TenantState::Broken { reason } = &h.node.tenants[&T].state() else {
+        panic!("A is {:?}", h.node.tenants[&T].state())
     };
     assert!(reason.contains("outside the layer's ranges"), "{reason}");
     assert!(h.node.tenants[&T].timelines.is_empty());
@@ -302,7 +302,7 @@ fn a_tenant_broken_by_a_panic_comes_back_through_location_config_on_a_new_genera
     let r = location(&mut h, RequestedMode::AttachedSingle, None);
     assert!(matches!(r, Ok(Response::LocationConfigured(LocationOutcome::Changed(_)))), "{r:?}");
     assert!(h.node.tenants[&T].generation > generation);
-    assert_eq!(h.node.tenants[&T].state, TenantState::Active);
+    assert_eq!(h.node.tenants[&T].state(), TenantState::Active);
     let after: Vec<_> = (0..7).map(|k| read_of(&mut h, T, k, last)).collect();
     assert_eq!(after, before);
     // A client's retry: the first append to each key waits for a size read (503).
@@ -332,8 +332,8 @@ fn a_panic_during_a_detach_fails_the_detach_and_breaks_the_tenant() {
 
     let r = location(&mut h, RequestedMode::Detached, None);
     assert!(matches!(&r, Err(ApiError::Internal(m)) if m.contains("panicked")), "detach: {r:?}");
-    let TenantState::Broken { reason } = &h.node.tenants[&T].state else {
-        panic!("A is {:?}", h.node.tenants[&T].state)
+    let TenantState::Broken { reason } = &h.node.tenants[&T].state() else {
+        panic!("A is {:?}", h.node.tenants[&T].state())
     };
     assert!(reason.contains("outside the layer's ranges"), "{reason}");
     assert_eq!(listed(&mut h, T).state, "Broken");
