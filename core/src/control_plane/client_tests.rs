@@ -1,6 +1,7 @@
 //! The client machine driven by hand: deadlines, budgets, backoff, late replies.
 
 use super::*;
+use std::collections::BTreeMap;
 
 const T: TenantId = TenantId([3; 16]);
 
@@ -164,4 +165,117 @@ fn bogus_inputs_are_typed_errors() {
     assert!(matches!(wrong, Err(ClientInputError::WrongReply { .. })), "{wrong:?}");
     assert!(c.is_in_flight(attempt), "a wrong reply leaves the attempt to its deadline");
     c.check_invariants();
+}
+
+/// What the transport and the clock may do next, drawn by proptest.
+#[derive(Clone, Debug)]
+enum Step {
+    Call(u8),
+    /// Answer the n-th oldest attempt not yet answered (it may be stale).
+    Reply(usize, bool),
+    Unreachable(usize),
+    Refuse(usize, bool),
+    Advance(u64),
+}
+
+fn step() -> impl proptest::strategy::Strategy<Value = Step> {
+    use proptest::prelude::*;
+    prop_oneof![
+        (0u8..4).prop_map(Step::Call),
+        (0usize..4, any::<bool>()).prop_map(|(i, ok)| Step::Reply(i, ok)),
+        (0usize..4).prop_map(Step::Unreachable),
+        (0usize..4, any::<bool>()).prop_map(|(i, r)| Step::Refuse(i, r)),
+        (0u64..3_000).prop_map(Step::Advance),
+    ]
+}
+
+fn request(n: u8) -> CpRequest {
+    match n {
+        0 => CpRequest::ReAttach { node: NodeId(1), held_back: BTreeSet::new() },
+        1 => CpRequest::Attach { tenant: T, node: NodeId(1), reported: None },
+        2 => CpRequest::Detach { tenant: T },
+        _ => validate(),
+    }
+}
+
+fn reply_to(request: &CpRequest) -> ControlPlaneReply {
+    match request {
+        CpRequest::ReAttach { .. } => ControlPlaneReply::ReAttached { tenants: vec![] },
+        CpRequest::Attach { .. } => ControlPlaneReply::Attached { generation: Generation::FIRST },
+        CpRequest::Detach { .. } => ControlPlaneReply::Detached,
+        CpRequest::Validate { .. } => validated(),
+    }
+}
+
+proptest::proptest! {
+    /// Whatever the transport and the clock do: every call ends exactly once, no
+    /// call sends more attempts than its budget, and once the transport goes quiet
+    /// every call ends within its budget of deadlines and backoffs.
+    #[test]
+    fn every_call_ends_once_within_its_budget(steps in proptest::collection::vec(step(), 0..60)) {
+        let mut c = ControlPlaneClient::new(config());
+        let mut now = Instant::ZERO;
+        let mut calls: BTreeMap<CallId, CpRequest> = BTreeMap::new();
+        let mut attempts: BTreeMap<CallId, u32> = BTreeMap::new();
+        let mut done: BTreeMap<CallId, u32> = BTreeMap::new();
+        let mut outstanding: Vec<(OpId, CpRequest)> = Vec::new();
+        let record = |c: &mut ControlPlaneClient,
+                          outstanding: &mut Vec<(OpId, CpRequest)>,
+                          done: &mut BTreeMap<CallId, u32>| {
+            for effect in drain(c) {
+                match effect {
+                    ClientEffect::Send { attempt, request } => outstanding.push((attempt, request)),
+                    ClientEffect::Done { call, .. } => *done.entry(call).or_default() += 1,
+                }
+            }
+        };
+        for s in steps {
+            match s {
+                Step::Call(n) => {
+                    let call = c.handle_call(now, request(n));
+                    calls.insert(call, request(n));
+                }
+                Step::Reply(i, ok) if i < outstanding.len() => {
+                    let (attempt, request) = outstanding.remove(i);
+                    let reply = if ok { Ok(reply_to(&request)) } else { Err(ControlPlaneError::Overloaded { queued: 1 }) };
+                    c.handle_reply(now, attempt, reply).unwrap();
+                }
+                Step::Unreachable(i) if i < outstanding.len() => {
+                    let (attempt, _) = outstanding.remove(i);
+                    c.handle_unreachable(now, attempt, "down".into()).unwrap();
+                }
+                Step::Refuse(i, retryable) if i < outstanding.len() => {
+                    let (attempt, _) = outstanding.remove(i);
+                    let e = if retryable { ControlPlaneError::StoreFailed("x".into()) } else { ControlPlaneError::UnknownTenant(T) };
+                    c.handle_reply(now, attempt, Err(e)).unwrap();
+                }
+                Step::Advance(ms) => {
+                    now = now.plus_millis(ms);
+                    fire(&mut c, now);
+                }
+                _ => {}
+            }
+            record(&mut c, &mut outstanding, &mut done);
+            for id in calls.keys() {
+                let sent = c.calls.get(id).map(|call| call.attempts);
+                if let Some(sent) = sent {
+                    attempts.insert(*id, sent);
+                }
+            }
+        }
+        // The transport goes quiet: deadlines and backoffs end every call.
+        for _ in 0..100 {
+            let Some((at, _)) = c.next_timer() else { break };
+            now = now.max(at);
+            fire(&mut c, now);
+            record(&mut c, &mut outstanding, &mut done);
+        }
+        proptest::prop_assert_eq!(c.calls_in_progress(), 0);
+        for (id, request) in &calls {
+            proptest::prop_assert_eq!(done.get(id).copied(), Some(1), "{:?} ended {:?} times", id, done.get(id));
+            let budget = config().budget(request.kind());
+            proptest::prop_assert!(attempts.get(id).copied().unwrap_or(1) <= budget);
+        }
+        proptest::prop_assert!(c.stats().attempts_total >= calls.len() as u64);
+    }
 }
