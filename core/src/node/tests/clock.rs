@@ -91,3 +91,32 @@ fn gc_retention_stays_on_monotonic_time_when_the_wall_clock_jumps() {
     input_at(&mut h, &mut watch, wall, read);
     assert_eq!(horizon(&h), last, "a monotonic minute later everything ingested is old enough");
 }
+
+/// The node routes a due timer by name to its machine only: the open layer's
+/// checkpoint timer reaches that timeline as `Checkpoint`, and no other machine is
+/// handed a timer in that input.
+#[test]
+fn the_node_hands_a_due_timer_to_its_machine_by_name() {
+    let mut config = config();
+    config.timeline.checkpoint_distance_bytes = 1 << 20;
+    config.timeline.checkpoint_timeout_ms = 5_000;
+    let mut h = Harness::start(World::default(), config);
+    h.call(Request::CreateTenant { tenant: T }).unwrap();
+    h.call(Request::CreateTimeline { tenant: T, timeline: TL }).unwrap();
+    h.run_for(10_000);
+    h.ingest(records(16, 2)).unwrap();
+    let at = h.node.poll_timeout().expect("the open layer's checkpoint timer");
+    let _ = h.node.drain_trace();
+    h.now = at;
+    h.node.handle_timeout(h.now, WallTime(h.now.0));
+    let fired: Vec<String> = h
+        .node
+        .drain_trace()
+        .into_iter()
+        .filter(|l| l.what.starts_with("timer "))
+        .map(|l| l.what)
+        .collect();
+    assert_eq!(fired, [format!("timer Timeline({T:?}, {TL:?}) Timeline(Checkpoint)")]);
+    h.settle();
+    assert!(h.node.tenants[&T].timelines[&TL].timeline.open_layer_bytes() == 0, "frozen");
+}
