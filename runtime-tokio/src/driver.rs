@@ -144,6 +144,9 @@ pub struct NodeStatus {
     /// Routed inputs a machine refused since start, by machine
     /// (`strata_machine_refusals_total{machine}`): each is a bug in the node.
     pub machine_refusals: BTreeMap<&'static str, u64>,
+    /// Timelines in a disk-full episode: refusing ingest (503) or Broken `no_space`
+    /// (`strata_timelines_disk_full`).
+    pub timelines_disk_full: usize,
     /// Generation conflicts found since start (`strata_tenants_generation_conflict_total`).
     pub generation_conflicts_total: u64,
     /// Failed control-plane call attempts since start, by kind (`unreachable`,
@@ -275,6 +278,7 @@ where
                     })
                     .collect(),
                 io_errors: io_errors.clone(),
+                timelines_disk_full: node.timelines_disk_full(),
                 machine_refusals: node
                     .machine_refusals()
                     .into_iter()

@@ -506,6 +506,7 @@ async fn metrics(State(state): State<AppState>) -> HttpResponse {
     state.metrics.observe_wall_clock_jumps(&status.wall_clock_jumps);
     state.metrics.observe_machine_refusals(&status.machine_refusals);
     state.metrics.observe_control_plane_failures(&status.control_plane_failures);
+    state.metrics.observe_disk_full(status.timelines_disk_full);
     let text = state.metrics.render(&state.node).await;
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }

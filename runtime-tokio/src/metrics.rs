@@ -33,6 +33,9 @@
 //!   driver saw the wall clock move more than `WALL_CLOCK_JUMP_TOLERANCE_MS` further
 //!   or less far than the monotonic clock between two readings (see
 //!   `strata_core::time`); the node takes the new wall time as it is.
+//! - `strata_timelines_disk_full`: timelines whose flush writes fail with no space
+//!   left on the local disk (they refuse ingest with 503 and serve reads; past the
+//!   budget they are Broken `no_space`), from the driver's status;
 //! - `strata_machine_refusals_total{machine}`: inputs the node routed to a machine
 //!   that the machine refused (`strata_core::node` `refusals.rs`): each one is a
 //!   bug in the node; debug builds stop on the first.
@@ -76,6 +79,7 @@ pub struct Metrics {
     wall_clock_jumps_seen: Mutex<std::collections::BTreeMap<&'static str, u64>>,
     /// The node's count last exported: the counter advances by the difference.
     generation_conflicts_seen: Mutex<u64>,
+    disk_full: prometheus::IntGauge,
     machine_refusals: IntCounterVec,
     /// The node's refusal counts last exported.
     machine_refusals_seen: Mutex<std::collections::BTreeMap<&'static str, u64>>,
@@ -230,9 +234,15 @@ impl Metrics {
         for kind in strata_core::control_plane::CallFailure::LABELS {
             control_plane_failures.with_label_values(&[kind]);
         }
+        let disk_full = prometheus::IntGauge::new(
+            "strata_timelines_disk_full",
+            "Timelines whose flush writes fail with no space left on the local disk: they refuse ingest (503) and serve reads; past no_space_budget_ms they are Broken no_space",
+        )
+        .expect("static metric definition");
         for c in [
             Box::new(io_errors.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(control_plane_failures.clone()),
+            Box::new(disk_full.clone()),
             Box::new(wall_clock_jumps.clone()),
             Box::new(machine_refusals.clone()),
             Box::new(timelines_broken.clone()),
@@ -271,7 +281,13 @@ impl Metrics {
             machine_refusals_seen: Mutex::new(Default::default()),
             control_plane_failures,
             control_plane_failures_seen: Mutex::new(Default::default()),
+            disk_full,
         }
+    }
+
+    /// Sets `strata_timelines_disk_full` from the driver's status.
+    pub fn observe_disk_full(&self, timelines: usize) {
+        self.disk_full.set(i64::try_from(timelines).unwrap_or(i64::MAX));
     }
 
     /// Brings `strata_control_plane_failures_total` up to the client's counts (they
@@ -517,6 +533,14 @@ mod tests {
         m.observe_control_plane_failures(&counts);
         let t = text(&m);
         assert!(t.contains(r#"strata_control_plane_failures_total{kind="unreachable"} 5"#), "{t}");
+    }
+
+    #[test]
+    fn the_disk_full_gauge_follows_the_status() {
+        let m = Metrics::new();
+        assert!(text(&m).contains("strata_timelines_disk_full 0"));
+        m.observe_disk_full(2);
+        assert!(text(&m).contains("strata_timelines_disk_full 2"));
     }
 
     #[test]

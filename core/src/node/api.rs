@@ -123,7 +123,7 @@ pub struct BrokenTimeline {
 
 impl BrokenTimeline {
     /// Every `kind`, in a fixed order (the labels of `strata_timelines_broken`).
-    pub const KINDS: [&'static str; 2] = ["corrupt", "failed"];
+    pub const KINDS: [&'static str; 3] = ["corrupt", "no_space", "failed"];
 }
 
 /// Typed errors, grouped by what the caller should do.

@@ -205,6 +205,10 @@ impl Node {
             TimelineEffect::FlushDone { .. } => {}
             TimelineEffect::JobWanted { kind } => self.on_job_wanted(t, tl, kind),
             TimelineEffect::JobFinished { kind } => self.on_job_finished(t, tl, kind),
+            TimelineEffect::OutOfSpace { since } => {
+                // Reads are still served (`requests.rs`); see `timeline/disk_full.rs`.
+                self.break_timeline(t, tl, super::BrokenReason::NoSpace { since });
+            }
         }
         ControlFlow::Continue(())
     }

@@ -171,7 +171,7 @@ impl Node {
         lsn: Lsn,
     ) {
         let now = self.now;
-        match self.active_slot(tenant, timeline).map(|_| ()) {
+        match self.readable_slot(tenant, timeline) {
             Ok(()) => {
                 // Waiting before the call: a panic in it answers the read.
                 if let Some(t) = self.tenants.get_mut(&tenant) {
@@ -246,6 +246,21 @@ impl Node {
             });
         }
         tenants.into_values().collect()
+    }
+
+    /// Reads go where ingest goes, and also to a timeline Broken because its disk
+    /// is full: its machines run and hold everything it acknowledged
+    /// (`timeline/disk_full.rs`).
+    fn readable_slot(&mut self, tenant: TenantId, timeline: TimelineId) -> Result<(), ApiError> {
+        let refused = match self.active_slot(tenant, timeline) {
+            Ok(_) => return Ok(()),
+            Err(e) => e,
+        };
+        let out_of_space = self.tenant_busy(tenant).is_none()
+            && self.slot_mut(tenant, timeline).is_some_and(|s| {
+                matches!(s.state, SlotState::Broken(BrokenReason::NoSpace { .. }))
+            });
+        if out_of_space { Ok(()) } else { Err(refused) }
     }
 
     fn active_slot(
@@ -453,7 +468,8 @@ pub(crate) fn background_gates(mode: &LocationMode) -> (bool, bool) {
 pub(crate) fn ingest_error_to_api(e: &IngestError) -> ApiError {
     match e {
         IngestError::Backpressure { retry_after_ms }
-        | IngestError::SizeUnknown { retry_after_ms, .. } => {
+        | IngestError::SizeUnknown { retry_after_ms, .. }
+        | IngestError::NoSpace { retry_after_ms, .. } => {
             ApiError::Unavailable { reason: e.to_string(), retry_after_ms: *retry_after_ms }
         }
         IngestError::NotIncreasing { .. }

@@ -17,6 +17,10 @@ pub(crate) enum BrokenReason {
     /// match the size and checksum its index records (a layer): retrying cannot
     /// help; the object must be restored from elsewhere.
     Corrupt { object: crate::remote_path::RemoteKey, reason: String },
+    /// Flush writes failed with `NoSpace` (the local disk is full) for longer than
+    /// `no_space_budget_ms`, since `since`: nothing more is written locally, ingest
+    /// is refused, reads are still served (`timeline/disk_full.rs`).
+    NoSpace { since: crate::time::Instant },
     /// Anything else: a permanent remote error, a machine's refusal; the message
     /// says what.
     Failed(String),
@@ -27,6 +31,7 @@ impl BrokenReason {
     pub(crate) fn label(&self) -> &'static str {
         match self {
             BrokenReason::Corrupt { .. } => "corrupt",
+            BrokenReason::NoSpace { .. } => "no_space",
             BrokenReason::Failed(_) => "failed",
         }
     }
@@ -38,6 +43,10 @@ impl std::fmt::Display for BrokenReason {
             BrokenReason::Corrupt { object, reason } => {
                 write!(f, "corrupt: remote object {object}: {reason}")
             }
+            BrokenReason::NoSpace { since } => write!(
+                f,
+                "no space: flush writes failed with no space left on the local disk since {since}, past the retry budget; reads are served, ingest is refused until the timeline is loaded again"
+            ),
             BrokenReason::Failed(why) => f.write_str(why),
         }
     }
@@ -93,6 +102,16 @@ impl TimelineSlot {
 }
 
 impl Node {
+    /// Timelines in a disk-full episode (refusing ingest, or Broken `no_space`):
+    /// `strata_timelines_disk_full`.
+    pub fn timelines_disk_full(&self) -> usize {
+        self.tenants
+            .values()
+            .flat_map(|t| t.timelines.values())
+            .filter(|s| s.timeline.disk_full().is_some())
+            .count()
+    }
+
     /// Counts a route in (`started`) or out against its tenant's and timeline's
     /// in-flight counters. Called only by `emit_io` and `handle_io`, so the counts
     /// are those of `routes` (checked by `check_invariants`).
@@ -149,7 +168,9 @@ impl Node {
         tracing::error!(tenant = %t, timeline = %tl, %reason, "timeline broken");
         let now = self.now;
         if let Some(slot) = self.slot_mut(t, tl) {
-            if let super::BrokenReason::Corrupt { .. } = reason {
+            if let super::BrokenReason::Corrupt { .. } | super::BrokenReason::NoSpace { .. } =
+                reason
+            {
                 // No more compaction, GC or eviction: compaction would download the
                 // corrupt object again after every backoff, forever.
                 slot.timeline.handle_mode(now, false, false);

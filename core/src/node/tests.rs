@@ -35,6 +35,8 @@ pub(crate) struct World {
     denied_writes: u64,
     /// The next this many remote GETs and listings are refused with access denied.
     denied_reads: u32,
+    /// While set, every local write fails with no space left on the device.
+    pub(crate) disk_full: bool,
     /// The next this many validation calls cannot reach the control plane.
     pub(crate) unreachable_validations: u32,
     /// The next this many re-attach calls cannot reach the control plane.
@@ -48,6 +50,9 @@ pub(crate) struct World {
 impl World {
     pub(crate) fn execute(&mut self, io: Io) -> IoResult {
         match io {
+            Io::DiskWrite { path, .. } if self.disk_full => {
+                IoResult::Done(Err(IoError::local(IoErrorKind::NoSpace, path, "ENOSPC (test)")))
+            }
             Io::DiskWrite { path, bytes } => {
                 self.files.insert(path, bytes);
                 IoResult::Done(Ok(()))
@@ -630,6 +635,7 @@ mod generation_conflict;
 mod isolation;
 mod jobs;
 mod location;
+mod no_space;
 mod placement;
 mod refusals;
 mod remote_faults;

@@ -47,6 +47,10 @@ pub struct TimelineConfig {
     /// smallest key is dropped and read again when next appended to
     /// (`value_sizes.rs`).
     pub value_sizes_max_keys: usize,
+    /// How long flush writes may keep failing with `NoSpace` (ingest refused, reads
+    /// served) before the timeline stops retrying and goes Broken `no_space`
+    /// (`disk_full.rs`).
+    pub no_space_budget_ms: u64,
 }
 
 impl Default for TimelineConfig {
@@ -69,6 +73,7 @@ impl Default for TimelineConfig {
             eviction_idle_ms: 24 * 3600 * 1000,
             local_layer_budget_bytes: u64::MAX,
             value_sizes_max_keys: 1 << 20,
+            no_space_budget_ms: super::DEFAULT_NO_SPACE_BUDGET_MS,
         }
     }
 }

@@ -144,6 +144,8 @@ impl Timeline {
             unreachable!("a WriteLayer op exists only while WritingLayer")
         };
         debug_assert_eq!(op, current);
+        // A full disk refuses ingest, then stops the flush (`disk_full.rs`).
+        self.note_flush_write(now, &result);
         if result.is_err() {
             let until = now.plus_millis(self.backoff_ms(failures + 1));
             self.flush = FlushState::LayerBackoff { until, failures: failures + 1, unrecorded };
@@ -180,6 +182,7 @@ impl Timeline {
             unreachable!("a WriteMetadata op exists only while WritingMetadata")
         };
         debug_assert_eq!(op, current);
+        self.note_flush_write(now, &result);
         if result.is_err() {
             let until = now.plus_millis(self.backoff_ms(failures + 1));
             self.flush = FlushState::MetadataBackoff { until, metadata, failures: failures + 1 };
@@ -191,6 +194,9 @@ impl Timeline {
     }
 
     pub(super) fn flush_timeout(&mut self, now: Instant) {
+        if self.out_of_space() {
+            return;
+        }
         match self.flush.clone() {
             FlushState::LayerBackoff { until, failures, unrecorded } if until <= now => {
                 self.start_layer_write(failures, unrecorded);

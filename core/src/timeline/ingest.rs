@@ -39,6 +39,14 @@ pub enum IngestError {
         "ingest refused: too much unflushed or un-uploaded data; retry after {retry_after_ms} ms"
     )]
     Backpressure { retry_after_ms: u64 },
+    /// The local disk is full: flush writes fail with `NoSpace` (`disk_full.rs`).
+    /// Reads are served meanwhile. `out_of_space`: the retry budget ran out and the
+    /// timeline is Broken `no_space` until it is loaded again.
+    #[error(
+        "ingest refused: the local disk is full{}; retry after {retry_after_ms} ms",
+        if *out_of_space { " (retry budget spent: the timeline is broken until reloaded)" } else { "" }
+    )]
+    NoSpace { out_of_space: bool, retry_after_ms: u64 },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -95,6 +103,11 @@ impl Timeline {
             }
         };
         let fresh = fresh.len();
+        if fresh > 0
+            && let Some(refusal) = self.no_space_refusal()
+        {
+            return Err(refusal);
+        }
         if fresh > 0
             && (self.backpressure || self.in_memory_bytes() >= self.config.max_in_memory_bytes)
         {

@@ -81,6 +81,7 @@
 
 mod compaction;
 mod config;
+mod disk_full;
 mod eviction;
 mod flush;
 mod gc;
@@ -102,6 +103,7 @@ pub(crate) mod tests;
 pub(crate) use compaction::is_l0;
 pub use compaction::{CompactionState, Job, JobKind, Output};
 pub use config::{DEFAULT_GC_RETENTION_MS, TimelineConfig};
+pub use disk_full::{DEFAULT_NO_SPACE_BUDGET_MS, DiskFull};
 pub use flush::FlushState;
 pub use gc::{GcState, MAX_LSN_TIME_SAMPLES};
 pub use info::LayerInfo;
@@ -208,6 +210,10 @@ pub enum TimelineEffect {
     /// For the node's scheduler (`handle_finished`): the granted job of `kind`
     /// ended (done, failed, abandoned, or the grant was not needed any more).
     JobFinished { kind: BackgroundJob },
+    /// For the node: flush writes failed with `NoSpace` for longer than
+    /// `no_space_budget_ms` (since `since`); the flush stopped, ingest is refused,
+    /// reads are served. The node holds the timeline Broken (`no_space`).
+    OutOfSpace { since: Instant },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -295,6 +301,8 @@ pub struct Timeline {
     /// `(t, lsn)`: every LSN up to `lsn` was ingested at or before `t`; oldest
     /// first, at most [`MAX_LSN_TIME_SAMPLES`] (GC's time retention, on the monotonic clock).
     lsn_times: VecDeque<(Instant, Lsn)>,
+    /// A disk-full episode (`disk_full.rs`).
+    disk_full: Option<DiskFull>,
     effects: VecDeque<TimelineEffect>,
 }
 
@@ -404,6 +412,7 @@ impl Timeline {
             clock: now,
             jobs: BTreeMap::new(),
             lsn_times: VecDeque::new(),
+            disk_full: None,
             effects: VecDeque::new(),
         }
     }
@@ -563,7 +572,8 @@ impl Timeline {
         };
         [
             (checkpoint, TimelineTimer::Checkpoint),
-            (self.flush.timer(), TimelineTimer::FlushRetry),
+            // Out of space: the flush stopped for good (`disk_full.rs`).
+            (self.flush.timer().filter(|_| !self.out_of_space()), TimelineTimer::FlushRetry),
             (waits, TimelineTimer::ReadWait),
             (self.compaction.timer(), TimelineTimer::CompactionRetry),
             (gc_retry, TimelineTimer::GcRetry),

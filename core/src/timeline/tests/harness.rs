@@ -96,6 +96,8 @@ pub(crate) struct Harness {
     pub(crate) next_read: u64,
     /// The next this-many layer/metadata writes fail (leaving garbage behind).
     pub(crate) fail_writes: u32,
+    /// How those writes fail (`FsyncFailed` unless a test says otherwise).
+    pub(crate) write_failure: IoErrorKind,
     /// The next this-many downloads / redo calls fail.
     pub(crate) fail_downloads: u32,
     pub(crate) fail_redos: u32,
@@ -131,6 +133,7 @@ impl Harness {
             flushes_done: BTreeSet::new(),
             next_read: 0,
             fail_writes: 0,
+            write_failure: IoErrorKind::FsyncFailed,
             fail_downloads: 0,
             fail_redos: 0,
             log: Vec::new(),
@@ -173,6 +176,7 @@ impl Harness {
             flushes_done: BTreeSet::new(),
             next_read: 0,
             fail_writes: 0,
+            write_failure: IoErrorKind::FsyncFailed,
             fail_downloads: 0,
             fail_redos: 0,
             log: Vec::new(),
@@ -213,7 +217,7 @@ impl Harness {
                 let r = if self.fail_writes > 0 {
                     self.fail_writes -= 1;
                     self.world.disk.insert(name.clone(), bytes[..bytes.len() / 2].to_vec());
-                    Err(IoError::local(IoErrorKind::FsyncFailed, name.to_string(), "fsync failed"))
+                    Err(IoError::local(self.write_failure, name.to_string(), "write failed"))
                 } else {
                     self.world.disk.insert(name, bytes);
                     Ok(())
@@ -223,7 +227,7 @@ impl Harness {
             TimelineEffect::WriteMetadata { op, metadata } if !manual => {
                 let r = if self.fail_writes > 0 {
                     self.fail_writes -= 1;
-                    Err(IoError::local(IoErrorKind::FsyncFailed, "metadata", "fsync failed"))
+                    Err(IoError::local(self.write_failure, "metadata", "write failed"))
                 } else {
                     self.world.metadata_file = Some(metadata.to_bytes().to_vec());
                     Ok(())
@@ -337,6 +341,8 @@ impl Harness {
             TimelineEffect::JobFinished { kind } => {
                 assert!(self.running_jobs.remove(&kind), "{kind:?} finished but not granted");
             }
+            // For the node (it breaks the timeline): the log records it.
+            TimelineEffect::OutOfSpace { .. } => {}
             other => {
                 assert!(manual);
                 self.pending.push_back(other);

@@ -1,5 +1,6 @@
 mod bench;
 mod compaction;
+mod disk_full;
 mod eviction;
 mod harness;
 mod jobs;
