@@ -75,9 +75,13 @@
 //! holds is the upload queue's business.
 //!
 //! **A failed write** (`Written(Err)`, e.g. a failed fsync) means the file's
-//! contents are unknown: it is written again from memory after a backoff
-//! (`flush_retry_base_ms`, doubling up to `flush_retry_max_ms`), unlimited times.
-//! The frozen layer stays readable in memory meanwhile.
+//! contents are unknown: the file is never read back (a layer enters the layer map
+//! only with a successful write), and it is written again from memory after a
+//! backoff (`flush_retry_base_ms`, doubling up to `flush_retry_max_ms`). The frozen
+//! layer stays readable in memory meanwhile. A write failing with `NoSpace` also
+//! follows the disk-full policy (`disk_full.rs`): ingest refused, reads served,
+//! retried within `no_space_budget_ms`, then the flush stops and the node holds
+//! the timeline Broken `no_space`.
 
 mod compaction;
 mod config;
