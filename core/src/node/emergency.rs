@@ -121,7 +121,7 @@ impl Node {
     /// re-attach answer as if it had come at once.
     pub(crate) fn finish_leaving_emergency(&mut self) {
         let Some(Emergency::Leaving { .. }) = &self.emergency else { return };
-        if self.tenants.values().any(|t| t.in_flight > 0) {
+        if self.tenants.values().any(|t| !t.in_flight.is_empty()) {
             return;
         }
         let Some(Emergency::Leaving { tenants }) = self.emergency.take() else { return };

@@ -122,6 +122,29 @@ pub enum Io {
     },
 }
 
+impl Io {
+    /// Whether it writes, renames or removes a local file or directory: such an op
+    /// of a stopped tenant is always waited for (`tenant_machine.rs`, Crash).
+    pub fn writes_locally(&self) -> bool {
+        match self {
+            Io::DiskWrite { .. }
+            | Io::DiskRemove { .. }
+            | Io::DiskCreateDir { .. }
+            | Io::DiskRename { .. }
+            | Io::DiskRemoveDir { .. } => true,
+            Io::DiskRead { .. }
+            | Io::DiskList { .. }
+            | Io::RemotePut { .. }
+            | Io::RemoteGet { .. }
+            | Io::RemoteList { .. }
+            | Io::RemoteDelete { .. }
+            | Io::StoreApply { .. }
+            | Io::ControlPlaneSend { .. }
+            | Io::Redo { .. } => false,
+        }
+    }
+}
+
 impl std::fmt::Debug for Io {
     /// Short and stable: byte payloads show only their length, so trace lines stay
     /// readable and comparable.

@@ -113,12 +113,12 @@ impl Node {
     /// The completion of an I/O issued by machines that are gone: only a page-cache
     /// fill is finished (its waiters are the dropped timeline's ops); nothing is
     /// routed further, so nothing is written for the tenant.
-    pub(crate) fn on_io_of_dropped_tenant(&mut self, route: Route, result: IoResult) {
+    pub(crate) fn on_io_of_dropped_tenant(&mut self, route: Route, result: IoResult, whose: &str) {
         self.trace_line(
             "node",
             None,
             Direction::Input,
-            format!("ignored: completion for {route:?} of a broken tenant"),
+            format!("ignored: completion for {route:?} of {whose}"),
         );
         if let (Route::LayerFill { fill, .. }, IoResult::Bytes(r)) = (route, result) {
             let _ = self.page_cache.complete_layer_fill(fill, r.as_ref().ok().map(Vec::as_slice));

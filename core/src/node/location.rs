@@ -21,7 +21,7 @@ use super::api::{ApiError, RequestId, Response};
 use super::io::{self, Io, IoError, IoErrorKind, IoResult};
 use super::routing::{CpWaiter, Route};
 use super::startup::StartupIo;
-use super::tenant_machine::{DeletePhase, StopPhase};
+use super::tenant_machine::{DeletePhase, STOP_DRAIN_TIMEOUT_MS, StopPhase};
 use super::{Lifecycle, Machine, Node, RefusingMachine, SlotState, Tenant};
 use crate::control_plane::{CallFailure, CpRequest};
 use crate::control_plane::{ControlPlaneError, ControlPlaneReply, summarize_tenant_listing};
@@ -356,12 +356,10 @@ impl Node {
         })
     }
 
-    fn io_in_flight(&self, tenant: TenantId) -> bool {
-        self.tenants.get(&tenant).is_some_and(|t| t.in_flight > 0)
-    }
-
     /// Advances a stopping tenant: once flushed (or out of time) its machines stop;
-    /// once none of its I/O is in flight, it is dropped and the step is done.
+    /// once none of its ops is in flight, or the drain timeout passed and none of
+    /// its local writes is, it is dropped and the step is done (`tenant_machine.rs`,
+    /// Crash).
     pub(crate) fn advance_stop(&mut self, tenant: TenantId, phase: StopPhase) {
         let now = self.now;
         if let StopPhase::Flushing { deadline } = phase {
@@ -375,14 +373,35 @@ impl Node {
             self.stop_machines(tenant);
             match self.tenants.get_mut(&tenant) {
                 Some(t) if t.is_stopping() => {
-                    t.lifecycle = Lifecycle::Stopping(StopPhase::Draining);
+                    let until = now.plus_millis(STOP_DRAIN_TIMEOUT_MS);
+                    t.lifecycle = Lifecycle::Stopping(StopPhase::Draining { until });
                 }
                 // A handler panicked while its machines stopped: `end_step_of_broken`.
                 _ => return,
             }
         }
-        if self.io_in_flight(tenant) {
+        let Some(t) = self.tenants.get_mut(&tenant) else { return };
+        let out_of_time = match t.lifecycle {
+            Lifecycle::Stopping(StopPhase::Draining { until }) => now >= until,
+            Lifecycle::Stopping(StopPhase::LocalWrites) => true,
+            _ => return,
+        };
+        if !t.local_writes.is_empty() {
+            if out_of_time && t.lifecycle != Lifecycle::Stopping(StopPhase::LocalWrites) {
+                let n = t.local_writes.len();
+                tracing::warn!(%tenant, local_writes = n, "stopping: waiting for local writes past the drain timeout");
+                t.lifecycle = Lifecycle::Stopping(StopPhase::LocalWrites);
+            }
             return;
+        }
+        if !t.in_flight.is_empty() && !out_of_time {
+            return;
+        }
+        let abandoned = t.in_flight.len();
+        if abandoned > 0 {
+            tracing::warn!(%tenant, abandoned, "stopping: remote calls and reads still in flight are abandoned; their completions will be dropped");
+            let what = format!("tenant {tenant} stopped with {abandoned} ops abandoned");
+            self.trace_line("node", None, crate::trace::Direction::Effect, what);
         }
         self.tenants.remove(&tenant);
         self.page_cache.invalidate_tenant(tenant);

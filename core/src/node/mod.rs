@@ -79,6 +79,7 @@ pub use refusals::RefusingMachine;
 pub use routing::Route;
 pub(crate) use slots::{BrokenReason, SlotState, TimelineSlot};
 pub use startup::StartupPhase;
+pub use tenant_machine::STOP_DRAIN_TIMEOUT_MS;
 pub(crate) use tenant_machine::{Lifecycle, Tenant};
 
 /// Configuration of a node's machines. Every bound has a unit in its name.
@@ -298,16 +299,16 @@ impl Node {
         self.advance_clock(now, wall);
         self.trace_line("node", Some(op), Direction::Input, format!("{result:?}"));
         let route = self.routes.remove(&op);
-        if let Some(route) = &route {
-            self.count_in_flight(route, false);
-            if let Some(t) = route.tenant() {
-                self.touch_tenant(t);
-            }
-        }
+        let current = route.as_ref().is_none_or(|route| self.untrack_op(op, route));
         match route {
+            // An op of a tenant incarnation that is gone (its stop gave up waiting
+            // for it): dropped by identity, never handed to the new machines.
+            Some(route) if !current => {
+                self.on_io_of_dropped_tenant(route, result, "a replaced tenant incarnation")
+            }
             // A tenant broken by a panic: its machines are gone (`isolation.rs`).
             Some(route) if self.machines_dropped(route.tenant()) => {
-                self.on_io_of_dropped_tenant(route, result)
+                self.on_io_of_dropped_tenant(route, result, "a broken tenant")
             }
             Some(route) => self.on_io_done(route, result),
             None => tracing::warn!(%op, "completion for an unknown op (ignored)"),
@@ -479,44 +480,6 @@ impl Node {
         }
     }
 
-    /// Every tenant's and upload queue's in-flight count is that of `routes`, and
-    /// every route of a tenant names one the node holds.
-    fn check_in_flight_counts(&self) {
-        let mut tenants: BTreeMap<TenantId, usize> = BTreeMap::new();
-        let mut uploads: BTreeMap<(TenantId, TimelineId), usize> = BTreeMap::new();
-        let mut checks: BTreeSet<(TenantId, TimelineId)> = BTreeSet::new();
-        for route in self.routes.values() {
-            if let Some(t) = route.tenant() {
-                assert!(self.tenants.contains_key(&t), "route {route:?} of a tenant not held");
-                *tenants.entry(t).or_default() += 1;
-            }
-            match route {
-                Route::UploadRead { tenant, timeline, .. }
-                | Route::UploadPut { tenant, timeline, .. }
-                | Route::UploadList { tenant, timeline, .. } => {
-                    *uploads.entry((*tenant, *timeline)).or_default() += 1;
-                }
-                Route::CreateTimelineCheck { tenant, timeline, generation, .. }
-                    if self.tenants.get(tenant).is_some_and(|t| t.generation == *generation) =>
-                {
-                    checks.insert((*tenant, *timeline));
-                }
-                _ => {}
-            }
-        }
-        for (id, t) in &self.tenants {
-            let counted = tenants.get(id).copied().unwrap_or(0);
-            assert_eq!(t.in_flight, counted, "tenant {id}: in-flight count");
-            for tl in &t.create_checks {
-                assert!(checks.contains(&(*id, *tl)), "create check of {id}/{tl} not in flight");
-            }
-            for (tl, slot) in &t.timelines {
-                let counted = uploads.get(&(*id, *tl)).copied().unwrap_or(0);
-                assert_eq!(slot.upload_in_flight, counted, "{id}/{tl}: upload in-flight count");
-            }
-        }
-    }
-
     pub(crate) fn advance_clock(&mut self, now: Instant, wall: WallTime) {
         // The driver's clock is monotonic; guard anyway so machines never see time go back.
         self.now = self.now.max(now);
@@ -546,7 +509,7 @@ impl Node {
     pub(crate) fn emit_io(&mut self, route: Route, io: Io) {
         let op = self.ops.next_id();
         self.trace_line("node", Some(op), Direction::Effect, format!("{io:?} for {route:?}"));
-        self.count_in_flight(&route, true);
+        self.track_op(op, &route, &io);
         self.routes.insert(op, route);
         self.effects.push_back(NodeEffect::Io { op, io });
     }

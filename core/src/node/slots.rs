@@ -112,46 +112,6 @@ impl Node {
             .count()
     }
 
-    /// Counts a route in (`started`) or out against its tenant's and timeline's
-    /// in-flight counters. Called only by `emit_io` and `handle_io`, so the counts
-    /// are those of `routes` (checked by `check_invariants`).
-    pub(crate) fn count_in_flight(&mut self, route: &super::Route, started: bool) {
-        use super::Route;
-        let step = |n: &mut usize| {
-            if started {
-                *n += 1;
-            } else {
-                debug_assert!(*n > 0, "in-flight count below zero for {route:?}");
-                *n = n.saturating_sub(1);
-            }
-        };
-        if let Route::CreateTimelineCheck { tenant, timeline, generation, .. } = route {
-            if let Some(t) = self.tenants.get_mut(tenant)
-                && t.generation == *generation
-            {
-                if started {
-                    t.create_checks.insert(*timeline);
-                } else {
-                    t.create_checks.remove(timeline);
-                }
-            }
-            return;
-        }
-        let Some(tenant) = route.tenant() else { return };
-        let Some(t) = self.tenants.get_mut(&tenant) else {
-            debug_assert!(false, "a route of tenant {tenant}, which the node does not hold");
-            return;
-        };
-        step(&mut t.in_flight);
-        if let Route::UploadRead { timeline, .. }
-        | Route::UploadPut { timeline, .. }
-        | Route::UploadList { timeline, .. } = route
-            && let Some(slot) = t.timelines.get_mut(timeline)
-        {
-            step(&mut slot.upload_in_flight);
-        }
-    }
-
     pub(crate) fn break_timeline(
         &mut self,
         t: TenantId,

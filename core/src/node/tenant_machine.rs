@@ -10,7 +10,10 @@
 //!   Active ─PutDeletionMark─► Deleting(Mark{attempts}) ─mark done─────┤
 //!   Active ─DeleteTimelines─► Deleting(Timelines) ─none left─► Active ┘ (then StopTenant)
 //!   any but Stopping ─StopTenant─► Stopping(Flushing{deadline})
-//!        ─all visible or deadline─► Stopping(Draining) ─in_flight = 0─► (removed)
+//!        ─all visible or deadline─► Stopping(Draining{until})
+//!        ─in_flight empty, or `until` passed and no local write in flight─► (removed)
+//!   Stopping(Draining{until}) ─`until` passed, a local write in flight─► Stopping(LocalWrites)
+//!        ─no local write in flight─► (removed)
 //!   any with machines ─a handler panicked─► Broken{reason}   (machines dropped)
 //! ```
 //! [`Lifecycle::state`] is the [`TenantState`] the rest of the node and the APIs
@@ -30,28 +33,66 @@
 //! other machines are quiet (it sorts last). Progress is decided from the tenant's
 //! own state and counters, never by scanning the node's routes:
 //! - a stop flushes until everything acknowledged is visible or its deadline,
-//!   then stops its machines and ends when `in_flight` is zero;
+//!   then stops its machines and ends when none of its ops is in flight, or, after
+//!   [`STOP_DRAIN_TIMEOUT_MS`], when none of its *local writes* is (remote calls
+//!   and reads still out are abandoned: see Crash);
 //! - a tenant deletion deletes every timeline and ends its step when none is left;
 //! - an interrupted timeline deletion resumes once the tenant is AttachedSingle
 //!   and that timeline's `upload_in_flight` is zero;
 //! - a deletion mark found while loading starts the deletion once the tenant is
 //!   settled in AttachedSingle.
 //!
+//! # Identity of ops: incarnations
+//! Op ids are unique per node run (`Node::emit_io` takes them from one counter),
+//! and each tenant incarnation (one [`Tenant`] value, from its load to its stop)
+//! holds the ids of its own ops in flight (`in_flight`). A completion is handed to
+//! the tenant's machines only if its op is in the current incarnation's set;
+//! otherwise it belongs to an incarnation that is gone (a stop gave up waiting for
+//! it) and is dropped by identity: a page-cache fill is released, nothing else
+//! happens, so it can never reach a new machine that reuses the same machine op
+//! ids.
+//!
 //! # Invariants (`Node::check_invariants`)
-//! `in_flight` and every slot's `upload_in_flight` equal the routes in flight for
-//! them; every route of a tenant names a tenant the node holds; a `Broken` tenant
-//! holds no timelines; the timer index holds each tenant's stop deadline.
+//! Every op in `in_flight` has its route, naming this tenant; `local_writes` ⊆
+//! `in_flight`; every slot's `upload_in_flight` equals its routes of the current
+//! incarnation; a `Broken` tenant holds no timelines; the timer index holds each
+//! tenant's stop deadline.
 //!
 //! # Crash
 //! Nothing here is durable. A crash drops the tenant with its machines; start-up
 //! reloads it from its `config-v1`, the control plane and the remote index. A
 //! deletion mark is durable in remote storage, so a tenant deletion interrupted
 //! after it resumes at the next load (`deletion_marked`).
+//!
+//! **A stop that abandons ops in flight.** After [`STOP_DRAIN_TIMEOUT_MS`] a stop
+//! drops the tenant although remote calls (GET, PUT, LIST), local reads and redo
+//! may still be out; the next incarnation may already run when they complete.
+//! That is what `kill -9` does to one tenant, and it is safe for the same reasons
+//! (`isolation.rs`): a late read changes nothing and its completion is dropped by
+//! identity; a late layer PUT is unreferenced until an index names it, and no
+//! index of the old incarnation is written after the drop; a late index PUT lands
+//! under the old generation's own sequence-numbered key, so it never rolls back an
+//! index of the new incarnation, whose generation is newer (a stop is followed by
+//! a new generation, or by no attachment here at all).
+//!
+//! **Local writes are never abandoned.** A local disk write or removal of the old
+//! incarnation (a layer or metadata write, a downloaded layer's write, an evicted
+//! layer's removal: `local_writes`) could land in the very file the new
+//! incarnation reads (it loads the same `tenants/{t}/timelines/…` paths and
+//! reconciles them against the remote index once, at load). So the stop waits for
+//! every one of them without a timeout (`Stopping(LocalWrites)`), and only then
+//! drops the tenant; the new incarnation is loaded after that. A write that never
+//! completes stalls that tenant's stop (and the operation that asked for it),
+//! never another tenant and never correctness. Tests:
+//! `a_stale_completion_after_a_tenant_restart_is_dropped` and
+//! `a_stop_waits_for_a_local_write_past_the_drain_timeout`
+//! (`core/src/node/tests/incarnation.rs`).
 
 use super::api::RequestId;
-use super::{BrokenReason, Machine, Node, TimelineSlot};
+use super::io::Io;
+use super::{BrokenReason, Machine, Node, Route, TimelineSlot};
 use crate::generation::Generation;
-use crate::id::{TenantId, TimelineId};
+use crate::id::{OpId, TenantId, TimelineId};
 use crate::key::Key;
 use crate::location_conf::LocationMode;
 use crate::lsn::Lsn;
@@ -87,12 +128,19 @@ pub(crate) enum DeletePhase {
     Timelines,
 }
 
+/// How long a stop waits, once its machines are stopped, for the tenant's remote
+/// calls and reads still in flight before it abandons them (their completions are
+/// then dropped by identity). Local writes are waited for without a limit.
+pub const STOP_DRAIN_TIMEOUT_MS: u64 = 10_000;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum StopPhase {
     /// Every timeline flushes, until all it acknowledged is visible or `deadline`.
     Flushing { deadline: Instant },
-    /// Its machines are stopped; waiting for its I/O in flight to come back.
-    Draining,
+    /// Its machines are stopped; waiting until `until` for its ops in flight.
+    Draining { until: Instant },
+    /// Past the drain timeout: waiting, without a limit, for its local writes only.
+    LocalWrites,
 }
 
 impl Lifecycle {
@@ -146,13 +194,14 @@ pub(crate) struct Tenant {
     /// the tenant is loaded again (a restart or a `location_config`) after an
     /// operator restored the object. Never both here and in `timelines`.
     pub(crate) unloadable: BTreeMap<TimelineId, BrokenReason>,
-    /// This tenant's I/O in flight: every route whose [`Route::tenant`] is this
-    /// tenant, counted where the node inserts and removes routes (`emit_io`,
-    /// `handle_io`). A stop ends, and emergency mode is left, only at zero, so no
-    /// completion of the old machines can reach new ones.
-    ///
-    /// [`Route::tenant`]: super::Route::tenant
-    pub(crate) in_flight: usize,
+    /// This incarnation's ops in flight (node op ids, unique per node run): added
+    /// where the node inserts a route ([`Node::emit_io`]), removed where it takes
+    /// one back (`handle_io`). A completion whose op is not here is a straggler of
+    /// a replaced incarnation and is dropped (module doc, Identity of ops).
+    pub(crate) in_flight: BTreeSet<OpId>,
+    /// Those of `in_flight` that write or remove a local file: a stop waits for
+    /// them without a limit (module doc, Crash).
+    pub(crate) local_writes: BTreeSet<OpId>,
     /// Timeline creates whose remote check is in flight (`create.rs`): another
     /// create of the same timeline meanwhile answers 503.
     pub(crate) create_checks: BTreeSet<TimelineId>,
@@ -171,7 +220,8 @@ impl Tenant {
             lifecycle,
             timelines: BTreeMap::new(),
             unloadable: BTreeMap::new(),
-            in_flight: 0,
+            in_flight: BTreeSet::new(),
+            local_writes: BTreeSet::new(),
             create_checks: BTreeSet::new(),
             reads: BTreeMap::new(),
             deletion_marked: false,
@@ -194,6 +244,7 @@ impl Tenant {
     pub(crate) fn deadline(&self) -> Option<Instant> {
         match self.lifecycle {
             Lifecycle::Stopping(StopPhase::Flushing { deadline }) => Some(deadline),
+            Lifecycle::Stopping(StopPhase::Draining { until }) => Some(until),
             _ => None,
         }
     }
@@ -253,8 +304,112 @@ impl Node {
         }
     }
 
+    /// Records an op of a tenant's machines (or a timeline create's check) going
+    /// out: into its incarnation's `in_flight` (and `local_writes` when `io` writes
+    /// or removes a local file), its upload queue's count, its create checks.
+    pub(crate) fn track_op(&mut self, op: OpId, route: &Route, io: &Io) {
+        if let Route::CreateTimelineCheck { tenant, timeline, generation, .. } = route {
+            if let Some(t) = self.tenants.get_mut(tenant)
+                && t.generation == *generation
+            {
+                t.create_checks.insert(*timeline);
+            }
+            return;
+        }
+        let Some(tenant) = route.tenant() else { return };
+        let Some(t) = self.tenants.get_mut(&tenant) else {
+            debug_assert!(false, "a route of tenant {tenant}, which the node does not hold");
+            return;
+        };
+        t.in_flight.insert(op);
+        if io.writes_locally() {
+            t.local_writes.insert(op);
+        }
+        if let Some(slot) = upload_timeline(route).and_then(|tl| t.timelines.get_mut(&tl)) {
+            slot.upload_in_flight += 1;
+        }
+    }
+
+    /// Takes an op's completion back: `false` if it belongs to no current tenant
+    /// incarnation (a straggler of a replaced one: to be dropped).
+    pub(crate) fn untrack_op(&mut self, op: OpId, route: &Route) -> bool {
+        if let Route::CreateTimelineCheck { tenant, timeline, generation, .. } = route {
+            if let Some(t) = self.tenants.get_mut(tenant)
+                && t.generation == *generation
+            {
+                t.create_checks.remove(timeline);
+            }
+            return true;
+        }
+        let Some(tenant) = route.tenant() else { return true };
+        let Some(t) = self.tenants.get_mut(&tenant) else { return false };
+        if !t.in_flight.remove(&op) {
+            return false;
+        }
+        t.local_writes.remove(&op);
+        if let Some(slot) = upload_timeline(route).and_then(|tl| t.timelines.get_mut(&tl)) {
+            debug_assert!(slot.upload_in_flight > 0, "upload count below zero: {route:?}");
+            slot.upload_in_flight = slot.upload_in_flight.saturating_sub(1);
+        }
+        self.touch_tenant(tenant);
+        true
+    }
+
+    /// Every tenant's ops in flight are routes of that tenant (routes of a tenant
+    /// beyond them are stragglers of a replaced incarnation, never local writes);
+    /// its local writes are among them; every upload queue's count is that of its
+    /// routes of the current incarnation.
+    pub(crate) fn check_in_flight_counts(&self) {
+        let mut uploads: BTreeMap<(TenantId, TimelineId), usize> = BTreeMap::new();
+        let mut checks: BTreeSet<(TenantId, TimelineId)> = BTreeSet::new();
+        for (op, route) in &self.routes {
+            match route {
+                Route::UploadRead { tenant, timeline, .. }
+                | Route::UploadPut { tenant, timeline, .. }
+                | Route::UploadList { tenant, timeline, .. }
+                    if self.tenants.get(tenant).is_some_and(|t| t.in_flight.contains(op)) =>
+                {
+                    *uploads.entry((*tenant, *timeline)).or_default() += 1;
+                }
+                Route::CreateTimelineCheck { tenant, timeline, generation, .. }
+                    if self.tenants.get(tenant).is_some_and(|t| t.generation == *generation) =>
+                {
+                    checks.insert((*tenant, *timeline));
+                }
+                _ => {}
+            }
+        }
+        for (id, t) in &self.tenants {
+            for op in &t.in_flight {
+                let route = self.routes.get(op);
+                assert!(
+                    route.is_some_and(|r| r.tenant() == Some(*id)),
+                    "tenant {id}: op {op} in flight without its route ({route:?})"
+                );
+            }
+            assert!(t.local_writes.is_subset(&t.in_flight), "tenant {id}: a local write untracked");
+            for tl in &t.create_checks {
+                assert!(checks.contains(&(*id, *tl)), "create check of {id}/{tl} not in flight");
+            }
+            for (tl, slot) in &t.timelines {
+                let counted = uploads.get(&(*id, *tl)).copied().unwrap_or(0);
+                assert_eq!(slot.upload_in_flight, counted, "{id}/{tl}: upload in-flight count");
+            }
+        }
+    }
+
     /// Something of `tenant` changed: it is looked at once the pump is quiet.
     pub(crate) fn touch_tenant(&mut self, tenant: TenantId) {
         self.dirty.insert(Machine::Tenant(tenant));
+    }
+}
+
+/// The timeline whose upload queue an op belongs to, if it does.
+fn upload_timeline(route: &Route) -> Option<TimelineId> {
+    match route {
+        Route::UploadRead { timeline, .. }
+        | Route::UploadPut { timeline, .. }
+        | Route::UploadList { timeline, .. } => Some(*timeline),
+        _ => None,
     }
 }

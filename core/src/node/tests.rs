@@ -247,6 +247,10 @@ pub(super) struct Harness {
     /// refused) until [`Harness::deliver_held_validations`].
     pub(super) hold_validations: bool,
     held: Vec<(crate::id::OpId, Io)>,
+    /// I/O for which this says so is not executed but left in flight in
+    /// `held_io` (tests of stragglers: `tests/incarnation.rs`).
+    hold: Option<Box<dyn FnMut(&Io) -> bool>>,
+    held_io: Vec<(crate::id::OpId, Io)>,
 }
 
 pub(super) fn config() -> NodeConfig {
@@ -275,6 +279,8 @@ impl Harness {
             stopped: None,
             hold_validations: false,
             held: Vec::new(),
+            hold: None,
+            held_io: Vec::new(),
         };
         h.settle();
         h
@@ -299,6 +305,9 @@ impl Harness {
                         ) =>
                 {
                     self.held.push((op, io));
+                }
+                Some(NodeEffect::Io { op, io }) if self.hold.as_mut().is_some_and(|h| h(&io)) => {
+                    self.held_io.push((op, io));
                 }
                 Some(NodeEffect::Io { op, io }) => {
                     let result = self.world.execute(io);
@@ -632,6 +641,7 @@ mod create;
 mod deletion;
 mod emergency;
 mod generation_conflict;
+mod incarnation;
 mod isolation;
 mod jobs;
 mod location;

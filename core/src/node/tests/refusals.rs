@@ -19,7 +19,8 @@ fn a_refused_routed_input_is_counted_and_fails_a_debug_build() {
     let op = OpId(u64::MAX - 1);
     let bogus = OpId(u64::MAX - 7);
     let route = Route::Timeline { tenant: T, timeline: TL, inner: bogus, redo: false };
-    h.node.count_in_flight(&route, true);
+    let write = Io::DiskWrite { path: crate::node::io::metadata_path(T, TL), bytes: Vec::new() };
+    h.node.track_op(op, &route, &write);
     h.node.routes.insert(op, route);
     let (now, wall) = (h.now, WallTime(h.now.0));
     let node = &mut h.node;
