@@ -20,6 +20,11 @@
 //! see (`Deleting` is `Active` there; the table of legal events is
 //! [`TenantState::on`]).
 //!
+//! Not yet single: the coarse state is mirrored in the tenant manager's
+//! `Slot::Attached { state }` (and an operation's `state`), kept in step through
+//! `handle_tenant_event`; the manager's slot is also what holds a tenant broken
+//! before it had machines (a failed load, a generation conflict).
+//!
 //! # Inputs
 //! The tenant manager's steps for this tenant (`location.rs`: `StopTenant`,
 //! `PutDeletionMark`, `DeleteTimelines`, …), completions of its routes (each one

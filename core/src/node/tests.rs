@@ -232,6 +232,9 @@ impl World {
     }
 }
 
+/// Says which I/O a test leaves in flight.
+type HoldIo = Box<dyn FnMut(&Io) -> bool>;
+
 pub(super) struct Harness {
     pub(super) world: World,
     pub(super) node: Node,
@@ -249,7 +252,7 @@ pub(super) struct Harness {
     held: Vec<(crate::id::OpId, Io)>,
     /// I/O for which this says so is not executed but left in flight in
     /// `held_io` (tests of stragglers: `tests/incarnation.rs`).
-    hold: Option<Box<dyn FnMut(&Io) -> bool>>,
+    hold: Option<HoldIo>,
     held_io: Vec<(crate::id::OpId, Io)>,
 }
 
