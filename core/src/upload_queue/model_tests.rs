@@ -18,6 +18,7 @@ fn finish() -> impl Strategy<Value = Finish> {
         1 => Just(Finish::Transient),
         1 => Just(Finish::LostResponse),
         1 => Just(Finish::Late),
+        1 => any::<u8>().prop_map(Finish::Failed),
     ]
 }
 
