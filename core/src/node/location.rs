@@ -21,7 +21,7 @@ use super::api::{ApiError, RequestId, Response};
 use super::io::{self, Io, IoError, IoErrorKind, IoResult};
 use super::routing::{CpWaiter, Route};
 use super::startup::StartupIo;
-use super::tenant_machine::{DeletePhase, STOP_DRAIN_TIMEOUT_MS, StopPhase};
+use super::tenant_machine::{DeletePhase, StopPhase};
 use super::{Lifecycle, Machine, Node, RefusingMachine, SlotState, Tenant};
 use crate::control_plane::{CallFailure, CpRequest};
 use crate::control_plane::{ControlPlaneError, ControlPlaneReply, summarize_tenant_listing};
@@ -373,7 +373,7 @@ impl Node {
             self.stop_machines(tenant);
             match self.tenants.get_mut(&tenant) {
                 Some(t) if t.is_stopping() => {
-                    let until = now.plus_millis(STOP_DRAIN_TIMEOUT_MS);
+                    let until = now.plus_millis(self.config.stop_drain_timeout_ms);
                     t.lifecycle = Lifecycle::Stopping(StopPhase::Draining { until });
                 }
                 // A handler panicked while its machines stopped: `end_step_of_broken`.

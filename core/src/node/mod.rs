@@ -91,6 +91,10 @@ pub struct NodeConfig {
     pub timeline: TimelineConfig,
     /// How long a shutdown may wait for flush, upload and validation.
     pub shutdown_grace_ms: u64,
+    /// How long a tenant's stop waits, once its machines are stopped, for its
+    /// remote calls and reads still in flight before it abandons them (local
+    /// writes are always waited for; see `tenant_machine.rs`, Crash).
+    pub stop_drain_timeout_ms: u64,
     /// Start even if local tenants are unknown to the control plane, attaching them
     /// with a generation above any found in remote storage and local config.
     pub rebuild_generations: bool,
@@ -121,6 +125,7 @@ impl NodeConfig {
             // timelines' own parsed-file caches are off under a node.
             timeline: TimelineConfig { layer_cache_bytes: 0, ..TimelineConfig::default() },
             shutdown_grace_ms: DEFAULT_SHUTDOWN_GRACE_MS,
+            stop_drain_timeout_ms: STOP_DRAIN_TIMEOUT_MS,
             rebuild_generations: false,
             startup_concurrency: DEFAULT_STARTUP_CONCURRENCY,
             page_cache: PageCacheConfig::default(),

@@ -39,7 +39,7 @@
 //! own state and counters, never by scanning the node's routes:
 //! - a stop flushes until everything acknowledged is visible or its deadline,
 //!   then stops its machines and ends when none of its ops is in flight, or, after
-//!   [`STOP_DRAIN_TIMEOUT_MS`], when none of its *local writes* is (remote calls
+//!   `stop_drain_timeout_ms`, when none of its *local writes* is (remote calls
 //!   and reads still out are abandoned: see Crash);
 //! - a tenant deletion deletes every timeline and ends its step when none is left;
 //! - an interrupted timeline deletion resumes once the tenant is AttachedSingle
@@ -69,7 +69,8 @@
 //! deletion mark is durable in remote storage, so a tenant deletion interrupted
 //! after it resumes at the next load (`deletion_marked`).
 //!
-//! **A stop that abandons ops in flight.** After [`STOP_DRAIN_TIMEOUT_MS`] a stop
+//! **A stop that abandons ops in flight.** After
+//! `NodeConfig::stop_drain_timeout_ms` (default [`STOP_DRAIN_TIMEOUT_MS`]) a stop
 //! drops the tenant although remote calls (GET, PUT, LIST), local reads and redo
 //! may still be out; the next incarnation may already run when they complete.
 //! That is what `kill -9` does to one tenant, and it is safe for the same reasons
@@ -133,9 +134,10 @@ pub(crate) enum DeletePhase {
     Timelines,
 }
 
-/// How long a stop waits, once its machines are stopped, for the tenant's remote
-/// calls and reads still in flight before it abandons them (their completions are
-/// then dropped by identity). Local writes are waited for without a limit.
+/// The default of [`NodeConfig::stop_drain_timeout_ms`](super::NodeConfig): how
+/// long a stop waits, once its machines are stopped, for the tenant's remote calls
+/// and reads still in flight before it abandons them (their completions are then
+/// dropped by identity). Local writes are waited for without a limit.
 pub const STOP_DRAIN_TIMEOUT_MS: u64 = 10_000;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
