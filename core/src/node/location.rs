@@ -6,7 +6,7 @@
 //! | `CheckRemote` | list `tenants/{t}/` in remote storage | the listing is back (a failed listing fails the create: 503, retry) |
 //! | `AcquireGeneration` | list the tenant's remote storage; a generation above the control plane's latest grant fails the step (S-GEN-MONO); then in-process control plane: attach (floor = requested − 1) | the grant is durable |
 //! | `ReleaseGeneration` | in-process control plane: detach | the change is durable |
-//! | `StopTenant` | freeze and flush every timeline; then stop its upload queues | everything acknowledged is visible (or the shutdown grace period passed) **and** no I/O of the tenant is in flight |
+//! | `StopTenant` | freeze and flush every timeline; then stop its upload queues | everything acknowledged is visible (or the shutdown grace period passed) **and** no I/O of the tenant is in flight (after `stop_drain_timeout_ms`: no local write; the rest is abandoned, `tenant_machine.rs`) |
 //! | `FlushDeletions` | deletion queue `flush_advisory` | at once |
 //! | `WriteConfig` | crash-safe write of `config-v1` | durable |
 //! | `LoadTenant` | list remote timelines, select and read each index, reconcile local files, start the machines (start-up's per-tenant path) | every timeline runs; a failure drops what was started |
