@@ -20,6 +20,10 @@ pub mod site {
     pub const DISK_FSYNC_FAIL: &str = "disk.fsync_fail";
     /// A write or a directory creation fails with ENOSPC.
     pub const DISK_ENOSPC: &str = "disk.enospc";
+    /// An episode starts: the disk is full, every file or directory creation fails
+    /// with ENOSPC for seconds (until an operator frees space). Counted once per
+    /// episode. Exercises the disk-full policy (`strata_core::timeline` `disk_full.rs`).
+    pub const DISK_FULL: &str = "disk.full";
     /// One disk step takes much longer than usual.
     pub const DISK_SLOW_IO: &str = "disk.slow_io";
     /// At a crash, the last unsynced write survives torn at a 512-byte boundary
@@ -87,6 +91,7 @@ pub mod site {
         CLOCK_SKEW,
         CLOCK_MONOTONIC_JUMP,
         CLOCK_WALL_JUMP,
+        DISK_FULL,
     ];
 
     /// The clock sites: asked by the clock nemesis (`scenario.rs`), which runs only
@@ -105,6 +110,7 @@ pub mod site {
         CLOCK_SKEW,
         CLOCK_MONOTONIC_JUMP,
         CLOCK_WALL_JUMP,
+        DISK_FULL,
     ];
 }
 

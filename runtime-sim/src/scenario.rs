@@ -96,6 +96,15 @@ impl Default for ScenarioConfig {
     }
 }
 
+/// Ingests of the workload refused by the disk-full policy (`timeline/disk_full.rs`):
+/// with 503 during an episode, and with 500 once the timeline is Broken `no_space`
+/// (until a restart reloads it).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct DiskFullSeen {
+    pub refused: u64,
+    pub broken: u64,
+}
+
 /// What a run saw; a failed run also names the broken invariant.
 #[derive(Debug, Default)]
 pub struct RunReport {
@@ -110,6 +119,8 @@ pub struct RunReport {
     pub chaos_busy: u64,
     /// Chaos requests naming key `FFFFFFFFFFFFFFFF` that were refused with 400.
     pub chaos_bad_key_refused: u64,
+    /// The workload's ingests refused because the node's disk was full.
+    pub disk_full: DiskFullSeen,
     pub simulated_ms: u64,
     pub acked_lsn: Lsn,
     pub visible_lsn: Lsn,
@@ -125,6 +136,10 @@ pub fn node_config() -> NodeConfig {
     c.timeline.compaction_threshold_layers = 4;
     c.timeline.compaction_target_file_bytes = 8 * 1024;
     c.timeline.eviction_idle_ms = 3_000;
+    // A `disk.full` episode lasts 1–10 s: the longer ones outlast this budget (the
+    // flush retries at 0.1, 0.3, 0.7, 1.5, 3.1 s…), so that timelines go Broken
+    // `no_space` too (`timeline/disk_full.rs`); a restart reloads them.
+    c.timeline.no_space_budget_ms = 3_000;
     c.deletion.list_seal_delay_ms = 1_000;
     c.deletion.validate_delay_ms = 1_000;
     c.shutdown_grace_ms = 10_000;
@@ -215,7 +230,9 @@ pub async fn run(config: ScenarioConfig, trace: TraceSink) -> RunReport {
     let emergencies = Arc::new(Mutex::new(0usize));
     let workload_config = config.clone();
     let r = restarts.clone();
-    let workload = client.spawn(async move { workload(workload_config, r).await });
+    let disk_full = Arc::new(Mutex::new(DiskFullSeen::default()));
+    let d = disk_full.clone();
+    let workload = client.spawn(async move { workload(workload_config, r, d).await });
     let chaos_node =
         handle.create_node().name("chaos").ip(CHAOS_IP.parse().expect("static address")).build();
     let stop_chaos = Arc::new(Mutex::new(false));
@@ -268,6 +285,7 @@ pub async fn run(config: ScenarioConfig, trace: TraceSink) -> RunReport {
         chaos_violation = chaos.violation;
     }
     report.restarts = *restarts.lock().expect("not poisoned");
+    report.disk_full = *disk_full.lock().expect("not poisoned");
     report.store_outages = *emergencies.lock().expect("not poisoned");
     report.simulated_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     match outcome {
@@ -306,7 +324,11 @@ pub async fn run(config: ScenarioConfig, trace: TraceSink) -> RunReport {
 
 /// The workload: create, ingest with re-sends, check S-VISIBLE after restarts,
 /// then L-UPLOAD after the heal. Returns the model, or the broken invariant.
-async fn workload(config: ScenarioConfig, restarts: Arc<Mutex<usize>>) -> Result<Model, String> {
+async fn workload(
+    config: ScenarioConfig,
+    restarts: Arc<Mutex<usize>>,
+    disk_full: Arc<Mutex<DiskFullSeen>>,
+) -> Result<Model, String> {
     let node: SocketAddr = PAGESERVER_ADDR.parse().expect("static address");
     let me: SocketAddr = format!("{CLIENT_IP}:0").parse().expect("static address");
     let ep = madsim::net::Endpoint::bind(me).await.map_err(|e| e.to_string())?;
@@ -363,6 +385,14 @@ async fn workload(config: ScenarioConfig, restarts: Arc<Mutex<usize>>) -> Result
                 }
             }
             Ok(other) => return Err(format!("unexpected ingest answer {other:?}")),
+            Err(CallError::Api(ApiError::Unavailable { reason, .. }))
+                if reason.contains("local disk is full") =>
+            {
+                disk_full.lock().expect("not poisoned").refused += 1;
+            }
+            Err(CallError::Api(ApiError::Internal(reason))) if reason.contains("no space") => {
+                disk_full.lock().expect("not poisoned").broken += 1;
+            }
             Err(_) => {} // retried with the next batch
         }
         let now_restarts = *restarts.lock().expect("not poisoned");

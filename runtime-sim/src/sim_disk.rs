@@ -24,6 +24,7 @@
 //! Faults ([`crate::faults::site`]): `disk.fsync_fail` (the fsync returns `FsyncFailed`; a
 //! file's data is then unknown and a later fsync will not persist it; a directory
 //! keeps its old durable entries), `disk.enospc` (creating a file or directory
+//! fails with `NoSpace`), `disk.full` (an episode of 1–10 s in which every creation
 //! fails with `NoSpace`), `disk.slow_io` (one step takes 50–500 ms instead of
 //! microseconds).
 //!
@@ -54,6 +55,9 @@ pub struct SimDiskConfig {
     /// Added to a step when `disk.slow_io` fires.
     pub slow_io_min_ms: u64,
     pub slow_io_max_ms: u64,
+    /// How long a `disk.full` episode lasts.
+    pub full_min_ms: u64,
+    pub full_max_ms: u64,
 }
 
 impl Default for SimDiskConfig {
@@ -63,6 +67,8 @@ impl Default for SimDiskConfig {
             step_latency_max_us: 200,
             slow_io_min_ms: 50,
             slow_io_max_ms: 500,
+            full_min_ms: 1_000,
+            full_max_ms: 10_000,
         }
     }
 }
@@ -97,6 +103,8 @@ struct State {
     last_unsynced_write: Option<Ino>,
     /// Bumped by every crash; an operation that started before fails its next step.
     epoch: u64,
+    /// The disk is full until then (a `disk.full` episode).
+    full_until: Option<tokio::time::Instant>,
     config: SimDiskConfig,
 }
 
@@ -245,6 +253,7 @@ impl SimDisk {
             next_temp: 0,
             last_unsynced_write: None,
             epoch: 0,
+            full_until: None,
             config,
         };
         SimDisk { state: Arc::new(Mutex::new(state)), faults }
@@ -357,7 +366,7 @@ impl SimDisk {
                         Ok((ino, false))
                     }
                     None => {
-                        if faults.fire(site::DISK_ENOSPC) {
+                        if no_space(s, faults) {
                             return Err((DiskErrorKind::NoSpace, "mkdir: ENOSPC".into()));
                         }
                         let ino = s.alloc(Inode::Dir(DirNode::default()));
@@ -373,6 +382,25 @@ impl SimDisk {
         }
         Ok(cur)
     }
+}
+
+/// Whether creating a file or directory fails with ENOSPC now: `disk.enospc` fires,
+/// a `disk.full` episode is under way, or one starts. Healing ends any episode.
+fn no_space(s: &mut State, faults: &Faults) -> bool {
+    if faults.is_healed() {
+        return false;
+    }
+    let now = tokio::time::Instant::now();
+    if s.full_until.is_some_and(|until| now < until) {
+        return true;
+    }
+    if faults.fire(site::DISK_FULL) {
+        let (min, max) = (s.config.full_min_ms, s.config.full_max_ms);
+        s.full_until =
+            Some(now + Duration::from_millis(thread_rng().gen_range(min..=max.max(min))));
+        return true;
+    }
+    faults.fire(site::DISK_ENOSPC)
 }
 
 fn fsync_dir(s: &mut State, faults: &Faults, ino: Ino) -> Result<(), StepError> {
@@ -410,7 +438,7 @@ impl Disk for SimDisk {
         let (tmp_name, tmp) = self
             .step(&op, |s, faults| {
                 s.dir(dir)?;
-                if faults.fire(site::DISK_ENOSPC) {
+                if no_space(s, faults) {
                     return Err((DiskErrorKind::NoSpace, "write temp file: ENOSPC".into()));
                 }
                 let tmp_name = format!("{name}.{}{TEMP_FILE_SUFFIX}", s.next_temp);

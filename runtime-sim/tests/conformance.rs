@@ -420,3 +420,19 @@ async fn fired_lists_every_site_and_heal_stops_them() {
     }
     assert_eq!(remote.faults().fired()[site::REMOTE_GET_TRANSIENT], n);
 }
+
+#[madsim::test]
+async fn a_disk_full_episode_refuses_every_creation_until_it_ends() {
+    let disk = SimDisk::new();
+    disk.create_dir_all(Utf8Path::new("t")).await.unwrap();
+    disk.faults().set(site::DISK_FULL, 1.0);
+    let err = disk.write_atomic(Utf8Path::new("t/f"), vec![1; 100]).await.unwrap_err();
+    assert_eq!(err.kind, DiskErrorKind::NoSpace);
+    disk.faults().set(site::DISK_FULL, 0.0);
+    let err = disk.write_atomic(Utf8Path::new("t/g"), vec![1; 100]).await.unwrap_err();
+    assert_eq!(err.kind, DiskErrorKind::NoSpace, "the episode goes on");
+    assert_eq!(disk.faults().fired()[site::DISK_FULL], 1, "counted once per episode");
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    disk.write_atomic(Utf8Path::new("t/g"), vec![1; 100]).await.unwrap();
+    assert_eq!(disk.read(Utf8Path::new("t/g")).await.unwrap(), vec![1; 100]);
+}

@@ -60,6 +60,7 @@ fn swarm() {
     let wall = Instant::now();
     let (mut simulated_ms, mut restarts, mut outages) = (0u64, 0usize, 0usize);
     let (mut chaos, mut chaos_busy, mut chaos_bad_key) = (0u64, 0u64, 0u64);
+    let (mut disk_full_refused, mut disk_full_broken) = (0u64, 0u64);
     let mut fired: std::collections::BTreeMap<String, u64> = Default::default();
     let mut wall_jump_inputs = 0usize;
     for seed in start..start + count {
@@ -73,6 +74,8 @@ fn swarm() {
         outages += report.store_outages;
         chaos += report.chaos_answered;
         chaos_busy += report.chaos_busy;
+        disk_full_refused += report.disk_full.refused;
+        disk_full_broken += report.disk_full.broken;
         chaos_bad_key += report.chaos_bad_key_refused;
         for (site, n) in &report.fired {
             *fired.entry(site.clone()).or_default() += n;
@@ -88,6 +91,9 @@ fn swarm() {
     println!("restarts that met a failing control-plane store (emergency mode): {outages}");
     println!(
         "concurrent chaos requests answered: {chaos}, of which 503 (busy, not ready): {chaos_busy}; key FFFFFFFFFFFFFFFF refused with 400: {chaos_bad_key}"
+    );
+    println!(
+        "workload ingests refused for a full disk: {disk_full_refused} with 503, {disk_full_broken} with 500 (timeline Broken no_space)"
     );
     println!("fault sites fired: {fired:?}");
     println!(
