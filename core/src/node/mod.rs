@@ -335,18 +335,8 @@ impl Node {
 
     /// The earliest deadline of any machine, and of the shutdown grace period.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        [
-            self.node_deadline(),
-            self.timers.earliest(),
-            self.emergency_deadline(),
-            match self.phase {
-                NodePhase::ShuttingDown { deadline, .. } => Some(deadline),
-                _ => None,
-            },
-        ]
-        .into_iter()
-        .flatten()
-        .min()
+        let own = self.node_timers().map(|(at, _)| at);
+        own.chain(self.timers.earliest()).min()
     }
 
     /// Trace lines produced since the last call, in order.

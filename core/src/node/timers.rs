@@ -22,6 +22,17 @@ pub(crate) enum MachineTimer {
     TenantStop,
 }
 
+/// The node's own timers: deadlines that belong to no machine, fired by name too.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum NodeTimer {
+    /// A start-up I/O's backoff ended (`startup/queue.rs`).
+    StartupRetry,
+    /// Emergency mode: the next re-attach attempt is due (`emergency.rs`).
+    EmergencyReAttach,
+    /// The shutdown grace period ended (`requests.rs`).
+    ShutdownGrace,
+}
+
 /// Every machine's next timer, ordered by deadline, so the earliest and the due ones
 /// are found in O(log n).
 #[derive(Debug, Default)]
@@ -83,7 +94,7 @@ impl Node {
 
     pub(crate) fn fire_timers(&mut self) {
         let now = self.now;
-        self.fire_startup_retries();
+        self.fire_node_timer_if_due(NodeTimer::StartupRetry);
         // One timer at a time, the earliest first; the machine's next timer is read
         // back at once, so a machine with several due timers gets each by name.
         // Timers of machines that are gone fire as no-ops and leave the index.
@@ -100,8 +111,37 @@ impl Node {
                 break;
             }
         }
-        self.fire_emergency_retry();
-        self.check_shutdown_deadline();
+        self.fire_node_timer_if_due(NodeTimer::EmergencyReAttach);
+        self.fire_node_timer_if_due(NodeTimer::ShutdownGrace);
+    }
+
+    /// The node's own timers that are set, with their deadlines.
+    pub(crate) fn node_timers(&self) -> impl Iterator<Item = (Instant, NodeTimer)> {
+        let shutdown = match self.phase {
+            super::NodePhase::ShuttingDown { deadline, .. } => Some(deadline),
+            _ => None,
+        };
+        [
+            (self.startup_deadline(), NodeTimer::StartupRetry),
+            (self.emergency_deadline(), NodeTimer::EmergencyReAttach),
+            (shutdown, NodeTimer::ShutdownGrace),
+        ]
+        .into_iter()
+        .filter_map(|(at, timer)| at.map(|at| (at, timer)))
+    }
+
+    /// Fires one of the node's own timers if it is set and due now.
+    fn fire_node_timer_if_due(&mut self, timer: NodeTimer) {
+        let now = self.now;
+        if !self.node_timers().any(|(at, t)| t == timer && at <= now) {
+            return;
+        }
+        self.trace_line("node", None, Direction::Input, format!("timer node {timer:?}"));
+        match timer {
+            NodeTimer::StartupRetry => self.fire_startup_retries(),
+            NodeTimer::EmergencyReAttach => self.fire_emergency_retry(),
+            NodeTimer::ShutdownGrace => self.check_shutdown_deadline(),
+        }
     }
 
     /// Hands `timer` to `machine`, and to that machine only.
@@ -156,9 +196,5 @@ impl Node {
             }
             Machine::ControlPlane | Machine::Manager | Machine::Scheduler => None,
         }
-    }
-
-    pub(crate) fn node_deadline(&self) -> Option<crate::time::Instant> {
-        self.startup_deadline()
     }
 }

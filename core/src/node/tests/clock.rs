@@ -120,3 +120,21 @@ fn the_node_hands_a_due_timer_to_its_machine_by_name() {
     h.settle();
     assert!(h.node.tenants[&T].timelines[&TL].timeline.open_layer_bytes() == 0, "frozen");
 }
+
+/// The node's own deadlines are named timers too: a start-up listing that failed
+/// transiently is retried when `NodeTimer::StartupRetry` fires.
+#[test]
+fn the_nodes_own_deadlines_fire_by_name() {
+    let (mut world, last, _) = one_batch_then_shutdown(50);
+    world.transient_lists = 1;
+    let mut h = start_until_active(world);
+    assert_eq!(info(&mut h).last_ingested_lsn, last);
+    let fired: Vec<String> = h
+        .node
+        .drain_trace()
+        .into_iter()
+        .filter(|l| l.what.starts_with("timer node"))
+        .map(|l| l.what)
+        .collect();
+    assert_eq!(fired, ["timer node StartupRetry"]);
+}
