@@ -12,7 +12,9 @@
 //! - `load` returns every row, ordered by tenant.
 
 use std::future::Future;
-use strata_core::control_plane::{CpRequest, StoreChange, TenantRecord};
+use strata_core::control_plane::{
+    ControlPlaneError, ControlPlaneReply, CpRequest, StoreChange, TenantRecord,
+};
 use strata_core::generation::Generation;
 use strata_core::id::TenantId;
 
@@ -47,7 +49,20 @@ pub trait GenerationStore: Clone + Send + Sync + 'static {
         let _ = request;
         std::future::ready(Ok(()))
     }
+
+    /// Carries `request` over the node's link to its control plane: `Ok(None)` when
+    /// it reached the embedded control plane (the node hands it to its in-process
+    /// machine: [`GenerationStore::reach`]); `Ok(Some(answer))` when a remote
+    /// control plane answered it (`strata control`, over HTTP); `Err` when it could
+    /// not be carried (unreachable).
+    fn send(&self, request: &CpRequest) -> impl Future<Output = SendOutcome> + Send {
+        let reached = self.reach(request);
+        async move { reached.await.map(|()| None) }
+    }
 }
+
+/// What [`GenerationStore::send`] gives back.
+pub type SendOutcome = Result<Option<Result<ControlPlaneReply, ControlPlaneError>>, StoreError>;
 
 /// Checks a change against the stored rows: no generation goes down.
 pub fn check_no_regression(

@@ -1,8 +1,10 @@
 //! The embedded generation store: one SQLite file.
 //!
-//! - Schema: `schema_version(version)` (one row) and
-//!   `tenants(tenant_id TEXT PRIMARY KEY, generation INTEGER, attached_to INTEGER NULL)`;
-//!   node ids are stored as the two's-complement `i64` of the `u64`.
+//! - Schema: `schema_version(version)` (one row),
+//!   `tenants(tenant_id TEXT PRIMARY KEY, generation INTEGER, attached_to INTEGER NULL)`
+//!   and (version 2, used by `strata control` only) `nodes(node_id INTEGER PRIMARY
+//!   KEY, address TEXT)`, the registered pageservers; node ids are stored as the
+//!   two's-complement `i64` of the `u64`.
 //! - [`SqliteStore::open`] creates the schema or migrates it, step by step, up to
 //!   [`SCHEMA_VERSION`]; a newer schema is refused ([`StoreError::SchemaTooNew`]).
 //! - Each [`StoreChange`] is one `IMMEDIATE` transaction; the database runs with
@@ -21,14 +23,20 @@ use strata_core::generation::Generation;
 use strata_core::id::{NodeId, TenantId};
 
 /// The schema this build writes.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// Migration `i` takes the schema from version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &["CREATE TABLE tenants (
+const MIGRATIONS: &[&str] = &[
+    "CREATE TABLE tenants (
         tenant_id TEXT PRIMARY KEY NOT NULL,
         generation INTEGER NOT NULL CHECK (generation >= 1),
         attached_to INTEGER
-    ) STRICT;"];
+    ) STRICT;",
+    "CREATE TABLE nodes (
+        node_id INTEGER PRIMARY KEY NOT NULL,
+        address TEXT NOT NULL
+    ) STRICT;",
+];
 
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
@@ -138,6 +146,41 @@ fn write_change(tx: &rusqlite::Transaction<'_>, change: &StoreChange) -> Result<
     Ok(())
 }
 
+impl SqliteStore {
+    /// Registers (or re-addresses) a pageserver, durably (`strata control`).
+    pub async fn register_node(&self, node: NodeId, address: String) -> Result<(), StoreError> {
+        self.with_conn(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(io)?;
+            tx.execute(
+                "INSERT INTO nodes (node_id, address) VALUES (?1, ?2)
+                 ON CONFLICT (node_id) DO UPDATE SET address = excluded.address",
+                params![node.0 as i64, address],
+            )
+            .map_err(io)?;
+            tx.commit().map_err(io)
+        })
+        .await
+    }
+
+    /// Every registered pageserver and its address, by node id.
+    pub async fn nodes(&self) -> Result<Vec<(NodeId, String)>, StoreError> {
+        self.with_conn(|conn| {
+            let mut stmt =
+                conn.prepare("SELECT node_id, address FROM nodes ORDER BY node_id").map_err(io)?;
+            let rows = stmt
+                .query_map([], |row| Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?)))
+                .map_err(io)?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (node, address) = row.map_err(io)?;
+                out.push((NodeId(node as u64), address));
+            }
+            Ok(out)
+        })
+        .await
+    }
+}
+
 impl GenerationStore for SqliteStore {
     async fn load(&self) -> Result<Vec<TenantRecord>, StoreError> {
         self.with_conn(|conn| load(conn)).await
@@ -226,5 +269,32 @@ mod tests {
         conn.execute("INSERT INTO tenants VALUES ('nothex', 3, NULL)", []).unwrap();
         drop(conn);
         assert!(matches!(store.load().await, Err(StoreError::Corrupt(_))));
+    }
+
+    #[tokio::test]
+    async fn registered_nodes_survive_a_reopen_and_a_version_1_store_migrates() {
+        let h = SqliteHarness::new();
+        // A store written by a build with schema version 1 (no nodes table).
+        let conn = Connection::open(h.path.as_std_path()).unwrap();
+        conn.execute_batch("CREATE TABLE schema_version (version INTEGER NOT NULL);").unwrap();
+        conn.execute("INSERT INTO schema_version (version) VALUES (1)", []).unwrap();
+        conn.execute_batch(MIGRATIONS[0]).unwrap();
+        conn.execute("INSERT INTO tenants VALUES (?1, 3, 7)", [TenantId([1; 16]).to_string()])
+            .unwrap();
+        drop(conn);
+        let store = SqliteStore::open(&h.path).unwrap();
+        store.register_node(NodeId(7), "http://127.0.0.1:1".into()).await.unwrap();
+        store.register_node(NodeId(2), "http://127.0.0.1:2".into()).await.unwrap();
+        store.register_node(NodeId(7), "http://127.0.0.1:3".into()).await.unwrap();
+        drop(store);
+        let store = SqliteStore::open(&h.path).unwrap();
+        assert_eq!(
+            store.nodes().await.unwrap(),
+            vec![
+                (NodeId(2), "http://127.0.0.1:2".into()),
+                (NodeId(7), "http://127.0.0.1:3".into())
+            ]
+        );
+        assert_eq!(store.load().await.unwrap().len(), 1, "tenants kept across the migration");
     }
 }

@@ -14,6 +14,9 @@
 //! [control_plane]
 //! kind = "embedded"                 # in-process generation table on SQLite
 //! sqlite_path = "control-plane.sqlite"
+//! # or: kind = "remote", url = "http://127.0.0.1:9090" (a `strata control`),
+//! #     token = "…" (optional: sent as `Authorization: Bearer …`),
+//! #     call_timeout_ms = 10000 (optional: the deadline of one attempt)
 //!
 //! [walredo]
 //! kind = "process"                  # a `strata walredo` child; or "in_process"
@@ -63,6 +66,17 @@ pub enum RemoteStorageConfig {
 pub enum ControlPlaneConfig {
     /// The generation table in-process, stored in SQLite.
     Embedded { sqlite_path: Utf8PathBuf },
+    /// A `strata control` service at `url` (the control_plane_url).
+    Remote {
+        url: String,
+        /// A static bearer token the service requires of nodes.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        token: Option<String>,
+        /// The deadline of one call attempt (the client machine's
+        /// `call_timeout_ms`); its default otherwise.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        call_timeout_ms: Option<u64>,
+    },
 }
 
 /// How values are reconstructed.
@@ -163,8 +177,9 @@ impl FileConfig {
         if let RemoteStorageConfig::Local { path } = &mut self.remote_storage {
             *path = abs(path);
         }
-        let ControlPlaneConfig::Embedded { sqlite_path } = &mut self.control_plane;
-        *sqlite_path = abs(sqlite_path);
+        if let ControlPlaneConfig::Embedded { sqlite_path } = &mut self.control_plane {
+            *sqlite_path = abs(sqlite_path);
+        }
         self
     }
 
@@ -200,6 +215,12 @@ impl FileConfig {
             c.timeline.gc_retention_ms = v;
         }
         c.rebuild_generations = rebuild_generations;
+        if let ControlPlaneConfig::Remote { call_timeout_ms, .. } = &self.control_plane {
+            c.remote_control_plane = true;
+            if let Some(ms) = call_timeout_ms {
+                c.control_plane.call_timeout_ms = *ms;
+            }
+        }
         c
     }
 }

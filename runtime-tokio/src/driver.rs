@@ -422,10 +422,13 @@ where
             IoResult::Done(a.store.apply(&change).await.map_err(store_failure))
         }
         // The embedded control plane runs inside the node: the link is the store's
-        // (the simulated store can refuse or delay it).
-        Io::ControlPlaneSend { request } => {
-            IoResult::Done(a.store.reach(&request).await.map_err(store_failure))
-        }
+        // (the simulated store can refuse or delay it). A remote one (`cp_http`)
+        // answers with its reply.
+        Io::ControlPlaneSend { request } => match a.store.send(&request).await {
+            Ok(None) => IoResult::Done(Ok(())),
+            Ok(Some(reply)) => IoResult::CpReply(reply),
+            Err(e) => IoResult::Done(Err(store_failure(e))),
+        },
         Io::Redo { request } => IoResult::Bytes(
             a.redo
                 .redo(request.encode())

@@ -3,6 +3,10 @@
 //! - `strata init [--dir DIR]`: write a working configuration for the embedded
 //!   defaults (local-directory remote storage, SQLite control plane) into DIR.
 //! - `strata pageserver --config FILE [--rebuild-generations]`: run a node.
+//! - `strata control --listen ADDR --db sqlite:PATH [--token T]`: run the control
+//!   plane service (`strata_runtime_tokio::control`).
+//! - `strata ctl [--url URL] [--token T] node register ID ADDRESS | node list |
+//!   tenant create TENANT --node ID | tenant list`: its admin API.
 //! - `strata walredo [--replay FILE]`: the walredo child process (spoken to over
 //!   stdin/stdout by the node), or the replay of a saved failing request.
 
@@ -50,6 +54,62 @@ mod cli {
             #[arg(long)]
             rebuild_generations: bool,
         },
+        /// Run the control plane: generations for every node (node API:
+        /// /re-attach, /validate, /attach, /detach; admin API under /admin).
+        Control {
+            #[arg(long, default_value = "127.0.0.1:9090")]
+            listen: String,
+            /// The store: sqlite:PATH (created if missing).
+            #[arg(long)]
+            db: String,
+            /// A bearer token every request must carry.
+            #[arg(long)]
+            token: Option<String>,
+        },
+        /// Talk to a running control plane's admin API.
+        Ctl {
+            #[arg(long, default_value = "http://127.0.0.1:9090")]
+            url: String,
+            #[arg(long)]
+            token: Option<String>,
+            #[command(subcommand)]
+            what: CtlWhat,
+        },
+    }
+
+    #[derive(Subcommand)]
+    enum CtlWhat {
+        /// Pageservers.
+        Node {
+            #[command(subcommand)]
+            verb: NodeVerb,
+        },
+        /// Tenants.
+        Tenant {
+            #[command(subcommand)]
+            verb: TenantVerb,
+        },
+    }
+
+    #[derive(Subcommand)]
+    enum NodeVerb {
+        /// Register a pageserver: its node_id and its HTTP address.
+        Register { node_id: u64, address: String },
+        /// List registered pageservers.
+        List,
+    }
+
+    #[derive(Subcommand)]
+    enum TenantVerb {
+        /// Create a tenant on a registered node (it is attached there with a new
+        /// generation).
+        Create {
+            tenant_id: String,
+            #[arg(long)]
+            node: u64,
+        },
+        /// List tenants with their node and generation.
+        List,
     }
 
     pub fn main() -> ExitCode {
@@ -76,6 +136,30 @@ mod cli {
         match cli.command {
             Command::Walredo { .. } => unreachable!("handled above"),
             Command::Init { dir, force } => init(&dir, force),
+            Command::Control { listen, db, token } => control(&listen, &db, token),
+            Command::Ctl { url, token, what } => {
+                use strata_runtime_tokio::control::ctl::{self, Verb};
+                let verb = match what {
+                    CtlWhat::Node { verb: NodeVerb::Register { node_id, address } } => {
+                        Verb::RegisterNode { node_id, address }
+                    }
+                    CtlWhat::Node { verb: NodeVerb::List } => Verb::ListNodes,
+                    CtlWhat::Tenant { verb: TenantVerb::Create { tenant_id, node } } => {
+                        Verb::CreateTenant { tenant_id, node_id: node }
+                    }
+                    CtlWhat::Tenant { verb: TenantVerb::List } => Verb::ListTenants,
+                };
+                match ctl::run(&url, token.as_deref(), &verb) {
+                    Ok(text) => {
+                        println!("{text}");
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => {
+                        eprintln!("strata ctl: {e}");
+                        ExitCode::FAILURE
+                    }
+                }
+            }
             Command::Pageserver { config, rebuild_generations } => {
                 let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build()
                 {
@@ -101,6 +185,37 @@ mod cli {
                         ExitCode::FAILURE
                     }
                 }
+            }
+        }
+    }
+
+    fn control(listen: &str, db: &str, token: Option<String>) -> ExitCode {
+        use strata_runtime_tokio::control::service::{self, ControlService};
+        let Some(path) = db.strip_prefix("sqlite:") else {
+            eprintln!("strata control: --db {db:?}: expected sqlite:PATH");
+            return ExitCode::FAILURE;
+        };
+        let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+            Ok(rt) => rt,
+            Err(e) => {
+                eprintln!("strata control: cannot start the runtime: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let result = runtime.block_on(async {
+            let service = ControlService::open(Utf8PathBuf::from(path).as_path(), token).await?;
+            let listener = tokio::net::TcpListener::bind(listen)
+                .await
+                .map_err(|e| format!("binding {listen}: {e}"))?;
+            tracing::info!(%listen, db = %path, "control plane serving");
+            let stop = strata_runtime_tokio::server::shutdown_signal();
+            service::serve(listener, service, stop).await.map_err(|e| e.to_string())
+        });
+        match result {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("strata control: {e}");
+                ExitCode::FAILURE
             }
         }
     }

@@ -13,12 +13,14 @@
 //! process exits 1.
 
 use crate::config::{ControlPlaneConfig, FileConfig, RemoteStorageConfig, WalRedoConfig};
+use crate::control::link::RemoteControlPlane;
 use crate::driver::{self, Adapters, NodeStatus};
 use crate::http::{AppState, router};
 use crate::metrics::Metrics;
 use crate::trace_sink::TraceSink;
 use camino::Utf8Path;
 use std::sync::{Arc, Mutex};
+use strata_adapters::generation_store::{GenerationStore, SendOutcome, StoreError};
 use strata_adapters::local_disk::LocalDisk;
 use strata_adapters::local_fs::LocalFs;
 use strata_adapters::redo::{InProcessRedo, Redo, RedoError};
@@ -28,6 +30,7 @@ use strata_adapters::remote::{
 use strata_adapters::s3::S3Remote;
 use strata_adapters::sqlite_store::SqliteStore;
 use strata_adapters::walredo_process::WalRedoProcess;
+use strata_core::control_plane::{CpRequest, StoreChange, TenantRecord};
 use strata_core::node::api::{Request, Response};
 use strata_core::remote_path::RemoteKey;
 
@@ -67,11 +70,20 @@ pub async fn run_pageserver(
                 .with_local_disk(disk.clone()),
         ),
     };
-    let ControlPlaneConfig::Embedded { sqlite_path } = &config.control_plane;
-    let store = SqliteStore::open(sqlite_path).map_err(|e| {
-        ServerError::Setup(format!("opening control-plane store {sqlite_path}: {e}"))
-    })?;
     let mut node_config = config.node_config(rebuild_generations);
+    let store = match &config.control_plane {
+        ControlPlaneConfig::Embedded { sqlite_path } => {
+            NodeStore::Embedded(SqliteStore::open(sqlite_path).map_err(|e| {
+                ServerError::Setup(format!("opening control-plane store {sqlite_path}: {e}"))
+            })?)
+        }
+        ControlPlaneConfig::Remote { url, token, .. } => {
+            tracing::info!(%url, "control plane: remote");
+            let timeout =
+                std::time::Duration::from_millis(node_config.control_plane.call_timeout_ms);
+            NodeStore::Remote(RemoteControlPlane::new(url, token.clone(), timeout))
+        }
+    };
     // The binary, and only the binary, isolates a panic in one tenant's machines:
     // that tenant goes Broken and the others keep serving (core `node/isolation.rs`).
     // Tests and the simulator keep the default so that a panic fails the run.
@@ -137,7 +149,8 @@ pub async fn run_pageserver(
     Ok(clean)
 }
 
-async fn shutdown_signal() {
+/// SIGTERM or SIGINT (also `strata control`'s stop).
+pub async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut term), Ok(mut int)) =
         (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
@@ -219,6 +232,36 @@ impl Redo for NodeRedo {
         match self {
             NodeRedo::InProcess(r) => r.redo(request).await,
             NodeRedo::Process(r) => r.redo(request).await,
+        }
+    }
+}
+
+/// The node's control plane: in process on SQLite, or a `strata control`.
+#[derive(Clone, Debug)]
+pub enum NodeStore {
+    Embedded(SqliteStore),
+    Remote(RemoteControlPlane),
+}
+
+impl GenerationStore for NodeStore {
+    async fn load(&self) -> Result<Vec<TenantRecord>, StoreError> {
+        match self {
+            NodeStore::Embedded(s) => s.load().await,
+            NodeStore::Remote(r) => r.load().await,
+        }
+    }
+
+    async fn apply(&self, change: &StoreChange) -> Result<(), StoreError> {
+        match self {
+            NodeStore::Embedded(s) => s.apply(change).await,
+            NodeStore::Remote(r) => r.apply(change).await,
+        }
+    }
+
+    async fn send(&self, request: &CpRequest) -> SendOutcome {
+        match self {
+            NodeStore::Embedded(s) => s.send(request).await,
+            NodeStore::Remote(r) => r.send(request).await,
         }
     }
 }

@@ -92,7 +92,8 @@ pub fn is_retryable(error: &ControlPlaneError) -> bool {
         ControlPlaneError::Overloaded { .. } | ControlPlaneError::StoreFailed(_) => true,
         ControlPlaneError::UnknownTenant(_)
         | ControlPlaneError::UnknownNode(_)
-        | ControlPlaneError::GenerationExhausted(..) => false,
+        | ControlPlaneError::GenerationExhausted(..)
+        | ControlPlaneError::Rejected(_) => false,
     }
 }
 

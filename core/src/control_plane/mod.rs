@@ -158,6 +158,11 @@ pub enum ControlPlaneError {
     /// Retryable: the store did not confirm the change; its outcome is unknown.
     #[error("control-plane store failed: {0}")]
     StoreFailed(String),
+    /// A remote control plane refused the request itself (HTTP 400 or 401: a
+    /// malformed request, or a node without the right token). Not retried: the
+    /// same request would be refused again.
+    #[error("control plane rejected the request: {0}")]
+    Rejected(String),
 }
 
 /// A completion that matches nothing in progress: a bug in the driver, or a

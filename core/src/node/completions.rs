@@ -91,7 +91,9 @@ impl Node {
             IoResult::Done(r) => TimelineCompletion::Written(r),
             IoResult::Bytes(r) if redo => TimelineCompletion::Redone(r),
             IoResult::Bytes(r) => TimelineCompletion::Read(r),
-            IoResult::Listing(_) => return self.bug("listing result for a timeline op"),
+            IoResult::Listing(_) | IoResult::CpReply(_) => {
+                return self.bug("listing or control-plane result for a timeline op");
+            }
         };
         self.complete_timeline(tenant, timeline, inner, completion);
     }

@@ -14,8 +14,9 @@
 //! not be reached (the simulator's `cp.unreachable` site; a delayed delivery is its
 //! `cp.slow` site, which the client's deadline turns into a timeout). A delivery
 //! for an attempt the client no longer waits for (its deadline passed) is dropped:
-//! the request is lost in transit. A remote control plane (the cluster issue)
-//! answers the same `Io` with the reply itself; the client machine does not change.
+//! the request is lost in transit. A remote control plane (`strata control`,
+//! `NodeConfig::remote_control_plane`) answers the same `Io` with the reply itself
+//! (`IoResult::CpReply`); the client machine does not change.
 
 use super::io::{Io, IoResult};
 use super::routing::{CpWaiter, Route};
@@ -71,6 +72,10 @@ impl Node {
                 }
                 self.dirty.insert(Machine::ControlPlane);
             }
+            // A remote control plane answered over the link (`runtime-tokio`'s
+            // `cp_http`): the reply goes to the client by attempt id, as the
+            // in-process machine's does.
+            IoResult::CpReply(reply) => self.on_cp_reply(RequestId(attempt.0), reply),
             IoResult::Done(Err(e)) => {
                 let message = e.to_string();
                 if let Err(e) = self.cp_client.handle_unreachable(now, attempt, message) {

@@ -16,7 +16,7 @@
 //! deletion/{seq:016x}-01.list, deletion/header-01    deletion queue
 //! ```
 
-use crate::control_plane::{CpRequest, StoreChange};
+use crate::control_plane::{ControlPlaneError, ControlPlaneReply, CpRequest, StoreChange};
 use crate::id::{TenantId, TimelineId};
 use crate::layer_name::LayerName;
 use crate::location_conf::LOCATION_CONF_FILE_NAME;
@@ -113,7 +113,8 @@ pub enum Io {
     },
     /// Carry one attempt of a control-plane call over the driver's link. For the
     /// embedded control plane the answer is `Done(Ok)`, "delivered" (the node then
-    /// hands it to the in-process machine), or `Done(Err)`, "unreachable".
+    /// hands it to the in-process machine), or `Done(Err)`, "unreachable". A remote
+    /// control plane's link answers `CpReply` (its reply or refusal) or `Done(Err)`.
     ControlPlaneSend {
         request: CpRequest,
     },
@@ -189,6 +190,8 @@ pub enum IoResult {
     Bytes(Result<Vec<u8>, IoError>),
     /// Directory entries (DiskList) or objects with full keys as `name` (RemoteList).
     Listing(Result<Vec<Entry>, IoError>),
+    /// A remote control plane's answer to a `ControlPlaneSend`.
+    CpReply(Result<ControlPlaneReply, ControlPlaneError>),
 }
 
 impl IoResult {
@@ -198,7 +201,10 @@ impl IoResult {
             IoResult::Done(Err(e)) => Some(e),
             IoResult::Bytes(Err(e)) => Some(e),
             IoResult::Listing(Err(e)) => Some(e),
-            IoResult::Done(Ok(_)) | IoResult::Bytes(Ok(_)) | IoResult::Listing(Ok(_)) => None,
+            IoResult::Done(Ok(_))
+            | IoResult::Bytes(Ok(_))
+            | IoResult::Listing(Ok(_))
+            | IoResult::CpReply(_) => None,
         }
     }
 }
@@ -211,6 +217,7 @@ impl std::fmt::Debug for IoResult {
             IoResult::Bytes(Err(e)) => write!(f, "Bytes(Err({e:?}))"),
             IoResult::Listing(Ok(v)) => write!(f, "Listing({} entries)", v.len()),
             IoResult::Listing(Err(e)) => write!(f, "Listing(Err({e:?}))"),
+            IoResult::CpReply(r) => write!(f, "CpReply({r:?})"),
         }
     }
 }

@@ -113,6 +113,11 @@ pub struct NodeConfig {
     pub isolate_tenant_panics: bool,
     /// Deadlines, retry budgets and backoff of calls to the control plane.
     pub control_plane: crate::control_plane::client::ClientConfig,
+    /// The control plane is a remote service (`strata control`): the in-process
+    /// table stays empty, so the start-up checks that read it (the lost-store
+    /// rebuild, the generation-conflict listing) are skipped; see
+    /// `startup/generations.rs`.
+    pub remote_control_plane: bool,
 }
 
 impl NodeConfig {
@@ -132,6 +137,7 @@ impl NodeConfig {
             scheduler: SchedulerConfig::default(),
             isolate_tenant_panics: false,
             control_plane: crate::control_plane::client::ClientConfig::default(),
+            remote_control_plane: false,
         }
     }
 }

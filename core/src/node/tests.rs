@@ -45,6 +45,9 @@ pub(crate) struct World {
     pub(crate) deletes_per_key: BTreeMap<String, u32>,
     /// Control-plane calls that could not reach it so far.
     pub(crate) unreachable_calls: u64,
+    /// The control plane is remote (a model of `strata control`: its own machine on
+    /// `store`, answering over the link with `IoResult::CpReply`).
+    pub(crate) remote_cp: bool,
 }
 
 impl World {
@@ -203,6 +206,9 @@ impl World {
                     "connection refused (test)",
                 )))
             }
+            Io::ControlPlaneSend { request } if self.remote_cp => {
+                IoResult::CpReply(self.remote_answer(request))
+            }
             // The embedded control plane: delivered.
             Io::ControlPlaneSend { .. } => IoResult::Done(Ok(())),
             Io::StoreApply { .. } if self.store_failures > 0 => {
@@ -232,6 +238,44 @@ impl World {
     }
 }
 
+impl World {
+    /// A remote control plane's answer: core's machine on this world's store, each
+    /// change committed before the reply (as `strata control` runs it).
+    fn remote_answer(
+        &mut self,
+        request: CpRequest,
+    ) -> Result<crate::control_plane::ControlPlaneReply, crate::control_plane::ControlPlaneError>
+    {
+        use crate::control_plane::{ControlPlane, ControlPlaneEffect, RequestId as CpReq};
+        let now = Instant::ZERO;
+        let mut cp = ControlPlane::recover(self.store.values().cloned().collect());
+        let req = CpReq(0);
+        match request {
+            CpRequest::ReAttach { node, held_back } => {
+                cp.handle_re_attach_holding_back(now, req, node, held_back)
+            }
+            CpRequest::Attach { tenant, node, reported } => {
+                cp.handle_attach(now, req, tenant, node, reported)
+            }
+            CpRequest::Detach { tenant } => cp.handle_detach(now, req, tenant),
+            CpRequest::Validate { tenants } => cp.handle_validate(now, req, tenants),
+        }
+        loop {
+            match cp.poll_effect().expect("the control plane replies") {
+                ControlPlaneEffect::Persist { op, change } => {
+                    for r in change.records() {
+                        self.store.insert(r.tenant, r.clone());
+                    }
+                    cp.handle_persisted(now, op, Ok(())).unwrap();
+                }
+                ControlPlaneEffect::ListRemoteGenerations { op, .. } => {
+                    cp.handle_remote_generations(now, op, None).unwrap();
+                }
+                ControlPlaneEffect::Reply { reply, .. } => return reply,
+            }
+        }
+    }
+}
 /// Says which I/O a test leaves in flight.
 type HoldIo = Box<dyn FnMut(&Io) -> bool>;
 
@@ -268,7 +312,9 @@ impl Harness {
     }
 
     pub(super) fn start_with(world: World, config: NodeConfig, check: bool) -> Harness {
-        let records = world.store.values().cloned().collect();
+        // A remote control plane's table is not the node's: it starts empty.
+        let records =
+            if config.remote_control_plane { Vec::new() } else { world.store.values().cloned().collect() };
         let now = Instant(1_000);
         let node = Node::start(config, now, WallTime(0), records);
         let mut h = Harness {
@@ -651,4 +697,5 @@ mod location;
 mod no_space;
 mod placement;
 mod refusals;
+mod remote_cp;
 mod remote_faults;

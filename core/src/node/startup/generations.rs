@@ -15,6 +15,13 @@ use crate::tenant::{Slot, TenantState};
 
 impl Node {
     pub(super) fn after_configs(&mut self) {
+        if self.config.remote_control_plane {
+            // The table lives in `strata control`, not here: there is nothing to
+            // rebuild from this node (a lost control-plane database is that
+            // service's to recover), and `check_generations` finds no tenant in the
+            // empty in-process table, so re-attach follows at once.
+            return self.check_generations();
+        }
         let known: std::collections::BTreeSet<TenantId> =
             self.cp.records().map(|r| r.tenant).collect();
         let unknown: Vec<(TenantId, Option<crate::Generation>)> = self

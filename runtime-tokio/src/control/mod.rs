@@ -1,0 +1,33 @@
+//! `strata control`: core's control-plane machine as a service, and the node's
+//! HTTP link to it.
+//!
+//! - [`service`]: the axum server. It drives one
+//!   [`ControlPlane`](strata_core::control_plane::ControlPlane) on the embedded
+//!   SQLite store (`strata_adapters::sqlite_store`, the same store and schema the
+//!   in-process control plane uses, plus the registered nodes).
+//! - [`link`]: the node side: answers the client machine's `ControlPlaneSend`
+//!   effects over HTTP, with a timeout, failures mapped to the client's kinds.
+//! - [`ctl`]: the `strata ctl …` verbs (admin API calls).
+//!
+//! # Node-facing API (bearer token required when one is configured; 401 without)
+//! | request | body | answer |
+//! |---|---|---|
+//! | `POST /re-attach` | `{"node_id": 1}` | `{"tenants": [{"id": hex, "gen": 7, "previous_was_own": true}]}`: every tenant attached to the node, each bumped to a new generation, committed before the answer |
+//! | `POST /validate` | `{"tenants": [{"id": hex, "gen": 7}]}` | `{"tenants": [{"id": hex, "valid": bool}]}`: valid iff `gen` is the tenant's latest; unknown tenants are invalid |
+//! | `POST /attach` | `{"tenant_id": hex, "node_id": 1, "reported_gen"?: 6}` | `{"gen": 8}` (committed first) |
+//! | `POST /detach` | `{"tenant_id": hex}` | `{}` |
+//!
+//! A refusal of the machine answers `{"msg", "refusal": {"kind": …}}` (404 unknown
+//! tenant or node, 409 generations exhausted, 503 overloaded or store failed); a
+//! malformed body 400 `{"msg"}`; a missing or wrong token 401 `{"msg"}`.
+//!
+//! # Admin API (same token)
+//! `POST /admin/nodes {"node_id", "address"}`, `GET /admin/nodes`,
+//! `POST /admin/tenants {"tenant_id", "node_id"}` (the control plane asks the node
+//! to create the tenant; the node attaches it through `/attach`),
+//! `GET /admin/tenants` (`[{"tenant_id", "node_id", "generation"}]`).
+
+pub mod ctl;
+pub mod link;
+pub mod service;
+pub mod wire;

@@ -1,0 +1,418 @@
+//! The `strata control` server: one [`ControlPlane`] machine behind HTTP.
+//!
+//! # How a request runs
+//! Every request that reaches the machine runs as its own task holding the one
+//! lock on the machine and its store, from the input to the reply: the input goes
+//! in, and the machine's effects are carried out in order (`Persist` is one
+//! SQLite transaction, committed before the machine sees `handle_persisted`; a
+//! `Reply` ends the request). So a reply never names a generation that is not
+//! committed (S-GEN-MONO: the machine only emits a grant's reply after its
+//! persist completed Ok). The task is spawned, so a client that hangs up cannot
+//! leave the machine half-way through a request.
+//!
+//! `ListRemoteGenerations` (asked for a tenant the table has never seen) is
+//! answered "nothing found": this service has no access to the bucket. A new
+//! tenant therefore starts at the generation above the one the node reports
+//! (`reported_gen`), or at 1. Consequence: a lost control-plane database is not
+//! rebuilt from remote storage here (the embedded control plane does that with
+//! `--rebuild-generations`); keep the database file safe (docs/OPERATIONS.md).
+//!
+//! # Crash
+//! The machine is rebuilt from the store at start ([`ControlPlane::recover`]). A
+//! crash before a commit loses the change and no answer named it; the node's
+//! client times out and retries.
+
+use super::wire::{self, ErrorBody, Refusal};
+use axum::Json;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use serde::de::DeserializeOwned;
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+use strata_adapters::generation_store::GenerationStore;
+use strata_adapters::sqlite_store::SqliteStore;
+use strata_core::control_plane::{
+    ControlPlane, ControlPlaneEffect, ControlPlaneError, ControlPlaneReply, RequestId,
+};
+use strata_core::id::NodeId;
+use strata_core::io_error::{IoError, IoErrorKind, IoTarget};
+use strata_core::time::Instant;
+use tokio::sync::Mutex;
+
+/// How long the control plane waits for a node's `POST /v1/tenant`.
+pub const NODE_CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+struct Inner {
+    cp: ControlPlane,
+    store: SqliteStore,
+    next_req: u64,
+}
+
+/// The service's shared state.
+#[derive(Clone)]
+pub struct ControlService {
+    inner: Arc<Mutex<Inner>>,
+    store: SqliteStore,
+    token: Option<String>,
+    started: std::time::Instant,
+}
+
+/// An error answer.
+pub struct CtlError {
+    status: StatusCode,
+    body: ErrorBody,
+}
+
+impl CtlError {
+    fn new(status: StatusCode, msg: impl Into<String>) -> Self {
+        CtlError { status, body: ErrorBody { msg: msg.into(), refusal: None } }
+    }
+
+    fn bad_request(msg: impl Into<String>) -> Self {
+        CtlError::new(StatusCode::BAD_REQUEST, msg)
+    }
+
+    fn refused(e: &ControlPlaneError) -> Self {
+        let status = match e {
+            ControlPlaneError::UnknownTenant(_) | ControlPlaneError::UnknownNode(_) => {
+                StatusCode::NOT_FOUND
+            }
+            ControlPlaneError::GenerationExhausted(..) => StatusCode::CONFLICT,
+            ControlPlaneError::Overloaded { .. } | ControlPlaneError::StoreFailed(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            ControlPlaneError::Rejected(_) => StatusCode::BAD_REQUEST,
+        };
+        CtlError { status, body: ErrorBody { msg: e.to_string(), refusal: Refusal::from_error(e) } }
+    }
+}
+
+impl IntoResponse for CtlError {
+    fn into_response(self) -> Response {
+        (self.status, Json(self.body)).into_response()
+    }
+}
+
+fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, CtlError> {
+    serde_json::from_slice(body).map_err(|e| CtlError::bad_request(format!("malformed body: {e}")))
+}
+
+impl ControlService {
+    /// Opens the store and rebuilds the machine from it.
+    pub async fn open(
+        path: &camino::Utf8Path,
+        token: Option<String>,
+    ) -> Result<ControlService, String> {
+        let store = SqliteStore::open(path).map_err(|e| format!("opening {path}: {e}"))?;
+        let records = store.load().await.map_err(|e| format!("loading {path}: {e}"))?;
+        let inner = Inner { cp: ControlPlane::recover(records), store: store.clone(), next_req: 0 };
+        Ok(ControlService {
+            inner: Arc::new(Mutex::new(inner)),
+            store,
+            token,
+            started: std::time::Instant::now(),
+        })
+    }
+
+    fn now(&self) -> Instant {
+        Instant::from_millis(u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX))
+    }
+
+    fn authorize(&self, headers: &HeaderMap) -> Result<(), CtlError> {
+        let Some(token) = &self.token else { return Ok(()) };
+        let presented = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        if presented == Some(token.as_str()) {
+            Ok(())
+        } else {
+            Err(CtlError::new(StatusCode::UNAUTHORIZED, "missing or wrong bearer token"))
+        }
+    }
+
+    /// Runs one request through the machine to its reply (see the module doc).
+    async fn run(
+        &self,
+        input: impl FnOnce(&mut ControlPlane, Instant, RequestId) + Send + 'static,
+    ) -> Result<ControlPlaneReply, CtlError> {
+        let inner = Arc::clone(&self.inner);
+        let now = self.now();
+        let task = tokio::spawn(async move {
+            let mut inner = inner.lock().await;
+            let req = RequestId(inner.next_req);
+            inner.next_req += 1;
+            input(&mut inner.cp, now, req);
+            loop {
+                let effect = inner.cp.poll_effect();
+                inner.cp.check_invariants();
+                match effect {
+                    Some(ControlPlaneEffect::Persist { op, change }) => {
+                        let result = inner.store.apply(&change).await.map_err(|e| {
+                            IoError::new(IoErrorKind::Transient, IoTarget::Store, e.to_string())
+                        });
+                        if let Err(e) = &result {
+                            tracing::warn!(error = %e, "control-plane store change failed");
+                        }
+                        if let Err(e) = inner.cp.handle_persisted(now, op, result) {
+                            return Err(format!("the machine refused a persist completion: {e}"));
+                        }
+                    }
+                    Some(ControlPlaneEffect::ListRemoteGenerations { op, .. }) => {
+                        if let Err(e) = inner.cp.handle_remote_generations(now, op, None) {
+                            return Err(format!("the machine refused a listing: {e}"));
+                        }
+                    }
+                    Some(ControlPlaneEffect::Reply { req: r, reply }) if r == req => {
+                        return Ok(reply);
+                    }
+                    Some(ControlPlaneEffect::Reply { req: r, .. }) => {
+                        return Err(format!("a reply for request {r:?}, none waits"));
+                    }
+                    None => return Err("the machine stopped without replying".to_string()),
+                }
+            }
+        });
+        match task.await {
+            Ok(Ok(Ok(reply))) => Ok(reply),
+            Ok(Ok(Err(refusal))) => Err(CtlError::refused(&refusal)),
+            Ok(Err(bug)) => {
+                debug_assert!(false, "{bug}");
+                Err(CtlError::new(StatusCode::INTERNAL_SERVER_ERROR, bug))
+            }
+            Err(e) => Err(CtlError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
+        }
+    }
+}
+
+/// The router of `strata control`.
+pub fn router(service: ControlService) -> Router {
+    Router::new()
+        .route("/re-attach", post(re_attach))
+        .route("/validate", post(validate))
+        .route("/attach", post(attach))
+        .route("/detach", post(detach))
+        .route("/admin/nodes", post(register_node).get(list_nodes))
+        .route("/admin/tenants", post(create_tenant).get(list_tenants))
+        .fallback(|| async { CtlError::new(StatusCode::NOT_FOUND, "no such route") })
+        .with_state(service)
+}
+
+async fn re_attach(
+    State(s): State<ControlService>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<wire::ReAttachResponse>, CtlError> {
+    s.authorize(&headers)?;
+    let body: wire::ReAttachRequest = parse(&body)?;
+    let held_back = body
+        .held_back
+        .iter()
+        .map(|t| wire::tenant_id(t))
+        .collect::<Result<BTreeSet<_>, _>>()
+        .map_err(CtlError::bad_request)?;
+    let node = NodeId(body.node_id);
+    let reply = s
+        .run(move |cp, now, req| cp.handle_re_attach_holding_back(now, req, node, held_back))
+        .await?;
+    let ControlPlaneReply::ReAttached { tenants } = reply else {
+        return Err(CtlError::new(StatusCode::INTERNAL_SERVER_ERROR, "wrong reply"));
+    };
+    let tenants = tenants
+        .into_iter()
+        .map(|t| wire::ReAttachedTenant {
+            id: t.tenant.to_string(),
+            r#gen: t.generation.get(),
+            previous_was_own: t.previous_was_own,
+        })
+        .collect();
+    Ok(Json(wire::ReAttachResponse { tenants }))
+}
+
+async fn validate(
+    State(s): State<ControlService>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<wire::ValidateResponse>, CtlError> {
+    s.authorize(&headers)?;
+    let body: wire::ValidateRequest = parse(&body)?;
+    let mut tenants = Vec::new();
+    for t in body.tenants {
+        let tenant = wire::tenant_id(&t.id).map_err(CtlError::bad_request)?;
+        let generation = wire::generation(t.r#gen).map_err(CtlError::bad_request)?;
+        tenants.push((tenant, generation));
+    }
+    let reply = s.run(move |cp, now, req| cp.handle_validate(now, req, tenants)).await?;
+    let ControlPlaneReply::Validated { results } = reply else {
+        return Err(CtlError::new(StatusCode::INTERNAL_SERVER_ERROR, "wrong reply"));
+    };
+    let tenants =
+        results.into_iter().map(|(t, valid)| wire::Validity { id: t.to_string(), valid }).collect();
+    Ok(Json(wire::ValidateResponse { tenants }))
+}
+
+async fn attach(
+    State(s): State<ControlService>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<wire::AttachResponse>, CtlError> {
+    s.authorize(&headers)?;
+    let body: wire::AttachRequest = parse(&body)?;
+    let tenant = wire::tenant_id(&body.tenant_id).map_err(CtlError::bad_request)?;
+    let reported =
+        body.reported_gen.map(wire::generation).transpose().map_err(CtlError::bad_request)?;
+    let node = NodeId(body.node_id);
+    let reply =
+        s.run(move |cp, now, req| cp.handle_attach(now, req, tenant, node, reported)).await?;
+    let ControlPlaneReply::Attached { generation } = reply else {
+        return Err(CtlError::new(StatusCode::INTERNAL_SERVER_ERROR, "wrong reply"));
+    };
+    Ok(Json(wire::AttachResponse { r#gen: generation.get() }))
+}
+
+async fn detach(
+    State(s): State<ControlService>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<serde_json::Value>, CtlError> {
+    s.authorize(&headers)?;
+    let body: wire::DetachRequest = parse(&body)?;
+    let tenant = wire::tenant_id(&body.tenant_id).map_err(CtlError::bad_request)?;
+    s.run(move |cp, now, req| cp.handle_detach(now, req, tenant)).await?;
+    Ok(Json(serde_json::json!({})))
+}
+
+async fn register_node(
+    State(s): State<ControlService>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<wire::RegisterNode>, CtlError> {
+    s.authorize(&headers)?;
+    let body: wire::RegisterNode = parse(&body)?;
+    if !(body.address.starts_with("http://") || body.address.starts_with("https://")) {
+        return Err(CtlError::bad_request(format!(
+            "address {:?}: expected http://HOST:PORT",
+            body.address
+        )));
+    }
+    s.store
+        .register_node(NodeId(body.node_id), body.address.clone())
+        .await
+        .map_err(|e| CtlError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+    Ok(Json(body))
+}
+
+async fn list_nodes(
+    State(s): State<ControlService>,
+    headers: HeaderMap,
+) -> Result<Json<Vec<wire::RegisterNode>>, CtlError> {
+    s.authorize(&headers)?;
+    let nodes = s
+        .store
+        .nodes()
+        .await
+        .map_err(|e| CtlError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+    Ok(Json(
+        nodes
+            .into_iter()
+            .map(|(n, address)| wire::RegisterNode { node_id: n.0, address })
+            .collect(),
+    ))
+}
+
+async fn list_tenants(
+    State(s): State<ControlService>,
+    headers: HeaderMap,
+) -> Result<Json<Vec<wire::TenantRow>>, CtlError> {
+    s.authorize(&headers)?;
+    let inner = s.inner.lock().await;
+    let rows = inner
+        .cp
+        .records()
+        .map(|r| wire::TenantRow {
+            tenant_id: r.tenant.to_string(),
+            node_id: r.attached_to.map(|n| n.0),
+            generation: r.generation.get(),
+        })
+        .collect();
+    Ok(Json(rows))
+}
+
+/// Asks the registered node to create the tenant; the node attaches it through
+/// `/attach` (a new generation, committed before the node hears it). Answers the
+/// tenant's row once the node answered 201.
+async fn create_tenant(
+    State(s): State<ControlService>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<(StatusCode, Json<wire::TenantRow>), CtlError> {
+    s.authorize(&headers)?;
+    let body: wire::CreateTenant = parse(&body)?;
+    let tenant = wire::tenant_id(&body.tenant_id).map_err(CtlError::bad_request)?;
+    let nodes = s
+        .store
+        .nodes()
+        .await
+        .map_err(|e| CtlError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+    let Some((_, address)) = nodes.into_iter().find(|(n, _)| n.0 == body.node_id) else {
+        return Err(CtlError::new(
+            StatusCode::NOT_FOUND,
+            format!("node {} is not registered (strata ctl node register)", body.node_id),
+        ));
+    };
+    let url = format!("{}/v1/tenant", address.trim_end_matches('/'));
+    let payload = serde_json::json!({ "tenant_id": tenant.to_string() });
+    let answer = tokio::task::spawn_blocking(move || {
+        let agent = ureq::Agent::new_with_config(
+            ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .timeout_global(Some(NODE_CALL_TIMEOUT))
+                .build(),
+        );
+        let mut r = agent.post(&url).send_json(payload).map_err(|e| format!("{url}: {e}"))?;
+        let status = r.status().as_u16();
+        let text = r.body_mut().read_to_string().unwrap_or_default();
+        Ok::<_, String>((status, text))
+    })
+    .await
+    .map_err(|e| CtlError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let (status, text) = answer.map_err(|e| {
+        CtlError::new(StatusCode::BAD_GATEWAY, format!("node {} unreachable: {e}", body.node_id))
+    })?;
+    if status != 201 {
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
+        return Err(CtlError::new(status, format!("node {}: {text}", body.node_id)));
+    }
+    let inner = s.inner.lock().await;
+    let Some(record) = inner.cp.record(tenant) else {
+        return Err(CtlError::new(
+            StatusCode::BAD_GATEWAY,
+            format!(
+                "node {} created {tenant} without attaching it here: is its control_plane url this service?",
+                body.node_id
+            ),
+        ));
+    };
+    Ok((
+        StatusCode::CREATED,
+        Json(wire::TenantRow {
+            tenant_id: tenant.to_string(),
+            node_id: record.attached_to.map(|n| n.0),
+            generation: record.generation.get(),
+        }),
+    ))
+}
+
+/// Serves `strata control` on `listener` until `stop` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    service: ControlService,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(service)).with_graceful_shutdown(stop).await
+}

@@ -1,0 +1,196 @@
+//! `strata control`'s store and API, served in process on 127.0.0.1.
+#![cfg(not(madsim))]
+
+use camino::Utf8PathBuf;
+use serde_json::{Value, json};
+use std::time::Duration;
+use strata_runtime_tokio::control::service::{self, ControlService};
+
+const T1: &str = "00000000000000000000000000000001";
+const T2: &str = "00000000000000000000000000000002";
+const TOKEN: &str = "node-secret";
+
+/// A control plane on its own runtime and thread, stopped on drop.
+struct Running {
+    url: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Running {
+    fn start(db: &Utf8PathBuf) -> Running {
+        let db = db.clone();
+        let (url_tx, url_rx) = std::sync::mpsc::channel();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let service = ControlService::open(&db, Some(TOKEN.into())).await.unwrap();
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                url_tx.send(format!("http://{}", listener.local_addr().unwrap())).unwrap();
+                service::serve(listener, service, async {
+                    let _ = stop_rx.await;
+                })
+                .await
+                .unwrap();
+            });
+        });
+        let url = url_rx.recv_timeout(Duration::from_secs(30)).unwrap();
+        Running { url, stop: Some(stop_tx), thread: Some(thread) }
+    }
+
+    fn post(&self, path: &str, token: Option<&str>, body: &str) -> (u16, Value) {
+        let agent = ureq::Agent::new_with_config(
+            ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .timeout_global(Some(Duration::from_secs(30)))
+                .build(),
+        );
+        let mut r =
+            agent.post(format!("{}{path}", self.url)).header("content-type", "application/json");
+        if let Some(t) = token {
+            r = r.header("Authorization", &format!("Bearer {t}"));
+        }
+        let mut resp = r.send(body).unwrap();
+        (resp.status().as_u16(), resp.body_mut().read_json().unwrap_or(Value::Null))
+    }
+
+    fn node(&self, path: &str, body: Value) -> Value {
+        let (status, v) = self.post(path, Some(TOKEN), &body.to_string());
+        assert_eq!(status, 200, "{path}: {v}");
+        v
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn db() -> (tempfile::TempDir, Utf8PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = Utf8PathBuf::from_path_buf(dir.path().join("control.db")).unwrap();
+    (dir, path)
+}
+
+fn gens(v: &Value) -> Vec<(String, u64)> {
+    let mut out: Vec<(String, u64)> = v["tenants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| (t["id"].as_str().unwrap().to_string(), t["gen"].as_u64().unwrap()))
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn re_attach_bumps_durably_and_a_restarted_control_plane_answers_above_it() {
+    let (_dir, path) = db();
+    let cp = Running::start(&path);
+    assert_eq!(cp.node("/attach", json!({"tenant_id": T1, "node_id": 1}))["gen"], 1);
+    assert_eq!(
+        cp.node("/attach", json!({"tenant_id": T2, "node_id": 1, "reported_gen": 4}))["gen"],
+        5
+    );
+    let first = cp.node("/re-attach", json!({"node_id": 1}));
+    assert_eq!(gens(&first), vec![(T1.into(), 2), (T2.into(), 6)]);
+    assert_eq!(first["tenants"][0]["previous_was_own"], true);
+    // Another node holds nothing.
+    assert_eq!(gens(&cp.node("/re-attach", json!({"node_id": 2}))), vec![]);
+    drop(cp); // the process stops: only the store remains
+
+    let cp = Running::start(&path);
+    let valid = cp.node(
+        "/validate",
+        json!({"tenants": [{"id": T1, "gen": 2}, {"id": T2, "gen": 6}, {"id": T1, "gen": 1}]}),
+    );
+    let valid: Vec<bool> = valid["tenants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["valid"].as_bool().unwrap())
+        .collect();
+    assert_eq!(valid, vec![true, true, false], "the bumped generations survived the restart");
+    let second = cp.node("/re-attach", json!({"node_id": 1}));
+    assert_eq!(gens(&second), vec![(T1.into(), 3), (T2.into(), 7)]);
+    let valid =
+        cp.node("/validate", json!({"tenants": [{"id": T1, "gen": 2}, {"id": T1, "gen": 3}]}));
+    assert_eq!(valid["tenants"][0]["valid"], false, "superseded by the re-attach");
+    assert_eq!(valid["tenants"][1]["valid"], true);
+    // Detached: attached nowhere, generation kept; re-attach no longer bumps it.
+    cp.node("/detach", json!({"tenant_id": T1}));
+    assert_eq!(gens(&cp.node("/re-attach", json!({"node_id": 1}))), vec![(T2.into(), 8)]);
+    let unknown = cp.node(
+        "/validate",
+        json!({"tenants": [{"id": "000000000000000000000000000000ff", "gen": 1}]}),
+    );
+    assert_eq!(unknown["tenants"][0]["valid"], false, "an unknown tenant is invalid");
+}
+
+#[test]
+fn node_calls_without_the_token_are_refused_with_401_and_change_nothing() {
+    let (_dir, path) = db();
+    let cp = Running::start(&path);
+    cp.node("/attach", json!({"tenant_id": T1, "node_id": 1}));
+    for (path, body) in [
+        ("/re-attach", json!({"node_id": 1})),
+        ("/validate", json!({"tenants": [{"id": T1, "gen": 1}]})),
+        ("/attach", json!({"tenant_id": T1, "node_id": 1})),
+        ("/detach", json!({"tenant_id": T1})),
+        ("/admin/nodes", json!({"node_id": 1, "address": "http://127.0.0.1:1"})),
+    ] {
+        for token in [None, Some("wrong")] {
+            let (status, v) = cp.post(path, token, &body.to_string());
+            assert_eq!(status, 401, "{path} with {token:?}: {v}");
+            assert!(v["msg"].is_string(), "{v}");
+        }
+    }
+    let valid = cp.node("/validate", json!({"tenants": [{"id": T1, "gen": 1}]}));
+    assert_eq!(valid["tenants"][0]["valid"], true, "no refused call bumped the generation");
+}
+
+#[test]
+fn malformed_bodies_are_refused_with_400_and_a_msg() {
+    let (_dir, path) = db();
+    let cp = Running::start(&path);
+    for (path, body) in [
+        ("/re-attach", "not json"),
+        ("/re-attach", r#"{"node_id": "one"}"#),
+        ("/re-attach", r#"{}"#),
+        ("/validate", r#"{"tenants": [{"id": "zz", "gen": 1}]}"#),
+        ("/validate", r#"{"tenants": [{"id": "00000000000000000000000000000001", "gen": 0}]}"#),
+        ("/validate", r#"{"tenants": [{"id": "00000000000000000000000000000001"}]}"#),
+        (
+            "/attach",
+            r#"{"tenant_id": "00000000000000000000000000000001", "node_id": 1, "extra": 1}"#,
+        ),
+        (
+            "/attach",
+            r#"{"tenant_id": "00000000000000000000000000000001", "node_id": 1, "reported_gen": 0}"#,
+        ),
+        ("/detach", r#"[1, 2]"#),
+        ("/admin/nodes", r#"{"node_id": 1, "address": "127.0.0.1:1"}"#),
+        ("/admin/tenants", r#"{"tenant_id": "x", "node_id": 1}"#),
+    ] {
+        let (status, v) = cp.post(path, Some(TOKEN), body);
+        assert_eq!(status, 400, "{path} {body}: {v}");
+        assert!(v["msg"].as_str().is_some_and(|m| !m.is_empty()), "{v}");
+    }
+    let (status, v) = cp.post("/detach", Some(TOKEN), &json!({"tenant_id": T2}).to_string());
+    assert_eq!(status, 404, "detach of an unknown tenant: {v}");
+    assert_eq!(v["refusal"]["kind"], "unknown_tenant");
+    let (status, v) =
+        cp.post("/admin/tenants", Some(TOKEN), &json!({"tenant_id": T1, "node_id": 9}).to_string());
+    assert_eq!(status, 404, "an unregistered node: {v}");
+}
