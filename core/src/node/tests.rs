@@ -276,6 +276,7 @@ impl World {
         }
     }
 }
+
 /// Says which I/O a test leaves in flight.
 type HoldIo = Box<dyn FnMut(&Io) -> bool>;
 
@@ -313,8 +314,11 @@ impl Harness {
 
     pub(super) fn start_with(world: World, config: NodeConfig, check: bool) -> Harness {
         // A remote control plane's table is not the node's: it starts empty.
-        let records =
-            if config.remote_control_plane { Vec::new() } else { world.store.values().cloned().collect() };
+        let records = if config.remote_control_plane {
+            Vec::new()
+        } else {
+            world.store.values().cloned().collect()
+        };
         let now = Instant(1_000);
         let node = Node::start(config, now, WallTime(0), records);
         let mut h = Harness {
