@@ -203,7 +203,12 @@ impl UploadQueue {
         }
         let origin = self.handed_origin.remove(&report.key);
         let for_mode = self.cancelled_for_mode.remove(&report.key);
+        // A re-added layer's upload waits for this key's report whatever its
+        // outcome; once released, the key is wanted again and must not wait for
+        // deletion, even if the mode asked for the cancellation too.
+        let re_added = self.release_upload_held_for(&report.key);
         if for_mode
+            && !re_added
             && report.outcome == DeletionOutcome::Cancelled
             && self.state == QueueState::Active
         {
@@ -220,13 +225,6 @@ impl UploadQueue {
             }
             self.pump();
             return;
-        }
-        for (name, job) in &mut self.jobs {
-            if job.state == JobState::HeldForDeletion
-                && layer_key(self.tenant, self.timeline, name, job.meta.generation) == report.key
-            {
-                job.state = JobState::Queued;
-            }
         }
         if let QueueState::Deleting(_) = self.state {
             match report.outcome {
@@ -252,6 +250,21 @@ impl UploadQueue {
             }
         }
         self.pump();
+    }
+
+    /// Releases the upload of a re-added layer held until `key`'s deletion report;
+    /// whether there was one.
+    fn release_upload_held_for(&mut self, key: &RemoteKey) -> bool {
+        let mut released = false;
+        for (name, job) in &mut self.jobs {
+            if job.state == JobState::HeldForDeletion
+                && layer_key(self.tenant, self.timeline, name, job.meta.generation) == *key
+            {
+                job.state = JobState::Queued;
+                released = true;
+            }
+        }
+        released
     }
 
     pub fn handle_lsn_validation(&mut self, _now: Instant, v: LsnValidation) {

@@ -191,6 +191,32 @@ fn re_added_key_already_handed_is_cancelled_and_its_upload_held_for_the_report()
     }
 }
 
+/// Found by the model test (a `Mode(Multi)` between a re-add and the deletion's
+/// `Cancelled` report): the report came back as "cancelled for the mode", the key
+/// went back to waiting for deletion and the re-upload stayed held for good, so
+/// the queue stalled and, back in Single, would have deleted a layer it re-added.
+#[test]
+fn a_re_added_layer_cancelled_by_a_mode_change_too_is_uploaded_and_never_deleted() {
+    let mut h = started();
+    h.add(1, 10).unwrap();
+    h.settle();
+    h.step(|q, now| q.handle_unlink_layers(now, &[layer(1)])).unwrap();
+    h.complete(0, Finish::Ok);
+    let key = layer_key(TENANT, TIMELINE, &layer(1), gen_(1));
+    let i = h.handed.iter().position(|x| x.key == key).expect("handed");
+    h.add(1, 10).unwrap();
+    assert!(h.outstanding.is_empty(), "re-upload held: {:?}", h.names());
+    h.input(UploadInput::ModeChanged(AttachMode::Multi)).unwrap();
+    h.finish_deletion(i, true);
+    assert_eq!(h.names().len(), 1, "re-upload released after the report");
+    h.settle();
+    h.input(UploadInput::ModeChanged(AttachMode::Single)).unwrap();
+    h.settle();
+    assert!(h.handed.is_empty(), "the re-added layer is handed for deletion again");
+    assert!(h.store.contains_key(&key), "the re-added layer survives");
+    assert!(h.q.remote_layers().contains_key(&layer(1)));
+}
+
 #[test]
 fn s_gen_suffix_layers_keep_the_generation_they_were_written_in() {
     let mut h = started();
