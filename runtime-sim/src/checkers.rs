@@ -114,6 +114,16 @@ fn missing_layer(
     })
 }
 
+/// FSYNC-TRUST: the node never read back a file whose last write failed its fsync
+/// before rewriting it (or a crash settled it): after a failed fsync a file's
+/// contents are unknown (`strata_core::io_error`, `docs/FAULT_MODEL.md`).
+pub fn fsync_trust(world: &World) -> Result<(), String> {
+    match world.disk.untrusted_reads().into_iter().next() {
+        Some(first) => Err(first),
+        None => Ok(()),
+    }
+}
+
 /// S-CRASHSAFE: every config and metadata file on the (crashed) disk parses: old
 /// or new, never torn.
 pub fn crash_safe(world: &World) -> Result<(), String> {

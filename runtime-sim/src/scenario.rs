@@ -315,6 +315,7 @@ pub async fn run(config: ScenarioConfig, trace: TraceSink) -> RunReport {
         report.violation = checkers::storage(&world)
             .err()
             .or_else(|| checkers::crash_safe(&world).err())
+            .or_else(|| checkers::fsync_trust(&world).err())
             .or_else(|| checkers::generations(&world).err())
             .or_else(|| checkers::deletions(&world).err());
     }

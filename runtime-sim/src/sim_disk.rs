@@ -103,6 +103,11 @@ struct State {
     last_unsynced_write: Option<Ino>,
     /// Bumped by every crash; an operation that started before fails its next step.
     epoch: u64,
+    /// Paths whose last `write_atomic` failed its fsync: their contents are unknown
+    /// until a later write succeeds, they are removed, or a crash settles them.
+    untrusted: BTreeSet<Utf8PathBuf>,
+    /// Reads of such paths (`FSYNC-TRUST` violations).
+    untrusted_reads: Vec<String>,
     /// The disk is full until then (a `disk.full` episode).
     full_until: Option<tokio::time::Instant>,
     config: SimDiskConfig,
@@ -205,6 +210,8 @@ impl State {
             self.inodes.insert(ino, node);
         }
         self.epoch += 1;
+        // After a crash a file is its old or its new durable version: known again.
+        self.untrusted.clear();
     }
 }
 
@@ -254,6 +261,8 @@ impl SimDisk {
             last_unsynced_write: None,
             epoch: 0,
             full_until: None,
+            untrusted: BTreeSet::new(),
+            untrusted_reads: Vec::new(),
             config,
         };
         SimDisk { state: Arc::new(Mutex::new(state)), faults }
@@ -430,8 +439,9 @@ fn split(path: &Utf8Path) -> (Vec<String>, String) {
     (c, name)
 }
 
-impl Disk for SimDisk {
-    async fn write_atomic(&self, path: &Utf8Path, bytes: Vec<u8>) -> Result<(), DiskError> {
+impl SimDisk {
+    /// The steps of `write_atomic` (see the module doc).
+    async fn write_atomic_steps(&self, path: &Utf8Path, bytes: Vec<u8>) -> Result<(), DiskError> {
         let op = self.begin("write_atomic", path)?;
         let (dirs, name) = split(path);
         let dir = self.mkdirs(&op, &dirs).await?;
@@ -481,7 +491,39 @@ impl Disk for SimDisk {
         self.step(&op, |s, faults| fsync_dir(s, faults, dir)).await
     }
 
+    /// The paths whose last `write_atomic` failed its fsync and that the node then
+    /// read back, as `FSYNC-TRUST` violations (for the checkers).
+    pub fn untrusted_reads(&self) -> Vec<String> {
+        self.lock().untrusted_reads.clone()
+    }
+}
+
+impl Disk for SimDisk {
+    async fn write_atomic(&self, path: &Utf8Path, bytes: Vec<u8>) -> Result<(), DiskError> {
+        let result = self.write_atomic_steps(path, bytes).await;
+        let mut s = self.lock();
+        match &result {
+            Ok(()) => {
+                s.untrusted.remove(path);
+            }
+            Err(e) if e.kind == DiskErrorKind::FsyncFailed => {
+                s.untrusted.insert(path.to_owned());
+            }
+            Err(_) => {}
+        }
+        result
+    }
+
     async fn read(&self, path: &Utf8Path) -> Result<Vec<u8>, DiskError> {
+        {
+            let mut s = self.lock();
+            if s.untrusted.contains(path) {
+                let what = format!(
+                    "FSYNC-TRUST: the node read {path} back although its last write failed its fsync (its contents are unknown: it must be rewritten from memory or given up)"
+                );
+                s.untrusted_reads.push(what);
+            }
+        }
         let op = self.begin("read", path)?;
         self.step(&op, |s, _| match s.inodes.get(&s.lookup(&comps(path))?) {
             Some(Inode::File(f)) => Ok(f.data.clone()),
@@ -492,6 +534,7 @@ impl Disk for SimDisk {
     }
 
     async fn remove_file(&self, path: &Utf8Path) -> Result<(), DiskError> {
+        self.lock().untrusted.remove(path);
         let op = self.begin("remove_file", path)?;
         let (dirs, name) = split(path);
         let dir = self
@@ -509,6 +552,7 @@ impl Disk for SimDisk {
     }
 
     async fn rename(&self, from: &Utf8Path, to: &Utf8Path) -> Result<(), DiskError> {
+        self.lock().untrusted.retain(|p| !p.starts_with(from) && !p.starts_with(to));
         check_relative("rename", to)?;
         let op = self.begin("rename", from)?;
         let ((from_dirs, from_name), (to_dirs, to_name)) = (split(from), split(to));
@@ -549,6 +593,7 @@ impl Disk for SimDisk {
     }
 
     async fn remove_dir_all(&self, path: &Utf8Path) -> Result<(), DiskError> {
+        self.lock().untrusted.retain(|p| !p.starts_with(path));
         let op = self.begin("remove_dir_all", path)?;
         let (dirs, name) = split(path);
         let dir = self

@@ -436,3 +436,21 @@ async fn a_disk_full_episode_refuses_every_creation_until_it_ends() {
     disk.write_atomic(Utf8Path::new("t/g"), vec![1; 100]).await.unwrap();
     assert_eq!(disk.read(Utf8Path::new("t/g")).await.unwrap(), vec![1; 100]);
 }
+
+/// FSYNC-TRUST (`checkers::fsync_trust`): reading a path whose last write failed
+/// its fsync is recorded; a successful rewrite (or a crash) makes it known again.
+#[madsim::test]
+async fn reading_back_a_file_whose_fsync_failed_is_recorded() {
+    let disk = SimDisk::new();
+    let path = Utf8Path::new("t/layer");
+    disk.faults().set(site::DISK_FSYNC_FAIL, 1.0);
+    let err = disk.write_atomic(path, b"new".to_vec()).await.unwrap_err();
+    assert_eq!(err.kind, DiskErrorKind::FsyncFailed);
+    disk.faults().set(site::DISK_FSYNC_FAIL, 0.0);
+    assert!(disk.untrusted_reads().is_empty());
+    let _ = disk.read(path).await;
+    assert_eq!(disk.untrusted_reads().len(), 1, "{:?}", disk.untrusted_reads());
+    disk.write_atomic(path, b"new".to_vec()).await.unwrap();
+    assert_eq!(disk.read(path).await.unwrap(), b"new");
+    assert_eq!(disk.untrusted_reads().len(), 1, "a rewritten file is trusted again");
+}
