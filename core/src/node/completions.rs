@@ -223,10 +223,24 @@ impl Node {
         result: IoResult,
     ) {
         match result {
-            IoResult::Bytes(Ok(bytes)) => self.emit_io(
-                Route::UploadPut { tenant, timeline, inner, layer: Some(layer) },
-                Io::RemotePut { key, bytes },
-            ),
+            IoResult::Bytes(Ok(bytes)) => {
+                // A corrupt local copy is never uploaded: it is not in remote storage
+                // yet, so no re-download can replace it; the upload fails `Corrupt`
+                // and the queue (and its timeline) goes Broken naming it.
+                let meta = self.slot_mut(tenant, timeline).and_then(|s| {
+                    s.timeline.layer(&layer).map(|e| e.meta)
+                });
+                if let Some(Err(why)) = meta.map(|m| verify_download(&bytes, &m)) {
+                    let path = io::layer_path(tenant, timeline, &layer);
+                    let message = format!("the local copy of {key} is corrupt: {why}");
+                    let failure = IoError::local(IoErrorKind::Corrupt, path, message);
+                    return self.complete_upload(tenant, timeline, inner, Err(failure));
+                }
+                self.emit_io(
+                    Route::UploadPut { tenant, timeline, inner, layer: Some(layer) },
+                    Io::RemotePut { key, bytes },
+                )
+            }
             IoResult::Bytes(Err(e)) => {
                 // The local copy of a layer the queue must upload is gone or
                 // unreadable: nothing a retry can fix.

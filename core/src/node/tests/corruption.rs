@@ -158,3 +158,76 @@ fn a_timeline_broken_by_corruption_stops_downloading_it_again() {
         .collect();
     assert!(gets.is_empty(), "a broken timeline kept downloading: {gets:?}");
 }
+
+/// A corrupt local layer (bytes that do not match the CRC32C the layer map
+/// records) of a layer that is in remote storage is replaced from there: the read
+/// downloads it again and answers the right value.
+#[test]
+fn a_corrupt_local_layer_is_downloaded_again_from_remote_storage() {
+    let mut h = Harness::start(World::default(), config());
+    h.call(Request::CreateTenant { tenant: T }).unwrap();
+    h.call(Request::CreateTimeline { tenant: T, timeline: TL }).unwrap();
+    let batch = records(16, 100);
+    let last = batch.last().unwrap().lsn;
+    h.call(Request::Ingest { tenant: T, timeline: TL, records: batch }).unwrap();
+    wait_visible(&mut h, last);
+    let expected: Vec<_> = (0..7).map(|k| read(&mut h, k, last)).collect();
+    h.call(Request::Shutdown).unwrap();
+    let mut world = h.world.clone();
+    let layers: Vec<Utf8PathBuf> = world
+        .files
+        .keys()
+        .filter(|p| p.as_str().contains("/timelines/") && p.as_str().contains("__"))
+        .cloned()
+        .collect();
+    assert!(!layers.is_empty());
+    for p in &layers {
+        let bytes = world.files.get_mut(p).unwrap();
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 0xFF; // same size: start-up keeps it as resident
+    }
+    let mut h = Harness::start(world, config());
+    for (k, value) in expected.iter().enumerate() {
+        assert_eq!(&read(&mut h, k as u64, last), value, "key {k}");
+    }
+    assert!(listed(&mut h, T).broken_timelines.is_empty());
+}
+
+/// A corrupt local copy of a layer not yet in remote storage cannot be replaced:
+/// it is never uploaded; the upload fails `Corrupt` and the timeline goes Broken
+/// naming it (a typed error, not a corrupt object in remote storage).
+#[test]
+fn a_corrupt_local_layer_not_yet_uploaded_is_never_uploaded() {
+    let mut h = Harness::start(World::default(), config());
+    h.call(Request::CreateTenant { tenant: T }).unwrap();
+    h.call(Request::CreateTimeline { tenant: T, timeline: TL }).unwrap();
+    h.world.deny_remote_writes = true;
+    let batch = records(16, 100);
+    h.call(Request::Ingest { tenant: T, timeline: TL, records: batch }).unwrap();
+    h.run_for(5_000);
+    let layers: Vec<Utf8PathBuf> = h
+        .world
+        .files
+        .keys()
+        .filter(|p| p.as_str().contains("/timelines/") && p.as_str().contains("__"))
+        .cloned()
+        .collect();
+    assert!(!layers.is_empty(), "flushed, not uploaded");
+    for p in &layers {
+        let bytes = h.world.files.get_mut(p).unwrap();
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 0xFF;
+    }
+    h.world.deny_remote_writes = false;
+    h.run_for(60_000);
+    for p in &layers {
+        let name = p.file_name().unwrap();
+        assert!(
+            !h.world.objects.keys().any(|k| k.contains(name)),
+            "a corrupt local layer {name} was uploaded"
+        );
+    }
+    let broken = listed(&mut h, T).broken_timelines;
+    assert_eq!(broken.len(), 1, "{broken:?}");
+    assert!(broken[0].reason.contains("corrupt"), "{broken:?}");
+}
