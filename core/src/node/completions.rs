@@ -227,9 +227,9 @@ impl Node {
                 // A corrupt local copy is never uploaded: it is not in remote storage
                 // yet, so no re-download can replace it; the upload fails `Corrupt`
                 // and the queue (and its timeline) goes Broken naming it.
-                let meta = self.slot_mut(tenant, timeline).and_then(|s| {
-                    s.timeline.layer(&layer).map(|e| e.meta)
-                });
+                let meta = self
+                    .slot_mut(tenant, timeline)
+                    .and_then(|s| s.timeline.layer(&layer).map(|e| e.meta));
                 if let Some(Err(why)) = meta.map(|m| verify_download(&bytes, &m)) {
                     let path = io::layer_path(tenant, timeline, &layer);
                     let message = format!("the local copy of {key} is corrupt: {why}");
