@@ -69,7 +69,15 @@ pub mod site {
     /// to the node. Asked twice a simulated second.
     pub const CLOCK_WALL_JUMP: &str = "clock.wall_jump";
 
-    /// Every site above.
+    /// A local file write (`write_atomic`) is held for [`super::DISK_HOLD_WRITE_MS`]
+    /// just before it lands (the rename into place). Not in [`ALL`]: off in every
+    /// swarm run; the hold scenario (`crate::hold`) switches it on.
+    pub const DISK_HOLD_WRITE: &str = "disk.hold_write";
+    /// A remote PUT or DELETE is held for [`super::REMOTE_HOLD_CALL_MS`] before it is
+    /// applied. Not in [`ALL`]: off in every swarm run; the hold scenario switches it on.
+    pub const REMOTE_HOLD_CALL: &str = "remote.hold_call";
+
+    /// Every site above but the two hold sites.
     pub const ALL: &[&str] = &[
         DISK_FSYNC_FAIL,
         DISK_ENOSPC,
@@ -114,11 +122,30 @@ pub mod site {
     ];
 }
 
+/// How long [`site::DISK_HOLD_WRITE`] holds a write: longer than the simulator's
+/// `shutdown_grace_ms` plus `stop_drain_timeout_ms` (10 s + 10 s), so that a stop
+/// reaches its drain timeout with the write still out.
+pub const DISK_HOLD_WRITE_MS: u64 = 40_000;
+/// How long [`site::REMOTE_HOLD_CALL`] holds a call: longer than a disk hold, so a
+/// call held just before a write still outlasts it.
+pub const REMOTE_HOLD_CALL_MS: u64 = 60_000;
+
+/// One hold: which site, on what (path or key), when it began and when it ended
+/// (`None` while it lasts), in simulated time.
+#[derive(Clone, Debug)]
+pub struct Hold {
+    pub site: &'static str,
+    pub what: String,
+    pub began: madsim::time::Instant,
+    pub ended: Option<madsim::time::Instant>,
+}
+
 #[derive(Debug, Default)]
 struct State {
     probability: BTreeMap<&'static str, f64>,
     fired: BTreeMap<&'static str, u64>,
     healed: bool,
+    holds: Vec<Hold>,
 }
 
 /// A cloneable handle to one run's fault settings and counters. Share one between
@@ -174,6 +201,27 @@ impl Faults {
             *state.fired.entry(site).or_insert(0) += 1;
         }
         fires
+    }
+
+    /// Holds the caller for `ms` of simulated time if `site` fires now, recording
+    /// the hold (see [`Faults::holds`]).
+    pub async fn hold(&self, site: &'static str, what: &str, ms: u64) {
+        if !self.fire(site) {
+            return;
+        }
+        let began = madsim::time::Instant::now();
+        let i = {
+            let mut state = self.lock();
+            state.holds.push(Hold { site, what: what.to_owned(), began, ended: None });
+            state.holds.len() - 1
+        };
+        madsim::time::sleep(std::time::Duration::from_millis(ms)).await;
+        self.lock().holds[i].ended = Some(madsim::time::Instant::now());
+    }
+
+    /// Every hold so far, in the order they began.
+    pub fn holds(&self) -> Vec<Hold> {
+        self.lock().holds.clone()
     }
 
     /// How often each site fired: every site of [`site::ALL`] and every site given a

@@ -14,6 +14,8 @@ pub mod clock;
 #[cfg(madsim)]
 pub mod faults;
 #[cfg(madsim)]
+pub mod hold;
+#[cfg(madsim)]
 pub mod rpc;
 #[cfg(madsim)]
 pub mod scenario;

@@ -64,7 +64,7 @@ pub const CLIENT_IP: &str = "10.0.0.2";
 /// A second client that fires concurrent, conflicting but harmless requests.
 pub const CHAOS_IP: &str = "10.0.0.3";
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
-const RETRY_PAUSE: Duration = Duration::from_millis(200);
+pub(crate) const RETRY_PAUSE: Duration = Duration::from_millis(200);
 
 #[derive(Clone, Debug)]
 pub struct ScenarioConfig {
@@ -150,7 +150,7 @@ pub fn node_config() -> NodeConfig {
 
 /// One life of the pageserver node: run the driver on the world's adapters and
 /// serve the request layer. Re-run from the top on every restart.
-async fn pageserver_main(world: World, trace: TraceSink) {
+pub(crate) async fn pageserver_main(world: World, trace: TraceSink) {
     let adapters = Adapters {
         disk: world.disk.clone(),
         remote: world.remote.clone(),
@@ -796,7 +796,7 @@ fn random_record(config: &ScenarioConfig, lsn: Lsn) -> IngestRecord {
     IngestRecord { key, lsn, record }
 }
 
-async fn call(
+pub(crate) async fn call(
     ep: &madsim::net::Endpoint,
     node: SocketAddr,
     request: Request,
@@ -806,7 +806,7 @@ async fn call(
 
 /// Retries until the node answers; `done_if` accepts an error as success (e.g. a
 /// creation that already happened before a crash).
-async fn retry(
+pub(crate) async fn retry(
     ep: &madsim::net::Endpoint,
     node: SocketAddr,
     request: Request,
@@ -823,7 +823,7 @@ async fn retry(
 
 /// Waits until the node answers timeline info; records its visible LSN and returns
 /// its last ingested LSN.
-async fn current_info(
+pub(crate) async fn current_info(
     ep: &madsim::net::Endpoint,
     node: SocketAddr,
     tenant: TenantId,
@@ -865,7 +865,7 @@ async fn current_info(
 }
 
 /// S-VISIBLE: every key reads back, at the highest visible LSN, the model's value.
-async fn check_visible(
+pub(crate) async fn check_visible(
     ep: &madsim::net::Endpoint,
     node: SocketAddr,
     tenant: TenantId,

@@ -475,6 +475,8 @@ impl SimDisk {
             s.fsync_file(tmp)
         })
         .await?;
+        let hold_ms = crate::faults::DISK_HOLD_WRITE_MS;
+        self.faults.hold(site::DISK_HOLD_WRITE, path.as_str(), hold_ms).await;
         self.step(&op, |s, _| {
             let d = s.dir(dir)?;
             if let Some(existing) = d.entries.get(&name)

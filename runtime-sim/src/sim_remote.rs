@@ -325,6 +325,7 @@ impl SimRemote {
         let [transient, lost_response, delayed] = sites;
         let spike = self.faults.fire(site::REMOTE_LATENCY_SPIKE);
         self.half_latency(spike).await;
+        self.faults.hold(site::REMOTE_HOLD_CALL, key, crate::faults::REMOTE_HOLD_CALL_MS).await;
         if self.write_denied() {
             self.half_latency(spike).await;
             let kind = RemoteErrorKind::OperatorFixable(FixableKind::AccessDenied);

@@ -92,7 +92,8 @@
 //! never another tenant and never correctness. Tests:
 //! `a_stale_completion_after_a_tenant_restart_is_dropped` and
 //! `a_stop_waits_for_a_local_write_past_the_drain_timeout`
-//! (`core/src/node/tests/incarnation.rs`).
+//! (`core/src/node/tests/incarnation.rs`); in the simulator, the hold seed
+//! (`sim-tests/tests/hold.rs`: a held layer write and a held PUT at a stop).
 
 use super::api::RequestId;
 use super::io::Io;
