@@ -14,7 +14,7 @@
 //!    waited for it), and before the held call ended (the stop abandoned it: the
 //!    node's trace says `stopped with N ops abandoned`, which the test reads);
 //!    then S-VISIBLE on the new incarnation, L-UPLOAD, and the storage-side
-//!    checkers (S-IDX-REF, S-IDX-ORDER, S-CRASHSAFE, S-GEN-MONO, S-DEL-GEN); then a
+//!    checkers (S-IDX-REF, S-IDX-ORDER, S-CRASHSAFE, FSYNC-TRUST, S-GEN-MONO, S-DEL-GEN); then a
 //!    kill and restart, which loads the tenant from the local files the held write
 //!    left, and S-VISIBLE and L-UPLOAD once more.
 //!
@@ -100,6 +100,7 @@ pub async fn run(trace: TraceSink) -> HoldReport {
         report.violation = checkers::storage(&world)
             .err()
             .or_else(|| checkers::crash_safe(&world).err())
+            .or_else(|| checkers::fsync_trust(&world).err())
             .or_else(|| checkers::generations(&world).err())
             .or_else(|| checkers::deletions(&world).err());
     }
