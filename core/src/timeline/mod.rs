@@ -46,7 +46,8 @@
 //! `MetadataDurable` are addressed to the upload queue (the node routes them);
 //! `ReadDone` and `FlushDone` answer callers; `JobWanted` / `JobFinished` are
 //! addressed to the node's background-job scheduler (`jobs.rs`): compaction, GC
-//! and eviction start only with its grant and always report their end.
+//! and eviction start only with its grant and always report their end;
+//! `OutOfSpace` tells the node the disk-full budget ran out (`disk_full.rs`).
 //!
 //! **Invariants.**
 //! - S1 / S-IDX-REF (#5635): a flushed layer is inserted into the layer map in the
