@@ -236,169 +236,185 @@ impl World {
     /// Plays one action, drains every effect, checks.
     pub fn apply(&mut self, action: Action) {
         self.step += 1;
-        let now = self.now;
         match action.normalized() {
-            Action::NewLayer(n) => {
-                let Some(generation) = self.nodes[n].generation else { return };
-                self.next_layer += 1;
-                let name: LayerName = format!(
-                    "{:016X}-{:016X}__0000000000000001",
-                    self.next_layer,
-                    self.next_layer + 1
-                )
-                .parse()
-                .unwrap();
-                let key = layer_key(T, TL, &name, generation);
-                self.remote.insert(key.clone());
-                self.nodes[n].layers.insert(key);
-                self.upload_index(n);
-            }
-            Action::Unlink(n, pick) => {
-                let Some(generation) = self.nodes[n].generation else { return };
-                let node = &self.nodes[n];
-                let Some(key) = node.layers.iter().nth(pick % node.layers.len().max(1)).cloned()
-                else {
-                    return;
-                };
-                self.nodes[n].layers.remove(&key);
-                self.upload_index(n); // S-DEL-AFTER-INDEX: the index first
-                let step = self.step;
-                let node = &mut self.nodes[n];
-                node.pushed.insert(key.clone(), (step, vec![generation]));
-                node.pushed_now.push(key.clone());
-                let push =
-                    DeletionInput::Push { tenant: T, timeline: TL, generation, keys: vec![key] };
-                node.q.as_mut().unwrap().handle(now, push).expect("a push is always taken");
-            }
-            Action::Ingest(n) => {
-                let Some(generation) = self.nodes[n].generation else { return };
-                self.nodes[n].projected = Lsn(self.nodes[n].projected.0 + 1);
-                self.upload_index(n);
-                let node = &mut self.nodes[n];
-                let lsn = node.projected;
-                let update =
-                    DeletionInput::PushLsnUpdate { tenant: T, timeline: TL, generation, lsn };
-                node.q.as_mut().unwrap().handle(now, update).expect("an update is always taken");
-            }
-            Action::Migrate => {
-                let to = match self.holder() {
-                    Some(NodeId(0)) => 1,
-                    _ => 0,
-                };
-                if self.nodes[to].q.is_some() {
-                    self.attach(to);
-                }
-            }
-            Action::Crash(n, bits) => {
-                let node = &mut self.nodes[n];
-                if node.q.take().is_none() {
-                    return;
-                }
-                node.incarnation += 1;
-                node.generation = None;
-                node.layers.clear();
-                // Each in-flight effect happened or not.
-                let in_flight = std::mem::take(&mut node.in_flight);
-                for (i, effect) in in_flight.into_iter().enumerate() {
-                    if bits & (1 << (i % 8)) != 0 {
-                        self.land(n, &effect);
-                    }
-                }
-            }
-            Action::Restart(n) => {
-                if self.nodes[n].q.is_some() {
-                    return;
-                }
-                let node_id = NodeId(n as u64);
-                let reply =
-                    self.cp_request(|cp, req| cp.handle_re_attach(Instant::ZERO, req, node_id));
-                let ControlPlaneReply::ReAttached { tenants } = reply else { panic!("{reply:?}") };
-                let attached: BTreeMap<TenantId, ReAttachedTenant> =
-                    tenants.into_iter().map(|t| (t.tenant, t)).collect();
-                let node = &mut self.nodes[n];
-                let header =
-                    node.header.as_ref().map(|b| DeletionHeader::from_json_bytes(b).unwrap());
-                let lists =
-                    node.disk.values().map(|b| DeletionList::from_json_bytes(b).unwrap()).collect();
-                if let Some(a) = attached.get(&T)
-                    && a.previous_was_own
-                {
-                    // Recovery may adopt the immediately preceding generation's lists.
-                    for (_, gens) in node.pushed.values_mut() {
-                        if gens.contains(&a.generation.previous().unwrap()) {
-                            gens.push(a.generation);
-                        }
-                    }
-                }
-                node.q = Some(DeletionQueue::recover(config(), header, lists, &attached, self.now));
-                if let Some(a) = attached.get(&T) {
-                    self.load(n, a.generation);
-                }
-            }
-            Action::DeliverValidate(pick) => {
-                if self.to_cp.is_empty() {
-                    return;
-                }
-                let (n, inc, op, pairs) = self.to_cp.remove(pick % self.to_cp.len());
-                let reply = self
-                    .cp_request(|cp, req| cp.handle_validate(Instant::ZERO, req, pairs.clone()));
-                let ControlPlaneReply::Validated { results } = reply else { panic!("{reply:?}") };
-                let valid =
-                    pairs.iter().zip(&results).filter(|(_, r)| r.1).map(|(p, _)| *p).collect();
-                self.nodes[n].evaluated.push((self.step, valid));
-                self.to_node.push((n, inc, op, results));
-            }
-            Action::DeliverReply(pick) => {
-                if self.to_node.is_empty() {
-                    return;
-                }
-                let (n, inc, op, results) = self.to_node.remove(pick % self.to_node.len());
-                let node = &mut self.nodes[n];
-                if node.incarnation == inc
-                    && let Some(q) = node.q.as_mut()
-                {
-                    q.handle(now, DeletionInput::Validation { op, results }).unwrap();
-                }
-            }
+            Action::NewLayer(n) => self.new_layer(n),
+            Action::Unlink(n, pick) => self.unlink(n, pick),
+            Action::Ingest(n) => self.ingest(n),
+            Action::Migrate => self.migrate(),
+            Action::Crash(n, bits) => self.crash(n, bits),
+            Action::Restart(n) => self.restart(n),
+            Action::DeliverValidate(pick) => self.deliver_validate(pick),
+            Action::DeliverReply(pick) => self.deliver_reply(pick),
             Action::CompleteIo(n, pick, ok) => self.complete_io(n, pick, ok.then_some(0).ok_or(1)),
             Action::FailIo(n, pick, kind) => self.complete_io(n, pick, Err(kind)),
-            Action::FailValidate(pick, how) => {
-                if self.to_cp.is_empty() {
-                    return;
-                }
-                let (n, inc, op, _) = self.to_cp.remove(pick % self.to_cp.len());
-                let failure = match how % 3 {
-                    0 => CallFailure::Unreachable("connection refused".into()),
-                    1 => CallFailure::Timeout { deadline_ms: 1_000 },
-                    _ => CallFailure::Refused(ControlPlaneError::Overloaded { queued: 1 }),
-                };
-                let node = &mut self.nodes[n];
-                if node.incarnation == inc
-                    && let Some(q) = node.q.as_mut()
-                {
-                    q.handle(now, DeletionInput::ValidationFailed { op, failure }).unwrap();
-                }
-            }
-            Action::Tick(ms) => {
-                self.now = self.now.plus_millis(ms);
-                for node in &mut self.nodes {
-                    if let Some(q) = node.q.as_mut() {
-                        while let Some((at, timer)) = q.next_timer()
-                            && at <= self.now
-                        {
-                            q.handle(self.now, DeletionInput::Timeout(timer)).expect("taken");
-                        }
-                    }
-                }
-            }
-            Action::Flush(n) => {
-                if let Some(q) = self.nodes[n].q.as_mut() {
-                    q.handle(now, DeletionInput::FlushAdvisory).expect("taken");
-                }
-            }
+            Action::FailValidate(pick, how) => self.fail_validate(pick, how),
+            Action::Tick(ms) => self.tick(ms),
+            Action::Flush(n) => self.flush(n),
         }
         self.drain();
         self.check();
+    }
+
+    fn new_layer(&mut self, n: usize) {
+        let Some(generation) = self.nodes[n].generation else { return };
+        self.next_layer += 1;
+        let name: LayerName =
+            format!("{:016X}-{:016X}__0000000000000001", self.next_layer, self.next_layer + 1)
+                .parse()
+                .unwrap();
+        let key = layer_key(T, TL, &name, generation);
+        self.remote.insert(key.clone());
+        self.nodes[n].layers.insert(key);
+        self.upload_index(n);
+    }
+
+    fn unlink(&mut self, n: usize, pick: usize) {
+        let now = self.now;
+        let Some(generation) = self.nodes[n].generation else { return };
+        let node = &self.nodes[n];
+        let Some(key) = node.layers.iter().nth(pick % node.layers.len().max(1)).cloned() else {
+            return;
+        };
+        self.nodes[n].layers.remove(&key);
+        self.upload_index(n); // S-DEL-AFTER-INDEX: the index first
+        let step = self.step;
+        let node = &mut self.nodes[n];
+        node.pushed.insert(key.clone(), (step, vec![generation]));
+        node.pushed_now.push(key.clone());
+        let push = DeletionInput::Push { tenant: T, timeline: TL, generation, keys: vec![key] };
+        node.q.as_mut().unwrap().handle(now, push).expect("a push is always taken");
+    }
+
+    fn ingest(&mut self, n: usize) {
+        let now = self.now;
+        let Some(generation) = self.nodes[n].generation else { return };
+        self.nodes[n].projected = Lsn(self.nodes[n].projected.0 + 1);
+        self.upload_index(n);
+        let node = &mut self.nodes[n];
+        let lsn = node.projected;
+        let update = DeletionInput::PushLsnUpdate { tenant: T, timeline: TL, generation, lsn };
+        node.q.as_mut().unwrap().handle(now, update).expect("an update is always taken");
+    }
+
+    fn migrate(&mut self) {
+        let to = match self.holder() {
+            Some(NodeId(0)) => 1,
+            _ => 0,
+        };
+        if self.nodes[to].q.is_some() {
+            self.attach(to);
+        }
+    }
+
+    fn crash(&mut self, n: usize, bits: u8) {
+        let node = &mut self.nodes[n];
+        if node.q.take().is_none() {
+            return;
+        }
+        node.incarnation += 1;
+        node.generation = None;
+        node.layers.clear();
+        // Each in-flight effect happened or not.
+        let in_flight = std::mem::take(&mut node.in_flight);
+        for (i, effect) in in_flight.into_iter().enumerate() {
+            if bits & (1 << (i % 8)) != 0 {
+                self.land(n, &effect);
+            }
+        }
+    }
+
+    fn restart(&mut self, n: usize) {
+        if self.nodes[n].q.is_some() {
+            return;
+        }
+        let node_id = NodeId(n as u64);
+        let reply = self.cp_request(|cp, req| cp.handle_re_attach(Instant::ZERO, req, node_id));
+        let ControlPlaneReply::ReAttached { tenants } = reply else { panic!("{reply:?}") };
+        let attached: BTreeMap<TenantId, ReAttachedTenant> =
+            tenants.into_iter().map(|t| (t.tenant, t)).collect();
+        let node = &mut self.nodes[n];
+        let header = node.header.as_ref().map(|b| DeletionHeader::from_json_bytes(b).unwrap());
+        let lists = node.disk.values().map(|b| DeletionList::from_json_bytes(b).unwrap()).collect();
+        if let Some(a) = attached.get(&T)
+            && a.previous_was_own
+        {
+            // Recovery may adopt the immediately preceding generation's lists.
+            for (_, gens) in node.pushed.values_mut() {
+                if gens.contains(&a.generation.previous().unwrap()) {
+                    gens.push(a.generation);
+                }
+            }
+        }
+        node.q = Some(DeletionQueue::recover(config(), header, lists, &attached, self.now));
+        if let Some(a) = attached.get(&T) {
+            self.load(n, a.generation);
+        }
+    }
+
+    fn deliver_validate(&mut self, pick: usize) {
+        if self.to_cp.is_empty() {
+            return;
+        }
+        let (n, inc, op, pairs) = self.to_cp.remove(pick % self.to_cp.len());
+        let reply =
+            self.cp_request(|cp, req| cp.handle_validate(Instant::ZERO, req, pairs.clone()));
+        let ControlPlaneReply::Validated { results } = reply else { panic!("{reply:?}") };
+        let valid = pairs.iter().zip(&results).filter(|(_, r)| r.1).map(|(p, _)| *p).collect();
+        self.nodes[n].evaluated.push((self.step, valid));
+        self.to_node.push((n, inc, op, results));
+    }
+
+    fn deliver_reply(&mut self, pick: usize) {
+        let now = self.now;
+        if self.to_node.is_empty() {
+            return;
+        }
+        let (n, inc, op, results) = self.to_node.remove(pick % self.to_node.len());
+        let node = &mut self.nodes[n];
+        if node.incarnation == inc
+            && let Some(q) = node.q.as_mut()
+        {
+            q.handle(now, DeletionInput::Validation { op, results }).unwrap();
+        }
+    }
+
+    fn fail_validate(&mut self, pick: usize, how: u8) {
+        let now = self.now;
+        if self.to_cp.is_empty() {
+            return;
+        }
+        let (n, inc, op, _) = self.to_cp.remove(pick % self.to_cp.len());
+        let failure = match how % 3 {
+            0 => CallFailure::Unreachable("connection refused".into()),
+            1 => CallFailure::Timeout { deadline_ms: 1_000 },
+            _ => CallFailure::Refused(ControlPlaneError::Overloaded { queued: 1 }),
+        };
+        let node = &mut self.nodes[n];
+        if node.incarnation == inc
+            && let Some(q) = node.q.as_mut()
+        {
+            q.handle(now, DeletionInput::ValidationFailed { op, failure }).unwrap();
+        }
+    }
+
+    fn tick(&mut self, ms: u64) {
+        self.now = self.now.plus_millis(ms);
+        for node in &mut self.nodes {
+            if let Some(q) = node.q.as_mut() {
+                while let Some((at, timer)) = q.next_timer()
+                    && at <= self.now
+                {
+                    q.handle(self.now, DeletionInput::Timeout(timer)).expect("taken");
+                }
+            }
+        }
+    }
+
+    fn flush(&mut self, n: usize) {
+        let now = self.now;
+        if let Some(q) = self.nodes[n].q.as_mut() {
+            q.handle(now, DeletionInput::FlushAdvisory).expect("taken");
+        }
     }
 
     /// Completes the `pick`-th in-flight I/O of node `n`: `Ok(_)` it happened, `Err(k)`
