@@ -207,4 +207,31 @@ mod tests {
         assert!(matches!(interpret(&validate, 502, b"gateway"), Err(StoreError::Io(_))));
         assert!(matches!(interpret(&validate, 200, b"{"), Err(StoreError::Io(_))));
     }
+
+    /// A control plane that accepts and never answers: the HTTP call gives up
+    /// `LINK_TIMEOUT_MARGIN` after the client's deadline (which has made it a
+    /// `Timeout` already). A closed port: unreachable at once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_silent_control_plane_times_out_and_a_closed_port_is_unreachable() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let silent = format!("http://{}", listener.local_addr().unwrap());
+        let deadline = Duration::from_millis(200);
+        let link = RemoteControlPlane::new(&silent, None, deadline);
+        let request =
+            CpRequest::ReAttach { node: strata_core::id::NodeId(1), held_back: Default::default() };
+        let started = std::time::Instant::now();
+        let outcome = tokio::time::timeout(Duration::from_secs(20), link.send(&request)).await;
+        let took = started.elapsed();
+        assert!(matches!(outcome, Ok(Err(StoreError::Io(_)))), "{outcome:?}");
+        assert!(took >= deadline && took < deadline + LINK_TIMEOUT_MARGIN * 3, "{took:?}");
+        drop(listener);
+
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", closed.local_addr().unwrap());
+        drop(closed);
+        let link = RemoteControlPlane::new(&url, None, Duration::from_secs(5));
+        let started = std::time::Instant::now();
+        assert!(matches!(link.send(&request).await, Err(StoreError::Io(_))));
+        assert!(started.elapsed() < Duration::from_secs(5), "refused at once");
+    }
 }
