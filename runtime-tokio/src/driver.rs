@@ -24,7 +24,7 @@ use std::sync::Arc;
 use strata_adapters::disk::{Disk, DiskErrorKind};
 use strata_adapters::generation_store::{GenerationStore, StoreError};
 use strata_adapters::redo::Redo;
-use strata_adapters::remote::{RemoteErrorKind, RemoteStorage};
+use strata_adapters::remote::{RemoteErrorKind, RemoteStorage, TransferError};
 use strata_core::id::OpId;
 use strata_core::node::api::{ApiError, Request, RequestId, Response};
 use strata_core::node::io::{Entry, Io, IoError, IoErrorKind, IoResult, IoTarget};
@@ -398,6 +398,9 @@ where
         Io::RemotePut { key, bytes } => {
             IoResult::Done(a.remote.put(&key, bytes).await.map_err(remote_failure))
         }
+        Io::RemotePutFile { key, path } => {
+            IoResult::Done(a.remote.put_file(&key, &path).await.map(drop).map_err(transfer_failure))
+        }
         Io::RemoteGet { key } => IoResult::Bytes(a.remote.get(&key).await.map_err(remote_failure)),
         Io::RemoteList { prefix } => IoResult::Listing(
             a.remote
@@ -460,6 +463,19 @@ fn remote_failure(e: strata_adapters::remote::RemoteError) -> IoError {
         RemoteErrorKind::Permanent => IoErrorKind::Permanent,
     };
     IoError::remote(kind, e.key, format!("{}: {}", e.op, e.message))
+}
+
+/// Streaming-transfer errors: the store's and the local disk's keep their kinds
+/// (and name the key or the local path); a download the check refused is
+/// `Corrupt`, naming the key.
+fn transfer_failure(e: TransferError) -> IoError {
+    match e {
+        TransferError::Remote(e) => remote_failure(e),
+        TransferError::Local(e) => disk_failure(e),
+        TransferError::Corrupt { key, message } => {
+            IoError::remote(IoErrorKind::Corrupt, key, message)
+        }
+    }
 }
 
 /// Control-plane store errors: a failed or unknown commit is `Transient` (the

@@ -48,9 +48,6 @@ impl Node {
             Route::DownloadWrite { tenant, timeline, inner } => {
                 self.on_download_write(tenant, timeline, inner, result)
             }
-            Route::UploadRead { tenant, timeline, inner, key, layer } => {
-                self.on_upload_read(tenant, timeline, inner, key, layer, result)
-            }
             Route::UploadPut { tenant, timeline, inner, layer } => {
                 self.on_upload_put(tenant, timeline, inner, layer, result)
             }
@@ -212,50 +209,8 @@ impl Node {
 
     // Uploads.
 
-    /// Step 1 of a layer upload: the local file's bytes are PUT.
-    fn on_upload_read(
-        &mut self,
-        tenant: TenantId,
-        timeline: TimelineId,
-        inner: OpId,
-        key: RemoteKey,
-        layer: LayerName,
-        result: IoResult,
-    ) {
-        match result {
-            IoResult::Bytes(Ok(bytes)) => {
-                // A corrupt local copy is never uploaded: it is not in remote storage
-                // yet, so no re-download can replace it; the upload fails `Corrupt`
-                // and the queue (and its timeline) goes Broken naming it.
-                let meta = self
-                    .slot_mut(tenant, timeline)
-                    .and_then(|s| s.timeline.layer(&layer).map(|e| e.meta));
-                if let Some(Err(why)) = meta.map(|m| verify_download(&bytes, &m)) {
-                    let path = io::layer_path(tenant, timeline, &layer);
-                    let message = format!("the local copy of {key} is corrupt: {why}");
-                    let failure = IoError::local(IoErrorKind::Corrupt, path, message);
-                    return self.complete_upload(tenant, timeline, inner, Err(failure));
-                }
-                self.emit_io(
-                    Route::UploadPut { tenant, timeline, inner, layer: Some(layer) },
-                    Io::RemotePut { key, bytes },
-                )
-            }
-            IoResult::Bytes(Err(e)) => {
-                // The local copy of a layer the queue must upload is gone or
-                // unreadable: nothing a retry can fix.
-                let failure = IoError {
-                    kind: IoErrorKind::Permanent,
-                    message: format!("reading the local layer for {key}: {}", e.message),
-                    ..e
-                };
-                self.complete_upload(tenant, timeline, inner, Err(failure));
-            }
-            _ => self.bug("unexpected result for an upload read"),
-        }
-    }
-
-    /// The PUT of a layer or an index; a layer now durable remotely may be evicted.
+    /// The upload of a layer or an index; a layer now durable remotely may be
+    /// evicted.
     fn on_upload_put(
         &mut self,
         tenant: TenantId,
@@ -267,6 +222,21 @@ impl Node {
         let now = self.now;
         let r = match result {
             IoResult::Done(Ok(())) => Ok(()),
+            // The local copy of a layer the queue must upload is gone or
+            // unreadable (the adapter names the local path): nothing a retry
+            // can fix.
+            // A corrupt local copy (the adapter's check against the layer map's size
+            // and CRC32C refused it) keeps its kind: it is never uploaded, and the
+            // queue (and its timeline) goes Broken naming it.
+            IoResult::Done(Err(e))
+                if matches!(e.target, io::IoTarget::Local(_)) && e.kind != IoErrorKind::Corrupt =>
+            {
+                Err(IoError {
+                    kind: IoErrorKind::Permanent,
+                    message: format!("reading the local layer for upload: {}", e.message),
+                    ..e
+                })
+            }
             IoResult::Done(Err(e)) => Err(e),
             _ => return self.bug("unexpected result for an upload"),
         };

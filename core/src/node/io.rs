@@ -2,9 +2,10 @@
 //!
 //! Every effect the driver executes is one [`Io`] with a node-level [`OpId`]; its
 //! result comes back as the matching [`IoResult`]. The node routes it to the machine
-//! that asked (see `Route` in `mod.rs`). Composite operations (upload a local layer
-//! file, download and verify a layer) are sequences of these primitive effects, so
-//! that every rule stays in core and the simulator can fault every step.
+//! that asked (see `Route` in `mod.rs`). Layer files move between the local disk
+//! and remote storage in one effect each way, streamed by the adapter
+//! ([`Io::RemotePutFile`]), so their bytes never pass through core; every rule
+//! stays in core, and the simulator can fault every step.
 //!
 //! Local layout under the data directory:
 //!
@@ -98,6 +99,12 @@ pub enum Io {
         key: RemoteKey,
         bytes: Vec<u8>,
     },
+    /// Upload the local file `path` to `key`: the adapter reads the file (in
+    /// bounded chunks), so a layer's bytes never pass through core on the way up.
+    RemotePutFile {
+        key: RemoteKey,
+        path: Utf8PathBuf,
+    },
     RemoteGet {
         key: RemoteKey,
     },
@@ -136,6 +143,8 @@ impl Io {
             Io::DiskRead { .. }
             | Io::DiskList { .. }
             | Io::RemotePut { .. }
+            // Reads the local file, writes only remotely.
+            | Io::RemotePutFile { .. }
             | Io::RemoteGet { .. }
             | Io::RemoteList { .. }
             | Io::RemoteDelete { .. }
@@ -159,6 +168,7 @@ impl std::fmt::Debug for Io {
             Io::DiskRename { from, to } => write!(f, "DiskRename {from} -> {to}"),
             Io::DiskRemoveDir { path } => write!(f, "DiskRemoveDir {path}"),
             Io::RemotePut { key, bytes } => write!(f, "RemotePut {key} ({} bytes)", bytes.len()),
+            Io::RemotePutFile { key, path } => write!(f, "RemotePutFile {key} from {path}"),
             Io::RemoteGet { key } => write!(f, "RemoteGet {key}"),
             Io::RemoteList { prefix } => write!(f, "RemoteList {prefix}"),
             Io::RemoteDelete { keys } => {

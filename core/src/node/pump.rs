@@ -302,8 +302,8 @@ impl Node {
                 let key = remote_path::layer_key(t, tl, &name, meta.generation);
                 let path = io::layer_path(t, tl, &name);
                 self.emit_io(
-                    Route::UploadRead { tenant: t, timeline: tl, inner: op, key, layer: name },
-                    Io::DiskRead { path },
+                    Route::UploadPut { tenant: t, timeline: tl, inner: op, layer: Some(name) },
+                    Io::RemotePutFile { key, path },
                 )
             }
             UploadEffect::UploadIndex { op, version, index } => self.emit_io(

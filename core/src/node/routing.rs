@@ -36,7 +36,6 @@ use crate::id::{OpId, TenantId, TimelineId};
 use crate::index_part::LayerMeta;
 use crate::layer_name::LayerName;
 use crate::page_cache::{FillId, RequestKind, ValueKey};
-use crate::remote_path::RemoteKey;
 
 /// Where the completion of one [`Io`] goes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -76,15 +75,8 @@ pub enum Route {
         timeline: TimelineId,
         inner: OpId,
     },
-    /// Step 1 of a layer upload: read the local file.
-    UploadRead {
-        tenant: TenantId,
-        timeline: TimelineId,
-        inner: OpId,
-        key: RemoteKey,
-        layer: LayerName,
-    },
-    /// The PUT of a layer (`layer` set) or an index.
+    /// The upload of a layer from its local file (`layer` set) or the PUT of an
+    /// index.
     UploadPut {
         tenant: TenantId,
         timeline: TimelineId,
@@ -152,7 +144,6 @@ impl Route {
             | Route::Redo { tenant, .. }
             | Route::DownloadGet { tenant, .. }
             | Route::DownloadWrite { tenant, .. }
-            | Route::UploadRead { tenant, .. }
             | Route::UploadPut { tenant, .. }
             | Route::EvictLocal { tenant, .. }
             | Route::UploadList { tenant, .. } => Some(*tenant),

@@ -77,7 +77,7 @@ pub(crate) struct TimelineSlot {
     pub(crate) state: SlotState,
     pub(crate) timeline: Timeline,
     pub(crate) upload: UploadQueue,
-    /// The upload queue's I/O in flight (`UploadRead`, `UploadPut`, `UploadList`
+    /// The upload queue's I/O in flight (`UploadPut`, `UploadList`
     /// routes): an interrupted deletion resumes on a fresh queue only at zero.
     pub(crate) upload_in_flight: usize,
     /// Its deletion was stopped by a mode change (`DeletionAborted`): it resumes on

@@ -372,8 +372,7 @@ impl Node {
         let mut checks: BTreeSet<(TenantId, TimelineId)> = BTreeSet::new();
         for (op, route) in &self.routes {
             match route {
-                Route::UploadRead { tenant, timeline, .. }
-                | Route::UploadPut { tenant, timeline, .. }
+                Route::UploadPut { tenant, timeline, .. }
                 | Route::UploadList { tenant, timeline, .. }
                     if self.tenants.get(tenant).is_some_and(|t| t.in_flight.contains(op)) =>
                 {
@@ -415,9 +414,7 @@ impl Node {
 /// The timeline whose upload queue an op belongs to, if it does.
 fn upload_timeline(route: &Route) -> Option<TimelineId> {
     match route {
-        Route::UploadRead { timeline, .. }
-        | Route::UploadPut { timeline, .. }
-        | Route::UploadList { timeline, .. } => Some(*timeline),
+        Route::UploadPut { timeline, .. } | Route::UploadList { timeline, .. } => Some(*timeline),
         _ => None,
     }
 }

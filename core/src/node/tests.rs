@@ -48,6 +48,8 @@ pub(crate) struct World {
     /// The control plane is remote (a model of `strata control`: its own machine on
     /// `store`, answering over the link with `IoResult::CpReply`).
     pub(crate) remote_cp: bool,
+    /// While set, a layer upload finds its local file gone (removed just before).
+    lose_files_before_upload: bool,
 }
 
 impl World {
@@ -131,7 +133,9 @@ impl World {
                 }
                 IoResult::Listing(Ok(entries.into_values().collect()))
             }
-            Io::RemotePut { .. } | Io::RemoteDelete { .. } if self.deny_remote_writes => {
+            Io::RemotePut { .. } | Io::RemotePutFile { .. } | Io::RemoteDelete { .. }
+                if self.deny_remote_writes =>
+            {
                 self.denied_writes += 1;
                 IoResult::Done(Err(IoError::remote(
                     IoErrorKind::OperatorFixable(super::io::FixableKind::AccessDenied),
@@ -144,6 +148,28 @@ impl World {
                 self.objects.insert(key.as_str().to_string(), bytes);
                 IoResult::Done(Ok(()))
             }
+            // As the adapters do: the local file is read first (missing: the
+            // disk's NotFound, nothing uploaded), then put.
+            Io::RemotePutFile { key, path } => match self.files.get(&path) {
+                _ if self.lose_files_before_upload => {
+                    self.files.remove(&path);
+                    IoResult::Done(Err(IoError::local(
+                        IoErrorKind::NotFound,
+                        path.clone(),
+                        "put_file: open: no such file",
+                    )))
+                }
+                Some(bytes) => {
+                    self.remote_writes += 1;
+                    self.objects.insert(key.as_str().to_string(), bytes.clone());
+                    IoResult::Done(Ok(()))
+                }
+                None => IoResult::Done(Err(IoError::local(
+                    IoErrorKind::NotFound,
+                    path.clone(),
+                    "put_file: open: no such file",
+                ))),
+            },
             Io::RemoteList { .. } | Io::RemoteGet { .. } if self.denied_reads > 0 => {
                 self.denied_reads -= 1;
                 let e = IoError::remote(

@@ -55,7 +55,7 @@ fn a_stale_completion_after_a_tenant_restart_is_dropped() {
     let g = info(&mut h).generation;
     let prefix = remote_path::tenant_prefix(T);
     h.hold = Some(Box::new(move |io| {
-        matches!(io, Io::RemotePut { key, .. }
+        matches!(io, Io::RemotePut { key, .. } | Io::RemotePutFile { key, .. }
             if key.as_str().starts_with(&prefix) && !key.as_str().contains("index_part"))
     }));
     h.call(Request::Ingest { tenant: T, timeline: TL, records: records(2_000, 120) }).unwrap();

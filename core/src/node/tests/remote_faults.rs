@@ -97,3 +97,37 @@ fn access_denied_reads_at_start_up_are_retried_until_fixed() {
     assert_eq!(read(&mut h, 3, last), before);
     assert_eq!(h.world.denied_reads, 0, "the refusals were not all met");
 }
+
+/// A layer whose local file is gone when its upload runs: the adapter reports the
+/// local path missing, and the node makes it permanent (no retry can bring the file
+/// back), so the upload queue is Broken instead of retrying a missing file forever;
+/// nothing of that layer reaches remote storage, and nothing is made visible above
+/// what was.
+#[test]
+fn a_layer_upload_whose_local_file_is_gone_is_permanent() {
+    let mut h = Harness::start(World::default(), config());
+    h.call(Request::CreateTenant { tenant: T }).unwrap();
+    h.call(Request::CreateTimeline { tenant: T, timeline: TL }).unwrap();
+    let first = records(16, 100);
+    let first_last = first.last().unwrap().lsn;
+    h.call(Request::Ingest { tenant: T, timeline: TL, records: first }).unwrap();
+    h.run_for(30_000);
+    assert_eq!(info(&mut h).remote_consistent_lsn_visible, first_last);
+    let objects_before = h.world.objects.clone();
+
+    h.world.lose_files_before_upload = true;
+    h.call(Request::Ingest { tenant: T, timeline: TL, records: records(first_last.0 + 8, 100) })
+        .unwrap();
+    let writes_before = h.world.remote_writes;
+    h.run_for(10 * 60_000);
+    assert_eq!(h.world.objects, objects_before, "a layer without its local file was uploaded");
+    assert_eq!(h.world.remote_writes, writes_before, "the missing file was retried");
+    match h.call(Request::TimelineInfo { tenant: T, timeline: TL }) {
+        Ok(Response::TimelineInfo(i)) => {
+            assert!(i.state.starts_with("Broken"), "{}", i.state);
+            assert_eq!(i.remote_consistent_lsn_visible, first_last);
+        }
+        Err(ApiError::Internal(m)) => assert!(m.contains("broken"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+}
