@@ -480,6 +480,8 @@ fn gcd(a: usize, b: usize) -> usize {
 pub struct RecordingCheck {
     seen: std::sync::Arc<std::sync::Mutex<Seen>>,
     accept: bool,
+    /// If set, only exactly these bytes are accepted.
+    expect: Option<std::sync::Arc<Vec<u8>>>,
 }
 
 /// What a [`RecordingCheck`] was handed.
@@ -493,7 +495,16 @@ pub struct Seen {
 
 impl RecordingCheck {
     pub fn new(accept: bool) -> RecordingCheck {
-        RecordingCheck { seen: Default::default(), accept }
+        RecordingCheck { seen: Default::default(), accept, expect: None }
+    }
+
+    /// Accepts exactly `bytes` (a size and CRC check would accept the same).
+    pub fn expecting(bytes: Vec<u8>) -> RecordingCheck {
+        RecordingCheck {
+            seen: Default::default(),
+            accept: true,
+            expect: Some(std::sync::Arc::new(bytes)),
+        }
     }
 
     pub fn seen(&self) -> Seen {
@@ -511,8 +522,12 @@ impl DownloadCheck for RecordingCheck {
     }
 
     fn finish(&self) -> Result<(), String> {
-        if let Ok(mut s) = self.seen.lock() {
-            s.finished = true;
+        let mut seen = self.seen.lock().map_err(|_| "poisoned".to_string())?;
+        seen.finished = true;
+        if let Some(want) = &self.expect
+            && seen.bytes != **want
+        {
+            return Err(format!("{} bytes, expected {}", seen.bytes.len(), want.len()));
         }
         if self.accept { Ok(()) } else { Err("refused by the test".into()) }
     }

@@ -75,6 +75,18 @@ pub trait DownloadCheck: Send + 'static {
     fn finish(&self) -> Result<(), String>;
 }
 
+/// Core's size and CRC32C check of a layer file: what the driver hands
+/// `get_to_file` for a layer download.
+impl DownloadCheck for strata_core::file_check::FileCheck {
+    fn update(&mut self, chunk: &[u8]) {
+        strata_core::file_check::FileCheck::update(self, chunk)
+    }
+
+    fn finish(&self) -> Result<(), String> {
+        strata_core::file_check::FileCheck::finish(self).map_err(|e| e.to_string())
+    }
+}
+
 /// Accepts everything (a transfer with nothing to check against).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct NoCheck;

@@ -17,6 +17,7 @@ pub mod control_plane;
 pub mod deletion_list;
 pub mod deletion_queue;
 pub mod error;
+pub mod file_check;
 pub mod generation;
 pub mod id;
 pub mod index_part;

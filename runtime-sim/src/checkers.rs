@@ -6,6 +6,8 @@ use crate::sim_remote::{HistoryEntry, HistoryOp};
 use crate::world::World;
 use std::collections::BTreeMap;
 use strata_core::index_part::{IndexPart, IndexVersion};
+use strata_core::layer_file::LayerFile;
+use strata_core::layer_name::LayerName;
 use strata_core::location_conf::{LOCATION_CONF_FILE_NAME, LocationConf};
 use strata_core::metadata::TimelineMetadata;
 use strata_core::remote_path::{self, RemoteKey};
@@ -125,7 +127,10 @@ pub fn fsync_trust(world: &World) -> Result<(), String> {
 }
 
 /// S-CRASHSAFE: every config and metadata file on the (crashed) disk parses: old
-/// or new, never torn.
+/// or new, never torn; and every layer file under its layer's name parses and
+/// verifies (its own checksums): a flush's write and a download's rename only
+/// ever give a whole, checked file that name (a download the size and CRC32C
+/// check refused, or one cut by the crash, leaves at most a temp file).
 pub fn crash_safe(world: &World) -> Result<(), String> {
     for (path, _size) in world.disk.files_now() {
         let Some(name) = path.file_name() else { continue };
@@ -138,6 +143,9 @@ pub fn crash_safe(world: &World) -> Result<(), String> {
         } else if name == strata_core::node::io::METADATA_FILE_NAME {
             TimelineMetadata::from_bytes(&bytes)
                 .map_err(|e| format!("S-CRASHSAFE: {path} is torn or corrupt: {e}"))?;
+        } else if let Ok(layer) = name.parse::<LayerName>() {
+            LayerFile::parse(&layer, bytes, None)
+                .map_err(|e| format!("S-CRASHSAFE: layer file {path} is torn or corrupt: {e}"))?;
         }
     }
     Ok(())

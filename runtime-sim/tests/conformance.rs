@@ -94,6 +94,72 @@ async fn a_corrupted_download_is_refused_by_the_check() {
     assert_eq!(disk.read(path).await.unwrap(), body);
 }
 
+/// The crash argument of a download (`strata_adapters::remote`): kills the node
+/// at many points of a `get_to_file` over a missing target, applies the disk's
+/// crash rule, and checks the layer's name holds nothing or the whole object,
+/// never a prefix; a refused download (the corrupt site on) leaves nothing at any
+/// point. Both "nothing" and "whole" must occur.
+#[madsim::test]
+async fn a_crash_during_get_to_file_leaves_no_layer_or_the_whole_one() {
+    use strata_adapters::remote::NoCheck;
+    let handle = Handle::current();
+    let path = Utf8Path::new("tenants/t/timelines/l/layer");
+    let k = key("tenants/t/timelines/l/layer-00000001");
+    let body = pattern(3, 3 * 4096 + 100);
+    let full = {
+        let disk = SimDisk::new();
+        let remote = SimRemote::new().with_local_disk(disk.clone());
+        remote.put(&k, body.clone()).await.unwrap();
+        let start = tokio::time::Instant::now();
+        remote.get_to_file(&k, path, NoCheck).await.unwrap();
+        start.elapsed()
+    };
+    let (mut absent, mut whole) = (0, 0);
+    for corrupt in [false, true] {
+        for step in 0..60u32 {
+            let faults = Faults::new();
+            let disk = SimDisk::new();
+            let remote = SimRemote::with_faults(faults.clone(), SimRemoteConfig::default())
+                .with_local_disk(disk.clone());
+            remote.put(&k, body.clone()).await.unwrap();
+            if corrupt {
+                faults.set(site::REMOTE_GET_TO_FILE_CORRUPT, 1.0);
+            }
+            let node = handle.create_node().name(format!("downloader-{corrupt}-{step}")).build();
+            let (r, kk, want) = (remote.clone(), k.clone(), body.clone());
+            // The check a layer download gets: exact size and content.
+            node.spawn(async move {
+                r.get_to_file(&kk, path, conformance::RecordingCheck::expecting(want)).await
+            });
+            tokio::time::sleep(full * step / 30).await;
+            handle.kill(node.id());
+            disk.crash();
+            match disk.read(path).await {
+                Ok(bytes) => {
+                    assert!(!corrupt, "a refused download left {} bytes", bytes.len());
+                    assert!(
+                        bytes == body,
+                        "a partial layer: {} of {} bytes",
+                        bytes.len(),
+                        body.len()
+                    );
+                    whole += 1;
+                }
+                Err(e) => {
+                    assert_eq!(e.kind, DiskErrorKind::NotFound, "{e}");
+                    absent += 1;
+                }
+            }
+            let listed = disk.list_dir(Utf8Path::new("tenants/t/timelines/l")).await;
+            let names: Vec<String> =
+                listed.map(|l| l.into_iter().map(|e| e.name).collect()).unwrap_or_default();
+            assert!(names.is_empty() || names == ["layer"], "{names:?}");
+        }
+    }
+    eprintln!("crash during get_to_file: {absent} without the layer, {whole} with all of it");
+    assert!(absent > 0 && whole > 0, "absent {absent}, whole {whole}");
+}
+
 // ---------------------------------------------------------------- disk crash rule
 
 /// Kills a node in the middle of `write_atomic(v2)` over v1 at many points in

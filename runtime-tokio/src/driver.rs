@@ -25,6 +25,7 @@ use strata_adapters::disk::{Disk, DiskErrorKind};
 use strata_adapters::generation_store::{GenerationStore, StoreError};
 use strata_adapters::redo::Redo;
 use strata_adapters::remote::{RemoteErrorKind, RemoteStorage, TransferError};
+use strata_core::file_check::FileCheck;
 use strata_core::id::OpId;
 use strata_core::node::api::{ApiError, Request, RequestId, Response};
 use strata_core::node::io::{Entry, Io, IoError, IoErrorKind, IoResult, IoTarget};
@@ -402,6 +403,13 @@ where
             IoResult::Done(a.remote.put_file(&key, &path).await.map(drop).map_err(transfer_failure))
         }
         Io::RemoteGet { key } => IoResult::Bytes(a.remote.get(&key).await.map_err(remote_failure)),
+        Io::RemoteGetFile { key, path, expected } => IoResult::Done(
+            a.remote
+                .get_to_file(&key, &path, FileCheck::new(expected))
+                .await
+                .map(drop)
+                .map_err(transfer_failure),
+        ),
         Io::RemoteList { prefix } => IoResult::Listing(
             a.remote
                 .list(&prefix)

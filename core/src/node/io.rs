@@ -4,8 +4,9 @@
 //! result comes back as the matching [`IoResult`]. The node routes it to the machine
 //! that asked (see `Route` in `mod.rs`). Layer files move between the local disk
 //! and remote storage in one effect each way, streamed by the adapter
-//! ([`Io::RemotePutFile`]), so their bytes never pass through core; every rule
-//! stays in core, and the simulator can fault every step.
+//! ([`Io::RemotePutFile`], [`Io::RemoteGetFile`] with core's size and CRC32C
+//! check), so their bytes never pass through core; every rule stays in core, and
+//! the simulator can fault every step.
 //!
 //! Local layout under the data directory:
 //!
@@ -18,6 +19,7 @@
 //! ```
 
 use crate::control_plane::{ControlPlaneError, ControlPlaneReply, CpRequest, StoreChange};
+use crate::file_check::ExpectedFile;
 use crate::id::{TenantId, TimelineId};
 use crate::layer_name::LayerName;
 use crate::location_conf::LOCATION_CONF_FILE_NAME;
@@ -108,6 +110,16 @@ pub enum Io {
     RemoteGet {
         key: RemoteKey,
     },
+    /// Download `key` into the local file `path`: the adapter streams the body
+    /// into a temporary file through a [`FileCheck`](crate::file_check::FileCheck)
+    /// of `expected` and renames it onto `path` only if the check accepts it (a
+    /// refusal is [`IoErrorKind::Corrupt`] and leaves nothing under `path`). The
+    /// bytes never pass through core.
+    RemoteGetFile {
+        key: RemoteKey,
+        path: Utf8PathBuf,
+        expected: ExpectedFile,
+    },
     RemoteList {
         prefix: String,
     },
@@ -139,7 +151,9 @@ impl Io {
             | Io::DiskRemove { .. }
             | Io::DiskCreateDir { .. }
             | Io::DiskRename { .. }
-            | Io::DiskRemoveDir { .. } => true,
+            | Io::DiskRemoveDir { .. }
+            // Writes the downloaded layer's local file (temp file, then rename).
+            | Io::RemoteGetFile { .. } => true,
             Io::DiskRead { .. }
             | Io::DiskList { .. }
             | Io::RemotePut { .. }
@@ -170,6 +184,11 @@ impl std::fmt::Debug for Io {
             Io::RemotePut { key, bytes } => write!(f, "RemotePut {key} ({} bytes)", bytes.len()),
             Io::RemotePutFile { key, path } => write!(f, "RemotePutFile {key} from {path}"),
             Io::RemoteGet { key } => write!(f, "RemoteGet {key}"),
+            Io::RemoteGetFile { key, path, expected } => write!(
+                f,
+                "RemoteGetFile {key} to {path} ({} bytes crc {:08x})",
+                expected.size_bytes, expected.crc32c
+            ),
             Io::RemoteList { prefix } => write!(f, "RemoteList {prefix}"),
             Io::RemoteDelete { keys } => {
                 write!(f, "RemoteDelete {} keys, first {:?}", keys.len(), keys.first())

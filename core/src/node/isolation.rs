@@ -15,7 +15,8 @@
 //! - its waiting requests are answered with an error (reads, a timeline create,
 //!   timeline deletions);
 //! - completions of its I/O still in flight are ignored (a page-cache fill is
-//!   released, nothing else happens: no upload read turns into a PUT);
+//!   released, nothing else happens: a layer upload in flight lands, no index
+//!   follows it);
 //! - requests for it are refused (500, naming the reason) until a
 //!   `location_config` re-attaches it under a new generation or the node restarts.
 //!
@@ -36,8 +37,9 @@
 //!   index yet: unreferenced until an index names it) or an index PUT (a complete
 //!   object or none; its layers were uploaded before it, upload-queue ordering).
 //! - Nothing is written remotely for the tenant afterwards: its upload queues are
-//!   gone, so no new PUT is emitted, and a completed upload *read* (the step before
-//!   a layer's PUT) is dropped by the guard in [`Node::handle_io`]. Deletions the
+//!   gone, so no new PUT is emitted, and the completion of a layer upload in flight
+//!   (one effect, `RemotePutFile`: it may land, unreferenced) is dropped by the
+//!   guard in [`Node::handle_io`], so no index follows it. Deletions the
 //!   queue handed to the deletion queue *before* the panic still run: each was
 //!   decided by an index already durable without that object and is validated
 //!   against the generation (S-DEL-AFTER-INDEX, S-DEL-GEN), so it cannot remove

@@ -8,6 +8,7 @@ use super::{Machine, Node};
 use crate::control_plane::{ControlPlaneEffect, CpRequest};
 use crate::deletion_list::{DELETION_HEADER_FILE_NAME, DeletionList};
 use crate::deletion_queue::DeletionEffect;
+use crate::file_check::ExpectedFile;
 use crate::generation::Generation;
 use crate::id::{OpId, TenantId, TimelineId};
 use crate::index_part::LayerMeta;
@@ -172,7 +173,7 @@ impl Node {
             ),
             TimelineEffect::ReadLayer { op, name } => self.read_layer(t, tl, op, name),
             TimelineEffect::DownloadLayer { op, name, meta } => {
-                self.download_layer(t, tl, op, name, meta)
+                self.download_layer(t, tl, op, name, meta, 0)
             }
             TimelineEffect::Redo { op, request } => self.redo(t, tl, op, request),
             TimelineEffect::ReadDone { req, result } => {
@@ -230,20 +231,25 @@ impl Node {
         )
     }
 
-    /// Step 1 of an on-demand download: the remote GET (`completions.rs` goes on).
-    fn download_layer(
+    /// An on-demand download, straight into the layer's local file through the
+    /// size and CRC32C check (`completions.rs` goes on). `attempt`: downloads of
+    /// it the check refused so far.
+    pub(super) fn download_layer(
         &mut self,
         t: TenantId,
         tl: TimelineId,
         op: OpId,
         name: LayerName,
         meta: LayerMeta,
+        attempt: u32,
     ) {
         self.invalidate_layer(t, tl, &name);
         let key = remote_path::layer_key(t, tl, &name, meta.generation);
+        let path = io::layer_path(t, tl, &name);
+        let expected = ExpectedFile::from(&meta);
         self.emit_io(
-            Route::DownloadGet { tenant: t, timeline: tl, inner: op, name, meta },
-            Io::RemoteGet { key },
+            Route::Download { tenant: t, timeline: tl, inner: op, name, meta, attempt },
+            Io::RemoteGetFile { key, path, expected },
         )
     }
 

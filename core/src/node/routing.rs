@@ -6,9 +6,9 @@
 //! | timeline | `WriteLayer`/`WriteMetadata` | [`Io`] (a layer write invalidates its page-cache entry) |
 //! | timeline | `ReadLayer`/`Redo` | the page cache: a hit completes at once; a miss is an [`Io`] (one per layer however many wait) |
 //! | timeline | `EvictLayer`/`UnlinkLayers` | invalidate the page cache, then as below |
-//! | timeline | `DownloadLayer` | `RemoteGet`, verify size + CRC32C, `DiskWrite` |
+//! | timeline | `DownloadLayer` | `RemoteGetFile` (the adapter writes the local file through core's size + CRC32C check; refused: tried again up to `CORRUPT_DOWNLOAD_ATTEMPTS`, then Broken) |
 //! | timeline | `ReadDone` | reply to the read request |
-//! | upload queue | `UploadLayer` | `DiskRead` of the local file, then `RemotePut` |
+//! | upload queue | `UploadLayer` | `RemotePutFile` (the adapter reads the local file) |
 //! | upload queue | `UploadIndex` | `RemotePut` |
 //! | upload queue | `HandDeletions`/`CancelDeletion`/`ValidateLsn` | deletion queue |
 //! | upload queue | `Backpressure` | its timeline |
@@ -61,19 +61,15 @@ pub enum Route {
         kind: RequestKind,
         key: ValueKey,
     },
-    /// Step 1 of an on-demand download: the remote GET.
-    DownloadGet {
+    /// An on-demand download of a layer into its local file, verified on the
+    /// way (`attempt` counts the downloads the check refused, from 0).
+    Download {
         tenant: TenantId,
         timeline: TimelineId,
         inner: OpId,
         name: LayerName,
         meta: LayerMeta,
-    },
-    /// Step 2: the local write of the verified bytes.
-    DownloadWrite {
-        tenant: TenantId,
-        timeline: TimelineId,
-        inner: OpId,
+        attempt: u32,
     },
     /// The upload of a layer from its local file (`layer` set) or the PUT of an
     /// index.
@@ -142,8 +138,7 @@ impl Route {
             Route::Timeline { tenant, .. }
             | Route::LayerFill { tenant, .. }
             | Route::Redo { tenant, .. }
-            | Route::DownloadGet { tenant, .. }
-            | Route::DownloadWrite { tenant, .. }
+            | Route::Download { tenant, .. }
             | Route::UploadPut { tenant, .. }
             | Route::EvictLocal { tenant, .. }
             | Route::UploadList { tenant, .. } => Some(*tenant),

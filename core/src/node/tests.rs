@@ -50,6 +50,9 @@ pub(crate) struct World {
     pub(crate) remote_cp: bool,
     /// While set, a layer upload finds its local file gone (removed just before).
     lose_files_before_upload: bool,
+    /// The next this many layer downloads deliver the object with one byte
+    /// flipped on the way (the stored object stays intact).
+    corrupt_downloads: u32,
 }
 
 impl World {
@@ -170,7 +173,9 @@ impl World {
                     "put_file: open: no such file",
                 ))),
             },
-            Io::RemoteList { .. } | Io::RemoteGet { .. } if self.denied_reads > 0 => {
+            Io::RemoteList { .. } | Io::RemoteGet { .. } | Io::RemoteGetFile { .. }
+                if self.denied_reads > 0 =>
+            {
                 self.denied_reads -= 1;
                 let e = IoError::remote(
                     IoErrorKind::OperatorFixable(super::io::FixableKind::AccessDenied),
@@ -179,6 +184,7 @@ impl World {
                 );
                 match io {
                     Io::RemoteList { .. } => IoResult::Listing(Err(e)),
+                    Io::RemoteGetFile { .. } => IoResult::Done(Err(e)),
                     _ => IoResult::Bytes(Err(e)),
                 }
             }
@@ -186,6 +192,30 @@ impl World {
                 IoResult::Bytes(self.objects.get(key.as_str()).cloned().ok_or_else(|| {
                     IoError::remote(IoErrorKind::NotFound, key.as_str(), "no such key")
                 }))
+            }
+            // As the driver does: core's size and CRC32C check before the file
+            // gets its name; a refusal writes nothing.
+            Io::RemoteGetFile { key, path, expected } => {
+                let Some(mut bytes) = self.objects.get(key.as_str()).cloned() else {
+                    return IoResult::Done(Err(IoError::remote(
+                        IoErrorKind::NotFound,
+                        key.as_str(),
+                        "no such key",
+                    )));
+                };
+                if self.corrupt_downloads > 0 && !bytes.is_empty() {
+                    self.corrupt_downloads -= 1;
+                    bytes[0] ^= 1;
+                }
+                if let Err(mismatch) = crate::file_check::check_bytes(&bytes, expected) {
+                    return IoResult::Done(Err(IoError::remote(
+                        IoErrorKind::Corrupt,
+                        key.as_str(),
+                        mismatch.to_string(),
+                    )));
+                }
+                self.files.insert(path, bytes);
+                IoResult::Done(Ok(()))
             }
             Io::RemoteList { .. } if self.transient_lists > 0 => {
                 self.transient_lists -= 1;

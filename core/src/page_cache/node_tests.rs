@@ -72,7 +72,7 @@ impl Harness {
     fn run_io(&mut self, op: OpId, io: Io) {
         self.seen.push(match &io {
             Io::DiskRead { path } => Seen::DiskRead(path.clone()),
-            Io::RemoteGet { .. } => Seen::RemoteGet,
+            Io::RemoteGet { .. } | Io::RemoteGetFile { .. } => Seen::RemoteGet,
             Io::Redo { .. } => Seen::Redo,
             _ => Seen::Other,
         });

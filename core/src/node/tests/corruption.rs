@@ -230,4 +230,44 @@ fn a_corrupt_local_layer_not_yet_uploaded_is_never_uploaded() {
     let broken = listed(&mut h, T).broken_timelines;
     assert_eq!(broken.len(), 1, "{broken:?}");
     assert!(broken[0].reason.contains("corrupt"), "{broken:?}");
+
+/// A download the size and CRC32C check refuses is tried again, up to
+/// `CORRUPT_DOWNLOAD_ATTEMPTS` times: a corruption on the way (here the first
+/// attempts' bodies have a flipped byte; the stored object is intact) costs a
+/// few downloads, not the timeline, and the read answers the value. Only a
+/// refusal every time breaks the timeline, after exactly that many downloads.
+#[test]
+fn a_download_refused_by_its_check_is_retried_before_the_object_is_called_corrupt() {
+    use crate::node::completions::CORRUPT_DOWNLOAD_ATTEMPTS;
+    let downloads = |h: &mut Harness| {
+        h.node
+            .drain_trace()
+            .into_iter()
+            .filter(|l| l.what.starts_with("RemoteGetFile") && l.what.contains("/timelines/"))
+            .count() as u32
+    };
+    let (mut world, last, values) = stopped_with_data();
+    world.files.retain(|p, _| !p.as_str().contains("__"));
+    const {
+        assert!(
+            CORRUPT_DOWNLOAD_ATTEMPTS >= 2,
+            "a corruption on the way must not break the timeline"
+        )
+    };
+    world.corrupt_downloads = CORRUPT_DOWNLOAD_ATTEMPTS - 1;
+    let mut h = Harness::start(world.clone(), config());
+    h.node.drain_trace();
+    let r = h.call(Request::Read { tenant: T, timeline: TL, key: Key(3), lsn: last });
+    assert!(matches!(&r, Ok(Response::Value { value, .. }) if *value == values[3]), "{r:?}");
+    assert_eq!(info(&mut h).state, "Active");
+    assert_eq!(h.world.corrupt_downloads, 0, "every corrupted body was refused");
+    assert!(downloads(&mut h) >= CORRUPT_DOWNLOAD_ATTEMPTS, "retried, not given up");
+
+    world.corrupt_downloads = u32::MAX;
+    let mut h = Harness::start(world, config());
+    h.node.drain_trace();
+    let r = h.call(Request::Read { tenant: T, timeline: TL, key: Key(3), lsn: last });
+    assert!(matches!(&r, Err(ApiError::Internal(m)) if m.contains("corrupt")), "{r:?}");
+    assert!(info(&mut h).state.starts_with("Broken: corrupt"));
+    assert_eq!(downloads(&mut h), CORRUPT_DOWNLOAD_ATTEMPTS, "downloads before giving up");
 }
