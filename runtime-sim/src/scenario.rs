@@ -79,6 +79,9 @@ pub struct ScenarioConfig {
     pub relocations: usize,
     /// Simulated time within which a relocation must end with the tenant attached.
     pub attach_within_ms: u64,
+    /// Fault sites forced on with these probabilities, over the seed's own plan
+    /// (a targeted test; the swarm leaves it empty).
+    pub forced_faults: Vec<(&'static str, f64)>,
 }
 
 impl Default for ScenarioConfig {
@@ -92,6 +95,7 @@ impl Default for ScenarioConfig {
             faults: true,
             relocations: 2,
             attach_within_ms: 120_000,
+            forced_faults: Vec::new(),
         }
     }
 }
@@ -202,11 +206,12 @@ async fn clock_nemesis(world: World, stop: Arc<Mutex<bool>>) {
 /// (the caller keeps the buffer, so a run that panics can still be shown).
 pub async fn run(config: ScenarioConfig, trace: TraceSink) -> RunReport {
     let handle = Handle::current();
-    let plan = if config.faults {
+    let mut plan = if config.faults {
         FaultPlan::from_seed(&mut thread_rng(), handle.seed())
     } else {
         FaultPlan::none()
     };
+    plan.probabilities.extend(config.forced_faults.iter().copied());
     let world = World::new(plan);
     let (w, t) = (world.clone(), trace.clone());
     let node = handle

@@ -9,6 +9,8 @@ use strata_runtime_tokio::trace_sink::TraceSink;
 const DEFAULT_SEEDS: u64 = 100;
 const DETERMINISM_SAMPLE: u64 = 4;
 const TRACE_TAIL_LINES: usize = 60;
+/// Seeds of `corrupt_downloads_are_refused`.
+const CORRUPT_DOWNLOAD_SEEDS: u64 = 30;
 
 fn replay_command(seed: u64) -> String {
     format!(
@@ -140,6 +142,35 @@ fn corpus() {
             fail(&report, &trace);
         }
     }
+}
+
+/// Layer downloads corrupted on the way (`remote.get_to_file.corrupt` forced to
+/// fire on half of them, over each seed's own faults) are refused by the size and
+/// CRC32C check and downloaded again: every seed passes, S-CRASHSAFE included
+/// (every layer file under its name verifies). With the check broken (accepting
+/// everything) a flipped layer lands under its name and a seed fails. Independent
+/// of which seeds of the swarm happen to download.
+#[test]
+fn corrupt_downloads_are_refused() {
+    use strata_runtime_sim::faults::site;
+    let config = ScenarioConfig {
+        forced_faults: vec![(site::REMOTE_GET_TO_FILE_CORRUPT, 0.5)],
+        ..ScenarioConfig::default()
+    };
+    let mut fired = 0;
+    for seed in 1..=CORRUPT_DOWNLOAD_SEEDS {
+        let (report, trace) = run_seed(seed, config.clone());
+        if report.violation.is_some() {
+            fail(&report, &trace);
+        }
+        fired += report
+            .fired
+            .iter()
+            .find(|(s, _)| s == site::REMOTE_GET_TO_FILE_CORRUPT)
+            .map_or(0, |(_, n)| *n);
+    }
+    println!("remote.get_to_file.corrupt fired {fired} times in {CORRUPT_DOWNLOAD_SEEDS} seeds");
+    assert!(fired > 0, "no download was corrupted: the test checks nothing");
 }
 
 #[test]
