@@ -52,8 +52,11 @@
 //!
 //! The kill test `a_panicking_timeline_breaks_only_its_tenant_and_a_restart_reads_back_what_was_visible`
 //! (core/src/node/tests/isolation.rs) checks each point: other tenants keep
-//! serving, remote storage of the broken tenant is byte-for-byte unchanged from
-//! the panic until the restart, and the restart reads back what was visible.
+//! serving, remote storage of the broken tenant is unchanged from the panic until
+//! the restart but for the layer uploads in flight at it (no index follows them),
+//! and the restart reads back what was visible.
+//! `a_refused_download_in_flight_at_a_panic_is_not_downloaded_again` checks the
+//! guard: without it, a download in flight that the check refuses is issued again.
 
 use super::api::ApiError;
 use super::routing::Route;

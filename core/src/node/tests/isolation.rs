@@ -55,8 +55,8 @@ impl Harness {
     }
 
     /// Like `settle`, but the uploads of `tenant` (a layer from its local file, an
-    /// index) are held back (left in flight). Returns them, and every remote key
-    /// written.
+    /// index) and its layer downloads are held back (left in flight). Returns them,
+    /// and every remote key written.
     fn settle_holding(&mut self, tenant: TenantId) -> (Held, Vec<String>) {
         let prefix = remote_path::tenant_prefix(tenant);
         let (mut held, mut written) = (Vec::new(), Vec::new());
@@ -67,7 +67,8 @@ impl Harness {
                     written.extend(remote_writes(&io));
                     let upload = matches!(
                         self.node.routes.get(&op),
-                        Some(Route::UploadPut { tenant: t, .. }) if *t == tenant
+                        Some(Route::UploadPut { tenant: t, .. } | Route::Download { tenant: t, .. })
+                            if *t == tenant
                     );
                     let put = remote_writes(&io).iter().any(|k| k.starts_with(&prefix));
                     if upload || put {
@@ -352,4 +353,67 @@ fn a_panic_during_a_detach_fails_the_detach_and_breaks_the_tenant() {
     let r = h.call(Request::Read { tenant: T, timeline: TL, key: Key(1), lsn: Lsn(16) });
     assert!(matches!(&r, Err(ApiError::Internal(m)) if m.contains("broken")), "{r:?}");
     assert_eq!(h.call(Request::Shutdown), Ok(Response::ShutdownComplete { clean: false }));
+}
+
+/// A layer download in flight at the panic whose body the check refuses: its
+/// completion is dropped with the tenant's machines (the guard in
+/// `Node::handle_io`); without the guard the node would download it again, into
+/// the directory of a tenant it no longer runs. Since uploads are one effect
+/// (`RemotePutFile`), this is the guard's case a test can see from outside.
+#[test]
+fn a_refused_download_in_flight_at_a_panic_is_not_downloaded_again() {
+    let mut h = Harness::start(World::default(), isolating());
+    assert!(h.call(Request::CreateTenant { tenant: T }).is_ok());
+    assert!(h.call(Request::CreateTimeline { tenant: T, timeline: TL }).is_ok());
+    let batch = records(16, 100);
+    let last = batch.last().unwrap().lsn;
+    assert!(h.call(Request::Ingest { tenant: T, timeline: TL, records: batch }).is_ok());
+    assert_eq!(h.call(Request::Shutdown), Ok(Response::ShutdownComplete { clean: true }));
+    // Restart without the local layer files: a read downloads them; every
+    // download's body comes with a flipped byte.
+    let mut world = h.world.clone();
+    world.files.retain(|p, _| !p.as_str().contains("__"));
+    world.corrupt_downloads = u32::MAX;
+    let mut h = Harness::start(world, isolating());
+    let _read = h.send(Request::Read { tenant: T, timeline: TL, key: Key(3), lsn: last });
+    let (held, _) = h.settle_holding(T);
+    assert!(
+        held.iter().any(|(_, io)| matches!(io, Io::RemoteGetFile { .. })),
+        "a download of T is in flight: {held:?}"
+    );
+
+    // The panic: the tenant's machines are dropped.
+    let slot = h.node.tenants.get_mut(&T).unwrap().timelines.get_mut(&TL).unwrap();
+    inject_unflushable_record(&mut slot.timeline, h.now);
+    h.node.dirty.insert(Machine::Timeline(T, TL));
+    // Its flush comes with the checkpoint timer, and panics.
+    h.run_for(10 * 60_000);
+    assert!(
+        matches!(h.node.tenants[&T].state(), TenantState::Broken { .. }),
+        "{:?}",
+        h.node.tenants[&T].state()
+    );
+
+    // The downloads complete, refused by the check: nothing follows for T.
+    let tenant_dir = crate::node::io::tenant_dir(T);
+    for (op, io) in held {
+        let download = matches!(io, Io::RemoteGetFile { .. });
+        let result = h.world.execute(io);
+        if download {
+            assert!(matches!(&result, IoResult::Done(Err(e)) if e.kind == IoErrorKind::Corrupt));
+        }
+        h.node.handle_io(h.now, WallTime(h.now.0), op, result);
+        while let Some(effect) = h.node.poll_effect() {
+            if let NodeEffect::Io { io, .. } = &effect {
+                let touches_t = match io {
+                    Io::RemoteGetFile { path, .. } => path.starts_with(&tenant_dir),
+                    _ => false,
+                };
+                assert!(
+                    !touches_t,
+                    "downloaded again for a tenant whose machines are gone: {io:?}"
+                );
+            }
+        }
+    }
 }
