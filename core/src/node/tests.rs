@@ -53,12 +53,20 @@ pub(crate) struct World {
     /// The next this many layer downloads deliver the object with one byte
     /// flipped on the way (the stored object stays intact).
     corrupt_downloads: u32,
+    /// The next this many writes of a `config-v1` fail with ENOSPC.
+    full_config_writes: u32,
 }
 
 impl World {
     pub(crate) fn execute(&mut self, io: Io) -> IoResult {
         match io {
             Io::DiskWrite { path, .. } if self.disk_full => {
+                IoResult::Done(Err(IoError::local(IoErrorKind::NoSpace, path, "ENOSPC (test)")))
+            }
+            Io::DiskWrite { path, .. }
+                if self.full_config_writes > 0 && path.as_str().ends_with("config-v1") =>
+            {
+                self.full_config_writes -= 1;
                 IoResult::Done(Err(IoError::local(IoErrorKind::NoSpace, path, "ENOSPC (test)")))
             }
             Io::DiskWrite { path, bytes } => {

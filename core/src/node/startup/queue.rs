@@ -51,13 +51,14 @@ impl Node {
         }
     }
 
-    /// Schedules `step` again after a backoff; it stays outstanding meanwhile.
+    /// Schedules `step` again after a backoff; it stays outstanding meanwhile
+    /// (remote reads that failed transiently, config writes that failed).
     pub(super) fn retry_later(&mut self, step: StartupIo, io: Io, why: &str) {
         self.startup.retry_failures += 1;
         let exponent = self.startup.retry_failures.min(16);
         let delay_ms =
             STARTUP_RETRY_BASE_MS.saturating_mul(1 << exponent).min(STARTUP_RETRY_MAX_MS);
-        tracing::warn!(?step, delay_ms, why, "start-up: remote storage failed; retrying");
+        tracing::warn!(?step, delay_ms, why, "start-up: retrying after a backoff");
         self.count_start(&step);
         self.startup.retries.push((self.now.plus_millis(delay_ms), step, io));
     }

@@ -95,8 +95,10 @@ impl Node {
         self.load_timelines();
     }
 
-    /// A tenant's config rewritten: a failed write is written again, whole, up to
-    /// [`STARTUP_WRITE_ATTEMPTS`] times; then the tenant is not loaded.
+    /// A tenant's config rewritten: a failed write is written again, whole, after
+    /// the start-up backoff (a full disk is not freed in the milliseconds between
+    /// two writes), up to [`STARTUP_WRITE_ATTEMPTS`] times; then the tenant is not
+    /// loaded.
     pub(super) fn on_config_written(
         &mut self,
         tenant: TenantId,
@@ -113,9 +115,10 @@ impl Node {
                 ));
                 let path = io::location_conf_path(tenant);
                 let attempt = attempt + 1;
-                self.startup_io(
+                self.retry_later(
                     StartupIo::WriteConfig { tenant, bytes: bytes.clone(), attempt },
                     Io::DiskWrite { path, bytes: bytes.0 },
+                    "writing a config failed",
                 );
             } else {
                 // Without its new generation on disk the tenant must not run.

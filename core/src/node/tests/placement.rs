@@ -130,3 +130,30 @@ fn a_tenant_without_a_local_directory_loads_from_remote_storage() {
     assert_eq!((0..7).map(|k| read(&mut h, k, last)).collect::<Vec<_>>(), values);
     assert!(h.world.files.contains_key(&location_conf_path(T)), "config not written");
 }
+
+/// Start-up rewrites each tenant's `config-v1` with its new generation; a write
+/// that fails (here ENOSPC: a full disk) is written again after the start-up
+/// backoff, not at once: ten writes milliseconds apart all met the same full disk
+/// and the node dropped the tenant, whose data was visible (swarm seed 63 after
+/// layer transfers became one effect each). The tenant loads once a write lands.
+#[test]
+fn a_failed_config_write_at_start_up_is_retried_after_a_backoff() {
+    let mut h = Harness::start(World::default(), config());
+    h.call(Request::CreateTenant { tenant: T }).unwrap();
+    h.call(Request::CreateTimeline { tenant: T, timeline: TL }).unwrap();
+    assert_eq!(h.call(Request::Shutdown), Ok(Response::ShutdownComplete { clean: true }));
+    let mut world = h.world.clone();
+    world.full_config_writes = crate::node::startup::STARTUP_WRITE_ATTEMPTS - 1;
+    let mut h = Harness::start(world, config());
+    // Settled without firing a timer: one write failed, the next waits its turn.
+    assert_eq!(
+        h.world.full_config_writes,
+        crate::node::startup::STARTUP_WRITE_ATTEMPTS - 2,
+        "the failed write was retried at once"
+    );
+    assert!(h.node.poll_timeout().is_some(), "no retry scheduled");
+    while h.node.phase() != &NodePhase::Active && h.tick(60_000) {}
+    assert_eq!(h.world.full_config_writes, 0);
+    assert_eq!(h.node.phase(), &NodePhase::Active);
+    assert_eq!(info(&mut h).state, "Active", "the tenant was dropped");
+}
