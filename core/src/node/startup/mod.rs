@@ -75,7 +75,10 @@ impl std::fmt::Debug for ConfigBytes {
     }
 }
 
-/// How often start-up writes a tenant's config before giving up on the tenant.
+/// How often start-up writes a tenant's config before giving up on the tenant;
+/// the attempts are [`STARTUP_RETRY_BASE_MS`]-backoff apart (doubling, capped at
+/// [`STARTUP_RETRY_MAX_MS`]: some 20 s in all), so a disk full for seconds does
+/// not drop the tenant.
 pub const STARTUP_WRITE_ATTEMPTS: u32 = 10;
 /// Backoff of start-up reads of remote storage after a transient failure: doubles
 /// from the base per failure, capped; start-up waits for remote storage, it does not
