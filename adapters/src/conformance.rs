@@ -17,8 +17,8 @@
 
 use crate::disk::{DirEntry, Disk, DiskError, DiskErrorKind, is_temp_file_name};
 use crate::remote::{
-    DownloadCheck, ListedObject, MAX_KEYS_PER_DELETE, RemoteError, RemoteErrorKind, RemoteStorage,
-    TRANSFER_CHUNK_BYTES, TransferError,
+    DownloadCheck, ListedObject, MAX_KEYS_PER_DELETE, NoCheck, RemoteError, RemoteErrorKind,
+    RemoteStorage, TRANSFER_CHUNK_BYTES, TransferError,
 };
 use camino::{Utf8Path, Utf8PathBuf};
 use strata_core::remote_path::RemoteKey;
@@ -547,6 +547,33 @@ pub async fn transfer_suite<R: RemoteStorage, D: Disk>(r: &R, d: &D, base: &str,
     .await;
     transfer_missing_source_and_object(r, d, &format!("{base}missing/"), &dir.join("missing"))
         .await;
+    transfer_refused_upload_sends_nothing(r, d, &format!("{base}refused-up/"), &dir.join("up"))
+        .await;
+}
+
+/// An upload whose local file the check refuses is `CorruptSource`: nothing is
+/// uploaded, an existing object keeps its bytes; the check saw the whole file.
+pub async fn transfer_refused_upload_sends_nothing<R: RemoteStorage, D: Disk>(
+    r: &R,
+    d: &D,
+    base: &str,
+    dir: &Utf8Path,
+) {
+    let body = pattern(11, 2 * TRANSFER_CHUNK_BYTES + 9);
+    let path = dir.join("layer");
+    d.write_atomic(&path, body.clone()).await.expect("write local");
+    let k = key(base, "layer");
+    let check = RecordingCheck::new(false);
+    match r.put_file(&k, &path, check.clone()).await {
+        Err(TransferError::CorruptSource { path: got, .. }) => assert_eq!(got, path),
+        other => panic!("a refused upload returned {other:?}"),
+    }
+    assert!(check.seen().finished && check.seen().bytes == body, "the check saw the file");
+    assert_eq!(remote_kind("nothing uploaded", r.get(&k).await), RemoteErrorKind::NotFound);
+    r.put(&k, b"old".to_vec()).await.expect("put");
+    let refused = r.put_file(&k, &path, RecordingCheck::new(false)).await;
+    assert!(matches!(refused, Err(TransferError::CorruptSource { .. })), "{refused:?}");
+    assert_eq!(r.get(&k).await.expect("get"), b"old", "a refused upload replaced the object");
 }
 
 /// Sizes that take no chunk, one byte, exactly one chunk, and several chunks with
@@ -567,7 +594,11 @@ pub async fn transfer_put_file_roundtrip<R: RemoteStorage, D: Disk>(
         let path = dir.join(format!("up-{i}"));
         d.write_atomic(&path, pattern(i as u8 + 40, len)).await.expect("write local");
         let k = key(base, &format!("up-{i}"));
-        assert_eq!(r.put_file(&k, &path).await.expect("put_file"), len as u64, "{k}");
+        assert_eq!(
+            r.put_file(&k, &path, RecordingCheck::new(true)).await.expect("put_file"),
+            len as u64,
+            "{k}"
+        );
         assert_eq!(r.get(&k).await.expect("get"), pattern(i as u8 + 40, len), "{k}");
         assert_eq!(d.read(&path).await.expect("local stays"), pattern(i as u8 + 40, len));
     }
@@ -650,7 +681,7 @@ pub async fn transfer_missing_source_and_object<R: RemoteStorage, D: Disk>(
     dir: &Utf8Path,
 ) {
     let k = key(base, "never");
-    match r.put_file(&k, &dir.join("no-such-file")).await {
+    match r.put_file(&k, &dir.join("no-such-file"), NoCheck).await {
         Err(TransferError::Local(e)) => assert_eq!(e.kind, DiskErrorKind::NotFound, "{e}"),
         other => panic!("put_file of a missing file returned {other:?}"),
     }

@@ -156,6 +156,7 @@ fn put_file_blocking(
     local_root: &Utf8Path,
     key: &str,
     path: &Utf8Path,
+    mut check: impl DownloadCheck,
 ) -> Result<u64, TransferError> {
     const OP: &str = "put_file";
     let (mut source, _) = open_upload_source(local_root, path)?;
@@ -170,26 +171,32 @@ fn put_file_blocking(
     }
     let mut copied = 0u64;
     // A failed read of the local source is the disk's error, not the store's.
-    let mut local_failure: Option<DiskError> = None;
+    let mut local_failure: Option<TransferError> = None;
     let written = crash_safe_write_with(root, Utf8Path::new(key), |target| {
         let mut buf = vec![0u8; TRANSFER_CHUNK_BYTES];
         loop {
             let n = match source.read(&mut buf) {
-                Ok(0) => return Ok(()),
+                Ok(0) => break,
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
                     let why = format!("read: {e}");
-                    local_failure = Some(DiskError::new(DiskErrorKind::Io, OP, path, why));
+                    local_failure = Some(DiskError::new(DiskErrorKind::Io, OP, path, why).into());
                     return Err(("read the local file", e));
                 }
             };
+            check.update(&buf[..n]);
             target.write_all(&buf[..n]).map_err(|e| ("write temp file", e))?;
             copied += n as u64;
         }
+        // Refused: the temp file goes, nothing is renamed into the store.
+        check.finish().map_err(|message| {
+            local_failure = Some(TransferError::CorruptSource { path: path.to_owned(), message });
+            ("check the local file", io::Error::other("refused by the check"))
+        })
     });
     if let Some(e) = local_failure {
-        return Err(e.into());
+        return Err(e);
     }
     written.map_err(|(step, e)| error(OP, key, step, e))?;
     Ok(copied)
@@ -362,11 +369,16 @@ impl RemoteStorage for LocalFs {
         self.run("delete_objects", first, move |root| delete_blocking(root, &keys)).await
     }
 
-    async fn put_file(&self, key: &RemoteKey, path: &Utf8Path) -> Result<u64, TransferError> {
+    async fn put_file<C: DownloadCheck>(
+        &self,
+        key: &RemoteKey,
+        path: &Utf8Path,
+        check: C,
+    ) -> Result<u64, TransferError> {
         let local_root = self.local_root("put_file", path)?;
         let (k, p) = (key.as_str().to_owned(), path.to_owned());
         self.run_transfer("put_file", key.as_str(), move |root| {
-            put_file_blocking(root, &local_root, &k, &p)
+            put_file_blocking(root, &local_root, &k, &p, check)
         })
         .await
     }

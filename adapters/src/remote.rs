@@ -67,7 +67,7 @@ pub const MAX_KEYS_PER_DELETE: usize = 1000;
 pub const TRANSFER_CHUNK_BYTES: usize = 256 * 1024;
 
 /// What [`RemoteStorage::get_to_file`] asks before it gives a downloaded file its
-/// final name. The adapter calls [`DownloadCheck::update`] with every chunk, in
+/// final name, and [`RemoteStorage::put_file`] before it sends a local file. The adapter calls [`DownloadCheck::update`] with every chunk, in
 /// order, then [`DownloadCheck::finish`] once; an `Err` refuses the download.
 pub trait DownloadCheck: Send + 'static {
     fn update(&mut self, chunk: &[u8]);
@@ -112,6 +112,10 @@ pub enum TransferError {
     /// written under the target's name.
     #[error("remote get {key}: refused by the check: {message}")]
     Corrupt { key: String, message: String },
+    /// The local file `put_file` read failed the caller's check; nothing was
+    /// uploaded (the store holds what it held).
+    #[error("put_file {path}: the local file was refused by the check: {message}")]
+    CorruptSource { path: camino::Utf8PathBuf, message: String },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -176,11 +180,15 @@ pub trait RemoteStorage: Clone + Send + Sync + 'static {
 
     /// Uploads the local file `path` (relative to the data directory) to `key`,
     /// reading it in chunks of at most [`TRANSFER_CHUNK_BYTES`]; as atomic as
-    /// `put`. Returns the bytes uploaded.
-    fn put_file(
+    /// `put`. Every chunk goes through `check` first, and the object is written
+    /// (renamed into place, or sent) only if it accepts the whole file:
+    /// otherwise [`TransferError::CorruptSource`] and nothing is uploaded.
+    /// Returns the bytes uploaded.
+    fn put_file<C: DownloadCheck>(
         &self,
         key: &RemoteKey,
         path: &Utf8Path,
+        check: C,
     ) -> impl Future<Output = Result<u64, TransferError>> + Send;
 
     /// Downloads `key` into the local file `path` (relative to the data

@@ -369,6 +369,43 @@ impl S3Remote {
         Ok(())
     }
 
+    /// The check of `put_file`, before anything is sent (a PUT cannot be taken
+    /// back): one pass over the local file in chunks of [`TRANSFER_CHUNK_BYTES`].
+    /// The upload then reads the file again; strata never changes a layer file in
+    /// place (a rewrite is a new file renamed over it), so both reads see the same
+    /// bytes unless the file is replaced in between by a write of the same layer.
+    async fn check_file<C: DownloadCheck>(
+        &self,
+        path: &Utf8Path,
+        mut check: C,
+    ) -> Result<(), TransferError> {
+        use std::io::Read;
+        const OP: &str = "put_file";
+        let root = self.local_root(OP, path)?.to_owned();
+        let rel = path.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let (mut file, _) = open_upload_source(&root, &rel)?;
+            let mut buf = vec![0u8; TRANSFER_CHUNK_BYTES];
+            loop {
+                let n = match file.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(e) => {
+                        let why = format!("read: {e}");
+                        return Err(DiskError::new(DiskErrorKind::Io, OP, &rel, why).into());
+                    }
+                };
+                check.update(&buf[..n]);
+            }
+            check
+                .finish()
+                .map_err(|message| TransferError::CorruptSource { path: rel.clone(), message })
+        })
+        .await
+        .map_err(|e| DiskError::new(DiskErrorKind::Io, OP, path, format!("task: {e}")))?
+    }
+
     /// The body of `put_file`: the local file, read in chunks of
     /// [`TRANSFER_CHUNK_BYTES`] (the SDK may read it again for a retry).
     async fn file_body(&self, path: &Utf8Path) -> Result<(ByteStream, u64), DiskError> {
@@ -542,7 +579,13 @@ impl RemoteStorage for S3Remote {
         Ok(listed)
     }
 
-    async fn put_file(&self, key: &RemoteKey, path: &Utf8Path) -> Result<u64, TransferError> {
+    async fn put_file<C: DownloadCheck>(
+        &self,
+        key: &RemoteKey,
+        path: &Utf8Path,
+        check: C,
+    ) -> Result<u64, TransferError> {
+        self.check_file(path, check).await?;
         let (body, len) = self.file_body(path).await?;
         self.put_stream(key, body).await?;
         Ok(len)

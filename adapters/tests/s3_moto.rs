@@ -177,7 +177,7 @@ async fn streams_large_objects_from_and_to_files() {
     std::fs::write(root.join(src), &body).unwrap();
 
     let k = key("tenants/t/big-layer");
-    assert_eq!(s3.put_file(&k, src).await.unwrap(), body.len() as u64);
+    assert_eq!(s3.put_file(&k, src, NoCheck).await.unwrap(), body.len() as u64);
     let dst = camino::Utf8Path::new("dst");
     assert_eq!(s3.get_to_file(&k, dst, NoCheck).await.unwrap(), body.len() as u64);
     assert!(std::fs::read(root.join(dst)).unwrap() == body, "downloaded bytes differ");
@@ -191,7 +191,7 @@ async fn streams_large_objects_from_and_to_files() {
     }
     assert_eq!(std::fs::read_dir(root).unwrap().count(), 2, "nothing written for a missing key");
 
-    match s3.put_file(&k, camino::Utf8Path::new("no-such-file")).await {
+    match s3.put_file(&k, camino::Utf8Path::new("no-such-file"), NoCheck).await {
         Err(TransferError::Local(e)) => {
             assert_eq!(e.kind, DiskErrorKind::NotFound, "{e}");
             assert_eq!(e.path, "no-such-file");

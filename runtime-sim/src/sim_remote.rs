@@ -26,8 +26,8 @@
 //!   way; the check refuses it and nothing is written locally.
 //!
 //! Streaming transfers ([`SimRemote::with_local_disk`]): `put_file` reads the
-//! local file from the simulated disk and puts it as `put` does (same fault
-//! sites); `get_to_file` gets the object as `get` does, hands it to the check in
+//! local file from the simulated disk, hands it to the check, and puts it as
+//! `put` does (same fault sites) only if the check accepts it; `get_to_file` gets the object as `get` does, hands it to the check in
 //! chunks of [`TRANSFER_CHUNK_BYTES`], and only if the check accepts writes it
 //! with the simulated disk's `write_atomic` (temp file, fsync, rename, directory
 //! fsync: the disk's crash rule applies to every step). The simulator holds every
@@ -448,8 +448,19 @@ impl RemoteStorage for SimRemote {
         self.write("delete_objects", first, request, sites).await
     }
 
-    async fn put_file(&self, key: &RemoteKey, path: &Utf8Path) -> Result<u64, TransferError> {
+    async fn put_file<C: DownloadCheck>(
+        &self,
+        key: &RemoteKey,
+        path: &Utf8Path,
+        mut check: C,
+    ) -> Result<u64, TransferError> {
         let bytes = self.local("put_file", path)?.read(path).await?;
+        for chunk in bytes.chunks(TRANSFER_CHUNK_BYTES) {
+            check.update(chunk);
+        }
+        if let Err(message) = check.finish() {
+            return Err(TransferError::CorruptSource { path: path.to_owned(), message });
+        }
         let len = bytes.len() as u64;
         self.put(key, bytes).await?;
         Ok(len)

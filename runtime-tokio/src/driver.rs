@@ -399,9 +399,13 @@ where
         Io::RemotePut { key, bytes } => {
             IoResult::Done(a.remote.put(&key, bytes).await.map_err(remote_failure))
         }
-        Io::RemotePutFile { key, path } => {
-            IoResult::Done(a.remote.put_file(&key, &path).await.map(drop).map_err(transfer_failure))
-        }
+        Io::RemotePutFile { key, path, expected } => IoResult::Done(
+            a.remote
+                .put_file(&key, &path, FileCheck::new(expected))
+                .await
+                .map(drop)
+                .map_err(transfer_failure),
+        ),
         Io::RemoteGet { key } => IoResult::Bytes(a.remote.get(&key).await.map_err(remote_failure)),
         Io::RemoteGetFile { key, path, expected } => IoResult::Done(
             a.remote
@@ -483,6 +487,11 @@ fn transfer_failure(e: TransferError) -> IoError {
         TransferError::Corrupt { key, message } => {
             IoError::remote(IoErrorKind::Corrupt, key, message)
         }
+        TransferError::CorruptSource { path, message } => IoError::local(
+            IoErrorKind::Corrupt,
+            path,
+            format!("the local copy is corrupt: {message}"),
+        ),
     }
 }
 

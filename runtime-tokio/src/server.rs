@@ -200,10 +200,15 @@ impl RemoteStorage for NodeRemote {
         }
     }
 
-    async fn put_file(&self, key: &RemoteKey, path: &Utf8Path) -> Result<u64, TransferError> {
+    async fn put_file<C: DownloadCheck>(
+        &self,
+        key: &RemoteKey,
+        path: &Utf8Path,
+        check: C,
+    ) -> Result<u64, TransferError> {
         match self {
-            NodeRemote::Local(r) => r.put_file(key, path).await,
-            NodeRemote::S3(r) => r.put_file(key, path).await,
+            NodeRemote::Local(r) => r.put_file(key, path, check).await,
+            NodeRemote::S3(r) => r.put_file(key, path, check).await,
         }
     }
 

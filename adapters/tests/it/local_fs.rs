@@ -48,8 +48,10 @@ async fn a_transfer_without_a_local_disk_is_refused() {
     let remote = LocalFs::new(root.clone());
     remote.put(&key("k"), b"x".to_vec()).await.unwrap();
     let p = Utf8Path::new("f");
-    for r in [remote.put_file(&key("k"), p).await, remote.get_to_file(&key("k"), p, NoCheck).await]
-    {
+    for r in [
+        remote.put_file(&key("k"), p, NoCheck).await,
+        remote.get_to_file(&key("k"), p, NoCheck).await,
+    ] {
         assert!(
             matches!(r, Err(TransferError::Local(ref e)) if e.kind == DiskErrorKind::BadPath),
             "{r:?}"

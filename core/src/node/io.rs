@@ -103,9 +103,13 @@ pub enum Io {
     },
     /// Upload the local file `path` to `key`: the adapter reads the file (in
     /// bounded chunks), so a layer's bytes never pass through core on the way up.
+    /// The adapter checks the file against `expected` (the layer map's size and
+    /// CRC32C) as it reads it, before anything is sent or renamed: a corrupt local
+    /// copy is never uploaded ([`IoErrorKind::Corrupt`] naming the local path).
     RemotePutFile {
         key: RemoteKey,
         path: Utf8PathBuf,
+        expected: ExpectedFile,
     },
     RemoteGet {
         key: RemoteKey,
@@ -182,7 +186,11 @@ impl std::fmt::Debug for Io {
             Io::DiskRename { from, to } => write!(f, "DiskRename {from} -> {to}"),
             Io::DiskRemoveDir { path } => write!(f, "DiskRemoveDir {path}"),
             Io::RemotePut { key, bytes } => write!(f, "RemotePut {key} ({} bytes)", bytes.len()),
-            Io::RemotePutFile { key, path } => write!(f, "RemotePutFile {key} from {path}"),
+            Io::RemotePutFile { key, path, expected } => write!(
+                f,
+                "RemotePutFile {key} from {path} ({} bytes crc {:08x})",
+                expected.size_bytes, expected.crc32c
+            ),
             Io::RemoteGet { key } => write!(f, "RemoteGet {key}"),
             Io::RemoteGetFile { key, path, expected } => write!(
                 f,

@@ -307,9 +307,10 @@ impl Node {
             UploadEffect::UploadLayer { op, name, meta } => {
                 let key = remote_path::layer_key(t, tl, &name, meta.generation);
                 let path = io::layer_path(t, tl, &name);
+                let expected = ExpectedFile::from(&meta);
                 self.emit_io(
                     Route::UploadPut { tenant: t, timeline: tl, inner: op, layer: Some(name) },
-                    Io::RemotePutFile { key, path },
+                    Io::RemotePutFile { key, path, expected },
                 )
             }
             UploadEffect::UploadIndex { op, version, index } => self.emit_io(

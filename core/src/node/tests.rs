@@ -161,13 +161,22 @@ impl World {
             }
             // As the adapters do: the local file is read first (missing: the
             // disk's NotFound, nothing uploaded), then put.
-            Io::RemotePutFile { key, path } => match self.files.get(&path) {
+            Io::RemotePutFile { key, path, expected } => match self.files.get(&path) {
                 _ if self.lose_files_before_upload => {
                     self.files.remove(&path);
                     IoResult::Done(Err(IoError::local(
                         IoErrorKind::NotFound,
                         path.clone(),
                         "put_file: open: no such file",
+                    )))
+                }
+                // As the driver does: core's check of the local bytes first.
+                Some(bytes) if crate::file_check::check_bytes(bytes, expected).is_err() => {
+                    let why = crate::file_check::check_bytes(bytes, expected).unwrap_err();
+                    IoResult::Done(Err(IoError::local(
+                        IoErrorKind::Corrupt,
+                        path.clone(),
+                        format!("the local copy of {key} is corrupt: {why}"),
                     )))
                 }
                 Some(bytes) => {

@@ -230,6 +230,7 @@ fn a_corrupt_local_layer_not_yet_uploaded_is_never_uploaded() {
     let broken = listed(&mut h, T).broken_timelines;
     assert_eq!(broken.len(), 1, "{broken:?}");
     assert!(broken[0].reason.contains("corrupt"), "{broken:?}");
+}
 
 /// A download the size and CRC32C check refuses is tried again, up to
 /// `CORRUPT_DOWNLOAD_ATTEMPTS` times: a corruption on the way (here the first
