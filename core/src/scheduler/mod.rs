@@ -17,7 +17,10 @@
 //! owner), [`Scheduler::handle_finished`] (the job's work ended: success,
 //! failure, or abandoned), [`Scheduler::handle_cancel_owner`] (a tenant or a
 //! timeline is going away: its queued requests are dropped; its running jobs keep
-//! their slots until `handle_finished` reports them).
+//! their slots until `handle_finished` reports them). The same inputs as data:
+//! [`SchedulerInput`], fed by [`Scheduler::handle`], which answers an illegal one
+//! (a finish for an owner not running) with [`SchedulerError::NotRunning`]. The
+//! scheduler has no timers, so no timer input.
 //!
 //! **Effects.** [`SchedulerEffect::Grant`]: the owner may start its job now. The
 //! node routes it to the timeline within the same input; a grant for a timeline
@@ -116,6 +119,19 @@ pub enum SchedulerError {
     NotRunning(JobOwner),
 }
 
+/// One input of the scheduler; each variant names the `handle_*` method it
+/// stands for. No `Arbitrary` derive: `TenantId` and `TimelineId` do not
+/// implement it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SchedulerInput {
+    /// `handle_request`.
+    Request(JobOwner),
+    /// `handle_finished`.
+    Finished(JobOwner),
+    /// `handle_cancel_owner`.
+    CancelOwner { tenant: TenantId, timeline: Option<TimelineId> },
+}
+
 /// One tenant's queued requests and its round-robin position.
 #[derive(Clone, Debug, Default)]
 struct TenantQueue {
@@ -192,6 +208,19 @@ impl Scheduler {
             }
         }
         self.pump(now);
+    }
+
+    /// Feeds one input; an illegal one is an `Err`, exactly as the `handle_*`
+    /// method it stands for answers it.
+    pub fn handle(&mut self, now: Instant, input: SchedulerInput) -> Result<(), SchedulerError> {
+        match input {
+            SchedulerInput::Request(owner) => self.handle_request(now, owner),
+            SchedulerInput::Finished(owner) => self.handle_finished(now, owner)?,
+            SchedulerInput::CancelOwner { tenant, timeline } => {
+                self.handle_cancel_owner(now, tenant, timeline)
+            }
+        }
+        Ok(())
     }
 
     pub fn poll_effect(&mut self) -> Option<SchedulerEffect> {

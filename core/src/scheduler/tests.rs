@@ -282,3 +282,30 @@ fn bench_grant_cycle() {
         );
     }
 }
+
+/// `bound_is_kept_and_finishing_frees_a_slot` and a cancel, driven through
+/// `handle` alone.
+#[test]
+fn handle_dispatches_every_input_and_refuses_a_finish_not_running() {
+    let mut s = sched(2);
+    let now = Instant::ZERO;
+    for tl in 0..4 {
+        s.handle(now, SchedulerInput::Request(job(1, tl, JobKind::Compaction))).unwrap();
+    }
+    assert_eq!(
+        grants(&mut s),
+        vec![job(1, 0, JobKind::Compaction), job(1, 1, JobKind::Compaction)]
+    );
+    s.handle(now, SchedulerInput::Finished(job(1, 0, JobKind::Compaction))).unwrap();
+    assert_eq!(grants(&mut s), vec![job(1, 2, JobKind::Compaction)]);
+    assert_eq!(
+        s.handle(now, SchedulerInput::Finished(job(1, 0, JobKind::Compaction))),
+        Err(SchedulerError::NotRunning(job(1, 0, JobKind::Compaction)))
+    );
+    // Cancelling the tenant drops its queued request; running jobs keep slots.
+    s.handle(now, SchedulerInput::CancelOwner { tenant: tenant(1), timeline: None }).unwrap();
+    assert_eq!((s.queued(JobKind::Compaction), s.running(JobKind::Compaction)), (0, 2));
+    s.handle(now, SchedulerInput::Finished(job(1, 1, JobKind::Compaction))).unwrap();
+    assert_eq!(grants(&mut s), vec![]);
+    assert_eq!(s.running(JobKind::Compaction), 1);
+}
