@@ -28,6 +28,9 @@
 //! - [`ControlPlaneClient::handle_timeout`]`(now, timer)`: one named
 //!   [`ClientTimer`] fires: an attempt's deadline, or a call's backoff.
 //!
+//! The same inputs as data: [`ClientInput`], fed by [`ControlPlaneClient::handle`]
+//! (a fuzz target or a property test drives the machine through it alone).
+//!
 //! A reply to an attempt that is no longer in flight (it timed out, and a retry
 //! may be out) is dropped and counted (`late_replies_total`): in a distributed
 //! system that is normal, not a bug. A reply naming an attempt never sent, or the
@@ -225,6 +228,30 @@ pub enum ClientTimer {
     Retry(CallId),
 }
 
+/// One input of the client; each variant names the `handle_*` method it stands
+/// for. No `Arbitrary` derive: `OpId`, `CpRequest` and `ControlPlaneReply` do not
+/// implement it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClientInput {
+    /// `handle_call`: answered with [`ClientOutput::Call`].
+    Call(CpRequest),
+    /// `handle_reply`.
+    Reply { attempt: OpId, reply: Result<ControlPlaneReply, ControlPlaneError> },
+    /// `handle_unreachable`.
+    Unreachable { attempt: OpId, message: String },
+    /// `handle_timeout`: one named timer fired.
+    Timeout(ClientTimer),
+}
+
+/// What [`ControlPlaneClient::handle`] answers besides the effects it queues.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClientOutput {
+    /// The input was taken.
+    Done,
+    /// The new call's id: its [`ClientEffect::Done`] carries it.
+    Call(CallId),
+}
+
 /// An input that does not fit: a bug in the transport or the node.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ClientInputError {
@@ -386,6 +413,27 @@ impl ControlPlaneClient {
             }
             ClientTimer::Retry(call) => self.send(now, call),
         }
+    }
+
+    /// Feeds one input. An illegal one (an attempt never sent, the wrong kind of
+    /// reply) is an `Err`, exactly as the `handle_*` method it stands for answers
+    /// it; a late reply or a timer not due is taken and does nothing, as there.
+    pub fn handle(
+        &mut self,
+        now: Instant,
+        input: ClientInput,
+    ) -> Result<ClientOutput, ClientInputError> {
+        match input {
+            ClientInput::Call(request) => {
+                return Ok(ClientOutput::Call(self.handle_call(now, request)));
+            }
+            ClientInput::Reply { attempt, reply } => self.handle_reply(now, attempt, reply)?,
+            ClientInput::Unreachable { attempt, message } => {
+                self.handle_unreachable(now, attempt, message)?
+            }
+            ClientInput::Timeout(timer) => self.handle_timeout(now, timer),
+        }
+        Ok(ClientOutput::Done)
     }
 
     pub fn poll_effect(&mut self) -> Option<ClientEffect> {

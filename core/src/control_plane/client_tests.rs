@@ -167,6 +167,51 @@ fn bogus_inputs_are_typed_errors() {
     c.check_invariants();
 }
 
+/// `a_deadline_fires_a_timeout_then_the_budget_is_spent` and
+/// `bogus_inputs_are_typed_errors`, driven through `handle` alone.
+#[test]
+fn handle_dispatches_every_input_and_types_an_illegal_one() {
+    let mut c = ControlPlaneClient::new(config());
+    let mut now = Instant::ZERO;
+    let Ok(ClientOutput::Call(call)) =
+        c.handle(now, ClientInput::Call(CpRequest::Detach { tenant: T }))
+    else {
+        panic!("a call is answered with its id")
+    };
+    let mut attempts = vec![sent(&drain(&mut c))];
+    // Three attempts: the first unreachable, the second refused (retryable), the
+    // third times out; the call then fails with the timeout.
+    now = now.plus_millis(10);
+    let message = "refused".to_string();
+    let input = ClientInput::Unreachable { attempt: attempts[0], message };
+    assert_eq!(c.handle(now, input), Ok(ClientOutput::Done));
+    assert!(drain(&mut c).is_empty(), "backs off first");
+    now = now.plus_millis(100);
+    c.handle(now, ClientInput::Timeout(ClientTimer::Retry(call))).unwrap();
+    attempts.push(sent(&drain(&mut c)));
+    let overloaded = ControlPlaneError::Overloaded { queued: 1 };
+    let input = ClientInput::Reply { attempt: attempts[1], reply: Err(overloaded) };
+    c.handle(now, input).unwrap();
+    assert!(drain(&mut c).is_empty(), "a retryable refusal backs off");
+    now = now.plus_millis(200);
+    c.handle(now, ClientInput::Timeout(ClientTimer::Retry(call))).unwrap();
+    attempts.push(sent(&drain(&mut c)));
+    // The deadline, named but not yet due: nothing.
+    c.handle(now, ClientInput::Timeout(ClientTimer::Deadline(call))).unwrap();
+    assert!(drain(&mut c).is_empty() && c.is_in_flight(attempts[2]));
+    // A wrong kind of reply is typed and leaves the attempt in flight.
+    let wrong = ClientInput::Reply { attempt: attempts[2], reply: Ok(validated()) };
+    assert!(matches!(c.handle(now, wrong), Err(ClientInputError::WrongReply { .. })));
+    now = now.plus_millis(1_000);
+    c.handle(now, ClientInput::Timeout(ClientTimer::Deadline(call))).unwrap();
+    let failure = CallFailure::Timeout { deadline_ms: 1_000 };
+    assert_eq!(drain(&mut c), vec![ClientEffect::Done { call, result: Err(failure) }]);
+    assert_eq!(attempts.len(), 3, "exactly the budget: {attempts:?}");
+    // An attempt never sent.
+    let bogus = ClientInput::Reply { attempt: OpId(999), reply: Ok(validated()) };
+    assert_eq!(c.handle(now, bogus), Err(ClientInputError::UnknownAttempt(OpId(999))));
+}
+
 /// What the transport and the clock may do next, drawn by proptest.
 #[derive(Clone, Debug)]
 enum Step {
