@@ -32,6 +32,12 @@
 //!   durable generation; an unknown tenant is invalid. Answered at once, from the
 //!   durable table, results in request order.
 //! - [`ControlPlane::handle_detach`]: T is attached nowhere; its generation stays.
+//! - Completions: [`ControlPlane::handle_persisted`] and
+//!   [`ControlPlane::handle_remote_generations`]; one that matches nothing in
+//!   progress is a typed [`ControlPlaneInputError`].
+//!
+//! The same inputs as data: [`ControlPlaneInput`], fed by [`ControlPlane::handle`].
+//! The machine has no timers, so no timer input.
 //!
 //! # States
 //! The table itself ([`TenantRecord`] per tenant: what the store holds, nothing
@@ -171,6 +177,25 @@ pub enum ControlPlaneError {
 pub enum ControlPlaneInputError {
     #[error("stale or unknown completion {0}: nothing is waiting for it")]
     UnexpectedCompletion(OpId),
+}
+
+/// One input of the generation table; each variant names the `handle_*` method
+/// it stands for. No `Arbitrary` derive: `TenantId`, `NodeId`, `Generation` and
+/// `OpId` do not implement it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ControlPlaneInput {
+    /// `handle_attach`.
+    Attach { req: RequestId, tenant: TenantId, node: NodeId, reported: Option<Generation> },
+    /// `handle_re_attach_holding_back` (`handle_re_attach` with none held back).
+    ReAttach { req: RequestId, node: NodeId, held_back: BTreeSet<TenantId> },
+    /// `handle_detach`.
+    Detach { req: RequestId, tenant: TenantId },
+    /// `handle_validate`.
+    Validate { req: RequestId, tenants: Vec<(TenantId, Generation)> },
+    /// `handle_persisted`: a `Persist` completed.
+    Persisted { op: OpId, result: Result<(), crate::io_error::IoError> },
+    /// `handle_remote_generations`: a `ListRemoteGenerations` completed.
+    RemoteGenerations { op: OpId, max_found: Option<Generation> },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -339,6 +364,33 @@ impl ControlPlane {
         let above = [max_found, reported, self.floors.get(&tenant).copied()];
         self.grant(req, tenant, node, above.into_iter().flatten().max());
         self.pump(now);
+        Ok(())
+    }
+
+    /// Feeds one input. A completion that matches nothing in progress is an
+    /// `Err`, exactly as the `handle_*` method it stands for answers it; a request
+    /// beyond the queue bound is answered with an `Overloaded` reply, as there.
+    pub fn handle(
+        &mut self,
+        now: Instant,
+        input: ControlPlaneInput,
+    ) -> Result<(), ControlPlaneInputError> {
+        match input {
+            ControlPlaneInput::Attach { req, tenant, node, reported } => {
+                self.handle_attach(now, req, tenant, node, reported)
+            }
+            ControlPlaneInput::ReAttach { req, node, held_back } => {
+                self.handle_re_attach_holding_back(now, req, node, held_back)
+            }
+            ControlPlaneInput::Detach { req, tenant } => self.handle_detach(now, req, tenant),
+            ControlPlaneInput::Validate { req, tenants } => self.handle_validate(now, req, tenants),
+            ControlPlaneInput::Persisted { op, result } => {
+                self.handle_persisted(now, op, result)?
+            }
+            ControlPlaneInput::RemoteGenerations { op, max_found } => {
+                self.handle_remote_generations(now, op, max_found)?
+            }
+        }
         Ok(())
     }
 

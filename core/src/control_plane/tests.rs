@@ -325,3 +325,69 @@ fn generation_exhaustion_is_an_error_not_a_wrap() {
     h.cp.handle_attach(NOW, req, t(1), N2, None);
     assert_eq!(h.settle(req), Err(ControlPlaneError::GenerationExhausted(t(1), max)));
 }
+
+/// `the_reply_waits_for_the_persist`, a re-attach, a detach, a validation and a
+/// stale completion, driven through `handle` alone.
+#[test]
+fn handle_dispatches_every_input_and_types_a_stale_completion() {
+    let mut cp = ControlPlane::recover(Vec::new());
+    let effects = |cp: &mut ControlPlane| {
+        cp.check_invariants();
+        std::iter::from_fn(|| cp.poll_effect()).collect::<Vec<_>>()
+    };
+    let attach =
+        ControlPlaneInput::Attach { req: RequestId(1), tenant: t(1), node: N1, reported: None };
+    cp.handle(NOW, attach).unwrap();
+    let [ControlPlaneEffect::ListRemoteGenerations { op, .. }] = effects(&mut cp)[..] else {
+        panic!("a new tenant is listed first")
+    };
+    cp.handle(NOW, ControlPlaneInput::RemoteGenerations { op, max_found: Some(g(4)) }).unwrap();
+    let [ControlPlaneEffect::Persist { op, .. }] = effects(&mut cp)[..] else {
+        panic!("then persisted")
+    };
+    let stale = ControlPlaneInput::Persisted { op: OpId(op.0 + 100), result: Ok(()) };
+    let stale_op = OpId(op.0 + 100);
+    assert_eq!(cp.handle(NOW, stale), Err(ControlPlaneInputError::UnexpectedCompletion(stale_op)));
+    assert!(effects(&mut cp).is_empty(), "no reply before the store confirmed");
+    cp.handle(NOW, ControlPlaneInput::Persisted { op, result: Ok(()) }).unwrap();
+    let reply = ControlPlaneReply::Attached { generation: g(5) };
+    let expected = ControlPlaneEffect::Reply { req: RequestId(1), reply: Ok(reply) };
+    assert_eq!(effects(&mut cp), vec![expected]);
+    // Re-attach bumps it; the old generation is no longer valid.
+    let re_attach =
+        ControlPlaneInput::ReAttach { req: RequestId(2), node: N1, held_back: BTreeSet::new() };
+    cp.handle(NOW, re_attach).unwrap();
+    let [ControlPlaneEffect::Persist { op, .. }] = effects(&mut cp)[..] else { panic!() };
+    cp.handle(NOW, ControlPlaneInput::Persisted { op, result: Ok(()) }).unwrap();
+    let re_attached = ReAttachedTenant { tenant: t(1), generation: g(6), previous_was_own: true };
+    let reply = ControlPlaneReply::ReAttached { tenants: vec![re_attached] };
+    assert_eq!(
+        effects(&mut cp),
+        vec![ControlPlaneEffect::Reply { req: RequestId(2), reply: Ok(reply) }]
+    );
+    let validate = ControlPlaneInput::Validate {
+        req: RequestId(3),
+        tenants: vec![(t(1), g(5)), (t(1), g(6))],
+    };
+    cp.handle(NOW, validate).unwrap();
+    let reply = ControlPlaneReply::Validated { results: vec![(t(1), false), (t(1), true)] };
+    assert_eq!(
+        effects(&mut cp),
+        vec![ControlPlaneEffect::Reply { req: RequestId(3), reply: Ok(reply) }]
+    );
+    cp.handle(NOW, ControlPlaneInput::Detach { req: RequestId(4), tenant: t(1) }).unwrap();
+    let [ControlPlaneEffect::Persist { op, .. }] = effects(&mut cp)[..] else { panic!() };
+    cp.handle(NOW, ControlPlaneInput::Persisted { op, result: Ok(()) }).unwrap();
+    assert_eq!(
+        effects(&mut cp),
+        vec![ControlPlaneEffect::Reply {
+            req: RequestId(4),
+            reply: Ok(ControlPlaneReply::Detached)
+        }]
+    );
+    assert_eq!(cp.record(t(1)).map(|r| (r.generation, r.attached_to)), Some((g(6), None)));
+    assert_eq!(
+        cp.handle(NOW, ControlPlaneInput::RemoteGenerations { op: OpId(0), max_found: None }),
+        Err(ControlPlaneInputError::UnexpectedCompletion(OpId(0)))
+    );
+}
