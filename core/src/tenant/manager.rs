@@ -63,6 +63,11 @@
 //! Inputs: [`TenantManager::handle_location_config`],
 //! [`TenantManager::handle_step_done`], [`TenantManager::handle_tenant_event`]
 //! (lifecycle events the node reports while it loads a tenant).
+//! The same inputs, with [`TenantManager::handle_settled`],
+//! [`TenantManager::handle_create_tenant`] and
+//! [`TenantManager::handle_delete_tenant`], as data: [`ManagerInput`], fed by
+//! [`TenantManager::handle`] (an illegal one is a [`ManagerHandleError`]). The
+//! manager has no timers.
 //! Effects ([`ManagerEffect`]): `Step` for the node to execute, `Reply` to a request.
 //!
 //! # Crash
@@ -73,8 +78,11 @@
 //! happened), the new config (it happened; start-up loads the tenant in its new mode),
 //! or a renamed `.___detached` directory (start-up removes it).
 
+mod input;
 mod invariants;
 mod plan;
+
+pub use input::{ManagerHandleError, ManagerInput};
 
 pub use plan::{
     LocationRequest, OperationKind, Placement, Plan, RequestedMode, Step, StepOutput, plan,

@@ -7,8 +7,9 @@ pub mod manager;
 
 pub use lifecycle::{IllegalTransition, TenantEvent, TenantState};
 pub use manager::{
-    LocationOutcome, LocationRequest, ManagerEffect, ManagerError, ManagerInputError,
-    OperationKind, Placement, RequestedMode, Slot, Step, StepOutput, TenantManager, plan,
+    LocationOutcome, LocationRequest, ManagerEffect, ManagerError, ManagerHandleError,
+    ManagerInput, ManagerInputError, OperationKind, Placement, RequestedMode, Slot, Step,
+    StepOutput, TenantManager, plan,
 };
 
 #[cfg(test)]

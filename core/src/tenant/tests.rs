@@ -374,6 +374,68 @@ fn input_errors_are_typed_not_panics() {
     assert!(m.handle_tenant_event(NOW, t(1), TenantEvent::Activated).is_err());
 }
 
+/// `attach_acquires_writes_config_then_loads` and
+/// `input_errors_are_typed_not_panics`, driven through `handle` alone.
+#[test]
+fn handle_dispatches_every_input_and_types_an_illegal_one() {
+    let mut m = TenantManager::default();
+    let step = |m: &mut TenantManager| match m.poll_effect() {
+        Some(ManagerEffect::Step { tenant, step }) => (tenant, step),
+        other => panic!("expected a step, got {other:?}"),
+    };
+    let done = |tenant, result| ManagerInput::StepDone { tenant, result };
+    assert_eq!(
+        m.handle(NOW, done(t(1), Ok(StepOutput::Done))),
+        Err(ManagerHandleError::Input(ManagerInputError::NoOperation(t(1))))
+    );
+    let request = req(RequestedMode::AttachedSingle, None);
+    m.handle(NOW, ManagerInput::LocationConfig { req: RequestId(1), tenant: t(1), request })
+        .unwrap();
+    assert_eq!(step(&mut m), (t(1), Step::AcquireGeneration { at_least: None }));
+    let slot = Slot::Secondary { warm: false };
+    assert!(matches!(
+        m.handle(NOW, ManagerInput::Settled { tenant: t(1), slot }),
+        Err(ManagerHandleError::Refused(ManagerError::Busy { .. }))
+    ));
+    m.handle(NOW, done(t(1), Ok(StepOutput::Generation(g(5))))).unwrap();
+    assert_eq!(step(&mut m), (t(1), Step::WriteConfig { mode: single(5) }));
+    m.handle(NOW, done(t(1), Ok(StepOutput::Done))).unwrap();
+    assert_eq!(step(&mut m), (t(1), Step::LoadTenant { mode: single(5) }));
+    m.handle(NOW, done(t(1), Ok(StepOutput::Done))).unwrap();
+    let outcome = Ok(LocationOutcome::Changed(Placement::Located(single(5))));
+    let reply = ManagerEffect::Reply { req: RequestId(1), tenant: t(1), result: outcome };
+    assert_eq!(m.poll_effect(), Some(reply));
+    assert_eq!(attached(&m, t(1)), Some(single(5)));
+    m.check_invariants();
+    // A create of a tenant the node has, and a delete of one it does not have.
+    m.handle(NOW, ManagerInput::CreateTenant { req: RequestId(2), tenant: t(1) }).unwrap();
+    let result = Err(ManagerError::AlreadyExists(t(1)));
+    let reply = ManagerEffect::Reply { req: RequestId(2), tenant: t(1), result };
+    assert_eq!(m.poll_effect(), Some(reply));
+    m.handle(NOW, ManagerInput::DeleteTenant { req: RequestId(3), tenant: t(2) }).unwrap();
+    let result = Err(ManagerError::NotFound(t(2)));
+    let reply = ManagerEffect::Reply { req: RequestId(3), tenant: t(2), result };
+    assert_eq!(m.poll_effect(), Some(reply));
+    // A settled slot outside an operation is taken; an event for no tenant is not.
+    let slot = Slot::Secondary { warm: true };
+    m.handle(NOW, ManagerInput::Settled { tenant: t(3), slot: slot.clone() }).unwrap();
+    assert_eq!(m.slot(t(3)), Some(&slot));
+    let event = ManagerInput::TenantEvent { tenant: t(9), event: TenantEvent::Activated };
+    assert_eq!(
+        m.handle(NOW, event),
+        Err(ManagerHandleError::Input(ManagerInputError::NoOperation(t(9))))
+    );
+    // An AcquireGeneration answered without a generation.
+    let request = req(RequestedMode::AttachedSingle, None);
+    m.handle(NOW, ManagerInput::LocationConfig { req: RequestId(4), tenant: t(4), request })
+        .unwrap();
+    assert_eq!(step(&mut m), (t(4), Step::AcquireGeneration { at_least: None }));
+    assert_eq!(
+        m.handle(NOW, done(t(4), Ok(StepOutput::Done))),
+        Err(ManagerHandleError::Input(ManagerInputError::MissingGeneration(t(4))))
+    );
+}
+
 // ---- property test ----
 
 #[derive(Clone, Debug)]
