@@ -52,6 +52,14 @@
 //! the read returned (the timeline verifies it), but the bytes are not inserted,
 //! and a new miss starts a new read.
 //!
+//! # Inputs
+//! [`PageCache::lookup_layer`], [`PageCache::complete_layer_fill`],
+//! [`PageCache::lookup_value`], [`PageCache::insert_value`] and the three
+//! invalidations. The same inputs as data: [`PageCacheInput`], fed by
+//! [`PageCache::handle`], which answers with a [`PageCacheOutput`]. No input is
+//! illegal (a completion for an unknown fill is answered with nothing), so there is
+//! no error type; no timers.
+//!
 //! # Request kinds
 //! [`RequestKind::Get`] (a page read) or [`RequestKind::Background`] (compaction
 //! inputs, image creation): hits and misses are counted per (request kind,
@@ -72,6 +80,10 @@
 mod node_tests;
 #[cfg(test)]
 mod tests;
+
+mod input;
+
+pub use input::{PageCacheInput, PageCacheOutput};
 
 use crate::id::{TenantId, TimelineId};
 use crate::layer_name::LayerName;

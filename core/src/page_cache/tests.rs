@@ -258,3 +258,44 @@ proptest! {
         prop_assert!(waiting.is_empty(), "waiters never answered: {:?}", waiting);
     }
 }
+
+/// `a_cache_smaller_than_one_entry_still_hands_the_bytes_to_every_waiter`,
+/// `a_filled_layer_hits_and_counts_by_kind`, values and invalidations, driven
+/// through `handle` alone.
+#[test]
+fn handle_dispatches_every_input() {
+    use PageCacheInput as In;
+    use PageCacheOutput as Out;
+    let now = crate::time::Instant::ZERO;
+    let mut c = cache(1000);
+    let lookup = |waiter| In::LookupLayer { key: layer(1), kind: RequestKind::Get, waiter };
+    let Out::Layer(LayerLookup::Miss(f)) = c.handle(now, lookup(1)) else { panic!("a miss") };
+    assert_eq!(c.handle(now, lookup(2)), Out::Layer(LayerLookup::Joined(f)));
+    let complete = In::CompleteLayerFill { fill: f, bytes: Some(vec![7; 100]) };
+    assert_eq!(c.handle(now, complete.clone()), Out::Filled(Some((layer(1), vec![1, 2]))));
+    assert_eq!(c.handle(now, complete), Out::Filled(None), "an unknown fill: nothing");
+    assert_eq!(c.handle(now, lookup(3)), Out::Layer(LayerLookup::Hit(vec![7; 100])));
+    assert_eq!(c.hits(RequestKind::Get, ContentKind::LayerFile), 1);
+    assert_eq!(c.misses(RequestKind::Get, ContentKind::LayerFile), 2);
+    c.check_invariants();
+    // Values: a get inserts, a background value does not.
+    let v = ValueKey::of(&RedoRequest { base: Some(vec![1]), deltas: vec![] });
+    let get_v = |kind| In::LookupValue { key: v.clone(), kind };
+    assert_eq!(c.handle(now, get_v(RequestKind::Get)), Out::Value(None));
+    let insert = In::InsertValue { key: v.clone(), kind: RequestKind::Get, value: vec![5; 10] };
+    assert_eq!(c.handle(now, insert), Out::Done);
+    assert_eq!(c.handle(now, get_v(RequestKind::Background)), Out::Value(Some(vec![5; 10])));
+    // Invalidations drop the layer, never the value.
+    assert_eq!(c.handle(now, In::InvalidateLayer(layer(1))), Out::Done);
+    assert!(!c.contains_layer(&layer(1)));
+    let Out::Layer(LayerLookup::Miss(f)) = c.handle(now, lookup(4)) else { panic!("a miss") };
+    let complete = In::CompleteLayerFill { fill: f, bytes: Some(vec![8; 100]) };
+    assert_eq!(c.handle(now, complete), Out::Filled(Some((layer(1), vec![4]))));
+    c.handle(now, In::InvalidateTimeline { tenant: T, timeline: TL });
+    assert!(!c.contains_layer(&layer(1)));
+    fill(&mut c, 2, &[2; 100]);
+    c.handle(now, In::InvalidateTenant(T));
+    assert!(!c.contains_layer(&layer(2)));
+    assert_eq!(c.handle(now, get_v(RequestKind::Get)), Out::Value(Some(vec![5; 10])));
+    c.check_invariants();
+}
