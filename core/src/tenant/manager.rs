@@ -424,6 +424,9 @@ impl TenantManager {
             Ok(output) => {
                 if let Step::AcquireGeneration { .. } = step {
                     let StepOutput::Generation(g) = output else {
+                        // Refused as a driver bug: the step stays in flight, so its
+                        // real completion still finds it (as for MissingFound).
+                        op.current = Some(step);
                         self.slots.insert(tenant, Slot::InProgress(op));
                         return Err(ManagerInputError::MissingGeneration(tenant));
                     };

@@ -372,6 +372,13 @@ fn input_errors_are_typed_not_panics() {
         Err(ManagerInputError::MissingGeneration(t(1)))
     );
     assert!(m.handle_tenant_event(NOW, t(1), TenantEvent::Activated).is_err());
+    // The refused completion left the step in flight: its real one goes on.
+    m.handle_step_done(NOW, t(1), Ok(StepOutput::Generation(g(1))))
+        .expect("the step is still in flight after a refused completion");
+    assert!(
+        matches!(m.poll_effect(), Some(ManagerEffect::Step { step: Step::WriteConfig { .. }, .. })),
+        "the attach goes on to write its config"
+    );
 }
 
 /// `attach_acquires_writes_config_then_loads` and
