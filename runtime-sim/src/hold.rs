@@ -29,7 +29,7 @@ use crate::model::Model;
 use crate::rpc::CallError;
 use crate::scenario::{
     CLIENT_IP, PAGESERVER_ADDR, RETRY_PAUSE, WORKLOAD_TENANT, call, check_visible, current_info,
-    node_config, pageserver_main, retry,
+    node_config, pageserver_and_client, retry,
 };
 use crate::world::{FaultPlan, World};
 use madsim::runtime::Handle;
@@ -66,15 +66,7 @@ pub async fn run(trace: TraceSink) -> HoldReport {
         "a held write must outlast the stop's grace period and drain timeout"
     );
     let world = World::new(FaultPlan::none());
-    let (w, t) = (world.clone(), trace.clone());
-    let node = handle
-        .create_node()
-        .name("pageserver")
-        .ip("10.0.0.1".parse().expect("static address"))
-        .init(move || pageserver_main(w.clone(), t.clone()))
-        .build();
-    let client =
-        handle.create_node().name("client").ip(CLIENT_IP.parse().expect("static address")).build();
+    let (node, client) = pageserver_and_client(&handle, &world, &trace);
     let w = world.clone();
     let outcome = client.spawn(async move { workload(w).await }).await;
     let mut report =

@@ -202,6 +202,25 @@ async fn clock_nemesis(world: World, stop: Arc<Mutex<bool>>) {
     }
 }
 
+/// The simulated machines of a one-node run: the pageserver (restarted by a kill
+/// with `pageserver_main` again) and the client that drives it.
+pub(crate) fn pageserver_and_client(
+    handle: &Handle,
+    world: &World,
+    trace: &TraceSink,
+) -> (madsim::runtime::NodeHandle, madsim::runtime::NodeHandle) {
+    let (w, t) = (world.clone(), trace.clone());
+    let node = handle
+        .create_node()
+        .name("pageserver")
+        .ip("10.0.0.1".parse().expect("static address"))
+        .init(move || pageserver_main(w.clone(), t.clone()))
+        .build();
+    let client =
+        handle.create_node().name("client").ip(CLIENT_IP.parse().expect("static address")).build();
+    (node, client)
+}
+
 /// Runs the scenario in the current madsim runtime, writing trace lines to `trace`
 /// (the caller keeps the buffer, so a run that panics can still be shown).
 pub async fn run(config: ScenarioConfig, trace: TraceSink) -> RunReport {
@@ -213,15 +232,7 @@ pub async fn run(config: ScenarioConfig, trace: TraceSink) -> RunReport {
     };
     plan.probabilities.extend(config.forced_faults.iter().copied());
     let world = World::new(plan);
-    let (w, t) = (world.clone(), trace.clone());
-    let node = handle
-        .create_node()
-        .name("pageserver")
-        .ip("10.0.0.1".parse().expect("static address"))
-        .init(move || pageserver_main(w.clone(), t.clone()))
-        .build();
-    let client =
-        handle.create_node().name("client").ip(CLIENT_IP.parse().expect("static address")).build();
+    let (node, client) = pageserver_and_client(&handle, &world, &trace);
 
     let started = madsim::time::Instant::now();
     // The clock nemesis runs only when a clock site is on, so a seed with every
