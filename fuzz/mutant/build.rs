@@ -16,7 +16,7 @@ const MUTATIONS: &[(&str, &str, &str, &str)] = &[
          index without it is durable",
     ),
     (
-        "deletion_queue/pump.rs",
+        "deletion_queue/completions.rs",
         "                for (_, report) in ready {
                     self.effects.push_back(DeletionEffect::Report(report));
                 }
