@@ -47,6 +47,20 @@ pub enum IoErrorKind {
 }
 
 impl IoErrorKind {
+    /// Every kind, `NotFound` first, then in the order of [`IoErrorKind::ERROR_LABELS`]
+    /// (what tests, models and fuzz targets draw a failure from).
+    pub const ALL: [IoErrorKind; 9] = [
+        IoErrorKind::NotFound,
+        IoErrorKind::Transient,
+        IoErrorKind::OperatorFixable(FixableKind::AccessDenied),
+        IoErrorKind::OperatorFixable(FixableKind::InvalidCredentials),
+        IoErrorKind::OperatorFixable(FixableKind::NoSuchBucket),
+        IoErrorKind::NoSpace,
+        IoErrorKind::FsyncFailed,
+        IoErrorKind::Corrupt,
+        IoErrorKind::Permanent,
+    ];
+
     /// Every label of [`IoErrorKind::label`] but `not_found` (an answer, not an
     /// error), in a fixed order: the values of `strata_io_errors_total{kind}`.
     pub const ERROR_LABELS: [&'static str; 8] = [
@@ -203,16 +217,8 @@ mod tests {
 
     #[test]
     fn every_error_kind_has_a_distinct_label_and_only_not_found_is_left_out() {
-        let kinds = [
-            IoErrorKind::Transient,
-            IoErrorKind::OperatorFixable(FixableKind::AccessDenied),
-            IoErrorKind::OperatorFixable(FixableKind::InvalidCredentials),
-            IoErrorKind::OperatorFixable(FixableKind::NoSuchBucket),
-            IoErrorKind::NoSpace,
-            IoErrorKind::FsyncFailed,
-            IoErrorKind::Corrupt,
-            IoErrorKind::Permanent,
-        ];
+        let kinds: Vec<_> =
+            IoErrorKind::ALL.into_iter().filter(|k| *k != IoErrorKind::NotFound).collect();
         let labels: Vec<_> = kinds.iter().map(|k| k.label()).collect();
         assert_eq!(labels, IoErrorKind::ERROR_LABELS);
         assert!(!labels.contains(&IoErrorKind::NotFound.label()));

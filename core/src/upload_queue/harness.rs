@@ -11,7 +11,7 @@ use crate::deletion_queue::{DeletionOutcome, DeletionReport, LsnValidation};
 use crate::generation::Generation;
 use crate::id::{OpId, TenantId, TimelineId};
 use crate::index_part::{IndexPart, IndexVersion, LayerMeta, select_index};
-use crate::io_error::{FixableKind, IoError, IoErrorKind};
+use crate::io_error::{IoError, IoErrorKind};
 use crate::key::Key;
 use crate::layer_name::{KeyRange, LayerName};
 use crate::lsn::Lsn;
@@ -78,18 +78,7 @@ pub enum Finish {
 
 /// Every kind of I/O failure, picked by `n` (modulo their number).
 pub fn fail_kind(n: u8) -> IoErrorKind {
-    const KINDS: [IoErrorKind; 9] = [
-        IoErrorKind::NotFound,
-        IoErrorKind::Transient,
-        IoErrorKind::OperatorFixable(FixableKind::AccessDenied),
-        IoErrorKind::OperatorFixable(FixableKind::InvalidCredentials),
-        IoErrorKind::OperatorFixable(FixableKind::NoSuchBucket),
-        IoErrorKind::NoSpace,
-        IoErrorKind::FsyncFailed,
-        IoErrorKind::Corrupt,
-        IoErrorKind::Permanent,
-    ];
-    KINDS[usize::from(n) % KINDS.len()]
+    IoErrorKind::ALL[usize::from(n) % IoErrorKind::ALL.len()]
 }
 
 /// A key handed to the deletion queue.
