@@ -13,6 +13,7 @@ macro_rules! hex_id {
     ($(#[$doc:meta])* $name:ident, $what:literal) => {
         $(#[$doc])*
         #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        #[cfg_attr(feature = "fuzzing", derive(arbitrary::Arbitrary))]
         pub struct $name(pub [u8; 16]);
 
         impl $name {
@@ -78,6 +79,7 @@ hex_id!(
 
 /// A storage node, as the control plane numbers them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "fuzzing", derive(arbitrary::Arbitrary))]
 #[serde(transparent)]
 pub struct NodeId(pub u64);
 
@@ -103,6 +105,7 @@ impl FromStr for NodeId {
 #[derive(
     Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
 )]
+#[cfg_attr(feature = "fuzzing", derive(arbitrary::Arbitrary))]
 #[serde(transparent)]
 pub struct OpId(pub u64);
 

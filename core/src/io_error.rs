@@ -28,6 +28,7 @@ use camino::Utf8PathBuf;
 
 /// What an I/O effect failed with, as machines branch on it (see the module doc).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(feature = "fuzzing", derive(arbitrary::Arbitrary))]
 pub enum IoErrorKind {
     /// A missing file or object: an answer.
     NotFound,
@@ -183,6 +184,7 @@ impl IoError {
 /// Why a request was refused in a way an operator can fix while the node keeps
 /// running (see [`IoErrorKind::OperatorFixable`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(feature = "fuzzing", derive(arbitrary::Arbitrary))]
 pub enum FixableKind {
     /// EPERM/EACCES on LocalFs (a read-only directory), S3 `AccessDenied`.
     AccessDenied,

@@ -12,6 +12,7 @@ use std::ops::Range;
 use std::str::FromStr;
 
 #[derive(Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(feature = "fuzzing", derive(arbitrary::Arbitrary))]
 pub struct Key(pub u64);
 
 impl Key {

@@ -9,6 +9,7 @@ use std::fmt;
 use std::str::FromStr;
 
 #[derive(Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(feature = "fuzzing", derive(arbitrary::Arbitrary))]
 pub struct Lsn(pub u64);
 
 impl Lsn {

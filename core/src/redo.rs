@@ -45,6 +45,7 @@ pub const REDO_REQUEST_MAGIC: [u8; 4] = *b"SRDO";
 pub const REDO_REQUEST_VERSION: u8 = 1;
 
 /// One edit of a value. See the module doc for the exact semantics.
+#[cfg_attr(feature = "fuzzing", derive(arbitrary::Arbitrary))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DeltaOp {
@@ -63,6 +64,7 @@ pub enum DeltaOp {
 }
 
 /// What one ingested LSN stores for one key.
+#[cfg_attr(feature = "fuzzing", derive(arbitrary::Arbitrary))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Record {
@@ -73,6 +75,7 @@ pub enum Record {
 }
 
 /// One record as ingest receives it.
+#[cfg_attr(feature = "fuzzing", derive(arbitrary::Arbitrary))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IngestRecord {

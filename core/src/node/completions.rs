@@ -13,7 +13,7 @@ use crate::index_part::LayerMeta;
 use crate::layer_name::LayerName;
 use crate::page_cache::{FillId, RequestKind, ValueKey};
 use crate::remote_path::{self, RemoteKey};
-use crate::timeline::TimelineCompletion;
+use crate::timeline::{TimelineCompletion, TimelineInput};
 
 /// How many times a layer download is tried while the size and CRC32C check
 /// refuses it, before the object is taken to be corrupt in remote storage (the
@@ -325,9 +325,8 @@ impl Node {
         c: TimelineCompletion,
     ) {
         let now = self.now;
-        let Some(r) =
-            self.with_machines(t, tl, |slot| slot.timeline.handle_completion(now, inner, c))
-        else {
+        let input = TimelineInput::Completion { op: inner, completion: c };
+        let Some(r) = self.with_machines(t, tl, |slot| slot.timeline.handle(now, input)) else {
             return;
         };
         if let Err(e) = r {

@@ -57,6 +57,7 @@ use std::ops::Bound;
 
 /// The kinds of background job. Closed: metrics label by it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(feature = "fuzzing", derive(arbitrary::Arbitrary))]
 pub enum JobKind {
     Compaction,
     Gc,
@@ -86,6 +87,7 @@ impl JobKind {
 
 /// Who a job is for, and which job: the identity of a request and a grant.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(feature = "fuzzing", derive(arbitrary::Arbitrary))]
 pub struct JobOwner {
     pub tenant: TenantId,
     pub timeline: TimelineId,
@@ -120,9 +122,9 @@ pub enum SchedulerError {
 }
 
 /// One input of the scheduler; each variant names the `handle_*` method it
-/// stands for. No `Arbitrary` derive: `TenantId` and `TimelineId` do not
-/// implement it.
+/// stands for.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "fuzzing", derive(arbitrary::Arbitrary))]
 pub enum SchedulerInput {
     /// `handle_request`.
     Request(JobOwner),

@@ -29,7 +29,9 @@
 //! [`Timeline::handle_flush`], [`Timeline::handle_backpressure`],
 //! [`Timeline::handle_completion`] (by [`OpId`]), [`Timeline::handle_timeout`],
 //! [`Timeline::handle_mode`], [`Timeline::handle_layers_uploaded`],
-//! [`Timeline::handle_job_granted`].
+//! [`Timeline::handle_job_granted`]; each is also one [`TimelineInput`] for the one
+//! entry point [`Timeline::handle`] (`input.rs`), which answers an illegal input
+//! with a typed [`TimelineInputError`].
 //!
 //! **Timers** ([`TimelineTimer`], a closed set; [`Timeline::next_timer`] names the
 //! earliest, [`Timeline::handle_timeout`] fires one): `Checkpoint` (the open layer
@@ -94,6 +96,7 @@ mod images;
 mod in_memory;
 mod info;
 mod ingest;
+mod input;
 mod invariants;
 mod jobs;
 mod layer_cache;
@@ -114,6 +117,7 @@ pub use flush::FlushState;
 pub use gc::{GcState, MAX_LSN_TIME_SAMPLES};
 pub use info::LayerInfo;
 pub use ingest::{IngestError, IngestOutcome};
+pub use input::{TimelineInput, TimelineInputError, TimelineOutput};
 pub use jobs::JobGate;
 pub use layer_map::{LayerEntry, Residence};
 pub use value_sizes::SIZE_READ_RETRY_AFTER_MS;
@@ -137,6 +141,7 @@ use value_sizes::ValueSizes;
 
 /// Why the timeline wants to be woken: the closed set of its timers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[cfg_attr(feature = "fuzzing", derive(arbitrary::Arbitrary))]
 pub enum TimelineTimer {
     /// The open in-memory layer is `checkpoint_timeout_ms` old: freeze it.
     Checkpoint,
@@ -156,6 +161,7 @@ pub enum TimelineTimer {
 
 /// A caller-chosen id for one read; answered by exactly one `ReadDone`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(feature = "fuzzing", derive(arbitrary::Arbitrary))]
 pub struct ReadId(pub u64);
 
 /// The id of one `handle_flush` call; answered by exactly one `FlushDone`.

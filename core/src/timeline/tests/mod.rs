@@ -525,3 +525,62 @@ fn a_fired_timer_does_only_its_own_work() {
     h.drain();
     assert_eq!(h.tl.open_layer_bytes(), 0, "the checkpoint timer froze the open layer");
 }
+
+/// Inputs as data: the timeline driven through `handle` alone; each illegal input
+/// is refused with its typed error and changes nothing.
+#[test]
+fn handle_takes_every_input_and_types_its_refusals() {
+    let mut h = Harness::new(Lsn(10), small_config());
+    h.manual = true;
+    let ingest = TimelineInput::Ingest(vec![rec(1, 11, img(b"a"))]);
+    let out = h.tl.handle(h.now, ingest).unwrap();
+    assert!(matches!(out, TimelineOutput::Ingested(IngestOutcome { applied: 1, .. })));
+    let refused = h.tl.handle(h.now, TimelineInput::Ingest(vec![rec(u64::MAX, 12, img(b"x"))]));
+    assert!(matches!(refused, Err(TimelineInputError::Ingest(IngestError::KeyOutOfRange { .. }))));
+    let Ok(TimelineOutput::Flush(flush)) = h.tl.handle(h.now, TimelineInput::Flush) else {
+        panic!("a flush is answered with its id")
+    };
+    h.drain();
+    let Some(TimelineEffect::WriteLayer { op, .. }) = h.pending.front().cloned() else {
+        panic!("the flush writes a layer: {:?}", h.pending)
+    };
+    let wrong = TimelineInput::Completion { op, completion: TimelineCompletion::Read(Ok(vec![])) };
+    assert_eq!(
+        h.tl.handle(h.now, wrong),
+        Err(TimelineInputError::Illegal(TimelineError::WrongCompletion {
+            op,
+            expected: "Written"
+        }))
+    );
+    let unknown = OpId(op.0 + 1000);
+    let stray =
+        TimelineInput::Completion { op: unknown, completion: TimelineCompletion::Written(Ok(())) };
+    assert_eq!(
+        h.tl.handle(h.now, stray),
+        Err(TimelineInputError::Illegal(TimelineError::UnknownOp(unknown)))
+    );
+    let grant = TimelineInput::JobGranted(crate::scheduler::JobKind::Gc);
+    assert_eq!(
+        h.tl.handle(h.now, grant),
+        Err(TimelineInputError::Illegal(TimelineError::UnexpectedGrant(
+            crate::scheduler::JobKind::Gc
+        )))
+    );
+    h.tl.check_invariants();
+    // The refusals changed nothing: the real completion is still taken.
+    while h.complete_next() {}
+    assert!(h.flushes_done.contains(&flush));
+    assert_eq!(h.tl.disk_consistent_lsn(), Lsn(11));
+    for input in [
+        TimelineInput::Read { req: ReadId(7), key: Key(1), lsn: Lsn(11) },
+        TimelineInput::Backpressure(false),
+        TimelineInput::Mode { may_compact: true, may_delete: true },
+        TimelineInput::LayersUploaded(Vec::new()),
+        TimelineInput::Timeout(TimelineTimer::Checkpoint),
+    ] {
+        assert_eq!(h.tl.handle(h.now, input), Ok(TimelineOutput::Done));
+        h.drain();
+        while h.complete_next() {}
+    }
+    assert_eq!(h.reads.get(&ReadId(7)), Some(&Ok(Some(b"a".to_vec()))));
+}
