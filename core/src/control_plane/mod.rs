@@ -75,6 +75,8 @@ pub mod client;
 mod listing;
 #[cfg(test)]
 mod tests;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod world;
 
 pub use client::{CallFailure, ControlPlaneClient, CpRequest};
 pub use listing::{

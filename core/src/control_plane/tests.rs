@@ -391,3 +391,31 @@ fn handle_dispatches_every_input_and_types_a_stale_completion() {
         Err(ControlPlaneInputError::UnexpectedCompletion(OpId(0)))
     );
 }
+
+/// The generation table's reference world ([`world`]), actions drawn by proptest:
+/// requests, persists succeeding, failing (landed or not) and lost, listings, crashes.
+fn world_action() -> impl proptest::strategy::Strategy<Value = world::Action> {
+    use proptest::prelude::*;
+    use world::Action;
+    prop_oneof![
+        4 => (any::<u8>(), any::<u8>(), any::<u8>()).prop_map(|(t, n, r)| Action::Attach(t, n, r)),
+        2 => (any::<u8>(), any::<u8>()).prop_map(|(n, m)| Action::ReAttach(n, m)),
+        1 => any::<u8>().prop_map(Action::Detach),
+        3 => (any::<u8>(), any::<u8>()).prop_map(|(t, p)| Action::Validate(t, p)),
+        6 => Just(Action::PersistOk),
+        2 => (any::<u8>(), any::<bool>()).prop_map(|(k, l)| Action::PersistFailed(k, l)),
+        1 => Just(Action::PersistLost),
+        2 => (0..20u32).prop_map(Action::Listed),
+        1 => any::<bool>().prop_map(Action::Crash),
+    ]
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 256, ..Default::default() })]
+    #[test]
+    fn the_world_keeps_generations_durable_and_increasing(
+        actions in proptest::collection::vec(world_action(), 0..120)
+    ) {
+        world::run(actions);
+    }
+}
