@@ -15,7 +15,7 @@ use super::tenant_machine::DeletePhase;
 use super::{Lifecycle, Machine, Node, SlotState};
 use crate::id::{TenantId, TimelineId};
 use crate::location_conf::LocationMode;
-use crate::tenant::{Slot, StepOutput, TenantState};
+use crate::tenant::{Slot, StepError, StepOutput, TenantState};
 
 impl Node {
     /// Starts (or finds) the deletion of a timeline; `Ok(true)` when its tombstone is
@@ -162,13 +162,18 @@ impl Node {
                 continue;
             }
             if let Err(e) = self.delete_timeline(tenant, tl) {
-                self.end_tenant_deletion_step(tenant, Err(format!("deleting timeline {tl}: {e}")));
+                let error = StepError::DeleteTimeline { timeline: tl, error: e };
+                self.end_tenant_deletion_step(tenant, Err(error));
                 break;
             }
         }
     }
 
-    fn end_tenant_deletion_step(&mut self, tenant: TenantId, result: Result<StepOutput, String>) {
+    fn end_tenant_deletion_step(
+        &mut self,
+        tenant: TenantId,
+        result: Result<StepOutput, StepError>,
+    ) {
         if let Some(t) = self.tenants.get_mut(&tenant)
             && t.lifecycle == Lifecycle::Deleting(DeletePhase::Timelines)
         {
@@ -188,13 +193,13 @@ impl Node {
         }
         match self.manager.slot(tenant) {
             Some(Slot::InProgress(_)) => return,
-            Some(Slot::Attached { mode: LocationMode::AttachedSingle { .. }, state })
-                if *state == TenantState::Active =>
+            Some(Slot::Attached { mode: LocationMode::AttachedSingle { .. }, broken: None })
+                if self.tenant_state(tenant) == Some(TenantState::Active) =>
             {
                 self.internal_requests += 1;
                 let req = RequestId(u64::MAX - self.internal_requests);
                 tracing::info!(%tenant, "resuming an interrupted tenant deletion");
-                self.manager.handle_delete_tenant(self.now, req, tenant);
+                self.manager.handle_delete_tenant(self.now, req, tenant, None);
                 self.dirty.insert(Machine::Manager);
             }
             _ => {

@@ -134,7 +134,6 @@ impl Node {
         let reason = format!("a handler of timeline {tl} panicked: {message}");
         tracing::error!(tenant = %t, %reason, "tenant broken: its machines are dropped and nothing more is written for it until it is re-attached or the node restarts");
         self.trace_line("node", None, Direction::Effect, format!("tenant {t} broken: {reason}"));
-        let now = self.now;
         let Some(tenant) = self.tenants.get_mut(&t) else { return };
         // Every state with machines running has a Fail transition (a stopping tenant's
         // stop then fails: `end_step_of_broken`).
@@ -142,10 +141,6 @@ impl Node {
         let dropped = std::mem::take(&mut tenant.timelines);
         let reads = std::mem::take(&mut tenant.reads);
         self.touch_tenant(t);
-        if let Err(e) = self.manager.handle_tenant_event(now, t, TenantEvent::Fail(reason.clone()))
-        {
-            self.refused(super::RefusingMachine::TenantManager, "a panicked tenant's Fail", &e);
-        }
         for (timeline, slot) in dropped {
             self.timers.set(Machine::Timeline(t, timeline), None);
             self.timers.set(Machine::Upload(t, timeline), None);

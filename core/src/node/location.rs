@@ -30,7 +30,7 @@ use crate::location_conf::{LocationConf, LocationMode};
 use crate::remote_path::{self, RemoteKey};
 use crate::tenant::{
     LocationOutcome, LocationRequest, ManagerEffect, ManagerError, Placement, Slot, Step,
-    StepOutput, TenantEvent, TenantState,
+    StepError, StepOutput, TenantEvent, TenantState,
 };
 use crate::trace::Direction;
 
@@ -44,8 +44,34 @@ impl Node {
         tenant: TenantId,
         request: LocationRequest,
     ) {
-        self.manager.handle_location_config(self.now, req, tenant, request);
+        let broken = self.machines_broken(tenant);
+        self.manager.handle_location_config(self.now, req, tenant, request, broken);
         self.dirty.insert(Machine::Manager);
+    }
+
+    /// What the tenant machine says: why `tenant` is broken, if its machines were
+    /// dropped after a panic (`isolation.rs`). The manager does not keep the
+    /// lifecycle; requests that depend on it carry this answer.
+    pub(crate) fn machines_broken(&self, tenant: TenantId) -> Option<String> {
+        match self.tenants.get(&tenant).map(|t| &t.lifecycle) {
+            Some(Lifecycle::Broken { reason }) => Some(reason.clone()),
+            _ => None,
+        }
+    }
+
+    /// A tenant's lifecycle state, from its owner: the tenant machine while it has
+    /// one; the manager's slot for a tenant placed without machines (broken before
+    /// it had them); `None` otherwise.
+    pub(crate) fn tenant_state(&self, tenant: TenantId) -> Option<TenantState> {
+        if let Some(t) = self.tenants.get(&tenant) {
+            return Some(t.state());
+        }
+        match self.manager.slot(tenant) {
+            Some(Slot::Attached { broken: Some(reason), .. }) => {
+                Some(TenantState::Broken { reason: reason.clone() })
+            }
+            _ => None,
+        }
     }
 
     /// A request that needs `tenant` settled: `Unavailable` while an operation runs;
@@ -71,12 +97,12 @@ impl Node {
             let reason = reason.clone();
             return Some(manager_error_to_api(ManagerError::Broken { tenant, reason }));
         }
-        match (self.tenants.get(&tenant).map(|t| t.state()), self.manager.slot(tenant)) {
-            (Some(TenantState::Broken { reason }), _) => Some(ApiError::Internal(format!(
+        match (self.machines_broken(tenant), self.tenant_state(tenant)) {
+            (Some(reason), _) => Some(ApiError::Internal(format!(
                 "tenant {tenant} is broken ({reason}); a location_config re-attaches it on a new generation, as does a restart"
             ))),
             // A failed load or a generation conflict: no machines; the reason says why.
-            (None, Some(Slot::Attached { state: TenantState::Broken { reason }, .. })) => {
+            (None, Some(TenantState::Broken { reason })) => {
                 Some(ApiError::Internal(format!("tenant {tenant} is broken: {reason}")))
             }
             _ => None,
@@ -109,7 +135,7 @@ impl Node {
         }
     }
 
-    pub(crate) fn step_done(&mut self, tenant: TenantId, result: Result<StepOutput, String>) {
+    pub(crate) fn step_done(&mut self, tenant: TenantId, result: Result<StepOutput, StepError>) {
         if let Err(e) = self.manager.handle_step_done(self.now, tenant, result) {
             self.refused(RefusingMachine::TenantManager, "a step completion", &e);
         }
@@ -227,14 +253,10 @@ impl Node {
         let entries = match result {
             IoResult::Listing(Ok(entries)) => entries,
             IoResult::Listing(Err(IoError { kind: IoErrorKind::NotFound, .. })) => Vec::new(),
-            other => {
-                let why =
-                    format!("listing remote storage before acquiring a generation: {other:?}");
-                return self.step_done(tenant, Err(why));
-            }
+            other => return self.step_done(tenant, Err(step_error(other))),
         };
         if let Some((_, reason)) = self.conflict_above_latest_grant(tenant, &entries) {
-            return self.step_done(tenant, Err(reason));
+            return self.step_done(tenant, Err(StepError::GenerationConflict(reason)));
         }
         self.acquire_generation(tenant, at_least);
     }
@@ -250,7 +272,7 @@ impl Node {
                         .collect();
                     Ok(StepOutput::Found(summarize_tenant_listing(tenant, &keys)))
                 }
-                Err(e) => Err(format!("listing tenants/{tenant}/: {e}")),
+                Err(e) => Err(StepError::Io(e)),
             };
             return self.step_done(tenant, result);
         }
@@ -280,7 +302,7 @@ impl Node {
             | IoResult::Done(Err(IoError { kind: IoErrorKind::NotFound, .. })) => {
                 Ok(StepOutput::Done)
             }
-            other => Err(format!("{other:?}")),
+            other => Err(step_error(other)),
         };
         self.step_done(tenant, result);
     }
@@ -296,7 +318,8 @@ impl Node {
             }
             Ok(ControlPlaneReply::Detached) => Ok(StepOutput::Done),
             Err(CallFailure::Refused(ControlPlaneError::UnknownTenant(_))) => Ok(StepOutput::Done),
-            other => Err(format!("control plane answered {other:?}")),
+            Err(failure) => Err(StepError::ControlPlane(failure)),
+            Ok(other) => Err(StepError::Unexpected(format!("control plane answered {other:?}"))),
         };
         self.step_done(tenant, result);
     }
@@ -434,7 +457,7 @@ impl Node {
 
     fn begin_load_tenant(&mut self, tenant: TenantId, mode: LocationMode) {
         let Some(generation) = mode.generation() else {
-            return self.step_done(tenant, Err("LoadTenant needs an attached mode".into()));
+            return self.step_done(tenant, Err(StepError::NotAttached(mode)));
         };
         self.tenants.insert(tenant, Tenant::new(generation, mode, Lifecycle::Attaching));
         self.startup.loading.insert(tenant, 0);
@@ -451,29 +474,31 @@ impl Node {
             self.startup.loading.iter().filter(|(_, n)| **n == 0).map(|(t, _)| *t).collect();
         for tenant in done {
             self.startup.loading.remove(&tenant);
-            let now = self.now;
             let result = match self.tenants.get_mut(&tenant) {
                 // A handler panicked while it loaded (`isolation.rs`).
                 Some(t) if t.is_broken() => {
-                    Err(format!("loading tenant {tenant} failed: {:?}", t.state()))
+                    Err(StepError::LoadFailed { tenant, reason: format!("{:?}", t.state()) })
                 }
                 Some(t) => {
                     t.transition(TenantEvent::Loaded);
                     t.transition(TenantEvent::Activated);
-                    for event in [TenantEvent::Loaded, TenantEvent::Activated] {
-                        if let Err(e) = self.manager.handle_tenant_event(now, tenant, event) {
-                            self.refused(RefusingMachine::TenantManager, "a lifecycle event", &e);
-                        }
-                    }
                     Ok(StepOutput::Done)
                 }
-                None => Err(format!(
-                    "loading tenant {tenant} failed: {}",
-                    self.startup.warnings.last().cloned().unwrap_or_default()
-                )),
+                None => Err(StepError::LoadFailed {
+                    tenant,
+                    reason: self.startup.warnings.last().cloned().unwrap_or_default(),
+                }),
             };
             self.step_done(tenant, result);
         }
+    }
+}
+
+/// A step's failed (or unexpected) I/O completion, typed.
+fn step_error(result: IoResult) -> StepError {
+    match result.failure() {
+        Some(e) => StepError::Io(e.clone()),
+        None => StepError::Unexpected(format!("{result:?}")),
     }
 }
 

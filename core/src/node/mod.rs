@@ -397,17 +397,14 @@ impl Node {
         self.cp_client.check_invariants();
         self.manager.check_invariants();
         if self.phase == NodePhase::Active {
-            // One slot per tenant; a settled healthy attached slot has its machines,
-            // and no machines run for a tenant without an attached or in-progress slot.
+            // One slot per tenant; a settled attached slot that is not broken has its
+            // tenant machine (which alone holds its lifecycle), and no machines run
+            // for a tenant without an attached or in-progress slot.
             for (tenant, slot) in self.manager.slots() {
-                if let crate::tenant::Slot::Attached {
-                    state: crate::tenant::TenantState::Active,
-                    ..
-                } = slot
-                {
+                if let crate::tenant::Slot::Attached { broken: None, .. } = slot {
                     assert!(
                         self.tenants.contains_key(tenant),
-                        "tenant {tenant} active without machines"
+                        "tenant {tenant} attached without its tenant machine"
                     );
                 }
             }

@@ -121,7 +121,8 @@ impl Node {
             );
             return self.reply(req, Err(ApiError::Conflict(why)));
         }
-        self.manager.handle_delete_tenant(self.now, req, tenant);
+        let broken = self.machines_broken(tenant);
+        self.manager.handle_delete_tenant(self.now, req, tenant, broken);
         self.dirty.insert(Machine::Manager);
     }
 
@@ -231,9 +232,7 @@ impl Node {
         for (id, slot) in self.manager.slots() {
             let (generation, reason) = match slot {
                 Slot::Broken { reason } => (None, reason),
-                Slot::Attached { mode, state: TenantState::Broken { reason } } => {
-                    (mode.generation(), reason)
-                }
+                Slot::Attached { mode, broken: Some(reason) } => (mode.generation(), reason),
                 _ => continue,
             };
             tenants.entry(*id).or_insert_with(|| TenantInfo {

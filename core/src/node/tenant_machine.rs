@@ -20,10 +20,13 @@
 //! see (`Deleting` is `Active` there; the table of legal events is
 //! [`TenantState::on`]).
 //!
-//! Not yet single: the coarse state is mirrored in the tenant manager's
-//! `Slot::Attached { state }` (and an operation's `state`), kept in step through
-//! `handle_tenant_event`; the manager's slot is also what holds a tenant broken
-//! before it had machines (a failed load, a generation conflict).
+//! **The one owner of the lifecycle.** No copy of it is kept anywhere: the tenant
+//! manager's slot holds the tenant's placement (mode, generation), the operation on
+//! it and why a tenant placed *without* machines is broken (a failed load, a
+//! generation conflict), never this state. The node reports a tenant's state from
+//! here first, then from the slot ([`Node::tenant_state`]), and hands the manager
+//! this machine's answer where a decision needs it ([`Node::machines_broken`]:
+//! a broken tenant restarts on a new generation, and is not deleted).
 //!
 //! # Inputs
 //! The tenant manager's steps for this tenant (`location.rs`: `StopTenant`,
@@ -103,7 +106,9 @@ use crate::id::{OpId, TenantId, TimelineId};
 use crate::key::Key;
 use crate::location_conf::LocationMode;
 use crate::lsn::Lsn;
-use crate::tenant::{IllegalTransition, Slot, Step, StepOutput, TenantEvent, TenantState};
+use crate::tenant::{
+    IllegalTransition, Slot, Step, StepError, StepOutput, TenantEvent, TenantState,
+};
 use crate::time::Instant;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -304,8 +309,8 @@ impl Node {
         let Some(Slot::InProgress(op)) = self.manager.slot(tenant) else { return };
         match op.current {
             Some(Step::StopTenant) => {
-                let why = format!("the tenant broke while stopping: {reason}");
-                self.step_done(tenant, Err(why));
+                let reason = reason.to_string();
+                self.step_done(tenant, Err(StepError::BrokeWhileStopping { reason }));
             }
             Some(Step::DeleteTimelines) => self.step_done(tenant, Ok(StepOutput::Done)),
             _ => {}

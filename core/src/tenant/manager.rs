@@ -7,8 +7,10 @@
 //!
 //! # Slots
 //! A tenant this node knows sits in exactly one [`Slot`]:
-//! - `Attached { mode, state }`: its machines run in the node; `state` is its
-//!   [lifecycle](super::lifecycle) state;
+//! - `Attached { mode, broken: None }`: its machines run in the node;
+//! - `Attached { mode, broken: Some(reason) }`: placed in `mode` (its generation is
+//!   held), but nothing runs for it: an operation on it failed, or start-up refused
+//!   to load it (a generation conflict); `reason` says why;
 //! - `Secondary { warm }`: its config is kept, nothing runs, nothing is written
 //!   remotely;
 //! - `InProgress(op)`: an operation (attach, restart, mode change, detach, …) is
@@ -20,6 +22,17 @@
 //!   it (see the table).
 //!
 //! One map, one slot per tenant: a tenant can never hold two attached slots.
+//!
+//! # What the manager owns, and what it does not
+//! The manager owns each tenant's placement: its mode and generation, the operation
+//! running on it, and why it is broken when it has no machines (a failed operation,
+//! a generation conflict, an unreadable config). It does **not** hold the lifecycle
+//! of a tenant whose machines run (loading, active, stopping, deleting, broken by a
+//! panic): that is the tenant machine's alone (`node/tenant_machine.rs`), and no copy
+//! of it is kept here. Where a decision needs it (a Broken tenant restarts on a new
+//! generation; a Broken tenant is not deleted), the node asks the tenant machine and
+//! passes the answer in with the request (`broken`). An operation's steps end by
+//! completions the node reports; nothing here follows the lifecycle as it moves.
 //!
 //! # No waiting, no deadlock (S-NO-DEADLOCK)
 //! A request for a tenant whose slot is `InProgress` is answered at once with
@@ -61,8 +74,8 @@
 //!
 //! # Inputs, effects
 //! Inputs: [`TenantManager::handle_location_config`],
-//! [`TenantManager::handle_step_done`], [`TenantManager::handle_tenant_event`]
-//! (lifecycle events the node reports while it loads a tenant).
+//! [`TenantManager::handle_step_done`] (a step's completion, or a typed
+//! [`StepError`]).
 //! The same inputs, with [`TenantManager::handle_settled`],
 //! [`TenantManager::handle_create_tenant`] and
 //! [`TenantManager::handle_delete_tenant`], as data: [`ManagerInput`], fed by
@@ -85,10 +98,10 @@ mod plan;
 pub use input::{ManagerHandleError, ManagerInput};
 
 pub use plan::{
-    LocationRequest, OperationKind, Placement, Plan, RequestedMode, Step, StepOutput, plan,
+    LocationRequest, OperationKind, Placement, Plan, RequestedMode, Step, StepError, StepOutput,
+    plan,
 };
 
-use super::lifecycle::{IllegalTransition, TenantEvent, TenantState};
 use crate::control_plane::RemoteTenantFound;
 use crate::generation::Generation;
 use crate::id::TenantId;
@@ -107,8 +120,6 @@ pub struct Operation {
     /// The target; an attached target's generation is filled in by `AcquireGeneration`.
     pub target: RequestedMode,
     pub generation: Option<Generation>,
-    /// The lifecycle state while the tenant loads (`Attaching` → `Activating`).
-    pub state: Option<TenantState>,
     pub current: Option<Step>,
     pub remaining: VecDeque<Step>,
     /// Started from a `Broken` slot (its config unreadable): why. A failure before
@@ -132,7 +143,6 @@ impl Operation {
             from,
             target,
             generation,
-            state: None,
             current: None,
             remaining: steps.into_iter().collect(),
             unplaced: None,
@@ -142,9 +152,13 @@ impl Operation {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Slot {
+    /// Placed in `mode`. `broken: None`: its machines run, and their lifecycle is the
+    /// tenant machine's, not the slot's. `broken: Some(reason)`: nothing runs for it
+    /// (an operation on it failed, or start-up refused to load it), until a
+    /// location_config restarts it on a new generation.
     Attached {
         mode: LocationMode,
-        state: TenantState,
+        broken: Option<String>,
     },
     Secondary {
         warm: bool,
@@ -173,7 +187,7 @@ pub enum ManagerError {
     #[error("tenant {tenant}: generation {requested} is older than the held {held}")]
     StaleGeneration { tenant: TenantId, requested: Generation, held: Generation },
     #[error("tenant {tenant}: step {step} failed: {reason}")]
-    StepFailed { tenant: TenantId, step: String, reason: String },
+    StepFailed { tenant: TenantId, step: String, reason: StepError },
     #[error("tenant {tenant}: node is not accepting changes: {reason}")]
     NotAccepting { tenant: TenantId, reason: String },
     #[error("tenant {0} is not attached to this node")]
@@ -193,7 +207,7 @@ pub enum ManagerError {
     ExistsRemotely { tenant: TenantId, found: RemoteTenantFound },
     /// Retryable: a create could not list the tenant's remote storage.
     #[error("tenant {tenant}: looking in remote storage failed ({reason}); retry")]
-    RemoteCheckFailed { tenant: TenantId, reason: String },
+    RemoteCheckFailed { tenant: TenantId, reason: StepError },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -202,8 +216,6 @@ pub enum ManagerInputError {
     NoOperation(TenantId),
     #[error("tenant {0}: a step completion arrived with no step in flight")]
     NoStepInFlight(TenantId),
-    #[error("tenant {tenant}: {source}")]
-    Illegal { tenant: TenantId, source: IllegalTransition },
     #[error("tenant {0}: AcquireGeneration finished without a generation")]
     MissingGeneration(TenantId),
     #[error("tenant {0}: CheckRemote finished without saying what it found")]
@@ -244,12 +256,16 @@ impl TenantManager {
         Ok(())
     }
 
+    /// A location_config request. `broken`: what the tenant machine says, asked by
+    /// the node: why it is broken if its machines were dropped after a panic (it then
+    /// restarts on a new generation even when the request repeats its mode).
     pub fn handle_location_config(
         &mut self,
         _now: Instant,
         req: RequestId,
         tenant: TenantId,
         request: LocationRequest,
+        broken: Option<String>,
     ) {
         let (current, healthy) = match self.slots.get(&tenant) {
             Some(Slot::InProgress(op)) => {
@@ -261,8 +277,8 @@ impl TenantManager {
                     result: Err(error),
                 });
             }
-            Some(Slot::Attached { mode, state }) => {
-                (Placement::Located(*mode), !matches!(state, TenantState::Broken { .. }))
+            Some(Slot::Attached { mode, broken: failed }) => {
+                (Placement::Located(*mode), failed.is_none() && broken.is_none())
             }
             Some(Slot::Secondary { warm }) => {
                 (Placement::Located(LocationMode::Secondary { warm: *warm }), true)
@@ -340,10 +356,22 @@ impl TenantManager {
     /// `Busy`. A Broken attached tenant is refused: its machines are gone (a failed
     /// load, or a panic in one of them), so its timelines could not be deleted and
     /// the mark would be written for nothing; a location_config reloads it first.
-    pub fn handle_delete_tenant(&mut self, _now: Instant, req: RequestId, tenant: TenantId) {
+    /// `broken`: as for [`TenantManager::handle_location_config`], the tenant
+    /// machine's word.
+    pub fn handle_delete_tenant(
+        &mut self,
+        _now: Instant,
+        req: RequestId,
+        tenant: TenantId,
+        broken: Option<String>,
+    ) {
         let error = match self.slots.get(&tenant) {
-            Some(Slot::Attached { state: TenantState::Broken { reason }, .. }) => {
+            Some(Slot::Attached { broken: Some(reason), .. }) => {
                 Some(ManagerError::Broken { tenant, reason: reason.clone() })
+            }
+            Some(Slot::Attached { .. }) if broken.is_some() => {
+                let reason = broken.unwrap_or_default();
+                Some(ManagerError::Broken { tenant, reason })
             }
             Some(Slot::InProgress(op)) => {
                 self.busy_refusals += 1;
@@ -387,7 +415,7 @@ impl TenantManager {
         &mut self,
         _now: Instant,
         tenant: TenantId,
-        result: Result<StepOutput, String>,
+        result: Result<StepOutput, StepError>,
     ) -> Result<(), ManagerInputError> {
         let Some(Slot::InProgress(mut op)) = self.slots.remove(&tenant) else {
             return Err(ManagerInputError::NoOperation(tenant));
@@ -435,35 +463,9 @@ impl TenantManager {
                     op.remaining.push_front(Step::LoadTenant { mode });
                     op.remaining.push_front(Step::WriteConfig { mode });
                 }
-                if let Step::LoadTenant { .. } | Step::StopTenant = step {
-                    op.state = None;
-                }
                 self.after_step(tenant, op);
                 Ok(())
             }
-        }
-    }
-
-    /// A lifecycle event for the tenant being loaded (`LoadTenant` in flight), or for
-    /// a settled attached tenant (e.g. it broke).
-    pub fn handle_tenant_event(
-        &mut self,
-        _now: Instant,
-        tenant: TenantId,
-        event: TenantEvent,
-    ) -> Result<(), ManagerInputError> {
-        let illegal = |source| ManagerInputError::Illegal { tenant, source };
-        match self.slots.get_mut(&tenant) {
-            Some(Slot::Attached { state, .. }) => {
-                *state = state.on(&event).map_err(illegal)?;
-                Ok(())
-            }
-            Some(Slot::InProgress(op)) => {
-                let state = op.state.get_or_insert(TenantState::Attaching);
-                *state = state.on(&event).map_err(illegal)?;
-                Ok(())
-            }
-            _ => Err(ManagerInputError::NoOperation(tenant)),
         }
     }
 
@@ -475,12 +477,6 @@ impl TenantManager {
 
     fn start_next(&mut self, tenant: TenantId, op: &mut Operation) {
         if let Some(step) = op.remaining.pop_front() {
-            if let Step::LoadTenant { .. } = step {
-                op.state = Some(TenantState::Attaching);
-            }
-            if let Step::StopTenant = step {
-                op.state = Some(TenantState::Stopping);
-            }
             op.current = Some(step.clone());
             self.effects.push_back(ManagerEffect::Step { tenant, step });
         }
@@ -512,7 +508,7 @@ impl TenantManager {
             attached => {
                 let g = op.generation.expect("an attached target has its generation by now");
                 let mode = with_generation(attached, g).expect("attached");
-                self.slots.insert(tenant, Slot::Attached { mode, state: TenantState::Active });
+                self.slots.insert(tenant, Slot::Attached { mode, broken: None });
                 Placement::Located(mode)
             }
         };
@@ -531,13 +527,13 @@ impl TenantManager {
     /// - otherwise the tenant is `Broken` in the newest mode it may have on disk; a
     ///   later location_config repairs it (a Broken tenant is reloaded even when the
     ///   request repeats its mode).
-    fn fail(&mut self, tenant: TenantId, op: Operation, step: &Step, reason: String) {
+    fn fail(&mut self, tenant: TenantId, op: Operation, step: &Step, reason: StepError) {
         let untouched_delete = op.kind == OperationKind::Delete && *step == Step::PutDeletionMark;
         let stopped_or_acquired = op.kind != OperationKind::ChangeMode
             && !untouched_delete
             && (op.generation.is_some()
                 || matches!(op.from, Placement::Located(m) if m.generation().is_some()));
-        let broken = TenantState::Broken { reason: reason.clone() };
+        let broken = Some(reason.to_string());
         let slot = if stopped_or_acquired {
             let mode = match (op.generation.and_then(|g| with_generation(op.target, g)), op.from) {
                 (Some(mode), _) => mode,
@@ -546,7 +542,7 @@ impl TenantManager {
             };
             match mode {
                 LocationMode::Secondary { warm } => Some(Slot::Secondary { warm }),
-                mode => Some(Slot::Attached { mode, state: broken }),
+                mode => Some(Slot::Attached { mode, broken }),
             }
         } else {
             match op.from {
@@ -554,9 +550,7 @@ impl TenantManager {
                 Placement::Located(LocationMode::Secondary { warm }) => {
                     Some(Slot::Secondary { warm })
                 }
-                Placement::Located(mode) => {
-                    Some(Slot::Attached { mode, state: TenantState::Active })
-                }
+                Placement::Located(mode) => Some(Slot::Attached { mode, broken: None }),
             }
         };
         if let Some(slot) = slot {

@@ -9,7 +9,7 @@ pub use lifecycle::{IllegalTransition, TenantEvent, TenantState};
 pub use manager::{
     LocationOutcome, LocationRequest, ManagerEffect, ManagerError, ManagerHandleError,
     ManagerInput, ManagerInputError, OperationKind, Placement, RequestedMode, Slot, Step,
-    StepOutput, TenantManager, plan,
+    StepError, StepOutput, TenantManager, plan,
 };
 
 #[cfg(test)]

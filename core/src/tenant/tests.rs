@@ -61,7 +61,7 @@ fn run(
 
 fn attached(m: &TenantManager, tenant: TenantId) -> Option<LocationMode> {
     match m.slot(tenant) {
-        Some(Slot::Attached { mode, state: TenantState::Active }) => Some(*mode),
+        Some(Slot::Attached { mode, broken: None }) => Some(*mode),
         _ => None,
     }
 }
@@ -70,7 +70,13 @@ fn attached(m: &TenantManager, tenant: TenantId) -> Option<LocationMode> {
 fn attach_acquires_writes_config_then_loads() {
     let mut m = TenantManager::default();
     let mut counter = 4;
-    m.handle_location_config(NOW, RequestId(1), t(1), req(RequestedMode::AttachedSingle, None));
+    m.handle_location_config(
+        NOW,
+        RequestId(1),
+        t(1),
+        req(RequestedMode::AttachedSingle, None),
+        None,
+    );
     let (steps, replies) = run(&mut m, &mut counter);
     assert_eq!(
         steps,
@@ -129,7 +135,7 @@ fn create_looks_in_remote_storage_then_attaches_and_refuses_over_what_it_finds()
         m.handle_step_done(NOW, t(3), Ok(StepOutput::Done)),
         Err(ManagerInputError::MissingFound(t(3)))
     );
-    m.handle_step_done(NOW, t(3), Err("503".into())).unwrap();
+    m.handle_step_done(NOW, t(3), Err(StepError::Unexpected("503".into()))).unwrap();
     let (_, replies) = run(&mut m, &mut counter);
     assert!(matches!(replies[..], [Err(ManagerError::RemoteCheckFailed { .. })]), "{replies:?}");
     assert!(m.slot(t(3)).is_none());
@@ -144,11 +150,17 @@ fn repeating_a_request_is_a_no_op() {
         req(RequestedMode::AttachedSingle, Some(1)),
         req(RequestedMode::AttachedSingle, None),
     ] {
-        m.handle_location_config(NOW, RequestId(1), t(1), r);
+        m.handle_location_config(NOW, RequestId(1), t(1), r, None);
         run(&mut m, &mut counter);
     }
     assert_eq!(counter, 1, "one generation acquired for three identical requests");
-    m.handle_location_config(NOW, RequestId(2), t(1), req(RequestedMode::AttachedSingle, None));
+    m.handle_location_config(
+        NOW,
+        RequestId(2),
+        t(1),
+        req(RequestedMode::AttachedSingle, None),
+        None,
+    );
     let (steps, replies) = run(&mut m, &mut counter);
     assert!(steps.is_empty());
     assert!(matches!(replies[..], [Ok(LocationOutcome::Unchanged(_))]));
@@ -158,9 +170,21 @@ fn repeating_a_request_is_a_no_op() {
 fn mode_change_within_a_generation_does_not_restart() {
     let mut m = TenantManager::default();
     let mut counter = 0;
-    m.handle_location_config(NOW, RequestId(1), t(1), req(RequestedMode::AttachedSingle, None));
+    m.handle_location_config(
+        NOW,
+        RequestId(1),
+        t(1),
+        req(RequestedMode::AttachedSingle, None),
+        None,
+    );
     run(&mut m, &mut counter);
-    m.handle_location_config(NOW, RequestId(2), t(1), req(RequestedMode::AttachedStale, Some(1)));
+    m.handle_location_config(
+        NOW,
+        RequestId(2),
+        t(1),
+        req(RequestedMode::AttachedStale, Some(1)),
+        None,
+    );
     let (steps, _) = run(&mut m, &mut counter);
     let stale = LocationMode::AttachedStale { generation: g(1) };
     assert_eq!(steps, vec![Step::WriteConfig { mode: stale }, Step::SetMode { mode: stale }]);
@@ -171,14 +195,32 @@ fn mode_change_within_a_generation_does_not_restart() {
 fn a_newer_generation_restarts_and_an_older_one_is_refused() {
     let mut m = TenantManager::default();
     let mut counter = 2;
-    m.handle_location_config(NOW, RequestId(1), t(1), req(RequestedMode::AttachedSingle, None));
+    m.handle_location_config(
+        NOW,
+        RequestId(1),
+        t(1),
+        req(RequestedMode::AttachedSingle, None),
+        None,
+    );
     run(&mut m, &mut counter);
-    m.handle_location_config(NOW, RequestId(2), t(1), req(RequestedMode::AttachedMulti, Some(9)));
+    m.handle_location_config(
+        NOW,
+        RequestId(2),
+        t(1),
+        req(RequestedMode::AttachedMulti, Some(9)),
+        None,
+    );
     let (steps, _) = run(&mut m, &mut counter);
     assert_eq!(steps[0], Step::StopTenant);
     assert_eq!(steps[1], Step::AcquireGeneration { at_least: Some(g(9)) });
     assert_eq!(attached(&m, t(1)), Some(LocationMode::AttachedMulti { generation: g(9) }));
-    m.handle_location_config(NOW, RequestId(3), t(1), req(RequestedMode::AttachedSingle, Some(3)));
+    m.handle_location_config(
+        NOW,
+        RequestId(3),
+        t(1),
+        req(RequestedMode::AttachedSingle, Some(3)),
+        None,
+    );
     let (steps, replies) = run(&mut m, &mut counter);
     assert!(steps.is_empty());
     assert_eq!(
@@ -191,9 +233,15 @@ fn a_newer_generation_restarts_and_an_older_one_is_refused() {
 fn detach_stops_flushes_releases_renames_answers_then_removes_in_background() {
     let mut m = TenantManager::default();
     let mut counter = 0;
-    m.handle_location_config(NOW, RequestId(1), t(1), req(RequestedMode::AttachedSingle, None));
+    m.handle_location_config(
+        NOW,
+        RequestId(1),
+        t(1),
+        req(RequestedMode::AttachedSingle, None),
+        None,
+    );
     run(&mut m, &mut counter);
-    m.handle_location_config(NOW, RequestId(2), t(1), req(RequestedMode::Detached, None));
+    m.handle_location_config(NOW, RequestId(2), t(1), req(RequestedMode::Detached, None), None);
     let mut order = Vec::new();
     while let Some(e) = m.poll_effect() {
         match e {
@@ -219,7 +267,7 @@ fn detach_stops_flushes_releases_renames_answers_then_removes_in_background() {
     );
     assert!(m.slot(t(1)).is_none());
     // Detached again: nothing to do.
-    m.handle_location_config(NOW, RequestId(3), t(1), req(RequestedMode::Detached, None));
+    m.handle_location_config(NOW, RequestId(3), t(1), req(RequestedMode::Detached, None), None);
     let (steps, replies) = run(&mut m, &mut counter);
     assert!(steps.is_empty() && matches!(replies[..], [Ok(LocationOutcome::Unchanged(_))]));
 }
@@ -227,10 +275,16 @@ fn detach_stops_flushes_releases_renames_answers_then_removes_in_background() {
 #[test]
 fn a_request_for_a_busy_tenant_is_refused_at_once() {
     let mut m = TenantManager::default();
-    m.handle_location_config(NOW, RequestId(1), t(1), req(RequestedMode::AttachedSingle, None));
+    m.handle_location_config(
+        NOW,
+        RequestId(1),
+        t(1),
+        req(RequestedMode::AttachedSingle, None),
+        None,
+    );
     let first = m.poll_effect();
     assert!(matches!(first, Some(ManagerEffect::Step { .. })));
-    m.handle_location_config(NOW, RequestId(2), t(1), req(RequestedMode::Detached, None));
+    m.handle_location_config(NOW, RequestId(2), t(1), req(RequestedMode::Detached, None), None);
     assert_eq!(
         m.poll_effect(),
         Some(ManagerEffect::Reply {
@@ -246,27 +300,84 @@ fn a_request_for_a_busy_tenant_is_refused_at_once() {
         RequestId(3),
         t(2),
         req(RequestedMode::Secondary { warm: true }, None),
+        None,
     );
     assert!(matches!(m.poll_effect(), Some(ManagerEffect::Step { tenant, .. }) if tenant == t(2)));
+}
+
+/// The manager keeps no copy of a running tenant's lifecycle: a tenant whose
+/// machines broke (a panic) is known to it only through the node's word, carried by
+/// the request. Then a repeat of its mode restarts it on a new generation, and a
+/// delete is refused naming why; the same requests without that word do neither.
+#[test]
+fn the_tenant_machines_word_that_it_is_broken_restarts_it_and_refuses_its_deletion() {
+    let mut m = TenantManager::default();
+    let mut counter = 1;
+    m.handle_location_config(
+        NOW,
+        RequestId(1),
+        t(1),
+        req(RequestedMode::AttachedSingle, None),
+        None,
+    );
+    run(&mut m, &mut counter);
+    assert_eq!(attached(&m, t(1)), Some(single(2)));
+    // Healthy: nothing to do, and a delete goes on.
+    m.handle_location_config(
+        NOW,
+        RequestId(2),
+        t(1),
+        req(RequestedMode::AttachedSingle, None),
+        None,
+    );
+    let (steps, _) = run(&mut m, &mut counter);
+    assert!(steps.is_empty(), "{steps:?}");
+    // Broken, as the tenant machine says: restarted, on a new generation.
+    let broken = || Some("a handler panicked".to_string());
+    let request = req(RequestedMode::AttachedSingle, None);
+    m.handle_location_config(NOW, RequestId(3), t(1), request, broken());
+    let (steps, _) = run(&mut m, &mut counter);
+    assert_eq!(steps[0], Step::StopTenant, "{steps:?}");
+    assert_eq!(attached(&m, t(1)), Some(single(3)));
+    m.handle_delete_tenant(NOW, RequestId(4), t(1), broken());
+    assert!(matches!(
+        m.poll_effect(),
+        Some(ManagerEffect::Reply { result: Err(ManagerError::Broken { reason, .. }), .. })
+            if reason == "a handler panicked"
+    ));
+    assert_eq!(attached(&m, t(1)), Some(single(3)), "a refused delete changes nothing");
 }
 
 #[test]
 fn a_failed_load_leaves_a_broken_tenant_that_a_repeat_request_repairs() {
     let mut m = TenantManager::default();
-    m.handle_location_config(NOW, RequestId(1), t(1), req(RequestedMode::AttachedSingle, None));
+    m.handle_location_config(
+        NOW,
+        RequestId(1),
+        t(1),
+        req(RequestedMode::AttachedSingle, None),
+        None,
+    );
     let _ = m.poll_effect();
     m.handle_step_done(NOW, t(1), Ok(StepOutput::Generation(g(1)))).unwrap();
     let _ = m.poll_effect(); // WriteConfig
     m.handle_step_done(NOW, t(1), Ok(StepOutput::Done)).unwrap();
     let _ = m.poll_effect(); // LoadTenant
-    m.handle_step_done(NOW, t(1), Err("remote storage gone".into())).unwrap();
+    m.handle_step_done(NOW, t(1), Err(StepError::Unexpected("remote storage gone".into())))
+        .unwrap();
     assert!(matches!(
         m.poll_effect(),
         Some(ManagerEffect::Reply { result: Err(ManagerError::StepFailed { .. }), .. })
     ));
-    assert!(matches!(m.slot(t(1)), Some(Slot::Attached { state: TenantState::Broken { .. }, .. })));
+    assert!(matches!(m.slot(t(1)), Some(Slot::Attached { broken: Some(_), .. })));
     let mut counter = 1;
-    m.handle_location_config(NOW, RequestId(2), t(1), req(RequestedMode::AttachedSingle, None));
+    m.handle_location_config(
+        NOW,
+        RequestId(2),
+        t(1),
+        req(RequestedMode::AttachedSingle, None),
+        None,
+    );
     let (steps, _) = run(&mut m, &mut counter);
     assert_eq!(steps[0], Step::StopTenant);
     assert_eq!(attached(&m, t(1)), Some(single(2)), "repaired on a new generation");
@@ -279,23 +390,35 @@ fn a_broken_unplaced_slot_is_placed_only_by_an_explicit_mode() {
     let broken = || Slot::Broken { reason: "config-v1 is unreadable".into() };
     let mut m = TenantManager::default();
     m.handle_settled(NOW, t(1), broken()).unwrap();
-    m.handle_delete_tenant(NOW, RequestId(1), t(1));
+    m.handle_delete_tenant(NOW, RequestId(1), t(1), None);
     assert!(matches!(
         m.poll_effect(),
         Some(ManagerEffect::Reply { result: Err(ManagerError::Broken { .. }), .. })
     ));
     // A failed acquisition: still broken, with its reason.
-    m.handle_location_config(NOW, RequestId(2), t(1), req(RequestedMode::AttachedMulti, None));
+    m.handle_location_config(
+        NOW,
+        RequestId(2),
+        t(1),
+        req(RequestedMode::AttachedMulti, None),
+        None,
+    );
     assert!(matches!(
         m.poll_effect(),
         Some(ManagerEffect::Step { step: Step::AcquireGeneration { at_least: None }, .. })
     ));
-    m.handle_step_done(NOW, t(1), Err("control plane down".into())).unwrap();
+    m.handle_step_done(NOW, t(1), Err(StepError::Unexpected("control plane down".into()))).unwrap();
     let _ = m.poll_effect();
     assert_eq!(m.slot(t(1)), Some(&broken()));
     // Attached: acquire, write the config, load.
     let mut counter = 6;
-    m.handle_location_config(NOW, RequestId(3), t(1), req(RequestedMode::AttachedMulti, None));
+    m.handle_location_config(
+        NOW,
+        RequestId(3),
+        t(1),
+        req(RequestedMode::AttachedMulti, None),
+        None,
+    );
     let (steps, replies) = run(&mut m, &mut counter);
     let multi = LocationMode::AttachedMulti { generation: g(7) };
     assert_eq!(
@@ -309,7 +432,7 @@ fn a_broken_unplaced_slot_is_placed_only_by_an_explicit_mode() {
     assert_eq!(replies, vec![Ok(LocationOutcome::Changed(Placement::Located(multi)))]);
     // Detached from broken: release and remove the directory.
     m.handle_settled(NOW, t(2), broken()).unwrap();
-    m.handle_location_config(NOW, RequestId(4), t(2), req(RequestedMode::Detached, None));
+    m.handle_location_config(NOW, RequestId(4), t(2), req(RequestedMode::Detached, None), None);
     let (steps, _) = run(&mut m, &mut counter);
     assert_eq!(steps, vec![Step::ReleaseGeneration, Step::RenameLocalDir, Step::RemoveLocalDir]);
     assert_eq!(m.slot(t(2)), None);
@@ -319,9 +442,15 @@ fn a_broken_unplaced_slot_is_placed_only_by_an_explicit_mode() {
 fn delete_tenant_marks_deletes_timelines_then_leaves_like_a_detach() {
     let mut m = TenantManager::default();
     let mut counter = 0;
-    m.handle_location_config(NOW, RequestId(1), t(1), req(RequestedMode::AttachedSingle, None));
+    m.handle_location_config(
+        NOW,
+        RequestId(1),
+        t(1),
+        req(RequestedMode::AttachedSingle, None),
+        None,
+    );
     run(&mut m, &mut counter);
-    m.handle_delete_tenant(NOW, RequestId(2), t(1));
+    m.handle_delete_tenant(NOW, RequestId(2), t(1), None);
     let (steps, replies) = run(&mut m, &mut counter);
     assert_eq!(
         steps,
@@ -337,25 +466,38 @@ fn delete_tenant_marks_deletes_timelines_then_leaves_like_a_detach() {
     );
     assert_eq!(replies, vec![Ok(LocationOutcome::Changed(Placement::Detached))]);
     assert!(m.slot(t(1)).is_none());
-    m.handle_delete_tenant(NOW, RequestId(3), t(1));
+    m.handle_delete_tenant(NOW, RequestId(3), t(1), None);
     assert!(matches!(
         m.poll_effect(),
         Some(ManagerEffect::Reply { result: Err(ManagerError::NotFound(_)), .. })
     ));
     // Only AttachedSingle deletes; a failed mark leaves the tenant as it was.
-    m.handle_location_config(NOW, RequestId(4), t(2), req(RequestedMode::AttachedMulti, None));
+    m.handle_location_config(
+        NOW,
+        RequestId(4),
+        t(2),
+        req(RequestedMode::AttachedMulti, None),
+        None,
+    );
     run(&mut m, &mut counter);
-    m.handle_delete_tenant(NOW, RequestId(5), t(2));
+    m.handle_delete_tenant(NOW, RequestId(5), t(2), None);
     assert!(matches!(
         m.poll_effect(),
         Some(ManagerEffect::Reply { result: Err(ManagerError::NotSingle { .. }), .. })
     ));
-    m.handle_location_config(NOW, RequestId(6), t(3), req(RequestedMode::AttachedSingle, None));
+    m.handle_location_config(
+        NOW,
+        RequestId(6),
+        t(3),
+        req(RequestedMode::AttachedSingle, None),
+        None,
+    );
     run(&mut m, &mut counter);
-    m.handle_delete_tenant(NOW, RequestId(7), t(3));
+    m.handle_delete_tenant(NOW, RequestId(7), t(3), None);
     let _ = m.poll_effect();
-    m.handle_step_done(NOW, t(3), Err("remote storage unavailable".into())).unwrap();
-    assert!(matches!(m.slot(t(3)), Some(Slot::Attached { state: TenantState::Active, .. })));
+    m.handle_step_done(NOW, t(3), Err(StepError::Unexpected("remote storage unavailable".into())))
+        .unwrap();
+    assert!(matches!(m.slot(t(3)), Some(Slot::Attached { broken: None, .. })));
 }
 
 #[test]
@@ -365,13 +507,18 @@ fn input_errors_are_typed_not_panics() {
         m.handle_step_done(NOW, t(1), Ok(StepOutput::Done)),
         Err(ManagerInputError::NoOperation(t(1)))
     );
-    m.handle_location_config(NOW, RequestId(1), t(1), req(RequestedMode::AttachedSingle, None));
+    m.handle_location_config(
+        NOW,
+        RequestId(1),
+        t(1),
+        req(RequestedMode::AttachedSingle, None),
+        None,
+    );
     let _ = m.poll_effect();
     assert_eq!(
         m.handle_step_done(NOW, t(1), Ok(StepOutput::Done)),
         Err(ManagerInputError::MissingGeneration(t(1)))
     );
-    assert!(m.handle_tenant_event(NOW, t(1), TenantEvent::Activated).is_err());
     // The refused completion left the step in flight: its real one goes on.
     m.handle_step_done(NOW, t(1), Ok(StepOutput::Generation(g(1))))
         .expect("the step is still in flight after a refused completion");
@@ -396,8 +543,11 @@ fn handle_dispatches_every_input_and_types_an_illegal_one() {
         Err(ManagerHandleError::Input(ManagerInputError::NoOperation(t(1))))
     );
     let request = req(RequestedMode::AttachedSingle, None);
-    m.handle(NOW, ManagerInput::LocationConfig { req: RequestId(1), tenant: t(1), request })
-        .unwrap();
+    m.handle(
+        NOW,
+        ManagerInput::LocationConfig { req: RequestId(1), tenant: t(1), request, broken: None },
+    )
+    .unwrap();
     assert_eq!(step(&mut m), (t(1), Step::AcquireGeneration { at_least: None }));
     let slot = Slot::Secondary { warm: false };
     assert!(matches!(
@@ -419,23 +569,26 @@ fn handle_dispatches_every_input_and_types_an_illegal_one() {
     let result = Err(ManagerError::AlreadyExists(t(1)));
     let reply = ManagerEffect::Reply { req: RequestId(2), tenant: t(1), result };
     assert_eq!(m.poll_effect(), Some(reply));
-    m.handle(NOW, ManagerInput::DeleteTenant { req: RequestId(3), tenant: t(2) }).unwrap();
+    m.handle(NOW, ManagerInput::DeleteTenant { req: RequestId(3), tenant: t(2), broken: None })
+        .unwrap();
     let result = Err(ManagerError::NotFound(t(2)));
     let reply = ManagerEffect::Reply { req: RequestId(3), tenant: t(2), result };
     assert_eq!(m.poll_effect(), Some(reply));
-    // A settled slot outside an operation is taken; an event for no tenant is not.
+    // A settled slot outside an operation is taken; a completion for no tenant is not.
     let slot = Slot::Secondary { warm: true };
     m.handle(NOW, ManagerInput::Settled { tenant: t(3), slot: slot.clone() }).unwrap();
     assert_eq!(m.slot(t(3)), Some(&slot));
-    let event = ManagerInput::TenantEvent { tenant: t(9), event: TenantEvent::Activated };
     assert_eq!(
-        m.handle(NOW, event),
+        m.handle(NOW, done(t(9), Ok(StepOutput::Done))),
         Err(ManagerHandleError::Input(ManagerInputError::NoOperation(t(9))))
     );
     // An AcquireGeneration answered without a generation.
     let request = req(RequestedMode::AttachedSingle, None);
-    m.handle(NOW, ManagerInput::LocationConfig { req: RequestId(4), tenant: t(4), request })
-        .unwrap();
+    m.handle(
+        NOW,
+        ManagerInput::LocationConfig { req: RequestId(4), tenant: t(4), request, broken: None },
+    )
+    .unwrap();
     assert_eq!(step(&mut m), (t(4), Step::AcquireGeneration { at_least: None }));
     assert_eq!(
         m.handle(NOW, done(t(4), Ok(StepOutput::Done))),
@@ -502,7 +655,7 @@ impl World {
                         }
                         _ => single(next),
                     };
-                    Slot::Attached { mode: *m, state: TenantState::Active }
+                    Slot::Attached { mode: *m, broken: None }
                 }
             };
             slots.insert(*t, slot);
@@ -541,7 +694,7 @@ fn drain(m: &mut TenantManager, w: &mut World) -> Result<(), TestCaseError> {
 fn complete(m: &mut TenantManager, w: &mut World, tenant: TenantId, ok: bool) {
     let Some(step) = w.in_flight.remove(&tenant) else { return };
     let result = if !ok {
-        Err("injected".to_string())
+        Err(StepError::Unexpected("injected".to_string()))
     } else {
         match step {
             Step::AcquireGeneration { at_least } => {
@@ -581,7 +734,7 @@ proptest! {
                 Input::Request { tenant, mode, generation } => {
                     next_req += 1;
                     w.unanswered.insert(RequestId(next_req), t(tenant));
-                    m.handle_location_config(NOW, RequestId(next_req), t(tenant), req(mode_of(mode), generation));
+                    m.handle_location_config(NOW, RequestId(next_req), t(tenant), req(mode_of(mode), generation), None);
                 }
                 Input::Complete { tenant, ok } => complete(&mut m, &mut w, t(tenant), ok),
                 Input::Crash => {
@@ -595,7 +748,7 @@ proptest! {
             drain(&mut m, &mut w)?;
             m.check_invariants();
             for (tenant, slot) in m.slots() {
-                if let Slot::Attached { mode, state: TenantState::Active } = slot {
+                if let Slot::Attached { mode, broken: None } = slot {
                     let held = mode.generation().unwrap().get();
                     prop_assert_eq!(Some(held), w.cp.get(tenant).copied(), "{} runs on a stale generation", tenant);
                 }

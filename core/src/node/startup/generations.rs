@@ -11,7 +11,7 @@ use crate::node::Node;
 use crate::node::io::{Entry, Io, IoError, IoErrorKind, IoResult};
 use crate::node::routing::CpWaiter;
 use crate::remote_path::{self, RemoteKey};
-use crate::tenant::{Slot, TenantState};
+use crate::tenant::Slot;
 
 impl Node {
     pub(super) fn after_configs(&mut self) {
@@ -157,7 +157,7 @@ impl Node {
         let slot = match self.manager.slot(tenant) {
             // Its config is unreadable too: it stays placed nowhere.
             Some(Slot::Broken { .. }) => return,
-            _ => Slot::Attached { mode, state: TenantState::Broken { reason } },
+            _ => Slot::Attached { mode, broken: Some(reason) },
         };
         if let Err(e) = self.manager.handle_settled(self.now, tenant, slot) {
             self.refused(crate::node::RefusingMachine::TenantManager, "a start-up slot", &e);

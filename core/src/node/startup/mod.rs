@@ -61,7 +61,7 @@ use crate::deletion_list::{DeletionHeader, DeletionList};
 use crate::id::{TenantId, TimelineId};
 use crate::index_part::{IndexPart, IndexVersion};
 use crate::location_conf::{LocationConf, LocationMode};
-use crate::tenant::{Slot, TenantEvent, TenantManager, TenantState};
+use crate::tenant::{Slot, TenantEvent, TenantManager};
 use crate::time::Instant;
 use std::collections::BTreeMap;
 
@@ -326,10 +326,7 @@ impl Node {
             .manager
             .slots()
             .filter(|(_, slot)| {
-                matches!(
-                    slot,
-                    Slot::Broken { .. } | Slot::Attached { state: TenantState::Broken { .. }, .. }
-                )
+                matches!(slot, Slot::Broken { .. } | Slot::Attached { broken: Some(_), .. })
             })
             .map(|(id, slot)| (*id, slot.clone()))
             .collect();
@@ -339,7 +336,7 @@ impl Node {
                 t.transition(TenantEvent::Loaded);
                 t.transition(TenantEvent::Activated);
             }
-            slots.insert(*id, Slot::Attached { mode: t.mode, state: t.state() });
+            slots.insert(*id, Slot::Attached { mode: t.mode, broken: None });
         }
         for (id, conf) in &self.startup.configs {
             if let LocationMode::Secondary { warm } = conf.mode {

@@ -4,7 +4,7 @@
 //! property test drives the manager through `handle` alone.
 
 use super::{
-    LocationRequest, ManagerError, ManagerInputError, Slot, StepOutput, TenantEvent, TenantManager,
+    LocationRequest, ManagerError, ManagerInputError, Slot, StepError, StepOutput, TenantManager,
 };
 use crate::id::TenantId;
 use crate::node::api::RequestId;
@@ -17,16 +17,19 @@ use crate::time::Instant;
 pub enum ManagerInput {
     /// `handle_settled`: a settled slot from start-up or a create.
     Settled { tenant: TenantId, slot: Slot },
-    /// `handle_location_config`.
-    LocationConfig { req: RequestId, tenant: TenantId, request: LocationRequest },
+    /// `handle_location_config`; `broken` is the tenant machine's word (see there).
+    LocationConfig {
+        req: RequestId,
+        tenant: TenantId,
+        request: LocationRequest,
+        broken: Option<String>,
+    },
     /// `handle_create_tenant`.
     CreateTenant { req: RequestId, tenant: TenantId },
-    /// `handle_delete_tenant`.
-    DeleteTenant { req: RequestId, tenant: TenantId },
+    /// `handle_delete_tenant`; `broken` as for `LocationConfig`.
+    DeleteTenant { req: RequestId, tenant: TenantId, broken: Option<String> },
     /// `handle_step_done`: the step in flight for `tenant` finished.
-    StepDone { tenant: TenantId, result: Result<StepOutput, String> },
-    /// `handle_tenant_event`: a lifecycle event the node reports.
-    TenantEvent { tenant: TenantId, event: TenantEvent },
+    StepDone { tenant: TenantId, result: Result<StepOutput, StepError> },
 }
 
 /// An illegal input to [`TenantManager::handle`]: the error of the `handle_*`
@@ -37,8 +40,7 @@ pub enum ManagerHandleError {
     /// A settled slot offered while an operation runs (`handle_settled`).
     #[error(transparent)]
     Refused(#[from] ManagerError),
-    /// A completion or event that fits nothing (`handle_step_done`,
-    /// `handle_tenant_event`).
+    /// A completion that fits nothing (`handle_step_done`).
     #[error(transparent)]
     Input(#[from] ManagerInputError),
 }
@@ -49,20 +51,17 @@ impl TenantManager {
     pub fn handle(&mut self, now: Instant, input: ManagerInput) -> Result<(), ManagerHandleError> {
         match input {
             ManagerInput::Settled { tenant, slot } => self.handle_settled(now, tenant, slot)?,
-            ManagerInput::LocationConfig { req, tenant, request } => {
-                self.handle_location_config(now, req, tenant, request)
+            ManagerInput::LocationConfig { req, tenant, request, broken } => {
+                self.handle_location_config(now, req, tenant, request, broken)
             }
             ManagerInput::CreateTenant { req, tenant } => {
                 self.handle_create_tenant(now, req, tenant)
             }
-            ManagerInput::DeleteTenant { req, tenant } => {
-                self.handle_delete_tenant(now, req, tenant)
+            ManagerInput::DeleteTenant { req, tenant, broken } => {
+                self.handle_delete_tenant(now, req, tenant, broken)
             }
             ManagerInput::StepDone { tenant, result } => {
                 self.handle_step_done(now, tenant, result)?
-            }
-            ManagerInput::TenantEvent { tenant, event } => {
-                self.handle_tenant_event(now, tenant, event)?
             }
         }
         Ok(())

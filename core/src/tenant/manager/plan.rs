@@ -4,9 +4,10 @@
 //! table that runs the steps is in `manager.rs`.
 
 use super::ManagerError;
-use crate::control_plane::RemoteTenantFound;
+use crate::control_plane::{CallFailure, RemoteTenantFound};
 use crate::generation::Generation;
-use crate::id::TenantId;
+use crate::id::{TenantId, TimelineId};
+use crate::io_error::IoError;
 use crate::location_conf::LocationMode;
 use serde::{Deserialize, Serialize};
 
@@ -69,6 +70,41 @@ pub enum StepOutput {
     Generation(Generation),
     /// What `CheckRemote` found.
     Found(RemoteTenantFound),
+}
+
+/// Why a step failed, as the node reports it to
+/// [`TenantManager::handle_step_done`](super::TenantManager::handle_step_done). The
+/// operation ends with [`ManagerError::StepFailed`] (or `RemoteCheckFailed`) naming it,
+/// and a tenant left attached without machines keeps its text as the reason.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum StepError {
+    /// A local or remote I/O of the step failed (the error names its path or key).
+    #[error("{0}")]
+    Io(IoError),
+    /// The control plane gave no usable answer (unreachable, timeout, refused).
+    #[error("{0}")]
+    ControlPlane(CallFailure),
+    /// S-GEN-MONO: the tenant's remote storage holds a generation this node's
+    /// control plane never granted; the text names both.
+    #[error("{0}")]
+    GenerationConflict(String),
+    /// Loading the tenant failed (its timelines could not be listed for good, a
+    /// generation conflict, a handler panicked while it loaded).
+    #[error("loading tenant {tenant} failed: {reason}")]
+    LoadFailed { tenant: TenantId, reason: String },
+    /// A handler of the tenant panicked while it stopped: what it had not flushed
+    /// is gone, so the operation must not go on as if it had.
+    #[error("the tenant broke while stopping: {reason}")]
+    BrokeWhileStopping { reason: String },
+    /// A timeline could not be deleted (`DeleteTimelines`).
+    #[error("deleting timeline {timeline}: {error}")]
+    DeleteTimeline { timeline: TimelineId, error: crate::node::api::ApiError },
+    /// `LoadTenant` for a mode that is not attached (a bug in a plan).
+    #[error("LoadTenant needs an attached mode, not {0:?}")]
+    NotAttached(LocationMode),
+    /// A completion of a kind the step never produces (a driver bug), as seen.
+    #[error("unexpected completion: {0}")]
+    Unexpected(String),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
