@@ -9,6 +9,18 @@ use crate::node::Node;
 use crate::node::io::{self, Io, IoError, IoErrorKind, IoResult};
 use crate::tenant::Slot;
 
+/// Why start-up's listing of `tenants/` stops the start (the node does not start
+/// without knowing which tenants it holds).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum ListTenantsError {
+    /// The disk refused the listing (other than "no such directory": none yet).
+    #[error("listing local tenants failed: {0}")]
+    Io(IoError),
+    /// A completion that is no listing (a driver bug), as seen.
+    #[error("listing local tenants failed: unexpected completion {0}")]
+    Unexpected(String),
+}
+
 impl Node {
     /// Nothing is guessed: the tenant stays out, broken with the reason, until a
     /// location_config names its mode; its config is neither read again nor rewritten.
@@ -23,11 +35,12 @@ impl Node {
     /// `tenants/` listed: every tenant directory's config is read, and a directory a
     /// detach left behind is removed. A failed listing is the reason the node does
     /// not start.
-    pub(super) fn on_tenants_listed(&mut self, result: IoResult) -> Result<(), String> {
+    pub(super) fn on_tenants_listed(&mut self, result: IoResult) -> Result<(), ListTenantsError> {
         let entries = match result {
             IoResult::Listing(Ok(entries)) => entries,
             IoResult::Listing(Err(IoError { kind: IoErrorKind::NotFound, .. })) => Vec::new(),
-            other => return Err(format!("listing local tenants failed: {other:?}")),
+            IoResult::Listing(Err(e)) => return Err(ListTenantsError::Io(e)),
+            other => return Err(ListTenantsError::Unexpected(format!("{other:?}"))),
         };
         self.enter(StartupPhase::ReadConfigs);
         for entry in entries.into_iter().filter(|e| e.is_dir) {

@@ -228,8 +228,8 @@ impl Node {
         self.startup_slot_freed();
         match step {
             StartupIo::ListTenants => {
-                if let Err(reason) = self.on_tenants_listed(result) {
-                    return self.fail_startup(reason);
+                if let Err(error) = self.on_tenants_listed(result) {
+                    return self.fail_startup(error.to_string());
                 }
             }
             StartupIo::ReadConfig(tenant) => self.on_config_read(tenant, result),
