@@ -324,3 +324,27 @@ proptest::proptest! {
         proptest::prop_assert!(c.stats().attempts_total >= calls.len() as u64);
     }
 }
+
+/// The client's reference world ([`super::super::client_world`]), actions drawn by
+/// proptest: every effect checked against the world's model of each call.
+fn world_action() -> impl proptest::strategy::Strategy<Value = super::super::client_world::Action> {
+    use super::super::client_world::Action;
+    use proptest::prelude::*;
+    prop_oneof![
+        3 => any::<u8>().prop_map(Action::Call),
+        4 => (any::<u16>(), any::<u8>()).prop_map(|(p, h)| Action::Reply(p, h)),
+        2 => any::<u16>().prop_map(Action::Unreachable),
+        1 => (0..4u16).prop_map(Action::Bogus),
+        4 => (0..1500u16).prop_map(Action::Advance),
+        1 => (any::<u8>(), any::<bool>()).prop_map(|(p, d)| Action::Fire(p, d)),
+    ]
+}
+
+proptest::proptest! {
+    #[test]
+    fn the_world_model_agrees_with_every_effect(
+        actions in proptest::collection::vec(world_action(), 0..80)
+    ) {
+        super::super::client_world::run(actions);
+    }
+}

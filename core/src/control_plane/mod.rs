@@ -72,6 +72,8 @@
 //!   [`ControlPlaneError::StoreFailed`]. The client retries.
 
 pub mod client;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod client_world;
 mod listing;
 #[cfg(test)]
 mod tests;
