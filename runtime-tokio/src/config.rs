@@ -24,9 +24,14 @@
 //! [tuning]                          # every field optional; defaults in the code
 //! checkpoint_distance_bytes = 8388608
 //! page_cache_bytes = 67108864       # the node-wide page cache
+//!
+//! [auth]                            # optional: JWT bearer tokens (`crate::auth`)
+//! key_files = ["auth.key"]          # HS256 secrets; any of them verifies a token
 //! ```
 //!
 //! Unknown keys are errors, so a typo never silently falls back to a default.
+//! Without `[auth]` the API is open, which the node allows only when `listen_http`
+//! is a loopback address: bound elsewhere it refuses to start.
 
 use camino::{Utf8Path, Utf8PathBuf};
 use serde::{Deserialize, Serialize};
@@ -48,6 +53,18 @@ pub struct FileConfig {
     pub walredo: WalRedoConfig,
     #[serde(default)]
     pub tuning: Tuning,
+    /// Bearer-token authentication of the HTTP API; `None`: off (loopback only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<AuthConfig>,
+}
+
+/// `[auth]`: the keys that verify bearer tokens.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Files holding an HS256 secret each (`strata token new-key` writes one); a
+    /// token signed by any of them is accepted (key rotation).
+    pub key_files: Vec<Utf8PathBuf>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -143,6 +160,7 @@ impl FileConfig {
             },
             walredo: WalRedoConfig::Process,
             tuning: Tuning::default(),
+            auth: None,
         }
     }
 
@@ -153,19 +171,32 @@ impl FileConfig {
     pub fn parse(path: &Utf8Path, text: &str) -> Result<Self, ConfigError> {
         let config: FileConfig = toml::from_str(text)
             .map_err(|e| ConfigError::Invalid { path: path.to_owned(), message: e.to_string() })?;
-        if config.tuning.max_concurrent_background_jobs == Some(0) {
-            return Err(ConfigError::Invalid {
-                path: path.to_owned(),
-                message: "max_concurrent_background_jobs must be at least 1".into(),
-            });
-        }
-        if config.node_id == 0 {
-            return Err(ConfigError::Invalid {
-                path: path.to_owned(),
-                message: "node_id must be at least 1".into(),
-            });
-        }
+        config
+            .validate()
+            .map_err(|message| ConfigError::Invalid { path: path.to_owned(), message })?;
         Ok(config)
+    }
+
+    /// The rules no single field's type states.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.tuning.max_concurrent_background_jobs == Some(0) {
+            return Err("max_concurrent_background_jobs must be at least 1".into());
+        }
+        if self.node_id == 0 {
+            return Err("node_id must be at least 1".into());
+        }
+        match &self.auth {
+            Some(auth) if auth.key_files.is_empty() => {
+                Err("[auth] key_files is empty: name at least one key file".into())
+            }
+            Some(_) => Ok(()),
+            None if is_loopback(&self.listen_http) => Ok(()),
+            None => Err(format!(
+                "listen_http {} is not a loopback address and [auth] is not configured: \
+                 an open API is allowed on loopback only (see docs/OPERATIONS.md, Authentication)",
+                self.listen_http
+            )),
+        }
     }
 
     /// Makes every relative path relative to `base` (the config file's directory).
@@ -179,6 +210,11 @@ impl FileConfig {
         }
         if let ControlPlaneConfig::Embedded { sqlite_path } = &mut self.control_plane {
             *sqlite_path = abs(sqlite_path);
+        }
+        if let Some(auth) = &mut self.auth {
+            for key in &mut auth.key_files {
+                *key = abs(key);
+            }
         }
         self
     }
@@ -222,6 +258,19 @@ impl FileConfig {
             }
         }
         c
+    }
+}
+
+/// Whether every address `listen` resolves to is a loopback address (and it
+/// resolves to at least one).
+fn is_loopback(listen: &str) -> bool {
+    use std::net::ToSocketAddrs;
+    match listen.to_socket_addrs() {
+        Ok(addrs) => {
+            let addrs: Vec<_> = addrs.collect();
+            !addrs.is_empty() && addrs.iter().all(|a| a.ip().is_loopback())
+        }
+        Err(_) => false,
     }
 }
 
@@ -287,6 +336,28 @@ mod tests {
             .replace("[tuning]", "[tuning]\npage_cache_bytes = 1048576");
         let c = FileConfig::parse("x.toml".into(), &text).unwrap();
         assert_eq!(c.node_config(false).page_cache.capacity_bytes, 1_048_576);
+    }
+
+    #[test]
+    fn an_open_api_is_refused_off_loopback_and_auth_allows_any_address() {
+        let mut c = FileConfig::embedded_defaults();
+        for open in ["127.0.0.1:9898", "[::1]:9898", "127.0.0.2:1"] {
+            c.listen_http = open.into();
+            assert_eq!(c.validate(), Ok(()), "{open}");
+        }
+        for exposed in ["0.0.0.0:9898", "[::]:9898", "10.1.2.3:9898"] {
+            c.listen_http = exposed.into();
+            let err = c.validate().unwrap_err();
+            assert!(err.contains("not a loopback address"), "{exposed}: {err}");
+        }
+        c.auth = Some(AuthConfig { key_files: vec!["auth.key".into()] });
+        assert_eq!(c.validate(), Ok(()));
+        let text = c.to_toml();
+        assert!(text.contains("[auth]\nkey_files = [\"auth.key\"]"), "{text}");
+        let back = FileConfig::parse("x.toml".into(), &text).unwrap().resolve_paths("/srv".into());
+        assert_eq!(back.auth.unwrap().key_files, vec![Utf8PathBuf::from("/srv/auth.key")]);
+        c.auth = Some(AuthConfig { key_files: vec![] });
+        assert!(c.validate().unwrap_err().contains("key_files is empty"));
     }
 
     #[test]

@@ -16,12 +16,18 @@
 //! | `GET /v1/status` | | 200 `{"phase", "in_flight_io", "inputs"}` |
 //! | `GET /metrics` | | Prometheus text |
 //!
+//! With `[auth]` configured every route but `/v1/status` and `/metrics` needs a
+//! bearer token (`crate::auth`): 401 without a valid one, 403 when its scope does
+//! not cover the route.
+//!
 //! Errors: every error of every route, including the ones raised before a handler
 //! runs, is JSON `{"msg": "..."}`:
 //!
 //! | status | when |
 //! |---|---|
 //! | 400 | bad input: a malformed id in the path, a bad query (`key`, `lsn` missing or malformed), a body that is not JSON, a refused record |
+//! | 401 + `WWW-Authenticate: Bearer` | auth on and no token, a malformed or expired one, or one no configured key signed |
+//! | 403 | a valid token whose scope does not cover the route (a tenant token on another tenant, or on an admin route) |
 //! | 404 | unknown tenant or timeline; an unknown route |
 //! | 405 | a known route with another method (with `Allow`) |
 //! | 409 | already exists |
@@ -84,6 +90,8 @@ pub struct AppState {
     pub node: NodeHandle,
     pub metrics: Arc<Metrics>,
     pub status: Arc<Mutex<NodeStatus>>,
+    /// The token check (`crate::auth`); `None`: auth off (loopback only).
+    pub auth: Option<Arc<crate::auth::Auth>>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -105,6 +113,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_REQUEST_BODY_BYTES))
         .layer(middleware::from_fn(limit_body))
+        .layer(middleware::from_fn_with_state(state.auth.clone(), crate::auth::authorize))
         .with_state(state)
 }
 
@@ -117,7 +126,7 @@ pub struct Rejected {
 }
 
 impl Rejected {
-    fn new(status: StatusCode, msg: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, msg: impl Into<String>) -> Self {
         Rejected { status, msg: msg.into() }
     }
 }

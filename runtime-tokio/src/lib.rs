@@ -14,6 +14,8 @@ pub mod trace_sink;
 pub mod walredo_child;
 
 #[cfg(not(madsim))]
+pub mod auth;
+#[cfg(not(madsim))]
 pub mod control;
 #[cfg(not(madsim))]
 pub mod http;

@@ -7,6 +7,9 @@
 //!   plane service (`strata_runtime_tokio::control`).
 //! - `strata ctl [--url URL] [--token T] node register ID ADDRESS | node list |
 //!   tenant create TENANT --node ID | tenant list`: its admin API.
+//! - `strata token new-key FILE | mint --key-file FILE --scope admin|tenant
+//!   [--tenant T] [--ttl-secs N]`: keys and bearer tokens for the node's API
+//!   (`strata_runtime_tokio::auth`).
 //! - `strata walredo [--replay FILE]`: the walredo child process (spoken to over
 //!   stdin/stdout by the node), or the replay of a saved failing request.
 
@@ -66,6 +69,11 @@ mod cli {
             #[arg(long)]
             token: Option<String>,
         },
+        /// Keys and bearer tokens for the node's HTTP API.
+        Token {
+            #[command(subcommand)]
+            verb: TokenVerb,
+        },
         /// Talk to a running control plane's admin API.
         Ctl {
             #[arg(long, default_value = "http://127.0.0.1:9090")]
@@ -74,6 +82,25 @@ mod cli {
             token: Option<String>,
             #[command(subcommand)]
             what: CtlWhat,
+        },
+    }
+
+    #[derive(Subcommand)]
+    enum TokenVerb {
+        /// Write a new random HS256 key to FILE (never overwrites one).
+        NewKey { file: Utf8PathBuf },
+        /// Print a bearer token signed with the key in --key-file.
+        Mint {
+            #[arg(long)]
+            key_file: Utf8PathBuf,
+            /// admin (every route) or tenant (one tenant's timelines: --tenant).
+            #[arg(long)]
+            scope: String,
+            #[arg(long)]
+            tenant: Option<String>,
+            /// How long the token is valid.
+            #[arg(long, default_value_t = 3600)]
+            ttl_secs: u64,
         },
     }
 
@@ -136,6 +163,7 @@ mod cli {
         match cli.command {
             Command::Walredo { .. } => unreachable!("handled above"),
             Command::Init { dir, force } => init(&dir, force),
+            Command::Token { verb } => token(verb),
             Command::Control { listen, db, token } => control(&listen, &db, token),
             Command::Ctl { url, token, what } => {
                 use strata_runtime_tokio::control::ctl::{self, Verb};
@@ -215,6 +243,28 @@ mod cli {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("strata control: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    }
+
+    fn token(verb: TokenVerb) -> ExitCode {
+        use strata_runtime_tokio::auth;
+        let result = match verb {
+            TokenVerb::NewKey { file } => {
+                auth::write_new_key(&file).map(|()| format!("wrote a new key to {file}"))
+            }
+            TokenVerb::Mint { key_file, scope, tenant, ttl_secs } => {
+                auth::mint_with_key_file(&key_file, &scope, tenant.as_deref(), ttl_secs)
+            }
+        };
+        match result {
+            Ok(text) => {
+                println!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("strata token: {e}");
                 ExitCode::FAILURE
             }
         }

@@ -100,6 +100,13 @@ pub async fn run_pageserver(
         WalRedoConfig::InProcess => NodeRedo::InProcess(InProcessRedo),
     };
     let adapters = Adapters { disk, remote, store, redo };
+    let auth = match &config.auth {
+        Some(a) => Some(Arc::new(
+            crate::auth::Auth::from_key_files(&a.key_files)
+                .map_err(|e| ServerError::Setup(e.to_string()))?,
+        )),
+        None => None,
+    };
 
     let (handle, inbox) = driver::channel();
     let status = Arc::new(Mutex::new(NodeStatus::default()));
@@ -109,8 +116,10 @@ pub async fn run_pageserver(
     let listener = tokio::net::TcpListener::bind(&config.listen_http)
         .await
         .map_err(|e| ServerError::Setup(format!("binding {}: {e}", config.listen_http)))?;
-    tracing::info!(addr = %config.listen_http, data_dir = %config.data_dir, "serving HTTP");
-    let state = AppState { node: handle.clone(), metrics: Arc::new(Metrics::new()), status };
+    tracing::info!(
+        addr = %config.listen_http, data_dir = %config.data_dir, auth = auth.is_some(), "serving HTTP"
+    );
+    let state = AppState { node: handle.clone(), metrics: Arc::new(Metrics::new()), status, auth };
     let (stop_http_tx, stop_http_rx) = tokio::sync::oneshot::channel::<()>();
     let http = tokio::spawn(async move {
         axum::serve(listener, router(state))
