@@ -190,10 +190,8 @@ impl Node {
                 self.set_tenant_mode(tenant, mode);
                 self.step_done(tenant, Ok(StepOutput::Done));
             }
-            Step::RenameLocalDir => {
-                self.detached_seq += 1;
-                let to = io::detached_dir(tenant, self.detached_seq);
-                self.detached_dirs.insert(tenant, to.clone());
+            Step::RenameLocalDir { dir } => {
+                let to = io::detached_dir(tenant, dir.0);
                 self.startup.configs.remove(&tenant);
                 self.emit_io(
                     Route::Manager { tenant },
@@ -224,10 +222,9 @@ impl Node {
                     self.touch_tenant(tenant);
                 }
             },
-            Step::RemoveLocalDir => {
-                if let Some(path) = self.detached_dirs.remove(&tenant) {
-                    self.emit_io(Route::DetachedRemoved, Io::DiskRemoveDir { path });
-                }
+            Step::RemoveLocalDir { dir } => {
+                let path = io::detached_dir(tenant, dir.0);
+                self.emit_io(Route::DetachedRemoved, Io::DiskRemoveDir { path });
             }
         }
     }

@@ -202,9 +202,6 @@ pub struct Node {
     /// The slot of every tenant this node knows; `tenants` holds the machines of the
     /// attached ones.
     pub(crate) manager: crate::tenant::TenantManager,
-    /// Directories renamed away by detaches, waiting for their background removal.
-    pub(crate) detached_dirs: BTreeMap<TenantId, camino::Utf8PathBuf>,
-    pub(crate) detached_seq: u64,
     /// Request ids for operations the node starts itself (their replies go nowhere).
     pub(crate) internal_requests: u64,
     /// Set while the node runs without a control plane (see `emergency.rs`).
@@ -255,8 +252,6 @@ impl Node {
             scheduler,
             tenants: BTreeMap::new(),
             manager: crate::tenant::TenantManager::default(),
-            detached_dirs: BTreeMap::new(),
-            detached_seq: 0,
             emergency: None,
             internal_requests: 0,
             startup: startup::Startup::default(),

@@ -68,6 +68,11 @@
 //! with [`ManagerError::ExistsRemotely`], naming what was found (an empty tenant
 //! over what exists would hide its timelines for good: issue 15, item 2).
 //!
+//! A detach renames the tenant's directory to `tenants/{t}.___detached.{n}`; the
+//! manager numbers it when it plans the detach ([`DetachedDir`], unique in this node
+//! run) and the rename and the background removal both carry the number, so no
+//! record of renamed directories is kept beside the steps.
+//!
 //! Generations come from the control plane (in-process by default): a request's
 //! generation is a floor and a guard, never used unchecked. `None` keeps the held
 //! generation (or acquires one when not attached).
@@ -98,8 +103,8 @@ mod plan;
 pub use input::{ManagerHandleError, ManagerInput};
 
 pub use plan::{
-    LocationRequest, OperationKind, Placement, Plan, RequestedMode, Step, StepError, StepOutput,
-    plan,
+    DetachedDir, LocationRequest, OperationKind, Placement, Plan, RequestedMode, Step, StepError,
+    StepOutput, plan,
 };
 
 use crate::control_plane::RemoteTenantFound;
@@ -233,6 +238,9 @@ pub struct TenantManager {
     slots: BTreeMap<TenantId, Slot>,
     effects: VecDeque<ManagerEffect>,
     busy_refusals: u64,
+    /// Directories renamed away by detaches planned so far: the next is numbered one
+    /// above ([`DetachedDir`]).
+    detached_dirs: u64,
 }
 
 impl TenantManager {
@@ -289,7 +297,7 @@ impl TenantManager {
             }
             None => (Placement::Detached, true),
         };
-        match plan(tenant, current, healthy, request) {
+        match plan(tenant, current, healthy, request, self.next_dir()) {
             Err(error) => {
                 self.effects.push_back(ManagerEffect::Reply { req, tenant, result: Err(error) })
             }
@@ -315,7 +323,7 @@ impl TenantManager {
         request: LocationRequest,
         reason: String,
     ) {
-        let (kind, steps) = plan_unplaced(request);
+        let (kind, steps) = plan_unplaced(request, self.next_dir());
         let op = Operation {
             unplaced: Some(reason),
             ..Operation::new(kind, req, Placement::Detached, request.mode, None, steps)
@@ -392,8 +400,8 @@ impl TenantManager {
                     Step::StopTenant,
                     Step::FlushDeletions,
                     Step::ReleaseGeneration,
-                    Step::RenameLocalDir,
-                    Step::RemoveLocalDir,
+                    Step::RenameLocalDir { dir: self.next_dir() },
+                    Step::RemoveLocalDir { dir: self.next_dir() },
                 ];
                 let (target, generation) = (RequestedMode::Detached, mode.generation());
                 let op =
@@ -469,8 +477,17 @@ impl TenantManager {
         }
     }
 
-    /// Puts `op` in the tenant's slot with its first step in flight.
+    /// The number the next detach renames its directory to.
+    fn next_dir(&self) -> DetachedDir {
+        DetachedDir(self.detached_dirs + 1)
+    }
+
+    /// Puts `op` in the tenant's slot with its first step in flight; a rename in its
+    /// plan takes the number [`TenantManager::next_dir`] gave it.
     fn start_operation(&mut self, tenant: TenantId, mut op: Operation) {
+        if op.remaining.iter().any(|s| matches!(s, Step::RenameLocalDir { .. })) {
+            self.detached_dirs += 1;
+        }
         self.start_next(tenant, &mut op);
         self.slots.insert(tenant, Slot::InProgress(Box::new(op)));
     }
@@ -485,10 +502,11 @@ impl TenantManager {
     fn after_step(&mut self, tenant: TenantId, mut op: Box<Operation>) {
         // The request is answered once the tenant is placed; a background step (the
         // directory removal after a detach) runs after the answer, with the slot gone.
-        if op.remaining.front() == Some(&Step::RemoveLocalDir) {
+        if let Some(&Step::RemoveLocalDir { dir }) = op.remaining.front() {
             op.remaining.clear();
             self.finish(tenant, &op);
-            self.effects.push_back(ManagerEffect::Step { tenant, step: Step::RemoveLocalDir });
+            self.effects
+                .push_back(ManagerEffect::Step { tenant, step: Step::RemoveLocalDir { dir } });
             return;
         }
         if op.remaining.is_empty() {

@@ -7,7 +7,7 @@ pub mod manager;
 
 pub use lifecycle::{IllegalTransition, TenantEvent, TenantState};
 pub use manager::{
-    LocationOutcome, LocationRequest, ManagerEffect, ManagerError, ManagerHandleError,
+    DetachedDir, LocationOutcome, LocationRequest, ManagerEffect, ManagerError, ManagerHandleError,
     ManagerInput, ManagerInputError, OperationKind, Placement, RequestedMode, Slot, Step,
     StepError, StepOutput, TenantManager, plan,
 };

@@ -45,7 +45,7 @@ fn run(
                         *next_gen = (*next_gen + 1).max(at_least.map_or(0, |g| g.get()));
                         StepOutput::Generation(g(*next_gen))
                     }
-                    Step::RemoveLocalDir => continue,
+                    Step::RemoveLocalDir { .. } => continue,
                     // Remote storage holds nothing of the tenant.
                     Step::CheckRemote => StepOutput::Found(Default::default()),
                     _ => StepOutput::Done,
@@ -247,7 +247,7 @@ fn detach_stops_flushes_releases_renames_answers_then_removes_in_background() {
         match e {
             ManagerEffect::Step { tenant, step } => {
                 order.push(format!("{step:?}"));
-                if step != Step::RemoveLocalDir {
+                if !matches!(step, Step::RemoveLocalDir { .. }) {
                     m.handle_step_done(NOW, tenant, Ok(StepOutput::Done)).unwrap();
                 }
             }
@@ -260,9 +260,9 @@ fn detach_stops_flushes_releases_renames_answers_then_removes_in_background() {
             "StopTenant",
             "FlushDeletions",
             "ReleaseGeneration",
-            "RenameLocalDir",
+            "RenameLocalDir { dir: DetachedDir(1) }",
             "reply Ok(Changed(Detached))",
-            "RemoveLocalDir",
+            "RemoveLocalDir { dir: DetachedDir(1) }",
         ]
     );
     assert!(m.slot(t(1)).is_none());
@@ -346,6 +346,54 @@ fn the_tenant_machines_word_that_it_is_broken_restarts_it_and_refuses_its_deleti
             if reason == "a handler panicked"
     ));
     assert_eq!(attached(&m, t(1)), Some(single(3)), "a refused delete changes nothing");
+}
+
+/// The directory a detach renames the tenant's to is the manager's to number (no
+/// side map on the node): each detach planned gets its own, so one whose removal is
+/// still under way is never renamed onto, and the removal names the directory its
+/// rename made.
+#[test]
+fn each_detach_renames_to_its_own_directory_and_removes_that_one() {
+    let mut m = TenantManager::default();
+    let mut counter = 0;
+    let mut dirs = Vec::new();
+    for (i, tenant) in [t(1), t(1), t(2)].into_iter().enumerate() {
+        let r = RequestId(10 * i as u64);
+        m.handle_location_config(
+            NOW,
+            r,
+            tenant,
+            req(RequestedMode::Secondary { warm: false }, None),
+            None,
+        );
+        run(&mut m, &mut counter);
+        m.handle_location_config(
+            NOW,
+            RequestId(r.0 + 1),
+            tenant,
+            req(RequestedMode::Detached, None),
+            None,
+        );
+        let mut renamed = None;
+        while let Some(e) = m.poll_effect() {
+            match e {
+                ManagerEffect::Step { tenant: s, step: Step::RenameLocalDir { dir } } => {
+                    assert_eq!(s, tenant);
+                    renamed = Some(dir);
+                    m.handle_step_done(NOW, s, Ok(StepOutput::Done)).unwrap();
+                }
+                ManagerEffect::Step { step: Step::RemoveLocalDir { dir }, .. } => {
+                    assert_eq!(Some(dir), renamed, "the removal names the renamed directory");
+                    dirs.push(dir);
+                }
+                ManagerEffect::Step { tenant: s, .. } => {
+                    m.handle_step_done(NOW, s, Ok(StepOutput::Done)).unwrap();
+                }
+                ManagerEffect::Reply { .. } => {}
+            }
+        }
+    }
+    assert_eq!(dirs, vec![DetachedDir(1), DetachedDir(2), DetachedDir(3)]);
 }
 
 #[test]
@@ -434,7 +482,10 @@ fn a_broken_unplaced_slot_is_placed_only_by_an_explicit_mode() {
     m.handle_settled(NOW, t(2), broken()).unwrap();
     m.handle_location_config(NOW, RequestId(4), t(2), req(RequestedMode::Detached, None), None);
     let (steps, _) = run(&mut m, &mut counter);
-    assert_eq!(steps, vec![Step::ReleaseGeneration, Step::RenameLocalDir, Step::RemoveLocalDir]);
+    let dir = DetachedDir(1);
+    let expected =
+        vec![Step::ReleaseGeneration, Step::RenameLocalDir { dir }, Step::RemoveLocalDir { dir }];
+    assert_eq!(steps, expected);
     assert_eq!(m.slot(t(2)), None);
 }
 
@@ -460,8 +511,8 @@ fn delete_tenant_marks_deletes_timelines_then_leaves_like_a_detach() {
             Step::StopTenant,
             Step::FlushDeletions,
             Step::ReleaseGeneration,
-            Step::RenameLocalDir,
-            Step::RemoveLocalDir,
+            Step::RenameLocalDir { dir: DetachedDir(1) },
+            Step::RemoveLocalDir { dir: DetachedDir(1) },
         ]
     );
     assert_eq!(replies, vec![Ok(LocationOutcome::Changed(Placement::Detached))]);
@@ -668,7 +719,7 @@ fn drain(m: &mut TenantManager, w: &mut World) -> Result<(), TestCaseError> {
     while let Some(e) = m.poll_effect() {
         match e {
             ManagerEffect::Step { tenant, step } => {
-                if step == Step::RemoveLocalDir {
+                if let Step::RemoveLocalDir { .. } = step {
                     continue;
                 }
                 prop_assert!(
@@ -707,7 +758,7 @@ fn complete(m: &mut TenantManager, w: &mut World, tenant: TenantId, ok: bool) {
                 w.config.insert(tenant, mode);
                 Ok(StepOutput::Done)
             }
-            Step::RenameLocalDir => {
+            Step::RenameLocalDir { .. } => {
                 w.config.remove(&tenant);
                 Ok(StepOutput::Done)
             }

@@ -51,10 +51,11 @@ pub enum Step {
     LoadTenant { mode: LocationMode },
     /// Same generation, another attached mode: no restart.
     SetMode { mode: LocationMode },
-    /// Rename `tenants/{t}` to its `.___detached` name (durable); the tenant is gone.
-    RenameLocalDir,
-    /// Remove the renamed directory (background; not awaited by the request).
-    RemoveLocalDir,
+    /// Rename `tenants/{t}` to its `.___detached` name `dir` (durable); the tenant
+    /// is gone.
+    RenameLocalDir { dir: DetachedDir },
+    /// Remove the renamed directory `dir` (background; not awaited by the request).
+    RemoveLocalDir { dir: DetachedDir },
     /// Put the tenant's deletion mark in remote storage (`timelines/deleted`): from
     /// now on every start or attach finishes the deletion.
     PutDeletionMark,
@@ -62,6 +63,14 @@ pub enum Step {
     /// validated through the deletion queue, tombstone last); done when none is left.
     DeleteTimelines,
 }
+
+/// The number of a directory a detach renamed away (`tenants/{t}.___detached.{n}`),
+/// chosen by the manager when it plans the detach: unique among the directories
+/// renamed in this node run, so that a detach while an earlier one's directory is
+/// still being removed never renames onto it. Start-up removes every leftover, so a
+/// restart may number from 1 again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct DetachedDir(pub u64);
 
 /// What a finished step tells the manager.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -146,7 +155,10 @@ pub(super) fn with_generation(mode: RequestedMode, generation: Generation) -> Op
 /// The steps from a `Broken` slot (config unreadable): the request names the mode,
 /// so nothing is guessed. Attaching acquires a new generation (the control plane may
 /// still hold one for this node: it is superseded); detaching releases it.
-pub(super) fn plan_unplaced(request: LocationRequest) -> (OperationKind, Vec<Step>) {
+pub(super) fn plan_unplaced(
+    request: LocationRequest,
+    dir: DetachedDir,
+) -> (OperationKind, Vec<Step>) {
     match request.mode {
         RequestedMode::AttachedSingle
         | RequestedMode::AttachedMulti
@@ -159,7 +171,11 @@ pub(super) fn plan_unplaced(request: LocationRequest) -> (OperationKind, Vec<Ste
         ),
         RequestedMode::Detached => (
             OperationKind::Detach,
-            vec![Step::ReleaseGeneration, Step::RenameLocalDir, Step::RemoveLocalDir],
+            vec![
+                Step::ReleaseGeneration,
+                Step::RenameLocalDir { dir },
+                Step::RemoveLocalDir { dir },
+            ],
         ),
     }
 }
@@ -172,12 +188,14 @@ fn is_attached(mode: RequestedMode) -> bool {
 }
 
 /// The mode table (see the module doc). `current` is the slot when it is not in
-/// progress; `healthy` is false for a Broken attached tenant.
+/// progress; `healthy` is false for a Broken attached tenant; `dir` is the number a
+/// detach renames the tenant's directory to.
 pub fn plan(
     tenant: TenantId,
     current: Placement,
     healthy: bool,
     request: LocationRequest,
+    dir: DetachedDir,
 ) -> Result<Plan, ManagerError> {
     use LocationMode as L;
     use RequestedMode as R;
@@ -257,12 +275,12 @@ pub fn plan(
         }
         (Placement::Detached, R::Detached) => Plan::Unchanged(current),
         (Placement::Located(L::Secondary { .. }), R::Detached) => {
-            let steps = vec![Step::RenameLocalDir, Step::RemoveLocalDir];
+            let steps = vec![Step::RenameLocalDir { dir }, Step::RemoveLocalDir { dir }];
             Plan::Run { kind: OperationKind::Detach, steps, keep_generation: None }
         }
         (Placement::Located(_), R::Detached) => {
             let mut steps = leave;
-            steps.extend([Step::RenameLocalDir, Step::RemoveLocalDir]);
+            steps.extend([Step::RenameLocalDir { dir }, Step::RemoveLocalDir { dir }]);
             Plan::Run { kind: OperationKind::Detach, steps, keep_generation: None }
         }
         (_, R::AttachedSingle | R::AttachedMulti | R::AttachedStale) => {
