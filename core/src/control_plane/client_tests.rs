@@ -348,3 +348,68 @@ proptest::proptest! {
         super::super::client_world::run(actions);
     }
 }
+
+/// Each check of [`ControlPlaneClient::check_invariants`] fires on a state that
+/// breaks it: `healthy()` passes every check, the corruption breaks one rule.
+mod checks_fire {
+    use super::*;
+
+    /// A validate call with its first attempt in flight, and a detach call
+    /// backing off after its first attempt failed.
+    fn healthy() -> (ControlPlaneClient, CallId, CallId) {
+        let mut c = ControlPlaneClient::new(config());
+        let flying = c.handle_call(Instant::ZERO, validate());
+        let backing_off = c.handle_call(Instant::ZERO, CpRequest::Detach { tenant: T });
+        let attempt = drain(&mut c)
+            .into_iter()
+            .find_map(|e| match e {
+                ClientEffect::Send { attempt, request: CpRequest::Detach { .. } } => Some(attempt),
+                _ => None,
+            })
+            .unwrap();
+        c.handle_unreachable(Instant::ZERO, attempt, "down".into()).unwrap();
+        c.check_invariants();
+        (c, flying, backing_off)
+    }
+
+    #[test]
+    #[should_panic(expected = "in flight for CallId(1), whose state is")]
+    fn an_attempt_in_flight_for_a_call_backing_off() {
+        let (mut c, flying, backing_off) = healthy();
+        let (attempt, _) = c.in_flight.iter().find(|(_, call)| **call == flying).unwrap();
+        c.in_flight.insert(*attempt, backing_off);
+        c.check_invariants();
+    }
+
+    #[test]
+    #[should_panic(expected = "attempts, budget 4")]
+    fn a_call_over_its_budget() {
+        let (mut c, flying, _) = healthy();
+        c.calls.get_mut(&flying).unwrap().attempts = 5;
+        c.check_invariants();
+    }
+
+    #[test]
+    #[should_panic(expected = "attempt untracked")]
+    fn an_attempt_in_flight_not_tracked() {
+        let (mut c, _, _) = healthy();
+        c.in_flight.clear();
+        c.check_invariants();
+    }
+
+    #[test]
+    #[should_panic(expected = "backs off with no budget left")]
+    fn a_backoff_with_no_budget_left() {
+        let (mut c, _, backing_off) = healthy();
+        c.calls.get_mut(&backing_off).unwrap().attempts = 3;
+        c.check_invariants();
+    }
+
+    #[test]
+    #[should_panic(expected = "attempts counted wrong")]
+    fn fewer_attempts_sent_than_in_flight() {
+        let (mut c, _, _) = healthy();
+        c.sent = 0;
+        c.check_invariants();
+    }
+}

@@ -419,3 +419,89 @@ proptest::proptest! {
         world::run(actions);
     }
 }
+
+/// Each check of [`ControlPlane::check_invariants`] (and its reply-durability
+/// check) fires on a state that breaks it: `healthy()` passes every check, the
+/// corruption breaks exactly one rule.
+mod checks_fire {
+    use super::*;
+
+    /// A table holding t(1) at g(3) on N1, with an attach of t(1) persisting g(4)
+    /// and a detach of t(2) waiting behind it.
+    fn healthy() -> ControlPlane {
+        let record = TenantRecord { tenant: t(1), generation: g(3), attached_to: Some(N1) };
+        let mut cp = ControlPlane::recover(vec![record]);
+        cp.handle_attach(NOW, RequestId(1), t(1), N2, None);
+        cp.handle_detach(NOW, RequestId(2), t(2));
+        cp.check_invariants();
+        cp
+    }
+
+    fn persisting(cp: &mut ControlPlane) -> (&mut StoreChange, &mut ControlPlaneReply) {
+        match &mut cp.in_progress {
+            Some(InProgress::Persisting { change, reply, .. }) => (change, reply),
+            other => panic!("not persisting: {other:?}"),
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "table keyed by the wrong tenant")]
+    fn a_row_under_another_tenant() {
+        let mut cp = healthy();
+        let row = cp.table.remove(&t(1)).unwrap();
+        cp.table.insert(t(9), row);
+        cp.check_invariants();
+    }
+
+    #[test]
+    #[should_panic(expected = "request queue over its bound")]
+    fn a_queue_over_its_bound() {
+        let mut cp = healthy();
+        let waiting = cp.queue[0].clone();
+        cp.queue.extend(std::iter::repeat_n(waiting, MAX_QUEUED_REQUESTS));
+        cp.check_invariants();
+    }
+
+    #[test]
+    #[should_panic(expected = "requests wait while nothing is in progress")]
+    fn requests_waiting_with_nothing_in_progress() {
+        let mut cp = healthy();
+        cp.in_progress = None;
+        cp.check_invariants();
+    }
+
+    #[test]
+    #[should_panic(expected = "S-GEN-MONO: persisting")]
+    fn a_persist_below_the_table() {
+        let mut cp = healthy();
+        let (change, _) = persisting(&mut cp);
+        *change = StoreChange::Upsert(TenantRecord {
+            tenant: t(1),
+            generation: g(2),
+            attached_to: Some(N2),
+        });
+        cp.check_invariants();
+    }
+
+    #[test]
+    #[should_panic(expected = "reply names a generation the change does not persist")]
+    fn a_reply_naming_a_generation_not_persisted() {
+        let mut cp = healthy();
+        let (_, reply) = persisting(&mut cp);
+        *reply = ControlPlaneReply::Attached { generation: g(5) };
+        cp.check_invariants();
+    }
+
+    /// The reply-durability check: a queued re-attach reply names a generation
+    /// the durable table does not hold.
+    #[test]
+    #[should_panic(expected = "S-GEN-MONO: reply grants")]
+    fn a_queued_reply_granting_a_generation_not_durable() {
+        let mut cp = healthy();
+        let tenants =
+            vec![ReAttachedTenant { tenant: t(1), generation: g(4), previous_was_own: true }];
+        let reply = Ok(ControlPlaneReply::ReAttached { tenants });
+        cp.effects.push_back(ControlPlaneEffect::Reply { req: RequestId(9), reply });
+        cp.check_invariants();
+    }
+}
