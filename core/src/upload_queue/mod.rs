@@ -131,6 +131,8 @@ pub use types::*;
 
 #[cfg(test)]
 mod bench;
+#[cfg(test)]
+mod check_tests;
 /// The test harness (a synchronous world around one queue), for tests and, with
 /// the `fuzzing` feature, for the fuzz targets.
 #[cfg(any(test, feature = "fuzzing"))]
