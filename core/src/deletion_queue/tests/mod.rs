@@ -3,6 +3,7 @@
 //! proptest (`model.rs`); a throughput measurement (`bench.rs`, ignored).
 
 mod bench;
+mod checks;
 mod model;
 mod rules;
 
