@@ -191,7 +191,7 @@ fires!(deleting_outside_single, "deleting outside Single", deleting, |q| {
 });
 
 fires!(deleting_with_a_layer_set, "deleting with a layer set", deleting, |q| {
-    let meta = busy().layers[&layer(1)].clone();
+    let meta = busy().layers[&layer(1)];
     q.layers.insert(layer(1), meta);
 });
 
