@@ -440,7 +440,8 @@ impl<W> PageCache<W> {
         for (tick, key) in &self.lru {
             let slot = self.entries.get(key).expect("LRU names a missing entry");
             assert_eq!(slot.tick, *tick, "LRU tick differs from the entry's");
-            assert_eq!(slot.size, slot.bytes.len() as u64 + key.key_bytes());
+            let size = slot.bytes.len() as u64 + key.key_bytes();
+            assert_eq!(slot.size, size, "entry size is not its bytes plus its key");
         }
         for (key, fill) in &self.filling {
             let f = self.fills.get(fill).expect("filling names a closed fill");
@@ -448,7 +449,8 @@ impl<W> PageCache<W> {
         }
         for (id, f) in &self.fills {
             assert!(!f.waiters.is_empty(), "fill {id:?} has no waiter");
-            assert_eq!(f.attached, self.filling.get(&f.key) == Some(id));
+            let named = self.filling.get(&f.key) == Some(id);
+            assert_eq!(f.attached, named, "fill {id:?} attached but not named by filling");
         }
     }
 

@@ -299,3 +299,112 @@ fn handle_dispatches_every_input() {
     assert_eq!(c.handle(now, get_v(RequestKind::Get)), Out::Value(Some(vec![5; 10])));
     c.check_invariants();
 }
+
+/// Checks that can fail: each check of [`PageCache::check_invariants`] fires on a
+/// state that breaks it. `busy()` passes every check; each test breaks one rule.
+mod checks_fire {
+    use super::*;
+
+    /// Layers 1 and 2 cached; a read of layer 3 in flight (attached); a read of
+    /// layer 4 in flight but invalidated (detached).
+    fn busy() -> (PageCache<u32>, FillId, FillId) {
+        let mut c = cache(1000);
+        fill(&mut c, 1, &[1; 100]);
+        fill(&mut c, 2, &[2; 100]);
+        let LayerLookup::Miss(attached) = c.lookup_layer(layer(3), RequestKind::Get, 0) else {
+            panic!("a miss")
+        };
+        let LayerLookup::Miss(detached) = c.lookup_layer(layer(4), RequestKind::Get, 1) else {
+            panic!("a miss")
+        };
+        c.invalidate_layer(&layer(4));
+        c.check_invariants();
+        (c, attached, detached)
+    }
+
+    fn entry(i: u64) -> EntryKey {
+        EntryKey::Layer(layer(i))
+    }
+
+    #[test]
+    #[should_panic(expected = "page cache byte count drifted")]
+    fn the_byte_count_drifts() {
+        let (mut c, _, _) = busy();
+        c.bytes += 1;
+        c.check_invariants();
+    }
+
+    #[test]
+    #[should_panic(expected = "bytes, capacity")]
+    fn over_capacity() {
+        let (mut c, _, _) = busy();
+        c.capacity_bytes = c.bytes - 1;
+        c.check_invariants();
+    }
+
+    #[test]
+    #[should_panic(expected = "LRU index and entries differ")]
+    fn an_entry_missing_from_the_lru() {
+        let (mut c, _, _) = busy();
+        c.lru.pop_first();
+        c.check_invariants();
+    }
+
+    #[test]
+    #[should_panic(expected = "LRU names a missing entry")]
+    fn the_lru_naming_an_entry_gone() {
+        let (mut c, _, _) = busy();
+        let slot = c.entries.remove(&entry(1)).unwrap();
+        c.entries.insert(entry(5), slot);
+        c.check_invariants();
+    }
+
+    #[test]
+    #[should_panic(expected = "LRU tick differs from the entry's")]
+    fn an_lru_tick_differing() {
+        let (mut c, _, _) = busy();
+        c.entries.get_mut(&entry(1)).unwrap().tick += 100;
+        c.check_invariants();
+    }
+
+    #[test]
+    #[should_panic(expected = "entry size is not its bytes plus its key")]
+    fn an_entry_size_wrong() {
+        let (mut c, _, _) = busy();
+        c.entries.get_mut(&entry(1)).unwrap().size += 1;
+        c.bytes += 1;
+        c.check_invariants();
+    }
+
+    #[test]
+    #[should_panic(expected = "filling names a closed fill")]
+    fn filling_naming_a_closed_fill() {
+        let (mut c, _, _) = busy();
+        c.filling.insert(layer(7), FillId(99));
+        c.check_invariants();
+    }
+
+    #[test]
+    #[should_panic(expected = "filling names a detached or other fill")]
+    fn filling_naming_a_detached_fill() {
+        let (mut c, attached, _) = busy();
+        c.fills.get_mut(&attached).unwrap().attached = false;
+        c.check_invariants();
+    }
+
+    #[test]
+    #[should_panic(expected = "has no waiter")]
+    fn a_fill_without_a_waiter() {
+        let (mut c, attached, _) = busy();
+        c.fills.get_mut(&attached).unwrap().waiters.clear();
+        c.check_invariants();
+    }
+
+    #[test]
+    #[should_panic(expected = "attached but not named by filling")]
+    fn a_detached_fill_marked_attached() {
+        let (mut c, _, detached) = busy();
+        c.fills.get_mut(&detached).unwrap().attached = true;
+        c.check_invariants();
+    }
+}

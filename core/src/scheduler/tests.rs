@@ -309,3 +309,53 @@ fn handle_dispatches_every_input_and_refuses_a_finish_not_running() {
     assert_eq!(grants(&mut s), vec![]);
     assert_eq!(s.running(JobKind::Compaction), 1);
 }
+
+/// Checks that can fail: each check of [`Scheduler::check_invariants`] fires on a
+/// state that breaks it. `full()` passes every check; each test breaks one rule.
+mod checks_fire {
+    use super::*;
+
+    /// Bound 2: two compactions of tenant 1 running, a third and a GC queued.
+    fn full() -> Scheduler {
+        let mut s = sched(2);
+        for tl in 0..3 {
+            s.handle_request(Instant::ZERO, job(1, tl, JobKind::Compaction));
+        }
+        s.handle_request(Instant::ZERO, job(2, 0, JobKind::Gc));
+        assert_eq!(grants(&mut s).len(), 2);
+        s
+    }
+
+    #[test]
+    #[should_panic(expected = "jobs run, bound 2")]
+    fn more_jobs_running_than_the_bound() {
+        let mut s = full();
+        s.running.insert(job(3, 0, JobKind::Gc));
+        s.check_invariants();
+    }
+
+    #[test]
+    #[should_panic(expected = "idle with work")]
+    fn a_free_slot_with_eligible_work_queued() {
+        let mut s = full();
+        s.running.pop_first();
+        s.check_invariants();
+    }
+
+    #[test]
+    #[should_panic(expected = "empty queue kept for")]
+    fn an_empty_tenant_queue_kept() {
+        let mut s = full();
+        let empty = TenantQueue { queued: BTreeSet::new(), cursor: None };
+        s.queues.insert(tenant(9), empty);
+        s.check_invariants();
+    }
+
+    #[test]
+    #[should_panic(expected = "Compaction queued count")]
+    fn a_queued_count_that_drifted() {
+        let mut s = full();
+        s.queued_counts[JobKind::Compaction.index()] += 1;
+        s.check_invariants();
+    }
+}
