@@ -11,7 +11,7 @@ echo "== tokio build: tests"
 cargo build --workspace --tests --bins
 cargo test --workspace
 
-echo "== madsim build: tests (swarm: ${STRATA_SEEDS:-100} seeds from ${STRATA_SEED_START:-1}; set STRATA_SEEDS for more)"
+echo "== madsim build: tests (swarm: ${STRATA_SEEDS:-100} seeds from ${STRATA_SEED_START:-1}, cluster swarm: ${STRATA_CLUSTER_SEEDS:-200} seeds; set STRATA_SEEDS, STRATA_CLUSTER_SEEDS for more)"
 # #[madsim::test]s run with a fixed seed (MADSIM_TEST_SEED) so CI is reproducible;
 # the swarm picks its own seeds (STRATA_SEED_START, STRATA_SEEDS).
 MADSIM_TEST_SEED="${MADSIM_TEST_SEED:-1}" RUSTFLAGS="--cfg madsim" RUSTDOCFLAGS="--cfg madsim" CARGO_TARGET_DIR=target/sim \

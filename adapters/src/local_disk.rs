@@ -117,8 +117,15 @@ pub(crate) fn create_dir_all_durable(root: &Utf8Path, rel: &Utf8Path) -> io::Res
         cur.push(comp);
         match fs::create_dir(&cur) {
             Ok(()) => {
-                fsync_dir(&cur)?;
-                fsync_dir(&parent)?;
+                // A directory whose entry may not have reached the disk is removed
+                // again (best effort): left in place, the next create would find it
+                // and never fsync its entry, and whatever is written in it would be
+                // acknowledged and then lost with it at a power cut (the simulated
+                // disk models the same rule; cluster seed 51 found it there).
+                if let Err(e) = fsync_dir(&cur).and_then(|()| fsync_dir(&parent)) {
+                    let _ = fs::remove_dir(&cur);
+                    return Err(e);
+                }
             }
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                 if !fs::metadata(&cur)?.is_dir() {

@@ -14,7 +14,7 @@ use strata_core::remote_path::{self, RemoteKey};
 use strata_core::{TenantId, TimelineId};
 
 /// The tenant and timeline of a key under `tenants/{t}/timelines/{tl}/`.
-fn timeline_of(key: &RemoteKey) -> Option<(TenantId, TimelineId)> {
+pub(crate) fn timeline_of(key: &RemoteKey) -> Option<(TenantId, TimelineId)> {
     let mut parts = key.as_str().split('/');
     if parts.next()? != "tenants" {
         return None;
@@ -120,7 +120,12 @@ fn missing_layer(
 /// before rewriting it (or a crash settled it): after a failed fsync a file's
 /// contents are unknown (`strata_core::io_error`, `docs/FAULT_MODEL.md`).
 pub fn fsync_trust(world: &World) -> Result<(), String> {
-    match world.disk.untrusted_reads().into_iter().next() {
+    fsync_trust_of(&world.disk)
+}
+
+/// [`fsync_trust`] of one node's disk.
+pub fn fsync_trust_of(disk: &crate::sim_disk::SimDisk) -> Result<(), String> {
+    match disk.untrusted_reads().into_iter().next() {
         Some(first) => Err(first),
         None => Ok(()),
     }
@@ -132,9 +137,14 @@ pub fn fsync_trust(world: &World) -> Result<(), String> {
 /// ever give a whole, checked file that name (a download the size and CRC32C
 /// check refused, or one cut by the crash, leaves at most a temp file).
 pub fn crash_safe(world: &World) -> Result<(), String> {
-    for (path, _size) in world.disk.files_now() {
+    crash_safe_of(&world.disk)
+}
+
+/// [`crash_safe`] of one node's disk.
+pub fn crash_safe_of(disk: &crate::sim_disk::SimDisk) -> Result<(), String> {
+    for (path, _size) in disk.files_now() {
         let Some(name) = path.file_name() else { continue };
-        let Some(bytes) = world.disk.read_now(&path) else { continue };
+        let Some(bytes) = disk.read_now(&path) else { continue };
         if name == LOCATION_CONF_FILE_NAME {
             let text = String::from_utf8(bytes)
                 .map_err(|e| format!("S-CRASHSAFE: {path} is not UTF-8: {e}"))?;
@@ -179,7 +189,7 @@ pub fn generations(world: &World) -> Result<(), String> {
 }
 
 /// The `-{generation:08x}` a layer or index key ends with.
-fn generation_suffix(key: &str) -> Option<u32> {
+pub(crate) fn generation_suffix(key: &str) -> Option<u32> {
     let (_, suffix) = key.rsplit_once('-')?;
     if suffix.len() != 8 {
         return None;
@@ -292,7 +302,8 @@ mod tests {
         op: HistoryOp,
         body: Option<Vec<u8>>,
     ) -> HistoryEntry {
-        HistoryEntry { seq, at: Duration::from_millis(at_ms), key, op, late: false, epoch: 0, body }
+        let at = Duration::from_millis(at_ms);
+        HistoryEntry { seq, at, key, op, late: false, epoch: 0, writer: 0, issued: at, body }
     }
 
     fn index_put(seq: u64, at_ms: u64, layers: &[(LayerName, RemoteKey)]) -> HistoryEntry {

@@ -102,6 +102,22 @@ pub mod site {
         DISK_FULL,
     ];
 
+    /// An episode starts (cluster scenario): one pageserver and the control plane
+    /// cannot reach each other, both ways, for 1–15 s (`crate::cluster::net`).
+    pub const NET_PARTITION_CP: &str = "net.partition.cp";
+    /// An episode starts (cluster scenario): one pageserver and the client cannot
+    /// reach each other, both ways, for 1–15 s.
+    pub const NET_PARTITION_CLIENT: &str = "net.partition.client";
+    /// One control-plane call is held 1–12 s in transit (cluster scenario).
+    pub const NET_DELAY_CP: &str = "net.delay.cp";
+    /// One client request to a pageserver is held 1–8 s in transit (cluster scenario).
+    pub const NET_DELAY_CLIENT: &str = "net.delay.client";
+
+    /// The cluster scenario's sites, beyond [`ALL`]: drawn from a mix of the seed
+    /// (never from the run's stream), on only in cluster runs.
+    pub const CLUSTER: &[&str] =
+        &[NET_PARTITION_CP, NET_PARTITION_CLIENT, NET_DELAY_CP, NET_DELAY_CLIENT];
+
     /// The clock sites: asked by the clock nemesis (`scenario.rs`), which runs only
     /// when one of them is on.
     pub const CLOCK: &[&str] = &[CLOCK_SKEW, CLOCK_MONOTONIC_JUMP, CLOCK_WALL_JUMP];

@@ -12,6 +12,8 @@ pub mod checkers;
 #[cfg(madsim)]
 pub mod clock;
 #[cfg(madsim)]
+pub mod cluster;
+#[cfg(madsim)]
 pub mod faults;
 #[cfg(madsim)]
 pub mod hold;

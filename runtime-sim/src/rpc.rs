@@ -21,10 +21,21 @@ impl RpcRequest for NodeRpc {
 
 /// Serves `handle` on `addr` until the node dies.
 pub async fn serve(addr: SocketAddr, handle: NodeHandle) -> std::io::Result<Arc<Endpoint>> {
+    serve_rewriting(addr, handle, |request| request).await
+}
+
+/// [`serve`], handing the node `rewrite(request)` instead of each request: a
+/// test-only break (a node that ignores part of what it is asked) that a test uses
+/// to show a checker failing. The swarm passes the identity.
+pub async fn serve_rewriting(
+    addr: SocketAddr,
+    handle: NodeHandle,
+    rewrite: fn(Request) -> Request,
+) -> std::io::Result<Arc<Endpoint>> {
     let endpoint = Arc::new(Endpoint::bind(addr).await?);
     endpoint.add_rpc_handler(move |NodeRpc(request): NodeRpc| {
         let handle = handle.clone();
-        async move { handle.call(request).await }
+        async move { handle.call(rewrite(request)).await }
     });
     Ok(endpoint)
 }

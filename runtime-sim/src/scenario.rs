@@ -155,19 +155,30 @@ pub fn node_config() -> NodeConfig {
 /// One life of the pageserver node: run the driver on the world's adapters and
 /// serve the request layer. Re-run from the top on every restart.
 pub(crate) async fn pageserver_main(world: World, trace: TraceSink) {
-    let adapters = Adapters {
-        disk: world.disk.clone(),
-        remote: world.remote.clone(),
-        store: world.store.clone(),
-        redo: strata_adapters::redo::InProcessRedo,
-    };
+    let addr: SocketAddr = PAGESERVER_ADDR.parse().expect("static address");
+    let (disk, remote, clock) = (world.disk.clone(), world.remote.clone(), world.clock.clone());
+    let adapters = (disk, remote, world.store.clone());
+    run_pageserver(node_config(), addr, adapters, clock, trace, |request| request).await;
+}
+
+/// Runs a pageserver's driver on simulated adapters (disk, object store, and the
+/// control plane's store or link) and serves the request layer on `addr`, until
+/// the node stops or is killed.
+pub(crate) async fn run_pageserver<S: strata_adapters::generation_store::GenerationStore>(
+    config: NodeConfig,
+    addr: SocketAddr,
+    (disk, remote, store): (crate::sim_disk::SimDisk, crate::sim_remote::SimRemote, S),
+    clock: clock::SimClock,
+    trace: TraceSink,
+    rewrite: fn(Request) -> Request,
+) {
+    let adapters = Adapters { disk, remote, store, redo: strata_adapters::redo::InProcessRedo };
     let (handle, inbox) = driver::channel();
     let status = Arc::new(Mutex::new(NodeStatus::default()));
-    let clock = world.clock.clone();
     let driver =
-        tokio::spawn(driver::run_with_clock(node_config(), adapters, clock, inbox, trace, status));
-    let addr: SocketAddr = PAGESERVER_ADDR.parse().expect("static address");
-    let _endpoint = rpc::serve(addr, handle).await.expect("bind the node's endpoint");
+        tokio::spawn(driver::run_with_clock(config, adapters, clock, inbox, trace, status));
+    let _endpoint =
+        rpc::serve_rewriting(addr, handle, rewrite).await.expect("bind the node's endpoint");
     match driver.await {
         Ok(Ok(stopped)) => tracing::info!(?stopped, "node stopped"),
         Ok(Err(e)) => panic!("node failed: {e}"),
@@ -379,7 +390,7 @@ async fn workload(
         let mut too_large = None;
         for _ in 0..config.records_per_batch {
             lsn += thread_rng().gen_range(1..16);
-            let record = random_record(&config, Lsn(lsn));
+            let record = random_record(config.keys, Lsn(lsn));
             if model.redo_refuses(&record) {
                 too_large.get_or_insert(record);
             } else {
@@ -784,9 +795,9 @@ async fn send_too_large(
     }
 }
 
-fn random_record(config: &ScenarioConfig, lsn: Lsn) -> IngestRecord {
+pub(crate) fn random_record(keys: u64, lsn: Lsn) -> IngestRecord {
     let mut rng = thread_rng();
-    let key = Key(rng.gen_range(0..config.keys));
+    let key = Key(rng.gen_range(0..keys));
     let record = if rng.gen_bool(0.3) {
         // Now and then a value near the limit, so appends can outgrow it.
         let len = if rng.gen_bool(0.1) {

@@ -385,7 +385,20 @@ impl SimDisk {
                 })
                 .await?;
             if created {
-                self.step(op, |s, faults| fsync_dir(s, faults, cur)).await?;
+                // A directory whose entry did not reach the disk is removed again
+                // (the real adapter does the same): left in place, a later create
+                // would find it and never fsync its entry, and everything written in
+                // it would be acknowledged and then lost with it at a crash
+                // (cluster seed 51: an acknowledged location_config lost).
+                let parent = cur;
+                self.step(op, |s, faults| {
+                    fsync_dir(s, faults, parent).inspect_err(|_| {
+                        if let Ok(d) = s.dir_mut(parent) {
+                            d.entries.remove(c);
+                        }
+                    })
+                })
+                .await?;
             }
             cur = ino;
         }
@@ -686,5 +699,20 @@ mod tests {
         assert!(disk.read_durable(Utf8Path::new("g")).is_none());
         disk.crash();
         assert!(disk.read_now(Utf8Path::new("g")).is_none());
+    }
+
+    /// Cluster seed 51: a directory created while its parent's fsync failed must
+    /// not stay behind for a later write to find: that write would be acknowledged
+    /// and lost with the directory at a crash.
+    #[madsim::test]
+    async fn a_write_acknowledged_after_a_failed_directory_fsync_survives_a_crash() {
+        let disk = SimDisk::new();
+        let path = Utf8Path::new("tenants/t/config-v1");
+        disk.faults().set(site::DISK_FSYNC_FAIL, 1.0);
+        assert!(disk.write_atomic(path, b"v1".to_vec()).await.is_err());
+        disk.faults().set(site::DISK_FSYNC_FAIL, 0.0);
+        disk.write_atomic(path, b"v1".to_vec()).await.expect("the retry succeeds");
+        disk.crash();
+        assert_eq!(disk.read_now(path).as_deref(), Some(&b"v1"[..]), "acknowledged, then lost");
     }
 }

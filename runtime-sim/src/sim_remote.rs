@@ -115,9 +115,13 @@ pub struct HistoryEntry {
     pub op: HistoryOp,
     /// Applied late by a delayed request (the caller had been told it failed).
     pub late: bool,
-    /// How many node crashes the world had seen when it was applied: requests
-    /// applied on time belong to the node's run of that number.
+    /// How many crashes its writer had seen when it was applied: requests applied
+    /// on time belong to the writer's run of that number.
     pub epoch: u64,
+    /// Which node's handle sent it ([`SimRemote::for_writer`]; 0 in a one-node world).
+    pub writer: u64,
+    /// Simulated time the caller sent it (a delayed request lands long after).
+    pub issued: Duration,
     /// The body of a PUT of an index (`index_part.json…`), so that checkers can
     /// replay what every index referenced when it landed. `None` otherwise.
     pub body: Option<Vec<u8>>,
@@ -133,6 +137,15 @@ enum Request {
 struct Pending {
     due: Instant,
     request: Request,
+    /// Who sent it and when.
+    from: Origin,
+}
+
+/// Who sent a request and when.
+#[derive(Clone, Copy, Debug)]
+struct Origin {
+    writer: u64,
+    issued: Instant,
 }
 
 #[derive(Debug)]
@@ -142,8 +155,8 @@ struct State {
     /// Delayed requests by (due time, arrival order).
     pending: BTreeMap<(Instant, u64), Pending>,
     next_pending: u64,
-    /// Node crashes so far (see [`SimRemote::crash`]).
-    epoch: u64,
+    /// Per writer, its crashes so far (see [`SimRemote::crash`]).
+    epochs: BTreeMap<u64, u64>,
     /// Writes are refused until then (an access-denied episode).
     denied_until: Option<Instant>,
     created: Instant,
@@ -151,19 +164,20 @@ struct State {
 }
 
 impl State {
-    fn apply(&mut self, at: Instant, request: Request, late: bool) {
+    fn apply(&mut self, at: Instant, request: Request, late: bool, from: Origin) {
         let at = at.duration_since(self.created);
+        let from = (from.writer, from.issued.duration_since(self.created));
         match request {
             Request::Put { key, body } => {
                 let op = HistoryOp::Put { size_bytes: body.len() as u64 };
                 let kept = key.file_name().starts_with(INDEX_PART_FILE_NAME).then(|| body.clone());
-                self.record(at, key.clone(), op, late, kept);
+                self.record(at, key.clone(), op, (late, from), kept);
                 self.objects.insert(key, body);
             }
             Request::Delete { keys } => {
                 for key in keys {
                     let existed = self.objects.remove(&key).is_some();
-                    self.record(at, key, HistoryOp::Delete { existed }, late, None);
+                    self.record(at, key, HistoryOp::Delete { existed }, (late, from), None);
                 }
             }
         }
@@ -174,12 +188,12 @@ impl State {
         at: Duration,
         key: RemoteKey,
         op: HistoryOp,
-        late: bool,
+        (late, (writer, issued)): (bool, (u64, Duration)),
         body: Option<Vec<u8>>,
     ) {
         let seq = self.history.len() as u64;
-        let epoch = self.epoch;
-        self.history.push(HistoryEntry { seq, at, key, op, late, body, epoch });
+        let epoch = self.epochs.get(&writer).copied().unwrap_or(0);
+        self.history.push(HistoryEntry { seq, at, key, op, late, body, epoch, writer, issued });
     }
 
     /// Applies the delayed requests that are due by `now`, in due order.
@@ -189,7 +203,7 @@ impl State {
                 break;
             }
             let p = entry.remove();
-            self.apply(p.due, p.request, true);
+            self.apply(p.due, p.request, true, p.from);
         }
     }
 
@@ -217,6 +231,8 @@ pub struct SimRemote {
     faults: Faults,
     /// The node's disk, for `put_file` and `get_to_file`.
     local: Option<SimDisk>,
+    /// Which node this handle writes for (history's `writer`).
+    writer: u64,
 }
 
 impl Default for SimRemote {
@@ -238,12 +254,20 @@ impl SimRemote {
             history: Vec::new(),
             pending: BTreeMap::new(),
             next_pending: 0,
-            epoch: 0,
+            epochs: BTreeMap::new(),
             denied_until: None,
             created: Instant::now(),
             config,
         };
-        SimRemote { state: Arc::new(Mutex::new(state)), faults, local: None }
+        SimRemote { state: Arc::new(Mutex::new(state)), faults, local: None, writer: 0 }
+    }
+
+    /// A handle to the same store for node `writer` (a cluster's pageservers
+    /// share one store): its writes are recorded as that node's, and
+    /// [`SimRemote::crash`] counts that node's crashes. No local disk until
+    /// [`SimRemote::with_local_disk`].
+    pub fn for_writer(&self, writer: u64) -> SimRemote {
+        SimRemote { local: None, writer, ..self.clone() }
     }
 
     /// This handle with the node's disk: `put_file` reads from it, `get_to_file`
@@ -269,12 +293,13 @@ impl SimRemote {
         state
     }
 
-    /// Every object now (after applying what is due).
-    /// The node crashed: requests applied from now on belong to its next run.
+    /// This handle's node crashed: its requests applied from now on belong to its
+    /// next run.
     pub fn crash(&self) {
-        self.lock().epoch += 1;
+        *self.lock().epochs.entry(self.writer).or_insert(0) += 1;
     }
 
+    /// Every object now (after applying what is due).
     pub fn objects(&self) -> BTreeMap<RemoteKey, Vec<u8>> {
         self.lock().objects.clone()
     }
@@ -323,6 +348,7 @@ impl SimRemote {
         sites: [&'static str; 3],
     ) -> Result<(), RemoteError> {
         let [transient, lost_response, delayed] = sites;
+        let from = Origin { writer: self.writer, issued: Instant::now() };
         let spike = self.faults.fire(site::REMOTE_LATENCY_SPIKE);
         self.half_latency(spike).await;
         self.faults.hold(site::REMOTE_HOLD_CALL, key, crate::faults::REMOTE_HOLD_CALL_MS).await;
@@ -341,10 +367,10 @@ impl SimRemote {
                 + Duration::from_millis(thread_rng().gen_range(dmin..=dmax.max(dmin)));
             let order = s.next_pending;
             s.next_pending += 1;
-            s.pending.insert((due, order), Pending { due, request });
+            s.pending.insert((due, order), Pending { due, request, from });
             Err("timed out (the request will still land)")
         } else {
-            self.lock().apply(Instant::now(), request, false);
+            self.lock().apply(Instant::now(), request, false, from);
             if self.faults.fire(lost_response) {
                 Err("connection reset after the request was applied")
             } else {

@@ -188,3 +188,123 @@ fn replay() {
         fail(&report, &trace);
     }
 }
+
+// ---- The cluster scenario (`strata_runtime_sim::cluster`) ----
+
+use strata_runtime_sim::cluster::{self, ClusterConfig, ClusterReport};
+
+/// Cluster seeds the swarm runs by default (`STRATA_CLUSTER_SEEDS` for more).
+const DEFAULT_CLUSTER_SEEDS: u64 = 200;
+
+fn cluster_replay_command(seed: u64) -> String {
+    format!(
+        "STRATA_REPLAY_CLUSTER_SEED={seed} RUSTFLAGS=\"--cfg madsim\" CARGO_TARGET_DIR=target/sim cargo test -p strata-sim-tests --test swarm cluster_replay -- --nocapture"
+    )
+}
+
+/// Runs one cluster seed in a fresh simulated runtime; a panic becomes the violation.
+fn run_cluster_seed(seed: u64, config: ClusterConfig) -> (ClusterReport, Vec<String>) {
+    let (sink, lines) = TraceSink::collect();
+    let runtime = madsim::runtime::Runtime::with_seed_and_config(seed, madsim::Config::default());
+    let outcome = catch_unwind(AssertUnwindSafe(|| runtime.block_on(cluster::run(config, sink))));
+    let trace = lines.lock().map(|l| l.clone()).unwrap_or_default();
+    let report = outcome.unwrap_or_else(|panic| {
+        let message = panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_string()))
+            .unwrap_or_else(|| "non-string panic".to_string());
+        let violation = format!("panic: {message}");
+        ClusterReport {
+            seed,
+            violations: vec![violation.clone()],
+            violation: Some(violation),
+            ..ClusterReport::default()
+        }
+    });
+    (report, trace)
+}
+
+fn cluster_fail(report: &ClusterReport, trace: &[String]) -> ! {
+    let tail = trace.len().saturating_sub(TRACE_TAIL_LINES);
+    panic!(
+        "cluster seed {} failed: {}\nall violations: {:#?}\nreplay: {}\nlast {} trace lines (every node):\n{}",
+        report.seed,
+        report.violation.as_deref().unwrap_or("?"),
+        report.violations,
+        cluster_replay_command(report.seed),
+        trace.len() - tail,
+        trace[tail..].join("\n")
+    );
+}
+
+/// The cluster swarm: seeds `STRATA_CLUSTER_SEED_START..+STRATA_CLUSTER_SEEDS`
+/// (default 1..=200; 5,000 on demand).
+#[test]
+fn cluster_swarm() {
+    let start = env_u64("STRATA_CLUSTER_SEED_START").unwrap_or(1);
+    let count = env_u64("STRATA_CLUSTER_SEEDS").unwrap_or(DEFAULT_CLUSTER_SEEDS);
+    let wall = Instant::now();
+    let (mut simulated_ms, mut restarts, mut cp_restarts) = (0u64, 0usize, 0usize);
+    let (mut migrations, mut longest, mut reattaches) = (0usize, 0u64, 0usize);
+    let mut fired: std::collections::BTreeMap<String, u64> = Default::default();
+    for seed in start..start + count {
+        let (report, trace) = run_cluster_seed(seed, ClusterConfig::default());
+        if report.violation.is_some() {
+            cluster_fail(&report, &trace);
+        }
+        simulated_ms += report.simulated_ms;
+        restarts += report.restarts;
+        cp_restarts += report.cp_restarts;
+        migrations += report.migrations;
+        reattaches += report.reattaches;
+        longest = longest.max(report.longest_migration_ms);
+        for (site, n) in &report.fired {
+            *fired.entry(site.clone()).or_default() += n;
+        }
+    }
+    let secs = wall.elapsed().as_secs_f64();
+    println!(
+        "cluster swarm: {count} seeds from {start}, {restarts} pageserver and {cp_restarts} control-plane restarts, {migrations} migrations (longest {longest} simulated ms), {reattaches} re-attaches after a restart; {:.1} simulated s in {secs:.1} wall s: {:.1} simulated s per wall s, {:.1} seeds per minute",
+        simulated_ms as f64 / 1000.0,
+        simulated_ms as f64 / 1000.0 / secs,
+        count as f64 / secs * 60.0
+    );
+    println!("cluster fault sites fired: {fired:?}");
+}
+
+#[test]
+fn cluster_replay() {
+    let Some(seed) = env_u64("STRATA_REPLAY_CLUSTER_SEED") else {
+        println!("set STRATA_REPLAY_CLUSTER_SEED=N to replay one cluster seed");
+        return;
+    };
+    let (report, trace) = run_cluster_seed(seed, ClusterConfig::default());
+    for line in &trace {
+        println!("{line}");
+    }
+    println!("{report:#?}");
+    if report.violation.is_some() {
+        cluster_fail(&report, &trace);
+    }
+}
+
+/// Every cluster seed in `corpus/cluster/` (bugs the cluster scenario found).
+#[test]
+fn cluster_corpus() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus").join("cluster");
+    let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().flatten().map(|e| e.path()).collect();
+    files.sort();
+    for path in files.iter().filter(|p| p.extension().is_some_and(|e| e == "seed")) {
+        let text = std::fs::read_to_string(path).unwrap();
+        let seed: u64 =
+            text.lines().next().and_then(|l| l.trim().parse().ok()).unwrap_or_else(|| {
+                panic!("{}: the first line must be the seed", path.display());
+            });
+        let (report, trace) = run_cluster_seed(seed, ClusterConfig::default());
+        if report.violation.is_some() {
+            eprintln!("cluster corpus seed from {}", path.display());
+            cluster_fail(&report, &trace);
+        }
+    }
+}

@@ -1,0 +1,360 @@
+//! The cluster's control-plane node and the pageservers' link to it.
+//!
+//! # The control-plane node
+//! Core's [`ControlPlane`] machine on its own simulated store ([`SimStore`]: a
+//! commit takes simulated time; a kill loses what was not committed), served over
+//! madsim's network as `strata control` serves it over HTTP: each call runs to its
+//! reply holding the one lock on the machine (the store commits before the machine
+//! sees `handle_persisted`, so a reply never names a generation that is not
+//! durable). `ListRemoteGenerations` is answered from the shared object store's
+//! current keys (the simulated control plane can see the bucket). Started from
+//! the store on every (re)start: [`ControlPlane::recover`].
+//!
+//! It records, for checkers ([`CpLog`]): every grant the store committed (tenant,
+//! generation, node, and the pageserver's run at the time), and every validation it
+//! answered (node, tenant, generation, valid or not).
+//!
+//! # The link
+//! [`CpLink`] is the pageserver's [`GenerationStore`] with a remote control plane
+//! (`NodeConfig::remote_control_plane`): `send` carries one attempt to the
+//! control-plane node (fault site `net.delay.cp`; partitions and kills make it time
+//! out) and returns its answer. Each attempt is one connection, given up at the
+//! node's deadline plus the margin the HTTP link allows: a request held in transit
+//! longer is never delivered. (An earlier model delivered it anyway, seconds after
+//! the node had retried; cluster seed 28 then showed the late attach re-granting the
+//! tenant to the node that had given up on it, after it had moved on: nothing fences
+//! a late `Attach` in the protocol, so a link must not deliver one.); the node's control-plane client machine owns the
+//! deadline and retries. `load` is empty and `apply` refuses: a node with a remote
+//! control plane has no table of its own.
+//!
+//! # Test-only breaks
+//! [`CpBreak`] changes what the simulated control plane or link does, so that a test
+//! can show a checker failing; the swarm never sets one.
+
+use super::net;
+use crate::faults::{Faults, site};
+use crate::sim_remote::SimRemote;
+use crate::sim_store::SimStore;
+use madsim::net::Endpoint;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use strata_adapters::generation_store::{GenerationStore, SendOutcome, StoreError};
+use strata_core::control_plane::{
+    ControlPlane, ControlPlaneEffect, ControlPlaneError, ControlPlaneReply, CpRequest, RequestId,
+    StoreChange, TenantRecord, max_generation_in_listing,
+};
+use strata_core::generation::Generation;
+use strata_core::id::{NodeId, TenantId};
+use strata_core::io_error::{IoError, IoErrorKind, IoTarget};
+use strata_core::remote_path::{self, RemoteKey};
+
+pub const CP_IP: &str = "10.0.1.10";
+pub const CP_ADDR: &str = "10.0.1.10:7100";
+/// The raw-message tag of a control-plane call.
+const CP_CALL_TAG: u64 = 0x4350_4341_4c4c; // "CPCALL"
+/// How long past the client machine's deadline the link waits for an answer (as
+/// the HTTP link of the tokio build does: `LINK_TIMEOUT_MARGIN` there).
+const LINK_MARGIN: Duration = Duration::from_secs(1);
+
+/// A deliberate break, for a test that shows a checker failing. Never set by the swarm.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum CpBreak {
+    #[default]
+    None,
+    /// The control plane answers an attach with the generation below the one it
+    /// granted (a lost increment): the node writes under a generation granted to
+    /// someone else, or to nobody (S-GEN-MONO).
+    GrantBelow,
+    /// The link answers every validation "valid" without asking the control plane
+    /// (a node that skips validation): deletions run unvalidated (S-DEL-GEN).
+    SkipValidation,
+}
+
+/// One call as the simulated network carries it.
+struct CpCall {
+    from: NodeId,
+    request: CpRequest,
+}
+
+type CpAnswer = Result<ControlPlaneReply, ControlPlaneError>;
+
+/// A grant the control plane's store committed.
+#[derive(Clone, Debug)]
+pub struct GrantSeen {
+    /// Simulated time of the commit, since the cluster was created.
+    pub at: Duration,
+    pub tenant: TenantId,
+    pub generation: Generation,
+    pub node: NodeId,
+    /// The pageserver's run (its crashes so far) when the grant committed.
+    pub node_epoch: u64,
+}
+
+/// A validation the control plane answered.
+#[derive(Clone, Debug)]
+pub struct ValidationSeen {
+    pub at: Duration,
+    pub node: NodeId,
+    pub node_epoch: u64,
+    /// Tenant, generation asked, and whether it was the latest.
+    pub results: Vec<(TenantId, Generation, bool)>,
+}
+
+#[derive(Debug, Default)]
+struct LogInner {
+    grants: Vec<GrantSeen>,
+    validations: Vec<ValidationSeen>,
+    /// Each pageserver's crashes so far (kept by the world).
+    epochs: BTreeMap<NodeId, u64>,
+    /// Tenants being migrated, and to which node (see [`CpLog::migrating`]).
+    migrating: BTreeMap<TenantId, NodeId>,
+}
+
+/// What the control plane did, for checkers; owned by the cluster world (it
+/// outlives every node's life).
+#[derive(Clone, Debug)]
+pub struct CpLog {
+    inner: Arc<Mutex<LogInner>>,
+    created: madsim::time::Instant,
+}
+
+impl CpLog {
+    pub fn new() -> Self {
+        CpLog { inner: Arc::default(), created: madsim::time::Instant::now() }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, LogInner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn now(&self) -> Duration {
+        madsim::time::Instant::now().duration_since(self.created)
+    }
+
+    /// Pageserver `node` crashed.
+    pub fn node_crashed(&self, node: NodeId) {
+        *self.lock().epochs.entry(node).or_insert(0) += 1;
+    }
+
+    fn epoch(&self, node: NodeId) -> u64 {
+        self.lock().epochs.get(&node).copied().unwrap_or(0)
+    }
+
+    /// `tenant` is being migrated to `to` (`None`: no longer). While it is, the
+    /// control plane refuses an attach of it from any other node: a node that
+    /// lost the tenant in a restart and is then asked to go AttachedStale would
+    /// otherwise acquire a generation above the destination's and fence it out
+    /// (cluster seed 50). This stands for the migration reconciler's durable
+    /// record and its driver's fence (issue 17, item 3): it survives control-plane
+    /// restarts.
+    pub fn migrating(&self, tenant: TenantId, to: Option<NodeId>) {
+        let mut inner = self.lock();
+        match to {
+            Some(node) => inner.migrating.insert(tenant, node),
+            None => inner.migrating.remove(&tenant),
+        };
+    }
+
+    pub fn grants(&self) -> Vec<GrantSeen> {
+        self.lock().grants.clone()
+    }
+
+    pub fn validations(&self) -> Vec<ValidationSeen> {
+        self.lock().validations.clone()
+    }
+}
+
+impl Default for CpLog {
+    fn default() -> Self {
+        CpLog::new()
+    }
+}
+
+struct Machine {
+    cp: ControlPlane,
+    next_req: u64,
+    started: madsim::time::Instant,
+}
+
+/// One life of the control-plane node: recover from the store, serve calls.
+pub async fn control_plane_main(store: SimStore, remote: SimRemote, log: CpLog, brk: CpBreak) {
+    let records = loop {
+        match store.load().await {
+            Ok(records) => break records,
+            Err(_) => madsim::time::sleep(Duration::from_millis(100)).await,
+        }
+    };
+    let machine = Arc::new(tokio::sync::Mutex::new(Machine {
+        cp: ControlPlane::recover(records),
+        next_req: 0,
+        started: madsim::time::Instant::now(),
+    }));
+    let addr: SocketAddr = CP_ADDR.parse().expect("static address");
+    let ep = Arc::new(Endpoint::bind(addr).await.expect("bind the control plane's endpoint"));
+    net::serve_any(ep, CP_CALL_TAG, move |call: CpCall| {
+        let (machine, store, remote, log) =
+            (machine.clone(), store.clone(), remote.clone(), log.clone());
+        async move { run_call(&machine, &store, &remote, &log, call, brk).await }
+    });
+    std::future::pending::<()>().await;
+}
+
+/// Runs one call through the machine to its reply (see the module doc).
+async fn run_call(
+    machine: &tokio::sync::Mutex<Machine>,
+    store: &SimStore,
+    remote: &SimRemote,
+    log: &CpLog,
+    call: CpCall,
+    brk: CpBreak,
+) -> CpAnswer {
+    let mut m = machine.lock().await;
+    let elapsed = madsim::time::Instant::now().duration_since(m.started);
+    let now = strata_core::time::Instant::from_millis(elapsed.as_millis() as u64);
+    let req = RequestId(m.next_req);
+    m.next_req += 1;
+    let node_epoch = log.epoch(call.from);
+    if let CpRequest::Attach { tenant, node, .. } = &call.request
+        && let Some(to) = log.lock().migrating.get(tenant).copied()
+        && to != *node
+    {
+        return Err(ControlPlaneError::Rejected(format!(
+            "tenant {tenant} is migrating to node {}",
+            to.0
+        )));
+    }
+    match call.request.clone() {
+        CpRequest::ReAttach { node, held_back } => {
+            m.cp.handle_re_attach_holding_back(now, req, node, held_back)
+        }
+        CpRequest::Attach { tenant, node, reported } => {
+            m.cp.handle_attach(now, req, tenant, node, reported)
+        }
+        CpRequest::Detach { tenant } => m.cp.handle_detach(now, req, tenant),
+        CpRequest::Validate { tenants } => m.cp.handle_validate(now, req, tenants),
+    }
+    loop {
+        let effect = m.cp.poll_effect();
+        m.cp.check_invariants();
+        match effect {
+            Some(ControlPlaneEffect::Persist { op, change }) => {
+                let result = store.apply(&change).await;
+                log_committed(store, log, &change);
+                let result = result.map_err(|e| {
+                    IoError::new(IoErrorKind::Transient, IoTarget::Store, e.to_string())
+                });
+                m.cp.handle_persisted(now, op, result).expect("the persist in progress");
+            }
+            Some(ControlPlaneEffect::ListRemoteGenerations { op, tenant }) => {
+                let prefix = remote_path::tenant_prefix(tenant);
+                let keys: Vec<RemoteKey> = remote
+                    .objects()
+                    .into_keys()
+                    .filter(|k| k.as_str().starts_with(&prefix))
+                    .collect();
+                let found = max_generation_in_listing(tenant, &keys);
+                m.cp.handle_remote_generations(now, op, found).expect("the listing in progress");
+            }
+            Some(ControlPlaneEffect::Reply { req: r, reply }) if r == req => {
+                if let (
+                    CpRequest::Validate { tenants },
+                    Ok(ControlPlaneReply::Validated { results }),
+                ) = (&call.request, &reply)
+                {
+                    let results = tenants
+                        .iter()
+                        .zip(results)
+                        .map(|((t, g), (_, valid))| (*t, *g, *valid))
+                        .collect();
+                    let at = log.now();
+                    let seen = ValidationSeen { at, node: call.from, node_epoch, results };
+                    log.lock().validations.push(seen);
+                }
+                return match (brk, reply) {
+                    (CpBreak::GrantBelow, Ok(ControlPlaneReply::Attached { generation })) => {
+                        let below = generation.previous().unwrap_or(generation);
+                        Ok(ControlPlaneReply::Attached { generation: below })
+                    }
+                    (_, reply) => reply,
+                };
+            }
+            Some(ControlPlaneEffect::Reply { req: r, .. }) => {
+                panic!("control plane: a reply for request {r:?}, which nobody waits for")
+            }
+            None => panic!("control plane: the machine stopped without replying"),
+        }
+    }
+}
+
+/// Logs the records of `change` the store holds now (committed, even if the
+/// store then reported a failure).
+fn log_committed(store: &SimStore, log: &CpLog, change: &StoreChange) {
+    let committed = store.records();
+    for record in change.records() {
+        let TenantRecord { tenant, generation, attached_to: Some(node) } = record.clone() else {
+            continue;
+        };
+        if !committed.contains(record) {
+            continue;
+        }
+        let at = log.now();
+        let node_epoch = log.epoch(node);
+        let mut inner = log.lock();
+        let known = inner
+            .grants
+            .iter()
+            .any(|g| g.tenant == tenant && g.generation == generation && g.node == node);
+        if !known {
+            inner.grants.push(GrantSeen { at, tenant, generation, node, node_epoch });
+        }
+    }
+}
+
+/// A pageserver's link to the control-plane node (see the module doc).
+#[derive(Clone, Debug)]
+pub struct CpLink {
+    pub node: NodeId,
+    pub faults: Faults,
+    /// The node's client machine's per-attempt deadline.
+    pub call_timeout: Duration,
+    pub brk: CpBreak,
+}
+
+impl GenerationStore for CpLink {
+    async fn load(&self) -> Result<Vec<TenantRecord>, StoreError> {
+        Ok(Vec::new())
+    }
+
+    async fn apply(&self, _change: &StoreChange) -> Result<(), StoreError> {
+        Err(StoreError::Io("a node with a remote control plane has no store of its own".into()))
+    }
+
+    fn send(&self, request: &CpRequest) -> impl Future<Output = SendOutcome> + Send {
+        let (link, request) = (self.clone(), request.clone());
+        async move {
+            if let (CpBreak::SkipValidation, CpRequest::Validate { tenants }) = (link.brk, &request)
+            {
+                let results = tenants.iter().map(|(t, _)| (*t, true)).collect();
+                return Ok(Some(Ok(ControlPlaneReply::Validated { results })));
+            }
+            // One connection per attempt, given up at the link's timeout: a request
+            // held in transit past it is never delivered (the connection is gone).
+            let timeout = link.call_timeout + LINK_MARGIN;
+            let attempt = async {
+                net::maybe_delay(&link.faults, site::NET_DELAY_CP).await;
+                let me: SocketAddr = "0.0.0.0:0".parse().expect("static address");
+                let ep = Endpoint::bind(me).await.map_err(|e| e.to_string())?;
+                let cp: SocketAddr = CP_ADDR.parse().expect("static address");
+                let call = CpCall { from: link.node, request };
+                net::call_any::<_, CpAnswer>(&ep, cp, CP_CALL_TAG, call, timeout).await
+            };
+            match madsim::time::timeout(timeout, attempt).await {
+                Ok(Ok(answer)) => Ok(Some(answer)),
+                Ok(Err(e)) => Err(StoreError::Io(e)),
+                Err(_) => Err(StoreError::Io(format!("no answer within {timeout:?}"))),
+            }
+        }
+    }
+}

@@ -1,0 +1,330 @@
+//! The cluster scenario: one control-plane node on its own simulated store, three
+//! pageservers (each with its own simulated disk and clock, all sharing one
+//! simulated object store), and a client node that ingests, reads and moves the
+//! tenant between pageservers. Every call crosses madsim's network: node ↔
+//! control plane ([`cp`]) and client ↔ node (`crate::rpc`), with delays and
+//! partitions as named fault sites ([`net`]).
+//!
+//! Steps of a run:
+//! 1. Faults on (seed-chosen per site, as in the one-node scenario, plus the
+//!    network sites). The client creates the tenant on pageserver 1, ingests
+//!    `batches` batches and at `migrations` seed-chosen batches moves the tenant to
+//!    another pageserver ([`client`]). Meanwhile the nemesis kills `kills`
+//!    seed-chosen nodes, the control plane included (each disk and store applies
+//!    its crash rule in the same step) and restarts them after a pause; a restarted
+//!    control plane may find its store failing for a few commits.
+//! 2. Faults heal. The client finishes its batches and migrations (L-MIGRATE:
+//!    each within `migrate_within_ms`, every visible value read back on the
+//!    destination), then L-UPLOAD on the holder: everything becomes visible within
+//!    `heal_within_ms`. S-VISIBLE is checked on the holder after each of its
+//!    restarts and after each migration.
+//! 3. Checkers over what storage saw: S-IDX-ORDER and S-IDX-REF over the shared
+//!    store (`crate::checkers`), S-CRASHSAFE and FSYNC-TRUST of every disk, and the
+//!    cluster's S-GEN-MONO, S-SINGLE-WRITER and S-DEL-GEN ([`checks`]).
+//!
+//! A report collects every violation found, in that order; the first is the run's.
+
+pub mod checks;
+pub mod client;
+pub mod cp;
+pub mod net;
+
+use crate::checkers;
+use crate::clock::SimClock;
+use crate::faults::{Faults, site};
+use crate::sim_disk::{SimDisk, SimDiskConfig};
+use crate::sim_remote::{SimRemote, SimRemoteConfig};
+use crate::sim_store::SimStore;
+use crate::world::{FaultPlan, mix};
+use madsim::rand::{Rng, thread_rng};
+use madsim::runtime::Handle;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use strata_core::NodeId;
+use strata_core::node::api::Request;
+use strata_core::tenant::{LocationRequest, RequestedMode};
+use strata_runtime_tokio::trace_sink::TraceSink;
+
+pub use cp::CpBreak;
+
+/// A deliberate break at a pageserver's door, for a test that shows a checker
+/// failing (the node is handed a changed request). Never set by the swarm.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum NodeBreak {
+    #[default]
+    None,
+    /// A location_config to AttachedStale reaches the node as AttachedSingle: the
+    /// origin keeps uploading (S-SINGLE-WRITER).
+    StaleIgnored,
+    /// A location_config to AttachedMulti reaches the node as AttachedStale: the
+    /// destination never uploads, so a migration never catches up (L-MIGRATE).
+    MultiUploadsNothing,
+}
+
+#[derive(Clone, Debug)]
+pub struct ClusterConfig {
+    pub pageservers: usize,
+    pub batches: usize,
+    pub records_per_batch: usize,
+    pub keys: u64,
+    /// Kills of seed-chosen nodes (pageservers and the control plane).
+    pub kills: usize,
+    pub migrations: usize,
+    pub heal_within_ms: u64,
+    pub migrate_within_ms: u64,
+    pub faults: bool,
+    pub cp_break: CpBreak,
+    pub node_break: NodeBreak,
+    /// Listings of the shared store lag this long (0: strongly consistent, as S3).
+    pub list_lag_ms: u64,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            pageservers: 3,
+            batches: 30,
+            records_per_batch: 8,
+            keys: 24,
+            kills: 3,
+            migrations: 3,
+            heal_within_ms: 120_000,
+            migrate_within_ms: 300_000,
+            faults: true,
+            cp_break: CpBreak::None,
+            node_break: NodeBreak::None,
+            list_lag_ms: 0,
+        }
+    }
+}
+
+/// What a cluster run saw; a failed run names the broken invariants.
+#[derive(Debug, Default)]
+pub struct ClusterReport {
+    pub seed: u64,
+    pub fired: Vec<(String, u64)>,
+    pub restarts: usize,
+    pub cp_restarts: usize,
+    pub migrations: usize,
+    pub longest_migration_ms: u64,
+    pub reattaches: usize,
+    pub reloads: usize,
+    pub simulated_ms: u64,
+    /// Every violation found, checkers in the order of the module doc.
+    pub violations: Vec<String>,
+    /// The first of them.
+    pub violation: Option<String>,
+}
+
+/// One pageserver's own world: its disk and clock, and its handle to the shared store.
+#[derive(Clone, Debug)]
+struct Pageserver {
+    id: NodeId,
+    disk: SimDisk,
+    remote: SimRemote,
+    clock: SimClock,
+}
+
+fn node_config(id: NodeId) -> strata_core::node::NodeConfig {
+    let mut c = crate::scenario::node_config();
+    c.node_id = id;
+    c.remote_control_plane = true;
+    c
+}
+
+/// The changed request of a [`NodeBreak`].
+fn rewrite_for(brk: NodeBreak) -> fn(Request) -> Request {
+    fn swap(request: Request, from: RequestedMode, to: RequestedMode) -> Request {
+        match request {
+            Request::LocationConfig { tenant, request } if request.mode == from => {
+                Request::LocationConfig { tenant, request: LocationRequest { mode: to, ..request } }
+            }
+            other => other,
+        }
+    }
+    match brk {
+        NodeBreak::None => |r| r,
+        NodeBreak::StaleIgnored => {
+            |r| swap(r, RequestedMode::AttachedStale, RequestedMode::AttachedSingle)
+        }
+        NodeBreak::MultiUploadsNothing => {
+            |r| swap(r, RequestedMode::AttachedMulti, RequestedMode::AttachedStale)
+        }
+    }
+}
+
+/// The seed's fault plan, with the network sites drawn from a mix of the seed.
+fn plan(config: &ClusterConfig, seed: u64) -> FaultPlan {
+    if !config.faults {
+        return FaultPlan::none();
+    }
+    let mut plan = FaultPlan::from_seed(&mut thread_rng(), seed);
+    for (i, s) in site::CLUSTER.iter().enumerate() {
+        let bits = mix(seed, 1_000 + i as u64);
+        if bits & 1 == 1 {
+            let unit = ((bits >> 1) & 0xFFFF) as f64 / 65_536.0;
+            plan.probabilities.push((*s, 0.01 + 0.09 * unit));
+        }
+    }
+    plan
+}
+
+/// Runs the cluster scenario in the current madsim runtime.
+pub async fn run(config: ClusterConfig, trace: TraceSink) -> ClusterReport {
+    let handle = Handle::current();
+    let faults = Faults::new();
+    for (s, p) in &plan(&config, handle.seed()).probabilities {
+        faults.set(s, *p);
+    }
+    // Created in one step: the store's history, the control plane's log and the
+    // client's mode log share one time base.
+    let remote_config =
+        SimRemoteConfig { list_lag_ms: config.list_lag_ms, ..SimRemoteConfig::default() };
+    let remote = SimRemote::with_faults(faults.clone(), remote_config);
+    let log = cp::CpLog::new();
+    let modes = client::ModeLog::new();
+    let cp_store = SimStore::with_faults(faults.clone());
+
+    let (store, r, l, brk) = (cp_store.clone(), remote.clone(), log.clone(), config.cp_break);
+    let cp_node = handle
+        .create_node()
+        .name("control-plane")
+        .ip(cp::CP_IP.parse().expect("static address"))
+        .init(move || cp::control_plane_main(store.clone(), r.clone(), l.clone(), brk))
+        .build();
+    let mut pageservers = Vec::new();
+    let mut ps_nodes = Vec::new();
+    for i in 0..config.pageservers {
+        let id = NodeId(i as u64 + 1);
+        let disk = SimDisk::with_faults(faults.clone(), SimDiskConfig::default());
+        let ps = Pageserver {
+            id,
+            remote: remote.for_writer(id.0).with_local_disk(disk.clone()),
+            disk,
+            clock: SimClock::new(),
+        };
+        let (p, t, f, rewrite) =
+            (ps.clone(), trace.clone(), faults.clone(), rewrite_for(config.node_break));
+        let addr: SocketAddr = client::pageserver_addr(i);
+        let node = handle
+            .create_node()
+            .name(format!("pageserver-{}", i + 1))
+            .ip(addr.ip())
+            .init(move || {
+                let config = node_config(p.id);
+                let link = cp::CpLink {
+                    node: p.id,
+                    faults: f.clone(),
+                    call_timeout: Duration::from_millis(config.control_plane.call_timeout_ms),
+                    brk,
+                };
+                let adapters = (p.disk.clone(), p.remote.clone(), link);
+                crate::scenario::run_pageserver(
+                    config,
+                    addr,
+                    adapters,
+                    p.clock.clone(),
+                    t.clone(),
+                    rewrite,
+                )
+            })
+            .build();
+        pageservers.push(ps);
+        ps_nodes.push(node);
+    }
+    let client_node = handle
+        .create_node()
+        .name("client")
+        .ip(client::CLIENT_IP.parse().expect("static address"))
+        .build();
+
+    let started = madsim::time::Instant::now();
+    let restarts = Arc::new(Mutex::new(vec![0usize; config.pageservers]));
+    let shared = client::Shared {
+        faults: faults.clone(),
+        cp: log.clone(),
+        restarts: restarts.clone(),
+        modes: modes.clone(),
+    };
+    let client_config = config.clone();
+    let client = client_node.spawn(async move { client::client_main(client_config, shared).await });
+    let stop_net = Arc::new(Mutex::new(false));
+    let topology = net::Topology {
+        pageservers: ps_nodes.iter().map(|n| n.id()).collect(),
+        control_plane: cp_node.id(),
+        client: client_node.id(),
+    };
+    let (f, stop) = (faults.clone(), stop_net.clone());
+    tokio::spawn(async move { net::partition_nemesis(f, topology, stop).await });
+
+    let mut report = ClusterReport { seed: handle.seed(), ..ClusterReport::default() };
+    // Nemesis: kill and restart seed-chosen nodes while the client runs.
+    for _ in 0..config.kills {
+        madsim::time::sleep(Duration::from_millis(thread_rng().gen_range(50..4_000))).await;
+        let victim = thread_rng().gen_range(0..=config.pageservers);
+        let pause = Duration::from_millis(thread_rng().gen_range(0..2_000));
+        if victim == config.pageservers {
+            tracing::info!("nemesis: the control plane is killed");
+            handle.kill(cp_node.id());
+            cp_store.crash();
+            if config.faults && thread_rng().gen_bool(0.3) {
+                for i in 0..thread_rng().gen_range(1..4) {
+                    let fault = if i % 2 == 0 {
+                        crate::sim_store::StoreFault::FailBeforeCommit
+                    } else {
+                        crate::sim_store::StoreFault::FailAfterCommit
+                    };
+                    cp_store.inject(fault);
+                }
+            }
+            madsim::time::sleep(pause).await;
+            report.cp_restarts += 1;
+            handle.restart(cp_node.id());
+        } else {
+            let ps = &pageservers[victim];
+            tracing::info!(node = ps.id.0, "nemesis: a pageserver is killed");
+            handle.kill(ps_nodes[victim].id());
+            ps.disk.crash();
+            ps.remote.crash();
+            log.node_crashed(ps.id);
+            if let Err(v) = checkers::crash_safe_of(&ps.disk) {
+                report.violations.push(v);
+            }
+            madsim::time::sleep(pause).await;
+            restarts.lock().expect("not poisoned")[victim] += 1;
+            report.restarts += 1;
+            handle.restart(ps_nodes[victim].id());
+        }
+    }
+    faults.heal();
+    let outcome = client.await;
+    *stop_net.lock().expect("not poisoned") = true;
+    report.simulated_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    match outcome {
+        Ok(Ok(out)) => {
+            report.migrations = out.migrations;
+            report.longest_migration_ms = out.longest_migration_ms;
+            report.reattaches = out.reattaches;
+            report.reloads = out.reloads;
+        }
+        Ok(Err(violation)) => report.violations.push(violation),
+        Err(e) => report.violations.push(format!("client task failed: {e}")),
+    }
+    let history = remote.history();
+    let found = [
+        checkers::check_history(&history),
+        checks::generations(&history, &log.grants()),
+        checks::single_writer(&history, &modes.events(), &log.validations()),
+        checks::deletions(&history, &log.validations(), &log.grants()),
+    ];
+    report.violations.extend(found.into_iter().filter_map(Result::err));
+    for ps in &pageservers {
+        let found = [checkers::crash_safe_of(&ps.disk), checkers::fsync_trust_of(&ps.disk)];
+        report.violations.extend(found.into_iter().filter_map(Result::err));
+    }
+    report.violation = report.violations.first().cloned();
+    let fired = faults.fired();
+    report.fired = fired.into_iter().map(|(s, n)| (s.to_string(), n)).collect();
+    report
+}
