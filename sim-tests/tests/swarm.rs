@@ -308,3 +308,51 @@ fn cluster_corpus() {
         }
     }
 }
+
+/// Each cluster checker fails under a deliberate break (a test-only hook of the
+/// simulated control plane, link or request layer; never set by the swarm): the
+/// first seed (from 1) whose run reports the expected invariant id, within
+/// `BREAK_SEEDS` seeds. The seeds found are printed and listed in docs/TESTING.md.
+#[test]
+fn cluster_breaks_are_caught() {
+    use strata_runtime_sim::cluster::{CpBreak, NodeBreak};
+    const BREAK_SEEDS: u64 = 20;
+    let base = ClusterConfig::default();
+    let breaks: Vec<(&str, ClusterConfig, &str)> = vec![
+        (
+            "the control plane answers an attach one generation low",
+            ClusterConfig { cp_break: CpBreak::GrantBelow, ..base.clone() },
+            "S-GEN-MONO",
+        ),
+        (
+            "the link answers validations itself",
+            ClusterConfig { cp_break: CpBreak::SkipValidation, ..base.clone() },
+            "S-DEL-GEN",
+        ),
+        (
+            "a node takes AttachedStale for AttachedSingle",
+            ClusterConfig { node_break: NodeBreak::StaleIgnored, ..base.clone() },
+            "S-SINGLE-WRITER",
+        ),
+        (
+            "a destination takes AttachedMulti for AttachedStale",
+            ClusterConfig { node_break: NodeBreak::MultiUploadsNothing, ..base.clone() },
+            "L-MIGRATE",
+        ),
+        (
+            "a node loses the first record of each ingest it acknowledges",
+            ClusterConfig { node_break: NodeBreak::DropsARecord, ..base.clone() },
+            "S-VISIBLE",
+        ),
+    ];
+    for (what, config, id) in breaks {
+        let found = (1..=BREAK_SEEDS).find_map(|seed| {
+            let (report, _) = run_cluster_seed(seed, config.clone());
+            report.violations.iter().find(|v| v.contains(id)).map(|v| (seed, v.clone()))
+        });
+        match found {
+            Some((seed, violation)) => println!("{what}: {id} at seed {seed}: {violation}"),
+            None => panic!("{what}: no seed of 1..={BREAK_SEEDS} reported {id}"),
+        }
+    }
+}

@@ -60,6 +60,9 @@ pub enum NodeBreak {
     /// A location_config to AttachedMulti reaches the node as AttachedStale: the
     /// destination never uploads, so a migration never catches up (L-MIGRATE).
     MultiUploadsNothing,
+    /// An ingest of several records reaches the node without its first: the node
+    /// acknowledges a record it never had (S-VISIBLE).
+    DropsARecord,
 }
 
 #[derive(Clone, Debug)]
@@ -151,6 +154,13 @@ fn rewrite_for(brk: NodeBreak) -> fn(Request) -> Request {
         NodeBreak::MultiUploadsNothing => {
             |r| swap(r, RequestedMode::AttachedMulti, RequestedMode::AttachedStale)
         }
+        NodeBreak::DropsARecord => |r| match r {
+            Request::Ingest { tenant, timeline, mut records } if records.len() > 1 => {
+                records.remove(0);
+                Request::Ingest { tenant, timeline, records }
+            }
+            other => other,
+        },
     }
 }
 
