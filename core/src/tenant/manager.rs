@@ -425,9 +425,11 @@ impl TenantManager {
         tenant: TenantId,
         result: Result<StepOutput, StepError>,
     ) -> Result<(), ManagerInputError> {
-        let Some(Slot::InProgress(mut op)) = self.slots.remove(&tenant) else {
+        // A settled slot stays: only an operation is taken out of its slot.
+        let Some(Slot::InProgress(_)) = self.slots.get(&tenant) else {
             return Err(ManagerInputError::NoOperation(tenant));
         };
+        let Some(Slot::InProgress(mut op)) = self.slots.remove(&tenant) else { unreachable!() };
         let Some(step) = op.current.take() else {
             self.slots.insert(tenant, Slot::InProgress(op));
             return Err(ManagerInputError::NoStepInFlight(tenant));
