@@ -4,6 +4,8 @@
 
 pub mod lifecycle;
 pub mod manager;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod manager_world;
 
 pub use lifecycle::{IllegalTransition, TenantEvent, TenantState};
 pub use manager::{

@@ -820,3 +820,77 @@ proptest! {
         prop_assert!(w.unanswered.is_empty(), "unanswered: {:?}", w.unanswered);
     }
 }
+
+/// The tenant manager's reference world ([`super::manager_world`]), actions drawn
+/// by proptest: requests, settled slots, steps finished Ok, failed, or wrongly.
+fn world_action() -> impl Strategy<Value = super::manager_world::Action> {
+    use super::manager_world::Action;
+    prop_oneof![
+        4 => (any::<u8>(), any::<u8>(), any::<u8>(), any::<bool>())
+            .prop_map(|(t, m, g, b)| Action::Location(t, m, g, b)),
+        1 => any::<u8>().prop_map(Action::Create),
+        1 => (any::<u8>(), any::<bool>()).prop_map(|(t, b)| Action::Delete(t, b)),
+        1 => (any::<u8>(), any::<u8>()).prop_map(|(t, m)| Action::Settled(t, m)),
+        8 => (any::<u8>(), any::<bool>()).prop_map(|(t, f)| Action::StepOk(t, f)),
+        2 => (any::<u8>(), any::<u8>()).prop_map(|(t, k)| Action::StepFailed(t, k)),
+        1 => any::<u8>().prop_map(Action::StepWrong),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+    #[test]
+    fn the_world_model_agrees_with_every_answer(
+        actions in proptest::collection::vec(world_action(), 0..100)
+    ) {
+        super::manager_world::run(actions);
+    }
+}
+
+/// Found by the `tenant_manager` fuzz world: a step completion for a tenant with
+/// no operation (a settled Secondary slot) was refused with `NoOperation` but took
+/// the tenant's slot with it: the node forgot a tenant it holds.
+#[test]
+fn a_stray_completion_for_a_settled_tenant_keeps_its_slot() {
+    let mut m = TenantManager::recover(BTreeMap::from([(t(1), Slot::Secondary { warm: true })]));
+    let attached = Slot::Attached { mode: single(3), broken: None };
+    m.handle_settled(NOW, t(2), attached.clone()).unwrap();
+    for (tenant, slot) in [(t(1), Slot::Secondary { warm: true }), (t(2), attached)] {
+        let stray = m.handle_step_done(NOW, tenant, Ok(StepOutput::Done));
+        assert_eq!(stray, Err(ManagerInputError::NoOperation(tenant)));
+        assert_eq!(m.slot(tenant), Some(&slot), "the refused completion took the slot");
+    }
+    m.check_invariants();
+}
+
+/// Checks that can fail: each check of [`TenantManager::check_invariants`] fires
+/// on a slot table that breaks it.
+mod checks_fire {
+    use super::*;
+
+    #[test]
+    #[should_panic(expected = "has no step in flight")]
+    fn an_operation_with_no_step_in_flight() {
+        let op = manager::Operation {
+            kind: OperationKind::Attach,
+            req: RequestId(1),
+            from: Placement::Detached,
+            target: RequestedMode::AttachedSingle,
+            generation: None,
+            current: None,
+            remaining: [Step::AcquireGeneration { at_least: None }].into(),
+            unplaced: None,
+        };
+        let m = TenantManager::recover(BTreeMap::from([(t(1), Slot::InProgress(Box::new(op)))]));
+        m.check_invariants();
+    }
+
+    #[test]
+    #[should_panic(expected = "attached slot without a generation")]
+    fn an_attached_slot_without_a_generation() {
+        let mode = LocationMode::Secondary { warm: false };
+        let m =
+            TenantManager::recover(BTreeMap::from([(t(1), Slot::Attached { mode, broken: None })]));
+        m.check_invariants();
+    }
+}
