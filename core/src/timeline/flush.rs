@@ -228,15 +228,19 @@ impl Timeline {
         match &self.flush {
             FlushState::WritingLayer { op, .. } => {
                 assert!(!self.frozen.is_empty(), "writing a layer with nothing frozen");
-                assert_eq!(self.ops.get(op), Some(&OpKind::WriteLayer));
+                assert_eq!(self.ops.get(op), Some(&OpKind::WriteLayer), "layer write op untracked");
             }
-            FlushState::LayerBackoff { .. } => assert!(!self.frozen.is_empty()),
+            FlushState::LayerBackoff { .. } => {
+                assert!(!self.frozen.is_empty(), "a layer backoff with nothing frozen");
+            }
             FlushState::WritingMetadata { op, metadata, .. } => {
-                assert_eq!(self.ops.get(op), Some(&OpKind::WriteMetadata));
-                assert!(metadata.disk_consistent_lsn > self.metadata.disk_consistent_lsn);
+                assert_eq!(self.ops.get(op), Some(&OpKind::WriteMetadata), "metadata op untracked");
+                let dc = metadata.disk_consistent_lsn;
+                assert!(dc > self.metadata.disk_consistent_lsn, "metadata write at {dc} not ahead");
             }
             FlushState::MetadataBackoff { metadata, .. } => {
-                assert!(metadata.disk_consistent_lsn > self.metadata.disk_consistent_lsn);
+                let dc = metadata.disk_consistent_lsn;
+                assert!(dc > self.metadata.disk_consistent_lsn, "metadata retry at {dc} not ahead");
             }
             FlushState::Idle => {}
         }

@@ -240,17 +240,19 @@ impl Timeline {
 
     pub(super) fn check_gc_invariants(&self) {
         if let GcState::WritingMetadata { op, metadata, .. } = &self.gc {
-            assert_eq!(self.ops.get(op), Some(&OpKind::GcMetadata));
-            assert_eq!(metadata.disk_consistent_lsn, self.metadata.disk_consistent_lsn);
+            assert_eq!(self.ops.get(op), Some(&OpKind::GcMetadata), "GC metadata op untracked");
+            let dc = metadata.disk_consistent_lsn;
+            assert_eq!(dc, self.metadata.disk_consistent_lsn, "GC moves disk_consistent");
             assert_eq!(self.flush.op(), None, "two metadata writers");
         }
-        assert!(self.metadata.gc_cutoff_lsn <= self.metadata.disk_consistent_lsn);
+        let cutoff = self.metadata.gc_cutoff_lsn;
+        assert!(cutoff <= self.metadata.disk_consistent_lsn, "GC cutoff {cutoff} above durable");
         assert!(self.lsn_times.len() <= MAX_LSN_TIME_SAMPLES, "too many LSN time samples");
         for w in self.lsn_times.iter().collect::<Vec<_>>().windows(2) {
             assert!(w[0].0 < w[1].0 && w[0].1 < w[1].1, "LSN time samples out of order");
         }
         if let Some((_, lsn)) = self.lsn_times.back() {
-            assert!(*lsn <= self.last_ingested);
+            assert!(*lsn <= self.last_ingested, "an LSN time sample above last ingested");
         }
     }
 }

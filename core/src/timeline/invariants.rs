@@ -24,10 +24,12 @@ impl Timeline {
             assert!(l.start > dc, "in-memory layer at {} not above disk_consistent {dc}", l.start);
             for (_, lsn, _) in l.sorted() {
                 assert!(
-                    lsn >= l.start && l.end.is_none_or(|e| lsn < e) && lsn <= self.last_ingested
+                    lsn >= l.start && l.end.is_none_or(|e| lsn < e) && lsn <= self.last_ingested,
+                    "record at {lsn} outside its in-memory layer or above last ingested"
                 );
             }
-            assert_eq!(l.end.is_some(), !std::ptr::eq(l, &self.open));
+            let frozen = !std::ptr::eq(l, &self.open);
+            assert_eq!(l.end.is_some(), frozen, "only frozen in-memory layers have an end");
             expect_start = l.end;
         }
         for l in &self.frozen {
@@ -93,7 +95,8 @@ impl Timeline {
         for (name, e) in &self.layers.layers {
             if let Residence::Downloading { op } = e.residence {
                 assert!(
-                    matches!(self.ops.get(&op), Some(OpKind::Download { name: n }) if n == name)
+                    matches!(self.ops.get(&op), Some(OpKind::Download { name: n }) if n == name),
+                    "{name} is downloading without its download op"
                 );
             }
         }

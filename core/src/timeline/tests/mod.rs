@@ -1,4 +1,5 @@
 mod bench;
+mod checks;
 mod compaction;
 mod disk_full;
 mod eviction;
