@@ -129,8 +129,14 @@ fn re_attach_bumps_durably_and_a_restarted_control_plane_answers_above_it() {
     assert_eq!(valid["tenants"][0]["valid"], false, "superseded by the re-attach");
     assert_eq!(valid["tenants"][1]["valid"], true);
     // Detached: attached nowhere, generation kept; re-attach no longer bumps it.
-    cp.node("/detach", json!({"tenant_id": T1}));
-    assert_eq!(gens(&cp.node("/re-attach", json!({"node_id": 1}))), vec![(T2.into(), 8)]);
+    // A detach from a node that does not hold it changes nothing.
+    cp.node("/detach", json!({"tenant_id": T1, "node_id": 2}));
+    assert_eq!(
+        gens(&cp.node("/re-attach", json!({"node_id": 1}))),
+        vec![(T1.into(), 4), (T2.into(), 8)]
+    );
+    cp.node("/detach", json!({"tenant_id": T1, "node_id": 1}));
+    assert_eq!(gens(&cp.node("/re-attach", json!({"node_id": 1}))), vec![(T2.into(), 9)]);
     let unknown = cp.node(
         "/validate",
         json!({"tenants": [{"id": "000000000000000000000000000000ff", "gen": 1}]}),
@@ -147,7 +153,7 @@ fn node_calls_without_the_token_are_refused_with_401_and_change_nothing() {
         ("/re-attach", json!({"node_id": 1})),
         ("/validate", json!({"tenants": [{"id": T1, "gen": 1}]})),
         ("/attach", json!({"tenant_id": T1, "node_id": 1})),
-        ("/detach", json!({"tenant_id": T1})),
+        ("/detach", json!({"tenant_id": T1, "node_id": 1})),
         ("/admin/nodes", json!({"node_id": 1, "address": "http://127.0.0.1:1"})),
     ] {
         for token in [None, Some("wrong")] {
@@ -187,7 +193,8 @@ fn malformed_bodies_are_refused_with_400_and_a_msg() {
         assert_eq!(status, 400, "{path} {body}: {v}");
         assert!(v["msg"].as_str().is_some_and(|m| !m.is_empty()), "{v}");
     }
-    let (status, v) = cp.post("/detach", Some(TOKEN), &json!({"tenant_id": T2}).to_string());
+    let (status, v) =
+        cp.post("/detach", Some(TOKEN), &json!({"tenant_id": T2, "node_id": 1}).to_string());
     assert_eq!(status, 404, "detach of an unknown tenant: {v}");
     assert_eq!(v["refusal"]["kind"], "unknown_tenant");
     let (status, v) =

@@ -104,24 +104,14 @@ pub fn is_retryable(error: &ControlPlaneError) -> bool {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CpRequest {
     /// Bump and return every tenant attached to `node` but those `held_back`.
-    ReAttach {
-        node: NodeId,
-        held_back: BTreeSet<TenantId>,
-    },
+    ReAttach { node: NodeId, held_back: BTreeSet<TenantId> },
     /// Attach `tenant` to `node` above `reported` (the generation the node's
     /// LocationConf last recorded).
-    Attach {
-        tenant: TenantId,
-        node: NodeId,
-        reported: Option<Generation>,
-    },
-    Detach {
-        tenant: TenantId,
-    },
+    Attach { tenant: TenantId, node: NodeId, reported: Option<Generation> },
+    /// `node` lets `tenant` go (a no-op when another node holds it).
+    Detach { tenant: TenantId, node: NodeId },
     /// Is each generation its tenant's latest? Answered in request order.
-    Validate {
-        tenants: Vec<(TenantId, Generation)>,
-    },
+    Validate { tenants: Vec<(TenantId, Generation)> },
 }
 
 /// The budget a call draws from.

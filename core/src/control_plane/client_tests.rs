@@ -62,7 +62,7 @@ fn an_answered_call_is_done_once_with_its_reply() {
 fn a_deadline_fires_a_timeout_then_the_budget_is_spent() {
     let mut c = ControlPlaneClient::new(config());
     let mut now = Instant::ZERO;
-    let call = c.handle_call(now, CpRequest::Detach { tenant: T });
+    let call = c.handle_call(now, CpRequest::Detach { tenant: T, node: NodeId(1) });
     let mut attempts = vec![sent(&drain(&mut c))];
     // Tenant calls have 3 attempts: two backoffs (100, 200 ms) between three deadlines.
     for backoff_ms in [100, 200] {
@@ -131,7 +131,7 @@ fn retryable_refusals_are_retried_and_final_ones_surface_at_once() {
     let done = ClientEffect::Done { call, result: Ok(ControlPlaneReply::Attached { generation }) };
     assert_eq!(drain(&mut c), vec![done]);
 
-    let call = c.handle_call(now, CpRequest::Detach { tenant: T });
+    let call = c.handle_call(now, CpRequest::Detach { tenant: T, node: NodeId(1) });
     let attempt = sent(&drain(&mut c));
     let unknown = ControlPlaneError::UnknownTenant(T);
     c.handle_reply(now, attempt, Err(unknown.clone())).unwrap();
@@ -174,7 +174,7 @@ fn handle_dispatches_every_input_and_types_an_illegal_one() {
     let mut c = ControlPlaneClient::new(config());
     let mut now = Instant::ZERO;
     let Ok(ClientOutput::Call(call)) =
-        c.handle(now, ClientInput::Call(CpRequest::Detach { tenant: T }))
+        c.handle(now, ClientInput::Call(CpRequest::Detach { tenant: T, node: NodeId(1) }))
     else {
         panic!("a call is answered with its id")
     };
@@ -238,7 +238,7 @@ fn request(n: u8) -> CpRequest {
     match n {
         0 => CpRequest::ReAttach { node: NodeId(1), held_back: BTreeSet::new() },
         1 => CpRequest::Attach { tenant: T, node: NodeId(1), reported: None },
-        2 => CpRequest::Detach { tenant: T },
+        2 => CpRequest::Detach { tenant: T, node: NodeId(1) },
         _ => validate(),
     }
 }
@@ -359,7 +359,8 @@ mod checks_fire {
     fn healthy() -> (ControlPlaneClient, CallId, CallId) {
         let mut c = ControlPlaneClient::new(config());
         let flying = c.handle_call(Instant::ZERO, validate());
-        let backing_off = c.handle_call(Instant::ZERO, CpRequest::Detach { tenant: T });
+        let backing_off =
+            c.handle_call(Instant::ZERO, CpRequest::Detach { tenant: T, node: NodeId(1) });
         let attempt = drain(&mut c)
             .into_iter()
             .find_map(|e| match e {

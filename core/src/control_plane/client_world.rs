@@ -104,7 +104,7 @@ fn request(n: u8) -> CpRequest {
     match n % 4 {
         0 => CpRequest::ReAttach { node: NodeId(1), held_back: BTreeSet::new() },
         1 => CpRequest::Attach { tenant: T, node: NodeId(1), reported: None },
-        2 => CpRequest::Detach { tenant: T },
+        2 => CpRequest::Detach { tenant: T, node: NodeId(1) },
         _ => CpRequest::Validate { tenants: vec![(T, Generation::FIRST)] },
     }
 }

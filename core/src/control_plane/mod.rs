@@ -31,7 +31,10 @@
 //! - [`ControlPlane::handle_validate`]: `(T, G)` is valid iff G is T's current
 //!   durable generation; an unknown tenant is invalid. Answered at once, from the
 //!   durable table, results in request order.
-//! - [`ControlPlane::handle_detach`]: T is attached nowhere; its generation stays.
+//! - [`ControlPlane::handle_detach`]: N lets T go: if the table says N holds T, T is
+//!   attached nowhere (its generation stays); if another node holds T (T migrated
+//!   away from N), nothing changes. So a migration's origin, demoted after the
+//!   destination's grant, cannot detach the tenant from the destination.
 //! - Completions: [`ControlPlane::handle_persisted`] and
 //!   [`ControlPlane::handle_remote_generations`]; one that matches nothing in
 //!   progress is a typed [`ControlPlaneInputError`].
@@ -75,6 +78,7 @@ pub mod client;
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod client_world;
 mod listing;
+pub mod migration;
 #[cfg(test)]
 mod tests;
 #[cfg(any(test, feature = "fuzzing"))]
@@ -193,7 +197,7 @@ pub enum ControlPlaneInput {
     /// `handle_re_attach_holding_back` (`handle_re_attach` with none held back).
     ReAttach { req: RequestId, node: NodeId, held_back: BTreeSet<TenantId> },
     /// `handle_detach`.
-    Detach { req: RequestId, tenant: TenantId },
+    Detach { req: RequestId, tenant: TenantId, node: NodeId },
     /// `handle_validate`.
     Validate { req: RequestId, tenants: Vec<(TenantId, Generation)> },
     /// `handle_persisted`: a `Persist` completed.
@@ -227,7 +231,7 @@ pub enum ControlPlaneEffect {
 enum Request {
     Attach { tenant: TenantId, node: NodeId, reported: Option<Generation> },
     ReAttach { node: NodeId, held_back: BTreeSet<TenantId> },
-    Detach { tenant: TenantId },
+    Detach { tenant: TenantId, node: NodeId },
 }
 
 /// The one mutating request being carried out.
@@ -296,8 +300,8 @@ impl ControlPlane {
         self.enqueue(now, req, Request::ReAttach { node, held_back });
     }
 
-    pub fn handle_detach(&mut self, now: Instant, req: RequestId, tenant: TenantId) {
-        self.enqueue(now, req, Request::Detach { tenant });
+    pub fn handle_detach(&mut self, now: Instant, req: RequestId, tenant: TenantId, node: NodeId) {
+        self.enqueue(now, req, Request::Detach { tenant, node });
     }
 
     /// Answered at once from the durable table.
@@ -386,7 +390,9 @@ impl ControlPlane {
             ControlPlaneInput::ReAttach { req, node, held_back } => {
                 self.handle_re_attach_holding_back(now, req, node, held_back)
             }
-            ControlPlaneInput::Detach { req, tenant } => self.handle_detach(now, req, tenant),
+            ControlPlaneInput::Detach { req, tenant, node } => {
+                self.handle_detach(now, req, tenant, node)
+            }
             ControlPlaneInput::Validate { req, tenants } => self.handle_validate(now, req, tenants),
             ControlPlaneInput::Persisted { op, result } => {
                 self.handle_persisted(now, op, result)?
@@ -512,9 +518,9 @@ impl ControlPlane {
                     }
                 },
                 Request::ReAttach { node, held_back } => self.re_attach(req, node, &held_back),
-                Request::Detach { tenant } => match self.table.get(&tenant) {
+                Request::Detach { tenant, node } => match self.table.get(&tenant) {
                     None => self.reply(req, Err(ControlPlaneError::UnknownTenant(tenant))),
-                    Some(record) if record.attached_to.is_none() => {
+                    Some(record) if record.attached_to != Some(node) => {
                         self.reply(req, Ok(ControlPlaneReply::Detached));
                     }
                     Some(record) => {

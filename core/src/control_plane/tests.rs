@@ -182,12 +182,12 @@ fn detach_keeps_the_generation_and_unknown_tenants_are_errors() {
     let mut h = Harness::new();
     h.attach(t(1), N1, None);
     let req = h.req();
-    h.cp.handle_detach(NOW, req, t(1));
+    h.cp.handle_detach(NOW, req, t(1), N1);
     assert_eq!(h.settle(req), Ok(ControlPlaneReply::Detached));
     assert_eq!(h.store[&t(1)], TenantRecord { tenant: t(1), generation: g(1), attached_to: None });
     assert_eq!(h.re_attach(N1), vec![], "a detached tenant is not re-attached");
     let req = h.req();
-    h.cp.handle_detach(NOW, req, t(5));
+    h.cp.handle_detach(NOW, req, t(5), N1);
     assert_eq!(h.settle(req), Err(ControlPlaneError::UnknownTenant(t(5))));
 }
 
@@ -375,7 +375,8 @@ fn handle_dispatches_every_input_and_types_a_stale_completion() {
         effects(&mut cp),
         vec![ControlPlaneEffect::Reply { req: RequestId(3), reply: Ok(reply) }]
     );
-    cp.handle(NOW, ControlPlaneInput::Detach { req: RequestId(4), tenant: t(1) }).unwrap();
+    cp.handle(NOW, ControlPlaneInput::Detach { req: RequestId(4), tenant: t(1), node: N1 })
+        .unwrap();
     let [ControlPlaneEffect::Persist { op, .. }] = effects(&mut cp)[..] else { panic!() };
     cp.handle(NOW, ControlPlaneInput::Persisted { op, result: Ok(()) }).unwrap();
     assert_eq!(
@@ -400,7 +401,7 @@ fn world_action() -> impl proptest::strategy::Strategy<Value = world::Action> {
     prop_oneof![
         4 => (any::<u8>(), any::<u8>(), any::<u8>()).prop_map(|(t, n, r)| Action::Attach(t, n, r)),
         2 => (any::<u8>(), any::<u8>()).prop_map(|(n, m)| Action::ReAttach(n, m)),
-        1 => any::<u8>().prop_map(Action::Detach),
+        1 => (any::<u8>(), any::<u8>()).prop_map(|(t, n)| Action::Detach(t, n)),
         3 => (any::<u8>(), any::<u8>()).prop_map(|(t, p)| Action::Validate(t, p)),
         6 => Just(Action::PersistOk),
         2 => (any::<u8>(), any::<bool>()).prop_map(|(k, l)| Action::PersistFailed(k, l)),
@@ -432,7 +433,7 @@ mod checks_fire {
         let record = TenantRecord { tenant: t(1), generation: g(3), attached_to: Some(N1) };
         let mut cp = ControlPlane::recover(vec![record]);
         cp.handle_attach(NOW, RequestId(1), t(1), N2, None);
-        cp.handle_detach(NOW, RequestId(2), t(2));
+        cp.handle_detach(NOW, RequestId(2), t(2), N1);
         cp.check_invariants();
         cp
     }
@@ -504,4 +505,21 @@ mod checks_fire {
         cp.effects.push_back(ControlPlaneEffect::Reply { req: RequestId(9), reply });
         cp.check_invariants();
     }
+}
+
+/// A migration's origin lets the tenant go after the destination's grant: its
+/// detach must not detach the tenant from the destination.
+#[test]
+fn a_detach_from_a_node_that_no_longer_holds_the_tenant_changes_nothing() {
+    let mut h = Harness::new();
+    h.attach(t(1), N1, None);
+    h.attach(t(1), N2, None);
+    let req = h.req();
+    h.cp.handle_detach(NOW, req, t(1), N1);
+    assert_eq!(h.settle(req), Ok(ControlPlaneReply::Detached));
+    assert_eq!(
+        h.store[&t(1)],
+        TenantRecord { tenant: t(1), generation: g(2), attached_to: Some(N2) }
+    );
+    assert_eq!(h.re_attach(N2).len(), 1, "the destination still holds it");
 }

@@ -35,7 +35,8 @@ pub enum Action {
     Attach(u8, u8, u8),
     /// Node, a mask of the tenants it holds back.
     ReAttach(u8, u8),
-    Detach(u8),
+    /// Tenant, the node letting it go.
+    Detach(u8, u8),
     /// Tenant, which generation to ask about ([`World::reported`]).
     Validate(u8, u8),
     /// The persist in flight completes Ok.
@@ -56,7 +57,7 @@ pub enum Action {
 enum Asked {
     Attach(TenantId),
     ReAttach,
-    Detach,
+    Detach(TenantId, NodeId),
     Validate(TenantId, Generation),
 }
 
@@ -121,9 +122,10 @@ impl World {
                 let req = self.ask(Asked::ReAttach);
                 self.feed(ControlPlaneInput::ReAttach { req, node: node(n), held_back });
             }
-            Action::Detach(t) => {
-                let req = self.ask(Asked::Detach);
-                self.feed(ControlPlaneInput::Detach { req, tenant: tenant(t) });
+            Action::Detach(t, n) => {
+                let (tenant, node) = (tenant(t), node(n));
+                let req = self.ask(Asked::Detach(tenant, node));
+                self.feed(ControlPlaneInput::Detach { req, tenant, node });
             }
             Action::Validate(t, pick) => {
                 let tenant = tenant(t);
@@ -235,7 +237,10 @@ impl World {
                     self.granted_now(t.tenant, t.generation);
                 }
             }
-            (Asked::Detach, ControlPlaneReply::Detached) => {}
+            (Asked::Detach(tenant, node), ControlPlaneReply::Detached) => {
+                let holder = self.cp.record(tenant).and_then(|r| r.attached_to);
+                assert_ne!(holder, Some(node), "{node} let {tenant} go and still holds it");
+            }
             (Asked::Validate(tenant, generation), ControlPlaneReply::Validated { results }) => {
                 assert_eq!(results.len(), 1, "one result per pair");
                 let (t, valid) = results[0];

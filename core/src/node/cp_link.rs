@@ -67,7 +67,9 @@ impl Node {
                     CpRequest::Attach { tenant, node, reported } => {
                         self.cp.handle_attach(now, req, tenant, node, reported)
                     }
-                    CpRequest::Detach { tenant } => self.cp.handle_detach(now, req, tenant),
+                    CpRequest::Detach { tenant, node } => {
+                        self.cp.handle_detach(now, req, tenant, node)
+                    }
                     CpRequest::Validate { tenants } => self.cp.handle_validate(now, req, tenants),
                 }
                 self.dirty.insert(Machine::ControlPlane);

@@ -163,7 +163,8 @@ impl Node {
                 }
             }
             Step::ReleaseGeneration => {
-                self.cp_call(CpWaiter::Manager { tenant }, CpRequest::Detach { tenant });
+                let node = self.config.node_id;
+                self.cp_call(CpWaiter::Manager { tenant }, CpRequest::Detach { tenant, node });
             }
             Step::StopTenant => self.begin_stop_tenant(tenant),
             Step::FlushDeletions => {

@@ -330,7 +330,7 @@ impl World {
             CpRequest::Attach { tenant, node, reported } => {
                 cp.handle_attach(now, req, tenant, node, reported)
             }
-            CpRequest::Detach { tenant } => cp.handle_detach(now, req, tenant),
+            CpRequest::Detach { tenant, node } => cp.handle_detach(now, req, tenant, node),
             CpRequest::Validate { tenants } => cp.handle_validate(now, req, tenants),
         }
         loop {

@@ -92,9 +92,10 @@ fn encode(request: &CpRequest) -> (&'static str, serde_json::Value) {
                 reported_gen: reported.map(|g| g.get()),
             }),
         ),
-        CpRequest::Detach { tenant } => {
-            ("/detach", json(wire::DetachRequest { tenant_id: tenant.to_string() }))
-        }
+        CpRequest::Detach { tenant, node } => (
+            "/detach",
+            json(wire::DetachRequest { tenant_id: tenant.to_string(), node_id: node.0 }),
+        ),
         CpRequest::Validate { tenants } => (
             "/validate",
             json(wire::ValidateRequest {

@@ -15,7 +15,7 @@
 //! | `POST /re-attach` | `{"node_id": 1}` | `{"tenants": [{"id": hex, "gen": 7, "previous_was_own": true}]}`: every tenant attached to the node, each bumped to a new generation, committed before the answer |
 //! | `POST /validate` | `{"tenants": [{"id": hex, "gen": 7}]}` | `{"tenants": [{"id": hex, "valid": bool}]}`: valid iff `gen` is the tenant's latest; unknown tenants are invalid |
 //! | `POST /attach` | `{"tenant_id": hex, "node_id": 1, "reported_gen"?: 6}` | `{"gen": 8}` (committed first) |
-//! | `POST /detach` | `{"tenant_id": hex}` | `{}` |
+//! | `POST /detach` | `{"tenant_id": hex, "node_id": 1}` | `{}`: the tenant is attached nowhere if the node held it; nothing changes if another node holds it (a migration's origin letting go) |
 //!
 //! A refusal of the machine answers `{"msg", "refusal": {"kind": …}}` (404 unknown
 //! tenant or node, 409 generations exhausted, 503 overloaded or store failed); a

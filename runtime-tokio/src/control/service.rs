@@ -283,7 +283,8 @@ async fn detach(
     s.authorize(&headers)?;
     let body: wire::DetachRequest = parse(&body)?;
     let tenant = wire::tenant_id(&body.tenant_id).map_err(CtlError::bad_request)?;
-    s.run(move |cp, now, req| cp.handle_detach(now, req, tenant)).await?;
+    let node = NodeId(body.node_id);
+    s.run(move |cp, now, req| cp.handle_detach(now, req, tenant, node)).await?;
     Ok(Json(serde_json::json!({})))
 }
 

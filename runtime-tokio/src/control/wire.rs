@@ -69,6 +69,8 @@ pub struct AttachResponse {
 #[serde(deny_unknown_fields)]
 pub struct DetachRequest {
     pub tenant_id: String,
+    /// The node letting the tenant go: nothing changes if another node holds it.
+    pub node_id: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

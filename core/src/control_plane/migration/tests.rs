@@ -1,0 +1,694 @@
+//! The reconciler against a model world: two or three nodes with the tenant
+//! manager's location_config rules, the control plane's generation table, a store,
+//! and an ingest client that follows the re-send contract. Unit tests for each
+//! rule, a crash at every effect, and a property test with lost and failing calls,
+//! nodes down and control-plane crashes.
+
+use super::*;
+use crate::generation::Generation;
+use crate::id::TimelineId;
+use crate::location_conf::LocationMode;
+use crate::lsn::Lsn;
+use crate::tenant::{LocationRequest, Placement, RequestedMode};
+
+const T: TenantId = TenantId([7; 16]);
+const TL: TimelineId = TimelineId([9; 16]);
+const O: NodeId = NodeId(1);
+const D: NodeId = NodeId(2);
+
+fn g(n: u32) -> Generation {
+    Generation::new(n).unwrap()
+}
+
+fn mode_at(mode: RequestedMode, generation: Generation) -> LocationMode {
+    match mode {
+        RequestedMode::AttachedSingle => LocationMode::AttachedSingle { generation },
+        RequestedMode::AttachedMulti => LocationMode::AttachedMulti { generation },
+        RequestedMode::AttachedStale => LocationMode::AttachedStale { generation },
+        other => panic!("{other:?} has no generation"),
+    }
+}
+
+fn same_mode_at(mode: LocationMode, generation: Generation) -> LocationMode {
+    match mode {
+        LocationMode::AttachedSingle { .. } => LocationMode::AttachedSingle { generation },
+        LocationMode::AttachedMulti { .. } => LocationMode::AttachedMulti { generation },
+        LocationMode::AttachedStale { .. } => LocationMode::AttachedStale { generation },
+        secondary => secondary,
+    }
+}
+
+/// One node's view of the tenant.
+#[derive(Clone, Debug)]
+struct ModelNode {
+    up: bool,
+    placement: Placement,
+    last_ingested: Lsn,
+    visible: Lsn,
+}
+
+/// A deterministic random source for the property test (xorshift).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn chance(&mut self, percent: u64) -> bool {
+        self.next() % 100 < percent
+    }
+}
+
+struct World {
+    rc: MigrationReconciler,
+    config: MigrationConfig,
+    now: Instant,
+    /// The control plane's table for T: generation and holder.
+    table: (Generation, Option<NodeId>),
+    nodes: BTreeMap<NodeId, ModelNode>,
+    /// Remote storage's visible LSN (what any attach loads).
+    remote_visible: Lsn,
+    /// What the client produced; it keeps every record until visible.
+    produced: Lsn,
+    store: BTreeMap<TenantId, MigrationRecord>,
+    calls: Vec<(OpId, NodeId, NodeCall)>,
+    persists: Vec<(OpId, MigrationRecord)>,
+    replies: Vec<Result<MigrationRecord, MigrationError>>,
+    /// Every durable phase seen, in order (checks the order).
+    phases: Vec<Phase>,
+    /// Attaches refused by the fence (the driver's rule).
+    fenced: u64,
+}
+
+impl World {
+    fn new() -> Self {
+        let config = MigrationConfig::default();
+        let mut nodes = BTreeMap::new();
+        let attached = Placement::Located(LocationMode::AttachedSingle { generation: g(3) });
+        nodes.insert(
+            O,
+            ModelNode { up: true, placement: attached, last_ingested: Lsn(100), visible: Lsn(80) },
+        );
+        for n in [D, NodeId(3)] {
+            let detached = ModelNode {
+                up: true,
+                placement: Placement::Detached,
+                last_ingested: Lsn(0),
+                visible: Lsn(0),
+            };
+            nodes.insert(n, detached);
+        }
+        World {
+            rc: MigrationReconciler::recover(config.clone(), Vec::new(), Instant::ZERO),
+            config,
+            now: Instant::ZERO,
+            table: (g(3), Some(O)),
+            nodes,
+            remote_visible: Lsn(80),
+            produced: Lsn(100),
+            store: BTreeMap::new(),
+            calls: Vec::new(),
+            persists: Vec::new(),
+            replies: Vec::new(),
+            phases: Vec::new(),
+            fenced: 0,
+        }
+    }
+
+    fn start(&mut self, after: OriginAfter) {
+        let start = MigrationStart {
+            tenant: T,
+            origin: O,
+            origin_generation: self.table.0,
+            destination: D,
+            origin_after: after,
+        };
+        self.rc.handle_start(self.now, RequestId(1), start);
+        self.drain();
+    }
+
+    fn drain(&mut self) {
+        self.rc.check_invariants();
+        while let Some(effect) = self.rc.poll_effect() {
+            match effect {
+                MigrationEffect::Persist { op, record } => self.persists.push((op, record)),
+                MigrationEffect::Call { op, node, call, .. } => self.calls.push((op, node, call)),
+                MigrationEffect::Reply { result, .. } => self.replies.push(result),
+            }
+        }
+        self.rc.check_invariants();
+    }
+
+    /// The control plane's `/attach`, as a node's AcquireGeneration asks it.
+    fn acquire(
+        &mut self,
+        node: NodeId,
+        at_least: Option<Generation>,
+    ) -> Result<Generation, String> {
+        if let Some(d) = self.rc.migrating_to(T)
+            && d != node
+        {
+            self.fenced += 1;
+            return Err(format!("fenced: {T} migrates to {d}"));
+        }
+        let above =
+            at_least.and_then(Generation::previous).map_or(self.table.0, |r| r.max(self.table.0));
+        let granted = above.next().unwrap();
+        self.table = (granted, Some(node));
+        Ok(granted)
+    }
+
+    /// A node's location_config (the tenant manager's mode table, for one tenant).
+    fn location_config(
+        &mut self,
+        node: NodeId,
+        request: LocationRequest,
+    ) -> Result<Placement, NodeCallError> {
+        let held = self.nodes[&node].placement;
+        let held_gen = match held {
+            Placement::Located(m) => m.generation(),
+            Placement::Detached => None,
+        };
+        let placement = match request.mode {
+            RequestedMode::Secondary { .. } | RequestedMode::Detached => {
+                if held_gen.is_some() && self.table.1 == Some(node) {
+                    self.table.1 = None; // a node-scoped release
+                }
+                match request.mode {
+                    RequestedMode::Secondary { warm } => {
+                        Placement::Located(LocationMode::Secondary { warm })
+                    }
+                    _ => Placement::Detached,
+                }
+            }
+            mode => {
+                let generation = match (held_gen, request.generation) {
+                    (Some(h), Some(r)) if r < h => {
+                        return Err(NodeCallError::Refused(format!("stale generation {r} < {h}")));
+                    }
+                    (Some(h), Some(r)) if r == h => h,
+                    (Some(h), None) => h,
+                    (_, at_least) => {
+                        let granted =
+                            self.acquire(node, at_least).map_err(NodeCallError::Refused)?;
+                        let n = self.nodes.get_mut(&node).unwrap();
+                        n.visible = self.remote_visible;
+                        n.last_ingested = self.remote_visible;
+                        granted
+                    }
+                };
+                Placement::Located(mode_at(mode, generation))
+            }
+        };
+        self.nodes.get_mut(&node).unwrap().placement = placement;
+        Ok(placement)
+    }
+
+    fn status(&self, node: NodeId) -> NodeTenantStatus {
+        let n = &self.nodes[&node];
+        let mut timelines = BTreeMap::new();
+        if matches!(n.placement, Placement::Located(m) if m.generation().is_some()) {
+            timelines
+                .insert(TL, TimelineLsns { last_ingested: n.last_ingested, visible: n.visible });
+        }
+        NodeTenantStatus { placement: n.placement, timelines }
+    }
+
+    /// Carries call `i`; `lose_answer` drops the answer (the call still happened).
+    fn deliver_call(&mut self, i: usize, lose_answer: bool) {
+        let (op, node, call) = self.calls.remove(i);
+        let result = if !self.nodes[&node].up {
+            Err(NodeCallError::Unreachable("connection refused".into()))
+        } else {
+            match call {
+                NodeCall::Status => Ok(NodeAnswer::Status(self.status(node))),
+                NodeCall::LocationConfig(request) => {
+                    self.location_config(node, request).map(NodeAnswer::Placed)
+                }
+            }
+        };
+        if !lose_answer {
+            self.rc.handle_node_answer(self.now, op, result).unwrap();
+            self.drain();
+        }
+    }
+
+    /// Carries persist `i`: `applied` decides the store, `answer` what the machine hears.
+    fn deliver_persist(&mut self, i: usize, applied: bool, answer: Option<bool>) {
+        let (op, record) = self.persists.remove(i);
+        if applied {
+            if let Some(old) = self.store.get(&T) {
+                assert!(record.phase.rank() >= old.phase.rank(), "the store's phase went back");
+            }
+            self.phases.push(record.phase.clone());
+            self.store.insert(record.tenant, record);
+        }
+        if let Some(ok) = answer {
+            let result = if ok {
+                Ok(())
+            } else {
+                let e = crate::io_error::IoError::new(
+                    crate::io_error::IoErrorKind::Transient,
+                    crate::io_error::IoTarget::Store,
+                    "disk I/O error",
+                );
+                Err(e)
+            };
+            self.rc.handle_persisted(self.now, op, result).unwrap();
+            self.drain();
+        }
+    }
+
+    /// The control plane crashes and restarts from its store.
+    fn crash_reconciler(&mut self) {
+        self.calls.clear();
+        self.persists.clear();
+        self.rc = MigrationReconciler::recover(
+            self.config.clone(),
+            self.store.values().cloned().collect(),
+            self.now,
+        );
+        self.drain();
+    }
+
+    /// A node restarts: re-attach bumps what the table says it holds; an attached
+    /// tenant the table gives another node is dropped; unflushed ingest is lost.
+    fn restart_node(&mut self, node: NodeId) {
+        let holder = self.table.1 == Some(node);
+        let bumped = self.table.0.next().unwrap();
+        let n = self.nodes.get_mut(&node).unwrap();
+        if let Placement::Located(mode) = n.placement
+            && mode.generation().is_some()
+        {
+            if holder {
+                n.placement = Placement::Located(same_mode_at(mode, bumped));
+                self.table.0 = bumped;
+            } else {
+                n.placement = Placement::Detached;
+            }
+        }
+        n.last_ingested = self.remote_visible;
+        n.visible = self.remote_visible;
+    }
+
+    /// The client: writes to the newest attached, non-stale node (re-sending from
+    /// its last_ingested); nodes holding the table's generation upload and validate.
+    fn ingest(&mut self) {
+        self.produced = Lsn(self.produced.0 + 10);
+        let table = self.table;
+        let target = self
+            .nodes
+            .iter()
+            .filter(|(_, n)| n.up)
+            .filter_map(|(id, n)| match n.placement {
+                Placement::Located(LocationMode::AttachedStale { .. }) => None,
+                Placement::Located(m) => m.generation().map(|g| (g, *id)),
+                Placement::Detached => None,
+            })
+            .max();
+        if let Some((_, id)) = target {
+            self.nodes.get_mut(&id).unwrap().last_ingested = self.produced;
+        }
+        for (id, n) in self.nodes.iter_mut() {
+            let current = matches!(n.placement, Placement::Located(m)
+                if m.generation() == Some(table.0) && table.1 == Some(*id)
+                    && !matches!(m, LocationMode::AttachedStale { .. }));
+            if current && n.up {
+                n.visible = n.last_ingested;
+                self.remote_visible = self.remote_visible.max(n.visible);
+            }
+        }
+    }
+
+    fn fire_next_timer(&mut self) -> bool {
+        let Some((at, timer)) = self.rc.next_timer() else { return false };
+        self.now = self.now.max(at);
+        self.rc.handle_timeout(self.now, timer);
+        self.drain();
+        true
+    }
+
+    /// Runs with no faults until the migration is Done; panics past `max_steps`.
+    fn settle(&mut self, max_steps: usize) {
+        for n in self.nodes.values_mut() {
+            n.up = true;
+        }
+        for _ in 0..max_steps {
+            if self.rc.active_count() == 0 && self.calls.is_empty() && self.persists.is_empty() {
+                return;
+            }
+            self.ingest();
+            if !self.persists.is_empty() {
+                self.deliver_persist(0, true, Some(true));
+            } else if !self.calls.is_empty() {
+                self.deliver_call(0, false);
+            } else {
+                self.now = self.now.plus_millis(1);
+                assert!(self.fire_next_timer(), "an active migration waits on nothing");
+            }
+        }
+        panic!("no progress: {:?}", self.rc.migration(T));
+    }
+
+    /// After the migration: D holds T AttachedSingle at the table's generation, the
+    /// origin holds nothing current, and what was visible reads on D.
+    fn check_finished(&self) {
+        let record = self.store.get(&T).expect("a durable record");
+        let Phase::Done { generation } = record.phase else { panic!("not done: {record:?}") };
+        // A restart of D after the migration bumps the table past the record's.
+        assert_eq!(self.table.1, Some(D), "the table does not give T to D");
+        assert!(self.table.0 >= generation, "the table went back below {generation}");
+        assert_eq!(
+            self.nodes[&D].placement,
+            Placement::Located(LocationMode::AttachedSingle { generation: self.table.0 })
+        );
+        if let Placement::Located(m) = self.nodes[&O].placement
+            && let Some(og) = m.generation()
+        {
+            assert!(og < self.table.0, "the origin holds {og}, not below {}", self.table.0);
+        }
+        assert!(self.nodes[&D].visible >= self.remote_visible, "visible data lost on D");
+        let ranks: Vec<u8> = self.phases.iter().map(Phase::rank).collect();
+        assert!(ranks.windows(2).all(|w| w[0] <= w[1]), "phases went back: {ranks:?}");
+        assert!(generation > record.origin_generation);
+    }
+}
+
+#[test]
+fn a_migration_walks_every_phase_in_order_each_durable_before_its_calls() {
+    let mut w = World::new();
+    w.start(OriginAfter::SecondaryWarm);
+    assert!(w.calls.is_empty(), "a call before the start is durable");
+    assert!(w.replies.is_empty(), "answered before durable");
+    w.deliver_persist(0, true, Some(true));
+    assert_eq!(w.replies.len(), 1);
+    w.settle(1000);
+    w.check_finished();
+    let names: Vec<&str> = w.phases.iter().map(Phase::name).collect();
+    assert_eq!(
+        names,
+        [
+            "attach_destination",
+            "stale_origin",
+            "catch_up",
+            "demote_origin",
+            "finalize_destination",
+            "done"
+        ]
+    );
+    assert_eq!(w.nodes[&O].placement, Placement::Located(LocationMode::Secondary { warm: true }));
+    assert_eq!(w.table.0, g(4), "one grant: destination at origin + 1");
+    let Phase::CatchUp { target, .. } = &w.phases[2] else { panic!() };
+    assert!(target[&TL] >= Lsn(100), "target = the origin's last_ingested: {target:?}");
+    assert_eq!(w.rc.stats().finished_total, 1);
+    assert_eq!(w.fenced, 0);
+}
+
+#[test]
+fn catch_up_waits_for_the_destination_visible_lsn_then_times_out_without_a_client() {
+    let mut w = World::new();
+    w.config.catch_up_timeout_ms = 5_000;
+    w.rc = MigrationReconciler::recover(w.config.clone(), Vec::new(), w.now);
+    w.start(OriginAfter::Detached);
+    // No client: D loads visible 80 and never reaches the origin's 100.
+    for _ in 0..200 {
+        if let Some(p) = w.phases.last()
+            && p.rank() >= 3
+        {
+            break;
+        }
+        if !w.persists.is_empty() {
+            w.deliver_persist(0, true, Some(true));
+        } else if !w.calls.is_empty() {
+            w.deliver_call(0, false);
+        } else {
+            assert!(w.fire_next_timer());
+        }
+    }
+    assert!(matches!(w.phases.last(), Some(Phase::DemoteOrigin { .. })));
+    assert!(w.now.as_millis() >= 5_000, "demoted before the catch-up timeout: {}", w.now);
+    assert_eq!(w.rc.stats().catch_up_timeouts_total, 1);
+    w.settle(1000);
+    w.check_finished();
+    assert_eq!(w.nodes[&O].placement, Placement::Detached);
+}
+
+#[test]
+fn a_crash_at_every_effect_resumes_and_finishes() {
+    // Count the effects of a clean run, then crash after each one, with the
+    // persist in flight either applied or not.
+    for crash_at in 0..40 {
+        for applied in [false, true] {
+            let mut w = World::new();
+            w.start(OriginAfter::SecondaryWarm);
+            let mut delivered = 0;
+            while delivered < crash_at && w.rc.active_count() > 0 {
+                w.ingest();
+                if !w.persists.is_empty() {
+                    w.deliver_persist(0, true, Some(true));
+                } else if !w.calls.is_empty() {
+                    w.deliver_call(0, false);
+                } else {
+                    w.fire_next_timer();
+                }
+                delivered += 1;
+            }
+            if applied && !w.persists.is_empty() {
+                w.deliver_persist(0, true, None);
+            }
+            if applied && !w.calls.is_empty() {
+                w.deliver_call(0, true);
+            }
+            w.crash_reconciler();
+            if w.store.is_empty() {
+                // The start never became durable: nothing to resume.
+                assert_eq!(w.rc.active_count(), 0);
+                continue;
+            }
+            w.settle(2000);
+            w.check_finished();
+            assert_eq!(w.fenced, 0, "crash at {crash_at}: the origin tried to attach");
+        }
+    }
+}
+
+#[test]
+fn an_origin_that_stays_down_is_skipped_after_its_give_up_time() {
+    let mut w = World::new();
+    w.start(OriginAfter::SecondaryWarm);
+    w.deliver_persist(0, true, Some(true));
+    w.nodes.get_mut(&O).unwrap().up = false;
+    for _ in 0..500 {
+        if w.rc.active_count() == 0 {
+            break;
+        }
+        if !w.persists.is_empty() {
+            w.deliver_persist(0, true, Some(true));
+        } else if !w.calls.is_empty() {
+            w.deliver_call(0, false);
+        } else {
+            assert!(w.fire_next_timer());
+        }
+    }
+    assert_eq!(w.rc.active_count(), 0, "stuck on a dead origin");
+    assert_eq!(w.rc.stats().origin_skipped_total, 2, "stale and demote both skipped");
+    assert!(w.now.as_millis() >= 2 * w.config.origin_give_up_ms);
+    // The origin comes back: its restart drops the tenant (the table gives it to D).
+    w.nodes.get_mut(&O).unwrap().up = true;
+    w.restart_node(O);
+    w.check_finished();
+    assert_eq!(w.nodes[&O].placement, Placement::Detached);
+}
+
+#[test]
+fn a_destination_down_is_retried_until_it_answers_and_a_restart_bump_is_adopted() {
+    let mut w = World::new();
+    w.start(OriginAfter::SecondaryWarm);
+    w.deliver_persist(0, true, Some(true));
+    w.deliver_call(0, false); // observe D
+    w.deliver_call(0, false); // D AttachedMulti g4
+    w.nodes.get_mut(&D).unwrap().up = false;
+    w.restart_node(D); // re-attach: g5, still Multi
+    assert_eq!(w.table, (g(5), Some(D)));
+    for _ in 0..30 {
+        if !w.persists.is_empty() {
+            w.deliver_persist(0, true, Some(true));
+        } else if !w.calls.is_empty() {
+            w.deliver_call(0, false);
+        } else {
+            w.fire_next_timer();
+        }
+    }
+    assert!(w.rc.stats().call_failures_total > 0);
+    w.settle(1000);
+    w.check_finished();
+    assert_eq!(w.table.0, g(5), "the restart's generation is kept, not another grant");
+}
+
+#[test]
+fn a_lost_answer_times_out_is_retried_and_its_late_answer_is_dropped() {
+    let mut w = World::new();
+    w.start(OriginAfter::SecondaryWarm);
+    w.deliver_persist(0, true, Some(true));
+    let (op, node, call) = w.calls[0].clone();
+    assert_eq!((node, call), (D, NodeCall::Status));
+    w.calls.clear();
+    assert!(w.fire_next_timer(), "no deadline for the call");
+    assert_eq!(w.rc.stats().call_timeouts_total, 1);
+    w.rc.handle_node_answer(w.now, op, Err(NodeCallError::Busy("late".into()))).unwrap();
+    assert_eq!(w.rc.stats().late_answers_total, 1);
+    assert_eq!(
+        w.rc.handle_node_answer(w.now, OpId(999), Err(NodeCallError::Busy("x".into()))),
+        Err(MigrationInputError::UnknownOp(OpId(999)))
+    );
+    w.settle(1000);
+    w.check_finished();
+}
+
+#[test]
+fn a_failed_persist_is_retried_and_the_start_is_answered_only_when_durable() {
+    let mut w = World::new();
+    w.start(OriginAfter::SecondaryWarm);
+    w.deliver_persist(0, false, Some(false));
+    assert!(w.replies.is_empty());
+    assert!(w.calls.is_empty(), "called before the start was durable");
+    assert!(w.fire_next_timer());
+    assert_eq!(w.persists.len(), 1, "the persist is retried");
+    w.deliver_persist(0, true, Some(true));
+    assert!(matches!(w.replies.as_slice(), [Ok(_)]));
+    w.settle(1000);
+    w.check_finished();
+}
+
+#[test]
+fn starts_are_refused_for_a_migrating_tenant_the_same_node_and_beyond_the_bound() {
+    let mut w = World::new();
+    w.start(OriginAfter::SecondaryWarm);
+    w.start(OriginAfter::SecondaryWarm);
+    assert!(matches!(w.replies.as_slice(), [Err(MigrationError::AlreadyMigrating { .. })]));
+    let same = MigrationStart {
+        tenant: TenantId([1; 16]),
+        origin: O,
+        origin_generation: g(1),
+        destination: O,
+        origin_after: OriginAfter::Detached,
+    };
+    w.rc.handle_start(w.now, RequestId(2), same);
+    w.drain();
+    assert!(matches!(w.replies.last(), Some(Err(MigrationError::SameNode { .. }))));
+    for i in 0..MAX_ACTIVE_MIGRATIONS as u8 {
+        let start = MigrationStart {
+            tenant: TenantId([i + 100; 16]),
+            origin: O,
+            origin_generation: g(1),
+            destination: D,
+            origin_after: OriginAfter::Detached,
+        };
+        w.rc.handle_start(w.now, RequestId(3), start);
+        w.drain();
+    }
+    assert!(matches!(w.replies.last(), Some(Err(MigrationError::TooMany { .. }))));
+    assert_eq!(w.rc.active_count(), MAX_ACTIVE_MIGRATIONS);
+}
+
+/// One run of the property test: faults for `fault_steps`, then heal and settle.
+fn run_with_faults(seed: u64, fault_steps: usize) {
+    let mut rng = Rng(seed | 1);
+    let mut w = World::new();
+    w.config.origin_give_up_ms = 3_000 + rng.next() % 30_000;
+    w.config.catch_up_timeout_ms = 2_000 + rng.next() % 20_000;
+    w.config.call_timeout_ms = 500 + rng.next() % 5_000;
+    w.rc = MigrationReconciler::recover(w.config.clone(), Vec::new(), w.now);
+    w.start(if rng.chance(50) { OriginAfter::SecondaryWarm } else { OriginAfter::Detached });
+    for _ in 0..fault_steps {
+        w.now = w.now.plus_millis(rng.next() % 300);
+        match rng.next() % 10 {
+            0..=2 if !w.calls.is_empty() => {
+                let i = (rng.next() as usize) % w.calls.len();
+                let lose = rng.chance(15);
+                w.deliver_call(i, lose);
+            }
+            3 if !w.persists.is_empty() => {
+                let applied = rng.chance(80);
+                let answer = if rng.chance(10) { None } else { Some(applied && rng.chance(85)) };
+                w.deliver_persist(0, applied, answer);
+                if answer.is_none() {
+                    // The store always answers the driver: only a crash loses it.
+                    w.crash_reconciler();
+                }
+            }
+            4 => {
+                w.fire_next_timer();
+            }
+            5 if rng.chance(20) => w.crash_reconciler(),
+            6 if rng.chance(30) => {
+                let node = if rng.chance(50) { O } else { D };
+                let up = !w.nodes[&node].up;
+                if up {
+                    w.restart_node(node);
+                }
+                w.nodes.get_mut(&node).unwrap().up = up;
+            }
+            _ => w.ingest(),
+        }
+    }
+    // Heal: lost persists are at an end (a crash or an answer), nodes come back.
+    if !w.persists.is_empty() {
+        w.crash_reconciler();
+    }
+    for node in [O, D] {
+        if !w.nodes[&node].up {
+            w.restart_node(node);
+        }
+    }
+    if w.store.is_empty() {
+        return; // the start never became durable (it would be answered with an error)
+    }
+    w.settle(20_000);
+    w.check_finished();
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+    #[test]
+    fn every_migration_finishes_after_faults_heal(seed in proptest::prelude::any::<u64>(), steps in 0usize..400) {
+        run_with_faults(seed, steps);
+    }
+}
+
+#[test]
+fn an_origin_that_dropped_the_tenant_is_not_asked_to_attach() {
+    let mut w = World::new();
+    w.start(OriginAfter::SecondaryWarm);
+    w.deliver_persist(0, true, Some(true));
+    w.deliver_call(0, false); // observe D
+    w.deliver_call(0, false); // D AttachedMulti g4
+    // The origin restarts: the table gives T to D, so the origin drops it.
+    w.restart_node(O);
+    assert_eq!(w.nodes[&O].placement, Placement::Detached);
+    w.deliver_persist(0, true, Some(true)); // StaleOrigin durable
+    for _ in 0..20 {
+        for (_, node, call) in &w.calls {
+            if let NodeCall::LocationConfig(r) = call {
+                assert!(
+                    *node != O || !matches!(r.mode, RequestedMode::AttachedStale),
+                    "asked the detached origin to attach stale: {r:?}"
+                );
+            }
+        }
+        if !w.persists.is_empty() {
+            w.deliver_persist(0, true, Some(true));
+        } else if !w.calls.is_empty() {
+            w.deliver_call(0, false);
+        } else {
+            w.fire_next_timer();
+        }
+    }
+    assert_eq!(w.rc.stats().origin_skipped_total, 1);
+    assert_eq!(w.fenced, 0);
+    w.settle(1000);
+    w.check_finished();
+}
