@@ -83,3 +83,42 @@ impl LayerCache {
         assert!(self.bytes <= self.budget_bytes, "layer cache over budget");
     }
 }
+
+/// Checks that can fail: each check of [`LayerCache::check`] fires.
+#[cfg(test)]
+mod check_tests {
+    use super::*;
+    use crate::key::Key;
+    use crate::layer_name::{KeyRange, LsnRange};
+    use crate::lsn::Lsn;
+    use crate::redo::Record;
+
+    /// A cache holding one small delta layer.
+    fn holding_one() -> LayerCache {
+        let keys = KeyRange::new(Key(0), Key(10)).unwrap();
+        let name = LayerName::Delta { keys, lsns: LsnRange::new(Lsn(1), Lsn(3)).unwrap() };
+        let record = Record::Image(b"v".to_vec());
+        let encoded = crate::layer_file::encode(&name, [(Key(1), Lsn(1), &record)]).unwrap();
+        let file = LayerFile::parse(&name, encoded.bytes, None).unwrap();
+        let mut c = LayerCache::new(1 << 20);
+        c.insert(file);
+        c.check();
+        c
+    }
+
+    #[test]
+    #[should_panic(expected = "layer cache byte count drifted")]
+    fn the_byte_count_drifts() {
+        let mut c = holding_one();
+        c.bytes += 1;
+        c.check();
+    }
+
+    #[test]
+    #[should_panic(expected = "layer cache over budget")]
+    fn over_budget() {
+        let mut c = holding_one();
+        c.budget_bytes = c.bytes - 1;
+        c.check();
+    }
+}

@@ -115,7 +115,8 @@ impl Read {
             ReadState::WaitingForLsn { .. } => {}
             ReadState::Searching => panic!("{id:?} left in Searching"),
             ReadState::ReadingLayer { op, name } => {
-                assert_eq!(ops.get(op), Some(&OpKind::ReadLayer { read: id, name: name.clone() }));
+                let expected = OpKind::ReadLayer { read: id, name: name.clone() };
+                assert_eq!(ops.get(op), Some(&expected), "{id:?} reads through an op not its own");
             }
             ReadState::Downloading { name } => {
                 let r = layers.layers.get(name).map(|e| e.residence);
@@ -124,7 +125,10 @@ impl Read {
                     "{id:?} waits for {name}, which is not downloading"
                 );
             }
-            ReadState::Redoing { op } => assert_eq!(ops.get(op), Some(&OpKind::Redo { read: id })),
+            ReadState::Redoing { op } => {
+                let expected = OpKind::Redo { read: id };
+                assert_eq!(ops.get(op), Some(&expected), "{id:?} redoes through an op not its own");
+            }
         }
     }
 }
@@ -424,5 +428,50 @@ impl Timeline {
 
     fn read_mut(&mut self, id: Reader) -> &mut Read {
         self.reads.get_mut(&id).expect("caller holds a live read id")
+    }
+}
+
+/// Checks that can fail: each check of [`Read::check`] fires.
+#[cfg(test)]
+mod check_tests {
+    use super::*;
+    use crate::layer_name::{KeyRange, LsnRange};
+
+    const ID: Reader = Reader::Caller(ReadId(1));
+
+    fn in_state(state: ReadState) -> Read {
+        Read { state, ..Read::new(Key(1), Lsn(10), Instant(0), Instant(100)) }
+    }
+
+    fn name() -> LayerName {
+        let keys = KeyRange::new(Key(0), Key(10)).unwrap();
+        LayerName::Delta { keys, lsns: LsnRange::new(Lsn(1), Lsn(3)).unwrap() }
+    }
+
+    #[test]
+    #[should_panic(expected = "left in Searching")]
+    fn a_read_left_searching() {
+        in_state(ReadState::Searching).check(ID, &BTreeMap::new(), &LayerMap::default());
+    }
+
+    #[test]
+    #[should_panic(expected = "reads through an op not its own")]
+    fn a_layer_read_without_its_op() {
+        let read = in_state(ReadState::ReadingLayer { op: OpId(7), name: name() });
+        read.check(ID, &BTreeMap::new(), &LayerMap::default());
+    }
+
+    #[test]
+    #[should_panic(expected = "which is not downloading")]
+    fn waiting_for_a_layer_not_downloading() {
+        let read = in_state(ReadState::Downloading { name: name() });
+        read.check(ID, &BTreeMap::new(), &LayerMap::default());
+    }
+
+    #[test]
+    #[should_panic(expected = "redoes through an op not its own")]
+    fn a_redo_without_its_op() {
+        let ops = BTreeMap::from([(OpId(7), OpKind::Redo { read: Reader::Caller(ReadId(2)) })]);
+        in_state(ReadState::Redoing { op: OpId(7) }).check(ID, &ops, &LayerMap::default());
     }
 }

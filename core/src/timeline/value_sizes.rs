@@ -251,3 +251,34 @@ fn replay(before: Size, record: &Record) -> Result<Replayed, usize> {
 fn check_len(len: usize) -> Result<usize, usize> {
     if len > MAX_VALUE_BYTES { Err(len) } else { Ok(len) }
 }
+
+/// Checks that can fail: each check of [`ValueSizes::check_invariants`] fires.
+#[cfg(test)]
+mod check_tests {
+    use super::*;
+
+    #[test]
+    #[should_panic(expected = "sizes tracked")]
+    fn more_sizes_than_the_bound() {
+        let mut s = ValueSizes::new(false, 1);
+        s.sizes.insert(Key(1), 1);
+        s.sizes.insert(Key(2), 1);
+        s.check_invariants();
+    }
+
+    #[test]
+    #[should_panic(expected = "tracked at")]
+    fn a_size_above_the_value_limit() {
+        let mut s = ValueSizes::new(false, 4);
+        s.sizes.insert(Key(1), u16::MAX);
+        s.check_invariants();
+    }
+
+    #[test]
+    #[should_panic(expected = "size reads while every size is known")]
+    fn a_size_read_while_every_size_is_known() {
+        let mut s = ValueSizes::new(true, 4);
+        s.reading.insert(Key(1), false);
+        s.check_invariants();
+    }
+}
