@@ -76,6 +76,10 @@
 //! # Crash
 //! Memory only: a crash loses the cache, and nothing depends on it being warm.
 
+/// The reference model and the step language of the property test and the
+/// `page_cache` fuzz target.
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod model;
 #[cfg(test)]
 mod node_tests;
 #[cfg(test)]

@@ -47,6 +47,10 @@
 //!
 //! **Crash.** Nothing here is durable. After a restart the timelines ask again.
 
+/// The reference model and the step language of the property test and the
+/// `scheduler` fuzz target.
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod model;
 #[cfg(test)]
 mod tests;
 

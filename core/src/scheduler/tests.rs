@@ -1,3 +1,4 @@
+use super::model::{Step, TENANTS, TIMELINES, check};
 use super::*;
 use proptest::prelude::*;
 
@@ -109,17 +110,6 @@ fn cancel_drops_queued_work_and_keeps_running_slots_until_finished() {
     assert_eq!((s.queued(JobKind::Gc), s.is_queued(&job(3, 1, JobKind::Gc))), (1, true));
 }
 
-#[derive(Clone, Debug)]
-enum Step {
-    Request(u8, u8, JobKind),
-    /// Finish the running job at this index (mod the count).
-    Finish(usize),
-    Cancel(u8, Option<u8>),
-}
-
-const TENANTS: u8 = 4;
-const TIMELINES: u8 = 3;
-
 fn step() -> impl Strategy<Value = Step> {
     let kind = prop_oneof![Just(JobKind::Compaction), Just(JobKind::Gc), Just(JobKind::Eviction)];
     prop_oneof![
@@ -129,113 +119,25 @@ fn step() -> impl Strategy<Value = Step> {
     ]
 }
 
-/// One grant decision: the tenants with an eligible job just before it, and the winner.
-#[derive(Clone, Debug, PartialEq, Eq)]
-struct Decision {
-    eligible: BTreeSet<TenantId>,
-    /// Eligible jobs just before the decision.
-    jobs: BTreeSet<JobOwner>,
-    granted: JobOwner,
-}
-
-/// Runs the steps against the scheduler and an independent model of queued and
-/// running jobs; returns every grant decision.
-fn run(steps: &[Step], max: usize) -> Vec<Decision> {
-    let mut s = sched(max);
-    let mut queued: BTreeSet<JobOwner> = BTreeSet::new();
-    let mut running: BTreeSet<JobOwner> = BTreeSet::new();
-    let mut decisions = Vec::new();
-    for (i, st) in steps.iter().enumerate() {
-        let now = Instant::from_millis(i as u64);
-        match *st {
-            Step::Request(t, tl, k) => {
-                s.handle_request(now, job(t, tl, k));
-                queued.insert(job(t, tl, k));
-            }
-            Step::Finish(n) => {
-                if running.is_empty() {
-                    let any = job(0, 0, JobKind::Gc);
-                    assert_eq!(s.handle_finished(now, any), Err(SchedulerError::NotRunning(any)));
-                    continue;
-                }
-                let o = *running.iter().nth(n % running.len()).unwrap();
-                s.handle_finished(now, o).unwrap();
-                running.remove(&o);
-            }
-            Step::Cancel(t, tl) => {
-                s.handle_cancel_owner(now, tenant(t), tl.map(timeline));
-                queued.retain(|o| {
-                    o.tenant != tenant(t) || tl.is_some_and(|tl| o.timeline != timeline(tl))
-                });
-            }
-        }
-        s.check_invariants();
-        for g in std::iter::from_fn(|| s.poll_effect()) {
-            let SchedulerEffect::Grant(o) = g;
-            let jobs: BTreeSet<JobOwner> =
-                queued.iter().filter(|o| !running.contains(o)).copied().collect();
-            assert!(jobs.contains(&o), "granted {o:?}, which is not an eligible job");
-            assert!(running.len() < max.max(1), "bound broken by {o:?}");
-            let eligible = jobs.iter().map(|o| o.tenant).collect();
-            decisions.push(Decision { eligible, jobs, granted: o });
-            queued.remove(&o);
-            running.insert(o);
-        }
-        // Model and machine agree; never idle with eligible work.
-        for k in JobKind::ALL {
-            assert_eq!(s.queued(k), queued.iter().filter(|o| o.kind == k).count());
-            assert_eq!(s.running(k), running.iter().filter(|o| o.kind == k).count());
-        }
-        if running.len() < max.max(1) {
-            assert!(queued.iter().all(|o| running.contains(o)), "idle with eligible work");
-        }
-    }
-    decisions
-}
-
 proptest! {
     #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
-    /// Bound, model agreement, fairness, no starvation, determinism.
+    /// Bound, model agreement, fairness, no starvation, determinism (`model::check`).
     #[test]
     fn scheduler_is_bounded_fair_and_deterministic(
         steps in proptest::collection::vec(step(), 1..200),
         max in 1usize..4,
     ) {
-        let decisions = run(&steps, max);
-        // Determinism: the same inputs give the same grants.
-        prop_assert_eq!(&decisions, &run(&steps, max));
+        check(&steps, max);
+    }
 
-        // Fairness: over every run of consecutive decisions in which tenants a and
-        // b both had an eligible job, their grant counts differ by at most 1.
-        for a in 0..TENANTS {
-            for b in (a + 1)..TENANTS {
-                let (a, b) = (tenant(a), tenant(b));
-                let mut diff: i64 = 0;
-                for d in &decisions {
-                    if !(d.eligible.contains(&a) && d.eligible.contains(&b)) {
-                        diff = 0;
-                        continue;
-                    }
-                    diff += i64::from(d.granted.tenant == a) - i64::from(d.granted.tenant == b);
-                    prop_assert!(diff.abs() <= 1, "unfair between {a} and {b}: {decisions:#?}");
-                }
-            }
-        }
-
-        // No starvation: a job eligible at consecutive decisions is granted within
-        // tenants × owners-per-tenant of them.
-        let limit = usize::from(TENANTS) * usize::from(TIMELINES) * JobKind::ALL.len();
-        let mut waiting: BTreeMap<JobOwner, usize> = BTreeMap::new();
-        for d in &decisions {
-            waiting.retain(|o, _| d.jobs.contains(o));
-            for o in &d.jobs {
-                let n = waiting.entry(*o).or_insert(0);
-                *n += 1;
-                prop_assert!(*n <= limit, "{o:?} waited {n} grants");
-            }
-            waiting.remove(&d.granted);
-        }
+    /// The same with crashes (a new, empty scheduler; the owners ask again).
+    #[test]
+    fn scheduler_survives_crashes(
+        steps in proptest::collection::vec(prop_oneof![20 => step(), 1 => Just(Step::Crash)], 1..200),
+        max in 1usize..4,
+    ) {
+        check(&steps, max);
     }
 }
 

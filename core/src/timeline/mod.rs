@@ -105,6 +105,14 @@ mod read;
 mod timers;
 mod value_sizes;
 
+/// The test harness (a synchronous world around one timeline), for tests and,
+/// with the `fuzzing` feature, for the fuzz target.
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod harness;
+/// The BTreeMap reference model and the step language of the property test and
+/// the fuzz target.
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod model;
 #[cfg(test)]
 pub(crate) mod tests;
 

@@ -3,9 +3,9 @@
 //! BTreeMap model. Run:
 //! `cargo test --release -p strata-core --lib timeline::tests::bench -- --ignored --nocapture`
 
-use super::harness::Harness;
-use super::model::Model;
 use super::*;
+use crate::timeline::harness::Harness;
+use crate::timeline::model::Model;
 
 const KEYS: u64 = 64;
 const GETS: u64 = 20_000;

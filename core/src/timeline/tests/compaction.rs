@@ -1,10 +1,10 @@
 //! Compaction: L0 → L1, the order of its effects with the upload queue, crashes at
 //! every step, and re-runs after an interrupted compaction.
 
-use super::harness::{Harness, World};
-use super::model::Model;
 use super::*;
 use crate::timeline::compaction::is_l0;
+use crate::timeline::harness::{Harness, World};
+use crate::timeline::model::Model;
 
 pub(super) fn config(threshold: usize) -> TimelineConfig {
     TimelineConfig {

@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::io_error::IoErrorKind;
-use harness::Harness;
+use crate::timeline::harness::Harness;
 
 fn budgeted() -> TimelineConfig {
     TimelineConfig { no_space_budget_ms: 1_000, ..small_config() }

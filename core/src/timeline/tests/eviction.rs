@@ -2,8 +2,8 @@
 //! each layer's own generation.
 
 use super::compaction::{check_reads, config, fill};
-use super::harness::Harness;
 use super::*;
+use crate::timeline::harness::Harness;
 
 fn resident(h: &Harness) -> usize {
     h.tl.layers().filter(|l| l.resident).count()

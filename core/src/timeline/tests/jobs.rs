@@ -2,9 +2,9 @@
 //! end; GC's time retention (monotonic) holds the horizon back.
 
 use super::compaction::{config, fill};
-use super::harness::Harness;
 use super::*;
 use crate::scheduler::JobKind as BackgroundJob;
+use crate::timeline::harness::Harness;
 
 fn l0_count(h: &Harness) -> usize {
     h.tl.layers().filter(|l| crate::timeline::compaction::is_l0(&l.name)).count()

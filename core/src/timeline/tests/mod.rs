@@ -3,17 +3,16 @@ mod checks;
 mod compaction;
 mod disk_full;
 mod eviction;
-mod harness;
 mod jobs;
-mod model;
+mod model_tests;
 mod value_sizes;
 
+use super::harness::{self, Harness, World};
 use super::*;
 use crate::generation::Generation;
 use crate::index_part::LayerMeta;
 use crate::io_error::IoErrorKind;
-use crate::redo::{DeltaOp, IngestRecord, Record, RedoError};
-use harness::{Harness, World};
+use crate::redo::{DeltaOp, IngestRecord, Record};
 
 /// Test-only fault injection for the node's panic-isolation tests: puts a record
 /// under [`Key::MAX`] into the open in-memory layer, bypassing ingest validation

@@ -2,10 +2,10 @@
 //! acknowledged key reads back, across flushes, crashes and recoveries
 //! (`value_sizes.rs`).
 
-use super::harness::{Harness, World};
-use super::model::Model;
 use super::*;
 use crate::redo::MAX_VALUE_BYTES;
+use crate::timeline::harness::{Harness, World};
+use crate::timeline::model::Model;
 use proptest::prelude::*;
 
 fn config() -> TimelineConfig {
