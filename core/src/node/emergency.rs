@@ -21,13 +21,21 @@
 //! emergency mode and never uploaded was never visible; it is dropped with the old
 //! machines, and clients re-send from the visible LSN, as after any crash.
 //!
+//! The wait is driven by the tenants' own counts, never by a sweep: `Leaving`
+//! holds the tenants that may still have I/O in flight (`draining`: every tenant
+//! at first, and any tenant an op goes out for meanwhile, `Node::track_op`); a
+//! tenant leaves the set when it is advanced with none of its ops in flight (each
+//! completion marks it), and the last one to leave continues start-up.
+//!
 //! Crash: nothing of emergency mode is durable. A restart tries re-attach again.
 
 use super::startup::StartupPhase;
 use super::{Machine, Node, NodePhase};
 use crate::control_plane::CpRequest;
 use crate::control_plane::{CallFailure, ControlPlaneReply, ReAttachedTenant};
+use crate::id::TenantId;
 use crate::time::Instant;
+use std::collections::BTreeSet;
 
 /// Backoff of re-attach attempts in emergency mode: doubles per failure, capped.
 pub const EMERGENCY_RETRY_BASE_MS: u64 = 500;
@@ -39,8 +47,9 @@ pub(crate) enum Emergency {
     Waiting { at: Instant, failures: u32, since: Instant },
     /// A re-attach request is with the control plane.
     ReAttaching { failures: u32, since: Instant },
-    /// Re-attach succeeded; the old machines are stopping.
-    Leaving { tenants: Vec<ReAttachedTenant> },
+    /// Re-attach succeeded; the old machines are stopping. `draining`: the tenants
+    /// that may still have I/O in flight; start-up goes on once it is empty.
+    Leaving { tenants: Vec<ReAttachedTenant>, draining: BTreeSet<TenantId> },
 }
 
 impl Node {
@@ -100,7 +109,15 @@ impl Node {
                     self.with_machines(t, tl, |slot| slot.upload.handle_stop(now));
                     self.dirty.insert(Machine::Upload(t, tl));
                 }
-                self.emergency = Some(Emergency::Leaving { tenants });
+                let draining: BTreeSet<TenantId> = self.tenants.keys().copied().collect();
+                for tenant in &draining {
+                    self.touch_tenant(*tenant);
+                }
+                let none = draining.is_empty();
+                self.emergency = Some(Emergency::Leaving { tenants, draining });
+                if none {
+                    self.finish_leaving_emergency();
+                }
             }
             other => {
                 let exponent = failures.min(16);
@@ -117,14 +134,30 @@ impl Node {
         }
     }
 
-    /// Once the old machines have no I/O in flight, start-up continues from the
-    /// re-attach answer as if it had come at once.
-    pub(crate) fn finish_leaving_emergency(&mut self) {
-        let Some(Emergency::Leaving { .. }) = &self.emergency else { return };
-        if self.tenants.values().any(|t| !t.in_flight.is_empty()) {
-            return;
+    /// While leaving: an op of `tenant` went out, so it drains again.
+    pub(crate) fn draining_again(&mut self, tenant: TenantId) {
+        if let Some(Emergency::Leaving { draining, .. }) = &mut self.emergency {
+            draining.insert(tenant);
         }
-        let Some(Emergency::Leaving { tenants }) = self.emergency.take() else { return };
+    }
+
+    /// While leaving: `tenant` was advanced; with none of its ops in flight it has
+    /// drained, and the last tenant to drain lets start-up go on.
+    pub(crate) fn advance_leaving_emergency(&mut self, tenant: TenantId) {
+        let idle = self.tenants.get(&tenant).is_none_or(|t| t.in_flight.is_empty());
+        let Some(Emergency::Leaving { draining, .. }) = &mut self.emergency else { return };
+        if idle {
+            draining.remove(&tenant);
+        }
+        if draining.is_empty() {
+            self.finish_leaving_emergency();
+        }
+    }
+
+    /// The old machines have no I/O in flight: start-up continues from the
+    /// re-attach answer as if it had come at once.
+    fn finish_leaving_emergency(&mut self) {
+        let Some(Emergency::Leaving { tenants, .. }) = self.emergency.take() else { return };
         let waiting: Vec<_> = self
             .tenants
             .values_mut()
@@ -136,7 +169,9 @@ impl Node {
                 Err(super::api::ApiError::unavailable("leaving emergency mode; retry")),
             );
         }
-        self.tenants.clear();
+        for tenant in std::mem::take(&mut self.tenants).into_keys() {
+            self.forget_background_jobs(tenant, None);
+        }
         self.phase = NodePhase::Starting(StartupPhase::ReAttach);
         self.startup.outstanding += 1;
         self.on_startup_cp_reply(Ok(ControlPlaneReply::ReAttached { tenants }));

@@ -1,6 +1,10 @@
 //! Background jobs: a timeline's requests and finished jobs go to the scheduler,
 //! its grants go to their timeline, and the jobs of timelines that leave the node
-//! are forgotten or their slots freed.
+//! are forgotten and their slots freed by the removal itself
+//! ([`Node::forget_background_jobs`], called wherever timelines leave `tenants`: a
+//! tenant's stop, a panic, a timeline's deletion, leaving emergency mode); no sweep
+//! looks for them. `check_invariants` asserts that every running job's timeline is
+//! on the node.
 
 use super::{Machine, Node, RefusingMachine, SlotState};
 use crate::id::{TenantId, TimelineId};
@@ -73,29 +77,10 @@ impl Node {
         }
     }
 
-    /// The safety net for every path that drops timelines (detach, stop, failed
-    /// loads): a running job whose timeline is gone frees its slot. Cheap: at most
-    /// `max_concurrent_jobs` run. Queued requests of a gone timeline are handed
-    /// back when granted.
-    pub(super) fn release_jobs_of_removed_timelines(&mut self) {
-        let gone: Vec<JobOwner> = self
-            .scheduler
-            .running_jobs()
-            .filter(|o| {
-                self.tenants.get(&o.tenant).is_none_or(|t| !t.timelines.contains_key(&o.timeline))
-            })
-            .copied()
-            .collect();
-        for owner in gone {
-            let _ = self.scheduler.handle_finished(self.now, owner);
-            self.dirty.insert(Machine::Scheduler);
-        }
-    }
-
     /// A tenant (`timeline: None`) or a timeline was removed from the node: its
     /// queued background jobs are dropped and the slots of its running ones freed
-    /// (their machines are gone, nobody else would report them finished). Call it
-    /// whenever timelines leave `tenants`.
+    /// (their machines are gone, nobody else would report them finished). Called
+    /// wherever timelines leave `tenants`.
     pub(crate) fn forget_background_jobs(&mut self, t: TenantId, tl: Option<TimelineId>) {
         let now = self.now;
         self.scheduler.handle_cancel_owner(now, t, tl);

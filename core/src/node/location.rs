@@ -426,6 +426,8 @@ impl Node {
         }
         self.tenants.remove(&tenant);
         self.page_cache.invalidate_tenant(tenant);
+        // A job still running (its reads abandoned) would hold its slot for good.
+        self.forget_background_jobs(tenant, None);
         self.step_done(tenant, Ok(StepOutput::Done));
     }
 
@@ -465,30 +467,27 @@ impl Node {
         );
     }
 
-    /// A tenant loaded after start-up has no I/O outstanding: it is active, or its
+    /// A tenant loaded after start-up has no I/O outstanding (the completion that
+    /// brought its count to zero marked it, `on_startup_io`): it is active, or its
     /// load failed (start-up's per-tenant path removed it) and what started is dropped.
-    pub(crate) fn finish_tenant_loads(&mut self) {
-        let done: Vec<TenantId> =
-            self.startup.loading.iter().filter(|(_, n)| **n == 0).map(|(t, _)| *t).collect();
-        for tenant in done {
-            self.startup.loading.remove(&tenant);
-            let result = match self.tenants.get_mut(&tenant) {
-                // A handler panicked while it loaded (`isolation.rs`).
-                Some(t) if t.is_broken() => {
-                    Err(StepError::LoadFailed { tenant, reason: format!("{:?}", t.state()) })
-                }
-                Some(t) => {
-                    t.transition(TenantEvent::Loaded);
-                    t.transition(TenantEvent::Activated);
-                    Ok(StepOutput::Done)
-                }
-                None => Err(StepError::LoadFailed {
-                    tenant,
-                    reason: self.startup.warnings.last().cloned().unwrap_or_default(),
-                }),
-            };
-            self.step_done(tenant, result);
-        }
+    pub(crate) fn finish_tenant_load(&mut self, tenant: TenantId) {
+        self.startup.loading.remove(&tenant);
+        let result = match self.tenants.get_mut(&tenant) {
+            // A handler panicked while it loaded (`isolation.rs`).
+            Some(t) if t.is_broken() => {
+                Err(StepError::LoadFailed { tenant, reason: format!("{:?}", t.state()) })
+            }
+            Some(t) => {
+                t.transition(TenantEvent::Loaded);
+                t.transition(TenantEvent::Activated);
+                Ok(StepOutput::Done)
+            }
+            None => Err(StepError::LoadFailed {
+                tenant,
+                reason: self.startup.warnings.last().cloned().unwrap_or_default(),
+            }),
+        };
+        self.step_done(tenant, result);
     }
 }
 

@@ -418,6 +418,18 @@ impl Node {
         }
         self.page_cache.check_invariants();
         self.scheduler.check_invariants();
+        // A timeline that leaves the node frees its jobs' slots as it leaves
+        // (`jobs.rs`): no running job belongs to a timeline that is gone.
+        for owner in self.scheduler.running_jobs() {
+            let here = self.tenants.get(&owner.tenant);
+            assert!(
+                here.is_some_and(|t| t.timelines.contains_key(&owner.timeline)),
+                "a running {:?} job of {}/{}, which left the node",
+                owner.kind,
+                owner.tenant,
+                owner.timeline
+            );
+        }
         if let Some(dq) = &self.dq {
             dq.check_invariants();
         }

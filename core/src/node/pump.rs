@@ -26,12 +26,6 @@ impl Node {
         // Bounded: routing only moves work between machines; a loop here would be a bug.
         for _ in 0..1_000_000 {
             let Some(machine) = self.dirty.pop_first() else {
-                self.finish_tenant_loads();
-                self.finish_leaving_emergency();
-                self.release_jobs_of_removed_timelines();
-                if !self.dirty.is_empty() {
-                    continue;
-                }
                 self.check_shutdown_progress();
                 return;
             };

@@ -48,7 +48,14 @@
 //! - an interrupted timeline deletion resumes once the tenant is AttachedSingle
 //!   and that timeline's `upload_in_flight` is zero;
 //! - a deletion mark found while loading starts the deletion once the tenant is
-//!   settled in AttachedSingle.
+//!   settled in AttachedSingle;
+//! - a load after start-up (`LoadTenant`) ends when the completion of its last
+//!   start-up I/O marks it (`on_startup_io`): active, or its step fails;
+//! - while the node leaves emergency mode, a tenant with none of its ops in flight
+//!   has drained (`emergency.rs`); the last one lets start-up go on.
+//!
+//! The pump runs no sweep: these, and a running background job whose timeline
+//! leaves (`jobs.rs`: freed as it leaves), are all the node's tenant progress.
 //!
 //! # Identity of ops: incarnations
 //! Op ids are unique per node run (`Node::emit_io` takes them from one counter),
@@ -288,6 +295,13 @@ impl Node {
     /// Moves `tenant` on as far as its own state and counters allow (see the
     /// module doc, Progress). Called by the pump for a dirty [`Machine::Tenant`].
     pub(crate) fn advance_tenant(&mut self, tenant: TenantId) {
+        if self.startup.loading.get(&tenant) == Some(&0) {
+            // Its load's last start-up I/O completed (`on_startup_io`).
+            self.finish_tenant_load(tenant);
+        }
+        if self.emergency.is_some() {
+            self.advance_leaving_emergency(tenant);
+        }
         let Some(t) = self.tenants.get(&tenant) else { return };
         match t.lifecycle.clone() {
             Lifecycle::Stopping(phase) => self.advance_stop(tenant, phase),
@@ -341,6 +355,7 @@ impl Node {
         if let Some(slot) = upload_timeline(route).and_then(|tl| t.timelines.get_mut(&tl)) {
             slot.upload_in_flight += 1;
         }
+        self.draining_again(tenant);
     }
 
     /// Takes an op's completion back: `false` if it belongs to no current tenant

@@ -55,7 +55,7 @@ mod reattach;
 mod timelines;
 
 use super::io::{self, Io, IoError, IoErrorKind, IoResult};
-use super::{Machine, Node, NodeEffect, NodePhase};
+use super::{Node, NodeEffect, NodePhase};
 use crate::control_plane::{CallFailure, ControlPlaneReply, ReAttachedTenant};
 use crate::deletion_list::{DeletionHeader, DeletionList};
 use crate::id::{TenantId, TimelineId};
@@ -225,6 +225,7 @@ impl Node {
     /// moves on if nothing is outstanding.
     pub(crate) fn on_startup_io(&mut self, step: StartupIo, result: IoResult) {
         self.count_done(&step);
+        let tenant = step.tenant();
         self.startup_slot_freed();
         match step {
             StartupIo::ListTenants => {
@@ -250,6 +251,13 @@ impl Node {
                 self.on_local_timeline_listed(tenant, timeline, version, *index, result)
             }
             StartupIo::RemoveLocal { .. } => self.on_local_removed(result),
+        }
+        // A tenant loading after start-up whose last I/O this was: it is advanced
+        // (`finish_tenant_load`) once the machines it started are quiet.
+        if let Some(tenant) = tenant
+            && self.startup.loading.get(&tenant) == Some(&0)
+        {
+            self.touch_tenant(tenant);
         }
         self.startup_step_done();
     }
@@ -288,11 +296,6 @@ impl Node {
 
     /// Moves to the next phase once the current one has no I/O outstanding.
     fn startup_step_done(&mut self) {
-        if !self.startup.loading.is_empty() {
-            // A tenant loading after start-up: `finish_tenant_loads` (from the pump)
-            // notices when its count reaches zero.
-            self.dirty.insert(Machine::Manager);
-        }
         if self.startup.outstanding > 0 {
             return;
         }

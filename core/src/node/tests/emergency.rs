@@ -59,3 +59,72 @@ fn emergency_mode_serves_and_writes_nothing_remote_until_re_attach_succeeds() {
     }
     panic!("nothing became visible after leaving emergency mode: {:?}", info(&mut h));
 }
+
+/// Leaving emergency mode waits until no tenant has I/O in flight, tenant by
+/// tenant as each one's ops complete (no sweep). A tenant that had drained and
+/// then sends an op again (a flush's layer write) drains again: start-up does not go
+/// on while that write is in flight, or the old incarnation's write could land
+/// where the new one reads.
+#[test]
+fn leaving_emergency_waits_for_a_tenant_that_sent_an_op_after_it_had_drained() {
+    use crate::node::emergency::Emergency;
+    let b = TenantId([5; 16]);
+    let mut h = Harness::start(World::default(), config());
+    tenant_with_data(&mut h);
+    h.call(Request::CreateTenant { tenant: b }).unwrap();
+    h.call(Request::CreateTimeline { tenant: b, timeline: TL }).unwrap();
+    h.call(Request::Shutdown).unwrap();
+    let mut world = h.world.clone();
+    world.store_failures = 3;
+    let mut h = Harness::start(world, config());
+    assert!(h.node.in_emergency());
+    let layer_write = |io: &Io| {
+        matches!(io, Io::DiskWrite { path, .. } if path.as_str().contains("/timelines/")
+            && path.file_name() != Some(crate::node::io::METADATA_FILE_NAME))
+    };
+    h.hold = Some(Box::new(layer_write));
+    // T flushes a layer whose write stays in flight.
+    let last = h.node.tenants[&T].timelines[&TL].timeline.last_ingested_lsn();
+    h.ingest(records(last.0 + 8, 120)).unwrap();
+    assert_eq!(h.held_io.len(), 1, "T's layer write did not go out");
+    for _ in 0..50 {
+        if matches!(h.node.emergency, Some(Emergency::Leaving { .. })) {
+            break;
+        }
+        assert!(h.tick(120_000), "re-attach never succeeded");
+    }
+    assert!(matches!(h.node.emergency, Some(Emergency::Leaving { .. })), "not leaving");
+    // B, idle so far (drained), now flushes a layer too.
+    let request = Request::Ingest { tenant: b, timeline: TL, records: records(16, 120) };
+    assert!(matches!(h.call(request), Ok(Response::Ingested { .. })));
+    assert_eq!(h.held_io.len(), 2, "B's layer write did not go out");
+    // T's write completes: T drains, but B's write is still in flight.
+    let t_dir = crate::node::io::tenant_dir(T);
+    let (of_t, of_b): (Vec<_>, Vec<_>) = std::mem::take(&mut h.held_io)
+        .into_iter()
+        .partition(|(_, io)| matches!(io, Io::DiskWrite { path, .. } if path.starts_with(&t_dir)));
+    h.held_io = of_b;
+    h.hold = None;
+    for (op, io) in of_t {
+        let result = h.world.execute(io);
+        h.node.handle_io(h.now, WallTime(h.now.0), op, result);
+        h.settle();
+    }
+    assert!(
+        matches!(h.node.emergency, Some(Emergency::Leaving { .. })),
+        "start-up went on with B's layer write in flight"
+    );
+    // B's write completes: start-up goes on, every tenant on a new generation.
+    let (op, io) = h.held_io.pop().expect("B's write");
+    let result = h.world.execute(io);
+    h.node.handle_io(h.now, WallTime(h.now.0), op, result);
+    h.settle();
+    for _ in 0..50 {
+        if !h.node.in_emergency() && h.node.phase() == &NodePhase::Active {
+            break;
+        }
+        assert!(h.tick(120_000), "stuck leaving emergency mode");
+    }
+    assert!(!h.node.in_emergency());
+    assert_eq!(h.node.tenants.len(), 2);
+}

@@ -7,6 +7,7 @@
 use super::*;
 use crate::node::{DEFAULT_SHUTDOWN_GRACE_MS, STOP_DRAIN_TIMEOUT_MS};
 use crate::remote_path;
+use crate::scheduler::JobKind;
 use crate::tenant::{LocationOutcome, LocationRequest, RequestedMode};
 
 impl Harness {
@@ -122,4 +123,49 @@ fn a_stop_waits_for_a_local_write_past_the_drain_timeout() {
     let reply = h.replies.remove(&req);
     assert!(restarted(reply.clone()), "the restart did not end after the write: {reply:?}");
     assert_eq!(info(&mut h).generation.get(), g.get() + 1);
+}
+
+/// A compaction of T is running, its layer read held, when T is restarted: the stop
+/// abandons the read past the drain timeout and drops the old incarnation, whose
+/// timeline never reports the job finished. Its scheduler slot is freed as the
+/// tenant leaves (not by a sweep), so the new incarnation's compaction gets the
+/// one slot there is.
+#[test]
+fn a_job_abandoned_by_a_stop_frees_its_slot_as_the_tenant_leaves() {
+    let mut c = config();
+    c.timeline.compaction_threshold_layers = 2;
+    c.timeline.checkpoint_distance_bytes = 256;
+    c.scheduler.max_concurrent_jobs = 1;
+    let mut h = Harness::start(World::default(), c);
+    tenant_with_data(&mut h);
+    let g = info(&mut h).generation;
+    let timeline_dir = crate::node::io::timeline_dir(T, TL);
+    h.hold = Some(Box::new(move |io| {
+        matches!(io, Io::DiskRead { path } if path.starts_with(&timeline_dir)
+            && path.file_name() != Some(crate::node::io::METADATA_FILE_NAME))
+    }));
+    for round in 0..4 {
+        h.call(Request::Ingest {
+            tenant: T,
+            timeline: TL,
+            records: records(2_000 + round * 400, 50),
+        })
+        .unwrap();
+        h.run_for(5_000);
+    }
+    assert!(!h.held_io.is_empty(), "no layer read of T went out");
+    assert_eq!(h.node.background_jobs_running(JobKind::Compaction), 1, "no compaction runs");
+    h.hold = None;
+
+    let req = h.send_restart(g.get() + 1);
+    h.run_for(DEFAULT_SHUTDOWN_GRACE_MS + STOP_DRAIN_TIMEOUT_MS + 1_000);
+    let reply = h.replies.remove(&req);
+    assert!(restarted(reply.clone()), "the restart did not end past the drain timeout: {reply:?}");
+    h.run_for(60_000);
+    for kind in JobKind::ALL {
+        assert_eq!(h.node.background_jobs_running(kind), 0, "{kind:?} slot leaked");
+    }
+    let tl = &h.node.tenants[&T].timelines[&TL].timeline;
+    assert!(tl.compaction_candidates().is_none(), "the new incarnation never compacted");
+    h.complete_held_io();
 }
