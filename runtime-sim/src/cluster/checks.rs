@@ -13,18 +13,18 @@
 //!   Detached, nor decided a delete after it answered AttachedMulti, until the
 //!   client's next location_config request to it (a request in flight makes the
 //!   mode unknown). A delete is decided when the control plane confirms the batch
-//!   (its last validation of the tenant before the delete was sent): a batch
-//!   validated in AttachedSingle whose retries run on after the node went stale is
-//!   that one decision (cluster seed 168 showed such retries; the deletion queue
-//!   validates a batch once, and the validation is the fence).
+//!   (the node's last validation of the tenant answered valid before the delete
+//!   was sent, in any of its runs): a batch validated in AttachedSingle whose
+//!   retries run on after the node went stale (cluster seed 168), or that the node
+//!   executes again after a restart (seed 586), is that one decision (the deletion
+//!   queue validates a batch once, and the validation is the fence).
 //! - **S-DEL-GEN** ([`deletions`]): every layer delete a pageserver sent was
 //!   preceded by a validation of that node answered "valid" for the tenant at a
 //!   generation granted to it, after the node's own index dropped the layer (when
-//!   its deletion can have been queued at the earliest), with no grant of the
-//!   tenant to another node between that validation and the delete (a list the
-//!   node adopts from its own previous run is not validated again: cluster seed
-//!   153); and when it landed, the newest index of the timeline did not reference
-//!   it.
+//!   its deletion can have been queued at the earliest), in any run of the node
+//!   (a validated list is executed, and after a restart executed again, without
+//!   another validation: cluster seeds 153 and 586); and when it landed, the newest
+//!   index of the timeline did not reference it.
 //!
 //! Writes applied late (given up by their sender, landing later) are not checked:
 //! nobody sent them at the time they landed (the one-node checkers' rule).
@@ -98,9 +98,7 @@ pub fn single_writer(
             HistoryOp::Put { .. } => e.issued,
             HistoryOp::Delete { .. } => validations
                 .iter()
-                .filter(|v| {
-                    v.node == NodeId(e.writer) && v.node_epoch == e.epoch && v.at <= e.issued
-                })
+                .filter(|v| v.node == NodeId(e.writer) && v.at <= e.issued)
                 .filter(|v| v.results.iter().any(|(t, _, valid)| *t == tenant && *valid))
                 .map(|v| v.at)
                 .next_back()
@@ -206,12 +204,9 @@ fn validated_delete(
 ) -> Result<(), String> {
     let Some(since) = dropped_at.get(&(e.writer, e.key.clone())) else { return Ok(()) };
     let node = NodeId(e.writer);
-    // A validation stays good across the node's own restarts while nobody else
-    // is granted the tenant: a list adopted from the node's previous run (its
-    // superseded generation was its own) is not validated again.
-    let taken_since = |at: Duration| {
-        grants.iter().any(|x| x.tenant == t && x.node != node && x.at >= at && x.at <= e.issued)
-    };
+    // A validated list is executed, retried and, once durable, executed after a
+    // restart without another validation (cluster seeds 153, 586): the check is
+    // on the validation, whichever run of the node sent it.
     let granted = |g: strata_core::Generation| {
         grants.iter().any(|x| x.tenant == t && x.generation == g && x.node == node)
     };
@@ -220,7 +215,6 @@ fn validated_delete(
             && v.at >= *since
             && v.at <= e.issued
             && v.results.iter().any(|(vt, g, valid)| *vt == t && *valid && granted(*g))
-            && !taken_since(v.at)
     });
     if confirmed {
         return Ok(());
