@@ -232,7 +232,7 @@ async fn run_call(
         CpRequest::Attach { tenant, node, reported } => {
             m.cp.handle_attach(now, req, tenant, node, reported)
         }
-        CpRequest::Detach { tenant } => m.cp.handle_detach(now, req, tenant),
+        CpRequest::Detach { tenant, node } => m.cp.handle_detach(now, req, tenant, node),
         CpRequest::Validate { tenants } => m.cp.handle_validate(now, req, tenants),
     }
     loop {
