@@ -760,6 +760,7 @@ fn tenant_with_data(h: &mut Harness) -> (Lsn, Vec<Option<Vec<u8>>>) {
     (last, values)
 }
 
+mod checks;
 mod clock;
 mod corruption;
 mod cp_client;
