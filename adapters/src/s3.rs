@@ -43,8 +43,13 @@
 //! DeleteObjects), so that S3-compatible test servers accept the requests.
 //!
 //! Credentials: `access_key_id`/`secret_access_key` from the config if set,
-//! else the `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`(/`AWS_SESSION_TOKEN`)
-//! environment variables.
+//! else the AWS SDK's default credential chain ([`DefaultChain`]): the
+//! `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`(/`AWS_SESSION_TOKEN`) environment
+//! variables, a profile (`AWS_PROFILE`, `~/.aws/config`, `~/.aws/credentials`), web
+//! identity (`AWS_WEB_IDENTITY_TOKEN_FILE`, `AWS_ROLE_ARN`), the ECS container
+//! role, then the EC2 instance role (IMDS; `AWS_EC2_METADATA_DISABLED=true` skips
+//! it). The chain is built on the first request; none found fails that request
+//! (retried like any remote error) rather than the start.
 
 use crate::disk::{DiskError, DiskErrorKind};
 use crate::local_disk::{LocalDisk, TempDownload, open_upload_source};
@@ -53,7 +58,8 @@ use crate::remote::{
     DownloadCheck, FixableKind, ListedObject, MAX_KEYS_PER_DELETE, RemoteError, RemoteErrorKind,
     RemoteStorage, TRANSFER_CHUNK_BYTES, TransferError,
 };
-use aws_config::environment::EnvironmentVariableCredentialsProvider;
+use aws_config::default_provider::credentials::DefaultCredentialsChain;
+use aws_credential_types::provider::{ProvideCredentials, future};
 use aws_sdk_s3::Client;
 use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::config::retry::RetryConfig;
@@ -140,6 +146,31 @@ mod defaults {
     }
     pub(super) fn list_page_keys() -> i32 {
         super::MAX_LIST_PAGE_KEYS
+    }
+}
+
+/// The SDK's default credential chain, built (asynchronously: it reads profile
+/// files) on the first request so that [`S3Remote::new`] stays synchronous.
+#[derive(Debug)]
+struct DefaultChain {
+    region: Region,
+    chain: tokio::sync::OnceCell<DefaultCredentialsChain>,
+}
+
+impl ProvideCredentials for DefaultChain {
+    fn provide_credentials<'a>(&'a self) -> future::ProvideCredentials<'a>
+    where
+        Self: 'a,
+    {
+        future::ProvideCredentials::new(async move {
+            let chain = self
+                .chain
+                .get_or_init(|| {
+                    DefaultCredentialsChain::builder().region(self.region.clone()).build()
+                })
+                .await;
+            chain.provide_credentials().await
+        })
     }
 }
 
@@ -284,15 +315,10 @@ impl S3Remote {
                 None,
                 "strata-config",
             )),
-            (None, None) => {
-                if std::env::var_os("AWS_ACCESS_KEY_ID").is_none() {
-                    return Err(config_error(
-                        bucket,
-                        "no credentials: set access_key_id and secret_access_key, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY",
-                    ));
-                }
-                builder.credentials_provider(EnvironmentVariableCredentialsProvider::new())
-            }
+            (None, None) => builder.credentials_provider(DefaultChain {
+                region: Region::new(config.region.clone()),
+                chain: tokio::sync::OnceCell::new(),
+            }),
             _ => {
                 return Err(config_error(
                     bucket,

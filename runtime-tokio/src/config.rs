@@ -20,6 +20,7 @@
 //!
 //! [walredo]
 //! kind = "process"                  # a `strata walredo` child; or "in_process"
+//! request_timeout_ms = 60000        # optional (process only)
 //!
 //! [tuning]                          # every field optional; defaults in the code
 //! checkpoint_distance_bytes = 8388608
@@ -30,6 +31,8 @@
 //! ```
 //!
 //! Unknown keys are errors, so a typo never silently falls back to a default.
+//! Every key can also be set by a `STRATA_…` environment variable or `-c key=value`
+//! (`crate::config_overrides`); `FileConfig::load` applies them.
 //! Without `[auth]` the API is open, which the node allows only when `listen_http`
 //! is a loopback address: bound elsewhere it refuses to start.
 
@@ -97,15 +100,25 @@ pub enum ControlPlaneConfig {
 }
 
 /// How values are reconstructed.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum WalRedoConfig {
     /// A `strata walredo` child process (the production default): a crash or hang
     /// of the child fails that request, never the node.
-    #[default]
-    Process,
+    Process {
+        /// Longest wait for the child's answer to one request before it is killed
+        /// and restarted; the adapter's default (60 s) otherwise.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        request_timeout_ms: Option<u64>,
+    },
     /// Core's redo function in the node process.
     InProcess,
+}
+
+impl Default for WalRedoConfig {
+    fn default() -> Self {
+        WalRedoConfig::Process { request_timeout_ms: None }
+    }
 }
 
 /// Optional overrides of the machines' defaults. Units are in the names.
@@ -158,7 +171,7 @@ impl FileConfig {
             control_plane: ControlPlaneConfig::Embedded {
                 sqlite_path: "control-plane.sqlite".into(),
             },
-            walredo: WalRedoConfig::Process,
+            walredo: WalRedoConfig::default(),
             tuning: Tuning::default(),
             auth: None,
         }
@@ -166,6 +179,52 @@ impl FileConfig {
 
     pub fn to_toml(&self) -> String {
         toml::to_string(self).unwrap_or_else(|e| unreachable!("FileConfig always serializes: {e}"))
+    }
+
+    /// Reads the file at `path`, applies the `STRATA_…` variables of `env` and the
+    /// `-c key=value` items of `cli` (`crate::config_overrides`), checks the result.
+    /// Also returns the `STRATA_…` variables that name no key (to warn about).
+    pub fn load(
+        path: &Utf8Path,
+        env: impl IntoIterator<Item = (String, String)>,
+        cli: &[String],
+    ) -> Result<(Self, Vec<String>), ConfigError> {
+        let invalid = |message: String| ConfigError::Invalid { path: path.to_owned(), message };
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        let mut table: toml::Table = toml::from_str(&text).map_err(|e| invalid(e.to_string()))?;
+        let ignored = crate::config_overrides::apply(&mut table, env, cli)
+            .map_err(|e| invalid(e.to_string()))?;
+        let config: FileConfig = table.try_into().map_err(|e| invalid(e.to_string()))?;
+        config.validate().map_err(invalid)?;
+        Ok((config, ignored))
+    }
+
+    /// This configuration with every optional value the node would use written
+    /// out (`strata pageserver --print-config`).
+    pub fn effective(&self) -> FileConfig {
+        let mut out = self.clone();
+        let c = self.node_config(false);
+        out.tuning = Tuning {
+            checkpoint_distance_bytes: Some(c.timeline.checkpoint_distance_bytes),
+            checkpoint_timeout_ms: Some(c.timeline.checkpoint_timeout_ms),
+            read_wait_timeout_ms: Some(c.timeline.read_wait_timeout_ms),
+            layer_upload_concurrency: Some(c.upload.layer_upload_concurrency),
+            shutdown_grace_ms: Some(c.shutdown_grace_ms),
+            validate_delay_ms: Some(c.deletion.validate_delay_ms),
+            page_cache_bytes: Some(c.page_cache.capacity_bytes),
+            max_concurrent_background_jobs: Some(c.scheduler.max_concurrent_jobs),
+            gc_retention_ms: Some(c.timeline.gc_retention_ms),
+        };
+        #[cfg(not(madsim))]
+        if let WalRedoConfig::Process { request_timeout_ms: t @ None } = &mut out.walredo {
+            *t = Some(strata_adapters::walredo_process::DEFAULT_REQUEST_TIMEOUT_MS);
+        }
+        if let ControlPlaneConfig::Remote { call_timeout_ms: t @ None, .. } = &mut out.control_plane
+        {
+            *t = Some(c.control_plane.call_timeout_ms);
+        }
+        out
     }
 
     pub fn parse(path: &Utf8Path, text: &str) -> Result<Self, ConfigError> {
@@ -358,6 +417,31 @@ mod tests {
         assert_eq!(back.auth.unwrap().key_files, vec![Utf8PathBuf::from("/srv/auth.key")]);
         c.auth = Some(AuthConfig { key_files: vec![] });
         assert!(c.validate().unwrap_err().contains("key_files is empty"));
+    }
+
+    #[test]
+    fn walredo_request_timeout_is_optional_and_effective_fills_every_default() {
+        let c =
+            FileConfig::parse("x.toml".into(), &FileConfig::embedded_defaults().to_toml()).unwrap();
+        assert_eq!(c.walredo, WalRedoConfig::Process { request_timeout_ms: None });
+        let text = FileConfig::embedded_defaults()
+            .to_toml()
+            .replace("kind = \"process\"", "kind = \"process\"\nrequest_timeout_ms = 2500");
+        let c = FileConfig::parse("x.toml".into(), &text).unwrap();
+        assert_eq!(c.walredo, WalRedoConfig::Process { request_timeout_ms: Some(2500) });
+        let effective = FileConfig::embedded_defaults().effective();
+        let defaults = NodeConfig::new(NodeId(1));
+        assert_eq!(effective.tuning.page_cache_bytes, Some(defaults.page_cache.capacity_bytes));
+        assert_eq!(effective.tuning.gc_retention_ms, Some(defaults.timeline.gc_retention_ms));
+        #[cfg(not(madsim))]
+        assert_eq!(
+            effective.walredo,
+            WalRedoConfig::Process {
+                request_timeout_ms: Some(
+                    strata_adapters::walredo_process::DEFAULT_REQUEST_TIMEOUT_MS
+                )
+            }
+        );
     }
 
     #[test]

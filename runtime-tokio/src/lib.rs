@@ -9,6 +9,7 @@
 //!   `strata pageserver` command.
 
 pub mod config;
+pub mod config_overrides;
 pub mod driver;
 pub mod trace_sink;
 pub mod walredo_child;

@@ -2,7 +2,8 @@
 //!
 //! - `strata init [--dir DIR]`: write a working configuration for the embedded
 //!   defaults (local-directory remote storage, SQLite control plane) into DIR.
-//! - `strata pageserver --config FILE [--rebuild-generations]`: run a node.
+//! - `strata pageserver --config FILE [-c KEY=VALUE]… [--rebuild-generations]
+//!   [--print-config]`: run a node (or print its effective configuration).
 //! - `strata control --listen ADDR --db sqlite:PATH [--token T]`: run the control
 //!   plane service (`strata_runtime_tokio::control`).
 //! - `strata ctl [--url URL] [--token T] node register ID ADDRESS | node list |
@@ -56,6 +57,14 @@ mod cli {
             /// setting each tenant's generation above the highest in remote storage.
             #[arg(long)]
             rebuild_generations: bool,
+            /// Override one configuration key (dotted path), after the file and the
+            /// STRATA_… environment variables; repeatable.
+            #[arg(short = 'c', value_name = "KEY=VALUE")]
+            set: Vec<String>,
+            /// Print the effective configuration (file, environment, -c, defaults)
+            /// as TOML and exit.
+            #[arg(long)]
+            print_config: bool,
         },
         /// Run the control plane: generations for every node (node API:
         /// /re-attach, /validate, /attach, /detach; admin API under /admin).
@@ -188,7 +197,19 @@ mod cli {
                     }
                 }
             }
-            Command::Pageserver { config, rebuild_generations } => {
+            Command::Pageserver { config, set, print_config: true, .. } => {
+                match strata_runtime_tokio::server::effective_config(&config, &set) {
+                    Ok(c) => {
+                        print!("{}", c.effective().to_toml());
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => {
+                        eprintln!("strata: {e}");
+                        ExitCode::FAILURE
+                    }
+                }
+            }
+            Command::Pageserver { config, rebuild_generations, set, print_config: false } => {
                 let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build()
                 {
                     Ok(rt) => rt,
@@ -199,6 +220,7 @@ mod cli {
                 };
                 match runtime.block_on(strata_runtime_tokio::server::run_pageserver(
                     &config,
+                    &set,
                     rebuild_generations,
                 )) {
                     Ok(true) => ExitCode::SUCCESS,

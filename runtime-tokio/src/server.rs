@@ -47,14 +47,10 @@ pub enum ServerError {
 /// Runs a node until it is told to stop. Returns whether the shutdown was clean.
 pub async fn run_pageserver(
     config_path: &Utf8Path,
+    overrides: &[String],
     rebuild_generations: bool,
 ) -> Result<bool, ServerError> {
-    let text = std::fs::read_to_string(config_path).map_err(|source| {
-        crate::config::ConfigError::Read { path: config_path.to_owned(), source }
-    })?;
-    let base = config_path.parent().map(Utf8Path::to_owned).unwrap_or_default();
-    let base = if base.as_str().is_empty() { ".".into() } else { base };
-    let config = FileConfig::parse(config_path, &text)?.resolve_paths(&base);
+    let config = effective_config(config_path, overrides)?;
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|e| ServerError::Setup(format!("creating data dir {}: {e}", config.data_dir)))?;
     let disk = LocalDisk::new(config.data_dir.clone());
@@ -89,12 +85,15 @@ pub async fn run_pageserver(
     // Tests and the simulator keep the default so that a panic fails the run.
     node_config.isolate_tenant_panics = true;
     let redo = match config.walredo {
-        WalRedoConfig::Process => {
-            let child =
+        WalRedoConfig::Process { request_timeout_ms } => {
+            let mut child =
                 strata_adapters::walredo_process::WalRedoConfig::strata_child(&config.data_dir)
                     .map_err(|e| {
                         ServerError::Setup(format!("locating the strata binary for walredo: {e}"))
                     })?;
+            if let Some(ms) = request_timeout_ms {
+                child.request_timeout_ms = ms;
+            }
             NodeRedo::Process(WalRedoProcess::start(child))
         }
         WalRedoConfig::InProcess => NodeRedo::InProcess(InProcessRedo),
@@ -156,6 +155,22 @@ pub async fn run_pageserver(
     let _ = http.await;
     tracing::info!(clean, "stopped");
     Ok(clean)
+}
+
+/// The file at `config_path` with the environment's `STRATA_…` keys and
+/// `overrides` (`key=value`) applied, its relative paths resolved against the
+/// file's directory. Warns about `STRATA_…` variables that name no key.
+pub fn effective_config(
+    config_path: &Utf8Path,
+    overrides: &[String],
+) -> Result<FileConfig, ServerError> {
+    let (config, ignored) = FileConfig::load(config_path, std::env::vars(), overrides)?;
+    for name in ignored {
+        tracing::warn!(%name, "environment variable names no configuration key: ignored");
+    }
+    let base = config_path.parent().map(Utf8Path::to_owned).unwrap_or_default();
+    let base = if base.as_str().is_empty() { ".".into() } else { base };
+    Ok(config.resolve_paths(&base))
 }
 
 /// SIGTERM or SIGINT (also `strata control`'s stop).

@@ -1,4 +1,6 @@
-//! Bearer-token authentication of the real `strata` binary's HTTP API (127.0.0.1).
+//! The operator surface of the real `strata` binary (127.0.0.1): bearer-token
+//! authentication, configuration sources (file, `STRATA_…` environment, `-c`), S3
+//! credentials from the AWS chain.
 #![cfg(not(madsim))]
 
 use camino::Utf8PathBuf;
@@ -25,13 +27,37 @@ fn init(dir: &Path, listen: &str, auth: &str) {
 }
 
 fn start(dir: &Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_strata"))
+    start_with(dir, |_| {})
+}
+
+/// Starts `strata pageserver` on `dir`'s config, `env` adjusting its environment.
+fn start_with(dir: &Path, env: impl FnOnce(&mut Command)) -> Child {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_strata"));
+    command
         .args(["pageserver", "--config"])
         .arg(dir.join("strata.toml"))
         .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.join("node.log")).unwrap())
-        .spawn()
-        .unwrap()
+        .stderr(std::fs::File::create(dir.join("node.log")).unwrap());
+    env(&mut command);
+    command.spawn().unwrap()
+}
+
+/// Waits until `/v1/status` (open with auth on) says the node is active.
+fn wait_serving(base: &str, dir: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let phase = || {
+        let mut r = agent().get(format!("{base}/v1/status")).call().ok()?;
+        let v: serde_json::Value = r.body_mut().read_json().ok()?;
+        Some(v["phase"].as_str()? == "Active")
+    };
+    while phase() != Some(true) {
+        assert!(Instant::now() < deadline, "{}", node_log(dir));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 struct Killed(Child);
@@ -97,21 +123,15 @@ fn mint(key_file: &Path, scope: &str, tenant: Option<&str>) -> String {
 #[test]
 fn tokens_scope_every_route_401_without_a_valid_one_403_outside_its_tenant() {
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = free_port();
     let key = dir.path().join("auth.key");
     let out = strata(&["token", "new-key", key.to_str().unwrap()]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     init(dir.path(), &format!("127.0.0.1:{port}"), "[auth]\nkey_files = [\"auth.key\"]\n");
     let _node = Killed(start(dir.path()));
     let base = format!("http://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(60);
     // The open routes answer without a token.
-    while agent().get(format!("{base}/v1/status")).call().map(|r| r.status().as_u16()).ok()
-        != Some(200)
-    {
-        assert!(Instant::now() < deadline, "{}", node_log(dir.path()));
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_serving(&base, dir.path());
     assert_eq!(call(&base, "GET", "/metrics", None).0, 200);
 
     let admin = mint(&key, "admin", None);
@@ -201,4 +221,93 @@ fn a_node_bound_off_loopback_without_auth_refuses_to_start() {
     assert!(!status.success());
     let log = node_log(dir.path());
     assert!(log.contains("not a loopback address"), "{log}");
+}
+#[test]
+fn print_config_shows_the_file_overridden_by_the_environment_then_by_c() {
+    let dir = tempfile::tempdir().unwrap();
+    let strata = env!("CARGO_BIN_EXE_strata");
+    let out = Command::new(strata).args(["init", "--dir"]).arg(dir.path()).output().unwrap();
+    assert!(out.status.success());
+    let config = dir.path().join("strata.toml");
+    let out = Command::new(strata)
+        .args(["pageserver", "--print-config", "--config"])
+        .arg(&config)
+        .args(["-c", "node_id=3", "-c", "walredo.request_timeout_ms=2500"])
+        .env("STRATA_NODE_ID", "2")
+        .env("STRATA_TUNING__PAGE_CACHE_BYTES", "1048576")
+        .env("STRATA_LISTEN_HTTP", "127.0.0.1:7001")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for line in [
+        "node_id = 3",
+        "listen_http = \"127.0.0.1:7001\"",
+        "page_cache_bytes = 1048576",
+        "request_timeout_ms = 2500",
+        "gc_retention_ms = ",
+    ] {
+        assert!(text.contains(line), "{line} missing from\n{text}");
+    }
+    // A typo after -c is an error, not a default.
+    let out = Command::new(strata)
+        .args(["pageserver", "--print-config", "--config"])
+        .arg(&config)
+        .args(["-c", "tuning.page_cache_byte=1"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no such configuration key"));
+}
+
+#[test]
+fn s3_credentials_come_from_an_aws_profile_when_the_config_names_none() {
+    let Ok(endpoint) = std::env::var("S3_ENDPOINT") else {
+        println!("S3_ENDPOINT is not set: skipping (scripts/s3-local.sh starts one)");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    init(dir.path(), &format!("127.0.0.1:{port}"), "");
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+    let bucket = format!("strata-profile-{:x}", nanos.as_nanos());
+    // moto creates a bucket on a plain PUT.
+    let created = agent().put(format!("{endpoint}/{bucket}")).send_empty().unwrap();
+    assert!(created.status().is_success());
+    let path = dir.path().join("strata.toml");
+    let config = std::fs::read_to_string(&path).unwrap().replace(
+        "[remote_storage]\nkind = \"local\"\npath = \"remote\"",
+        &format!("[remote_storage]\nkind = \"s3\"\nbucket = \"{bucket}\"\nregion = \"us-east-1\"\nendpoint = \"{endpoint}\""),
+    );
+    assert!(config.contains("kind = \"s3\"") && !config.contains("access_key_id"), "{config}");
+    std::fs::write(&path, config).unwrap();
+    let credentials = dir.path().join("aws-credentials");
+    std::fs::write(
+        &credentials,
+        "[strata-test]\naws_access_key_id = testing\naws_secret_access_key = testing\n",
+    )
+    .unwrap();
+    let aws_config = dir.path().join("aws-config");
+    std::fs::write(&aws_config, "[profile strata-test]\nregion = us-east-1\n").unwrap();
+    let _node = Killed(start_with(dir.path(), |c| {
+        c.env("AWS_SHARED_CREDENTIALS_FILE", &credentials)
+            .env("AWS_CONFIG_FILE", &aws_config)
+            .env("AWS_PROFILE", "strata-test")
+            // Nothing but 127.0.0.1: never ask an instance-metadata service.
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env_remove("AWS_ACCESS_KEY_ID")
+            .env_remove("AWS_SECRET_ACCESS_KEY")
+            .env_remove("AWS_SESSION_TOKEN");
+    }));
+    let base = format!("http://127.0.0.1:{port}");
+    wait_serving(&base, dir.path());
+    // A create lists the tenant's prefix, a timeline's create uploads its first index:
+    // both need signed requests, so credentials were found in the profile.
+    let r =
+        agent().post(format!("{base}/v1/tenant")).send_json(serde_json::json!({"tenant_id": A}));
+    assert_eq!(r.unwrap().status().as_u16(), 201, "{}", node_log(dir.path()));
+    let r = agent()
+        .post(format!("{base}/v1/tenant/{A}/timeline"))
+        .send_json(serde_json::json!({"timeline_id": TIMELINE}));
+    assert_eq!(r.unwrap().status().as_u16(), 201, "{}", node_log(dir.path()));
 }
