@@ -539,12 +539,14 @@ impl Timeline {
         match &self.compaction {
             CompactionState::Idle => {}
             CompactionState::Loading { job, op } => {
-                assert!(job.outputs.is_empty() && job.loaded.len() < job.inputs.len());
+                let loading = job.outputs.is_empty() && job.loaded.len() < job.inputs.len();
+                assert!(loading, "loading a job with every input loaded");
                 let name = &job.inputs[job.loaded.len()];
                 match op {
                     Some(op) => assert_eq!(
                         self.ops.get(op),
-                        Some(&OpKind::CompactRead { name: name.clone() })
+                        Some(&OpKind::CompactRead { name: name.clone() }),
+                        "compaction read op untracked"
                     ),
                     // Waiting for a download: one must be in flight.
                     None => assert!(
@@ -554,16 +556,17 @@ impl Timeline {
                 }
             }
             CompactionState::Redoing { job, op } => {
-                assert!(!job.redo.is_empty());
-                assert_eq!(self.ops.get(op), Some(&OpKind::ImageRedo));
+                assert!(!job.redo.is_empty(), "redoing with nothing to redo");
+                assert_eq!(self.ops.get(op), Some(&OpKind::ImageRedo), "image redo op untracked");
             }
             CompactionState::Writing { job, op, .. } => {
-                assert!(job.written < job.outputs.len());
-                assert_eq!(self.ops.get(op), Some(&OpKind::CompactWrite));
+                assert!(job.written < job.outputs.len(), "writing past the job's outputs");
+                let write = self.ops.get(op);
+                assert_eq!(write, Some(&OpKind::CompactWrite), "compaction write op untracked");
             }
             CompactionState::Backoff { job, .. } => {
                 if let Some(job) = job {
-                    assert!(job.written < job.outputs.len());
+                    assert!(job.written < job.outputs.len(), "a backoff past the job's outputs");
                 }
             }
         }

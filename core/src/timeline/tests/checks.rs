@@ -223,3 +223,123 @@ fires!(a_download_without_its_op, "is downloading without its download op", flus
     let name = a_layer(&tl);
     tl.layers.layers.get_mut(&name).unwrap().residence = Residence::Downloading { op: OpId(999) };
 });
+
+fires!(
+    size_reads_differing,
+    "size reads in the read table and in the size tracker differ",
+    flushed(),
+    |tl| {
+        let read = crate::timeline::read::Read::new(Key(5), Lsn(30), Instant(0), Instant(100));
+        tl.reads.insert(Reader::SizeProbe(Key(5)), read);
+    }
+);
+
+/// Three L0s flushed; a compaction granted, its first input being read.
+fn compacting() -> Harness {
+    let mut h = Harness::new(Lsn(0), compaction::config(2));
+    h.grant_jobs = false;
+    compaction::fill(&mut h, 3, 4);
+    h.manual = true;
+    h.grant(BackgroundJob::Compaction);
+    h.drain();
+    assert!(
+        matches!(h.tl.compaction, CompactionState::Loading { op: Some(_), .. }),
+        "{:?}",
+        h.tl.compaction
+    );
+    h.tl.check_invariants();
+    h
+}
+
+/// Every input loaded, the first output being written.
+fn compaction_writing() -> Timeline {
+    let mut h = compacting();
+    for _ in 0..20 {
+        if matches!(h.tl.compaction, CompactionState::Writing { .. }) {
+            return h.tl;
+        }
+        assert!(h.complete_next(), "{:?}", h.tl.compaction);
+    }
+    panic!("never writing: {:?}", h.tl.compaction);
+}
+
+fn loading_job(
+    tl: &mut Timeline,
+) -> (&mut Box<crate::timeline::compaction::Job>, &mut Option<OpId>) {
+    match &mut tl.compaction {
+        CompactionState::Loading { job, op } => (job, op),
+        other => panic!("{other:?}"),
+    }
+}
+
+fires!(a_compaction_input_not_l0, "is not an L0", compacting().tl, |tl| {
+    let image = LayerName::Image {
+        keys: crate::layer_name::KeyRange::new(Key(0), Key(10)).unwrap(),
+        lsn: Lsn(5),
+    };
+    let (job, _) = loading_job(&mut tl);
+    job.inputs.push(image);
+});
+
+fires!(a_compaction_input_leaving_the_map, "left the map", compacting().tl, |tl| {
+    let (job, _) = loading_job(&mut tl);
+    let last = job.inputs.last().unwrap().clone();
+    tl.layers.layers.remove(&last);
+});
+
+fires!(
+    loading_with_every_input_loaded,
+    "loading a job with every input loaded",
+    compacting().tl,
+    |tl| {
+        let (job, _) = loading_job(&mut tl);
+        job.loaded = vec![Vec::new(); job.inputs.len()];
+    }
+);
+
+fires!(a_compaction_read_op_untracked, "compaction read op untracked", compacting().tl, |tl| {
+    let (_, op) = loading_job(&mut tl);
+    let op = op.unwrap();
+    tl.ops.insert(op, OpKind::ImageRedo);
+});
+
+fires!(waiting_for_an_input_not_downloading, "which is not downloading", compacting().tl, |tl| {
+    let (_, op) = loading_job(&mut tl);
+    let op = op.take().unwrap();
+    tl.ops.remove(&op);
+});
+
+fires!(redoing_with_nothing_to_redo, "redoing with nothing to redo", compacting().tl, |tl| {
+    let CompactionState::Loading { job, op } = tl.compaction.clone() else { panic!() };
+    let op = op.unwrap();
+    tl.ops.insert(op, OpKind::ImageRedo);
+    tl.compaction = CompactionState::Redoing { job, op };
+});
+
+fires!(
+    a_compaction_write_op_untracked,
+    "compaction write op untracked",
+    compaction_writing(),
+    |tl| {
+        let CompactionState::Writing { op, .. } = &tl.compaction else { panic!() };
+        tl.ops.insert(*op, OpKind::ImageRedo);
+    }
+);
+
+fires!(writing_past_the_outputs, "writing past the job's outputs", compaction_writing(), |tl| {
+    let CompactionState::Writing { job, .. } = &mut tl.compaction else { panic!() };
+    job.written = job.outputs.len();
+});
+
+fires!(
+    a_backoff_past_the_outputs,
+    "a backoff past the job's outputs",
+    compaction_writing(),
+    |tl| {
+        let CompactionState::Writing { mut job, op, .. } = tl.compaction.clone() else { panic!() };
+        tl.ops.remove(&op);
+        job.written = job.outputs.len();
+        tl.compaction =
+            CompactionState::Backoff { until: Instant(1 << 40), failures: 1, job: Some(job) };
+    }
+);
