@@ -156,6 +156,9 @@ pub struct NodeStatus {
     /// Wall-clock jumps beyond [`WALL_CLOCK_JUMP_TOLERANCE_MS`] since start, by
     /// direction (`forward`, `backward`): `strata_wall_clock_jumps_total{direction}`.
     pub wall_clock_jumps: BTreeMap<&'static str, u64>,
+    /// Running without a control-plane answer to the start-up re-attach
+    /// (`strata_node_emergency_mode`).
+    pub emergency: bool,
 }
 
 /// Runs `node_config`'s node until it stops, on the system clock. `status` is
@@ -260,6 +263,7 @@ where
                     format!("{:?}", node.phase())
                 },
                 in_flight_io: in_flight,
+                emergency: node.in_emergency(),
                 inputs,
                 page_cache: node.page_cache_stats(),
                 generation_conflicts_total: node.generation_conflicts_total(),

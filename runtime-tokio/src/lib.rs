@@ -23,4 +23,6 @@ pub mod http;
 #[cfg(not(madsim))]
 pub mod metrics;
 #[cfg(not(madsim))]
+pub mod metrics_io;
+#[cfg(not(madsim))]
 pub mod server;

@@ -10,7 +10,9 @@
 //! - `strata_tenants_generation_conflict_total`: tenants found with objects in
 //!   their remote storage of a generation this node's control plane never granted
 //!   (each such tenant is Broken, its reason naming the generation; S-GEN-MONO);
-//! - `strata_node_in_flight_io`;
+//! - `strata_node_in_flight_io`: I/O effects in flight, and
+//!   `strata_node_emergency_mode` (1 or 0), from the driver's status;
+//! - remote storage, walredo, build and process metrics: `crate::metrics_io`;
 //! - `strata_background_jobs_queued{kind}` and `strata_background_jobs_running{kind}`
 //!   (`kind` = `compaction`, `gc`, `eviction`): the node's background-job
 //!   scheduler, from the driver's status after the latest input;
@@ -86,6 +88,12 @@ pub struct Metrics {
     control_plane_failures: IntCounterVec,
     /// The client's failure counts last exported.
     control_plane_failures_seen: Mutex<std::collections::BTreeMap<&'static str, u64>>,
+    in_flight_io: prometheus::IntGauge,
+    emergency_mode: prometheus::IntGauge,
+    /// Remote storage, redo, build and process metrics (`crate::metrics_io`).
+    pub io: std::sync::Arc<crate::metrics_io::IoMetrics>,
+    /// The walredo child's supervisor, for `strata_walredo_restarts_total`.
+    walredo: Mutex<Option<strata_adapters::walredo_process::WalRedoProcess>>,
 }
 
 pub struct RequestTimer(std::time::Instant);
@@ -239,8 +247,18 @@ impl Metrics {
             "Timelines whose flush writes fail with no space left on the local disk: they refuse ingest (503) and serve reads; past no_space_budget_ms they are Broken no_space",
         )
         .expect("static metric definition");
+        let in_flight_io = gauge(
+            "strata_node_in_flight_io",
+            "I/O effects (disk, remote storage, redo, control plane) started and not yet completed",
+        );
+        let emergency_mode = gauge(
+            "strata_node_emergency_mode",
+            "1 while the node runs without a control-plane answer to its start-up re-attach (uploads continue, deletions wait)",
+        );
         for c in [
-            Box::new(io_errors.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(in_flight_io.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(emergency_mode.clone()),
+            Box::new(io_errors.clone()),
             Box::new(control_plane_failures.clone()),
             Box::new(disk_full.clone()),
             Box::new(wall_clock_jumps.clone()),
@@ -257,6 +275,7 @@ impl Metrics {
         ] {
             registry.register(c).expect("metric names are unique");
         }
+        let io = std::sync::Arc::new(crate::metrics_io::IoMetrics::register(&registry));
         Metrics {
             registry,
             requests,
@@ -282,7 +301,30 @@ impl Metrics {
             control_plane_failures,
             control_plane_failures_seen: Mutex::new(Default::default()),
             disk_full,
+            in_flight_io,
+            emergency_mode,
+            io,
+            walredo: Mutex::new(None),
         }
+    }
+
+    /// The walredo child's supervisor whose restarts `/metrics` shows.
+    pub fn watch_walredo(&self, process: strata_adapters::walredo_process::WalRedoProcess) {
+        if let Ok(mut w) = self.walredo.lock() {
+            *w = Some(process);
+        }
+    }
+
+    /// Sets the node gauges from the driver's status and reads the process's.
+    pub fn observe_node(&self, in_flight_io: usize, emergency: bool) {
+        self.in_flight_io.set(i64::try_from(in_flight_io).unwrap_or(i64::MAX));
+        self.emergency_mode.set(i64::from(emergency));
+        if let Ok(w) = self.walredo.lock()
+            && let Some(p) = w.as_ref()
+        {
+            self.io.walredo_restarts.set(i64::try_from(p.restarts()).unwrap_or(i64::MAX));
+        }
+        self.io.observe_process();
     }
 
     /// Sets `strata_timelines_disk_full` from the driver's status.

@@ -17,6 +17,7 @@ use crate::control::link::RemoteControlPlane;
 use crate::driver::{self, Adapters, NodeStatus};
 use crate::http::{AppState, router};
 use crate::metrics::Metrics;
+use crate::metrics_io::Instrumented;
 use crate::trace_sink::TraceSink;
 use camino::Utf8Path;
 use std::sync::{Arc, Mutex};
@@ -98,6 +99,12 @@ pub async fn run_pageserver(
         }
         WalRedoConfig::InProcess => NodeRedo::InProcess(InProcessRedo),
     };
+    let metrics = Arc::new(Metrics::new());
+    if let NodeRedo::Process(process) = &redo {
+        metrics.watch_walredo(process.clone());
+    }
+    let remote = Instrumented { inner: remote, metrics: metrics.io.clone() };
+    let redo = Instrumented { inner: redo, metrics: metrics.io.clone() };
     let adapters = Adapters { disk, remote, store, redo };
     let auth = match &config.auth {
         Some(a) => Some(Arc::new(
@@ -118,7 +125,7 @@ pub async fn run_pageserver(
     tracing::info!(
         addr = %config.listen_http, data_dir = %config.data_dir, auth = auth.is_some(), "serving HTTP"
     );
-    let state = AppState { node: handle.clone(), metrics: Arc::new(Metrics::new()), status, auth };
+    let state = AppState { node: handle.clone(), metrics, status, auth };
     let (stop_http_tx, stop_http_rx) = tokio::sync::oneshot::channel::<()>();
     let http = tokio::spawn(async move {
         axum::serve(listener, router(state))

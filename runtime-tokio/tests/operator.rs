@@ -311,3 +311,86 @@ fn s3_credentials_come_from_an_aws_profile_when_the_config_names_none() {
         .send_json(serde_json::json!({"timeline_id": TIMELINE}));
     assert_eq!(r.unwrap().status().as_u16(), 201, "{}", node_log(dir.path()));
 }
+
+/// The metric families in docs/OPERATIONS.md's metrics table.
+fn documented_metrics() -> std::collections::BTreeSet<String> {
+    let doc =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/OPERATIONS.md"))
+            .unwrap();
+    let section = doc.split("\n## Metrics (`GET /metrics`)\n").nth(1).expect("a Metrics section");
+    let section = section.split("\n## ").next().unwrap_or_default();
+    section
+        .lines()
+        .filter(|l| l.starts_with("| `strata_"))
+        .flat_map(|l| {
+            // One row may name several metrics: `a`, `b`.
+            let cell = l.split('|').nth(1).unwrap_or_default();
+            cell.split(", ")
+                .map(|m| {
+                    m.trim().trim_matches('`').split('{').next().unwrap_or_default().to_string()
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+#[test]
+fn after_a_short_workload_every_metric_is_documented_and_every_documented_one_is_exported() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    init(dir.path(), &format!("127.0.0.1:{port}"), "");
+    let _node = Killed(start_with(dir.path(), |c| {
+        c.args([
+            "-c",
+            "tuning.checkpoint_distance_bytes=4096",
+            "-c",
+            "tuning.checkpoint_timeout_ms=200",
+        ]);
+    }));
+    let base = format!("http://127.0.0.1:{port}");
+    wait_serving(&base, dir.path());
+    let post = |path: &str, body: serde_json::Value| {
+        let r = agent().post(format!("{base}{path}")).send_json(body).unwrap();
+        r.status().as_u16()
+    };
+    assert_eq!(post("/v1/tenant", serde_json::json!({"tenant_id": A})), 201);
+    assert_eq!(
+        post(&format!("/v1/tenant/{A}/timeline"), serde_json::json!({"timeline_id": TIMELINE})),
+        201
+    );
+    let records: Vec<_> = (0..64u64)
+        .map(|k| {
+            serde_json::json!({"key": format!("{k:016X}"), "lsn": format!("0/{:X}", 0x100 + k * 8),
+                "record": {"image": hex::encode([k as u8; 100])}})
+        })
+        .collect();
+    let ingest = format!("/v1/tenant/{A}/timeline/{TIMELINE}/ingest");
+    assert_eq!(post(&ingest, serde_json::json!({"records": records})), 200);
+    let page =
+        format!("{base}/v1/tenant/{A}/timeline/{TIMELINE}/page?key=0000000000000001&lsn=0/2F8");
+    assert_eq!(agent().get(&page).call().unwrap().status().as_u16(), 200);
+    // Wait for the flushed layer's upload, so that remote storage has been written.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let scrape = || {
+        agent().get(format!("{base}/metrics")).call().unwrap().body_mut().read_to_string().unwrap()
+    };
+    let mut text = scrape();
+    while !text.contains("strata_remote_storage_bytes_total{op=\"put_file\"}") {
+        assert!(Instant::now() < deadline, "no layer upload: {text}");
+        std::thread::sleep(Duration::from_millis(100));
+        text = scrape();
+    }
+    let exported: std::collections::BTreeSet<String> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split_whitespace().next())
+        .map(str::to_string)
+        .collect();
+    let documented = documented_metrics();
+    let undocumented: Vec<_> = exported.difference(&documented).collect();
+    let absent: Vec<_> = documented.difference(&exported).collect();
+    assert!(
+        undocumented.is_empty() && absent.is_empty(),
+        "exported but undocumented: {undocumented:?}; documented but absent: {absent:?}"
+    );
+}
