@@ -85,12 +85,6 @@ pub fn run(actions: Vec<Action>) {
     w.quiet();
 }
 
-impl Default for World {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 /// What one input should make the machine emit.
 #[derive(Debug, PartialEq, Eq)]
 enum Expect {
@@ -142,7 +136,7 @@ fn answer(request: &CpRequest, how: u8) -> Result<ControlPlaneReply, ControlPlan
 }
 
 impl World {
-    pub fn new() -> Self {
+    fn new() -> Self {
         World {
             c: ControlPlaneClient::new(config()),
             now: Instant::ZERO,

@@ -85,14 +85,8 @@ pub fn run(actions: Vec<Action>) {
     w.finish();
 }
 
-impl Default for World {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 impl World {
-    pub fn new() -> Self {
+    fn new() -> Self {
         World {
             cp: ControlPlane::recover(Vec::new()),
             store: BTreeMap::new(),

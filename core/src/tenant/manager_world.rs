@@ -78,12 +78,6 @@ pub fn run(actions: Vec<Action>) {
     w.finish();
 }
 
-impl Default for World {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 fn tenant(t: u8) -> TenantId {
     TenantId([t % TENANTS + 1; 16])
 }
@@ -109,7 +103,7 @@ fn failure(pick: u8) -> StepError {
 }
 
 impl World {
-    pub fn new() -> Self {
+    fn new() -> Self {
         World {
             m: TenantManager::recover(BTreeMap::new()),
             now: Instant::ZERO,
