@@ -343,3 +343,24 @@ fires!(
             CompactionState::Backoff { until: Instant(1 << 40), failures: 1, job: Some(job) };
     }
 );
+
+fires!(an_l1_straddling_a_full_image_set, "straddles the image set", flushed(), |tl| {
+    let full = Key::full_range();
+    let entry = tl.layers.layers.values().next().unwrap().clone();
+    let image = LayerName::Image {
+        keys: crate::layer_name::KeyRange::new(full.start, full.end).unwrap(),
+        lsn: Lsn(5),
+    };
+    let keys = crate::layer_name::KeyRange::new(Key(0), Key(10)).unwrap();
+    let l1 =
+        LayerName::Delta { keys, lsns: crate::layer_name::LsnRange::new(Lsn(3), Lsn(8)).unwrap() };
+    tl.layers.layers.insert(image, entry.clone());
+    tl.layers.layers.insert(l1, entry);
+});
+
+fires!(an_image_redo_op_untracked, "image redo op untracked", compacting().tl, |tl| {
+    let CompactionState::Loading { mut job, op } = tl.compaction.clone() else { panic!() };
+    let request = crate::redo::RedoRequest { base: Some(b"a".to_vec()), deltas: Vec::new() };
+    job.redo.push_back((Key(1), request));
+    tl.compaction = CompactionState::Redoing { job, op: op.unwrap() };
+});
