@@ -692,3 +692,163 @@ fn an_origin_that_dropped_the_tenant_is_not_asked_to_attach() {
     w.settle(1000);
     w.check_finished();
 }
+
+/// Checks that can fail: each check of [`MigrationReconciler::check_invariants`]
+/// fires on a state that breaks it. The fixtures pass every check (the world runs
+/// them after every input); each test breaks one rule.
+mod checks_fire {
+    use super::*;
+
+    /// The start's record being persisted (not durable yet).
+    fn starting() -> MigrationReconciler {
+        let mut w = World::new();
+        w.start(OriginAfter::SecondaryWarm);
+        w.rc
+    }
+
+    /// The start durable, the first call (to the destination) in flight.
+    fn calling() -> MigrationReconciler {
+        let mut w = World::new();
+        w.start(OriginAfter::SecondaryWarm);
+        w.deliver_persist(0, true, Some(true));
+        assert!(matches!(w.rc.active[&T].wait, Wait::Call { .. }), "{:?}", w.rc.active[&T].wait);
+        w.rc
+    }
+
+    fn finished() -> MigrationReconciler {
+        let mut w = World::new();
+        w.start(OriginAfter::SecondaryWarm);
+        w.deliver_persist(0, true, Some(true));
+        w.settle(1000);
+        assert!(w.rc.finished.contains_key(&T));
+        w.rc
+    }
+
+    fn op_of(rc: &MigrationReconciler) -> OpId {
+        *rc.ops.keys().next().expect("an op in flight")
+    }
+
+    fn durable(rc: &mut MigrationReconciler) -> &mut MigrationRecord {
+        rc.active.get_mut(&T).unwrap().durable.as_mut().expect("durable")
+    }
+
+    macro_rules! fires {
+        ($name:ident, $expected:literal, $fixture:ident, |$rc:ident| $corrupt:block) => {
+            #[test]
+            #[should_panic(expected = $expected)]
+            fn $name() {
+                let mut $rc = $fixture();
+                $corrupt
+                $rc.check_invariants();
+            }
+        };
+    }
+
+    fires!(too_many_migrations, "too many migrations", calling, |rc| {
+        let m = rc.active[&T].clone();
+        for i in 0..=MAX_ACTIVE_MIGRATIONS {
+            rc.active.insert(TenantId([i as u8 + 100; 16]), m.clone());
+        }
+    });
+
+    fires!(an_op_for_a_migration_waiting_on_another, "which waits on", calling, |rc| {
+        let op = op_of(&rc);
+        rc.ops.insert(OpId(op.0 + 1), T);
+        rc.issued += 1;
+    });
+
+    fires!(an_op_never_issued, "tracked but never issued", calling, |rc| {
+        rc.issued = 0;
+    });
+
+    fires!(events_unbounded, "events unbounded", calling, |rc| {
+        let m = rc.active.get_mut(&T).unwrap();
+        let event = m.events.front().expect("an event").clone();
+        m.events.extend(std::iter::repeat_n(event, MAX_EVENTS_PER_MIGRATION));
+    });
+
+    fires!(a_waiting_op_untracked, "its op is untracked", calling, |rc| {
+        rc.ops.clear();
+    });
+
+    fires!(a_migration_with_no_record, "an active migration with no record", calling, |rc| {
+        rc.active.get_mut(&T).unwrap().durable = None;
+    });
+
+    fires!(
+        a_migration_under_the_wrong_tenant,
+        "migration keyed by the wrong tenant",
+        calling,
+        |rc| {
+            let other = TenantId([1; 16]);
+            let m = rc.active.remove(&T).unwrap();
+            rc.active.insert(other, m);
+            let op = op_of(&rc);
+            rc.ops.insert(op, other);
+        }
+    );
+
+    fires!(origin_is_destination, "origin is destination", calling, |rc| {
+        let d = durable(&mut rc);
+        d.destination = d.origin;
+    });
+
+    fires!(a_destination_generation_not_above, "not above the origin's", calling, |rc| {
+        let d = durable(&mut rc);
+        d.phase = Phase::StaleOrigin { destination_generation: d.origin_generation };
+        let step = Step::ObserveOrigin;
+        let m = rc.active.get_mut(&T).unwrap();
+        if let Wait::Call { step: s, .. } = &mut m.wait {
+            *s = step;
+        }
+    });
+
+    fires!(a_phase_going_back, "phase goes back", calling, |rc| {
+        let op = op_of(&rc);
+        let m = rc.active.get_mut(&T).unwrap();
+        let record = m.durable.clone().unwrap();
+        let generation = Generation::new(record.origin_generation.get() + 1).unwrap();
+        m.durable.as_mut().unwrap().phase =
+            Phase::DemoteOrigin { destination_generation: generation };
+        m.wait = Wait::Persist { op, record };
+    });
+
+    fires!(a_start_with_no_request, "a start with no request to answer", starting, |rc| {
+        rc.active.get_mut(&T).unwrap().start_req = None;
+    });
+
+    fires!(done_but_active, "Done but active", calling, |rc| {
+        let op = op_of(&rc);
+        let m = rc.active.get_mut(&T).unwrap();
+        let mut record = m.durable.clone().unwrap();
+        let generation = Generation::new(record.origin_generation.get() + 1).unwrap();
+        record.phase = Phase::Done { generation };
+        m.durable = Some(record.clone());
+        m.wait = Wait::Persist { op, record };
+    });
+
+    fires!(a_step_outside_its_phase, "runs in phase", calling, |rc| {
+        let m = rc.active.get_mut(&T).unwrap();
+        if let Wait::Call { step, .. } = &mut m.wait {
+            *step = Step::DemoteOrigin;
+        }
+    });
+
+    fires!(finished_but_not_done, "finished, not Done", finished, |rc| {
+        let (record, _) = rc.finished.get_mut(&T).unwrap();
+        record.phase = Phase::AttachDestination;
+    });
+
+    fires!(finished_events_unbounded, "events unbounded", finished, |rc| {
+        let (_, events) = rc.finished.get_mut(&T).unwrap();
+        let event = events.front().expect("an event").clone();
+        events.extend(std::iter::repeat_n(event, MAX_EVENTS_PER_MIGRATION));
+    });
+
+    fires!(finished_and_active, "finished and active", finished, |rc| {
+        let m = calling().active.remove(&T).unwrap();
+        let mut m = m;
+        m.wait = Wait::Poll { until: Instant(1 << 40) };
+        rc.active.insert(T, m);
+    });
+}
