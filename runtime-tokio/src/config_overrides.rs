@@ -25,7 +25,8 @@ use crate::config::{
 use std::collections::BTreeSet;
 
 /// Environment variables named `STRATA_…` that are not configuration keys.
-pub const OTHER_STRATA_VARIABLES: &[&str] = &["STRATA_LOG", "STRATA_FAILPOINTS", "STRATA_SEEDS"];
+pub const OTHER_STRATA_VARIABLES: &[&str] =
+    &["STRATA_LOG", "STRATA_LOG_FORMAT", "STRATA_FAILPOINTS", "STRATA_SEEDS"];
 
 /// The environment variable of `key`.
 pub fn env_name(key: &str) -> String {

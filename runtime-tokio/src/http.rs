@@ -20,6 +20,9 @@
 //! bearer token (`crate::auth`): 401 without a valid one, 403 when its scope does
 //! not cover the route.
 //!
+//! Every request runs in a `request` span (id, method, path, tenant, timeline)
+//! and leaves one access-log line (target `strata::access`); see [`access_log`].
+//!
 //! Errors: every error of every route, including the ones raised before a handler
 //! runs, is JSON `{"msg": "..."}`:
 //!
@@ -114,6 +117,7 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::extract::DefaultBodyLimit::max(MAX_REQUEST_BODY_BYTES))
         .layer(middleware::from_fn(limit_body))
         .layer(middleware::from_fn_with_state(state.auth.clone(), crate::auth::authorize))
+        .layer(middleware::from_fn(access_log))
         .with_state(state)
 }
 
@@ -248,6 +252,64 @@ async fn limit_body(req: axum::extract::Request, next: Next) -> HttpResponse {
         }
     }
     next.run(axum::extract::Request::from_parts(parts, Body::from(buffered))).await
+}
+
+/// The longest `x-request-id` taken from a client; a longer or non-printable one
+/// is replaced by the node's own.
+pub const MAX_REQUEST_ID_BYTES: usize = 64;
+
+/// Runs every request in a `request` span (`id`, `method`, `path`, and `tenant`,
+/// `timeline` when the path names them) and logs one access line for it
+/// (target `strata::access`: `status`, `duration_ms`). The id is the client's
+/// `x-request-id` when it is a short printable one, else a node-wide counter; the
+/// answer carries it back in `x-request-id`.
+async fn access_log(req: axum::extract::Request, next: Next) -> HttpResponse {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use tracing::Instrument;
+    static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+    let id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= MAX_REQUEST_ID_BYTES
+                && v.bytes().all(|b| b.is_ascii_graphic())
+        })
+        .map_or_else(
+            || format!("{:016x}", NEXT_ID.fetch_add(1, Ordering::Relaxed)),
+            str::to_string,
+        );
+    let path = req.uri().path().to_string();
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let (tenant, timeline) = match segments.as_slice() {
+        ["v1", "tenant", t, "timeline", tl, ..] => (Some(*t), Some(*tl)),
+        ["v1", "tenant", t, ..] => (Some(*t), None),
+        _ => (None, None),
+    };
+    let span = tracing::info_span!(
+        "request",
+        id = %id,
+        method = %req.method(),
+        path = %path,
+        tenant = tracing::field::Empty,
+        timeline = tracing::field::Empty,
+    );
+    if let Some(t) = tenant {
+        span.record("tenant", t);
+    }
+    if let Some(tl) = timeline {
+        span.record("timeline", tl);
+    }
+    let started = std::time::Instant::now();
+    let mut response = next.run(req).instrument(span.clone()).await;
+    let status = response.status().as_u16();
+    let duration_ms = started.elapsed().as_millis();
+    span.in_scope(|| tracing::info!(target: "strata::access", status, duration_ms, "request"));
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert("x-request-id", v);
+    }
+    response
 }
 
 fn declared_length(headers: &HeaderMap) -> Option<u64> {

@@ -162,13 +162,7 @@ mod cli {
                 }
             };
         }
-        tracing_subscriber::fmt()
-            .with_env_filter(
-                tracing_subscriber::EnvFilter::try_from_env("STRATA_LOG")
-                    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-            )
-            .with_writer(std::io::stderr)
-            .init();
+        strata_runtime_tokio::server::init_logging();
         match cli.command {
             Command::Walredo { .. } => unreachable!("handled above"),
             Command::Init { dir, force } => init(&dir, force),

@@ -180,6 +180,25 @@ pub fn effective_config(
     Ok(config.resolve_paths(&base))
 }
 
+/// Logs to stderr: `STRATA_LOG` is the filter (`info` by default),
+/// `STRATA_LOG_FORMAT` the format: `text` (the default) or `json` (one object per
+/// line with `timestamp`, `level`, `target`, `fields`, and the enclosing `span`
+/// and `spans`, e.g. a request's `id`, `tenant` and `timeline`).
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("STRATA_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let format = std::env::var("STRATA_LOG_FORMAT").unwrap_or_default();
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format.as_str() {
+        "json" => builder.json().with_current_span(true).with_span_list(true).init(),
+        "" | "text" => builder.init(),
+        other => {
+            builder.init();
+            tracing::warn!(format = other, "STRATA_LOG_FORMAT is text or json: logging text");
+        }
+    }
+}
+
 /// SIGTERM or SIGINT (also `strata control`'s stop).
 pub async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};

@@ -394,3 +394,44 @@ fn after_a_short_workload_every_metric_is_documented_and_every_documented_one_is
         "exported but undocumented: {undocumented:?}; documented but absent: {absent:?}"
     );
 }
+
+#[test]
+fn json_logs_carry_one_access_line_per_request_with_its_id_tenant_and_timeline() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    init(dir.path(), &format!("127.0.0.1:{port}"), "");
+    let _node = Killed(start_with(dir.path(), |c| {
+        c.env("STRATA_LOG_FORMAT", "json").env("STRATA_LOG", "info");
+    }));
+    let base = format!("http://127.0.0.1:{port}");
+    wait_serving(&base, dir.path());
+    let r = agent()
+        .get(format!("{base}/v1/tenant/{A}/timeline/{TIMELINE}"))
+        .header("x-request-id", "req-42")
+        .call()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 404);
+    assert_eq!(r.headers().get("x-request-id").and_then(|v| v.to_str().ok()), Some("req-42"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let log = node_log(dir.path());
+        let lines: Vec<serde_json::Value> = log
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+            .collect();
+        let access: Vec<_> = lines
+            .iter()
+            .filter(|v| v["target"] == "strata::access" && v["span"]["id"] == "req-42")
+            .collect();
+        if let [line] = access.as_slice() {
+            assert_eq!(line["fields"]["status"], 404, "{line}");
+            assert_eq!(line["span"]["tenant"], A, "{line}");
+            assert_eq!(line["span"]["timeline"], TIMELINE, "{line}");
+            assert_eq!(line["span"]["method"], "GET", "{line}");
+            break;
+        }
+        assert!(access.is_empty(), "one access line per request: {access:?}");
+        assert!(Instant::now() < deadline, "no access line for req-42: {log}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
