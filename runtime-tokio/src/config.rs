@@ -59,6 +59,38 @@ pub struct FileConfig {
     /// Bearer-token authentication of the HTTP API; `None`: off (loopback only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth: Option<AuthConfig>,
+    /// Bounds on the HTTP API's load (`crate::http`).
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+/// The default of `limits.max_concurrent_http_requests`.
+pub const DEFAULT_MAX_CONCURRENT_HTTP_REQUESTS: usize = 512;
+/// The default of `limits.http_request_deadline_ms`.
+pub const DEFAULT_HTTP_REQUEST_DEADLINE_MS: u64 = 30_000;
+
+/// `[limits]`: every field optional.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Requests handled at once (`/v1/status` and `/metrics` not counted); one
+    /// more is answered 503 with `Retry-After`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_concurrent_http_requests: Option<usize>,
+    /// Longest a request may take, its body's arrival included; past it the
+    /// answer is 503 with `Retry-After`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_request_deadline_ms: Option<u64>,
+}
+
+impl Limits {
+    pub fn max_concurrent_http_requests(&self) -> usize {
+        self.max_concurrent_http_requests.unwrap_or(DEFAULT_MAX_CONCURRENT_HTTP_REQUESTS)
+    }
+
+    pub fn http_request_deadline_ms(&self) -> u64 {
+        self.http_request_deadline_ms.unwrap_or(DEFAULT_HTTP_REQUEST_DEADLINE_MS)
+    }
 }
 
 /// `[auth]`: the keys that verify bearer tokens.
@@ -174,6 +206,7 @@ impl FileConfig {
             walredo: WalRedoConfig::default(),
             tuning: Tuning::default(),
             auth: None,
+            limits: Limits::default(),
         }
     }
 
@@ -220,6 +253,10 @@ impl FileConfig {
         if let WalRedoConfig::Process { request_timeout_ms: t @ None } = &mut out.walredo {
             *t = Some(strata_adapters::walredo_process::DEFAULT_REQUEST_TIMEOUT_MS);
         }
+        out.limits = Limits {
+            max_concurrent_http_requests: Some(self.limits.max_concurrent_http_requests()),
+            http_request_deadline_ms: Some(self.limits.http_request_deadline_ms()),
+        };
         if let ControlPlaneConfig::Remote { call_timeout_ms: t @ None, .. } = &mut out.control_plane
         {
             *t = Some(c.control_plane.call_timeout_ms);
@@ -243,6 +280,11 @@ impl FileConfig {
         }
         if self.node_id == 0 {
             return Err("node_id must be at least 1".into());
+        }
+        if self.limits.max_concurrent_http_requests == Some(0)
+            || self.limits.http_request_deadline_ms == Some(0)
+        {
+            return Err("limits: max_concurrent_http_requests and http_request_deadline_ms must be at least 1".into());
         }
         match &self.auth {
             Some(auth) if auth.key_files.is_empty() => {

@@ -20,7 +20,7 @@
 //! against it by a test.
 
 use crate::config::{
-    AuthConfig, ControlPlaneConfig, FileConfig, RemoteStorageConfig, Tuning, WalRedoConfig,
+    AuthConfig, ControlPlaneConfig, FileConfig, Limits, RemoteStorageConfig, Tuning, WalRedoConfig,
 };
 use std::collections::BTreeSet;
 
@@ -79,6 +79,7 @@ fn examples() -> Vec<FileConfig> {
         walredo: WalRedoConfig::Process { request_timeout_ms: Some(1) },
         tuning,
         auth: Some(AuthConfig { key_files: vec!["auth.key".into()] }),
+        limits: Limits { max_concurrent_http_requests: Some(1), http_request_deadline_ms: Some(1) },
     };
     let mut remote = base.clone();
     remote.control_plane = ControlPlaneConfig::Remote {

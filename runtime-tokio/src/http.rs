@@ -37,7 +37,7 @@
 //! | 413 | a body above [`MAX_REQUEST_BODY_BYTES`] |
 //! | 415 | a body without `content-type: application/json` |
 //! | 422 | JSON of the wrong shape (a missing or unknown field, a value of the wrong type) |
-//! | 503 + `Retry-After` | not active yet, busy, backpressure, shutting down |
+//! | 503 + `Retry-After` | not active yet, busy, backpressure, shutting down, a `[limits]` bound (too many requests in flight, the request deadline: [`limit_requests`]) |
 //! | 500 | a bug, a broken timeline (the message names why: `corrupt: remote object KEY: …` for an index or layer no retry can fix, listed in `GET /v1/tenant` under `broken_timelines`), or a tenant broken by a panic in one of its machines (the message names the panic; a `location_config` or a restart reloads it) |
 //!
 //! Extraction errors keep axum's status and become JSON through the extractors
@@ -95,6 +95,67 @@ pub struct AppState {
     pub status: Arc<Mutex<NodeStatus>>,
     /// The token check (`crate::auth`); `None`: auth off (loopback only).
     pub auth: Option<Arc<crate::auth::Auth>>,
+    /// `[limits]`: concurrent requests and the request deadline.
+    pub limits: Arc<HttpLimits>,
+}
+
+/// The HTTP API's load bounds (`[limits]` in the config).
+pub struct HttpLimits {
+    slots: tokio::sync::Semaphore,
+    deadline: Duration,
+}
+
+impl HttpLimits {
+    pub fn new(max_concurrent_requests: usize, deadline_ms: u64) -> Self {
+        HttpLimits {
+            slots: tokio::sync::Semaphore::new(max_concurrent_requests),
+            deadline: Duration::from_millis(deadline_ms),
+        }
+    }
+}
+
+/// `Retry-After` of an answer refused by a limit.
+pub const LIMIT_RETRY_AFTER_SECS: u64 = 1;
+
+/// Holds every request but `/v1/status` and `/metrics` (probes and scrapers stay
+/// answerable under load) to `[limits]`: past `max_concurrent_http_requests` in
+/// flight, or past `http_request_deadline_ms`, the answer is 503 with
+/// `Retry-After`, counted in `strata_http_limit_hits_total{limit}`. A request cut
+/// by the deadline is no longer awaited, but what it asked the node may still
+/// happen (a create may land): its retry is answered as a retry (an ingest skips
+/// the LSNs it has, a timeline create answers 201, a tenant create 409).
+async fn limit_requests(
+    State(state): State<AppState>,
+    req: axum::extract::Request,
+    next: Next,
+) -> HttpResponse {
+    if matches!(req.uri().path(), "/v1/status" | "/metrics") {
+        return next.run(req).await;
+    }
+    let refused = |limit: &'static str, msg: String| {
+        state.metrics.limit_hit(limit);
+        let mut response = Rejected::new(StatusCode::SERVICE_UNAVAILABLE, msg).into_response();
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(LIMIT_RETRY_AFTER_SECS));
+        response
+    };
+    let Ok(_slot) = state.limits.slots.try_acquire() else {
+        return refused(
+            "concurrency",
+            "too many requests in flight (limits.max_concurrent_http_requests): retry".into(),
+        );
+    };
+    match tokio::time::timeout(state.limits.deadline, next.run(req)).await {
+        Ok(response) => response,
+        Err(_) => refused(
+            "deadline",
+            format!(
+                "the request took longer than limits.http_request_deadline_ms ({} ms): retry",
+                state.limits.deadline.as_millis()
+            ),
+        ),
+    }
 }
 
 pub fn router(state: AppState) -> Router {
@@ -116,6 +177,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_REQUEST_BODY_BYTES))
         .layer(middleware::from_fn(limit_body))
+        .layer(middleware::from_fn_with_state(state.clone(), limit_requests))
         .layer(middleware::from_fn_with_state(state.auth.clone(), crate::auth::authorize))
         .layer(middleware::from_fn(access_log))
         .with_state(state)

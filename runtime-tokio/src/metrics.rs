@@ -90,6 +90,7 @@ pub struct Metrics {
     control_plane_failures_seen: Mutex<std::collections::BTreeMap<&'static str, u64>>,
     in_flight_io: prometheus::IntGauge,
     emergency_mode: prometheus::IntGauge,
+    limit_hits: IntCounterVec,
     /// Remote storage, redo, build and process metrics (`crate::metrics_io`).
     pub io: std::sync::Arc<crate::metrics_io::IoMetrics>,
     /// The walredo child's supervisor, for `strata_walredo_restarts_total`.
@@ -255,8 +256,20 @@ impl Metrics {
             "strata_node_emergency_mode",
             "1 while the node runs without a control-plane answer to its start-up re-attach (uploads continue, deletions wait)",
         );
+        let limit_hits = IntCounterVec::new(
+            Opts::new(
+                "strata_http_limit_hits_total",
+                "Requests refused with 503 by a [limits] bound: concurrency or deadline",
+            ),
+            &["limit"],
+        )
+        .expect("static metric definition");
+        for limit in ["concurrency", "deadline"] {
+            limit_hits.with_label_values(&[limit]);
+        }
         for c in [
-            Box::new(in_flight_io.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(limit_hits.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(in_flight_io.clone()),
             Box::new(emergency_mode.clone()),
             Box::new(io_errors.clone()),
             Box::new(control_plane_failures.clone()),
@@ -303,9 +316,15 @@ impl Metrics {
             disk_full,
             in_flight_io,
             emergency_mode,
+            limit_hits,
             io,
             walredo: Mutex::new(None),
         }
+    }
+
+    /// Counts a request refused by `limit` (`strata_http_limit_hits_total`).
+    pub fn limit_hit(&self, limit: &'static str) {
+        self.limit_hits.with_label_values(&[limit]).inc();
     }
 
     /// The walredo child's supervisor whose restarts `/metrics` shows.

@@ -125,7 +125,11 @@ pub async fn run_pageserver(
     tracing::info!(
         addr = %config.listen_http, data_dir = %config.data_dir, auth = auth.is_some(), "serving HTTP"
     );
-    let state = AppState { node: handle.clone(), metrics, status, auth };
+    let limits = Arc::new(crate::http::HttpLimits::new(
+        config.limits.max_concurrent_http_requests(),
+        config.limits.http_request_deadline_ms(),
+    ));
+    let state = AppState { node: handle.clone(), metrics, status, auth, limits };
     let (stop_http_tx, stop_http_rx) = tokio::sync::oneshot::channel::<()>();
     let http = tokio::spawn(async move {
         axum::serve(listener, router(state))

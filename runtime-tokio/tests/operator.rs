@@ -435,3 +435,61 @@ fn json_logs_carry_one_access_line_per_request_with_its_id_tenant_and_timeline()
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+#[test]
+fn past_the_concurrency_limit_or_the_deadline_a_request_gets_503_with_retry_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    init(dir.path(), &format!("127.0.0.1:{port}"), "");
+    let _node = Killed(start_with(dir.path(), |c| {
+        c.args(["-c", "limits.max_concurrent_http_requests=1"])
+            .args(["-c", "limits.http_request_deadline_ms=1500"]);
+    }));
+    let base = format!("http://127.0.0.1:{port}");
+    wait_serving(&base, dir.path());
+    let r =
+        agent().post(format!("{base}/v1/tenant")).send_json(serde_json::json!({"tenant_id": A}));
+    assert_eq!(r.unwrap().status().as_u16(), 201);
+    let timeline = format!("{base}/v1/tenant/{A}/timeline");
+    let r = agent().post(&timeline).send_json(serde_json::json!({"timeline_id": TIMELINE}));
+    assert_eq!(r.unwrap().status().as_u16(), 201);
+    // A read at an LSN not ingested waits (read_wait_timeout_ms, 5 s): it holds the
+    // one slot until the deadline cuts it.
+    let slow_url =
+        format!("{base}/v1/tenant/{A}/timeline/{TIMELINE}/page?key=0000000000000001&lsn=1/0");
+    let slow = std::thread::spawn(move || {
+        let started = Instant::now();
+        let mut r = agent().get(&slow_url).call().unwrap();
+        let retry = r.headers().get("retry-after").map(|v| v.to_str().unwrap().to_string());
+        let body: serde_json::Value = r.body_mut().read_json().unwrap();
+        (r.status().as_u16(), retry, body, started.elapsed())
+    });
+    std::thread::sleep(Duration::from_millis(400));
+    let mut r = agent().get(format!("{timeline}/{TIMELINE}")).call().unwrap();
+    assert_eq!(r.status().as_u16(), 503);
+    assert_eq!(r.headers().get("retry-after").and_then(|v| v.to_str().ok()), Some("1"));
+    let body: serde_json::Value = r.body_mut().read_json().unwrap();
+    assert!(body["msg"].as_str().unwrap().contains("max_concurrent_http_requests"), "{body}");
+    // Probes are not counted.
+    assert_eq!(agent().get(format!("{base}/v1/status")).call().unwrap().status().as_u16(), 200);
+    let (status, retry, body, took) = slow.join().unwrap();
+    assert_eq!((status, retry.as_deref()), (503, Some("1")), "{body}");
+    assert!(body["msg"].as_str().unwrap().contains("http_request_deadline_ms"), "{body}");
+    assert!(
+        took < Duration::from_millis(4_000),
+        "cut by the deadline, not the read wait: {took:?}"
+    );
+    // The slot is free again.
+    assert_eq!(
+        agent().get(format!("{timeline}/{TIMELINE}")).call().unwrap().status().as_u16(),
+        200
+    );
+    let text =
+        agent().get(format!("{base}/metrics")).call().unwrap().body_mut().read_to_string().unwrap();
+    for line in [
+        "strata_http_limit_hits_total{limit=\"concurrency\"} 1",
+        "strata_http_limit_hits_total{limit=\"deadline\"} 1",
+    ] {
+        assert!(text.contains(line), "{line} missing:\n{text}");
+    }
+}
