@@ -21,21 +21,29 @@ impl RpcRequest for NodeRpc {
 
 /// Serves `handle` on `addr` until the node dies.
 pub async fn serve(addr: SocketAddr, handle: NodeHandle) -> std::io::Result<Arc<Endpoint>> {
-    serve_rewriting(addr, handle, |request| request).await
+    serve_rewriting(addr, handle, UNCHANGED).await
 }
 
-/// [`serve`], handing the node `rewrite(request)` instead of each request: a
-/// test-only break (a node that ignores part of what it is asked) that a test uses
-/// to show a checker failing. The swarm passes the identity.
+/// A test-only change of what a node is handed, and of what it answers to it.
+pub type Rewrite = fn(Request) -> (Request, fn(Response) -> Response);
+
+/// Every request and answer as it is.
+pub const UNCHANGED: Rewrite = |request| (request, |answer| answer);
+
+/// [`serve`], handing the node the request `rewrite` makes of each, and the caller
+/// the answer it makes of the node's: a test-only break (a node that ignores part
+/// of what it is asked) that a test uses to show a checker failing. The swarm
+/// passes [`UNCHANGED`].
 pub async fn serve_rewriting(
     addr: SocketAddr,
     handle: NodeHandle,
-    rewrite: fn(Request) -> Request,
+    rewrite: Rewrite,
 ) -> std::io::Result<Arc<Endpoint>> {
     let endpoint = Arc::new(Endpoint::bind(addr).await?);
     endpoint.add_rpc_handler(move |NodeRpc(request): NodeRpc| {
         let handle = handle.clone();
-        async move { handle.call(rewrite(request)).await }
+        let (request, answer) = rewrite(request);
+        async move { handle.call(request).await.map(answer) }
     });
     Ok(endpoint)
 }

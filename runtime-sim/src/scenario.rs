@@ -158,7 +158,7 @@ pub(crate) async fn pageserver_main(world: World, trace: TraceSink) {
     let addr: SocketAddr = PAGESERVER_ADDR.parse().expect("static address");
     let (disk, remote, clock) = (world.disk.clone(), world.remote.clone(), world.clock.clone());
     let adapters = (disk, remote, world.store.clone());
-    run_pageserver(node_config(), addr, adapters, clock, trace, |request| request).await;
+    run_pageserver(node_config(), addr, adapters, clock, trace, rpc::UNCHANGED).await;
 }
 
 /// Runs a pageserver's driver on simulated adapters (disk, object store, and the
@@ -170,7 +170,7 @@ pub(crate) async fn run_pageserver<S: strata_adapters::generation_store::Generat
     (disk, remote, store): (crate::sim_disk::SimDisk, crate::sim_remote::SimRemote, S),
     clock: clock::SimClock,
     trace: TraceSink,
-    rewrite: fn(Request) -> Request,
+    rewrite: rpc::Rewrite,
 ) {
     let adapters = Adapters { disk, remote, store, redo: strata_adapters::redo::InProcessRedo };
     let (handle, inbox) = driver::channel();

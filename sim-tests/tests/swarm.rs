@@ -25,18 +25,46 @@ fn run_seed(seed: u64, config: ScenarioConfig) -> (RunReport, Vec<String>) {
     let runtime = madsim::runtime::Runtime::with_seed_and_config(seed, madsim::Config::default());
     let outcome = catch_unwind(AssertUnwindSafe(|| runtime.block_on(scenario::run(config, sink))));
     let trace = lines.lock().map(|l| l.clone()).unwrap_or_default();
-    let report = match outcome {
-        Ok(report) => report,
-        Err(panic) => {
-            let message = panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_string()))
-                .unwrap_or_else(|| "non-string panic".to_string());
-            RunReport { seed, violation: Some(format!("panic: {message}")), ..RunReport::default() }
-        }
-    };
+    let report = outcome.unwrap_or_else(|panic| RunReport {
+        seed,
+        violation: Some(panic_violation(panic.as_ref())),
+        ..RunReport::default()
+    });
     (report, trace)
+}
+
+/// A run's panic (a node's invariant check, for instance) as its violation.
+fn panic_violation(panic: &(dyn std::any::Any + Send)) -> String {
+    let message = panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_string()))
+        .unwrap_or_else(|| "non-string panic".to_string());
+    format!("panic: {message}")
+}
+
+/// The first line where two traces of one seed differ (S-DETERMINISM).
+fn divergence(a: &[String], b: &[String]) -> Option<usize> {
+    (0..a.len().max(b.len())).find(|i| a.get(*i) != b.get(*i))
+}
+
+/// Every `*.seed` file of `corpus/{dir}`, in order, with its seed (the first line).
+fn corpus_seeds(dir: &str) -> Vec<(std::path::PathBuf, u64)> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
+    let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().flatten().map(|e| e.path()).collect();
+    files.sort();
+    files
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "seed"))
+        .map(|path| {
+            let text = std::fs::read_to_string(&path).unwrap();
+            let seed =
+                text.lines().next().and_then(|l| l.trim().parse().ok()).unwrap_or_else(|| {
+                    panic!("{}: the first line must be the seed", path.display());
+                });
+            (path, seed)
+        })
+        .collect()
 }
 
 fn fail(report: &RunReport, trace: &[String]) -> ! {
@@ -110,9 +138,7 @@ fn determinism() {
     for seed in 1..=DETERMINISM_SAMPLE {
         let (a, trace_a) = run_seed(seed, ScenarioConfig::default());
         let (_, trace_b) = run_seed(seed, ScenarioConfig::default());
-        if let Some(i) =
-            (0..trace_a.len().max(trace_b.len())).find(|i| trace_a.get(*i) != trace_b.get(*i))
-        {
+        if let Some(i) = divergence(&trace_a, &trace_b) {
             panic!(
                 "S-DETERMINISM: seed {seed} diverged at trace line {i}:\n  first run:  {:?}\n  second run: {:?}\nreplay: {}",
                 trace_a.get(i),
@@ -127,15 +153,7 @@ fn determinism() {
 
 #[test]
 fn corpus() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus");
-    let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().flatten().map(|e| e.path()).collect();
-    files.sort();
-    for path in files.iter().filter(|p| p.extension().is_some_and(|e| e == "seed")) {
-        let text = std::fs::read_to_string(path).unwrap();
-        let seed: u64 =
-            text.lines().next().and_then(|l| l.trim().parse().ok()).unwrap_or_else(|| {
-                panic!("{}: the first line must be the seed", path.display());
-            });
+    for (path, seed) in corpus_seeds("corpus") {
         let (report, trace) = run_seed(seed, ScenarioConfig::default());
         if report.violation.is_some() {
             eprintln!("corpus seed from {}", path.display());
@@ -209,12 +227,7 @@ fn run_cluster_seed(seed: u64, config: ClusterConfig) -> (ClusterReport, Vec<Str
     let outcome = catch_unwind(AssertUnwindSafe(|| runtime.block_on(cluster::run(config, sink))));
     let trace = lines.lock().map(|l| l.clone()).unwrap_or_default();
     let report = outcome.unwrap_or_else(|panic| {
-        let message = panic
-            .downcast_ref::<String>()
-            .cloned()
-            .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_string()))
-            .unwrap_or_else(|| "non-string panic".to_string());
-        let violation = format!("panic: {message}");
+        let violation = panic_violation(panic.as_ref());
         ClusterReport {
             seed,
             violations: vec![violation.clone()],
@@ -292,15 +305,7 @@ fn cluster_replay() {
 /// Every cluster seed in `corpus/cluster/` (bugs the cluster scenario found).
 #[test]
 fn cluster_corpus() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus").join("cluster");
-    let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().flatten().map(|e| e.path()).collect();
-    files.sort();
-    for path in files.iter().filter(|p| p.extension().is_some_and(|e| e == "seed")) {
-        let text = std::fs::read_to_string(path).unwrap();
-        let seed: u64 =
-            text.lines().next().and_then(|l| l.trim().parse().ok()).unwrap_or_else(|| {
-                panic!("{}: the first line must be the seed", path.display());
-            });
+    for (path, seed) in corpus_seeds("corpus/cluster") {
         let (report, trace) = run_cluster_seed(seed, ClusterConfig::default());
         if report.violation.is_some() {
             eprintln!("cluster corpus seed from {}", path.display());
@@ -354,5 +359,25 @@ fn cluster_breaks_are_caught() {
             Some((seed, violation)) => println!("{what}: {id} at seed {seed}: {violation}"),
             None => panic!("{what}: no seed of 1..={BREAK_SEEDS} reported {id}"),
         }
+    }
+}
+
+/// S-DETERMINISM for the cluster scenario: a sample of seeds run twice give the
+/// same trace, line for line.
+#[test]
+fn cluster_determinism() {
+    for seed in 1..=2 {
+        let (a, trace_a) = run_cluster_seed(seed, ClusterConfig::default());
+        let (_, trace_b) = run_cluster_seed(seed, ClusterConfig::default());
+        if let Some(i) = divergence(&trace_a, &trace_b) {
+            panic!(
+                "S-DETERMINISM: cluster seed {seed} diverged at trace line {i}:\n  first run:  {:?}\n  second run: {:?}\nreplay: {}",
+                trace_a.get(i),
+                trace_b.get(i),
+                cluster_replay_command(seed)
+            );
+        }
+        assert!(!trace_a.is_empty(), "cluster seed {seed} produced no trace");
+        assert!(a.violation.is_none(), "cluster seed {seed}: {:?}", a.violation);
     }
 }

@@ -3,24 +3,19 @@
 //! record until a node reports it visible, and on a new location re-sends from
 //! that node's `last_ingested` (re-sent LSNs at or below it are no-ops).
 //!
-//! A migration, step by step (each step's request retried through timeouts, 503s
-//! and kills until answered, within the migration's bound):
-//! 1. the destination goes AttachedMulti (it acquires the next generation from the
-//!    control plane, persisted before the answer);
-//! 2. the origin goes AttachedStale, if it still holds the tenant attached (a
-//!    restarted origin that re-attach no longer named holds nothing to fence);
-//! 3. the client switches to the destination and re-sends from its `last_ingested`
-//!    until the destination's visible LSN reaches everything the client sent (at
-//!    least the origin's `last_ingested` when it went stale: "caught up");
-//! 4. the origin goes Secondary (warm or cold) or Detached (seed-chosen);
-//! 5. the destination goes AttachedSingle.
+//! A migration is the control plane's: the client asks for one (admin `Migrate`),
+//! and the control plane's migration reconciler moves the tenant (destination
+//! AttachedMulti at a newer generation, origin AttachedStale, catch-up, origin
+//! Secondary (warm) or Detached, destination AttachedSingle; `reconcile.rs`). The
+//! client follows its phase; once the origin is stale (catch-up) it switches to
+//! the destination and re-sends from the destination's `last_ingested`.
 //!
 //! Then S-VISIBLE on the destination: every key reads back, at the highest visible
 //! LSN any node published, the model's value. The same check runs on the holder
 //! after each of its restarts.
 //!
-//! Every location_config request sent and answer received is logged ([`ModeLog`])
-//! for the S-SINGLE-WRITER checker.
+//! Every location_config request sent and answer received, the client's and the
+//! reconciler's, is logged ([`ModeLog`]) for the S-SINGLE-WRITER checker.
 //!
 //! # Open: the ingest contract has no start-LSN fence
 //! The client reads a node's `last_ingested` and sends the records after it. If the
@@ -33,6 +28,8 @@
 //! then the client sends each ingest at once after its read (`send_after`).
 
 use super::ClusterConfig;
+use super::cp;
+use super::reconcile::Admin;
 use crate::faults::{Faults, site};
 use crate::model::Model;
 use crate::rpc::{self, CallError};
@@ -42,6 +39,7 @@ use madsim::rand::{Rng, thread_rng};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use strata_core::control_plane::migration::{OriginAfter, Phase};
 use strata_core::node::api::{ApiError, Request, Response};
 use strata_core::tenant::{LocationRequest, RequestedMode};
 use strata_core::{Lsn, TenantId, TimelineId};
@@ -50,8 +48,6 @@ pub const CLIENT_IP: &str = "10.0.1.20";
 /// The timeline the client writes.
 pub const TIMELINE: TimelineId = TimelineId([9; 16]);
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long the origin's steps are retried before the client leaves it alone.
-const ORIGIN_GIVE_UP: Duration = Duration::from_secs(60);
 
 fn node_id(i: usize) -> strata_core::NodeId {
     strata_core::NodeId(i as u64 + 1)
@@ -87,7 +83,7 @@ impl ModeLog {
         ModeLog { events: Arc::default(), created: madsim::time::Instant::now() }
     }
 
-    fn push(&self, node: usize, tenant: TenantId, answered: Option<RequestedMode>) {
+    pub(crate) fn push(&self, node: usize, tenant: TenantId, answered: Option<RequestedMode>) {
         let at = madsim::time::Instant::now().duration_since(self.created);
         let event = ModeEvent { at, node, tenant, answered };
         self.events.lock().unwrap_or_else(|e| e.into_inner()).push(event);
@@ -108,8 +104,6 @@ impl Default for ModeLog {
 #[derive(Clone, Debug)]
 pub struct Shared {
     pub faults: Faults,
-    /// The control plane's log, to fence the migrating tenant ([`CpLog::migrating`]).
-    pub cp: super::cp::CpLog,
     /// Restarts so far, per pageserver.
     pub restarts: Arc<Mutex<Vec<usize>>>,
     pub modes: ModeLog,
@@ -358,48 +352,58 @@ impl Client {
         }
     }
 
-    /// Moves the tenant from the holder to `dest` (see the module doc); L-MIGRATE:
-    /// done within `bound`, and every visible value reads back on `dest`.
+    /// Moves the tenant from the holder to `dest` through the control plane's
+    /// migration reconciler (see the module doc); L-MIGRATE: done within `bound`,
+    /// and every visible value reads back on `dest`.
     async fn migrate(&mut self, dest: usize, bound: Duration) -> Result<(), String> {
         let started = madsim::time::Instant::now();
         let deadline = started + bound;
-        let origin = self.holder;
+        let (origin, tenant) = (self.holder, self.tenant);
         tracing::info!(origin = origin + 1, dest = dest + 1, "client: migration begins");
-        self.shared.cp.migrating(self.tenant, Some(node_id(dest)));
-        self.location(dest, RequestedMode::AttachedMulti, deadline).await?;
-        self.stale_origin(origin, deadline).await?;
-        // The client switches: the destination gets everything it lacks.
-        self.holder = dest;
-        self.holder_mode = RequestedMode::AttachedMulti;
-        let target = self.model.last_lsn();
+        let origin_after = if thread_rng().gen_bool(0.5) {
+            OriginAfter::SecondaryWarm
+        } else {
+            OriginAfter::Detached
+        };
+        let to = node_id(dest);
+        while let Err(e) = cp::admin_call(Admin::Migrate { tenant, to, origin_after }).await {
+            if madsim::time::Instant::now() > deadline {
+                return Err(format!("L-MIGRATE: the control plane did not start it: {e}"));
+            }
+            madsim::time::sleep(RETRY_PAUSE).await;
+        }
+        // Follow it: once the origin is stale (catch-up), the client sends to the
+        // destination everything it lacks.
         loop {
-            let left = deadline.saturating_duration_since(madsim::time::Instant::now());
-            let info = self
-                .info(dest, left.max(RETRY_PAUSE))
-                .await
-                .map_err(|e| format!("L-MIGRATE: {e}"))?;
-            if info.remote_consistent_lsn_visible >= target {
+            let phase = cp::admin_call(Admin::Phase { tenant }).await;
+            if let Ok(Some(Phase::Done { .. })) = phase {
                 break;
             }
-            self.send_after(dest, info.last_ingested_lsn).await;
+            if let Ok(Some(p)) = &phase
+                && p.rank() >= 2
+                && self.holder != dest
+            {
+                tracing::info!(dest = dest + 1, "client: the origin is stale; switching");
+                self.holder = dest;
+                self.holder_mode = RequestedMode::AttachedMulti;
+            }
+            if self.holder == dest
+                && let Ok(Response::TimelineInfo(info)) =
+                    self.call(dest, Request::TimelineInfo { tenant, timeline: TIMELINE }).await
+            {
+                self.model.published_visible(info.remote_consistent_lsn_visible)?;
+                self.send_after(dest, info.last_ingested_lsn).await;
+            }
             if madsim::time::Instant::now() > deadline {
                 return Err(format!(
-                    "L-MIGRATE: node {} not caught up within {bound:?}: visible {} of {target}",
-                    dest + 1,
-                    info.remote_consistent_lsn_visible
+                    "L-MIGRATE: the migration to node {} not done within {bound:?}: {phase:?}",
+                    dest + 1
                 ));
             }
             madsim::time::sleep(Duration::from_millis(500)).await;
         }
-        let away = match thread_rng().gen_range(0..3) {
-            0 => RequestedMode::Secondary { warm: true },
-            1 => RequestedMode::Secondary { warm: false },
-            _ => RequestedMode::Detached,
-        };
-        self.location(origin, away, deadline).await?;
-        self.location(dest, RequestedMode::AttachedSingle, deadline).await?;
+        self.holder = dest;
         self.holder_mode = RequestedMode::AttachedSingle;
-        self.shared.cp.migrating(self.tenant, None);
         self.check_visible(dest)
             .await
             .map_err(|e| format!("L-MIGRATE: on the destination: {e}"))?;
@@ -408,50 +412,6 @@ impl Client {
         self.out.longest_migration_ms = self.out.longest_migration_ms.max(ms);
         tracing::info!(origin = origin + 1, dest = dest + 1, ms, "client: migration done");
         Ok(())
-    }
-
-    /// Step 2: the origin goes AttachedStale if it holds the tenant attached. An
-    /// origin that does not answer for [`ORIGIN_GIVE_UP`] is left as it is: the
-    /// destination's generation fences it.
-    async fn stale_origin(
-        &mut self,
-        origin: usize,
-        deadline: madsim::time::Instant,
-    ) -> Result<(), String> {
-        let give_up = madsim::time::Instant::now() + ORIGIN_GIVE_UP;
-        let (tenant, timeline) = (self.tenant, TIMELINE);
-        let request = Request::LocationConfig {
-            tenant,
-            request: LocationRequest { mode: RequestedMode::AttachedStale, generation: None },
-        };
-        loop {
-            match self.call(origin, Request::TimelineInfo { tenant, timeline }).await {
-                Ok(Response::TimelineInfo(_)) => {
-                    self.shared.modes.push(origin, tenant, None);
-                    if let Ok(Response::LocationConfigured(_)) =
-                        self.call(origin, request.clone()).await
-                    {
-                        self.shared.modes.push(origin, tenant, Some(RequestedMode::AttachedStale));
-                        return Ok(());
-                    }
-                }
-                // It does not hold the tenant (a restart whose re-attach did not name it).
-                Err(CallError::Api(ApiError::NotFound(_))) => return Ok(()),
-                _ => {}
-            }
-            let now = madsim::time::Instant::now();
-            if now > give_up {
-                tracing::info!(
-                    origin = origin + 1,
-                    "client: the origin does not answer; left to its generation"
-                );
-                return Ok(());
-            }
-            if now > deadline {
-                return Err(format!("L-MIGRATE: node {} not made stale in time", origin + 1));
-            }
-            madsim::time::sleep(RETRY_PAUSE).await;
-        }
     }
 
     /// S-VISIBLE on `node`.

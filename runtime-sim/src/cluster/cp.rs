@@ -32,6 +32,7 @@
 //! can show a checker failing; the swarm never sets one.
 
 use super::net;
+use super::reconcile::{self, MigrationStore};
 use crate::faults::{Faults, site};
 use crate::sim_remote::SimRemote;
 use crate::sim_store::SimStore;
@@ -41,6 +42,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use strata_adapters::generation_store::{GenerationStore, SendOutcome, StoreError};
+use strata_core::control_plane::migration::{MigrationConfig, MigrationReconciler};
 use strata_core::control_plane::{
     ControlPlane, ControlPlaneEffect, ControlPlaneError, ControlPlaneReply, CpRequest, RequestId,
     StoreChange, TenantRecord, max_generation_in_listing,
@@ -54,6 +56,10 @@ pub const CP_IP: &str = "10.0.1.10";
 pub const CP_ADDR: &str = "10.0.1.10:7100";
 /// The raw-message tag of a control-plane call.
 const CP_CALL_TAG: u64 = 0x4350_4341_4c4c; // "CPCALL"
+/// The raw-message tag of an admin request.
+const CP_ADMIN_TAG: u64 = 0x4350_4144_4d4e; // "CPADMN"
+/// How long the client waits for an admin answer (a start waits for its persist).
+const ADMIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long past the client machine's deadline the link waits for an answer (as
 /// the HTTP link of the tokio build does: `LINK_TIMEOUT_MARGIN` there).
 const LINK_MARGIN: Duration = Duration::from_secs(1);
@@ -108,8 +114,6 @@ struct LogInner {
     validations: Vec<ValidationSeen>,
     /// Each pageserver's crashes so far (kept by the world).
     epochs: BTreeMap<NodeId, u64>,
-    /// Tenants being migrated, and to which node (see [`CpLog::migrating`]).
-    migrating: BTreeMap<TenantId, NodeId>,
 }
 
 /// What the control plane did, for checkers; owned by the cluster world (it
@@ -142,21 +146,6 @@ impl CpLog {
         self.lock().epochs.get(&node).copied().unwrap_or(0)
     }
 
-    /// `tenant` is being migrated to `to` (`None`: no longer). While it is, the
-    /// control plane refuses an attach of it from any other node: a node that
-    /// lost the tenant in a restart and is then asked to go AttachedStale would
-    /// otherwise acquire a generation above the destination's and fence it out
-    /// (cluster seed 50). This stands for the migration reconciler's durable
-    /// record and its driver's fence (issue 17, item 3): it survives control-plane
-    /// restarts.
-    pub fn migrating(&self, tenant: TenantId, to: Option<NodeId>) {
-        let mut inner = self.lock();
-        match to {
-            Some(node) => inner.migrating.insert(tenant, node),
-            None => inner.migrating.remove(&tenant),
-        };
-    }
-
     pub fn grants(&self) -> Vec<GrantSeen> {
         self.lock().grants.clone()
     }
@@ -172,33 +161,88 @@ impl Default for CpLog {
     }
 }
 
-struct Machine {
-    cp: ControlPlane,
+/// The control plane's machines: the generation table and the migration
+/// reconciler, behind one lock.
+pub(crate) struct Machine {
+    pub(crate) cp: ControlPlane,
+    pub(crate) migrations: MigrationReconciler,
     next_req: u64,
     started: madsim::time::Instant,
 }
 
-/// One life of the control-plane node: recover from the store, serve calls.
-pub async fn control_plane_main(store: SimStore, remote: SimRemote, log: CpLog, brk: CpBreak) {
+impl Machine {
+    /// Milliseconds since this life of the control plane began.
+    pub(crate) fn now(&self) -> strata_core::time::Instant {
+        let elapsed = madsim::time::Instant::now().duration_since(self.started);
+        strata_core::time::Instant::from_millis(elapsed.as_millis() as u64)
+    }
+
+    pub(crate) fn next_request(&mut self) -> RequestId {
+        self.next_req += 1;
+        RequestId(self.next_req)
+    }
+}
+
+/// What the control-plane node's lives share: its stores and the world's log.
+#[derive(Clone, Debug)]
+pub struct CpWorld {
+    pub store: SimStore,
+    pub migrations: MigrationStore,
+    pub remote: SimRemote,
+    pub log: CpLog,
+    pub modes: super::client::ModeLog,
+    /// Each pageserver's disk, for the status of a tenant on it (`reconcile.rs`).
+    pub disks: Vec<crate::sim_disk::SimDisk>,
+    pub brk: CpBreak,
+}
+
+/// One life of the control-plane node: recover from the stores, serve calls, drive
+/// migrations.
+pub async fn control_plane_main(world: CpWorld) {
     let records = loop {
-        match store.load().await {
+        match world.store.load().await {
             Ok(records) => break records,
             Err(_) => madsim::time::sleep(Duration::from_millis(100)).await,
         }
     };
+    let started = madsim::time::Instant::now();
+    let migrations = MigrationReconciler::recover(
+        MigrationConfig::default(),
+        world.migrations.load(),
+        strata_core::time::Instant::from_millis(0),
+    );
     let machine = Arc::new(tokio::sync::Mutex::new(Machine {
         cp: ControlPlane::recover(records),
+        migrations,
         next_req: 0,
-        started: madsim::time::Instant::now(),
+        started,
     }));
     let addr: SocketAddr = CP_ADDR.parse().expect("static address");
     let ep = Arc::new(Endpoint::bind(addr).await.expect("bind the control plane's endpoint"));
-    net::serve_any(ep, CP_CALL_TAG, move |call: CpCall| {
-        let (machine, store, remote, log) =
-            (machine.clone(), store.clone(), remote.clone(), log.clone());
-        async move { run_call(&machine, &store, &remote, &log, call, brk).await }
+    let (m, w) = (machine.clone(), world.clone());
+    net::serve_any(ep.clone(), CP_CALL_TAG, move |call: CpCall| {
+        let (machine, w) = (m.clone(), w.clone());
+        async move { run_call(&machine, &w.store, &w.remote, &w.log, call, w.brk).await }
     });
-    std::future::pending::<()>().await;
+    let replies = reconcile::Replies::default();
+    let (m, r) = (machine.clone(), replies.clone());
+    net::serve_any(ep, CP_ADMIN_TAG, move |request: reconcile::Admin| {
+        let (machine, replies) = (m.clone(), r.clone());
+        async move { reconcile::admin(&machine, &replies, request).await }
+    });
+    reconcile::drive(machine, (world.migrations, world.modes, world.disks), replies).await;
+}
+
+/// An admin request to the control plane, from the client node.
+pub async fn admin_call(request: reconcile::Admin) -> reconcile::AdminAnswer {
+    // On the client's own address: an endpoint on 0.0.0.0 may get the port of the
+    // client's main endpoint, and then the answer goes to that one.
+    let me: SocketAddr = format!("{}:0", super::client::CLIENT_IP).parse().expect("static address");
+    let ep = Endpoint::bind(me).await.map_err(|e| e.to_string())?;
+    let cp: SocketAddr = CP_ADDR.parse().expect("static address");
+    net::call_any::<_, reconcile::AdminAnswer>(&ep, cp, CP_ADMIN_TAG, request, ADMIN_TIMEOUT)
+        .await
+        .and_then(|answer| answer)
 }
 
 /// Runs one call through the machine to its reply (see the module doc).
@@ -211,13 +255,11 @@ async fn run_call(
     brk: CpBreak,
 ) -> CpAnswer {
     let mut m = machine.lock().await;
-    let elapsed = madsim::time::Instant::now().duration_since(m.started);
-    let now = strata_core::time::Instant::from_millis(elapsed.as_millis() as u64);
-    let req = RequestId(m.next_req);
-    m.next_req += 1;
+    let now = m.now();
+    let req = m.next_request();
     let node_epoch = log.epoch(call.from);
     if let CpRequest::Attach { tenant, node, .. } = &call.request
-        && let Some(to) = log.lock().migrating.get(tenant).copied()
+        && let Some(to) = m.migrations.migrating_to(*tenant)
         && to != *node
     {
         return Err(ControlPlaneError::Rejected(format!(

@@ -8,8 +8,9 @@
 //! Steps of a run:
 //! 1. Faults on (seed-chosen per site, as in the one-node scenario, plus the
 //!    network sites). The client creates the tenant on pageserver 1, ingests
-//!    `batches` batches and at `migrations` seed-chosen batches moves the tenant to
-//!    another pageserver ([`client`]). Meanwhile the nemesis kills `kills`
+//!    `batches` batches and at `migrations` seed-chosen batches asks the control
+//!    plane to move the tenant to another pageserver ([`client`]); core's migration
+//!    reconciler, driven on the control-plane node ([`reconcile`]), carries it out. Meanwhile the nemesis kills `kills`
 //!    seed-chosen nodes, the control plane included (each disk and store applies
 //!    its crash rule in the same step) and restarts them after a pause; a restarted
 //!    control plane may find its store failing for a few commits.
@@ -28,6 +29,7 @@ pub mod checks;
 pub mod client;
 pub mod cp;
 pub mod net;
+pub mod reconcile;
 
 use crate::checkers;
 use crate::clock::SimClock;
@@ -42,7 +44,9 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use strata_core::NodeId;
-use strata_core::node::api::Request;
+use strata_core::location_conf::LocationMode;
+use strata_core::node::api::{Request, Response};
+use strata_core::tenant::{LocationOutcome, Placement};
 use strata_core::tenant::{LocationRequest, RequestedMode};
 use strata_runtime_tokio::trace_sink::TraceSink;
 
@@ -54,8 +58,8 @@ pub use cp::CpBreak;
 pub enum NodeBreak {
     #[default]
     None,
-    /// A location_config to AttachedStale reaches the node as AttachedSingle: the
-    /// origin keeps uploading (S-SINGLE-WRITER).
+    /// A location_config to AttachedStale reaches the node as AttachedSingle, and
+    /// its answer says AttachedStale: the origin keeps uploading (S-SINGLE-WRITER).
     StaleIgnored,
     /// A location_config to AttachedMulti reaches the node as AttachedStale: the
     /// destination never uploads, so a migration never catches up (L-MIGRATE).
@@ -136,8 +140,8 @@ fn node_config(id: NodeId) -> strata_core::node::NodeConfig {
     c
 }
 
-/// The changed request of a [`NodeBreak`].
-fn rewrite_for(brk: NodeBreak) -> fn(Request) -> Request {
+/// The changed requests (and answers) of a [`NodeBreak`].
+fn rewrite_for(brk: NodeBreak) -> crate::rpc::Rewrite {
     fn swap(request: Request, from: RequestedMode, to: RequestedMode) -> Request {
         match request {
             Request::LocationConfig { tenant, request } if request.mode == from => {
@@ -146,20 +150,44 @@ fn rewrite_for(brk: NodeBreak) -> fn(Request) -> Request {
             other => other,
         }
     }
-    match brk {
-        NodeBreak::None => |r| r,
-        NodeBreak::StaleIgnored => {
-            |r| swap(r, RequestedMode::AttachedStale, RequestedMode::AttachedSingle)
+    /// An answer that says AttachedStale where the node holds AttachedSingle.
+    fn claim_stale(answer: Response) -> Response {
+        let stale = |p: Placement| match p {
+            Placement::Located(LocationMode::AttachedSingle { generation }) => {
+                Placement::Located(LocationMode::AttachedStale { generation })
+            }
+            other => other,
+        };
+        match answer {
+            Response::LocationConfigured(LocationOutcome::Changed(p)) => {
+                Response::LocationConfigured(LocationOutcome::Changed(stale(p)))
+            }
+            Response::LocationConfigured(LocationOutcome::Unchanged(p)) => {
+                Response::LocationConfigured(LocationOutcome::Unchanged(stale(p)))
+            }
+            other => other,
         }
+    }
+    match brk {
+        NodeBreak::None => crate::rpc::UNCHANGED,
+        NodeBreak::StaleIgnored => |r| match r {
+            Request::LocationConfig { request, .. }
+                if request.mode == RequestedMode::AttachedStale =>
+            {
+                let single = swap(r, RequestedMode::AttachedStale, RequestedMode::AttachedSingle);
+                (single, claim_stale)
+            }
+            other => (other, |a| a),
+        },
         NodeBreak::MultiUploadsNothing => {
-            |r| swap(r, RequestedMode::AttachedMulti, RequestedMode::AttachedStale)
+            |r| (swap(r, RequestedMode::AttachedMulti, RequestedMode::AttachedStale), |a| a)
         }
         NodeBreak::DropsARecord => |r| match r {
             Request::Ingest { tenant, timeline, mut records } if records.len() > 1 => {
                 records.remove(0);
-                Request::Ingest { tenant, timeline, records }
+                (Request::Ingest { tenant, timeline, records }, |a| a)
             }
-            other => other,
+            other => (other, |a| a),
         },
     }
 }
@@ -196,18 +224,30 @@ pub async fn run(config: ClusterConfig, trace: TraceSink) -> ClusterReport {
     let modes = client::ModeLog::new();
     let cp_store = SimStore::with_faults(faults.clone());
 
-    let (store, r, l, brk) = (cp_store.clone(), remote.clone(), log.clone(), config.cp_break);
+    let disks: Vec<SimDisk> = (0..config.pageservers)
+        .map(|_| SimDisk::with_faults(faults.clone(), SimDiskConfig::default()))
+        .collect();
+    let cp_world = cp::CpWorld {
+        store: cp_store.clone(),
+        migrations: reconcile::MigrationStore::default(),
+        remote: remote.clone(),
+        log: log.clone(),
+        modes: modes.clone(),
+        disks: disks.clone(),
+        brk: config.cp_break,
+    };
+    let w = cp_world.clone();
     let cp_node = handle
         .create_node()
         .name("control-plane")
         .ip(cp::CP_IP.parse().expect("static address"))
-        .init(move || cp::control_plane_main(store.clone(), r.clone(), l.clone(), brk))
+        .init(move || cp::control_plane_main(w.clone()))
         .build();
+    let brk = config.cp_break;
     let mut pageservers = Vec::new();
     let mut ps_nodes = Vec::new();
-    for i in 0..config.pageservers {
+    for (i, disk) in disks.iter().cloned().enumerate() {
         let id = NodeId(i as u64 + 1);
-        let disk = SimDisk::with_faults(faults.clone(), SimDiskConfig::default());
         let ps = Pageserver {
             id,
             remote: remote.for_writer(id.0).with_local_disk(disk.clone()),
@@ -251,12 +291,8 @@ pub async fn run(config: ClusterConfig, trace: TraceSink) -> ClusterReport {
 
     let started = madsim::time::Instant::now();
     let restarts = Arc::new(Mutex::new(vec![0usize; config.pageservers]));
-    let shared = client::Shared {
-        faults: faults.clone(),
-        cp: log.clone(),
-        restarts: restarts.clone(),
-        modes: modes.clone(),
-    };
+    let shared =
+        client::Shared { faults: faults.clone(), restarts: restarts.clone(), modes: modes.clone() };
     let client_config = config.clone();
     let client = client_node.spawn(async move { client::client_main(client_config, shared).await });
     let stop_net = Arc::new(Mutex::new(false));
@@ -278,6 +314,7 @@ pub async fn run(config: ClusterConfig, trace: TraceSink) -> ClusterReport {
             tracing::info!("nemesis: the control plane is killed");
             handle.kill(cp_node.id());
             cp_store.crash();
+            cp_world.migrations.crash();
             if config.faults && thread_rng().gen_bool(0.3) {
                 for i in 0..thread_rng().gen_range(1..4) {
                     let fault = if i % 2 == 0 {
