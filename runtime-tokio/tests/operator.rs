@@ -56,6 +56,17 @@ fn wait_serving(base: &str, dir: &Path) {
     }
 }
 
+/// `strata init` into `dir` on a free loopback port (auth off), started with `env`
+/// and active: the running node and its base URL.
+fn serve(dir: &Path, env: impl FnOnce(&mut Command)) -> (Killed, String) {
+    let port = free_port();
+    init(dir, &format!("127.0.0.1:{port}"), "");
+    let node = Killed(start_with(dir, env));
+    let base = format!("http://127.0.0.1:{port}");
+    wait_serving(&base, dir);
+    (node, base)
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
@@ -337,18 +348,14 @@ fn documented_metrics() -> std::collections::BTreeSet<String> {
 #[test]
 fn after_a_short_workload_every_metric_is_documented_and_every_documented_one_is_exported() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    init(dir.path(), &format!("127.0.0.1:{port}"), "");
-    let _node = Killed(start_with(dir.path(), |c| {
+    let (_node, base) = serve(dir.path(), |c| {
         c.args([
             "-c",
             "tuning.checkpoint_distance_bytes=4096",
             "-c",
             "tuning.checkpoint_timeout_ms=200",
         ]);
-    }));
-    let base = format!("http://127.0.0.1:{port}");
-    wait_serving(&base, dir.path());
+    });
     let post = |path: &str, body: serde_json::Value| {
         let r = agent().post(format!("{base}{path}")).send_json(body).unwrap();
         r.status().as_u16()
@@ -398,13 +405,9 @@ fn after_a_short_workload_every_metric_is_documented_and_every_documented_one_is
 #[test]
 fn json_logs_carry_one_access_line_per_request_with_its_id_tenant_and_timeline() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    init(dir.path(), &format!("127.0.0.1:{port}"), "");
-    let _node = Killed(start_with(dir.path(), |c| {
+    let (_node, base) = serve(dir.path(), |c| {
         c.env("STRATA_LOG_FORMAT", "json").env("STRATA_LOG", "info");
-    }));
-    let base = format!("http://127.0.0.1:{port}");
-    wait_serving(&base, dir.path());
+    });
     let r = agent()
         .get(format!("{base}/v1/tenant/{A}/timeline/{TIMELINE}"))
         .header("x-request-id", "req-42")
@@ -439,14 +442,10 @@ fn json_logs_carry_one_access_line_per_request_with_its_id_tenant_and_timeline()
 #[test]
 fn past_the_concurrency_limit_or_the_deadline_a_request_gets_503_with_retry_after() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    init(dir.path(), &format!("127.0.0.1:{port}"), "");
-    let _node = Killed(start_with(dir.path(), |c| {
+    let (_node, base) = serve(dir.path(), |c| {
         c.args(["-c", "limits.max_concurrent_http_requests=1"])
             .args(["-c", "limits.http_request_deadline_ms=1500"]);
-    }));
-    let base = format!("http://127.0.0.1:{port}");
-    wait_serving(&base, dir.path());
+    });
     let r =
         agent().post(format!("{base}/v1/tenant")).send_json(serde_json::json!({"tenant_id": A}));
     assert_eq!(r.unwrap().status().as_u16(), 201);
