@@ -159,6 +159,9 @@ pub struct NodeStatus {
     /// Running without a control-plane answer to the start-up re-attach
     /// (`strata_node_emergency_mode`).
     pub emergency: bool,
+    /// The upload and deletion queues' sizes (`strata_upload_queue_*`,
+    /// `strata_deletion_queue_*`).
+    pub queues: strata_core::node::QueueCounts,
 }
 
 /// Runs `node_config`'s node until it stops, on the system clock. `status` is
@@ -264,6 +267,7 @@ where
                 },
                 in_flight_io: in_flight,
                 emergency: node.in_emergency(),
+                queues: node.queue_counts(),
                 inputs,
                 page_cache: node.page_cache_stats(),
                 generation_conflicts_total: node.generation_conflicts_total(),

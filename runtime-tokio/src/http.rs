@@ -641,6 +641,7 @@ async fn metrics(State(state): State<AppState>) -> HttpResponse {
     state.metrics.observe_control_plane_failures(&status.control_plane_failures);
     state.metrics.observe_disk_full(status.timelines_disk_full);
     state.metrics.observe_node(status.in_flight_io, status.emergency);
+    state.metrics.observe_queues(&status.queues);
     let text = state.metrics.render(&state.node).await;
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }

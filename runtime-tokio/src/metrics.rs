@@ -13,6 +13,9 @@
 //! - `strata_node_in_flight_io`: I/O effects in flight, and
 //!   `strata_node_emergency_mode` (1 or 0), from the driver's status;
 //! - remote storage, walredo, build and process metrics: `crate::metrics_io`;
+//! - `strata_upload_queue_operations{state}` (`queued`, `in_flight`),
+//!   `strata_upload_queue_dropped`, `strata_deletion_queue_keys` and
+//!   `strata_deletion_queue_lists`: the queues' sizes from the driver's status;
 //! - `strata_background_jobs_queued{kind}` and `strata_background_jobs_running{kind}`
 //!   (`kind` = `compaction`, `gc`, `eviction`): the node's background-job
 //!   scheduler, from the driver's status after the latest input;
@@ -91,6 +94,9 @@ pub struct Metrics {
     in_flight_io: prometheus::IntGauge,
     emergency_mode: prometheus::IntGauge,
     limit_hits: IntCounterVec,
+    /// `strata_upload_queue_operations{state}`, `strata_upload_queue_dropped`,
+    /// `strata_deletion_queue_keys`, `strata_deletion_queue_lists`.
+    queues: (IntGaugeVec, [prometheus::IntGauge; 3]),
     /// Remote storage, redo, build and process metrics (`crate::metrics_io`).
     pub io: std::sync::Arc<crate::metrics_io::IoMetrics>,
     /// The walredo child's supervisor, for `strata_walredo_restarts_total`.
@@ -267,8 +273,31 @@ impl Metrics {
         for limit in ["concurrency", "deadline"] {
             limit_hits.with_label_values(&[limit]);
         }
+        let upload_ops = IntGaugeVec::new(
+            Opts::new(
+                "strata_upload_queue_operations",
+                "Upload-queue operations of attached timelines by state: queued or in_flight",
+            ),
+            &["state"],
+        )
+        .expect("static metric definition");
+        let queue_gauges = [
+            gauge(
+                "strata_upload_queue_dropped",
+                "Operations dropped by the current upload queues (stop, break, deletion)",
+            ),
+            gauge("strata_deletion_queue_keys", "Object keys waiting in the deletion queue"),
+            gauge("strata_deletion_queue_lists", "Deletion lists held by the deletion queue"),
+        ];
+        for state in ["queued", "in_flight"] {
+            upload_ops.with_label_values(&[state]);
+        }
         for c in [
-            Box::new(limit_hits.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(upload_ops.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(queue_gauges[0].clone()),
+            Box::new(queue_gauges[1].clone()),
+            Box::new(queue_gauges[2].clone()),
+            Box::new(limit_hits.clone()),
             Box::new(in_flight_io.clone()),
             Box::new(emergency_mode.clone()),
             Box::new(io_errors.clone()),
@@ -317,9 +346,21 @@ impl Metrics {
             in_flight_io,
             emergency_mode,
             limit_hits,
+            queues: (upload_ops, queue_gauges),
             io,
             walredo: Mutex::new(None),
         }
+    }
+
+    /// Sets the queue gauges from the driver's status.
+    pub fn observe_queues(&self, q: &strata_core::node::QueueCounts) {
+        let as_i64 = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        let (ops, [dropped, keys, lists]) = &self.queues;
+        ops.with_label_values(&["queued"]).set(as_i64(q.upload_queued as u64));
+        ops.with_label_values(&["in_flight"]).set(as_i64(q.upload_in_flight as u64));
+        dropped.set(as_i64(q.upload_dropped));
+        keys.set(as_i64(q.deletion_queued_keys as u64));
+        lists.set(as_i64(q.deletion_lists as u64));
     }
 
     /// Counts a request refused by `limit` (`strata_http_limit_hits_total`).

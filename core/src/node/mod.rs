@@ -77,6 +77,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 pub use emergency::{EMERGENCY_RETRY_BASE_MS, EMERGENCY_RETRY_MAX_MS};
 pub use refusals::RefusingMachine;
 pub use routing::Route;
+pub use slots::QueueCounts;
 pub(crate) use slots::{BrokenReason, SlotState, TimelineSlot};
 pub use startup::StartupPhase;
 pub use tenant_machine::STOP_DRAIN_TIMEOUT_MS;

@@ -101,7 +101,39 @@ impl TimelineSlot {
     }
 }
 
+/// The node's upload and deletion queues, summed over attached timelines (what
+/// the driver exports as metrics).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct QueueCounts {
+    /// Layer uploads and index snapshots waiting to start.
+    pub upload_queued: usize,
+    /// Remote operations of upload queues in flight.
+    pub upload_in_flight: usize,
+    /// Operations dropped by the current upload queues (stop, break, deletion);
+    /// a queue made again (a re-attach, a reload) starts from 0.
+    pub upload_dropped: u64,
+    /// Object keys waiting in the deletion queue (validated or not).
+    pub deletion_queued_keys: usize,
+    /// Deletion lists the deletion queue holds.
+    pub deletion_lists: usize,
+}
+
 impl Node {
+    /// The queues' sizes (`strata_upload_queue_*`, `strata_deletion_queue_*`).
+    pub fn queue_counts(&self) -> QueueCounts {
+        let mut c = QueueCounts::default();
+        for slot in self.tenants.values().flat_map(|t| t.timelines.values()) {
+            c.upload_queued += slot.upload.queued_count();
+            c.upload_in_flight += slot.upload.in_flight_count();
+            c.upload_dropped += slot.upload.dropped_count();
+        }
+        if let Some(dq) = &self.dq {
+            c.deletion_queued_keys = dq.queued_keys();
+            c.deletion_lists = dq.lists_len();
+        }
+        c
+    }
+
     /// Timelines in a disk-full episode (refusing ingest, or Broken `no_space`):
     /// `strata_timelines_disk_full`.
     pub fn timelines_disk_full(&self) -> usize {

@@ -131,3 +131,26 @@ fn a_layer_upload_whose_local_file_is_gone_is_permanent() {
         other => panic!("{other:?}"),
     }
 }
+
+/// `Node::queue_counts` (the upload-queue metrics) sees uploads held back by a
+/// refusing remote, and sees the queues empty once they all landed.
+#[test]
+fn queue_counts_show_uploads_waiting_on_a_refusing_remote_and_none_after() {
+    let mut h = Harness::start(World::default(), config());
+    h.call(Request::CreateTenant { tenant: T }).unwrap();
+    h.call(Request::CreateTimeline { tenant: T, timeline: TL }).unwrap();
+    h.run_for(30_000);
+    let idle = h.node.queue_counts();
+    assert_eq!((idle.upload_queued, idle.upload_in_flight), (0, 0), "{idle:?}");
+    h.world.deny_remote_writes = true;
+    let batch = records(16, 200);
+    let last = batch.last().unwrap().lsn;
+    h.call(Request::Ingest { tenant: T, timeline: TL, records: batch }).unwrap();
+    h.run_for(120_000);
+    let held = h.node.queue_counts();
+    assert!(held.upload_queued + held.upload_in_flight > 0, "{held:?}");
+    h.world.deny_remote_writes = false;
+    wait_visible(&mut h, last);
+    let done = h.node.queue_counts();
+    assert_eq!((done.upload_queued, done.upload_in_flight), (0, 0), "{done:?}");
+}
