@@ -162,6 +162,32 @@ pub struct NodeStatus {
     /// The upload and deletion queues' sizes (`strata_upload_queue_*`,
     /// `strata_deletion_queue_*`).
     pub queues: strata_core::node::QueueCounts,
+    /// How long each start-up phase took, in the order they ended
+    /// (`strata_startup_phase_seconds{phase}`).
+    pub startup_phases_ms: Vec<(String, u64)>,
+}
+
+/// Times the start-up phases as the driver sees the node pass through them.
+#[derive(Debug, Default)]
+struct StartupTimes {
+    current: Option<(strata_core::node::StartupPhase, Instant)>,
+    ended: Vec<(String, u64)>,
+}
+
+impl StartupTimes {
+    fn observe(&mut self, phase: &strata_core::node::NodePhase, now: Instant) {
+        let phase = match phase {
+            strata_core::node::NodePhase::Starting(p) => Some(*p),
+            _ => None,
+        };
+        if self.current.map(|(p, _)| p) == phase {
+            return;
+        }
+        if let Some((p, since)) = self.current.take() {
+            self.ended.push((format!("{p:?}"), now.0.saturating_sub(since.0)));
+        }
+        self.current = phase.map(|p| (p, now));
+    }
 }
 
 /// Runs `node_config`'s node until it stops, on the system clock. `status` is
@@ -212,6 +238,7 @@ where
     let mut inputs = 0u64;
     let mut io_errors: BTreeMap<&'static str, u64> = BTreeMap::new();
     let mut inbox_open = true;
+    let mut startup = StartupTimes::default();
     loop {
         // Drain every effect of the last input, yielding between two so a simulated
         // kill can land between any two effects.
@@ -258,6 +285,7 @@ where
         if cfg!(debug_assertions) {
             node.check_invariants();
         }
+        startup.observe(node.phase(), clock.monotonic());
         if let Ok(mut s) = status.lock() {
             *s = NodeStatus {
                 phase: if node.in_emergency() {
@@ -268,6 +296,7 @@ where
                 in_flight_io: in_flight,
                 emergency: node.in_emergency(),
                 queues: node.queue_counts(),
+                startup_phases_ms: startup.ended.clone(),
                 inputs,
                 page_cache: node.page_cache_stats(),
                 generation_conflicts_total: node.generation_conflicts_total(),
@@ -517,6 +546,18 @@ fn store_failure(e: StoreError) -> IoError {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn startup_times_record_each_phase_when_it_ends() {
+        use strata_core::node::{NodePhase, StartupPhase};
+        let mut t = super::StartupTimes::default();
+        t.observe(&NodePhase::Starting(StartupPhase::ListTenants), Instant(10));
+        t.observe(&NodePhase::Starting(StartupPhase::ListTenants), Instant(15));
+        t.observe(&NodePhase::Starting(StartupPhase::ReAttach), Instant(40));
+        t.observe(&NodePhase::Active, Instant(100));
+        t.observe(&NodePhase::Active, Instant(200));
+        assert_eq!(t.ended, vec![("ListTenants".to_string(), 30), ("ReAttach".to_string(), 60)]);
+    }
+
     use super::*;
     use strata_adapters::disk::DiskError;
     use strata_adapters::remote::{FixableKind, RemoteError};

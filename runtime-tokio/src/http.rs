@@ -642,6 +642,7 @@ async fn metrics(State(state): State<AppState>) -> HttpResponse {
     state.metrics.observe_disk_full(status.timelines_disk_full);
     state.metrics.observe_node(status.in_flight_io, status.emergency);
     state.metrics.observe_queues(&status.queues);
+    state.metrics.observe_startup(&status.startup_phases_ms);
     let text = state.metrics.render(&state.node).await;
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }

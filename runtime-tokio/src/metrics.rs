@@ -16,6 +16,7 @@
 //! - `strata_upload_queue_operations{state}` (`queued`, `in_flight`),
 //!   `strata_upload_queue_dropped`, `strata_deletion_queue_keys` and
 //!   `strata_deletion_queue_lists`: the queues' sizes from the driver's status;
+//! - `strata_startup_phase_seconds{phase}`: how long each start-up phase took;
 //! - `strata_background_jobs_queued{kind}` and `strata_background_jobs_running{kind}`
 //!   (`kind` = `compaction`, `gc`, `eviction`): the node's background-job
 //!   scheduler, from the driver's status after the latest input;
@@ -94,6 +95,7 @@ pub struct Metrics {
     in_flight_io: prometheus::IntGauge,
     emergency_mode: prometheus::IntGauge,
     limit_hits: IntCounterVec,
+    startup_phases: prometheus::GaugeVec,
     /// `strata_upload_queue_operations{state}`, `strata_upload_queue_dropped`,
     /// `strata_deletion_queue_keys`, `strata_deletion_queue_lists`.
     queues: (IntGaugeVec, [prometheus::IntGauge; 3]),
@@ -292,8 +294,17 @@ impl Metrics {
         for state in ["queued", "in_flight"] {
             upload_ops.with_label_values(&[state]);
         }
+        let startup_phases = prometheus::GaugeVec::new(
+            Opts::new(
+                "strata_startup_phase_seconds",
+                "How long each start-up phase of this process took",
+            ),
+            &["phase"],
+        )
+        .expect("static metric definition");
         for c in [
-            Box::new(upload_ops.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(startup_phases.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(upload_ops.clone()),
             Box::new(queue_gauges[0].clone()),
             Box::new(queue_gauges[1].clone()),
             Box::new(queue_gauges[2].clone()),
@@ -346,6 +357,7 @@ impl Metrics {
             in_flight_io,
             emergency_mode,
             limit_hits,
+            startup_phases,
             queues: (upload_ops, queue_gauges),
             io,
             walredo: Mutex::new(None),
@@ -361,6 +373,14 @@ impl Metrics {
         dropped.set(as_i64(q.upload_dropped));
         keys.set(as_i64(q.deletion_queued_keys as u64));
         lists.set(as_i64(q.deletion_lists as u64));
+    }
+
+    /// Sets `strata_startup_phase_seconds` from the driver's status.
+    pub fn observe_startup(&self, phases_ms: &[(String, u64)]) {
+        for (phase, ms) in phases_ms {
+            #[allow(clippy::cast_precision_loss)]
+            self.startup_phases.with_label_values(&[phase]).set(*ms as f64 / 1000.0);
+        }
     }
 
     /// Counts a request refused by `limit` (`strata_http_limit_hits_total`).
