@@ -110,6 +110,11 @@ pub(crate) async fn admin(
                 let Some(origin) = record.attached_to else {
                     return Err(format!("tenant {tenant} is attached nowhere"));
                 };
+                if origin == to {
+                    // Already there: a retried request whose first attempt started
+                    // a migration that has finished since (its answer was lost).
+                    return Ok(Some(Phase::Done { generation: record.generation }));
+                }
                 let now = m.now();
                 let req = m.next_request();
                 replies.lock().expect("not poisoned").insert(req, tx);
