@@ -339,16 +339,17 @@ impl SimRemote {
     }
 
     /// Runs a write (put or delete) through the fault sites: applied now, lost
-    /// response, delayed, or refused.
+    /// response, delayed, or refused. `issued`: when the caller asked for it (a
+    /// `put_file` reads its local file first).
     async fn write(
         &self,
         op: &'static str,
         key: &str,
         request: Request,
-        sites: [&'static str; 3],
+        (sites, issued): ([&'static str; 3], Instant),
     ) -> Result<(), RemoteError> {
         let [transient, lost_response, delayed] = sites;
-        let from = Origin { writer: self.writer, issued: Instant::now() };
+        let from = Origin { writer: self.writer, issued };
         let spike = self.faults.fire(site::REMOTE_LATENCY_SPIKE);
         self.half_latency(spike).await;
         self.faults.hold(site::REMOTE_HOLD_CALL, key, crate::faults::REMOTE_HOLD_CALL_MS).await;
@@ -379,6 +380,18 @@ impl SimRemote {
         };
         self.half_latency(spike).await;
         outcome.map_err(|m| RemoteError::new(RemoteErrorKind::Transient, op, key, m))
+    }
+
+    async fn put_issued(
+        &self,
+        key: &RemoteKey,
+        body: Vec<u8>,
+        issued: Instant,
+    ) -> Result<(), RemoteError> {
+        let sites =
+            [site::REMOTE_PUT_TRANSIENT, site::REMOTE_PUT_LOST_RESPONSE, site::REMOTE_PUT_DELAYED];
+        let request = Request::Put { key: key.clone(), body };
+        self.write("put", key.as_str(), request, (sites, issued)).await
     }
 
     /// Whether writes are refused now: an access-denied episode is under way, or
@@ -423,9 +436,7 @@ impl SimRemote {
 
 impl RemoteStorage for SimRemote {
     async fn put(&self, key: &RemoteKey, body: Vec<u8>) -> Result<(), RemoteError> {
-        let sites =
-            [site::REMOTE_PUT_TRANSIENT, site::REMOTE_PUT_LOST_RESPONSE, site::REMOTE_PUT_DELAYED];
-        self.write("put", key.as_str(), Request::Put { key: key.clone(), body }, sites).await
+        self.put_issued(key, body, Instant::now()).await
     }
 
     async fn get(&self, key: &RemoteKey) -> Result<Vec<u8>, RemoteError> {
@@ -471,7 +482,7 @@ impl RemoteStorage for SimRemote {
             site::REMOTE_DELETE_DELAYED,
         ];
         let request = Request::Delete { keys: keys.to_vec() };
-        self.write("delete_objects", first, request, sites).await
+        self.write("delete_objects", first, request, (sites, Instant::now())).await
     }
 
     async fn put_file<C: DownloadCheck>(
@@ -480,6 +491,8 @@ impl RemoteStorage for SimRemote {
         path: &Utf8Path,
         mut check: C,
     ) -> Result<u64, TransferError> {
+        // Sent now, as far as the history is concerned: the local read can be slow.
+        let issued = Instant::now();
         let bytes = self.local("put_file", path)?.read(path).await?;
         for chunk in bytes.chunks(TRANSFER_CHUNK_BYTES) {
             check.update(chunk);
@@ -488,7 +501,7 @@ impl RemoteStorage for SimRemote {
             return Err(TransferError::CorruptSource { path: path.to_owned(), message });
         }
         let len = bytes.len() as u64;
-        self.put(key, bytes).await?;
+        self.put_issued(key, bytes, issued).await?;
         Ok(len)
     }
 
