@@ -9,7 +9,8 @@
 //! adds determinism (the same steps give the same grants), fairness (while two
 //! tenants both have eligible work their grant counts differ by at most 1) and no
 //! starvation (an eligible job is granted within tenants × owners-per-tenant
-//! decisions).
+//! decisions; a job cancelled while queued and asked again is a new request, its
+//! wait counted afresh).
 //!
 //! Compiled for tests (`tests.rs` draws steps with proptest) and under the
 //! `fuzzing` feature (the `scheduler` fuzz target draws them with `arbitrary`).
@@ -49,8 +50,9 @@ fn job(t: u8, tl: u8, kind: JobKind) -> JobOwner {
 pub struct Decision {
     pub epoch: u32,
     pub eligible: BTreeSet<TenantId>,
-    /// Eligible jobs just before the decision.
-    pub jobs: BTreeSet<JobOwner>,
+    /// Eligible jobs just before the decision, each with the number of its
+    /// request (a job cancelled while queued and asked again is a new request).
+    pub jobs: BTreeSet<(JobOwner, u32)>,
     pub granted: JobOwner,
 }
 
@@ -63,6 +65,7 @@ pub fn run(steps: &[Step], max: usize) -> Vec<Decision> {
     let mut running: BTreeSet<JobOwner> = BTreeSet::new();
     let mut decisions = Vec::new();
     let mut epoch = 0;
+    let mut request: BTreeMap<JobOwner, u32> = BTreeMap::new();
     for (i, st) in steps.iter().enumerate() {
         let now = Instant::from_millis(i as u64);
         match *st {
@@ -85,8 +88,13 @@ pub fn run(steps: &[Step], max: usize) -> Vec<Decision> {
                 let (tenant, timeline) = (tenant(t), tl.map(timeline));
                 let input = SchedulerInput::CancelOwner { tenant, timeline };
                 s.handle(now, input).expect("always taken");
-                queued
-                    .retain(|o| o.tenant != tenant || timeline.is_some_and(|tl| o.timeline != tl));
+                queued.retain(|o| {
+                    let keep = o.tenant != tenant || timeline.is_some_and(|tl| o.timeline != tl);
+                    if !keep {
+                        *request.entry(*o).or_default() += 1;
+                    }
+                    keep
+                });
             }
             Step::Crash => {
                 s = new();
@@ -97,11 +105,14 @@ pub fn run(steps: &[Step], max: usize) -> Vec<Decision> {
         s.check_invariants();
         for g in std::iter::from_fn(|| s.poll_effect()) {
             let SchedulerEffect::Grant(o) = g;
-            let jobs: BTreeSet<JobOwner> =
-                queued.iter().filter(|o| !running.contains(o)).copied().collect();
-            assert!(jobs.contains(&o), "granted {o:?}, which is not an eligible job");
+            let jobs: BTreeSet<(JobOwner, u32)> = queued
+                .iter()
+                .filter(|o| !running.contains(o))
+                .map(|o| (*o, request.get(o).copied().unwrap_or(0)))
+                .collect();
+            assert!(jobs.iter().any(|(j, _)| *j == o), "granted {o:?}, not an eligible job");
             assert!(running.len() < max.max(1), "bound broken by {o:?}");
-            let eligible = jobs.iter().map(|o| o.tenant).collect();
+            let eligible = jobs.iter().map(|(o, _)| o.tenant).collect();
             decisions.push(Decision { epoch, eligible, jobs, granted: o });
             queued.remove(&o);
             running.insert(o);
@@ -146,7 +157,7 @@ pub fn check(steps: &[Step], max: usize) {
     // No starvation: a job eligible at consecutive decisions (of one epoch) is
     // granted within tenants × owners-per-tenant of them.
     let limit = usize::from(TENANTS) * usize::from(TIMELINES) * JobKind::ALL.len();
-    let mut waiting: BTreeMap<JobOwner, usize> = BTreeMap::new();
+    let mut waiting: BTreeMap<(JobOwner, u32), usize> = BTreeMap::new();
     let mut epoch = 0;
     for d in &decisions {
         if d.epoch != epoch {
@@ -158,6 +169,6 @@ pub fn check(steps: &[Step], max: usize) {
             *n += 1;
             assert!(*n <= limit, "{o:?} waited {n} grants");
         }
-        waiting.remove(&d.granted);
+        waiting.retain(|(o, _), _| *o != d.granted);
     }
 }

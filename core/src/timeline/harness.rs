@@ -136,29 +136,7 @@ impl Harness {
         let (t, tl) = ids();
         let tl = Timeline::create(t, tl, initdb, config, Instant::ZERO);
         tl.check_invariants();
-        Harness {
-            tl,
-            world: World::new(initdb),
-            now: Instant::ZERO,
-            reads: BTreeMap::new(),
-            flushes_done: BTreeSet::new(),
-            next_read: 0,
-            fail_writes: 0,
-            write_failure: IoErrorKind::FsyncFailed,
-            fail_downloads: 0,
-            fail_redos: 0,
-            data_faults: 0,
-            redo_faults: 0,
-            lost: 0,
-            log: Vec::new(),
-            pending: VecDeque::new(),
-            manual: false,
-            check: true,
-            grant_jobs: true,
-            wanted: BTreeSet::new(),
-            running_jobs: BTreeSet::new(),
-            grants: 0,
-        }
+        Self::around(tl, World::new(initdb), Instant::ZERO)
     }
 
     /// Recovers from what `world` holds, as start-up does.
@@ -182,6 +160,11 @@ impl Harness {
         if !world.lag {
             world.publish();
         }
+        Self::around(tl, world, now)
+    }
+
+    /// A harness around `tl` in `world` at `now`: no faults armed, nothing held.
+    fn around(tl: Timeline, world: World, now: Instant) -> Self {
         Harness {
             tl,
             world,
