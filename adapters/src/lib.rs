@@ -16,6 +16,7 @@ pub mod disk;
 pub mod generation_store;
 pub mod redo;
 pub mod remote;
+pub mod scrub;
 pub mod walredo_protocol;
 
 #[cfg(not(madsim))]

@@ -7,6 +7,12 @@
 //!   durably first). Readers see the old object or the new one.
 //! - `list(prefix)` walks the directories the prefix can reach, recursing, and
 //!   returns the matching files sorted by key; temp files are never listed.
+//! - `list_page(prefix, start_after, max_keys)` walks the same directories in key
+//!   order (each directory's entries sorted, a directory as its name plus `/`, which
+//!   is exactly the order of the keys beneath it), skips every subtree that lies
+//!   wholly at or before `start_after`, and stops after `max_keys`: it holds one
+//!   page and the entries of the directories on its path, never the whole tree.
+//!   Modification times are the files' mtimes.
 //! - `delete_objects` removes each file (a missing one is fine) and fsyncs the
 //!   directories it changed. Emptied directories stay (removing them would race
 //!   with a `put` creating a file inside).
@@ -35,8 +41,8 @@ use crate::local_disk::{
     LocalDisk, TempDownload, crash_safe_write, crash_safe_write_with, fsync_dir, open_upload_source,
 };
 use crate::remote::{
-    DownloadCheck, FixableKind, ListedObject, MAX_KEYS_PER_DELETE, RemoteError, RemoteErrorKind,
-    RemoteStorage, TRANSFER_CHUNK_BYTES, TransferError,
+    DownloadCheck, FixableKind, ListPage, ListedEntry, ListedObject, MAX_KEYS_PER_DELETE,
+    RemoteError, RemoteErrorKind, RemoteStorage, TRANSFER_CHUNK_BYTES, TransferError,
 };
 use camino::{Utf8Path, Utf8PathBuf};
 use std::collections::BTreeSet;
@@ -44,6 +50,7 @@ use std::fs;
 use std::io::{self, Read, Write};
 use std::sync::Arc;
 use strata_core::remote_path::RemoteKey;
+use strata_core::time::WallTime;
 
 /// Remote storage in a local directory.
 #[derive(Clone, Debug)]
@@ -311,6 +318,101 @@ fn list_blocking(root: &Utf8Path, prefix: &str) -> Result<Vec<ListedObject>, Rem
     Ok(out)
 }
 
+fn check_list_prefix(op: &'static str, prefix: &str) -> Result<(), RemoteError> {
+    if prefix.starts_with('/') || prefix.split('/').any(|c| c == "." || c == "..") {
+        return Err(RemoteError::new(
+            RemoteErrorKind::Permanent,
+            op,
+            prefix,
+            "a prefix must be relative, without '.' or '..' components",
+        ));
+    }
+    Ok(())
+}
+
+/// [`RemoteStorage::list_page`] (see the module doc).
+fn list_page_blocking(
+    root: &Utf8Path,
+    prefix: &str,
+    start_after: Option<&str>,
+    max_keys: usize,
+) -> Result<ListPage, RemoteError> {
+    check_list_prefix("list_page", prefix)?;
+    let start = prefix.rfind('/').map_or("", |i| &prefix[..i]);
+    if !start.is_empty() && !storable(start) {
+        return Ok(ListPage::default());
+    }
+    let mut page = PageWalk { prefix, start_after, max_keys: max_keys.max(1), out: Vec::new() };
+    let more = page.walk(root, start)?;
+    let next_start_after = if more { page.out.last().map(|o| o.key.clone()) } else { None };
+    Ok(ListPage { objects: page.out, next_start_after })
+}
+
+struct PageWalk<'a> {
+    prefix: &'a str,
+    start_after: Option<&'a str>,
+    max_keys: usize,
+    out: Vec<ListedEntry>,
+}
+
+impl PageWalk<'_> {
+    /// Walks `dir_key` in key order; `Ok(true)` when the page filled up and a key
+    /// is left after it.
+    fn walk(&mut self, root: &Utf8Path, dir_key: &str) -> Result<bool, RemoteError> {
+        const OP: &str = "list_page";
+        let entries = match fs::read_dir(root.join(dir_key)) {
+            Ok(entries) => entries,
+            Err(e)
+                if matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::NotADirectory) =>
+            {
+                return Ok(false);
+            }
+            Err(e) => return Err(error(OP, self.prefix, "read directory", e)),
+        };
+        let mut sorted = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| error(OP, self.prefix, "read directory entry", e))?;
+            let Ok(name) = entry.file_name().into_string() else { continue };
+            if is_temp_file_name(&name) {
+                continue;
+            }
+            let key = if dir_key.is_empty() { name } else { format!("{dir_key}/{name}") };
+            let meta = match entry.metadata() {
+                Ok(meta) => meta,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(error(OP, self.prefix, "stat entry", e)),
+            };
+            let order = if meta.is_dir() { format!("{key}/") } else { key.clone() };
+            sorted.push((order, key, meta));
+        }
+        sorted.sort_by(|a, b| a.0.cmp(&b.0));
+        for (order, key, meta) in sorted {
+            if meta.is_dir() {
+                let before =
+                    self.start_after.is_some_and(|a| *order < *a && !a.starts_with(&order));
+                if may_match(&key, self.prefix) && !before && self.walk(root, &key)? {
+                    return Ok(true);
+                }
+                continue;
+            }
+            if !key.starts_with(self.prefix) || self.start_after.is_some_and(|a| *key <= *a) {
+                continue;
+            }
+            let Ok(key) = RemoteKey::from_listing(&key) else { continue };
+            if self.out.len() == self.max_keys {
+                return Ok(true);
+            }
+            let last_modified = meta
+                .modified()
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map(|d| WallTime::from_unix_millis(d.as_millis() as u64));
+            self.out.push(ListedEntry { key, size_bytes: meta.len(), last_modified });
+        }
+        Ok(false)
+    }
+}
+
 fn delete_blocking(root: &Utf8Path, keys: &[String]) -> Result<(), RemoteError> {
     const OP: &str = "delete_objects";
     let mut dirs = BTreeSet::new();
@@ -353,6 +455,19 @@ impl RemoteStorage for LocalFs {
     async fn list(&self, prefix: &str) -> Result<Vec<ListedObject>, RemoteError> {
         let p = prefix.to_owned();
         self.run("list", prefix, move |root| list_blocking(root, &p)).await
+    }
+
+    async fn list_page(
+        &self,
+        prefix: &str,
+        start_after: Option<&RemoteKey>,
+        max_keys: usize,
+    ) -> Result<ListPage, RemoteError> {
+        let (p, a) = (prefix.to_owned(), start_after.map(|k| k.as_str().to_owned()));
+        self.run("list_page", prefix, move |root| {
+            list_page_blocking(root, &p, a.as_deref(), max_keys)
+        })
+        .await
     }
 
     async fn delete_objects(&self, keys: &[RemoteKey]) -> Result<(), RemoteError> {

@@ -158,6 +158,24 @@ pub struct ListedObject {
     pub size_bytes: u64,
 }
 
+/// One page of [`RemoteStorage::list_page`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ListPage {
+    /// Sorted by key, all after the page's `start_after`.
+    pub objects: Vec<ListedEntry>,
+    /// Pass as `start_after` for the next page; `None`: the listing is complete.
+    pub next_start_after: Option<RemoteKey>,
+}
+
+/// A listed object with its modification time, when the store tells it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListedEntry {
+    pub key: RemoteKey,
+    pub size_bytes: u64,
+    /// When the object was last written; `None` when the store does not say.
+    pub last_modified: Option<strata_core::time::WallTime>,
+}
+
 pub trait RemoteStorage: Clone + Send + Sync + 'static {
     fn put(
         &self,
@@ -171,6 +189,24 @@ pub trait RemoteStorage: Clone + Send + Sync + 'static {
         &self,
         prefix: &str,
     ) -> impl Future<Output = Result<Vec<ListedObject>, RemoteError>> + Send;
+
+    /// One page of the keys starting with `prefix`, sorted: at most `max_keys`
+    /// (at least 1) keys after `start_after` (`None`: from the first). What the
+    /// scrubber walks a bucket of millions of objects with, holding one page at a
+    /// time. The default lists the whole prefix with [`RemoteStorage::list`] and
+    /// cuts the page out (memory grows with the prefix, ages unknown); LocalFs and
+    /// S3 page in the store and report modification times.
+    fn list_page(
+        &self,
+        prefix: &str,
+        start_after: Option<&RemoteKey>,
+        max_keys: usize,
+    ) -> impl Future<Output = Result<ListPage, RemoteError>> + Send {
+        async move {
+            let all = self.list(prefix).await?;
+            Ok(page_of(all, start_after, max_keys))
+        }
+    }
 
     /// At most [`MAX_KEYS_PER_DELETE`] keys; more is a `Permanent` error.
     fn delete_objects(
@@ -201,4 +237,23 @@ pub trait RemoteStorage: Clone + Send + Sync + 'static {
         path: &Utf8Path,
         check: C,
     ) -> impl Future<Output = Result<u64, TransferError>> + Send;
+}
+
+/// The page of `sorted` (a whole, sorted listing) after `start_after`, of at most
+/// `max_keys` keys: the default [`RemoteStorage::list_page`].
+pub fn page_of(
+    sorted: Vec<ListedObject>,
+    start_after: Option<&RemoteKey>,
+    max_keys: usize,
+) -> ListPage {
+    let max_keys = max_keys.max(1);
+    let mut rest = sorted.into_iter().filter(|o| start_after.is_none_or(|s| &o.key > s));
+    let objects: Vec<ListedEntry> = rest
+        .by_ref()
+        .take(max_keys)
+        .map(|o| ListedEntry { key: o.key, size_bytes: o.size_bytes, last_modified: None })
+        .collect();
+    let more = rest.next().is_some();
+    let next_start_after = if more { objects.last().map(|o| o.key.clone()) } else { None };
+    ListPage { objects, next_start_after }
 }

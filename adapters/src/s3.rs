@@ -55,8 +55,8 @@ use crate::disk::{DiskError, DiskErrorKind};
 use crate::local_disk::{LocalDisk, TempDownload, open_upload_source};
 use crate::local_fs::NO_LOCAL_DISK;
 use crate::remote::{
-    DownloadCheck, FixableKind, ListedObject, MAX_KEYS_PER_DELETE, RemoteError, RemoteErrorKind,
-    RemoteStorage, TRANSFER_CHUNK_BYTES, TransferError,
+    DownloadCheck, FixableKind, ListPage, ListedEntry, ListedObject, MAX_KEYS_PER_DELETE,
+    RemoteError, RemoteErrorKind, RemoteStorage, TRANSFER_CHUNK_BYTES, TransferError,
 };
 use aws_config::default_provider::credentials::DefaultCredentialsChain;
 use aws_credential_types::provider::{ProvideCredentials, future};
@@ -78,6 +78,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 use strata_core::remote_path::RemoteKey;
+use strata_core::time::WallTime;
 use tokio::io::AsyncWriteExt;
 
 /// Most keys S3 returns in one ListObjectsV2 page.
@@ -603,6 +604,62 @@ impl RemoteStorage for S3Remote {
         }
         listed.sort();
         Ok(listed)
+    }
+
+    async fn list_page(
+        &self,
+        prefix: &str,
+        start_after: Option<&RemoteKey>,
+        max_keys: usize,
+    ) -> Result<ListPage, RemoteError> {
+        if prefix.starts_with('/') || prefix.split('/').any(|c| c == ".." || c == ".") {
+            return Err(RemoteError::new(
+                RemoteErrorKind::Permanent,
+                "list_page",
+                prefix,
+                "prefix starts with '/' or has a '.' or '..' component",
+            ));
+        }
+        let full_prefix = format!("{}{prefix}", self.root);
+        let max_keys =
+            i32::try_from(max_keys).unwrap_or(MAX_LIST_PAGE_KEYS).clamp(1, MAX_LIST_PAGE_KEYS);
+        let page = self
+            .client
+            .list_objects_v2()
+            .bucket(&*self.bucket)
+            .prefix(&full_prefix)
+            .max_keys(max_keys)
+            .set_start_after(start_after.map(|k| format!("{}{}", self.root, k.as_str())))
+            .send()
+            .await
+            .map_err(|e| classify("list_page", prefix, e))?;
+        let mut objects = Vec::with_capacity(page.contents().len());
+        for object in page.contents() {
+            let full = object.key().unwrap_or("");
+            let Some(key) =
+                full.strip_prefix(&*self.root).and_then(|rel| RemoteKey::from_listing(rel).ok())
+            else {
+                return Err(RemoteError::new(
+                    RemoteErrorKind::Permanent,
+                    "list_page",
+                    full,
+                    format!("listed key under prefix {full_prefix:?} is not a valid key"),
+                ));
+            };
+            let size_bytes = u64::try_from(object.size().unwrap_or(0)).unwrap_or(0);
+            let last_modified = object
+                .last_modified()
+                .and_then(|t| t.to_millis().ok())
+                .and_then(|ms| u64::try_from(ms).ok())
+                .map(WallTime::from_unix_millis);
+            objects.push(ListedEntry { key, size_bytes, last_modified });
+        }
+        let next_start_after = if page.is_truncated() == Some(true) {
+            objects.last().map(|o| o.key.clone())
+        } else {
+            None
+        };
+        Ok(ListPage { objects, next_start_after })
     }
 
     async fn put_file<C: DownloadCheck>(

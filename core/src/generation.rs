@@ -15,6 +15,8 @@ pub struct Generation(NonZeroU32);
 
 impl Generation {
     pub const FIRST: Generation = Generation(NonZeroU32::MIN);
+    /// The highest generation there can be (the scrubber's "above every grant").
+    pub const MAX: Generation = Generation(NonZeroU32::MAX);
 
     /// `None` for 0.
     pub fn new(n: u32) -> Option<Generation> {

@@ -40,6 +40,7 @@ pub mod redo;
 pub mod remote_path;
 pub mod request_body;
 pub mod scheduler;
+pub mod scrub;
 pub mod tenant;
 pub mod time;
 pub mod timeline;

@@ -26,7 +26,7 @@ use strata_adapters::local_disk::LocalDisk;
 use strata_adapters::local_fs::LocalFs;
 use strata_adapters::redo::{InProcessRedo, Redo, RedoError};
 use strata_adapters::remote::{
-    DownloadCheck, ListedObject, RemoteError, RemoteStorage, TransferError,
+    DownloadCheck, ListPage, ListedObject, RemoteError, RemoteStorage, TransferError,
 };
 use strata_adapters::s3::S3Remote;
 use strata_adapters::sqlite_store::SqliteStore;
@@ -244,6 +244,18 @@ impl RemoteStorage for NodeRemote {
         match self {
             NodeRemote::Local(r) => r.list(prefix).await,
             NodeRemote::S3(r) => r.list(prefix).await,
+        }
+    }
+
+    async fn list_page(
+        &self,
+        prefix: &str,
+        start_after: Option<&RemoteKey>,
+        max_keys: usize,
+    ) -> Result<ListPage, RemoteError> {
+        match self {
+            NodeRemote::Local(r) => r.list_page(prefix, start_after, max_keys).await,
+            NodeRemote::S3(r) => r.list_page(prefix, start_after, max_keys).await,
         }
     }
 
