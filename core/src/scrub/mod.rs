@@ -8,9 +8,9 @@
 //! first lists the timeline's indexes and asks [`plan_timeline`] which to read:
 //! the index the node would load ([`select_index`](crate::index_part::select_index),
 //! the node's own rule, with the generation the control plane granted when one
-//! was asked, else above every generation) and the newest index of every older
-//! generation (an attachment in AttachedMulti or AttachedStale, or a warm
-//! Secondary, still reads those). It reads them, builds a [`TimelineScrub`] and
+//! was asked, else above every generation) and every other index at or below it
+//! (an attachment in AttachedMulti or AttachedStale, or a warm Secondary, may
+//! still read those). It reads them, builds a [`TimelineScrub`] and
 //! hands it the timeline's objects one by one ([`TimelineScrub::handle_object`]),
 //! then [`TimelineScrub::finish`]. Every finding goes into a [`Report`].
 //!

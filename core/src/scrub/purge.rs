@@ -2,15 +2,19 @@
 //!
 //! An orphan is deleted only if all of these hold:
 //!
-//! 1. **Unreferenced by every attachment that may read it.** The walk reads the
-//!    chosen index *and* the newest index of every older generation
-//!    ([`super::plan_timeline`]); nothing any of them names is deleted. The control
-//!    plane records only each tenant's latest generation, not which nodes still
-//!    hold older ones (AttachedMulti during a migration, AttachedStale, a warm
-//!    Secondary reading the origin's layers), so the purge protects every
-//!    generation that has an index, a superset of every attached one. If any of
-//!    those indexes does not parse, the timeline's references are unknown and
-//!    nothing of it is deleted ([`Keep::IndexUnreadable`]).
+//! 1. **Unreferenced by every attachment that may read it.** The walk reads
+//!    every index of the timeline at or below the chosen one
+//!    ([`super::plan_timeline`]), of every generation and sequence; nothing any of
+//!    them names is deleted. The control plane records only each tenant's latest
+//!    generation, not which nodes still hold older ones (AttachedMulti during a
+//!    migration, AttachedStale, a warm Secondary reading the origin's layers), and
+//!    a new attachment may have loaded an index that its generation's writer has
+//!    since superseded (the writer deletes superseded index keys only through the
+//!    validated deletion queue, so a Stale writer cannot), so the purge protects
+//!    every index there is, a superset of what any attachment reads. A node keeps
+//!    about one index per generation, so this is cheap. If any of them does not
+//!    parse, the timeline's references are unknown and nothing of it is deleted
+//!    ([`Keep::IndexUnreadable`]).
 //! 2. **Old.** Its age is known and at least `--older-than`, which is at least
 //!    [`MIN_PURGE_AGE_MS`]: an upload in flight leaves a layer that no index
 //!    names yet, and the next index upload names it.
@@ -89,7 +93,7 @@ impl Keep {
     pub fn label(self) -> &'static str {
         match self {
             Keep::NotPurging => "not purging",
-            Keep::Referenced => "referenced by an index of an older generation",
+            Keep::Referenced => "referenced by an older index",
             Keep::Young => "younger than --older-than",
             Keep::AgeUnknown => "age unknown",
             Keep::IndexUnreadable => "an index of its timeline does not parse",

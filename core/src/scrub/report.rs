@@ -139,7 +139,7 @@ pub struct Report {
     pub timelines: u64,
     pub objects: u64,
     pub bytes: u64,
-    /// Indexes read (the chosen one and the newest of every older generation).
+    /// Indexes read (the chosen one and every older one).
     pub indexes_read: u64,
     /// Referenced layers whose size was checked (and with `--deep` their bytes).
     pub layers_checked: u64,

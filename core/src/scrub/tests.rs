@@ -56,17 +56,17 @@ fn keys_classify_by_the_layout_of_remote_path() {
 }
 
 #[test]
-fn the_plan_chooses_by_the_nodes_rule_and_reads_the_newest_index_of_every_older_generation() {
+fn the_plan_chooses_by_the_nodes_rule_and_reads_every_index_at_or_below_it() {
     let listed = [v(1, 1), v(1, 4), v(2, 2), v(4, 1), v(4, 3)];
     let plan = plan_timeline(None, &listed);
     assert_eq!(plan.chosen, Some(v(4, 3)));
-    assert_eq!(plan.to_read, vec![v(1, 4), v(2, 2), v(4, 3)]);
+    assert_eq!(plan.to_read, vec![v(1, 1), v(1, 4), v(2, 2), v(4, 1), v(4, 3)]);
     assert_eq!(plan.newest_listed, Some(g(4)));
     // With the control plane's grant as the node's own generation, a newer
     // generation's index is never chosen or read (select_index's rule).
     let plan = plan_timeline(Some(g(3)), &listed);
     assert_eq!(plan.chosen, Some(v(2, 2)));
-    assert_eq!(plan.to_read, vec![v(1, 4), v(2, 2)]);
+    assert_eq!(plan.to_read, vec![v(1, 1), v(1, 4), v(2, 2)]);
     assert_eq!(plan.chosen, crate::index_part::select_index(g(3), &listed).chosen);
 }
 

@@ -17,8 +17,9 @@ use std::collections::{BTreeMap, BTreeSet};
 pub struct TimelinePlan {
     /// The index the node would load, by its own rule.
     pub chosen: Option<IndexVersion>,
-    /// The newest index of every generation at or below the chosen one (the chosen
-    /// one included): what some attachment of that generation may still read.
+    /// Every listed index at or below the chosen one (the chosen one included),
+    /// sorted: an attachment of any of those generations may still read it (see
+    /// [`super::purge`] rule 1).
     pub to_read: Vec<IndexVersion>,
     /// The newest generation any listed index carries (newer ones included).
     pub newest_listed: Option<Generation>,
@@ -30,16 +31,11 @@ pub struct TimelinePlan {
 pub fn plan_timeline(granted: Option<Generation>, listed: &[IndexVersion]) -> TimelinePlan {
     let own = granted.unwrap_or(Generation::MAX);
     let chosen = select_index(own, listed).chosen;
-    let mut newest: BTreeMap<Generation, IndexVersion> = BTreeMap::new();
-    for v in listed.iter().filter(|v| Some(**v) <= chosen) {
-        let e = newest.entry(v.generation).or_insert(*v);
-        *e = (*e).max(*v);
-    }
-    TimelinePlan {
-        chosen,
-        to_read: newest.into_values().collect(),
-        newest_listed: listed.iter().map(|v| v.generation).max(),
-    }
+    let mut to_read: Vec<IndexVersion> =
+        listed.iter().filter(|v| Some(**v) <= chosen).copied().collect();
+    to_read.sort();
+    to_read.dedup();
+    TimelinePlan { chosen, to_read, newest_listed: listed.iter().map(|v| v.generation).max() }
 }
 
 /// An index the walk read, parsed (or not) by [`IndexPart::from_json_bytes`].
