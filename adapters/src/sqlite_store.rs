@@ -99,6 +99,24 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     tx.commit().map_err(io)
 }
 
+/// Every tenant's record, read from the store at `path` opened **read-only**
+/// (`strata scrub --purge` on the single-node default: it never writes, creates
+/// or migrates the node's store; a missing file or another schema version is an
+/// error, never an empty table).
+pub fn read_tenants_read_only(path: &Utf8Path) -> Result<Vec<TenantRecord>, StoreError> {
+    use rusqlite::OpenFlags;
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path.as_std_path(), flags).map_err(io)?;
+    let found: u32 =
+        conn.query_row("SELECT version FROM schema_version", [], |row| row.get(0)).map_err(io)?;
+    if found != SCHEMA_VERSION {
+        return Err(StoreError::Corrupt(format!(
+            "schema version {found}, this build reads {SCHEMA_VERSION}"
+        )));
+    }
+    load(&conn)
+}
+
 fn load(conn: &Connection) -> Result<Vec<TenantRecord>, StoreError> {
     let mut stmt = conn
         .prepare("SELECT tenant_id, generation, attached_to FROM tenants ORDER BY tenant_id")

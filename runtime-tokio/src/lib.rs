@@ -25,4 +25,6 @@ pub mod metrics;
 #[cfg(not(madsim))]
 pub mod metrics_io;
 #[cfg(not(madsim))]
+pub mod scrub;
+#[cfg(not(madsim))]
 pub mod server;

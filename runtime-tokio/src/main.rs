@@ -11,6 +11,9 @@
 //! - `strata token new-key FILE | mint --key-file FILE --scope admin|tenant
 //!   [--tenant T] [--ttl-secs N]`: keys and bearer tokens for the node's API
 //!   (`strata_runtime_tokio::auth`).
+//! - `strata scrub (--remote DIR|s3://BUCKET[/PREFIX] | --config FILE) [--tenant T]
+//!   [--deep] [--json] [--purge --older-than DURATION [--yes]]`: check remote
+//!   storage against its indexes (`strata_runtime_tokio::scrub`).
 //! - `strata walredo [--replay FILE]`: the walredo child process (spoken to over
 //!   stdin/stdout by the node), or the replay of a saved failing request.
 
@@ -82,6 +85,52 @@ mod cli {
         Token {
             #[command(subcommand)]
             verb: TokenVerb,
+        },
+        /// Check remote storage against its indexes: missing, wrong-size or (--deep)
+        /// corrupt layers, orphans, unknown index versions, deleted timelines that
+        /// still hold objects, objects newer than any index. Exit 0 clean (orphans
+        /// allowed), 1 problems found, 2 the scrubber's own error.
+        Scrub {
+            /// A LocalFs directory, or s3://BUCKET[/PREFIX].
+            #[arg(long)]
+            remote: Option<String>,
+            /// The endpoint of an S3-compatible server (with an s3:// --remote).
+            #[arg(long)]
+            s3_endpoint: Option<String>,
+            #[arg(long, default_value = "us-east-1")]
+            s3_region: String,
+            /// A node configuration: its remote storage and control plane.
+            #[arg(long)]
+            config: Option<Utf8PathBuf>,
+            /// Only this tenant.
+            #[arg(long)]
+            tenant: Option<String>,
+            /// Also read every referenced layer and check its CRC32C and format.
+            #[arg(long)]
+            deep: bool,
+            /// The report as JSON on stdout.
+            #[arg(long)]
+            json: bool,
+            /// Delete orphans the safety rules allow (a dry run without --yes).
+            #[arg(long, requires = "older_than")]
+            purge: bool,
+            /// Only orphans at least this old (e.g. 7d, 36h; at least 24h).
+            #[arg(long)]
+            older_than: Option<String>,
+            /// Really delete (with --purge).
+            #[arg(long, requires = "purge")]
+            yes: bool,
+            /// A `strata control` service to ask for generations.
+            #[arg(long)]
+            control_url: Option<String>,
+            #[arg(long)]
+            control_token: Option<String>,
+            /// The node's SQLite control-plane store, read read-only.
+            #[arg(long)]
+            control_db: Option<Utf8PathBuf>,
+            /// No progress bar.
+            #[arg(long)]
+            no_progress: bool,
         },
         /// Talk to a running control plane's admin API.
         Ctl {
@@ -167,6 +216,37 @@ mod cli {
             Command::Walredo { .. } => unreachable!("handled above"),
             Command::Init { dir, force } => init(&dir, force),
             Command::Token { verb } => token(verb),
+            Command::Scrub {
+                remote,
+                s3_endpoint,
+                s3_region,
+                config,
+                tenant,
+                deep,
+                json,
+                purge,
+                older_than,
+                yes,
+                control_url,
+                control_token,
+                control_db,
+                no_progress,
+            } => strata_runtime_tokio::scrub::run(&strata_runtime_tokio::scrub::ScrubArgs {
+                remote,
+                s3_endpoint,
+                s3_region,
+                config,
+                tenant,
+                deep,
+                json,
+                purge,
+                older_than,
+                yes,
+                control_url,
+                control_token,
+                control_db,
+                progress: !no_progress,
+            }),
             Command::Control { listen, db, token } => control(&listen, &db, token),
             Command::Ctl { url, token, what } => {
                 use strata_runtime_tokio::control::ctl::{self, Verb};

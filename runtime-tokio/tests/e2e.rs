@@ -144,6 +144,30 @@ impl Node {
     }
 }
 
+/// The end-of-run check: `strata scrub --deep` over the node's remote directory,
+/// through the same remote-storage trait the node uses. Orphans never fail a run
+/// (their count is printed); every other finding does. Returns the JSON report.
+fn scrub_remote(dir: &Path) -> Value {
+    let (code, report) = run_scrub(dir);
+    assert_eq!(code, Some(0), "the scrubber found problems: {report:#}");
+    report
+}
+
+/// `strata scrub --deep --json` over `dir/remote`: its exit code and report.
+fn run_scrub(dir: &Path) -> (Option<i32>, Value) {
+    let out = Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(["scrub", "--deep", "--json", "--no-progress", "--remote"])
+        .arg(dir.join("remote"))
+        .output()
+        .unwrap();
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!("scrub printed no report ({e}): {}", String::from_utf8_lossy(&out.stderr))
+    });
+    let orphans = report["counts"]["orphan"].as_u64().unwrap_or(0);
+    println!("scrub: {} objects, {orphans} orphans", report["objects"]);
+    (out.status.code(), report)
+}
+
 impl Drop for Node {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -253,6 +277,7 @@ fn sigterm_then_restart_reads_every_value_back_with_a_higher_generation() {
         );
     }
     node.stop();
+    scrub_remote(dir.path());
 }
 
 /// Issue 15 item 1: an ingest of key `FFFFFFFFFFFFFFFF` was answered 200 and the
@@ -303,6 +328,7 @@ fn key_ffffffffffffffff_is_refused_with_400_and_the_node_keeps_serving() {
     );
     assert_eq!(status, 400);
     node.stop();
+    scrub_remote(dir.path());
 }
 
 #[test]
@@ -360,6 +386,7 @@ fn detach_attach_and_delete_a_tenant_over_http() {
         .collect();
     assert!(left.is_empty(), "layers left after the tenant was deleted: {left:?}");
     node.stop();
+    scrub_remote(dir.path());
 }
 
 #[test]
@@ -399,6 +426,7 @@ fn restart_after_local_layers_were_deleted_or_truncated_downloads_them() {
     }
     assert!(layers[0].exists(), "the deleted layer was not downloaded again");
     node.stop();
+    scrub_remote(dir.path());
 }
 
 /// Waits until the timeline's visible LSN reaches `last`.
@@ -492,6 +520,7 @@ fn a_tenant_whose_local_directory_was_deleted_loads_from_remote_storage() {
     assert_eq!(node.timeline()["last_ingested_lsn"], lsn(last));
     assert_eq!(node.read(0, &lsn(last)).as_deref(), Some(values[0].as_str()));
     node.stop();
+    scrub_remote(dir.path());
 }
 
 /// `strata init` into `dir` with its remote storage in `remote` (shared).
@@ -900,6 +929,7 @@ fn http_replies_and_errors_match_the_documented_api() {
         json!({"changed": false, "mode": "AttachedSingle", "generation": 1, "warm": null})
     );
     node.stop();
+    scrub_remote(dir.path());
 }
 
 /// Issue 15 item 3: an 8,000-byte image then a 500-byte append on one key. The
@@ -948,6 +978,7 @@ fn an_append_past_the_value_limit_is_refused_and_the_key_stays_readable() {
     assert_eq!(node.read(1, "0/30").map(|v| v.len() / 2), Some(101));
     assert_eq!(node.read(1, "0/20").map(|v| v.len() / 2), Some(8192));
     node.stop();
+    scrub_remote(dir.path());
 }
 
 fn visible_lsn(node: &Node) -> u64 {
@@ -1054,6 +1085,11 @@ fn a_corrupt_remote_index_is_reported_broken_with_the_object_named() {
     );
     assert_eq!(metric(&node, r#"strata_timelines_broken{reason="corrupt"}"#), 1);
     node.stop();
+    // The scrubber finds it too (exit 1), naming the index.
+    let (code, report) = run_scrub(dir.path());
+    assert_eq!(code, Some(1), "{report:#}");
+    assert_eq!(report["counts"]["unreadable_index"], 1, "{report:#}");
+    assert!(report.to_string().contains(index_key), "{report:#}");
 }
 
 /// Issue 15, item 2: a replacement machine (its `data/` and control-plane store
@@ -1104,6 +1140,7 @@ fn creates_on_a_replacement_machine_refuse_remote_data_and_an_attach_recovers_it
     node.start();
     assert_eq!(node.read(0, "0/10").as_deref(), Some(values[0].as_str()));
     node.stop();
+    scrub_remote(dir.path());
 }
 
 /// Issue 15, item 5: kill -9 as soon as a timeline's first index has landed in
@@ -1155,4 +1192,5 @@ fn a_create_retried_after_kill_9_once_its_index_landed_answers_201() {
     let (status, body) = node.post(&timelines, json!({ "timeline_id": TIMELINE }));
     assert_eq!(status, 409, "{body}");
     node.stop();
+    scrub_remote(dir.path());
 }

@@ -247,7 +247,9 @@ impl TimelineScrub {
 }
 
 /// A tenant's own objects: its deletion mark, and anything under it that is no
-/// timeline's.
+/// timeline's. A deleted tenant (its mark is there) may keep its timelines'
+/// indexes (each timeline's tombstone stays for good); any other object under it
+/// is a finding.
 #[derive(Debug)]
 pub struct TenantScrub {
     tenant: TenantId,
@@ -269,7 +271,8 @@ impl TenantScrub {
         report.objects += 1;
         report.bytes += object.size_bytes;
         match class {
-            KeyClass::TenantDeletionMark { .. } => {}
+            // Indexes stay after a deletion (the tombstone for good), like the mark.
+            KeyClass::TenantDeletionMark { .. } | KeyClass::Index { .. } => {}
             KeyClass::OtherInTenant { .. } => {
                 self.objects_besides_mark += 1;
                 report.record(Finding::UnknownObject { key: object.key.clone() });
