@@ -24,7 +24,7 @@
 //! Errors of the store end the walk with the [`RemoteError`] (the scrubber's own
 //! error, exit code 2); a finding is never an error.
 
-#[cfg(test)]
+#[cfg(all(test, not(madsim)))]
 mod tests;
 
 use crate::remote::{RemoteError, RemoteErrorKind, RemoteStorage};

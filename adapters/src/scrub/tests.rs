@@ -24,10 +24,13 @@ pub(super) const NOW: WallTime = WallTime(10 * MIN_PURGE_AGE_MS);
 const OLD: Option<WallTime> = Some(WallTime(NOW.0 - 2 * MIN_PURGE_AGE_MS));
 const YOUNG: Option<WallTime> = Some(WallTime(NOW.0 - 1000));
 
+/// Each key's body and modification time.
+type Objects = BTreeMap<RemoteKey, (Vec<u8>, Option<WallTime>)>;
+
 /// An object store in memory that pages like S3 and reports modification times.
 #[derive(Clone, Default)]
 pub(super) struct MemRemote {
-    objects: Arc<Mutex<BTreeMap<RemoteKey, (Vec<u8>, Option<WallTime>)>>>,
+    objects: Arc<Mutex<Objects>>,
 }
 
 impl MemRemote {
