@@ -88,3 +88,65 @@ proptest! {
         run(steps);
     }
 }
+
+/// The two cases proptest once shrank for the original model test
+/// (`proptest-regressions/timeline/tests/model.txt`), kept as plain tests now
+/// that the steps are shared with the fuzz target.
+#[test]
+fn the_model_tests_past_failures_pass() {
+    run(vec![
+        Step::Ingest(vec![(0, 1, Record::Image(vec![]))]),
+        Step::Ingest(vec![(0, 1, Record::Image(vec![]))]),
+        Step::Tick(2000),
+        Step::Ingest(vec![(0, 1, Record::Image(vec![]))]),
+        Step::Flush,
+        Step::Ingest(vec![(0, 2, Record::Image(vec![])), (0, 2, Record::Image(vec![]))]),
+    ]);
+    run(vec![
+        Step::Ingest(vec![
+            (0, 1, Record::Image(vec![0, 0, 0, 0, 0, 0])),
+            (0, 1, Record::Delta(vec![DeltaOp::Append(vec![])])),
+            (0, 1, Record::Delta(vec![DeltaOp::WriteAt { offset: 0, bytes: vec![0, 0] }])),
+            (0, 1, Record::Delta(vec![DeltaOp::Append(vec![0, 0, 0, 0]), DeltaOp::Append(vec![])])),
+            (0, 1, Record::Delta(vec![DeltaOp::Append(vec![])])),
+        ]),
+        Step::Ingest(vec![
+            (
+                2,
+                3,
+                Record::Delta(vec![
+                    DeltaOp::WriteAt { offset: 21, bytes: vec![115, 86, 40, 14] },
+                    DeltaOp::Append(vec![9, 132, 72, 76, 113, 230]),
+                ]),
+            ),
+            (0, 2, Record::Image(vec![])),
+            (3, 1, Record::Delta(vec![DeltaOp::Clear])),
+        ]),
+        Step::Ingest(vec![(
+            1,
+            3,
+            Record::Delta(vec![
+                DeltaOp::Append(vec![6]),
+                DeltaOp::Append(vec![164, 200, 177, 170, 39]),
+            ]),
+        )]),
+        Step::Ingest(vec![
+            (1, 3, Record::Delta(vec![DeltaOp::Truncate(13), DeltaOp::Append(vec![])])),
+            (0, 1, Record::Delta(vec![DeltaOp::Truncate(0)])),
+        ]),
+        Step::Tick(2262),
+        Step::Ingest(vec![
+            (1, 3, Record::Delta(vec![DeltaOp::Clear, DeltaOp::Truncate(1)])),
+            (4, 3, Record::Delta(vec![DeltaOp::Append(vec![153, 114, 22, 177]), DeltaOp::Clear])),
+            (
+                5,
+                1,
+                Record::Image(vec![
+                    132, 58, 39, 84, 181, 74, 182, 187, 83, 35, 219, 86, 193, 12, 248,
+                ]),
+            ),
+            (4, 3, Record::Delta(vec![DeltaOp::Truncate(0), DeltaOp::Append(vec![78, 232, 132])])),
+            (1, 3, Record::Delta(vec![DeltaOp::Truncate(23)])),
+        ]),
+    ]);
+}
