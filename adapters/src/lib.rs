@@ -14,6 +14,7 @@
 pub mod conformance;
 pub mod disk;
 pub mod generation_store;
+pub mod migration_store;
 pub mod redo;
 pub mod remote;
 pub mod scrub;

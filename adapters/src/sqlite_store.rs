@@ -4,7 +4,9 @@
 //!   `tenants(tenant_id TEXT PRIMARY KEY, generation INTEGER, attached_to INTEGER NULL)`
 //!   and (version 2, used by `strata control` only) `nodes(node_id INTEGER PRIMARY
 //!   KEY, address TEXT)`, the registered pageservers; node ids are stored as the
-//!   two's-complement `i64` of the `u64`.
+//!   two's-complement `i64` of the `u64`; (version 3, `strata control` only)
+//!   `migrations(tenant_id TEXT PRIMARY KEY, record TEXT)`, each tenant's last
+//!   migration as JSON ([`MigrationStore`]).
 //! - [`SqliteStore::open`] creates the schema or migrates it, step by step, up to
 //!   [`SCHEMA_VERSION`]; a newer schema is refused ([`StoreError::SchemaTooNew`]).
 //! - Each [`StoreChange`] is one `IMMEDIATE` transaction; the database runs with
@@ -15,15 +17,17 @@
 //!   handles a change at a time, which is all the control plane asks of it.
 
 use crate::generation_store::{GenerationStore, StoreError, check_no_regression};
+use crate::migration_store::{self, MigrationStore};
 use camino::Utf8Path;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use std::sync::{Arc, Mutex, PoisonError};
+use strata_core::control_plane::migration::MigrationRecord;
 use strata_core::control_plane::{StoreChange, TenantRecord};
 use strata_core::generation::Generation;
 use strata_core::id::{NodeId, TenantId};
 
 /// The schema this build writes.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// Migration `i` takes the schema from version `i` to `i + 1`.
 const MIGRATIONS: &[&str] = &[
@@ -35,6 +39,10 @@ const MIGRATIONS: &[&str] = &[
     "CREATE TABLE nodes (
         node_id INTEGER PRIMARY KEY NOT NULL,
         address TEXT NOT NULL
+    ) STRICT;",
+    "CREATE TABLE migrations (
+        tenant_id TEXT PRIMARY KEY NOT NULL,
+        record TEXT NOT NULL
     ) STRICT;",
 ];
 
@@ -199,6 +207,54 @@ impl SqliteStore {
     }
 }
 
+fn put_migration(
+    tx: &rusqlite::Transaction<'_>,
+    record: &MigrationRecord,
+) -> Result<(), StoreError> {
+    tx.execute(
+        "INSERT INTO migrations (tenant_id, record) VALUES (?1, ?2)
+         ON CONFLICT (tenant_id) DO UPDATE SET record = excluded.record",
+        params![record.tenant.to_string(), migration_store::encode(record)],
+    )
+    .map_err(io)?;
+    Ok(())
+}
+
+impl MigrationStore for SqliteStore {
+    async fn load_migrations(&self) -> Result<Vec<MigrationRecord>, StoreError> {
+        self.with_conn(|conn| {
+            let mut stmt = conn
+                .prepare("SELECT tenant_id, record FROM migrations ORDER BY tenant_id")
+                .map_err(io)?;
+            let rows = stmt
+                .query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?)))
+                .map_err(io)?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (tenant, text) = row.map_err(io)?;
+                let record = migration_store::decode(&text)?;
+                if record.tenant.to_string() != tenant {
+                    let why = format!("migration row {tenant} holds {}", record.tenant);
+                    return Err(StoreError::Corrupt(why));
+                }
+                out.push(record);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn put_migration(&self, record: &MigrationRecord) -> Result<(), StoreError> {
+        let record = record.clone();
+        self.with_conn(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(io)?;
+            put_migration(&tx, &record)?;
+            tx.commit().map_err(io)
+        })
+        .await
+    }
+}
+
 impl GenerationStore for SqliteStore {
     async fn load(&self) -> Result<Vec<TenantRecord>, StoreError> {
         self.with_conn(|conn| load(conn)).await
@@ -262,6 +318,44 @@ mod tests {
     #[tokio::test]
     async fn sqlite_store_passes_the_conformance_suite() {
         conformance::run_all(&mut SqliteHarness::new()).await;
+    }
+
+    impl migration_store::conformance::Harness for SqliteHarness {
+        type Store = SqliteStore;
+
+        async fn open(&mut self) -> SqliteStore {
+            SqliteStore::open(&self.path).unwrap()
+        }
+
+        async fn crash_before_commit(&mut self, store: SqliteStore, record: &MigrationRecord) {
+            let record = record.clone();
+            store
+                .with_conn(move |conn| {
+                    let tx = conn
+                        .transaction_with_behavior(TransactionBehavior::Immediate)
+                        .map_err(io)?;
+                    put_migration(&tx, &record)?;
+                    drop(tx); // rolled back, never committed
+                    Ok(())
+                })
+                .await
+                .unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn sqlite_store_passes_the_migration_conformance_suite() {
+        migration_store::conformance::run_all(&mut SqliteHarness::new()).await;
+    }
+
+    #[tokio::test]
+    async fn a_corrupt_migration_row_is_reported_not_skipped() {
+        let h = SqliteHarness::new();
+        let store = SqliteStore::open(&h.path).unwrap();
+        let conn = Connection::open(h.path.as_std_path()).unwrap();
+        conn.execute("INSERT INTO migrations VALUES ('00', '{\"phase\": 1}')", []).unwrap();
+        drop(conn);
+        assert!(matches!(store.load_migrations().await, Err(StoreError::Corrupt(_))));
     }
 
     #[tokio::test]

@@ -11,6 +11,7 @@
 //! | `POST /v1/tenant/{t}/timeline/{tl}/ingest` | `{"records": [...]}` | 200 `{"last_ingested_lsn", "applied", "skipped"}`; 400 for key `FFFFFFFFFFFFFFFF` (not storable: key ranges are half-open) |
 //! | `GET /v1/tenant/{t}/timeline/{tl}/page?key=K&lsn=L` | | 200 `{"key", "lsn", "value": hex or null}`; 400 for key `FFFFFFFFFFFFFFFF` |
 //! | `PUT /v1/tenant/{t}/location_config` | `{"mode": "AttachedSingle" \| "AttachedMulti" \| "AttachedStale" \| "Secondary" \| "Detached", "generation"?: n, "warm"?: bool}` | 200 `{"changed": bool, "mode", "generation": n or null, "warm": bool or null}` (`warm` only for Secondary, `generation` only for attached modes) |
+//! | `GET /v1/tenant/{t}/location` | | 200 `{"tenant_id", "mode", "generation", "warm", "timelines": [timeline info]}`: where the tenant stands here (`Detached` if unknown) and its timelines' LSNs; 503 while it changes |
 //! | `POST /v1/tenant/{t}/detach` | | 200, as location_config `Detached` |
 //! | `DELETE /v1/tenant/{t}` | | 200 `{"tenant_id", "deleted": true}` once the tenant and all its timelines are gone (503 while it runs: retry) |
 //! | `GET /v1/status` | | 200 `{"phase", "in_flight_io", "inputs"}` |
@@ -162,6 +163,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/v1/tenant", post(create_tenant).get(list_tenants))
         .route("/v1/tenant/{tenant}/location_config", put(location_config))
+        .route("/v1/tenant/{tenant}/location", get(tenant_location))
         .route("/v1/tenant/{tenant}/detach", post(detach))
         .route("/v1/tenant/{tenant}", axum::routing::delete(delete_tenant))
         .route("/v1/tenant/{tenant}/timeline", post(create_timeline))
@@ -493,7 +495,15 @@ fn placement_json(outcome: LocationOutcome) -> serde_json::Value {
         LocationOutcome::Unchanged(p) => (false, p),
         LocationOutcome::Changed(p) | LocationOutcome::Created(p) => (true, p),
     };
-    let (mode, generation, warm) = match placement {
+    let (mode, generation, warm) = placement_fields(placement);
+    serde_json::json!({"changed": changed, "mode": mode, "generation": generation, "warm": warm})
+}
+
+/// A placement as `(mode, generation, warm)`, the names location_config uses.
+fn placement_fields(
+    placement: Placement,
+) -> (&'static str, Option<strata_core::Generation>, Option<bool>) {
+    match placement {
         Placement::Detached => ("Detached", None, None),
         Placement::Located(LocationMode::AttachedSingle { generation }) => {
             ("AttachedSingle", Some(generation), None)
@@ -505,8 +515,28 @@ fn placement_json(outcome: LocationOutcome) -> serde_json::Value {
             ("AttachedStale", Some(generation), None)
         }
         Placement::Located(LocationMode::Secondary { warm }) => ("Secondary", None, Some(warm)),
-    };
-    serde_json::json!({"changed": changed, "mode": mode, "generation": generation, "warm": warm})
+    }
+}
+
+async fn tenant_location(
+    State(state): State<AppState>,
+    ApiPath(tenant): ApiPath<String>,
+) -> Result<HttpResponse, HttpError> {
+    let tenant = parse_tenant(&tenant)?;
+    match call(&state, "tenant_location", Request::TenantLocation { tenant }).await? {
+        Response::TenantLocation(l) => {
+            let (mode, generation, warm) = placement_fields(l.placement);
+            Ok(Json(serde_json::json!({
+                "tenant_id": l.tenant,
+                "mode": mode,
+                "generation": generation,
+                "warm": warm,
+                "timelines": l.timelines,
+            }))
+            .into_response())
+        }
+        other => Err(unexpected(other)),
+    }
 }
 
 async fn location_config(

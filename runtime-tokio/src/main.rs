@@ -174,6 +174,17 @@ mod cli {
             #[command(subcommand)]
             verb: TenantVerb,
         },
+        /// Move a tenant to another registered node, printing each step as it
+        /// happens (stderr) and the final state (stdout).
+        Migrate {
+            tenant_id: String,
+            /// The destination node.
+            #[arg(long)]
+            to: u64,
+            /// What the origin becomes: secondary_warm (default) or detached.
+            #[arg(long)]
+            origin_after: Option<String>,
+        },
     }
 
     #[derive(Subcommand)]
@@ -250,6 +261,27 @@ mod cli {
             Command::Control { listen, db, token } => control(&listen, &db, token),
             Command::Ctl { url, token, what } => {
                 use strata_runtime_tokio::control::ctl::{self, Verb};
+                if let CtlWhat::Migrate { tenant_id, to, origin_after } = &what {
+                    let mut progress = |line: &str| eprintln!("{line}");
+                    let result = ctl::migrate(
+                        &url,
+                        token.as_deref(),
+                        tenant_id,
+                        *to,
+                        origin_after.as_deref(),
+                        &mut progress,
+                    );
+                    return match result {
+                        Ok(text) => {
+                            println!("{text}");
+                            ExitCode::SUCCESS
+                        }
+                        Err(e) => {
+                            eprintln!("strata ctl: {e}");
+                            ExitCode::FAILURE
+                        }
+                    };
+                }
                 let verb = match what {
                     CtlWhat::Node { verb: NodeVerb::Register { node_id, address } } => {
                         Verb::RegisterNode { node_id, address }
@@ -259,6 +291,7 @@ mod cli {
                         Verb::CreateTenant { tenant_id, node_id: node }
                     }
                     CtlWhat::Tenant { verb: TenantVerb::List } => Verb::ListTenants,
+                    CtlWhat::Migrate { .. } => unreachable!("handled above"),
                 };
                 match ctl::run(&url, token.as_deref(), &verb) {
                     Ok(text) => {

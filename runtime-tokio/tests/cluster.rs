@@ -2,81 +2,17 @@
 //! pageserver whose `[control_plane]` is that service.
 #![cfg(not(madsim))]
 
+mod common;
+
+use common::{Proc, TIMEOUT, agent, free_port, lsn, parse_lsn, strata};
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const TENANT: &str = "0000000000000000000000000000000a";
 const TIMELINE: &str = "0000000000000000000000000000000b";
 const TOKEN: &str = "e2e-node-token";
-const TIMEOUT: Duration = Duration::from_secs(60);
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-fn agent() -> ureq::Agent {
-    ureq::Agent::new_with_config(
-        ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(30)))
-            .build(),
-    )
-}
-
-fn strata() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_strata"))
-}
-
-/// A child process killed on drop.
-struct Proc {
-    child: Option<Child>,
-    log: PathBuf,
-}
-
-impl Proc {
-    fn spawn(cmd: &mut Command, log: PathBuf) -> Proc {
-        let file = std::fs::File::create(&log).unwrap();
-        let child =
-            cmd.env("STRATA_LOG", "info").stdout(Stdio::null()).stderr(file).spawn().unwrap();
-        Proc { child: Some(child), log }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn kill9(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            c.kill().unwrap();
-            c.wait().unwrap();
-        }
-    }
-
-    /// SIGTERM and a clean exit.
-    fn stop(&mut self) {
-        let mut child = self.child.take().unwrap();
-        // SAFETY: a signal to our own child.
-        assert_eq!(unsafe { libc::kill(i32::try_from(child.id()).unwrap(), libc::SIGTERM) }, 0);
-        let deadline = Instant::now() + TIMEOUT;
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                assert!(status.success(), "exited with {status}: {}", self.log());
-                return;
-            }
-            assert!(Instant::now() < deadline, "did not stop: {}", self.log());
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        self.kill9();
-    }
-}
 
 struct Cluster {
     dir: PathBuf,
@@ -216,15 +152,6 @@ impl Cluster {
             assert_eq!(self.read(k as u64, at), Some(hex::encode(v)), "key {k} at {at:X}");
         }
     }
-}
-
-fn lsn(n: u64) -> String {
-    format!("{:X}/{:X}", n >> 32, n & 0xffff_ffff)
-}
-
-fn parse_lsn(s: &str) -> u64 {
-    let (hi, lo) = s.split_once('/').unwrap();
-    (u64::from_str_radix(hi, 16).unwrap() << 32) | u64::from_str_radix(lo, 16).unwrap()
 }
 
 fn remote_objects(dir: &Path) -> BTreeSet<String> {

@@ -44,6 +44,12 @@ pub enum Request {
         timeline: TimelineId,
     },
     ListTenants,
+    /// Where the tenant stands on this node and the LSNs of its timelines (what the
+    /// control plane's migration reconciler observes). A tenant the node does not
+    /// know is `Detached`; one whose slot is changing is `Unavailable` (retry).
+    TenantLocation {
+        tenant: TenantId,
+    },
     /// Delete a timeline: a tombstone index first, then every object of it (through
     /// the deletion queue, validated), then the tombstone. Answered once the
     /// tombstone is queued; `TimelineInfo` shows `Deleting` until it is gone (404).
@@ -78,6 +84,7 @@ pub enum Response {
     Value { key: Key, lsn: Lsn, value: Option<Vec<u8>> },
     TimelineInfo(TimelineInfo),
     Tenants(Vec<TenantInfo>),
+    TenantLocation(TenantLocation),
     LocationConfigured(crate::tenant::LocationOutcome),
     TimelineDeleting,
     ShutdownComplete { clean: bool },
@@ -96,6 +103,15 @@ pub struct TimelineInfo {
     /// Projected and validated: safe for WAL producers to discard below.
     pub remote_consistent_lsn_visible: Lsn,
     pub layers: usize,
+}
+
+/// The answer to [`Request::TenantLocation`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TenantLocation {
+    pub tenant: TenantId,
+    pub placement: crate::tenant::Placement,
+    /// Every timeline whose machines run (none unless attached), with its LSNs.
+    pub timelines: Vec<TimelineInfo>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

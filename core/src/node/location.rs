@@ -6,7 +6,7 @@
 //! | `CheckRemote` | list `tenants/{t}/` in remote storage | the listing is back (a failed listing fails the create: 503, retry) |
 //! | `AcquireGeneration` | list the tenant's remote storage; a generation above the control plane's latest grant fails the step (S-GEN-MONO); then in-process control plane: attach (floor = requested − 1) | the grant is durable |
 //! | `ReleaseGeneration` | in-process control plane: detach | the change is durable |
-//! | `StopTenant` | freeze and flush every timeline; then stop its upload queues | everything acknowledged is visible (or the shutdown grace period passed) **and** no I/O of the tenant is in flight (after `stop_drain_timeout_ms`: no local write; the rest is abandoned, `tenant_machine.rs`) |
+//! | `StopTenant` | freeze and flush every timeline; then stop its upload queues | everything acknowledged is visible (or the shutdown grace period passed; at once for an AttachedStale tenant, which uploads nothing) **and** no I/O of the tenant is in flight (after `stop_drain_timeout_ms`: no local write; the rest is abandoned, `tenant_machine.rs`) |
 //! | `FlushDeletions` | deletion queue `flush_advisory` | at once |
 //! | `WriteConfig` | crash-safe write of `config-v1` | durable |
 //! | `LoadTenant` | list remote timelines, select and read each index, reconcile local files, start the machines (start-up's per-tenant path) | every timeline runs; a failure drops what was started |
@@ -348,11 +348,18 @@ impl Node {
 
     fn begin_stop_tenant(&mut self, tenant: TenantId) {
         let now = self.now;
-        let deadline = now.plus_millis(self.config.shutdown_grace_ms);
         let Some(t) = self.tenants.get_mut(&tenant) else {
             // Nothing runs (a Broken tenant whose load failed): nothing to stop.
             return self.step_done(tenant, Ok(StepOutput::Done));
         };
+        // A stale attachment uploads nothing (S-SINGLE-WRITER): nothing more can
+        // become visible, so waiting for it would only spend the grace period (a
+        // migration's origin demoted to Secondary). It stops at once.
+        let grace_ms = match t.mode {
+            LocationMode::AttachedStale { .. } => 0,
+            _ => self.config.shutdown_grace_ms,
+        };
+        let deadline = now.plus_millis(grace_ms);
         t.begin_stop(deadline);
         for tl in self.timelines_of(tenant) {
             self.with_machines(tenant, tl, |slot| {

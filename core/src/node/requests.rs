@@ -16,7 +16,8 @@
 //!   period ends, whichever is first, and says which.
 
 use super::api::{
-    ApiError, BrokenTimeline, Request, RequestId, Response, TenantInfo, TimelineInfo,
+    ApiError, BrokenTimeline, Request, RequestId, Response, TenantInfo, TenantLocation,
+    TimelineInfo,
 };
 use super::{BrokenReason, Machine, Node, NodeEffect, NodePhase, SlotState, TimelineSlot};
 use crate::id::{TenantId, TimelineId};
@@ -24,7 +25,7 @@ use crate::key::Key;
 use crate::location_conf::LocationMode;
 use crate::lsn::Lsn;
 use crate::redo::IngestRecord;
-use crate::tenant::{Slot, TenantState};
+use crate::tenant::{Placement, Slot, TenantState};
 use crate::timeline::{IngestError, ReadError, ReadId};
 use crate::upload_queue::AttachMode;
 
@@ -60,6 +61,10 @@ impl Node {
             Request::ListTenants => {
                 let tenants = self.list_tenants();
                 self.reply(req, Ok(Response::Tenants(tenants)));
+            }
+            Request::TenantLocation { tenant } => {
+                let location = self.tenant_location(tenant).map(Response::TenantLocation);
+                self.reply(req, location);
             }
             Request::Shutdown => self.begin_shutdown(req),
         }
@@ -245,6 +250,29 @@ impl Node {
             });
         }
         tenants.into_values().collect()
+    }
+
+    /// Where `tenant` stands here, with its timelines' LSNs (see
+    /// [`Request::TenantLocation`]). A Broken slot is an error naming why.
+    fn tenant_location(&self, tenant: TenantId) -> Result<TenantLocation, ApiError> {
+        let placement = match self.manager.slot(tenant) {
+            None => Placement::Detached,
+            Some(Slot::InProgress(_) | Slot::Broken { .. }) => {
+                let why = self.tenant_busy(tenant);
+                return Err(why.unwrap_or_else(|| ApiError::unavailable("tenant is changing")));
+            }
+            Some(Slot::Attached { mode, .. }) => Placement::Located(*mode),
+            Some(Slot::Secondary { warm }) => {
+                Placement::Located(LocationMode::Secondary { warm: *warm })
+            }
+        };
+        let timelines = match self.tenants.get(&tenant) {
+            Some(t) => {
+                t.timelines.keys().filter_map(|tl| self.timeline_info(tenant, *tl).ok()).collect()
+            }
+            None => Vec::new(),
+        };
+        Ok(TenantLocation { tenant, placement, timelines })
     }
 
     /// Reads go where ingest goes, and also to a timeline Broken because its disk

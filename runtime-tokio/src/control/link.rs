@@ -7,8 +7,8 @@
 //! - a 2xx with the expected body: the reply;
 //! - a refusal of the machine (`{"refusal"}`: unknown tenant, overloaded, store
 //!   failed, …): `Refused` with that error (the client retries the retryable ones);
-//! - 400 or 401: `Refused(Rejected)`, not retried (a malformed request or a wrong
-//!   token does not get better);
+//! - 400, 401 or 409: `Refused(Rejected)`, not retried (a malformed request, a
+//!   wrong token, or an attach the migration fence refuses does not get better);
 //! - no connection, a reset, any other status, a body that does not parse:
 //!   `Unreachable` (retried);
 //! - no answer: the client machine's deadline (`call_timeout_ms`) makes it a
@@ -152,7 +152,7 @@ pub fn interpret(request: &CpRequest, status: u16, body: &[u8]) -> SendOutcome {
         return Ok(Some(Err(refusal)));
     }
     match status {
-        400 | 401 => Ok(Some(Err(ControlPlaneError::Rejected(format!("{status}: {msg}"))))),
+        400 | 401 | 409 => Ok(Some(Err(ControlPlaneError::Rejected(format!("{status}: {msg}"))))),
         _ => Err(unreachable(format!("control plane answered {status}: {msg}"))),
     }
 }

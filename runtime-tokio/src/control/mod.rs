@@ -29,5 +29,6 @@
 
 pub mod ctl;
 pub mod link;
+pub mod migrate;
 pub mod service;
 pub mod wire;

@@ -22,44 +22,62 @@
 //! crash before a commit loses the change and no answer named it; the node's
 //! client times out and retries.
 
+use super::migrate::{self, Wake};
 use super::wire::{self, ErrorBody, Refusal};
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
+use axum::extract::{Path, Query};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use serde::de::DeserializeOwned;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 use strata_adapters::generation_store::GenerationStore;
+use strata_adapters::migration_store::MigrationStore;
 use strata_adapters::sqlite_store::SqliteStore;
+use strata_core::control_plane::migration::{
+    MigrationConfig, MigrationError, MigrationReconciler, MigrationRecord, MigrationStart,
+    MigrationView, OriginAfter,
+};
 use strata_core::control_plane::{
     ControlPlane, ControlPlaneEffect, ControlPlaneError, ControlPlaneReply, RequestId,
 };
-use strata_core::id::NodeId;
+use strata_core::id::{NodeId, TenantId};
 use strata_core::io_error::{IoError, IoErrorKind, IoTarget};
 use strata_core::time::Instant;
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, mpsc, oneshot};
 
 /// How long the control plane waits for a node's `POST /v1/tenant`.
 pub const NODE_CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
-struct Inner {
+pub(super) struct Inner {
     cp: ControlPlane,
     store: SqliteStore,
     next_req: u64,
+    /// The migration reconciler (driven by `migrate.rs`).
+    pub(super) mig: MigrationReconciler,
+    /// Admin requests waiting for their migration's start to be durable.
+    pub(super) starts: BTreeMap<RequestId, StartWaiter>,
 }
+
+/// Where a migration start's answer goes.
+pub(super) type StartWaiter = oneshot::Sender<Result<MigrationRecord, MigrationError>>;
 
 /// The service's shared state.
 #[derive(Clone)]
 pub struct ControlService {
     inner: Arc<Mutex<Inner>>,
+    /// Wakes the migration loop.
+    wake: mpsc::UnboundedSender<Wake>,
     store: SqliteStore,
     token: Option<String>,
     started: std::time::Instant,
+    /// Wall-clock milliseconds at start: names this run of the service.
+    incarnation: u64,
 }
 
 /// An error answer.
@@ -110,13 +128,24 @@ impl ControlService {
     ) -> Result<ControlService, String> {
         let store = SqliteStore::open(path).map_err(|e| format!("opening {path}: {e}"))?;
         let records = store.load().await.map_err(|e| format!("loading {path}: {e}"))?;
-        let inner = Inner { cp: ControlPlane::recover(records), store: store.clone(), next_req: 0 };
-        Ok(ControlService {
-            inner: Arc::new(Mutex::new(inner)),
-            store,
-            token,
-            started: std::time::Instant::now(),
-        })
+        let migrations =
+            store.load_migrations().await.map_err(|e| format!("loading {path}: {e}"))?;
+        let started = std::time::Instant::now();
+        let mig =
+            MigrationReconciler::recover(MigrationConfig::default(), migrations, Instant::ZERO);
+        let inner = Inner {
+            cp: ControlPlane::recover(records),
+            store: store.clone(),
+            next_req: 0,
+            mig,
+            starts: BTreeMap::new(),
+        };
+        let inner = Arc::new(Mutex::new(inner));
+        let wake = migrate::spawn(Arc::clone(&inner), store.clone(), started);
+        let incarnation = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        Ok(ControlService { inner, wake, store, token, started, incarnation })
     }
 
     fn now(&self) -> Instant {
@@ -199,6 +228,8 @@ pub fn router(service: ControlService) -> Router {
         .route("/detach", post(detach))
         .route("/admin/nodes", post(register_node).get(list_nodes))
         .route("/admin/tenants", post(create_tenant).get(list_tenants))
+        .route("/admin/migrations", post(start_migration))
+        .route("/admin/migrations/{tenant}", get(show_migration))
         .fallback(|| async { CtlError::new(StatusCode::NOT_FOUND, "no such route") })
         .with_state(service)
 }
@@ -267,6 +298,16 @@ async fn attach(
     let reported =
         body.reported_gen.map(wire::generation).transpose().map_err(CtlError::bad_request)?;
     let node = NodeId(body.node_id);
+    if let Some(destination) = s.inner.lock().await.mig.migrating_to(tenant)
+        && destination != node
+    {
+        // The migration fence (`migration` module doc): only the destination may
+        // take a generation of a migrating tenant.
+        return Err(CtlError::new(
+            StatusCode::CONFLICT,
+            format!("tenant {tenant} is migrating to {destination}; {node} may not attach it"),
+        ));
+    }
     let reply =
         s.run(move |cp, now, req| cp.handle_attach(now, req, tenant, node, reported)).await?;
     let ControlPlaneReply::Attached { generation } = reply else {
@@ -339,6 +380,7 @@ async fn list_tenants(
             tenant_id: r.tenant.to_string(),
             node_id: r.attached_to.map(|n| n.0),
             generation: r.generation.get(),
+            migration: inner.mig.migration(r.tenant).and_then(|m| migration_summary(&m)),
         })
         .collect();
     Ok(Json(rows))
@@ -405,8 +447,159 @@ async fn create_tenant(
             tenant_id: tenant.to_string(),
             node_id: record.attached_to.map(|n| n.0),
             generation: record.generation.get(),
+            migration: None,
         }),
     ))
+}
+
+fn migration_summary(m: &MigrationView<'_>) -> Option<wire::MigrationSummary> {
+    let r = m.record?;
+    Some(wire::MigrationSummary {
+        phase: r.phase.name().to_string(),
+        origin: r.origin.0,
+        destination: r.destination.0,
+        active: m.active,
+    })
+}
+
+fn migration_row(
+    incarnation: u64,
+    tenant: TenantId,
+    m: &MigrationView<'_>,
+    since: u64,
+) -> wire::MigrationRow {
+    wire::MigrationRow {
+        incarnation,
+        tenant_id: tenant.to_string(),
+        origin: m.record.map(|r| r.origin.0),
+        destination: m.record.map(|r| r.destination.0),
+        origin_generation: m.record.map(|r| r.origin_generation.get()),
+        phase: m.record.map_or("starting", |r| r.phase.name()).to_string(),
+        destination_generation: m
+            .record
+            .and_then(|r| r.phase.destination_generation())
+            .map(|g| g.get()),
+        active: m.active,
+        events: m
+            .events
+            .iter()
+            .filter(|e| e.seq >= since)
+            .map(|e| wire::EventRow {
+                seq: e.seq,
+                at_ms: e.at.as_millis(),
+                what: e.kind.to_string(),
+            })
+            .collect(),
+    }
+}
+
+/// Starts a migration of the tenant from the node holding it to `node_id`;
+/// answers once its first phase is durable (then it runs in the background:
+/// `GET /admin/migrations/{tenant}` follows it).
+async fn start_migration(
+    State(s): State<ControlService>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<(StatusCode, Json<wire::MigrationRow>), CtlError> {
+    s.authorize(&headers)?;
+    let body: wire::StartMigration = parse(&body)?;
+    let tenant = wire::tenant_id(&body.tenant_id).map_err(CtlError::bad_request)?;
+    let origin_after = match body.origin_after.as_deref() {
+        None | Some("secondary_warm") => OriginAfter::SecondaryWarm,
+        Some("detached") => OriginAfter::Detached,
+        Some(other) => {
+            return Err(CtlError::bad_request(format!(
+                "origin_after {other:?}: expected secondary_warm or detached"
+            )));
+        }
+    };
+    let destination = NodeId(body.node_id);
+    let nodes = s
+        .store
+        .nodes()
+        .await
+        .map_err(|e| CtlError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+    if !nodes.iter().any(|(n, _)| *n == destination) {
+        return Err(CtlError::new(
+            StatusCode::NOT_FOUND,
+            format!("node {} is not registered (strata ctl node register)", body.node_id),
+        ));
+    }
+    let (tx, rx) = oneshot::channel();
+    {
+        let mut inner = s.inner.lock().await;
+        let Some(record) = inner.cp.record(tenant).cloned() else {
+            return Err(CtlError::new(
+                StatusCode::NOT_FOUND,
+                format!("tenant {tenant} is unknown"),
+            ));
+        };
+        let Some(origin) = record.attached_to else {
+            return Err(CtlError::new(
+                StatusCode::CONFLICT,
+                format!("tenant {tenant} is attached nowhere: attach it before migrating it"),
+            ));
+        };
+        let req = RequestId(inner.next_req);
+        inner.next_req += 1;
+        inner.starts.insert(req, tx);
+        let start = MigrationStart {
+            tenant,
+            origin,
+            origin_generation: record.generation,
+            destination,
+            origin_after,
+        };
+        let now = s.now();
+        inner.mig.handle_start(now, req, start);
+    }
+    let _ = s.wake.send(Wake::Nudge);
+    let answer = tokio::time::timeout(NODE_CALL_TIMEOUT, rx).await;
+    match answer {
+        Ok(Ok(Ok(_))) => {}
+        Ok(Ok(Err(e))) => {
+            let status = match e {
+                MigrationError::AlreadyMigrating { .. } | MigrationError::SameNode { .. } => {
+                    StatusCode::CONFLICT
+                }
+                MigrationError::TooMany { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            };
+            return Err(CtlError::new(status, e.to_string()));
+        }
+        Ok(Err(_)) | Err(_) => {
+            return Err(CtlError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the migration's start was not durable in time (the store is slow or failing); retry",
+            ));
+        }
+    }
+    let inner = s.inner.lock().await;
+    let view = inner.mig.migration(tenant).ok_or_else(|| {
+        CtlError::new(StatusCode::INTERNAL_SERVER_ERROR, "a started migration is gone")
+    })?;
+    Ok((StatusCode::CREATED, Json(migration_row(s.incarnation, tenant, &view, 0))))
+}
+
+#[derive(serde::Deserialize)]
+struct SinceQuery {
+    #[serde(default)]
+    since: u64,
+}
+
+/// The tenant's last migration and its events from `since` on.
+async fn show_migration(
+    State(s): State<ControlService>,
+    headers: HeaderMap,
+    Path(tenant): Path<String>,
+    Query(q): Query<SinceQuery>,
+) -> Result<Json<wire::MigrationRow>, CtlError> {
+    s.authorize(&headers)?;
+    let tenant = wire::tenant_id(&tenant).map_err(CtlError::bad_request)?;
+    let inner = s.inner.lock().await;
+    let view = inner.mig.migration(tenant).ok_or_else(|| {
+        CtlError::new(StatusCode::NOT_FOUND, format!("tenant {tenant} has no migration"))
+    })?;
+    Ok(Json(migration_row(s.incarnation, tenant, &view, q.since)))
 }
 
 /// Serves `strata control` on `listener` until `stop` resolves.

@@ -94,6 +94,53 @@ pub struct TenantRow {
     /// The node it is attached to; `None` when detached.
     pub node_id: Option<u64>,
     pub generation: u32,
+    /// The tenant's last migration, if it ever had one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub migration: Option<MigrationSummary>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MigrationSummary {
+    pub phase: String,
+    pub origin: u64,
+    pub destination: u64,
+    /// Still running (false once `done`).
+    pub active: bool,
+}
+
+/// `POST /admin/migrations`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StartMigration {
+    pub tenant_id: String,
+    /// The destination.
+    pub node_id: u64,
+    /// `secondary_warm` (default) or `detached`: what the origin becomes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin_after: Option<String>,
+}
+
+/// A migration and its events (`GET /admin/migrations/{tenant}?since=SEQ`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MigrationRow {
+    /// Changes when the control plane restarts (event numbers start over).
+    pub incarnation: u64,
+    pub tenant_id: String,
+    pub origin: Option<u64>,
+    pub destination: Option<u64>,
+    pub origin_generation: Option<u32>,
+    pub phase: String,
+    pub destination_generation: Option<u32>,
+    pub active: bool,
+    pub events: Vec<EventRow>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventRow {
+    pub seq: u64,
+    /// Milliseconds since the control plane started.
+    pub at_ms: u64,
+    pub what: String,
 }
 
 /// A refusal of the control-plane machine, as it travels.

@@ -412,7 +412,24 @@ impl MigrationReconciler {
         self.effects.push_back(MigrationEffect::Persist { op, record });
     }
 
+    /// Records an event. Quiet on repeats: a status call is not recorded (only its
+    /// answer), and an answer equal to the last one recorded is not either (catch-up
+    /// polls every `catch_up_poll_ms`).
     fn event(&mut self, at: Instant, tenant: TenantId, kind: EventKind) {
+        let Some(m) = self.active.get(&tenant) else { return };
+        let repeat = match &kind {
+            EventKind::Calling { call: NodeCall::Status, .. } => true,
+            EventKind::Answered { .. } => m
+                .events
+                .iter()
+                .rev()
+                .find(|e| matches!(e.kind, EventKind::Answered { .. }))
+                .is_some_and(|e| e.kind == kind),
+            _ => false,
+        };
+        if repeat {
+            return;
+        }
         let seq = self.next_seq;
         self.next_seq += 1;
         if let Some(m) = self.active.get_mut(&tenant) {

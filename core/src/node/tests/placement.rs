@@ -5,6 +5,7 @@
 //! loads from remote storage.
 
 use super::*;
+use crate::location_conf::LocationMode;
 use crate::node::io::location_conf_path;
 
 /// An AttachedMulti tenant with data, stopped; returns its world, last LSN, values.
@@ -156,4 +157,53 @@ fn a_failed_config_write_at_start_up_is_retried_after_a_backoff() {
     assert_eq!(h.world.full_config_writes, 0);
     assert_eq!(h.node.phase(), &NodePhase::Active);
     assert_eq!(info(&mut h).state, "Active", "the tenant was dropped");
+}
+
+/// What the control plane's migration reconciler observes: where the tenant stands
+/// and its timelines' LSNs; an unknown tenant is Detached.
+#[test]
+fn tenant_location_names_the_placement_and_the_timelines_lsns() {
+    let mut h = Harness::start(World::default(), config());
+    let other = TenantId([0x42; 16]);
+    let r = h.call(Request::TenantLocation { tenant: other });
+    let Ok(Response::TenantLocation(l)) = r else { panic!("{r:?}") };
+    assert_eq!((l.placement, l.timelines.len()), (Placement::Detached, 0));
+    let (last, _) = tenant_with_data(&mut h);
+    let g = info(&mut h).generation;
+    let r = location(&mut h, RequestedMode::AttachedStale, Some(g.get()));
+    assert!(r.is_ok(), "{r:?}");
+    let r = h.call(Request::TenantLocation { tenant: T });
+    let Ok(Response::TenantLocation(l)) = r else { panic!("{r:?}") };
+    assert_eq!(l.placement, Placement::Located(LocationMode::AttachedStale { generation: g }));
+    assert_eq!(l.timelines.len(), 1);
+    assert_eq!(l.timelines[0].timeline, TL);
+    assert_eq!(l.timelines[0].last_ingested_lsn, last);
+    assert_eq!(l.timelines[0].remote_consistent_lsn_visible, last);
+    let r = location(&mut h, RequestedMode::Secondary { warm: true }, None);
+    assert!(r.is_ok(), "{r:?}");
+    let r = h.call(Request::TenantLocation { tenant: T });
+    let Ok(Response::TenantLocation(l)) = r else { panic!("{r:?}") };
+    assert_eq!(l.placement, Placement::Located(LocationMode::Secondary { warm: true }));
+    assert!(l.timelines.is_empty());
+}
+
+/// A migration's origin goes AttachedStale, then Secondary: nothing it holds can
+/// become visible any more (it uploads nothing), so its stop does not wait out the
+/// shutdown grace period for it.
+#[test]
+fn a_stale_tenant_stops_at_once_instead_of_waiting_for_a_visibility_it_cannot_reach() {
+    let mut h = Harness::start(World::default(), config());
+    let (last, _) = tenant_with_data(&mut h);
+    let g = info(&mut h).generation;
+    let r = location(&mut h, RequestedMode::AttachedStale, Some(g.get()));
+    assert!(r.is_ok(), "{r:?}");
+    let more = records(last.0 + 8, 20);
+    let r = h.call(Request::Ingest { tenant: T, timeline: TL, records: more });
+    assert!(r.is_ok(), "{r:?}");
+    let started = h.now;
+    let r = location(&mut h, RequestedMode::Secondary { warm: true }, None);
+    assert!(r.is_ok(), "{r:?}");
+    let took = h.now.millis_since(started);
+    let grace = h.node.config.shutdown_grace_ms;
+    assert!(took < grace, "the stale tenant's stop took {took} ms (grace {grace} ms)");
 }

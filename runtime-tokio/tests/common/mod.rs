@@ -1,0 +1,83 @@
+//! Helpers shared by the end-to-end tests that run the real binary as child
+//! processes (`cluster.rs`, `migration.rs`).
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const TIMEOUT: Duration = Duration::from_secs(60);
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+pub fn agent() -> ureq::Agent {
+    ureq::Agent::new_with_config(
+        ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(30)))
+            .build(),
+    )
+}
+
+pub fn strata() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_strata"))
+}
+
+/// A child process killed on drop.
+pub struct Proc {
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl Proc {
+    pub fn spawn(cmd: &mut Command, log: PathBuf) -> Proc {
+        let file = std::fs::File::create(&log).unwrap();
+        let child =
+            cmd.env("STRATA_LOG", "info").stdout(Stdio::null()).stderr(file).spawn().unwrap();
+        Proc { child: Some(child), log }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().unwrap();
+            c.wait().unwrap();
+        }
+    }
+
+    /// SIGTERM and a clean exit.
+    pub fn stop(&mut self) {
+        let mut child = self.child.take().unwrap();
+        // SAFETY: a signal to our own child.
+        assert_eq!(unsafe { libc::kill(i32::try_from(child.id()).unwrap(), libc::SIGTERM) }, 0);
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                assert!(status.success(), "exited with {status}: {}", self.log());
+                return;
+            }
+            assert!(Instant::now() < deadline, "did not stop: {}", self.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+pub fn lsn(n: u64) -> String {
+    format!("{:X}/{:X}", n >> 32, n & 0xffff_ffff)
+}
+
+pub fn parse_lsn(s: &str) -> u64 {
+    let (hi, lo) = s.split_once('/').unwrap();
+    (u64::from_str_radix(hi, 16).unwrap() << 32) | u64::from_str_radix(lo, 16).unwrap()
+}
