@@ -26,19 +26,7 @@ impl Cluster {
     }
 
     fn start_control(&self) -> Proc {
-        let db = format!("sqlite:{}", self.dir.join("control.db").display());
-        let p = Proc::spawn(
-            strata()
-                .args(["control", "--listen", &format!("127.0.0.1:{}", self.cp_port)])
-                .args(["--db", &db, "--token", TOKEN]),
-            self.dir.join("control.log"),
-        );
-        let deadline = Instant::now() + TIMEOUT;
-        while std::net::TcpStream::connect(("127.0.0.1", self.cp_port)).is_err() {
-            assert!(Instant::now() < deadline, "control plane did not listen: {}", p.log());
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        p
+        common::start_control(&self.dir, self.cp_port, TOKEN)
     }
 
     fn start_node(&self) -> Proc {

@@ -8,6 +8,7 @@
 //! - [`link`]: the node side: answers the client machine's `ControlPlaneSend`
 //!   effects over HTTP, with a timeout, failures mapped to the client's kinds.
 //! - [`ctl`]: the `strata ctl …` verbs (admin API calls).
+//! - [`migrate`]: the migration reconciler's driver (persists, node calls, timers).
 //!
 //! # Node-facing API (bearer token required when one is configured; 401 without)
 //! | request | body | answer |
@@ -25,7 +26,12 @@
 //! `POST /admin/nodes {"node_id", "address"}`, `GET /admin/nodes`,
 //! `POST /admin/tenants {"tenant_id", "node_id"}` (the control plane asks the node
 //! to create the tenant; the node attaches it through `/attach`),
-//! `GET /admin/tenants` (`[{"tenant_id", "node_id", "generation"}]`).
+//! `GET /admin/tenants` (`[{"tenant_id", "node_id", "generation", "migration"?:
+//! {"phase", "origin", "destination", "active"}}]`),
+//! `POST /admin/migrations {"tenant_id", "node_id", "origin_after"?:
+//! "secondary_warm"|"detached"}` (201 once the migration's first phase is durable;
+//! 409 while one runs; it then runs in the background, [`migrate`]),
+//! `GET /admin/migrations/{tenant}?since=SEQ` (its phase and events from `SEQ`).
 
 pub mod ctl;
 pub mod link;

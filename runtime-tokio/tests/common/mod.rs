@@ -81,3 +81,21 @@ pub fn parse_lsn(s: &str) -> u64 {
     let (hi, lo) = s.split_once('/').unwrap();
     (u64::from_str_radix(hi, 16).unwrap() << 32) | u64::from_str_radix(lo, 16).unwrap()
 }
+
+/// Starts `strata control` on 127.0.0.1:`port` with its SQLite store in `dir`
+/// (`control.db`, log `control.log`); returns once it listens.
+pub fn start_control(dir: &std::path::Path, port: u16, token: &str) -> Proc {
+    let db = format!("sqlite:{}", dir.join("control.db").display());
+    let p = Proc::spawn(
+        strata()
+            .args(["control", "--listen", &format!("127.0.0.1:{port}")])
+            .args(["--db", &db, "--token", token]),
+        dir.join("control.log"),
+    );
+    let deadline = Instant::now() + TIMEOUT;
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "control plane did not listen: {}", p.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    p
+}

@@ -323,6 +323,19 @@ impl World {
         }
     }
 
+    /// One step with no faults: the first persist, else the first call, else the
+    /// next timer. `false` when there was nothing to do.
+    fn step(&mut self) -> bool {
+        if !self.persists.is_empty() {
+            self.deliver_persist(0, true, Some(true));
+        } else if !self.calls.is_empty() {
+            self.deliver_call(0, false);
+        } else {
+            return self.fire_next_timer();
+        }
+        true
+    }
+
     fn fire_next_timer(&mut self) -> bool {
         let Some((at, timer)) = self.rc.next_timer() else { return false };
         self.now = self.now.max(at);
@@ -341,14 +354,10 @@ impl World {
                 return;
             }
             self.ingest();
-            if !self.persists.is_empty() {
-                self.deliver_persist(0, true, Some(true));
-            } else if !self.calls.is_empty() {
-                self.deliver_call(0, false);
-            } else {
+            if self.persists.is_empty() && self.calls.is_empty() {
                 self.now = self.now.plus_millis(1);
-                assert!(self.fire_next_timer(), "an active migration waits on nothing");
             }
+            assert!(self.step(), "an active migration waits on nothing");
         }
         panic!("no progress: {:?}", self.rc.migration(T));
     }
@@ -420,13 +429,7 @@ fn catch_up_waits_for_the_destination_visible_lsn_then_times_out_without_a_clien
         {
             break;
         }
-        if !w.persists.is_empty() {
-            w.deliver_persist(0, true, Some(true));
-        } else if !w.calls.is_empty() {
-            w.deliver_call(0, false);
-        } else {
-            assert!(w.fire_next_timer());
-        }
+        assert!(w.step(), "an active migration waits on nothing");
     }
     assert!(matches!(w.phases.last(), Some(Phase::DemoteOrigin { .. })));
     assert!(w.now.as_millis() >= 5_000, "demoted before the catch-up timeout: {}", w.now);
@@ -447,13 +450,7 @@ fn a_crash_at_every_effect_resumes_and_finishes() {
             let mut delivered = 0;
             while delivered < crash_at && w.rc.active_count() > 0 {
                 w.ingest();
-                if !w.persists.is_empty() {
-                    w.deliver_persist(0, true, Some(true));
-                } else if !w.calls.is_empty() {
-                    w.deliver_call(0, false);
-                } else {
-                    w.fire_next_timer();
-                }
+                w.step();
                 delivered += 1;
             }
             if applied && !w.persists.is_empty() {
@@ -485,13 +482,7 @@ fn an_origin_that_stays_down_is_skipped_after_its_give_up_time() {
         if w.rc.active_count() == 0 {
             break;
         }
-        if !w.persists.is_empty() {
-            w.deliver_persist(0, true, Some(true));
-        } else if !w.calls.is_empty() {
-            w.deliver_call(0, false);
-        } else {
-            assert!(w.fire_next_timer());
-        }
+        assert!(w.step(), "an active migration waits on nothing");
     }
     assert_eq!(w.rc.active_count(), 0, "stuck on a dead origin");
     assert_eq!(w.rc.stats().origin_skipped_total, 2, "stale and demote both skipped");
@@ -514,13 +505,7 @@ fn a_destination_down_is_retried_until_it_answers_and_a_restart_bump_is_adopted(
     w.restart_node(D); // re-attach: g5, still Multi
     assert_eq!(w.table, (g(5), Some(D)));
     for _ in 0..30 {
-        if !w.persists.is_empty() {
-            w.deliver_persist(0, true, Some(true));
-        } else if !w.calls.is_empty() {
-            w.deliver_call(0, false);
-        } else {
-            w.fire_next_timer();
-        }
+        w.step();
     }
     assert!(w.rc.stats().call_failures_total > 0);
     w.settle(1000);
@@ -679,13 +664,7 @@ fn an_origin_that_dropped_the_tenant_is_not_asked_to_attach() {
                 );
             }
         }
-        if !w.persists.is_empty() {
-            w.deliver_persist(0, true, Some(true));
-        } else if !w.calls.is_empty() {
-            w.deliver_call(0, false);
-        } else {
-            w.fire_next_timer();
-        }
+        w.step();
     }
     assert_eq!(w.rc.stats().origin_skipped_total, 1);
     assert_eq!(w.fenced, 0);
