@@ -4,7 +4,8 @@
 //! ingest client that follows the re-send contract (docs/OPERATIONS.md) writes to
 //! it; kill -9 of the origin, the destination and the control plane at points drawn
 //! from a printed seed (`STRATA_E2E_SEED=N` replays one). Afterwards every value the
-//! client saw acknowledged visible reads back from the node holding the tenant.
+//! client saw acknowledged visible reads back from the node holding the tenant, and
+//! `strata scrub --deep` finds every index reference in the shared remote intact.
 #![cfg(not(madsim))]
 
 mod common;
@@ -432,6 +433,19 @@ fn migrations_under_ingest_and_kill_9_keep_every_acknowledged_value() {
     for at in checkpoints.iter().copied().filter(|a| *a > 0).chain([client.next_lsn - 8]) {
         check_reads(&c, &client, current, at);
     }
+    // An independent walk of the shared remote directory: every layer an index
+    // references is there, whole (exit 0: clean, orphans allowed).
+    let scrub = strata()
+        .args(["scrub", "--deep", "--no-progress", "--remote"])
+        .arg(c.dir.join("remote"))
+        .output()
+        .unwrap();
+    assert!(
+        scrub.status.success(),
+        "strata scrub (seed {seed}) found problems:\n{}\n{}",
+        String::from_utf8_lossy(&scrub.stdout),
+        String::from_utf8_lossy(&scrub.stderr)
+    );
     eprintln!(
         "migration e2e: {migrations} migrations, {} records, acknowledged {:X}, took {:?}",
         client.wal.len(),
