@@ -59,6 +59,17 @@ fn run(
     (steps, replies)
 }
 
+/// A location_config for a tenant its machine does not call broken.
+fn locate(
+    m: &mut TenantManager,
+    r: u64,
+    tenant: TenantId,
+    mode: RequestedMode,
+    generation: Option<u32>,
+) {
+    m.handle_location_config(NOW, RequestId(r), tenant, req(mode, generation), None);
+}
+
 fn attached(m: &TenantManager, tenant: TenantId) -> Option<LocationMode> {
     match m.slot(tenant) {
         Some(Slot::Attached { mode, broken: None }) => Some(*mode),
@@ -70,13 +81,7 @@ fn attached(m: &TenantManager, tenant: TenantId) -> Option<LocationMode> {
 fn attach_acquires_writes_config_then_loads() {
     let mut m = TenantManager::default();
     let mut counter = 4;
-    m.handle_location_config(
-        NOW,
-        RequestId(1),
-        t(1),
-        req(RequestedMode::AttachedSingle, None),
-        None,
-    );
+    locate(&mut m, 1, t(1), RequestedMode::AttachedSingle, None);
     let (steps, replies) = run(&mut m, &mut counter);
     assert_eq!(
         steps,
@@ -154,13 +159,7 @@ fn repeating_a_request_is_a_no_op() {
         run(&mut m, &mut counter);
     }
     assert_eq!(counter, 1, "one generation acquired for three identical requests");
-    m.handle_location_config(
-        NOW,
-        RequestId(2),
-        t(1),
-        req(RequestedMode::AttachedSingle, None),
-        None,
-    );
+    locate(&mut m, 2, t(1), RequestedMode::AttachedSingle, None);
     let (steps, replies) = run(&mut m, &mut counter);
     assert!(steps.is_empty());
     assert!(matches!(replies[..], [Ok(LocationOutcome::Unchanged(_))]));
@@ -170,21 +169,9 @@ fn repeating_a_request_is_a_no_op() {
 fn mode_change_within_a_generation_does_not_restart() {
     let mut m = TenantManager::default();
     let mut counter = 0;
-    m.handle_location_config(
-        NOW,
-        RequestId(1),
-        t(1),
-        req(RequestedMode::AttachedSingle, None),
-        None,
-    );
+    locate(&mut m, 1, t(1), RequestedMode::AttachedSingle, None);
     run(&mut m, &mut counter);
-    m.handle_location_config(
-        NOW,
-        RequestId(2),
-        t(1),
-        req(RequestedMode::AttachedStale, Some(1)),
-        None,
-    );
+    locate(&mut m, 2, t(1), RequestedMode::AttachedStale, Some(1));
     let (steps, _) = run(&mut m, &mut counter);
     let stale = LocationMode::AttachedStale { generation: g(1) };
     assert_eq!(steps, vec![Step::WriteConfig { mode: stale }, Step::SetMode { mode: stale }]);
@@ -195,32 +182,14 @@ fn mode_change_within_a_generation_does_not_restart() {
 fn a_newer_generation_restarts_and_an_older_one_is_refused() {
     let mut m = TenantManager::default();
     let mut counter = 2;
-    m.handle_location_config(
-        NOW,
-        RequestId(1),
-        t(1),
-        req(RequestedMode::AttachedSingle, None),
-        None,
-    );
+    locate(&mut m, 1, t(1), RequestedMode::AttachedSingle, None);
     run(&mut m, &mut counter);
-    m.handle_location_config(
-        NOW,
-        RequestId(2),
-        t(1),
-        req(RequestedMode::AttachedMulti, Some(9)),
-        None,
-    );
+    locate(&mut m, 2, t(1), RequestedMode::AttachedMulti, Some(9));
     let (steps, _) = run(&mut m, &mut counter);
     assert_eq!(steps[0], Step::StopTenant);
     assert_eq!(steps[1], Step::AcquireGeneration { at_least: Some(g(9)) });
     assert_eq!(attached(&m, t(1)), Some(LocationMode::AttachedMulti { generation: g(9) }));
-    m.handle_location_config(
-        NOW,
-        RequestId(3),
-        t(1),
-        req(RequestedMode::AttachedSingle, Some(3)),
-        None,
-    );
+    locate(&mut m, 3, t(1), RequestedMode::AttachedSingle, Some(3));
     let (steps, replies) = run(&mut m, &mut counter);
     assert!(steps.is_empty());
     assert_eq!(
@@ -233,15 +202,9 @@ fn a_newer_generation_restarts_and_an_older_one_is_refused() {
 fn detach_stops_flushes_releases_renames_answers_then_removes_in_background() {
     let mut m = TenantManager::default();
     let mut counter = 0;
-    m.handle_location_config(
-        NOW,
-        RequestId(1),
-        t(1),
-        req(RequestedMode::AttachedSingle, None),
-        None,
-    );
+    locate(&mut m, 1, t(1), RequestedMode::AttachedSingle, None);
     run(&mut m, &mut counter);
-    m.handle_location_config(NOW, RequestId(2), t(1), req(RequestedMode::Detached, None), None);
+    locate(&mut m, 2, t(1), RequestedMode::Detached, None);
     let mut order = Vec::new();
     while let Some(e) = m.poll_effect() {
         match e {
@@ -267,7 +230,7 @@ fn detach_stops_flushes_releases_renames_answers_then_removes_in_background() {
     );
     assert!(m.slot(t(1)).is_none());
     // Detached again: nothing to do.
-    m.handle_location_config(NOW, RequestId(3), t(1), req(RequestedMode::Detached, None), None);
+    locate(&mut m, 3, t(1), RequestedMode::Detached, None);
     let (steps, replies) = run(&mut m, &mut counter);
     assert!(steps.is_empty() && matches!(replies[..], [Ok(LocationOutcome::Unchanged(_))]));
 }
@@ -275,16 +238,10 @@ fn detach_stops_flushes_releases_renames_answers_then_removes_in_background() {
 #[test]
 fn a_request_for_a_busy_tenant_is_refused_at_once() {
     let mut m = TenantManager::default();
-    m.handle_location_config(
-        NOW,
-        RequestId(1),
-        t(1),
-        req(RequestedMode::AttachedSingle, None),
-        None,
-    );
+    locate(&mut m, 1, t(1), RequestedMode::AttachedSingle, None);
     let first = m.poll_effect();
     assert!(matches!(first, Some(ManagerEffect::Step { .. })));
-    m.handle_location_config(NOW, RequestId(2), t(1), req(RequestedMode::Detached, None), None);
+    locate(&mut m, 2, t(1), RequestedMode::Detached, None);
     assert_eq!(
         m.poll_effect(),
         Some(ManagerEffect::Reply {
@@ -295,13 +252,7 @@ fn a_request_for_a_busy_tenant_is_refused_at_once() {
     );
     assert_eq!(m.busy_refusals(), 1);
     // Another tenant is not held up.
-    m.handle_location_config(
-        NOW,
-        RequestId(3),
-        t(2),
-        req(RequestedMode::Secondary { warm: true }, None),
-        None,
-    );
+    locate(&mut m, 3, t(2), RequestedMode::Secondary { warm: true }, None);
     assert!(matches!(m.poll_effect(), Some(ManagerEffect::Step { tenant, .. }) if tenant == t(2)));
 }
 
@@ -313,23 +264,11 @@ fn a_request_for_a_busy_tenant_is_refused_at_once() {
 fn the_tenant_machines_word_that_it_is_broken_restarts_it_and_refuses_its_deletion() {
     let mut m = TenantManager::default();
     let mut counter = 1;
-    m.handle_location_config(
-        NOW,
-        RequestId(1),
-        t(1),
-        req(RequestedMode::AttachedSingle, None),
-        None,
-    );
+    locate(&mut m, 1, t(1), RequestedMode::AttachedSingle, None);
     run(&mut m, &mut counter);
     assert_eq!(attached(&m, t(1)), Some(single(2)));
     // Healthy: nothing to do, and a delete goes on.
-    m.handle_location_config(
-        NOW,
-        RequestId(2),
-        t(1),
-        req(RequestedMode::AttachedSingle, None),
-        None,
-    );
+    locate(&mut m, 2, t(1), RequestedMode::AttachedSingle, None);
     let (steps, _) = run(&mut m, &mut counter);
     assert!(steps.is_empty(), "{steps:?}");
     // Broken, as the tenant machine says: restarted, on a new generation.
@@ -358,22 +297,10 @@ fn each_detach_renames_to_its_own_directory_and_removes_that_one() {
     let mut counter = 0;
     let mut dirs = Vec::new();
     for (i, tenant) in [t(1), t(1), t(2)].into_iter().enumerate() {
-        let r = RequestId(10 * i as u64);
-        m.handle_location_config(
-            NOW,
-            r,
-            tenant,
-            req(RequestedMode::Secondary { warm: false }, None),
-            None,
-        );
+        let r = 10 * i as u64;
+        locate(&mut m, r, tenant, RequestedMode::Secondary { warm: false }, None);
         run(&mut m, &mut counter);
-        m.handle_location_config(
-            NOW,
-            RequestId(r.0 + 1),
-            tenant,
-            req(RequestedMode::Detached, None),
-            None,
-        );
+        locate(&mut m, r + 1, tenant, RequestedMode::Detached, None);
         let mut renamed = None;
         while let Some(e) = m.poll_effect() {
             match e {
@@ -399,13 +326,7 @@ fn each_detach_renames_to_its_own_directory_and_removes_that_one() {
 #[test]
 fn a_failed_load_leaves_a_broken_tenant_that_a_repeat_request_repairs() {
     let mut m = TenantManager::default();
-    m.handle_location_config(
-        NOW,
-        RequestId(1),
-        t(1),
-        req(RequestedMode::AttachedSingle, None),
-        None,
-    );
+    locate(&mut m, 1, t(1), RequestedMode::AttachedSingle, None);
     let _ = m.poll_effect();
     m.handle_step_done(NOW, t(1), Ok(StepOutput::Generation(g(1)))).unwrap();
     let _ = m.poll_effect(); // WriteConfig
@@ -419,13 +340,7 @@ fn a_failed_load_leaves_a_broken_tenant_that_a_repeat_request_repairs() {
     ));
     assert!(matches!(m.slot(t(1)), Some(Slot::Attached { broken: Some(_), .. })));
     let mut counter = 1;
-    m.handle_location_config(
-        NOW,
-        RequestId(2),
-        t(1),
-        req(RequestedMode::AttachedSingle, None),
-        None,
-    );
+    locate(&mut m, 2, t(1), RequestedMode::AttachedSingle, None);
     let (steps, _) = run(&mut m, &mut counter);
     assert_eq!(steps[0], Step::StopTenant);
     assert_eq!(attached(&m, t(1)), Some(single(2)), "repaired on a new generation");
@@ -444,13 +359,7 @@ fn a_broken_unplaced_slot_is_placed_only_by_an_explicit_mode() {
         Some(ManagerEffect::Reply { result: Err(ManagerError::Broken { .. }), .. })
     ));
     // A failed acquisition: still broken, with its reason.
-    m.handle_location_config(
-        NOW,
-        RequestId(2),
-        t(1),
-        req(RequestedMode::AttachedMulti, None),
-        None,
-    );
+    locate(&mut m, 2, t(1), RequestedMode::AttachedMulti, None);
     assert!(matches!(
         m.poll_effect(),
         Some(ManagerEffect::Step { step: Step::AcquireGeneration { at_least: None }, .. })
@@ -460,13 +369,7 @@ fn a_broken_unplaced_slot_is_placed_only_by_an_explicit_mode() {
     assert_eq!(m.slot(t(1)), Some(&broken()));
     // Attached: acquire, write the config, load.
     let mut counter = 6;
-    m.handle_location_config(
-        NOW,
-        RequestId(3),
-        t(1),
-        req(RequestedMode::AttachedMulti, None),
-        None,
-    );
+    locate(&mut m, 3, t(1), RequestedMode::AttachedMulti, None);
     let (steps, replies) = run(&mut m, &mut counter);
     let multi = LocationMode::AttachedMulti { generation: g(7) };
     assert_eq!(
@@ -480,7 +383,7 @@ fn a_broken_unplaced_slot_is_placed_only_by_an_explicit_mode() {
     assert_eq!(replies, vec![Ok(LocationOutcome::Changed(Placement::Located(multi)))]);
     // Detached from broken: release and remove the directory.
     m.handle_settled(NOW, t(2), broken()).unwrap();
-    m.handle_location_config(NOW, RequestId(4), t(2), req(RequestedMode::Detached, None), None);
+    locate(&mut m, 4, t(2), RequestedMode::Detached, None);
     let (steps, _) = run(&mut m, &mut counter);
     let dir = DetachedDir(1);
     let expected =
@@ -493,13 +396,7 @@ fn a_broken_unplaced_slot_is_placed_only_by_an_explicit_mode() {
 fn delete_tenant_marks_deletes_timelines_then_leaves_like_a_detach() {
     let mut m = TenantManager::default();
     let mut counter = 0;
-    m.handle_location_config(
-        NOW,
-        RequestId(1),
-        t(1),
-        req(RequestedMode::AttachedSingle, None),
-        None,
-    );
+    locate(&mut m, 1, t(1), RequestedMode::AttachedSingle, None);
     run(&mut m, &mut counter);
     m.handle_delete_tenant(NOW, RequestId(2), t(1), None);
     let (steps, replies) = run(&mut m, &mut counter);
@@ -523,26 +420,14 @@ fn delete_tenant_marks_deletes_timelines_then_leaves_like_a_detach() {
         Some(ManagerEffect::Reply { result: Err(ManagerError::NotFound(_)), .. })
     ));
     // Only AttachedSingle deletes; a failed mark leaves the tenant as it was.
-    m.handle_location_config(
-        NOW,
-        RequestId(4),
-        t(2),
-        req(RequestedMode::AttachedMulti, None),
-        None,
-    );
+    locate(&mut m, 4, t(2), RequestedMode::AttachedMulti, None);
     run(&mut m, &mut counter);
     m.handle_delete_tenant(NOW, RequestId(5), t(2), None);
     assert!(matches!(
         m.poll_effect(),
         Some(ManagerEffect::Reply { result: Err(ManagerError::NotSingle { .. }), .. })
     ));
-    m.handle_location_config(
-        NOW,
-        RequestId(6),
-        t(3),
-        req(RequestedMode::AttachedSingle, None),
-        None,
-    );
+    locate(&mut m, 6, t(3), RequestedMode::AttachedSingle, None);
     run(&mut m, &mut counter);
     m.handle_delete_tenant(NOW, RequestId(7), t(3), None);
     let _ = m.poll_effect();
@@ -558,13 +443,7 @@ fn input_errors_are_typed_not_panics() {
         m.handle_step_done(NOW, t(1), Ok(StepOutput::Done)),
         Err(ManagerInputError::NoOperation(t(1)))
     );
-    m.handle_location_config(
-        NOW,
-        RequestId(1),
-        t(1),
-        req(RequestedMode::AttachedSingle, None),
-        None,
-    );
+    locate(&mut m, 1, t(1), RequestedMode::AttachedSingle, None);
     let _ = m.poll_effect();
     assert_eq!(
         m.handle_step_done(NOW, t(1), Ok(StepOutput::Done)),
