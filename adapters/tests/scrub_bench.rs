@@ -39,8 +39,10 @@ async fn fill<R: RemoteStorage>(remote: &R, layers: u64) -> u64 {
             let name =
                 LayerName::Image { keys: KeyRange::new(Key(0), Key(9)).unwrap(), lsn: Lsn(i + 1) };
             let record = Record::Image(vec![7; 64]);
-            let enc = strata_core::layer_file::encode(&name, [(Key(1), Lsn(i + 1), &record)]).unwrap();
-            let meta = LayerMeta { file_size: enc.bytes.len() as u64, generation: g, crc32c: enc.crc32c };
+            let enc =
+                strata_core::layer_file::encode(&name, [(Key(1), Lsn(i + 1), &record)]).unwrap();
+            let meta =
+                LayerMeta { file_size: enc.bytes.len() as u64, generation: g, crc32c: enc.crc32c };
             remote.put(&layer_key(tenant, timeline, &name, g), enc.bytes).await.unwrap();
             part.layer_metadata.insert(name, meta);
             objects += 1;

@@ -129,6 +129,8 @@ pub struct RunReport {
     pub acked_lsn: Lsn,
     pub visible_lsn: Lsn,
     pub violation: Option<String>,
+    /// Orphans the end-of-run scrub counted (never a failure).
+    pub scrub_orphans: u64,
 }
 
 /// The node's configuration in the simulator: small layers, quick timers.
@@ -345,6 +347,12 @@ pub async fn run(config: ScenarioConfig, trace: TraceSink) -> RunReport {
             .or_else(|| checkers::fsync_trust(&world).err())
             .or_else(|| checkers::generations(&world).err())
             .or_else(|| checkers::deletions(&world).err());
+    }
+    if report.violation.is_none() {
+        match checkers::scrub(&world).await {
+            Ok(orphans) => report.scrub_orphans = orphans,
+            Err(violation) => report.violation = Some(violation),
+        }
     }
     report.fired = world.fired();
     report

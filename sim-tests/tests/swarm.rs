@@ -93,11 +93,13 @@ fn swarm() {
     let (mut disk_full_refused, mut disk_full_broken) = (0u64, 0u64);
     let mut fired: std::collections::BTreeMap<String, u64> = Default::default();
     let mut wall_jump_inputs = 0usize;
+    let mut scrub_orphans = 0u64;
     for seed in start..start + count {
         let (report, trace) = run_seed(seed, ScenarioConfig::default());
         if report.violation.is_some() {
             fail(&report, &trace);
         }
+        scrub_orphans += report.scrub_orphans;
         wall_jump_inputs += trace.iter().filter(|l| l.contains("wall clock jumped")).count();
         simulated_ms += report.simulated_ms;
         restarts += report.restarts;
@@ -119,6 +121,7 @@ fn swarm() {
         count as f64 / secs * 60.0
     );
     println!("restarts that met a failing control-plane store (emergency mode): {outages}");
+    println!("end-of-run scrub: {scrub_orphans} orphans (never a failure)");
     println!(
         "concurrent chaos requests answered: {chaos}, of which 503 (busy, not ready): {chaos_busy}; key FFFFFFFFFFFFFFFF refused with 400: {chaos_bad_key}"
     );
