@@ -271,6 +271,21 @@ pub fn check_deletions(
     Ok(())
 }
 
+/// The end-of-run scrub (`strata scrub --deep` through the remote-storage trait):
+/// every finding but an orphan fails the run; the orphans are counted.
+pub async fn scrub(world: &World) -> Result<u64, String> {
+    use strata_adapters::scrub::{NoOracle, ScrubOptions};
+    let options = ScrubOptions { deep: true, ..ScrubOptions::default() };
+    let now = strata_core::time::WallTime(0);
+    let out = strata_adapters::scrub::scrub(&world.remote, &options, &NoOracle, now, &mut |_| {})
+        .await
+        .map_err(|e| format!("scrub: the walk failed: {e}"))?;
+    if out.report.problems() > 0 {
+        return Err(format!("scrub: {}", out.report.human()));
+    }
+    Ok(out.report.orphans())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -358,19 +373,4 @@ mod tests {
             assert!(err.starts_with("S-DEL-GEN"), "{err}");
         }
     }
-}
-
-/// The end-of-run scrub (`strata scrub --deep` through the remote-storage trait):
-/// every finding but an orphan fails the run; the orphans are counted.
-pub async fn scrub(world: &World) -> Result<u64, String> {
-    use strata_adapters::scrub::{NoOracle, ScrubOptions};
-    let options = ScrubOptions { deep: true, ..ScrubOptions::default() };
-    let now = strata_core::time::WallTime(0);
-    let out = strata_adapters::scrub::scrub(&world.remote, &options, &NoOracle, now, &mut |_| {})
-        .await
-        .map_err(|e| format!("scrub: the walk failed: {e}"))?;
-    if out.report.problems() > 0 {
-        return Err(format!("scrub: {}", out.report.human()));
-    }
-    Ok(out.report.orphans())
 }
