@@ -90,48 +90,7 @@ mod cli {
         /// corrupt layers, orphans, unknown index versions, deleted timelines that
         /// still hold objects, objects newer than any index. Exit 0 clean (orphans
         /// allowed), 1 problems found, 2 the scrubber's own error.
-        Scrub {
-            /// A LocalFs directory, or s3://BUCKET[/PREFIX].
-            #[arg(long)]
-            remote: Option<String>,
-            /// The endpoint of an S3-compatible server (with an s3:// --remote).
-            #[arg(long)]
-            s3_endpoint: Option<String>,
-            #[arg(long, default_value = "us-east-1")]
-            s3_region: String,
-            /// A node configuration: its remote storage and control plane.
-            #[arg(long)]
-            config: Option<Utf8PathBuf>,
-            /// Only this tenant.
-            #[arg(long)]
-            tenant: Option<String>,
-            /// Also read every referenced layer and check its CRC32C and format.
-            #[arg(long)]
-            deep: bool,
-            /// The report as JSON on stdout.
-            #[arg(long)]
-            json: bool,
-            /// Delete orphans the safety rules allow (a dry run without --yes).
-            #[arg(long, requires = "older_than")]
-            purge: bool,
-            /// Only orphans at least this old (e.g. 7d, 36h; at least 24h).
-            #[arg(long)]
-            older_than: Option<String>,
-            /// Really delete (with --purge).
-            #[arg(long, requires = "purge")]
-            yes: bool,
-            /// A `strata control` service to ask for generations.
-            #[arg(long)]
-            control_url: Option<String>,
-            #[arg(long)]
-            control_token: Option<String>,
-            /// The node's SQLite control-plane store, read read-only.
-            #[arg(long)]
-            control_db: Option<Utf8PathBuf>,
-            /// No progress bar.
-            #[arg(long)]
-            no_progress: bool,
-        },
+        Scrub(strata_runtime_tokio::scrub::ScrubArgs),
         /// Talk to a running control plane's admin API.
         Ctl {
             #[arg(long, default_value = "http://127.0.0.1:9090")]
@@ -227,37 +186,7 @@ mod cli {
             Command::Walredo { .. } => unreachable!("handled above"),
             Command::Init { dir, force } => init(&dir, force),
             Command::Token { verb } => token(verb),
-            Command::Scrub {
-                remote,
-                s3_endpoint,
-                s3_region,
-                config,
-                tenant,
-                deep,
-                json,
-                purge,
-                older_than,
-                yes,
-                control_url,
-                control_token,
-                control_db,
-                no_progress,
-            } => strata_runtime_tokio::scrub::run(&strata_runtime_tokio::scrub::ScrubArgs {
-                remote,
-                s3_endpoint,
-                s3_region,
-                config,
-                tenant,
-                deep,
-                json,
-                purge,
-                older_than,
-                yes,
-                control_url,
-                control_token,
-                control_db,
-                progress: !no_progress,
-            }),
+            Command::Scrub(args) => strata_runtime_tokio::scrub::run(&args),
             Command::Control { listen, db, token } => control(&listen, &db, token),
             Command::Ctl { url, token, what } => {
                 use strata_runtime_tokio::control::ctl::{self, Verb};

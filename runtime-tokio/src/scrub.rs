@@ -36,24 +36,49 @@ use strata_core::id::TenantId;
 use strata_core::scrub::purge::PurgeRules;
 use strata_core::time::WallTime;
 
-/// `strata scrub`'s arguments (clap lives in `main.rs`).
-#[derive(Clone, Debug, Default)]
+/// `strata scrub`'s arguments.
+#[derive(Clone, Debug, Default, clap::Args)]
 pub struct ScrubArgs {
-    /// A directory (LocalFs) or `s3://BUCKET[/PREFIX]`.
+    /// A LocalFs directory, or s3://BUCKET[/PREFIX].
+    #[arg(long)]
     pub remote: Option<String>,
+    /// The endpoint of an S3-compatible server (with an s3:// --remote).
+    #[arg(long)]
     pub s3_endpoint: Option<String>,
+    #[arg(long, default_value = "us-east-1")]
     pub s3_region: String,
+    /// A node configuration: its remote storage and control plane.
+    #[arg(long)]
     pub config: Option<Utf8PathBuf>,
+    /// Only this tenant.
+    #[arg(long)]
     pub tenant: Option<String>,
+    /// Also read every referenced layer and check its CRC32C and format.
+    #[arg(long)]
     pub deep: bool,
+    /// The report as JSON on stdout.
+    #[arg(long)]
     pub json: bool,
+    /// Delete orphans the safety rules allow (a dry run without --yes).
+    #[arg(long, requires = "older_than")]
     pub purge: bool,
+    /// Only orphans at least this old (e.g. 7d, 36h; at least 24h).
+    #[arg(long)]
     pub older_than: Option<String>,
+    /// Really delete (with --purge).
+    #[arg(long, requires = "purge")]
     pub yes: bool,
+    /// A `strata control` service to ask for generations.
+    #[arg(long)]
     pub control_url: Option<String>,
+    #[arg(long)]
     pub control_token: Option<String>,
+    /// The node's SQLite control-plane store, read read-only.
+    #[arg(long)]
     pub control_db: Option<Utf8PathBuf>,
-    pub progress: bool,
+    /// No progress bar.
+    #[arg(long)]
+    pub no_progress: bool,
 }
 
 /// Where a purge asks for generations.
@@ -204,7 +229,7 @@ fn run_inner(args: &ScrubArgs) -> Result<u8, String> {
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
-    let bar = if args.progress { ProgressBar::new_spinner() } else { ProgressBar::hidden() };
+    let bar = if !args.no_progress { ProgressBar::new_spinner() } else { ProgressBar::hidden() };
     bar.set_style(
         ProgressStyle::with_template("{spinner} {elapsed} {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_spinner()),
