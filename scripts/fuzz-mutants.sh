@@ -9,23 +9,21 @@
 #   MUTANT_SECS   time allowed per mutant, seconds (default 60)
 #   MUTANT_TRIES  independent runs per mutant (libFuzzer seeds 1..N, default 1)
 #
-# Uses the cargo-fuzz found or installed by scripts/fuzz-smoke.sh (run that first,
-# or have cargo-fuzz 0.13.2 on PATH).
+# Builds with scripts/fuzz-build.sh (a no-op after scripts/fuzz-smoke.sh).
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root/fuzz"
-export PATH="$root/target/tools/bin:$PATH"
 
 secs="${MUTANT_SECS:-60}"
 tries="${MUTANT_TRIES:-1}"
 
-cargo fuzz build -s none -a
+bash "$root/scripts/fuzz-build.sh"
 bin="target/x86_64-unknown-linux-gnu/release"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 
-for target in $(cargo fuzz list | grep '_mutant$'); do
+for target in $(awk -F'"' '/^\[\[bin\]\]/ {b = 1} b && /^name = / {print $2; b = 0}' Cargo.toml | grep '_mutant$'); do
     for seed in $(seq 1 "$tries"); do
         mkdir -p "$work/$target-$seed"
         start=$(date +%s%N)

@@ -18,10 +18,10 @@
 # The `*_mutant` targets (a copy of core with ordering rules broken on purpose) are
 # skipped: scripts/fuzz-mutants.sh runs them and expects them to crash.
 #
-# Runs on stable Rust without a sanitizer (`-s none`), with debug assertions and
-# overflow checks on (`-a`, as in strata's tests). cargo-fuzz 0.13.2 is used
-# from PATH if it is there, else installed into target/tools/ of this clone (nothing
-# is cached outside the clone); fuzz/ has its own Cargo.lock and target/.
+# Runs on stable Rust without a sanitizer, with debug assertions and overflow
+# checks on, built by scripts/fuzz-build.sh with the flags of `cargo fuzz build -s
+# none -a` (so cargo-fuzz need not be installed); fuzz/ has its own Cargo.lock and
+# target/.
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -31,20 +31,10 @@ secs="${FUZZ_SECS:-10}"
 runs="${FUZZ_RUNS:-100000000}"
 niceness="${FUZZ_NICE:-0}"
 
-if ! cargo fuzz --version 2>/dev/null | grep -q '0\.13\.2'; then
-    tools="$root/target/tools"
-    if ! "$tools/bin/cargo-fuzz" --version 2>/dev/null | grep -q '0\.13\.2'; then
-        echo "fuzz-smoke: installing cargo-fuzz 0.13.2 into $tools" >&2
-        CARGO_TARGET_DIR="$root/target/tools-build" \
-            cargo install cargo-fuzz --version 0.13.2 --locked --root "$tools"
-    fi
-    export PATH="$tools/bin:$PATH"
-fi
+echo "fuzz-smoke: building the targets (scripts/fuzz-build.sh: cargo-fuzz's -s none -a flags, release)" >&2
+bash "$root/scripts/fuzz-build.sh"
 
-echo "fuzz-smoke: building the targets (-s none -a, release)" >&2
-cargo fuzz build -s none -a
-
-targets="${FUZZ_TARGETS:-$(cargo fuzz list | grep -v '_mutant$' | tr '\n' ' ')}"
+targets="${FUZZ_TARGETS:-$(awk -F'"' '/^\[\[bin\]\]/ {b = 1} b && /^name = / {print $2; b = 0}' Cargo.toml | grep -v '_mutant$' | tr '\n' ' ')}"
 jobs="${FUZZ_JOBS:-2}"
 bin="target/x86_64-unknown-linux-gnu/release"
 work="$(mktemp -d)"
