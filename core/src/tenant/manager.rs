@@ -96,10 +96,12 @@
 //! happened), the new config (it happened; start-up loads the tenant in its new mode),
 //! or a renamed `.___detached` directory (start-up removes it).
 
+mod error;
 mod input;
 mod invariants;
 mod plan;
 
+pub use error::{ManagerError, ManagerInputError};
 pub use input::{ManagerHandleError, ManagerInput};
 
 pub use plan::{
@@ -107,7 +109,6 @@ pub use plan::{
     StepOutput, plan,
 };
 
-use crate::control_plane::RemoteTenantFound;
 use crate::generation::Generation;
 use crate::id::TenantId;
 use crate::location_conf::LocationMode;
@@ -183,48 +184,6 @@ pub enum LocationOutcome {
     Changed(Placement),
     /// A create finished: the tenant is attached here, new and empty.
     Created(Placement),
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum ManagerError {
-    #[error("tenant {tenant} is busy ({kind:?} in progress); retry")]
-    Busy { tenant: TenantId, kind: OperationKind },
-    #[error("tenant {tenant}: generation {requested} is older than the held {held}")]
-    StaleGeneration { tenant: TenantId, requested: Generation, held: Generation },
-    #[error("tenant {tenant}: step {step} failed: {reason}")]
-    StepFailed { tenant: TenantId, step: String, reason: StepError },
-    #[error("tenant {tenant}: node is not accepting changes: {reason}")]
-    NotAccepting { tenant: TenantId, reason: String },
-    #[error("tenant {0} is not attached to this node")]
-    NotFound(TenantId),
-    #[error("tenant {tenant} can only be deleted by its single attached node (it is {mode})")]
-    NotSingle { tenant: TenantId, mode: String },
-    #[error("tenant {tenant} is broken: {reason}; place it with a location_config naming its mode")]
-    Broken { tenant: TenantId, reason: String },
-    /// Conflict: a create of a tenant this node already has.
-    #[error("tenant {0} already exists")]
-    AlreadyExists(TenantId),
-    /// Conflict: a create found the tenant in remote storage; creating it would hide
-    /// what is there. Attaching it loads it.
-    #[error(
-        "tenant {tenant} exists in remote storage ({found}); a create would hide it: attach it with PUT /v1/tenant/{tenant}/location_config {{\"mode\":\"AttachedSingle\"}}"
-    )]
-    ExistsRemotely { tenant: TenantId, found: RemoteTenantFound },
-    /// Retryable: a create could not list the tenant's remote storage.
-    #[error("tenant {tenant}: looking in remote storage failed ({reason}); retry")]
-    RemoteCheckFailed { tenant: TenantId, reason: StepError },
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum ManagerInputError {
-    #[error("no operation in progress for tenant {0}")]
-    NoOperation(TenantId),
-    #[error("tenant {0}: a step completion arrived with no step in flight")]
-    NoStepInFlight(TenantId),
-    #[error("tenant {0}: AcquireGeneration finished without a generation")]
-    MissingGeneration(TenantId),
-    #[error("tenant {0}: CheckRemote finished without saying what it found")]
-    MissingFound(TenantId),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
