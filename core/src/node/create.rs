@@ -16,6 +16,8 @@
 //! create made (no layers, nothing ingested) is what this create would make: 201;
 //! anything else is 409. A failed listing or read answers 503 (retry); nothing is
 //! created.
+//! A tenant attached stale here refuses a new timeline (409): it uploads nothing
+//! in that mode, so the first index could never become durable.
 //!
 //! Ordering: the timeline's machines exist only once the check is done, so nothing
 //! of it can be written before. While the check runs, another create of the same
@@ -35,6 +37,7 @@ use crate::control_plane::{RemoteTenantFound, summarize_tenant_listing};
 use crate::generation::Generation;
 use crate::id::{TenantId, TimelineId};
 use crate::index_part::{IndexPart, IndexVersion, select_index};
+use crate::location_conf::LocationMode;
 use crate::lsn::Lsn;
 use crate::metadata::TimelineMetadata;
 use crate::remote_path::{self, RemoteKey};
@@ -77,6 +80,16 @@ impl Node {
         if t.create_checks.contains(&timeline) {
             let why = format!("timeline {tenant}/{timeline} is being created; retry");
             return self.reply(req, Err(ApiError::unavailable(why)));
+        }
+        if let LocationMode::AttachedStale { .. } = t.mode {
+            // A stale attachment uploads nothing (S-SINGLE-WRITER): the new timeline's
+            // first index could never become durable, and the create would wait for
+            // it for as long as the tenant stays stale.
+            let why = format!(
+                "tenant {tenant} is attached stale here (a newer generation holds it \
+                 elsewhere); create timeline {timeline} where it is attached"
+            );
+            return self.reply(req, Err(ApiError::Conflict(why)));
         }
         self.emit_io(
             Route::CreateTimelineCheck {

@@ -25,7 +25,7 @@ use super::tenant_machine::{DeletePhase, StopPhase};
 use super::{Lifecycle, Machine, Node, RefusingMachine, SlotState, Tenant};
 use crate::control_plane::{CallFailure, CpRequest};
 use crate::control_plane::{ControlPlaneError, ControlPlaneReply, summarize_tenant_listing};
-use crate::id::TenantId;
+use crate::id::{TenantId, TimelineId};
 use crate::location_conf::{LocationConf, LocationMode};
 use crate::remote_path::{self, RemoteKey};
 use crate::tenant::{
@@ -425,7 +425,23 @@ impl Node {
         if !t.in_flight.is_empty() && !out_of_time {
             return;
         }
+        // A create still waiting for its timeline's first index is answered here:
+        // its upload queue's answer (the barrier failing at the stop) goes with the
+        // machines when the tenant is dropped in the same input.
+        let creating: Vec<(TimelineId, RequestId)> = t
+            .timelines
+            .iter()
+            .filter_map(|(tl, slot)| match slot.state {
+                SlotState::Creating { req } => Some((*tl, req)),
+                _ => None,
+            })
+            .collect();
         let abandoned = t.in_flight.len();
+        for (tl, req) in creating {
+            let why =
+                format!("tenant {tenant} stopped while timeline {tl} was being created; retry");
+            self.reply(req, Err(ApiError::unavailable(why)));
+        }
         if abandoned > 0 {
             tracing::warn!(%tenant, abandoned, "stopping: remote calls and reads still in flight are abandoned; their completions will be dropped");
             let what = format!("tenant {tenant} stopped with {abandoned} ops abandoned");

@@ -72,9 +72,11 @@ impl Node {
         req: RequestId,
         result: Result<Option<Vec<u8>>, ApiError>,
     ) {
+        // Answered either way: a read left waiting would be answered again when its
+        // tenant stops.
+        let asked = self.tenants.get_mut(&t).and_then(|x| x.reads.remove(&req));
         let result = result.map(|value| {
-            let (key, lsn) =
-                self.tenants.get_mut(&t).and_then(|x| x.reads.remove(&req)).unwrap_or_default();
+            let (key, lsn) = asked.unwrap_or_default();
             Response::Value { key, lsn, value }
         });
         self.reply(req, result);

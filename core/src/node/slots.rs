@@ -151,10 +151,23 @@ impl Node {
         reason: impl Into<super::BrokenReason>,
     ) {
         let reason = reason.into();
-        if self.slot_mut(t, tl).is_some_and(|s| s.state == SlotState::Deleting) {
-            // Work of a timeline being deleted (a flush finishing, a compaction) is
-            // refused by its deleting upload queue; the deletion decides its fate.
-            tracing::info!(tenant = %t, timeline = %tl, %reason, "ignored while the timeline is deleted");
+        let deleting = self.slot_mut(t, tl).filter(|s| s.state == SlotState::Deleting);
+        if let Some(slot) = deleting {
+            if !matches!(slot.upload.state(), crate::upload_queue::QueueState::Broken { .. }) {
+                // Work of a timeline being deleted (a flush finishing, a compaction) is
+                // refused by its deleting upload queue; the deletion decides its fate.
+                tracing::info!(tenant = %t, timeline = %tl, %reason, "ignored while the timeline is deleted");
+                return;
+            }
+            // The deletion itself failed for good (a permanent refusal of its
+            // tombstone or listing): it answers its waiters, and the timeline is
+            // broken, so a tenant deletion waiting for it fails instead of waiting
+            // forever.
+            slot.state = SlotState::Broken(reason.clone());
+            tracing::error!(tenant = %t, timeline = %tl, %reason, "timeline deletion failed");
+            let failed = format!("deleting timeline {tl} failed: {reason}");
+            self.answer_deletion_waiters(t, tl, Err(ApiError::Internal(failed)));
+            self.touch_tenant(t);
             return;
         }
         tracing::error!(tenant = %t, timeline = %tl, %reason, "timeline broken");

@@ -172,3 +172,23 @@ fn a_create_retried_after_its_late_index_put_landed_adopts_the_empty_index() {
 }
 
 use crate::generation::Generation;
+
+/// Found by the tenant fuzz target: a timeline create on an AttachedStale tenant
+/// started machines that upload nothing in that mode and waited for their first
+/// index, so the request was never answered. It is refused (409) now.
+#[test]
+fn a_timeline_create_on_a_stale_tenant_is_refused_not_left_unanswered() {
+    let mut h = Harness::start(World::default(), config());
+    h.call(Request::CreateTenant { tenant: T }).unwrap();
+    let g = h.node.tenants[&T].generation;
+    location(&mut h, RequestedMode::AttachedStale, Some(g.get())).unwrap();
+    let msg = conflict(h.call(Request::CreateTimeline { tenant: T, timeline: TL }));
+    assert!(msg.contains("attached stale"), "{msg}");
+    assert!(!h.node.tenants[&T].timelines.contains_key(&TL));
+    // Back in AttachedSingle, the create goes through.
+    location(&mut h, RequestedMode::AttachedSingle, Some(g.get())).unwrap();
+    assert!(matches!(
+        h.call(Request::CreateTimeline { tenant: T, timeline: TL }),
+        Ok(Response::TimelineCreated(_))
+    ));
+}

@@ -225,3 +225,37 @@ fn only_a_single_attached_tenant_is_deleted() {
     assert!(matches!(h.call(Request::DeleteTenant { tenant: T }), Err(ApiError::Conflict(_))));
     assert_eq!(info(&mut h).state, "Active");
 }
+
+/// Found by the tenant fuzz target: a timeline's tombstone PUT refused for good
+/// (a permanent error) broke its upload queue in the middle of the deletion; the
+/// node ignored a break of a timeline being deleted, so the timeline stayed
+/// `Deleting` with nothing left to do and the tenant deletion waited for it
+/// forever, unanswered. The deletion now fails: its timeline is broken and the
+/// request is answered with the error.
+#[test]
+fn a_tombstone_refused_for_good_fails_the_tenant_deletion_instead_of_hanging() {
+    let mut h = Harness::start(World::default(), config());
+    tenant_with_data(&mut h);
+    h.hold = Some(Box::new(
+        |io| matches!(io, Io::RemotePut { key, .. } if key.as_str().contains("index_part")),
+    ));
+    let (now, wall) = (h.now, WallTime(h.now.0));
+    h.node.handle_request(now, wall, RequestId(9_500), Request::DeleteTenant { tenant: T });
+    h.settle();
+    let (op, io) = h.held_io.pop().expect("the tombstone PUT went out");
+    h.hold = None;
+    let Io::RemotePut { key, .. } = io else { unreachable!() };
+    let refused =
+        super::super::io::IoError::remote(IoErrorKind::Permanent, key.as_str(), "400 (test)");
+    h.node.handle_io(now, wall, op, IoResult::Done(Err(refused)));
+    h.settle();
+    for _ in 0..50 {
+        if h.replies.contains_key(&RequestId(9_500)) {
+            break;
+        }
+        h.tick(60_000);
+    }
+    let reply = h.replies.get(&RequestId(9_500));
+    assert!(matches!(reply, Some(Err(ApiError::Internal(_)))), "{reply:?}");
+    assert!(matches!(h.node.tenants[&T].timelines[&TL].state, super::super::SlotState::Broken(_)));
+}

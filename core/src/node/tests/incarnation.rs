@@ -169,3 +169,36 @@ fn a_job_abandoned_by_a_stop_frees_its_slot_as_the_tenant_leaves() {
     assert!(tl.compaction_candidates().is_none(), "the new incarnation never compacted");
     h.complete_held_io();
 }
+
+/// Found by the tenant fuzz target: a timeline create waits for its first index;
+/// that PUT failed (to be retried) when the tenant was restarted on a newer
+/// generation. The stop dropped the tenant in the same input as it stopped the
+/// upload queue, whose answer to the create's barrier went with it: the create was
+/// never answered. It is answered 503 (retry) when the tenant is dropped.
+#[test]
+fn a_create_waiting_for_its_first_index_is_answered_when_its_tenant_stops() {
+    let mut h = Harness::start(World::default(), config());
+    h.call(Request::CreateTenant { tenant: T }).unwrap();
+    let g = h.node.tenants[&T].generation;
+    h.hold = Some(Box::new(
+        |io| matches!(io, Io::RemotePut { key, .. } if key.as_str().contains("index_part")),
+    ));
+    let create = h.send_request(Request::CreateTimeline { tenant: T, timeline: TL });
+    let (op, io) = h.held_io.pop().expect("the first index PUT went out");
+    h.hold = None;
+    let Io::RemotePut { key, .. } = io else { unreachable!() };
+    let failed = super::super::io::IoError::remote(IoErrorKind::Transient, key.as_str(), "503");
+    h.node.handle_io(h.now, WallTime(h.now.0), op, IoResult::Done(Err(failed)));
+    h.settle();
+    assert!(!h.replies.contains_key(&create), "answered before its first index is durable");
+    let restart = h.send_restart(g.get() + 1);
+    for _ in 0..50 {
+        if h.replies.contains_key(&restart) {
+            break;
+        }
+        h.tick(60_000);
+    }
+    assert!(restarted(h.replies.get(&restart).cloned()), "{:?}", h.replies.get(&restart));
+    let answer = h.replies.get(&create);
+    assert!(matches!(answer, Some(Err(ApiError::Unavailable { .. }))), "{answer:?}");
+}

@@ -205,3 +205,21 @@ fn stale_writes_nothing_and_multi_deletes_nothing() {
     churn(&mut h, 6);
     assert!(h.world.remote_deletes > deletes, "AttachedSingle hands on the held deletions");
 }
+
+/// Found by the tenant fuzz target: a read answered with an error stayed in its
+/// tenant's waiting reads, and the tenant's next stop answered it a second time
+/// ("tenant is stopping"). A read leaves the waiting reads when it is answered,
+/// however.
+#[test]
+fn a_read_answered_with_an_error_is_not_answered_again_at_a_stop() {
+    let mut h = Harness::start(World::default(), config());
+    h.call(Request::CreateTenant { tenant: T }).unwrap();
+    h.call(Request::CreateTimeline { tenant: T, timeline: TL }).unwrap();
+    // Nothing ingested: a read above the last LSN ingested is an error.
+    let first = h.call(Request::Read { tenant: T, timeline: TL, key: Key(0), lsn: Lsn(16) });
+    assert!(first.is_err(), "{first:?}");
+    assert!(h.node.tenants[&T].reads.is_empty(), "the answered read still waits");
+    let read = RequestId(h.next_req - 1);
+    location(&mut h, RequestedMode::Detached, None).unwrap();
+    assert_eq!(h.replies.get(&read), None, "answered again at the stop");
+}
