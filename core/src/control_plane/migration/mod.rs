@@ -88,6 +88,8 @@ mod steps;
 #[cfg(test)]
 mod tests;
 mod types;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod world;
 
 pub use types::*;
 

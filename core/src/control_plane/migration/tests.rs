@@ -4,48 +4,12 @@
 //! rule, a crash at every effect, and a property test with lost and failing calls,
 //! nodes down and control-plane crashes.
 
+use super::world::*;
 use super::*;
 use crate::generation::Generation;
-use crate::id::TimelineId;
 use crate::location_conf::LocationMode;
 use crate::lsn::Lsn;
-use crate::tenant::{LocationRequest, Placement, RequestedMode};
-
-const T: TenantId = TenantId([7; 16]);
-const TL: TimelineId = TimelineId([9; 16]);
-const O: NodeId = NodeId(1);
-const D: NodeId = NodeId(2);
-
-fn g(n: u32) -> Generation {
-    Generation::new(n).unwrap()
-}
-
-fn mode_at(mode: RequestedMode, generation: Generation) -> LocationMode {
-    match mode {
-        RequestedMode::AttachedSingle => LocationMode::AttachedSingle { generation },
-        RequestedMode::AttachedMulti => LocationMode::AttachedMulti { generation },
-        RequestedMode::AttachedStale => LocationMode::AttachedStale { generation },
-        other => panic!("{other:?} has no generation"),
-    }
-}
-
-fn same_mode_at(mode: LocationMode, generation: Generation) -> LocationMode {
-    match mode {
-        LocationMode::AttachedSingle { .. } => LocationMode::AttachedSingle { generation },
-        LocationMode::AttachedMulti { .. } => LocationMode::AttachedMulti { generation },
-        LocationMode::AttachedStale { .. } => LocationMode::AttachedStale { generation },
-        secondary => secondary,
-    }
-}
-
-/// One node's view of the tenant.
-#[derive(Clone, Debug)]
-struct ModelNode {
-    up: bool,
-    placement: Placement,
-    last_ingested: Lsn,
-    visible: Lsn,
-}
+use crate::tenant::{Placement, RequestedMode};
 
 /// A deterministic random source for the property test (xorshift).
 struct Rng(u64);
@@ -59,330 +23,6 @@ impl Rng {
     }
     fn chance(&mut self, percent: u64) -> bool {
         self.next() % 100 < percent
-    }
-}
-
-struct World {
-    rc: MigrationReconciler,
-    config: MigrationConfig,
-    now: Instant,
-    /// The control plane's table for T: generation and holder.
-    table: (Generation, Option<NodeId>),
-    nodes: BTreeMap<NodeId, ModelNode>,
-    /// Remote storage's visible LSN (what any attach loads).
-    remote_visible: Lsn,
-    /// What the client produced; it keeps every record until visible.
-    produced: Lsn,
-    store: BTreeMap<TenantId, MigrationRecord>,
-    calls: Vec<(OpId, NodeId, NodeCall)>,
-    persists: Vec<(OpId, MigrationRecord)>,
-    replies: Vec<Result<MigrationRecord, MigrationError>>,
-    /// Every durable phase seen, in order (checks the order).
-    phases: Vec<Phase>,
-    /// Attaches refused by the fence (the driver's rule).
-    fenced: u64,
-}
-
-impl World {
-    fn new() -> Self {
-        let config = MigrationConfig::default();
-        let mut nodes = BTreeMap::new();
-        let attached = Placement::Located(LocationMode::AttachedSingle { generation: g(3) });
-        nodes.insert(
-            O,
-            ModelNode { up: true, placement: attached, last_ingested: Lsn(100), visible: Lsn(80) },
-        );
-        for n in [D, NodeId(3)] {
-            let detached = ModelNode {
-                up: true,
-                placement: Placement::Detached,
-                last_ingested: Lsn(0),
-                visible: Lsn(0),
-            };
-            nodes.insert(n, detached);
-        }
-        World {
-            rc: MigrationReconciler::recover(config.clone(), Vec::new(), Instant::ZERO),
-            config,
-            now: Instant::ZERO,
-            table: (g(3), Some(O)),
-            nodes,
-            remote_visible: Lsn(80),
-            produced: Lsn(100),
-            store: BTreeMap::new(),
-            calls: Vec::new(),
-            persists: Vec::new(),
-            replies: Vec::new(),
-            phases: Vec::new(),
-            fenced: 0,
-        }
-    }
-
-    fn start(&mut self, after: OriginAfter) {
-        let start = MigrationStart {
-            tenant: T,
-            origin: O,
-            origin_generation: self.table.0,
-            destination: D,
-            origin_after: after,
-        };
-        self.rc.handle_start(self.now, RequestId(1), start);
-        self.drain();
-    }
-
-    fn drain(&mut self) {
-        self.rc.check_invariants();
-        while let Some(effect) = self.rc.poll_effect() {
-            match effect {
-                MigrationEffect::Persist { op, record } => self.persists.push((op, record)),
-                MigrationEffect::Call { op, node, call, .. } => self.calls.push((op, node, call)),
-                MigrationEffect::Reply { result, .. } => self.replies.push(result),
-            }
-        }
-        self.rc.check_invariants();
-    }
-
-    /// The control plane's `/attach`, as a node's AcquireGeneration asks it.
-    fn acquire(
-        &mut self,
-        node: NodeId,
-        at_least: Option<Generation>,
-    ) -> Result<Generation, String> {
-        if let Some(d) = self.rc.migrating_to(T)
-            && d != node
-        {
-            self.fenced += 1;
-            return Err(format!("fenced: {T} migrates to {d}"));
-        }
-        let above =
-            at_least.and_then(Generation::previous).map_or(self.table.0, |r| r.max(self.table.0));
-        let granted = above.next().unwrap();
-        self.table = (granted, Some(node));
-        Ok(granted)
-    }
-
-    /// A node's location_config (the tenant manager's mode table, for one tenant).
-    fn location_config(
-        &mut self,
-        node: NodeId,
-        request: LocationRequest,
-    ) -> Result<Placement, NodeCallError> {
-        let held = self.nodes[&node].placement;
-        let held_gen = match held {
-            Placement::Located(m) => m.generation(),
-            Placement::Detached => None,
-        };
-        let placement = match request.mode {
-            RequestedMode::Secondary { .. } | RequestedMode::Detached => {
-                if held_gen.is_some() && self.table.1 == Some(node) {
-                    self.table.1 = None; // a node-scoped release
-                }
-                match request.mode {
-                    RequestedMode::Secondary { warm } => {
-                        Placement::Located(LocationMode::Secondary { warm })
-                    }
-                    _ => Placement::Detached,
-                }
-            }
-            mode => {
-                let generation = match (held_gen, request.generation) {
-                    (Some(h), Some(r)) if r < h => {
-                        return Err(NodeCallError::Refused(format!("stale generation {r} < {h}")));
-                    }
-                    (Some(h), Some(r)) if r == h => h,
-                    (Some(h), None) => h,
-                    (_, at_least) => {
-                        let granted =
-                            self.acquire(node, at_least).map_err(NodeCallError::Refused)?;
-                        let n = self.nodes.get_mut(&node).unwrap();
-                        n.visible = self.remote_visible;
-                        n.last_ingested = self.remote_visible;
-                        granted
-                    }
-                };
-                Placement::Located(mode_at(mode, generation))
-            }
-        };
-        self.nodes.get_mut(&node).unwrap().placement = placement;
-        Ok(placement)
-    }
-
-    fn status(&self, node: NodeId) -> NodeTenantStatus {
-        let n = &self.nodes[&node];
-        let mut timelines = BTreeMap::new();
-        if matches!(n.placement, Placement::Located(m) if m.generation().is_some()) {
-            timelines
-                .insert(TL, TimelineLsns { last_ingested: n.last_ingested, visible: n.visible });
-        }
-        NodeTenantStatus { placement: n.placement, timelines }
-    }
-
-    /// Carries call `i`; `lose_answer` drops the answer (the call still happened).
-    fn deliver_call(&mut self, i: usize, lose_answer: bool) {
-        let (op, node, call) = self.calls.remove(i);
-        let result = if !self.nodes[&node].up {
-            Err(NodeCallError::Unreachable("connection refused".into()))
-        } else {
-            match call {
-                NodeCall::Status => Ok(NodeAnswer::Status(self.status(node))),
-                NodeCall::LocationConfig(request) => {
-                    self.location_config(node, request).map(NodeAnswer::Placed)
-                }
-            }
-        };
-        if !lose_answer {
-            self.rc.handle_node_answer(self.now, op, result).unwrap();
-            self.drain();
-        }
-    }
-
-    /// Carries persist `i`: `applied` decides the store, `answer` what the machine hears.
-    fn deliver_persist(&mut self, i: usize, applied: bool, answer: Option<bool>) {
-        let (op, record) = self.persists.remove(i);
-        if applied {
-            if let Some(old) = self.store.get(&T) {
-                assert!(record.phase.rank() >= old.phase.rank(), "the store's phase went back");
-            }
-            self.phases.push(record.phase.clone());
-            self.store.insert(record.tenant, record);
-        }
-        if let Some(ok) = answer {
-            let result = if ok {
-                Ok(())
-            } else {
-                let e = crate::io_error::IoError::new(
-                    crate::io_error::IoErrorKind::Transient,
-                    crate::io_error::IoTarget::Store,
-                    "disk I/O error",
-                );
-                Err(e)
-            };
-            self.rc.handle_persisted(self.now, op, result).unwrap();
-            self.drain();
-        }
-    }
-
-    /// The control plane crashes and restarts from its store.
-    fn crash_reconciler(&mut self) {
-        self.calls.clear();
-        self.persists.clear();
-        self.rc = MigrationReconciler::recover(
-            self.config.clone(),
-            self.store.values().cloned().collect(),
-            self.now,
-        );
-        self.drain();
-    }
-
-    /// A node restarts: re-attach bumps what the table says it holds; an attached
-    /// tenant the table gives another node is dropped; unflushed ingest is lost.
-    fn restart_node(&mut self, node: NodeId) {
-        let holder = self.table.1 == Some(node);
-        let bumped = self.table.0.next().unwrap();
-        let n = self.nodes.get_mut(&node).unwrap();
-        if let Placement::Located(mode) = n.placement
-            && mode.generation().is_some()
-        {
-            if holder {
-                n.placement = Placement::Located(same_mode_at(mode, bumped));
-                self.table.0 = bumped;
-            } else {
-                n.placement = Placement::Detached;
-            }
-        }
-        n.last_ingested = self.remote_visible;
-        n.visible = self.remote_visible;
-    }
-
-    /// The client: writes to the newest attached, non-stale node (re-sending from
-    /// its last_ingested); nodes holding the table's generation upload and validate.
-    fn ingest(&mut self) {
-        self.produced = Lsn(self.produced.0 + 10);
-        let table = self.table;
-        let target = self
-            .nodes
-            .iter()
-            .filter(|(_, n)| n.up)
-            .filter_map(|(id, n)| match n.placement {
-                Placement::Located(LocationMode::AttachedStale { .. }) => None,
-                Placement::Located(m) => m.generation().map(|g| (g, *id)),
-                Placement::Detached => None,
-            })
-            .max();
-        if let Some((_, id)) = target {
-            self.nodes.get_mut(&id).unwrap().last_ingested = self.produced;
-        }
-        for (id, n) in self.nodes.iter_mut() {
-            let current = matches!(n.placement, Placement::Located(m)
-                if m.generation() == Some(table.0) && table.1 == Some(*id)
-                    && !matches!(m, LocationMode::AttachedStale { .. }));
-            if current && n.up {
-                n.visible = n.last_ingested;
-                self.remote_visible = self.remote_visible.max(n.visible);
-            }
-        }
-    }
-
-    /// One step with no faults: the first persist, else the first call, else the
-    /// next timer. `false` when there was nothing to do.
-    fn step(&mut self) -> bool {
-        if !self.persists.is_empty() {
-            self.deliver_persist(0, true, Some(true));
-        } else if !self.calls.is_empty() {
-            self.deliver_call(0, false);
-        } else {
-            return self.fire_next_timer();
-        }
-        true
-    }
-
-    fn fire_next_timer(&mut self) -> bool {
-        let Some((at, timer)) = self.rc.next_timer() else { return false };
-        self.now = self.now.max(at);
-        self.rc.handle_timeout(self.now, timer);
-        self.drain();
-        true
-    }
-
-    /// Runs with no faults until the migration is Done; panics past `max_steps`.
-    fn settle(&mut self, max_steps: usize) {
-        for n in self.nodes.values_mut() {
-            n.up = true;
-        }
-        for _ in 0..max_steps {
-            if self.rc.active_count() == 0 && self.calls.is_empty() && self.persists.is_empty() {
-                return;
-            }
-            self.ingest();
-            if self.persists.is_empty() && self.calls.is_empty() {
-                self.now = self.now.plus_millis(1);
-            }
-            assert!(self.step(), "an active migration waits on nothing");
-        }
-        panic!("no progress: {:?}", self.rc.migration(T));
-    }
-
-    /// After the migration: D holds T AttachedSingle at the table's generation, the
-    /// origin holds nothing current, and what was visible reads on D.
-    fn check_finished(&self) {
-        let record = self.store.get(&T).expect("a durable record");
-        let Phase::Done { generation } = record.phase else { panic!("not done: {record:?}") };
-        // A restart of D after the migration bumps the table past the record's.
-        assert_eq!(self.table.1, Some(D), "the table does not give T to D");
-        assert!(self.table.0 >= generation, "the table went back below {generation}");
-        assert_eq!(
-            self.nodes[&D].placement,
-            Placement::Located(LocationMode::AttachedSingle { generation: self.table.0 })
-        );
-        if let Placement::Located(m) = self.nodes[&O].placement
-            && let Some(og) = m.generation()
-        {
-            assert!(og < self.table.0, "the origin holds {og}, not below {}", self.table.0);
-        }
-        assert!(self.nodes[&D].visible >= self.remote_visible, "visible data lost on D");
-        let ranks: Vec<u8> = self.phases.iter().map(Phase::rank).collect();
-        assert!(ranks.windows(2).all(|w| w[0] <= w[1]), "phases went back: {ranks:?}");
-        assert!(generation > record.origin_generation);
     }
 }
 
@@ -830,4 +470,38 @@ mod checks_fire {
         m.wait = Wait::Poll { until: Instant(1 << 40) };
         rc.active.insert(T, m);
     });
+}
+
+/// The fuzz world (`world::run`) under proptest: drawn actions, then heal.
+mod random_actions {
+    use super::super::world::{Action, run};
+    use proptest::prelude::*;
+
+    /// The action three drawn bytes name (the fuzz target draws them with
+    /// `arbitrary` instead).
+    fn action([k, a, b]: [u8; 3]) -> Action {
+        use Action as A;
+        match k % 13 {
+            0 => A::Start(a, b % 2 == 0),
+            1 | 2 => A::Call(a, b % 8 != 0),
+            3 => A::CallFailed(a, b),
+            4 => A::PersistOk,
+            5 => A::PersistFailed(a % 2 == 0, b),
+            6 => A::PersistLost(a % 2 == 0),
+            7 => A::Timer,
+            8 => A::Advance(u16::from_le_bytes([a, b])),
+            9 if a % 4 == 0 => A::Crash,
+            10 => A::Toggle(a),
+            11 => A::Restart(a),
+            _ => A::Ingest,
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+        #[test]
+        fn random_actions_keep_every_rule_and_finish(raw in proptest::collection::vec(any::<[u8; 3]>(), 0..300)) {
+            run(raw.into_iter().map(action).collect());
+        }
+    }
 }
