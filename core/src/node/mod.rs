@@ -543,5 +543,9 @@ impl Node {
 mod bench;
 #[cfg(test)]
 mod startup_trace;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod tenant_world;
 #[cfg(test)]
 pub(crate) mod tests;
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) mod world;
