@@ -11,8 +11,8 @@
 //! | `tenant_id` | with `"tenant"`: the one tenant the token may touch (32 hex digits) |
 //! | `exp` | expiry, seconds since the Unix epoch (required; accepted up to [`LEEWAY_SECS`] late for clock skew) |
 //!
-//! What each route needs ([`needed`]): `GET /v1/status` and `GET /metrics` are
-//! open (probes and scrapers); `/v1/tenant/{t}/timeline…` needs an admin token or a
+//! What each route needs ([`needed`]): `GET /v1/status`, `GET /metrics` and
+//! `GET /v1/openapi.json` are open (probes, scrapers and client generators); `/v1/tenant/{t}/timeline…` needs an admin token or a
 //! tenant token for `t`; everything else (creating, listing, placing, detaching and
 //! deleting tenants, and unknown routes) needs an admin token.
 //!
@@ -212,7 +212,7 @@ pub enum Needed<'a> {
 pub fn needed(path: &str) -> Needed<'_> {
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     match segments.as_slice() {
-        ["v1", "status"] | ["metrics"] => Needed::Nothing,
+        ["v1", "status"] | ["metrics"] | ["v1", "openapi.json"] => Needed::Nothing,
         ["v1", "tenant", tenant, "timeline", ..] => Needed::Tenant(tenant),
         _ => Needed::Admin,
     }
@@ -282,6 +282,7 @@ mod tests {
     fn routes_need_what_the_module_doc_says() {
         assert_eq!(needed("/v1/status"), Needed::Nothing);
         assert_eq!(needed("/metrics"), Needed::Nothing);
+        assert_eq!(needed("/v1/openapi.json"), Needed::Nothing);
         assert_eq!(needed(&format!("/v1/tenant/{A}/timeline")), Needed::Tenant(A));
         assert_eq!(needed(&format!("/v1/tenant/{A}/timeline/x/page")), Needed::Tenant(A));
         for admin in ["/v1/tenant", &format!("/v1/tenant/{A}"), &format!("/v1/tenant/{A}/detach")] {

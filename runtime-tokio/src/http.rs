@@ -10,14 +10,23 @@
 //! | `DELETE /v1/tenant/{t}/timeline/{tl}` | | 202 `{"state": "Deleting"}`; poll GET until 404 |
 //! | `POST /v1/tenant/{t}/timeline/{tl}/ingest` | `{"records": [...]}` | 200 `{"last_ingested_lsn", "applied", "skipped"}`; 400 for key `FFFFFFFFFFFFFFFF` (not storable: key ranges are half-open) |
 //! | `GET /v1/tenant/{t}/timeline/{tl}/page?key=K&lsn=L` | | 200 `{"key", "lsn", "value": hex or null}`; 400 for key `FFFFFFFFFFFFFFFF` |
-//! | `PUT /v1/tenant/{t}/location_config` | `{"mode": "AttachedSingle" \| "AttachedMulti" \| "AttachedStale" \| "Secondary" \| "Detached", "generation"?: n, "warm"?: bool}` | 200 `{"changed": bool, "mode", "generation": n or null, "warm": bool or null}` (`warm` only for Secondary, `generation` only for attached modes) |
+//! | `PUT /v1/tenant/{t}/location_config` | `{"mode": "AttachedSingle" \| "AttachedMulti" \| "AttachedStale" \| "Secondary" \| "Detached", "generation"?: n, "warm"?: bool}` | 200 `{"changed": bool, "mode", "generation": n or null, "warm": bool or null}` (`warm` only for Secondary, `generation` only for attached modes); 409 for a generation older than the one held |
 //! | `GET /v1/tenant/{t}/location` | | 200 `{"tenant_id", "mode", "generation", "warm", "timelines": [timeline info]}`: where the tenant stands here (`Detached` if unknown) and its timelines' LSNs; 503 while it changes |
 //! | `POST /v1/tenant/{t}/detach` | | 200, as location_config `Detached` |
 //! | `DELETE /v1/tenant/{t}` | | 200 `{"tenant_id", "deleted": true}` once the tenant and all its timelines are gone (503 while it runs: retry) |
 //! | `GET /v1/status` | | 200 `{"phase", "in_flight_io", "inputs"}` |
 //! | `GET /metrics` | | Prometheus text |
+//! | `GET /v1/openapi.json` | | 200 this API's OpenAPI 3.1 document ([`crate::openapi`]; checked in as `docs/openapi.json`) |
 //!
-//! With `[auth]` configured every route but `/v1/status` and `/metrics` needs a
+//! The document is generated from the `#[utoipa::path]` attribute on each handler
+//! below (success answers, and the statuses only that route has) and from
+//! [`crate::openapi::SharedResponses`] (what routes share, derived from each
+//! operation's shape); the answers are the typed structs of [`crate::openapi`].
+//! A route, status or body changed here without the document fails
+//! `openapi::tests::checked_in_spec_is_current`, and `scripts/schemathesis.sh`
+//! (CI) fails on any answer the document does not describe.
+//!
+//! With `[auth]` configured every route but `/v1/status`, `/metrics` and `/v1/openapi.json` needs a
 //! bearer token (`crate::auth`): 401 without a valid one, 403 when its scope does
 //! not cover the route.
 //!
@@ -56,6 +65,9 @@
 
 use crate::driver::{NodeHandle, NodeStatus};
 use crate::metrics::Metrics;
+use crate::openapi::{
+    self, ErrorBody, KeySpec, LsnSpec, TenantIdSpec, TenantLocationReply, TimelineIdSpec,
+};
 use axum::body::{Body, HttpBody};
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, OptionalFromRequest, Path, Query, State};
@@ -65,7 +77,6 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response as HttpResponse};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
-use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -118,7 +129,8 @@ impl HttpLimits {
 /// `Retry-After` of an answer refused by a limit.
 pub const LIMIT_RETRY_AFTER_SECS: u64 = 1;
 
-/// Holds every request but `/v1/status` and `/metrics` (probes and scrapers stay
+/// Holds every request but the open ones ([`crate::openapi::OPEN_PATHS`]:
+/// `/v1/status`, `/metrics`, `/v1/openapi.json`; probes and scrapers stay
 /// answerable under load) to `[limits]`: past `max_concurrent_http_requests` in
 /// flight, or past `http_request_deadline_ms`, the answer is 503 with
 /// `Retry-After`, counted in `strata_http_limit_hits_total{limit}`. A request cut
@@ -130,7 +142,7 @@ async fn limit_requests(
     req: axum::extract::Request,
     next: Next,
 ) -> HttpResponse {
-    if matches!(req.uri().path(), "/v1/status" | "/metrics") {
+    if crate::openapi::OPEN_PATHS.contains(&req.uri().path()) {
         return next.run(req).await;
     }
     let refused = |limit: &'static str, msg: String| {
@@ -175,6 +187,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/tenant/{tenant}/timeline/{timeline}/page", get(read_page))
         .route("/v1/status", get(status))
         .route("/metrics", get(metrics))
+        .route("/v1/openapi.json", get(openapi_json))
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_REQUEST_BODY_BYTES))
@@ -411,11 +424,6 @@ async fn drain(mut body: Body, already: u64) {
 /// An API error as HTTP.
 pub struct HttpError(ApiError);
 
-#[derive(Serialize)]
-struct ErrorBody {
-    msg: String,
-}
-
 impl IntoResponse for HttpError {
     fn into_response(self) -> HttpResponse {
         let (status, retry_after_ms) = match &self.0 {
@@ -466,7 +474,13 @@ fn parse_timeline(s: &str) -> Result<TimelineId, HttpError> {
     s.parse().map_err(bad_request)
 }
 
-async fn create_tenant(
+#[utoipa::path(post, path = "/v1/tenant", tag = "tenants",
+    request_body(content = Option<openapi::CreateTenantBody>, description = "Optional: without a body (and without `content-type`) the id is random."),
+    responses(
+        (status = 201, description = "created", body = openapi::TenantCreated),
+        (status = 409, description = "the node has it, the control plane knows it, or remote storage holds anything of it (attach it with location_config instead)", body = ErrorBody),
+    ))]
+pub(crate) async fn create_tenant(
     State(state): State<AppState>,
     body: Option<ApiJson<CreateTenantBody>>,
 ) -> Result<HttpResponse, HttpError> {
@@ -476,27 +490,29 @@ async fn create_tenant(
     match call(&state, "create_tenant", Request::CreateTenant { tenant }).await? {
         Response::TenantCreated { tenant, generation } => Ok((
             StatusCode::CREATED,
-            Json(serde_json::json!({"tenant_id": tenant, "generation": generation})),
+            Json(openapi::TenantCreated { tenant_id: tenant, generation }),
         )
             .into_response()),
         other => Err(unexpected(other)),
     }
 }
 
-async fn list_tenants(State(state): State<AppState>) -> Result<HttpResponse, HttpError> {
+#[utoipa::path(get, path = "/v1/tenant", tag = "tenants",
+    responses((status = 200, description = "every tenant of the node", body = Vec<openapi::TenantInfo>)))]
+pub(crate) async fn list_tenants(State(state): State<AppState>) -> Result<HttpResponse, HttpError> {
     match call(&state, "list_tenants", Request::ListTenants).await? {
         Response::Tenants(list) => Ok(Json(list).into_response()),
         other => Err(unexpected(other)),
     }
 }
 
-fn placement_json(outcome: LocationOutcome) -> serde_json::Value {
+fn placement_reply(outcome: LocationOutcome) -> openapi::LocationConfigured {
     let (changed, placement) = match outcome {
         LocationOutcome::Unchanged(p) => (false, p),
         LocationOutcome::Changed(p) | LocationOutcome::Created(p) => (true, p),
     };
     let (mode, generation, warm) = placement_fields(placement);
-    serde_json::json!({"changed": changed, "mode": mode, "generation": generation, "warm": warm})
+    openapi::LocationConfigured { changed, mode: mode.to_string(), generation, warm }
 }
 
 /// A placement as `(mode, generation, warm)`, the names location_config uses.
@@ -518,7 +534,10 @@ fn placement_fields(
     }
 }
 
-async fn tenant_location(
+#[utoipa::path(get, path = "/v1/tenant/{tenant}/location", tag = "tenants",
+    params(("tenant" = TenantIdSpec, Path, description = "tenant id")),
+    responses((status = 200, description = "where the tenant stands here (`Detached` if unknown) and its timelines' LSNs", body = openapi::TenantLocationReply)))]
+pub(crate) async fn tenant_location(
     State(state): State<AppState>,
     ApiPath(tenant): ApiPath<String>,
 ) -> Result<HttpResponse, HttpError> {
@@ -526,20 +545,27 @@ async fn tenant_location(
     match call(&state, "tenant_location", Request::TenantLocation { tenant }).await? {
         Response::TenantLocation(l) => {
             let (mode, generation, warm) = placement_fields(l.placement);
-            Ok(Json(serde_json::json!({
-                "tenant_id": l.tenant,
-                "mode": mode,
-                "generation": generation,
-                "warm": warm,
-                "timelines": l.timelines,
-            }))
+            Ok(Json(TenantLocationReply {
+                tenant_id: l.tenant,
+                mode: mode.to_string(),
+                generation,
+                warm,
+                timelines: l.timelines,
+            })
             .into_response())
         }
         other => Err(unexpected(other)),
     }
 }
 
-async fn location_config(
+#[utoipa::path(put, path = "/v1/tenant/{tenant}/location_config", tag = "tenants",
+    params(("tenant" = TenantIdSpec, Path, description = "tenant id")),
+    request_body = openapi::LocationConfigBody,
+    responses(
+        (status = 200, description = "placed", body = openapi::LocationConfigured),
+        (status = 409, description = "the generation is older than the one the node holds", body = ErrorBody),
+    ))]
+pub(crate) async fn location_config(
     State(state): State<AppState>,
     ApiPath(tenant): ApiPath<String>,
     ApiJson(body): ApiJson<LocationConfigBody>,
@@ -547,37 +573,53 @@ async fn location_config(
     let tenant = parse_tenant(&tenant)?;
     let request = body.request().map_err(bad_request)?;
     match call(&state, "location_config", Request::LocationConfig { tenant, request }).await? {
-        Response::LocationConfigured(outcome) => Ok(Json(placement_json(outcome)).into_response()),
+        Response::LocationConfigured(outcome) => Ok(Json(placement_reply(outcome)).into_response()),
         other => Err(unexpected(other)),
     }
 }
 
-async fn delete_tenant(
+#[utoipa::path(delete, path = "/v1/tenant/{tenant}", tag = "tenants",
+    params(("tenant" = TenantIdSpec, Path, description = "tenant id")),
+    responses(
+        (status = 200, description = "the tenant and all its timelines are gone (503 while it runs: retry)", body = openapi::TenantDeleted),
+        (status = 409, description = "a timeline of it cannot be deleted (its remote index is corrupt)", body = ErrorBody),
+    ))]
+pub(crate) async fn delete_tenant(
     State(state): State<AppState>,
     ApiPath(tenant): ApiPath<String>,
 ) -> Result<HttpResponse, HttpError> {
     let tenant = parse_tenant(&tenant)?;
     match call(&state, "delete_tenant", Request::DeleteTenant { tenant }).await? {
         Response::LocationConfigured(_) => {
-            Ok(Json(serde_json::json!({"tenant_id": tenant, "deleted": true})).into_response())
+            Ok(Json(openapi::TenantDeleted { tenant_id: tenant, deleted: true }).into_response())
         }
         other => Err(unexpected(other)),
     }
 }
 
-async fn detach(
+#[utoipa::path(post, path = "/v1/tenant/{tenant}/detach", tag = "tenants",
+    params(("tenant" = TenantIdSpec, Path, description = "tenant id")),
+    responses((status = 200, description = "detached, as location_config `Detached`", body = openapi::LocationConfigured)))]
+pub(crate) async fn detach(
     State(state): State<AppState>,
     ApiPath(tenant): ApiPath<String>,
 ) -> Result<HttpResponse, HttpError> {
     let tenant = parse_tenant(&tenant)?;
     let request = LocationRequest { mode: RequestedMode::Detached, generation: None };
     match call(&state, "detach", Request::LocationConfig { tenant, request }).await? {
-        Response::LocationConfigured(outcome) => Ok(Json(placement_json(outcome)).into_response()),
+        Response::LocationConfigured(outcome) => Ok(Json(placement_reply(outcome)).into_response()),
         other => Err(unexpected(other)),
     }
 }
 
-async fn create_timeline(
+#[utoipa::path(post, path = "/v1/tenant/{tenant}/timeline", tag = "timelines",
+    params(("tenant" = TenantIdSpec, Path, description = "tenant id")),
+    request_body(content = Option<openapi::CreateTimelineBody>, description = "Optional: without a body (and without `content-type`) the id is random."),
+    responses(
+        (status = 201, description = "created, its first index durable; also when it exists exactly as a create makes it (a retry)", body = openapi::TimelineInfo),
+        (status = 409, description = "it exists with data, here or in remote storage", body = ErrorBody),
+    ))]
+pub(crate) async fn create_timeline(
     State(state): State<AppState>,
     ApiPath(tenant): ApiPath<String>,
     body: Option<ApiJson<CreateTimelineBody>>,
@@ -592,7 +634,10 @@ async fn create_timeline(
     }
 }
 
-async fn timeline_info(
+#[utoipa::path(get, path = "/v1/tenant/{tenant}/timeline/{timeline}", tag = "timelines",
+    params(("tenant" = TenantIdSpec, Path, description = "tenant id"), ("timeline" = TimelineIdSpec, Path, description = "timeline id")),
+    responses((status = 200, description = "the timeline and its four LSNs", body = openapi::TimelineInfo)))]
+pub(crate) async fn timeline_info(
     State(state): State<AppState>,
     ApiPath((tenant, timeline)): ApiPath<(String, String)>,
 ) -> Result<HttpResponse, HttpError> {
@@ -603,21 +648,28 @@ async fn timeline_info(
     }
 }
 
-async fn delete_timeline(
+#[utoipa::path(delete, path = "/v1/tenant/{tenant}/timeline/{timeline}", tag = "timelines",
+    params(("tenant" = TenantIdSpec, Path, description = "tenant id"), ("timeline" = TimelineIdSpec, Path, description = "timeline id")),
+    responses((status = 202, description = "deletion started: poll GET until 404", body = openapi::TimelineDeleting)))]
+pub(crate) async fn delete_timeline(
     State(state): State<AppState>,
     ApiPath((tenant, timeline)): ApiPath<(String, String)>,
 ) -> Result<HttpResponse, HttpError> {
     let (tenant, timeline) = (parse_tenant(&tenant)?, parse_timeline(&timeline)?);
     match call(&state, "delete_timeline", Request::DeleteTimeline { tenant, timeline }).await? {
         Response::TimelineDeleting => {
-            Ok((StatusCode::ACCEPTED, Json(serde_json::json!({"state": "Deleting"})))
-                .into_response())
+            let deleting = openapi::TimelineDeleting { state: "Deleting".into() };
+            Ok((StatusCode::ACCEPTED, Json(deleting)).into_response())
         }
         other => Err(unexpected(other)),
     }
 }
 
-async fn ingest(
+#[utoipa::path(post, path = "/v1/tenant/{tenant}/timeline/{timeline}/ingest", tag = "timelines",
+    params(("tenant" = TenantIdSpec, Path, description = "tenant id"), ("timeline" = TimelineIdSpec, Path, description = "timeline id")),
+    request_body = openapi::IngestBody,
+    responses((status = 200, description = "ingested (400 for key `FFFFFFFFFFFFFFFF`: not storable)", body = openapi::Ingested)))]
+pub(crate) async fn ingest(
     State(state): State<AppState>,
     ApiPath((tenant, timeline)): ApiPath<(String, String)>,
     ApiJson(body): ApiJson<IngestBody>,
@@ -626,17 +678,19 @@ async fn ingest(
     match call(&state, "ingest", Request::Ingest { tenant, timeline, records: body.records })
         .await?
     {
-        Response::Ingested { last_ingested_lsn, applied, skipped } => Ok(Json(serde_json::json!({
-            "last_ingested_lsn": last_ingested_lsn,
-            "applied": applied,
-            "skipped": skipped,
-        }))
-        .into_response()),
+        Response::Ingested { last_ingested_lsn, applied, skipped } => {
+            Ok(Json(openapi::Ingested { last_ingested_lsn, applied, skipped }).into_response())
+        }
         other => Err(unexpected(other)),
     }
 }
 
-async fn read_page(
+#[utoipa::path(get, path = "/v1/tenant/{tenant}/timeline/{timeline}/page", tag = "timelines",
+    params(("tenant" = TenantIdSpec, Path, description = "tenant id"), ("timeline" = TimelineIdSpec, Path, description = "timeline id"),
+        ("key" = KeySpec, Query, description = "16 upper-case hex digits (`FFFFFFFFFFFFFFFF` is refused)"),
+        ("lsn" = LsnSpec, Query, description = "read as of this LSN")),
+    responses((status = 200, description = "the value as of `lsn`", body = openapi::PageValue)))]
+pub(crate) async fn read_page(
     State(state): State<AppState>,
     ApiPath((tenant, timeline)): ApiPath<(String, String)>,
     ApiQuery(q): ApiQuery<PageQuery>,
@@ -644,23 +698,29 @@ async fn read_page(
     let (tenant, timeline) = (parse_tenant(&tenant)?, parse_timeline(&timeline)?);
     let (key, lsn) = q.parse().map_err(bad_request)?;
     match call(&state, "read_page", Request::Read { tenant, timeline, key, lsn }).await? {
-        Response::Value { key, lsn, value } => Ok(Json(serde_json::json!({
-            "key": key,
-            "lsn": lsn,
-            "value": value.map(hex::encode),
-        }))
-        .into_response()),
+        Response::Value { key, lsn, value } => {
+            let value = value.map(|v| openapi::HexBytes(hex::encode(v)));
+            Ok(Json(openapi::PageValue { key, lsn, value }).into_response())
+        }
         other => Err(unexpected(other)),
     }
 }
 
-async fn status(State(state): State<AppState>) -> HttpResponse {
+#[utoipa::path(get, path = "/v1/status", tag = "node",
+    responses((status = 200, description = "the node's phase (`Active` once it serves)", body = openapi::NodeStatusReply)))]
+pub(crate) async fn status(State(state): State<AppState>) -> HttpResponse {
     let s = state.status.lock().map(|s| s.clone()).unwrap_or_default();
-    Json(serde_json::json!({"phase": s.phase, "in_flight_io": s.in_flight_io, "inputs": s.inputs}))
-        .into_response()
+    Json(openapi::NodeStatusReply {
+        phase: s.phase,
+        in_flight_io: s.in_flight_io,
+        inputs: s.inputs,
+    })
+    .into_response()
 }
 
-async fn metrics(State(state): State<AppState>) -> HttpResponse {
+#[utoipa::path(get, path = "/metrics", tag = "node",
+    responses((status = 200, description = "Prometheus text exposition", body = String, content_type = "text/plain")))]
+pub(crate) async fn metrics(State(state): State<AppState>) -> HttpResponse {
     let status = state.status.lock().map(|s| s.clone()).unwrap_or_default();
     state.metrics.observe_page_cache(&status.page_cache);
     state.metrics.observe_generation_conflicts(status.generation_conflicts_total);
@@ -675,6 +735,14 @@ async fn metrics(State(state): State<AppState>) -> HttpResponse {
     state.metrics.observe_startup(&status.startup_phases_ms);
     let text = state.metrics.render(&state.node).await;
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+}
+
+#[utoipa::path(get, path = "/v1/openapi.json", tag = "node",
+    responses((status = 200, description = "this document", body = Object)))]
+pub(crate) async fn openapi_json() -> HttpResponse {
+    static SPEC: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let text = SPEC.get_or_init(openapi::spec_json).clone();
+    ([(header::CONTENT_TYPE, "application/json")], text).into_response()
 }
 
 /// 16 random bytes for a new id, from the OS.

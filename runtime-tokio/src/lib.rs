@@ -25,6 +25,8 @@ pub mod metrics;
 #[cfg(not(madsim))]
 pub mod metrics_io;
 #[cfg(not(madsim))]
+pub mod openapi;
+#[cfg(not(madsim))]
 pub mod scrub;
 #[cfg(not(madsim))]
 pub mod server;

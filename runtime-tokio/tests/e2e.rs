@@ -928,6 +928,12 @@ fn http_replies_and_errors_match_the_documented_api() {
         placed,
         json!({"changed": false, "mode": "AttachedSingle", "generation": 1, "warm": null})
     );
+    // The contract: served without a token, and the checked-in document.
+    let (status, served) = node.get("/v1/openapi.json");
+    assert_eq!(status, 200, "{served}");
+    let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/openapi.json");
+    let checked_in: Value = serde_json::from_str(&std::fs::read_to_string(docs).unwrap()).unwrap();
+    assert_eq!(served, checked_in);
     node.stop();
     scrub_remote(dir.path());
 }
