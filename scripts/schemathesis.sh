@@ -75,7 +75,10 @@ say "node active on $base (pid $node_pid)"
 
 mkdir -p "$OUT"
 status=0
-"$bin" --config-file scripts/schemathesis.toml run "$base/v1/openapi.json" \
+# --max-time bounds the phases; the stateful one may overrun it by a few seconds:
+# the hard stop is 60 s later (exit 124, a failure).
+timeout --signal=INT --kill-after=10 "$(( MAX_SECS + 60 ))" \
+  "$bin" --config-file scripts/schemathesis.toml run "$base/v1/openapi.json" \
   --checks not_a_server_error,status_code_conformance,response_schema_conformance,content_type_conformance \
   --max-examples "$EXAMPLES" \
   --max-time "$MAX_SECS" \
