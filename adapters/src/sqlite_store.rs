@@ -373,6 +373,34 @@ mod tests {
         assert_eq!(err, StoreError::SchemaTooNew { found: 99, supported: SCHEMA_VERSION });
     }
 
+    /// What `strata scrub --control-db` reads: the rows a running node's open store
+    /// has committed, read again at every question (a grant committed after the
+    /// first read is seen by the next), never a row of a transaction not committed;
+    /// a missing store is an error, not a new file (it opens read-only).
+    #[tokio::test]
+    async fn the_read_only_reader_sees_each_commit_and_writes_nothing() {
+        let h = SqliteHarness::new();
+        assert!(read_tenants_read_only(&h.path).is_err());
+        assert!(!h.path.exists(), "the reader created the store");
+        let rec = |t: u8, g: u32| TenantRecord {
+            tenant: TenantId([t; 16]),
+            generation: Generation::new(g).unwrap(),
+            attached_to: Some(NodeId(1)),
+        };
+        let store = SqliteStore::open(&h.path).unwrap();
+        store.apply(&StoreChange::Upsert(rec(1, 3))).await.unwrap();
+        assert_eq!(read_tenants_read_only(&h.path).unwrap(), vec![rec(1, 3)]);
+        store.apply(&StoreChange::UpsertAll(vec![rec(1, 4), rec(2, 1)])).await.unwrap();
+        assert_eq!(read_tenants_read_only(&h.path).unwrap(), vec![rec(1, 4), rec(2, 1)]);
+        // A transaction the writer holds open (not committed) is not seen.
+        let writer = Connection::open(h.path.as_std_path()).unwrap();
+        writer.execute_batch("BEGIN IMMEDIATE").unwrap();
+        writer.execute("UPDATE tenants SET generation = 9", []).unwrap();
+        assert_eq!(read_tenants_read_only(&h.path).unwrap(), vec![rec(1, 4), rec(2, 1)]);
+        writer.execute_batch("ROLLBACK").unwrap();
+        assert_eq!(store.load().await.unwrap(), vec![rec(1, 4), rec(2, 1)]);
+    }
+
     #[tokio::test]
     async fn a_corrupt_row_is_reported_not_served() {
         let h = SqliteHarness::new();

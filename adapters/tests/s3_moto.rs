@@ -122,6 +122,16 @@ async fn s3_passes_the_remote_suite() {
     assert!(raw.contents().iter().all(|o| o.key().unwrap().starts_with("root/prefix/")));
 }
 
+/// `list_page` (ListObjectsV2 with StartAfter and MaxKeys, what the scrubber
+/// walks) pages through exactly what `list` returns, below a root prefix, with
+/// each object's modification time.
+#[tokio::test]
+async fn s3_list_page_pages_like_list_with_modification_times() {
+    let Some(ep) = endpoint() else { return };
+    let s3 = fresh(&ep, "root/prefix").await;
+    assert!(conformance::remote_list_page_like_list(&s3, "pages/").await);
+}
+
 /// The streaming transfers against a real S3 server, below a root prefix: exact
 /// bytes over several chunks, a refused download leaving nothing locally.
 #[tokio::test]

@@ -255,4 +255,78 @@ fn a_pageserver_on_strata_control_creates_restarts_and_stalls_deletions_while_it
     }
     c.check_all(&values, last2);
     node.stop();
+    purge_asks_strata_control(&c);
+}
+
+/// Issue 20 item 3 against the real service: two orphans planted beside the
+/// timeline's layers (copies of a layer under names no index holds), one two days
+/// old and one new. `strata scrub --purge --older-than 24h --control-url` lists
+/// only the old one in a dry run and deletes nothing; with `--yes` it deletes only
+/// that one; everything an index references stays, and a deep scrub then finds no
+/// problem.
+fn purge_asks_strata_control(c: &Cluster) {
+    let remote = c.dir.join("n1/remote");
+    let orphans_before = deep_scrub_orphans(&remote);
+    let tl = remote.join(format!("tenants/{TENANT}/timelines/{TIMELINE}"));
+    let layer = std::fs::read_dir(&tl)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().into_string().unwrap())
+        .find(|n| n.contains("__"))
+        .expect("a layer in the remote timeline");
+    // `{keys}__{start}-{end}-{generation}`: a start LSN of 1 names a layer no index has.
+    let (keys, rest) = layer.split_once("__").unwrap();
+    let orphan = |n: u64| format!("{keys}__{:016X}{}", n, &rest[16..]);
+    let (old, young) = (tl.join(orphan(1)), tl.join(orphan(2)));
+    std::fs::copy(tl.join(&layer), &old).unwrap();
+    std::fs::copy(tl.join(&layer), &young).unwrap();
+    let two_days = std::time::SystemTime::now() - Duration::from_secs(2 * 86_400);
+    std::fs::File::options().write(true).open(&old).unwrap().set_modified(two_days).unwrap();
+    let before = remote_objects(&remote);
+
+    let _cp = c.start_control();
+    let purge = |yes: bool| {
+        let mut cmd = strata();
+        cmd.args(["scrub", "--json", "--no-progress", "--purge", "--older-than", "24h"])
+            .args(["--control-url", &c.cp_url(), "--control-token", TOKEN, "--remote"])
+            .arg(&remote);
+        if yes {
+            cmd.arg("--yes");
+        }
+        let out = cmd.output().unwrap();
+        let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!("scrub printed no report ({e}): {}", String::from_utf8_lossy(&out.stderr))
+        });
+        assert_eq!(out.status.code(), Some(0), "orphans only: {report:#}");
+        report
+    };
+    let dry = purge(false);
+    assert_eq!(
+        (dry["purge"]["executed"].as_bool(), dry["purge"]["deleted"].as_u64()),
+        (Some(false), Some(1)),
+        "{dry:#}"
+    );
+    assert_eq!(remote_objects(&remote), before, "a dry run deleted something");
+    let done = purge(true);
+    assert_eq!(
+        (done["purge"]["executed"].as_bool(), done["purge"]["deleted"].as_u64()),
+        (Some(true), Some(1)),
+        "{done:#}"
+    );
+    let mut want = before.clone();
+    assert!(want.remove(&old.display().to_string()));
+    assert_eq!(remote_objects(&remote), want, "the purge deleted more than the old orphan");
+    assert_eq!(deep_scrub_orphans(&remote), orphans_before + 1, "the young orphan stays");
+}
+
+/// `strata scrub --deep` over `remote`: it must find no problem; the orphans it counts.
+fn deep_scrub_orphans(remote: &Path) -> u64 {
+    let out = strata()
+        .args(["scrub", "--deep", "--json", "--no-progress", "--remote"])
+        .arg(remote)
+        .output()
+        .unwrap();
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(0), "{report:#}");
+    report["counts"]["orphan"].as_u64().unwrap_or(0)
 }
