@@ -212,80 +212,15 @@ impl Harness {
 
     fn execute(&mut self, e: TimelineEffect) {
         let manual = self.manual;
+        let e = if manual {
+            e
+        } else {
+            match self.execute_io(e) {
+                Some(e) => e,
+                None => return,
+            }
+        };
         match e {
-            TimelineEffect::WriteLayer { op, name, bytes } if !manual => {
-                let r = if self.fail_writes > 0 {
-                    self.fail_writes -= 1;
-                    self.world.disk.insert(name.clone(), bytes[..bytes.len() / 2].to_vec());
-                    Err(IoError::local(self.write_failure, name.to_string(), "write failed"))
-                } else {
-                    self.world.disk.insert(name, bytes);
-                    Ok(())
-                };
-                self.complete(op, TimelineCompletion::Written(r));
-            }
-            TimelineEffect::WriteMetadata { op, metadata } if !manual => {
-                let r = if self.fail_writes > 0 {
-                    self.fail_writes -= 1;
-                    Err(IoError::local(self.write_failure, "metadata", "write failed"))
-                } else {
-                    self.world.metadata_file = Some(metadata.to_bytes().to_vec());
-                    Ok(())
-                };
-                self.complete(op, TimelineCompletion::Written(r));
-            }
-            TimelineEffect::ReadLayer { op, name } if !manual => {
-                let r = self.world.disk.get(&name).cloned().ok_or_else(|| {
-                    IoError::local(IoErrorKind::NotFound, name.to_string(), "no such file")
-                });
-                self.complete(op, TimelineCompletion::Read(r));
-            }
-            TimelineEffect::DownloadLayer { op, name, meta } if !manual => {
-                let r = match self.world.remote.get(&name) {
-                    _ if self.fail_downloads > 0 => {
-                        self.fail_downloads -= 1;
-                        self.data_faults += 1;
-                        Err(IoError::remote(
-                            IoErrorKind::Transient,
-                            name.to_string(),
-                            "503 slow down",
-                        ))
-                    }
-                    Some((bytes, m))
-                        if *m == meta
-                            && bytes.len() as u64 == meta.file_size
-                            && layer_file::file_crc32c(bytes) == meta.crc32c =>
-                    {
-                        self.world.disk.insert(name, bytes.clone());
-                        Ok(())
-                    }
-                    Some(_) => Err(IoError::remote(
-                        IoErrorKind::Corrupt,
-                        name.to_string(),
-                        "size or checksum mismatch",
-                    )),
-                    None => Err(IoError::remote(IoErrorKind::NotFound, name.to_string(), "404")),
-                };
-                self.complete(op, TimelineCompletion::Downloaded(r));
-            }
-            TimelineEffect::Redo { op, request } if !manual => {
-                // Round-trip the wire encoding, as the walredo process would.
-                let decoded = RedoRequest::decode(&request.encode()).expect("valid encoding");
-                let r = if self.fail_redos > 0 {
-                    self.fail_redos -= 1;
-                    self.redo_faults += 1;
-                    Err(IoError::new(
-                        IoErrorKind::Transient,
-                        IoTarget::Redo,
-                        "walredo process died",
-                    ))
-                } else {
-                    decoded.execute().map_err(|e| {
-                        IoError::new(IoErrorKind::Permanent, IoTarget::Redo, e.to_string())
-                    })
-                };
-                self.complete(op, TimelineCompletion::Redone(r));
-            }
             TimelineEffect::ReadDone { req, result } => {
                 assert!(self.reads.insert(req, result).is_none(), "{req:?} answered twice");
             }
@@ -350,6 +285,88 @@ impl Harness {
                 self.pending.push_back(other);
             }
         }
+    }
+
+    /// Carries out an I/O effect on the world and completes it; any other effect
+    /// is handed back.
+    fn execute_io(&mut self, e: TimelineEffect) -> Option<TimelineEffect> {
+        match e {
+            TimelineEffect::WriteLayer { op, name, bytes } => {
+                let r = if self.fail_writes > 0 {
+                    self.fail_writes -= 1;
+                    self.world.disk.insert(name.clone(), bytes[..bytes.len() / 2].to_vec());
+                    Err(IoError::local(self.write_failure, name.to_string(), "write failed"))
+                } else {
+                    self.world.disk.insert(name, bytes);
+                    Ok(())
+                };
+                self.complete(op, TimelineCompletion::Written(r));
+            }
+            TimelineEffect::WriteMetadata { op, metadata } => {
+                let r = if self.fail_writes > 0 {
+                    self.fail_writes -= 1;
+                    Err(IoError::local(self.write_failure, "metadata", "write failed"))
+                } else {
+                    self.world.metadata_file = Some(metadata.to_bytes().to_vec());
+                    Ok(())
+                };
+                self.complete(op, TimelineCompletion::Written(r));
+            }
+            TimelineEffect::ReadLayer { op, name } => {
+                let r = self.world.disk.get(&name).cloned().ok_or_else(|| {
+                    IoError::local(IoErrorKind::NotFound, name.to_string(), "no such file")
+                });
+                self.complete(op, TimelineCompletion::Read(r));
+            }
+            TimelineEffect::DownloadLayer { op, name, meta } => {
+                let r = match self.world.remote.get(&name) {
+                    _ if self.fail_downloads > 0 => {
+                        self.fail_downloads -= 1;
+                        self.data_faults += 1;
+                        Err(IoError::remote(
+                            IoErrorKind::Transient,
+                            name.to_string(),
+                            "503 slow down",
+                        ))
+                    }
+                    Some((bytes, m))
+                        if *m == meta
+                            && bytes.len() as u64 == meta.file_size
+                            && layer_file::file_crc32c(bytes) == meta.crc32c =>
+                    {
+                        self.world.disk.insert(name, bytes.clone());
+                        Ok(())
+                    }
+                    Some(_) => Err(IoError::remote(
+                        IoErrorKind::Corrupt,
+                        name.to_string(),
+                        "size or checksum mismatch",
+                    )),
+                    None => Err(IoError::remote(IoErrorKind::NotFound, name.to_string(), "404")),
+                };
+                self.complete(op, TimelineCompletion::Downloaded(r));
+            }
+            TimelineEffect::Redo { op, request } => {
+                // Round-trip the wire encoding, as the walredo process would.
+                let decoded = RedoRequest::decode(&request.encode()).expect("valid encoding");
+                let r = if self.fail_redos > 0 {
+                    self.fail_redos -= 1;
+                    self.redo_faults += 1;
+                    Err(IoError::new(
+                        IoErrorKind::Transient,
+                        IoTarget::Redo,
+                        "walredo process died",
+                    ))
+                } else {
+                    decoded.execute().map_err(|e| {
+                        IoError::new(IoErrorKind::Permanent, IoTarget::Redo, e.to_string())
+                    })
+                };
+                self.complete(op, TimelineCompletion::Redone(r));
+            }
+            other => return Some(other),
+        }
+        None
     }
 
     /// Grants the job of `kind` the timeline asked for (effects not drained).
