@@ -73,12 +73,13 @@ impl Node {
         result: Result<Option<Vec<u8>>, ApiError>,
     ) {
         // Answered either way: a read left waiting would be answered again when its
-        // tenant stops.
-        let asked = self.tenants.get_mut(&t).and_then(|x| x.reads.remove(&req));
-        let result = result.map(|value| {
-            let (key, lsn) = asked.unwrap_or_default();
-            Response::Value { key, lsn, value }
-        });
+        // tenant stops. A read no longer waiting was answered already (its tenant's
+        // stop answered it while the layer read it waited for was in flight).
+        let Some(asked) = self.tenants.get_mut(&t).and_then(|x| x.reads.remove(&req)) else {
+            return;
+        };
+        let (key, lsn) = asked;
+        let result = result.map(|value| Response::Value { key, lsn, value });
         self.reply(req, result);
     }
 }

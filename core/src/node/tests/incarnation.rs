@@ -202,3 +202,29 @@ fn a_create_waiting_for_its_first_index_is_answered_when_its_tenant_stops() {
     let answer = h.replies.get(&create);
     assert!(matches!(answer, Some(Err(ApiError::Unavailable { .. }))), "{answer:?}");
 }
+
+/// Found by the tenant fuzz target: a read waiting for a layer read when its
+/// tenant stopped was answered "stopping" by the stop, and then again with its
+/// value when the layer read completed while the stop drained. A read is answered
+/// once: the first answer stands.
+#[test]
+fn a_read_answered_by_a_stop_is_not_answered_again_when_its_layer_read_completes() {
+    let (world, last, _) = one_batch_then_shutdown(50);
+    let mut h = start_until_active(world);
+    let timeline_dir = crate::node::io::timeline_dir(T, TL);
+    h.hold = Some(Box::new(move |io| {
+        matches!(io, Io::DiskRead { path } if path.starts_with(&timeline_dir)
+            && path.file_name() != Some(crate::node::io::METADATA_FILE_NAME))
+    }));
+    let read = h.send_request(Request::Read { tenant: T, timeline: TL, key: Key(3), lsn: last });
+    assert!(!h.held_io.is_empty(), "no layer read went out");
+    h.hold = None;
+    h.send_request(Request::LocationConfig {
+        tenant: T,
+        request: LocationRequest { mode: RequestedMode::Detached, generation: None },
+    });
+    let first = h.replies.get(&read).cloned();
+    assert!(matches!(first, Some(Err(ApiError::Unavailable { .. }))), "{first:?}");
+    h.complete_held_io();
+    assert_eq!(h.replies.get(&read).cloned(), first, "answered a second time");
+}
