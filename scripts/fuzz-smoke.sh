@@ -15,6 +15,9 @@
 #   FUZZ_TARGETS  space-separated targets to run (default: every non-mutant target)
 #   FUZZ_NICE     nice level for the fuzzing processes (default 0)
 #   FUZZ_JOBS     targets run at once (default 2: CI's machine has 2 cores)
+#   FUZZ_SEED     libFuzzer's -seed (default 0: a random seed per run). CI sets 1, so
+#                 that a crash it finds is found again by the same command; a longer
+#                 campaign leaves it random.
 #
 # The `*_mutant` targets (a copy of core with ordering rules broken on purpose) are
 # skipped: scripts/fuzz-mutants.sh runs them and expects them to crash.
@@ -49,7 +52,7 @@ run_one() {
     mkdir -p "corpus/$target" "seeds/$target" "artifacts/$target"
     if ! nice -n "$niceness" "$bin/$target" "corpus/$target" "seeds/$target" \
         -artifact_prefix="artifacts/$target/" -max_total_time="$secs" -runs="$runs" \
-        -print_final_stats=1 >"$log" 2>&1; then
+        -seed="${FUZZ_SEED:-0}" -print_final_stats=1 >"$log" 2>&1; then
         return 1
     fi
     local executed per_sec cov ft
