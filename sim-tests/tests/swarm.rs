@@ -264,10 +264,26 @@ fn cluster_swarm() {
     let (mut simulated_ms, mut restarts, mut cp_restarts) = (0u64, 0usize, 0usize);
     let (mut migrations, mut longest, mut reattaches) = (0usize, 0u64, 0usize);
     let mut fired: std::collections::BTreeMap<String, u64> = Default::default();
+    // `STRATA_CLUSTER_KEEP_GOING=1`: run every seed, print each failure's first
+    // violation as it is found, and fail at the end naming them all.
+    let keep_going = env_u64("STRATA_CLUSTER_KEEP_GOING").is_some_and(|v| v != 0);
+    let mut failed: Vec<(u64, String)> = Vec::new();
     for seed in start..start + count {
         let (report, trace) = run_cluster_seed(seed, ClusterConfig::default());
-        if report.violation.is_some() {
-            cluster_fail(&report, &trace);
+        if let Some(violation) = &report.violation {
+            if !keep_going {
+                cluster_fail(&report, &trace);
+            }
+            println!("cluster seed {seed} FAILED: {violation}");
+            failed.push((seed, violation.clone()));
+            continue;
+        }
+        if keep_going && (seed - start + 1).is_multiple_of(250) {
+            let secs = wall.elapsed().as_secs_f64();
+            println!(
+                "cluster swarm: through seed {seed}, {} failed, {secs:.0} wall s",
+                failed.len()
+            );
         }
         simulated_ms += report.simulated_ms;
         restarts += report.restarts;
@@ -287,6 +303,8 @@ fn cluster_swarm() {
         count as f64 / secs * 60.0
     );
     println!("cluster fault sites fired: {fired:?}");
+    let seeds: Vec<u64> = failed.iter().map(|(s, _)| *s).collect();
+    assert!(failed.is_empty(), "{} of {count} cluster seeds failed: {seeds:?}", failed.len());
 }
 
 #[test]
