@@ -106,11 +106,7 @@ fn request(n: u8) -> CpRequest {
 fn reply_to(request: &CpRequest) -> ControlPlaneReply {
     match request {
         CpRequest::ReAttach { .. } => ControlPlaneReply::ReAttached {
-            tenants: vec![ReAttachedTenant {
-                tenant: T,
-                generation: Generation::FIRST,
-                previous_was_own: true,
-            }],
+            tenants: vec![ReAttachedTenant::new(T, Generation::FIRST, true)],
         },
         CpRequest::Attach { .. } => ControlPlaneReply::Attached { generation: Generation::FIRST },
         CpRequest::Detach { .. } => ControlPlaneReply::Detached,

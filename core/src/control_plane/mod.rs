@@ -79,6 +79,7 @@ pub mod client;
 pub mod client_world;
 mod listing;
 pub mod migration;
+mod re_attached;
 #[cfg(test)]
 mod tests;
 #[cfg(any(test, feature = "fuzzing"))]
@@ -88,6 +89,7 @@ pub use client::{CallFailure, ControlPlaneClient, CpRequest};
 pub use listing::{
     RemoteTenantFound, generation_of_key, max_generation_in_listing, summarize_tenant_listing,
 };
+pub use re_attached::ReAttachedTenant;
 
 use crate::generation::Generation;
 use crate::id::{NodeId, OpId, OpIds, TenantId};
@@ -128,15 +130,6 @@ impl StoreChange {
 /// The id a driver gives a request; its reply carries it back.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct RequestId(pub u64);
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ReAttachedTenant {
-    pub tenant: TenantId,
-    pub generation: Generation,
-    /// The generation just superseded was this node's own: nobody held the tenant
-    /// between it and `generation`.
-    pub previous_was_own: bool,
-}
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ControlPlaneReply {
@@ -571,7 +564,7 @@ impl ControlPlane {
             // records for it) and no failed persist may have granted one in between.
             let previous_was_own = above == record.generation;
             records.push(TenantRecord { generation, ..record.clone() });
-            tenants.push(ReAttachedTenant { tenant: record.tenant, generation, previous_was_own });
+            tenants.push(ReAttachedTenant::new(record.tenant, generation, previous_was_own));
         }
         if records.is_empty() {
             self.reply(req, Ok(ControlPlaneReply::ReAttached { tenants }));

@@ -159,10 +159,8 @@ fn re_attach_bumps_every_tenant_of_the_node() {
     h.attach(t(2), N1, None);
     h.attach(t(3), N2, None);
     let got = h.re_attach(N1);
-    let want = vec![
-        ReAttachedTenant { tenant: t(1), generation: g(2), previous_was_own: true },
-        ReAttachedTenant { tenant: t(2), generation: g(3), previous_was_own: true },
-    ];
+    let want =
+        vec![ReAttachedTenant::new(t(1), g(2), true), ReAttachedTenant::new(t(2), g(3), true)];
     assert_eq!(got, want);
     assert_eq!(h.store[&t(2)].generation, g(3), "persisted before the reply");
     assert_eq!(h.re_attach(NodeId(9)), vec![], "a node with no tenants gets an empty list");
@@ -235,10 +233,7 @@ fn a_failed_persist_answers_an_error_and_never_reuses_its_generation() {
     assert!(h.settle(req).is_err());
     h.fail_persists = None;
     let got = h.re_attach(N1);
-    assert_eq!(
-        got,
-        vec![ReAttachedTenant { tenant: t(2), generation: g(3), previous_was_own: false }]
-    );
+    assert_eq!(got, vec![ReAttachedTenant::new(t(2), g(3), false)]);
 }
 
 /// A tenant the node holds back (a generation conflict in its remote storage) keeps
@@ -254,10 +249,7 @@ fn re_attach_leaves_held_back_tenants_as_they_are() {
         Ok(ControlPlaneReply::ReAttached { tenants }) => tenants,
         other => panic!("re-attach answered {other:?}"),
     };
-    assert_eq!(
-        got,
-        vec![ReAttachedTenant { tenant: t(1), generation: g(2), previous_was_own: true }]
-    );
+    assert_eq!(got, vec![ReAttachedTenant::new(t(1), g(2), true)]);
     assert_eq!(
         h.store[&t(2)],
         TenantRecord { tenant: t(2), generation: g(1), attached_to: Some(N1) }
@@ -359,7 +351,7 @@ fn handle_dispatches_every_input_and_types_a_stale_completion() {
     cp.handle(NOW, re_attach).unwrap();
     let [ControlPlaneEffect::Persist { op, .. }] = effects(&mut cp)[..] else { panic!() };
     cp.handle(NOW, ControlPlaneInput::Persisted { op, result: Ok(()) }).unwrap();
-    let re_attached = ReAttachedTenant { tenant: t(1), generation: g(6), previous_was_own: true };
+    let re_attached = ReAttachedTenant::new(t(1), g(6), true);
     let reply = ControlPlaneReply::ReAttached { tenants: vec![re_attached] };
     assert_eq!(
         effects(&mut cp),
@@ -499,8 +491,7 @@ mod checks_fire {
     #[should_panic(expected = "S-GEN-MONO: reply grants")]
     fn a_queued_reply_granting_a_generation_not_durable() {
         let mut cp = healthy();
-        let tenants =
-            vec![ReAttachedTenant { tenant: t(1), generation: g(4), previous_was_own: true }];
+        let tenants = vec![ReAttachedTenant::new(t(1), g(4), true)];
         let reply = Ok(ControlPlaneReply::ReAttached { tenants });
         cp.effects.push_back(ControlPlaneEffect::Reply { req: RequestId(9), reply });
         cp.check_invariants();

@@ -44,6 +44,9 @@ pub(crate) struct World {
     /// The control plane is remote (a model of `strata control`: its own machine on
     /// `store`, answering over the link with `IoResult::CpReply`).
     pub(crate) remote_cp: bool,
+    /// Tenants the remote control plane is migrating to the node that asks (its
+    /// re-attach answer marks them `migration_destination`).
+    pub(crate) migrating_here: std::collections::BTreeSet<TenantId>,
     /// While set, a layer upload finds its local file gone (removed just before).
     pub(crate) lose_files_before_upload: bool,
     /// The next this many layer downloads deliver the object with one byte
@@ -315,7 +318,8 @@ impl World {
         request: CpRequest,
     ) -> Result<crate::control_plane::ControlPlaneReply, crate::control_plane::ControlPlaneError>
     {
-        use crate::control_plane::{ControlPlane, ControlPlaneEffect, RequestId as CpReq};
+        use crate::control_plane::RequestId as CpReq;
+        use crate::control_plane::{ControlPlane, ControlPlaneEffect, ControlPlaneReply};
         let now = Instant::ZERO;
         let mut cp = ControlPlane::recover(self.store.values().cloned().collect());
         let req = CpReq(0);
@@ -340,7 +344,14 @@ impl World {
                 ControlPlaneEffect::ListRemoteGenerations { op, .. } => {
                     cp.handle_remote_generations(now, op, None).unwrap();
                 }
-                ControlPlaneEffect::Reply { reply, .. } => return reply,
+                ControlPlaneEffect::Reply { mut reply, .. } => {
+                    if let Ok(ControlPlaneReply::ReAttached { tenants }) = &mut reply {
+                        for t in tenants {
+                            t.migration_destination = self.migrating_here.contains(&t.tenant);
+                        }
+                    }
+                    return reply;
+                }
             }
         }
     }

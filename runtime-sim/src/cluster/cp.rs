@@ -299,7 +299,14 @@ async fn run_call(
                 let found = max_generation_in_listing(tenant, &keys);
                 m.cp.handle_remote_generations(now, op, found).expect("the listing in progress");
             }
-            Some(ControlPlaneEffect::Reply { req: r, reply }) if r == req => {
+            Some(ControlPlaneEffect::Reply { req: r, mut reply }) if r == req => {
+                if let (
+                    CpRequest::ReAttach { node, .. },
+                    Ok(ControlPlaneReply::ReAttached { tenants }),
+                ) = (&call.request, &mut reply)
+                {
+                    m.migrations.mark_destinations(*node, tenants);
+                }
                 if let (
                     CpRequest::Validate { tenants },
                     Ok(ControlPlaneReply::Validated { results }),

@@ -120,6 +120,7 @@ fn decode(request: &CpRequest, body: &[u8]) -> Result<ControlPlaneReply, String>
                     tenant: wire::tenant_id(&t.id)?,
                     generation: wire::generation(t.r#gen)?,
                     previous_was_own: t.previous_was_own,
+                    migration_destination: t.migration_destination,
                 });
             }
             ControlPlaneReply::ReAttached { tenants }

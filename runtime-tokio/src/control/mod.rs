@@ -13,7 +13,7 @@
 //! # Node-facing API (bearer token required when one is configured; 401 without)
 //! | request | body | answer |
 //! |---|---|---|
-//! | `POST /re-attach` | `{"node_id": 1}` | `{"tenants": [{"id": hex, "gen": 7, "previous_was_own": true}]}`: every tenant attached to the node, each bumped to a new generation, committed before the answer |
+//! | `POST /re-attach` | `{"node_id": 1}` | `{"tenants": [{"id": hex, "gen": 7, "previous_was_own": true}]}`: every tenant attached to the node, each bumped to a new generation, committed before the answer; `"migration_destination": true` on a tenant migrating to the node (a node without its config loads it AttachedMulti) |
 //! | `POST /validate` | `{"tenants": [{"id": hex, "gen": 7}]}` | `{"tenants": [{"id": hex, "valid": bool}]}`: valid iff `gen` is the tenant's latest; unknown tenants are invalid |
 //! | `POST /attach` | `{"tenant_id": hex, "node_id": 1, "reported_gen"?: 6}` | `{"gen": 8}` (committed first) |
 //! | `POST /detach` | `{"tenant_id": hex, "node_id": 1}` | `{}`: the tenant is attached nowhere if the node held it; nothing changes if another node holds it (a migration's origin letting go) |

@@ -251,15 +251,17 @@ async fn re_attach(
     let reply = s
         .run(move |cp, now, req| cp.handle_re_attach_holding_back(now, req, node, held_back))
         .await?;
-    let ControlPlaneReply::ReAttached { tenants } = reply else {
+    let ControlPlaneReply::ReAttached { mut tenants } = reply else {
         return Err(CtlError::new(StatusCode::INTERNAL_SERVER_ERROR, "wrong reply"));
     };
+    s.inner.lock().await.mig.mark_destinations(node, &mut tenants);
     let tenants = tenants
         .into_iter()
         .map(|t| wire::ReAttachedTenant {
             id: t.tenant.to_string(),
             r#gen: t.generation.get(),
             previous_was_own: t.previous_was_own,
+            migration_destination: t.migration_destination,
         })
         .collect();
     Ok(Json(wire::ReAttachResponse { tenants }))

@@ -20,6 +20,9 @@ pub struct ReAttachedTenant {
     pub id: String,
     pub r#gen: u32,
     pub previous_was_own: bool,
+    /// A migration of the tenant to this node is under way (absent: no).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub migration_destination: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

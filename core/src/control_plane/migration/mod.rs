@@ -93,7 +93,7 @@ pub mod world;
 
 pub use types::*;
 
-use super::RequestId;
+use super::{ReAttachedTenant, RequestId};
 use crate::generation::Generation;
 use crate::id::{NodeId, OpId, OpIds, TenantId};
 use crate::io_error::IoError;
@@ -370,6 +370,15 @@ impl MigrationReconciler {
     pub fn migrating_to(&self, tenant: TenantId) -> Option<NodeId> {
         let m = self.active.get(&tenant)?;
         m.current().map(|r| r.destination)
+    }
+
+    /// Marks each tenant of `node`'s re-attach answer that is migrating to `node`
+    /// (`ReAttachedTenant::migration_destination`): the drivers call it on the
+    /// generation table's answer before they send it.
+    pub fn mark_destinations(&self, node: NodeId, tenants: &mut [ReAttachedTenant]) {
+        for t in tenants {
+            t.migration_destination = self.migrating_to(t.tenant) == Some(node);
+        }
     }
 
     pub fn active_count(&self) -> usize {

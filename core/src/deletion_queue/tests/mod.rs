@@ -89,7 +89,7 @@ impl Harness {
         let attached = attached
             .iter()
             .map(|(t, gn, own)| {
-                let a = ReAttachedTenant { tenant: *t, generation: *gn, previous_was_own: *own };
+                let a = ReAttachedTenant::new(*t, *gn, *own);
                 (*t, a)
             })
             .collect();

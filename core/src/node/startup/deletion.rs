@@ -1,12 +1,16 @@
 //! Phase 4, `LoadDeletionQueue`: read `deletion/` and recover the deletion queue
 //! with the re-attach answer (lists of this node's immediately preceding generation
-//! are kept; others are dropped).
+//! are kept for tenants loading AttachedSingle; others are dropped).
 
 use super::{StartupIo, StartupPhase};
+use crate::control_plane::ReAttachedTenant;
 use crate::deletion_list::{DELETION_HEADER_FILE_NAME, DeletionHeader, DeletionList};
 use crate::deletion_queue::DeletionQueue;
+use crate::id::TenantId;
+use crate::location_conf::LocationMode;
 use crate::node::io::{self, Io, IoResult};
 use crate::node::{Machine, Node};
+use std::collections::BTreeMap;
 
 impl Node {
     /// Every config is written: `deletion/` is listed.
@@ -49,15 +53,28 @@ impl Node {
         }
     }
 
-    /// Every deletion file read: the deletion queue is recovered from them.
+    /// Every deletion file read: the deletion queue is recovered from them. Only
+    /// tenants loading AttachedSingle may keep their unvalidated lists: one
+    /// loading AttachedMulti or AttachedStale deletes nothing (S-SINGLE-WRITER), so
+    /// its lists are dropped (the objects leak, for a scrubber), as if re-attach
+    /// had not named it.
     pub(super) fn recover_deletion_queue(&mut self) {
         let header = self.startup.header.take();
         let lists = std::mem::take(&mut self.startup.lists);
+        let single = |t: &TenantId| {
+            self.tenants
+                .get(t)
+                .is_some_and(|t| matches!(t.mode, LocationMode::AttachedSingle { .. }))
+        };
+        let deleting: BTreeMap<TenantId, ReAttachedTenant> = (self.startup.reattached.iter())
+            .filter(|(t, _)| single(t))
+            .map(|(t, a)| (*t, a.clone()))
+            .collect();
         let dq = DeletionQueue::recover(
             self.config.deletion.clone(),
             header,
             lists,
-            &self.startup.reattached,
+            &deleting,
             self.now,
         );
         self.dq = Some(dq);

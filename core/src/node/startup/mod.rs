@@ -8,7 +8,9 @@
 //!    location_config names its mode. A tenant re-attach names that has no local
 //!    directory at all (a lost disk, a create that crashed after its grant), or an
 //!    empty one (a write that crashed before its config landed), loads from remote
-//!    storage as AttachedSingle.
+//!    storage as AttachedSingle, or AttachedMulti when re-attach says a migration
+//!    to this node is under way (`ReAttachedTenant::migration_destination`: the
+//!    crash came between a destination's grant and its config).
 //! 2. `Rebuild`: local tenants the control plane does not know mean its store is
 //!    fresh or lost. Without `rebuild_generations` the node refuses to start
 //!    (`Failed`, with the tenant ids); with it, each is attached with a generation
@@ -24,7 +26,8 @@
 //!    (`WriteConfigs`).
 //! 4. `LoadDeletionQueue`: read `deletion/` and recover the deletion queue with the
 //!    re-attach answer (lists of this node's immediately preceding generation are
-//!    kept; others are dropped).
+//!    kept for tenants loading AttachedSingle; others are dropped: an AttachedMulti
+//!    or AttachedStale tenant deletes nothing).
 //! 5. `LoadTimelines`: per tenant, list its remote timelines (an object at or above
 //!    the generation just granted, under which nothing is written yet, is another
 //!    control plane's: the tenant goes Broken naming it, S-GEN-MONO), choose each

@@ -47,7 +47,13 @@ impl Node {
             Some(LocationMode::AttachedStale { .. }) => {
                 LocationMode::AttachedStale { generation: rt.generation }
             }
-            _ => LocationMode::AttachedSingle { generation: rt.generation },
+            Some(_) => LocationMode::AttachedSingle { generation: rt.generation },
+            // No config (the node stopped before its location_config wrote one):
+            // the mode the control plane says, never Single for a destination.
+            None if rt.migration_destination => {
+                LocationMode::AttachedMulti { generation: rt.generation }
+            }
+            None => LocationMode::AttachedSingle { generation: rt.generation },
         };
         let tenant_conf =
             self.startup.configs.get(&rt.tenant).map(|c| c.tenant_conf.clone()).unwrap_or_default();

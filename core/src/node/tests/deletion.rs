@@ -259,3 +259,48 @@ fn a_tombstone_refused_for_good_fails_the_tenant_deletion_instead_of_hanging() {
     assert!(matches!(reply, Some(Err(ApiError::Internal(_)))), "{reply:?}");
     assert!(matches!(h.node.tenants[&T].timelines[&TL].state, super::super::SlotState::Broken(_)));
 }
+
+/// Deletion lists this node queued while it held the tenant AttachedSingle, left
+/// unvalidated on its disk by a crash after its config became AttachedMulti (a
+/// mode change whose cancels were not durable yet): at the next start the tenant
+/// loads AttachedMulti and its lists are dropped, never validated nor executed.
+/// Before, re-attach's `previous_was_own` adopted them whatever the mode, and the
+/// destination of a migration deleted objects (cluster seed 302).
+#[test]
+fn lists_of_a_tenant_loading_attached_multi_are_not_adopted() {
+    use crate::location_conf::{LocationConf, LocationMode};
+    let mut h = Harness::start(World::default(), config());
+    let (last, _) = tenant_with_data(&mut h);
+    // More data while validations fail: compaction queues deletions on disk that
+    // no validation confirms.
+    h.world.unreachable_validations = u32::MAX;
+    let mut lsn = last.0;
+    for _ in 0..6 {
+        let batch = records(lsn + 8, 120);
+        lsn = batch.last().unwrap().lsn.0;
+        h.call(Request::Ingest { tenant: T, timeline: TL, records: batch }).unwrap();
+        h.tick(10_000);
+    }
+    let lists = |w: &World| w.files.keys().filter(|p| p.as_str().ends_with(".list")).count();
+    assert!(lists(&h.world) > 0, "no deletion list on disk");
+    let deletes_before = h.world.deletes_per_key.len();
+
+    // Crash; the config says AttachedMulti on the same generation.
+    let mut world = h.world.clone();
+    world.unreachable_validations = 0;
+    let path = crate::node::io::location_conf_path(T);
+    let text = String::from_utf8(world.files[&path].clone()).unwrap();
+    let mut conf = LocationConf::from_toml(&text).unwrap();
+    let generation = conf.mode.generation().unwrap();
+    conf.mode = LocationMode::AttachedMulti { generation };
+    world.files.insert(path, conf.to_toml().into_bytes());
+    let mut h = Harness::start(world, config());
+    for _ in 0..30 {
+        h.tick(10_000);
+    }
+    assert!(matches!(h.node.tenants[&T].mode, LocationMode::AttachedMulti { .. }));
+    let dq = h.node.dq.as_ref().unwrap().stats();
+    assert!(dq.keys_dropped_at_recovery_total > 0, "{dq:?}");
+    assert_eq!(dq.keys_executed_total, 0, "{dq:?}");
+    assert_eq!(h.world.deletes_per_key.len(), deletes_before, "a Multi tenant deleted");
+}

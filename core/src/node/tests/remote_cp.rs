@@ -40,3 +40,52 @@ fn with_a_remote_control_plane_a_restart_re_attaches_on_a_new_generation_and_rea
     assert_eq!(info(&mut h).generation.get(), 2);
     assert_eq!(read(&mut h, 3, last), want);
 }
+
+/// A migration destination killed after the control plane granted it the tenant
+/// but before its location_config wrote `config-v1` (cluster seed 302): re-attach
+/// names the tenant and says a migration to this node is under way, so with no
+/// config the tenant loads AttachedMulti (its config written so), deleting nothing.
+/// Without the re-attach's mode the node took it for AttachedSingle, compacted and
+/// queued deletions as the tenant's single holder (S-SINGLE-WRITER).
+#[test]
+fn a_destination_re_attached_without_a_config_loads_attached_multi() {
+    use crate::location_conf::LocationMode;
+    let world = World { remote_cp: true, ..World::default() };
+    let mut h = Harness::start(world, remote());
+    h.call(Request::CreateTenant { tenant: T }).unwrap();
+    h.call(Request::CreateTimeline { tenant: T, timeline: TL }).unwrap();
+    let batch = records(16, 40);
+    let last = batch.last().unwrap().lsn;
+    h.ingest(batch).unwrap();
+    let want = read(&mut h, 3, last);
+    wait_visible(&mut h, last);
+    h.call(Request::Shutdown).unwrap();
+
+    // The tenant's directory never made it to this disk; the control plane holds
+    // the grant and the migration to this node.
+    let mut world = h.world;
+    let dir = format!("tenants/{T}/");
+    world.files.retain(|p, _| !p.as_str().starts_with(&dir));
+    world.migrating_here.insert(T);
+    let mut h = Harness::start(world, remote());
+    for _ in 0..20 {
+        if h.node.phase() == &NodePhase::Active {
+            break;
+        }
+        assert!(h.tick(60_000), "start-up stuck in {:?}", h.node.phase());
+    }
+    let generation = h.world.store[&T].generation;
+    assert_eq!(h.node.tenants[&T].mode, LocationMode::AttachedMulti { generation });
+    let path = crate::node::io::location_conf_path(T);
+    let conf = String::from_utf8(h.world.files[&path].clone()).unwrap();
+    assert!(conf.contains("AttachedMulti"), "{conf}");
+    assert_eq!(read(&mut h, 3, last), want);
+
+    // Outside a migration the same start takes it AttachedSingle, as before.
+    let mut world = h.world;
+    world.files.retain(|p, _| !p.as_str().starts_with(&dir));
+    world.migrating_here.clear();
+    let h = Harness::start(world, remote());
+    let generation = h.world.store[&T].generation;
+    assert_eq!(h.node.tenants[&T].mode, LocationMode::AttachedSingle { generation });
+}
