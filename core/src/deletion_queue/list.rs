@@ -128,6 +128,14 @@ impl List {
         self.durable_version == 0 && !matches!(self.write, IoState::InFlight(_))
     }
 
+    /// No write of it was ever attempted, so no file of it can exist. A failed
+    /// write (a failed fsync) leaves the file unknown: it may be on disk, whole,
+    /// and must be removed before the header may cover its sequence (cluster seed
+    /// 3295: else a restart executes it as validated).
+    pub fn no_file(&self) -> bool {
+        self.never_written() && self.write_failures == 0
+    }
+
     /// Its validated content is what the disk holds: the header may cover it.
     pub fn clean_on_disk(&self) -> bool {
         self.content.validated && self.durable_version == self.version

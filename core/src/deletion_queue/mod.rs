@@ -409,7 +409,7 @@ impl DeletionQueue {
         });
         let Some(list) = found else { return };
         self.stats.keys_cancelled_total += 1;
-        if list.never_written() {
+        if list.no_file() {
             self.effects.push_back(DeletionEffect::Report(report));
         } else {
             list.cancels.push((list.version, report));

@@ -127,11 +127,11 @@ impl DeletionQueue {
         }
     }
 
-    /// A list with nothing left to execute: gone at once if it never reached the
-    /// disk, else its file is removed.
+    /// A list with nothing left to execute: gone at once if no write of it was
+    /// ever attempted, else its file is removed.
     fn retire(&mut self, seq: u64) {
         let list = self.lists.get_mut(&seq).expect("retiring a known list");
-        if list.never_written() {
+        if list.no_file() {
             let list = self.lists.remove(&seq).expect("just looked");
             for (_, report) in list.cancels {
                 self.effects.push_back(DeletionEffect::Report(report));

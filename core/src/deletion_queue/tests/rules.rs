@@ -45,6 +45,31 @@ fn a_failed_list_write_is_retried_and_never_counts_as_accepted() {
     assert!(is_write(&h.held[0]), "the write is retried");
 }
 
+/// A list write whose fsync failed may have landed whole (cluster seed 3295). Its
+/// keys cancelled (the node went AttachedStale), the list is removed from disk
+/// before the header may cover its sequence: a restart (the tenant attached
+/// elsewhere by then) never executes it as validated. Before, the emptied list
+/// counted as never written, was forgotten, and the header covered it.
+#[test]
+fn a_cancelled_list_whose_write_failed_is_removed_before_the_header_covers_it() {
+    let mut h = Harness::new(small_config());
+    h.auto = false;
+    h.push(T1, g(1), vec![key(T1, 1)]);
+    h.flush();
+    let write = h.held.pop_front().expect("the list write");
+    let DeletionEffect::WriteList { sequence, bytes, .. } = &write else { panic!("{write:?}") };
+    h.disk.insert(*sequence, bytes.clone());
+    h.carry_out(write, Err(IoError::remote(IoErrorKind::Transient, "k", "fsync failed")));
+    h.q.handle_cancel(h.now, T1, TL, key(T1, 1));
+    h.auto = true;
+    h.settle();
+    h.run_until_idle();
+    h.restart(&[]);
+    h.run_until_idle();
+    assert!(h.deleted.is_empty(), "executed without a validation: {:?}", h.deleted);
+    assert!(h.disk.is_empty(), "the list file is left: {:?}", h.disk.keys());
+}
+
 #[test]
 fn one_generation_per_tenant_per_list() {
     let mut h = Harness::new(small_config());
