@@ -18,6 +18,7 @@
 //! type's `FromStr`/`Display`.
 
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use std::borrow::Cow;
 use strata_core::{Generation, TenantId, TimelineId};
 use strata_core::{Key, Lsn};
@@ -62,8 +63,10 @@ pub struct ApiDoc;
 
 /// The document as pretty JSON with a final newline (what `docs/openapi.json` holds).
 pub fn spec_json() -> String {
-    let mut text = ApiDoc::openapi()
-        .to_pretty_json()
+    let mut spec = serde_json::to_value(ApiDoc::openapi())
+        .unwrap_or_else(|e| unreachable!("the OpenAPI document serializes: {e}"));
+    add_links(&mut spec);
+    let mut text = serde_json::to_string_pretty(&spec)
         .unwrap_or_else(|e| unreachable!("the OpenAPI document serializes: {e}"));
     text.push('\n');
     text
@@ -169,6 +172,41 @@ impl Modify for SharedResponses {
             }
         }
     }
+}
+
+/// OpenAPI links, so that a client generator or a stateful tester (schemathesis)
+/// can follow a created timeline into the operations on it, and a placed tenant
+/// into creating a timeline. Written as JSON: utoipa 5.5 writes a link's
+/// `operationId` as `operation_id`, which no reader understands.
+fn add_links(spec: &mut serde_json::Value) {
+    let mut link = |path: &str, method: &str, status: &str, targets: &[&str], params: Value| {
+        let links = &mut spec["paths"][path][method]["responses"][status]["links"];
+        assert!(links.is_null() || links.is_object(), "{method} {path} {status}");
+        for target in targets {
+            links[*target] = serde_json::json!({"operationId": target, "parameters": params});
+        }
+    };
+    link(
+        "/v1/tenant/{tenant}/timeline",
+        "post",
+        "201",
+        &["timeline_info", "ingest", "read_page", "delete_timeline"],
+        serde_json::json!({"tenant": "$response.body#/tenant", "timeline": "$response.body#/timeline"}),
+    );
+    link(
+        "/v1/tenant/{tenant}/location_config",
+        "put",
+        "200",
+        &["create_timeline", "tenant_location"],
+        serde_json::json!({"tenant": "$request.path.tenant"}),
+    );
+    link(
+        "/v1/tenant",
+        "post",
+        "201",
+        &["create_timeline"],
+        serde_json::json!({"tenant": "$response.body#/tenant_id"}),
+    );
 }
 
 /// Every 4xx and 5xx answer's body.
