@@ -7,13 +7,13 @@
 //! | `GET /v1/tenant` | | 200 list of tenants (`tenant`, `generation`, `state`, `reason` when Broken, `timelines`, `broken_timelines`: `[{"timeline", "kind": "corrupt" \| "failed", "reason"}]`) |
 //! | `POST /v1/tenant/{t}/timeline` | `{"timeline_id"?: hex}` | 201 timeline info (after its first index is durable), also when the timeline exists exactly as a create makes it (empty: a retry); 409 if it exists with data, here or in remote storage (the message names the index's generation, its disk_consistent_lsn and the highest LSN found) |
 //! | `GET /v1/tenant/{t}/timeline/{tl}` | | 200 timeline info with the four LSNs |
-//! | `DELETE /v1/tenant/{t}/timeline/{tl}` | | 202 `{"state": "Deleting"}`; poll GET until 404 |
+//! | `DELETE /v1/tenant/{t}/timeline/{tl}` | | 202 `{"state": "Deleting"}`; poll GET until 404; 409 unless the tenant is AttachedSingle here |
 //! | `POST /v1/tenant/{t}/timeline/{tl}/ingest` | `{"records": [...]}` | 200 `{"last_ingested_lsn", "applied", "skipped"}`; 400 for key `FFFFFFFFFFFFFFFF` (not storable: key ranges are half-open) |
 //! | `GET /v1/tenant/{t}/timeline/{tl}/page?key=K&lsn=L` | | 200 `{"key", "lsn", "value": hex or null}`; 400 for key `FFFFFFFFFFFFFFFF` |
 //! | `PUT /v1/tenant/{t}/location_config` | `{"mode": "AttachedSingle" \| "AttachedMulti" \| "AttachedStale" \| "Secondary" \| "Detached", "generation"?: n, "warm"?: bool}` | 200 `{"changed": bool, "mode", "generation": n or null, "warm": bool or null}` (`warm` only for Secondary, `generation` only for attached modes); 409 for a generation older than the one held |
 //! | `GET /v1/tenant/{t}/location` | | 200 `{"tenant_id", "mode", "generation", "warm", "timelines": [timeline info]}`: where the tenant stands here (`Detached` if unknown) and its timelines' LSNs; 503 while it changes |
 //! | `POST /v1/tenant/{t}/detach` | | 200, as location_config `Detached` |
-//! | `DELETE /v1/tenant/{t}` | | 200 `{"tenant_id", "deleted": true}` once the tenant and all its timelines are gone (503 while it runs: retry) |
+//! | `DELETE /v1/tenant/{t}` | | 200 `{"tenant_id", "deleted": true}` once the tenant and all its timelines are gone (503 while it runs: retry); 409 unless the tenant is AttachedSingle here, or while a timeline of it is broken |
 //! | `GET /v1/status` | | 200 `{"phase", "in_flight_io", "inputs"}` |
 //! | `GET /metrics` | | Prometheus text |
 //! | `GET /v1/openapi.json` | | 200 this API's OpenAPI 3.1 document ([`crate::openapi`]; checked in as `docs/openapi.json`) |
@@ -582,7 +582,7 @@ pub(crate) async fn location_config(
     params(("tenant" = TenantIdSpec, Path, description = "tenant id")),
     responses(
         (status = 200, description = "the tenant and all its timelines are gone (503 while it runs: retry)", body = openapi::TenantDeleted),
-        (status = 409, description = "a timeline of it cannot be deleted (its remote index is corrupt)", body = ErrorBody),
+        (status = 409, description = "the tenant is not attached here as AttachedSingle (only the single attached node deletes), or a timeline of it cannot be deleted (its remote index is corrupt)", body = ErrorBody),
     ))]
 pub(crate) async fn delete_tenant(
     State(state): State<AppState>,
@@ -650,7 +650,10 @@ pub(crate) async fn timeline_info(
 
 #[utoipa::path(delete, path = "/v1/tenant/{tenant}/timeline/{timeline}", tag = "timelines",
     params(("tenant" = TenantIdSpec, Path, description = "tenant id"), ("timeline" = TimelineIdSpec, Path, description = "timeline id")),
-    responses((status = 202, description = "deletion started: poll GET until 404", body = openapi::TimelineDeleting)))]
+    responses(
+        (status = 202, description = "deletion started: poll GET until 404", body = openapi::TimelineDeleting),
+        (status = 409, description = "the tenant is not attached here as AttachedSingle: only the single attached node deletes", body = ErrorBody),
+    ))]
 pub(crate) async fn delete_timeline(
     State(state): State<AppState>,
     ApiPath((tenant, timeline)): ApiPath<(String, String)>,
