@@ -57,7 +57,30 @@ pub(crate) struct World {
 }
 
 impl World {
+    /// Carries out one I/O on the world, with the faults armed for it.
     pub(crate) fn execute(&mut self, io: Io) -> IoResult {
+        match io {
+            Io::DiskWrite { .. }
+            | Io::DiskRead { .. }
+            | Io::DiskRemove { .. }
+            | Io::DiskCreateDir { .. }
+            | Io::DiskRename { .. }
+            | Io::DiskRemoveDir { .. }
+            | Io::DiskList { .. } => self.execute_disk(io),
+            Io::RemotePut { .. } | Io::RemotePutFile { .. } | Io::RemoteDelete { .. } => {
+                self.execute_remote_write(io)
+            }
+            Io::RemoteList { .. } | Io::RemoteGet { .. } | Io::RemoteGetFile { .. } => {
+                self.execute_remote_read(io)
+            }
+            Io::ControlPlaneSend { .. } | Io::StoreApply { .. } | Io::Redo { .. } => {
+                self.execute_control(io)
+            }
+        }
+    }
+
+    /// The local disk: files by path, directories implied by their contents.
+    fn execute_disk(&mut self, io: Io) -> IoResult {
         match io {
             Io::DiskWrite { path, .. } if self.disk_full => {
                 IoResult::Done(Err(IoError::local(IoErrorKind::NoSpace, path, "ENOSPC (test)")))
@@ -143,6 +166,13 @@ impl World {
                 }
                 IoResult::Listing(Ok(entries.into_values().collect()))
             }
+            other => unreachable!("not a disk I/O: {other:?}"),
+        }
+    }
+
+    /// Remote writes: puts, uploads of a local file, batch deletes.
+    fn execute_remote_write(&mut self, io: Io) -> IoResult {
+        match io {
             Io::RemotePut { .. } | Io::RemotePutFile { .. } | Io::RemoteDelete { .. }
                 if self.deny_remote_writes =>
             {
@@ -189,6 +219,22 @@ impl World {
                     "put_file: open: no such file",
                 ))),
             },
+            Io::RemoteDelete { keys } => {
+                self.remote_writes += 1;
+                self.remote_deletes += 1;
+                for k in keys {
+                    *self.deletes_per_key.entry(k.as_str().to_string()).or_default() += 1;
+                    self.objects.remove(k.as_str());
+                }
+                IoResult::Done(Ok(()))
+            }
+            other => unreachable!("not a remote write: {other:?}"),
+        }
+    }
+
+    /// Remote reads: gets, downloads to a local file, listings.
+    fn execute_remote_read(&mut self, io: Io) -> IoResult {
+        match io {
             Io::RemoteList { .. } | Io::RemoteGet { .. } | Io::RemoteGetFile { .. }
                 if self.denied_reads > 0 =>
             {
@@ -247,15 +293,13 @@ impl World {
                 .take_while(|(k, _)| k.starts_with(&prefix))
                 .map(|(k, v)| Entry { name: k.clone(), is_dir: false, size_bytes: v.len() as u64 })
                 .collect())),
-            Io::RemoteDelete { keys } => {
-                self.remote_writes += 1;
-                self.remote_deletes += 1;
-                for k in keys {
-                    *self.deletes_per_key.entry(k.as_str().to_string()).or_default() += 1;
-                    self.objects.remove(k.as_str());
-                }
-                IoResult::Done(Ok(()))
-            }
+            other => unreachable!("not a remote read: {other:?}"),
+        }
+    }
+
+    /// The control plane (embedded or remote), its store, and walredo.
+    fn execute_control(&mut self, io: Io) -> IoResult {
+        match io {
             Io::ControlPlaneSend { request: CpRequest::Validate { .. } }
                 if self.unreachable_validations > 0 =>
             {
@@ -306,6 +350,7 @@ impl World {
                     IoError::new(IoErrorKind::Permanent, IoTarget::Redo, e.to_string())
                 }))
             }
+            other => unreachable!("not a control-plane, store or redo I/O: {other:?}"),
         }
     }
 }
