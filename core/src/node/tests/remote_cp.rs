@@ -9,32 +9,45 @@ fn remote() -> NodeConfig {
     c
 }
 
-/// Create, ingest, restart: the remote control plane's re-attach bumps the
-/// generation and the data reads back. Without the start-up skip for a remote
-/// control plane, the restart refuses to start (its empty in-process table does
-/// not know the local tenant).
-#[test]
-fn with_a_remote_control_plane_a_restart_re_attaches_on_a_new_generation_and_reads_back() {
-    let world = World { remote_cp: true, ..World::default() };
+/// Starts a node on `world` and ticks until it is Active.
+fn start_active(world: World) -> Harness {
     let mut h = Harness::start(world, remote());
-    h.call(Request::CreateTenant { tenant: T }).unwrap();
-    h.call(Request::CreateTimeline { tenant: T, timeline: TL }).unwrap();
-    assert_eq!(h.world.store[&T].generation.get(), 1, "granted by the remote table");
-    assert_eq!(h.node.cp.records().count(), 0, "the in-process table stays empty");
-    let batch = records(16, 40);
-    let last = batch.last().unwrap().lsn;
-    h.ingest(batch).unwrap();
-    let want = read(&mut h, 3, last);
-    wait_visible(&mut h, last);
-    h.call(Request::Shutdown).unwrap();
-
-    let mut h = Harness::start(h.world, remote());
     for _ in 0..20 {
         if h.node.phase() == &NodePhase::Active {
             break;
         }
         assert!(h.tick(60_000), "start-up stuck in {:?}", h.node.phase());
     }
+    h
+}
+
+/// A node on a remote control plane with tenant `T`, timeline `TL` and 40
+/// batches of 16 keys visible, shut down: the node, the last LSN, and key 3's value.
+fn ingested_then_shut_down() -> (Harness, Lsn, Option<Vec<u8>>) {
+    let world = World { remote_cp: true, ..World::default() };
+    let mut h = Harness::start(world, remote());
+    h.call(Request::CreateTenant { tenant: T }).unwrap();
+    h.call(Request::CreateTimeline { tenant: T, timeline: TL }).unwrap();
+    let batch = records(16, 40);
+    let last = batch.last().unwrap().lsn;
+    h.ingest(batch).unwrap();
+    let want = read(&mut h, 3, last);
+    wait_visible(&mut h, last);
+    h.call(Request::Shutdown).unwrap();
+    (h, last, want)
+}
+
+/// Create, ingest, restart: the remote control plane's re-attach bumps the
+/// generation and the data reads back. Without the start-up skip for a remote
+/// control plane, the restart refuses to start (its empty in-process table does
+/// not know the local tenant).
+#[test]
+fn with_a_remote_control_plane_a_restart_re_attaches_on_a_new_generation_and_reads_back() {
+    let (h, last, want) = ingested_then_shut_down();
+    assert_eq!(h.world.store[&T].generation.get(), 1, "granted by the remote table");
+    assert_eq!(h.node.cp.records().count(), 0, "the in-process table stays empty");
+
+    let mut h = start_active(h.world);
     assert_eq!(h.node.phase(), &NodePhase::Active);
     assert_eq!(h.world.store[&T].generation.get(), 2, "re-attach bumped it");
     assert_eq!(info(&mut h).generation.get(), 2);
@@ -50,16 +63,7 @@ fn with_a_remote_control_plane_a_restart_re_attaches_on_a_new_generation_and_rea
 #[test]
 fn a_destination_re_attached_without_a_config_loads_attached_multi() {
     use crate::location_conf::LocationMode;
-    let world = World { remote_cp: true, ..World::default() };
-    let mut h = Harness::start(world, remote());
-    h.call(Request::CreateTenant { tenant: T }).unwrap();
-    h.call(Request::CreateTimeline { tenant: T, timeline: TL }).unwrap();
-    let batch = records(16, 40);
-    let last = batch.last().unwrap().lsn;
-    h.ingest(batch).unwrap();
-    let want = read(&mut h, 3, last);
-    wait_visible(&mut h, last);
-    h.call(Request::Shutdown).unwrap();
+    let (h, last, want) = ingested_then_shut_down();
 
     // The tenant's directory never made it to this disk; the control plane holds
     // the grant and the migration to this node.
@@ -67,13 +71,7 @@ fn a_destination_re_attached_without_a_config_loads_attached_multi() {
     let dir = format!("tenants/{T}/");
     world.files.retain(|p, _| !p.as_str().starts_with(&dir));
     world.migrating_here.insert(T);
-    let mut h = Harness::start(world, remote());
-    for _ in 0..20 {
-        if h.node.phase() == &NodePhase::Active {
-            break;
-        }
-        assert!(h.tick(60_000), "start-up stuck in {:?}", h.node.phase());
-    }
+    let mut h = start_active(world);
     let generation = h.world.store[&T].generation;
     assert_eq!(h.node.tenants[&T].mode, LocationMode::AttachedMulti { generation });
     let path = crate::node::io::location_conf_path(T);
