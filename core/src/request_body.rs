@@ -63,7 +63,10 @@ pub struct CreateTimelineBody {
 
 /// `PUT /v1/tenant/{t}/location_config`. `mode` is one of `AttachedSingle`,
 /// `AttachedMulti`, `AttachedStale`, `Secondary`, `Detached`; `warm` means something
-/// for `Secondary` only, `generation` for the attached modes only.
+/// for `Secondary` only. `generation`: for the attached modes, the generation
+/// expected; for `Secondary` and `Detached`, the newest one the request demotes.
+/// `attach_only`: an attach that leaves a tenant already attached at that
+/// generation as it is ([`LocationRequest::attach_only`]).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LocationConfigBody {
@@ -72,6 +75,8 @@ pub struct LocationConfigBody {
     pub generation: Option<u32>,
     #[serde(default)]
     pub warm: bool,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub attach_only: bool,
 }
 
 /// `POST /v1/tenant/{t}/timeline/{tl}/ingest`.
@@ -123,7 +128,10 @@ impl LocationConfigBody {
             None => None,
             Some(n) => Some(Generation::new(n).ok_or(BodyError::ZeroGeneration)?),
         };
-        Ok(LocationRequest { mode, generation })
+        Ok(LocationRequest {
+            attach_only: self.attach_only,
+            ..LocationRequest::new(mode, generation)
+        })
     }
 
     /// The body that asks for `request` (the inverse of [`LocationConfigBody::request`]).
@@ -139,6 +147,7 @@ impl LocationConfigBody {
             mode: mode.to_string(),
             generation: request.generation.map(Generation::get),
             warm,
+            attach_only: request.attach_only,
         }
     }
 }
@@ -167,9 +176,19 @@ mod tests {
         let request = body.request().unwrap();
         assert_eq!(request.generation, Generation::new(7));
         assert_eq!(LocationConfigBody::from_request(&request).request(), Ok(request));
-        let zero = LocationConfigBody { mode: "Detached".into(), generation: Some(0), warm: false };
+        let zero = LocationConfigBody {
+            mode: "Detached".into(),
+            generation: Some(0),
+            warm: false,
+            attach_only: false,
+        };
         assert_eq!(zero.request(), Err(BodyError::ZeroGeneration));
-        let odd = LocationConfigBody { mode: "attached".into(), generation: None, warm: false };
+        let odd = LocationConfigBody {
+            mode: "attached".into(),
+            generation: None,
+            warm: false,
+            attach_only: false,
+        };
         assert_eq!(odd.request(), Err(BodyError::UnknownMode("attached".into())));
         assert!(LocationConfigBody::from_json_bytes(br#"{"mode":"Detached","x":1}"#).is_err());
     }

@@ -21,5 +21,8 @@ const MAX_ACTIONS: usize = 300;
 fuzz_target!(|actions: Vec<Action>| {
     let mut actions = actions;
     actions.truncate(MAX_ACTIONS);
+    if std::env::var_os("STRATA_FUZZ_PRINT").is_some() {
+        eprintln!("{actions:?}");
+    }
     world::run(actions);
 });

@@ -212,10 +212,7 @@ async fn workload(world: World) -> Result<(Model, u64), String> {
     world.faults.set(site::DISK_HOLD_WRITE, 1.0);
     let request = Request::LocationConfig {
         tenant,
-        request: LocationRequest {
-            mode: RequestedMode::AttachedSingle,
-            generation: generation.next(),
-        },
+        request: LocationRequest::new(RequestedMode::AttachedSingle, generation.next()),
     };
     let asked = Instant::now();
     // A write of the tenant's own (under its local directory, `tenants/{t}/`), not a

@@ -614,7 +614,7 @@ async fn relocate(
     let steps = away.into_iter().chain([(RequestedMode::AttachedSingle, None)]);
     for (mode, generation) in steps {
         let request =
-            Request::LocationConfig { tenant, request: LocationRequest { mode, generation } };
+            Request::LocationConfig { tenant, request: LocationRequest::new(mode, generation) };
         loop {
             match call(ep, node, request.clone()).await {
                 Ok(Response::LocationConfigured(_)) => break,
@@ -647,10 +647,7 @@ async fn relocate(
                 // A kill between the steps can leave it detached: attach again.
                 let request = Request::LocationConfig {
                     tenant,
-                    request: LocationRequest {
-                        mode: RequestedMode::AttachedSingle,
-                        generation: None,
-                    },
+                    request: LocationRequest::new(RequestedMode::AttachedSingle, None),
                 };
                 let _ = call(ep, node, request).await;
                 tracing::info!(%what, "not attached after a relocation; attaching again");
@@ -709,7 +706,7 @@ async fn chaos_client(stop: Arc<Mutex<bool>>) -> ChaosOutcome {
             7 => Request::CreateTimeline { tenant, timeline: RECREATED_TIMELINE },
             0 => Request::LocationConfig {
                 tenant,
-                request: LocationRequest { mode: RequestedMode::AttachedSingle, generation: None },
+                request: LocationRequest::new(RequestedMode::AttachedSingle, None),
             },
             1 => Request::DeleteTimeline { tenant, timeline: DELETED_TIMELINE },
             2 => Request::CreateTenant { tenant },

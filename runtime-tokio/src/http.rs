@@ -605,7 +605,7 @@ pub(crate) async fn detach(
     ApiPath(tenant): ApiPath<String>,
 ) -> Result<HttpResponse, HttpError> {
     let tenant = parse_tenant(&tenant)?;
-    let request = LocationRequest { mode: RequestedMode::Detached, generation: None };
+    let request = LocationRequest::new(RequestedMode::Detached, None);
     match call(&state, "detach", Request::LocationConfig { tenant, request }).await? {
         Response::LocationConfigured(outcome) => Ok(Json(placement_reply(outcome)).into_response()),
         other => Err(unexpected(other)),

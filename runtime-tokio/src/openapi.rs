@@ -333,9 +333,14 @@ pub struct CreateTimelineBody {
     pub timeline_id: Option<TimelineId>,
 }
 
-/// `PUT /v1/tenant/{tenant}/location_config`. `generation` means something for the
-/// attached modes only, `warm` for `Secondary` only. A `mode` outside the list, or
-/// generation 0, is a 400.
+/// `PUT /v1/tenant/{tenant}/location_config`. `generation`: for the attached modes,
+/// the generation expected (older than the held one: 409; newer: the tenant
+/// restarts on at least it); for `Secondary` and `Detached`, the newest generation
+/// the request demotes (a node holding a newer one answers 409). `warm` means
+/// something for `Secondary` only. `attach_only`: a tenant already attached at the
+/// generation keeps its mode (answered unchanged). `AttachedStale` never takes a new
+/// generation: asked of a node not holding the named one, it is a 409. A `mode`
+/// outside the list, or generation 0, is a 400.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LocationConfigBody {
@@ -345,6 +350,8 @@ pub struct LocationConfigBody {
     pub generation: Option<u32>,
     #[serde(default)]
     pub warm: bool,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub attach_only: bool,
 }
 
 /// `POST /v1/tenant/{tenant}/timeline/{timeline}/ingest`.

@@ -72,9 +72,14 @@ impl Node {
         });
     }
 
+    /// When the re-attach retry fires. Set only while the node is Active, the only
+    /// phase in which it does anything: a deadline left set during a shutdown
+    /// stayed due and was never cleared, so `poll_timeout` named the past for
+    /// ever (found by the `tenant` fuzz target:
+    /// `a_shutdown_in_emergency_mode_is_answered_and_no_timer_stays_due`).
     pub(crate) fn emergency_deadline(&self) -> Option<Instant> {
         match &self.emergency {
-            Some(Emergency::Waiting { at, .. }) => Some(*at),
+            Some(Emergency::Waiting { at, .. }) if self.phase == NodePhase::Active => Some(*at),
             _ => None,
         }
     }

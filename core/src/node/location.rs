@@ -529,6 +529,7 @@ pub(crate) fn manager_error_to_api(e: ManagerError) -> ApiError {
         }
         ManagerError::RemoteCheckFailed { .. } => ApiError::unavailable(e.to_string()),
         ManagerError::StaleGeneration { .. }
+        | ManagerError::OutOfOrder { .. }
         | ManagerError::NotSingle { .. }
         | ManagerError::AlreadyExists(_)
         | ManagerError::ExistsRemotely { .. } => ApiError::Conflict(e.to_string()),

@@ -157,7 +157,7 @@ impl TenantWorld {
             }
             Action::LocationConfig(t, m, g) => {
                 let generation = Generation::new(u32::from(g));
-                let request = LocationRequest { mode: mode(m), generation };
+                let request = LocationRequest::new(mode(m), generation);
                 self.ask(Request::LocationConfig { tenant: tenant(t), request });
             }
             Action::DeleteTimeline(t, l) => {
@@ -378,6 +378,43 @@ mod tests {
             w.apply(action);
         }
         w.heal_and_finish();
+    }
+
+    /// Found by the `tenant` fuzz target (fuzz/crashes/tenant, minimised): the
+    /// start-up re-attach times out (emergency mode), then a shutdown is asked. The
+    /// re-attach retry's deadline stayed set while shutting down, where it does
+    /// nothing, so `poll_timeout` named that past instant for ever: the shutdown's
+    /// own deadline never came and the request was never answered (a real driver
+    /// would spin on it).
+    #[test]
+    fn a_shutdown_in_emergency_mode_is_answered_and_no_timer_stays_due() {
+        use Action as A;
+        let c = A::Complete;
+        let actions = vec![
+            c(167),
+            c(167),
+            c(167),
+            A::CreateTenant(69),
+            c(167),
+            c(167),
+            c(167),
+            c(215),
+            c(167),
+            c(167),
+            A::CreateTimeline(167, 167),
+            c(25),
+            c(167),
+            A::Crash,
+            c(5),
+            c(200),
+            c(167),
+            A::Timer,
+            c(167),
+            c(167),
+            c(33),
+            A::Shutdown,
+        ];
+        run(actions);
     }
 }
 

@@ -411,7 +411,7 @@ fn location(
     generation: Option<u32>,
 ) -> Result<Response, ApiError> {
     let generation = generation.map(|g| crate::Generation::new(g).unwrap());
-    h.call(Request::LocationConfig { tenant: T, request: LocationRequest { mode, generation } })
+    h.call(Request::LocationConfig { tenant: T, request: LocationRequest::new(mode, generation) })
 }
 
 /// A tenant with one timeline and some data, everything visible.

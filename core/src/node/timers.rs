@@ -142,6 +142,10 @@ impl Node {
             NodeTimer::EmergencyReAttach => self.fire_emergency_retry(),
             NodeTimer::ShutdownGrace => self.check_shutdown_deadline(),
         }
+        // A timer that fired must move on (or go): one still due would have the
+        // driver fire it again and again at the same instant.
+        let stuck = self.node_timers().any(|(at, t)| t == timer && at <= now);
+        debug_assert!(!stuck, "node timer {timer:?} fired at {now} and stayed due");
     }
 
     /// Hands `timer` to `machine`, and to that machine only.

@@ -51,6 +51,9 @@
 //! | Attached(m, g) | Attached(m', g or none) | WriteConfig, SetMode (no restart) |
 //! | Attached(*, g) | Attached(*, g' > g) | Stop, AcquireGeneration(≥ g'), WriteConfig, Load |
 //! | Attached(*, g) | Attached(*, g' < g) | refused: `StaleGeneration` |
+//! | Attached(m, g) | Attached(m', g or none), `attach_only` | none: answered `Unchanged` (a late attach keeps the later mode) |
+//! | anything not attached at g | AttachedStale at g (or any AttachedStale that would acquire) | refused: `OutOfOrder` (a stale mark never takes a generation) |
+//! | Attached(*, g) | Secondary/Detached naming g' < g | refused: `StaleGeneration` (a late demotion) |
 //! | Attached, Broken | any attached | Stop, AcquireGeneration, WriteConfig, Load |
 //! | Attached | Secondary | Stop, FlushDeletions, ReleaseGeneration, WriteConfig |
 //! | Attached | Detached | Stop, FlushDeletions, ReleaseGeneration, RenameLocalDir; then RemoveLocalDir in the background |
@@ -282,6 +285,17 @@ impl TenantManager {
         request: LocationRequest,
         reason: String,
     ) {
+        if request.mode == RequestedMode::AttachedStale {
+            let held = format!("broken ({reason})");
+            let error = ManagerError::OutOfOrder {
+                tenant,
+                requested: "AttachedStale".into(),
+                held,
+                why: plan::STALE_NEVER_ACQUIRES,
+            };
+            let result = Err(error);
+            return self.effects.push_back(ManagerEffect::Reply { req, tenant, result });
+        }
         let (kind, steps) = plan_unplaced(request, self.next_dir());
         let op = Operation {
             unplaced: Some(reason),

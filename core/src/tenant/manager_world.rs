@@ -123,7 +123,7 @@ impl World {
             Action::Location(t, mode, g, broken) => {
                 let (tenant, req) = (tenant(t), self.ask(tenant(t)));
                 let generation = self.pick_generation(tenant, g);
-                let request = LocationRequest { mode: requested(mode), generation };
+                let request = LocationRequest::new(requested(mode), generation);
                 let broken = broken.then(|| "a handler panicked".to_string());
                 self.feed(ManagerInput::LocationConfig { req, tenant, request, broken });
             }

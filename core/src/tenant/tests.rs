@@ -21,7 +21,7 @@ fn g(n: u32) -> Generation {
 const NOW: Instant = Instant(0);
 
 fn req(mode: RequestedMode, generation: Option<u32>) -> LocationRequest {
-    LocationRequest { mode, generation: generation.map(g) }
+    LocationRequest::new(mode, generation.map(g))
 }
 
 fn single(n: u32) -> LocationMode {
@@ -176,6 +176,54 @@ fn mode_change_within_a_generation_does_not_restart() {
     let stale = LocationMode::AttachedStale { generation: g(1) };
     assert_eq!(steps, vec![Step::WriteConfig { mode: stale }, Step::SetMode { mode: stale }]);
     assert_eq!(attached(&m, t(1)), Some(stale));
+}
+
+/// A stale mark never takes a generation: asked of a node that does not hold the
+/// tenant, or at a generation above the held one, it is refused and nothing runs.
+#[test]
+fn attached_stale_never_acquires_a_generation() {
+    let mut m = TenantManager::default();
+    let mut counter = 2;
+    locate(&mut m, 1, t(1), RequestedMode::AttachedStale, Some(3));
+    let (steps, replies) = run(&mut m, &mut counter);
+    assert!(steps.is_empty(), "{steps:?}");
+    assert!(matches!(replies[..], [Err(ManagerError::OutOfOrder { .. })]), "{replies:?}");
+    assert_eq!(m.slot(t(1)), None);
+    locate(&mut m, 2, t(1), RequestedMode::AttachedSingle, None);
+    run(&mut m, &mut counter);
+    locate(&mut m, 3, t(1), RequestedMode::AttachedStale, Some(7));
+    let (steps, replies) = run(&mut m, &mut counter);
+    assert!(steps.is_empty(), "{steps:?}");
+    assert!(matches!(replies[..], [Err(ManagerError::OutOfOrder { .. })]), "{replies:?}");
+    assert_eq!(attached(&m, t(1)), Some(single(3)));
+}
+
+/// An attach-only request leaves an attachment at its generation as it is; a
+/// demotion naming an older generation than the held one is refused.
+#[test]
+fn attach_only_keeps_the_held_mode_and_a_late_demotion_is_refused() {
+    let mut m = TenantManager::default();
+    let mut counter = 3;
+    locate(&mut m, 1, t(1), RequestedMode::AttachedSingle, None);
+    run(&mut m, &mut counter);
+    let request =
+        LocationRequest { attach_only: true, ..req(RequestedMode::AttachedMulti, Some(4)) };
+    m.handle_location_config(NOW, RequestId(2), t(1), request, None);
+    let (steps, replies) = run(&mut m, &mut counter);
+    assert!(steps.is_empty(), "{steps:?}");
+    assert!(matches!(replies[..], [Ok(LocationOutcome::Unchanged(_))]), "{replies:?}");
+    assert_eq!(attached(&m, t(1)), Some(single(4)));
+    for (r, mode) in [(3, RequestedMode::Detached), (4, RequestedMode::Secondary { warm: true })] {
+        locate(&mut m, r, t(1), mode, Some(3));
+        let (steps, replies) = run(&mut m, &mut counter);
+        assert!(steps.is_empty(), "{steps:?}");
+        let refused = ManagerError::StaleGeneration { tenant: t(1), requested: g(3), held: g(4) };
+        assert_eq!(replies, vec![Err(refused)]);
+    }
+    locate(&mut m, 5, t(1), RequestedMode::Detached, Some(4));
+    let (_, replies) = run(&mut m, &mut counter);
+    assert!(matches!(replies[..], [Ok(_)]), "{replies:?}");
+    assert_eq!(m.slot(t(1)), None);
 }
 
 #[test]

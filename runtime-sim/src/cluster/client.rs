@@ -327,7 +327,7 @@ impl Client {
     ) -> Result<(), String> {
         let tenant = self.tenant;
         let request =
-            Request::LocationConfig { tenant, request: LocationRequest { mode, generation } };
+            Request::LocationConfig { tenant, request: LocationRequest::new(mode, generation) };
         loop {
             self.shared.modes.push(node, tenant, None);
             match self.call(node, request.clone()).await {

@@ -258,14 +258,11 @@ async fn run_call(
     let now = m.now();
     let req = m.next_request();
     let node_epoch = log.epoch(call.from);
-    if let CpRequest::Attach { tenant, node, .. } = &call.request
-        && let Some(to) = m.migrations.migrating_to(*tenant)
-        && to != *node
+    if let CpRequest::Attach { tenant, node, reported } = &call.request
+        && let Err(refusal) =
+            m.migrations.attach_fence(m.cp.record(*tenant), *tenant, *node, *reported)
     {
-        return Err(ControlPlaneError::Rejected(format!(
-            "tenant {tenant} is migrating to node {}",
-            to.0
-        )));
+        return Err(ControlPlaneError::Rejected(refusal.to_string()));
     }
     match call.request.clone() {
         CpRequest::ReAttach { node, held_back } => {

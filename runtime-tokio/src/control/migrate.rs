@@ -255,10 +255,10 @@ mod tests {
     #[test]
     fn node_answers_parse_into_the_machines_answers() {
         let placed = parse_answer(
-            &NodeCall::LocationConfig(strata_core::tenant::LocationRequest {
-                mode: strata_core::tenant::RequestedMode::AttachedStale,
-                generation: None,
-            }),
+            &NodeCall::LocationConfig(strata_core::tenant::LocationRequest::new(
+                strata_core::tenant::RequestedMode::AttachedStale,
+                None,
+            )),
             r#"{"changed": true, "mode": "AttachedStale", "generation": 4, "warm": null}"#,
         );
         let g4 = Generation::new(4).unwrap();

@@ -300,15 +300,14 @@ async fn attach(
     let reported =
         body.reported_gen.map(wire::generation).transpose().map_err(CtlError::bad_request)?;
     let node = NodeId(body.node_id);
-    if let Some(destination) = s.inner.lock().await.mig.migrating_to(tenant)
-        && destination != node
     {
-        // The migration fence (`migration` module doc): only the destination may
-        // take a generation of a migrating tenant.
-        return Err(CtlError::new(
-            StatusCode::CONFLICT,
-            format!("tenant {tenant} is migrating to {destination}; {node} may not attach it"),
-        ));
+        // The attach fence (core's `migration/fence.rs`): a migrating tenant's
+        // generation goes to its destination only, and a late attach is refused.
+        let inner = s.inner.lock().await;
+        let table = inner.cp.record(tenant);
+        if let Err(refusal) = inner.mig.attach_fence(table, tenant, node, reported) {
+            return Err(CtlError::new(StatusCode::CONFLICT, refusal.to_string()));
+        }
     }
     let reply =
         s.run(move |cp, now, req| cp.handle_attach(now, req, tenant, node, reported)).await?;

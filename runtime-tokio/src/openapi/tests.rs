@@ -143,6 +143,13 @@ fn request_body_mirrors_read_and_write_what_core_does() {
         mode: "Secondary".into(),
         generation: Some(3),
         warm: true,
+        attach_only: false,
+    });
+    same_json::<rb::LocationConfigBody, LocationConfigBody>(&rb::LocationConfigBody {
+        mode: "AttachedMulti".into(),
+        generation: Some(4),
+        warm: false,
+        attach_only: true,
     });
     let records = vec![
         CoreRecord { key: Key(1), lsn: Lsn(0x20), record: redo::Record::Image(vec![0xab, 1]) },
@@ -167,6 +174,8 @@ fn request_body_mirrors_read_and_write_what_core_does() {
         r#"{"generation": 1}"#,
         r#"{"mode": "Secondary", "warm": null}"#,
         r#"{"mode": "Secondary", "extra": 1}"#,
+        r#"{"mode": "AttachedMulti", "attach_only": true}"#,
+        r#"{"mode": "AttachedMulti", "attach_only": 1}"#,
     ] {
         same_verdict::<rb::LocationConfigBody, LocationConfigBody>(text);
     }

@@ -11,7 +11,7 @@
 //! | `AttachDestination` | D: status; D: `location_config(AttachedMulti, at_least)` | D holds T attached at a generation above G (the *destination generation*) |
 //! | `StaleOrigin { dg }` | O: status; O: `location_config(AttachedStale, g)` only if O holds T attached at some g below dg; O: status again | O is stale (its `last_ingested` per timeline is the catch-up *target*), or O does not hold T (target empty), or O stayed unreachable for `origin_give_up_ms` (target empty) |
 //! | `CatchUp { dg, target }` | D: status, every `catch_up_poll_ms` | every target timeline's visible LSN on D is at or above its target LSN, or `catch_up_timeout_ms` passed |
-//! | `DemoteOrigin { dg }` | O: `location_config(Secondary{warm: true})` or `(Detached)` | O answers Secondary/Detached, or stayed unreachable for `origin_give_up_ms` |
+//! | `DemoteOrigin { dg }` | O: `location_config(Secondary{warm: true}, dg - 1)` or `(Detached, dg - 1)` | O answers Secondary/Detached, or stayed unreachable for `origin_give_up_ms` |
 //! | `FinalizeDestination { dg }` | D: status; D: `location_config(AttachedSingle, g)` | D answers AttachedSingle |
 //! | `Done { generation }` | none | — |
 //!
@@ -25,9 +25,18 @@
 //! A status call observes before every call that could attach: the origin is only
 //! ever called with `AttachedStale` at the generation it is seen holding (which
 //! sets the mode without asking for a generation), so the reconciler never makes the
-//! origin acquire a generation above the destination's. The driver adds a fence on
-//! its side: while T migrates, an `/attach` of T from any node but D is refused
-//! ([`MigrationReconciler::migrating_to`]).
+//! origin acquire a generation above the destination's. The drivers add a fence
+//! ([`MigrationReconciler::attach_fence`], `fence.rs`): while T migrates, an
+//! `/attach` of T from any node but D is refused, and after it an attach reporting a
+//! generation below the table's while another node holds T (a late call) is too.
+//!
+//! Calls may be delivered late, after their migration moved on or finished (a call
+//! that timed out here may still reach its node). Each is harmless then, by the
+//! nodes' mode table (`tenant/manager.rs`): `AttachedStale` never takes a
+//! generation; an attached mode never goes back within one generation (a late
+//! AttachedMulti cannot demote the finished AttachedSingle); a demotion names the
+//! newest generation it demotes (below D's), so it cannot undo a later attach; and a
+//! late attach on a node that no longer holds T meets the stale fence above.
 //!
 //! # Call protocol
 //! - Inputs ([`MigrationInput`], fed by [`MigrationReconciler::handle`], or the
@@ -83,6 +92,7 @@
 //! its calls, or the new phase starts. Timers (catch-up timeout, origin give-up)
 //! restart from the recovery.
 
+mod fence;
 mod invariants;
 mod steps;
 #[cfg(test)]
@@ -91,6 +101,7 @@ mod types;
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod world;
 
+pub use fence::FenceRefusal;
 pub use types::*;
 
 use super::{ReAttachedTenant, RequestId};

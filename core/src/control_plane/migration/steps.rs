@@ -66,7 +66,8 @@ impl MigrationReconciler {
     }
 
     fn step_call(&self, tenant: TenantId, step: Step) -> NodeCall {
-        let lc = |mode, generation| NodeCall::LocationConfig(LocationRequest { mode, generation });
+        let lc =
+            |mode, generation| NodeCall::LocationConfig(LocationRequest::new(mode, generation));
         match step {
             Step::ObserveDestination
             | Step::ObserveOrigin
@@ -74,13 +75,24 @@ impl MigrationReconciler {
             | Step::ObserveCatchUp
             | Step::ObserveFinal => NodeCall::Status,
             Step::AttachDestination { at_least } => {
-                lc(RequestedMode::AttachedMulti, Some(at_least))
+                // Attach only: delivered late, after D became AttachedSingle at this
+                // generation, it leaves D as it is.
+                let request = LocationRequest::new(RequestedMode::AttachedMulti, Some(at_least));
+                NodeCall::LocationConfig(LocationRequest { attach_only: true, ..request })
             }
             Step::StaleOrigin { generation } => lc(RequestedMode::AttachedStale, Some(generation)),
-            Step::DemoteOrigin => match self.record(tenant).origin_after {
-                OriginAfter::SecondaryWarm => lc(RequestedMode::Secondary { warm: true }, None),
-                OriginAfter::Detached => lc(RequestedMode::Detached, None),
-            },
+            Step::DemoteOrigin => {
+                // Names the newest generation it demotes (below the destination's): a
+                // late delivery to an origin that attached again since is refused.
+                let record = self.record(tenant);
+                let below = record.phase.destination_generation().and_then(|g| g.previous());
+                match record.origin_after {
+                    OriginAfter::SecondaryWarm => {
+                        lc(RequestedMode::Secondary { warm: true }, below)
+                    }
+                    OriginAfter::Detached => lc(RequestedMode::Detached, below),
+                }
+            }
             Step::FinalizeDestination { generation } => {
                 lc(RequestedMode::AttachedSingle, generation)
             }

@@ -312,6 +312,125 @@ fn an_origin_that_dropped_the_tenant_is_not_asked_to_attach() {
     w.check_finished();
 }
 
+/// Found by the `migration` fuzz target (fuzz/crashes/migration, minimised): the
+/// destination's attach timed out and was retried; the first call arrived after the
+/// destination had been made AttachedSingle and turned it back into AttachedMulti,
+/// where it stayed after the migration was Done. The attach is now attach-only.
+#[test]
+fn a_late_attach_of_the_destination_leaves_it_attached_single() {
+    use Action as A;
+    let actions = vec![
+        A::Start(185, false),
+        A::PersistOk,
+        A::Call(31, true),
+        A::Ingest,
+        A::Timer,
+        A::Timer,
+        A::Call(131, true),
+        A::Call(85, true),
+        A::PersistOk,
+        A::Call(85, true),
+        A::Call(131, true),
+        A::Call(85, true),
+        A::PersistOk,
+        A::Call(31, true),
+        A::PersistOk,
+        A::Call(131, true),
+        A::PersistOk,
+        A::Call(85, true),
+        A::Call(131, true),
+        A::PersistFailed(false, 0),
+    ];
+    run(actions);
+}
+
+/// Runs a migration to D to its end with the origin's `AttachedStale` call lost
+/// and retried, and returns the world with the lost call still undelivered.
+fn finished_with_a_late_call(pick: impl Fn(&NodeCall) -> bool) -> (World, usize) {
+    let mut w = World::new();
+    w.config.call_timeout_ms = 1_000;
+    w.start(OriginAfter::Detached);
+    w.deliver_persist(0, true, Some(true));
+    let mut late = None;
+    for _ in 0..2_000 {
+        if w.rc.active_count() == 0 && w.persists.is_empty() && w.calls.is_empty() {
+            break;
+        }
+        w.ingest();
+        if late.is_none()
+            && let Some(i) = w.calls.iter().position(|(_, _, c)| pick(c))
+        {
+            // Kept back: the reconciler times it out and sends it again.
+            late = Some(w.calls.remove(i));
+            assert!(w.fire_next_timer());
+            continue;
+        }
+        if w.persists.is_empty() && w.calls.is_empty() {
+            w.now = w.now.plus_millis(1);
+        }
+        assert!(w.step(), "an active migration waits on nothing");
+    }
+    w.check_finished();
+    w.calls.push(late.expect("the call was sent"));
+    let i = w.calls.len() - 1;
+    (w, i)
+}
+
+/// The finding the fuzz world had hidden: an `AttachedStale` delivered after the
+/// migration finished, to an origin that no longer holds the tenant, made it acquire
+/// a new generation and take the tenant from the destination. The node now refuses
+/// it (AttachedStale never takes a generation).
+#[test]
+fn a_late_stale_mark_does_not_attach_an_origin_that_let_go() {
+    let stale = |c: &NodeCall| matches!(c, NodeCall::LocationConfig(r) if r.mode == RequestedMode::AttachedStale);
+    let (mut w, i) = finished_with_a_late_call(stale);
+    assert_eq!(w.nodes[&O].placement, Placement::Detached);
+    let table = w.table;
+    w.deliver_call(i, false);
+    assert_eq!(w.table, table, "a late stale mark took a generation");
+    assert_eq!(w.nodes[&O].placement, Placement::Detached);
+    w.check_finished();
+}
+
+/// A late attach of the destination, delivered after the tenant moved on to a
+/// third node, meets the fence: it reports a generation below the table's while
+/// another node holds the tenant.
+#[test]
+fn a_late_attach_after_the_tenant_moved_on_is_fenced() {
+    let attach = |c: &NodeCall| matches!(c, NodeCall::LocationConfig(r) if r.attach_only);
+    let (mut w, i) = finished_with_a_late_call(attach);
+    let late = w.calls.remove(i);
+    // A second migration moves T from D to node 3 (detaching D).
+    w.start_to(NodeId(3), OriginAfter::Detached);
+    w.settle(1000);
+    w.check_finished();
+    assert_eq!(w.nodes[&D].placement, Placement::Detached);
+    let (table, fenced) = (w.table, w.fenced);
+    w.calls.push(late);
+    w.deliver_call(w.calls.len() - 1, false);
+    assert_eq!(w.table, table, "a late attach took the tenant from node 3");
+    assert_eq!(w.fenced, fenced + 1);
+    assert_eq!(w.nodes[&D].placement, Placement::Detached);
+}
+
+/// A late demotion of the origin, delivered after a second migration brought the
+/// tenant back to it, is refused: it names a generation older than the held one.
+#[test]
+fn a_late_demotion_does_not_undo_a_later_attach() {
+    let demote = |c: &NodeCall| matches!(c, NodeCall::LocationConfig(r) if r.mode == RequestedMode::Detached);
+    let (mut w, i) = finished_with_a_late_call(demote);
+    let late = w.calls.remove(i);
+    w.start_to(O, OriginAfter::SecondaryWarm);
+    w.settle(1000);
+    w.check_finished();
+    let held = w.nodes[&O].placement;
+    assert!(matches!(held, Placement::Located(LocationMode::AttachedSingle { .. })));
+    w.calls.push(late);
+    w.deliver_call(w.calls.len() - 1, false);
+    assert_eq!(w.nodes[&O].placement, held, "a late demotion detached the new holder");
+    w.check_finished();
+}
+
 /// Checks that can fail: each check of [`MigrationReconciler::check_invariants`]
 /// fires on a state that breaks it. The fixtures pass every check (the world runs
 /// them after every input); each test breaks one rule.

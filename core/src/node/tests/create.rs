@@ -42,7 +42,7 @@ fn a_tenant_create_over_remote_data_is_refused_naming_it_and_an_attach_loads_it(
     ));
 
     // The operator's recovery: attach it. Everything visible is read back.
-    let attach = LocationRequest { mode: RequestedMode::AttachedSingle, generation: None };
+    let attach = LocationRequest::new(RequestedMode::AttachedSingle, None);
     h.call(Request::LocationConfig { tenant: T, request: attach }).unwrap();
     for (k, expected) in values.iter().enumerate() {
         assert_eq!(&read(&mut h, k as u64, last), expected, "key {k}");

@@ -32,10 +32,8 @@ impl Harness {
 
     /// Restarts T on `generation` (a stop, a new generation, a load).
     fn send_restart(&mut self, generation: u32) -> RequestId {
-        let request = LocationRequest {
-            mode: RequestedMode::AttachedSingle,
-            generation: crate::Generation::new(generation),
-        };
+        let request =
+            LocationRequest::new(RequestedMode::AttachedSingle, crate::Generation::new(generation));
         self.send_request(Request::LocationConfig { tenant: T, request })
     }
 }
@@ -221,7 +219,7 @@ fn a_read_answered_by_a_stop_is_not_answered_again_when_its_layer_read_completes
     h.hold = None;
     h.send_request(Request::LocationConfig {
         tenant: T,
-        request: LocationRequest { mode: RequestedMode::Detached, generation: None },
+        request: LocationRequest::new(RequestedMode::Detached, None),
     });
     let first = h.replies.get(&read).cloned();
     assert!(matches!(first, Some(Err(ApiError::Unavailable { .. }))), "{first:?}");

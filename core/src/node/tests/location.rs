@@ -89,7 +89,7 @@ fn requests_for_a_tenant_in_progress_get_busy_at_once() {
     let mut h = Harness::start(World::default(), config());
     tenant_with_data(&mut h);
     let (now, wall) = (h.now, WallTime(h.now.0));
-    let detach = LocationRequest { mode: RequestedMode::Detached, generation: None };
+    let detach = LocationRequest::new(RequestedMode::Detached, None);
     h.node.handle_request(
         now,
         wall,

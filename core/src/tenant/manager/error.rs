@@ -13,6 +13,10 @@ pub enum ManagerError {
     Busy { tenant: TenantId, kind: OperationKind },
     #[error("tenant {tenant}: generation {requested} is older than the held {held}")]
     StaleGeneration { tenant: TenantId, requested: Generation, held: Generation },
+    /// Conflict: a request that can only be late or reordered (see the mode table
+    /// in `manager.rs`): an `AttachedStale` that would take a new generation.
+    #[error("tenant {tenant}: {requested} refused while {held}: {why}")]
+    OutOfOrder { tenant: TenantId, requested: String, held: String, why: &'static str },
     #[error("tenant {tenant}: step {step} failed: {reason}")]
     StepFailed { tenant: TenantId, step: String, reason: StepError },
     #[error("tenant {tenant}: node is not accepting changes: {reason}")]

@@ -26,8 +26,24 @@ pub struct LocationRequest {
     pub mode: RequestedMode,
     /// For attached modes: the generation the caller expects (older than held:
     /// refused; newer: the tenant restarts on a generation at least this one; `None`:
-    /// keep the held one, or acquire one). Ignored for Secondary and Detached.
+    /// keep the held one, or acquire one). For Secondary and Detached: the newest
+    /// generation the caller means to demote (`None`: any); a node holding a newer
+    /// one refuses, so a late demotion never undoes a later attach.
     pub generation: Option<Generation>,
+    /// Attach only: a tenant already attached here at the generation asked for (or
+    /// a newer one, which is refused as for any request) keeps its mode and the
+    /// request is answered `Unchanged`. A migration attaches its destination this
+    /// way, so that the call, delivered late after the destination was made
+    /// AttachedSingle, cannot turn it back into AttachedMulti.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub attach_only: bool,
+}
+
+impl LocationRequest {
+    /// A request for `mode` at `generation` (see the field docs), not attach-only.
+    pub fn new(mode: RequestedMode, generation: Option<Generation>) -> Self {
+        LocationRequest { mode, generation, attach_only: false }
+    }
 }
 
 /// What the node does for one step of an operation. One step is in flight at a time.
@@ -180,6 +196,35 @@ pub(super) fn plan_unplaced(
     }
 }
 
+/// The refusal of a request that can only be late or reordered.
+fn out_of_order(
+    tenant: TenantId,
+    request: LocationRequest,
+    held: Placement,
+    why: &'static str,
+) -> ManagerError {
+    let held = match held {
+        Placement::Located(m) => format!("holding {m:?}"),
+        Placement::Detached => "not holding it".to_string(),
+    };
+    let requested = match request.generation {
+        Some(g) => format!("{:?} at {g}", request.mode),
+        None => format!("{:?}", request.mode),
+    };
+    ManagerError::OutOfOrder { tenant, requested, held, why }
+}
+
+/// `AttachedStale` marks an attachment that is being replaced: it never takes a
+/// new generation. A request for it that would is late (the node no longer holds
+/// the generation it names) and would otherwise attach the tenant anew and take
+/// it from its new holder.
+pub(super) const STALE_NEVER_ACQUIRES: &str =
+    "AttachedStale only marks the generation held here; it never takes a new one";
+
+pub(super) fn acquires(steps: &[Step]) -> bool {
+    steps.iter().any(|s| matches!(s, Step::AcquireGeneration { .. }))
+}
+
 fn is_attached(mode: RequestedMode) -> bool {
     matches!(
         mode,
@@ -197,6 +242,23 @@ pub fn plan(
     request: LocationRequest,
     dir: DetachedDir,
 ) -> Result<Plan, ManagerError> {
+    let plan = plan_steps(tenant, current, healthy, request, dir)?;
+    if let Plan::Run { steps, .. } = &plan
+        && request.mode == RequestedMode::AttachedStale
+        && acquires(steps)
+    {
+        return Err(out_of_order(tenant, request, current, STALE_NEVER_ACQUIRES));
+    }
+    Ok(plan)
+}
+
+fn plan_steps(
+    tenant: TenantId,
+    current: Placement,
+    healthy: bool,
+    request: LocationRequest,
+    dir: DetachedDir,
+) -> Result<Plan, ManagerError> {
     use LocationMode as L;
     use RequestedMode as R;
     let held = match current {
@@ -206,6 +268,13 @@ pub fn plan(
     // WriteConfig and LoadTenant follow once the generation is known.
     let load = |at_least: Option<Generation>| vec![Step::AcquireGeneration { at_least }];
     let leave = vec![Step::StopTenant, Step::FlushDeletions, Step::ReleaseGeneration];
+    if let (Some(held), Some(requested)) = (held, request.generation)
+        && !is_attached(request.mode)
+        && requested < held
+    {
+        // A demotion meant for an older attachment than the one held here.
+        return Err(ManagerError::StaleGeneration { tenant, requested, held });
+    }
     Ok(match (current, request.mode) {
         // Attached → attached.
         (
@@ -233,6 +302,10 @@ pub fn plan(
                         steps.extend(load(None));
                         Plan::Run { kind: OperationKind::Restart, steps, keep_generation: None }
                     } else if target == m {
+                        Plan::Unchanged(current)
+                    } else if request.attach_only {
+                        // Already attached at the generation asked for: an attach
+                        // that arrives after a later mode change must not undo it.
                         Plan::Unchanged(current)
                     } else {
                         let steps = vec![
