@@ -69,6 +69,9 @@ pub const DEFAULT_MAX_CONCURRENT_HTTP_REQUESTS: usize = 512;
 /// The default of `limits.http_request_deadline_ms`.
 pub const DEFAULT_HTTP_REQUEST_DEADLINE_MS: u64 = 30_000;
 
+/// The default of `limits.max_tenants`.
+pub const DEFAULT_MAX_TENANTS: usize = 10_000;
+
 /// `[limits]`: every field optional.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -81,6 +84,10 @@ pub struct Limits {
     /// answer is 503 with `Retry-After`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http_request_deadline_ms: Option<u64>,
+    /// Tenants the node holds at most; a create or an attach of one more is
+    /// answered 503 with `Retry-After` (`core/src/tenant/manager/limits.rs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tenants: Option<usize>,
 }
 
 impl Limits {
@@ -90,6 +97,10 @@ impl Limits {
 
     pub fn http_request_deadline_ms(&self) -> u64 {
         self.http_request_deadline_ms.unwrap_or(DEFAULT_HTTP_REQUEST_DEADLINE_MS)
+    }
+
+    pub fn max_tenants(&self) -> usize {
+        self.max_tenants.unwrap_or(DEFAULT_MAX_TENANTS)
     }
 }
 
@@ -256,6 +267,7 @@ impl FileConfig {
         out.limits = Limits {
             max_concurrent_http_requests: Some(self.limits.max_concurrent_http_requests()),
             http_request_deadline_ms: Some(self.limits.http_request_deadline_ms()),
+            max_tenants: Some(self.limits.max_tenants()),
         };
         if let ControlPlaneConfig::Remote { call_timeout_ms: t @ None, .. } = &mut out.control_plane
         {
@@ -352,6 +364,7 @@ impl FileConfig {
             c.timeline.gc_retention_ms = v;
         }
         c.rebuild_generations = rebuild_generations;
+        c.max_tenants = Some(self.limits.max_tenants());
         if let ControlPlaneConfig::Remote { call_timeout_ms, .. } = &self.control_plane {
             c.remote_control_plane = true;
             if let Some(ms) = call_timeout_ms {

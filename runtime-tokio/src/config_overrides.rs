@@ -79,7 +79,11 @@ fn examples() -> Vec<FileConfig> {
         walredo: WalRedoConfig::Process { request_timeout_ms: Some(1) },
         tuning,
         auth: Some(AuthConfig { key_files: vec!["auth.key".into()] }),
-        limits: Limits { max_concurrent_http_requests: Some(1), http_request_deadline_ms: Some(1) },
+        limits: Limits {
+            max_concurrent_http_requests: Some(1),
+            http_request_deadline_ms: Some(1),
+            max_tenants: Some(1),
+        },
     };
     let mut remote = base.clone();
     remote.control_plane = ControlPlaneConfig::Remote {

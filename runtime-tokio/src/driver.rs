@@ -150,6 +150,9 @@ pub struct NodeStatus {
     pub timelines_disk_full: usize,
     /// Generation conflicts found since start (`strata_tenants_generation_conflict_total`).
     pub generation_conflicts_total: u64,
+    /// Creates and attaches refused by `limits.max_tenants` since start
+    /// (`strata_http_limit_hits_total{limit="tenants"}`).
+    pub tenant_limit_refusals_total: u64,
     /// Failed control-plane call attempts since start, by kind (`unreachable`,
     /// `timeout`, `refused`): `strata_control_plane_failures_total{kind}`.
     pub control_plane_failures: BTreeMap<&'static str, u64>,
@@ -300,6 +303,7 @@ where
                 inputs,
                 page_cache: node.page_cache_stats(),
                 generation_conflicts_total: node.generation_conflicts_total(),
+                tenant_limit_refusals_total: node.tenant_limit_refusals(),
                 control_plane_failures: node
                     .control_plane_client_stats()
                     .attempt_failures()

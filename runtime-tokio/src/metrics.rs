@@ -85,6 +85,8 @@ pub struct Metrics {
     wall_clock_jumps_seen: Mutex<std::collections::BTreeMap<&'static str, u64>>,
     /// The node's count last exported: the counter advances by the difference.
     generation_conflicts_seen: Mutex<u64>,
+    /// The node's tenant-limit refusals last exported (`limit="tenants"`).
+    tenant_limit_seen: Mutex<u64>,
     disk_full: prometheus::IntGauge,
     machine_refusals: IntCounterVec,
     /// The node's refusal counts last exported.
@@ -267,12 +269,12 @@ impl Metrics {
         let limit_hits = IntCounterVec::new(
             Opts::new(
                 "strata_http_limit_hits_total",
-                "Requests refused with 503 by a [limits] bound: concurrency or deadline",
+                "Requests refused with 503 by a [limits] bound: concurrency, deadline or tenants",
             ),
             &["limit"],
         )
         .expect("static metric definition");
-        for limit in ["concurrency", "deadline"] {
+        for limit in ["concurrency", "deadline", "tenants"] {
             limit_hits.with_label_values(&[limit]);
         }
         let upload_ops = IntGaugeVec::new(
@@ -347,6 +349,7 @@ impl Metrics {
             io_errors_seen: Mutex::new(Default::default()),
             generation_conflicts,
             generation_conflicts_seen: Mutex::new(0),
+            tenant_limit_seen: Mutex::new(0),
             wall_clock_jumps,
             wall_clock_jumps_seen: Mutex::new(Default::default()),
             machine_refusals,
@@ -466,6 +469,15 @@ impl Metrics {
     }
 
     /// Brings `strata_tenants_generation_conflict_total` up to the node's count.
+    /// Advances `strata_http_limit_hits_total{limit="tenants"}` to the node's count
+    /// of creates and attaches refused by `limits.max_tenants`.
+    pub fn observe_tenant_limit(&self, total: u64) {
+        let Ok(mut seen) = self.tenant_limit_seen.lock() else { return };
+        let hits = self.limit_hits.with_label_values(&["tenants"]);
+        hits.inc_by(total.saturating_sub(*seen));
+        *seen = (*seen).max(total);
+    }
+
     pub fn observe_generation_conflicts(&self, total: u64) {
         let Ok(mut seen) = self.generation_conflicts_seen.lock() else { return };
         self.generation_conflicts.inc_by(total.saturating_sub(*seen));

@@ -492,3 +492,35 @@ fn past_the_concurrency_limit_or_the_deadline_a_request_gets_503_with_retry_afte
         assert!(text.contains(line), "{line} missing:\n{text}");
     }
 }
+
+#[test]
+fn past_the_tenant_limit_a_create_or_attach_gets_503_with_retry_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_node, base) = serve(dir.path(), |c| {
+        c.args(["-c", "limits.max_tenants=1"]);
+    });
+    let create = |t: &str| {
+        agent().post(format!("{base}/v1/tenant")).send_json(serde_json::json!({"tenant_id": t}))
+    };
+    let attach = |t: &str, mode: &str| {
+        agent()
+            .put(format!("{base}/v1/tenant/{t}/location_config"))
+            .send_json(serde_json::json!({"mode": mode}))
+    };
+    assert_eq!(create(A).unwrap().status().as_u16(), 201);
+    for mut r in [create(B).unwrap(), attach(B, "AttachedSingle").unwrap()] {
+        assert_eq!(r.status().as_u16(), 503);
+        assert!(r.headers().get("retry-after").is_some(), "no Retry-After");
+        let body: serde_json::Value = r.body_mut().read_json().unwrap();
+        assert!(body["msg"].as_str().unwrap().contains("its limit is 1"), "{body}");
+    }
+    // A request about the tenant held is not refused by the bound.
+    assert_eq!(attach(A, "AttachedSingle").unwrap().status().as_u16(), 200);
+    // Once A left, B fits.
+    assert_eq!(attach(A, "Detached").unwrap().status().as_u16(), 200);
+    assert_eq!(create(B).unwrap().status().as_u16(), 201);
+    let text =
+        agent().get(format!("{base}/metrics")).call().unwrap().body_mut().read_to_string().unwrap();
+    let line = "strata_http_limit_hits_total{limit=\"tenants\"} 2";
+    assert!(text.contains(line), "{line} missing:\n{text}");
+}

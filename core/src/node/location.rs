@@ -527,7 +527,9 @@ pub(crate) fn manager_error_to_api(e: ManagerError) -> ApiError {
         ManagerError::Busy { .. } | ManagerError::NotAccepting { .. } => {
             ApiError::unavailable(e.to_string())
         }
-        ManagerError::RemoteCheckFailed { .. } => ApiError::unavailable(e.to_string()),
+        ManagerError::RemoteCheckFailed { .. } | ManagerError::TooManyTenants { .. } => {
+            ApiError::unavailable(e.to_string())
+        }
         ManagerError::StaleGeneration { .. }
         | ManagerError::OutOfOrder { .. }
         | ManagerError::NotSingle { .. }

@@ -119,6 +119,9 @@ pub struct NodeConfig {
     /// rebuild, the generation-conflict listing) are skipped; see
     /// `startup/generations.rs`.
     pub remote_control_plane: bool,
+    /// Tenants this node holds at most (`tenant/manager/limits.rs`); `None`: no
+    /// bound.
+    pub max_tenants: Option<usize>,
 }
 
 impl NodeConfig {
@@ -139,6 +142,7 @@ impl NodeConfig {
             isolate_tenant_panics: false,
             control_plane: crate::control_plane::client::ClientConfig::default(),
             remote_control_plane: false,
+            max_tenants: None,
         }
     }
 }
@@ -242,6 +246,7 @@ impl Node {
         let page_cache = PageCache::new(&config.page_cache);
         let scheduler = Scheduler::new(config.scheduler.clone());
         let cp_config = config.control_plane.clone();
+        let max_tenants = config.max_tenants;
         let mut node = Node {
             page_cache,
             config,
@@ -252,7 +257,11 @@ impl Node {
             dq: None,
             scheduler,
             tenants: BTreeMap::new(),
-            manager: crate::tenant::TenantManager::default(),
+            manager: {
+                let mut manager = crate::tenant::TenantManager::default();
+                manager.set_max_tenants(max_tenants);
+                manager
+            },
             emergency: None,
             internal_requests: 0,
             startup: startup::Startup::default(),
@@ -364,6 +373,11 @@ impl Node {
     /// storage holds a generation their control plane never granted; each is Broken.
     pub fn generation_conflicts_total(&self) -> u64 {
         self.generation_conflicts_total
+    }
+
+    /// Creates and attaches refused because the node holds `max_tenants` tenants.
+    pub fn tenant_limit_refusals(&self) -> u64 {
+        self.manager.tenant_limit_refusals()
     }
 
     /// The control-plane client's counters (calls, attempts, failures by kind).

@@ -102,6 +102,7 @@
 mod error;
 mod input;
 mod invariants;
+mod limits;
 mod plan;
 
 pub use error::{ManagerError, ManagerInputError};
@@ -200,6 +201,9 @@ pub struct TenantManager {
     slots: BTreeMap<TenantId, Slot>,
     effects: VecDeque<ManagerEffect>,
     busy_refusals: u64,
+    /// The tenants-per-node bound (`limits.rs`) and its refusals.
+    max_tenants: Option<usize>,
+    tenant_limit_refusals: u64,
     /// Directories renamed away by detaches planned so far: the next is numbered one
     /// above ([`DetachedDir`]).
     detached_dirs: u64,
@@ -257,7 +261,15 @@ impl TenantManager {
                 let reason = reason.clone();
                 return self.place_unplaced(req, tenant, request, reason);
             }
-            None => (Placement::Detached, true),
+            None => {
+                if request.mode != RequestedMode::Detached
+                    && let Some(error) = self.refuse_beyond_limit(tenant)
+                {
+                    let result = Err(error);
+                    return self.effects.push_back(ManagerEffect::Reply { req, tenant, result });
+                }
+                (Placement::Detached, true)
+            }
         };
         match plan(tenant, current, healthy, request, self.next_dir()) {
             Err(error) => {
@@ -320,6 +332,10 @@ impl TenantManager {
                 ManagerError::Broken { tenant, reason: reason.clone() }
             }
             None => {
+                if let Some(error) = self.refuse_beyond_limit(tenant) {
+                    let result = Err(error);
+                    return self.effects.push_back(ManagerEffect::Reply { req, tenant, result });
+                }
                 let steps = [Step::CheckRemote, Step::AcquireGeneration { at_least: None }];
                 let (from, target) = (Placement::Detached, RequestedMode::AttachedSingle);
                 let op = Operation::new(OperationKind::Create, req, from, target, None, steps);

@@ -226,6 +226,40 @@ fn attach_only_keeps_the_held_mode_and_a_late_demotion_is_refused() {
     assert_eq!(m.slot(t(1)), None);
 }
 
+/// `max_tenants`: a create or an attach of one tenant more is refused and
+/// counted; requests about a held tenant and detaches are not; once one left, the
+/// next fits.
+#[test]
+fn past_max_tenants_a_create_or_attach_is_refused_and_counted() {
+    let mut m = TenantManager::default();
+    m.set_max_tenants(Some(1));
+    let mut counter = 0;
+    locate(&mut m, 1, t(1), RequestedMode::AttachedSingle, None);
+    run(&mut m, &mut counter);
+    m.handle_create_tenant(NOW, RequestId(2), t(2));
+    locate(&mut m, 3, t(2), RequestedMode::Secondary { warm: false }, None);
+    locate(&mut m, 4, t(2), RequestedMode::AttachedMulti, None);
+    let (steps, replies) = run(&mut m, &mut counter);
+    assert!(steps.is_empty(), "{steps:?}");
+    assert_eq!(replies.len(), 3);
+    for r in &replies {
+        let refused = ManagerError::TooManyTenants { tenant: t(2), held: 1, limit: 1 };
+        assert_eq!(r, &Err(refused));
+    }
+    assert_eq!(m.tenant_limit_refusals(), 3);
+    locate(&mut m, 5, t(2), RequestedMode::Detached, None);
+    locate(&mut m, 6, t(1), RequestedMode::AttachedMulti, None);
+    let (_, replies) = run(&mut m, &mut counter);
+    assert!(replies.iter().all(Result::is_ok), "{replies:?}");
+    assert_eq!(m.tenant_limit_refusals(), 3);
+    locate(&mut m, 7, t(1), RequestedMode::Detached, None);
+    run(&mut m, &mut counter);
+    locate(&mut m, 8, t(2), RequestedMode::AttachedSingle, None);
+    let (_, replies) = run(&mut m, &mut counter);
+    assert!(matches!(replies[..], [Ok(_)]), "{replies:?}");
+    assert!(attached(&m, t(2)).is_some());
+}
+
 #[test]
 fn a_newer_generation_restarts_and_an_older_one_is_refused() {
     let mut m = TenantManager::default();

@@ -350,6 +350,7 @@ impl Node {
             }
         }
         self.manager = TenantManager::recover(slots);
+        self.manager.set_max_tenants(self.config.max_tenants);
         // Each tenant is looked at once settled (a deletion mark found while loading).
         let tenants: Vec<TenantId> = self.tenants.keys().copied().collect();
         for tenant in tenants {

@@ -17,6 +17,11 @@ pub enum ManagerError {
     /// in `manager.rs`): an `AttachedStale` that would take a new generation.
     #[error("tenant {tenant}: {requested} refused while {held}: {why}")]
     OutOfOrder { tenant: TenantId, requested: String, held: String, why: &'static str },
+    /// Retryable: the node holds its bound of tenants (`limits.max_tenants`).
+    #[error(
+        "tenant {tenant}: this node holds {held} tenants, its limit is {limit}; place it elsewhere or retry"
+    )]
+    TooManyTenants { tenant: TenantId, held: usize, limit: usize },
     #[error("tenant {tenant}: step {step} failed: {reason}")]
     StepFailed { tenant: TenantId, step: String, reason: StepError },
     #[error("tenant {tenant}: node is not accepting changes: {reason}")]
