@@ -72,6 +72,9 @@ pub const DEFAULT_HTTP_REQUEST_DEADLINE_MS: u64 = 30_000;
 /// The default of `limits.max_tenants`.
 pub const DEFAULT_MAX_TENANTS: usize = 10_000;
 
+/// The default of `limits.max_in_memory_bytes`: 1 GiB.
+pub const DEFAULT_MAX_IN_MEMORY_BYTES: u64 = 1 << 30;
+
 /// `[limits]`: every field optional.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -88,6 +91,11 @@ pub struct Limits {
     /// answered 503 with `Retry-After` (`core/src/tenant/manager/limits.rs`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_tenants: Option<usize>,
+    /// Bytes of in-memory layers the node holds at most, over all its timelines;
+    /// past it new records are answered 503 with `Retry-After` while the fullest
+    /// open layer flushes (`core/src/node/memory.rs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_in_memory_bytes: Option<u64>,
 }
 
 impl Limits {
@@ -101,6 +109,10 @@ impl Limits {
 
     pub fn max_tenants(&self) -> usize {
         self.max_tenants.unwrap_or(DEFAULT_MAX_TENANTS)
+    }
+
+    pub fn max_in_memory_bytes(&self) -> u64 {
+        self.max_in_memory_bytes.unwrap_or(DEFAULT_MAX_IN_MEMORY_BYTES)
     }
 }
 
@@ -268,6 +280,7 @@ impl FileConfig {
             max_concurrent_http_requests: Some(self.limits.max_concurrent_http_requests()),
             http_request_deadline_ms: Some(self.limits.http_request_deadline_ms()),
             max_tenants: Some(self.limits.max_tenants()),
+            max_in_memory_bytes: Some(self.limits.max_in_memory_bytes()),
         };
         if let ControlPlaneConfig::Remote { call_timeout_ms: t @ None, .. } = &mut out.control_plane
         {
@@ -365,6 +378,7 @@ impl FileConfig {
         }
         c.rebuild_generations = rebuild_generations;
         c.max_tenants = Some(self.limits.max_tenants());
+        c.max_in_memory_bytes = Some(self.limits.max_in_memory_bytes());
         if let ControlPlaneConfig::Remote { call_timeout_ms, .. } = &self.control_plane {
             c.remote_control_plane = true;
             if let Some(ms) = call_timeout_ms {

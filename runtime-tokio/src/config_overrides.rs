@@ -83,6 +83,7 @@ fn examples() -> Vec<FileConfig> {
             max_concurrent_http_requests: Some(1),
             http_request_deadline_ms: Some(1),
             max_tenants: Some(1),
+            max_in_memory_bytes: Some(1),
         },
     };
     let mut remote = base.clone();

@@ -153,6 +153,11 @@ pub struct NodeStatus {
     /// Creates and attaches refused by `limits.max_tenants` since start
     /// (`strata_http_limit_hits_total{limit="tenants"}`).
     pub tenant_limit_refusals_total: u64,
+    /// In-memory layer bytes on the node (`strata_node_in_memory_bytes`) and ingests
+    /// refused by `limits.max_in_memory_bytes` since start
+    /// (`strata_http_limit_hits_total{limit="memory"}`).
+    pub in_memory_bytes: u64,
+    pub memory_limit_refusals_total: u64,
     /// Failed control-plane call attempts since start, by kind (`unreachable`,
     /// `timeout`, `refused`): `strata_control_plane_failures_total{kind}`.
     pub control_plane_failures: BTreeMap<&'static str, u64>,
@@ -304,6 +309,8 @@ where
                 page_cache: node.page_cache_stats(),
                 generation_conflicts_total: node.generation_conflicts_total(),
                 tenant_limit_refusals_total: node.tenant_limit_refusals(),
+                in_memory_bytes: node.in_memory_bytes().0,
+                memory_limit_refusals_total: node.in_memory_bytes().1,
                 control_plane_failures: node
                     .control_plane_client_stats()
                     .attempt_failures()

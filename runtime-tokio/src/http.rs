@@ -728,6 +728,7 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> HttpResponse {
     state.metrics.observe_page_cache(&status.page_cache);
     state.metrics.observe_generation_conflicts(status.generation_conflicts_total);
     state.metrics.observe_tenant_limit(status.tenant_limit_refusals_total);
+    state.metrics.observe_memory(status.in_memory_bytes, status.memory_limit_refusals_total);
     state.metrics.observe_background_jobs(&status.background_jobs);
     state.metrics.observe_io_errors(&status.io_errors);
     state.metrics.observe_wall_clock_jumps(&status.wall_clock_jumps);

@@ -87,6 +87,9 @@ pub struct Metrics {
     generation_conflicts_seen: Mutex<u64>,
     /// The node's tenant-limit refusals last exported (`limit="tenants"`).
     tenant_limit_seen: Mutex<u64>,
+    /// The node's memory-limit refusals last exported (`limit="memory"`).
+    memory_limit_seen: Mutex<u64>,
+    in_memory_bytes: prometheus::IntGauge,
     disk_full: prometheus::IntGauge,
     machine_refusals: IntCounterVec,
     /// The node's refusal counts last exported.
@@ -266,15 +269,19 @@ impl Metrics {
             "strata_node_emergency_mode",
             "1 while the node runs without a control-plane answer to its start-up re-attach (uploads continue, deletions wait)",
         );
+        let in_memory_bytes = gauge(
+            "strata_node_in_memory_bytes",
+            "Bytes of open and frozen in-memory layers over every timeline of the node (bounded by limits.max_in_memory_bytes)",
+        );
         let limit_hits = IntCounterVec::new(
             Opts::new(
                 "strata_http_limit_hits_total",
-                "Requests refused with 503 by a [limits] bound: concurrency, deadline or tenants",
+                "Requests refused with 503 by a [limits] bound: concurrency, deadline, tenants or memory",
             ),
             &["limit"],
         )
         .expect("static metric definition");
-        for limit in ["concurrency", "deadline", "tenants"] {
+        for limit in ["concurrency", "deadline", "tenants", "memory"] {
             limit_hits.with_label_values(&[limit]);
         }
         let upload_ops = IntGaugeVec::new(
@@ -313,6 +320,7 @@ impl Metrics {
             Box::new(limit_hits.clone()),
             Box::new(in_flight_io.clone()),
             Box::new(emergency_mode.clone()),
+            Box::new(in_memory_bytes.clone()),
             Box::new(io_errors.clone()),
             Box::new(control_plane_failures.clone()),
             Box::new(disk_full.clone()),
@@ -350,6 +358,8 @@ impl Metrics {
             generation_conflicts,
             generation_conflicts_seen: Mutex::new(0),
             tenant_limit_seen: Mutex::new(0),
+            memory_limit_seen: Mutex::new(0),
+            in_memory_bytes,
             wall_clock_jumps,
             wall_clock_jumps_seen: Mutex::new(Default::default()),
             machine_refusals,
@@ -476,6 +486,16 @@ impl Metrics {
         let hits = self.limit_hits.with_label_values(&["tenants"]);
         hits.inc_by(total.saturating_sub(*seen));
         *seen = (*seen).max(total);
+    }
+
+    /// Sets `strata_node_in_memory_bytes` and advances
+    /// `strata_http_limit_hits_total{limit="memory"}` to the node's count.
+    pub fn observe_memory(&self, bytes: u64, refusals_total: u64) {
+        self.in_memory_bytes.set(i64::try_from(bytes).unwrap_or(i64::MAX));
+        let Ok(mut seen) = self.memory_limit_seen.lock() else { return };
+        let hits = self.limit_hits.with_label_values(&["memory"]);
+        hits.inc_by(refusals_total.saturating_sub(*seen));
+        *seen = (*seen).max(refusals_total);
     }
 
     pub fn observe_generation_conflicts(&self, total: u64) {

@@ -524,3 +524,41 @@ fn past_the_tenant_limit_a_create_or_attach_gets_503_with_retry_after() {
     let line = "strata_http_limit_hits_total{limit=\"tenants\"} 2";
     assert!(text.contains(line), "{line} missing:\n{text}");
 }
+
+#[test]
+fn past_the_node_memory_bound_new_records_get_503_with_retry_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_node, base) = serve(dir.path(), |c| {
+        c.args(["-c", "limits.max_in_memory_bytes=1"]);
+    });
+    let r =
+        agent().post(format!("{base}/v1/tenant")).send_json(serde_json::json!({"tenant_id": A}));
+    assert_eq!(r.unwrap().status().as_u16(), 201);
+    let timeline = format!("{base}/v1/tenant/{A}/timeline");
+    let r = agent().post(&timeline).send_json(serde_json::json!({"timeline_id": TIMELINE}));
+    assert_eq!(r.unwrap().status().as_u16(), 201);
+    let ingest = |lsn: &str| {
+        agent().post(format!("{timeline}/{TIMELINE}/ingest")).send_json(serde_json::json!(
+            {"records": [{"key": "0000000000000001", "lsn": lsn, "record": {"image": "AB"}}]}
+        ))
+    };
+    // The first record finds the node empty; the next one finds it at its bound.
+    assert_eq!(ingest("0/10").unwrap().status().as_u16(), 200);
+    let mut r = ingest("0/18").unwrap();
+    assert_eq!(r.status().as_u16(), 503);
+    assert!(r.headers().get("retry-after").is_some(), "no Retry-After");
+    let body: serde_json::Value = r.body_mut().read_json().unwrap();
+    assert!(body["msg"].as_str().unwrap().contains("max_in_memory_bytes"), "{body}");
+    // A re-send of what the timeline has is not refused.
+    assert_eq!(ingest("0/10").unwrap().status().as_u16(), 200);
+    let text =
+        agent().get(format!("{base}/metrics")).call().unwrap().body_mut().read_to_string().unwrap();
+    let line = "strata_http_limit_hits_total{limit=\"memory\"} ";
+    let hits: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix(line))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{line} missing:\n{text}"));
+    assert!(hits >= 1, "{hits}");
+    assert!(text.contains("strata_node_in_memory_bytes "), "{text}");
+}

@@ -174,6 +174,8 @@ impl Node {
                 Err(super::api::ApiError::unavailable("leaving emergency mode; retry")),
             );
         }
+        // Every machine goes: none of their in-memory bytes is counted any more.
+        self.memory.total = 0;
         for tenant in std::mem::take(&mut self.tenants).into_keys() {
             self.forget_background_jobs(tenant, None);
         }

@@ -134,6 +134,7 @@ impl Node {
         let reason = format!("a handler of timeline {tl} panicked: {message}");
         tracing::error!(tenant = %t, %reason, "tenant broken: its machines are dropped and nothing more is written for it until it is re-attached or the node restarts");
         self.trace_line("node", None, Direction::Effect, format!("tenant {t} broken: {reason}"));
+        self.uncount_tenant_memory(t);
         let Some(tenant) = self.tenants.get_mut(&t) else { return };
         // Every state with machines running has a Fail transition (a stopping tenant's
         // stop then fails: `end_step_of_broken`).

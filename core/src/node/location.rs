@@ -447,6 +447,7 @@ impl Node {
             let what = format!("tenant {tenant} stopped with {abandoned} ops abandoned");
             self.trace_line("node", None, crate::trace::Direction::Effect, what);
         }
+        self.uncount_tenant_memory(tenant);
         self.tenants.remove(&tenant);
         self.page_cache.invalidate_tenant(tenant);
         // A job still running (its reads abandoned) would hold its slot for good.
@@ -482,6 +483,7 @@ impl Node {
         let Some(generation) = mode.generation() else {
             return self.step_done(tenant, Err(StepError::NotAttached(mode)));
         };
+        self.uncount_tenant_memory(tenant); // machines it may still have are replaced
         self.tenants.insert(tenant, Tenant::new(generation, mode, Lifecycle::Attaching));
         self.startup.loading.insert(tenant, 0);
         self.startup_io(

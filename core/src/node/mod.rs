@@ -50,6 +50,7 @@ pub mod io;
 mod isolation;
 mod jobs;
 mod location;
+mod memory;
 mod pump;
 mod reads;
 mod refusals;
@@ -122,6 +123,9 @@ pub struct NodeConfig {
     /// Tenants this node holds at most (`tenant/manager/limits.rs`); `None`: no
     /// bound.
     pub max_tenants: Option<usize>,
+    /// Bytes of in-memory layers the node holds at most, summed over its timelines
+    /// (`memory.rs`); `None`: no bound.
+    pub max_in_memory_bytes: Option<u64>,
 }
 
 impl NodeConfig {
@@ -143,6 +147,7 @@ impl NodeConfig {
             control_plane: crate::control_plane::client::ClientConfig::default(),
             remote_control_plane: false,
             max_tenants: None,
+            max_in_memory_bytes: None,
         }
     }
 }
@@ -232,6 +237,9 @@ pub struct Node {
     pub(crate) page_cache: PageCache<OpId>,
     /// Routed inputs a machine refused (bugs, see `refusals.rs`), per machine.
     pub(crate) refusals: refusals::Refusals,
+    /// In-memory layer bytes of every timeline, the node's bound on them, and the
+    /// ingests it refused (`memory.rs`).
+    pub(crate) memory: memory::MemoryBudget,
 }
 
 impl Node {
@@ -247,6 +255,8 @@ impl Node {
         let scheduler = Scheduler::new(config.scheduler.clone());
         let cp_config = config.control_plane.clone();
         let max_tenants = config.max_tenants;
+        let memory =
+            memory::MemoryBudget { limit: config.max_in_memory_bytes, ..Default::default() };
         let mut node = Node {
             page_cache,
             config,
@@ -275,6 +285,7 @@ impl Node {
             wall_clock_jumps: [0; 2],
             effects: VecDeque::new(),
             refusals: refusals::Refusals::default(),
+            memory,
             trace: Vec::new(),
         };
         node.trace_line("node", None, Direction::Input, "start".to_string());
@@ -375,6 +386,12 @@ impl Node {
         self.generation_conflicts_total
     }
 
+    /// Bytes of in-memory layers on the node, and ingests refused by its bound
+    /// (`max_in_memory_bytes`) since start.
+    pub fn in_memory_bytes(&self) -> (u64, u64) {
+        (self.memory.total, self.memory.refusals)
+    }
+
     /// Creates and attaches refused because the node holds `max_tenants` tenants.
     pub fn tenant_limit_refusals(&self) -> u64 {
         self.manager.tenant_limit_refusals()
@@ -406,6 +423,9 @@ impl Node {
         self.cp.check_invariants();
         self.cp_client.check_invariants();
         self.manager.check_invariants();
+        if self.dirty.is_empty() {
+            self.check_memory_count();
+        }
         if self.phase == NodePhase::Active {
             // One slot per tenant; a settled attached slot that is not broken has its
             // tenant machine (which alone holds its lifecycle), and no machines run

@@ -35,6 +35,7 @@ impl Node {
                 Machine::DeletionQueue => self.drain_dq(),
                 Machine::Timeline(t, tl) => {
                     self.drain_timeline(t, tl);
+                    self.recount_memory(t, tl);
                     self.touch_tenant(t);
                 }
                 Machine::Upload(t, tl) => {
@@ -386,6 +387,7 @@ impl Node {
         self.page_cache.invalidate_timeline(t, tl);
         // Answered at `TombstoneDurable`; none is left unless that never came.
         self.answer_deletion_waiters(t, tl, Ok(Response::TimelineDeleting));
+        self.uncount_timeline_memory(t, tl);
         if let Some(tenant) = self.tenants.get_mut(&t) {
             tenant.timelines.remove(&tl);
         }

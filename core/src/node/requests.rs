@@ -146,7 +146,11 @@ impl Node {
         records: Vec<IngestRecord>,
     ) {
         let now = self.now;
+        let active = self.active_slot(tenant, timeline).is_ok();
+        let refused =
+            if active { self.refuse_beyond_memory(tenant, timeline, &records) } else { None };
         let result = match self.active_slot(tenant, timeline).map(|_| ()) {
+            Ok(()) if let Some(error) = refused => Err(error),
             Ok(()) => match self
                 .with_machines(tenant, timeline, |slot| slot.timeline.handle_ingest(now, records))
             {

@@ -86,6 +86,8 @@ pub(crate) struct TimelineSlot {
     pub(crate) deletion_aborted: bool,
     /// DeleteTimeline requests waiting for its tombstone index to be durable.
     pub(crate) deletion_waiters: Vec<RequestId>,
+    /// Its in-memory layer bytes as the node last counted them (`memory.rs`).
+    pub(crate) memory_counted: u64,
 }
 
 impl TimelineSlot {
@@ -97,6 +99,7 @@ impl TimelineSlot {
             upload_in_flight: 0,
             deletion_aborted: false,
             deletion_waiters: Vec::new(),
+            memory_counted: 0,
         }
     }
 }

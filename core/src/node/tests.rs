@@ -439,6 +439,7 @@ mod incarnation;
 mod isolation;
 mod jobs;
 mod location;
+mod memory;
 mod no_space;
 mod placement;
 mod refusals;

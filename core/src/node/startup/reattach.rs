@@ -128,6 +128,7 @@ impl Node {
                 );
             } else {
                 // Without its new generation on disk the tenant must not run.
+                self.uncount_tenant_memory(tenant);
                 self.tenants.remove(&tenant);
                 self.warn(format!(
                     "tenant {tenant} not loaded: writing its config failed {attempt} times: {result:?}"

@@ -44,6 +44,7 @@ impl Node {
         match result {
             IoResult::Listing(Ok(entries)) => self.load_remote_timelines(tenant, &entries),
             other => {
+                self.uncount_tenant_memory(tenant);
                 self.tenants.remove(&tenant);
                 self.warn(format!(
                     "tenant {tenant} not loaded: listing its remote timelines failed: {other:?}"
@@ -75,6 +76,7 @@ impl Node {
                 format!("{generation}, this node's last grant")
             };
             let reason = self.generation_conflict(tenant, found, ceiling);
+            self.uncount_tenant_memory(tenant);
             self.tenants.remove(&tenant);
             if matches!(self.phase, NodePhase::Starting(_)) {
                 self.break_at_startup(tenant, mode, reason);
