@@ -72,6 +72,9 @@ pub const DEFAULT_HTTP_REQUEST_DEADLINE_MS: u64 = 30_000;
 /// The default of `limits.max_tenants`.
 pub const DEFAULT_MAX_TENANTS: usize = 10_000;
 
+/// The default of `limits.max_concurrent_remote_ops`.
+pub const DEFAULT_MAX_CONCURRENT_REMOTE_OPS: usize = 64;
+
 /// The default of `limits.max_in_memory_bytes`: 1 GiB.
 pub const DEFAULT_MAX_IN_MEMORY_BYTES: u64 = 1 << 30;
 
@@ -96,6 +99,10 @@ pub struct Limits {
     /// open layer flushes (`core/src/node/memory.rs`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_in_memory_bytes: Option<u64>,
+    /// Remote storage operations (puts, gets, lists, deletes, transfers) running at
+    /// once over the whole node; more wait for a slot (`metrics_io.rs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_concurrent_remote_ops: Option<usize>,
 }
 
 impl Limits {
@@ -109,6 +116,10 @@ impl Limits {
 
     pub fn max_tenants(&self) -> usize {
         self.max_tenants.unwrap_or(DEFAULT_MAX_TENANTS)
+    }
+
+    pub fn max_concurrent_remote_ops(&self) -> usize {
+        self.max_concurrent_remote_ops.unwrap_or(DEFAULT_MAX_CONCURRENT_REMOTE_OPS)
     }
 
     pub fn max_in_memory_bytes(&self) -> u64 {
@@ -281,6 +292,7 @@ impl FileConfig {
             http_request_deadline_ms: Some(self.limits.http_request_deadline_ms()),
             max_tenants: Some(self.limits.max_tenants()),
             max_in_memory_bytes: Some(self.limits.max_in_memory_bytes()),
+            max_concurrent_remote_ops: Some(self.limits.max_concurrent_remote_ops()),
         };
         if let ControlPlaneConfig::Remote { call_timeout_ms: t @ None, .. } = &mut out.control_plane
         {

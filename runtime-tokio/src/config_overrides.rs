@@ -84,6 +84,7 @@ fn examples() -> Vec<FileConfig> {
             http_request_deadline_ms: Some(1),
             max_tenants: Some(1),
             max_in_memory_bytes: Some(1),
+            max_concurrent_remote_ops: Some(1),
         },
     };
     let mut remote = base.clone();

@@ -8,7 +8,13 @@
 //!   ([`result_label`]);
 //! - `strata_remote_storage_bytes_total{op}`: bytes sent (`put`, `put_file`) and
 //!   received (`get`, `get_to_file`) by successful operations;
-//! - `strata_remote_storage_duration_seconds{op}`: latency of every operation;
+//! - `strata_remote_storage_duration_seconds{op}`: latency of every operation
+//!   (from when it got its slot);
+//! - `strata_remote_storage_in_flight`: operations running now, at most
+//!   `limits.max_concurrent_remote_ops` (the node-wide bound: [`Instrumented`]
+//!   holds the slots; an operation past it waits for one, it is not refused);
+//! - `strata_remote_storage_waits_total`: operations that found every slot taken
+//!   and waited;
 //! - `strata_walredo_requests_total{result}` (`ok`, `error`) and
 //!   `strata_walredo_duration_seconds`: redo requests;
 //! - `strata_walredo_restarts_total`: walredo children killed after a failure
@@ -33,6 +39,8 @@ pub struct IoMetrics {
     remote_ops: IntCounterVec,
     remote_bytes: IntCounterVec,
     remote_latency: HistogramVec,
+    remote_in_flight: IntGauge,
+    remote_waits: prometheus::IntCounter,
     redo_requests: IntCounterVec,
     redo_latency: Histogram,
     pub(crate) walredo_restarts: IntGauge,
@@ -71,6 +79,14 @@ impl IoMetrics {
             ),
             &["op"],
         ));
+        let remote_in_flight = def(IntGauge::new(
+            "strata_remote_storage_in_flight",
+            "Remote storage operations running now (at most limits.max_concurrent_remote_ops)",
+        ));
+        let remote_waits = def(prometheus::IntCounter::new(
+            "strata_remote_storage_waits_total",
+            "Remote storage operations that waited for a slot (limits.max_concurrent_remote_ops)",
+        ));
         let redo_requests = def(IntCounterVec::new(
             Opts::new("strata_walredo_requests_total", "Redo requests by result (ok, error)"),
             &["result"],
@@ -108,6 +124,8 @@ impl IoMetrics {
             Box::new(remote_ops.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(remote_bytes.clone()),
             Box::new(remote_latency.clone()),
+            Box::new(remote_in_flight.clone()),
+            Box::new(remote_waits.clone()),
             Box::new(redo_requests.clone()),
             Box::new(redo_latency.clone()),
             Box::new(walredo_restarts.clone()),
@@ -122,6 +140,8 @@ impl IoMetrics {
             remote_ops,
             remote_bytes,
             remote_latency,
+            remote_in_flight,
+            remote_waits,
             redo_requests,
             redo_latency,
             walredo_restarts,
@@ -181,20 +201,66 @@ fn transfer_label(e: &TransferError) -> &'static str {
     }
 }
 
-/// An adapter whose calls are counted and timed in [`IoMetrics`].
+/// An adapter whose calls are counted and timed in [`IoMetrics`]; for remote
+/// storage, also held to a node-wide number of operations at once (`slots`).
 #[derive(Clone)]
 pub struct Instrumented<T> {
     pub inner: T,
     pub metrics: Arc<IoMetrics>,
+    /// Remote operations allowed at once (`None`: no bound).
+    pub slots: Option<Arc<tokio::sync::Semaphore>>,
+}
+
+impl<T> Instrumented<T> {
+    /// `inner` measured, with no bound on concurrency.
+    pub fn new(inner: T, metrics: Arc<IoMetrics>) -> Self {
+        Instrumented { inner, metrics, slots: None }
+    }
+
+    /// At most `n` remote operations at once; the others wait for a slot.
+    pub fn with_max_concurrent(mut self, n: usize) -> Self {
+        self.slots = Some(Arc::new(tokio::sync::Semaphore::new(n.max(1))));
+        self
+    }
+}
+
+/// A taken slot: the in-flight gauge counts it until it is dropped.
+struct Slot<'a> {
+    _permit: Option<tokio::sync::SemaphorePermit<'a>>,
+    gauge: &'a IntGauge,
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        self.gauge.dec();
+    }
 }
 
 impl<R: RemoteStorage> Instrumented<R> {
+    /// Waits for a slot (counting the wait when every slot is taken).
+    async fn slot(&self) -> Slot<'_> {
+        let permit = match &self.slots {
+            None => None,
+            Some(slots) => match slots.try_acquire() {
+                Ok(permit) => Some(permit),
+                Err(_) => {
+                    self.metrics.remote_waits.inc();
+                    // The semaphore is never closed.
+                    slots.acquire().await.ok()
+                }
+            },
+        };
+        self.metrics.remote_in_flight.inc();
+        Slot { _permit: permit, gauge: &self.metrics.remote_in_flight }
+    }
+
     async fn measure<T>(
         &self,
         op: &'static str,
         bytes: impl Fn(&T) -> u64,
         call: impl Future<Output = Result<T, RemoteError>>,
     ) -> Result<T, RemoteError> {
+        let _slot = self.slot().await;
         let started = Instant::now();
         let result = call.await;
         match &result {
@@ -209,6 +275,7 @@ impl<R: RemoteStorage> Instrumented<R> {
         op: &'static str,
         call: impl Future<Output = Result<u64, TransferError>>,
     ) -> Result<u64, TransferError> {
+        let _slot = self.slot().await;
         let started = Instant::now();
         let result = call.await;
         match &result {
@@ -285,10 +352,8 @@ mod tests {
         let root = camino::Utf8PathBuf::from_path_buf(dir.path().to_owned()).unwrap();
         let registry = Registry::new();
         let metrics = Arc::new(IoMetrics::register(&registry));
-        let remote = Instrumented {
-            inner: strata_adapters::local_fs::LocalFs::new(root),
-            metrics: metrics.clone(),
-        };
+        let remote =
+            Instrumented::new(strata_adapters::local_fs::LocalFs::new(root), metrics.clone());
         let key = RemoteKey::from_listing("tenants/x/obj").unwrap();
         remote.put(&key, vec![7; 10]).await.unwrap();
         assert_eq!(remote.get(&key).await.unwrap().len(), 10);
@@ -306,11 +371,94 @@ mod tests {
         ] {
             assert!(t.contains(line), "{line} missing:\n{t}");
         }
-        let redo = Instrumented { inner: InProcessRedo, metrics: metrics.clone() };
+        let redo = Instrumented::new(InProcessRedo, metrics.clone());
         assert!(redo.redo(b"garbage".to_vec()).await.is_err());
         metrics.observe_process();
         let t = text(&registry);
         assert!(t.contains("strata_walredo_requests_total{result=\"error\"} 1"), "{t}");
         assert!(!t.contains("strata_process_resident_memory_bytes 0"), "{t}");
+    }
+
+    /// A remote whose puts take a while and which records how many ran at once.
+    #[derive(Clone)]
+    struct Slow {
+        inner: strata_adapters::local_fs::LocalFs,
+        now: Arc<std::sync::atomic::AtomicUsize>,
+        most: Arc<std::sync::atomic::AtomicUsize>,
+    }
+
+    impl RemoteStorage for Slow {
+        async fn put(&self, key: &RemoteKey, body: Vec<u8>) -> Result<(), RemoteError> {
+            use std::sync::atomic::Ordering::SeqCst;
+            let running = self.now.fetch_add(1, SeqCst) + 1;
+            self.most.fetch_max(running, SeqCst);
+            tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+            self.now.fetch_sub(1, SeqCst);
+            self.inner.put(key, body).await
+        }
+        async fn get(&self, key: &RemoteKey) -> Result<Vec<u8>, RemoteError> {
+            self.inner.get(key).await
+        }
+        async fn list(&self, prefix: &str) -> Result<Vec<ListedObject>, RemoteError> {
+            self.inner.list(prefix).await
+        }
+        async fn delete_objects(&self, keys: &[RemoteKey]) -> Result<(), RemoteError> {
+            self.inner.delete_objects(keys).await
+        }
+        async fn put_file<C: DownloadCheck>(
+            &self,
+            key: &RemoteKey,
+            path: &Utf8Path,
+            check: C,
+        ) -> Result<u64, TransferError> {
+            self.inner.put_file(key, path, check).await
+        }
+        async fn get_to_file<C: DownloadCheck>(
+            &self,
+            key: &RemoteKey,
+            path: &Utf8Path,
+            check: C,
+        ) -> Result<u64, TransferError> {
+            self.inner.get_to_file(key, path, check).await
+        }
+    }
+
+    /// `limits.max_concurrent_remote_ops`: with two slots, eight puts at once run
+    /// at most two at a time; the others wait (counted) and all complete.
+    #[tokio::test]
+    async fn remote_operations_past_the_bound_wait_for_a_slot_and_are_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = camino::Utf8PathBuf::from_path_buf(dir.path().to_owned()).unwrap();
+        let registry = Registry::new();
+        let metrics = Arc::new(IoMetrics::register(&registry));
+        let slow = Slow {
+            inner: strata_adapters::local_fs::LocalFs::new(root),
+            now: Arc::default(),
+            most: Arc::default(),
+        };
+        let remote = Instrumented::new(slow.clone(), metrics.clone()).with_max_concurrent(2);
+        let puts = (0..8).map(|i| {
+            let remote = remote.clone();
+            tokio::spawn(async move {
+                let key = RemoteKey::from_listing(&format!("tenants/x/obj{i}")).unwrap();
+                remote.put(&key, vec![1; 4]).await
+            })
+        });
+        for put in puts.collect::<Vec<_>>() {
+            put.await.unwrap().unwrap();
+        }
+        assert_eq!(slow.most.load(std::sync::atomic::Ordering::SeqCst), 2);
+        let t = text(&registry);
+        assert!(t.contains("strata_remote_storage_in_flight 0"), "{t}");
+        let waits: u64 = t
+            .lines()
+            .find_map(|l| l.strip_prefix("strata_remote_storage_waits_total "))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap();
+        assert!((6..=8).contains(&waits), "{waits} waits:\n{t}");
+        assert!(
+            t.contains("strata_remote_storage_operations_total{op=\"put\",result=\"ok\"} 8"),
+            "{t}"
+        );
     }
 }

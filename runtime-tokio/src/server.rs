@@ -103,8 +103,9 @@ pub async fn run_pageserver(
     if let NodeRedo::Process(process) = &redo {
         metrics.watch_walredo(process.clone());
     }
-    let remote = Instrumented { inner: remote, metrics: metrics.io.clone() };
-    let redo = Instrumented { inner: redo, metrics: metrics.io.clone() };
+    let remote = Instrumented::new(remote, metrics.io.clone())
+        .with_max_concurrent(config.limits.max_concurrent_remote_ops());
+    let redo = Instrumented::new(redo, metrics.io.clone());
     let adapters = Adapters { disk, remote, store, redo };
     let auth = match &config.auth {
         Some(a) => Some(Arc::new(
