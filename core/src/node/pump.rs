@@ -197,7 +197,15 @@ impl Node {
                     upload.handle_unlink_layers(now, &names)
                 });
             }
-            TimelineEffect::EvictLayer { name } => self.evict_layer(t, tl, name),
+            TimelineEffect::EvictLayer { name } => {
+                // The upload queue says when the file goes: once no upload of it
+                // reads it (LOCAL-READ, cluster seed 3636), with `RemoveLocal`.
+                self.invalidate_layer(t, tl, &name);
+                return self.hand_to_upload_queue(t, tl, "a local removal", |upload| {
+                    upload.handle_remove_local(now, name);
+                    Ok(())
+                });
+            }
             TimelineEffect::FlushDone { .. } => {}
             TimelineEffect::JobWanted { kind } => self.on_job_wanted(t, tl, kind),
             TimelineEffect::JobFinished { kind } => self.on_job_finished(t, tl, kind),
@@ -248,8 +256,9 @@ impl Node {
         )
     }
 
-    /// An evicted layer's local file is removed.
-    fn evict_layer(&mut self, t: TenantId, tl: TimelineId, name: LayerName) {
+    /// An evicted or unlinked layer's local file is removed (the upload queue's
+    /// `RemoveLocal`: no upload of it reads it any more).
+    fn remove_local_layer(&mut self, t: TenantId, tl: TimelineId, name: LayerName) {
         self.invalidate_layer(t, tl, &name);
         let path = io::layer_path(t, tl, &name);
         self.emit_io(
@@ -353,6 +362,7 @@ impl Node {
                 self.answer_deletion_waiters(t, tl, Ok(Response::TimelineDeleting));
             }
             UploadEffect::TimelineDeleted => self.on_timeline_deleted(t, tl),
+            UploadEffect::RemoveLocal { name } => self.remove_local_layer(t, tl, name),
         }
     }
 

@@ -5,11 +5,12 @@
 //! | timeline | `LayerFlushed`, `MetadataDurable` | its upload queue (same input) |
 //! | timeline | `WriteLayer`/`WriteMetadata` | [`Io`] (a layer write invalidates its page-cache entry) |
 //! | timeline | `ReadLayer`/`Redo` | the page cache: a hit completes at once; a miss is an [`Io`] (one per layer however many wait) |
-//! | timeline | `EvictLayer`/`UnlinkLayers` | invalidate the page cache, then as below |
+//! | timeline | `EvictLayer`/`UnlinkLayers` | invalidate the page cache, then as below (`EvictLayer`: the upload queue's `handle_remove_local`) |
 //! | timeline | `DownloadLayer` | `RemoteGetFile` (the adapter writes the local file through core's size + CRC32C check; refused: tried again up to `CORRUPT_DOWNLOAD_ATTEMPTS`, then Broken) |
 //! | timeline | `ReadDone` | reply to the read request |
 //! | upload queue | `UploadLayer` | `RemotePutFile` (the adapter reads the local file) |
 //! | upload queue | `UploadIndex` | `RemotePut` |
+//! | upload queue | `RemoveLocal` | `DiskRemove` of the layer's local file (once no upload of it reads it) |
 //! | upload queue | `HandDeletions`/`CancelDeletion`/`ValidateLsn` | deletion queue |
 //! | upload queue | `Backpressure` | its timeline |
 //! | deletion queue | `Validate` | a control-plane client call (`cp_link.rs`) |

@@ -28,8 +28,12 @@
 //!    the upload queue (`LayerFlushed`, S1 / S-IDX-REF), *then* the inputs leave the
 //!    map, `UnlinkLayers` names them (the upload queue uploads an index without them
 //!    and only then hands their deletion on: S-DEL-AFTER-INDEX), and `EvictLayer`
-//!    removes each input's local file. Effects are delivered in order, so the upload
-//!    queue always hears of the outputs before the unlink (#5635).
+//!    asks for each input's local file to be removed: the upload queue removes it
+//!    once no upload of it is left (an input flushed moments ago may still be
+//!    uploading; removing its file under that upload broke the queue: LOCAL-READ,
+//!    cluster seed 3636). Effects are delivered in order, so the upload queue always
+//!    hears of the outputs before the unlink (#5635), and of the unlink before the
+//!    removal.
 //!
 //! **Crash at each step** (S18). Before the commit: the outputs are local files the
 //! index does not name; start-up removes them, the inputs are untouched and the job

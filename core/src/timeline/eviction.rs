@@ -21,7 +21,9 @@
 //! its [`LayerMeta`](crate::index_part::LayerMeta), generation included, so the
 //! download fetches the object under the generation it was written in.
 //!
-//! `EvictLayer` is fire and forget. If the removal lands after a later download of
+//! `EvictLayer` is fire and forget. The node hands it to the upload queue, which
+//! removes the file once no upload of the layer reads it (LOCAL-READ; for an
+//! uploaded layer that is at once). If the removal lands after a later download of
 //! the same layer, the next read finds the file missing, marks the layer
 //! remote-only and downloads it again: never wrong bytes.
 

@@ -218,7 +218,9 @@ pub enum TimelineEffect {
     UnlinkLayers { names: Vec<LayerName> },
     /// Remove the local file of `name` (fire and forget: a missing file is fine).
     /// The layer is either remote-only now (eviction; it keeps its meta and
-    /// generation, S-GEN-SUFFIX) or gone from the map (after `UnlinkLayers`).
+    /// generation, S-GEN-SUFFIX) or gone from the map (after `UnlinkLayers`). For
+    /// the upload queue (`handle_remove_local`): the file goes once no upload of
+    /// it reads it (LOCAL-READ).
     EvictLayer { name: LayerName },
     /// For the upload queue (`handle_set_metadata`): metadata is durable locally.
     MetadataDurable { metadata: TimelineMetadata },

@@ -216,3 +216,11 @@ fires!(a_stuck_deletion, "is stuck", settled, |q| {
 fires!(an_old_index_not_handed, "old index not handed", settled, |q| {
     q.index_keys.insert(IndexVersion { generation: q.generation, seq: 0 });
 });
+
+#[test]
+#[should_panic(expected = "LOCAL-READ: the removal of")]
+fn a_local_removal_waiting_for_no_upload_fires() {
+    let mut q = settled();
+    q.local_removals.insert(layer(1));
+    q.check_invariants();
+}

@@ -18,7 +18,7 @@ use crate::lsn::Lsn;
 use crate::metadata::TimelineMetadata;
 use crate::remote_path::{RemoteKey, index_key, layer_key, parse_index_key};
 use crate::time::{Instant, WallTime};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 pub const TENANT: TenantId = TenantId([0x11; 16]);
 pub const TIMELINE: TimelineId = TimelineId([0x22; 16]);
@@ -58,6 +58,8 @@ pub struct Pending {
     pub op: OpId,
     pub key: RemoteKey,
     pub obj: Obj,
+    /// A layer upload's layer: it reads the local file until it completes.
+    pub layer: Option<LayerName>,
 }
 
 /// How the driver finishes one upload.
@@ -109,6 +111,8 @@ pub struct Harness {
     pub record_trace: bool,
     /// The newest visible LSN ever published (it must stay durable).
     pub published_visible: Lsn,
+    /// Local layer files: written by [`Harness::add`], removed by `RemoveLocal`.
+    pub local: BTreeSet<LayerName>,
 }
 
 impl Harness {
@@ -153,6 +157,7 @@ impl Harness {
             trace: vec!["> new_timeline gen=1 lsn=0/10".into()],
             record_trace,
             published_visible: Lsn(0),
+            local: BTreeSet::new(),
         };
         h.drain();
         h
@@ -191,8 +196,10 @@ impl Harness {
                 assert!(mode.may_upload(), "S-SINGLE-WRITER: layer upload in {mode:?}");
                 assert_eq!(meta.generation, self.q.generation(), "S-GEN-SUFFIX: {name}");
                 self.note(format!("  {op} UploadLayer {name} size={}", meta.file_size));
+                assert!(self.local.contains(&name), "LOCAL-READ: {name} uploaded from no file");
                 let key = layer_key(TENANT, TIMELINE, &name, meta.generation);
-                self.outstanding.push(Pending { op, key, obj: Obj::Layer(meta) });
+                let layer = Some(name);
+                self.outstanding.push(Pending { op, key, obj: Obj::Layer(meta), layer });
             }
             UploadEffect::UploadIndex { op, version, index } => {
                 assert!(mode.may_upload(), "S-SINGLE-WRITER: index upload in {mode:?}");
@@ -211,7 +218,7 @@ impl Harness {
                     if index.deleted_at.is_some() { " TOMBSTONE" } else { "" }
                 ));
                 let key = index_key(TENANT, TIMELINE, version);
-                self.outstanding.push(Pending { op, key, obj: Obj::Index(index) });
+                self.outstanding.push(Pending { op, key, obj: Obj::Index(index), layer: None });
             }
             UploadEffect::HandDeletions { generation, keys } => {
                 assert_eq!(generation, self.q.generation(), "deletions under a foreign generation");
@@ -264,6 +271,15 @@ impl Harness {
             UploadEffect::TimelineDeleted => {
                 self.note("  TimelineDeleted".into());
                 self.deleted = true;
+            }
+            UploadEffect::RemoveLocal { name } => {
+                self.note(format!("  RemoveLocal {name}"));
+                let read = self.outstanding.iter().any(|p| p.layer.as_ref() == Some(&name));
+                assert!(!read, "LOCAL-READ: {name}'s local file removed under its upload");
+                // This world asks for a removal only after an unlink.
+                let live = self.q.remote_layers().contains_key(&name) && self.q_is_live();
+                assert!(!live, "{name}'s new file removed by a removal asked before its re-add");
+                self.local.remove(&name);
             }
         }
     }
@@ -405,7 +421,9 @@ impl Harness {
         true
     }
 
+    /// Writes layer `i`'s local file, then adds the layer.
     pub fn add(&mut self, i: u64, size: u64) -> Result<(), UploadQueueError> {
+        self.local.insert(layer(i));
         let input = UploadInput::AddLayer { name: layer(i), file_size: size, crc32c: i as u32 };
         self.input(input).map(|_| ())
     }

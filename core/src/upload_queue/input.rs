@@ -42,6 +42,8 @@ pub enum UploadInput {
     DeletionReport(DeletionReport),
     /// `handle_lsn_validation`, from the deletion queue.
     LsnValidation(LsnValidation),
+    /// `handle_remove_local`: the layer's local file is to be removed.
+    RemoveLocal(LayerName),
 }
 
 /// What [`UploadQueue::handle`] answers besides the effects it queues.
@@ -77,6 +79,7 @@ impl UploadQueue {
             UploadInput::Timeout(timer) => self.handle_timeout(now, timer),
             UploadInput::DeletionReport(report) => self.handle_deletion_report(now, report),
             UploadInput::LsnValidation(v) => self.handle_lsn_validation(now, v),
+            UploadInput::RemoveLocal(name) => self.handle_remove_local(now, name),
         }
         Ok(UploadOutput::Done)
     }

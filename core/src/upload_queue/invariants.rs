@@ -96,6 +96,7 @@ impl UploadQueue {
             assert_eq!(self.mode, AttachMode::Single, "deleting outside Single");
             assert!(self.layers.is_empty(), "deleting with a layer set");
         }
+        self.check_local_removals();
         self.check_progress();
     }
 

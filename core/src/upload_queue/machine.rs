@@ -140,6 +140,8 @@ pub struct UploadQueue {
     pub(super) listing: ListState,
     pub(super) listing_failures: u32,
     pub(super) dropped_on_stop: u64,
+    /// Local files to remove once no upload of theirs is left (`local_files.rs`).
+    pub(super) local_removals: BTreeSet<LayerName>,
     pub(super) effects: VecDeque<UploadEffect>,
 }
 
@@ -186,6 +188,7 @@ impl UploadQueue {
             listing: ListState::Idle,
             listing_failures: 0,
             dropped_on_stop: 0,
+            local_removals: BTreeSet::new(),
             effects: VecDeque::new(),
         }
     }
@@ -273,6 +276,8 @@ impl UploadQueue {
         }
         self.layers.insert(name.clone(), meta);
         self.held_bytes += file_size;
+        // Its file was written again: a removal still waiting was for the old copy.
+        self.local_removals.remove(&name);
         // A deletion of this very key that has not left the machine is taken back.
         self.waiting_deletions.remove(&(name.clone(), self.generation));
         let key = layer_key(self.tenant, self.timeline, &name, self.generation);

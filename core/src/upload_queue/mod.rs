@@ -34,14 +34,16 @@
 //! `handle_delete_timeline`, `handle_mode_changed`, `handle_stop`,
 //! `handle_completion` (by [`OpId`]: ok / transient / operator-fixable / permanent), `handle_listing`
 //! (the answer to `ListTimeline`), `handle_timeout`, `handle_deletion_report` and
-//! `handle_lsn_validation` (from the deletion queue).
+//! `handle_lsn_validation` (from the deletion queue), `handle_remove_local` (a layer's
+//! local file is to be removed: eviction, or an unlink by compaction or GC).
 //!
 //! # Effects ([`UploadEffect`])
 //! `UploadLayer`, `UploadIndex`, `ListTimeline` (driver work, completed by
 //! `OpId`); `HandDeletions`,
 //! `CancelDeletion`, `ValidateLsn` (routed to the deletion queue by the node
 //! composite); `BarrierReached`, `LsnAdvanced`, `Backpressure`, `Broken`,
-//! `DeletionAborted`, `TimelineDeleted` (for the timeline). Retry timers are not
+//! `DeletionAborted`, `TimelineDeleted` (for the timeline); `RemoveLocal` (a local
+//! layer file no upload reads any more: the driver removes it). Retry timers are not
 //! effects: [`UploadQueue::poll_timeout`] says when to call `handle_timeout`, and
 //! [`UploadQueue::timers`] lists each with its [`TimerReason`].
 //!
@@ -70,6 +72,10 @@
 //!   first re-published under the new generation (see [`UploadQueue::recover`]).
 //! - **S-SINGLE-WRITER**: `Stale`/`Emergency` upload nothing; `Multi` and
 //!   `Stale`/`Emergency` hand on no deletions (they are kept until `Single`).
+//! - **LOCAL-READ**: a layer's local file is removed (`RemoveLocal`) only while no
+//!   upload of that layer is queued, held or in flight: an upload reads the file
+//!   when it runs, and a layer unlinked while its upload is in flight keeps its file
+//!   until that upload ends (`local_files.rs`; cluster seed 3636).
 //! - Queued work always has something in flight, a timer set, a deletion report
 //!   awaited, or a mode that holds it.
 //!
@@ -99,15 +105,19 @@
 //! - During an index upload: the old index or the new one is the newest; both only
 //!   name layers that were durable before the upload started.
 //! - After an unlink: the layer stays until the deletion queue (which persists its
-//!   lists) deletes it; a durable index never names a deleted layer.
+//!   lists) deletes it; a durable index never names a deleted layer. Its local file
+//!   stays until no upload of it is left; a crash before its `RemoveLocal` leaves the
+//!   file to start-up (kept if the loaded index names the layer, else removed).
 //! - During timeline deletion: the tombstone is written first and deleted last, so
 //!   while any object of the timeline exists the newest index is the tombstone and
 //!   no older index can come back; a restart recovers into `Tombstoned`.
 //! - Not prevented (leaks, never a wrong read): a layer or index PUT given up on
 //!   that lands after its key was deleted, or after the whole timeline was deleted.
 //!
-//! There is no local file and no fsync here; a failed upload is a remote failure
-//! ([`IoError`](crate::io_error::IoError), retried unless `Permanent` or
+//! Nothing here writes a local file or fsyncs; the one local thing decided here is
+//! when a layer's file may be removed (LOCAL-READ; a removal lost in a crash leaves
+//! a file that start-up keeps if the index names it, else removes). A failed
+//! upload is a remote failure ([`IoError`](crate::io_error::IoError), retried unless `Permanent` or
 //! `Corrupt`: [`IoErrorKind::is_retried_remotely`](crate::io_error::IoErrorKind::is_retried_remotely)): transient, or refused for a reason an operator can fix
 //! (access denied, bad credentials, a missing bucket): retried with capped
 //! exponential backoff (`backoff_base_ms` doubling up to `backoff_max_ms`),
@@ -121,6 +131,7 @@
 mod completions;
 mod input;
 mod invariants;
+mod local_files;
 mod machine;
 mod pump;
 mod types;

@@ -109,7 +109,11 @@ pub fn apply(h: &mut Harness, m: &mut Model, s: Step) {
                 let name = layer(u64::from(i));
                 let r = h.input(UploadInput::UnlinkLayers(vec![name.clone()])).map(|_| ());
                 match m.layers.remove(&name) {
-                    Some(_) => r.expect("unlink"),
+                    Some(_) => {
+                        r.expect("unlink");
+                        // As the timeline does: the local file goes after the unlink.
+                        h.input(UploadInput::RemoveLocal(name)).expect("always taken");
+                    }
                     None => assert_eq!(r, Err(UploadQueueError::UnknownLayer(name))),
                 }
             }

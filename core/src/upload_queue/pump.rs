@@ -119,6 +119,7 @@ impl UploadQueue {
             self.release_barriers();
         }
         self.update_backpressure();
+        self.release_local_removals();
     }
 
     /// Leaves for `Stopped`: queued work and deletions not yet handed are dropped.

@@ -155,6 +155,76 @@ fn unlinked_layer_in_flight_is_deleted_only_after_its_upload_finishes() {
     assert!(h.handed.iter().any(|x| x.key == key));
 }
 
+/// LOCAL-READ (cluster seed 3636): compaction unlinked a layer whose upload was in
+/// flight and asked for its local file to be removed at once. The removal waits
+/// until the upload ends (here: it succeeds, reading the file), so the upload never
+/// meets a missing file and the queue stays Active; the layer is deleted after.
+#[test]
+fn the_local_file_of_a_layer_unlinked_during_its_upload_is_removed_after_the_upload() {
+    let mut h = started();
+    h.add(1, 10).unwrap();
+    h.step(|q, now| q.handle_unlink_layers(now, &[layer(1)])).unwrap();
+    h.input(UploadInput::RemoveLocal(layer(1))).unwrap();
+    assert!(h.local.contains(&layer(1)), "removed under its upload");
+    assert_eq!(h.q.local_removals_waiting(), 1);
+    let i = h.names().iter().position(|n| !n.starts_with("index")).expect("the layer upload");
+    h.complete(i, Finish::Ok);
+    assert!(!h.local.contains(&layer(1)), "not removed once the upload ended");
+    assert_eq!(h.q.local_removals_waiting(), 0);
+    h.settle();
+    assert_eq!(h.q.state(), &QueueState::Active);
+    let key = layer_key(TENANT, TIMELINE, &layer(1), gen_(1));
+    assert!(!h.store.contains_key(&key), "the unlinked layer is deleted after");
+}
+
+/// The upload of an unlinked layer ends in every way (a failure is not retried) or
+/// is dropped by a stop; each releases the waiting removal. A layer with no upload
+/// left (queued only: the unlink dropped it) is removed at once.
+#[test]
+fn a_waiting_local_removal_goes_when_the_upload_ends_in_any_way() {
+    for how in [Finish::Transient, Finish::LostResponse, Finish::Permanent, Finish::Failed(3)] {
+        let mut h = started();
+        h.add(1, 10).unwrap();
+        h.step(|q, now| q.handle_unlink_layers(now, &[layer(1)])).unwrap();
+        h.input(UploadInput::RemoveLocal(layer(1))).unwrap();
+        assert!(h.local.contains(&layer(1)), "{how:?}: removed under its upload");
+        let i = h.names().iter().position(|n| !n.starts_with("index")).expect("the layer upload");
+        h.complete(i, how);
+        assert!(!h.local.contains(&layer(1)), "{how:?}: the removal still waits");
+    }
+    let mut h = started();
+    for i in 1..=3 {
+        h.add(i, 10).unwrap(); // the concurrency is 2: layer 3 is queued
+    }
+    h.step(|q, now| q.handle_unlink_layers(now, &[layer(2), layer(3)])).unwrap();
+    h.input(UploadInput::RemoveLocal(layer(3))).unwrap();
+    assert!(!h.local.contains(&layer(3)), "a dropped queued upload held the removal");
+    h.input(UploadInput::RemoveLocal(layer(2))).unwrap();
+    h.input(UploadInput::Stop).unwrap();
+    assert!(h.local.contains(&layer(2)), "a stop does not end an upload in flight");
+    while !h.outstanding.is_empty() {
+        h.complete(0, Finish::Ok);
+    }
+    assert!(!h.local.contains(&layer(2)), "the stopped queue's upload ended, no removal");
+    assert_eq!(h.q.local_removals_waiting(), 0);
+}
+
+/// A layer unlinked during its upload, its removal waiting, then added again (its
+/// file written again): the waiting removal was for the old copy and is dropped,
+/// so the re-added layer keeps its file.
+#[test]
+fn a_re_added_layer_keeps_the_file_a_waiting_removal_was_asked_for() {
+    let mut h = started();
+    h.add(1, 10).unwrap();
+    h.step(|q, now| q.handle_unlink_layers(now, &[layer(1)])).unwrap();
+    h.input(UploadInput::RemoveLocal(layer(1))).unwrap();
+    h.add(1, 10).unwrap();
+    assert_eq!(h.q.local_removals_waiting(), 0);
+    h.settle();
+    assert!(h.local.contains(&layer(1)), "the re-added layer lost its file");
+    assert!(h.q.remote_layers().contains_key(&layer(1)));
+}
+
 #[test]
 fn re_added_key_whose_deletion_has_not_left_is_taken_back() {
     let mut h = started();

@@ -155,6 +155,11 @@ pub enum UploadEffect {
     /// survives a crash (start-up resumes it).
     TombstoneDurable,
     TimelineDeleted,
+    /// Remove the layer's local file: no upload of it reads it any more (asked for
+    /// by `handle_remove_local`; `local_files.rs`).
+    RemoveLocal {
+        name: LayerName,
+    },
 }
 
 /// Where timeline deletion stands.

@@ -3,6 +3,7 @@
 
 use super::deletion::wait_deleted;
 use super::*;
+use crate::layer_name::LayerName;
 
 /// A remote directory made read-only (EACCES on every PUT and DELETE) used to break
 /// the timeline for good: ingest and reads answered 500 even after the directory
@@ -129,6 +130,60 @@ fn a_layer_upload_whose_local_file_is_gone_is_permanent() {
         }
         Err(ApiError::Internal(m)) => assert!(m.contains("broken"), "{m}"),
         other => panic!("{other:?}"),
+    }
+}
+
+/// Cluster seed 3636 (LOCAL-READ): layer uploads are slow (held in flight) when
+/// compaction replaces their layers and asks for the local files to be removed.
+/// Each removal waits for its upload: the uploads read whole files, the timeline
+/// stays Active, everything ingested becomes visible, and the replaced layers'
+/// files are removed after. Before, the files were removed at once, an upload found
+/// none (a permanent error) and the timeline was Broken for good.
+#[test]
+fn compaction_of_layers_whose_uploads_are_in_flight_keeps_their_files_for_them() {
+    let mut c = config();
+    c.timeline.compaction_threshold_layers = 2;
+    c.timeline.checkpoint_distance_bytes = 256;
+    let mut h = Harness::start(World::default(), c);
+    tenant_with_data(&mut h);
+    let prefix = crate::remote_path::timeline_prefix(T, TL);
+    h.hold = Some(Box::new(
+        move |io| matches!(io, Io::RemotePutFile { key, .. } if key.as_str().starts_with(&prefix)),
+    ));
+    let mut last = Lsn(0);
+    for round in 0..4 {
+        let batch = records(2_000 + round * 400, 50);
+        last = batch.last().unwrap().lsn;
+        h.call(Request::Ingest { tenant: T, timeline: TL, records: batch }).unwrap();
+        h.run_for(5_000);
+    }
+    h.hold = None;
+    let held: Vec<LayerName> = h
+        .held_io
+        .iter()
+        .filter_map(|(_, io)| match io {
+            Io::RemotePutFile { path, .. } => path.file_name()?.parse().ok(),
+            _ => None,
+        })
+        .collect();
+    let tl = &h.node.tenants[&T].timelines[&TL].timeline;
+    let replaced: Vec<LayerName> = held.into_iter().filter(|n| tl.layer(n).is_none()).collect();
+    assert!(!replaced.is_empty(), "no layer was compacted away under its upload");
+    for name in &replaced {
+        let path = crate::node::io::layer_path(T, TL, name);
+        assert!(h.world.files.contains_key(&path), "{name} removed under its upload");
+    }
+
+    for (op, io) in std::mem::take(&mut h.held_io) {
+        let result = h.world.execute(io);
+        h.node.handle_io(h.now, WallTime(h.now.0), op, result);
+        h.settle();
+    }
+    wait_visible(&mut h, last);
+    assert_eq!(info(&mut h).state, "Active");
+    for name in &replaced {
+        let path = crate::node::io::layer_path(T, TL, name);
+        assert!(!h.world.files.contains_key(&path), "{name}'s file outlived its upload");
     }
 }
 
