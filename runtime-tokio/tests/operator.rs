@@ -442,16 +442,9 @@ fn json_logs_carry_one_access_line_per_request_with_its_id_tenant_and_timeline()
 #[test]
 fn past_the_concurrency_limit_or_the_deadline_a_request_gets_503_with_retry_after() {
     let dir = tempfile::tempdir().unwrap();
-    let (_node, base) = serve(dir.path(), |c| {
-        c.args(["-c", "limits.max_concurrent_http_requests=1"])
-            .args(["-c", "limits.http_request_deadline_ms=1500"]);
-    });
-    let r =
-        agent().post(format!("{base}/v1/tenant")).send_json(serde_json::json!({"tenant_id": A}));
-    assert_eq!(r.unwrap().status().as_u16(), 201);
-    let timeline = format!("{base}/v1/tenant/{A}/timeline");
-    let r = agent().post(&timeline).send_json(serde_json::json!({"timeline_id": TIMELINE}));
-    assert_eq!(r.unwrap().status().as_u16(), 201);
+    let overrides =
+        ["limits.max_concurrent_http_requests=1", "limits.http_request_deadline_ms=1500"];
+    let (_node, base, timeline) = serve_with_timeline(dir.path(), &overrides);
     // A read at an LSN not ingested waits (read_wait_timeout_ms, 5 s): it holds the
     // one slot until the deadline cuts it.
     let slow_url =
@@ -519,24 +512,14 @@ fn past_the_tenant_limit_a_create_or_attach_gets_503_with_retry_after() {
     // Once A left, B fits.
     assert_eq!(attach(A, "Detached").unwrap().status().as_u16(), 200);
     assert_eq!(create(B).unwrap().status().as_u16(), 201);
-    let text =
-        agent().get(format!("{base}/metrics")).call().unwrap().body_mut().read_to_string().unwrap();
-    let line = "strata_http_limit_hits_total{limit=\"tenants\"} 2";
-    assert!(text.contains(line), "{line} missing:\n{text}");
+    assert_eq!(metric(&base, "strata_http_limit_hits_total{limit=\"tenants\"}"), 2);
 }
 
 #[test]
 fn past_the_node_memory_bound_new_records_get_503_with_retry_after() {
     let dir = tempfile::tempdir().unwrap();
-    let (_node, base) = serve(dir.path(), |c| {
-        c.args(["-c", "limits.max_in_memory_bytes=1"]);
-    });
-    let r =
-        agent().post(format!("{base}/v1/tenant")).send_json(serde_json::json!({"tenant_id": A}));
-    assert_eq!(r.unwrap().status().as_u16(), 201);
-    let timeline = format!("{base}/v1/tenant/{A}/timeline");
-    let r = agent().post(&timeline).send_json(serde_json::json!({"timeline_id": TIMELINE}));
-    assert_eq!(r.unwrap().status().as_u16(), 201);
+    let (_node, base, timeline) =
+        serve_with_timeline(dir.path(), &["limits.max_in_memory_bytes=1"]);
     let ingest = |lsn: &str| {
         agent().post(format!("{timeline}/{TIMELINE}/ingest")).send_json(serde_json::json!(
             {"records": [{"key": "0000000000000001", "lsn": lsn, "record": {"image": "AB"}}]}
@@ -551,14 +534,34 @@ fn past_the_node_memory_bound_new_records_get_503_with_retry_after() {
     assert!(body["msg"].as_str().unwrap().contains("max_in_memory_bytes"), "{body}");
     // A re-send of what the timeline has is not refused.
     assert_eq!(ingest("0/10").unwrap().status().as_u16(), 200);
+    assert!(metric(&base, "strata_http_limit_hits_total{limit=\"memory\"}") >= 1);
+    metric(&base, "strata_node_in_memory_bytes");
+}
+
+/// A node serving with a `-c` per override, tenant A and its timeline created;
+/// the timelines' URL.
+fn serve_with_timeline(dir: &Path, overrides: &[&str]) -> (Killed, String, String) {
+    let (node, base) = serve(dir, |c| {
+        for o in overrides {
+            c.args(["-c", o]);
+        }
+    });
+    let r =
+        agent().post(format!("{base}/v1/tenant")).send_json(serde_json::json!({"tenant_id": A}));
+    assert_eq!(r.unwrap().status().as_u16(), 201);
+    let timeline = format!("{base}/v1/tenant/{A}/timeline");
+    let r = agent().post(&timeline).send_json(serde_json::json!({"timeline_id": TIMELINE}));
+    assert_eq!(r.unwrap().status().as_u16(), 201);
+    (node, base, timeline)
+}
+
+/// The value of the sample `name` (labels included) in `/metrics`.
+fn metric(base: &str, name: &str) -> u64 {
     let text =
         agent().get(format!("{base}/metrics")).call().unwrap().body_mut().read_to_string().unwrap();
-    let line = "strata_http_limit_hits_total{limit=\"memory\"} ";
-    let hits: u64 = text
-        .lines()
-        .find_map(|l| l.strip_prefix(line))
+    let prefix = format!("{name} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
         .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("{line} missing:\n{text}"));
-    assert!(hits >= 1, "{hits}");
-    assert!(text.contains("strata_node_in_memory_bytes "), "{text}");
+        .unwrap_or_else(|| panic!("{name} missing:\n{text}"))
 }

@@ -115,14 +115,23 @@ use std::collections::{BTreeMap, VecDeque};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Step {
     ObserveDestination,
-    AttachDestination { at_least: Generation },
+    /// `convert`: D was seen attached above the origin's generation in another
+    /// mode, so the call changes its mode (not attach-only).
+    AttachDestination {
+        at_least: Generation,
+        convert: bool,
+    },
     ObserveOrigin,
-    StaleOrigin { generation: Generation },
+    StaleOrigin {
+        generation: Generation,
+    },
     ObserveStaleOrigin,
     ObserveCatchUp,
     DemoteOrigin,
     ObserveFinal,
-    FinalizeDestination { generation: Option<Generation> },
+    FinalizeDestination {
+        generation: Option<Generation>,
+    },
 }
 
 /// What a migration waits for: exactly one thing.

@@ -74,11 +74,12 @@ impl MigrationReconciler {
             | Step::ObserveStaleOrigin
             | Step::ObserveCatchUp
             | Step::ObserveFinal => NodeCall::Status,
-            Step::AttachDestination { at_least } => {
-                // Attach only: delivered late, after D became AttachedSingle at this
-                // generation, it leaves D as it is.
+            Step::AttachDestination { at_least, convert } => {
+                // Attach only, unless D was seen attached in another mode: delivered
+                // late, after D became AttachedSingle at this generation, an
+                // attach-only call leaves D as it is.
                 let request = LocationRequest::new(RequestedMode::AttachedMulti, Some(at_least));
-                NodeCall::LocationConfig(LocationRequest { attach_only: true, ..request })
+                NodeCall::LocationConfig(LocationRequest { attach_only: !convert, ..request })
             }
             Step::StaleOrigin { generation } => lc(RequestedMode::AttachedStale, Some(generation)),
             Step::DemoteOrigin => {
@@ -209,11 +210,13 @@ impl MigrationReconciler {
                     self.advance(tenant, Phase::StaleOrigin { destination_generation: g });
                 }
                 Some((_, g)) if g > og => {
-                    self.run_step(now, tenant, Step::AttachDestination { at_least: g })
+                    let step = Step::AttachDestination { at_least: g, convert: true };
+                    self.run_step(now, tenant, step)
                 }
                 _ => {
                     let at_least = og.next().unwrap_or(og);
-                    self.run_step(now, tenant, Step::AttachDestination { at_least });
+                    let step = Step::AttachDestination { at_least, convert: false };
+                    self.run_step(now, tenant, step);
                 }
             },
             (Step::AttachDestination { .. }, NodeAnswer::Placed(p)) => match attached(&p) {

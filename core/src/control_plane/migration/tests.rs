@@ -431,6 +431,32 @@ fn a_late_demotion_does_not_undo_a_later_attach() {
     w.check_finished();
 }
 
+/// A destination seen attached in another mode above the origin's generation (a
+/// restart loaded it so) is converted, not attached-only: the call changes its
+/// mode to AttachedMulti, and the migration goes on (the 20-migration e2e found an
+/// attach-only call retried for ever against an AttachedSingle destination).
+#[test]
+fn a_destination_seen_single_is_converted_to_multi_not_attached_only() {
+    let mut w = World::new();
+    w.start(OriginAfter::SecondaryWarm);
+    w.deliver_persist(0, true, Some(true));
+    w.nodes.get_mut(&D).unwrap().placement =
+        Placement::Located(LocationMode::AttachedSingle { generation: g(4) });
+    w.table = (g(4), Some(D));
+    w.deliver_call(0, false); // observe D: Single at 4
+    let (_, node, call) = &w.calls[0];
+    assert_eq!(*node, D);
+    let NodeCall::LocationConfig(request) = call else { panic!("{call:?}") };
+    assert!(!request.attach_only, "{request:?}");
+    w.deliver_call(0, false);
+    assert_eq!(
+        w.nodes[&D].placement,
+        Placement::Located(LocationMode::AttachedMulti { generation: g(4) })
+    );
+    w.settle(1000);
+    w.check_finished();
+}
+
 /// Checks that can fail: each check of [`MigrationReconciler::check_invariants`]
 /// fires on a state that breaks it. The fixtures pass every check (the world runs
 /// them after every input); each test breaks one rule.

@@ -41,6 +41,12 @@ impl Node {
             return;
         }
         let mode = match self.startup.configs.get(&rt.tenant).map(|c| c.mode) {
+            // A migration's destination never loads AttachedSingle on its own, whatever
+            // its config says (a kill before the attach wrote it leaves Secondary):
+            // the reconciler makes it Single once the origin is demoted.
+            _ if rt.migration_destination => {
+                LocationMode::AttachedMulti { generation: rt.generation }
+            }
             Some(LocationMode::AttachedMulti { .. }) => {
                 LocationMode::AttachedMulti { generation: rt.generation }
             }
@@ -48,11 +54,6 @@ impl Node {
                 LocationMode::AttachedStale { generation: rt.generation }
             }
             Some(_) => LocationMode::AttachedSingle { generation: rt.generation },
-            // No config (the node stopped before its location_config wrote one):
-            // the mode the control plane says, never Single for a destination.
-            None if rt.migration_destination => {
-                LocationMode::AttachedMulti { generation: rt.generation }
-            }
             None => LocationMode::AttachedSingle { generation: rt.generation },
         };
         let tenant_conf =

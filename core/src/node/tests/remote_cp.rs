@@ -87,3 +87,27 @@ fn a_destination_re_attached_without_a_config_loads_attached_multi() {
     let generation = h.world.store[&T].generation;
     assert_eq!(h.node.tenants[&T].mode, LocationMode::AttachedSingle { generation });
 }
+
+/// A destination killed before its attach rewrote its config still has the
+/// Secondary one it held before the migration; re-attached as the migration's
+/// destination, it loads AttachedMulti, never AttachedSingle (the 20-migration e2e
+/// found it loading Single, which an attach-only call then kept).
+#[test]
+fn a_destination_re_attached_with_a_secondary_config_loads_attached_multi() {
+    use crate::location_conf::{LocationConf, LocationMode};
+    let (h, last, want) = ingested_then_shut_down();
+    let mut world = h.world;
+    let path = crate::node::io::location_conf_path(T);
+    let secondary = LocationConf {
+        mode: LocationMode::Secondary { warm: true },
+        tenant_conf: Default::default(),
+    };
+    world.files.insert(path.clone(), secondary.to_toml().into_bytes());
+    world.migrating_here.insert(T);
+    let mut h = start_active(world);
+    let generation = h.world.store[&T].generation;
+    assert_eq!(h.node.tenants[&T].mode, LocationMode::AttachedMulti { generation });
+    let conf = String::from_utf8(h.world.files[&path].clone()).unwrap();
+    assert!(conf.contains("AttachedMulti"), "{conf}");
+    assert_eq!(read(&mut h, 3, last), want);
+}
