@@ -102,6 +102,15 @@ impl Node {
         let Some(Emergency::ReAttaching { failures, since }) = self.emergency.clone() else {
             return;
         };
+        if self.phase != NodePhase::Active {
+            // A shutdown began while the retry was out: leaving emergency mode would
+            // start the node over and drop the shutdown (found by the `tenant` fuzz
+            // target: `a_re_attach_answered_during_a_shutdown_does_not_restart_the_node`).
+            // The generations it bumped are bumped again at the next start.
+            let at = self.now;
+            self.emergency = Some(Emergency::Waiting { at, failures, since });
+            return;
+        }
         match reply {
             Ok(ControlPlaneReply::ReAttached { tenants }) => {
                 tracing::info!(
