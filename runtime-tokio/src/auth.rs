@@ -9,6 +9,7 @@
 //! |---|---|
 //! | `scope` | `"admin"`: every route; `"tenant"`: only the routes of its tenant's timelines |
 //! | `tenant_id` | with `"tenant"`: the one tenant the token may touch (32 hex digits) |
+//! | `node_id` | with `"node"`: the node the token speaks for, on the control plane's node-facing API (`control/service.rs`); a node token opens nothing on a node's own API |
 //! | `exp` | expiry, seconds since the Unix epoch (required; accepted up to [`LEEWAY_SECS`] late for clock skew) |
 //!
 //! What each route needs ([`needed`]): `GET /v1/status`, `GET /metrics` and
@@ -25,7 +26,8 @@
 //! `listen_http` is a loopback address (`FileConfig::validate`).
 //!
 //! `strata token new-key FILE` writes a key; `strata token mint --key-file FILE
-//! --scope admin|tenant [--tenant T] [--ttl-secs N]` prints a token ([`mint`]).
+//! --scope admin|tenant|node [--tenant T] [--node N] [--ttl-secs N]` prints a token
+//! ([`mint`]).
 
 use crate::http::Rejected;
 use axum::extract::{Request, State};
@@ -53,6 +55,9 @@ pub enum Scope {
     Admin,
     /// The routes of one tenant's timelines (`tenant_id`).
     Tenant,
+    /// The control plane's node-facing API as one node (`node_id`): re-attach,
+    /// attach and detach for that node, and validate. Nothing on a node's own API.
+    Node,
 }
 
 /// A token's claims.
@@ -61,6 +66,9 @@ pub struct Claims {
     pub scope: Scope,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tenant_id: Option<TenantId>,
+    /// With `"node"`: the one node the token speaks for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_id: Option<u64>,
     /// Seconds since the Unix epoch.
     pub exp: u64,
 }
@@ -73,11 +81,13 @@ pub enum AuthError {
     ShortKey { path: String, len: usize },
     #[error("no auth key configured")]
     NoKeys,
-    #[error("a tenant-scoped token needs a tenant id (and an admin token none)")]
+    #[error(
+        "a tenant-scoped token needs a tenant id, a node-scoped one a node id, an admin token neither"
+    )]
     ScopeTenantMismatch,
     #[error("{0}")]
     Jwt(#[from] jsonwebtoken::errors::Error),
-    #[error("unknown scope {0:?}: admin or tenant")]
+    #[error("unknown scope {0:?}: admin, tenant or node")]
     UnknownScope(String),
     #[error("--tenant: {0}")]
     BadTenant(String),
@@ -165,31 +175,37 @@ pub fn write_new_key(path: &Utf8Path) -> Result<(), AuthError> {
 
 /// A token with `claims`, signed with `secret`.
 pub fn mint(secret: &[u8], claims: &Claims) -> Result<String, AuthError> {
-    if (claims.scope == Scope::Tenant) != claims.tenant_id.is_some() {
+    if (claims.scope == Scope::Tenant) != claims.tenant_id.is_some()
+        || (claims.scope == Scope::Node) != claims.node_id.is_some()
+    {
         return Err(AuthError::ScopeTenantMismatch);
     }
     let key = EncodingKey::from_secret(secret)?;
     Ok(jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &key)?)
 }
 
-/// `strata token mint`: a token for `scope` (`admin` or `tenant`, with `tenant`)
+/// `strata token mint`: a token for `scope` (`admin`; `tenant`, with `tenant`;
+/// `node`, with `node_id`)
 /// valid for `ttl_secs`, signed with the key in `key_file`.
 pub fn mint_with_key_file(
     key_file: &Utf8Path,
     scope: &str,
     tenant: Option<&str>,
+    node_id: Option<u64>,
     ttl_secs: u64,
 ) -> Result<String, AuthError> {
     let scope = match scope {
         "admin" => Scope::Admin,
         "tenant" => Scope::Tenant,
+        "node" => Scope::Node,
         other => return Err(AuthError::UnknownScope(other.to_string())),
     };
     let tenant_id = match tenant {
         Some(t) => Some(t.parse().map_err(|e| AuthError::BadTenant(format!("{e}")))?),
         None => None,
     };
-    let claims = Claims { scope, tenant_id, exp: now_secs().saturating_add(ttl_secs) };
+    let exp = now_secs().saturating_add(ttl_secs);
+    let claims = Claims { scope, tenant_id, node_id, exp };
     mint(&read_key(key_file)?, &claims)
 }
 
@@ -225,7 +241,7 @@ fn allows(claims: &Claims, needed: &Needed<'_>) -> bool {
         (Scope::Tenant, Needed::Tenant(segment)) => {
             claims.tenant_id.is_some_and(|t| t.to_string() == *segment)
         }
-        (Scope::Tenant, Needed::Admin) => false,
+        (Scope::Tenant, Needed::Admin) | (Scope::Node, _) => false,
     }
 }
 
@@ -275,7 +291,7 @@ mod tests {
     const A: &str = "0000000000000000000000000000000a";
 
     fn claims(scope: Scope, tenant: Option<&str>, exp: u64) -> Claims {
-        Claims { scope, tenant_id: tenant.map(|t| t.parse().unwrap()), exp }
+        Claims { scope, tenant_id: tenant.map(|t| t.parse().unwrap()), node_id: None, exp }
     }
 
     #[test]
@@ -300,6 +316,13 @@ mod tests {
         assert!(!allows(&t, &Needed::Admin));
         let admin = claims(Scope::Admin, None, 0);
         assert!(allows(&admin, &Needed::Tenant(A)) && allows(&admin, &Needed::Admin));
+        // A node token is for the control plane: nothing on a node's own API.
+        let node = Claims { node_id: Some(1), ..claims(Scope::Node, None, 0) };
+        assert!(!allows(&node, &Needed::Tenant(A)) && !allows(&node, &Needed::Admin));
+        assert!(
+            mint(SECRET, &claims(Scope::Node, None, 1)).is_err(),
+            "a node token names its node"
+        );
     }
 
     #[test]

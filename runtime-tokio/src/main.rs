@@ -4,13 +4,13 @@
 //!   defaults (local-directory remote storage, SQLite control plane) into DIR.
 //! - `strata pageserver --config FILE [-c KEY=VALUE]… [--rebuild-generations]
 //!   [--print-config]`: run a node (or print its effective configuration).
-//! - `strata control --listen ADDR --db sqlite:PATH [--token T]`: run the control
-//!   plane service (`strata_runtime_tokio::control`).
+//! - `strata control --listen ADDR --db sqlite:PATH [--token T | --key-file K…]`:
+//!   run the control plane service (`strata_runtime_tokio::control`).
 //! - `strata ctl [--url URL] [--token T] node register ID ADDRESS | node list |
 //!   tenant create TENANT --node ID | tenant list`: its admin API.
-//! - `strata token new-key FILE | mint --key-file FILE --scope admin|tenant
-//!   [--tenant T] [--ttl-secs N]`: keys and bearer tokens for the node's API
-//!   (`strata_runtime_tokio::auth`).
+//! - `strata token new-key FILE | mint --key-file FILE --scope admin|tenant|node
+//!   [--tenant T] [--node N] [--ttl-secs N]`: keys and bearer tokens for the
+//!   node's API and the control plane's (`strata_runtime_tokio::auth`).
 //! - `strata scrub (--remote DIR|s3://BUCKET[/PREFIX] | --config FILE) [--tenant T]
 //!   [--deep] [--json] [--purge --older-than DURATION [--yes]]`: check remote
 //!   storage against its indexes (`strata_runtime_tokio::scrub`).
@@ -77,9 +77,15 @@ mod cli {
             /// The store: sqlite:PATH (created if missing).
             #[arg(long)]
             db: String,
-            /// A bearer token every request must carry.
-            #[arg(long)]
+            /// A static bearer token every request must carry (superseded by
+            /// --key-file).
+            #[arg(long, conflicts_with = "key_file")]
             token: Option<String>,
+            /// A file holding an HS256 key (`strata token new-key`); repeat to
+            /// rotate. Requests then carry a JWT: admin scope for the admin API,
+            /// admin or node scope (for its own node) for the node-facing API.
+            #[arg(long)]
+            key_file: Vec<Utf8PathBuf>,
         },
         /// Keys and bearer tokens for the node's HTTP API.
         Token {
@@ -110,11 +116,14 @@ mod cli {
         Mint {
             #[arg(long)]
             key_file: Utf8PathBuf,
-            /// admin (every route) or tenant (one tenant's timelines: --tenant).
+            /// admin (every route), tenant (one tenant's timelines: --tenant) or
+            /// node (the control plane's node-facing API as one node: --node).
             #[arg(long)]
             scope: String,
             #[arg(long)]
             tenant: Option<String>,
+            #[arg(long)]
+            node: Option<u64>,
             /// How long the token is valid.
             #[arg(long, default_value_t = 3600)]
             ttl_secs: u64,
@@ -187,7 +196,9 @@ mod cli {
             Command::Init { dir, force } => init(&dir, force),
             Command::Token { verb } => token(verb),
             Command::Scrub(args) => strata_runtime_tokio::scrub::run(&args),
-            Command::Control { listen, db, token } => control(&listen, &db, token),
+            Command::Control { listen, db, token, key_file } => {
+                control(&listen, &db, token, &key_file)
+            }
             Command::Ctl { url, token, what } => {
                 use strata_runtime_tokio::control::ctl::{self, Verb};
                 if let CtlWhat::Migrate { tenant_id, to, origin_after } = &what {
@@ -275,8 +286,24 @@ mod cli {
         }
     }
 
-    fn control(listen: &str, db: &str, token: Option<String>) -> ExitCode {
-        use strata_runtime_tokio::control::service::{self, ControlService};
+    fn control(
+        listen: &str,
+        db: &str,
+        token: Option<String>,
+        key_files: &[Utf8PathBuf],
+    ) -> ExitCode {
+        use strata_runtime_tokio::control::service::{self, ControlAuth, ControlService};
+        let auth = if key_files.is_empty() {
+            ControlAuth::from(token)
+        } else {
+            match strata_runtime_tokio::auth::Auth::from_key_files(key_files) {
+                Ok(a) => ControlAuth::Jwt(std::sync::Arc::new(a)),
+                Err(e) => {
+                    eprintln!("strata control: {e}");
+                    return ExitCode::FAILURE;
+                }
+            }
+        };
         let Some(path) = db.strip_prefix("sqlite:") else {
             eprintln!("strata control: --db {db:?}: expected sqlite:PATH");
             return ExitCode::FAILURE;
@@ -289,7 +316,7 @@ mod cli {
             }
         };
         let result = runtime.block_on(async {
-            let service = ControlService::open(Utf8PathBuf::from(path).as_path(), token).await?;
+            let service = ControlService::open(Utf8PathBuf::from(path).as_path(), auth).await?;
             let listener = tokio::net::TcpListener::bind(listen)
                 .await
                 .map_err(|e| format!("binding {listen}: {e}"))?;
@@ -312,8 +339,8 @@ mod cli {
             TokenVerb::NewKey { file } => {
                 auth::write_new_key(&file).map(|()| format!("wrote a new key to {file}"))
             }
-            TokenVerb::Mint { key_file, scope, tenant, ttl_secs } => {
-                auth::mint_with_key_file(&key_file, &scope, tenant.as_deref(), ttl_secs)
+            TokenVerb::Mint { key_file, scope, tenant, node, ttl_secs } => {
+                auth::mint_with_key_file(&key_file, &scope, tenant.as_deref(), node, ttl_secs)
             }
         };
         match result {

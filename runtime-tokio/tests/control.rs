@@ -4,7 +4,7 @@
 use camino::Utf8PathBuf;
 use serde_json::{Value, json};
 use std::time::Duration;
-use strata_runtime_tokio::control::service::{self, ControlService};
+use strata_runtime_tokio::control::service::{self, ControlAuth, ControlService};
 
 const T1: &str = "00000000000000000000000000000001";
 const T2: &str = "00000000000000000000000000000002";
@@ -19,6 +19,10 @@ struct Running {
 
 impl Running {
     fn start(db: &Utf8PathBuf) -> Running {
+        Self::start_with(db, ControlAuth::Token(TOKEN.into()))
+    }
+
+    fn start_with(db: &Utf8PathBuf, auth: ControlAuth) -> Running {
         let db = db.clone();
         let (url_tx, url_rx) = std::sync::mpsc::channel();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -29,7 +33,7 @@ impl Running {
                 .build()
                 .unwrap();
             rt.block_on(async move {
-                let service = ControlService::open(&db, Some(TOKEN.into())).await.unwrap();
+                let service = ControlService::open(&db, auth).await.unwrap();
                 let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
                 url_tx.send(format!("http://{}", listener.local_addr().unwrap())).unwrap();
                 service::serve(listener, service, async {
@@ -200,4 +204,45 @@ fn malformed_bodies_are_refused_with_400_and_a_msg() {
     let (status, v) =
         cp.post("/admin/tenants", Some(TOKEN), &json!({"tenant_id": T1, "node_id": 9}).to_string());
     assert_eq!(status, 404, "an unregistered node: {v}");
+}
+
+/// JWT auth (`--key-file`): a node token speaks for its own node on the
+/// node-facing API, is refused (403) for another node and on the admin API; an
+/// admin token covers everything; no token, a wrong signature or an expired
+/// token is 401.
+#[test]
+fn node_scoped_tokens_speak_for_their_own_node_only() {
+    use strata_runtime_tokio::auth::{self, Auth, Claims, Scope};
+    const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
+    let (_dir, db) = db();
+    let auth = ControlAuth::Jwt(std::sync::Arc::new(Auth::from_secrets(&[SECRET]).unwrap()));
+    let cp = Running::start_with(&db, auth);
+    let mint = |scope, node_id, exp| {
+        auth::mint(SECRET, &Claims { scope, tenant_id: None, node_id, exp }).unwrap()
+    };
+    let later = auth::now_secs() + 600;
+    let node1 = mint(Scope::Node, Some(1), later);
+    let admin = mint(Scope::Admin, None, later);
+    let attach = |node: u64| json!({"tenant_id": T1, "node_id": node}).to_string();
+    assert_eq!(cp.post("/attach", Some(&node1), &attach(1)).0, 200);
+    assert_eq!(cp.post("/re-attach", Some(&node1), r#"{"node_id": 1}"#).0, 200);
+    let validate = json!({"tenants": [{"id": T1, "gen": 2}]}).to_string();
+    assert_eq!(cp.post("/validate", Some(&node1), &validate).0, 200);
+    // Another node's requests, and the admin API, are not a node token's.
+    assert_eq!(cp.post("/attach", Some(&node1), &attach(2)).0, 403);
+    assert_eq!(cp.post("/re-attach", Some(&node1), r#"{"node_id": 2}"#).0, 403);
+    let register = json!({"node_id": 3, "address": "http://127.0.0.1:1"}).to_string();
+    assert_eq!(cp.post("/admin/nodes", Some(&node1), &register).0, 403);
+    assert_eq!(cp.post("/admin/nodes", Some(&admin), &register).0, 200);
+    assert_eq!(cp.post("/attach", Some(&admin), &attach(2)).0, 200);
+    // Tokens that prove nothing.
+    let expired = mint(Scope::Node, Some(1), auth::now_secs() - 3600);
+    let forged = auth::mint(
+        b"another key, also thirty-two bytes",
+        &Claims { scope: Scope::Admin, tenant_id: None, node_id: None, exp: later },
+    )
+    .unwrap();
+    for token in [None, Some(expired.as_str()), Some(forged.as_str()), Some(TOKEN)] {
+        assert_eq!(cp.post("/re-attach", token, r#"{"node_id": 1}"#).0, 401, "{token:?}");
+    }
 }

@@ -151,12 +151,22 @@ fn tokens_scope_every_route_401_without_a_valid_one_403_outside_its_tenant() {
         auth::read_key(Utf8PathBuf::from_path_buf(key.clone()).unwrap().as_path()).unwrap();
     let expired = auth::mint(
         &secret,
-        &Claims { scope: Scope::Admin, tenant_id: None, exp: auth::now_secs() - 3600 },
+        &Claims {
+            scope: Scope::Admin,
+            tenant_id: None,
+            node_id: None,
+            exp: auth::now_secs() - 3600,
+        },
     )
     .unwrap();
     let foreign = auth::mint(
         b"a key this node was never given, 32+ bytes",
-        &Claims { scope: Scope::Admin, tenant_id: None, exp: auth::now_secs() + 600 },
+        &Claims {
+            scope: Scope::Admin,
+            tenant_id: None,
+            node_id: None,
+            exp: auth::now_secs() + 600,
+        },
     )
     .unwrap();
 

@@ -10,7 +10,17 @@
 //! - [`ctl`]: the `strata ctl …` verbs (admin API calls).
 //! - [`migrate`]: the migration reconciler's driver (persists, node calls, timers).
 //!
-//! # Node-facing API (bearer token required when one is configured; 401 without)
+//! # Authentication ([`service::ControlAuth`])
+//! `strata control --key-file K` (repeatable): every request carries a JWT signed
+//! by one of the keys (`strata token mint --scope …`, see `crate::auth`). The
+//! admin API needs the admin scope; the node-facing API the admin scope or the
+//! `node` scope of the node the request names (`node_id` in the body; `/validate`
+//! names none, so any node token). A missing, expired or wrongly signed token is
+//! 401; a scope that does not cover the request 403. `--token T` (one static
+//! token for everything) is the older way and stays for one machine; without
+//! either, the API is open.
+//!
+//! # Node-facing API
 //! | request | body | answer |
 //! |---|---|---|
 //! | `POST /re-attach` | `{"node_id": 1}` | `{"tenants": [{"id": hex, "gen": 7, "previous_was_own": true}]}`: every tenant attached to the node, each bumped to a new generation, committed before the answer; `"migration_destination": true` on a tenant migrating to the node (a node without its config loads it AttachedMulti) |
@@ -20,9 +30,10 @@
 //!
 //! A refusal of the machine answers `{"msg", "refusal": {"kind": …}}` (404 unknown
 //! tenant or node, 409 generations exhausted, 503 overloaded or store failed); a
-//! malformed body 400 `{"msg"}`; a missing or wrong token 401 `{"msg"}`.
+//! malformed body 400 `{"msg"}`; a missing or wrong token 401 `{"msg"}`, a token
+//! for another node 403.
 //!
-//! # Admin API (same token)
+//! # Admin API (admin scope)
 //! `POST /admin/nodes {"node_id", "address"}`, `GET /admin/nodes`,
 //! `POST /admin/tenants {"tenant_id", "node_id"}` (the control plane asks the node
 //! to create the tenant; the node attaches it through `/attach`),

@@ -74,10 +74,37 @@ pub struct ControlService {
     /// Wakes the migration loop.
     wake: mpsc::UnboundedSender<Wake>,
     store: SqliteStore,
-    token: Option<String>,
+    auth: ControlAuth,
     started: std::time::Instant,
     /// Wall-clock milliseconds at start: names this run of the service.
     incarnation: u64,
+}
+
+/// How the control plane authenticates requests.
+#[derive(Clone)]
+pub enum ControlAuth {
+    /// Everything open (a control plane on loopback for tests and one machine).
+    Open,
+    /// One static bearer token for every route (superseded by `Jwt`).
+    Token(String),
+    /// JWTs signed by one of the keys (`crate::auth`): the admin API needs the
+    /// admin scope; the node-facing API the admin scope or the node scope of the
+    /// node the request names (`/validate` names none: any node token).
+    Jwt(Arc<crate::auth::Auth>),
+}
+
+impl From<Option<String>> for ControlAuth {
+    fn from(token: Option<String>) -> Self {
+        token.map_or(ControlAuth::Open, ControlAuth::Token)
+    }
+}
+
+/// What a route needs from the token.
+#[derive(Clone, Copy, Debug)]
+enum Need {
+    Admin,
+    /// The node-facing API, as this node (`None`: as any node).
+    Node(Option<NodeId>),
 }
 
 /// An error answer.
@@ -124,8 +151,9 @@ impl ControlService {
     /// Opens the store and rebuilds the machine from it.
     pub async fn open(
         path: &camino::Utf8Path,
-        token: Option<String>,
+        auth: impl Into<ControlAuth>,
     ) -> Result<ControlService, String> {
+        let auth = auth.into();
         let store = SqliteStore::open(path).map_err(|e| format!("opening {path}: {e}"))?;
         let records = store.load().await.map_err(|e| format!("loading {path}: {e}"))?;
         let migrations =
@@ -145,23 +173,42 @@ impl ControlService {
         let incarnation = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-        Ok(ControlService { inner, wake, store, token, started, incarnation })
+        Ok(ControlService { inner, wake, store, auth, started, incarnation })
     }
 
     fn now(&self) -> Instant {
         Instant::from_millis(u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX))
     }
 
-    fn authorize(&self, headers: &HeaderMap) -> Result<(), CtlError> {
-        let Some(token) = &self.token else { return Ok(()) };
+    /// 401 without a valid token; 403 when its scope does not cover `need`.
+    fn authorize(&self, headers: &HeaderMap, need: Need) -> Result<(), CtlError> {
+        use crate::auth::Scope;
         let presented = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "));
-        if presented == Some(token.as_str()) {
+        let unauthorized = |why: String| CtlError::new(StatusCode::UNAUTHORIZED, why);
+        let auth = match &self.auth {
+            ControlAuth::Open => return Ok(()),
+            ControlAuth::Token(token) if presented == Some(token.as_str()) => return Ok(()),
+            ControlAuth::Token(_) => {
+                return Err(unauthorized("missing or wrong bearer token".into()));
+            }
+            ControlAuth::Jwt(auth) => auth,
+        };
+        let token = presented.ok_or_else(|| unauthorized("missing bearer token".into()))?;
+        let claims = auth.verify(token).map_err(|e| unauthorized(format!("bad token: {e}")))?;
+        let allowed = match (claims.scope, need) {
+            (Scope::Admin, _) => true,
+            (Scope::Node, Need::Node(None)) => true,
+            (Scope::Node, Need::Node(Some(node))) => claims.node_id == Some(node.0),
+            (Scope::Node, Need::Admin) | (Scope::Tenant, _) => false,
+        };
+        if allowed {
             Ok(())
         } else {
-            Err(CtlError::new(StatusCode::UNAUTHORIZED, "missing or wrong bearer token"))
+            let msg = format!("a {:?} token does not cover this request ({need:?})", claims.scope);
+            Err(CtlError::new(StatusCode::FORBIDDEN, msg))
         }
     }
 
@@ -239,8 +286,8 @@ async fn re_attach(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<wire::ReAttachResponse>, CtlError> {
-    s.authorize(&headers)?;
     let body: wire::ReAttachRequest = parse(&body)?;
+    s.authorize(&headers, Need::Node(Some(NodeId(body.node_id))))?;
     let held_back = body
         .held_back
         .iter()
@@ -272,7 +319,7 @@ async fn validate(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<wire::ValidateResponse>, CtlError> {
-    s.authorize(&headers)?;
+    s.authorize(&headers, Need::Node(None))?;
     let body: wire::ValidateRequest = parse(&body)?;
     let mut tenants = Vec::new();
     for t in body.tenants {
@@ -294,8 +341,8 @@ async fn attach(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<wire::AttachResponse>, CtlError> {
-    s.authorize(&headers)?;
     let body: wire::AttachRequest = parse(&body)?;
+    s.authorize(&headers, Need::Node(Some(NodeId(body.node_id))))?;
     let tenant = wire::tenant_id(&body.tenant_id).map_err(CtlError::bad_request)?;
     let reported =
         body.reported_gen.map(wire::generation).transpose().map_err(CtlError::bad_request)?;
@@ -322,8 +369,8 @@ async fn detach(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<serde_json::Value>, CtlError> {
-    s.authorize(&headers)?;
     let body: wire::DetachRequest = parse(&body)?;
+    s.authorize(&headers, Need::Node(Some(NodeId(body.node_id))))?;
     let tenant = wire::tenant_id(&body.tenant_id).map_err(CtlError::bad_request)?;
     let node = NodeId(body.node_id);
     s.run(move |cp, now, req| cp.handle_detach(now, req, tenant, node)).await?;
@@ -335,7 +382,7 @@ async fn register_node(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<wire::RegisterNode>, CtlError> {
-    s.authorize(&headers)?;
+    s.authorize(&headers, Need::Admin)?;
     let body: wire::RegisterNode = parse(&body)?;
     if !(body.address.starts_with("http://") || body.address.starts_with("https://")) {
         return Err(CtlError::bad_request(format!(
@@ -354,7 +401,7 @@ async fn list_nodes(
     State(s): State<ControlService>,
     headers: HeaderMap,
 ) -> Result<Json<Vec<wire::RegisterNode>>, CtlError> {
-    s.authorize(&headers)?;
+    s.authorize(&headers, Need::Admin)?;
     let nodes = s
         .store
         .nodes()
@@ -372,7 +419,7 @@ async fn list_tenants(
     State(s): State<ControlService>,
     headers: HeaderMap,
 ) -> Result<Json<Vec<wire::TenantRow>>, CtlError> {
-    s.authorize(&headers)?;
+    s.authorize(&headers, Need::Admin)?;
     let inner = s.inner.lock().await;
     let rows = inner
         .cp
@@ -395,7 +442,7 @@ async fn create_tenant(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<(StatusCode, Json<wire::TenantRow>), CtlError> {
-    s.authorize(&headers)?;
+    s.authorize(&headers, Need::Admin)?;
     let body: wire::CreateTenant = parse(&body)?;
     let tenant = wire::tenant_id(&body.tenant_id).map_err(CtlError::bad_request)?;
     let nodes = s
@@ -502,7 +549,7 @@ async fn start_migration(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<(StatusCode, Json<wire::MigrationRow>), CtlError> {
-    s.authorize(&headers)?;
+    s.authorize(&headers, Need::Admin)?;
     let body: wire::StartMigration = parse(&body)?;
     let tenant = wire::tenant_id(&body.tenant_id).map_err(CtlError::bad_request)?;
     let origin_after = match body.origin_after.as_deref() {
@@ -594,7 +641,7 @@ async fn show_migration(
     Path(tenant): Path<String>,
     Query(q): Query<SinceQuery>,
 ) -> Result<Json<wire::MigrationRow>, CtlError> {
-    s.authorize(&headers)?;
+    s.authorize(&headers, Need::Admin)?;
     let tenant = wire::tenant_id(&tenant).map_err(CtlError::bad_request)?;
     let inner = s.inner.lock().await;
     let view = inner.mig.migration(tenant).ok_or_else(|| {
