@@ -171,6 +171,17 @@ impl Node {
     /// The old machines have no I/O in flight: start-up continues from the
     /// re-attach answer as if it had come at once.
     fn finish_leaving_emergency(&mut self) {
+        if self.phase != NodePhase::Active {
+            // A shutdown began while the old machines drained: starting over would
+            // drop it (found by the `tenant` fuzz target:
+            // `a_shutdown_while_leaving_emergency_mode_is_answered`). The node stops
+            // on its old machines; the next start re-attaches.
+            if let Some(Emergency::Leaving { .. }) = self.emergency {
+                let now = self.now;
+                self.emergency = Some(Emergency::Waiting { at: now, failures: 1, since: now });
+            }
+            return;
+        }
         let Some(Emergency::Leaving { tenants, .. }) = self.emergency.take() else { return };
         let waiting: Vec<_> = self
             .tenants

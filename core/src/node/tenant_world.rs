@@ -451,6 +451,25 @@ mod tests {
         ];
         run(actions);
     }
+
+    /// Found by the `tenant` fuzz target (minimised): the start-up re-attach
+    /// fails (emergency mode), the retry succeeds and the node starts leaving
+    /// emergency mode, waiting for its old machines to drain; a shutdown asked
+    /// meanwhile was dropped when the drain ended and start-up began again.
+    #[rustfmt::skip]
+    #[test]
+    fn a_shutdown_while_leaving_emergency_mode_is_answered() {
+        use Action as A;
+        let c = A::Complete;
+        let actions = vec![
+            c(167), c(167), c(215), A::CreateTenant(173), c(167), c(167), c(167), c(215),
+            c(167), c(167), A::CreateTimeline(167, 167), c(5), c(167),
+            A::Ingest(167, 5, 67, 27), A::Shutdown, c(167), c(167), c(171), c(171), c(167),
+            A::Crash, c(215), c(107), c(167), A::LandedFailed(173), c(200), c(167), c(5),
+            A::Ingest(167, 5, 67, 200), A::Advance(42927), c(171), c(167), A::Shutdown,
+        ];
+        run(actions);
+    }
 }
 
 #[cfg(test)]
