@@ -221,7 +221,7 @@ fn out_of_order(
 pub(super) const STALE_NEVER_ACQUIRES: &str =
     "AttachedStale only marks the generation held here; it never takes a new one";
 
-pub(super) fn acquires(steps: &[Step]) -> bool {
+fn acquires(steps: &[Step]) -> bool {
     steps.iter().any(|s| matches!(s, Step::AcquireGeneration { .. }))
 }
 
@@ -284,42 +284,7 @@ fn plan_steps(
             r,
         ) if is_attached(r) => {
             let held = held.expect("attached modes carry a generation");
-            match request.generation {
-                Some(g) if g < held => {
-                    return Err(ManagerError::StaleGeneration { tenant, requested: g, held });
-                }
-                Some(g) if g > held => {
-                    let mut steps = vec![Step::StopTenant];
-                    steps.extend(load(Some(g)));
-                    Plan::Run { kind: OperationKind::Restart, steps, keep_generation: None }
-                }
-                _ => {
-                    let target = with_generation(r, held).expect("attached");
-                    if !healthy {
-                        // A Broken tenant restarts on a new generation: whatever step
-                        // broke it, the control plane may no longer hold the old one.
-                        let mut steps = vec![Step::StopTenant];
-                        steps.extend(load(None));
-                        Plan::Run { kind: OperationKind::Restart, steps, keep_generation: None }
-                    } else if target == m {
-                        Plan::Unchanged(current)
-                    } else if request.attach_only {
-                        // Already attached at the generation asked for: an attach
-                        // that arrives after a later mode change must not undo it.
-                        Plan::Unchanged(current)
-                    } else {
-                        let steps = vec![
-                            Step::WriteConfig { mode: target },
-                            Step::SetMode { mode: target },
-                        ];
-                        Plan::Run {
-                            kind: OperationKind::ChangeMode,
-                            steps,
-                            keep_generation: Some(held),
-                        }
-                    }
-                }
-            }
+            plan_attached(tenant, m, held, healthy, request)?
         }
         // Not attached → attached.
         (Placement::Detached | Placement::Located(L::Secondary { .. }), r) if is_attached(r) => {
@@ -358,6 +323,46 @@ fn plan_steps(
         }
         (_, R::AttachedSingle | R::AttachedMulti | R::AttachedStale) => {
             unreachable!("attached requests are matched above")
+        }
+    })
+}
+
+/// Attached (mode `m` at generation `held`) → an attached mode: refused when the
+/// request names an older generation, a restart when it names a newer one (or the
+/// tenant is Broken), otherwise a mode change within the generation.
+fn plan_attached(
+    tenant: TenantId,
+    m: LocationMode,
+    held: Generation,
+    healthy: bool,
+    request: LocationRequest,
+) -> Result<Plan, ManagerError> {
+    let current = Placement::Located(m);
+    // WriteConfig and LoadTenant follow once the generation is known.
+    let restart = |at_least: Option<Generation>| Plan::Run {
+        kind: OperationKind::Restart,
+        steps: vec![Step::StopTenant, Step::AcquireGeneration { at_least }],
+        keep_generation: None,
+    };
+    Ok(match request.generation {
+        Some(g) if g < held => {
+            return Err(ManagerError::StaleGeneration { tenant, requested: g, held });
+        }
+        Some(g) if g > held => restart(Some(g)),
+        // A Broken tenant restarts on a new generation: whatever step broke it,
+        // the control plane may no longer hold the old one.
+        _ if !healthy => restart(None),
+        _ => {
+            let target = with_generation(request.mode, held).expect("attached");
+            if target == m || request.attach_only {
+                // `attach_only`: already attached at the generation asked for; an
+                // attach that arrives after a later mode change must not undo it.
+                Plan::Unchanged(current)
+            } else {
+                let steps =
+                    vec![Step::WriteConfig { mode: target }, Step::SetMode { mode: target }];
+                Plan::Run { kind: OperationKind::ChangeMode, steps, keep_generation: Some(held) }
+            }
         }
     })
 }
