@@ -8,11 +8,17 @@
 //! - [`remote::RemoteStorage`]: the object store (LocalFs by default, S3).
 //! - [`redo::Redo`]: reconstruction of a value from a base image and deltas.
 //!
+//! Beside them: [`fault_sites`], the names of every fault site (the simulator's and
+//! the driver's failpoints), and [`failpoint`], the failpoint registry the driver
+//! consults when a node runs with `testing.failpoints` on.
+//!
 //! Traits use `fn … -> impl Future<Output = …> + Send` so that implementations can
 //! be plain `async fn`s and the driver can spawn them on either runtime.
 
 pub mod conformance;
 pub mod disk;
+pub mod failpoint;
+pub mod fault_sites;
 pub mod generation_store;
 pub mod migration_store;
 pub mod redo;

@@ -28,6 +28,9 @@
 //!
 //! [auth]                            # optional: JWT bearer tokens (`crate::auth`)
 //! key_files = ["auth.key"]          # HS256 secrets; any of them verifies a token
+//!
+//! [testing]                         # optional, tests only
+//! failpoints = true                 # PUT /v1/failpoints, STRATA_FAILPOINTS
 //! ```
 //!
 //! Unknown keys are errors, so a typo never silently falls back to a default.
@@ -62,6 +65,26 @@ pub struct FileConfig {
     /// Bounds on the HTTP API's load (`crate::http`).
     #[serde(default)]
     pub limits: Limits,
+    /// Switches for tests only; all off by default.
+    #[serde(default, skip_serializing_if = "Testing::is_off")]
+    pub testing: Testing,
+}
+
+/// `[testing]`: what only tests turn on.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Testing {
+    /// Failpoints (`strata_adapters::failpoint`): `PUT /v1/failpoints` and
+    /// `STRATA_FAILPOINTS` at start-up. Off: the route answers 404 and the
+    /// variable is ignored.
+    #[serde(default)]
+    pub failpoints: bool,
+}
+
+impl Testing {
+    fn is_off(&self) -> bool {
+        *self == Testing::default()
+    }
 }
 
 /// The default of `limits.max_concurrent_http_requests`.
@@ -241,6 +264,7 @@ impl FileConfig {
             tuning: Tuning::default(),
             auth: None,
             limits: Limits::default(),
+            testing: Testing::default(),
         }
     }
 

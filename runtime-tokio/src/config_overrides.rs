@@ -20,7 +20,8 @@
 //! against it by a test.
 
 use crate::config::{
-    AuthConfig, ControlPlaneConfig, FileConfig, Limits, RemoteStorageConfig, Tuning, WalRedoConfig,
+    AuthConfig, ControlPlaneConfig, FileConfig, Limits, RemoteStorageConfig, Testing, Tuning,
+    WalRedoConfig,
 };
 use std::collections::BTreeSet;
 
@@ -86,6 +87,7 @@ fn examples() -> Vec<FileConfig> {
             max_in_memory_bytes: Some(1),
             max_concurrent_remote_ops: Some(1),
         },
+        testing: Testing { failpoints: true },
     };
     let mut remote = base.clone();
     remote.control_plane = ControlPlaneConfig::Remote {

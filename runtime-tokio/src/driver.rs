@@ -17,11 +17,15 @@
 //! [`NodeStatus::wall_clock_jumps`]). The monotonic reading never goes back (asserted
 //! in debug builds; clamped otherwise). Between two effects of one step the loop
 //! yields, so that the simulator can kill the node between any two.
+//!
+//! With failpoints ([`run_with_failpoints`]; a node with `testing.failpoints` on),
+//! each I/O's task first passes the failpoints `crate::failpoints` names for it.
 
 use crate::trace_sink::TraceSink;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use strata_adapters::disk::{Disk, DiskErrorKind};
+use strata_adapters::failpoint::Failpoints;
 use strata_adapters::generation_store::{GenerationStore, StoreError};
 use strata_adapters::redo::Redo;
 use strata_adapters::remote::{RemoteErrorKind, RemoteStorage, TransferError};
@@ -221,6 +225,27 @@ pub async fn run_with_clock<D, R, S, W, C>(
     node_config: NodeConfig,
     adapters: Adapters<D, R, S, W>,
     clock: C,
+    inbox: mpsc::Receiver<Command>,
+    trace: TraceSink,
+    status: Arc<std::sync::Mutex<NodeStatus>>,
+) -> Result<Stopped, DriverError>
+where
+    D: Disk,
+    R: RemoteStorage,
+    S: GenerationStore,
+    W: Redo,
+    C: Clock,
+{
+    run_with_failpoints(node_config, adapters, clock, None, inbox, trace, status).await
+}
+
+/// [`run_with_clock`], consulting `failpoints` (when given: a node with
+/// `testing.failpoints` on) before each I/O at the sites `crate::failpoints` names.
+pub async fn run_with_failpoints<D, R, S, W, C>(
+    node_config: NodeConfig,
+    adapters: Adapters<D, R, S, W>,
+    clock: C,
+    failpoints: Option<Failpoints>,
     mut inbox: mpsc::Receiver<Command>,
     trace: TraceSink,
     status: Arc<std::sync::Mutex<NodeStatus>>,
@@ -259,8 +284,11 @@ where
                         io,
                         Io::Redo { .. } | Io::StoreApply { .. } | Io::ControlPlaneSend { .. }
                     );
+                    let failpoints = failpoints
+                        .as_ref()
+                        .map(|f| (f.clone(), crate::failpoints::sites(node.route_of(op), &io)));
                     tokio::spawn(async move {
-                        let result = execute(&adapters, io).await;
+                        let result = run_io(&adapters, failpoints, io).await;
                         // The loop may be gone (node stopped); the result then does not matter.
                         let _ = done_tx.send((op, result, storage));
                     });
@@ -405,6 +433,30 @@ fn wall_now() -> WallTime {
     let since_epoch =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     WallTime::from_unix_millis(u64::try_from(since_epoch.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Runs one [`Io`], after the failpoints it passes (if any): a failpoint's `error`
+/// completes it without running it.
+async fn run_io<D, R, S, W>(
+    a: &Adapters<D, R, S, W>,
+    failpoints: Option<(Failpoints, [Option<&'static str>; 2])>,
+    io: Io,
+) -> IoResult
+where
+    D: Disk,
+    R: RemoteStorage,
+    S: GenerationStore,
+    W: Redo,
+{
+    if let Some((failpoints, sites)) = failpoints {
+        let what = format!("{io:?}");
+        for site in sites.into_iter().flatten() {
+            if let Err(injected) = failpoints.hit(site, &what).await {
+                return crate::failpoints::failed(&io, &injected);
+            }
+        }
+    }
+    execute(a, io).await
 }
 
 /// Runs one [`Io`] on the adapters and maps errors to what the machines branch on.

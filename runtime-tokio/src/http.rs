@@ -17,6 +17,7 @@
 //! | `GET /v1/status` | | 200 `{"phase", "in_flight_io", "inputs"}` |
 //! | `GET /metrics` | | Prometheus text |
 //! | `GET /v1/openapi.json` | | 200 this API's OpenAPI 3.1 document ([`crate::openapi`]; checked in as `docs/openapi.json`) |
+//! | `PUT /v1/failpoints` | `[{"name", "action"}]` | 200 the failpoints now on; 404 unless `testing.failpoints` is on; 400 for an unknown name or a bad action ([`failpoints`]) |
 //!
 //! The document is generated from the `#[utoipa::path]` attribute on each handler
 //! below (success answers, and the statuses only that route has) and from
@@ -62,6 +63,8 @@
 //! bucket) is no request's error: ingest and reads keep answering 200 while the
 //! uploads are retried, the visible LSN waits, and `strata_io_errors_total{kind}`
 //! counts the refusals until an operator fixes them.
+
+pub(crate) mod failpoints;
 
 use crate::driver::{NodeHandle, NodeStatus};
 use crate::metrics::Metrics;
@@ -109,6 +112,9 @@ pub struct AppState {
     pub auth: Option<Arc<crate::auth::Auth>>,
     /// `[limits]`: concurrent requests and the request deadline.
     pub limits: Arc<HttpLimits>,
+    /// The node's failpoints; `None` unless `testing.failpoints` is on
+    /// (`PUT /v1/failpoints` answers 404 then).
+    pub failpoints: Option<strata_adapters::failpoint::Failpoints>,
 }
 
 /// The HTTP API's load bounds (`[limits]` in the config).
@@ -188,6 +194,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/status", get(status))
         .route("/metrics", get(metrics))
         .route("/v1/openapi.json", get(openapi_json))
+        .route("/v1/failpoints", put(failpoints::put_failpoints))
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_REQUEST_BODY_BYTES))

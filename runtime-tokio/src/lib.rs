@@ -11,6 +11,7 @@
 pub mod config;
 pub mod config_overrides;
 pub mod driver;
+pub mod failpoints;
 pub mod trace_sink;
 pub mod walredo_child;
 

@@ -55,6 +55,7 @@ use utoipa::{Modify, OpenApi, PartialSchema, ToSchema};
         crate::http::status,
         crate::http::metrics,
         crate::http::openapi_json,
+        crate::http::failpoints::put_failpoints,
     ),
     components(schemas(ErrorBody)),
     modifiers(&SharedResponses)
@@ -529,6 +530,19 @@ pub struct PageValue {
     #[schema(value_type = LsnSpec)]
     pub lsn: Lsn,
     pub value: Option<HexBytes>,
+}
+
+/// One failpoint setting of `PUT /v1/failpoints` (and of its answer).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FailpointSetting {
+    /// A failpoint of the registry (`strata_adapters::fault_sites::FAILPOINTS`),
+    /// e.g. `upload.index`; another name is answered 400.
+    #[schema(example = "upload.index")]
+    pub name: String,
+    /// `off`, `error`, `sleep(MS)`, `pause` or `exit`.
+    #[schema(example = "pause")]
+    pub action: String,
 }
 
 /// `200` of `GET /v1/status`.

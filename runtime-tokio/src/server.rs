@@ -6,6 +6,9 @@
 //! flush, upload, wait until everything acknowledged is visible, within the grace
 //! period), exit 0 when that completed cleanly and 1 otherwise.
 //!
+//! With `testing.failpoints` on, the node has failpoints (`strata_adapters::failpoint`),
+//! set from `STRATA_FAILPOINTS` at start-up and by `PUT /v1/failpoints`.
+//!
 //! Panics: a panic inside one tenant's timeline or upload-queue handler is caught
 //! by the node (`isolate_tenant_panics`, set here only): that tenant goes Broken and
 //! the others keep serving. Any other panic kills the driver task; `tokio::spawn`
@@ -21,6 +24,7 @@ use crate::metrics_io::Instrumented;
 use crate::trace_sink::TraceSink;
 use camino::Utf8Path;
 use std::sync::{Arc, Mutex};
+use strata_adapters::failpoint::Failpoints;
 use strata_adapters::generation_store::{GenerationStore, SendOutcome, StoreError};
 use strata_adapters::local_disk::LocalDisk;
 use strata_adapters::local_fs::LocalFs;
@@ -115,10 +119,18 @@ pub async fn run_pageserver(
         None => None,
     };
 
+    let failpoints = failpoints(&config)?;
     let (handle, inbox) = driver::channel();
     let status = Arc::new(Mutex::new(NodeStatus::default()));
-    let mut driver_task =
-        tokio::spawn(driver::run(node_config, adapters, inbox, TraceSink::Log, status.clone()));
+    let mut driver_task = tokio::spawn(driver::run_with_failpoints(
+        node_config,
+        adapters,
+        driver::SystemClock::new(),
+        failpoints.clone(),
+        inbox,
+        TraceSink::Log,
+        status.clone(),
+    ));
 
     let listener = tokio::net::TcpListener::bind(&config.listen_http)
         .await
@@ -130,7 +142,7 @@ pub async fn run_pageserver(
         config.limits.max_concurrent_http_requests(),
         config.limits.http_request_deadline_ms(),
     ));
-    let state = AppState { node: handle.clone(), metrics, status, auth, limits };
+    let state = AppState { node: handle.clone(), metrics, status, auth, limits, failpoints };
     let (stop_http_tx, stop_http_rx) = tokio::sync::oneshot::channel::<()>();
     let http = tokio::spawn(async move {
         axum::serve(listener, router(state))
@@ -168,6 +180,29 @@ pub async fn run_pageserver(
     tracing::info!(clean, "stopped");
     Ok(clean)
 }
+
+/// The node's failpoints: none unless `testing.failpoints` is on; then those
+/// `STRATA_FAILPOINTS` names (`name=action;…`), a bad list refusing the start.
+fn failpoints(config: &FileConfig) -> Result<Option<Failpoints>, ServerError> {
+    let spec = std::env::var(FAILPOINTS_VARIABLE).ok();
+    if !config.testing.failpoints {
+        if spec.is_some() {
+            tracing::info!("{FAILPOINTS_VARIABLE} ignored: testing.failpoints is off");
+        }
+        return Ok(None);
+    }
+    let failpoints = Failpoints::new();
+    let list = Failpoints::parse_list(spec.as_deref().unwrap_or_default())
+        .map_err(|e| ServerError::Setup(format!("{FAILPOINTS_VARIABLE}: {e}")))?;
+    for (site, action) in list {
+        failpoints.set(site, action).map_err(|e| ServerError::Setup(e.to_string()))?;
+    }
+    tracing::info!("failpoints on (testing.failpoints): PUT /v1/failpoints");
+    Ok(Some(failpoints))
+}
+
+/// The environment variable naming failpoints to set at start-up.
+pub const FAILPOINTS_VARIABLE: &str = "STRATA_FAILPOINTS";
 
 /// The file at `config_path` with the environment's `STRATA_…` keys and
 /// `overrides` (`key=value`) applied, its relative paths resolved against the

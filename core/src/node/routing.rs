@@ -173,6 +173,13 @@ pub(crate) enum CpWaiter {
 }
 
 impl Node {
+    /// Where the completion of the I/O `op` (one still in flight) will go: what
+    /// asked for it. A driver reads it to name a failpoint site for the I/O (an
+    /// index PUT, a deletion's execution, a deleted timeline's listing).
+    pub fn route_of(&self, op: OpId) -> Option<&Route> {
+        self.routes.get(&op)
+    }
+
     pub(crate) fn bug(&mut self, what: &str) {
         debug_assert!(false, "routing bug: {what}");
         tracing::error!(what, "routing bug");
