@@ -228,6 +228,10 @@ pub struct Tuning {
     /// validates them: the lag of the visible LSN behind the projected one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub validate_delay_ms: Option<u64>,
+    /// How long the deletion queue's open list gathers keys before it is sealed
+    /// (written, then validated and executed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deletion_list_seal_delay_ms: Option<u64>,
     /// Bound of the node-wide page cache (layer files and reconstructed values).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub page_cache_bytes: Option<u64>,
@@ -303,6 +307,7 @@ impl FileConfig {
             layer_upload_concurrency: Some(c.upload.layer_upload_concurrency),
             shutdown_grace_ms: Some(c.shutdown_grace_ms),
             validate_delay_ms: Some(c.deletion.validate_delay_ms),
+            deletion_list_seal_delay_ms: Some(c.deletion.list_seal_delay_ms),
             page_cache_bytes: Some(c.page_cache.capacity_bytes),
             max_concurrent_background_jobs: Some(c.scheduler.max_concurrent_jobs),
             gc_retention_ms: Some(c.timeline.gc_retention_ms),
@@ -402,6 +407,9 @@ impl FileConfig {
         }
         if let Some(v) = t.validate_delay_ms {
             c.deletion.validate_delay_ms = v;
+        }
+        if let Some(v) = t.deletion_list_seal_delay_ms {
+            c.deletion.list_seal_delay_ms = v;
         }
         if let Some(v) = t.page_cache_bytes {
             c.page_cache.capacity_bytes = v;

@@ -67,6 +67,7 @@ fn examples() -> Vec<FileConfig> {
         layer_upload_concurrency: Some(1),
         shutdown_grace_ms: Some(1),
         validate_delay_ms: Some(1),
+        deletion_list_seal_delay_ms: Some(1),
         page_cache_bytes: Some(1),
         max_concurrent_background_jobs: Some(1),
         gc_retention_ms: Some(1),

@@ -27,7 +27,6 @@ struct Node {
     runs: usize,
 }
 
-#[allow(dead_code)] // the fault scenarios, next, use every helper
 impl Node {
     fn init(dir: &Path, testing: bool) -> Node {
         let out = strata().args(["init", "--dir"]).arg(dir).output().unwrap();
@@ -40,7 +39,7 @@ impl Node {
             .replace(
                 "[tuning]",
                 "[tuning]\ncheckpoint_distance_bytes = 4096\nvalidate_delay_ms = 100\n\
-                 checkpoint_timeout_ms = 300\nshutdown_grace_ms = 5000",
+                 deletion_list_seal_delay_ms = 100\ncheckpoint_timeout_ms = 300\nshutdown_grace_ms = 5000",
             );
         if testing {
             config.push_str("\n[testing]\nfailpoints = true\n");
@@ -320,4 +319,182 @@ fn failpoints_are_off_without_the_testing_switch_and_refuse_unknown_names() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("sometimes"));
+}
+
+/// `strata scrub --deep` over the node's remote directory: orphans are allowed
+/// (an upload stopped before its index leaves some), every other finding fails.
+fn scrub(node: &Node) {
+    let out = strata()
+        .args(["scrub", "--deep", "--json", "--no-progress", "--remote"])
+        .arg(node.dir.join("remote"))
+        .output()
+        .unwrap();
+    let report: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("no report ({e}): {}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(out.status.code(), Some(0), "the scrubber found problems: {report:#}");
+}
+
+/// An upload stopped before its index (`upload.index=pause`), then kill -9: the
+/// restarted node reads back every value that was acknowledged visible, nothing of
+/// the stopped upload became visible, and the client's re-send completes it.
+#[test]
+fn an_upload_stopped_before_its_index_then_kill_9_loses_nothing_visible() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = Node::init(dir.path(), true);
+    let tl = timeline_id(1);
+    node.start(&[]);
+    node.create_tenant();
+    node.create_timeline(&tl);
+    let (v1, last1) = node.ingest(&tl, "a", 0x100, 4);
+    node.wait_visible(&tl, last1);
+
+    node.set_failpoint("upload.index", "pause");
+    let (v2, last2) = node.ingest(&tl, "b", last1, 4);
+    node.wait_log(&["failpoint: paused", "upload.index"]);
+    let visible = node.lsn_of(&tl, "remote_consistent_lsn_visible");
+    let projected = node.lsn_of(&tl, "remote_consistent_lsn_projected");
+    assert_eq!((visible, projected), (last1, last1), "nothing of the stopped upload is durable");
+    node.kill9();
+
+    node.start(&[]);
+    // Visible again once the new generation's first validation passed.
+    node.wait_visible(&tl, last1);
+    let visible = node.lsn_of(&tl, "remote_consistent_lsn_visible");
+    assert_eq!(visible, last1, "the restart loaded the last durable index");
+    node.assert_reads(&tl, &v1, last1);
+    // The client re-sends from last_ingested (docs/OPERATIONS.md): everything lands.
+    assert_eq!(node.lsn_of(&tl, "last_ingested_lsn"), last1);
+    let (again, _) = node.ingest(&tl, "b", last1, 4);
+    assert_eq!(again, v2);
+    node.wait_visible(&tl, last2);
+    node.assert_reads(&tl, &v2, last2);
+    node.assert_reads(&tl, &v1, last1);
+    node.stop();
+    scrub(&node);
+    node.assert_log_clean(&[]);
+}
+
+/// Each step of a timeline deletion, interrupted by a restart: the process exits at
+/// the step (`exit`), the node restarts without failpoints, and the deletion
+/// completes: the timeline answers 404, its local directory is gone, and remote
+/// storage holds nothing of it but the tombstone index. Stopped before its
+/// tombstone, the deletion had not begun (it was never acknowledged): the timeline
+/// is still whole and a retried DELETE completes it.
+#[test]
+fn each_step_of_a_timeline_deletion_interrupted_by_a_restart_completes_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = Node::init(dir.path(), true);
+    node.start(&[]);
+    node.create_tenant();
+    let steps = [
+        "timeline_delete.tombstone",
+        "timeline_delete.list",
+        "deletion.execute",
+        "timeline_delete.local",
+    ];
+    for (n, step) in steps.iter().enumerate() {
+        let started = Instant::now();
+        let tl = timeline_id(0x10 + n as u64);
+        node.create_timeline(&tl);
+        let (values, last) = node.ingest(&tl, "d", 0x100, 4);
+        node.wait_visible(&tl, last);
+        // Old index objects are deleted through the deletion queue too: let it drain
+        // so that `deletion.execute` is reached by this deletion.
+        std::thread::sleep(Duration::from_millis(400));
+        node.set_failpoint(step, "exit");
+        let path = node.url(&format!("/v1/tenant/{TENANT}/timeline/{tl}"));
+        // The answer (202) may or may not come before the exit.
+        let _ = node.agent.delete(&path).call();
+        assert_eq!(node.wait_exit(), Some(strata_adapters::failpoint::EXIT_CODE), "{step}");
+        let line =
+            node.log().lines().rev().find(|l| l.contains("failpoint: exiting")).map(str::to_owned);
+        // The step of this timeline's deletion (its I/O names the timeline).
+        assert!(
+            line.as_deref().is_some_and(|l| l.contains(step) && l.contains(&tl)),
+            "{step}: {line:?}"
+        );
+
+        let exited = started.elapsed();
+        node.start(&[]);
+        println!(
+            "{step}: exited after {:.1} s, active again after {:.1} s",
+            exited.as_secs_f64(),
+            started.elapsed().as_secs_f64()
+        );
+        if *step == "timeline_delete.tombstone" {
+            node.assert_reads(&tl, &values, last);
+            let (status, body) =
+                node.call("DELETE", &format!("/v1/tenant/{TENANT}/timeline/{tl}"), None);
+            assert_eq!(status, 202, "{body}");
+        }
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            let (status, _) = node.call("GET", &format!("/v1/tenant/{TENANT}/timeline/{tl}"), None);
+            if status == 404
+                && !node.dir.join(format!("data/tenants/{TENANT}/timelines/{tl}")).exists()
+            {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{step}: the deletion did not complete: {}",
+                node.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let left = node.remote_objects(&format!("tenants/{TENANT}/timelines/{tl}"));
+        assert!(!left.is_empty(), "{step}: the tombstone stays");
+        for object in &left {
+            let bytes = std::fs::read(node.dir.join("remote").join(object)).unwrap();
+            let index: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+            assert!(!index["deleted_at"].is_null(), "{step}: {object} is left and is no tombstone");
+        }
+        println!("{step}: {:.1} s", started.elapsed().as_secs_f64());
+    }
+    node.stop();
+    scrub(&node);
+    node.assert_log_clean(&[]);
+}
+
+/// Validations failing (`cp.validate=error`) while the node keeps ingesting and
+/// uploading: nothing becomes visible and nothing is deleted from remote storage
+/// (S-DEL-GEN); once validations succeed, everything ingested becomes visible and
+/// reads back.
+#[test]
+fn a_validation_failing_while_the_node_ingests_deletes_nothing_and_makes_nothing_visible() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = Node::init(dir.path(), true);
+    let tl = timeline_id(0x20);
+    node.start(&[]);
+    node.create_tenant();
+    node.create_timeline(&tl);
+    let (_, last1) = node.ingest(&tl, "a", 0x100, 3);
+    node.wait_visible(&tl, last1);
+
+    node.set_failpoint("cp.validate", "error");
+    let before = node.remote_objects("");
+    let mut last = last1;
+    let mut values = Vec::new();
+    for round in 0..4 {
+        let (v, l) = node.ingest(&tl, &format!("r{round}-"), last, 3);
+        (values, last) = (v, l);
+        std::thread::sleep(Duration::from_millis(150));
+    }
+    node.wait_for(&tl, "everything durable", |i| {
+        parse_lsn(i["remote_consistent_lsn_projected"].as_str().unwrap()) >= last
+    });
+    node.wait_log(&["failpoint: failing the I/O", "cp.validate"]);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(node.lsn_of(&tl, "remote_consistent_lsn_visible"), last1, "nothing became visible");
+    let after = node.remote_objects("");
+    let gone: Vec<_> = before.iter().filter(|o| !after.contains(o)).collect();
+    assert!(gone.is_empty(), "deleted without a validation: {gone:?}");
+    assert!(after.len() > before.len(), "uploads went on");
+
+    node.set_failpoint("cp.validate", "off");
+    node.wait_visible(&tl, last);
+    node.assert_reads(&tl, &values, last);
+    node.stop();
+    scrub(&node);
+    node.assert_log_clean(&["control plane call failed", "validation failed"]);
 }

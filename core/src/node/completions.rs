@@ -366,8 +366,14 @@ fn on_evict_local(tenant: TenantId, timeline: TimelineId, layer: &LayerName, res
 }
 
 /// The background removal of a detached tenant's or deleted timeline's directory.
+/// A directory already gone is fine: start-up finishes the deletion of every
+/// timeline it finds tombstoned, and removes its directory again each time.
 fn on_detached_removed(result: &IoResult) {
-    if !matches!(result, IoResult::Done(Ok(()))) {
-        tracing::warn!(?result, "removing a detached tenant's directory failed; start-up retries");
+    if !matches!(result, IoResult::Done(Ok(()) | Err(IoError { kind: IoErrorKind::NotFound, .. })))
+    {
+        tracing::warn!(
+            ?result,
+            "removing a detached tenant's or deleted timeline's directory failed; start-up retries"
+        );
     }
 }
