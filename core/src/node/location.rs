@@ -22,7 +22,7 @@ use super::io::{self, Io, IoError, IoErrorKind, IoResult};
 use super::routing::{CpWaiter, Route};
 use super::startup::StartupIo;
 use super::tenant_machine::{DeletePhase, StopPhase};
-use super::{Lifecycle, Machine, Node, RefusingMachine, SlotState, Tenant};
+use super::{Lifecycle, Machine, Node, NodePhase, RefusingMachine, SlotState, Tenant};
 use crate::control_plane::{CallFailure, CpRequest};
 use crate::control_plane::{ControlPlaneError, ControlPlaneReply, summarize_tenant_listing};
 use crate::id::{TenantId, TimelineId};
@@ -484,7 +484,12 @@ impl Node {
             return self.step_done(tenant, Err(StepError::NotAttached(mode)));
         };
         self.uncount_tenant_memory(tenant); // machines it may still have are replaced
-        self.tenants.insert(tenant, Tenant::new(generation, mode, Lifecycle::Attaching));
+        // Start-up's loads (`OperationKind::Load`) come this way too.
+        let lifecycle = match self.phase {
+            NodePhase::Starting(_) => Lifecycle::Loading,
+            _ => Lifecycle::Attaching,
+        };
+        self.tenants.insert(tenant, Tenant::new(generation, mode, lifecycle));
         self.startup.loading.insert(tenant, 0);
         self.startup_io(
             StartupIo::ListRemoteTimelines(tenant),
@@ -507,12 +512,14 @@ impl Node {
                 t.transition(TenantEvent::Activated);
                 Ok(StepOutput::Done)
             }
-            None => Err(StepError::LoadFailed {
-                tenant,
-                reason: self.startup.warnings.last().cloned().unwrap_or_default(),
-            }),
+            // Dropped without its load ending (`load_failed` ends it): not expected.
+            None => Err(StepError::LoadFailed { tenant, reason: "its machines are gone".into() }),
         };
         self.step_done(tenant, result);
+        // The last of start-up's loads to end lets the node become active.
+        if let NodePhase::Starting(_) = self.phase {
+            self.startup_step_done();
+        }
     }
 }
 

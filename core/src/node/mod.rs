@@ -67,6 +67,7 @@ use crate::deletion_queue::{DeletionQueue, DeletionQueueConfig};
 use crate::id::{NodeId, OpId, OpIds, TenantId, TimelineId};
 use crate::page_cache::{PageCache, PageCacheConfig, PageCacheStats};
 use crate::scheduler::{JobKind, Scheduler, SchedulerConfig};
+use crate::tenant::Slot;
 use crate::time::{Instant, WallTime};
 use crate::timeline::TimelineConfig;
 use crate::trace::{Direction, TraceLine};
@@ -427,28 +428,30 @@ impl Node {
             self.check_memory_count();
         }
         if self.phase == NodePhase::Active {
-            // One slot per tenant; a settled attached slot that is not broken has its
-            // tenant machine (which alone holds its lifecycle), and no machines run
-            // for a tenant without an attached or in-progress slot.
+            // A settled attached slot that is not broken has its tenant machine
+            // (which alone holds its lifecycle).
             for (tenant, slot) in self.manager.slots() {
-                if let crate::tenant::Slot::Attached { broken: None, .. } = slot {
+                if let Slot::Attached { broken: None, .. } = slot {
                     assert!(
                         self.tenants.contains_key(tenant),
                         "tenant {tenant} attached without its tenant machine"
                     );
                 }
             }
-            for tenant in self.tenants.keys() {
-                assert!(
-                    matches!(
-                        self.manager.slot(*tenant),
-                        Some(
-                            crate::tenant::Slot::Attached { .. }
-                                | crate::tenant::Slot::InProgress(_)
-                        )
-                    ),
-                    "tenant {tenant} has machines but no attached slot"
-                );
+        }
+        // In every phase, start-up included: machines run only for a tenant the
+        // manager placed (a settled attached slot, whose mode and generation they
+        // run in) or is placing (an operation, start-up's loads among them).
+        for (id, tenant) in &self.tenants {
+            match self.manager.slot(*id) {
+                Some(Slot::Attached { mode, .. }) => assert!(
+                    tenant.mode == *mode && Some(tenant.generation) == mode.generation(),
+                    "tenant {id} runs in {:?} at {}, its slot says {mode:?}",
+                    tenant.mode,
+                    tenant.generation
+                ),
+                Some(Slot::InProgress(_)) => {}
+                other => panic!("tenant {id} has machines but no attached slot: {other:?}"),
             }
         }
         self.page_cache.check_invariants();

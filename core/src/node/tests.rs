@@ -52,7 +52,21 @@ impl Harness {
         Self::start_with(world, config, true)
     }
 
+    /// Starts with `hold` set before the first effect runs (a start-up I/O held).
+    pub(super) fn start_holding(world: World, config: NodeConfig, hold: HoldIo) -> Harness {
+        let mut h = Self::unstarted(world, config, true);
+        h.hold = Some(hold);
+        h.settle();
+        h
+    }
+
     pub(super) fn start_with(world: World, config: NodeConfig, check: bool) -> Harness {
+        let mut h = Self::unstarted(world, config, check);
+        h.settle();
+        h
+    }
+
+    fn unstarted(world: World, config: NodeConfig, check: bool) -> Harness {
         // A remote control plane's table is not the node's: it starts empty.
         let records = if config.remote_control_plane {
             Vec::new()
@@ -61,7 +75,7 @@ impl Harness {
         };
         let now = Instant(1_000);
         let node = Node::start(config, now, WallTime(0), records);
-        let mut h = Harness {
+        Harness {
             world,
             node,
             check,
@@ -74,9 +88,7 @@ impl Harness {
             held: Vec::new(),
             hold: None,
             held_io: Vec::new(),
-        };
-        h.settle();
-        h
+        }
     }
 
     /// Executes effects until the node is quiet, firing due timers (time advances
@@ -445,3 +457,4 @@ mod placement;
 mod refusals;
 mod remote_cp;
 mod remote_faults;
+mod startup_load;

@@ -18,6 +18,8 @@ pub(crate) struct World {
     pub(crate) store: BTreeMap<TenantId, TenantRecord>,
     /// The next this many remote listings fail with a transient error.
     pub(crate) transient_lists: u32,
+    /// The next this many remote listings fail for good (`Permanent`).
+    pub(crate) permanent_lists: u32,
     /// The next this many control-plane store transactions fail (nothing written).
     pub(crate) store_failures: u32,
     /// Remote PUTs and DELETEs executed so far.
@@ -285,6 +287,14 @@ impl World {
                     IoErrorKind::Transient,
                     "(test)",
                     "simulated 503",
+                )))
+            }
+            Io::RemoteList { .. } if self.permanent_lists > 0 => {
+                self.permanent_lists -= 1;
+                IoResult::Listing(Err(IoError::remote(
+                    IoErrorKind::Permanent,
+                    "(test)",
+                    "simulated permanent refusal",
                 )))
             }
             Io::RemoteList { prefix } => IoResult::Listing(Ok(self

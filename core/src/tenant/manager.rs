@@ -99,10 +99,12 @@
 //! happened), the new config (it happened; start-up loads the tenant in its new mode),
 //! or a renamed `.___detached` directory (start-up removes it).
 
+mod ending;
 mod error;
 mod input;
 mod invariants;
 mod limits;
+mod load;
 mod plan;
 
 pub use error::{ManagerError, ManagerInputError};
@@ -125,7 +127,8 @@ use std::collections::{BTreeMap, VecDeque};
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Operation {
     pub kind: OperationKind,
-    pub req: RequestId,
+    /// The request it answers; `None` for a start-up load, which answers none.
+    pub req: Option<RequestId>,
     pub from: Placement,
     /// The target; an attached target's generation is filled in by `AcquireGeneration`.
     pub target: RequestedMode,
@@ -149,7 +152,7 @@ impl Operation {
     ) -> Self {
         Operation {
             kind,
-            req,
+            req: Some(req),
             from,
             target,
             generation,
@@ -434,12 +437,7 @@ impl TenantManager {
                 } else {
                     // Nothing was changed: the slot stays as it was (none).
                     let error = ManagerError::ExistsRemotely { tenant, found };
-                    let req = op.req;
-                    self.effects.push_back(ManagerEffect::Reply {
-                        req,
-                        tenant,
-                        result: Err(error),
-                    });
+                    self.answer(op.req, tenant, Err(error));
                 }
                 Ok(())
             }
@@ -505,71 +503,6 @@ impl TenantManager {
         }
         self.start_next(tenant, &mut op);
         self.slots.insert(tenant, Slot::InProgress(op));
-    }
-
-    fn finish(&mut self, tenant: TenantId, op: &Operation) {
-        let placement = match op.target {
-            RequestedMode::Detached => Placement::Detached,
-            RequestedMode::Secondary { warm } => {
-                self.slots.insert(tenant, Slot::Secondary { warm });
-                Placement::Located(LocationMode::Secondary { warm })
-            }
-            attached => {
-                let g = op.generation.expect("an attached target has its generation by now");
-                let mode = with_generation(attached, g).expect("attached");
-                self.slots.insert(tenant, Slot::Attached { mode, broken: None });
-                Placement::Located(mode)
-            }
-        };
-        let outcome = match op.kind {
-            OperationKind::Create => LocationOutcome::Created(placement),
-            _ => LocationOutcome::Changed(placement),
-        };
-        self.effects.push_back(ManagerEffect::Reply { req: op.req, tenant, result: Ok(outcome) });
-    }
-
-    /// A step failed: the operation ends and is answered with the error. The node
-    /// never leaves machines running behind a failed step (a failed `LoadTenant`
-    /// stops what it started), so the slot says only what the tenant is now:
-    /// - nothing was changed yet (the generation was not acquired, the mode change's
-    ///   config was not written, nothing was stopped): the slot is as before;
-    /// - otherwise the tenant is `Broken` in the newest mode it may have on disk; a
-    ///   later location_config repairs it (a Broken tenant is reloaded even when the
-    ///   request repeats its mode).
-    fn fail(&mut self, tenant: TenantId, op: Operation, step: &Step, reason: StepError) {
-        let untouched_delete = op.kind == OperationKind::Delete && *step == Step::PutDeletionMark;
-        let stopped_or_acquired = op.kind != OperationKind::ChangeMode
-            && !untouched_delete
-            && (op.generation.is_some()
-                || matches!(op.from, Placement::Located(m) if m.generation().is_some()));
-        let broken = Some(reason.to_string());
-        let slot = if stopped_or_acquired {
-            let mode = match (op.generation.and_then(|g| with_generation(op.target, g)), op.from) {
-                (Some(mode), _) => mode,
-                (None, Placement::Located(mode)) => mode,
-                (None, Placement::Detached) => unreachable!("checked above"),
-            };
-            match mode {
-                LocationMode::Secondary { warm } => Some(Slot::Secondary { warm }),
-                mode => Some(Slot::Attached { mode, broken }),
-            }
-        } else {
-            match op.from {
-                Placement::Detached => op.unplaced.clone().map(|reason| Slot::Broken { reason }),
-                Placement::Located(LocationMode::Secondary { warm }) => {
-                    Some(Slot::Secondary { warm })
-                }
-                Placement::Located(mode) => Some(Slot::Attached { mode, broken: None }),
-            }
-        };
-        if let Some(slot) = slot {
-            self.slots.insert(tenant, slot);
-        }
-        let error = match step {
-            Step::CheckRemote => ManagerError::RemoteCheckFailed { tenant, reason },
-            _ => ManagerError::StepFailed { tenant, step: format!("{step:?}"), reason },
-        };
-        self.effects.push_back(ManagerEffect::Reply { req: op.req, tenant, result: Err(error) });
     }
 
     pub fn poll_effect(&mut self) -> Option<ManagerEffect> {

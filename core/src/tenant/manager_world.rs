@@ -43,6 +43,10 @@ pub enum Action {
     Delete(u8, bool),
     /// Tenant, mode pick: a settled slot from start-up or a create.
     Settled(u8, u8),
+    /// Tenant, mode pick: start-up loads the tenant (`handle_load`) on a generation
+    /// the world's re-attach grants; refused, changing nothing, while busy or for a
+    /// secondary mode.
+    Load(u8, u8),
     /// The step in flight of the tenant finishes with its output (a `CheckRemote`
     /// finds something when the flag is set).
     StepOk(u8, bool),
@@ -137,6 +141,7 @@ impl World {
                 self.feed(ManagerInput::DeleteTenant { req, tenant, broken });
             }
             Action::Settled(t, mode) => self.settle_slot(tenant(t), mode),
+            Action::Load(t, mode) => self.load(tenant(t), mode),
             Action::StepOk(t, found) => {
                 let tenant = tenant(t);
                 let Some(step) = self.steps.get(&tenant).cloned() else { return };
@@ -214,6 +219,42 @@ impl World {
         self.check();
     }
 
+    /// Start-up loads `tenant`: accepted exactly when nothing runs on it and the
+    /// mode is attached; a refusal changes nothing.
+    fn load(&mut self, tenant: TenantId, pick: u8) {
+        let busy = matches!(self.m.slot(tenant), Some(Slot::InProgress(_)));
+        let mode = match requested(pick) {
+            RequestedMode::Secondary { warm } => LocationMode::Secondary { warm },
+            requested => {
+                if busy {
+                    // Re-attach grants nothing for a tenant the node is busy with.
+                    return self.check();
+                }
+                let StepOutput::Generation(generation) =
+                    self.output(tenant, &Step::AcquireGeneration { at_least: None }, false)
+                else {
+                    unreachable!("a grant")
+                };
+                match requested {
+                    RequestedMode::AttachedMulti => LocationMode::AttachedMulti { generation },
+                    RequestedMode::AttachedStale => LocationMode::AttachedStale { generation },
+                    _ => LocationMode::AttachedSingle { generation },
+                }
+            }
+        };
+        let before = self.m.slot(tenant).cloned();
+        match self.m.handle(self.now, ManagerInput::Load { tenant, mode }) {
+            Ok(()) => {
+                assert!(mode.generation().is_some() && !busy, "{mode:?} loaded while busy");
+                self.feed_effects();
+            }
+            Err(e) => {
+                assert_eq!(self.m.slot(tenant), before.as_ref(), "a refused load changed it: {e}");
+                self.check();
+            }
+        }
+    }
+
     /// A completion that fits nothing: refused, typed, nothing changed.
     fn wrong_completion(&mut self, tenant: TenantId) {
         let before = self.m.slot(tenant).cloned();
@@ -236,6 +277,11 @@ impl World {
 
     fn feed(&mut self, input: ManagerInput) {
         self.m.handle(self.now, input).expect("the world completes only steps in flight");
+        self.feed_effects();
+    }
+
+    /// Takes every effect of the manager: steps to carry out, replies to check.
+    fn feed_effects(&mut self) {
         while let Some(effect) = self.m.poll_effect() {
             match effect {
                 ManagerEffect::Step { tenant, step: Step::RemoveLocalDir { dir } } => {

@@ -792,6 +792,7 @@ fn world_action() -> impl Strategy<Value = super::manager_world::Action> {
         1 => any::<u8>().prop_map(Action::Create),
         1 => (any::<u8>(), any::<bool>()).prop_map(|(t, b)| Action::Delete(t, b)),
         1 => (any::<u8>(), any::<u8>()).prop_map(|(t, m)| Action::Settled(t, m)),
+        1 => (any::<u8>(), any::<u8>()).prop_map(|(t, m)| Action::Load(t, m)),
         8 => (any::<u8>(), any::<bool>()).prop_map(|(t, f)| Action::StepOk(t, f)),
         2 => (any::<u8>(), any::<u8>()).prop_map(|(t, k)| Action::StepFailed(t, k)),
         1 => any::<u8>().prop_map(Action::StepWrong),
@@ -834,7 +835,7 @@ mod checks_fire {
     fn an_operation_with_no_step_in_flight() {
         let op = manager::Operation {
             kind: OperationKind::Attach,
-            req: RequestId(1),
+            req: Some(RequestId(1)),
             from: Placement::Detached,
             target: RequestedMode::AttachedSingle,
             generation: None,
@@ -854,4 +855,63 @@ mod checks_fire {
             TenantManager::recover(BTreeMap::from([(t(1), Slot::Attached { mode, broken: None })]));
         m.check_invariants();
     }
+}
+
+// ---- start-up loads (`manager/load.rs`) ----
+
+/// A start-up load is one `LoadTenant` step; it ends Attached in its mode and
+/// answers no request (start-up asked, not a caller).
+#[test]
+fn a_start_up_load_ends_attached_and_answers_no_request() {
+    let mut m = TenantManager::default();
+    m.handle_load(NOW, t(1), single(4)).unwrap();
+    assert_eq!(m.loads_in_progress(), 1);
+    let (steps, replies) = run(&mut m, &mut 0);
+    assert_eq!(steps, vec![Step::LoadTenant { mode: single(4) }]);
+    assert!(replies.is_empty(), "a load answered {replies:?}");
+    assert_eq!(m.slot(t(1)), Some(&Slot::Attached { mode: single(4), broken: None }));
+    assert_eq!(m.loads_in_progress(), 0);
+}
+
+/// A failed load leaves the tenant placed where start-up put it, Broken with the
+/// reason (a location_config repairs it), and still answers nothing.
+#[test]
+fn a_failed_start_up_load_leaves_the_tenant_broken_with_the_reason() {
+    let mut m = TenantManager::default();
+    let multi = LocationMode::AttachedMulti { generation: g(3) };
+    m.handle_load(NOW, t(1), multi).unwrap();
+    let Some(ManagerEffect::Step { step: Step::LoadTenant { .. }, .. }) = m.poll_effect() else {
+        panic!("no LoadTenant step");
+    };
+    let reason = "listing its remote timelines failed".to_string();
+    m.handle_step_done(NOW, t(1), Err(StepError::LoadFailed { tenant: t(1), reason })).unwrap();
+    assert_eq!(m.poll_effect(), None, "a failed load answered something");
+    match m.slot(t(1)) {
+        Some(Slot::Attached { mode, broken: Some(why) }) => {
+            assert_eq!(*mode, multi);
+            assert!(why.contains("listing its remote timelines failed"), "{why}");
+        }
+        other => panic!("{other:?}"),
+    }
+    m.check_invariants();
+}
+
+/// Start-up never loads a tenant an operation runs on, nor one in a mode without
+/// machines: either is a typed refusal that changes nothing.
+#[test]
+fn a_start_up_load_is_refused_while_busy_or_not_attached() {
+    let mut m = TenantManager::default();
+    let secondary = LocationMode::Secondary { warm: true };
+    assert_eq!(
+        m.handle_load(NOW, t(1), secondary),
+        Err(ManagerInputError::LoadNotAttached { tenant: t(1), mode: secondary })
+    );
+    assert_eq!(m.slot(t(1)), None);
+    m.handle_load(NOW, t(1), single(2)).unwrap();
+    assert_eq!(
+        m.handle_load(NOW, t(1), single(3)),
+        Err(ManagerInputError::LoadWhileBusy { tenant: t(1), kind: OperationKind::Load })
+    );
+    let (steps, _) = run(&mut m, &mut 0);
+    assert_eq!(steps, vec![Step::LoadTenant { mode: single(2) }]);
 }

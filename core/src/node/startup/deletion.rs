@@ -62,9 +62,7 @@ impl Node {
         let header = self.startup.header.take();
         let lists = std::mem::take(&mut self.startup.lists);
         let single = |t: &TenantId| {
-            self.tenants
-                .get(t)
-                .is_some_and(|t| matches!(t.mode, LocationMode::AttachedSingle { .. }))
+            matches!(self.startup.to_load.get(t), Some(LocationMode::AttachedSingle { .. }))
         };
         let deleting: BTreeMap<TenantId, ReAttachedTenant> = (self.startup.reattached.iter())
             .filter(|(t, _)| single(t))

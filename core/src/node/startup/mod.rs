@@ -28,7 +28,12 @@
 //!    re-attach answer (lists of this node's immediately preceding generation are
 //!    kept for tenants loading AttachedSingle; others are dropped: an AttachedMulti
 //!    or AttachedStale tenant deletes nothing).
-//! 5. `LoadTimelines`: per tenant, list its remote timelines (an object at or above
+//! 5. `LoadTimelines`: each tenant to load is handed to the tenant manager as a
+//!    load (`TenantManager::handle_load`, an operation whose one step is
+//!    `LoadTenant`, as an attach's last), so the manager is the only way a tenant
+//!    gets machines, at start-up too; the node is active once every load ended, and
+//!    a failed load leaves the tenant Broken with the reason. Per tenant, the load
+//!    lists its remote timelines (an object at or above
 //!    the generation just granted, under which nothing is written yet, is another
 //!    control plane's: the tenant goes Broken naming it, S-GEN-MONO), choose each
 //!    index with `select_index`,
@@ -58,13 +63,13 @@ mod reattach;
 mod timelines;
 
 use super::io::{self, Io, IoError, IoErrorKind, IoResult};
-use super::{Node, NodeEffect, NodePhase};
+use super::{Machine, Node, NodeEffect, NodePhase, RefusingMachine};
 use crate::control_plane::{CallFailure, ControlPlaneReply, ReAttachedTenant};
 use crate::deletion_list::{DeletionHeader, DeletionList};
 use crate::id::{TenantId, TimelineId};
 use crate::index_part::{IndexPart, IndexVersion};
 use crate::location_conf::{LocationConf, LocationMode};
-use crate::tenant::{Slot, TenantEvent, TenantManager};
+use crate::tenant::{Slot, TenantManager};
 use crate::time::Instant;
 use std::collections::BTreeMap;
 
@@ -163,10 +168,16 @@ pub(crate) struct Startup {
     /// Every tenant's config as last read or written (kept after start-up: the tenant
     /// manager rewrites configs with the tenant-level settings kept).
     pub(crate) configs: BTreeMap<TenantId, LocationConf>,
-    /// Tenants loaded after start-up by the tenant manager (`LoadTenant`), with their
-    /// outstanding I/O; start-up's own I/O counts in `outstanding`.
+    /// Tenants the tenant manager is loading (`LoadTenant`: start-up's loads and
+    /// attaches), with their outstanding I/O; start-up's own I/O counts in
+    /// `outstanding`.
     pub(crate) loading: BTreeMap<TenantId, usize>,
     reattached: BTreeMap<TenantId, ReAttachedTenant>,
+    /// The tenants start-up will load, in the mode each loads in (decided at
+    /// re-attach, or from the configs in emergency mode): `LoadTimelines` hands each
+    /// to the tenant manager as a load ([`TenantManager::handle_load`]), the one way
+    /// a tenant gets machines.
+    to_load: BTreeMap<TenantId, LocationMode>,
     /// Tenants whose remote storage holds generations the control plane never
     /// granted (`CheckGenerations`): not re-attached, not loaded; their slot says
     /// Broken with the generation found.
@@ -297,8 +308,9 @@ impl Node {
         }
     }
 
-    /// Moves to the next phase once the current one has no I/O outstanding.
-    fn startup_step_done(&mut self) {
+    /// Moves to the next phase once the current one has no I/O outstanding (and, in
+    /// `LoadTimelines`, once every tenant's load has ended).
+    pub(crate) fn startup_step_done(&mut self) {
         if self.startup.outstanding > 0 {
             return;
         }
@@ -313,6 +325,7 @@ impl Node {
                 self.recover_deletion_queue();
                 self.load_timelines();
             }
+            StartupPhase::LoadTimelines if self.manager.loads_in_progress() > 0 => {}
             StartupPhase::LoadTimelines => {
                 self.enter(StartupPhase::LoadTimelines);
                 self.phase = NodePhase::Active;
@@ -322,39 +335,55 @@ impl Node {
         }
     }
 
-    /// Start-up is over: every loaded tenant is active, and the tenant manager's slots
-    /// are what disk and the control plane said (attached ones loaded, secondary
-    /// configs kept).
+    /// Start-up is over: every tenant loaded is active and its slot says so (each
+    /// load was an operation of the tenant manager); secondary configs get their
+    /// slots.
     fn settle_slots(&mut self) {
-        // Broken slots without machines (configs unreadable, generation conflicts)
-        // stay as start-up found them.
-        let mut slots: BTreeMap<TenantId, Slot> = self
-            .manager
-            .slots()
-            .filter(|(_, slot)| {
-                matches!(slot, Slot::Broken { .. } | Slot::Attached { broken: Some(_), .. })
+        let secondary: Vec<(TenantId, bool)> = (self.startup.configs.iter())
+            .filter_map(|(id, conf)| match conf.mode {
+                LocationMode::Secondary { warm } => Some((*id, warm)),
+                _ => None,
             })
-            .map(|(id, slot)| (*id, slot.clone()))
             .collect();
-        for (id, t) in &mut self.tenants {
-            // A tenant whose handler panicked while it loaded stays Broken.
-            if !t.is_broken() {
-                t.transition(TenantEvent::Loaded);
-                t.transition(TenantEvent::Activated);
-            }
-            slots.insert(*id, Slot::Attached { mode: t.mode, broken: None });
-        }
-        for (id, conf) in &self.startup.configs {
-            if let LocationMode::Secondary { warm } = conf.mode {
-                slots.entry(*id).or_insert(Slot::Secondary { warm });
+        for (id, warm) in secondary {
+            if self.manager.slot(id).is_none()
+                && let Err(e) = self.manager.handle_settled(self.now, id, Slot::Secondary { warm })
+            {
+                self.refused(RefusingMachine::TenantManager, "a secondary slot", &e);
             }
         }
-        self.manager = TenantManager::recover(slots);
-        self.manager.set_max_tenants(self.config.max_tenants);
         // Each tenant is looked at once settled (a deletion mark found while loading).
         let tenants: Vec<TenantId> = self.tenants.keys().copied().collect();
         for tenant in tenants {
             self.touch_tenant(tenant);
         }
+    }
+
+    /// `LoadTimelines`: every tenant start-up decided to load is handed to the tenant
+    /// manager as a load. The slots a previous start left (this node leaving
+    /// emergency mode starts over) are dropped first, but for those that run nothing:
+    /// unreadable configs, generation conflicts, secondaries.
+    fn hand_loads_to_manager(&mut self) {
+        let kept: BTreeMap<TenantId, Slot> = self
+            .manager
+            .slots()
+            .filter(|(_, slot)| {
+                matches!(
+                    slot,
+                    Slot::Broken { .. }
+                        | Slot::Attached { broken: Some(_), .. }
+                        | Slot::Secondary { .. }
+                )
+            })
+            .map(|(id, slot)| (*id, slot.clone()))
+            .collect();
+        self.manager = TenantManager::recover(kept);
+        self.manager.set_max_tenants(self.config.max_tenants);
+        for (tenant, mode) in std::mem::take(&mut self.startup.to_load) {
+            if let Err(e) = self.manager.handle_load(self.now, tenant, mode) {
+                self.refused(RefusingMachine::TenantManager, "a start-up load", &e);
+            }
+        }
+        self.dirty.insert(Machine::Manager);
     }
 }

@@ -8,9 +8,9 @@ use crate::control_plane::CpRequest;
 use crate::control_plane::{CallFailure, ReAttachedTenant};
 use crate::id::TenantId;
 use crate::location_conf::{LocationConf, LocationMode};
+use crate::node::Node;
 use crate::node::io::{self, Io, IoResult};
 use crate::node::routing::CpWaiter;
-use crate::node::{Lifecycle, Node, Tenant};
 use crate::tenant::Slot;
 
 impl Node {
@@ -59,7 +59,7 @@ impl Node {
         let tenant_conf =
             self.startup.configs.get(&rt.tenant).map(|c| c.tenant_conf.clone()).unwrap_or_default();
         let conf = LocationConf { mode, tenant_conf };
-        self.tenants.insert(rt.tenant, Tenant::new(rt.generation, mode, Lifecycle::Loading));
+        self.startup.to_load.insert(rt.tenant, mode);
         let bytes = conf.to_toml().into_bytes();
         self.startup_io(
             StartupIo::WriteConfig {
@@ -91,11 +91,10 @@ impl Node {
     pub(super) fn on_re_attach_failed(&mut self, error: CallFailure) {
         self.enter_emergency(&error);
         for (tenant, conf) in &self.startup.configs {
-            let Some(generation) = conf.mode.generation() else { continue };
-            if self.startup.held_back.contains(tenant) {
+            if conf.mode.generation().is_none() || self.startup.held_back.contains(tenant) {
                 continue;
             }
-            self.tenants.insert(*tenant, Tenant::new(generation, conf.mode, Lifecycle::Loading));
+            self.startup.to_load.insert(*tenant, conf.mode);
         }
         // No new generation: no config rewrite, and the deletion queue is not
         // loaded (nothing may be deleted); timelines load read-only.
@@ -129,8 +128,7 @@ impl Node {
                 );
             } else {
                 // Without its new generation on disk the tenant must not run.
-                self.uncount_tenant_memory(tenant);
-                self.tenants.remove(&tenant);
+                self.startup.to_load.remove(&tenant);
                 self.warn(format!(
                     "tenant {tenant} not loaded: writing its config failed {attempt} times: {result:?}"
                 ));

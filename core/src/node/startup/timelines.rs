@@ -10,8 +10,9 @@ use crate::index_part::{IndexPart, IndexVersion, select_index};
 use crate::layer_name::LayerName;
 use crate::location_conf::LocationMode;
 use crate::node::io::{self, Entry, Io, IoError, IoErrorKind, IoResult};
-use crate::node::{BrokenReason, Machine, Node, NodePhase, SlotState, TimelineSlot};
+use crate::node::{BrokenReason, Machine, Node, SlotState, TimelineSlot};
 use crate::remote_path::{self, RemoteKey, TimelinesEntry};
+use crate::tenant::StepError;
 use crate::timeline::Timeline;
 use crate::upload_queue::UploadQueue;
 use std::collections::BTreeMap;
@@ -23,13 +24,9 @@ impl Node {
     /// validated between that listing and re-attach must be the one loaded.
     pub(super) fn load_timelines(&mut self) {
         self.enter(StartupPhase::LoadTimelines);
-        let tenants: Vec<TenantId> = self.tenants.keys().copied().collect();
-        for tenant in tenants {
-            self.startup_io(
-                StartupIo::ListRemoteTimelines(tenant),
-                Io::RemoteList { prefix: remote_path::timelines_prefix(tenant) },
-            );
-        }
+        // Each load starts with `LoadTenant` (`Node::begin_load_tenant`), as an
+        // attach's does.
+        self.hand_loads_to_manager();
         self.startup_step_done();
     }
 
@@ -44,20 +41,15 @@ impl Node {
         match result {
             IoResult::Listing(Ok(entries)) => self.load_remote_timelines(tenant, &entries),
             other => {
-                self.uncount_tenant_memory(tenant);
-                self.tenants.remove(&tenant);
-                self.warn(format!(
-                    "tenant {tenant} not loaded: listing its remote timelines failed: {other:?}"
-                ));
+                let reason = format!("listing its remote timelines failed: {other:?}");
+                self.warn(format!("tenant {tenant} not loaded: {reason}"));
+                self.load_failed(tenant, reason)
             }
         }
     }
 
     fn load_remote_timelines(&mut self, tenant: TenantId, entries: &[Entry]) {
-        let Some((generation, mode)) = self.tenants.get(&tenant).map(|t| (t.generation, t.mode))
-        else {
-            return;
-        };
+        let Some(generation) = self.tenants.get(&tenant).map(|t| t.generation) else { return };
         // S-GEN-MONO at every index load: `generation` was just granted (nothing is
         // written under it yet), so an object at or above it is another control
         // plane's; in emergency mode it is this node's last grant, so one above it is.
@@ -76,12 +68,7 @@ impl Node {
                 format!("{generation}, this node's last grant")
             };
             let reason = self.generation_conflict(tenant, found, ceiling);
-            self.uncount_tenant_memory(tenant);
-            self.tenants.remove(&tenant);
-            if matches!(self.phase, NodePhase::Starting(_)) {
-                self.break_at_startup(tenant, mode, reason);
-            }
-            return;
+            return self.load_failed(tenant, reason);
         }
         let mut versions: BTreeMap<TimelineId, Vec<IndexVersion>> = BTreeMap::new();
         for entry in entries {
@@ -310,5 +297,16 @@ impl Node {
         }
         self.dirty.insert(Machine::Timeline(tenant, timeline));
         self.dirty.insert(Machine::Upload(tenant, timeline));
+    }
+
+    /// `tenant`'s load failed before any of its timelines started (its first I/O,
+    /// the listing, was its only one): the tenant is dropped and its load ends with
+    /// `reason` (already warned of), so its slot says Broken with it.
+    fn load_failed(&mut self, tenant: TenantId, reason: String) {
+        self.uncount_tenant_memory(tenant);
+        self.tenants.remove(&tenant);
+        if self.startup.loading.remove(&tenant).is_some() {
+            self.step_done(tenant, Err(StepError::LoadFailed { tenant, reason }));
+        }
     }
 }

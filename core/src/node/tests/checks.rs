@@ -10,6 +10,7 @@ use super::super::{Machine, Route};
 use super::*;
 use crate::control_plane::client::ClientTimer;
 use crate::id::OpId;
+use crate::location_conf::LocationMode;
 use crate::tenant::Slot;
 
 /// An active node holding T with TL and its data, everything visible.
@@ -47,6 +48,13 @@ fires!(
 fires!(machines_without_an_attached_slot, "has machines but no attached slot", |node| {
     let now = node.now;
     node.manager.handle_settled(now, T, Slot::Secondary { warm: false }).unwrap();
+});
+
+fires!(machines_running_in_another_mode_than_their_slot, "its slot says", |node| {
+    let now = node.now;
+    let generation = tenant(&mut node).generation;
+    let mode = LocationMode::AttachedMulti { generation };
+    node.manager.handle_settled(now, T, Slot::Attached { mode, broken: None }).unwrap();
 });
 
 fires!(projected_above_the_timelines_disk_consistent, "S-PROJECTED broken on", |node| {

@@ -56,4 +56,10 @@ pub enum ManagerInputError {
     MissingGeneration(TenantId),
     #[error("tenant {0}: CheckRemote finished without saying what it found")]
     MissingFound(TenantId),
+    /// Start-up asked to load a tenant in a mode that runs no machines.
+    #[error("tenant {tenant}: a start-up load in {mode:?}, which is not attached")]
+    LoadNotAttached { tenant: TenantId, mode: crate::location_conf::LocationMode },
+    /// Start-up asked to load a tenant an operation is running on.
+    #[error("tenant {tenant}: a start-up load while {kind:?} is in progress")]
+    LoadWhileBusy { tenant: TenantId, kind: OperationKind },
 }

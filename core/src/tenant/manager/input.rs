@@ -7,6 +7,7 @@ use super::{
     LocationRequest, ManagerError, ManagerInputError, Slot, StepError, StepOutput, TenantManager,
 };
 use crate::id::TenantId;
+use crate::location_conf::LocationMode;
 use crate::node::api::RequestId;
 use crate::time::Instant;
 
@@ -28,6 +29,8 @@ pub enum ManagerInput {
     CreateTenant { req: RequestId, tenant: TenantId },
     /// `handle_delete_tenant`; `broken` as for `LocationConfig`.
     DeleteTenant { req: RequestId, tenant: TenantId, broken: Option<String> },
+    /// `handle_load`: start-up loads `tenant` in `mode`.
+    Load { tenant: TenantId, mode: LocationMode },
     /// `handle_step_done`: the step in flight for `tenant` finished.
     StepDone { tenant: TenantId, result: Result<StepOutput, StepError> },
 }
@@ -60,6 +63,7 @@ impl TenantManager {
             ManagerInput::DeleteTenant { req, tenant, broken } => {
                 self.handle_delete_tenant(now, req, tenant, broken)
             }
+            ManagerInput::Load { tenant, mode } => self.handle_load(now, tenant, mode)?,
             ManagerInput::StepDone { tenant, result } => {
                 self.handle_step_done(now, tenant, result)?
             }

@@ -142,6 +142,8 @@ pub enum OperationKind {
     ToSecondary,
     Detach,
     Delete,
+    /// A start-up load (`manager/load.rs`): answers no request.
+    Load,
 }
 
 /// Where a tenant stands (or will stand) on this node.
