@@ -86,6 +86,13 @@ mod cli {
             /// admin or node scope (for its own node) for the node-facing API.
             #[arg(long)]
             key_file: Vec<Utf8PathBuf>,
+            /// A file holding the bearer token sent on every call to a node
+            /// (creating a tenant, a migration's calls): an admin token of the
+            /// nodes (`strata token mint --scope admin` with a node's key). Read at
+            /// each call. Without it the calls carry no token, which only nodes
+            /// with auth off accept.
+            #[arg(long)]
+            node_token_file: Option<Utf8PathBuf>,
         },
         /// Keys and bearer tokens for the node's HTTP API.
         Token {
@@ -196,8 +203,8 @@ mod cli {
             Command::Init { dir, force } => init(&dir, force),
             Command::Token { verb } => token(verb),
             Command::Scrub(args) => strata_runtime_tokio::scrub::run(&args),
-            Command::Control { listen, db, token, key_file } => {
-                control(&listen, &db, token, &key_file)
+            Command::Control { listen, db, token, key_file, node_token_file } => {
+                control(&listen, &db, token, &key_file, node_token_file)
             }
             Command::Ctl { url, token, what } => {
                 use strata_runtime_tokio::control::ctl::{self, Verb};
@@ -291,8 +298,16 @@ mod cli {
         db: &str,
         token: Option<String>,
         key_files: &[Utf8PathBuf],
+        node_token_file: Option<Utf8PathBuf>,
     ) -> ExitCode {
-        use strata_runtime_tokio::control::service::{self, ControlAuth, ControlService};
+        use strata_runtime_tokio::control::service::{
+            self, ControlAuth, ControlService, NodeToken,
+        };
+        let node_token = NodeToken::from_file(node_token_file);
+        if let Err(e) = node_token.header() {
+            eprintln!("strata control: --node-token-file: {e}");
+            return ExitCode::FAILURE;
+        }
         let auth = if key_files.is_empty() {
             ControlAuth::from(token)
         } else {
@@ -316,7 +331,12 @@ mod cli {
             }
         };
         let result = runtime.block_on(async {
-            let service = ControlService::open(Utf8PathBuf::from(path).as_path(), auth).await?;
+            let service = ControlService::open_with_node_token(
+                Utf8PathBuf::from(path).as_path(),
+                auth,
+                node_token,
+            )
+            .await?;
             let listener = tokio::net::TcpListener::bind(listen)
                 .await
                 .map_err(|e| format!("binding {listen}: {e}"))?;

@@ -453,3 +453,106 @@ fn migrations_under_ingest_and_kill_9_keep_every_acknowledged_value() {
         started.elapsed()
     );
 }
+
+/// Issue 19 item 3's tokens: with auth on both nodes, `strata control` without
+/// `--node-token-file` cannot create a tenant (the node answers 401, and the
+/// admin sees it); with an admin token of the nodes in that file, the tenant is
+/// created and migrates from node 1 to node 2, and its data reads back there.
+#[test]
+fn a_control_plane_with_the_node_token_migrates_between_nodes_with_auth_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = Cluster::new(dir.path().to_owned());
+    let key = c.dir.join("auth.key");
+    let out = strata().args(["token", "new-key"]).arg(&key).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for i in 1..=2 {
+        let path = c.dir.join(format!("n{i}/strata.toml"));
+        let config = std::fs::read_to_string(&path).unwrap();
+        let config = format!("{config}\n[auth]\nkey_files = [\"{}\"]\n", key.display());
+        std::fs::write(&path, config).unwrap();
+    }
+    let out = strata()
+        .args(["token", "mint", "--scope", "admin", "--key-file"])
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let admin = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let bearer = format!("Bearer {admin}");
+    // Without the node token: the node refuses the control plane's call.
+    let mut cp = c.start_control();
+    let _n1 = c.start_node(0, true);
+    let _n2 = c.start_node(1, true);
+    for i in 0..2 {
+        let (ok, out, err) = c.ctl(&["node", "register", &(i + 1).to_string(), &c.node_url(i)]);
+        assert!(ok, "{out} {err}");
+    }
+    let (ok, out, err) = c.ctl(&["tenant", "create", TENANT, "--node", "1"]);
+    assert!(!ok && err.contains("401"), "a create without the node token: {out} {err}");
+    let r = agent().get(format!("{}/v1/tenant/{TENANT}/location", c.node_url(0))).call().unwrap();
+    assert_eq!(r.status(), 401, "a call without a token");
+    cp.stop();
+
+    let token_file = c.dir.join("node.token");
+    std::fs::write(&token_file, format!("{admin}\n")).unwrap();
+    let _cp = common::start_control_with(
+        &c.dir,
+        c.cp_port,
+        TOKEN,
+        &["--node-token-file", token_file.to_str().unwrap()],
+    );
+    let (ok, out, err) = c.ctl(&["tenant", "create", TENANT, "--node", "1"]);
+    assert!(ok, "a create with the node token: {out} {err}");
+    let node = |i: usize, path: &str| format!("{}/v1/tenant/{TENANT}{path}", c.node_url(i));
+    let r = agent()
+        .post(node(0, "/timeline"))
+        .header("Authorization", &bearer)
+        .send_json(json!({"timeline_id": TIMELINE}))
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let records: Vec<Value> = (0..KEYS)
+        .map(|k| {
+            let image = json!({"image": hex::encode(format!("auth{k}"))});
+            json!({"key": format!("{k:016X}"), "lsn": lsn(0x1000 + 8 * k as u64), "record": image})
+        })
+        .collect();
+    let last = 0x1000 + 8 * (KEYS as u64 - 1);
+    let r = agent()
+        .post(node(0, &format!("/timeline/{TIMELINE}/ingest")))
+        .header("Authorization", &bearer)
+        .send_json(json!({ "records": records }))
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // Visible on node 1 first: what the destination loads (clients re-send the rest).
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let url = node(0, &format!("/timeline/{TIMELINE}"));
+        let mut r = agent().get(&url).header("Authorization", &bearer).call().unwrap();
+        let v: Value = r.body_mut().read_json().unwrap();
+        if parse_lsn(v["remote_consistent_lsn_visible"].as_str().unwrap()) >= last {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not visible on node 1: {v}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let started = Instant::now();
+    let (ok, out, err) = c.ctl(&["migrate", TENANT, "--to", "2", "--origin-after", "detached"]);
+    println!("migration with tokens: {:.1} s", started.elapsed().as_secs_f64());
+    assert!(ok, "migrate: {out} {err}");
+    let done: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!((done["phase"].as_str(), done["destination"].as_u64()), (Some("done"), Some(2)));
+    let deadline = Instant::now() + TIMEOUT;
+    for k in 0..KEYS {
+        let url = node(1, &format!("/timeline/{TIMELINE}/page?key={k:016X}&lsn={}", lsn(last)));
+        loop {
+            let mut r = agent().get(&url).header("Authorization", &bearer).call().unwrap();
+            let v: Value = r.body_mut().read_json().unwrap_or(Value::Null);
+            if r.status() == 200 {
+                assert_eq!(v["value"].as_str(), Some(hex::encode(format!("auth{k}")).as_str()));
+                break;
+            }
+            assert!(Instant::now() < deadline && r.status() == 503, "read of key {k}: {v}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}

@@ -19,7 +19,7 @@
 //! takes the lock per input and never across I/O. On start the machine is rebuilt
 //! from the `migrations` rows, and unfinished migrations resume at their phase.
 
-use super::service::{Inner, NODE_CALL_TIMEOUT};
+use super::service::{Inner, NODE_CALL_TIMEOUT, NodeToken};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use strata_adapters::generation_store::StoreError;
@@ -51,9 +51,10 @@ pub(super) fn spawn(
     inner: Arc<Mutex<Inner>>,
     store: SqliteStore,
     started: std::time::Instant,
+    node_token: NodeToken,
 ) -> mpsc::UnboundedSender<Wake> {
     let (tx, rx) = mpsc::unbounded_channel();
-    tokio::spawn(run(inner, store, started, rx, tx.clone()));
+    tokio::spawn(run(inner, store, started, node_token, rx, tx.clone()));
     tx
 }
 
@@ -65,11 +66,12 @@ async fn run(
     inner: Arc<Mutex<Inner>>,
     store: SqliteStore,
     started: std::time::Instant,
+    node_token: NodeToken,
     mut rx: mpsc::UnboundedReceiver<Wake>,
     tx: mpsc::UnboundedSender<Wake>,
 ) {
     loop {
-        carry_out_effects(&inner, &store, started, &tx).await;
+        carry_out_effects(&inner, &store, started, &node_token, &tx).await;
         let next = inner.lock().await.mig.next_timer();
         let sleep = match next {
             Some((at, _)) => {
@@ -104,6 +106,7 @@ async fn carry_out_effects(
     inner: &Arc<Mutex<Inner>>,
     store: &SqliteStore,
     started: std::time::Instant,
+    node_token: &NodeToken,
     tx: &mpsc::UnboundedSender<Wake>,
 ) {
     loop {
@@ -129,10 +132,10 @@ async fn carry_out_effects(
                 }
                 MigrationEffect::Call { op, node, tenant, call } => {
                     let address = node_address(store, node).await;
-                    let tx = tx.clone();
+                    let (tx, node_token) = (tx.clone(), node_token.clone());
                     tokio::spawn(async move {
                         let result = match address {
-                            Ok(address) => call_node(address, tenant, call).await,
+                            Ok(address) => call_node(address, tenant, call, node_token).await,
                             Err(e) => Err(e),
                         };
                         let _ = tx.send(Wake::Answer { op, result });
@@ -160,11 +163,14 @@ async fn node_address(store: &SqliteStore, node: NodeId) -> Result<String, NodeC
         .ok_or_else(|| NodeCallError::Refused(format!("{node} is not registered")))
 }
 
-/// One call to a node over HTTP (see the module doc for the outcome mapping).
+/// One call to a node over HTTP, with the node token when one is configured (see
+/// the module doc for the outcome mapping; a token file that cannot be read is
+/// `Unreachable`, retried like a node that does not answer).
 pub async fn call_node(
     address: String,
     tenant: TenantId,
     call: NodeCall,
+    node_token: NodeToken,
 ) -> Result<NodeAnswer, NodeCallError> {
     let base = address.trim_end_matches('/').to_string();
     let answer = tokio::task::spawn_blocking(move || {
@@ -174,11 +180,18 @@ pub async fn call_node(
                 .timeout_global(Some(NODE_CALL_TIMEOUT))
                 .build(),
         );
+        let auth = node_token.header().map_err(NodeCallError::Unreachable)?;
+        let auth = auth.unwrap_or_default();
         let sent = match &call {
-            NodeCall::Status => agent.get(format!("{base}/v1/tenant/{tenant}/location")).call(),
-            NodeCall::LocationConfig(request) => agent
-                .put(format!("{base}/v1/tenant/{tenant}/location_config"))
-                .send_json(LocationConfigBody::from_request(request)),
+            NodeCall::Status => {
+                let r = agent.get(format!("{base}/v1/tenant/{tenant}/location"));
+                if auth.is_empty() { r.call() } else { r.header("Authorization", &auth).call() }
+            }
+            NodeCall::LocationConfig(request) => {
+                let r = agent.put(format!("{base}/v1/tenant/{tenant}/location_config"));
+                let r = if auth.is_empty() { r } else { r.header("Authorization", &auth) };
+                r.send_json(LocationConfigBody::from_request(request))
+            }
         };
         let mut response = sent.map_err(|e| NodeCallError::Unreachable(format!("{base}: {e}")))?;
         let status = response.status().as_u16();

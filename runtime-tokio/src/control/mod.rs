@@ -20,6 +20,11 @@
 //! token for everything) is the older way and stays for one machine; without
 //! either, the API is open.
 //!
+//! Calls the other way, to nodes (a tenant create, a migration's status and
+//! location_config calls), carry the token in `--node-token-file`
+//! ([`service::NodeToken`]: an admin token of nodes with auth on), read at each
+//! call; without it they carry none.
+//!
 //! # Node-facing API
 //! | request | body | answer |
 //! |---|---|---|

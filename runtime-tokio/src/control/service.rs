@@ -78,6 +78,33 @@ pub struct ControlService {
     started: std::time::Instant,
     /// Wall-clock milliseconds at start: names this run of the service.
     incarnation: u64,
+    /// What calls to nodes carry.
+    node_token: NodeToken,
+}
+
+/// The bearer token `strata control` sends on every call to a node (a tenant
+/// create, a migration's status and location_config calls): the contents of
+/// `--node-token-file`, read at each call, so a token can be replaced without a
+/// restart. `None`: calls carry no token (nodes with auth off).
+#[derive(Clone, Debug, Default)]
+pub struct NodeToken(Option<camino::Utf8PathBuf>);
+
+impl NodeToken {
+    pub fn from_file(path: Option<camino::Utf8PathBuf>) -> NodeToken {
+        NodeToken(path)
+    }
+
+    /// The `Authorization` header value, if a token file is configured.
+    pub fn header(&self) -> Result<Option<String>, String> {
+        let Some(path) = &self.0 else { return Ok(None) };
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("reading the node token file {path}: {e}"))?;
+        let token = text.trim();
+        if token.is_empty() {
+            return Err(format!("the node token file {path} is empty"));
+        }
+        Ok(Some(format!("Bearer {token}")))
+    }
 }
 
 /// How the control plane authenticates requests.
@@ -148,10 +175,20 @@ fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, CtlError> {
 }
 
 impl ControlService {
-    /// Opens the store and rebuilds the machine from it.
+    /// Opens the store and rebuilds the machine from it; calls to nodes carry no
+    /// token.
     pub async fn open(
         path: &camino::Utf8Path,
         auth: impl Into<ControlAuth>,
+    ) -> Result<ControlService, String> {
+        Self::open_with_node_token(path, auth, NodeToken::default()).await
+    }
+
+    /// [`ControlService::open`], every call to a node carrying `node_token`.
+    pub async fn open_with_node_token(
+        path: &camino::Utf8Path,
+        auth: impl Into<ControlAuth>,
+        node_token: NodeToken,
     ) -> Result<ControlService, String> {
         let auth = auth.into();
         let store = SqliteStore::open(path).map_err(|e| format!("opening {path}: {e}"))?;
@@ -169,11 +206,11 @@ impl ControlService {
             starts: BTreeMap::new(),
         };
         let inner = Arc::new(Mutex::new(inner));
-        let wake = migrate::spawn(Arc::clone(&inner), store.clone(), started);
+        let wake = migrate::spawn(Arc::clone(&inner), store.clone(), started, node_token.clone());
         let incarnation = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-        Ok(ControlService { inner, wake, store, auth, started, incarnation })
+        Ok(ControlService { inner, wake, store, auth, started, incarnation, node_token })
     }
 
     fn now(&self) -> Instant {
@@ -458,6 +495,7 @@ async fn create_tenant(
     };
     let url = format!("{}/v1/tenant", address.trim_end_matches('/'));
     let payload = serde_json::json!({ "tenant_id": tenant.to_string() });
+    let node_token = s.node_token.clone();
     let answer = tokio::task::spawn_blocking(move || {
         let agent = ureq::Agent::new_with_config(
             ureq::Agent::config_builder()
@@ -465,7 +503,11 @@ async fn create_tenant(
                 .timeout_global(Some(NODE_CALL_TIMEOUT))
                 .build(),
         );
-        let mut r = agent.post(&url).send_json(payload).map_err(|e| format!("{url}: {e}"))?;
+        let mut request = agent.post(&url);
+        if let Some(auth) = node_token.header()? {
+            request = request.header("Authorization", &auth);
+        }
+        let mut r = request.send_json(payload).map_err(|e| format!("{url}: {e}"))?;
         let status = r.status().as_u16();
         let text = r.body_mut().read_to_string().unwrap_or_default();
         Ok::<_, String>((status, text))

@@ -90,11 +90,17 @@ pub fn parse_lsn(s: &str) -> u64 {
 /// Starts `strata control` on 127.0.0.1:`port` with its SQLite store in `dir`
 /// (`control.db`, log `control.log`); returns once it listens.
 pub fn start_control(dir: &std::path::Path, port: u16, token: &str) -> Proc {
+    start_control_with(dir, port, token, &[])
+}
+
+/// [`start_control`] with more arguments (`--node-token-file F`).
+pub fn start_control_with(dir: &std::path::Path, port: u16, token: &str, more: &[&str]) -> Proc {
     let db = format!("sqlite:{}", dir.join("control.db").display());
     let p = Proc::spawn(
         strata()
             .args(["control", "--listen", &format!("127.0.0.1:{port}")])
-            .args(["--db", &db, "--token", token]),
+            .args(["--db", &db, "--token", token])
+            .args(more),
         dir.join("control.log"),
     );
     let deadline = Instant::now() + TIMEOUT;
