@@ -110,3 +110,28 @@ pub fn start_control_with(dir: &std::path::Path, port: u16, token: &str, more: &
     }
     p
 }
+
+/// The WARN and ERROR lines of a node's log (ANSI colours removed) that contain
+/// none of `allowed`.
+pub fn unexpected_log_lines(log: &str, allowed: &[&str]) -> Vec<String> {
+    let mut plain = String::with_capacity(log.len());
+    let mut chars = log.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // An escape sequence: ESC [ ... letter.
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            plain.push(c);
+        }
+    }
+    plain
+        .lines()
+        .filter(|l| l.contains(" WARN ") || l.contains(" ERROR "))
+        .filter(|l| !allowed.iter().any(|a| l.contains(a)))
+        .map(str::to_owned)
+        .collect()
+}
