@@ -489,8 +489,8 @@ impl Node {
             NodePhase::Starting(_) => Lifecycle::Loading,
             _ => Lifecycle::Attaching,
         };
-        self.tenants.insert(tenant, Tenant::new(generation, mode, lifecycle));
-        self.startup.loading.insert(tenant, 0);
+        let loading = Some(0);
+        self.tenants.insert(tenant, Tenant { loading, ..Tenant::new(generation, mode, lifecycle) });
         self.startup_io(
             StartupIo::ListRemoteTimelines(tenant),
             Io::RemoteList { prefix: remote_path::timelines_prefix(tenant) },
@@ -501,13 +501,14 @@ impl Node {
     /// brought its count to zero marked it, `on_startup_io`): it is active, or its
     /// load failed (start-up's per-tenant path removed it) and what started is dropped.
     pub(crate) fn finish_tenant_load(&mut self, tenant: TenantId) {
-        self.startup.loading.remove(&tenant);
         let result = match self.tenants.get_mut(&tenant) {
             // A handler panicked while it loaded (`isolation.rs`).
             Some(t) if t.is_broken() => {
+                t.loading = None;
                 Err(StepError::LoadFailed { tenant, reason: format!("{:?}", t.state()) })
             }
             Some(t) => {
+                t.loading = None;
                 t.transition(TenantEvent::Loaded);
                 t.transition(TenantEvent::Activated);
                 Ok(StepOutput::Done)

@@ -427,33 +427,7 @@ impl Node {
         if self.dirty.is_empty() {
             self.check_memory_count();
         }
-        if self.phase == NodePhase::Active {
-            // A settled attached slot that is not broken has its tenant machine
-            // (which alone holds its lifecycle).
-            for (tenant, slot) in self.manager.slots() {
-                if let Slot::Attached { broken: None, .. } = slot {
-                    assert!(
-                        self.tenants.contains_key(tenant),
-                        "tenant {tenant} attached without its tenant machine"
-                    );
-                }
-            }
-        }
-        // In every phase, start-up included: machines run only for a tenant the
-        // manager placed (a settled attached slot, whose mode and generation they
-        // run in) or is placing (an operation, start-up's loads among them).
-        for (id, tenant) in &self.tenants {
-            match self.manager.slot(*id) {
-                Some(Slot::Attached { mode, .. }) => assert!(
-                    tenant.mode == *mode && Some(tenant.generation) == mode.generation(),
-                    "tenant {id} runs in {:?} at {}, its slot says {mode:?}",
-                    tenant.mode,
-                    tenant.generation
-                ),
-                Some(Slot::InProgress(_)) => {}
-                other => panic!("tenant {id} has machines but no attached slot: {other:?}"),
-            }
-        }
+        self.check_tenant_slots();
         self.page_cache.check_invariants();
         self.scheduler.check_invariants();
         // A timeline that leaves the node frees its jobs' slots as it leaves
@@ -519,6 +493,40 @@ impl Node {
         for effect in &self.effects {
             if let NodeEffect::Io { op, .. } = effect {
                 assert!(self.routes.contains_key(op), "effect {op} has no route");
+            }
+        }
+    }
+
+    /// The tenant manager and the tenant machines agree: an attached slot that is
+    /// not broken has its machines once the node is active, and in every phase
+    /// machines run only under an attached slot (in its mode and generation) or an
+    /// operation in progress (start-up's loads among them).
+    fn check_tenant_slots(&self) {
+        if self.phase == NodePhase::Active {
+            // A settled attached slot that is not broken has its tenant machine
+            // (which alone holds its lifecycle).
+            for (tenant, slot) in self.manager.slots() {
+                if let Slot::Attached { broken: None, .. } = slot {
+                    assert!(
+                        self.tenants.contains_key(tenant),
+                        "tenant {tenant} attached without its tenant machine"
+                    );
+                }
+            }
+        }
+        // In every phase, start-up included: machines run only for a tenant the
+        // manager placed (a settled attached slot, whose mode and generation they
+        // run in) or is placing (an operation, start-up's loads among them).
+        for (id, tenant) in &self.tenants {
+            match self.manager.slot(*id) {
+                Some(Slot::Attached { mode, .. }) => assert!(
+                    tenant.mode == *mode && Some(tenant.generation) == mode.generation(),
+                    "tenant {id} runs in {:?} at {}, its slot says {mode:?}",
+                    tenant.mode,
+                    tenant.generation
+                ),
+                Some(Slot::InProgress(_)) => {}
+                other => panic!("tenant {id} has machines but no attached slot: {other:?}"),
             }
         }
     }

@@ -230,6 +230,10 @@ pub(crate) struct Tenant {
     /// Found with a deletion mark while loading: its deletion starts again once it
     /// is settled in AttachedSingle.
     pub(crate) deletion_marked: bool,
+    /// While its load (the manager's `LoadTenant` step) runs: how many of the load's
+    /// I/Os are outstanding (start-up's bounded queue, retries included). At zero
+    /// the load ends (`Node::finish_tenant_load`) and this becomes `None`.
+    pub(crate) loading: Option<usize>,
 }
 
 impl Tenant {
@@ -245,6 +249,7 @@ impl Tenant {
             create_checks: BTreeSet::new(),
             reads: BTreeMap::new(),
             deletion_marked: false,
+            loading: None,
         }
     }
 
@@ -295,7 +300,7 @@ impl Node {
     /// Moves `tenant` on as far as its own state and counters allow (see the
     /// module doc, Progress). Called by the pump for a dirty [`Machine::Tenant`].
     pub(crate) fn advance_tenant(&mut self, tenant: TenantId) {
-        if self.startup.loading.get(&tenant) == Some(&0) {
+        if self.tenants.get(&tenant).is_some_and(|t| t.loading == Some(0)) {
             // Its load's last start-up I/O completed (`on_startup_io`).
             self.finish_tenant_load(tenant);
         }

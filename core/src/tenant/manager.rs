@@ -71,6 +71,10 @@
 //! with [`ManagerError::ExistsRemotely`], naming what was found (an empty tenant
 //! over what exists would hide its timelines for good: issue 15, item 2).
 //!
+//! Start-up's loads are operations too ([`TenantManager::handle_load`],
+//! `manager/load.rs`): one `LoadTenant` step each, answering no request; a tenant
+//! gets machines no other way.
+//!
 //! A detach renames the tenant's directory to `tenants/{t}.___detached.{n}`; the
 //! manager numbers it when it plans the detach ([`DetachedDir`], unique in this node
 //! run) and the rename and the background removal both carry the number, so no
@@ -210,6 +214,9 @@ pub struct TenantManager {
     /// Directories renamed away by detaches planned so far: the next is numbered one
     /// above ([`DetachedDir`]).
     detached_dirs: u64,
+    /// Start-up loads in progress (`load.rs`), counted as they start and end, so
+    /// that start-up asks in O(1) whether all have ended.
+    loads: usize,
 }
 
 impl TenantManager {

@@ -168,10 +168,6 @@ pub(crate) struct Startup {
     /// Every tenant's config as last read or written (kept after start-up: the tenant
     /// manager rewrites configs with the tenant-level settings kept).
     pub(crate) configs: BTreeMap<TenantId, LocationConf>,
-    /// Tenants the tenant manager is loading (`LoadTenant`: start-up's loads and
-    /// attaches), with their outstanding I/O; start-up's own I/O counts in
-    /// `outstanding`.
-    pub(crate) loading: BTreeMap<TenantId, usize>,
     reattached: BTreeMap<TenantId, ReAttachedTenant>,
     /// The tenants start-up will load, in the mode each loads in (decided at
     /// re-attach, or from the configs in emergency mode): `LoadTimelines` hands each
@@ -266,10 +262,10 @@ impl Node {
             }
             StartupIo::RemoveLocal { .. } => self.on_local_removed(result),
         }
-        // A tenant loading after start-up whose last I/O this was: it is advanced
+        // A loading tenant whose last load I/O this was: it is advanced
         // (`finish_tenant_load`) once the machines it started are quiet.
         if let Some(tenant) = tenant
-            && self.startup.loading.get(&tenant) == Some(&0)
+            && self.tenants.get(&tenant).is_some_and(|t| t.loading == Some(0))
         {
             self.touch_tenant(tenant);
         }

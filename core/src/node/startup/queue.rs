@@ -35,18 +35,27 @@ impl Node {
         }
     }
 
-    /// Counts `step` as outstanding: for its tenant when that tenant is loading after
-    /// start-up, else for start-up itself.
+    /// Counts `step` as outstanding: a tenant's load I/O for that tenant's load
+    /// (`Tenant::loading`), any other for start-up itself.
     fn count_start(&mut self, step: &StartupIo) {
-        match step.tenant().and_then(|t| self.startup.loading.get_mut(&t)) {
-            Some(n) => *n += 1,
+        match step.tenant() {
+            Some(tenant) => match self.tenants.get_mut(&tenant).and_then(|t| t.loading.as_mut()) {
+                Some(n) => *n += 1,
+                None => debug_assert!(false, "load I/O {step:?} of a tenant not loading"),
+            },
             None => self.startup.outstanding += 1,
         }
     }
 
+    /// A load I/O whose tenant was dropped meanwhile (its load failed, or it was
+    /// replaced) counts for nobody: a straggler.
     pub(super) fn count_done(&mut self, step: &StartupIo) {
-        match step.tenant().and_then(|t| self.startup.loading.get_mut(&t)) {
-            Some(n) => *n -= 1,
+        match step.tenant() {
+            Some(tenant) => {
+                if let Some(n) = self.tenants.get_mut(&tenant).and_then(|t| t.loading.as_mut()) {
+                    *n -= 1;
+                }
+            }
             None => self.startup.outstanding -= 1,
         }
     }

@@ -304,8 +304,8 @@ impl Node {
     /// `reason` (already warned of), so its slot says Broken with it.
     fn load_failed(&mut self, tenant: TenantId, reason: String) {
         self.uncount_tenant_memory(tenant);
-        self.tenants.remove(&tenant);
-        if self.startup.loading.remove(&tenant).is_some() {
+        let loading = self.tenants.remove(&tenant).and_then(|t| t.loading);
+        if loading.is_some() {
             self.step_done(tenant, Err(StepError::LoadFailed { tenant, reason }));
         }
     }

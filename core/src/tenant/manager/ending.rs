@@ -11,6 +11,7 @@ use crate::node::api::RequestId;
 
 impl TenantManager {
     pub(super) fn finish(&mut self, tenant: TenantId, op: &Operation) {
+        self.load_ended(op);
         let placement = match op.target {
             RequestedMode::Detached => Placement::Detached,
             RequestedMode::Secondary { warm } => {
@@ -40,6 +41,7 @@ impl TenantManager {
     ///   later location_config repairs it (a Broken tenant is reloaded even when the
     ///   request repeats its mode).
     pub(super) fn fail(&mut self, tenant: TenantId, op: Operation, step: &Step, reason: StepError) {
+        self.load_ended(&op);
         let untouched_delete = op.kind == OperationKind::Delete && *step == Step::PutDeletionMark;
         let stopped_or_acquired = op.kind != OperationKind::ChangeMode
             && !untouched_delete

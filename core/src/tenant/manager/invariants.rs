@@ -6,6 +6,10 @@ use super::{ManagerEffect, Slot, TenantManager};
 impl TenantManager {
     /// Panics if a rule is broken.
     pub fn check_invariants(&self) {
+        let load =
+            |s: &&Slot| matches!(s, Slot::InProgress(op) if op.kind == super::OperationKind::Load);
+        let loads = self.slots.values().filter(load).count();
+        assert_eq!(self.loads, loads, "start-up loads counted {}, in progress {loads}", self.loads);
         for (tenant, slot) in &self.slots {
             match slot {
                 Slot::InProgress(op) => {

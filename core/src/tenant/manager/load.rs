@@ -48,13 +48,21 @@ impl TenantManager {
             unplaced: None,
         };
         self.start_operation(tenant, op);
+        self.loads += 1;
         Ok(())
     }
 
-    /// Start-up loads still running.
+    /// Start-up loads still running (a count, not a scan: start-up asks after each
+    /// of its I/Os).
     pub fn loads_in_progress(&self) -> usize {
-        let load = |s: &Slot| matches!(s, Slot::InProgress(op) if op.kind == OperationKind::Load);
-        self.slots.values().filter(|s| load(s)).count()
+        self.loads
+    }
+
+    /// A load ended (loaded or failed).
+    pub(super) fn load_ended(&mut self, op: &Operation) {
+        if op.kind == OperationKind::Load {
+            self.loads -= 1;
+        }
     }
 }
 
