@@ -301,7 +301,12 @@ mod tests {
         assert_eq!(needed("/v1/openapi.json"), Needed::Nothing);
         assert_eq!(needed(&format!("/v1/tenant/{A}/timeline")), Needed::Tenant(A));
         assert_eq!(needed(&format!("/v1/tenant/{A}/timeline/x/page")), Needed::Tenant(A));
-        for admin in ["/v1/tenant", &format!("/v1/tenant/{A}"), &format!("/v1/tenant/{A}/detach")] {
+        for admin in [
+            "/v1/tenant",
+            &format!("/v1/tenant/{A}"),
+            &format!("/v1/tenant/{A}/detach"),
+            "/v1/failpoints",
+        ] {
             assert_eq!(needed(admin), Needed::Admin, "{admin}");
         }
         assert_eq!(needed("/v1/status/x"), Needed::Admin);
