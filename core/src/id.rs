@@ -116,7 +116,7 @@ impl fmt::Display for OpId {
 }
 
 /// Hands out [`OpId`]s in increasing order. Each machine owns one.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct OpIds {
     next: u64,
 }

@@ -41,6 +41,7 @@ pub mod remote_path;
 pub mod request_body;
 pub mod scheduler;
 pub mod scrub;
+pub mod secondary;
 pub mod tenant;
 pub mod time;
 pub mod timeline;
