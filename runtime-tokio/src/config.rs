@@ -243,6 +243,16 @@ pub struct Tuning {
     /// bounds GC). After a restart the clock for what was there starts again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gc_retention_ms: Option<u64>,
+    /// Layer downloads in flight at once per warm secondary tenant (default 4).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secondary_download_concurrency: Option<usize>,
+    /// Layer bytes a warm secondary keeps locally per tenant, newest layers first
+    /// (default 64 GiB).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secondary_tenant_bytes_max: Option<u64>,
+    /// Time between two refreshes of a warm secondary (default 60000 ms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secondary_refresh_interval_ms: Option<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -311,6 +321,9 @@ impl FileConfig {
             page_cache_bytes: Some(c.page_cache.capacity_bytes),
             max_concurrent_background_jobs: Some(c.scheduler.max_concurrent_jobs),
             gc_retention_ms: Some(c.timeline.gc_retention_ms),
+            secondary_download_concurrency: Some(c.secondary.download_concurrency),
+            secondary_tenant_bytes_max: Some(c.secondary.tenant_bytes_max),
+            secondary_refresh_interval_ms: Some(c.secondary.refresh_interval_ms),
         };
         #[cfg(not(madsim))]
         if let WalRedoConfig::Process { request_timeout_ms: t @ None } = &mut out.walredo {
@@ -343,6 +356,9 @@ impl FileConfig {
     pub fn validate(&self) -> Result<(), String> {
         if self.tuning.max_concurrent_background_jobs == Some(0) {
             return Err("max_concurrent_background_jobs must be at least 1".into());
+        }
+        if self.tuning.secondary_download_concurrency == Some(0) {
+            return Err("secondary_download_concurrency must be at least 1".into());
         }
         if self.node_id == 0 {
             return Err("node_id must be at least 1".into());
@@ -419,6 +435,15 @@ impl FileConfig {
         }
         if let Some(v) = t.gc_retention_ms {
             c.timeline.gc_retention_ms = v;
+        }
+        if let Some(v) = t.secondary_download_concurrency {
+            c.secondary.download_concurrency = v;
+        }
+        if let Some(v) = t.secondary_tenant_bytes_max {
+            c.secondary.tenant_bytes_max = v;
+        }
+        if let Some(v) = t.secondary_refresh_interval_ms {
+            c.secondary.refresh_interval_ms = v;
         }
         c.rebuild_generations = rebuild_generations;
         c.max_tenants = Some(self.limits.max_tenants());

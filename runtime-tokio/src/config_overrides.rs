@@ -71,6 +71,9 @@ fn examples() -> Vec<FileConfig> {
         page_cache_bytes: Some(1),
         max_concurrent_background_jobs: Some(1),
         gc_retention_ms: Some(1),
+        secondary_download_concurrency: Some(1),
+        secondary_tenant_bytes_max: Some(1),
+        secondary_refresh_interval_ms: Some(1),
     };
     let base = FileConfig {
         node_id: 1,

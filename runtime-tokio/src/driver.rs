@@ -154,6 +154,10 @@ pub struct NodeStatus {
     pub timelines_disk_full: usize,
     /// Generation conflicts found since start (`strata_tenants_generation_conflict_total`).
     pub generation_conflicts_total: u64,
+    /// Warm secondaries' downloads since start (`strata_secondary_downloaded_*`)
+    /// and the warm secondaries running (`strata_secondary_tenants`).
+    pub secondary: strata_core::secondary::SecondaryStats,
+    pub warm_secondaries: usize,
     /// Creates and attaches refused by `limits.max_tenants` since start
     /// (`strata_http_limit_hits_total{limit="tenants"}`).
     pub tenant_limit_refusals_total: u64,
@@ -336,6 +340,8 @@ where
                 inputs,
                 page_cache: node.page_cache_stats(),
                 generation_conflicts_total: node.generation_conflicts_total(),
+                secondary: node.secondary_stats(),
+                warm_secondaries: node.warm_secondaries(),
                 tenant_limit_refusals_total: node.tenant_limit_refusals(),
                 in_memory_bytes: node.in_memory_bytes().0,
                 memory_limit_refusals_total: node.in_memory_bytes().1,

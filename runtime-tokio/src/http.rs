@@ -734,6 +734,7 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> HttpResponse {
     let status = state.status.lock().map(|s| s.clone()).unwrap_or_default();
     state.metrics.observe_page_cache(&status.page_cache);
     state.metrics.observe_generation_conflicts(status.generation_conflicts_total);
+    state.metrics.observe_secondaries(&status.secondary, status.warm_secondaries);
     state.metrics.observe_tenant_limit(status.tenant_limit_refusals_total);
     state.metrics.observe_memory(status.in_memory_bytes, status.memory_limit_refusals_total);
     state.metrics.observe_background_jobs(&status.background_jobs);

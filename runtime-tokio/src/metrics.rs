@@ -10,6 +10,10 @@
 //! - `strata_tenants_generation_conflict_total`: tenants found with objects in
 //!   their remote storage of a generation this node's control plane never granted
 //!   (each such tenant is Broken, its reason naming the generation; S-GEN-MONO);
+//! - `strata_secondary_downloaded_bytes_total` and
+//!   `strata_secondary_downloaded_layers_total`: layers warm secondaries downloaded
+//!   (checked and renamed into place) since start; `strata_secondary_tenants`: warm
+//!   secondaries running, from the driver's status;
 //! - `strata_node_in_flight_io`: I/O effects in flight, and
 //!   `strata_node_emergency_mode` (1 or 0), from the driver's status;
 //! - remote storage, walredo, build and process metrics: `crate::metrics_io`;
@@ -80,6 +84,11 @@ pub struct Metrics {
     /// The driver's error counts last exported.
     io_errors_seen: Mutex<std::collections::BTreeMap<&'static str, u64>>,
     generation_conflicts: prometheus::IntCounter,
+    secondary_bytes: prometheus::IntCounter,
+    secondary_layers: prometheus::IntCounter,
+    secondary_tenants: prometheus::IntGauge,
+    /// The node's warm-secondary counters last exported.
+    secondary_seen: Mutex<strata_core::secondary::SecondaryStats>,
     wall_clock_jumps: IntCounterVec,
     /// The node's jump counts last exported.
     wall_clock_jumps_seen: Mutex<std::collections::BTreeMap<&'static str, u64>>,
@@ -223,6 +232,21 @@ impl Metrics {
             "Tenants found with remote objects of a generation this node's control plane never granted (S-GEN-MONO); each is Broken",
         )
         .expect("static metric definition");
+        let secondary_bytes = prometheus::IntCounter::new(
+            "strata_secondary_downloaded_bytes_total",
+            "Layer bytes warm secondaries downloaded (checked by size and CRC32C, renamed into place)",
+        )
+        .expect("static metric definition");
+        let secondary_layers = prometheus::IntCounter::new(
+            "strata_secondary_downloaded_layers_total",
+            "Layers warm secondaries downloaded",
+        )
+        .expect("static metric definition");
+        let secondary_tenants = prometheus::IntGauge::new(
+            "strata_secondary_tenants",
+            "Warm secondary tenants on the node (each follows its tenant's newest index)",
+        )
+        .expect("static metric definition");
         let wall_clock_jumps = IntCounterVec::new(
             Opts::new(
                 "strata_wall_clock_jumps_total",
@@ -329,6 +353,9 @@ impl Metrics {
             Box::new(timelines_broken.clone()),
             Box::new(tenants.clone()),
             Box::new(generation_conflicts.clone()),
+            Box::new(secondary_bytes.clone()),
+            Box::new(secondary_layers.clone()),
+            Box::new(secondary_tenants.clone()),
             Box::new(jobs_queued.clone()),
             Box::new(jobs_running.clone()),
             Box::new(requests.clone()),
@@ -357,6 +384,10 @@ impl Metrics {
             io_errors_seen: Mutex::new(Default::default()),
             generation_conflicts,
             generation_conflicts_seen: Mutex::new(0),
+            secondary_bytes,
+            secondary_layers,
+            secondary_tenants,
+            secondary_seen: Mutex::new(Default::default()),
             tenant_limit_seen: Mutex::new(0),
             memory_limit_seen: Mutex::new(0),
             in_memory_bytes,
@@ -496,6 +527,21 @@ impl Metrics {
         let hits = self.limit_hits.with_label_values(&["memory"]);
         hits.inc_by(refusals_total.saturating_sub(*seen));
         *seen = (*seen).max(refusals_total);
+    }
+
+    /// Brings the warm-secondary counters up to the node's and sets the gauge.
+    pub fn observe_secondaries(
+        &self,
+        stats: &strata_core::secondary::SecondaryStats,
+        running: usize,
+    ) {
+        self.secondary_tenants.set(i64::try_from(running).unwrap_or(i64::MAX));
+        let Ok(mut seen) = self.secondary_seen.lock() else { return };
+        self.secondary_bytes.inc_by(stats.downloaded_bytes.saturating_sub(seen.downloaded_bytes));
+        self.secondary_layers
+            .inc_by(stats.downloaded_layers.saturating_sub(seen.downloaded_layers));
+        seen.downloaded_bytes = seen.downloaded_bytes.max(stats.downloaded_bytes);
+        seen.downloaded_layers = seen.downloaded_layers.max(stats.downloaded_layers);
     }
 
     pub fn observe_generation_conflicts(&self, total: u64) {

@@ -60,6 +60,9 @@ impl Node {
                 on_evict_local(tenant, timeline, &layer, &result)
             }
             Route::DetachedRemoved => on_detached_removed(&result),
+            Route::Secondary { tenant, incarnation, inner } => {
+                self.on_secondary_io(tenant, incarnation, inner, result)
+            }
         }
     }
 

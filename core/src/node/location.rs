@@ -44,6 +44,9 @@ impl Node {
         tenant: TenantId,
         request: LocationRequest,
     ) {
+        if let Some(busy) = self.secondary_busy(tenant, request) {
+            return self.reply(req, Err(busy));
+        }
         let broken = self.machines_broken(tenant);
         self.manager.handle_location_config(self.now, req, tenant, request, broken);
         self.dirty.insert(Machine::Manager);
@@ -129,6 +132,8 @@ impl Node {
                         }
                     };
                     self.reply(req, result);
+                    // A warm Secondary slot settled by the operation gets its machine.
+                    self.start_secondary(tenant);
                 }
                 ManagerEffect::Step { tenant, step } => self.run_step(tenant, step),
             }

@@ -56,6 +56,7 @@ mod reads;
 mod refusals;
 mod requests;
 mod routing;
+mod secondary;
 mod slots;
 mod startup;
 mod tenant_machine;
@@ -127,6 +128,8 @@ pub struct NodeConfig {
     /// Bytes of in-memory layers the node holds at most, summed over its timelines
     /// (`memory.rs`); `None`: no bound.
     pub max_in_memory_bytes: Option<u64>,
+    /// Bounds and refresh interval of each warm secondary (`crate::secondary`).
+    pub secondary: crate::secondary::SecondaryConfig,
 }
 
 impl NodeConfig {
@@ -149,6 +152,7 @@ impl NodeConfig {
             remote_control_plane: false,
             max_tenants: None,
             max_in_memory_bytes: None,
+            secondary: crate::secondary::SecondaryConfig::default(),
         }
     }
 }
@@ -195,6 +199,8 @@ pub(crate) enum Machine {
     /// The tenant manager (slots, location_config).
     Manager,
     Scheduler,
+    /// A warm secondary's machine, owned by its slot (`secondary.rs`).
+    Secondary(TenantId),
     /// One attached tenant's own progress (`tenant_machine.rs`); sorts last, so the
     /// pump looks at it once the other machines are quiet.
     Tenant(TenantId),
@@ -241,6 +247,8 @@ pub struct Node {
     /// In-memory layer bytes of every timeline, the node's bound on them, and the
     /// ingests it refused (`memory.rs`).
     pub(crate) memory: memory::MemoryBudget,
+    /// Warm secondaries' counters, summed over every machine run (metrics).
+    pub(crate) secondary_totals: crate::secondary::SecondaryStats,
 }
 
 impl Node {
@@ -287,6 +295,7 @@ impl Node {
             effects: VecDeque::new(),
             refusals: refusals::Refusals::default(),
             memory,
+            secondary_totals: Default::default(),
             trace: Vec::new(),
         };
         node.trace_line("node", None, Direction::Input, "start".to_string());
@@ -481,6 +490,7 @@ impl Node {
             );
         }
         self.check_in_flight_counts();
+        self.check_secondaries();
         let startup_routes =
             self.routes.values().filter(|r| matches!(r, Route::Startup(_))).count();
         assert_eq!(startup_routes, self.startup.in_flight, "start-up I/O miscounted");

@@ -45,6 +45,7 @@ impl Node {
                 Machine::Manager => self.drain_manager(),
                 Machine::Scheduler => self.drain_scheduler(),
                 Machine::Tenant(t) => self.advance_tenant(t),
+                Machine::Secondary(t) => self.drain_secondary(t),
             }
             let next = self.machine_timer(machine);
             self.timers.set(machine, next);

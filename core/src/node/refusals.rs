@@ -26,10 +26,11 @@ pub enum RefusingMachine {
     ControlPlaneClient,
     TenantManager,
     Scheduler,
+    WarmSecondary,
 }
 
 impl RefusingMachine {
-    pub const ALL: [RefusingMachine; 7] = [
+    pub const ALL: [RefusingMachine; 8] = [
         RefusingMachine::Timeline,
         RefusingMachine::UploadQueue,
         RefusingMachine::DeletionQueue,
@@ -37,6 +38,7 @@ impl RefusingMachine {
         RefusingMachine::ControlPlaneClient,
         RefusingMachine::TenantManager,
         RefusingMachine::Scheduler,
+        RefusingMachine::WarmSecondary,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -48,6 +50,7 @@ impl RefusingMachine {
             RefusingMachine::ControlPlaneClient => "control_plane_client",
             RefusingMachine::TenantManager => "tenant_manager",
             RefusingMachine::Scheduler => "scheduler",
+            RefusingMachine::WarmSecondary => "warm_secondary",
         }
     }
 }

@@ -266,7 +266,7 @@ impl Node {
                 return Err(why.unwrap_or_else(|| ApiError::unavailable("tenant is changing")));
             }
             Some(Slot::Attached { mode, .. }) => Placement::Located(*mode),
-            Some(Slot::Secondary { warm }) => {
+            Some(Slot::Secondary { warm, .. }) => {
                 Placement::Located(LocationMode::Secondary { warm: *warm })
             }
         };

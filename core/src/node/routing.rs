@@ -22,6 +22,7 @@
 //! | control-plane client | `Done` | whoever asked (start-up, a tenant manager step, validation) |
 //! | timeline | `JobWanted` / `JobFinished` | the scheduler (same input) |
 //! | scheduler | `Grant` | that timeline's `handle_job_granted` (gone: handed back) |
+//! | warm secondary | lists, index reads, `Download`, `RemoveLocal` | [`Io`] (`secondary.rs`) |
 //!
 //! This file holds the table and the addresses: [`Route`] (where an [`Io`]'s
 //! completion returns) and [`CpWaiter`] (who waits for a control-plane reply).
@@ -129,6 +130,12 @@ pub enum Route {
     /// The background removal of a detached tenant's or deleted timeline's local
     /// directory; only logged.
     DetachedRemoved,
+    /// A warm secondary's I/O (`secondary.rs`); `incarnation` names its machine.
+    Secondary {
+        tenant: TenantId,
+        incarnation: OpId,
+        inner: OpId,
+    },
 }
 
 impl Route {
@@ -152,7 +159,9 @@ impl Route {
             | Route::Startup(_)
             | Route::Manager { .. }
             | Route::GenerationCheck { .. }
-            | Route::DetachedRemoved => None,
+            | Route::DetachedRemoved
+            // No tenant machine: the secondary's own machine checks its identity.
+            | Route::Secondary { .. } => None,
         }
     }
 }

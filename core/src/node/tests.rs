@@ -457,4 +457,5 @@ mod placement;
 mod refusals;
 mod remote_cp;
 mod remote_faults;
+mod secondary;
 mod startup_load;

@@ -20,6 +20,7 @@ pub(crate) enum MachineTimer {
     /// A tenant's stop ran out of its grace period: its machines stop, flushed or
     /// not (`tenant_machine.rs`).
     TenantStop,
+    Secondary(crate::secondary::SecondaryTimer),
 }
 
 /// The node's own timers: deadlines that belong to no machine, fired by name too.
@@ -167,6 +168,11 @@ impl Node {
                 self.cp_client.handle_timeout(now, timer);
             }
             (Machine::Tenant(t), MachineTimer::TenantStop) => self.advance_tenant(t),
+            (Machine::Secondary(t), MachineTimer::Secondary(timer)) => {
+                if let Some(machine) = self.manager.secondary_mut(t) {
+                    machine.handle_timeout(now, timer);
+                }
+            }
             (machine, timer) => {
                 unreachable!("{machine:?} was given {timer:?}: the index mixes machines")
             }
@@ -197,6 +203,10 @@ impl Node {
             Machine::Tenant(t) => {
                 let at = self.tenants.get(&t)?.deadline()?;
                 Some((at, MachineTimer::TenantStop))
+            }
+            Machine::Secondary(t) => {
+                let (at, timer) = self.manager.secondary(t)?.next_timer()?;
+                Some((at, MachineTimer::Secondary(timer)))
             }
             Machine::ControlPlane | Machine::Manager | Machine::Scheduler => None,
         }

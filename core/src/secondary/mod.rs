@@ -235,6 +235,9 @@ enum Transfer {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WarmSecondary {
     tenant: TenantId,
+    /// Who started it (the node: one of its op ids), so completions for a
+    /// machine that was replaced are recognised.
+    incarnation: OpId,
     config: SecondaryConfig,
     phase: Phase,
     ops: OpIds,
@@ -260,6 +263,7 @@ impl WarmSecondary {
     pub fn new(tenant: TenantId, config: SecondaryConfig, now: Instant) -> Self {
         let mut machine = WarmSecondary {
             tenant,
+            incarnation: OpId(0),
             config,
             phase: Phase::Idle { next: now },
             ops: OpIds::default(),
@@ -275,6 +279,16 @@ impl WarmSecondary {
         };
         machine.start_refresh();
         machine
+    }
+
+    /// The same machine, named `incarnation` by whoever runs it.
+    pub fn with_incarnation(mut self, incarnation: OpId) -> Self {
+        self.incarnation = incarnation;
+        self
+    }
+
+    pub fn incarnation(&self) -> OpId {
+        self.incarnation
     }
 
     pub fn tenant(&self) -> TenantId {

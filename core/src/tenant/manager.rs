@@ -110,6 +110,7 @@ mod invariants;
 mod limits;
 mod load;
 mod plan;
+mod secondary;
 
 pub use error::{ManagerError, ManagerInputError};
 pub use input::{ManagerHandleError, ManagerInput};
@@ -177,8 +178,10 @@ pub enum Slot {
         mode: LocationMode,
         broken: Option<String>,
     },
+    /// `downloads`: a warm one's machine (`crate::secondary`), started by the node.
     Secondary {
         warm: bool,
+        downloads: Option<Box<crate::secondary::WarmSecondary>>,
     },
     InProgress(Box<Operation>),
     /// Its directory exists but its `config-v1` is missing or unreadable: not
@@ -264,7 +267,7 @@ impl TenantManager {
             Some(Slot::Attached { mode, broken: failed }) => {
                 (Placement::Located(*mode), failed.is_none() && broken.is_none())
             }
-            Some(Slot::Secondary { warm }) => {
+            Some(Slot::Secondary { warm, .. }) => {
                 (Placement::Located(LocationMode::Secondary { warm: *warm }), true)
             }
             Some(Slot::Broken { reason }) => {

@@ -561,7 +561,7 @@ fn handle_dispatches_every_input_and_types_an_illegal_one() {
     )
     .unwrap();
     assert_eq!(step(&mut m), (t(1), Step::AcquireGeneration { at_least: None }));
-    let slot = Slot::Secondary { warm: false };
+    let slot = Slot::secondary(false);
     assert!(matches!(
         m.handle(NOW, ManagerInput::Settled { tenant: t(1), slot }),
         Err(ManagerHandleError::Refused(ManagerError::Busy { .. }))
@@ -587,7 +587,7 @@ fn handle_dispatches_every_input_and_types_an_illegal_one() {
     let reply = ManagerEffect::Reply { req: RequestId(3), tenant: t(2), result };
     assert_eq!(m.poll_effect(), Some(reply));
     // A settled slot outside an operation is taken; a completion for no tenant is not.
-    let slot = Slot::Secondary { warm: true };
+    let slot = Slot::secondary(true);
     m.handle(NOW, ManagerInput::Settled { tenant: t(3), slot: slot.clone() }).unwrap();
     assert_eq!(m.slot(t(3)), Some(&slot));
     assert_eq!(
@@ -654,7 +654,7 @@ impl World {
         let mut slots = BTreeMap::new();
         for (t, mode) in self.config.iter_mut() {
             let slot = match mode {
-                LocationMode::Secondary { warm } => Slot::Secondary { warm: *warm },
+                LocationMode::Secondary { warm } => Slot::secondary(*warm),
                 m => {
                     let next = self.cp.get(t).copied().unwrap_or(0) + 1;
                     self.cp.insert(*t, next);
@@ -814,10 +814,10 @@ proptest! {
 /// the tenant's slot with it: the node forgot a tenant it holds.
 #[test]
 fn a_stray_completion_for_a_settled_tenant_keeps_its_slot() {
-    let mut m = TenantManager::recover(BTreeMap::from([(t(1), Slot::Secondary { warm: true })]));
+    let mut m = TenantManager::recover(BTreeMap::from([(t(1), Slot::secondary(true))]));
     let attached = Slot::Attached { mode: single(3), broken: None };
     m.handle_settled(NOW, t(2), attached.clone()).unwrap();
-    for (tenant, slot) in [(t(1), Slot::Secondary { warm: true }), (t(2), attached)] {
+    for (tenant, slot) in [(t(1), Slot::secondary(true)), (t(2), attached)] {
         let stray = m.handle_step_done(NOW, tenant, Ok(StepOutput::Done));
         assert_eq!(stray, Err(ManagerInputError::NoOperation(tenant)));
         assert_eq!(m.slot(tenant), Some(&slot), "the refused completion took the slot");

@@ -326,6 +326,7 @@ impl Node {
                 self.enter(StartupPhase::LoadTimelines);
                 self.phase = NodePhase::Active;
                 self.settle_slots();
+                self.start_secondaries();
                 tracing::info!(tenants = self.tenants.len(), "node active");
             }
         }
@@ -343,7 +344,7 @@ impl Node {
             .collect();
         for (id, warm) in secondary {
             if self.manager.slot(id).is_none()
-                && let Err(e) = self.manager.handle_settled(self.now, id, Slot::Secondary { warm })
+                && let Err(e) = self.manager.handle_settled(self.now, id, Slot::secondary(warm))
             {
                 self.refused(RefusingMachine::TenantManager, "a secondary slot", &e);
             }

@@ -47,7 +47,7 @@ fires!(
 
 fires!(machines_without_an_attached_slot, "has machines but no attached slot", |node| {
     let now = node.now;
-    node.manager.handle_settled(now, T, Slot::Secondary { warm: false }).unwrap();
+    node.manager.handle_settled(now, T, Slot::secondary(false)).unwrap();
 });
 
 fires!(machines_running_in_another_mode_than_their_slot, "its slot says", |node| {

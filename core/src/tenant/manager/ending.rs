@@ -15,7 +15,7 @@ impl TenantManager {
         let placement = match op.target {
             RequestedMode::Detached => Placement::Detached,
             RequestedMode::Secondary { warm } => {
-                self.slots.insert(tenant, Slot::Secondary { warm });
+                self.slots.insert(tenant, Slot::secondary(warm));
                 Placement::Located(LocationMode::Secondary { warm })
             }
             attached => {
@@ -55,15 +55,13 @@ impl TenantManager {
                 (None, Placement::Detached) => unreachable!("checked above"),
             };
             match mode {
-                LocationMode::Secondary { warm } => Some(Slot::Secondary { warm }),
+                LocationMode::Secondary { warm } => Some(Slot::secondary(warm)),
                 mode => Some(Slot::Attached { mode, broken }),
             }
         } else {
             match op.from {
                 Placement::Detached => op.unplaced.clone().map(|reason| Slot::Broken { reason }),
-                Placement::Located(LocationMode::Secondary { warm }) => {
-                    Some(Slot::Secondary { warm })
-                }
+                Placement::Located(LocationMode::Secondary { warm }) => Some(Slot::secondary(warm)),
                 Placement::Located(mode) => Some(Slot::Attached { mode, broken: None }),
             }
         };

@@ -29,7 +29,16 @@ impl TenantManager {
                     mode.generation().is_some(),
                     "tenant {tenant}: attached slot without a generation"
                 ),
-                Slot::Secondary { .. } | Slot::Broken { .. } => {}
+                Slot::Secondary { warm, downloads } => {
+                    assert!(
+                        *warm || downloads.is_none(),
+                        "tenant {tenant}: a cold secondary downloads"
+                    );
+                    if let Some(m) = downloads {
+                        m.check_invariants();
+                    }
+                }
+                Slot::Broken { .. } => {}
             }
         }
     }
