@@ -29,7 +29,8 @@
 //! read one index, list one local timeline directory, download one layer
 //! (streamed into a temporary file through the size and CRC32C check the index
 //! records, renamed onto the layer's name only if it passes: the node's
-//! `Io::RemoteGetFile`), remove one local file. Nothing else: a secondary **never
+//! `Io::RemoteGetFile`), remove one local file (an unlisted one, or the name of a
+//! failed download: what a failed fsync left there is not trusted). Nothing else: a secondary **never
 //! writes to remote storage and never deletes a remote object** (S-SINGLE-WRITER);
 //! it has no generation.
 //!
@@ -337,14 +338,15 @@ impl WarmSecondary {
         }
     }
 
-    /// Stop: nothing new starts; what is in flight completes (`Draining`), then
-    /// the machine idles until its next refresh.
+    /// Stop: no new download or read starts (queued removals do); what is in
+    /// flight completes (`Draining`), then the machine idles until its next refresh.
     pub fn handle_stop(&mut self, now: Instant) {
         self.todo.clear();
         self.reading = None;
-        self.queue.clear();
+        // Removals still go (a failed download's file is not to be adopted).
+        self.queue.retain(|t| matches!(t, Transfer::Remove { .. }));
         self.phase = Phase::Draining;
-        self.settle(now);
+        self.pump(now);
     }
 
     pub fn poll_effect(&mut self) -> Option<SecondaryEffect> {
@@ -374,7 +376,7 @@ impl WarmSecondary {
     fn settle(&mut self, now: Instant) {
         let done = match self.phase {
             Phase::Transferring => self.queue.is_empty() && self.in_flight.is_empty(),
-            Phase::Draining => self.in_flight.is_empty(),
+            Phase::Draining => self.in_flight.is_empty() && self.queue.is_empty(),
             Phase::Reading => self.in_flight.is_empty() && self.todo.is_empty(),
             Phase::Idle { .. } | Phase::Listing => false,
         };
@@ -406,7 +408,9 @@ impl WarmSecondary {
                 assert!(self.todo.is_empty(), "transferring with timelines still to read");
             }
             Phase::Draining => {
-                assert!(n > 0 && self.queue.is_empty(), "draining with nothing in flight")
+                assert!(n > 0, "draining with nothing in flight");
+                let only_removals = self.queue.iter().all(|t| matches!(t, Transfer::Remove { .. }));
+                assert!(only_removals, "draining with downloads queued");
             }
         }
         assert_eq!(self.next_timer().is_some(), matches!(self.phase, Phase::Idle { .. }));

@@ -213,7 +213,12 @@ impl WarmSecondary {
                 }
             }
             // Refused by the check, gone, or failed: tried again at the next refresh.
-            Err(_) => self.stats.failed_downloads += 1,
+            // What its name holds is unknown (a failed fsync leaves the renamed file
+            // untrusted): removed, even while draining, so no attach adopts it.
+            Err(_) => {
+                self.stats.failed_downloads += 1;
+                self.queue.push_front(Transfer::Remove { timeline, file: name.to_string() });
+            }
         }
     }
 
@@ -230,7 +235,11 @@ impl WarmSecondary {
                 None => self.phase = Phase::Transferring,
             }
         }
-        while self.phase == Phase::Transferring
+        // Draining starts only the removals of failed downloads.
+        let draining_removal = |m: &Self| {
+            m.phase == Phase::Draining && matches!(m.queue.front(), Some(Transfer::Remove { .. }))
+        };
+        while (self.phase == Phase::Transferring || draining_removal(self))
             && self.in_flight.len() < self.config.download_concurrency.max(1)
         {
             let Some(transfer) = self.queue.pop_front() else { break };

@@ -40,6 +40,8 @@ struct World {
     hold: bool,
     /// Downloads the world delivers with a flipped byte.
     corrupt_downloads: u32,
+    /// Downloads that rename their file into place, then fail the directory fsync.
+    fsync_failures: u32,
     /// Most downloads in flight at once (held ones count).
     max_downloads_in_flight: usize,
 }
@@ -129,7 +131,13 @@ impl World {
                     let e = IoError::remote(IoErrorKind::Corrupt, key.as_str(), "check refused");
                     return SecondaryCompletion::Done(Err(e));
                 }
-                self.files.insert(io::layer_path(T, *timeline, name), bytes);
+                let path = io::layer_path(T, *timeline, name);
+                self.files.insert(path.clone(), bytes);
+                if self.fsync_failures > 0 {
+                    self.fsync_failures -= 1;
+                    let e = IoError::local(IoErrorKind::FsyncFailed, path, "fsync failed (test)");
+                    return SecondaryCompletion::Done(Err(e));
+                }
                 SecondaryCompletion::Done(Ok(()))
             }
             SecondaryEffect::RemoveLocal { timeline, file, .. } => {
@@ -339,6 +347,18 @@ fn a_refused_download_is_tried_again_at_the_next_refresh() {
     let mut h = Harness::new(world, config());
     assert!(h.world.local(TL1).is_empty());
     assert_eq!(h.machine.stats().failed_downloads, 1);
+    h.refresh();
+    assert_eq!(h.world.local(TL1), names(&[1]));
+}
+
+#[test]
+fn the_file_of_a_download_whose_fsync_failed_is_removed_not_kept() {
+    let mut world = World::default();
+    world.publish(TL1, 1, 1, &[1], 100);
+    world.fsync_failures = 1;
+    let mut h = Harness::new(world, config());
+    assert!(h.world.local(TL1).is_empty(), "an untrusted file was kept");
+    assert_eq!(h.machine.kept_layers().count(), 0);
     h.refresh();
     assert_eq!(h.world.local(TL1), names(&[1]));
 }
