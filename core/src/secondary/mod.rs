@@ -71,8 +71,10 @@
 //! the layers downloaded so far (each whole: a name only appears by the rename of
 //! a checked, fsynced file) and at most one temporary file per download in flight.
 //! After restart the machine starts over with a refresh: files that match the
-//! newest index are kept, the temporary files are removed, the rest is
-//! downloaded. A download still in flight when the machine is dropped (its slot
+//! newest index are kept, the rest is downloaded. A temporary file never takes a
+//! layer's place: the disk adapters hide `*.___temp` from listings (it goes with
+//! the directory), and a listing that shows one (the in-memory worlds of the
+//! tests) has it removed like any file the index does not list. A download still in flight when the machine is dropped (its slot
 //! changed) lands a whole, checked file or nothing; its completion names a dropped
 //! incarnation and is ignored. The node waits for a warm secondary's downloads
 //! before any location_config changes its slot (`node/secondary.rs`), so none lands
