@@ -584,14 +584,6 @@ impl Node {
         );
         self.effects.push_back(NodeEffect::Reply { req, result });
     }
-
-    pub(crate) fn slot_mut(
-        &mut self,
-        tenant: TenantId,
-        timeline: TimelineId,
-    ) -> Option<&mut TimelineSlot> {
-        self.tenants.get_mut(&tenant)?.timelines.get_mut(&timeline)
-    }
 }
 
 #[cfg(test)]

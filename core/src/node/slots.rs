@@ -122,6 +122,15 @@ pub struct QueueCounts {
 }
 
 impl Node {
+    /// A timeline's slot, if its tenant holds it.
+    pub(crate) fn slot_mut(
+        &mut self,
+        tenant: TenantId,
+        timeline: TimelineId,
+    ) -> Option<&mut TimelineSlot> {
+        self.tenants.get_mut(&tenant)?.timelines.get_mut(&timeline)
+    }
+
     /// The queues' sizes (`strata_upload_queue_*`, `strata_deletion_queue_*`).
     pub fn queue_counts(&self) -> QueueCounts {
         let mut c = QueueCounts::default();
