@@ -2,7 +2,8 @@
 //!
 //! The control-plane machine ([`strata_core::control_plane`]) decides; a
 //! [`GenerationStore`] keeps its table. Every implementation keeps these rules (the
-//! [`conformance`] suite checks them, for SQLite here and for the simulated store in
+//! [`conformance`] suite checks them, for SQLite and PostgreSQL
+//! (`control_store/tests.rs`) and for the simulated store in
 //! `strata-runtime-sim`):
 //! - `apply` is one transaction: after it returns Ok, the whole change survives a
 //!   crash or restart; after a crash before it returns, none or all of it is there,
@@ -77,6 +78,24 @@ pub fn check_no_regression(
         }),
         _ => Ok(()),
     }
+}
+
+/// One stored row as a record: a tenant id in hex, a generation (at least 1) and
+/// the node it is attached to (the two's-complement `i64` of the node id), as the
+/// SQL stores keep them; a row that does not parse is [`StoreError::Corrupt`].
+pub fn record_from_row(
+    tenant: String,
+    generation: i64,
+    node: Option<i64>,
+) -> Result<TenantRecord, StoreError> {
+    let tenant: TenantId =
+        tenant.parse().map_err(|e| StoreError::Corrupt(format!("tenant id: {e}")))?;
+    let generation = u32::try_from(generation)
+        .ok()
+        .and_then(Generation::new)
+        .ok_or_else(|| StoreError::Corrupt(format!("{tenant}: generation {generation}")))?;
+    let attached_to = node.map(|n| strata_core::id::NodeId(n as u64));
+    Ok(TenantRecord { tenant, generation, attached_to })
 }
 
 /// The suite every [`GenerationStore`] passes. Call [`conformance::run_all`] with a

@@ -27,9 +27,13 @@ pub mod scrub;
 pub mod walredo_protocol;
 
 #[cfg(not(madsim))]
+pub mod control_store;
+#[cfg(not(madsim))]
 pub mod local_disk;
 #[cfg(not(madsim))]
 pub mod local_fs;
+#[cfg(not(madsim))]
+pub mod pg_store;
 #[cfg(not(madsim))]
 pub mod s3;
 #[cfg(not(madsim))]

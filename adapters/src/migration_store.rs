@@ -37,6 +37,15 @@ pub fn decode(text: &str) -> Result<MigrationRecord, StoreError> {
     serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("migration row: {e}")))
 }
 
+/// A row keyed by `tenant` must hold that tenant's record.
+pub fn check_row_tenant(tenant: &str, record: &MigrationRecord) -> Result<(), StoreError> {
+    if record.tenant.to_string() == tenant {
+        Ok(())
+    } else {
+        Err(StoreError::Corrupt(format!("migration row {tenant} holds {}", record.tenant)))
+    }
+}
+
 /// The suite every [`MigrationStore`] passes: call [`conformance::run_all`] with a
 /// [`conformance::Harness`] for the implementation under test.
 pub mod conformance {

@@ -16,7 +16,7 @@
 //! - Calls run on tokio's blocking pool behind one `Mutex<Connection>`: the store
 //!   handles a change at a time, which is all the control plane asks of it.
 
-use crate::generation_store::{GenerationStore, StoreError, check_no_regression};
+use crate::generation_store::{GenerationStore, StoreError, check_no_regression, record_from_row};
 use crate::migration_store::{self, MigrationStore};
 use camino::Utf8Path;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use strata_core::control_plane::migration::MigrationRecord;
 use strata_core::control_plane::{StoreChange, TenantRecord};
 use strata_core::generation::Generation;
-use strata_core::id::{NodeId, TenantId};
+use strata_core::id::NodeId;
 
 /// The schema this build writes.
 pub const SCHEMA_VERSION: u32 = 3;
@@ -78,6 +78,30 @@ impl SqliteStore {
         })
         .await
         .map_err(|e| StoreError::Io(format!("store task failed: {e}")))?
+    }
+}
+
+#[cfg(test)]
+impl SqliteStore {
+    /// Test hook: a crash mid-transaction. Writes in a transaction and drops it
+    /// without committing: what SQLite finds after a crash mid-transaction.
+    pub(crate) async fn crash_in_transaction(&self, write: crate::control_store::CrashWrite<'_>) {
+        use crate::control_store::CrashWrite;
+        let write = match write {
+            CrashWrite::Change(c) => Ok(c.clone()),
+            CrashWrite::Migration(r) => Err(r.clone()),
+        };
+        self.with_conn(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(io)?;
+            match &write {
+                Ok(change) => write_change(&tx, change)?,
+                Err(record) => put_migration(&tx, record)?,
+            }
+            drop(tx); // rolled back, never committed
+            Ok(())
+        })
+        .await
+        .unwrap();
     }
 }
 
@@ -137,14 +161,7 @@ fn load(conn: &Connection) -> Result<Vec<TenantRecord>, StoreError> {
     let mut out = Vec::new();
     for row in rows {
         let (tenant, generation, node) = row.map_err(io)?;
-        let tenant: TenantId =
-            tenant.parse().map_err(|e| StoreError::Corrupt(format!("tenant id: {e}")))?;
-        let generation = u32::try_from(generation)
-            .ok()
-            .and_then(Generation::new)
-            .ok_or_else(|| StoreError::Corrupt(format!("{tenant}: generation {generation}")))?;
-        let attached_to = node.map(|n| NodeId(n as u64));
-        out.push(TenantRecord { tenant, generation, attached_to });
+        out.push(record_from_row(tenant, generation, node)?);
     }
     Ok(out)
 }
@@ -233,10 +250,7 @@ impl MigrationStore for SqliteStore {
             for row in rows {
                 let (tenant, text) = row.map_err(io)?;
                 let record = migration_store::decode(&text)?;
-                if record.tenant.to_string() != tenant {
-                    let why = format!("migration row {tenant} holds {}", record.tenant);
-                    return Err(StoreError::Corrupt(why));
-                }
+                migration_store::check_row_tenant(&tenant, &record)?;
                 out.push(record);
             }
             Ok(out)
@@ -273,9 +287,10 @@ impl GenerationStore for SqliteStore {
 
 #[cfg(test)]
 mod tests {
+    //! What only SQLite has; the suite both stores pass is `control_store/tests.rs`.
     use super::*;
-    use crate::generation_store::conformance::{self, Harness};
     use camino::Utf8PathBuf;
+    use strata_core::id::TenantId;
 
     struct SqliteHarness {
         _dir: tempfile::TempDir,
@@ -288,89 +303,6 @@ mod tests {
             let path = Utf8PathBuf::from_path_buf(dir.path().join("control.db")).unwrap();
             SqliteHarness { _dir: dir, path }
         }
-    }
-
-    impl Harness for SqliteHarness {
-        type Store = SqliteStore;
-
-        async fn open(&mut self) -> SqliteStore {
-            SqliteStore::open(&self.path).unwrap()
-        }
-
-        /// Writes the change in a transaction and drops the connection without
-        /// committing: what SQLite finds after a crash mid-transaction.
-        async fn crash_before_commit(&mut self, store: SqliteStore, change: &StoreChange) {
-            let change = change.clone();
-            store
-                .with_conn(move |conn| {
-                    let tx = conn
-                        .transaction_with_behavior(TransactionBehavior::Immediate)
-                        .map_err(io)?;
-                    write_change(&tx, &change)?;
-                    drop(tx); // rolled back, never committed
-                    Ok(())
-                })
-                .await
-                .unwrap();
-        }
-    }
-
-    #[tokio::test]
-    async fn sqlite_store_passes_the_conformance_suite() {
-        conformance::run_all(&mut SqliteHarness::new()).await;
-    }
-
-    impl migration_store::conformance::Harness for SqliteHarness {
-        type Store = SqliteStore;
-
-        async fn open(&mut self) -> SqliteStore {
-            SqliteStore::open(&self.path).unwrap()
-        }
-
-        async fn crash_before_commit(&mut self, store: SqliteStore, record: &MigrationRecord) {
-            let record = record.clone();
-            store
-                .with_conn(move |conn| {
-                    let tx = conn
-                        .transaction_with_behavior(TransactionBehavior::Immediate)
-                        .map_err(io)?;
-                    put_migration(&tx, &record)?;
-                    drop(tx); // rolled back, never committed
-                    Ok(())
-                })
-                .await
-                .unwrap();
-        }
-    }
-
-    #[tokio::test]
-    async fn sqlite_store_passes_the_migration_conformance_suite() {
-        migration_store::conformance::run_all(&mut SqliteHarness::new()).await;
-    }
-
-    #[tokio::test]
-    async fn a_corrupt_migration_row_is_reported_not_skipped() {
-        let h = SqliteHarness::new();
-        let store = SqliteStore::open(&h.path).unwrap();
-        let conn = Connection::open(h.path.as_std_path()).unwrap();
-        conn.execute("INSERT INTO migrations VALUES ('00', '{\"phase\": 1}')", []).unwrap();
-        drop(conn);
-        assert!(matches!(store.load_migrations().await, Err(StoreError::Corrupt(_))));
-    }
-
-    #[tokio::test]
-    async fn open_migrates_and_refuses_a_newer_schema() {
-        let h = SqliteHarness::new();
-        drop(SqliteStore::open(&h.path).unwrap());
-        drop(SqliteStore::open(&h.path).unwrap()); // reopening is a no-op migration
-        let conn = Connection::open(h.path.as_std_path()).unwrap();
-        let version: i64 =
-            conn.query_row("SELECT version FROM schema_version", [], |r| r.get(0)).unwrap();
-        assert_eq!(version, i64::from(SCHEMA_VERSION));
-        conn.execute("UPDATE schema_version SET version = 99", []).unwrap();
-        drop(conn);
-        let err = SqliteStore::open(&h.path).unwrap_err();
-        assert_eq!(err, StoreError::SchemaTooNew { found: 99, supported: SCHEMA_VERSION });
     }
 
     /// What `strata scrub --control-db` reads: the rows a running node's open store
@@ -399,16 +331,6 @@ mod tests {
         assert_eq!(read_tenants_read_only(&h.path).unwrap(), vec![rec(1, 4), rec(2, 1)]);
         writer.execute_batch("ROLLBACK").unwrap();
         assert_eq!(store.load().await.unwrap(), vec![rec(1, 4), rec(2, 1)]);
-    }
-
-    #[tokio::test]
-    async fn a_corrupt_row_is_reported_not_served() {
-        let h = SqliteHarness::new();
-        let store = SqliteStore::open(&h.path).unwrap();
-        let conn = Connection::open(h.path.as_std_path()).unwrap();
-        conn.execute("INSERT INTO tenants VALUES ('nothex', 3, NULL)", []).unwrap();
-        drop(conn);
-        assert!(matches!(store.load().await, Err(StoreError::Corrupt(_))));
     }
 
     #[tokio::test]

@@ -4,7 +4,7 @@
 //!   defaults (local-directory remote storage, SQLite control plane) into DIR.
 //! - `strata pageserver --config FILE [-c KEY=VALUE]… [--rebuild-generations]
 //!   [--print-config]`: run a node (or print its effective configuration).
-//! - `strata control --listen ADDR --db sqlite:PATH [--token T | --key-file K…]`:
+//! - `strata control --listen ADDR --db sqlite:PATH|postgres://… [--token T | --key-file K…]`:
 //!   run the control plane service (`strata_runtime_tokio::control`).
 //! - `strata ctl [--url URL] [--token T] node register ID ADDRESS | node list |
 //!   tenant create TENANT --node ID | tenant list`: its admin API.
@@ -74,7 +74,8 @@ mod cli {
         Control {
             #[arg(long, default_value = "127.0.0.1:9090")]
             listen: String,
-            /// The store: sqlite:PATH (created if missing).
+            /// The store: sqlite:PATH (created if missing) or
+            /// postgres://USER:PASSWORD@HOST:PORT/DB (the schema is created in it).
             #[arg(long)]
             db: String,
             /// A static bearer token every request must carry (superseded by
@@ -319,9 +320,12 @@ mod cli {
                 }
             }
         };
-        let Some(path) = db.strip_prefix("sqlite:") else {
-            eprintln!("strata control: --db {db:?}: expected sqlite:PATH");
-            return ExitCode::FAILURE;
+        let spec = match strata_adapters::control_store::DbSpec::parse(db) {
+            Ok(spec) => spec.describe(),
+            Err(e) => {
+                eprintln!("strata control: {e}");
+                return ExitCode::FAILURE;
+            }
         };
         let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
             Ok(rt) => rt,
@@ -331,16 +335,11 @@ mod cli {
             }
         };
         let result = runtime.block_on(async {
-            let service = ControlService::open_with_node_token(
-                Utf8PathBuf::from(path).as_path(),
-                auth,
-                node_token,
-            )
-            .await?;
+            let service = ControlService::open_with_node_token(db, auth, node_token).await?;
             let listener = tokio::net::TcpListener::bind(listen)
                 .await
                 .map_err(|e| format!("binding {listen}: {e}"))?;
-            tracing::info!(%listen, db = %path, "control plane serving");
+            tracing::info!(%listen, db = %spec, "control plane serving");
             let stop = strata_runtime_tokio::server::shutdown_signal();
             service::serve(listener, service, stop).await.map_err(|e| e.to_string())
         });

@@ -6,6 +6,8 @@ use serde_json::{Value, json};
 use std::time::Duration;
 use strata_runtime_tokio::control::service::{self, ControlAuth, ControlService};
 
+mod common;
+
 const T1: &str = "00000000000000000000000000000001";
 const T2: &str = "00000000000000000000000000000002";
 const TOKEN: &str = "node-secret";
@@ -18,12 +20,13 @@ struct Running {
 }
 
 impl Running {
-    fn start(db: &Utf8PathBuf) -> Running {
+    /// `db`: `sqlite:PATH` or a `postgres://` URL.
+    fn start(db: &str) -> Running {
         Self::start_with(db, ControlAuth::Token(TOKEN.into()))
     }
 
-    fn start_with(db: &Utf8PathBuf, auth: ControlAuth) -> Running {
-        let db = db.clone();
+    fn start_with(db: &str, auth: ControlAuth) -> Running {
+        let db = db.to_string();
         let (url_tx, url_rx) = std::sync::mpsc::channel();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {
@@ -81,10 +84,11 @@ impl Drop for Running {
     }
 }
 
-fn db() -> (tempfile::TempDir, Utf8PathBuf) {
+/// A fresh SQLite store: `sqlite:PATH` in a temp dir.
+fn db() -> (tempfile::TempDir, String) {
     let dir = tempfile::tempdir().unwrap();
     let path = Utf8PathBuf::from_path_buf(dir.path().join("control.db")).unwrap();
-    (dir, path)
+    (dir, format!("sqlite:{path}"))
 }
 
 fn gens(v: &Value) -> Vec<(String, u64)> {
@@ -101,7 +105,18 @@ fn gens(v: &Value) -> Vec<(String, u64)> {
 #[test]
 fn re_attach_bumps_durably_and_a_restarted_control_plane_answers_above_it() {
     let (_dir, path) = db();
-    let cp = Running::start(&path);
+    re_attach_bumps_durably(&path);
+}
+
+/// The same on PostgreSQL (`DATABASE_URL`, a schema of its own).
+#[test]
+fn re_attach_bumps_durably_and_a_restarted_control_plane_answers_above_it_on_postgres() {
+    let Some(url) = common::pg::fresh_schema_url("reattach") else { return };
+    re_attach_bumps_durably(&url);
+}
+
+fn re_attach_bumps_durably(path: &str) {
+    let cp = Running::start(path);
     assert_eq!(cp.node("/attach", json!({"tenant_id": T1, "node_id": 1}))["gen"], 1);
     assert_eq!(
         cp.node("/attach", json!({"tenant_id": T2, "node_id": 1, "reported_gen": 4}))["gen"],
@@ -114,7 +129,7 @@ fn re_attach_bumps_durably_and_a_restarted_control_plane_answers_above_it() {
     assert_eq!(gens(&cp.node("/re-attach", json!({"node_id": 2}))), vec![]);
     drop(cp); // the process stops: only the store remains
 
-    let cp = Running::start(&path);
+    let cp = Running::start(path);
     let valid = cp.node(
         "/validate",
         json!({"tenants": [{"id": T1, "gen": 2}, {"id": T2, "gen": 6}, {"id": T1, "gen": 1}]}),
@@ -245,4 +260,99 @@ fn node_scoped_tokens_speak_for_their_own_node_only() {
     for token in [None, Some(expired.as_str()), Some(forged.as_str()), Some(TOKEN)] {
         assert_eq!(cp.post("/re-attach", token, r#"{"node_id": 1}"#).0, 401, "{token:?}");
     }
+}
+
+/// Benchmark (printed, never asserted; not run in CI): requests per second of
+/// `strata control` (the binary of this build) on SQLite and on PostgreSQL.
+/// `/validate` with 1 and 16 concurrent node clients (each its own connection,
+/// each request naming its node's 8 tenants); `/attach` (one store commit each)
+/// from one client, to show what the store costs where it is written.
+///
+/// ```sh
+/// DATABASE_URL=$(bash scripts/pg-local.sh start 55432) \
+///   cargo test -p strata-runtime-tokio --test control bench_ -- --ignored --nocapture
+/// ```
+/// `STRATA_BENCH_SECS` (default 5) is the time per `/validate` run.
+#[test]
+#[ignore = "benchmark: run with --ignored --nocapture"]
+fn bench_control_plane_requests_per_second() {
+    const NODES: u64 = 16;
+    const TENANTS_PER_NODE: u64 = 8;
+    let secs: u64 =
+        std::env::var("STRATA_BENCH_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(5);
+    let dir = tempfile::tempdir().unwrap();
+    let mut stores = vec![("sqlite", format!("sqlite:{}", dir.path().join("bench.db").display()))];
+    if std::env::var("DATABASE_URL").is_ok() {
+        stores.push(("postgres", common::pg::fresh_schema_url("bench").unwrap()));
+    } else {
+        println!("DATABASE_URL is not set: SQLite numbers only");
+    }
+    let tenant = |node: u64, i: u64| format!("{:032x}", node * 1000 + i);
+    let mut rows = Vec::new();
+    for (name, db) in &stores {
+        let port = common::free_port();
+        let cp = common::start_control_on(dir.path(), port, TOKEN, db, &[]);
+        let url = format!("http://127.0.0.1:{port}");
+        let agent = common::agent();
+        let begun = std::time::Instant::now();
+        for node in 1..=NODES {
+            for i in 0..TENANTS_PER_NODE {
+                bench_post(
+                    &agent,
+                    &url,
+                    "/attach",
+                    &json!({"tenant_id": tenant(node, i), "node_id": node}),
+                );
+            }
+        }
+        let attach_rps = (NODES * TENANTS_PER_NODE) as f64 / begun.elapsed().as_secs_f64();
+        rows.push(format!("| {name} | /attach (1 commit each) | 1 | {attach_rps:.0} | |"));
+        for clients in [1u64, 16] {
+            let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+            let threads: Vec<_> = (1..=clients)
+                .map(|node| {
+                    let body = json!({"tenants": (0..TENANTS_PER_NODE)
+                        .map(|i| json!({"id": tenant(node, i), "gen": 1}))
+                        .collect::<Vec<_>>()});
+                    let url = url.clone();
+                    std::thread::spawn(move || {
+                        let agent = common::agent();
+                        let mut latencies = Vec::new();
+                        while std::time::Instant::now() < deadline {
+                            let t = std::time::Instant::now();
+                            bench_post(&agent, &url, "/validate", &body);
+                            latencies.push(t.elapsed());
+                        }
+                        latencies
+                    })
+                })
+                .collect();
+            let mut latencies: Vec<Duration> =
+                threads.into_iter().flat_map(|t| t.join().unwrap()).collect();
+            latencies.sort();
+            let pct = |p: usize| latencies[(latencies.len() * p / 100).min(latencies.len() - 1)];
+            rows.push(format!(
+                "| {name} | /validate (8 tenants) | {clients} | {:.0} | {:.2} / {:.2} |",
+                latencies.len() as f64 / secs as f64,
+                pct(50).as_secs_f64() * 1e3,
+                pct(99).as_secs_f64() * 1e3,
+            ));
+        }
+        drop(cp);
+    }
+    println!("| store | request | clients | requests/s | p50 / p99 ms |");
+    println!("|---|---|---|---|---|");
+    for row in rows {
+        println!("{row}");
+    }
+}
+
+/// One node-API request of the benchmark; anything but 200 fails it.
+fn bench_post(agent: &ureq::Agent, url: &str, path: &str, body: &Value) {
+    let mut r = agent
+        .post(format!("{url}{path}"))
+        .header("Authorization", &format!("Bearer {TOKEN}"))
+        .send_json(body)
+        .unwrap();
+    assert_eq!(r.status(), 200, "{path}: {}", r.body_mut().read_to_string().unwrap());
 }

@@ -22,9 +22,9 @@
 use super::service::{Inner, NODE_CALL_TIMEOUT, NodeToken};
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use strata_adapters::control_store::ControlStore;
 use strata_adapters::generation_store::StoreError;
 use strata_adapters::migration_store::MigrationStore;
-use strata_adapters::sqlite_store::SqliteStore;
 use strata_core::control_plane::migration::{
     MigrationEffect, NodeAnswer, NodeCall, NodeCallError, NodeTenantStatus, TimelineLsns,
 };
@@ -49,7 +49,7 @@ pub(super) enum Wake {
 /// Starts the loop; the sender wakes it.
 pub(super) fn spawn(
     inner: Arc<Mutex<Inner>>,
-    store: SqliteStore,
+    store: ControlStore,
     started: std::time::Instant,
     node_token: NodeToken,
 ) -> mpsc::UnboundedSender<Wake> {
@@ -64,7 +64,7 @@ fn now(started: std::time::Instant) -> Instant {
 
 async fn run(
     inner: Arc<Mutex<Inner>>,
-    store: SqliteStore,
+    store: ControlStore,
     started: std::time::Instant,
     node_token: NodeToken,
     mut rx: mpsc::UnboundedReceiver<Wake>,
@@ -104,7 +104,7 @@ async fn run(
 /// Drains the machine and carries out what it asks until it asks nothing more.
 async fn carry_out_effects(
     inner: &Arc<Mutex<Inner>>,
-    store: &SqliteStore,
+    store: &ControlStore,
     started: std::time::Instant,
     node_token: &NodeToken,
     tx: &mpsc::UnboundedSender<Wake>,
@@ -152,7 +152,7 @@ async fn carry_out_effects(
     }
 }
 
-async fn node_address(store: &SqliteStore, node: NodeId) -> Result<String, NodeCallError> {
+async fn node_address(store: &ControlStore, node: NodeId) -> Result<String, NodeCallError> {
     let nodes = store.nodes().await.map_err(|e: StoreError| {
         NodeCallError::Unreachable(format!("reading the registered nodes: {e}"))
     })?;

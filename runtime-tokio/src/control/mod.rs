@@ -2,9 +2,10 @@
 //! HTTP link to it.
 //!
 //! - [`service`]: the axum server. It drives one
-//!   [`ControlPlane`](strata_core::control_plane::ControlPlane) on the embedded
-//!   SQLite store (`strata_adapters::sqlite_store`, the same store and schema the
-//!   in-process control plane uses, plus the registered nodes).
+//!   [`ControlPlane`](strata_core::control_plane::ControlPlane) on the store
+//!   `--db` names (`strata_adapters::control_store`): SQLite (the same store and
+//!   schema the in-process control plane uses, plus the registered nodes) or
+//!   PostgreSQL (`strata_adapters::pg_store`, the same rows).
 //! - [`link`]: the node side: answers the client machine's `ControlPlaneSend`
 //!   effects over HTTP, with a timeout, failures mapped to the client's kinds.
 //! - [`ctl`]: the `strata ctl …` verbs (admin API calls).

@@ -4,7 +4,8 @@
 //! Every request that reaches the machine runs as its own task holding the one
 //! lock on the machine and its store, from the input to the reply: the input goes
 //! in, and the machine's effects are carried out in order (`Persist` is one
-//! SQLite transaction, committed before the machine sees `handle_persisted`; a
+//! store transaction (SQLite or PostgreSQL), committed before the machine sees
+//! `handle_persisted`; a
 //! `Reply` ends the request). So a reply never names a generation that is not
 //! committed (S-GEN-MONO: the machine only emits a grant's reply after its
 //! persist completed Ok). The task is spawned, so a client that hangs up cannot
@@ -36,9 +37,9 @@ use serde::de::DeserializeOwned;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
+use strata_adapters::control_store::ControlStore;
 use strata_adapters::generation_store::GenerationStore;
 use strata_adapters::migration_store::MigrationStore;
-use strata_adapters::sqlite_store::SqliteStore;
 use strata_core::control_plane::migration::{
     MigrationConfig, MigrationError, MigrationReconciler, MigrationRecord, MigrationStart,
     MigrationView, OriginAfter,
@@ -56,7 +57,7 @@ pub const NODE_CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub(super) struct Inner {
     cp: ControlPlane,
-    store: SqliteStore,
+    store: ControlStore,
     next_req: u64,
     /// The migration reconciler (driven by `migrate.rs`).
     pub(super) mig: MigrationReconciler,
@@ -73,7 +74,7 @@ pub struct ControlService {
     inner: Arc<Mutex<Inner>>,
     /// Wakes the migration loop.
     wake: mpsc::UnboundedSender<Wake>,
-    store: SqliteStore,
+    store: ControlStore,
     auth: ControlAuth,
     started: std::time::Instant,
     /// Wall-clock milliseconds at start: names this run of the service.
@@ -175,26 +176,25 @@ fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, CtlError> {
 }
 
 impl ControlService {
-    /// Opens the store and rebuilds the machine from it; calls to nodes carry no
-    /// token.
-    pub async fn open(
-        path: &camino::Utf8Path,
-        auth: impl Into<ControlAuth>,
-    ) -> Result<ControlService, String> {
-        Self::open_with_node_token(path, auth, NodeToken::default()).await
+    /// Opens the store `db` names (`sqlite:PATH` or `postgres://…`,
+    /// [`ControlStore::open`]) and rebuilds the machine from it; calls to nodes
+    /// carry no token.
+    pub async fn open(db: &str, auth: impl Into<ControlAuth>) -> Result<ControlService, String> {
+        Self::open_with_node_token(db, auth, NodeToken::default()).await
     }
 
     /// [`ControlService::open`], every call to a node carrying `node_token`.
     pub async fn open_with_node_token(
-        path: &camino::Utf8Path,
+        db: &str,
         auth: impl Into<ControlAuth>,
         node_token: NodeToken,
     ) -> Result<ControlService, String> {
         let auth = auth.into();
-        let store = SqliteStore::open(path).map_err(|e| format!("opening {path}: {e}"))?;
-        let records = store.load().await.map_err(|e| format!("loading {path}: {e}"))?;
+        let store = ControlStore::open(db).await?;
+        let describe = strata_adapters::control_store::DbSpec::parse(db)?.describe();
+        let records = store.load().await.map_err(|e| format!("loading {describe}: {e}"))?;
         let migrations =
-            store.load_migrations().await.map_err(|e| format!("loading {path}: {e}"))?;
+            store.load_migrations().await.map_err(|e| format!("loading {describe}: {e}"))?;
         let started = std::time::Instant::now();
         let mig =
             MigrationReconciler::recover(MigrationConfig::default(), migrations, Instant::ZERO);

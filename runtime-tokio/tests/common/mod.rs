@@ -96,10 +96,21 @@ pub fn start_control(dir: &std::path::Path, port: u16, token: &str) -> Proc {
 /// [`start_control`] with more arguments (`--node-token-file F`).
 pub fn start_control_with(dir: &std::path::Path, port: u16, token: &str, more: &[&str]) -> Proc {
     let db = format!("sqlite:{}", dir.join("control.db").display());
+    start_control_on(dir, port, token, &db, more)
+}
+
+/// [`start_control_with`] on the store `db` names (`sqlite:PATH` or `postgres://…`).
+pub fn start_control_on(
+    dir: &std::path::Path,
+    port: u16,
+    token: &str,
+    db: &str,
+    more: &[&str],
+) -> Proc {
     let p = Proc::spawn(
         strata()
             .args(["control", "--listen", &format!("127.0.0.1:{port}")])
-            .args(["--db", &db, "--token", token])
+            .args(["--db", db, "--token", token])
             .args(more),
         dir.join("control.log"),
     );
@@ -134,4 +145,50 @@ pub fn unexpected_log_lines(log: &str, allowed: &[&str]) -> Vec<String> {
         .filter(|l| !allowed.iter().any(|a| l.contains(a)))
         .map(str::to_owned)
         .collect()
+}
+
+/// PostgreSQL for the control-plane tests (`DATABASE_URL`, e.g.
+/// `DATABASE_URL=$(bash scripts/pg-local.sh start 55432)`).
+pub mod pg {
+    /// `DATABASE_URL`, or `None` after saying the test is skipped; under
+    /// `CI=true` a missing URL fails instead (.ci/run starts the server).
+    pub fn database_url() -> Option<String> {
+        match std::env::var("DATABASE_URL") {
+            Ok(url) if !url.is_empty() => Some(url),
+            _ if std::env::var("CI").as_deref() == Ok("true") => {
+                panic!(
+                    "DATABASE_URL is not set under CI=true: .ci/run starts PostgreSQL and exports it"
+                )
+            }
+            _ => {
+                println!(
+                    "DATABASE_URL is not set: SKIPPED (DATABASE_URL=$(bash scripts/pg-local.sh start 55432) runs it)"
+                );
+                None
+            }
+        }
+    }
+
+    /// A new empty schema in the database at `DATABASE_URL`, and a URL whose
+    /// connections use it (`options=-c search_path=…`), so each test starts from
+    /// an empty store and leaves the database's own tables alone.
+    pub fn fresh_schema_url(test: &str) -> Option<String> {
+        let url = database_url()?;
+        let nanos =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+        let schema = format!("{test}_{}_{nanos}", std::process::id());
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let (client, connection) = url
+                .parse::<tokio_postgres::Config>()
+                .unwrap()
+                .connect(tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            tokio::spawn(connection);
+            client.batch_execute(&format!("CREATE SCHEMA {schema}")).await.unwrap();
+        });
+        let sep = if url.contains('?') { '&' } else { '?' };
+        Some(format!("{url}{sep}options=-c%20search_path%3D{schema}"))
+    }
 }
