@@ -8,6 +8,7 @@
 //! | `GetIndex` | `RemoteGet` of the index key |
 //! | `ListLocal` | `DiskList` of the timeline's directory |
 //! | `Download` | `RemoteGetFile` into the layer's local file (size + CRC32C check, temp file, rename) |
+//! | `ReadLocal` | `DiskRead` of a local layer file it did not download (checked against the index's CRC32C before it is kept) |
 //! | `RemoveLocal` | `DiskRemove` |
 //!
 //! Nothing here writes to remote storage or deletes a remote object.
@@ -91,6 +92,9 @@ impl Node {
                     path: io::layer_path(tenant, timeline, &name),
                     expected: ExpectedFile::from(&meta),
                 },
+                SecondaryEffect::ReadLocal { timeline, name, .. } => {
+                    Io::DiskRead { path: io::layer_path(tenant, timeline, &name) }
+                }
                 SecondaryEffect::RemoveLocal { timeline, file, .. } => {
                     Io::DiskRemove { path: io::timeline_dir(tenant, timeline).join(file) }
                 }

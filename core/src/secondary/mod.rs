@@ -29,7 +29,8 @@
 //! read one index, list one local timeline directory, download one layer
 //! (streamed into a temporary file through the size and CRC32C check the index
 //! records, renamed onto the layer's name only if it passes: the node's
-//! `Io::RemoteGetFile`), remove one local file (an unlisted one, or the name of a
+//! `Io::RemoteGetFile`), read one local layer file back (`ReadLocal`), remove one
+//! local file (an unlisted one, or the name of a
 //! failed download: what a failed fsync left there is not trusted). Nothing else: a secondary **never
 //! writes to remote storage and never deletes a remote object** (S-SINGLE-WRITER);
 //! it has no generation.
@@ -55,12 +56,16 @@
 //! - queued work has something in flight (a refresh never stalls): `Transferring`
 //!   with an empty queue has ops in flight, or it would be `Idle`;
 //! - the timer is set exactly while `Idle`;
-//! - every layer kept is one the newest index read lists, with its size.
+//! - every layer kept is one the newest index read lists, as it lists it, and its
+//!   bytes passed the index's check (downloaded through it, or read back).
 //!
 //! # Local files
 //! A listed timeline directory is reconciled against the index: a layer file the
-//! index lists with the same size is kept (adopted); the index's other layers are
-//! downloaded (a download replaces a same-named file whole, by rename); a layer
+//! index lists with the same size is kept if this machine downloaded or checked
+//! it, and otherwise (left by an attached run, a previous machine, a crash) read
+//! once and kept only if its CRC32C matches the index (`ReadLocal`: one whole
+//! file in memory per op, at most `download_concurrency` at once); the index's
+//! other layers, and a file that failed the check, are downloaded (a download replaces a same-named file whole, by rename); a layer
 //! file the index does not list, a temporary file a crash left behind
 //! (`{name}.{unique}.___temp`) or anything else that is not `metadata` is
 //! removed. The directory is listed only when nothing of this machine is in
@@ -71,7 +76,7 @@
 //! the layers downloaded so far (each whole: a name only appears by the rename of
 //! a checked, fsynced file) and at most one temporary file per download in flight.
 //! After restart the machine starts over with a refresh: files that match the
-//! newest index are kept, the rest is downloaded. A temporary file never takes a
+//! newest index (size and CRC32C, read back) are kept, the rest is downloaded. A temporary file never takes a
 //! layer's place: the disk adapters hide `*.___temp` from listings (it goes with
 //! the directory), and a listing that shows one (the in-memory worlds of the
 //! tests) has it removed like any file the index does not list. A download still in flight when the machine is dropped (its slot
@@ -138,6 +143,9 @@ pub enum SecondaryEffect {
     Download { op: OpId, timeline: TimelineId, name: LayerName, meta: LayerMeta },
     /// Remove one local file of the timeline's directory.
     RemoveLocal { op: OpId, timeline: TimelineId, file: String },
+    /// Read a local layer file this machine did not download, to check it against
+    /// the index's size and CRC32C before keeping it.
+    ReadLocal { op: OpId, timeline: TimelineId, name: LayerName },
 }
 
 impl SecondaryEffect {
@@ -147,7 +155,8 @@ impl SecondaryEffect {
             | SecondaryEffect::GetIndex { op, .. }
             | SecondaryEffect::ListLocal { op, .. }
             | SecondaryEffect::Download { op, .. }
-            | SecondaryEffect::RemoveLocal { op, .. } => *op,
+            | SecondaryEffect::RemoveLocal { op, .. }
+            | SecondaryEffect::ReadLocal { op, .. } => *op,
         }
     }
 
@@ -213,6 +222,10 @@ pub struct SecondaryStats {
     pub failed_downloads: u64,
     pub removed_files: u64,
     pub skipped_over_budget: u64,
+    /// Local files found with the index's name and size whose bytes passed (kept)
+    /// or failed (downloaded again) the CRC32C check.
+    pub verified_layers: u64,
+    pub mismatched_layers: u64,
     pub refreshes: u64,
     pub failed_reads: u64,
 }
@@ -225,6 +238,7 @@ enum InFlight {
     ListLocal { timeline: TimelineId },
     Download { timeline: TimelineId, name: LayerName, meta: LayerMeta },
     Remove { timeline: TimelineId },
+    Verify { timeline: TimelineId, name: LayerName, meta: LayerMeta },
 }
 
 /// A queued transfer.
@@ -232,6 +246,7 @@ enum InFlight {
 enum Transfer {
     Download { timeline: TimelineId, name: LayerName, meta: LayerMeta },
     Remove { timeline: TimelineId, file: String },
+    Verify { timeline: TimelineId, name: LayerName, meta: LayerMeta },
 }
 
 /// One tenant's warm secondary.

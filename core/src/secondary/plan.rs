@@ -29,7 +29,7 @@ impl WarmSecondary {
         };
         let expected = match what {
             InFlight::ListTimelines | InFlight::ListLocal { .. } => "listing",
-            InFlight::GetIndex { .. } => "bytes",
+            InFlight::GetIndex { .. } | InFlight::Verify { .. } => "bytes",
             InFlight::Download { .. } | InFlight::Remove { .. } => "done",
         };
         let got = match completion {
@@ -50,6 +50,9 @@ impl WarmSecondary {
                 if r.is_ok() {
                     self.stats.removed_files += 1;
                 }
+            }
+            (InFlight::Verify { timeline, name, meta }, SecondaryCompletion::Bytes(r)) => {
+                self.on_verified(timeline, name, meta, r, draining)
             }
             // Stopped: reads are of no use any more.
             _ if draining => {}
@@ -169,10 +172,15 @@ impl WarmSecondary {
         for (name, meta) in &layers {
             let here = local.get(name.to_string().as_str()) == Some(&meta.file_size);
             // Same name, another object than the one downloaded: downloaded again.
-            let same = before.get(name).is_none_or(|m| m == meta);
-            if here && same {
+            if here && before.get(name) == Some(meta) {
+                // Downloaded or checked by this machine: kept.
                 self.budget_used += meta.file_size;
                 self.kept.insert((timeline, name.clone()), *meta);
+            } else if here && !before.contains_key(name) {
+                // Unknown bytes under the right name and size: read back first.
+                self.budget_used += meta.file_size;
+                let (name, meta) = (name.clone(), *meta);
+                self.queue.push_back(Transfer::Verify { timeline, name, meta });
             } else {
                 wanted.push((name, meta));
             }
@@ -195,6 +203,32 @@ impl WarmSecondary {
             }
         }
         self.indexes.insert(timeline, layers);
+    }
+
+    /// A local file read back: kept if its bytes are what the index records;
+    /// otherwise downloaded again (its bytes were counted in the budget already).
+    fn on_verified(
+        &mut self,
+        timeline: TimelineId,
+        name: LayerName,
+        meta: LayerMeta,
+        result: Result<Vec<u8>, IoError>,
+        draining: bool,
+    ) {
+        let good = result.as_ref().is_ok_and(|b| {
+            b.len() as u64 == meta.file_size && crate::layer_file::file_crc32c(b) == meta.crc32c
+        });
+        if good {
+            self.stats.verified_layers += 1;
+            if self.indexes.get(&timeline).and_then(|l| l.get(&name)) == Some(&meta) {
+                self.kept.insert((timeline, name), meta);
+            }
+        } else {
+            self.stats.mismatched_layers += u64::from(result.is_ok());
+            if !draining {
+                self.queue.push_back(Transfer::Download { timeline, name, meta });
+            }
+        }
     }
 
     fn on_downloaded(
@@ -248,6 +282,10 @@ impl WarmSecondary {
                 Transfer::Download { timeline, name, meta } => (
                     InFlight::Download { timeline, name: name.clone(), meta },
                     SecondaryEffect::Download { op, timeline, name, meta },
+                ),
+                Transfer::Verify { timeline, name, meta } => (
+                    InFlight::Verify { timeline, name: name.clone(), meta },
+                    SecondaryEffect::ReadLocal { op, timeline, name },
                 ),
                 Transfer::Remove { timeline, file } => (
                     InFlight::Remove { timeline },

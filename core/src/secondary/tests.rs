@@ -50,10 +50,23 @@ impl World {
     /// Puts layers `ids` (with `size` bytes each) and an index naming them, in
     /// generation `gen`, sequence `seq`.
     fn publish(&mut self, tl: TimelineId, gen_: u32, seq: u64, ids: &[u64], size: usize) {
+        self.publish_salted(tl, gen_, seq, ids, size, 0);
+    }
+
+    /// As `publish`, each layer's bytes salted by `salt` (same size, other bytes).
+    fn publish_salted(
+        &mut self,
+        tl: TimelineId,
+        gen_: u32,
+        seq: u64,
+        ids: &[u64],
+        size: usize,
+        salt: u64,
+    ) {
         let mut index = IndexPart::empty(TimelineMetadata::default());
         index.seq = seq;
         for &i in ids {
-            let bytes = bytes_of(i, size);
+            let bytes = bytes_of(i + salt, size);
             let meta = LayerMeta {
                 file_size: bytes.len() as u64,
                 generation: g(gen_),
@@ -139,6 +152,12 @@ impl World {
                     return SecondaryCompletion::Done(Err(e));
                 }
                 SecondaryCompletion::Done(Ok(()))
+            }
+            SecondaryEffect::ReadLocal { timeline, name, .. } => {
+                let path = io::layer_path(T, *timeline, name);
+                SecondaryCompletion::Bytes(self.files.get(&path).cloned().ok_or_else(|| {
+                    IoError::local(IoErrorKind::NotFound, path.clone(), "no such file")
+                }))
             }
             SecondaryEffect::RemoveLocal { timeline, file, .. } => {
                 let path = io::timeline_dir(T, *timeline).join(file);
@@ -285,6 +304,21 @@ fn layers_already_local_with_their_size_are_kept_not_downloaded() {
 }
 
 #[test]
+fn a_local_file_of_the_right_size_with_other_bytes_is_downloaded_again() {
+    let mut world = World::default();
+    world.publish(TL1, 1, 1, &[1, 2], 100);
+    // Left by an earlier run: layer 1 as it should be, layer 2 another object's
+    // bytes under the same name and size.
+    world.files.insert(io::layer_path(T, TL1, &layer(1)), bytes_of(1, 100));
+    world.files.insert(io::layer_path(T, TL1, &layer(2)), bytes_of(7, 100));
+    let h = Harness::new(world, config());
+    let stats = h.machine.stats();
+    assert_eq!((stats.verified_layers, stats.mismatched_layers), (1, 1));
+    assert_eq!(stats.downloaded_layers, 1);
+    assert_eq!(h.world.files[&io::layer_path(T, TL1, &layer(2))], bytes_of(2, 100));
+}
+
+#[test]
 fn a_refresh_follows_a_newer_generations_index() {
     let mut world = World::default();
     world.publish(TL1, 1, 1, &[1, 2], 100);
@@ -418,4 +452,152 @@ fn illegal_completions_are_typed_errors() {
         Err(SecondaryError::UnknownOp(OpId(999)))
     );
     h.machine.check_invariants();
+}
+
+// ---- random histories ----
+
+use proptest::prelude::*;
+
+#[derive(Clone, Debug)]
+enum Step {
+    /// Another node publishes an index of timeline `tl` at generation `gen_`
+    /// naming layers `ids` (a bit set over 0..8).
+    Publish {
+        tl: bool,
+        gen_: u32,
+        ids: u8,
+    },
+    /// The held effect `pick` completes: as the world does it, or failed.
+    Complete {
+        pick: usize,
+        fail: bool,
+    },
+    Refresh,
+    Stop,
+    /// The node dies: each download in flight landed whole or left its temporary
+    /// file; a new machine starts.
+    Crash {
+        land: bool,
+    },
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        2 => (any::<bool>(), 1u32..4, any::<u8>()).prop_map(|(tl, gen_, ids)| Step::Publish { tl, gen_, ids }),
+        10 => (any::<usize>(), proptest::bool::weighted(0.2)).prop_map(|(pick, fail)| Step::Complete { pick, fail }),
+        2 => Just(Step::Refresh),
+        1 => Just(Step::Stop),
+        1 => any::<bool>().prop_map(|land| Step::Crash { land }),
+    ]
+}
+
+fn ids_of(bits: u8) -> Vec<u64> {
+    (0..8).filter(|i| bits & (1 << i) != 0).collect()
+}
+
+/// Runs `steps`, then heals (nothing held, two refreshes) and checks that each
+/// timeline's directory holds exactly its newest index's layers, byte for byte.
+fn run_history(steps: &[Step]) {
+    let world = World { hold: true, ..Default::default() };
+    let mut newest: BTreeMap<TimelineId, (u32, u64, u8)> = BTreeMap::new();
+    let mut seq = 0u64;
+    let mut h = Harness::new(world, config());
+    for s in steps {
+        match s {
+            Step::Publish { tl, gen_, ids } => {
+                let tl = if *tl { TL1 } else { TL2 };
+                seq += 1;
+                // Same sizes in every generation: only the bytes (CRC) differ.
+                h.world.publish_salted(tl, *gen_, seq, &ids_of(*ids), 64, 100 * *gen_ as u64);
+                let e = newest.entry(tl).or_insert((*gen_, seq, *ids));
+                if (*gen_, seq) > (e.0, e.1) {
+                    *e = (*gen_, seq, *ids);
+                }
+            }
+            Step::Complete { pick, fail } => {
+                if h.world.held.is_empty() {
+                    continue;
+                }
+                let effect = h.world.held.remove(pick % h.world.held.len());
+                let completion = if *fail {
+                    let e = IoError::remote(IoErrorKind::Transient, "x", "injected");
+                    match effect {
+                        SecondaryEffect::ListTimelines { .. }
+                        | SecondaryEffect::ListLocal { .. } => SecondaryCompletion::Listing(Err(e)),
+                        SecondaryEffect::GetIndex { .. } | SecondaryEffect::ReadLocal { .. } => {
+                            SecondaryCompletion::Bytes(Err(e))
+                        }
+                        _ => SecondaryCompletion::Done(Err(e)),
+                    }
+                } else {
+                    h.world.complete(&effect)
+                };
+                h.machine.handle_completion(h.now, effect.op(), completion).unwrap();
+                h.settle();
+            }
+            Step::Refresh => {
+                if let Some((at, timer)) = h.machine.next_timer() {
+                    h.now = h.now.max(at);
+                    h.machine.handle_timeout(h.now, timer);
+                    h.settle();
+                }
+            }
+            Step::Stop => {
+                h.machine.handle_stop(h.now);
+                h.settle();
+            }
+            Step::Crash { land } => {
+                for effect in std::mem::take(&mut h.world.held) {
+                    if let SecondaryEffect::Download { timeline, name, .. } = &effect {
+                        if *land {
+                            h.world.complete(&effect);
+                        } else {
+                            let temp = format!("{name}.{}.___temp", effect.op());
+                            h.world
+                                .files
+                                .insert(io::timeline_dir(T, *timeline).join(temp), vec![7; 5]);
+                        }
+                    }
+                }
+                h.machine = WarmSecondary::new(T, config(), h.now);
+                h.settle();
+            }
+        }
+        // Whatever the machine says it keeps is on disk, with its index's bytes.
+        for (tl, name) in h.machine.kept_layers() {
+            let path = io::layer_path(T, *tl, name);
+            let bytes = h.world.files.get(&path).expect("a kept layer is on disk");
+            let meta = &h.machine.indexes[tl][name];
+            assert_eq!(crc32c::crc32c(bytes), meta.crc32c, "kept {name} with other bytes");
+        }
+    }
+    // Heal: nothing held any more, two refreshes.
+    h.world.hold = false;
+    while h.release_one() {}
+    h.refresh();
+    h.refresh();
+    for tl in [TL1, TL2] {
+        let want = newest.get(&tl).map(|(_, _, ids)| names(&ids_of(*ids))).unwrap_or_default();
+        assert_eq!(h.world.local(tl), want, "timeline {tl} after healing");
+        if let Some((gen_, _, ids)) = newest.get(&tl) {
+            for i in ids_of(*ids) {
+                let bytes = &h.world.files[&io::layer_path(T, tl, &layer(i))];
+                assert_eq!(bytes, &bytes_of(i + 100 * *gen_ as u64, 64), "layer {i} (gen {gen_})");
+            }
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// Completions in any order, failures, stops and crashes: every input keeps
+    /// `check_invariants`, what is kept is on disk, and once healed each directory
+    /// holds exactly its newest index's layers with their bytes.
+    #[test]
+    fn random_histories_converge_on_the_newest_index(
+        steps in proptest::collection::vec(step(), 1..120),
+    ) {
+        run_history(&steps);
+    }
 }
