@@ -1,5 +1,7 @@
 //! Issue 17 items 3, 4 and 6 end to end with the real binary on 127.0.0.1:
-//! `strata control` and two pageservers sharing one LocalFs remote directory; a
+//! `strata control` and two pageservers sharing one remote storage (one LocalFs
+//! directory; for the kill -9 test a fresh bucket on the S3 server at
+//! `S3_ENDPOINT` when it is set, as in CI: moto, `scripts/s3-local.sh`); a
 //! tenant migrates back and forth (`strata ctl migrate`, the admin API) while an
 //! ingest client that follows the re-send contract (docs/OPERATIONS.md) writes to
 //! it; kill -9 of the origin, the destination and the control plane at points drawn
@@ -38,24 +40,62 @@ struct Cluster {
     ports: [u16; 2],
 }
 
+/// Where the two nodes keep their shared remote storage.
+#[derive(Clone, Copy, PartialEq)]
+enum Remote {
+    /// `dir/remote`, a LocalFs directory.
+    Local,
+    /// A new bucket on the S3 server at `S3_ENDPOINT` when it is set, else `Local`.
+    S3IfSet,
+}
+
+/// The `[remote_storage]` section both nodes share: a new bucket on the S3
+/// server at `S3_ENDPOINT` (moto creates it on a plain PUT), or `dir/remote`.
+fn shared_remote(dir: &std::path::Path, remote: Remote) -> String {
+    let endpoint = std::env::var("S3_ENDPOINT").ok().filter(|_| remote == Remote::S3IfSet);
+    let Some(endpoint) = endpoint else {
+        std::fs::create_dir_all(dir.join("remote")).unwrap();
+        return format!("kind = \"local\"\npath = \"{}\"", dir.join("remote").display());
+    };
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let bucket = format!("strata-migration-{:x}-{n}", nanos.as_nanos());
+    let mut created = agent().put(format!("{endpoint}/{bucket}")).send_empty().unwrap();
+    assert!(
+        created.status().is_success(),
+        "creating bucket {bucket}: {}",
+        created.body_mut().read_to_string().unwrap_or_default()
+    );
+    eprintln!("migration e2e: remote storage s3://{bucket} at {endpoint}");
+    format!(
+        "kind = \"s3\"\nbucket = \"{bucket}\"\nregion = \"us-east-1\"\nendpoint = \"{endpoint}\"\n\
+         access_key_id = \"testing\"\nsecret_access_key = \"testing\""
+    )
+}
+
 impl Cluster {
+    /// Two nodes on one LocalFs directory (`dir/remote`).
     fn new(dir: PathBuf) -> Cluster {
+        Cluster::with_remote(dir, Remote::Local)
+    }
+
+    fn with_remote(dir: PathBuf, remote: Remote) -> Cluster {
         let c = Cluster { dir, cp_port: free_port(), ports: [free_port(), free_port()] };
-        std::fs::create_dir_all(c.dir.join("remote")).unwrap();
+        let remote = shared_remote(&c.dir, remote);
         for i in 0..2 {
             let d = c.dir.join(format!("n{}", i + 1));
             let out = strata().args(["init", "--dir"]).arg(&d).output().unwrap();
             assert!(out.status.success());
             let config = format!(
                 "node_id = {}\ndata_dir = \"data\"\nlisten_http = \"127.0.0.1:{}\"\n\n\
-                 [remote_storage]\nkind = \"local\"\npath = \"{}\"\n\n\
+                 [remote_storage]\n{remote}\n\n\
                  [control_plane]\nkind = \"remote\"\nurl = \"{}\"\ntoken = \"{TOKEN}\"\ncall_timeout_ms = 2000\n\n\
                  [walredo]\nkind = \"process\"\n\n\
                  [tuning]\ncheckpoint_distance_bytes = 4096\nvalidate_delay_ms = 100\n\
                  checkpoint_timeout_ms = 300\nshutdown_grace_ms = 1500\n",
                 i + 1,
                 c.ports[i],
-                c.dir.join("remote").display(),
                 c.cp_url()
             );
             std::fs::write(d.join("strata.toml"), config).unwrap();
@@ -363,7 +403,7 @@ fn migrations_under_ingest_and_kill_9_keep_every_acknowledged_value() {
     eprintln!("migration e2e: STRATA_E2E_SEED={seed} ({migrations} migrations)");
     let mut rng = Rng(seed | 1);
     let dir = tempfile::tempdir().unwrap();
-    let c = Cluster::new(dir.path().to_owned());
+    let c = Cluster::with_remote(dir.path().to_owned(), Remote::S3IfSet);
     let mut cp = Some(c.start_control());
     let mut nodes = [Some(c.start_node(0, true)), Some(c.start_node(1, true))];
     setup(&c);
@@ -433,11 +473,12 @@ fn migrations_under_ingest_and_kill_9_keep_every_acknowledged_value() {
     for at in checkpoints.iter().copied().filter(|a| *a > 0).chain([client.next_lsn - 8]) {
         check_reads(&c, &client, current, at);
     }
-    // An independent walk of the shared remote directory: every layer an index
-    // references is there, whole (exit 0: clean, orphans allowed).
+    // An independent walk of the shared remote storage (the directory or the
+    // bucket node 1's configuration names): every layer an index references is
+    // there, whole (exit 0: clean, orphans allowed).
     let scrub = strata()
-        .args(["scrub", "--deep", "--no-progress", "--remote"])
-        .arg(c.dir.join("remote"))
+        .args(["scrub", "--deep", "--no-progress", "--config"])
+        .arg(c.dir.join("n1/strata.toml"))
         .output()
         .unwrap();
     assert!(
