@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs strata's tests: the tokio build (unit, property, adapter conformance and
 # end-to-end tests with the real binary), then the madsim build (simulator
-# scenarios and a seed swarm). S3 tests run when S3_ENDPOINT is set (.ci/run
-# starts a local S3 server for them).
+# scenarios and a seed swarm). S3 tests run when S3_ENDPOINT is set, the
+# PostgreSQL store tests when DATABASE_URL is set (.ci/run starts a local S3
+# server and PostgreSQL for them; under CI=true a missing DATABASE_URL fails).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PROPTEST_CASES="${PROPTEST_CASES:-64}"
