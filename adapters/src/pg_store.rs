@@ -22,7 +22,9 @@
 //!   with another writer on the same database; the whole change is rolled back.
 //! - Calls take one connection behind an async mutex (a change at a time, like
 //!   the SQLite store). A connection seen closed is replaced before the call; a
-//!   call that finds it broken mid-way fails, and the next one reconnects.
+//!   call that finds it broken mid-way fails, and the next one reconnects. Each
+//!   call is bounded ([`CALL_TIMEOUT`]): a database that does not answer fails it
+//!   instead of holding the control plane's lock, and its connection is dropped.
 //! - No TLS: the client connects without it (`sslmode=require` fails). Use it on
 //!   a trusted network or through a local tunnel.
 
@@ -64,10 +66,15 @@ const SCHEMA_LOCK: i64 = 0x7374_7261_7461;
 /// How long a connection attempt may take when the URL does not say.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long one call (connecting included) may take before it fails.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(15);
+
 #[derive(Clone)]
 pub struct PgStore {
     config: Arc<Config>,
     conn: Arc<Mutex<Option<Client>>>,
+    /// The bound on each call ([`CALL_TIMEOUT`]).
+    call_timeout: Duration,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -119,11 +126,43 @@ impl PgStore {
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(CONNECT_TIMEOUT);
         }
-        let store = PgStore { config: Arc::new(config), conn: Arc::new(Mutex::new(None)) };
-        let client = store.client().await?;
-        let migrated = transaction(&client, migrate(&client)).await;
-        client.done(migrated)?;
+        let store = PgStore {
+            config: Arc::new(config),
+            conn: Arc::new(Mutex::new(None)),
+            call_timeout: CALL_TIMEOUT,
+        };
+        store
+            .bounded(async {
+                let client = store.client().await?;
+                let migrated = transaction(&client, migrate(&client)).await;
+                client.done(migrated)
+            })
+            .await?;
         Ok(store)
+    }
+
+    /// Runs one call, at most `call_timeout`: a database that does not answer
+    /// (a lock held elsewhere, a network that drops packets) fails the call with
+    /// [`StoreError::Io`] instead of holding the control plane. The call's
+    /// connection is dropped with it (closed, its transaction aborted by the
+    /// server unless the `COMMIT` had already arrived: outcome unknown).
+    async fn bounded<T>(
+        &self,
+        call: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        match tokio::time::timeout(self.call_timeout, call).await {
+            Ok(result) => result,
+            Err(_) => Err(StoreError::Io(format!(
+                "no answer from the database within {:?}",
+                self.call_timeout
+            ))),
+        }
+    }
+
+    /// Test hook: a shorter bound on each call.
+    #[cfg(test)]
+    pub(crate) fn set_call_timeout(&mut self, timeout: Duration) {
+        self.call_timeout = timeout;
     }
 
     /// The connection, opened again if there is none or it was seen closed. It is
@@ -141,34 +180,40 @@ impl PgStore {
 
     /// Registers (or re-addresses) a pageserver, durably (`strata control`).
     pub async fn register_node(&self, node: NodeId, address: String) -> Result<(), StoreError> {
-        let client = self.client().await?;
-        let written = client
-            .execute(
-                "INSERT INTO nodes (node_id, address) VALUES ($1, $2)
-                 ON CONFLICT (node_id) DO UPDATE SET address = excluded.address",
-                &[&(node.0 as i64), &address],
-            )
-            .await
-            .map_err(io);
-        client.done(written).map(|_| ())
+        self.bounded(async {
+            let client = self.client().await?;
+            let written = client
+                .execute(
+                    "INSERT INTO nodes (node_id, address) VALUES ($1, $2)
+                     ON CONFLICT (node_id) DO UPDATE SET address = excluded.address",
+                    &[&(node.0 as i64), &address],
+                )
+                .await
+                .map_err(io);
+            client.done(written).map(|_| ())
+        })
+        .await
     }
 
     /// Every registered pageserver and its address, by node id.
     pub async fn nodes(&self) -> Result<Vec<(NodeId, String)>, StoreError> {
-        let client = self.client().await?;
-        let rows = client
-            .query("SELECT node_id, address FROM nodes ORDER BY node_id", &[])
-            .await
-            .map_err(io);
-        let rows = client.done(rows)?;
-        rows.iter()
-            .map(|row| {
-                Ok((
-                    NodeId(row.try_get::<_, i64>(0).map_err(io)? as u64),
-                    row.try_get(1).map_err(io)?,
-                ))
-            })
-            .collect()
+        self.bounded(async {
+            let client = self.client().await?;
+            let rows = client
+                .query("SELECT node_id, address FROM nodes ORDER BY node_id", &[])
+                .await
+                .map_err(io);
+            let rows = client.done(rows)?;
+            rows.iter()
+                .map(|row| {
+                    Ok((
+                        NodeId(row.try_get::<_, i64>(0).map_err(io)? as u64),
+                        row.try_get(1).map_err(io)?,
+                    ))
+                })
+                .collect()
+        })
+        .await
     }
 
     /// Test hook: a crash mid-transaction. Begins one, runs `write` in it, and
@@ -222,11 +267,11 @@ async fn transaction<T>(
             client.batch_execute("COMMIT").await.map_err(io)?;
             Ok(value)
         }
-        Err(e) => {
-            // A failed ROLLBACK leaves a broken connection, replaced on the next call.
-            let _ = client.batch_execute("ROLLBACK").await;
-            Err(e)
-        }
+        Err(e) => match client.batch_execute("ROLLBACK").await {
+            Ok(()) => Err(e),
+            // An I/O error, so the connection is not reused (`Conn::done`).
+            Err(rollback) => Err(StoreError::Io(format!("{e}; then ROLLBACK failed: {rollback}"))),
+        },
     }
 }
 
@@ -315,51 +360,66 @@ async fn put_migration(client: &Client, record: &MigrationRecord) -> Result<(), 
 
 impl GenerationStore for PgStore {
     async fn load(&self) -> Result<Vec<TenantRecord>, StoreError> {
-        let client = self.client().await?;
-        let rows = client
-            .query("SELECT tenant_id, generation, attached_to FROM tenants ORDER BY tenant_id", &[])
-            .await
-            .map_err(io);
-        let rows = client.done(rows)?;
-        rows.iter()
-            .map(|row| {
-                record_from_row(
-                    row.try_get(0).map_err(io)?,
-                    row.try_get(1).map_err(io)?,
-                    row.try_get(2).map_err(io)?,
+        self.bounded(async {
+            let client = self.client().await?;
+            let rows = client
+                .query(
+                    "SELECT tenant_id, generation, attached_to FROM tenants ORDER BY tenant_id",
+                    &[],
                 )
-            })
-            .collect()
+                .await
+                .map_err(io);
+            let rows = client.done(rows)?;
+            rows.iter()
+                .map(|row| {
+                    record_from_row(
+                        row.try_get(0).map_err(io)?,
+                        row.try_get(1).map_err(io)?,
+                        row.try_get(2).map_err(io)?,
+                    )
+                })
+                .collect()
+        })
+        .await
     }
 
     async fn apply(&self, change: &StoreChange) -> Result<(), StoreError> {
-        let client = self.client().await?;
-        let committed = transaction(&client, write_change(&client, change)).await;
-        client.done(committed)
+        self.bounded(async {
+            let client = self.client().await?;
+            let committed = transaction(&client, write_change(&client, change)).await;
+            client.done(committed)
+        })
+        .await
     }
 }
 
 impl MigrationStore for PgStore {
     async fn load_migrations(&self) -> Result<Vec<MigrationRecord>, StoreError> {
-        let client = self.client().await?;
-        let rows = client
-            .query("SELECT tenant_id, record FROM migrations ORDER BY tenant_id", &[])
-            .await
-            .map_err(io);
-        let rows = client.done(rows)?;
-        let mut out = Vec::with_capacity(rows.len());
-        for row in rows {
-            let tenant: String = row.try_get(0).map_err(io)?;
-            let record = migration_store::decode(row.try_get(1).map_err(io)?)?;
-            migration_store::check_row_tenant(&tenant, &record)?;
-            out.push(record);
-        }
-        Ok(out)
+        self.bounded(async {
+            let client = self.client().await?;
+            let rows = client
+                .query("SELECT tenant_id, record FROM migrations ORDER BY tenant_id", &[])
+                .await
+                .map_err(io);
+            let rows = client.done(rows)?;
+            let mut out = Vec::with_capacity(rows.len());
+            for row in rows {
+                let tenant: String = row.try_get(0).map_err(io)?;
+                let record = migration_store::decode(row.try_get(1).map_err(io)?)?;
+                migration_store::check_row_tenant(&tenant, &record)?;
+                out.push(record);
+            }
+            Ok(out)
+        })
+        .await
     }
 
     async fn put_migration(&self, record: &MigrationRecord) -> Result<(), StoreError> {
-        let client = self.client().await?;
-        let committed = transaction(&client, put_migration(&client, record)).await;
-        client.done(committed)
+        self.bounded(async {
+            let client = self.client().await?;
+            let committed = transaction(&client, put_migration(&client, record)).await;
+            client.done(committed)
+        })
+        .await
     }
 }

@@ -299,6 +299,32 @@ async fn postgres_a_broken_connection_is_replaced() {
     b.drop_schema().await;
 }
 
+/// PostgreSQL only: a database that does not answer (here a lock another
+/// session holds on `tenants`) fails the call within the store's bound instead of
+/// holding the control plane; nothing of it is committed, and once the lock is
+/// gone the next call succeeds. Without the bound the first `apply` waits for ever.
+#[tokio::test]
+async fn postgres_a_call_the_database_does_not_answer_fails_within_the_bound() {
+    let Some(mut b) = Postgres::new("bounded").await else { return };
+    let ControlStore::Postgres(mut store) = b.open().await else { unreachable!() };
+    store.set_call_timeout(std::time::Duration::from_millis(500));
+    let rec = |g: u32| TenantRecord {
+        tenant: TenantId([6; 16]),
+        generation: Generation::new(g).unwrap(),
+        attached_to: Some(NodeId(1)),
+    };
+    store.apply(&StoreChange::Upsert(rec(1))).await.unwrap();
+    b.raw("BEGIN; LOCK TABLE tenants IN ACCESS EXCLUSIVE MODE").await;
+    let begun = std::time::Instant::now();
+    let err = store.apply(&StoreChange::Upsert(rec(2))).await.unwrap_err();
+    assert!(matches!(err, StoreError::Io(_)), "{err:?}");
+    assert!(begun.elapsed() < std::time::Duration::from_secs(5), "{:?}", begun.elapsed());
+    b.raw("ROLLBACK").await;
+    store.apply(&StoreChange::Upsert(rec(3))).await.unwrap();
+    assert_eq!(store.load().await.unwrap(), vec![rec(3)]);
+    b.drop_schema().await;
+}
+
 #[test]
 fn db_specs_parse_and_hide_the_password() {
     assert_eq!(DbSpec::parse("sqlite:/x/c.db"), Ok(DbSpec::Sqlite("/x/c.db".into())));
