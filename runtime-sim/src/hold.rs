@@ -66,7 +66,8 @@ pub async fn run(trace: TraceSink) -> HoldReport {
         "a held write must outlast the stop's grace period and drain timeout"
     );
     let world = World::new(FaultPlan::none());
-    let (node, client) = pageserver_and_client(&handle, &world, &trace);
+    let standard = crate::settings::Drawn::standard();
+    let (node, client) = pageserver_and_client(&handle, &world, &trace, &standard);
     let w = world.clone();
     let outcome = client.spawn(async move { workload(w).await }).await;
     let mut report =

@@ -22,6 +22,8 @@ pub mod rpc;
 #[cfg(madsim)]
 pub mod scenario;
 #[cfg(madsim)]
+pub mod settings;
+#[cfg(madsim)]
 pub mod sim_disk;
 #[cfg(madsim)]
 pub mod sim_remote;

@@ -43,6 +43,7 @@ use crate::clock;
 use crate::faults::site;
 use crate::model::Model;
 use crate::rpc::{self, CallError};
+use crate::settings::{Drawn, NodeSettings};
 use crate::world::{FaultPlan, World};
 use madsim::rand::{Rng, thread_rng};
 use madsim::runtime::Handle;
@@ -82,6 +83,9 @@ pub struct ScenarioConfig {
     /// Fault sites forced on with these probabilities, over the seed's own plan
     /// (a targeted test; the swarm leaves it empty).
     pub forced_faults: Vec<(&'static str, f64)>,
+    /// The pageserver's settings: the standard ones, or drawn from the seed (the
+    /// swarm; `crate::settings`).
+    pub settings: NodeSettings,
 }
 
 impl Default for ScenarioConfig {
@@ -96,6 +100,7 @@ impl Default for ScenarioConfig {
             relocations: 2,
             attach_within_ms: 120_000,
             forced_faults: Vec::new(),
+            settings: NodeSettings::Standard,
         }
     }
 }
@@ -131,6 +136,8 @@ pub struct RunReport {
     pub violation: Option<String>,
     /// Orphans the end-of-run scrub counted (never a failure).
     pub scrub_orphans: u64,
+    /// The settings the pageserver ran with, as `Drawn::describe` prints them.
+    pub settings: String,
 }
 
 /// The node's configuration in the simulator: small layers, quick timers.
@@ -155,12 +162,15 @@ pub fn node_config() -> NodeConfig {
 }
 
 /// One life of the pageserver node: run the driver on the world's adapters and
-/// serve the request layer. Re-run from the top on every restart.
-pub(crate) async fn pageserver_main(world: World, trace: TraceSink) {
+/// serve the request layer. Re-run from the top on every restart, with the same
+/// settings.
+pub(crate) async fn pageserver_main(world: World, trace: TraceSink, settings: Drawn) {
     let addr: SocketAddr = PAGESERVER_ADDR.parse().expect("static address");
     let (disk, remote, clock) = (world.disk.clone(), world.remote.clone(), world.clock.clone());
     let adapters = (disk, remote, world.store.clone());
-    run_pageserver(node_config(), addr, adapters, clock, trace, rpc::UNCHANGED).await;
+    let mut config = node_config();
+    settings.apply(&mut config);
+    run_pageserver(config, addr, adapters, clock, trace, rpc::UNCHANGED).await;
 }
 
 /// Runs a pageserver's driver on simulated adapters (disk, object store, and the
@@ -221,13 +231,14 @@ pub(crate) fn pageserver_and_client(
     handle: &Handle,
     world: &World,
     trace: &TraceSink,
+    settings: &Drawn,
 ) -> (madsim::runtime::NodeHandle, madsim::runtime::NodeHandle) {
-    let (w, t) = (world.clone(), trace.clone());
+    let (w, t, s) = (world.clone(), trace.clone(), settings.clone());
     let node = handle
         .create_node()
         .name("pageserver")
         .ip("10.0.0.1".parse().expect("static address"))
-        .init(move || pageserver_main(w.clone(), t.clone()))
+        .init(move || pageserver_main(w.clone(), t.clone(), s.clone()))
         .build();
     let client =
         handle.create_node().name("client").ip(CLIENT_IP.parse().expect("static address")).build();
@@ -238,6 +249,7 @@ pub(crate) fn pageserver_and_client(
 /// (the caller keeps the buffer, so a run that panics can still be shown).
 pub async fn run(config: ScenarioConfig, trace: TraceSink) -> RunReport {
     let handle = Handle::current();
+    LAST_REFUSAL.with(|last| *last.borrow_mut() = None);
     let mut plan = if config.faults {
         FaultPlan::from_seed(&mut thread_rng(), handle.seed())
     } else {
@@ -245,7 +257,9 @@ pub async fn run(config: ScenarioConfig, trace: TraceSink) -> RunReport {
     };
     plan.probabilities.extend(config.forced_faults.iter().copied());
     let world = World::new(plan);
-    let (node, client) = pageserver_and_client(&handle, &world, &trace);
+    let settings = config.settings.for_seed(handle.seed());
+    tracing::info!(settings = %settings.describe(), "node settings");
+    let (node, client) = pageserver_and_client(&handle, &world, &trace, &settings);
 
     let started = madsim::time::Instant::now();
     // The clock nemesis runs only when a clock site is on, so a seed with every
@@ -302,8 +316,19 @@ pub async fn run(config: ScenarioConfig, trace: TraceSink) -> RunReport {
     }
     world.heal();
 
-    let mut report = RunReport { seed: handle.seed(), ..RunReport::default() };
-    let outcome = workload.await;
+    let mut report =
+        RunReport { seed: handle.seed(), settings: settings.describe(), ..RunReport::default() };
+    let outcome = match madsim::time::timeout(SEED_BOUND, workload).await {
+        Ok(outcome) => outcome,
+        Err(_) => {
+            *stop_chaos.lock().expect("not poisoned") = true;
+            *stop_clock.lock().expect("not poisoned") = true;
+            report.violation = Some(stuck(started));
+            report.simulated_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+            report.fired = world.fired();
+            return report;
+        }
+    };
     *stop_chaos.lock().expect("not poisoned") = true;
     *stop_clock.lock().expect("not poisoned") = true;
     let mut chaos_violation = None;
@@ -838,7 +863,42 @@ pub(crate) async fn call(
     node: SocketAddr,
     request: Request,
 ) -> Result<Response, CallError> {
-    rpc::call(ep, node, request, CALL_TIMEOUT).await
+    let shown = format!("{request:?}");
+    let answer = rpc::call(ep, node, request, CALL_TIMEOUT).await;
+    if let Err(e) = &answer {
+        let at = madsim::time::Instant::now();
+        LAST_REFUSAL.with(|last| *last.borrow_mut() = Some((at, shown, format!("{e:?}"))));
+    }
+    answer
+}
+
+thread_local! {
+    /// The last call of this run that failed (when, what, the answer): what a seed
+    /// past its bound ([`SEED_BOUND`]) was stuck on. One simulated run is one thread.
+    static LAST_REFUSAL: std::cell::RefCell<Option<(madsim::time::Instant, String, String)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// No seed runs longer than this in simulated time: a seed normally takes 20–60
+/// simulated s, and every bound a liveness rule names (`heal_within_ms`,
+/// `attach_within_ms`) is far shorter. A workload past it is reported as stuck,
+/// with the call it last saw fail, instead of running for ever (issue 18 item 3).
+pub const SEED_BOUND: Duration = Duration::from_secs(1_800);
+
+/// The violation of a seed past [`SEED_BOUND`].
+fn stuck(started: madsim::time::Instant) -> String {
+    let last = LAST_REFUSAL.with(|last| last.borrow().clone());
+    let last = match last {
+        Some((at, request, answer)) => format!(
+            "its last failed call, at {} simulated ms: {request} answered {answer}",
+            at.duration_since(started).as_millis()
+        ),
+        None => "no call of it failed".to_string(),
+    };
+    format!(
+        "SEED-BOUND: the workload did not finish within {} simulated s ({last})",
+        SEED_BOUND.as_secs()
+    )
 }
 
 /// Retries until the node answers; `done_if` accepts an error as success (e.g. a
@@ -855,6 +915,29 @@ pub(crate) async fn retry(
             Err(CallError::Api(e)) if done_if(&Err(e.clone())) => return,
             Err(_) => madsim::time::sleep(RETRY_PAUSE).await,
         }
+    }
+}
+
+/// The node's last ingested LSN for the timeline (asked until it answers). Below
+/// `visible`, an LSN the node published as visible, it has lost data (S-VISIBLE).
+async fn last_ingested(
+    ep: &madsim::net::Endpoint,
+    node: SocketAddr,
+    tenant: TenantId,
+    timeline: TimelineId,
+    visible: Lsn,
+) -> Result<Lsn, String> {
+    loop {
+        if let Ok(Response::TimelineInfo(info)) =
+            call(ep, node, Request::TimelineInfo { tenant, timeline }).await
+        {
+            let last = info.last_ingested_lsn;
+            if last < visible {
+                return Err(format!("S-VISIBLE: last ingested {last} is below visible {visible}"));
+            }
+            return Ok(last);
+        }
+        madsim::time::sleep(RETRY_PAUSE).await;
     }
 }
 
@@ -909,13 +992,12 @@ pub(crate) async fn check_visible(
     timeline: TimelineId,
     model: &Model,
 ) -> Result<(), String> {
-    let lsn = model.visible_lsn();
+    let mut lsn = model.visible_lsn();
     if lsn == Lsn::ZERO {
         return Ok(());
     }
     let keys: Vec<Key> = model.keys().copied().collect();
     for key in keys {
-        let expected = model.value_at(key, lsn);
         let got = loop {
             match call(ep, node, Request::Read { tenant, timeline, key, lsn }).await {
                 Ok(Response::Value { value, .. }) => break value,
@@ -923,9 +1005,20 @@ pub(crate) async fn check_visible(
                 Err(CallError::Api(ApiError::Internal(e))) => {
                     return Err(format!("S-VISIBLE: read {key} at {lsn}: {e}"));
                 }
+                // GC (a seed's drawn horizons) removed the history at `lsn`, which
+                // the node may do once it is that far behind: read everything at the
+                // last ingested LSN instead, where all the node holds must still be
+                // the model's (a lost record shows up there unless a later one of the
+                // same key covers it). The refusal's text is core's `ReadError`.
+                Err(CallError::Api(ApiError::BadRequest(e)))
+                    if e.contains("below the gc cutoff") =>
+                {
+                    lsn = last_ingested(ep, node, tenant, timeline, lsn).await?;
+                }
                 Err(_) => madsim::time::sleep(RETRY_PAUSE).await,
             }
         };
+        let expected = model.value_at(key, lsn);
         if got != expected {
             return Err(format!(
                 "S-VISIBLE: key {key} at visible {lsn}: read {got:?}, acknowledged {expected:?}"

@@ -4,6 +4,7 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::Instant;
 use strata_runtime_sim::scenario::{self, RunReport, ScenarioConfig};
+use strata_runtime_sim::settings::NodeSettings;
 use strata_runtime_tokio::trace_sink::TraceSink;
 
 const DEFAULT_SEEDS: u64 = 100;
@@ -18,9 +19,16 @@ fn replay_command(seed: u64) -> String {
     )
 }
 
+/// The swarm's scenario: each seed draws its node settings (`settings.rs`); the
+/// corpus and the deliberate breaks keep the standard ones.
+fn drawn() -> ScenarioConfig {
+    ScenarioConfig { settings: NodeSettings::FromSeed, ..ScenarioConfig::default() }
+}
+
 /// Runs one seed in a fresh simulated runtime. A panic (a node's invariant check,
 /// for instance) becomes the report's violation.
 fn run_seed(seed: u64, config: ScenarioConfig) -> (RunReport, Vec<String>) {
+    let settings = config.settings.for_seed(seed).describe();
     let (sink, lines) = TraceSink::collect();
     let runtime = madsim::runtime::Runtime::with_seed_and_config(seed, madsim::Config::default());
     let outcome = catch_unwind(AssertUnwindSafe(|| runtime.block_on(scenario::run(config, sink))));
@@ -28,6 +36,7 @@ fn run_seed(seed: u64, config: ScenarioConfig) -> (RunReport, Vec<String>) {
     let report = outcome.unwrap_or_else(|panic| RunReport {
         seed,
         violation: Some(panic_violation(panic.as_ref())),
+        settings,
         ..RunReport::default()
     });
     (report, trace)
@@ -70,9 +79,10 @@ fn corpus_seeds(dir: &str) -> Vec<(std::path::PathBuf, u64)> {
 fn fail(report: &RunReport, trace: &[String]) -> ! {
     let tail = trace.len().saturating_sub(TRACE_TAIL_LINES);
     panic!(
-        "seed {} failed: {}\nreplay: {}\nlast {} trace lines (node-1):\n{}",
+        "seed {} failed: {}\nsettings: {}\nreplay: {}\nlast {} trace lines (node-1):\n{}",
         report.seed,
         report.violation.as_deref().unwrap_or("?"),
+        report.settings,
         replay_command(report.seed),
         trace.len() - tail,
         trace[tail..].join("\n")
@@ -94,8 +104,15 @@ fn swarm() {
     let mut fired: std::collections::BTreeMap<String, u64> = Default::default();
     let mut wall_jump_inputs = 0usize;
     let mut scrub_orphans = 0u64;
+    // `STRATA_SWARM_VERBOSE=1`: a line per seed (wall time, settings) as it ends.
+    let verbose = env_u64("STRATA_SWARM_VERBOSE").is_some_and(|v| v != 0);
     for seed in start..start + count {
-        let (report, trace) = run_seed(seed, ScenarioConfig::default());
+        let seed_wall = Instant::now();
+        let (report, trace) = run_seed(seed, drawn());
+        if verbose {
+            let ms = seed_wall.elapsed().as_millis();
+            println!("seed {seed}: {ms} wall ms, settings: {}", report.settings);
+        }
         if report.violation.is_some() {
             fail(&report, &trace);
         }
@@ -139,8 +156,8 @@ fn swarm() {
 #[test]
 fn determinism() {
     for seed in 1..=DETERMINISM_SAMPLE {
-        let (a, trace_a) = run_seed(seed, ScenarioConfig::default());
-        let (_, trace_b) = run_seed(seed, ScenarioConfig::default());
+        let (a, trace_a) = run_seed(seed, drawn());
+        let (_, trace_b) = run_seed(seed, drawn());
         if let Some(i) = divergence(&trace_a, &trace_b) {
             panic!(
                 "S-DETERMINISM: seed {seed} diverged at trace line {i}:\n  first run:  {:?}\n  second run: {:?}\nreplay: {}",
@@ -200,7 +217,8 @@ fn replay() {
         println!("set STRATA_REPLAY_SEED=N to replay one seed");
         return;
     };
-    let (report, trace) = run_seed(seed, ScenarioConfig::default());
+    let config = ScenarioConfig { settings: NodeSettings::from_env(), ..ScenarioConfig::default() };
+    let (report, trace) = run_seed(seed, config);
     for line in &trace {
         println!("{line}");
     }
@@ -223,8 +241,14 @@ fn cluster_replay_command(seed: u64) -> String {
     )
 }
 
+/// The cluster swarm's scenario, with settings drawn per seed as [`drawn`].
+fn cluster_drawn() -> ClusterConfig {
+    ClusterConfig { settings: NodeSettings::FromSeed, ..ClusterConfig::default() }
+}
+
 /// Runs one cluster seed in a fresh simulated runtime; a panic becomes the violation.
 fn run_cluster_seed(seed: u64, config: ClusterConfig) -> (ClusterReport, Vec<String>) {
+    let settings = config.settings.for_seed(seed).describe();
     let (sink, lines) = TraceSink::collect();
     let runtime = madsim::runtime::Runtime::with_seed_and_config(seed, madsim::Config::default());
     let outcome = catch_unwind(AssertUnwindSafe(|| runtime.block_on(cluster::run(config, sink))));
@@ -233,6 +257,7 @@ fn run_cluster_seed(seed: u64, config: ClusterConfig) -> (ClusterReport, Vec<Str
         let violation = panic_violation(panic.as_ref());
         ClusterReport {
             seed,
+            settings,
             violations: vec![violation.clone()],
             violation: Some(violation),
             ..ClusterReport::default()
@@ -244,10 +269,11 @@ fn run_cluster_seed(seed: u64, config: ClusterConfig) -> (ClusterReport, Vec<Str
 fn cluster_fail(report: &ClusterReport, trace: &[String]) -> ! {
     let tail = trace.len().saturating_sub(TRACE_TAIL_LINES);
     panic!(
-        "cluster seed {} failed: {}\nall violations: {:#?}\nreplay: {}\nlast {} trace lines (every node):\n{}",
+        "cluster seed {} failed: {}\nall violations: {:#?}\nsettings: {}\nreplay: {}\nlast {} trace lines (every node):\n{}",
         report.seed,
         report.violation.as_deref().unwrap_or("?"),
         report.violations,
+        report.settings,
         cluster_replay_command(report.seed),
         trace.len() - tail,
         trace[tail..].join("\n")
@@ -269,12 +295,12 @@ fn cluster_swarm() {
     let keep_going = env_u64("STRATA_CLUSTER_KEEP_GOING").is_some_and(|v| v != 0);
     let mut failed: Vec<(u64, String)> = Vec::new();
     for seed in start..start + count {
-        let (report, trace) = run_cluster_seed(seed, ClusterConfig::default());
+        let (report, trace) = run_cluster_seed(seed, cluster_drawn());
         if let Some(violation) = &report.violation {
             if !keep_going {
                 cluster_fail(&report, &trace);
             }
-            println!("cluster seed {seed} FAILED: {violation}");
+            println!("cluster seed {seed} FAILED: {violation} (settings: {})", report.settings);
             failed.push((seed, violation.clone()));
             continue;
         }
@@ -313,7 +339,8 @@ fn cluster_replay() {
         println!("set STRATA_REPLAY_CLUSTER_SEED=N to replay one cluster seed");
         return;
     };
-    let (report, trace) = run_cluster_seed(seed, ClusterConfig::default());
+    let config = ClusterConfig { settings: NodeSettings::from_env(), ..ClusterConfig::default() };
+    let (report, trace) = run_cluster_seed(seed, config);
     for line in &trace {
         println!("{line}");
     }
@@ -388,8 +415,8 @@ fn cluster_breaks_are_caught() {
 #[test]
 fn cluster_determinism() {
     for seed in 1..=2 {
-        let (a, trace_a) = run_cluster_seed(seed, ClusterConfig::default());
-        let (_, trace_b) = run_cluster_seed(seed, ClusterConfig::default());
+        let (a, trace_a) = run_cluster_seed(seed, cluster_drawn());
+        let (_, trace_b) = run_cluster_seed(seed, cluster_drawn());
         if let Some(i) = divergence(&trace_a, &trace_b) {
             panic!(
                 "S-DETERMINISM: cluster seed {seed} diverged at trace line {i}:\n  first run:  {:?}\n  second run: {:?}\nreplay: {}",

@@ -85,6 +85,9 @@ pub struct ClusterConfig {
     pub node_break: NodeBreak,
     /// Listings of the shared store lag this long (0: strongly consistent, as S3).
     pub list_lag_ms: u64,
+    /// The pageservers' settings (all three alike): standard, or drawn from the
+    /// seed (the cluster swarm; `crate::settings`).
+    pub settings: crate::settings::NodeSettings,
 }
 
 impl Default for ClusterConfig {
@@ -102,6 +105,7 @@ impl Default for ClusterConfig {
             cp_break: CpBreak::None,
             node_break: NodeBreak::None,
             list_lag_ms: 0,
+            settings: crate::settings::NodeSettings::Standard,
         }
     }
 }
@@ -110,6 +114,8 @@ impl Default for ClusterConfig {
 #[derive(Debug, Default)]
 pub struct ClusterReport {
     pub seed: u64,
+    /// The pageservers' settings, as `Drawn::describe` prints them.
+    pub settings: String,
     pub fired: Vec<(String, u64)>,
     pub restarts: usize,
     pub cp_restarts: usize,
@@ -133,8 +139,9 @@ struct Pageserver {
     clock: SimClock,
 }
 
-fn node_config(id: NodeId) -> strata_core::node::NodeConfig {
+fn node_config(id: NodeId, settings: &crate::settings::Drawn) -> strata_core::node::NodeConfig {
     let mut c = crate::scenario::node_config();
+    settings.apply(&mut c);
     c.node_id = id;
     c.remote_control_plane = true;
     c
@@ -244,6 +251,8 @@ pub async fn run(config: ClusterConfig, trace: TraceSink) -> ClusterReport {
         .init(move || cp::control_plane_main(w.clone()))
         .build();
     let brk = config.cp_break;
+    let settings = config.settings.for_seed(handle.seed());
+    tracing::info!(settings = %settings.describe(), "pageserver settings");
     let mut pageservers = Vec::new();
     let mut ps_nodes = Vec::new();
     for (i, disk) in disks.iter().cloned().enumerate() {
@@ -256,13 +265,14 @@ pub async fn run(config: ClusterConfig, trace: TraceSink) -> ClusterReport {
         };
         let (p, t, f, rewrite) =
             (ps.clone(), trace.clone(), faults.clone(), rewrite_for(config.node_break));
+        let s = settings.clone();
         let addr: SocketAddr = client::pageserver_addr(i);
         let node = handle
             .create_node()
             .name(format!("pageserver-{}", i + 1))
             .ip(addr.ip())
             .init(move || {
-                let config = node_config(p.id);
+                let config = node_config(p.id, &s);
                 let link = cp::CpLink {
                     node: p.id,
                     faults: f.clone(),
@@ -304,7 +314,11 @@ pub async fn run(config: ClusterConfig, trace: TraceSink) -> ClusterReport {
     let (f, stop) = (faults.clone(), stop_net.clone());
     tokio::spawn(async move { net::partition_nemesis(f, topology, stop).await });
 
-    let mut report = ClusterReport { seed: handle.seed(), ..ClusterReport::default() };
+    let mut report = ClusterReport {
+        seed: handle.seed(),
+        settings: settings.describe(),
+        ..ClusterReport::default()
+    };
     // Nemesis: kill and restart seed-chosen nodes while the client runs.
     for _ in 0..config.kills {
         madsim::time::sleep(Duration::from_millis(thread_rng().gen_range(50..4_000))).await;
