@@ -166,73 +166,68 @@ impl Drawn {
     /// pairs (`standard` when none does): what the swarm prints with a seed.
     pub fn describe(&self) -> String {
         let s = Drawn::standard();
-        let mut out = Vec::new();
-        let mut differs = |name: &str, value: String, standard: String| {
-            if value != standard {
-                out.push(format!("{name}={value}"));
-            }
-        };
         let budget = |v: u64| if v == u64::MAX { "none".to_string() } else { v.to_string() };
-        differs(
-            "checkpoint_distance_bytes",
-            self.checkpoint_distance_bytes.to_string(),
-            s.checkpoint_distance_bytes.to_string(),
-        );
-        differs(
-            "compaction_threshold_layers",
-            self.compaction_threshold_layers.to_string(),
-            s.compaction_threshold_layers.to_string(),
-        );
-        differs(
-            "compaction_target_file_bytes",
-            self.compaction_target_file_bytes.to_string(),
-            s.compaction_target_file_bytes.to_string(),
-        );
-        differs(
-            "image_creation_threshold_layers",
-            self.image_creation_threshold_layers.to_string(),
-            s.image_creation_threshold_layers.to_string(),
-        );
-        if let Some(gc) = self.gc {
-            let value = format!("{}/{}ms", gc.horizon_lsn_distance, gc.retention_ms);
-            differs("gc_horizon_lsn/retention", value, String::new());
-        }
-        differs(
-            "eviction_idle_ms",
-            self.eviction_idle_ms.to_string(),
-            s.eviction_idle_ms.to_string(),
-        );
-        differs(
-            "local_layer_budget_bytes",
-            budget(self.local_layer_budget_bytes),
-            budget(s.local_layer_budget_bytes),
-        );
-        differs(
-            "page_cache_bytes",
-            self.page_cache_bytes.to_string(),
-            s.page_cache_bytes.to_string(),
-        );
-        differs(
-            "layer_cache_bytes",
-            self.layer_cache_bytes.to_string(),
-            s.layer_cache_bytes.to_string(),
-        );
-        differs(
-            "layer_upload_concurrency",
-            self.layer_upload_concurrency.to_string(),
-            s.layer_upload_concurrency.to_string(),
-        );
-        differs(
-            "max_concurrent_jobs",
-            self.max_concurrent_jobs.to_string(),
-            s.max_concurrent_jobs.to_string(),
-        );
-        differs(
-            "startup_concurrency",
-            self.startup_concurrency.to_string(),
-            s.startup_concurrency.to_string(),
-        );
-        if out.is_empty() { "standard".to_string() } else { out.join(" ") }
+        let gc = |g: Option<Gc>| {
+            g.map_or("off".to_string(), |g| {
+                format!("{}/{}ms", g.horizon_lsn_distance, g.retention_ms)
+            })
+        };
+        let knobs: [(&str, String, String); 12] = [
+            (
+                "checkpoint_distance_bytes",
+                self.checkpoint_distance_bytes.to_string(),
+                s.checkpoint_distance_bytes.to_string(),
+            ),
+            (
+                "compaction_threshold_layers",
+                self.compaction_threshold_layers.to_string(),
+                s.compaction_threshold_layers.to_string(),
+            ),
+            (
+                "compaction_target_file_bytes",
+                self.compaction_target_file_bytes.to_string(),
+                s.compaction_target_file_bytes.to_string(),
+            ),
+            (
+                "image_creation_threshold_layers",
+                self.image_creation_threshold_layers.to_string(),
+                s.image_creation_threshold_layers.to_string(),
+            ),
+            ("gc_horizon_lsn/retention", gc(self.gc), gc(s.gc)),
+            ("eviction_idle_ms", self.eviction_idle_ms.to_string(), s.eviction_idle_ms.to_string()),
+            (
+                "local_layer_budget_bytes",
+                budget(self.local_layer_budget_bytes),
+                budget(s.local_layer_budget_bytes),
+            ),
+            ("page_cache_bytes", self.page_cache_bytes.to_string(), s.page_cache_bytes.to_string()),
+            (
+                "layer_cache_bytes",
+                self.layer_cache_bytes.to_string(),
+                s.layer_cache_bytes.to_string(),
+            ),
+            (
+                "layer_upload_concurrency",
+                self.layer_upload_concurrency.to_string(),
+                s.layer_upload_concurrency.to_string(),
+            ),
+            (
+                "max_concurrent_jobs",
+                self.max_concurrent_jobs.to_string(),
+                s.max_concurrent_jobs.to_string(),
+            ),
+            (
+                "startup_concurrency",
+                self.startup_concurrency.to_string(),
+                s.startup_concurrency.to_string(),
+            ),
+        ];
+        let changed: Vec<String> = knobs
+            .iter()
+            .filter(|(_, value, standard)| value != standard)
+            .map(|(name, value, _)| format!("{name}={value}"))
+            .collect();
+        if changed.is_empty() { "standard".to_string() } else { changed.join(" ") }
     }
 }
 
