@@ -144,6 +144,10 @@ fn node_config(id: NodeId, settings: &crate::settings::Drawn) -> strata_core::no
     settings.apply(&mut c);
     c.node_id = id;
     c.remote_control_plane = true;
+    // A migration's origin left warm follows the destination's new layers often, so
+    // its downloads meet kills, faults and the next migration back to it.
+    c.secondary.refresh_interval_ms = 2_000;
+    c.secondary.download_concurrency = 2;
     c
 }
 
