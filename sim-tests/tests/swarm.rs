@@ -58,7 +58,9 @@ fn divergence(a: &[String], b: &[String]) -> Option<usize> {
 }
 
 /// Every `*.seed` file of `corpus/{dir}`, in order, with its seed (the first line).
-fn corpus_seeds(dir: &str) -> Vec<(std::path::PathBuf, u64)> {
+/// A file with a line `settings: drawn` runs with the settings its seed draws (it
+/// was found so); the others with the standard settings.
+fn corpus_seeds(dir: &str) -> Vec<(std::path::PathBuf, u64, NodeSettings)> {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
     let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().flatten().map(|e| e.path()).collect();
     files.sort();
@@ -71,7 +73,9 @@ fn corpus_seeds(dir: &str) -> Vec<(std::path::PathBuf, u64)> {
                 text.lines().next().and_then(|l| l.trim().parse().ok()).unwrap_or_else(|| {
                     panic!("{}: the first line must be the seed", path.display());
                 });
-            (path, seed)
+            let drawn = text.lines().any(|l| l.trim() == "settings: drawn");
+            let settings = if drawn { NodeSettings::FromSeed } else { NodeSettings::Standard };
+            (path, seed, settings)
         })
         .collect()
 }
@@ -173,8 +177,8 @@ fn determinism() {
 
 #[test]
 fn corpus() {
-    for (path, seed) in corpus_seeds("corpus") {
-        let (report, trace) = run_seed(seed, ScenarioConfig::default());
+    for (path, seed, settings) in corpus_seeds("corpus") {
+        let (report, trace) = run_seed(seed, ScenarioConfig { settings, ..Default::default() });
         if report.violation.is_some() {
             eprintln!("corpus seed from {}", path.display());
             fail(&report, &trace);
@@ -353,8 +357,9 @@ fn cluster_replay() {
 /// Every cluster seed in `corpus/cluster/` (bugs the cluster scenario found).
 #[test]
 fn cluster_corpus() {
-    for (path, seed) in corpus_seeds("corpus/cluster") {
-        let (report, trace) = run_cluster_seed(seed, ClusterConfig::default());
+    for (path, seed, settings) in corpus_seeds("corpus/cluster") {
+        let (report, trace) =
+            run_cluster_seed(seed, ClusterConfig { settings, ..Default::default() });
         if report.violation.is_some() {
             eprintln!("cluster corpus seed from {}", path.display());
             cluster_fail(&report, &trace);

@@ -45,19 +45,28 @@ impl Node {
     pub(crate) fn start_secondaries(&mut self) {
         let waiting: Vec<TenantId> = self.manager.secondaries_to_start().collect();
         for tenant in waiting {
-            self.start_secondary(tenant);
+            self.start_secondary_adopting(tenant, true);
         }
     }
 
     /// Starts `tenant`'s warm secondary machine if its slot is a settled warm
-    /// Secondary without one (after an operation answered, or start-up).
+    /// Secondary without one, after an operation answered: the layer files it finds
+    /// may be this process's own from an attached run, one of which may have failed
+    /// its fsync, so it downloads what it did not download itself
+    /// (`WarmSecondary::with_adopt`; cluster seeds 455, 604 and 652 of the swarm
+    /// with drawn settings read such a file back: FSYNC-TRUST).
     pub(crate) fn start_secondary(&mut self, tenant: TenantId) {
+        self.start_secondary_adopting(tenant, false);
+    }
+
+    fn start_secondary_adopting(&mut self, tenant: TenantId, adopt: bool) {
         if self.phase != NodePhase::Active {
             return;
         }
         let incarnation = self.ops.next_id();
         let machine = WarmSecondary::new(tenant, self.config.secondary.clone(), self.now)
-            .with_incarnation(incarnation);
+            .with_incarnation(incarnation)
+            .with_adopt(adopt);
         if self.manager.start_secondary(tenant, machine) {
             let what = format!("warm secondary {tenant} started ({incarnation})");
             self.trace_line("secondary", None, Direction::Effect, what);

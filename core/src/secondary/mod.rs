@@ -65,7 +65,11 @@
 //! it, and otherwise (left by an attached run, a previous machine, a crash) read
 //! once and kept only if its CRC32C matches the index (`ReadLocal`: one whole
 //! file in memory per op, at most `download_concurrency` at once); the index's
-//! other layers, and a file that failed the check, are downloaded (a download replaces a same-named file whole, by rename); a layer
+//! other layers, and a file that failed the check, are downloaded. A machine the
+//! node starts after an operation (`with_adopt(false)`) reads nothing back: the
+//! tenant may have been attached in this process, and a layer whose write failed
+//! its fsync must never be read (FSYNC-TRUST), so every file it did not download is
+//! downloaded again (a download replaces a same-named file whole, by rename); a layer
 //! file the index does not list, a temporary file a crash left behind
 //! (`{name}.{unique}.___temp`) or anything else that is not `metadata` is
 //! removed. The directory is listed only when nothing of this machine is in
@@ -274,6 +278,9 @@ pub struct WarmSecondary {
     budget_used: u64,
     effects: VecDeque<SecondaryEffect>,
     stats: SecondaryStats,
+    /// Files it did not download are read back and kept if they match (see
+    /// [`WarmSecondary::with_adopt`]); otherwise they are downloaded again.
+    adopt: bool,
 }
 
 impl WarmSecondary {
@@ -294,6 +301,7 @@ impl WarmSecondary {
             budget_used: 0,
             effects: VecDeque::new(),
             stats: SecondaryStats::default(),
+            adopt: true,
         };
         machine.start_refresh();
         machine
@@ -302,6 +310,18 @@ impl WarmSecondary {
     /// The same machine, named `incarnation` by whoever runs it.
     pub fn with_incarnation(mut self, incarnation: OpId) -> Self {
         self.incarnation = incarnation;
+        self
+    }
+
+    /// Whether a layer file this machine did not download may be read back and kept
+    /// (`true`, the default) or is downloaded again. The node says `false` for a
+    /// machine started after start-up: the files may be ones this node process wrote
+    /// while it held the tenant attached, and one whose write failed its fsync has
+    /// unknown contents that must never be read back (FSYNC-TRUST). Files found at
+    /// start-up predate the process (a crash leaves each its old or new durable
+    /// version), so they are read back and checked.
+    pub fn with_adopt(mut self, adopt: bool) -> Self {
+        self.adopt = adopt;
         self
     }
 

@@ -176,7 +176,7 @@ impl WarmSecondary {
                 // Downloaded or checked by this machine: kept.
                 self.budget_used += meta.file_size;
                 self.kept.insert((timeline, name.clone()), *meta);
-            } else if here && !before.contains_key(name) {
+            } else if here && !before.contains_key(name) && self.adopt {
                 // Unknown bytes under the right name and size: read back first.
                 self.budget_used += meta.file_size;
                 let (name, meta) = (name.clone(), *meta);

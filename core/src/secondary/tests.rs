@@ -303,6 +303,25 @@ fn layers_already_local_with_their_size_are_kept_not_downloaded() {
     assert_eq!(h.world.local(TL1), names(&[1, 2]));
 }
 
+/// A machine the node starts after an operation (`with_adopt(false)`): a layer file
+/// it did not download may be this process's own, written while it held the tenant
+/// attached, whose write may have failed its fsync (FSYNC-TRUST: never read back).
+/// It is downloaded again, never read.
+#[test]
+fn a_machine_that_does_not_adopt_downloads_local_files_instead_of_reading_them() {
+    let mut world = World::default();
+    world.publish(TL1, 1, 1, &[1, 2], 100);
+    world.files.insert(io::layer_path(T, TL1, &layer(1)), bytes_of(1, 100));
+    let now = Instant(1_000);
+    let machine = WarmSecondary::new(T, config(), now).with_adopt(false);
+    let mut h = Harness { world, machine, now };
+    h.settle();
+    let stats = h.machine.stats();
+    assert_eq!(stats.verified_layers + stats.mismatched_layers, 0, "it read a file back");
+    assert_eq!(stats.downloaded_layers, 2);
+    assert_eq!(h.world.local(TL1), names(&[1, 2]));
+}
+
 #[test]
 fn a_local_file_of_the_right_size_with_other_bytes_is_downloaded_again() {
     let mut world = World::default();
