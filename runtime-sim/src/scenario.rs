@@ -249,7 +249,7 @@ pub(crate) fn pageserver_and_client(
 /// (the caller keeps the buffer, so a run that panics can still be shown).
 pub async fn run(config: ScenarioConfig, trace: TraceSink) -> RunReport {
     let handle = Handle::current();
-    LAST_REFUSAL.with(|last| *last.borrow_mut() = None);
+    forget_last_refusal();
     let mut plan = if config.faults {
         FaultPlan::from_seed(&mut thread_rng(), handle.seed())
     } else {
@@ -866,10 +866,17 @@ pub(crate) async fn call(
     let shown = format!("{request:?}");
     let answer = rpc::call(ep, node, request, CALL_TIMEOUT).await;
     if let Err(e) = &answer {
-        let at = madsim::time::Instant::now();
-        LAST_REFUSAL.with(|last| *last.borrow_mut() = Some((at, shown, format!("{e:?}"))));
+        note_refusal(shown, format!("{e:?}"));
     }
     answer
+}
+
+/// Records a call of the run's workload (or the cluster's client) that failed:
+/// what a seed past [`SEED_BOUND`] names as stuck. The chaos client's calls are
+/// not recorded: it is refused all the time, on purpose.
+pub(crate) fn note_refusal(request: String, answer: String) {
+    let at = madsim::time::Instant::now();
+    LAST_REFUSAL.with(|last| *last.borrow_mut() = Some((at, request, answer)));
 }
 
 thread_local! {
@@ -885,8 +892,13 @@ thread_local! {
 /// with the call it last saw fail, instead of running for ever (issue 18 item 3).
 pub const SEED_BOUND: Duration = Duration::from_secs(1_800);
 
+/// Forgets the last failed call: a run starts with none.
+pub(crate) fn forget_last_refusal() {
+    LAST_REFUSAL.with(|last| *last.borrow_mut() = None);
+}
+
 /// The violation of a seed past [`SEED_BOUND`].
-fn stuck(started: madsim::time::Instant) -> String {
+pub(crate) fn stuck(started: madsim::time::Instant) -> String {
     let last = LAST_REFUSAL.with(|last| last.borrow().clone());
     let last = match last {
         Some((at, request, answer)) => format!(

@@ -210,7 +210,12 @@ impl Client {
     /// One request to `node`, perhaps held in transit first (`net.delay.client`).
     async fn call(&self, node: usize, request: Request) -> Result<Response, CallError> {
         crate::cluster::net::maybe_delay(&self.shared.faults, site::NET_DELAY_CLIENT).await;
-        rpc::call(&self.ep, pageserver_addr(node), request, CALL_TIMEOUT).await
+        let shown = format!("{request:?} to pageserver {}", node + 1);
+        let answer = rpc::call(&self.ep, pageserver_addr(node), request, CALL_TIMEOUT).await;
+        if let Err(e) = &answer {
+            crate::scenario::note_refusal(shown, format!("{e:?}"));
+        }
+        answer
     }
 
     /// Creates the tenant and its timeline on the first pageserver.

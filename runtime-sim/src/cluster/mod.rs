@@ -222,6 +222,7 @@ fn plan(config: &ClusterConfig, seed: u64) -> FaultPlan {
 /// Runs the cluster scenario in the current madsim runtime.
 pub async fn run(config: ClusterConfig, trace: TraceSink) -> ClusterReport {
     let handle = Handle::current();
+    crate::scenario::forget_last_refusal();
     let faults = Faults::new();
     for (s, p) in &plan(&config, handle.seed()).probabilities {
         faults.set(s, *p);
@@ -363,7 +364,11 @@ pub async fn run(config: ClusterConfig, trace: TraceSink) -> ClusterReport {
         }
     }
     faults.heal();
-    let outcome = client.await;
+    // No seed runs for ever (`scenario::SEED_BOUND`): a client past it is stuck.
+    let outcome = match madsim::time::timeout(crate::scenario::SEED_BOUND, client).await {
+        Ok(outcome) => outcome,
+        Err(_) => Ok(Err(crate::scenario::stuck(started))),
+    };
     *stop_net.lock().expect("not poisoned") = true;
     report.simulated_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     match outcome {
