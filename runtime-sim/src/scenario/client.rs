@@ -1,0 +1,187 @@
+//! How the scenario's clients talk to a pageserver: calls (the last failed one
+//! kept for [`SEED_BOUND`]), retries, timeline info, and the S-VISIBLE read-back
+//! check the one-node and the cluster scenarios share.
+
+use super::*;
+
+pub(crate) async fn call(
+    ep: &madsim::net::Endpoint,
+    node: SocketAddr,
+    request: Request,
+) -> Result<Response, CallError> {
+    let shown = format!("{request:?}");
+    let answer = rpc::call(ep, node, request, CALL_TIMEOUT).await;
+    if let Err(e) = &answer {
+        note_refusal(shown, format!("{e:?}"));
+    }
+    answer
+}
+
+/// Records a call of the run's workload (or the cluster's client) that failed:
+/// what a seed past [`SEED_BOUND`] names as stuck. The chaos client's calls are
+/// not recorded: it is refused all the time, on purpose.
+pub(crate) fn note_refusal(request: String, answer: String) {
+    let at = madsim::time::Instant::now();
+    LAST_REFUSAL.with(|last| *last.borrow_mut() = Some((at, request, answer)));
+}
+
+thread_local! {
+    /// The last call of this run that failed (when, what, the answer): what a seed
+    /// past its bound ([`SEED_BOUND`]) was stuck on. One simulated run is one thread.
+    static LAST_REFUSAL: std::cell::RefCell<Option<(madsim::time::Instant, String, String)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// No seed runs longer than this in simulated time: a seed normally takes 20–60
+/// simulated s, and every bound a liveness rule names (`heal_within_ms`,
+/// `attach_within_ms`) is far shorter. A workload past it is reported as stuck,
+/// with the call it last saw fail, instead of running for ever (issue 18 item 3).
+pub const SEED_BOUND: Duration = Duration::from_secs(1_800);
+
+/// Forgets the last failed call: a run starts with none.
+pub(crate) fn forget_last_refusal() {
+    LAST_REFUSAL.with(|last| *last.borrow_mut() = None);
+}
+
+/// The violation of a seed past [`SEED_BOUND`].
+pub(crate) fn stuck(started: madsim::time::Instant) -> String {
+    let last = LAST_REFUSAL.with(|last| last.borrow().clone());
+    let last = match last {
+        Some((at, request, answer)) => format!(
+            "its last failed call, at {} simulated ms: {request} answered {answer}",
+            at.duration_since(started).as_millis()
+        ),
+        None => "no call of it failed".to_string(),
+    };
+    format!(
+        "SEED-BOUND: the workload did not finish within {} simulated s ({last})",
+        SEED_BOUND.as_secs()
+    )
+}
+
+/// Retries until the node answers; `done_if` accepts an error as success (e.g. a
+/// creation that already happened before a crash).
+pub(crate) async fn retry(
+    ep: &madsim::net::Endpoint,
+    node: SocketAddr,
+    request: Request,
+    done_if: impl Fn(&Result<Response, ApiError>) -> bool,
+) {
+    loop {
+        match call(ep, node, request.clone()).await {
+            Ok(_) => return,
+            Err(CallError::Api(e)) if done_if(&Err(e.clone())) => return,
+            Err(_) => madsim::time::sleep(RETRY_PAUSE).await,
+        }
+    }
+}
+
+/// The node's last ingested LSN for the timeline (asked until it answers). Below
+/// `visible`, an LSN the node published as visible, it has lost data (S-VISIBLE).
+pub(super) async fn last_ingested(
+    ep: &madsim::net::Endpoint,
+    node: SocketAddr,
+    tenant: TenantId,
+    timeline: TimelineId,
+    visible: Lsn,
+) -> Result<Lsn, String> {
+    loop {
+        if let Ok(Response::TimelineInfo(info)) =
+            call(ep, node, Request::TimelineInfo { tenant, timeline }).await
+        {
+            let last = info.last_ingested_lsn;
+            if last < visible {
+                return Err(format!("S-VISIBLE: last ingested {last} is below visible {visible}"));
+            }
+            return Ok(last);
+        }
+        madsim::time::sleep(RETRY_PAUSE).await;
+    }
+}
+
+/// Waits until the node answers timeline info; records its visible LSN and returns
+/// its last ingested LSN.
+pub(crate) async fn current_info(
+    ep: &madsim::net::Endpoint,
+    node: SocketAddr,
+    tenant: TenantId,
+    timeline: TimelineId,
+    model: &mut Model,
+) -> Result<Lsn, String> {
+    loop {
+        match call(ep, node, Request::TimelineInfo { tenant, timeline }).await {
+            Ok(Response::TimelineInfo(info)) => {
+                model.published_visible(info.remote_consistent_lsn_visible)?;
+                if info.remote_consistent_lsn_visible > info.remote_consistent_lsn_projected {
+                    return Err(format!(
+                        "S-PROJECTED: info shows visible above projected: {info:?}"
+                    ));
+                }
+                return Ok(info.last_ingested_lsn);
+            }
+            Ok(other) => return Err(format!("unexpected info answer {other:?}")),
+            Err(CallError::Api(ApiError::NotFound(what))) => {
+                // After a crash the timeline must still be known if anything of it was visible.
+                if model.visible_lsn() > Lsn::ZERO {
+                    return Err(format!(
+                        "S-VISIBLE: {what} vanished after data at {} was visible",
+                        model.visible_lsn()
+                    ));
+                }
+                retry(ep, node, Request::CreateTenant { tenant }, |r| {
+                    matches!(r, Err(ApiError::Conflict(_)))
+                })
+                .await;
+                retry(ep, node, Request::CreateTimeline { tenant, timeline }, |r| {
+                    matches!(r, Err(ApiError::Conflict(_)))
+                })
+                .await;
+            }
+            Err(_) => madsim::time::sleep(RETRY_PAUSE).await,
+        }
+    }
+}
+
+/// S-VISIBLE: every key reads back, at the highest visible LSN, the model's value.
+pub(crate) async fn check_visible(
+    ep: &madsim::net::Endpoint,
+    node: SocketAddr,
+    tenant: TenantId,
+    timeline: TimelineId,
+    model: &Model,
+) -> Result<(), String> {
+    let mut lsn = model.visible_lsn();
+    if lsn == Lsn::ZERO {
+        return Ok(());
+    }
+    let keys: Vec<Key> = model.keys().copied().collect();
+    for key in keys {
+        let got = loop {
+            match call(ep, node, Request::Read { tenant, timeline, key, lsn }).await {
+                Ok(Response::Value { value, .. }) => break value,
+                Ok(other) => return Err(format!("unexpected read answer {other:?}")),
+                Err(CallError::Api(ApiError::Internal(e))) => {
+                    return Err(format!("S-VISIBLE: read {key} at {lsn}: {e}"));
+                }
+                // GC (a seed's drawn horizons) removed the history at `lsn`, which
+                // the node may do once it is that far behind: read everything at the
+                // last ingested LSN instead, where all the node holds must still be
+                // the model's (a lost record shows up there unless a later one of the
+                // same key covers it). The refusal's text is core's `ReadError`.
+                Err(CallError::Api(ApiError::BadRequest(e)))
+                    if e.contains("below the gc cutoff") =>
+                {
+                    lsn = last_ingested(ep, node, tenant, timeline, lsn).await?;
+                }
+                Err(_) => madsim::time::sleep(RETRY_PAUSE).await,
+            }
+        };
+        let expected = model.value_at(key, lsn);
+        if got != expected {
+            return Err(format!(
+                "S-VISIBLE: key {key} at visible {lsn}: read {got:?}, acknowledged {expected:?}"
+            ));
+        }
+    }
+    Ok(())
+}
