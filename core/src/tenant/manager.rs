@@ -125,7 +125,8 @@ use crate::id::TenantId;
 use crate::location_conf::LocationMode;
 use crate::node::api::RequestId;
 use crate::time::Instant;
-use plan::{plan_unplaced, with_generation};
+use plan::plan_unplaced;
+pub(crate) use plan::with_generation;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
 

@@ -235,11 +235,9 @@ impl World {
                 else {
                     unreachable!("a grant")
                 };
-                match requested {
-                    RequestedMode::AttachedMulti => LocationMode::AttachedMulti { generation },
-                    RequestedMode::AttachedStale => LocationMode::AttachedStale { generation },
-                    _ => LocationMode::AttachedSingle { generation },
-                }
+                // A Detached pick loads AttachedSingle, the mode start-up loads by default.
+                with_generation(requested, generation)
+                    .unwrap_or(LocationMode::AttachedSingle { generation })
             }
         };
         let before = self.m.slot(tenant).cloned();

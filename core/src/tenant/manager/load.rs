@@ -11,10 +11,8 @@
 //! loaded), `Attached { mode, broken: Some(reason) }`, which a location_config
 //! repairs. A load answers no request: start-up asked, not a caller.
 
-use super::{
-    ManagerInputError, Operation, OperationKind, Placement, RequestedMode, Slot, Step,
-    TenantManager,
-};
+use super::plan::requested_of;
+use super::{ManagerInputError, Operation, OperationKind, Placement, Slot, Step, TenantManager};
 use crate::id::TenantId;
 use crate::location_conf::LocationMode;
 use crate::time::Instant;
@@ -31,7 +29,7 @@ impl TenantManager {
         tenant: TenantId,
         mode: LocationMode,
     ) -> Result<(), ManagerInputError> {
-        let (Some(generation), Some(target)) = (mode.generation(), requested(mode)) else {
+        let (Some(generation), Some(target)) = (mode.generation(), requested_of(mode)) else {
             return Err(ManagerInputError::LoadNotAttached { tenant, mode });
         };
         if let Some(Slot::InProgress(op)) = self.slots.get(&tenant) {
@@ -63,15 +61,5 @@ impl TenantManager {
         if op.kind == OperationKind::Load {
             self.loads -= 1;
         }
-    }
-}
-
-/// The attached mode `mode` names, as a request's target.
-fn requested(mode: LocationMode) -> Option<RequestedMode> {
-    match mode {
-        LocationMode::AttachedSingle { .. } => Some(RequestedMode::AttachedSingle),
-        LocationMode::AttachedMulti { .. } => Some(RequestedMode::AttachedMulti),
-        LocationMode::AttachedStale { .. } => Some(RequestedMode::AttachedStale),
-        LocationMode::Secondary { .. } => None,
     }
 }

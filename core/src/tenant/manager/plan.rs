@@ -161,12 +161,23 @@ pub enum Plan {
 }
 
 /// The attached mode `mode` names, on `generation`; `None` for Secondary and Detached.
-pub(super) fn with_generation(mode: RequestedMode, generation: Generation) -> Option<LocationMode> {
+pub(crate) fn with_generation(mode: RequestedMode, generation: Generation) -> Option<LocationMode> {
     match mode {
         RequestedMode::AttachedSingle => Some(LocationMode::AttachedSingle { generation }),
         RequestedMode::AttachedMulti => Some(LocationMode::AttachedMulti { generation }),
         RequestedMode::AttachedStale => Some(LocationMode::AttachedStale { generation }),
         RequestedMode::Secondary { .. } | RequestedMode::Detached => None,
+    }
+}
+
+/// The inverse of [`with_generation`]: the request that names attached `mode`;
+/// `None` for Secondary.
+pub(super) fn requested_of(mode: LocationMode) -> Option<RequestedMode> {
+    match mode {
+        LocationMode::AttachedSingle { .. } => Some(RequestedMode::AttachedSingle),
+        LocationMode::AttachedMulti { .. } => Some(RequestedMode::AttachedMulti),
+        LocationMode::AttachedStale { .. } => Some(RequestedMode::AttachedStale),
+        LocationMode::Secondary { .. } => None,
     }
 }
 
