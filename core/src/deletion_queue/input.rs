@@ -21,6 +21,8 @@ pub enum DeletionInput {
     Push { tenant: TenantId, timeline: TimelineId, generation: Generation, keys: Vec<RemoteKey> },
     /// `handle_cancel`.
     Cancel { tenant: TenantId, timeline: TimelineId, key: RemoteKey },
+    /// `handle_stop_deleting`.
+    StopDeleting { tenant: TenantId },
     /// `handle_push_lsn_update`.
     PushLsnUpdate { tenant: TenantId, timeline: TimelineId, generation: Generation, lsn: Lsn },
     /// `handle_flush`: answered with [`DeletionOutput::Flush`].
@@ -61,6 +63,7 @@ impl DeletionQueue {
             DeletionInput::Cancel { tenant, timeline, key } => {
                 self.handle_cancel(now, tenant, timeline, key);
             }
+            DeletionInput::StopDeleting { tenant } => self.handle_stop_deleting(now, tenant),
             DeletionInput::PushLsnUpdate { tenant, timeline, generation, lsn } => {
                 self.handle_push_lsn_update(now, tenant, timeline, generation, lsn);
             }

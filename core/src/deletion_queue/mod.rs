@@ -50,7 +50,10 @@
 //!    at most `max_deletes_in_flight` at once; a transient failure retries the
 //!    batch after an exponential backoff, a permanent one reports the keys
 //!    [`DeletionOutcome::FailedPermanently`]. A list whose keys are all done is
-//!    removed from disk ([`DeletionEffect::RemoveList`]).
+//!    removed from disk ([`DeletionEffect::RemoveList`]). A key not in a delete in
+//!    flight still leaves when cancelled, or (read back at start-up) when its
+//!    tenant leaves AttachedSingle ([`DeletionQueue::handle_stop_deleting`]); see
+//!    `cancel.rs` for why and for its crash argument.
 //!
 //! [`DeletionQueue::handle_flush`] completes ([`DeletionEffect::FlushDone`]) when
 //! every key and LSN update pushed before it has its outcome; it makes every stage
@@ -84,7 +87,10 @@
 //!   reported accepted, and the objects are leaked, not wrongly deleted;
 //! - crash during validation or execution: the list is still on disk; it is
 //!   validated again (or, at or below the header, executed again: deleting a
-//!   missing object succeeds);
+//!   missing object succeeds) — only for tenants loading AttachedSingle: a
+//!   validated list's keys of any other tenant are dropped and counted
+//!   (S-SINGLE-WRITER: a node deletes nothing for a tenant it does not hold
+//!   Single);
 //! - lists of a tenant's immediately preceding generation, when the control plane
 //!   says that generation was this node's own, are rewritten to the new generation
 //!   and validated as usual, so a plain restart loses no deletion; lists of any
@@ -98,6 +104,7 @@
 //! crash-safe write replaces the whole file), and never counts it done before a
 //! success. The driver maps "already removed" to success.
 
+mod cancel;
 mod check;
 mod completions;
 mod input;
@@ -123,7 +130,7 @@ use crate::id::{OpId, OpIds, TenantId, TimelineId};
 use crate::lsn::Lsn;
 use crate::remote_path::{RemoteKey, timeline_prefix};
 use crate::time::Instant;
-use list::{IoState, List, Stage};
+use list::{IoState, List};
 use std::collections::{BTreeMap, VecDeque};
 
 /// The most keys one `DeleteObjects` may carry (the S3 limit).
@@ -382,37 +389,6 @@ impl DeletionQueue {
         if !names.is_empty() {
             let list = self.open_list_for(now, tenant, generation);
             list.add(tenant, generation, timeline, names);
-        }
-        self.pump();
-    }
-
-    /// Cancels a queued deletion of `key`, if its list has not started executing.
-    /// Answered by a `Cancelled` report once the cancel is durable; a key found in
-    /// no cancellable list gets no extra answer (its normal report follows or
-    /// already went out).
-    pub fn handle_cancel(
-        &mut self,
-        _now: Instant,
-        tenant: TenantId,
-        timeline: TimelineId,
-        key: RemoteKey,
-    ) {
-        let Some(name) = key.as_str().strip_prefix(&timeline_prefix(tenant, timeline)) else {
-            return;
-        };
-        let name = name.to_owned();
-        let report = DeletionReport { tenant, timeline, key, outcome: DeletionOutcome::Cancelled };
-        let found = self.lists.values_mut().rev().find_map(|list| {
-            let cancellable =
-                matches!(list.stage, Stage::Open { .. } | Stage::Sealed | Stage::Validating { .. });
-            (cancellable && list.remove_key(tenant, timeline, &name)).then_some(list)
-        });
-        let Some(list) = found else { return };
-        self.stats.keys_cancelled_total += 1;
-        if list.no_file() {
-            self.effects.push_back(DeletionEffect::Report(report));
-        } else {
-            list.cancels.push((list.version, report));
         }
         self.pump();
     }

@@ -49,9 +49,20 @@ pub(super) fn recover(
     for mut content in lists {
         let seq = content.sequence;
         if content.validated || seq <= header_durable {
-            // Validated before the crash: validation then was after the push.
+            // Validated before the crash: validation then was after the push. Only a
+            // tenant that may delete now (`attached`: loading AttachedSingle) keeps
+            // its keys; a node deletes nothing for a tenant it holds in any other
+            // mode, or no longer holds (S-SINGLE-WRITER): those objects leak.
             content.validated = true;
-            queue.lists.insert(seq, List::recovered(content, Stage::Sealed, start));
+            let before = content.len();
+            content.tenants.retain(|tenant, _| attached.contains_key(tenant));
+            let dropped = (before - content.len()) as u64;
+            queue.stats.keys_dropped_at_recovery_total += dropped;
+            let mut list = List::recovered(content, Stage::Sealed, start);
+            if dropped > 0 {
+                list.version += 1;
+            }
+            queue.lists.insert(seq, list);
             queue.start_executing(seq);
             continue;
         }

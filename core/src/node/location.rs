@@ -333,6 +333,14 @@ impl Node {
             (super::requests::attach_mode(&mode), super::requests::background_gates(&mode));
         let Some(t) = self.tenants.get_mut(&tenant) else { return };
         t.mode = mode;
+        if !attach.may_delete()
+            && let Some(dq) = &mut self.dq
+        {
+            // Keys read back from disk at start-up have no upload queue to cancel
+            // them: the deletion queue drops those it has not sent (S-SINGLE-WRITER).
+            dq.handle_stop_deleting(now, tenant);
+            self.dirty.insert(Machine::DeletionQueue);
+        }
         for tl in self.timelines_of(tenant) {
             self.with_machines(tenant, tl, |slot| {
                 slot.upload.handle_mode_changed(now, attach);

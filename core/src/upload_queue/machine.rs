@@ -411,8 +411,8 @@ impl UploadQueue {
         if !mode.may_delete() && self.state == QueueState::Active {
             // S-SINGLE-WRITER: deletions handed while Single but not executed yet
             // are cancelled; each comes back (a `Cancelled` report) and waits until
-            // the mode allows deleting again. A list already executing cannot be
-            // cancelled: its report says `Executed`.
+            // the mode allows deleting again. Only a delete already in flight
+            // cannot be recalled: its report says `Executed` (or failed).
             for key in self.handed_origin.keys() {
                 if self.cancelled_for_mode.insert(key.clone()) {
                     self.effects.push_back(UploadEffect::CancelDeletion { key: key.clone() });

@@ -293,13 +293,99 @@ fn lists_under_the_header_execute_after_a_restart_without_revalidation() {
     h.complete(is_validate, Ok(()));
     h.complete(is_header, Ok(()));
     assert!(h.held.iter().any(is_delete));
-    // Crash before the delete; the tenant has since moved on to another node.
+    // Crash before the delete; the restart attaches the tenant here on g2.
+    h.current.insert(T1, g(2));
+    h.auto = true;
+    h.restart(&[(T1, g(2), true)]);
+    h.run_until_idle();
+    assert_eq!(h.deleted, vec![key(T1, 1)], "validated before the crash, after the push");
+    assert!(h.validations.len() == 1);
+}
+
+/// S-SINGLE-WRITER: a validated list on disk of a tenant that does not load
+/// AttachedSingle after the restart (moved to another node, or loading
+/// AttachedMulti) is not executed: its keys are dropped and counted, the objects
+/// leak for a scrubber.
+#[test]
+fn a_validated_list_of_a_tenant_not_loading_single_is_dropped_at_restart() {
+    let mut h = Harness::new(small_config());
+    h.auto = false;
+    h.push(T1, g(1), vec![key(T1, 1)]);
+    h.flush();
+    h.complete(is_write, Ok(()));
+    h.complete(is_validate, Ok(()));
+    h.complete(is_header, Ok(()));
+    assert!(h.held.iter().any(is_delete));
     h.current.insert(T1, g(9));
     h.auto = true;
     h.restart(&[]);
     h.run_until_idle();
-    assert_eq!(h.deleted, vec![key(T1, 1)], "validated before the crash, after the push");
-    assert!(h.validations.len() == 1);
+    assert!(h.deleted.is_empty(), "deleted for a tenant not held Single: {:?}", h.deleted);
+    assert_eq!(h.q.stats().keys_dropped_at_recovery_total, 1);
+    assert!(h.disk.is_empty(), "the emptied list is removed");
+}
+
+/// Cluster seed 5802: a validated key whose delete was refused and is backing off
+/// when its tenant leaves AttachedSingle is cancelled, not retried: a node in
+/// AttachedMulti deletes nothing (S-SINGLE-WRITER). The cancel is reported only once
+/// the list's rewrite (here: its removal) is durable.
+#[test]
+fn a_cancel_takes_a_key_out_of_a_delete_that_is_backing_off() {
+    let mut h = Harness::new(small_config());
+    h.auto = false;
+    h.push(T1, g(1), vec![key(T1, 1), key(T1, 2)]);
+    h.flush();
+    h.complete(is_write, Ok(()));
+    h.complete(is_validate, Ok(()));
+    let denied = IoError::remote(IoErrorKind::Transient, "k", "access denied");
+    h.complete(is_delete, Err(denied));
+    h.q.handle_cancel(h.now, T1, TL, key(T1, 1));
+    h.settle();
+    assert!(!h.outcomes().contains_key(&key(T1, 1)), "not before the rewrite");
+    let write = h.take(is_write);
+    let DeletionEffect::WriteList { bytes, .. } = &write else { unreachable!() };
+    assert_eq!(DeletionList::from_json_bytes(bytes).unwrap().len(), 1, "rewritten without it");
+    h.carry_out(write, Ok(()));
+    h.settle();
+    assert_eq!(h.outcomes()[&key(T1, 1)], DeletionOutcome::Cancelled);
+    h.advance(1_000);
+    h.auto = true;
+    for e in std::mem::take(&mut h.held) {
+        h.carry_out(e, Ok(()));
+    }
+    h.run_until_idle();
+    assert_eq!(h.deleted, vec![key(T1, 2)], "the retry carries only the key left");
+    assert!(h.disk.is_empty());
+}
+
+/// Keys read back from disk at start-up have no upload queue to cancel them: when
+/// their tenant leaves AttachedSingle, `handle_stop_deleting` drops those not in a
+/// delete in flight, queued or backing off, and leaves other tenants' alone.
+#[test]
+fn stop_deleting_drops_recovered_keys_not_in_flight() {
+    let mut h = Harness::new(small_config());
+    h.auto = false;
+    h.push(T1, g(1), vec![key(T1, 1)]);
+    h.push(T2, g(1), vec![key(T2, 1)]);
+    h.flush();
+    h.complete(is_write, Ok(()));
+    h.complete(is_validate, Ok(()));
+    h.complete(is_header, Ok(()));
+    // Crash before the deletes; both tenants load Single again.
+    h.restart(&[(T1, g(2), true), (T2, g(2), true)]);
+    let denied = IoError::remote(IoErrorKind::Transient, "k", "access denied");
+    h.complete(is_delete, Err(denied));
+    h.q.handle_stop_deleting(h.now, T1);
+    h.settle();
+    assert_eq!(h.q.stats().keys_dropped_stale_total, 1);
+    h.auto = true;
+    for e in std::mem::take(&mut h.held) {
+        h.carry_out(e, Ok(()));
+    }
+    h.run_until_idle();
+    assert_eq!(h.deleted, vec![key(T2, 1)], "only the other tenant's key is deleted");
+    assert!(h.reports.is_empty(), "recovered keys are never reported");
+    assert!(h.disk.is_empty());
 }
 
 #[test]
