@@ -49,7 +49,17 @@
 //! the call's outcome. Other refusals (unknown tenant or node, generations
 //! exhausted) are the outcome at once. Every call is safe to repeat: a repeated
 //! re-attach or attach grants a newer generation (the older one is never used: its
-//! reply is late and dropped), detach and validate are idempotent.
+//! reply is late and dropped), detach and validate are idempotent. That holds only
+//! if the control plane carries out a call's attempts in the order they were sent:
+//! an older attempt carried out after the one whose reply the node used grants a
+//! generation newer than the node's, and every validation of the node's is then
+//! answered "not current" for good (cluster seed 5475: an attach delayed 11 s on
+//! the way, delivered after its retry had been answered). So a retry after a
+//! deadline waits `link_margin_ms` more, until the transport has given the old
+//! attempt up (the HTTP link's timeout is the deadline plus that margin) and it can
+//! no longer be sent. An attempt already received by the control plane and still
+//! queued there when the retry arrives is carried out first (the service runs calls
+//! one at a time, in arrival order).
 //!
 //! # Invariants ([`ControlPlaneClient::check_invariants`])
 //! - A call has exactly one attempt in flight or one backoff, never both; an
@@ -156,6 +166,10 @@ pub struct CallBudgets {
     pub validate_attempts: u32,
 }
 
+/// The transports' margin past an attempt's deadline (the HTTP link of the tokio
+/// build and the simulator's link both give an attempt up at deadline + this).
+pub const DEFAULT_LINK_MARGIN_MS: u64 = 1_000;
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClientConfig {
     /// Deadline of one attempt.
@@ -164,6 +178,11 @@ pub struct ClientConfig {
     /// First retry delay; doubles per failed attempt up to `backoff_max_ms`.
     pub backoff_base_ms: u64,
     pub backoff_max_ms: u64,
+    /// How long past an attempt's deadline the transport may still deliver it (the
+    /// HTTP link gives up at the deadline plus this margin). A timed-out attempt's
+    /// retry waits this long on top of its backoff, so that the attempts of one call
+    /// reach the control plane in the order they were sent (see "Retry policy").
+    pub link_margin_ms: u64,
 }
 
 impl Default for ClientConfig {
@@ -177,6 +196,7 @@ impl Default for ClientConfig {
             },
             backoff_base_ms: 100,
             backoff_max_ms: 5_000,
+            link_margin_ms: DEFAULT_LINK_MARGIN_MS,
         }
     }
 }
@@ -399,7 +419,10 @@ impl ControlPlaneClient {
                 self.in_flight.remove(&attempt);
                 self.stats.timeouts_total += 1;
                 let deadline_ms = self.config.call_timeout_ms;
-                self.failed(now, call, CallFailure::Timeout { deadline_ms }, true);
+                // The attempt may still be in transit: its retry waits until the
+                // transport has given it up as well (cluster seed 5475).
+                let later = now.plus_millis(self.config.link_margin_ms);
+                self.failed(later, call, CallFailure::Timeout { deadline_ms }, true);
             }
             ClientTimer::Retry(call) => self.send(now, call),
         }

@@ -11,6 +11,7 @@ fn config() -> ClientConfig {
         budgets: CallBudgets { re_attach_attempts: 1, tenant_attempts: 3, validate_attempts: 4 },
         backoff_base_ms: 100,
         backoff_max_ms: 250,
+        link_margin_ms: 0,
     }
 }
 
@@ -89,6 +90,27 @@ fn a_deadline_fires_a_timeout_then_the_budget_is_spent() {
     c.handle_reply(now, attempts[0], Ok(ControlPlaneReply::Detached)).unwrap();
     assert!(drain(&mut c).is_empty());
     assert_eq!(c.stats().late_replies_total, 1);
+}
+
+/// Cluster seed 5475: an attach's first attempt, held 11 s on the way, reached the
+/// control plane after its retry had been answered and granted a generation newer
+/// than the node's. A timed-out attempt's retry therefore waits until the transport
+/// has given the attempt up (`link_margin_ms` past its deadline), then its backoff.
+#[test]
+fn a_retry_after_a_deadline_waits_until_the_link_has_given_the_attempt_up() {
+    let mut c = ControlPlaneClient::new(ClientConfig { link_margin_ms: 1_000, ..config() });
+    let mut now = Instant::ZERO;
+    let attach = CpRequest::Attach { tenant: T, node: NodeId(1), reported: None };
+    let call = c.handle_call(now, attach);
+    sent(&drain(&mut c));
+    now = now.plus_millis(1_000);
+    fire(&mut c, now);
+    let timers: Vec<_> = c.timers().collect();
+    assert_eq!(timers, vec![(now.plus_millis(1_100), ClientTimer::Retry(call))]);
+    fire(&mut c, now.plus_millis(1_099));
+    assert!(drain(&mut c).is_empty(), "no retry while the old attempt may still be sent");
+    fire(&mut c, now.plus_millis(1_100));
+    sent(&drain(&mut c));
 }
 
 #[test]

@@ -35,6 +35,7 @@ pub fn config() -> ClientConfig {
         budgets: CallBudgets { re_attach_attempts: 1, tenant_attempts: 3, validate_attempts: 4 },
         backoff_base_ms: 100,
         backoff_max_ms: 250,
+        link_margin_ms: 0,
     }
 }
 

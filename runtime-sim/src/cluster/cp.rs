@@ -62,7 +62,8 @@ const CP_ADMIN_TAG: u64 = 0x4350_4144_4d4e; // "CPADMN"
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long past the client machine's deadline the link waits for an answer (as
 /// the HTTP link of the tokio build does: `LINK_TIMEOUT_MARGIN` there).
-const LINK_MARGIN: Duration = Duration::from_secs(1);
+const LINK_MARGIN: Duration =
+    Duration::from_millis(strata_core::control_plane::client::DEFAULT_LINK_MARGIN_MS);
 
 /// A deliberate break, for a test that shows a checker failing. Never set by the swarm.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -26,8 +26,10 @@ use strata_core::control_plane::{
     ControlPlaneError, ControlPlaneReply, CpRequest, ReAttachedTenant, StoreChange, TenantRecord,
 };
 
-/// How long past the client machine's deadline an HTTP call may run.
-pub const LINK_TIMEOUT_MARGIN: Duration = Duration::from_secs(1);
+/// How long past the client machine's deadline an HTTP call may run: the margin
+/// the client machine waits out before it retries a timed-out attempt.
+pub const LINK_TIMEOUT_MARGIN: Duration =
+    Duration::from_millis(strata_core::control_plane::client::DEFAULT_LINK_MARGIN_MS);
 
 /// A remote control plane at `base` (e.g. `http://127.0.0.1:9090`).
 #[derive(Clone, Debug)]
