@@ -304,8 +304,9 @@ pub async fn scrub(world: &World) -> Result<u64, String> {
     Ok(out.report.orphans() + explained)
 }
 
-/// Whether every object under `prefix` but its indexes was last written by a
-/// delayed PUT.
+/// Whether every object under `prefix` that the scrub counts as held (all but the
+/// indexes and the tenant deletion mark, which stay after a deletion) was last
+/// written by a delayed PUT.
 fn put_late_only(world: &World, prefix: &str) -> bool {
     let objects = world.remote.objects();
     late_only(&world.remote.history(), objects.keys(), prefix)
@@ -321,8 +322,12 @@ fn late_only<'a>(
     for entry in history.iter().filter(|e| e.key.as_str().starts_with(prefix)) {
         last.insert(&entry.key, entry.late && matches!(entry.op, HistoryOp::Put { .. }));
     }
+    let kept_after_deletion = |k: &RemoteKey| {
+        use strata_core::scrub::{KeyClass, classify_key};
+        matches!(classify_key(k), KeyClass::Index { .. } | KeyClass::TenantDeletionMark { .. })
+    };
     objects
-        .filter(|k| k.as_str().starts_with(prefix) && !k.as_str().contains("index_part.json"))
+        .filter(|k| k.as_str().starts_with(prefix) && !kept_after_deletion(k))
         .all(|k| last.get(k).copied().unwrap_or(false))
 }
 
@@ -399,6 +404,21 @@ mod tests {
         let on_time = entry(6, 950, key.clone(), HistoryOp::Put { size_bytes: 10 }, None);
         assert!(!late_only(&[index.clone(), late, on_time], keys.iter(), &prefix));
         assert!(!late_only(&[index], keys.iter(), &prefix), "no write on record");
+    }
+
+    /// A deleted tenant's prefix holds its deletion mark, written on time, which
+    /// the scrub does not count as held: a delayed PUT's layer under it is still
+    /// forgiven (swarm seed 1321).
+    #[test]
+    fn a_tenant_deletion_mark_is_not_what_a_tombstone_holds() {
+        let (_, key) = layer();
+        let prefix = remote_path::tenant_prefix(T);
+        let mark = remote_path::tenant_deletion_mark_key(T);
+        let mark_put = entry(4, 800, mark.clone(), HistoryOp::Put { size_bytes: 0 }, None);
+        let mut late = entry(5, 900, key.clone(), HistoryOp::Put { size_bytes: 10 }, None);
+        late.late = true;
+        let keys = [key, mark];
+        assert!(late_only(&[mark_put, late], keys.iter(), &prefix));
     }
 
     fn grants() -> Vec<(u64, TenantRecord)> {
