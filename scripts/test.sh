@@ -17,3 +17,16 @@ echo "== madsim build: tests (swarm: ${STRATA_SEEDS:-100} seeds from ${STRATA_SE
 # the swarm picks its own seeds (STRATA_SEED_START, STRATA_SEEDS).
 MADSIM_TEST_SEED="${MADSIM_TEST_SEED:-1}" RUSTFLAGS="--cfg madsim" RUSTDOCFLAGS="--cfg madsim" CARGO_TARGET_DIR=target/sim \
   cargo test --workspace --lib --bins --tests
+
+# Off by default: STRATA_SIM_COMMIT_SEEDS=N runs N single-node seeds (and
+# STRATA_SIM_COMMIT_CLUSTER_SEEDS=N cluster seeds) from a start seed derived from
+# the commit (STRATA_COMMIT, else git rev-parse HEAD), printed first, so each commit
+# covers new seeds and a rerun replays them (docs/TESTING.md, strata-sim).
+for scenario in single cluster; do
+  if [ "$scenario" = single ]; then n="${STRATA_SIM_COMMIT_SEEDS:-0}"; flag=""; else n="${STRATA_SIM_COMMIT_CLUSTER_SEEDS:-0}"; flag="--cluster"; fi
+  if [ "$n" != 0 ]; then
+    echo "== madsim build: strata-sim, $n $scenario seeds from the commit's start seed"
+    RUSTFLAGS="--cfg madsim" RUSTDOCFLAGS="--cfg madsim" CARGO_TARGET_DIR=target/sim \
+      cargo run -p strata-sim-tests --bin strata-sim -- --seeds-from-commit "$n" $flag
+  fi
+done

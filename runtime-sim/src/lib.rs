@@ -18,6 +18,8 @@ pub mod faults;
 #[cfg(madsim)]
 pub mod hold;
 #[cfg(madsim)]
+pub mod inputs;
+#[cfg(madsim)]
 pub mod rpc;
 #[cfg(madsim)]
 pub mod scenario;

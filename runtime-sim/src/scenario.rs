@@ -65,7 +65,7 @@ use strata_core::node::api::{ApiError, Request, Response};
 use strata_core::redo::{DeltaOp, IngestRecord, MAX_VALUE_BYTES, Record};
 use strata_core::tenant::{LocationRequest, RequestedMode};
 use strata_core::{Key, Lsn, NodeId, TenantId, TimelineId};
-use strata_runtime_tokio::driver::{self, Adapters, NodeStatus};
+use strata_runtime_tokio::driver::{self, Adapters};
 use strata_runtime_tokio::trace_sink::TraceSink;
 
 pub const PAGESERVER_ADDR: &str = "10.0.0.1:7000";
@@ -148,6 +148,8 @@ pub struct RunReport {
     pub scrub_orphans: u64,
     /// The settings the pageserver ran with, as `Drawn::describe` prints them.
     pub settings: String,
+    /// Machine inputs the node's drivers handled, over every life (`crate::inputs`).
+    pub machine_inputs: u64,
 }
 
 /// The node's configuration in the simulator: small layers, quick timers.
@@ -180,12 +182,12 @@ pub(crate) async fn pageserver_main(world: World, trace: TraceSink, settings: Dr
     let adapters = (disk, remote, world.store.clone());
     let mut config = node_config();
     settings.apply(&mut config);
-    run_pageserver(config, addr, adapters, clock, trace, rpc::UNCHANGED).await;
+    run_pageserver(config, addr, adapters, clock, trace, rpc::UNCHANGED, &world.inputs).await;
 }
 
 /// Runs a pageserver's driver on simulated adapters (disk, object store, and the
 /// control plane's store or link) and serves the request layer on `addr`, until
-/// the node stops or is killed.
+/// the node stops or is killed. The life's inputs count in `inputs`.
 pub(crate) async fn run_pageserver<S: strata_adapters::generation_store::GenerationStore>(
     config: NodeConfig,
     addr: SocketAddr,
@@ -193,10 +195,11 @@ pub(crate) async fn run_pageserver<S: strata_adapters::generation_store::Generat
     clock: clock::SimClock,
     trace: TraceSink,
     rewrite: rpc::Rewrite,
+    inputs: &crate::inputs::InputTally,
 ) {
     let adapters = Adapters { disk, remote, store, redo: strata_adapters::redo::InProcessRedo };
     let (handle, inbox) = driver::channel();
-    let status = Arc::new(Mutex::new(NodeStatus::default()));
+    let status = inputs.new_life();
     let driver =
         tokio::spawn(driver::run_with_clock(config, adapters, clock, inbox, trace, status));
     let _endpoint =
@@ -336,6 +339,7 @@ pub async fn run(config: ScenarioConfig, trace: TraceSink) -> RunReport {
             report.violation = Some(stuck(started));
             report.simulated_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
             report.fired = world.fired();
+            report.machine_inputs = world.inputs.total();
             return report;
         }
     };
@@ -390,6 +394,7 @@ pub async fn run(config: ScenarioConfig, trace: TraceSink) -> RunReport {
         }
     }
     report.fired = world.fired();
+    report.machine_inputs = world.inputs.total();
     report
 }
 

@@ -61,6 +61,8 @@ pub struct World {
     pub disk: SimDisk,
     pub remote: SimRemote,
     pub store: SimStore,
+    /// Machine inputs of every pageserver life (`crate::inputs`).
+    pub inputs: crate::inputs::InputTally,
 }
 
 impl World {
@@ -76,6 +78,7 @@ impl World {
             disk,
             store: SimStore::with_faults(faults.clone()),
             clock: crate::clock::SimClock::new(),
+            inputs: crate::inputs::InputTally::new(),
             faults,
         }
     }

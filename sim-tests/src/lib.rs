@@ -1,4 +1,4 @@
-//! strata-sim-tests: named simulator scenarios and the seed swarm.
+//! strata-sim-tests: named simulator scenarios, the seed swarm and `strata-sim`.
 //!
 //! The tests live in `tests/swarm.rs` (madsim build only):
 //! - `swarm`: seeds `STRATA_SEED_START..+STRATA_SEEDS` (default 1..=100) of the
@@ -12,5 +12,15 @@
 //!   `cluster_corpus` replays `corpus/cluster/`; `cluster_replay` takes
 //!   `STRATA_REPLAY_CLUSTER_SEED=N`.
 //!
-//! The one-line replay command a failure prints:
-//! `STRATA_REPLAY_SEED=N RUSTFLAGS="--cfg madsim" CARGO_TARGET_DIR=target/sim cargo test -p strata-sim-tests --test swarm replay -- --nocapture`
+//! The `strata-sim` binary ([`cli`], madsim build) replays one seed (`--seed S`)
+//! or runs a swarm with a summary table (`--seeds A..B`, `--seeds-from-commit N`);
+//! [`run`] is the code it shares with the tests. The one-line replay command a
+//! failure prints:
+//! `RUSTFLAGS="--cfg madsim" CARGO_TARGET_DIR=target/sim cargo run -p strata-sim-tests --bin strata-sim -- --seed N`
+
+pub mod commit_seed;
+
+#[cfg(madsim)]
+pub mod cli;
+#[cfg(madsim)]
+pub mod run;

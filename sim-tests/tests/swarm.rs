@@ -1,23 +1,15 @@
 //! The seed swarm, the determinism check, the seed corpus and one-seed replay.
 #![cfg(madsim)]
 
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::Instant;
-use strata_runtime_sim::scenario::{self, RunReport, ScenarioConfig};
+use strata_runtime_sim::scenario::{RunReport, ScenarioConfig};
 use strata_runtime_sim::settings::NodeSettings;
-use strata_runtime_tokio::trace_sink::TraceSink;
+use strata_sim_tests::run::{Scenario, SeedRun, corpus_seeds, divergence, failure_text, run_seed};
 
 const DEFAULT_SEEDS: u64 = 100;
 const DETERMINISM_SAMPLE: u64 = 4;
-const TRACE_TAIL_LINES: usize = 60;
 /// Seeds of `corrupt_downloads_are_refused`.
 const CORRUPT_DOWNLOAD_SEEDS: u64 = 30;
-
-fn replay_command(seed: u64) -> String {
-    format!(
-        "STRATA_REPLAY_SEED={seed} RUSTFLAGS=\"--cfg madsim\" CARGO_TARGET_DIR=target/sim cargo test -p strata-sim-tests --test swarm replay -- --nocapture"
-    )
-}
 
 /// The swarm's scenario: each seed draws its node settings (`settings.rs`); the
 /// corpus and the deliberate breaks keep the standard ones.
@@ -25,72 +17,11 @@ fn drawn() -> ScenarioConfig {
     ScenarioConfig { settings: NodeSettings::FromSeed, ..ScenarioConfig::default() }
 }
 
-/// Runs one seed in a fresh simulated runtime. A panic (a node's invariant check,
-/// for instance) becomes the report's violation.
-fn run_seed(seed: u64, config: ScenarioConfig) -> (RunReport, Vec<String>) {
-    let settings = config.settings.for_seed(seed).describe();
-    let (sink, lines) = TraceSink::collect();
-    let runtime = madsim::runtime::Runtime::with_seed_and_config(seed, madsim::Config::default());
-    let outcome = catch_unwind(AssertUnwindSafe(|| runtime.block_on(scenario::run(config, sink))));
-    let trace = lines.lock().map(|l| l.clone()).unwrap_or_default();
-    let report = outcome.unwrap_or_else(|panic| RunReport {
-        seed,
-        violation: Some(panic_violation(panic.as_ref())),
-        settings,
-        ..RunReport::default()
-    });
-    (report, trace)
-}
-
-/// A run's panic (a node's invariant check, for instance) as its violation.
-fn panic_violation(panic: &(dyn std::any::Any + Send)) -> String {
-    let message = panic
-        .downcast_ref::<String>()
-        .cloned()
-        .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_string()))
-        .unwrap_or_else(|| "non-string panic".to_string());
-    format!("panic: {message}")
-}
-
-/// The first line where two traces of one seed differ (S-DETERMINISM).
-fn divergence(a: &[String], b: &[String]) -> Option<usize> {
-    (0..a.len().max(b.len())).find(|i| a.get(*i) != b.get(*i))
-}
-
-/// Every `*.seed` file of `corpus/{dir}`, in order, with its seed (the first line).
-/// A file with a line `settings: drawn` runs with the settings its seed draws (it
-/// was found so); the others with the standard settings.
-fn corpus_seeds(dir: &str) -> Vec<(std::path::PathBuf, u64, NodeSettings)> {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
-    let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().flatten().map(|e| e.path()).collect();
-    files.sort();
-    files
-        .into_iter()
-        .filter(|p| p.extension().is_some_and(|e| e == "seed"))
-        .map(|path| {
-            let text = std::fs::read_to_string(&path).unwrap();
-            let seed =
-                text.lines().next().and_then(|l| l.trim().parse().ok()).unwrap_or_else(|| {
-                    panic!("{}: the first line must be the seed", path.display());
-                });
-            let drawn = text.lines().any(|l| l.trim() == "settings: drawn");
-            let settings = if drawn { NodeSettings::FromSeed } else { NodeSettings::Standard };
-            (path, seed, settings)
-        })
-        .collect()
-}
-
-fn fail(report: &RunReport, trace: &[String]) -> ! {
-    let tail = trace.len().saturating_sub(TRACE_TAIL_LINES);
-    panic!(
-        "seed {} failed: {}\nsettings: {}\nreplay: {}\nlast {} trace lines (node-1):\n{}",
-        report.seed,
-        report.violation.as_deref().unwrap_or("?"),
-        report.settings,
-        replay_command(report.seed),
-        trace.len() - tail,
-        trace[tail..].join("\n")
-    );
+/// Fails the test with the seed's failure text and replay command
+/// (`strata_sim_tests::run`).
+fn fail(config: &ScenarioConfig, report: &RunReport, trace: &[String]) -> ! {
+    let scenario = Scenario::Single(config.clone());
+    panic!("{}", failure_text(&scenario, &SeedRun::single(report, trace.to_vec())))
 }
 
 fn env_u64(name: &str) -> Option<u64> {
@@ -112,13 +43,14 @@ fn swarm() {
     let verbose = env_u64("STRATA_SWARM_VERBOSE").is_some_and(|v| v != 0);
     for seed in start..start + count {
         let seed_wall = Instant::now();
-        let (report, trace) = run_seed(seed, drawn());
+        let config = drawn();
+        let (report, trace) = run_seed(seed, config.clone());
         if verbose {
             let ms = seed_wall.elapsed().as_millis();
             println!("seed {seed}: {ms} wall ms, settings: {}", report.settings);
         }
         if report.violation.is_some() {
-            fail(&report, &trace);
+            fail(&config, &report, &trace);
         }
         scrub_orphans += report.scrub_orphans;
         wall_jump_inputs += trace.iter().filter(|l| l.contains("wall clock jumped")).count();
@@ -167,7 +99,7 @@ fn determinism() {
                 "S-DETERMINISM: seed {seed} diverged at trace line {i}:\n  first run:  {:?}\n  second run: {:?}\nreplay: {}",
                 trace_a.get(i),
                 trace_b.get(i),
-                replay_command(seed)
+                Scenario::Single(drawn()).replay_command(seed)
             );
         }
         assert!(!trace_a.is_empty(), "seed {seed} produced no trace");
@@ -178,10 +110,11 @@ fn determinism() {
 #[test]
 fn corpus() {
     for (path, seed, settings) in corpus_seeds("corpus") {
-        let (report, trace) = run_seed(seed, ScenarioConfig { settings, ..Default::default() });
+        let config = ScenarioConfig { settings, ..Default::default() };
+        let (report, trace) = run_seed(seed, config.clone());
         if report.violation.is_some() {
             eprintln!("corpus seed from {}", path.display());
-            fail(&report, &trace);
+            fail(&config, &report, &trace);
         }
     }
 }
@@ -203,7 +136,7 @@ fn corrupt_downloads_are_refused() {
     for seed in 1..=CORRUPT_DOWNLOAD_SEEDS {
         let (report, trace) = run_seed(seed, config.clone());
         if report.violation.is_some() {
-            fail(&report, &trace);
+            fail(&config, &report, &trace);
         }
         fired += report
             .fired
@@ -221,67 +154,34 @@ fn replay() {
         println!("set STRATA_REPLAY_SEED=N to replay one seed");
         return;
     };
-    let config = ScenarioConfig { settings: NodeSettings::from_env(), ..ScenarioConfig::default() };
-    let (report, trace) = run_seed(seed, config);
-    for line in &trace {
-        println!("{line}");
-    }
-    println!("{report:#?}");
-    if report.violation.is_some() {
-        fail(&report, &trace);
-    }
+    // The same replay as `strata-sim --seed N`.
+    assert!(
+        strata_sim_tests::run::replay(
+            &Scenario::new(false, NodeSettings::from_env()),
+            seed,
+            &mut std::io::stdout(),
+        ),
+        "seed {seed} failed"
+    );
 }
 
 // ---- The cluster scenario (`strata_runtime_sim::cluster`) ----
 
-use strata_runtime_sim::cluster::{self, ClusterConfig, ClusterReport};
+use strata_runtime_sim::cluster::{ClusterConfig, ClusterReport};
+use strata_sim_tests::run::run_cluster_seed;
 
 /// Cluster seeds the swarm runs by default (`STRATA_CLUSTER_SEEDS` for more).
 const DEFAULT_CLUSTER_SEEDS: u64 = 200;
-
-fn cluster_replay_command(seed: u64) -> String {
-    format!(
-        "STRATA_REPLAY_CLUSTER_SEED={seed} RUSTFLAGS=\"--cfg madsim\" CARGO_TARGET_DIR=target/sim cargo test -p strata-sim-tests --test swarm cluster_replay -- --nocapture"
-    )
-}
 
 /// The cluster swarm's scenario, with settings drawn per seed as [`drawn`].
 fn cluster_drawn() -> ClusterConfig {
     ClusterConfig { settings: NodeSettings::FromSeed, ..ClusterConfig::default() }
 }
 
-/// Runs one cluster seed in a fresh simulated runtime; a panic becomes the violation.
-fn run_cluster_seed(seed: u64, config: ClusterConfig) -> (ClusterReport, Vec<String>) {
-    let settings = config.settings.for_seed(seed).describe();
-    let (sink, lines) = TraceSink::collect();
-    let runtime = madsim::runtime::Runtime::with_seed_and_config(seed, madsim::Config::default());
-    let outcome = catch_unwind(AssertUnwindSafe(|| runtime.block_on(cluster::run(config, sink))));
-    let trace = lines.lock().map(|l| l.clone()).unwrap_or_default();
-    let report = outcome.unwrap_or_else(|panic| {
-        let violation = panic_violation(panic.as_ref());
-        ClusterReport {
-            seed,
-            settings,
-            violations: vec![violation.clone()],
-            violation: Some(violation),
-            ..ClusterReport::default()
-        }
-    });
-    (report, trace)
-}
-
-fn cluster_fail(report: &ClusterReport, trace: &[String]) -> ! {
-    let tail = trace.len().saturating_sub(TRACE_TAIL_LINES);
-    panic!(
-        "cluster seed {} failed: {}\nall violations: {:#?}\nsettings: {}\nreplay: {}\nlast {} trace lines (every node):\n{}",
-        report.seed,
-        report.violation.as_deref().unwrap_or("?"),
-        report.violations,
-        report.settings,
-        cluster_replay_command(report.seed),
-        trace.len() - tail,
-        trace[tail..].join("\n")
-    );
+/// Fails the test with the cluster seed's failure text and replay command.
+fn cluster_fail(config: &ClusterConfig, report: &ClusterReport, trace: &[String]) -> ! {
+    let scenario = Scenario::Cluster(config.clone());
+    panic!("{}", failure_text(&scenario, &SeedRun::cluster(report, trace.to_vec())))
 }
 
 /// The cluster swarm: seeds `STRATA_CLUSTER_SEED_START..+STRATA_CLUSTER_SEEDS`
@@ -299,10 +199,11 @@ fn cluster_swarm() {
     let keep_going = env_u64("STRATA_CLUSTER_KEEP_GOING").is_some_and(|v| v != 0);
     let mut failed: Vec<(u64, String)> = Vec::new();
     for seed in start..start + count {
-        let (report, trace) = run_cluster_seed(seed, cluster_drawn());
+        let config = cluster_drawn();
+        let (report, trace) = run_cluster_seed(seed, config.clone());
         if let Some(violation) = &report.violation {
             if !keep_going {
-                cluster_fail(&report, &trace);
+                cluster_fail(&config, &report, &trace);
             }
             println!("cluster seed {seed} FAILED: {violation} (settings: {})", report.settings);
             failed.push((seed, violation.clone()));
@@ -343,26 +244,23 @@ fn cluster_replay() {
         println!("set STRATA_REPLAY_CLUSTER_SEED=N to replay one cluster seed");
         return;
     };
-    let config = ClusterConfig { settings: NodeSettings::from_env(), ..ClusterConfig::default() };
-    let (report, trace) = run_cluster_seed(seed, config);
-    for line in &trace {
-        println!("{line}");
-    }
-    println!("{report:#?}");
-    if report.violation.is_some() {
-        cluster_fail(&report, &trace);
-    }
+    // The same replay as `strata-sim --seed N --cluster`.
+    let scenario = Scenario::new(true, NodeSettings::from_env());
+    assert!(
+        strata_sim_tests::run::replay(&scenario, seed, &mut std::io::stdout()),
+        "cluster seed {seed} failed"
+    );
 }
 
 /// Every cluster seed in `corpus/cluster/` (bugs the cluster scenario found).
 #[test]
 fn cluster_corpus() {
     for (path, seed, settings) in corpus_seeds("corpus/cluster") {
-        let (report, trace) =
-            run_cluster_seed(seed, ClusterConfig { settings, ..Default::default() });
+        let config = ClusterConfig { settings, ..Default::default() };
+        let (report, trace) = run_cluster_seed(seed, config.clone());
         if report.violation.is_some() {
             eprintln!("cluster corpus seed from {}", path.display());
-            cluster_fail(&report, &trace);
+            cluster_fail(&config, &report, &trace);
         }
     }
 }
@@ -427,7 +325,7 @@ fn cluster_determinism() {
                 "S-DETERMINISM: cluster seed {seed} diverged at trace line {i}:\n  first run:  {:?}\n  second run: {:?}\nreplay: {}",
                 trace_a.get(i),
                 trace_b.get(i),
-                cluster_replay_command(seed)
+                Scenario::Cluster(cluster_drawn()).replay_command(seed)
             );
         }
         assert!(!trace_a.is_empty(), "cluster seed {seed} produced no trace");

@@ -128,6 +128,8 @@ pub struct ClusterReport {
     pub violations: Vec<String>,
     /// The first of them.
     pub violation: Option<String>,
+    /// Machine inputs the pageservers' drivers handled, over every life.
+    pub machine_inputs: u64,
 }
 
 /// One pageserver's own world: its disk and clock, and its handle to the shared store.
@@ -260,6 +262,7 @@ pub async fn run(config: ClusterConfig, trace: TraceSink) -> ClusterReport {
     tracing::info!(settings = %settings.describe(), "pageserver settings");
     let mut pageservers = Vec::new();
     let mut ps_nodes = Vec::new();
+    let inputs = crate::inputs::InputTally::new();
     for (i, disk) in disks.iter().cloned().enumerate() {
         let id = NodeId(i as u64 + 1);
         let ps = Pageserver {
@@ -270,7 +273,7 @@ pub async fn run(config: ClusterConfig, trace: TraceSink) -> ClusterReport {
         };
         let (p, t, f, rewrite) =
             (ps.clone(), trace.clone(), faults.clone(), rewrite_for(config.node_break));
-        let s = settings.clone();
+        let (s, tally) = (settings.clone(), inputs.clone());
         let addr: SocketAddr = client::pageserver_addr(i);
         let node = handle
             .create_node()
@@ -285,14 +288,13 @@ pub async fn run(config: ClusterConfig, trace: TraceSink) -> ClusterReport {
                     brk,
                 };
                 let adapters = (p.disk.clone(), p.remote.clone(), link);
-                crate::scenario::run_pageserver(
-                    config,
-                    addr,
-                    adapters,
-                    p.clock.clone(),
-                    t.clone(),
-                    rewrite,
-                )
+                let (clock, trace, tally) = (p.clock.clone(), t.clone(), tally.clone());
+                async move {
+                    crate::scenario::run_pageserver(
+                        config, addr, adapters, clock, trace, rewrite, &tally,
+                    )
+                    .await
+                }
             })
             .build();
         pageservers.push(ps);
@@ -396,5 +398,6 @@ pub async fn run(config: ClusterConfig, trace: TraceSink) -> ClusterReport {
     report.violation = report.violations.first().cloned();
     let fired = faults.fired();
     report.fired = fired.into_iter().map(|(s, n)| (s.to_string(), n)).collect();
+    report.machine_inputs = inputs.total();
     report
 }

@@ -1,0 +1,317 @@
+//! Running one seed, shared by the swarm tests (`tests/swarm.rs`) and the
+//! `strata-sim` binary: a fresh madsim runtime per seed, a panic turned into the
+//! seed's violation, the failure text with its one-line replay command, the
+//! corpus files, and the replay of one seed with its whole trace.
+
+use std::io::Write;
+use std::ops::Range;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::PathBuf;
+use strata_runtime_sim::cluster::{self, ClusterConfig, ClusterReport};
+use strata_runtime_sim::scenario::{self, RunReport, ScenarioConfig};
+use strata_runtime_sim::settings::NodeSettings;
+use strata_runtime_tokio::trace_sink::TraceSink;
+
+/// Trace lines a failure prints (the whole trace only in a replay).
+pub const TRACE_TAIL_LINES: usize = 60;
+
+/// Which scenario a seed runs, with its configuration.
+#[derive(Clone, Debug)]
+pub enum Scenario {
+    /// One pageserver (`strata_runtime_sim::scenario`).
+    Single(ScenarioConfig),
+    /// Three pageservers and a control plane (`strata_runtime_sim::cluster`).
+    Cluster(ClusterConfig),
+}
+
+impl Scenario {
+    /// The swarm's scenario with `settings` (drawn per seed, or the standard ones).
+    pub fn new(cluster: bool, settings: NodeSettings) -> Scenario {
+        if cluster {
+            Scenario::Cluster(ClusterConfig { settings, ..ClusterConfig::default() })
+        } else {
+            Scenario::Single(ScenarioConfig { settings, ..ScenarioConfig::default() })
+        }
+    }
+
+    pub fn is_cluster(&self) -> bool {
+        matches!(self, Scenario::Cluster(_))
+    }
+
+    pub fn settings(&self) -> NodeSettings {
+        match self {
+            Scenario::Single(c) => c.settings,
+            Scenario::Cluster(c) => c.settings,
+        }
+    }
+
+    /// "single-node" or "cluster".
+    pub fn name(&self) -> &'static str {
+        if self.is_cluster() { "cluster" } else { "single-node" }
+    }
+
+    /// Runs `seed` in a fresh simulated runtime.
+    pub fn run(&self, seed: u64) -> SeedRun {
+        match self {
+            Scenario::Single(config) => {
+                let (report, trace) = run_seed(seed, config.clone());
+                SeedRun::single(&report, trace)
+            }
+            Scenario::Cluster(config) => {
+                let (report, trace) = run_cluster_seed(seed, config.clone());
+                SeedRun::cluster(&report, trace)
+            }
+        }
+    }
+
+    /// The one-line command that replays `seed` of this scenario with its trace.
+    pub fn replay_command(&self, seed: u64) -> String {
+        replay_command(seed, self.is_cluster(), self.settings())
+    }
+}
+
+/// What one seed of either scenario saw, for the swarm's summary.
+#[derive(Debug)]
+pub struct SeedRun {
+    pub seed: u64,
+    /// Every violation found, the run's first first (empty when the seed passed).
+    pub violations: Vec<String>,
+    /// The settings the pageservers ran with (`Drawn::describe`).
+    pub settings: String,
+    pub simulated_ms: u64,
+    pub machine_inputs: u64,
+    pub fired: Vec<(String, u64)>,
+    /// The scenario's report, pretty-printed.
+    pub report: String,
+    pub trace: Vec<String>,
+}
+
+impl SeedRun {
+    pub fn single(report: &RunReport, trace: Vec<String>) -> SeedRun {
+        SeedRun {
+            seed: report.seed,
+            violations: report.violation.iter().cloned().collect(),
+            settings: report.settings.clone(),
+            simulated_ms: report.simulated_ms,
+            machine_inputs: report.machine_inputs,
+            fired: report.fired.clone(),
+            report: format!("{report:#?}"),
+            trace,
+        }
+    }
+
+    pub fn cluster(report: &ClusterReport, trace: Vec<String>) -> SeedRun {
+        SeedRun {
+            seed: report.seed,
+            violations: report.violations.clone(),
+            settings: report.settings.clone(),
+            simulated_ms: report.simulated_ms,
+            machine_inputs: report.machine_inputs,
+            fired: report.fired.clone(),
+            report: format!("{report:#?}"),
+            trace,
+        }
+    }
+
+    pub fn violation(&self) -> Option<&str> {
+        self.violations.first().map(String::as_str)
+    }
+}
+
+/// The invariant id a violation names: its first word shaped like one
+/// (`S-VISIBLE`, `L-UPLOAD`, `FSYNC-TRUST`, `SEED-BOUND`); `panic` for a panic
+/// that names none (a node's own check, for instance), else `unnamed`.
+pub fn invariant_id(violation: &str) -> String {
+    let is_id = |w: &&str| {
+        let mut parts = w.split('-');
+        let head = parts.next().unwrap_or("");
+        let rest: Vec<&str> = parts.collect();
+        !head.is_empty()
+            && head.chars().all(|c| c.is_ascii_uppercase())
+            && !rest.is_empty()
+            && rest.iter().all(|p| {
+                !p.is_empty() && p.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+            })
+    };
+    let words = violation.split(|c: char| !(c.is_ascii_alphanumeric() || c == '-'));
+    match words.into_iter().find(is_id) {
+        Some(id) => id.to_string(),
+        None if violation.starts_with("panic:") => "panic".to_string(),
+        None => "unnamed".to_string(),
+    }
+}
+
+/// The one-line command that replays a seed with its whole trace.
+pub fn replay_command(seed: u64, cluster: bool, settings: NodeSettings) -> String {
+    let mut command = format!(
+        "RUSTFLAGS=\"--cfg madsim\" CARGO_TARGET_DIR=target/sim cargo run -p strata-sim-tests --bin strata-sim -- --seed {seed}"
+    );
+    if cluster {
+        command.push_str(" --cluster");
+    }
+    if settings == NodeSettings::Standard {
+        command.push_str(" --standard-settings");
+    }
+    command
+}
+
+/// Runs one seed of the one-node scenario in a fresh simulated runtime. A panic (a
+/// node's invariant check, for instance) becomes the report's violation.
+pub fn run_seed(seed: u64, config: ScenarioConfig) -> (RunReport, Vec<String>) {
+    let settings = config.settings.for_seed(seed).describe();
+    let (sink, lines) = TraceSink::collect();
+    let runtime = madsim::runtime::Runtime::with_seed_and_config(seed, madsim::Config::default());
+    let outcome = catch_unwind(AssertUnwindSafe(|| runtime.block_on(scenario::run(config, sink))));
+    let trace = lines.lock().map(|l| l.clone()).unwrap_or_default();
+    let report = outcome.unwrap_or_else(|panic| RunReport {
+        seed,
+        violation: Some(panic_violation(panic.as_ref())),
+        settings,
+        ..RunReport::default()
+    });
+    (report, trace)
+}
+
+/// Runs one cluster seed in a fresh simulated runtime; a panic becomes the violation.
+pub fn run_cluster_seed(seed: u64, config: ClusterConfig) -> (ClusterReport, Vec<String>) {
+    let settings = config.settings.for_seed(seed).describe();
+    let (sink, lines) = TraceSink::collect();
+    let runtime = madsim::runtime::Runtime::with_seed_and_config(seed, madsim::Config::default());
+    let outcome = catch_unwind(AssertUnwindSafe(|| runtime.block_on(cluster::run(config, sink))));
+    let trace = lines.lock().map(|l| l.clone()).unwrap_or_default();
+    let report = outcome.unwrap_or_else(|panic| {
+        let violation = panic_violation(panic.as_ref());
+        ClusterReport {
+            seed,
+            settings,
+            violations: vec![violation.clone()],
+            violation: Some(violation),
+            ..ClusterReport::default()
+        }
+    });
+    (report, trace)
+}
+
+/// A run's panic (a node's invariant check, for instance) as its violation.
+pub fn panic_violation(panic: &(dyn std::any::Any + Send)) -> String {
+    let message = panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_string()))
+        .unwrap_or_else(|| "non-string panic".to_string());
+    format!("panic: {message}")
+}
+
+/// The first line where two traces of one seed differ (S-DETERMINISM).
+pub fn divergence(a: &[String], b: &[String]) -> Option<usize> {
+    (0..a.len().max(b.len())).find(|i| a.get(*i) != b.get(*i))
+}
+
+/// What a failed seed prints: the seed, its violations, the settings, the replay
+/// command and the last [`TRACE_TAIL_LINES`] trace lines.
+pub fn failure_text(scenario: &Scenario, run: &SeedRun) -> String {
+    let tail = run.trace.len().saturating_sub(TRACE_TAIL_LINES);
+    let others = match run.violations.len() {
+        0 | 1 => String::new(),
+        _ => format!("\nall violations: {:#?}", run.violations),
+    };
+    format!(
+        "{} seed {} failed: {}{others}\nsettings: {}\nreplay: {}\nlast {} trace lines ({}):\n{}",
+        scenario.name(),
+        run.seed,
+        run.violation().unwrap_or("?"),
+        run.settings,
+        scenario.replay_command(run.seed),
+        run.trace.len() - tail,
+        if scenario.is_cluster() { "every node" } else { "node-1" },
+        run.trace[tail..].join("\n")
+    )
+}
+
+/// Replays `seed`: writes its whole trace, then its report, then (when it fails)
+/// the failure text to `out`. Returns whether the seed passed, whatever became of
+/// the writing (a reader such as `head` may stop early).
+pub fn replay(scenario: &Scenario, seed: u64, out: &mut dyn Write) -> bool {
+    let run = scenario.run(seed);
+    let _ = write_replay(scenario, &run, out);
+    run.violation().is_none()
+}
+
+fn write_replay(scenario: &Scenario, run: &SeedRun, out: &mut dyn Write) -> std::io::Result<()> {
+    for line in &run.trace {
+        writeln!(out, "{line}")?;
+    }
+    writeln!(out, "{}", run.report)?;
+    match run.violation() {
+        None => writeln!(out, "{} seed {} passed", scenario.name(), run.seed),
+        Some(_) => writeln!(out, "{}", failure_text(scenario, run)),
+    }
+}
+
+/// Every `*.seed` file of `corpus/{dir}` (relative to this crate), in order, with
+/// its seed (the first line). A file with a line `settings: drawn` runs with the
+/// settings its seed draws (it was found so); the others with the standard settings.
+pub fn corpus_seeds(dir: &str) -> Vec<(PathBuf, u64, NodeSettings)> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    files.sort();
+    files
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "seed"))
+        .map(|path| {
+            let text = std::fs::read_to_string(&path)
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            let seed =
+                text.lines().next().and_then(|l| l.trim().parse().ok()).unwrap_or_else(|| {
+                    panic!("{}: the first line must be the seed", path.display());
+                });
+            let drawn = text.lines().any(|l| l.trim() == "settings: drawn");
+            let settings = if drawn { NodeSettings::FromSeed } else { NodeSettings::Standard };
+            (path, seed, settings)
+        })
+        .collect()
+}
+
+/// Parses `A..B` (B excluded) or `A..=B` (B included) into seeds `A..B`.
+pub fn parse_seed_range(text: &str) -> Result<Range<u64>, String> {
+    let bad = || format!("{text:?}: expected A..B (B excluded) or A..=B, e.g. 1..101");
+    let (a, b) = text.split_once("..").ok_or_else(bad)?;
+    let start: u64 = a.trim().parse().map_err(|_| bad())?;
+    let end: u64 = match b.strip_prefix('=') {
+        Some(b) => b.trim().parse::<u64>().map_err(|_| bad())?.checked_add(1).ok_or_else(bad)?,
+        None => b.trim().parse().map_err(|_| bad())?,
+    };
+    if end <= start {
+        return Err(format!("{text:?}: the range holds no seed"));
+    }
+    Ok(start..end)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_found_in_violations() {
+        assert_eq!(invariant_id("S-VISIBLE: read 0/10 at 0/20: gone"), "S-VISIBLE");
+        assert_eq!(invariant_id("chaos client: L-ATTACH: not answered"), "L-ATTACH");
+        assert_eq!(invariant_id("SEED-BOUND: the workload did not finish"), "SEED-BOUND");
+        assert_eq!(invariant_id("FSYNC-TRUST: read back"), "FSYNC-TRUST");
+        assert_eq!(invariant_id("panic: node failed: key FFFFFFFFFFFFFFFF"), "panic");
+        assert_eq!(invariant_id("panic: S-PROJECTED broken (x-y)"), "S-PROJECTED");
+        assert_eq!(invariant_id("client task failed: cancelled"), "unnamed");
+    }
+
+    #[test]
+    fn seed_ranges_parse_both_ways() {
+        assert_eq!(parse_seed_range("1..101"), Ok(1..101));
+        assert_eq!(parse_seed_range("1..=100"), Ok(1..101));
+        assert!(parse_seed_range("5..5").is_err());
+        assert!(parse_seed_range("5").is_err());
+        assert!(parse_seed_range("a..b").is_err());
+    }
+}

@@ -1,0 +1,119 @@
+//! `strata-sim` (issue 18 item 6): the binary on a couple of seeds, a replay, a
+//! start seed from the commit, and a deliberately failing seed through the
+//! library entry point the binary calls.
+#![cfg(madsim)]
+
+use std::process::Command;
+use strata_runtime_sim::cluster::{ClusterConfig, CpBreak};
+use strata_runtime_sim::settings::NodeSettings;
+use strata_sim_tests::cli::{self, Cli, EXIT_FAILED, Swarm};
+use strata_sim_tests::run::Scenario;
+
+fn strata_sim(args: &[&str]) -> (Option<i32>, String, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_strata-sim"))
+        .args(args)
+        .env("STRATA_COMMIT", "0123456789abcdef0123456789abcdef01234567")
+        .output()
+        .expect("run strata-sim");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    (output.status.code(), stdout, stderr)
+}
+
+/// The value of a summary row (`  name    value`).
+fn row<'a>(table: &'a str, name: &str) -> &'a str {
+    table
+        .lines()
+        .find_map(|l| l.trim_start().strip_prefix(name).filter(|v| v.starts_with(' ')))
+        .map(str::trim)
+        .unwrap_or_else(|| panic!("no row {name:?} in:\n{table}"))
+}
+
+#[test]
+fn a_short_swarm_prints_its_summary_and_exits_zero() {
+    let (code, out, err) = strata_sim(&["--seeds", "1..=2", "--standard-settings"]);
+    assert_eq!(code, Some(0), "stdout:\n{out}\nstderr:\n{err}");
+    assert!(out.contains("single-node scenario, seeds 1..3, standard settings"), "{out}");
+    assert_eq!(row(&out, "seeds run"), "2");
+    assert_eq!(row(&out, "passed"), "2");
+    assert_eq!(row(&out, "failed"), "0");
+    assert!(out.contains("failures by invariant: none"), "{out}");
+    for name in ["simulated s per wall s", "machine inputs per wall s"] {
+        let value: f64 = row(&out, name).replace(',', "").parse().expect(name);
+        assert!(value > 0.0, "{name}: {value}\n{out}");
+    }
+    assert!(out.contains("fault sites fired ("), "{out}");
+    assert!(out.contains("fault sites never fired ("), "{out}");
+    // No terminal here: the bar is hidden, stderr stays free of it.
+    assert!(!err.contains("seeds, "), "a progress bar on a non-terminal:\n{err}");
+}
+
+#[test]
+fn a_replay_prints_the_trace_and_the_report() {
+    let (code, out, err) = strata_sim(&["--seed", "3", "--standard-settings"]);
+    assert_eq!(code, Some(0), "stdout:\n{out}\nstderr:\n{err}");
+    assert!(out.lines().count() > 100, "a short trace:\n{out}");
+    assert!(out.contains("RunReport {") && out.contains("seed: 3,"), "{out}");
+    assert!(out.contains("single-node seed 3 passed"), "{out}");
+}
+
+#[test]
+fn the_start_seed_comes_from_the_commit() {
+    let (code, out, err) = strata_sim(&["--seeds-from-commit", "0"]);
+    assert_eq!(code, Some(0), "stdout:\n{out}\nstderr:\n{err}");
+    let start =
+        strata_sim_tests::commit_seed::start_seed("0123456789abcdef0123456789abcdef01234567");
+    let line = format!(
+        "commit 0123456789abcdef0123456789abcdef01234567: start seed {start}; the same seeds: --seeds {start}..{start}"
+    );
+    assert!(out.contains(&line), "expected {line:?} in:\n{out}");
+    assert_eq!(row(&out, "seeds run"), "0");
+}
+
+#[test]
+fn bad_arguments_are_refused() {
+    let (code, _, err) = strata_sim(&["--seeds", "5..5"]);
+    assert_eq!(code, Some(2), "{err}");
+    let (code, _, err) = strata_sim(&["--seed", "1", "--seeds", "1..3"]);
+    assert_eq!(code, Some(2), "{err}");
+}
+
+/// A deliberately broken link that answers validations itself, so nodes delete
+/// unvalidated (a test-only hook of the cluster scenario, as
+/// `cluster_breaks_are_caught` uses; the binary has no switch for it): the seed
+/// fails, the exit status is non-zero, the failure and the summary name the
+/// invariant id and the replay command.
+#[test]
+fn a_failing_seed_makes_the_exit_status_non_zero_and_names_the_invariant() {
+    let cli = <Cli as clap::Parser>::try_parse_from([
+        "strata-sim",
+        "--seeds",
+        "1..2",
+        "--cluster",
+        "--standard-settings",
+    ])
+    .unwrap();
+    let Swarm { scenario, seeds, fail_fast } = cli.swarm(&mut Vec::new()).unwrap().unwrap();
+    let Scenario::Cluster(config) = scenario else { panic!("not the cluster scenario") };
+    assert_eq!(config.settings, NodeSettings::Standard);
+    let broken = ClusterConfig { cp_break: CpBreak::SkipValidation, ..config };
+    let swarm = Swarm { scenario: Scenario::Cluster(broken), seeds, fail_fast };
+    let mut out = Vec::new();
+    let summary = cli::run_swarm(&swarm, indicatif::ProgressBar::hidden(), &mut out);
+    let out = String::from_utf8(out).unwrap();
+    let table = summary.table();
+    assert_eq!(summary.exit_status(), EXIT_FAILED, "{out}\n{table}");
+    assert_eq!(summary.seeds_run, 1);
+    assert_eq!(summary.failures.len(), 1);
+    assert_eq!(summary.failures[0].id, "S-DEL-GEN", "{:?}", summary.failures);
+    let replay =
+        "cargo run -p strata-sim-tests --bin strata-sim -- --seed 1 --cluster --standard-settings";
+    assert!(out.contains("cluster seed 1 failed: S-DEL-GEN") && out.contains(replay), "{out}");
+    assert_eq!(row(&table, "failed"), "1");
+    let by_invariant = table.lines().find(|l| l.trim_start().starts_with("S-DEL-GEN"));
+    assert_eq!(
+        by_invariant.map(|l| l.split_whitespace().collect::<Vec<_>>()),
+        Some(vec!["S-DEL-GEN", "1", "seeds", "1"])
+    );
+    assert!(table.contains(replay), "{table}");
+}
