@@ -57,7 +57,10 @@
 //! the way, delivered after its retry had been answered). So a retry after a
 //! deadline waits `link_margin_ms` more, until the transport has given the old
 //! attempt up (the HTTP link's timeout is the deadline plus that margin) and it can
-//! no longer be sent. An attempt already received by the control plane and still
+//! no longer be sent; and a call whose last attempt timed out reports its
+//! `Timeout` only then (state `Settling`), so the caller's next call (emergency
+//! mode's re-attach after start-up's timed out: cluster seed 276) cannot overtake
+//! it either. An attempt already received by the control plane and still
 //! queued there when the retry arrives is carried out first (the service runs calls
 //! one at a time, in arrival order).
 //!
@@ -273,8 +276,18 @@ pub enum ClientInputError {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum CallState {
-    InFlight { attempt: OpId, deadline: Instant },
-    Backoff { until: Instant },
+    InFlight {
+        attempt: OpId,
+        deadline: Instant,
+    },
+    Backoff {
+        until: Instant,
+    },
+    /// The last attempt timed out with no budget left: the `Timeout` surfaces at
+    /// `until`, once the transport has given the attempt up as well.
+    Settling {
+        until: Instant,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -419,12 +432,25 @@ impl ControlPlaneClient {
                 self.in_flight.remove(&attempt);
                 self.stats.timeouts_total += 1;
                 let deadline_ms = self.config.call_timeout_ms;
-                // The attempt may still be in transit: its retry waits until the
-                // transport has given it up as well (cluster seed 5475).
+                // The attempt may still be in transit: neither its retry nor the
+                // caller's next call may go out before the transport has given it up
+                // as well (cluster seeds 5475 and 276).
                 let later = now.plus_millis(self.config.link_margin_ms);
+                let c = self.calls.get_mut(&call).expect("matched above");
+                if c.attempts >= self.config.budget(c.request.kind()) && later > now {
+                    c.state = CallState::Settling { until: later };
+                    return;
+                }
                 self.failed(later, call, CallFailure::Timeout { deadline_ms }, true);
             }
-            ClientTimer::Retry(call) => self.send(now, call),
+            ClientTimer::Retry(call) => match self.calls.get(&call).map(|c| c.state) {
+                Some(CallState::Settling { .. }) => {
+                    self.stats.calls_failed_total += 1;
+                    let deadline_ms = self.config.call_timeout_ms;
+                    self.finish(call, Err(CallFailure::Timeout { deadline_ms }));
+                }
+                _ => self.send(now, call),
+            },
         }
     }
 
@@ -467,7 +493,9 @@ impl ControlPlaneClient {
     pub fn timers(&self) -> impl Iterator<Item = (Instant, ClientTimer)> + '_ {
         self.calls.iter().map(|(call, c)| match c.state {
             CallState::InFlight { deadline, .. } => (deadline, ClientTimer::Deadline(*call)),
-            CallState::Backoff { until } => (until, ClientTimer::Retry(*call)),
+            CallState::Backoff { until } | CallState::Settling { until } => {
+                (until, ClientTimer::Retry(*call))
+            }
         })
     }
 
@@ -506,10 +534,16 @@ impl ControlPlaneClient {
                 "{id:?}: {} attempts, budget {budget}",
                 call.attempts
             );
-            if let CallState::InFlight { attempt, .. } = call.state {
-                assert_eq!(self.in_flight.get(&attempt), Some(id), "{id:?}: attempt untracked");
-            } else {
-                assert!(call.attempts < budget, "{id:?} backs off with no budget left");
+            match call.state {
+                CallState::InFlight { attempt, .. } => {
+                    assert_eq!(self.in_flight.get(&attempt), Some(id), "{id:?}: attempt untracked");
+                }
+                CallState::Backoff { .. } => {
+                    assert!(call.attempts < budget, "{id:?} backs off with no budget left");
+                }
+                CallState::Settling { .. } => {
+                    assert_eq!(call.attempts, budget, "{id:?} settles with budget left");
+                }
             }
         }
         assert!(self.calls.len() >= self.in_flight.len(), "more attempts than calls");

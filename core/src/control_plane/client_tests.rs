@@ -113,6 +113,30 @@ fn a_retry_after_a_deadline_waits_until_the_link_has_given_the_attempt_up() {
     sent(&drain(&mut c));
 }
 
+/// Cluster seed 276: start-up's re-attach (a budget of one) timed out, and emergency
+/// mode's next re-attach was answered before the first reached the control plane.
+/// A call whose last attempt timed out reports the `Timeout` only once the link has
+/// given the attempt up, so the caller's next call cannot overtake it.
+#[test]
+fn a_timeout_with_no_budget_left_surfaces_once_the_link_has_given_the_attempt_up() {
+    let mut c = ControlPlaneClient::new(ClientConfig { link_margin_ms: 1_000, ..config() });
+    let mut now = Instant::ZERO;
+    let call =
+        c.handle_call(now, CpRequest::ReAttach { node: NodeId(1), held_back: Default::default() });
+    let attempt = sent(&drain(&mut c));
+    now = now.plus_millis(1_000);
+    fire(&mut c, now);
+    assert!(drain(&mut c).is_empty(), "not while the attempt may still be sent");
+    assert_eq!(c.poll_timeout(), Some(now.plus_millis(1_000)));
+    c.handle_reply(now, attempt, Ok(ControlPlaneReply::ReAttached { tenants: vec![] })).unwrap();
+    assert!(drain(&mut c).is_empty(), "a reply after the deadline is late, even now");
+    fire(&mut c, now.plus_millis(1_000));
+    let failure = CallFailure::Timeout { deadline_ms: 1_000 };
+    assert_eq!(drain(&mut c), vec![ClientEffect::Done { call, result: Err(failure) }]);
+    assert_eq!(c.stats().calls_failed_total, 1);
+    assert_eq!(c.calls_in_progress(), 0);
+}
+
 #[test]
 fn unreachable_backs_off_doubling_up_to_the_cap_then_the_failure_surfaces() {
     let mut c = ControlPlaneClient::new(config());
