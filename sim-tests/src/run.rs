@@ -162,7 +162,7 @@ pub fn run_seed(seed: u64, config: ScenarioConfig) -> (RunReport, Vec<String>) {
     let (sink, lines) = TraceSink::collect();
     let runtime = madsim::runtime::Runtime::with_seed_and_config(seed, madsim::Config::default());
     let outcome = catch_unwind(AssertUnwindSafe(|| runtime.block_on(scenario::run(config, sink))));
-    let trace = lines.lock().map(|l| l.clone()).unwrap_or_default();
+    let trace = lines.lock().map(|mut l| std::mem::take(&mut *l)).unwrap_or_default();
     let report = outcome.unwrap_or_else(|panic| RunReport {
         seed,
         violation: Some(panic_violation(panic.as_ref())),
@@ -178,7 +178,7 @@ pub fn run_cluster_seed(seed: u64, config: ClusterConfig) -> (ClusterReport, Vec
     let (sink, lines) = TraceSink::collect();
     let runtime = madsim::runtime::Runtime::with_seed_and_config(seed, madsim::Config::default());
     let outcome = catch_unwind(AssertUnwindSafe(|| runtime.block_on(cluster::run(config, sink))));
-    let trace = lines.lock().map(|l| l.clone()).unwrap_or_default();
+    let trace = lines.lock().map(|mut l| std::mem::take(&mut *l)).unwrap_or_default();
     let report = outcome.unwrap_or_else(|panic| {
         let violation = panic_violation(panic.as_ref());
         ClusterReport {

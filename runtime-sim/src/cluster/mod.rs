@@ -399,5 +399,8 @@ pub async fn run(config: ClusterConfig, trace: TraceSink) -> ClusterReport {
     let fired = faults.fired();
     report.fired = fired.into_iter().map(|(s, n)| (s.to_string(), n)).collect();
     report.machine_inputs = inputs.total();
+    let nodes: Vec<&madsim::runtime::NodeHandle> =
+        ps_nodes.iter().chain([&cp_node, &client_node]).collect();
+    crate::scenario::end_nodes(&handle, &nodes).await;
     report
 }
