@@ -73,6 +73,14 @@ pub fn check_history(history: &[HistoryEntry]) -> Result<(), String> {
                 // may land after its layers were legitimately deleted; it can never be
                 // the newest index (sequence numbers), which S-IDX-REF below checks.
                 if !e.late
+                    && let Some(relabelled) = relabelled_layer(t, tl, &index, &objects)
+                {
+                    return Err(format!(
+                        "S-GEN-SUFFIX: index {} (history #{}) lists {relabelled}",
+                        e.key, e.seq
+                    ));
+                }
+                if !e.late
                     && let Some(missing) = missing_layer(t, tl, &index, &objects)
                 {
                     return Err(format!(
@@ -114,6 +122,53 @@ fn missing_layer(
             None => Some(key.to_string()),
         }
     })
+}
+
+/// S-GEN-SUFFIX: a layer the index lists at a generation it was not written in,
+/// while storage holds it under another generation's suffix (eviction or
+/// re-download rebuilt its metadata from the current generation: #5538).
+fn relabelled_layer(
+    t: TenantId,
+    tl: TimelineId,
+    index: &IndexPart,
+    objects: &BTreeMap<RemoteKey, u64>,
+) -> Option<String> {
+    index.layer_metadata.iter().find_map(|(name, meta)| {
+        let key = remote_path::layer_key(t, tl, name, meta.generation);
+        if objects.contains_key(&key) {
+            return None;
+        }
+        let stem = format!("{}{name}-", remote_path::timeline_prefix(t, tl));
+        let from = RemoteKey::from_listing(&stem).ok()?;
+        let written = objects.range(from..).next()?;
+        written.0.as_str().starts_with(&stem).then(|| {
+            format!(
+                "{name} at generation {:?}, but it was written as {}",
+                meta.generation, written.0
+            )
+        })
+    })
+}
+
+/// S-ACTIVE-UPLOADED: the node answered that it created `timeline` (it reports it
+/// Active), so an index of the timeline is in remote storage now.
+pub fn active_uploaded(
+    remote: &crate::sim_remote::SimRemote,
+    tenant: TenantId,
+    timeline: TimelineId,
+) -> Result<(), String> {
+    let prefix = remote_path::timeline_prefix(tenant, timeline);
+    let objects = remote.objects();
+    let indexed = objects.keys().any(|k| {
+        k.as_str().starts_with(&prefix)
+            && matches!(remote_path::parse_index_key(tenant, timeline, k), Some(Ok(_)))
+    });
+    if indexed {
+        return Ok(());
+    }
+    Err(format!(
+        "S-ACTIVE-UPLOADED: {tenant}/{timeline} was answered created (Active) while remote storage held no index of it"
+    ))
 }
 
 /// FSYNC-TRUST: the node never read back a file whose last write failed its fsync

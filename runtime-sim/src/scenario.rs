@@ -45,7 +45,8 @@ pub use chaos::RECREATED_TIMELINE;
 use chaos::chaos_client;
 pub use client::SEED_BOUND;
 pub(crate) use client::{
-    call, check_visible, current_info, forget_last_refusal, note_refusal, retry, stuck,
+    call, check_visible, create_timeline, current_info, forget_last_refusal, note_refusal, retry,
+    stuck,
 };
 
 use crate::checkers;
@@ -54,6 +55,7 @@ use crate::faults::site;
 use crate::model::Model;
 use crate::rpc::{self, CallError};
 use crate::settings::{Drawn, NodeSettings};
+pub use crate::sim_remote::StoreBreak;
 use crate::world::{FaultPlan, World};
 use madsim::rand::{Rng, thread_rng};
 use madsim::runtime::Handle;
@@ -96,6 +98,9 @@ pub struct ScenarioConfig {
     /// The pageserver's settings: the standard ones, or drawn from the seed (the
     /// swarm; `crate::settings`).
     pub settings: NodeSettings,
+    /// A deliberately broken object store, for a test that shows a checker failing
+    /// (`StoreBreak`); the swarm never sets one.
+    pub store_break: StoreBreak,
 }
 
 impl Default for ScenarioConfig {
@@ -111,6 +116,7 @@ impl Default for ScenarioConfig {
             attach_within_ms: 120_000,
             forced_faults: Vec::new(),
             settings: NodeSettings::Standard,
+            store_break: StoreBreak::None,
         }
     }
 }
@@ -270,6 +276,7 @@ pub async fn run(config: ScenarioConfig, trace: TraceSink) -> RunReport {
     };
     plan.probabilities.extend(config.forced_faults.iter().copied());
     let world = World::new(plan);
+    world.remote.set_break(config.store_break);
     let settings = config.settings.for_seed(handle.seed());
     tracing::info!(settings = %settings.describe(), "node settings");
     let (node, client) = pageserver_and_client(&handle, &world, &trace, &settings);
@@ -288,7 +295,8 @@ pub async fn run(config: ScenarioConfig, trace: TraceSink) -> RunReport {
     let r = restarts.clone();
     let disk_full = Arc::new(Mutex::new(DiskFullSeen::default()));
     let d = disk_full.clone();
-    let workload = client.spawn(async move { workload(workload_config, r, d).await });
+    let remote = world.remote.clone();
+    let workload = client.spawn(async move { workload(workload_config, r, d, remote).await });
     let chaos_node =
         handle.create_node().name("chaos").ip(CHAOS_IP.parse().expect("static address")).build();
     let stop_chaos = Arc::new(Mutex::new(false));
@@ -419,6 +427,7 @@ async fn workload(
     config: ScenarioConfig,
     restarts: Arc<Mutex<usize>>,
     disk_full: Arc<Mutex<DiskFullSeen>>,
+    remote: crate::sim_remote::SimRemote,
 ) -> Result<Model, String> {
     let node: SocketAddr = PAGESERVER_ADDR.parse().expect("static address");
     let me: SocketAddr = format!("{CLIENT_IP}:0").parse().expect("static address");
@@ -430,10 +439,7 @@ async fn workload(
 
     retry(&ep, node, Request::CreateTenant { tenant }, |r| matches!(r, Err(ApiError::Conflict(_))))
         .await;
-    retry(&ep, node, Request::CreateTimeline { tenant, timeline }, |r| {
-        matches!(r, Err(ApiError::Conflict(_)))
-    })
-    .await;
+    create_timeline(&ep, node, (tenant, timeline), &remote).await?;
 
     let delete_at = thread_rng().gen_range(0..config.batches.max(1));
     let relocate_at: Vec<usize> =

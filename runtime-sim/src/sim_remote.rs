@@ -161,6 +161,22 @@ struct State {
     denied_until: Option<Instant>,
     created: Instant,
     config: SimRemoteConfig,
+    brk: StoreBreak,
+}
+
+/// A deliberate break of the object store, for a test that shows a checker
+/// failing (`sim-tests`: `single_node_breaks_are_caught`); the swarm never sets one.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum StoreBreak {
+    #[default]
+    None,
+    /// The first index PUT of each timeline is answered "done" and dropped: the
+    /// node reports a timeline Active whose index is not durable (S-ACTIVE-UPLOADED).
+    LoseFirstIndex,
+    /// Every index PUT past the first of its generation is stored with each layer
+    /// relabelled to the index's own generation, as an eviction that rebuilt layer
+    /// metadata from the current generation would write it (S-GEN-SUFFIX).
+    RelabelLayerGenerations,
 }
 
 impl State {
@@ -169,6 +185,7 @@ impl State {
         let from = (from.writer, from.issued.duration_since(self.created));
         match request {
             Request::Put { key, body } => {
+                let Some(body) = self.broken(&key, body) else { return };
                 let op = HistoryOp::Put { size_bytes: body.len() as u64 };
                 let kept = key.file_name().starts_with(INDEX_PART_FILE_NAME).then(|| body.clone());
                 self.record(at, key.clone(), op, (late, from), kept);
@@ -179,6 +196,39 @@ impl State {
                     let existed = self.objects.remove(&key).is_some();
                     self.record(at, key, HistoryOp::Delete { existed }, (late, from), None);
                 }
+            }
+        }
+    }
+
+    /// What a deliberately broken store does with a PUT: `None` drops it.
+    fn broken(&self, key: &RemoteKey, body: Vec<u8>) -> Option<Vec<u8>> {
+        let Some((tenant, timeline)) = crate::checkers::timeline_of(key) else { return Some(body) };
+        let Some(Ok(version)) = strata_core::remote_path::parse_index_key(tenant, timeline, key)
+        else {
+            return Some(body);
+        };
+        match self.brk {
+            StoreBreak::None => Some(body),
+            StoreBreak::LoseFirstIndex => {
+                let prefix = strata_core::remote_path::timeline_prefix(tenant, timeline);
+                let seen = (self.history.iter()).any(|h| {
+                    h.key.as_str().starts_with(&prefix)
+                        && h.key.file_name().starts_with(INDEX_PART_FILE_NAME)
+                });
+                seen.then_some(body)
+            }
+            StoreBreak::RelabelLayerGenerations => {
+                let Ok(mut index) = strata_core::index_part::IndexPart::from_json_bytes(&body)
+                else {
+                    return Some(body);
+                };
+                if version.seq < 2 {
+                    return Some(body);
+                }
+                for meta in index.layer_metadata.values_mut() {
+                    meta.generation = version.generation;
+                }
+                Some(index.to_json_bytes())
             }
         }
     }
@@ -258,8 +308,14 @@ impl SimRemote {
             denied_until: None,
             created: Instant::now(),
             config,
+            brk: StoreBreak::None,
         };
         SimRemote { state: Arc::new(Mutex::new(state)), faults, local: None, writer: 0 }
+    }
+
+    /// Breaks the store on purpose (a test showing a checker failing; never the swarm).
+    pub fn set_break(&self, brk: StoreBreak) {
+        self.lock().brk = brk;
     }
 
     /// A handle to the same store for node `writer` (a cluster's pageservers

@@ -125,6 +125,38 @@ fn corpus() {
 /// (every layer file under its name verifies). With the check broken (accepting
 /// everything) a flipped layer lands under its name and a seed fails. Independent
 /// of which seeds of the swarm happen to download.
+/// Each single-node checker added for issue 18 item 4 fails under a deliberate
+/// break of the simulated object store (`StoreBreak`, a test-only hook the swarm
+/// never sets), and names its invariant; the seed each needed is printed.
+#[test]
+fn single_node_breaks_are_caught() {
+    use strata_runtime_sim::scenario::StoreBreak;
+    const BREAK_SEEDS: u64 = 20;
+    let breaks = [
+        (
+            "the first index PUT of each timeline is acknowledged and dropped",
+            StoreBreak::LoseFirstIndex,
+            "S-ACTIVE-UPLOADED",
+        ),
+        (
+            "indexes past the first of a generation relabel every layer to it",
+            StoreBreak::RelabelLayerGenerations,
+            "S-GEN-SUFFIX",
+        ),
+    ];
+    for (what, store_break, id) in breaks {
+        let config = ScenarioConfig { store_break, ..ScenarioConfig::default() };
+        let found = (1..=BREAK_SEEDS).find_map(|seed| {
+            let (report, _) = run_seed(seed, config.clone());
+            report.violation.filter(|v| v.contains(id)).map(|v| (seed, v))
+        });
+        match found {
+            Some((seed, violation)) => println!("{what}: {id} at seed {seed}: {violation}"),
+            None => panic!("{what}: no seed of 1..={BREAK_SEEDS} reported {id}"),
+        }
+    }
+}
+
 #[test]
 fn corrupt_downloads_are_refused() {
     use strata_runtime_sim::faults::site;

@@ -76,6 +76,27 @@ pub(crate) async fn retry(
     }
 }
 
+/// Creates the timeline, retrying through kills and busy answers until the node
+/// answers it created (then S-ACTIVE-UPLOADED: its index is in remote storage) or
+/// that it exists (an earlier attempt's answer was lost).
+pub(crate) async fn create_timeline(
+    ep: &madsim::net::Endpoint,
+    node: SocketAddr,
+    (tenant, timeline): (TenantId, TimelineId),
+    remote: &crate::sim_remote::SimRemote,
+) -> Result<(), String> {
+    loop {
+        match call(ep, node, Request::CreateTimeline { tenant, timeline }).await {
+            Ok(Response::TimelineCreated(_)) => {
+                return crate::checkers::active_uploaded(remote, tenant, timeline);
+            }
+            Ok(other) => return Err(format!("unexpected create answer {other:?}")),
+            Err(CallError::Api(ApiError::Conflict(_))) => return Ok(()),
+            Err(_) => madsim::time::sleep(RETRY_PAUSE).await,
+        }
+    }
+}
+
 /// The node's last ingested LSN for the timeline (asked until it answers). Below
 /// `visible`, an LSN the node published as visible, it has lost data (S-VISIBLE).
 pub(super) async fn last_ingested(
