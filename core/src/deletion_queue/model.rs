@@ -56,6 +56,11 @@ pub enum Action {
     /// Pick, how: a validation request in transit fails (unreachable, timed out,
     /// refused) instead of reaching the control plane.
     FailValidate(usize, u8),
+    /// Node, pick: its upload queue cancels a key it pushed (the tenant left
+    /// AttachedSingle), wherever the key is short of a delete in flight.
+    Cancel(usize, usize),
+    /// Node: its tenant left AttachedSingle; keys recovered from disk are dropped.
+    StopDeleting(usize),
 }
 
 impl Action {
@@ -71,6 +76,8 @@ impl Action {
             Action::Tick(ms) => Action::Tick(1 + ms.saturating_sub(1) % 299),
             Action::Flush(n) => Action::Flush(node(n)),
             Action::FailIo(n, p, k) => Action::FailIo(node(n), p, k),
+            Action::Cancel(n, p) => Action::Cancel(node(n), p),
+            Action::StopDeleting(n) => Action::StopDeleting(node(n)),
             a @ (Action::Migrate
             | Action::DeliverValidate(_)
             | Action::DeliverReply(_)
@@ -250,6 +257,13 @@ impl World {
             Action::FailValidate(pick, how) => self.fail_validate(pick, how),
             Action::Tick(ms) => self.tick(ms),
             Action::Flush(n) => self.flush(n),
+            Action::Cancel(n, pick) => self.cancel(n, pick),
+            Action::StopDeleting(n) => {
+                let now = self.now;
+                if let Some(q) = self.nodes[n].q.as_mut() {
+                    q.handle(now, DeletionInput::StopDeleting { tenant: T }).expect("taken");
+                }
+            }
         }
         self.drain();
         self.check();
@@ -283,6 +297,17 @@ impl World {
         node.pushed_now.push(key.clone());
         let push = DeletionInput::Push { tenant: T, timeline: TL, generation, keys: vec![key] };
         node.q.as_mut().unwrap().handle(now, push).expect("a push is always taken");
+    }
+
+    fn cancel(&mut self, n: usize, pick: usize) {
+        let now = self.now;
+        let node = &mut self.nodes[n];
+        let Some(q) = node.q.as_mut() else { return };
+        if node.pushed_now.is_empty() {
+            return;
+        }
+        let key = node.pushed_now[pick % node.pushed_now.len()].clone();
+        q.handle(now, DeletionInput::Cancel { tenant: T, timeline: TL, key }).expect("taken");
     }
 
     fn ingest(&mut self, n: usize) {
@@ -505,7 +530,11 @@ impl World {
                     DeletionEffect::Report(r) => {
                         // A key whose delete failed for good is not deleted: L-DELETE
                         // does not expect it.
-                        if matches!(r.outcome, DeletionOutcome::FailedPermanently(_)) {
+                        // Nor one cancelled: it waits in its upload queue.
+                        if matches!(
+                            r.outcome,
+                            DeletionOutcome::FailedPermanently(_) | DeletionOutcome::Cancelled
+                        ) {
                             node.pushed_now.retain(|k| *k != r.key);
                         }
                     }

@@ -21,6 +21,8 @@ fn action() -> impl Strategy<Value = Action> {
         1 => (0..2usize).prop_map(Action::Flush),
         1 => (0..2usize, any::<usize>(), any::<u8>()).prop_map(|(n, p, k)| Action::FailIo(n, p, k)),
         1 => (any::<usize>(), any::<u8>()).prop_map(|(p, how)| Action::FailValidate(p, how)),
+        1 => (0..2usize, any::<usize>()).prop_map(|(n, p)| Action::Cancel(n, p)),
+        1 => (0..2usize).prop_map(Action::StopDeleting),
     ]
 }
 
