@@ -8,7 +8,8 @@
 //! is queued, or refused and backing off (cluster seed 5802: `access_denied` kept
 //! one retrying across the change). Every key not in a `DeleteObjects` in flight
 //! is therefore taken out of the executor and out of the list's content. A batch
-//! in flight was sent before the mode changed and cannot be recalled.
+//! in flight was sent before the mode changed and cannot be recalled; if it
+//! fails, its cancelled keys leave it then instead of being retried.
 //!
 //! # Crash argument
 //! Removing a key changes the list's content, so the list is rewritten (crash
@@ -26,11 +27,11 @@ use super::list::{IoState, Stage};
 use super::*;
 
 impl DeletionQueue {
-    /// Cancels a queued deletion of `key` that is not in a delete in flight:
-    /// from a list still collecting, waiting or validating, or from the executor
-    /// of a validated one. Answered by a `Cancelled` report once the cancel is
-    /// durable; a key found nowhere cancellable gets no extra answer (its normal
-    /// report follows or already went out).
+    /// Cancels a queued deletion of `key`: from a list still collecting, waiting
+    /// or validating, or from the executor of a validated one; a key in a delete in
+    /// flight is cancelled only if that delete fails. Answered by a `Cancelled`
+    /// report once the cancel is durable; a key not cancelled gets no extra answer
+    /// (its normal report follows or already went out).
     pub fn handle_cancel(
         &mut self,
         _now: Instant,
@@ -49,16 +50,37 @@ impl DeletionQueue {
             (cancellable && list.remove_key(tenant, timeline, &name))
                 .then_some(list.content.sequence)
         });
-        let found = found.or_else(|| self.take_from_executor(tenant, Some(timeline), &report.key));
-        let Some(seq) = found else { return };
+        match found {
+            Some(seq) => self.cancelled(seq, report),
+            None => self.cancel_out_of_executor(report),
+        }
+        self.pump();
+    }
+
+    /// Takes a cancelled key out of the executor, or, if its delete is in flight,
+    /// has it taken out should that delete fail (then it is not retried).
+    pub(super) fn cancel_out_of_executor(&mut self, report: DeletionReport) {
+        let (tenant, timeline) = (report.tenant, report.timeline);
+        if let Some(seq) = self.take_from_executor(tenant, Some(timeline), &report.key) {
+            return self.cancelled(seq, report);
+        }
+        let in_flight = self.batches.values_mut().find(|b| {
+            in_flight(b) && b.keys.iter().any(|k| k.tenant == tenant && k.key == report.key)
+        });
+        if let Some(batch) = in_flight {
+            batch.cancel_if_failed.push(report);
+        }
+    }
+
+    /// A key left list `seq`: its `Cancelled` report goes out once that is durable.
+    fn cancelled(&mut self, seq: u64, report: DeletionReport) {
         self.stats.keys_cancelled_total += 1;
-        let list = self.lists.get_mut(&seq).expect("found above");
+        let list = self.lists.get_mut(&seq).expect("the key's list");
         if list.no_file() {
             self.effects.push_back(DeletionEffect::Report(report));
         } else {
             list.cancels.push((list.version, report));
         }
-        self.pump();
     }
 
     /// The tenant may delete nothing now (it left AttachedSingle). Keys that came

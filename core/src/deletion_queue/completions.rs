@@ -89,6 +89,10 @@ impl DeletionQueue {
                 batch.failures += 1;
                 let until = now.plus_millis(backoff_ms(&config, batch.failures));
                 batch.state = IoState::Backoff { until };
+                // Keys cancelled while it was in flight leave it now, not retried.
+                for report in std::mem::take(&mut batch.cancel_if_failed) {
+                    self.cancel_out_of_executor(report);
+                }
                 return;
             }
         };

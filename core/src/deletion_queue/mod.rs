@@ -274,6 +274,9 @@ struct Batch {
     keys: Vec<ExecKey>,
     state: IoState,
     failures: u32,
+    /// Keys cancelled while this batch was in flight: if it fails, they leave it
+    /// (cancelled) instead of being retried (`cancel.rs`).
+    cancel_if_failed: Vec<DeletionReport>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

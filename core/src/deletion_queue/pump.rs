@@ -367,7 +367,8 @@ impl DeletionQueue {
             let keys: Vec<ExecKey> = self.exec_queue.drain(..take).collect();
             let id = self.next_batch;
             self.next_batch += 1;
-            self.batches.insert(id, Batch { keys, state: IoState::Idle, failures: 0 });
+            let batch = Batch { keys, state: IoState::Idle, failures: 0, cancel_if_failed: vec![] };
+            self.batches.insert(id, batch);
             self.issue_batch(id);
         }
     }

@@ -137,7 +137,10 @@ fires!(
 );
 
 fires!(an_empty_batch, "batch size", executing().q, |q| {
-    q.batches.insert(999, Batch { keys: Vec::new(), state: IoState::Idle, failures: 0 });
+    q.batches.insert(
+        999,
+        Batch { keys: Vec::new(), state: IoState::Idle, failures: 0, cancel_if_failed: vec![] },
+    );
 });
 
 fires!(a_header_beyond_every_sequence, "header beyond every sequence", open(), |q| {

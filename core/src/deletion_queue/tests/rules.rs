@@ -358,6 +358,33 @@ fn a_cancel_takes_a_key_out_of_a_delete_that_is_backing_off() {
     assert!(h.disk.is_empty());
 }
 
+/// A key cancelled while its delete is in flight is executed if that delete
+/// succeeds; if it fails, the key leaves the batch instead of being retried.
+#[test]
+fn a_key_cancelled_while_its_delete_is_in_flight_is_not_retried_after_a_failure() {
+    let mut h = Harness::new(small_config());
+    h.auto = false;
+    h.push(T1, g(1), vec![key(T1, 1), key(T1, 2)]);
+    h.flush();
+    h.complete(is_write, Ok(()));
+    h.complete(is_validate, Ok(()));
+    assert!(h.held.iter().any(is_delete), "the delete is in flight");
+    h.q.handle_cancel(h.now, T1, TL, key(T1, 1));
+    h.settle();
+    assert!(!h.held.iter().any(is_write), "nothing changes while it is in flight");
+    let denied = IoError::remote(IoErrorKind::Transient, "k", "access denied");
+    h.complete(is_delete, Err(denied));
+    h.complete(is_write, Ok(()));
+    assert_eq!(h.outcomes()[&key(T1, 1)], DeletionOutcome::Cancelled);
+    h.advance(1_000);
+    h.auto = true;
+    for e in std::mem::take(&mut h.held) {
+        h.carry_out(e, Ok(()));
+    }
+    h.run_until_idle();
+    assert_eq!(h.deleted, vec![key(T1, 2)], "the retry carries only the key left");
+}
+
 /// Keys read back from disk at start-up have no upload queue to cancel them: when
 /// their tenant leaves AttachedSingle, `handle_stop_deleting` drops those not in a
 /// delete in flight, queued or backing off, and leaves other tenants' alone.
