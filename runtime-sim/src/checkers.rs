@@ -72,21 +72,20 @@ pub fn check_history(history: &[HistoryEntry]) -> Result<(), String> {
                 // A late PUT (one its writer gave up on, applied after newer requests)
                 // may land after its layers were legitimately deleted; it can never be
                 // the newest index (sequence numbers), which S-IDX-REF below checks.
-                if !e.late
-                    && let Some(relabelled) = relabelled_layer(t, tl, &index, &objects)
-                {
-                    return Err(format!(
-                        "S-GEN-SUFFIX: index {} (history #{}) lists {relabelled}",
-                        e.key, e.seq
-                    ));
-                }
-                if !e.late
-                    && let Some(missing) = missing_layer(t, tl, &index, &objects)
-                {
-                    return Err(format!(
-                        "S-IDX-ORDER: index {} applied (history #{}) before its layer {missing}",
-                        e.key, e.seq
-                    ));
+                match missing_layer(t, tl, &index, &objects).filter(|_| !e.late) {
+                    Some(Missing::Relabelled(what)) => {
+                        let (key, seq) = (&e.key, e.seq);
+                        return Err(format!(
+                            "S-GEN-SUFFIX: index {key} (history #{seq}) lists {what}"
+                        ));
+                    }
+                    Some(Missing::Layer(missing)) => {
+                        return Err(format!(
+                            "S-IDX-ORDER: index {} applied (history #{}) before its layer {missing}",
+                            e.key, e.seq
+                        ));
+                    }
+                    None => {}
                 }
                 versions.insert(version, index);
             }
@@ -99,54 +98,65 @@ pub fn check_history(history: &[HistoryEntry]) -> Result<(), String> {
             && newest.deleted_at.is_none()
             && let Some(missing) = missing_layer(t, tl, newest, &objects)
         {
-            return Err(format!(
-                "S-IDX-REF: after history #{} ({:?} {}), the newest index {version:?} of {t}/{tl} references {missing}, which is not in storage",
-                e.seq, e.op, e.key
-            ));
+            return Err(match missing {
+                Missing::Relabelled(what) => {
+                    format!("S-GEN-SUFFIX: the newest index {version:?} of {t}/{tl} lists {what}")
+                }
+                Missing::Layer(missing) => format!(
+                    "S-IDX-REF: after history #{} ({:?} {}), the newest index {version:?} of {t}/{tl} references {missing}, which is not in storage",
+                    e.seq, e.op, e.key
+                ),
+            });
         }
     }
     Ok(())
 }
 
+/// The first layer `index` lists that storage does not hold as listed.
 fn missing_layer(
     t: TenantId,
     tl: TimelineId,
     index: &IndexPart,
     objects: &BTreeMap<RemoteKey, u64>,
-) -> Option<String> {
+) -> Option<Missing> {
     index.layer_metadata.iter().find_map(|(name, meta)| {
         let key = remote_path::layer_key(t, tl, name, meta.generation);
         match objects.get(&key) {
             Some(size) if *size == meta.file_size => None,
-            Some(size) => Some(format!("{key} (size {size}, index says {})", meta.file_size)),
-            None => Some(key.to_string()),
+            Some(size) => {
+                Some(Missing::Layer(format!("{key} (size {size}, index says {})", meta.file_size)))
+            }
+            None => Some(
+                relabelled(t, tl, name, meta.generation, objects)
+                    .unwrap_or_else(|| Missing::Layer(key.to_string())),
+            ),
         }
     })
 }
 
-/// S-GEN-SUFFIX: a layer the index lists at a generation it was not written in,
-/// while storage holds it under another generation's suffix (eviction or
-/// re-download rebuilt its metadata from the current generation: #5538).
-fn relabelled_layer(
+/// Why a listed layer is not in storage as listed.
+enum Missing {
+    /// Not there (or not at the recorded size).
+    Layer(String),
+    /// S-GEN-SUFFIX: listed at a generation it was not written in, while storage
+    /// holds it under another generation's suffix (eviction or re-download rebuilt
+    /// its metadata from the current generation: #5538).
+    Relabelled(String),
+}
+
+fn relabelled(
     t: TenantId,
     tl: TimelineId,
-    index: &IndexPart,
+    name: &LayerName,
+    generation: strata_core::Generation,
     objects: &BTreeMap<RemoteKey, u64>,
-) -> Option<String> {
-    index.layer_metadata.iter().find_map(|(name, meta)| {
-        let key = remote_path::layer_key(t, tl, name, meta.generation);
-        if objects.contains_key(&key) {
-            return None;
-        }
-        let stem = format!("{}{name}-", remote_path::timeline_prefix(t, tl));
-        let from = RemoteKey::from_listing(&stem).ok()?;
-        let written = objects.range(from..).next()?;
-        written.0.as_str().starts_with(&stem).then(|| {
-            format!(
-                "{name} at generation {:?}, but it was written as {}",
-                meta.generation, written.0
-            )
-        })
+) -> Option<Missing> {
+    let stem = format!("{}{name}-", remote_path::timeline_prefix(t, tl));
+    let (written, _) = objects.range(RemoteKey::from_listing(&stem).ok()?..).next()?;
+    written.as_str().starts_with(&stem).then(|| {
+        Missing::Relabelled(format!(
+            "{name} at generation {generation:?}, but it was written as {written}"
+        ))
     })
 }
 
