@@ -78,15 +78,20 @@ pub fn serve<R: Read, W: Write>(
         if kind != FrameKind::Request {
             return Err(ServeError::UnexpectedKind(kind));
         }
-        let frame = match handler(&body) {
-            Ok(value) => encode_frame(FrameKind::Value, &value),
-            Err(message) => encode_frame(FrameKind::Error, message.as_bytes()),
+        let (kind, mut answer) = match handler(&body) {
+            Ok(value) => (FrameKind::Value, value),
+            Err(message) => (FrameKind::Error, message.into_bytes()),
         };
-        let frame = match frame {
-            Ok(frame) => frame,
-            Err(too_long) => encode_frame(FrameKind::Error, too_long.to_string().as_bytes())?,
+        // The header, then the answer as the handler made it (not copied into a frame).
+        let header = match encode_header(kind, answer.len()) {
+            Ok(header) => header,
+            Err(too_long) => {
+                answer = too_long.to_string().into_bytes();
+                encode_header(FrameKind::Error, answer.len())?
+            }
         };
-        output.write_all(&frame).map_err(ServeError::Write)?;
+        output.write_all(&header).map_err(ServeError::Write)?;
+        output.write_all(&answer).map_err(ServeError::Write)?;
         served += 1;
         if !holds_complete_frame(input.buffer()) {
             output.flush().map_err(ServeError::Write)?;

@@ -274,6 +274,28 @@ async fn only_the_crashing_request_fails_in_a_pipeline() {
     assert_eq!(redo.restarts(), 1);
 }
 
+/// A frame cut short in the pipe would shift every later frame (there are no request
+/// ids): a caller dropped while its large request is still being written must not
+/// leave half of it behind. The child is busy with a slow request, so the 4 MiB
+/// request fills the pipe and its caller gives up mid-write; the request after it is
+/// still answered with its own bytes, by the same child.
+#[tokio::test]
+async fn a_caller_dropped_mid_write_does_not_tear_the_stream() {
+    let redo = WalRedoProcess::start(test_child());
+    ok(&redo, b"warm").await;
+    let slow = tokio::spawn({
+        let redo = redo.clone();
+        async move { redo.redo(b"slow:300:".to_vec()).await }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let large = vec![b'x'; 4 << 20];
+    let given_up = tokio::time::timeout(Duration::from_millis(50), redo.redo(large)).await;
+    assert!(given_up.is_err(), "the large request was answered before its caller gave up");
+    ok(&redo, b"after").await;
+    assert_eq!(slow.await.unwrap().unwrap(), b"slow:300:");
+    assert_eq!((redo.spawns(), redo.restarts(), redo.in_flight()), (1, 0, 0));
+}
+
 #[tokio::test]
 async fn a_missing_program_fails_at_spawn() {
     let redo = WalRedoProcess::start(WalRedoConfig::new("/nonexistent/strata", vec![]));
