@@ -164,7 +164,7 @@ impl Harness {
         n
     }
 
-    fn call(&mut self, request: Request) -> Result<Response, ApiError> {
+    pub(super) fn call(&mut self, request: Request) -> Result<Response, ApiError> {
         let req = RequestId(self.next_req);
         self.next_req += 1;
         self.node.handle_request(self.now, WallTime(self.now.0), req, request);
