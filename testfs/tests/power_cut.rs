@@ -8,6 +8,8 @@
 //!   `create_dir_all`, `remove_dir_all`): after each, the next mount must hold every
 //!   acknowledged operation's result, and a path the operation in flight touched
 //!   holds its old or its new state, never a torn file.
+//! - The same with LocalFs (the default remote storage) in the history: `put`,
+//!   `delete_objects`, `put_file`, `get_to_file`.
 //! - Copies of the adapter with one fsync removed (`build.rs`) fail that check.
 #![cfg(not(madsim))]
 
@@ -19,6 +21,7 @@ use strata_adapters::conformance;
 use strata_adapters::disk::{Disk, DiskError, is_temp_file_name};
 use strata_adapters::local_disk::LocalDisk;
 use strata_adapters::local_fs::LocalFs;
+use strata_adapters::remote::{NoCheck, RemoteError, RemoteStorage, TransferError};
 use strata_testfs::{Image, TestFs, mount_or_skip};
 
 macro_rules! mutant {
@@ -37,6 +40,8 @@ mutant!(no_temp_fsync, "local_disk_no_temp_fsync.rs");
 const DIRS: &[&str] = &["", "d0", "d0/s", "d1", "t/x0", "t/x1"];
 /// Trees `remove_dir_all` may remove.
 const TREES: &[&str] = &["d0", "d1", "t/x0", "t"];
+/// Object keys of the LocalFs part of the history (no key is another's folder).
+const KEYS: &[&str] = &["o/k0", "o/k1", "o/k2", "p/q/k0", "p/q/k1", "k9"];
 
 /// Cuts per run (`STRATA_POWER_CUTS`, default 60) and the seed
 /// (`STRATA_POWER_CUT_SEED`, default 1: CI replays the same history).
@@ -72,6 +77,28 @@ enum Op {
     Remove(String),
     Mkdir(String),
     RemoveTree(String),
+    /// LocalFs (objects below `bucket/` of the mount).
+    Put(String, Vec<u8>),
+    Delete(Vec<String>),
+    /// Disk path to key, key to disk path.
+    PutFile(String, String),
+    GetToFile(String, String),
+}
+
+impl Op {
+    fn kind(&self) -> &'static str {
+        match self {
+            Op::Write(..) => "write_atomic",
+            Op::Rename(..) => "rename",
+            Op::Remove(..) => "remove_file",
+            Op::Mkdir(..) => "create_dir_all",
+            Op::RemoveTree(..) => "remove_dir_all",
+            Op::Put(..) => "put",
+            Op::Delete(..) => "delete_objects",
+            Op::PutFile(..) => "put_file",
+            Op::GetToFile(..) => "get_to_file",
+        }
+    }
 }
 
 impl std::fmt::Display for Op {
@@ -82,6 +109,10 @@ impl std::fmt::Display for Op {
             Op::Remove(p) => write!(f, "remove_file {p}"),
             Op::Mkdir(d) => write!(f, "create_dir_all {d}"),
             Op::RemoveTree(d) => write!(f, "remove_dir_all {d}"),
+            Op::Put(k, b) => write!(f, "put {k} ({})", summary(Some(b))),
+            Op::Delete(keys) => write!(f, "delete_objects {keys:?}"),
+            Op::PutFile(p, k) => write!(f, "put_file {p} -> {k}"),
+            Op::GetToFile(k, p) => write!(f, "get_to_file {k} -> {p}"),
         }
     }
 }
@@ -98,11 +129,20 @@ fn summary(bytes: Option<&Vec<u8>>) -> String {
     }
 }
 
-/// The files and directories below the disk's root.
+/// The files and directories of the mount: the disk's below `data/`, LocalFs's
+/// objects below `bucket/`.
 #[derive(Clone, Debug, Default, PartialEq)]
 struct State {
     files: BTreeMap<String, Vec<u8>>,
     dirs: BTreeSet<String>,
+}
+
+fn data(p: &str) -> String {
+    format!("data/{p}")
+}
+
+fn bucket(k: &str) -> String {
+    format!("bucket/{k}")
 }
 
 fn ancestors(path: &str) -> impl Iterator<Item = &str> {
@@ -117,31 +157,51 @@ impl State {
         }
     }
 
+    fn put(&mut self, path: String, bytes: Vec<u8>) {
+        ancestors(&path).for_each(|d| {
+            self.dirs.insert(d.to_owned());
+        });
+        self.files.insert(path, bytes);
+    }
+
+    /// The content of the disk's file `p` (a path below the disk's root).
+    fn disk_file(&self, p: &str) -> Option<&Vec<u8>> {
+        self.files.get(&data(p))
+    }
+
     fn apply(&mut self, op: &Op) {
         match op {
-            Op::Write(p, b) => {
-                ancestors(p).for_each(|d| {
-                    self.dirs.insert(d.to_owned());
-                });
-                self.files.insert(p.clone(), b.clone());
-            }
+            Op::Write(p, b) => self.put(data(p), b.clone()),
             Op::Rename(a, b) => {
-                let bytes = self.files.remove(a).expect("renames an existing file");
-                self.files.insert(b.clone(), bytes);
+                let bytes = self.files.remove(&data(a)).expect("renames an existing file");
+                self.files.insert(data(b), bytes);
             }
             Op::Remove(p) => {
-                self.files.remove(p);
+                self.files.remove(&data(p));
             }
-            Op::Mkdir(d) => self.add_dir(d),
+            Op::Mkdir(d) => self.add_dir(&data(d)),
             Op::RemoveTree(d) => {
-                let inside = |p: &String| p == d || p.starts_with(&format!("{d}/"));
+                let d = data(d);
+                let inside = |p: &String| *p == d || p.starts_with(&format!("{d}/"));
                 self.dirs.retain(|p| !inside(p));
                 self.files.retain(|p, _| !inside(p));
+            }
+            Op::Put(k, b) => self.put(bucket(k), b.clone()),
+            Op::Delete(keys) => keys.iter().for_each(|k| {
+                self.files.remove(&bucket(k));
+            }),
+            Op::PutFile(p, k) => {
+                let bytes = self.disk_file(p).expect("uploads an existing file").clone();
+                self.put(bucket(k), bytes);
+            }
+            Op::GetToFile(k, p) => {
+                let bytes = self.files[&bucket(k)].clone();
+                self.put(data(p), bytes);
             }
         }
     }
 
-    /// What is on the mount below `root` (the disk's root), without temp files.
+    /// What is on the mount at `root`, without temp files.
     fn observe(root: &Path) -> State {
         fn walk(root: &Path, rel: &str, s: &mut State) {
             let Ok(entries) = std::fs::read_dir(root.join(rel)) else { return };
@@ -163,18 +223,58 @@ impl State {
     }
 }
 
-/// The next operation of the random history, valid in `state`.
-fn draw(rng: &mut Rng, state: &State, n: u64) -> Op {
+/// Content for write number `n` of `path`: its first line names both.
+fn content(rng: &mut Rng, path: &str, n: u64) -> Vec<u8> {
+    // Mostly small files, some over a few hundred KiB (many FUSE writes each).
+    let len = if rng.below(10) == 0 { 100_000 + rng.below(300_000) } else { rng.below(9_000) };
+    let mut bytes = format!("{path}#{n}\n").into_bytes();
+    bytes.extend(conformance::pattern(n as u8, len));
+    bytes
+}
+
+/// The next LocalFs operation, valid in `state`.
+fn draw_remote(rng: &mut Rng, state: &State, n: u64) -> Op {
+    let objects: Vec<&str> =
+        KEYS.iter().copied().filter(|k| state.files.contains_key(&bucket(k))).collect();
+    let local: Vec<&str> = state.files.keys().filter_map(|p| p.strip_prefix("data/")).collect();
+    match rng.below(100) {
+        0..15 if !objects.is_empty() => {
+            let mut keys: Vec<String> =
+                (0..1 + rng.below(3)).map(|_| rng.pick(KEYS).to_string()).collect();
+            keys.dedup();
+            return Op::Delete(keys);
+        }
+        15..35 if !local.is_empty() => {
+            return Op::PutFile(rng.pick(&local).to_string(), rng.pick(KEYS).to_string());
+        }
+        35..60 if !objects.is_empty() => {
+            let dir = rng.pick(DIRS);
+            let name = format!("f{}", rng.below(3));
+            let path = if dir.is_empty() { name } else { format!("{dir}/{name}") };
+            return Op::GetToFile(rng.pick(&objects).to_string(), path);
+        }
+        _ => {}
+    }
+    let key = rng.pick(KEYS);
+    Op::Put(key.to_string(), content(rng, key, n))
+}
+
+/// The next operation of the random history, valid in `state`; LocalFs's
+/// operations a third of the time when `remote`.
+fn draw(rng: &mut Rng, state: &State, n: u64, remote: bool) -> Op {
+    if remote && rng.below(3) == 0 {
+        return draw_remote(rng, state, n);
+    }
     let existing_dirs: Vec<&str> =
-        DIRS.iter().copied().filter(|d| d.is_empty() || state.dirs.contains(*d)).collect();
-    let files: Vec<&String> = state.files.keys().collect();
+        DIRS.iter().copied().filter(|d| d.is_empty() || state.dirs.contains(&data(d))).collect();
+    let files: Vec<&str> = state.files.keys().filter_map(|p| p.strip_prefix("data/")).collect();
     let file_in = |dir: &str, name: String| {
         if dir.is_empty() { name } else { format!("{dir}/{name}") }
     };
     match rng.below(100) {
         0..45 => {}
         45..60 if !files.is_empty() => {
-            let from = rng.pick(&files).clone();
+            let from = rng.pick(&files).to_string();
             let to = file_in(
                 rng.pick(&existing_dirs),
                 format!("{}{}", rng.pick(&["f", "g"]), rng.below(3)),
@@ -183,11 +283,11 @@ fn draw(rng: &mut Rng, state: &State, n: u64) -> Op {
                 return Op::Rename(from, to);
             }
         }
-        60..70 if !files.is_empty() => return Op::Remove(rng.pick(&files).clone()),
+        60..70 if !files.is_empty() => return Op::Remove(rng.pick(&files).to_string()),
         70..85 => return Op::Mkdir(rng.pick(&DIRS[1..]).to_string()),
         85..100 => {
             let trees: Vec<&str> =
-                TREES.iter().copied().filter(|t| state.dirs.contains(*t)).collect();
+                TREES.iter().copied().filter(|t| state.dirs.contains(&data(t))).collect();
             if !trees.is_empty() {
                 return Op::RemoveTree(rng.pick(&trees).to_string());
             }
@@ -195,21 +295,28 @@ fn draw(rng: &mut Rng, state: &State, n: u64) -> Op {
         _ => {}
     }
     let path = file_in(rng.pick(DIRS), format!("f{}", rng.below(3)));
-    // Mostly small files, some over a few hundred KiB (many FUSE writes each).
-    let len = if rng.below(10) == 0 { 100_000 + rng.below(300_000) } else { rng.below(9_000) };
-    let mut bytes = format!("{path}#{n}\n").into_bytes();
-    bytes.extend(conformance::pattern(n as u8, len));
+    let bytes = content(rng, &path, n);
     Op::Write(path, bytes)
 }
 
-async fn run<D: Disk>(d: &D, op: &Op) -> Result<(), DiskError> {
+/// Runs `op` on the disk `d` or on `remote`; the error as text.
+async fn run<D: Disk>(d: &D, remote: Option<&LocalFs>, op: &Op) -> Result<(), String> {
     let p = |s: &String| Utf8PathBuf::from(s.clone());
+    let k = |s: &String| conformance::key("", s);
+    let disk = |r: Result<(), DiskError>| r.map_err(|e| e.to_string());
+    let obj = |r: Result<(), RemoteError>| r.map_err(|e| e.to_string());
+    let transfer = |r: Result<u64, TransferError>| r.map(drop).map_err(|e| format!("{e:?}"));
+    let r = || remote.expect("LocalFs operations only in a run with LocalFs");
     match op {
-        Op::Write(path, bytes) => d.write_atomic(&p(path), bytes.clone()).await,
-        Op::Rename(a, b) => d.rename(&p(a), &p(b)).await,
-        Op::Remove(path) => d.remove_file(&p(path)).await,
-        Op::Mkdir(dir) => d.create_dir_all(&p(dir)).await,
-        Op::RemoveTree(dir) => d.remove_dir_all(&p(dir)).await,
+        Op::Write(path, bytes) => disk(d.write_atomic(&p(path), bytes.clone()).await),
+        Op::Rename(a, b) => disk(d.rename(&p(a), &p(b)).await),
+        Op::Remove(path) => disk(d.remove_file(&p(path)).await),
+        Op::Mkdir(dir) => disk(d.create_dir_all(&p(dir)).await),
+        Op::RemoveTree(dir) => disk(d.remove_dir_all(&p(dir)).await),
+        Op::Put(key, bytes) => obj(r().put(&k(key), bytes.clone()).await),
+        Op::Delete(keys) => obj(r().delete_objects(&keys.iter().map(k).collect::<Vec<_>>()).await),
+        Op::PutFile(path, key) => transfer(r().put_file(&k(key), &p(path), NoCheck).await),
+        Op::GetToFile(key, path) => transfer(r().get_to_file(&k(key), &p(path), NoCheck).await),
     }
 }
 
@@ -247,6 +354,8 @@ fn check(acked: &State, in_flight: &State, found: &State) -> Result<(), String> 
 struct Report {
     cuts: u32,
     ops_acked: u64,
+    /// Acknowledged operations by kind.
+    kinds: BTreeMap<&'static str, u64>,
     cut_mid_op: u32,
     mutations: u64,
     file_fsyncs: u64,
@@ -255,10 +364,13 @@ struct Report {
     elapsed: Duration,
 }
 
-/// Runs the random history on the disk `make` builds over the mount, with `cuts`
-/// power cuts; the first broken rule is the error, with its seed and cut.
+/// Runs the random history on the disk `make` builds over the mount's `data/`
+/// (and, with `remote`, LocalFs over its `bucket/`, with the real disk as its
+/// local side), with `cuts` power cuts; the first broken rule is the error, with
+/// its seed and cut.
 async fn power_cuts<D: Disk>(
     make: impl Fn(Utf8PathBuf) -> D,
+    remote: bool,
     seed: u64,
     cuts: u32,
 ) -> Result<Report, String> {
@@ -266,7 +378,8 @@ async fn power_cuts<D: Disk>(
     let tmp = tempfile::tempdir().expect("tempdir");
     let mnt = tmp.path().join("mnt");
     std::fs::create_dir(&mnt).expect("mount point");
-    let root = Utf8PathBuf::from_path_buf(mnt.join("data")).expect("UTF-8 path");
+    let mnt_utf8 = Utf8PathBuf::from_path_buf(mnt.clone()).expect("UTF-8 path");
+    let root = mnt_utf8.join("data");
     let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
     let mut model = State::default();
     let mut report = Report::default();
@@ -274,21 +387,24 @@ async fn power_cuts<D: Disk>(
     let mut fs = TestFs::mount(&mnt, &Image::default()).map_err(|e| format!("mount: {e}"))?;
     for cut in 1..=cuts {
         let disk = make(root.clone());
+        let local_fs = remote.then(|| {
+            LocalFs::new(mnt_utf8.join("bucket")).with_local_disk(LocalDisk::new(root.clone()))
+        });
         let armed = 1 + rng.next() % 120;
         fs.arm_cut_after(armed);
         let mut in_flight = None;
         while !fs.is_cut() {
             n += 1;
-            let op = draw(&mut rng, &model, n);
-            match run(&disk, &op).await {
+            let op = draw(&mut rng, &model, n, remote);
+            match run(&disk, local_fs.as_ref(), &op).await {
                 Ok(()) => {
                     model.apply(&op);
                     report.ops_acked += 1;
+                    *report.kinds.entry(op.kind()).or_default() += 1;
                 }
-                Err(e) if fs.is_cut() => {
+                Err(_) if fs.is_cut() => {
                     in_flight = Some(op);
                     report.cut_mid_op += 1;
-                    let _ = e;
                 }
                 Err(e) => {
                     return Err(format!(
@@ -303,7 +419,7 @@ async fn power_cuts<D: Disk>(
         report.dir_fsyncs += stats.dir_fsyncs;
         let image = fs.power_cut();
         fs = TestFs::mount(&mnt, &image).map_err(|e| format!("remount: {e}"))?;
-        let found = State::observe(root.as_std_path());
+        let found = State::observe(&mnt);
         let mut after = model.clone();
         if let Some(op) = &in_flight {
             after.apply(op);
@@ -365,7 +481,8 @@ async fn the_real_disk_keeps_every_acknowledged_write_across_power_cuts() {
     }
     let (seed, cuts) = settings();
     println!("power cuts: seed {seed} (STRATA_POWER_CUT_SEED), {cuts} cuts (STRATA_POWER_CUTS)");
-    let report = power_cuts(LocalDisk::new, seed, cuts).await.unwrap_or_else(|e| panic!("{e}"));
+    let report =
+        power_cuts(LocalDisk::new, false, seed, cuts).await.unwrap_or_else(|e| panic!("{e}"));
     println!("LocalDisk: {report:?}");
     assert_eq!(report.cuts, cuts);
 }
@@ -385,7 +502,7 @@ async fn a_write_atomic_without_its_directory_fsync_is_caught() {
         return;
     }
     let (seed, cuts) = settings();
-    caught("no_dir_fsync", power_cuts(no_dir_fsync::LocalDisk::new, seed, cuts).await);
+    caught("no_dir_fsync", power_cuts(no_dir_fsync::LocalDisk::new, false, seed, cuts).await);
 }
 
 #[tokio::test]
@@ -394,7 +511,7 @@ async fn a_new_directory_without_its_parent_fsync_is_caught() {
         return;
     }
     let (seed, cuts) = settings();
-    let r = power_cuts(no_new_dir_entry_fsync::LocalDisk::new, seed, cuts).await;
+    let r = power_cuts(no_new_dir_entry_fsync::LocalDisk::new, false, seed, cuts).await;
     caught("no_new_dir_entry_fsync", r);
 }
 
@@ -404,5 +521,19 @@ async fn a_write_atomic_without_its_temp_file_fsync_is_caught() {
         return;
     }
     let (seed, cuts) = settings();
-    caught("no_temp_fsync", power_cuts(no_temp_fsync::LocalDisk::new, seed, cuts).await);
+    caught("no_temp_fsync", power_cuts(no_temp_fsync::LocalDisk::new, false, seed, cuts).await);
+}
+
+#[tokio::test]
+async fn local_fs_and_the_real_disk_keep_every_acknowledged_object_and_file_across_power_cuts() {
+    let test =
+        "local_fs_and_the_real_disk_keep_every_acknowledged_object_and_file_across_power_cuts";
+    if !mount_or_skip(test) {
+        return;
+    }
+    let (seed, cuts) = settings();
+    let report =
+        power_cuts(LocalDisk::new, true, seed, cuts).await.unwrap_or_else(|e| panic!("{e}"));
+    println!("LocalDisk and LocalFs: {report:?}");
+    assert_eq!(report.cuts, cuts);
 }
