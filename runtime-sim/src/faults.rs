@@ -95,6 +95,15 @@ impl Faults {
         let fires = p >= 1.0 || thread_rng().gen_bool(p);
         if fires {
             *state.fired.entry(site).or_insert(0) += 1;
+            drop(state);
+            // On the lane of the machine that reached the site.
+            crate::sim_trace::record(
+                crate::sim_trace::Lane::Here,
+                "fault",
+                "-",
+                "effect",
+                format_args!("{site} fired"),
+            );
         }
         fires
     }

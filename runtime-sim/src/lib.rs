@@ -32,4 +32,6 @@ pub mod sim_remote;
 #[cfg(madsim)]
 pub mod sim_store;
 #[cfg(madsim)]
+pub mod sim_trace;
+#[cfg(madsim)]
 pub mod world;

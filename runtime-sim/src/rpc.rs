@@ -64,9 +64,23 @@ pub async fn call(
     request: Request,
     timeout: Duration,
 ) -> Result<Response, CallError> {
-    match client.call_timeout(addr, NodeRpc(request), timeout).await {
+    use crate::sim_trace::{Lane, record};
+    // Traced on the caller's lane, the request and its answer under one number.
+    let traced = crate::sim_trace::next_request().map(|n| (format!("rq{n}"), lane_of(addr)));
+    if let Some((op, to)) = &traced {
+        record(Lane::Here, "request", op, "effect", format_args!("to {to}: {request:?}"));
+    }
+    let answer = match client.call_timeout(addr, NodeRpc(request), timeout).await {
         Ok(Ok(response)) => Ok(response),
         Ok(Err(e)) => Err(CallError::Api(e)),
         Err(e) => Err(CallError::Transport(e.to_string())),
+    };
+    if let Some((op, from)) = &traced {
+        record(Lane::Here, "request", op, "input", format_args!("from {from}: {answer:?}"));
     }
+    answer
+}
+
+fn lane_of(addr: SocketAddr) -> String {
+    crate::sim_trace::lane_of(addr.ip())
 }

@@ -56,6 +56,7 @@ use crate::model::Model;
 use crate::rpc::{self, CallError};
 use crate::settings::{Drawn, NodeSettings};
 pub use crate::sim_remote::StoreBreak;
+use crate::sim_trace;
 use crate::world::{FaultPlan, World};
 use madsim::rand::{Rng, thread_rng};
 use madsim::runtime::Handle;
@@ -71,6 +72,8 @@ use strata_runtime_tokio::driver::{self, Adapters};
 use strata_runtime_tokio::trace_sink::TraceSink;
 
 pub const PAGESERVER_ADDR: &str = "10.0.0.1:7000";
+/// The pageserver's address without its port.
+pub const PAGESERVER_IP: &str = "10.0.0.1";
 /// The tenant the workload creates.
 pub const WORKLOAD_TENANT: TenantId = TenantId([7; 16]);
 pub const CLIENT_IP: &str = "10.0.0.2";
@@ -256,7 +259,7 @@ pub(crate) fn pageserver_and_client(
     let node = handle
         .create_node()
         .name("pageserver")
-        .ip("10.0.0.1".parse().expect("static address"))
+        .ip(PAGESERVER_IP.parse().expect("static address"))
         .init(move || pageserver_main(w.clone(), t.clone(), s.clone()))
         .build();
     let client =
@@ -269,6 +272,7 @@ pub(crate) fn pageserver_and_client(
 pub async fn run(config: ScenarioConfig, trace: TraceSink) -> RunReport {
     let handle = Handle::current();
     forget_last_refusal();
+    let _trace = sim_trace::begin(&trace);
     let mut plan = if config.faults {
         FaultPlan::from_seed(&mut thread_rng(), handle.seed())
     } else {
@@ -280,6 +284,8 @@ pub async fn run(config: ScenarioConfig, trace: TraceSink) -> RunReport {
     let settings = config.settings.for_seed(handle.seed());
     tracing::info!(settings = %settings.describe(), "node settings");
     let (node, client) = pageserver_and_client(&handle, &world, &trace, &settings);
+    sim_trace::name_node(&node, PAGESERVER_IP.parse().expect("static address"), "node-1");
+    sim_trace::name_node(&client, CLIENT_IP.parse().expect("static address"), "client");
 
     let started = madsim::time::Instant::now();
     // The clock nemesis runs only when a clock site is on, so a seed with every
@@ -299,6 +305,7 @@ pub async fn run(config: ScenarioConfig, trace: TraceSink) -> RunReport {
     let workload = client.spawn(async move { workload(workload_config, r, d, remote).await });
     let chaos_node =
         handle.create_node().name("chaos").ip(CHAOS_IP.parse().expect("static address")).build();
+    sim_trace::name_node(&chaos_node, CHAOS_IP.parse().expect("static address"), "chaos");
     let stop_chaos = Arc::new(Mutex::new(false));
     let stop = stop_chaos.clone();
     let chaos = chaos_node.spawn(async move { chaos_client(stop).await });
@@ -309,6 +316,7 @@ pub async fn run(config: ScenarioConfig, trace: TraceSink) -> RunReport {
         madsim::time::sleep(Duration::from_millis(wait_ms)).await;
         handle.kill(node.id());
         world.crash();
+        nemesis_line("node-1", format_args!("killed: its disk and store crash"));
         if let Err(violation) = checkers::crash_safe(&world) {
             return RunReport {
                 seed: handle.seed(),
@@ -329,13 +337,19 @@ pub async fn run(config: ScenarioConfig, trace: TraceSink) -> RunReport {
                 world.store.inject(fault);
             }
             *emergencies.lock().expect("not poisoned") += 1;
+            nemesis_line(
+                "node-1",
+                format_args!("the control plane's store fails its next {failures} commits"),
+            );
         }
         let pause_ms = thread_rng().gen_range(0..2_000);
         madsim::time::sleep(Duration::from_millis(pause_ms)).await;
         *restarts.lock().expect("not poisoned") += 1;
         handle.restart(node.id());
+        nemesis_line("node-1", format_args!("restarted"));
     }
     world.heal();
+    nemesis_line(sim_trace::NEMESIS_LANE, format_args!("faults heal"));
 
     let mut report =
         RunReport { seed: handle.seed(), settings: settings.describe(), ..RunReport::default() };
@@ -405,6 +419,11 @@ pub async fn run(config: ScenarioConfig, trace: TraceSink) -> RunReport {
     report.machine_inputs = world.inputs.total();
     end_nodes(&handle, &[&node, &client, &chaos_node]).await;
     report
+}
+
+/// A kill, restart or heal on `lane`'s trace.
+pub(crate) fn nemesis_line(lane: &str, what: std::fmt::Arguments<'_>) {
+    sim_trace::record(sim_trace::Lane::Named(lane), "nemesis", "-", "effect", what);
 }
 
 /// Kills every node of a finished run and lets the executor drop their tasks.

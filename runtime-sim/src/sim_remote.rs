@@ -243,6 +243,14 @@ impl State {
     ) {
         let seq = self.history.len() as u64;
         let epoch = self.epochs.get(&writer).copied().unwrap_or(0);
+        let late_text = if late { " (late: its caller was told it failed)" } else { "" };
+        crate::sim_trace::record(
+            crate::sim_trace::Lane::Named(crate::sim_trace::STORE_LANE),
+            "remote",
+            "-",
+            "input",
+            format_args!("{op:?} {} by writer {writer}{late_text}", key.as_str()),
+        );
         self.history.push(HistoryEntry { seq, at, key, op, late, body, epoch, writer, issued });
     }
 

@@ -31,4 +31,25 @@ impl TraceSink {
             TraceSink::Off => {}
         }
     }
+
+    /// Whether lines go anywhere: with [`TraceSink::Off`] a caller skips building them.
+    pub fn is_off(&self) -> bool {
+        matches!(self, TraceSink::Off)
+    }
+
+    /// Records a line that is not a machine's (the simulator's faults, requests and
+    /// object store): `line` is called only when the line goes somewhere (a
+    /// collecting sink, or the log at debug level).
+    pub fn record_text(&self, line: impl FnOnce() -> String) {
+        match self {
+            TraceSink::Log => tracing::debug!(target: "strata::trace", "{}", line()),
+            TraceSink::Collect(buffer) => {
+                let line = line();
+                if let Ok(mut lines) = buffer.lock() {
+                    lines.push(line);
+                }
+            }
+            TraceSink::Off => {}
+        }
+    }
 }

@@ -13,13 +13,17 @@
 //! one-line replay command as it is found.
 
 use crate::commit_seed;
-use crate::run::{Scenario, SeedRun, failure_text, invariant_id, parse_seed_range, replay};
+use crate::run::{
+    Scenario, SeedRun, failure_text_with_picture, invariant_id, parse_seed_range,
+    replay_with_picture, write_picture,
+};
 use clap::{ArgGroup, Parser};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::Write;
 use std::ops::Range;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use strata_runtime_sim::settings::NodeSettings;
 
@@ -32,8 +36,7 @@ pub const EXIT_USAGE: u8 = 2;
 /// swarm of seeds with a summary. Build with RUSTFLAGS="--cfg madsim".
 #[derive(Parser, Debug, Clone)]
 #[command(name = "strata-sim", version)]
-// One mode per run. `--shrink S` (issue 18 item 5) joins this group when it lands;
-// `--html FILE` will be an option of `--seed` and of a swarm's failures.
+// One mode per run. `--shrink S` (issue 18 item 5) joins this group when it lands.
 #[command(group(ArgGroup::new("mode").required(true).args(["seed", "seeds", "seeds_from_commit"])))]
 pub struct Cli {
     /// Replay one seed: print its whole trace (every node's trace lines), then
@@ -60,7 +63,16 @@ pub struct Cli {
     /// Stop a swarm at its first failing seed.
     #[arg(long)]
     pub fail_fast: bool,
+    /// With --seed: also write the run's picture to FILE, a self-contained HTML
+    /// page (a lane per machine, time down the page, faults and the violation
+    /// marked, each trace line on hover). A swarm writes one per failing seed
+    /// into target/strata-sim/ without being asked.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["seeds", "seeds_from_commit"])]
+    pub html: Option<PathBuf>,
 }
+
+/// Where a swarm writes the picture of each failing seed.
+pub const PICTURE_DIR: &str = "target/strata-sim";
 
 /// A swarm to run.
 #[derive(Clone, Debug)]
@@ -68,6 +80,9 @@ pub struct Swarm {
     pub scenario: Scenario,
     pub seeds: Range<u64>,
     pub fail_fast: bool,
+    /// The directory for each failing seed's picture (`{scenario}-seed-N.html`);
+    /// `None` writes none.
+    pub pictures: Option<PathBuf>,
 }
 
 impl Cli {
@@ -95,7 +110,12 @@ impl Cli {
             }
             (None, None) => return Ok(None),
         };
-        Ok(Some(Swarm { scenario: self.scenario(), seeds, fail_fast: self.fail_fast }))
+        Ok(Some(Swarm {
+            scenario: self.scenario(),
+            seeds,
+            fail_fast: self.fail_fast,
+            pictures: Some(PathBuf::from(PICTURE_DIR)),
+        }))
     }
 }
 
@@ -103,7 +123,8 @@ impl Cli {
 pub fn main(cli: Cli) -> u8 {
     let stdout = &mut std::io::stdout();
     if let Some(seed) = cli.seed {
-        let passed = replay(&cli.scenario(), seed, &mut stdout.lock());
+        let passed =
+            replay_with_picture(&cli.scenario(), seed, &mut stdout.lock(), cli.html.as_deref());
         return if passed { 0 } else { EXIT_FAILED };
     }
     let swarm = match cli.swarm(stdout) {
@@ -179,7 +200,14 @@ pub fn run_swarm(swarm: &Swarm, bar: ProgressBar, out: &mut dyn Write) -> Summar
                 id: invariant_id(violation),
                 violation: violation.to_string(),
             });
-            let text = failure_text(&swarm.scenario, &run);
+            let picture = swarm.pictures.as_ref().map(|dir| {
+                let path = dir.join(format!("{}-seed-{seed}.html", swarm.scenario.name()));
+                match write_picture(&swarm.scenario, &run, &path) {
+                    Ok(_) => path.display().to_string(),
+                    Err(e) => format!("{} not written: {e}", path.display()),
+                }
+            });
+            let text = failure_text_with_picture(&swarm.scenario, &run, picture.as_deref());
             bar.suspend(|| {
                 let _ = writeln!(out, "{text}\n");
             });

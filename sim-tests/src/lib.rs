@@ -14,11 +14,13 @@
 //!
 //! The `strata-sim` binary ([`cli`], madsim build) replays one seed (`--seed S`)
 //! or runs a swarm with a summary table (`--seeds A..B`, `--seeds-from-commit N`);
-//! [`run`] is the code it shares with the tests. The one-line replay command a
+//! [`run`] is the code it shares with the tests; [`html`] draws a run's picture
+//! (`--html FILE`, and beside each failure of a swarm). The one-line replay command a
 //! failure prints:
 //! `RUSTFLAGS="--cfg madsim" CARGO_TARGET_DIR=target/sim cargo run -p strata-sim-tests --bin strata-sim -- --seed N`
 
 pub mod commit_seed;
+pub mod html;
 
 #[cfg(madsim)]
 pub mod cli;

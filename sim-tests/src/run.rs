@@ -6,7 +6,7 @@
 use std::io::Write;
 use std::ops::Range;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use strata_runtime_sim::cluster::{self, ClusterConfig, ClusterReport};
 use strata_runtime_sim::scenario::{self, RunReport, ScenarioConfig};
 use strata_runtime_sim::settings::NodeSettings;
@@ -210,20 +210,30 @@ pub fn divergence(a: &[String], b: &[String]) -> Option<usize> {
 /// What a failed seed prints: the seed, its violations, the settings, the replay
 /// command and the last [`TRACE_TAIL_LINES`] trace lines.
 pub fn failure_text(scenario: &Scenario, run: &SeedRun) -> String {
+    failure_text_with_picture(scenario, run, None)
+}
+
+/// [`failure_text`], with the path of the run's picture beside the replay command.
+pub fn failure_text_with_picture(
+    scenario: &Scenario,
+    run: &SeedRun,
+    picture: Option<&str>,
+) -> String {
     let tail = run.trace.len().saturating_sub(TRACE_TAIL_LINES);
     let others = match run.violations.len() {
         0 | 1 => String::new(),
         _ => format!("\nall violations: {:#?}", run.violations),
     };
+    let picture = picture.map(|p| format!("\npicture: {p}")).unwrap_or_default();
     format!(
-        "{} seed {} failed: {}{others}\nsettings: {}\nreplay: {}\nlast {} trace lines ({}):\n{}",
+        "{} seed {} failed: {}{others}\nsettings: {}\nreplay: {}{picture}\nlast {} trace lines ({}):\n{}",
         scenario.name(),
         run.seed,
         run.violation().unwrap_or("?"),
         run.settings,
         scenario.replay_command(run.seed),
         run.trace.len() - tail,
-        if scenario.is_cluster() { "every node" } else { "node-1" },
+        "every machine",
         run.trace[tail..].join("\n")
     )
 }
@@ -232,9 +242,67 @@ pub fn failure_text(scenario: &Scenario, run: &SeedRun) -> String {
 /// the failure text to `out`. Returns whether the seed passed, whatever became of
 /// the writing (a reader such as `head` may stop early).
 pub fn replay(scenario: &Scenario, seed: u64, out: &mut dyn Write) -> bool {
+    replay_with_picture(scenario, seed, out, None)
+}
+
+/// [`replay`], also writing the run's HTML picture ([`picture`]) to `html` and its
+/// path and size to `out`.
+pub fn replay_with_picture(
+    scenario: &Scenario,
+    seed: u64,
+    out: &mut dyn Write,
+    html: Option<&Path>,
+) -> bool {
     let run = scenario.run(seed);
     let _ = write_replay(scenario, &run, out);
+    if let Some(path) = html {
+        let _ = match write_picture(scenario, &run, path) {
+            Ok(bytes) => writeln!(
+                out,
+                "picture: {} ({bytes} bytes, {} trace lines)",
+                path.display(),
+                run.trace.len()
+            ),
+            Err(e) => writeln!(out, "picture: {} not written: {e}", path.display()),
+        };
+    }
     run.violation().is_none()
+}
+
+/// The HTML picture of a run ([`crate::html`]): a lane per machine, time down the
+/// page, faults and the violation marked, each trace line on hover.
+pub fn picture(scenario: &Scenario, run: &SeedRun) -> String {
+    let verdict = if run.violation().is_some() { "failed" } else { "passed" };
+    let fired: Vec<String> =
+        run.fired.iter().filter(|(_, n)| *n > 0).map(|(s, n)| format!("{s} {n}")).collect();
+    let mut fields = vec![
+        ("seed".to_string(), run.seed.to_string()),
+        ("scenario".to_string(), scenario.name().to_string()),
+        ("settings".to_string(), run.settings.clone()),
+        ("simulated".to_string(), format!("{} ms", run.simulated_ms)),
+        ("machine inputs".to_string(), run.machine_inputs.to_string()),
+        ("fault sites fired".to_string(), fired.join(", ")),
+    ];
+    if run.violations.len() > 1 {
+        fields.push(("all violations".to_string(), run.violations.join("\n")));
+    }
+    let header = crate::html::Header {
+        title: format!("strata-sim: {} seed {} {verdict}", scenario.name(), run.seed),
+        fields,
+        violation: run.violation().map(str::to_string),
+        replay: scenario.replay_command(run.seed),
+    };
+    crate::html::render(&header, &run.trace)
+}
+
+/// Writes the run's [`picture`] to `path` (creating its directory); returns its size.
+pub fn write_picture(scenario: &Scenario, run: &SeedRun, path: &Path) -> std::io::Result<usize> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let html = picture(scenario, run);
+    std::fs::write(path, &html)?;
+    Ok(html.len())
 }
 
 fn write_replay(scenario: &Scenario, run: &SeedRun, out: &mut dyn Write) -> std::io::Result<()> {

@@ -93,11 +93,16 @@ fn a_failing_seed_makes_the_exit_status_non_zero_and_names_the_invariant() {
         "--standard-settings",
     ])
     .unwrap();
-    let Swarm { scenario, seeds, fail_fast } = cli.swarm(&mut Vec::new()).unwrap().unwrap();
+    let Swarm { scenario, seeds, fail_fast, pictures } =
+        cli.swarm(&mut Vec::new()).unwrap().unwrap();
+    assert_eq!(pictures.as_deref(), Some(std::path::Path::new(cli::PICTURE_DIR)));
     let Scenario::Cluster(config) = scenario else { panic!("not the cluster scenario") };
     assert_eq!(config.settings, NodeSettings::Standard);
     let broken = ClusterConfig { cp_break: CpBreak::SkipValidation, ..config };
-    let swarm = Swarm { scenario: Scenario::Cluster(broken), seeds, fail_fast };
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("strata-sim-pictures");
+    let _ = std::fs::remove_dir_all(&dir);
+    let pictures = Some(dir.clone());
+    let swarm = Swarm { scenario: Scenario::Cluster(broken), seeds, fail_fast, pictures };
     let mut out = Vec::new();
     let summary = cli::run_swarm(&swarm, indicatif::ProgressBar::hidden(), &mut out);
     let out = String::from_utf8(out).unwrap();
@@ -116,4 +121,39 @@ fn a_failing_seed_makes_the_exit_status_non_zero_and_names_the_invariant() {
         Some(vec!["S-DEL-GEN", "1", "seeds", "1"])
     );
     assert!(table.contains(replay), "{table}");
+
+    // The failing seed's picture, named beside the replay command.
+    let path = dir.join("cluster-seed-1.html");
+    assert!(out.contains(&format!("{replay}\npicture: {}\n", path.display())), "{out}");
+    let html = std::fs::read_to_string(&path).expect("the picture");
+    let violation = summary.failures[0].violation.replace('&', "&amp;").replace('<', "&lt;");
+    let violation = violation.replace('>', "&gt;").replace('"', "&quot;");
+    assert!(html.contains(&format!("<td class=v>{violation}</td>")), "no violation in the header");
+    assert!(html.contains("<i class=v title="), "no violation mark");
+    for lane in ["node-1", "node-2", "node-3", "control-plane", "client", "object-store"] {
+        assert!(html.contains(&format!("<span>{lane}</span>")), "no lane {lane}");
+    }
+    let faults = html.matches("<i class=f title=").count();
+    assert!(faults > 0, "no fault mark");
+    assert!(html.contains(" fault - effect ") && html.contains(" request rq1 effect to node-1: "));
+    assert!(html.contains("<td>RUSTFLAGS=&quot;--cfg madsim&quot; CARGO_TARGET_DIR=target/sim"));
+}
+
+#[test]
+fn a_replay_writes_its_picture() {
+    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("strata-sim-seed-3.html");
+    let _ = std::fs::remove_file(&path);
+    let path_text = path.to_str().expect("a UTF-8 path");
+    let (code, out, err) = strata_sim(&["--seed", "3", "--standard-settings", "--html", path_text]);
+    assert_eq!(code, Some(0), "stdout:\n{out}\nstderr:\n{err}");
+    assert!(out.contains(&format!("picture: {path_text} (")), "{out}");
+    let html = std::fs::read_to_string(&path).expect("the picture");
+    assert!(html.contains("strata-sim: single-node seed 3 passed"));
+    for lane in ["nemesis", "node-1", "client", "object-store"] {
+        assert!(html.contains(&format!("<span>{lane}</span>")), "no lane {lane}");
+    }
+    assert!(!html.contains("<i class=v "), "a violation mark on a passing seed");
+    // --html only goes with --seed.
+    let (code, _, err) = strata_sim(&["--seeds", "1..2", "--html", path_text]);
+    assert_eq!(code, Some(2), "{err}");
 }

@@ -34,9 +34,11 @@ pub mod reconcile;
 use crate::checkers;
 use crate::clock::SimClock;
 use crate::faults::{Faults, site};
+use crate::scenario::nemesis_line;
 use crate::sim_disk::{SimDisk, SimDiskConfig};
 use crate::sim_remote::{SimRemote, SimRemoteConfig};
 use crate::sim_store::SimStore;
+use crate::sim_trace;
 use crate::world::{FaultPlan, mix};
 use madsim::rand::{Rng, thread_rng};
 use madsim::runtime::Handle;
@@ -51,6 +53,14 @@ use strata_core::tenant::{LocationRequest, RequestedMode};
 use strata_runtime_tokio::trace_sink::TraceSink;
 
 pub use cp::CpBreak;
+
+/// The control plane's lane in the trace (`crate::sim_trace`).
+pub const CP_LANE: &str = "control-plane";
+
+/// A pageserver's lane: `node-N`, as its own trace lines name it.
+fn lane(id: NodeId) -> String {
+    id.to_string()
+}
 
 /// A deliberate break at a pageserver's door, for a test that shows a checker
 /// failing (the node is handed a changed request). Never set by the swarm.
@@ -225,6 +235,7 @@ fn plan(config: &ClusterConfig, seed: u64) -> FaultPlan {
 pub async fn run(config: ClusterConfig, trace: TraceSink) -> ClusterReport {
     let handle = Handle::current();
     crate::scenario::forget_last_refusal();
+    let _trace = sim_trace::begin(&trace);
     let faults = Faults::new();
     for (s, p) in &plan(&config, handle.seed()).probabilities {
         faults.set(s, *p);
@@ -257,6 +268,7 @@ pub async fn run(config: ClusterConfig, trace: TraceSink) -> ClusterReport {
         .ip(cp::CP_IP.parse().expect("static address"))
         .init(move || cp::control_plane_main(w.clone()))
         .build();
+    sim_trace::name_node(&cp_node, cp::CP_IP.parse().expect("static address"), CP_LANE);
     let brk = config.cp_break;
     let settings = config.settings.for_seed(handle.seed());
     tracing::info!(settings = %settings.describe(), "pageserver settings");
@@ -297,6 +309,7 @@ pub async fn run(config: ClusterConfig, trace: TraceSink) -> ClusterReport {
                 }
             })
             .build();
+        sim_trace::name_node(&node, addr.ip(), &lane(id));
         pageservers.push(ps);
         ps_nodes.push(node);
     }
@@ -305,6 +318,11 @@ pub async fn run(config: ClusterConfig, trace: TraceSink) -> ClusterReport {
         .name("client")
         .ip(client::CLIENT_IP.parse().expect("static address"))
         .build();
+    sim_trace::name_node(
+        &client_node,
+        client::CLIENT_IP.parse().expect("static address"),
+        "client",
+    );
 
     let started = madsim::time::Instant::now();
     let restarts = Arc::new(Mutex::new(vec![0usize; config.pageservers]));
@@ -336,6 +354,7 @@ pub async fn run(config: ClusterConfig, trace: TraceSink) -> ClusterReport {
             handle.kill(cp_node.id());
             cp_store.crash();
             cp_world.migrations.crash();
+            nemesis_line(CP_LANE, format_args!("killed: its store crashes"));
             if config.faults && thread_rng().gen_bool(0.3) {
                 for i in 0..thread_rng().gen_range(1..4) {
                     let fault = if i % 2 == 0 {
@@ -343,12 +362,14 @@ pub async fn run(config: ClusterConfig, trace: TraceSink) -> ClusterReport {
                     } else {
                         crate::sim_store::StoreFault::FailAfterCommit
                     };
+                    nemesis_line(CP_LANE, format_args!("its store will fail a commit: {fault:?}"));
                     cp_store.inject(fault);
                 }
             }
             madsim::time::sleep(pause).await;
             report.cp_restarts += 1;
             handle.restart(cp_node.id());
+            nemesis_line(CP_LANE, format_args!("restarted"));
         } else {
             let ps = &pageservers[victim];
             tracing::info!(node = ps.id.0, "nemesis: a pageserver is killed");
@@ -356,6 +377,7 @@ pub async fn run(config: ClusterConfig, trace: TraceSink) -> ClusterReport {
             ps.disk.crash();
             ps.remote.crash();
             log.node_crashed(ps.id);
+            nemesis_line(&lane(ps.id), format_args!("killed: its disk crashes"));
             if let Err(v) = checkers::crash_safe_of(&ps.disk) {
                 report.violations.push(v);
             }
@@ -363,9 +385,11 @@ pub async fn run(config: ClusterConfig, trace: TraceSink) -> ClusterReport {
             restarts.lock().expect("not poisoned")[victim] += 1;
             report.restarts += 1;
             handle.restart(ps_nodes[victim].id());
+            nemesis_line(&lane(ps.id), format_args!("restarted"));
         }
     }
     faults.heal();
+    nemesis_line(sim_trace::NEMESIS_LANE, format_args!("faults heal"));
     // No seed runs for ever (`scenario::SEED_BOUND`): a client past it is stuck.
     let outcome = match madsim::time::timeout(crate::scenario::SEED_BOUND, client).await {
         Ok(outcome) => outcome,
