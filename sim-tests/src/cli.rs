@@ -14,8 +14,8 @@
 
 use crate::commit_seed;
 use crate::run::{
-    Scenario, SeedRun, failure_text_with_picture, invariant_id, parse_seed_range,
-    replay_with_picture, write_picture,
+    Scenario, SeedRun, failure_text, failure_text_writing_picture, invariant_id, parse_seed_range,
+    replay_with_picture,
 };
 use clap::{ArgGroup, Parser};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -200,14 +200,10 @@ pub fn run_swarm(swarm: &Swarm, bar: ProgressBar, out: &mut dyn Write) -> Summar
                 id: invariant_id(violation),
                 violation: violation.to_string(),
             });
-            let picture = swarm.pictures.as_ref().map(|dir| {
-                let path = dir.join(format!("{}-seed-{seed}.html", swarm.scenario.name()));
-                match write_picture(&swarm.scenario, &run, &path) {
-                    Ok(_) => path.display().to_string(),
-                    Err(e) => format!("{} not written: {e}", path.display()),
-                }
-            });
-            let text = failure_text_with_picture(&swarm.scenario, &run, picture.as_deref());
+            let text = match &swarm.pictures {
+                Some(dir) => failure_text_writing_picture(&swarm.scenario, &run, dir),
+                None => failure_text(&swarm.scenario, &run),
+            };
             bar.suspend(|| {
                 let _ = writeln!(out, "{text}\n");
             });

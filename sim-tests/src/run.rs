@@ -295,6 +295,23 @@ pub fn picture(scenario: &Scenario, run: &SeedRun) -> String {
     crate::html::render(&header, &run.trace)
 }
 
+/// The file name of a failing seed's picture in a swarm's directory.
+pub fn picture_file_name(scenario: &Scenario, seed: u64) -> String {
+    format!("{}-seed-{seed}.html", scenario.name())
+}
+
+/// [`failure_text`] of a seed a swarm found, after writing its picture into `dir`
+/// ([`picture_file_name`]); the text names the picture under the replay command
+/// (or why it was not written).
+pub fn failure_text_writing_picture(scenario: &Scenario, run: &SeedRun, dir: &Path) -> String {
+    let path = dir.join(picture_file_name(scenario, run.seed));
+    let picture = match write_picture(scenario, run, &path) {
+        Ok(_) => path.display().to_string(),
+        Err(e) => format!("{} not written: {e}", path.display()),
+    };
+    failure_text_with_picture(scenario, run, Some(&picture))
+}
+
 /// Writes the run's [`picture`] to `path` (creating its directory); returns its size.
 pub fn write_picture(scenario: &Scenario, run: &SeedRun, path: &Path) -> std::io::Result<usize> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {

@@ -4,7 +4,9 @@
 use std::time::Instant;
 use strata_runtime_sim::scenario::{RunReport, ScenarioConfig};
 use strata_runtime_sim::settings::NodeSettings;
-use strata_sim_tests::run::{Scenario, SeedRun, corpus_seeds, divergence, failure_text, run_seed};
+use strata_sim_tests::run::{
+    Scenario, SeedRun, corpus_seeds, divergence, failure_text_writing_picture, run_seed,
+};
 
 const DEFAULT_SEEDS: u64 = 100;
 const DETERMINISM_SAMPLE: u64 = 4;
@@ -17,11 +19,17 @@ fn drawn() -> ScenarioConfig {
     ScenarioConfig { settings: NodeSettings::FromSeed, ..ScenarioConfig::default() }
 }
 
-/// Fails the test with the seed's failure text and replay command
+/// Where a failing seed's picture goes: `target/sim/tmp/strata-sim/`.
+fn picture_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("strata-sim")
+}
+
+/// Fails the test with the seed's failure text, replay command and picture
 /// (`strata_sim_tests::run`).
 fn fail(config: &ScenarioConfig, report: &RunReport, trace: &[String]) -> ! {
     let scenario = Scenario::Single(config.clone());
-    panic!("{}", failure_text(&scenario, &SeedRun::single(report, trace.to_vec())))
+    let run = SeedRun::single(report, trace.to_vec());
+    panic!("{}", failure_text_writing_picture(&scenario, &run, &picture_dir()))
 }
 
 fn env_u64(name: &str) -> Option<u64> {
@@ -210,10 +218,11 @@ fn cluster_drawn() -> ClusterConfig {
     ClusterConfig { settings: NodeSettings::FromSeed, ..ClusterConfig::default() }
 }
 
-/// Fails the test with the cluster seed's failure text and replay command.
+/// Fails the test with the cluster seed's failure text, replay command and picture.
 fn cluster_fail(config: &ClusterConfig, report: &ClusterReport, trace: &[String]) -> ! {
     let scenario = Scenario::Cluster(config.clone());
-    panic!("{}", failure_text(&scenario, &SeedRun::cluster(report, trace.to_vec())))
+    let run = SeedRun::cluster(report, trace.to_vec());
+    panic!("{}", failure_text_writing_picture(&scenario, &run, &picture_dir()))
 }
 
 /// The cluster swarm: seeds `STRATA_CLUSTER_SEED_START..+STRATA_CLUSTER_SEEDS`
