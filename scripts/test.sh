@@ -7,6 +7,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PROPTEST_CASES="${PROPTEST_CASES:-64}"
+# Read here and taken out of the environment: the tests start the strata binary,
+# which warns about every STRATA_… variable that is no configuration key, and the
+# end-to-end tests fail on an unexpected warning.
+commit_seeds="${STRATA_SIM_COMMIT_SEEDS:-0}"
+commit_cluster_seeds="${STRATA_SIM_COMMIT_CLUSTER_SEEDS:-0}"
+unset STRATA_SIM_COMMIT_SEEDS STRATA_SIM_COMMIT_CLUSTER_SEEDS
 
 echo "== tokio build: tests"
 cargo build --workspace --tests --bins
@@ -23,7 +29,7 @@ MADSIM_TEST_SEED="${MADSIM_TEST_SEED:-1}" RUSTFLAGS="--cfg madsim" RUSTDOCFLAGS=
 # the commit (STRATA_COMMIT, else git rev-parse HEAD), printed first, so each commit
 # covers new seeds and a rerun replays them (docs/TESTING.md, strata-sim).
 for scenario in single cluster; do
-  if [ "$scenario" = single ]; then n="${STRATA_SIM_COMMIT_SEEDS:-0}"; flag=""; else n="${STRATA_SIM_COMMIT_CLUSTER_SEEDS:-0}"; flag="--cluster"; fi
+  if [ "$scenario" = single ]; then n="$commit_seeds"; flag=""; else n="$commit_cluster_seeds"; flag="--cluster"; fi
   if [ "$n" != 0 ]; then
     echo "== madsim build: strata-sim, $n $scenario seeds from the commit's start seed"
     RUSTFLAGS="--cfg madsim" RUSTDOCFLAGS="--cfg madsim" CARGO_TARGET_DIR=target/sim \
