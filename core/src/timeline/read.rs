@@ -13,6 +13,11 @@
 //!    read with [`ReadError::LayerUnavailable`]. A download whose bytes do not match
 //!    the index (the remote object itself is corrupt) fails the read with
 //!    [`ReadError::LayerCorrupt`]: no retry can help. Wrong bytes are never served.
+//!    A failed download's local file, if it left one, is removed (`EvictLayer`):
+//!    a download whose directory fsync failed is never read back (FSYNC-TRUST), by
+//!    this timeline or by the one a tenant restart recovers from the directory.
+//!    Crash argument: the file's data was fsynced before its rename, so a crash
+//!    leaves either no file or whole, verified bytes under the name.
 //! 4. No records: `None`. An image and no deltas: the image. Otherwise a `Redo`
 //!    effect reconstructs the value.
 
@@ -327,6 +332,13 @@ impl Timeline {
             if ok {
                 self.touch(&name);
             }
+        }
+        if !ok {
+            // FSYNC-TRUST: a download whose directory fsync failed has its file
+            // under the layer's name, contents not to be trusted again; a tenant
+            // restart would adopt it at load (single-node seed 5265905). Ask for its
+            // removal as for an eviction (a file never written is NotFound: fine).
+            self.effects.push_back(TimelineEffect::EvictLayer { name: name.clone() });
         }
         let waiting: Vec<Reader> = self
             .reads

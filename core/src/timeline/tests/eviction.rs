@@ -95,3 +95,33 @@ fn stale_mode_evicts_nothing() {
     h.advance_to(h.now.plus_millis(10));
     assert_eq!(resident(&h), 0);
 }
+
+#[test]
+fn a_download_that_failed_its_fsync_has_its_file_removed() {
+    // FSYNC-TRUST (single-node seed 5265905): the file of a download whose directory
+    // fsync failed stays under the layer's name; a tenant restart adopted it at load
+    // and read it back. The timeline asks for its removal at the failure.
+    let cfg = TimelineConfig { eviction_idle_ms: 1_000, layer_cache_bytes: 0, ..config(100) };
+    let mut h = Harness::new(Lsn(0), cfg);
+    let _ = fill(&mut h, 1, 2);
+    h.advance_to(h.now.plus_millis(10_000));
+    h.confirm_uploads();
+    assert_eq!(resident(&h), 0);
+    let name = h.tl.layers().next().unwrap().name.clone();
+    h.manual = true;
+    h.tl.handle_read(h.now, ReadId(7), Key(0), Lsn(1));
+    h.drain();
+    // The renamed file is in place when the directory's fsync fails.
+    let (bytes, _) = h.world.remote[&name].clone();
+    h.world.disk.insert(name.clone(), bytes);
+    h.log.clear();
+    assert!(h.fail_held(0, IoErrorKind::FsyncFailed));
+    assert!(
+        h.log.iter().any(|e| matches!(e, TimelineEffect::EvictLayer { name: n } if *n == name)),
+        "no removal asked for: {:?}",
+        h.log
+    );
+    assert!(!h.world.disk.contains_key(&name), "the untrusted file is gone");
+    assert!(matches!(h.reads.remove(&ReadId(7)), Some(Err(ReadError::LayerUnavailable { .. }))));
+    h.tl.check_invariants();
+}
