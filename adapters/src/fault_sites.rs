@@ -28,6 +28,12 @@ pub const DISK_SLOW_IO: &str = "disk.slow_io";
 /// instead of being lost.
 pub const DISK_TORN_WRITE: &str = "disk.crash.torn_write";
 
+/// A local read of a layer file fails with EIO (`DiskErrorKind::Io`).
+pub const DISK_READ_EIO: &str = "disk.read.eio";
+/// A local read of a layer file returns its bytes with one bit flipped (the file
+/// on disk is intact): the node's CRC32C check must refuse them.
+pub const DISK_READ_BITFLIP: &str = "disk.read.bitflip";
+
 /// A request fails before reaching the store.
 pub const REMOTE_PUT_TRANSIENT: &str = "remote.put.transient";
 /// The put is applied, the caller sees `Transient`.
@@ -98,6 +104,8 @@ pub const ALL: &[&str] = &[
     CLOCK_MONOTONIC_JUMP,
     CLOCK_WALL_JUMP,
     DISK_FULL,
+    DISK_READ_EIO,
+    DISK_READ_BITFLIP,
 ];
 
 /// An episode starts (cluster scenario): one pageserver and the control plane
@@ -133,6 +141,8 @@ pub const MIXED: &[&str] = &[
     CLOCK_MONOTONIC_JUMP,
     CLOCK_WALL_JUMP,
     DISK_FULL,
+    DISK_READ_EIO,
+    DISK_READ_BITFLIP,
 ];
 
 /// Before a layer upload's PUT (`RemotePutFile` of an upload queue).

@@ -26,7 +26,10 @@
 //! keeps its old durable entries), `disk.enospc` (creating a file or directory
 //! fails with `NoSpace`), `disk.full` (an episode of 1–10 s in which every creation
 //! fails with `NoSpace`), `disk.slow_io` (one step takes 50–500 ms instead of
-//! microseconds).
+//! microseconds), `disk.read.eio` (a read of a layer file fails with `Io`) and
+//! `disk.read.bitflip` (a read of a layer file returns one bit flipped; the file
+//! stays intact). The two read sites touch layer files only, and never the read of
+//! an upload (`read_unfaulted`): docs/FAULT_MODEL.md, "Local read faults".
 //!
 //! Simplifications against POSIX: a directory may be renamed only to a free name;
 //! `remove_dir_all` unlinks the tree at once (a crash before its parent's fsync
@@ -432,6 +435,14 @@ fn fsync_dir(s: &mut State, faults: &Faults, ino: Ino) -> Result<(), StepError> 
     s.fsync_dir(ino)
 }
 
+/// Whether `path` names a layer file (its name parses as a layer name): the only
+/// files `disk.read.eio` and `disk.read.bitflip` touch. Every other file the node
+/// reads (a tenant's `config-v1`, a deletion list) carries no checksum, so a flip
+/// there could be trusted: see docs/FAULT_MODEL.md, "Local read faults".
+fn is_layer_file(path: &Utf8Path) -> bool {
+    path.file_name().is_some_and(|n| n.parse::<strata_core::layer_name::LayerName>().is_ok())
+}
+
 /// One operation in progress.
 struct Op<'a> {
     name: &'static str,
@@ -506,6 +517,31 @@ impl SimDisk {
         self.step(&op, |s, faults| fsync_dir(s, faults, dir)).await
     }
 
+    /// A read without the read-fault sites, for `put_file`: an upload's local read
+    /// is not faulted (an EIO there is `Permanent` and a refused source `Corrupt`,
+    /// either breaks the timeline for good: docs/FAULT_MODEL.md, "Local read faults").
+    pub(crate) async fn read_unfaulted(&self, path: &Utf8Path) -> Result<Vec<u8>, DiskError> {
+        self.note_untrusted_read(path);
+        let op = self.begin("read", path)?;
+        self.step(&op, |s, _| match s.inodes.get(&s.lookup(&comps(path))?) {
+            Some(Inode::File(f)) => Ok(f.data.clone()),
+            Some(Inode::Dir(_)) => Err(io("is a directory")),
+            None => Err(io("inode lost")),
+        })
+        .await
+    }
+
+    /// Records a read of a path whose last write failed its fsync (FSYNC-TRUST).
+    fn note_untrusted_read(&self, path: &Utf8Path) {
+        let mut s = self.lock();
+        if s.untrusted.contains(path) {
+            let what = format!(
+                "FSYNC-TRUST: the node read {path} back although its last write failed its fsync (its contents are unknown: it must be rewritten from memory or given up)"
+            );
+            s.untrusted_reads.push(what);
+        }
+    }
+
     /// The paths whose last `write_atomic` failed its fsync and that the node then
     /// read back, as `FSYNC-TRUST` violations (for the checkers).
     pub fn untrusted_reads(&self) -> Vec<String> {
@@ -530,20 +566,23 @@ impl Disk for SimDisk {
     }
 
     async fn read(&self, path: &Utf8Path) -> Result<Vec<u8>, DiskError> {
-        {
-            let mut s = self.lock();
-            if s.untrusted.contains(path) {
-                let what = format!(
-                    "FSYNC-TRUST: the node read {path} back although its last write failed its fsync (its contents are unknown: it must be rewritten from memory or given up)"
-                );
-                s.untrusted_reads.push(what);
-            }
-        }
+        self.note_untrusted_read(path);
         let op = self.begin("read", path)?;
-        self.step(&op, |s, _| match s.inodes.get(&s.lookup(&comps(path))?) {
-            Some(Inode::File(f)) => Ok(f.data.clone()),
-            Some(Inode::Dir(_)) => Err(io("is a directory")),
-            None => Err(io("inode lost")),
+        let faulted = is_layer_file(path);
+        self.step(&op, |s, faults| {
+            let mut data = match s.inodes.get(&s.lookup(&comps(path))?) {
+                Some(Inode::File(f)) => f.data.clone(),
+                Some(Inode::Dir(_)) => return Err(io("is a directory")),
+                None => return Err(io("inode lost")),
+            };
+            if faulted && faults.fire(site::DISK_READ_EIO) {
+                return Err(io("Input/output error (os error 5) (simulated EIO)"));
+            }
+            if faulted && !data.is_empty() && faults.fire(site::DISK_READ_BITFLIP) {
+                let at = thread_rng().gen_range(0..data.len() * 8);
+                data[at / 8] ^= 1 << (at % 8);
+            }
+            Ok(data)
         })
         .await
     }
@@ -699,6 +738,31 @@ mod tests {
         assert!(disk.read_durable(Utf8Path::new("g")).is_none());
         disk.crash();
         assert!(disk.read_now(Utf8Path::new("g")).is_none());
+    }
+
+    /// The read sites touch layer files only, one bit at a time, and leave the
+    /// file on disk intact.
+    #[madsim::test]
+    async fn read_faults_hit_layer_files_only() {
+        let disk = SimDisk::new();
+        let layer = Utf8Path::new(
+            "tenants/t/timelines/tl/0000000000000000-0000000000000100__0000000000000100-0000000000000200",
+        );
+        assert!(is_layer_file(layer), "the test's path is a layer file");
+        let config = Utf8Path::new("tenants/t/config-v1");
+        let body = vec![0x5Au8; 100];
+        disk.write_atomic(layer, body.clone()).await.unwrap();
+        disk.write_atomic(config, body.clone()).await.unwrap();
+        disk.faults().set(site::DISK_READ_BITFLIP, 1.0);
+        let got = disk.read(layer).await.unwrap();
+        let flipped: u32 = got.iter().zip(&body).map(|(a, b)| (a ^ b).count_ones()).sum();
+        assert_eq!(flipped, 1, "one bit flipped");
+        assert_eq!(disk.read_now(layer).unwrap(), body, "the file itself is intact");
+        assert_eq!(disk.read(config).await.unwrap(), body, "other files are not faulted");
+        assert_eq!(disk.read_unfaulted(layer).await.unwrap(), body, "nor an upload's read");
+        disk.faults().set(site::DISK_READ_EIO, 1.0);
+        assert_eq!(disk.read(layer).await.unwrap_err().kind, DiskErrorKind::Io);
+        assert_eq!(disk.read(config).await.unwrap(), body);
     }
 
     /// Cluster seed 51: a directory created while its parent's fsync failed must

@@ -557,7 +557,7 @@ impl RemoteStorage for SimRemote {
     ) -> Result<u64, TransferError> {
         // Sent now, as far as the history is concerned: the local read can be slow.
         let issued = Instant::now();
-        let bytes = self.local("put_file", path)?.read(path).await?;
+        let bytes = self.local("put_file", path)?.read_unfaulted(path).await?;
         for chunk in bytes.chunks(TRANSFER_CHUNK_BYTES) {
             check.update(chunk);
         }

@@ -12,6 +12,8 @@ const DEFAULT_SEEDS: u64 = 100;
 const DETERMINISM_SAMPLE: u64 = 4;
 /// Seeds of `corrupt_downloads_are_refused`.
 const CORRUPT_DOWNLOAD_SEEDS: u64 = 30;
+/// Seeds of `local_read_faults_are_survived`.
+const LOCAL_READ_FAULT_SEEDS: u64 = 30;
 
 /// The swarm's scenario: each seed draws its node settings (`settings.rs`); the
 /// corpus and the deliberate breaks keep the standard ones.
@@ -186,6 +188,36 @@ fn corrupt_downloads_are_refused() {
     }
     println!("remote.get_to_file.corrupt fired {fired} times in {CORRUPT_DOWNLOAD_SEEDS} seeds");
     assert!(fired > 0, "no download was corrupted: the test checks nothing");
+}
+
+/// Local reads of layer files that fail with EIO (`disk.read.eio`) or return a
+/// flipped bit (`disk.read.bitflip`), each forced to fire on a fifth of them over
+/// each seed's own faults: the node treats the copy as missing and downloads the
+/// layer again (or answers 503 while it cannot), never a wrong value, so every
+/// seed passes. With the layer file's checks removed by hand (`LayerFile::parse`
+/// accepting any checksum) a flipped value is served and S-VISIBLE fails
+/// (docs/FAULT_MODEL.md, "Local read faults": the seed it needed).
+#[test]
+fn local_read_faults_are_survived() {
+    use strata_runtime_sim::faults::site;
+    let config = ScenarioConfig {
+        forced_faults: vec![(site::DISK_READ_EIO, 0.2), (site::DISK_READ_BITFLIP, 0.2)],
+        ..ScenarioConfig::default()
+    };
+    let mut fired = std::collections::BTreeMap::new();
+    for seed in 1..=LOCAL_READ_FAULT_SEEDS {
+        let (report, trace) = run_seed(seed, config.clone());
+        if report.violation.is_some() {
+            fail(&config, &report, &trace);
+        }
+        for (s, n) in report.fired.iter().filter(|(s, _)| s.starts_with("disk.read.")) {
+            *fired.entry(s.clone()).or_insert(0) += n;
+        }
+    }
+    println!("local read faults fired in {LOCAL_READ_FAULT_SEEDS} seeds: {fired:?}");
+    for s in [site::DISK_READ_EIO, site::DISK_READ_BITFLIP] {
+        assert!(fired.get(s).copied().unwrap_or(0) > 0, "{s} never fired: the test checks nothing");
+    }
 }
 
 #[test]
