@@ -8,7 +8,9 @@
 //! never fired shows as 0.
 //!
 //! Randomness comes only from `madsim::rand`; a site with probability 0 (or any
-//! site while healed) draws no random number.
+//! site while healed) draws no random number. A run that records or follows a
+//! schedule (`crate::schedule`) counts each call per site; its decision is then
+//! the schedule's.
 
 use madsim::rand::{Rng, thread_rng};
 use std::collections::BTreeMap;
@@ -88,11 +90,14 @@ impl Faults {
     /// Whether `site` fires now (counted when it does).
     pub fn fire(&self, site: &'static str) -> bool {
         let mut state = self.lock();
-        let p = state.probability.get(site).copied().unwrap_or(0.0);
-        if state.healed || p <= 0.0 {
+        if state.healed {
             return false;
         }
-        let fires = p >= 1.0 || thread_rng().gen_bool(p);
+        let p = state.probability.get(site).copied().unwrap_or(0.0);
+        let drawn = p > 0.0 && (p >= 1.0 || thread_rng().gen_bool(p));
+        // A run that follows a schedule fires exactly what it names; the draw
+        // above is made all the same, so later draws stay where they were.
+        let fires = crate::schedule::decide(crate::schedule::Kind::Fault, site, drawn);
         if fires {
             *state.fired.entry(site).or_insert(0) += 1;
             drop(state);

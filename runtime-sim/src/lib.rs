@@ -24,6 +24,8 @@ pub mod rpc;
 #[cfg(madsim)]
 pub mod scenario;
 #[cfg(madsim)]
+pub mod schedule;
+#[cfg(madsim)]
 pub mod settings;
 #[cfg(madsim)]
 pub mod sim_disk;

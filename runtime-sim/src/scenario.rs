@@ -37,6 +37,10 @@
 //!
 //! The node's own `check_invariants` (S-PROJECTED and every machine's rules) runs
 //! after every input inside the driver; a panic there fails the run.
+//!
+//! A run may record its schedule or follow one (`ScenarioConfig::schedule`,
+//! `crate::schedule`): the kills, store outages, fault decisions and workload
+//! steps (`client.*`, `chaos.*`) it names happen, the others do not.
 
 mod chaos;
 mod client;
@@ -54,6 +58,7 @@ use crate::clock;
 use crate::faults::site;
 use crate::model::Model;
 use crate::rpc::{self, CallError};
+use crate::schedule::{self, Kind};
 use crate::settings::{Drawn, NodeSettings};
 pub use crate::sim_remote::StoreBreak;
 use crate::sim_trace;
@@ -104,6 +109,9 @@ pub struct ScenarioConfig {
     /// A deliberately broken object store, for a test that shows a checker failing
     /// (`StoreBreak`); the swarm never sets one.
     pub store_break: StoreBreak,
+    /// Record the run's schedule, or follow one (`crate::schedule`); the swarm
+    /// leaves it `None`.
+    pub schedule: Option<crate::schedule::Recorder>,
 }
 
 impl Default for ScenarioConfig {
@@ -120,6 +128,7 @@ impl Default for ScenarioConfig {
             forced_faults: Vec::new(),
             settings: NodeSettings::Standard,
             store_break: StoreBreak::None,
+            schedule: None,
         }
     }
 }
@@ -273,6 +282,7 @@ pub async fn run(config: ScenarioConfig, trace: TraceSink) -> RunReport {
     let handle = Handle::current();
     forget_last_refusal();
     let _trace = sim_trace::begin(&trace);
+    let _schedule = schedule::begin(config.schedule.as_ref());
     let mut plan = if config.faults {
         FaultPlan::from_seed(&mut thread_rng(), handle.seed())
     } else {
@@ -311,42 +321,52 @@ pub async fn run(config: ScenarioConfig, trace: TraceSink) -> RunReport {
     let chaos = chaos_node.spawn(async move { chaos_client(stop).await });
 
     // Nemesis: kill and restart at seed-chosen moments while the workload runs.
+    // A schedule may leave a kill or an outage out: its draws are made all the same.
     for _ in 0..config.kills {
         let wait_ms = thread_rng().gen_range(50..4_000);
         madsim::time::sleep(Duration::from_millis(wait_ms)).await;
-        handle.kill(node.id());
-        world.crash();
-        nemesis_line("node-1", format_args!("killed: its disk and store crash"));
-        if let Err(violation) = checkers::crash_safe(&world) {
-            return RunReport {
-                seed: handle.seed(),
-                violation: Some(violation),
-                ..RunReport::default()
-            };
+        let kill = schedule::decide(Kind::Kill, "node-1", true);
+        if kill {
+            handle.kill(node.id());
+            world.crash();
+            nemesis_line("node-1", format_args!("killed: its disk and store crash"));
+            if let Err(violation) = checkers::crash_safe(&world) {
+                return RunReport {
+                    seed: handle.seed(),
+                    violation: Some(violation),
+                    ..RunReport::default()
+                };
+            }
+        } else {
+            nemesis_line("node-1", format_args!("kill left out by the schedule"));
         }
         // The control plane's store fails for the restart's re-attach (and maybe a
         // few retries): the node starts in emergency mode.
         if config.faults && thread_rng().gen_bool(0.3) {
             let failures = thread_rng().gen_range(1..4);
-            for i in 0..failures {
-                let fault = if i % 2 == 0 {
-                    crate::sim_store::StoreFault::FailBeforeCommit
-                } else {
-                    crate::sim_store::StoreFault::FailAfterCommit
-                };
-                world.store.inject(fault);
+            if kill && schedule::decide(Kind::Outage, "node-1", true) {
+                for i in 0..failures {
+                    let fault = if i % 2 == 0 {
+                        crate::sim_store::StoreFault::FailBeforeCommit
+                    } else {
+                        crate::sim_store::StoreFault::FailAfterCommit
+                    };
+                    world.store.inject(fault);
+                }
+                *emergencies.lock().expect("not poisoned") += 1;
+                nemesis_line(
+                    "node-1",
+                    format_args!("the control plane's store fails its next {failures} commits"),
+                );
             }
-            *emergencies.lock().expect("not poisoned") += 1;
-            nemesis_line(
-                "node-1",
-                format_args!("the control plane's store fails its next {failures} commits"),
-            );
         }
         let pause_ms = thread_rng().gen_range(0..2_000);
         madsim::time::sleep(Duration::from_millis(pause_ms)).await;
-        *restarts.lock().expect("not poisoned") += 1;
-        handle.restart(node.id());
-        nemesis_line("node-1", format_args!("restarted"));
+        if kill {
+            *restarts.lock().expect("not poisoned") += 1;
+            handle.restart(node.id());
+            nemesis_line("node-1", format_args!("restarted"));
+        }
     }
     world.heal();
     nemesis_line(sim_trace::NEMESIS_LANE, format_args!("faults heal"));
@@ -466,10 +486,12 @@ async fn workload(
     let mut lsn = 0x100u64;
     for batch in 0..config.batches {
         for _ in relocate_at.iter().filter(|b| **b == batch) {
-            relocate(&ep, node, tenant, timeline, &mut model, config.attach_within_ms).await?;
-            check_visible(&ep, node, tenant, timeline, &model).await?;
+            if schedule::step("client.relocate") {
+                relocate(&ep, node, tenant, timeline, &mut model, config.attach_within_ms).await?;
+                check_visible(&ep, node, tenant, timeline, &model).await?;
+            }
         }
-        if batch == delete_at {
+        if batch == delete_at && schedule::step("client.delete") {
             create_and_delete_timeline(&ep, node, tenant).await;
             create_and_delete_tenant(&ep, node).await;
         }
@@ -485,31 +507,35 @@ async fn workload(
                 model.push(record);
             }
         }
-        // Send everything after what the node has (its last ingested LSN may have
-        // gone back to its disk_consistent_lsn after a crash): re-sends are skipped.
-        let from = current_info(&ep, node, tenant, timeline, &mut model).await?;
-        let records = model.records_after(from).to_vec();
-        match call(&ep, node, Request::Ingest { tenant, timeline, records }).await {
-            Ok(Response::Ingested { last_ingested_lsn, .. }) => {
-                model.acked(last_ingested_lsn);
-                if let Some(record) = too_large
-                    && last_ingested_lsn == model.last_lsn()
-                {
-                    lsn += 1;
-                    let record = IngestRecord { lsn: Lsn(lsn), ..record };
-                    send_too_large(&ep, node, tenant, timeline, &model, record).await?;
+        // A schedule may leave the batch's ingest out: its records go with the next.
+        if schedule::step("client.batch") {
+            // Send everything after what the node has (its last ingested LSN may have
+            // gone back to its disk_consistent_lsn after a crash): re-sends are skipped.
+            let from = current_info(&ep, node, tenant, timeline, &mut model).await?;
+            let records = model.records_after(from).to_vec();
+            match call(&ep, node, Request::Ingest { tenant, timeline, records }).await {
+                Ok(Response::Ingested { last_ingested_lsn, .. }) => {
+                    model.acked(last_ingested_lsn);
+                    if let Some(record) = too_large
+                        && last_ingested_lsn == model.last_lsn()
+                        && schedule::step("client.too-large")
+                    {
+                        lsn += 1;
+                        let record = IngestRecord { lsn: Lsn(lsn), ..record };
+                        send_too_large(&ep, node, tenant, timeline, &model, record).await?;
+                    }
                 }
+                Ok(other) => return Err(format!("unexpected ingest answer {other:?}")),
+                Err(CallError::Api(ApiError::Unavailable { reason, .. }))
+                    if reason.contains("local disk is full") =>
+                {
+                    disk_full.lock().expect("not poisoned").refused += 1;
+                }
+                Err(CallError::Api(ApiError::Internal(reason))) if reason.contains("no space") => {
+                    disk_full.lock().expect("not poisoned").broken += 1;
+                }
+                Err(_) => {} // retried with the next batch
             }
-            Ok(other) => return Err(format!("unexpected ingest answer {other:?}")),
-            Err(CallError::Api(ApiError::Unavailable { reason, .. }))
-                if reason.contains("local disk is full") =>
-            {
-                disk_full.lock().expect("not poisoned").refused += 1;
-            }
-            Err(CallError::Api(ApiError::Internal(reason))) if reason.contains("no space") => {
-                disk_full.lock().expect("not poisoned").broken += 1;
-            }
-            Err(_) => {} // retried with the next batch
         }
         let now_restarts = *restarts.lock().expect("not poisoned");
         if now_restarts != seen_restarts {

@@ -7,6 +7,9 @@
 //! cargo run -p strata-sim-tests --bin strata-sim -- --seeds 1..101        # a swarm of seeds 1-100
 //! cargo run -p strata-sim-tests --bin strata-sim -- --seeds 1..=200 --cluster
 //! cargo run -p strata-sim-tests --bin strata-sim -- --seeds-from-commit 500
+//! cargo run -p strata-sim-tests --bin strata-sim -- --seed 7 --write-schedule s7.schedule
+//! cargo run -p strata-sim-tests --bin strata-sim -- --seed 7 --schedule s7.schedule
+//! cargo run -p strata-sim-tests --bin strata-sim -- --shrink 1 --break lose-first-index
 //! ```
 //!
 //! The exit status is non-zero when any seed fails; each failure prints its
@@ -15,8 +18,9 @@
 use crate::commit_seed;
 use crate::run::{
     Scenario, SeedRun, failure_text, failure_text_writing_picture, invariant_id, parse_seed_range,
-    replay_with_picture,
+    replay_with_picture, show_run,
 };
+use crate::shrink::{self, Budget, ScheduleFile, Shrunk};
 use clap::{ArgGroup, Parser};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::collections::BTreeMap;
@@ -36,8 +40,8 @@ pub const EXIT_USAGE: u8 = 2;
 /// swarm of seeds with a summary. Build with RUSTFLAGS="--cfg madsim".
 #[derive(Parser, Debug, Clone)]
 #[command(name = "strata-sim", version)]
-// One mode per run. `--shrink S` (issue 18 item 5) joins this group when it lands.
-#[command(group(ArgGroup::new("mode").required(true).args(["seed", "seeds", "seeds_from_commit"])))]
+// One mode per run.
+#[command(group(ArgGroup::new("mode").required(true).args(["seed", "seeds", "seeds_from_commit", "shrink"])))]
 pub struct Cli {
     /// Replay one seed: print its whole trace (every node's trace lines), then
     /// its report; non-zero exit status if it fails.
@@ -69,6 +73,33 @@ pub struct Cli {
     /// into target/strata-sim/ without being asked.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["seeds", "seeds_from_commit"])]
     pub html: Option<PathBuf>,
+    /// With --seed: follow the schedule in FILE (written by --write-schedule or
+    /// --shrink): a fault decision, kill or workload step it does not name does
+    /// not happen. The file's header must match the scenario, settings and break.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["seeds", "seeds_from_commit", "shrink"])]
+    pub schedule: Option<PathBuf>,
+    /// With --seed: write the run's schedule (the fault decisions that fired, the
+    /// kills, the workload steps) to FILE. With --shrink: where the shrunk schedule
+    /// goes (default target/strata-sim/{scenario}-seed-S[-{break}].schedule).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["seeds", "seeds_from_commit"])]
+    pub write_schedule: Option<PathBuf>,
+    /// Shrink failing seed S: drop faults, kills and workload steps from its
+    /// schedule while the same invariant id still breaks, print the sizes before
+    /// and after, write the smaller schedule and the command that replays it.
+    #[arg(long, value_name = "S")]
+    pub shrink: Option<u64>,
+    /// With --shrink: at most N runs.
+    #[arg(long, value_name = "N", default_value_t = Budget::default().runs)]
+    pub shrink_runs: usize,
+    /// With --shrink: at most SECS of wall time (the run under way finishes).
+    #[arg(long, value_name = "SECS", default_value_t = Budget::default().wall.as_secs())]
+    pub shrink_secs: u64,
+    /// A deliberate break of the simulator, a test-only hook that makes a checker
+    /// fail (docs/TESTING.md): lose-first-index, relabel-layer-generations (single
+    /// node); grant-below, skip-validation, stale-ignored, multi-uploads-nothing,
+    /// drops-a-record (--cluster).
+    #[arg(long = "break", value_name = "NAME")]
+    pub brk: Option<String>,
 }
 
 /// Where a swarm writes the picture of each failing seed.
@@ -86,10 +117,15 @@ pub struct Swarm {
 }
 
 impl Cli {
-    pub fn scenario(&self) -> Scenario {
+    /// The scenario asked for (`Err` for an unknown `--break`).
+    pub fn scenario(&self) -> Result<Scenario, String> {
         let settings =
             if self.standard_settings { NodeSettings::Standard } else { NodeSettings::FromSeed };
-        Scenario::new(self.cluster, settings)
+        let scenario = Scenario::new(self.cluster, settings);
+        match &self.brk {
+            Some(name) => scenario.with_break(name),
+            None => Ok(scenario),
+        }
     }
 
     /// The swarm this command line asks for (`None` for a replay). A start seed
@@ -111,7 +147,7 @@ impl Cli {
             (None, None) => return Ok(None),
         };
         Ok(Some(Swarm {
-            scenario: self.scenario(),
+            scenario: self.scenario()?,
             seeds,
             fail_fast: self.fail_fast,
             pictures: Some(PathBuf::from(PICTURE_DIR)),
@@ -122,10 +158,25 @@ impl Cli {
 /// `strata-sim`'s main: returns the process's exit status.
 pub fn main(cli: Cli) -> u8 {
     let stdout = &mut std::io::stdout();
+    let scenario = match cli.scenario() {
+        Ok(scenario) => scenario,
+        Err(e) => {
+            eprintln!("strata-sim: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    if let Some(seed) = cli.shrink {
+        return shrink_main(&cli, &scenario, seed, &mut stdout.lock());
+    }
     if let Some(seed) = cli.seed {
-        let passed =
-            replay_with_picture(&cli.scenario(), seed, &mut stdout.lock(), cli.html.as_deref());
-        return if passed { 0 } else { EXIT_FAILED };
+        return match scheduled_replay(&cli, &scenario, seed, &mut stdout.lock()) {
+            Ok(true) => 0,
+            Ok(false) => EXIT_FAILED,
+            Err(e) => {
+                eprintln!("strata-sim: {e}");
+                EXIT_USAGE
+            }
+        };
     }
     let swarm = match cli.swarm(stdout) {
         Ok(Some(swarm)) => swarm,
@@ -139,6 +190,131 @@ pub fn main(cli: Cli) -> u8 {
     // A reader that stopped early (`| head`) does not change the status.
     let _ = write!(stdout, "{}", summary.table());
     summary.exit_status()
+}
+
+/// `--seed S`, perhaps following `--schedule FILE` or writing `--write-schedule
+/// FILE`: the replay's output, then what became of the schedule. `Ok(passed)`.
+fn scheduled_replay(
+    cli: &Cli,
+    scenario: &Scenario,
+    seed: u64,
+    out: &mut dyn Write,
+) -> Result<bool, String> {
+    let html = cli.html.as_deref();
+    let (run, events, followed) = match (&cli.schedule, &cli.write_schedule) {
+        (None, None) => return Ok(replay_with_picture(scenario, seed, out, html)),
+        (Some(path), _) => {
+            let file = ScheduleFile::read(path)?;
+            file.matches(scenario, seed)?;
+            let (run, reached) = shrink::follow(scenario, seed, &file.events);
+            (run, reached, Some((path, file.events.len())))
+        }
+        (None, Some(_)) => {
+            let (run, events) = shrink::record(scenario, seed);
+            (run, events, None)
+        }
+    };
+    let passed = show_run(scenario, &run, out, html);
+    let file = ScheduleFile::new(scenario, seed, events);
+    if let Some((path, listed)) = followed {
+        let _ = writeln!(
+            out,
+            "schedule: followed {} ({} of its {listed} events reached: {})",
+            path.display(),
+            file.events.len(),
+            shrink::sizes(&file.events)
+        );
+    }
+    if let Some(path) = &cli.write_schedule {
+        file.write(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let _ = writeln!(
+            out,
+            "schedule: {} events ({}) written to {}\nreplay it: {}",
+            file.events.len(),
+            shrink::sizes(&file.events),
+            path.display(),
+            file.replay_command_for(&path.display().to_string())
+        );
+    }
+    Ok(passed)
+}
+
+/// Where `--shrink S` writes the shrunk schedule unless told:
+/// `target/strata-sim/{scenario}-seed-S[-{break}].schedule`.
+pub fn default_schedule_path(scenario: &Scenario, seed: u64) -> PathBuf {
+    let brk = scenario.break_name().map(|b| format!("-{b}")).unwrap_or_default();
+    PathBuf::from(PICTURE_DIR).join(format!("{}-seed-{seed}{brk}.schedule", scenario.name()))
+}
+
+/// `--shrink S`: progress on stderr, the outcome on `out`. 0 when the shrunk
+/// schedule was written and still fails with the seed's invariant id; 1 when it
+/// does not; 2 when the seed passes (nothing to shrink) or the file cannot be written.
+fn shrink_main(cli: &Cli, scenario: &Scenario, seed: u64, out: &mut dyn Write) -> u8 {
+    let budget = Budget { runs: cli.shrink_runs, wall: Duration::from_secs(cli.shrink_secs) };
+    let shrunk = match shrink::shrink(scenario, seed, budget, &mut std::io::stderr()) {
+        Ok(shrunk) => shrunk,
+        Err(e) => {
+            let _ = writeln!(out, "strata-sim: {e}");
+            return if e.contains("nothing to shrink") { EXIT_USAGE } else { EXIT_FAILED };
+        }
+    };
+    let path = cli.write_schedule.clone().unwrap_or_else(|| default_schedule_path(scenario, seed));
+    let file = ScheduleFile::new(scenario, seed, shrunk.after.clone());
+    if let Err(e) = file.write(&path) {
+        let _ = writeln!(out, "strata-sim: {}: {e}", path.display());
+        return EXIT_USAGE;
+    }
+    let _ = write!(out, "{}", shrink_report(scenario, &shrunk, &file, &path));
+    0
+}
+
+/// What `--shrink` prints once done.
+pub fn shrink_report(
+    scenario: &Scenario,
+    shrunk: &Shrunk,
+    file: &ScheduleFile,
+    path: &std::path::Path,
+) -> String {
+    let mut t = String::new();
+    let brk = scenario.break_name().map(|b| format!(", break {b}")).unwrap_or_default();
+    let _ = writeln!(
+        t,
+        "strata-sim: shrink of {} seed {}{brk}: {}",
+        scenario.name(),
+        shrunk.seed,
+        shrunk.id
+    );
+    let rows = [
+        (
+            "schedule before",
+            format!("{:>5} events ({})", shrunk.before.len(), shrink::sizes(&shrunk.before)),
+        ),
+        (
+            "schedule after",
+            format!("{:>5} events ({})", shrunk.after.len(), shrink::sizes(&shrunk.after)),
+        ),
+        (
+            "runs",
+            format!(
+                "{:>5}{}",
+                shrunk.runs,
+                if shrunk.budget_spent { " (budget spent)" } else { "" }
+            ),
+        ),
+        ("wall s", format!("{:>7.1}", shrunk.wall.as_secs_f64())),
+    ];
+    for (name, value) in rows {
+        let _ = writeln!(t, "  {name:<17}{value}");
+    }
+    let _ = writeln!(
+        t,
+        "the shrunk schedule, re-run, fails {} again: {}",
+        shrunk.id,
+        shrunk.last.violation().unwrap_or("?")
+    );
+    let _ = writeln!(t, "schedule: {}", path.display());
+    let _ = writeln!(t, "replay: {}", file.replay_command_for(&path.display().to_string()));
+    t
 }
 
 /// A bar on stderr, drawn only when stderr is a terminal (hidden in CI).

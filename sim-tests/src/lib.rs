@@ -12,8 +12,13 @@
 //!   `cluster_corpus` replays `corpus/cluster/`; `cluster_replay` takes
 //!   `STRATA_REPLAY_CLUSTER_SEED=N`.
 //!
-//! The `strata-sim` binary ([`cli`], madsim build) replays one seed (`--seed S`)
-//! or runs a swarm with a summary table (`--seeds A..B`, `--seeds-from-commit N`);
+//! `tests/schedule.rs` checks schedules (a recorded one replays the same run) and
+//! shrinking ([`shrink`]).
+//!
+//! The `strata-sim` binary ([`cli`], madsim build) replays one seed (`--seed S`,
+//! following a schedule file with `--schedule FILE`: [`shrink`]), shrinks a
+//! failing seed's schedule (`--shrink S`), or runs a swarm with a summary table
+//! (`--seeds A..B`, `--seeds-from-commit N`);
 //! [`run`] is the code it shares with the tests; [`html`] draws a run's picture
 //! (`--html FILE`, and beside each failure of a swarm). The one-line replay command a
 //! failure prints:
@@ -26,3 +31,5 @@ pub mod html;
 pub mod cli;
 #[cfg(madsim)]
 pub mod run;
+#[cfg(madsim)]
+pub mod shrink;

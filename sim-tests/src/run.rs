@@ -7,8 +7,9 @@ use std::io::Write;
 use std::ops::Range;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
-use strata_runtime_sim::cluster::{self, ClusterConfig, ClusterReport};
-use strata_runtime_sim::scenario::{self, RunReport, ScenarioConfig};
+use strata_runtime_sim::cluster::{self, ClusterConfig, ClusterReport, CpBreak, NodeBreak};
+use strata_runtime_sim::scenario::{self, RunReport, ScenarioConfig, StoreBreak};
+use strata_runtime_sim::schedule::Recorder;
 use strata_runtime_sim::settings::NodeSettings;
 use strata_runtime_tokio::trace_sink::TraceSink;
 
@@ -52,13 +53,21 @@ impl Scenario {
 
     /// Runs `seed` in a fresh simulated runtime.
     pub fn run(&self, seed: u64) -> SeedRun {
+        self.run_with(seed, None)
+    }
+
+    /// Runs `seed`, recording its schedule or following one (`schedule`; see
+    /// `strata_runtime_sim::schedule`).
+    pub fn run_with(&self, seed: u64, schedule: Option<Recorder>) -> SeedRun {
         match self {
             Scenario::Single(config) => {
-                let (report, trace) = run_seed(seed, config.clone());
+                let config = ScenarioConfig { schedule, ..config.clone() };
+                let (report, trace) = run_seed(seed, config);
                 SeedRun::single(&report, trace)
             }
             Scenario::Cluster(config) => {
-                let (report, trace) = run_cluster_seed(seed, config.clone());
+                let config = ClusterConfig { schedule, ..config.clone() };
+                let (report, trace) = run_cluster_seed(seed, config);
                 SeedRun::cluster(&report, trace)
             }
         }
@@ -66,9 +75,76 @@ impl Scenario {
 
     /// The one-line command that replays `seed` of this scenario with its trace.
     pub fn replay_command(&self, seed: u64) -> String {
-        replay_command(seed, self.is_cluster(), self.settings())
+        let mut command = replay_command(seed, self.is_cluster(), self.settings());
+        if let Some(name) = self.break_name() {
+            command.push_str(" --break ");
+            command.push_str(name);
+        }
+        command
+    }
+
+    /// This scenario with the deliberate break `name` (one of [`BREAKS`] for its
+    /// kind of scenario): a test-only hook of the simulator that makes a checker fail.
+    pub fn with_break(self, name: &str) -> Result<Scenario, String> {
+        let (cluster, scenario_name) = (self.is_cluster(), self.name());
+        let unknown = || {
+            let names: Vec<&str> =
+                BREAKS.iter().filter(|(_, c, _)| *c == cluster).map(|(n, _, _)| *n).collect();
+            format!(
+                "no break {name:?} for the {scenario_name} scenario; one of {}",
+                names.join(", ")
+            )
+        };
+        let brk = BREAKS
+            .iter()
+            .find(|(n, c, _)| *n == name && *c == cluster)
+            .map(|(_, _, b)| *b)
+            .ok_or_else(unknown)?;
+        Ok(match (self, brk) {
+            (Scenario::Single(c), Break::Store(store_break)) => {
+                Scenario::Single(ScenarioConfig { store_break, ..c })
+            }
+            (Scenario::Cluster(c), Break::Cp(cp_break)) => {
+                Scenario::Cluster(ClusterConfig { cp_break, ..c })
+            }
+            (Scenario::Cluster(c), Break::Node(node_break)) => {
+                Scenario::Cluster(ClusterConfig { node_break, ..c })
+            }
+            _ => return Err(unknown()),
+        })
+    }
+
+    /// The name of its deliberate break ([`BREAKS`]), if any.
+    pub fn break_name(&self) -> Option<&'static str> {
+        let brk = match self {
+            Scenario::Single(c) if c.store_break != StoreBreak::None => Break::Store(c.store_break),
+            Scenario::Cluster(c) if c.cp_break != CpBreak::None => Break::Cp(c.cp_break),
+            Scenario::Cluster(c) if c.node_break != NodeBreak::None => Break::Node(c.node_break),
+            _ => return None,
+        };
+        BREAKS.iter().find(|(_, _, b)| *b == brk).map(|(n, _, _)| *n)
     }
 }
+
+/// A deliberate break of the simulator (a test-only hook the swarm never sets).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Break {
+    Store(StoreBreak),
+    Cp(CpBreak),
+    Node(NodeBreak),
+}
+
+/// Every deliberate break by its `--break` name: whether it is the cluster
+/// scenario's, and the hook. The invariant each makes fail is in docs/TESTING.md.
+pub const BREAKS: [(&str, bool, Break); 7] = [
+    ("lose-first-index", false, Break::Store(StoreBreak::LoseFirstIndex)),
+    ("relabel-layer-generations", false, Break::Store(StoreBreak::RelabelLayerGenerations)),
+    ("grant-below", true, Break::Cp(CpBreak::GrantBelow)),
+    ("skip-validation", true, Break::Cp(CpBreak::SkipValidation)),
+    ("stale-ignored", true, Break::Node(NodeBreak::StaleIgnored)),
+    ("multi-uploads-nothing", true, Break::Node(NodeBreak::MultiUploadsNothing)),
+    ("drops-a-record", true, Break::Node(NodeBreak::DropsARecord)),
+];
 
 /// What one seed of either scenario saw, for the swarm's summary.
 #[derive(Debug)]
@@ -253,10 +329,20 @@ pub fn replay_with_picture(
     out: &mut dyn Write,
     html: Option<&Path>,
 ) -> bool {
-    let run = scenario.run(seed);
-    let _ = write_replay(scenario, &run, out);
+    show_run(scenario, &scenario.run(seed), out, html)
+}
+
+/// What [`replay_with_picture`] writes, for a run already made (one that followed
+/// a schedule, for instance). Returns whether it passed.
+pub fn show_run(
+    scenario: &Scenario,
+    run: &SeedRun,
+    out: &mut dyn Write,
+    html: Option<&Path>,
+) -> bool {
+    let _ = write_replay(scenario, run, out);
     if let Some(path) = html {
-        let _ = match write_picture(scenario, &run, path) {
+        let _ = match write_picture(scenario, run, path) {
             Ok(bytes) => writeln!(
                 out,
                 "picture: {} ({bytes} bytes, {} trace lines)",

@@ -76,11 +76,91 @@ fn bad_arguments_are_refused() {
     assert_eq!(code, Some(2), "{err}");
     let (code, _, err) = strata_sim(&["--seed", "1", "--seeds", "1..3"]);
     assert_eq!(code, Some(2), "{err}");
+    let (code, _, err) = strata_sim(&["--seeds", "1..3", "--schedule", "x.schedule"]);
+    assert_eq!(code, Some(2), "{err}");
+    let (code, _, err) = strata_sim(&["--seed", "1", "--break", "drops-a-record"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("no break \"drops-a-record\" for the single-node scenario"), "{err}");
+}
+
+/// `--write-schedule`, `--schedule` and `--shrink` through the binary, on the
+/// deliberate break that fails seed 1 at its first timeline create.
+#[test]
+fn a_schedule_is_written_replayed_and_shrunk() {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("strata-sim-schedules");
+    let _ = std::fs::remove_dir_all(&dir);
+    let recorded = dir.join("recorded.schedule");
+    let shrunk = dir.join("shrunk.schedule");
+    let (recorded, shrunk) = (recorded.to_str().unwrap(), shrunk.to_str().unwrap());
+    let brk = ["--seed", "1", "--standard-settings", "--break", "lose-first-index"];
+    let with = |more: &[&str]| strata_sim(&[&brk[..], more].concat());
+    let failure = "single-node seed 1 failed: S-ACTIVE-UPLOADED: ";
+
+    let (code, out, err) = with(&["--write-schedule", recorded]);
+    assert_eq!(code, Some(1), "stdout:\n{out}\nstderr:\n{err}");
+    assert!(out.contains(failure), "{out}");
+    let written = format!("written to {recorded}\nreplay it: ");
+    assert!(out.contains(&written) && out.contains(&format!("--schedule {recorded}")), "{out}");
+    let text = std::fs::read_to_string(recorded).unwrap();
+    assert!(
+        text.contains("\nbreak lose-first-index\n") && text.contains("\nkill node-1 0\n"),
+        "{text}"
+    );
+
+    let (code, replayed, err) = with(&["--schedule", recorded]);
+    assert_eq!(code, Some(1), "stdout:\n{replayed}\nstderr:\n{err}");
+    let line = |t: &str| t.lines().find(|l| l.starts_with(failure)).map(str::to_string);
+    assert_eq!(line(&replayed), line(&out));
+    assert!(replayed.contains(&format!("schedule: followed {recorded} (")), "{replayed}");
+    // A schedule is replayed only with what it was recorded with.
+    let (code, _, err) =
+        strata_sim(&["--seed", "2", "--standard-settings", "--schedule", recorded]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains(
+            "the schedule is for single-node seed 1, standard settings, break lose-first-index"
+        ),
+        "{err}"
+    );
+
+    let (code, out, err) = strata_sim(&[
+        "--shrink",
+        "1",
+        "--standard-settings",
+        "--break",
+        "lose-first-index",
+        "--write-schedule",
+        shrunk,
+    ]);
+    assert_eq!(code, Some(0), "stdout:\n{out}\nstderr:\n{err}");
+    assert!(
+        err.contains("shrink: single-node seed 1 fails S-ACTIVE-UPLOADED")
+            && err.contains("  run   2 ("),
+        "{err}"
+    );
+    assert!(
+        out.contains("shrink of single-node seed 1, break lose-first-index: S-ACTIVE-UPLOADED"),
+        "{out}"
+    );
+    assert!(out.contains("  schedule before ") && out.contains("  schedule after "), "{out}");
+    assert!(out.contains("the shrunk schedule, re-run, fails S-ACTIVE-UPLOADED again"), "{out}");
+    let command =
+        format!("--seed 1 --standard-settings --break lose-first-index --schedule {shrunk}\n");
+    assert!(out.contains("\nreplay: ") && out.contains(&command), "{out}");
+    let (code, replayed, _) = with(&["--schedule", shrunk]);
+    assert_eq!(code, Some(1));
+    assert!(replayed.contains(failure), "{replayed}");
+
+    // A passing seed has nothing to shrink.
+    let (code, out, _) =
+        strata_sim(&["--shrink", "3", "--standard-settings", "--shrink-runs", "5"]);
+    assert_eq!(code, Some(2));
+    assert!(out.contains("single-node seed 3 passed: nothing to shrink"), "{out}");
 }
 
 /// A deliberately broken link that answers validations itself, so nodes delete
 /// unvalidated (a test-only hook of the cluster scenario, as
-/// `cluster_breaks_are_caught` uses; the binary has no switch for it): the seed
+/// `cluster_breaks_are_caught` uses; the binary's `--break skip-validation`): the seed
 /// fails, the exit status is non-zero, the failure and the summary name the
 /// invariant id and the replay command.
 #[test]
@@ -124,6 +204,7 @@ fn a_failing_seed_makes_the_exit_status_non_zero_and_names_the_invariant() {
 
     // The failing seed's picture, named beside the replay command.
     let path = dir.join("cluster-seed-1.html");
+    let replay = format!("{replay} --break skip-validation");
     assert!(out.contains(&format!("{replay}\npicture: {}\n", path.display())), "{out}");
     let html = std::fs::read_to_string(&path).expect("the picture");
     let violation = summary.failures[0].violation.replace('&', "&amp;").replace('<', "&lt;");

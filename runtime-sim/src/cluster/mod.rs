@@ -35,6 +35,7 @@ use crate::checkers;
 use crate::clock::SimClock;
 use crate::faults::{Faults, site};
 use crate::scenario::nemesis_line;
+use crate::schedule::Kind;
 use crate::sim_disk::{SimDisk, SimDiskConfig};
 use crate::sim_remote::{SimRemote, SimRemoteConfig};
 use crate::sim_store::SimStore;
@@ -98,6 +99,9 @@ pub struct ClusterConfig {
     /// The pageservers' settings (all three alike): standard, or drawn from the
     /// seed (the cluster swarm; `crate::settings`).
     pub settings: crate::settings::NodeSettings,
+    /// Record the run's schedule, or follow one (`crate::schedule`); the swarm
+    /// leaves it `None`.
+    pub schedule: Option<crate::schedule::Recorder>,
 }
 
 impl Default for ClusterConfig {
@@ -116,6 +120,7 @@ impl Default for ClusterConfig {
             node_break: NodeBreak::None,
             list_lag_ms: 0,
             settings: crate::settings::NodeSettings::Standard,
+            schedule: None,
         }
     }
 }
@@ -236,6 +241,7 @@ pub async fn run(config: ClusterConfig, trace: TraceSink) -> ClusterReport {
     let handle = Handle::current();
     crate::scenario::forget_last_refusal();
     let _trace = sim_trace::begin(&trace);
+    let _schedule = crate::schedule::begin(config.schedule.as_ref());
     let faults = Faults::new();
     for (s, p) in &plan(&config, handle.seed()).probabilities {
         faults.set(s, *p);
@@ -344,26 +350,44 @@ pub async fn run(config: ClusterConfig, trace: TraceSink) -> ClusterReport {
         settings: settings.describe(),
         ..ClusterReport::default()
     };
-    // Nemesis: kill and restart seed-chosen nodes while the client runs.
+    // Nemesis: kill and restart seed-chosen nodes while the client runs. A schedule
+    // may leave a kill or an outage out: its draws are made all the same.
     for _ in 0..config.kills {
         madsim::time::sleep(Duration::from_millis(thread_rng().gen_range(50..4_000))).await;
         let victim = thread_rng().gen_range(0..=config.pageservers);
         let pause = Duration::from_millis(thread_rng().gen_range(0..2_000));
-        if victim == config.pageservers {
+        let victim_lane = match pageservers.get(victim) {
+            Some(ps) => lane(ps.id),
+            None => CP_LANE.to_string(),
+        };
+        if !crate::schedule::decide(Kind::Kill, &victim_lane, true) {
+            nemesis_line(&victim_lane, format_args!("kill left out by the schedule"));
+            // The draws of the outage this kill would have set up.
+            if victim == config.pageservers && config.faults && thread_rng().gen_bool(0.3) {
+                let _failures = thread_rng().gen_range(1..4);
+            }
+            madsim::time::sleep(pause).await;
+        } else if victim == config.pageservers {
             tracing::info!("nemesis: the control plane is killed");
             handle.kill(cp_node.id());
             cp_store.crash();
             cp_world.migrations.crash();
             nemesis_line(CP_LANE, format_args!("killed: its store crashes"));
             if config.faults && thread_rng().gen_bool(0.3) {
-                for i in 0..thread_rng().gen_range(1..4) {
-                    let fault = if i % 2 == 0 {
-                        crate::sim_store::StoreFault::FailBeforeCommit
-                    } else {
-                        crate::sim_store::StoreFault::FailAfterCommit
-                    };
-                    nemesis_line(CP_LANE, format_args!("its store will fail a commit: {fault:?}"));
-                    cp_store.inject(fault);
+                let failures = thread_rng().gen_range(1..4);
+                if crate::schedule::decide(Kind::Outage, CP_LANE, true) {
+                    for i in 0..failures {
+                        let fault = if i % 2 == 0 {
+                            crate::sim_store::StoreFault::FailBeforeCommit
+                        } else {
+                            crate::sim_store::StoreFault::FailAfterCommit
+                        };
+                        nemesis_line(
+                            CP_LANE,
+                            format_args!("its store will fail a commit: {fault:?}"),
+                        );
+                        cp_store.inject(fault);
+                    }
                 }
             }
             madsim::time::sleep(pause).await;

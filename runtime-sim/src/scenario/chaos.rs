@@ -10,6 +10,18 @@ use super::*;
 /// retried create finds what an earlier attempt made, and that is what it makes).
 pub const RECREATED_TIMELINE: TimelineId = TimelineId([0xCC; 16]);
 
+/// The chaos client's requests as schedule steps (`crate::schedule`), by choice.
+const STEP_NAMES: [&str; 8] = [
+    "chaos.attach",
+    "chaos.delete-timeline",
+    "chaos.create-tenant",
+    "chaos.list-tenants",
+    "chaos.info",
+    "chaos.ingest-bad-key",
+    "chaos.read-bad-key",
+    "chaos.recreate-timeline",
+];
+
 /// What the chaos client saw.
 #[derive(Debug, Default)]
 pub(super) struct ChaosOutcome {
@@ -67,6 +79,11 @@ pub(super) async fn chaos_client(stop: Arc<Mutex<bool>>) -> ChaosOutcome {
             _ => Request::Read { tenant, timeline, key: Key::MAX, lsn: Lsn(0x100) },
         };
         let names_bad_key = choice == 5 || choice == 6;
+        // A schedule may leave the request out; the pause after it stays.
+        if !crate::schedule::step(STEP_NAMES[choice]) {
+            madsim::time::sleep(Duration::from_millis(thread_rng().gen_range(20..200))).await;
+            continue;
+        }
         let what = format!("{request:?}");
         let answer = rpc::call(&ep, node, request, CALL_TIMEOUT).await;
         if names_bad_key {
