@@ -69,8 +69,9 @@ pub struct Cli {
     pub fail_fast: bool,
     /// With --seed: also write the run's picture to FILE, a self-contained HTML
     /// page (a lane per machine, time down the page, faults and the violation
-    /// marked, each trace line on hover). A swarm writes one per failing seed
-    /// into target/strata-sim/ without being asked.
+    /// marked, each trace line on hover). With --shrink: the picture of the
+    /// shrunk schedule's run. A swarm writes one per failing seed into
+    /// target/strata-sim/ without being asked.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["seeds", "seeds_from_commit"])]
     pub html: Option<PathBuf>,
     /// With --seed: follow the schedule in FILE (written by --write-schedule or
@@ -265,6 +266,12 @@ fn shrink_main(cli: &Cli, scenario: &Scenario, seed: u64, out: &mut dyn Write) -
         return EXIT_USAGE;
     }
     let _ = write!(out, "{}", shrink_report(scenario, &shrunk, &file, &path));
+    if let Some(html) = &cli.html {
+        let _ = match crate::run::write_picture(scenario, &shrunk.last, html) {
+            Ok(bytes) => writeln!(out, "picture: {} ({bytes} bytes)", html.display()),
+            Err(e) => writeln!(out, "picture: {} not written: {e}", html.display()),
+        };
+    }
     0
 }
 

@@ -123,6 +123,7 @@ fn a_schedule_is_written_replayed_and_shrunk() {
         "{err}"
     );
 
+    let picture = dir.join("shrunk.html");
     let (code, out, err) = strata_sim(&[
         "--shrink",
         "1",
@@ -131,6 +132,8 @@ fn a_schedule_is_written_replayed_and_shrunk() {
         "lose-first-index",
         "--write-schedule",
         shrunk,
+        "--html",
+        picture.to_str().unwrap(),
     ]);
     assert_eq!(code, Some(0), "stdout:\n{out}\nstderr:\n{err}");
     assert!(
@@ -147,6 +150,9 @@ fn a_schedule_is_written_replayed_and_shrunk() {
     let command =
         format!("--seed 1 --standard-settings --break lose-first-index --schedule {shrunk}\n");
     assert!(out.contains("\nreplay: ") && out.contains(&command), "{out}");
+    assert!(out.contains(&format!("picture: {} (", picture.display())), "{out}");
+    let html = std::fs::read_to_string(&picture).expect("the shrunk run's picture");
+    assert!(html.contains("S-ACTIVE-UPLOADED"), "no violation in the picture");
     let (code, replayed, _) = with(&["--schedule", shrunk]);
     assert_eq!(code, Some(1));
     assert!(replayed.contains(failure), "{replayed}");
