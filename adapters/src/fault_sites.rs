@@ -55,6 +55,12 @@ pub const REMOTE_ACCESS_DENIED: &str = "remote.access_denied";
 /// (the stored object is intact): the caller's size/CRC check must refuse it.
 pub const REMOTE_GET_TO_FILE_CORRUPT: &str = "remote.get_to_file.corrupt";
 
+/// A layer object rots at rest: one bit of its stored bytes flips, for good. The
+/// single-node scenario asks it once per layer of the workload timeline's newest
+/// index at the end of a run, then reads everything back from remote storage
+/// (`strata_runtime_sim::scenario`, the rot phase); other scenarios never ask it.
+pub const REMOTE_ROT: &str = "remote.rot";
+
 /// An episode starts: calls to the control plane cannot reach it (connection
 /// refused) for seconds; counted once per episode.
 pub const CP_UNREACHABLE: &str = "cp.unreachable";
@@ -106,6 +112,7 @@ pub const ALL: &[&str] = &[
     DISK_FULL,
     DISK_READ_EIO,
     DISK_READ_BITFLIP,
+    REMOTE_ROT,
 ];
 
 /// An episode starts (cluster scenario): one pageserver and the control plane
@@ -143,6 +150,7 @@ pub const MIXED: &[&str] = &[
     DISK_FULL,
     DISK_READ_EIO,
     DISK_READ_BITFLIP,
+    REMOTE_ROT,
 ];
 
 /// Before a layer upload's PUT (`RemotePutFile` of an upload queue).

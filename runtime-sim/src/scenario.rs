@@ -44,6 +44,7 @@
 
 mod chaos;
 mod client;
+mod rot;
 
 pub use chaos::RECREATED_TIMELINE;
 use chaos::chaos_client;
@@ -52,6 +53,7 @@ pub(crate) use client::{
     call, check_visible, create_timeline, current_info, forget_last_refusal, note_refusal, retry,
     stuck,
 };
+pub use rot::RotSeen;
 
 use crate::checkers;
 use crate::clock;
@@ -81,6 +83,8 @@ pub const PAGESERVER_ADDR: &str = "10.0.0.1:7000";
 pub const PAGESERVER_IP: &str = "10.0.0.1";
 /// The tenant the workload creates.
 pub const WORKLOAD_TENANT: TenantId = TenantId([7; 16]);
+/// The workload's timeline.
+pub const WORKLOAD_TIMELINE: TimelineId = TimelineId([9; 16]);
 pub const CLIENT_IP: &str = "10.0.0.2";
 /// A second client that fires concurrent, conflicting but harmless requests.
 pub const CHAOS_IP: &str = "10.0.0.3";
@@ -164,6 +168,8 @@ pub struct RunReport {
     pub violation: Option<String>,
     /// Orphans the end-of-run scrub counted (never a failure).
     pub scrub_orphans: u64,
+    /// The rot phase (`remote.rot`): layers rotted, reads the rot explains.
+    pub rot: RotSeen,
     /// The settings the pageserver ran with, as `Drawn::describe` prints them.
     pub settings: String,
     /// Machine inputs the node's drivers handled, over every life (`crate::inputs`).
@@ -398,10 +404,12 @@ pub async fn run(config: ScenarioConfig, trace: TraceSink) -> RunReport {
     report.disk_full = *disk_full.lock().expect("not poisoned");
     report.store_outages = *emergencies.lock().expect("not poisoned");
     report.simulated_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    let mut final_model = None;
     match outcome {
         Ok(Ok(model)) => {
             report.acked_lsn = model.acked_lsn();
             report.visible_lsn = model.visible_lsn();
+            final_model = Some(model);
         }
         Ok(Err(violation)) => report.violation = Some(violation),
         Err(e) => report.violation = Some(format!("workload task failed: {e}")),
@@ -432,6 +440,14 @@ pub async fn run(config: ScenarioConfig, trace: TraceSink) -> RunReport {
     if report.violation.is_none() {
         match checkers::scrub(&world).await {
             Ok(orphans) => report.scrub_orphans = orphans,
+            Err(violation) => report.violation = Some(violation),
+        }
+    }
+    if report.violation.is_none()
+        && let Some(model) = final_model
+    {
+        match rot::rot_phase(&world, &client, model, config.heal_within_ms).await {
+            Ok(seen) => report.rot = seen,
             Err(violation) => report.violation = Some(violation),
         }
     }
@@ -472,7 +488,7 @@ async fn workload(
     let me: SocketAddr = format!("{CLIENT_IP}:0").parse().expect("static address");
     let ep = madsim::net::Endpoint::bind(me).await.map_err(|e| e.to_string())?;
     let tenant = WORKLOAD_TENANT;
-    let timeline = TimelineId::from_bytes([9; 16]);
+    let timeline = WORKLOAD_TIMELINE;
     let mut model = Model::default();
     let mut seen_restarts = 0;
 

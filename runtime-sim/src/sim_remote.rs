@@ -25,6 +25,9 @@
 //!   one byte flipped (the object in the store is intact), as a corruption on the
 //!   way; the check refuses it and nothing is written locally.
 //!
+//! - `remote.rot` ([`SimRemote::rot`]): one bit of a stored object flips at rest,
+//!   for good; asked by the single-node scenario's rot phase only.
+//!
 //! Streaming transfers ([`SimRemote::with_local_disk`]): `put_file` reads the
 //! local file from the simulated disk, hands it to the check, and puts it as
 //! `put` does (same fault sites) only if the check accepts it; `get_to_file` gets the object as `get` does, hands it to the check in
@@ -177,6 +180,10 @@ pub enum StoreBreak {
     /// relabelled to the index's own generation, as an eviction that rebuilt layer
     /// metadata from the current generation would write it (S-GEN-SUFFIX).
     RelabelLayerGenerations,
+    /// `get_to_file` writes what it got without asking the caller's check, as an
+    /// adapter that never verified a download would: a rotted layer (`remote.rot`)
+    /// lands under its name (the rot phase must notice).
+    UncheckedDownloads,
 }
 
 impl State {
@@ -208,7 +215,7 @@ impl State {
             return Some(body);
         };
         match self.brk {
-            StoreBreak::None => Some(body),
+            StoreBreak::None | StoreBreak::UncheckedDownloads => Some(body),
             StoreBreak::LoseFirstIndex => {
                 let prefix = strata_core::remote_path::timeline_prefix(tenant, timeline);
                 let seen = (self.history.iter()).any(|h| {
@@ -366,6 +373,23 @@ impl SimRemote {
     /// Every object now (after applying what is due).
     pub fn objects(&self) -> BTreeMap<RemoteKey, Vec<u8>> {
         self.lock().objects.clone()
+    }
+
+    /// `remote.rot`: one bit of the object at `key` flips at rest, for good (a
+    /// later PUT of the key replaces it). Returns whether there was an object.
+    pub fn rot(&self, key: &RemoteKey) -> bool {
+        let mut s = self.lock();
+        let Some(body) = s.objects.get_mut(key).filter(|b| !b.is_empty()) else { return false };
+        let at = thread_rng().gen_range(0..body.len() * 8);
+        body[at / 8] ^= 1 << (at % 8);
+        crate::sim_trace::record(
+            crate::sim_trace::Lane::Named(crate::sim_trace::STORE_LANE),
+            "remote",
+            "-",
+            "input",
+            format_args!("{} rotted: bit {at} flipped at rest", key.as_str()),
+        );
+        true
     }
 
     pub fn get_now(&self, key: &RemoteKey) -> Option<Vec<u8>> {
@@ -584,7 +608,10 @@ impl RemoteStorage for SimRemote {
         for chunk in bytes.chunks(TRANSFER_CHUNK_BYTES) {
             check.update(chunk);
         }
-        if let Err(message) = check.finish() {
+        let unchecked = self.lock().brk == StoreBreak::UncheckedDownloads;
+        if let Err(message) = check.finish()
+            && !unchecked
+        {
             return Err(TransferError::Corrupt { key: key.as_str().to_owned(), message });
         }
         let len = bytes.len() as u64;

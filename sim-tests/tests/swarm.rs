@@ -12,6 +12,8 @@ const DEFAULT_SEEDS: u64 = 100;
 const DETERMINISM_SAMPLE: u64 = 4;
 /// Seeds of `corrupt_downloads_are_refused`.
 const CORRUPT_DOWNLOAD_SEEDS: u64 = 30;
+/// Seeds of `remote_rot_is_refused_exactly`.
+const ROT_SEEDS: u64 = 20;
 /// Seeds of `local_read_faults_are_survived`.
 const LOCAL_READ_FAULT_SEEDS: u64 = 30;
 
@@ -49,6 +51,7 @@ fn swarm() {
     let mut fired: std::collections::BTreeMap<String, u64> = Default::default();
     let mut wall_jump_inputs = 0usize;
     let mut scrub_orphans = 0u64;
+    let mut rot_refused = 0u64;
     // `STRATA_SWARM_VERBOSE=1`: a line per seed (wall time, settings) as it ends.
     let verbose = env_u64("STRATA_SWARM_VERBOSE").is_some_and(|v| v != 0);
     for seed in start..start + count {
@@ -63,6 +66,7 @@ fn swarm() {
             fail(&config, &report, &trace);
         }
         scrub_orphans += report.scrub_orphans;
+        rot_refused += report.rot.refused_reads;
         wall_jump_inputs += trace.iter().filter(|l| l.contains("wall clock jumped")).count();
         simulated_ms += report.simulated_ms;
         restarts += report.restarts;
@@ -85,6 +89,9 @@ fn swarm() {
     );
     println!("restarts that met a failing control-plane store (emergency mode): {outages}");
     println!("end-of-run scrub: {scrub_orphans} orphans (never a failure)");
+    println!(
+        "rot phase: {rot_refused} reads refused by a rotted layer (remote.rot: layers rotted)"
+    );
     println!(
         "concurrent chaos requests answered: {chaos}, of which 503 (busy, not ready): {chaos_busy}; key FFFFFFFFFFFFFFFF refused with 400: {chaos_bad_key}"
     );
@@ -217,6 +224,40 @@ fn local_read_faults_are_survived() {
     println!("local read faults fired in {LOCAL_READ_FAULT_SEEDS} seeds: {fired:?}");
     for s in [site::DISK_READ_EIO, site::DISK_READ_BITFLIP] {
         assert!(fired.get(s).copied().unwrap_or(0) > 0, "{s} never fired: the test checks nothing");
+    }
+}
+
+/// Remote bit-rot (`remote.rot`, forced to rot half of the layers of the newest
+/// index at the end of each run): the deep scrub reports exactly the rotted
+/// layers, and after a detach and attach every read answers the model's value or
+/// a corrupt error the rot explains (`runtime-sim/src/scenario/rot.rs`). With the
+/// simulated store's downloads unchecked (`StoreBreak::UncheckedDownloads`, the
+/// world only) a rotted layer lands under its name and a seed fails.
+#[test]
+fn remote_rot_is_refused_exactly() {
+    use strata_runtime_sim::faults::site;
+    use strata_runtime_sim::scenario::StoreBreak;
+    let config = ScenarioConfig {
+        forced_faults: vec![(site::REMOTE_ROT, 0.5)],
+        ..ScenarioConfig::default()
+    };
+    let (mut rotted, mut refused) = (0, 0);
+    for seed in 1..=ROT_SEEDS {
+        let (report, trace) = run_seed(seed, config.clone());
+        if report.violation.is_some() {
+            fail(&config, &report, &trace);
+        }
+        rotted += report.rot.rotted;
+        refused += report.rot.refused_reads;
+    }
+    println!("remote.rot: {rotted} layers rotted in {ROT_SEEDS} seeds, {refused} reads refused");
+    assert!(rotted > 0 && refused > 0, "no read met a rotted layer: the test checks nothing");
+    let broken = ScenarioConfig { store_break: StoreBreak::UncheckedDownloads, ..config };
+    let found = (1..=ROT_SEEDS)
+        .find_map(|seed| run_seed(seed, broken.clone()).0.violation.map(|v| (seed, v)));
+    match found {
+        Some((seed, v)) => println!("unchecked downloads: seed {seed}: {v}"),
+        None => panic!("unchecked downloads: no seed of 1..={ROT_SEEDS} failed"),
     }
 }
 
