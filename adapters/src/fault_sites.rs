@@ -79,6 +79,15 @@ pub const CLOCK_MONOTONIC_JUMP: &str = "clock.monotonic_jump";
 /// to the node. Asked twice a simulated second.
 pub const CLOCK_WALL_JUMP: &str = "clock.wall_jump";
 
+/// The walredo child answers 50–500 ms late (`strata_runtime_sim::sim_redo`).
+pub const WALREDO_SLOW: &str = "walredo.slow";
+/// The walredo child dies before answering a request: that request fails.
+pub const WALREDO_CRASH: &str = "walredo.crash";
+/// The walredo child stops answering: the request fails at the parent's timeout.
+pub const WALREDO_HANG: &str = "walredo.hang";
+/// The walredo child answers a frame the parent cannot parse: the request fails.
+pub const WALREDO_GARBAGE: &str = "walredo.garbage";
+
 /// A local file write (`write_atomic`) is held for `DISK_HOLD_WRITE_MS` (`strata_runtime_sim::faults`)
 /// just before it lands (the rename into place). Not in [`ALL`]: off in every
 /// swarm run; the hold scenario (`strata_runtime_sim::hold`) switches it on.
@@ -113,6 +122,10 @@ pub const ALL: &[&str] = &[
     DISK_READ_EIO,
     DISK_READ_BITFLIP,
     REMOTE_ROT,
+    WALREDO_SLOW,
+    WALREDO_CRASH,
+    WALREDO_HANG,
+    WALREDO_GARBAGE,
 ];
 
 /// An episode starts (cluster scenario): one pageserver and the control plane
@@ -151,6 +164,10 @@ pub const MIXED: &[&str] = &[
     DISK_READ_EIO,
     DISK_READ_BITFLIP,
     REMOTE_ROT,
+    WALREDO_SLOW,
+    WALREDO_CRASH,
+    WALREDO_HANG,
+    WALREDO_GARBAGE,
 ];
 
 /// Before a layer upload's PUT (`RemotePutFile` of an upload queue).

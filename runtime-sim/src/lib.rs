@@ -30,6 +30,8 @@ pub mod settings;
 #[cfg(madsim)]
 pub mod sim_disk;
 #[cfg(madsim)]
+pub mod sim_redo;
+#[cfg(madsim)]
 pub mod sim_remote;
 #[cfg(madsim)]
 pub mod sim_store;

@@ -221,7 +221,8 @@ pub(crate) async fn run_pageserver<S: strata_adapters::generation_store::Generat
     rewrite: rpc::Rewrite,
     inputs: &crate::inputs::InputTally,
 ) {
-    let adapters = Adapters { disk, remote, store, redo: strata_adapters::redo::InProcessRedo };
+    let redo = crate::sim_redo::SimRedo::new(disk.faults().clone());
+    let adapters = Adapters { disk, remote, store, redo };
     let (handle, inbox) = driver::channel();
     let status = inputs.new_life();
     let driver =

@@ -181,6 +181,13 @@ pub(crate) async fn check_visible(
             match call(ep, node, Request::Read { tenant, timeline, key, lsn }).await {
                 Ok(Response::Value { value, .. }) => break value,
                 Ok(other) => return Err(format!("unexpected read answer {other:?}")),
+                // The walredo child the simulator made crash, hang or answer
+                // garbage: that read fails, the next one gets a new child.
+                Err(CallError::Api(ApiError::Internal(e)))
+                    if crate::sim_redo::is_injected_failure(&e) =>
+                {
+                    madsim::time::sleep(RETRY_PAUSE).await;
+                }
                 Err(CallError::Api(ApiError::Internal(e))) => {
                     return Err(format!("S-VISIBLE: read {key} at {lsn}: {e}"));
                 }
