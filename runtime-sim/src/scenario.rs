@@ -57,7 +57,7 @@ pub use rot::RotSeen;
 
 use crate::checkers;
 use crate::clock;
-use crate::faults::site;
+use crate::faults::{Faults, site};
 use crate::model::Model;
 use crate::rpc::{self, CallError};
 use crate::schedule::{self, Kind};
@@ -239,28 +239,36 @@ pub(crate) async fn run_pageserver<S: strata_adapters::generation_store::Generat
 /// How often the clock nemesis asks each clock site whether it fires.
 const CLOCK_NEMESIS_PERIOD: Duration = Duration::from_millis(500);
 
-/// Skews and jumps the pageserver's clock while the clock sites fire (see
+/// Skews and jumps one pageserver's clock while the clock sites fire (see
 /// `crate::clock`). A skew stays after the heal, as a host's does; jumps stop.
-async fn clock_nemesis(world: World, stop: Arc<Mutex<bool>>) {
+/// The one-node scenario runs one; the cluster runs one per pageserver, each
+/// clock on its own (the sites' settings are the run's).
+pub(crate) async fn clock_nemesis(faults: Faults, clock: clock::SimClock, stop: Arc<Mutex<bool>>) {
     while !*stop.lock().expect("not poisoned") {
         madsim::time::sleep(CLOCK_NEMESIS_PERIOD).await;
-        if world.faults.fire(site::CLOCK_SKEW) {
+        if faults.fire(site::CLOCK_SKEW) {
             let rate = thread_rng().gen_range(clock::SKEW_MIN_PERMILLE..=clock::SKEW_MAX_PERMILLE);
             tracing::info!(rate_permille = rate, "nemesis: the pageserver's clock is skewed");
-            world.clock.set_rate_permille(rate);
+            clock.set_rate_permille(rate);
         }
-        if world.faults.fire(site::CLOCK_MONOTONIC_JUMP) {
+        if faults.fire(site::CLOCK_MONOTONIC_JUMP) {
             let ms = thread_rng().gen_range(1_000..=30_000);
             tracing::info!(ms, "nemesis: the pageserver's clocks jump forward");
-            world.clock.jump_monotonic(ms);
+            clock.jump_monotonic(ms);
         }
-        if world.faults.fire(site::CLOCK_WALL_JUMP) {
+        if faults.fire(site::CLOCK_WALL_JUMP) {
             let ms: i64 = thread_rng().gen_range(2_000..=3_600_000);
             let ms = if thread_rng().gen_bool(0.5) { ms } else { -ms };
             tracing::info!(ms, "nemesis: the pageserver's wall clock steps");
-            world.clock.step_wall(ms);
+            clock.step_wall(ms);
         }
     }
+}
+
+/// Whether any clock site is on: the clock nemesis runs only then, so a seed with
+/// every clock site off runs exactly as before they existed.
+pub(crate) fn clock_sites_on(faults: &Faults) -> bool {
+    site::CLOCK.iter().any(|s| faults.probability(s) > 0.0)
 }
 
 /// The simulated machines of a one-node run: the pageserver (restarted by a kill
@@ -305,12 +313,10 @@ pub async fn run(config: ScenarioConfig, trace: TraceSink) -> RunReport {
     sim_trace::name_node(&client, CLIENT_IP.parse().expect("static address"), "client");
 
     let started = madsim::time::Instant::now();
-    // The clock nemesis runs only when a clock site is on, so a seed with every
-    // clock site off runs exactly as before they existed.
     let stop_clock = Arc::new(Mutex::new(false));
-    if site::CLOCK.iter().any(|s| world.faults.probability(s) > 0.0) {
-        let (w, stop) = (world.clone(), stop_clock.clone());
-        tokio::spawn(async move { clock_nemesis(w, stop).await });
+    if clock_sites_on(&world.faults) {
+        let (f, c, stop) = (world.faults.clone(), world.clock.clone(), stop_clock.clone());
+        tokio::spawn(async move { clock_nemesis(f, c, stop).await });
     }
     let restarts = Arc::new(Mutex::new(0usize));
     let emergencies = Arc::new(Mutex::new(0usize));

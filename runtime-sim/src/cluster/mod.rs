@@ -344,6 +344,13 @@ pub async fn run(config: ClusterConfig, trace: TraceSink) -> ClusterReport {
     };
     let (f, stop) = (faults.clone(), stop_net.clone());
     tokio::spawn(async move { net::partition_nemesis(f, topology, stop).await });
+    // Each pageserver's clock skews and jumps on its own (the clock sites).
+    if crate::scenario::clock_sites_on(&faults) {
+        for ps in &pageservers {
+            let (f, c, stop) = (faults.clone(), ps.clock.clone(), stop_net.clone());
+            tokio::spawn(async move { crate::scenario::clock_nemesis(f, c, stop).await });
+        }
+    }
 
     let mut report = ClusterReport {
         seed: handle.seed(),
