@@ -41,7 +41,14 @@ macro_rules! hex_id {
 
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&hex::encode(self.0))
+                // Into a buffer on the stack: ids are formatted in every key and trace line.
+                const DIGITS: &[u8; 16] = b"0123456789abcdef";
+                let mut text = [0u8; 32];
+                for (i, byte) in self.0.iter().enumerate() {
+                    text[2 * i] = DIGITS[usize::from(byte >> 4)];
+                    text[2 * i + 1] = DIGITS[usize::from(byte & 0xf)];
+                }
+                f.write_str(std::str::from_utf8(&text).map_err(|_| fmt::Error)?)
             }
         }
 

@@ -2,8 +2,11 @@
 
 use super::machine::{IndexState, JobState, UploadQueue};
 use super::types::*;
+use crate::generation::Generation;
+use crate::layer_name::LayerName;
 use crate::lsn::Lsn;
-use crate::remote_path::layer_key;
+use crate::remote_path::{RemoteKey, layer_key, timeline_prefix};
+use std::collections::BTreeSet;
 
 impl UploadQueue {
     /// Panics if a rule is broken. Tests run it after every input.
@@ -57,20 +60,29 @@ impl UploadQueue {
             }
         }
         // S-DEL-AFTER-INDEX: nothing durable or uploading names a handed-on layer key.
+        // (Each layer is looked up among the handed layer keys, parsed once, rather
+        // than formatting every named layer's key: the same test, `handed_layers`.)
+        let handed = self.handed_layers();
         let named =
             self.durable.iter().map(|d| &d.index).chain(self.index_flight.iter().map(|f| &f.index));
-        for index in named {
+        for index in named.filter(|_| !handed.is_empty()) {
             for (name, meta) in &index.layer_metadata {
-                let key = layer_key(tenant, timeline, name, meta.generation);
-                assert!(!self.handed.contains(&key), "S-DEL-AFTER-INDEX: {key} handed while named");
+                assert!(
+                    !handed.contains(&(name.clone(), meta.generation)),
+                    "S-DEL-AFTER-INDEX: {} handed while named",
+                    layer_key(tenant, timeline, name, meta.generation)
+                );
             }
         }
         // (A stopped queue dropped its held uploads; its layer set is history.)
-        let layers = self.layers.iter().filter(|_| self.is_running());
+        let layers = self.layers.iter().filter(|_| self.is_running() && !handed.is_empty());
         for (name, meta) in layers {
-            let key = layer_key(tenant, timeline, name, meta.generation);
             let held = self.jobs.get(name).is_some_and(|j| j.state == JobState::HeldForDeletion);
-            assert!(!self.handed.contains(&key) || held, "re-added {key} not held for its report");
+            assert!(
+                !handed.contains(&(name.clone(), meta.generation)) || held,
+                "re-added {} not held for its report",
+                layer_key(tenant, timeline, name, meta.generation)
+            );
         }
         // S-PROJECTED.
         assert!(self.visible <= self.projected, "S-PROJECTED: visible > projected");
@@ -100,6 +112,20 @@ impl UploadQueue {
         self.check_progress();
     }
 
+    /// The handed keys that are layer keys of this timeline, as (name, generation):
+    /// a key is in it exactly when it equals `layer_key` of its pair (checked on the
+    /// parsed pair), so a lookup here answers `handed.contains(&layer_key(..))`.
+    fn handed_layers(&self) -> BTreeSet<(LayerName, Generation)> {
+        let prefix = timeline_prefix(self.tenant, self.timeline);
+        let parse = |key: &RemoteKey| -> Option<(LayerName, Generation)> {
+            let file = key.as_str().strip_prefix(prefix.as_str())?;
+            let (name, suffix) = file.split_at_checked(file.len().checked_sub(9)?)?;
+            let pair = (name.parse().ok()?, Generation::parse_suffix(suffix).ok()?);
+            (layer_key(self.tenant, self.timeline, &pair.0, pair.1) == *key).then_some(pair)
+        };
+        self.handed.iter().filter_map(parse).collect()
+    }
+
     /// Queued work ⇒ something in flight, a timer set, a deletion report awaited, or
     /// a mode that holds the work.
     fn check_progress(&self) {
@@ -118,14 +144,14 @@ impl UploadQueue {
         }
         if self.state == QueueState::Active && self.mode.may_delete() {
             for ((name, generation), ticket) in &self.waiting_deletions {
-                let key = layer_key(self.tenant, self.timeline, name, *generation);
                 let covered = *ticket > self.durable_ticket
                     && (self.index_flight.is_some() || !self.tickets.is_empty());
                 let uploading = self.jobs.get(name).is_some_and(|j| !j.wanted);
-                assert!(
-                    covered || uploading || self.handed.contains(&key),
-                    "deletion of {key} is stuck"
-                );
+                if covered || uploading {
+                    continue;
+                }
+                let key = layer_key(self.tenant, self.timeline, name, *generation);
+                assert!(self.handed.contains(&key), "deletion of {key} is stuck");
             }
             assert!(self.pending_index_deletions().next().is_none(), "old index not handed");
         }
