@@ -53,6 +53,15 @@ impl Timeline {
 
     /// Resident, durable layers eviction may take now, with their last use.
     fn eviction_candidates(&self) -> Vec<(Instant, LayerName, u64)> {
+        let mut out = Vec::new();
+        self.for_each_eviction_candidate(|used, name, size| out.push((used, name.clone(), size)));
+        out
+    }
+
+    /// Calls `f(last used, name, size)` for each candidate of [`Self::eviction_candidates`],
+    /// without building the list (the timer, computed after every input, needs only
+    /// the oldest use).
+    fn for_each_eviction_candidate(&self, mut f: impl FnMut(Instant, &LayerName, u64)) {
         let busy: BTreeSet<&LayerName> = self
             .ops
             .values()
@@ -62,15 +71,14 @@ impl Timeline {
             })
             .chain(self.compaction.inputs())
             .collect();
-        self.remote_durable
-            .iter()
-            .filter(|n| !busy.contains(n))
-            .filter_map(|n| {
-                let e = self.layers.layers.get(n)?;
-                let used = self.last_access.get(n).copied().unwrap_or(self.clock);
-                (e.residence == Residence::Resident).then(|| (used, n.clone(), e.meta.file_size))
-            })
-            .collect()
+        for name in &self.remote_durable {
+            let Some(e) = self.layers.layers.get(name) else { continue };
+            if e.residence != Residence::Resident || busy.contains(name) {
+                continue;
+            }
+            let used = self.last_access.get(name).copied().unwrap_or(self.clock);
+            f(used, name, e.meta.file_size);
+        }
     }
 
     pub(super) fn resident_bytes(&self) -> u64 {
@@ -136,8 +144,11 @@ impl Timeline {
         {
             return None;
         }
-        let oldest = self.eviction_candidates().into_iter().map(|(used, _, _)| used).min()?;
-        Some(oldest.plus_millis(self.config.eviction_idle_ms))
+        let mut oldest: Option<Instant> = None;
+        self.for_each_eviction_candidate(|used, _, _| {
+            oldest = Some(oldest.map_or(used, |o| o.min(used)));
+        });
+        Some(oldest?.plus_millis(self.config.eviction_idle_ms))
     }
 
     /// A read or a job used `name` now.
