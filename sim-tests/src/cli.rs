@@ -375,7 +375,7 @@ pub fn run_swarm(swarm: &Swarm, bar: ProgressBar, out: &mut dyn Write) -> Summar
         wall: Duration::ZERO,
     };
     for seed in swarm.seeds.clone() {
-        let run = swarm.scenario.run(seed);
+        let run = swarm.scenario.run_swarm_seed(seed);
         summary.add(&run);
         if let Some(violation) = run.violation() {
             summary.failures.push(Failure {

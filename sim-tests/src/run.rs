@@ -51,26 +51,41 @@ impl Scenario {
         if self.is_cluster() { "cluster" } else { "single-node" }
     }
 
-    /// Runs `seed` in a fresh simulated runtime.
+    /// Runs `seed` in a fresh simulated runtime, keeping its whole trace.
     pub fn run(&self, seed: u64) -> SeedRun {
         self.run_with(seed, None)
     }
 
     /// Runs `seed`, recording its schedule or following one (`schedule`; see
-    /// `strata_runtime_sim::schedule`).
+    /// `strata_runtime_sim::schedule`), keeping its whole trace.
     pub fn run_with(&self, seed: u64, schedule: Option<Recorder>) -> SeedRun {
+        self.run_traced(seed, schedule, Traced::Yes)
+    }
+
+    /// [`Scenario::run_with`], with its trace [`Traced::Yes`] or [`Traced::No`].
+    pub fn run_traced(&self, seed: u64, schedule: Option<Recorder>, traced: Traced) -> SeedRun {
         match self {
             Scenario::Single(config) => {
                 let config = ScenarioConfig { schedule, ..config.clone() };
-                let (report, trace) = run_seed(seed, config);
+                let (report, trace) = run_seed_with(seed, config, traced);
                 SeedRun::single(&report, trace)
             }
             Scenario::Cluster(config) => {
                 let config = ClusterConfig { schedule, ..config.clone() };
-                let (report, trace) = run_cluster_seed(seed, config);
+                let (report, trace) = run_cluster_seed_with(seed, config, traced);
                 SeedRun::cluster(&report, trace)
             }
         }
+    }
+
+    /// Runs `seed` as a swarm does: without its trace, and, when it fails, once
+    /// more with it ([`rerun_traced`]), so the failure shows its trace and picture.
+    pub fn run_swarm_seed(&self, seed: u64) -> SeedRun {
+        let run = self.run_traced(seed, None, Traced::No);
+        if run.violation().is_none() {
+            return run;
+        }
+        rerun_traced(run.violations, || self.run(seed))
     }
 
     /// The one-line command that replays `seed` of this scenario with its trace.
@@ -231,11 +246,58 @@ pub fn replay_command(seed: u64, cluster: bool, settings: NodeSettings) -> Strin
     command
 }
 
+/// Whether a run keeps its trace. Nothing a seed draws or does depends on it (the
+/// trace only records), so a seed run without it and with it takes the same steps:
+/// a swarm runs each seed without it (formatting every line of every seed was one
+/// of the largest costs, `docs/PERFORMANCE.md`) and reruns a failing one with it
+/// ([`Scenario::run_swarm_seed`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Traced {
+    Yes,
+    No,
+}
+
+impl Traced {
+    /// The sink a run records to, and the lines it collects (none when off).
+    fn sink(self) -> (TraceSink, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+        match self {
+            Traced::Yes => TraceSink::collect(),
+            Traced::No => (TraceSink::Off, Default::default()),
+        }
+    }
+}
+
+/// The traced rerun of a seed that failed untraced. Both runs take the same steps,
+/// so the rerun fails the same way; if it does not, the difference is itself a
+/// violation (S-DETERMINISM, put first) and both runs' violations are shown.
+pub fn rerun_traced(untraced: Vec<String>, rerun: impl FnOnce() -> SeedRun) -> SeedRun {
+    let mut run = rerun();
+    if run.violations != untraced {
+        let traced = run.violations.clone();
+        run.violations.insert(
+            0,
+            format!(
+                "S-DETERMINISM: the seed's untraced run and its traced rerun differ: untraced {untraced:?}, traced {traced:?}"
+            ),
+        );
+    }
+    run
+}
+
 /// Runs one seed of the one-node scenario in a fresh simulated runtime. A panic (a
 /// node's invariant check, for instance) becomes the report's violation.
 pub fn run_seed(seed: u64, config: ScenarioConfig) -> (RunReport, Vec<String>) {
+    run_seed_with(seed, config, Traced::Yes)
+}
+
+/// [`run_seed`], keeping the trace or not.
+pub fn run_seed_with(
+    seed: u64,
+    config: ScenarioConfig,
+    traced: Traced,
+) -> (RunReport, Vec<String>) {
     let settings = config.settings.for_seed(seed).describe();
-    let (sink, lines) = TraceSink::collect();
+    let (sink, lines) = traced.sink();
     let runtime = madsim::runtime::Runtime::with_seed_and_config(seed, madsim::Config::default());
     let outcome = catch_unwind(AssertUnwindSafe(|| runtime.block_on(scenario::run(config, sink))));
     let trace = lines.lock().map(|mut l| std::mem::take(&mut *l)).unwrap_or_default();
@@ -250,8 +312,17 @@ pub fn run_seed(seed: u64, config: ScenarioConfig) -> (RunReport, Vec<String>) {
 
 /// Runs one cluster seed in a fresh simulated runtime; a panic becomes the violation.
 pub fn run_cluster_seed(seed: u64, config: ClusterConfig) -> (ClusterReport, Vec<String>) {
+    run_cluster_seed_with(seed, config, Traced::Yes)
+}
+
+/// [`run_cluster_seed`], keeping the trace or not.
+pub fn run_cluster_seed_with(
+    seed: u64,
+    config: ClusterConfig,
+    traced: Traced,
+) -> (ClusterReport, Vec<String>) {
     let settings = config.settings.for_seed(seed).describe();
-    let (sink, lines) = TraceSink::collect();
+    let (sink, lines) = traced.sink();
     let runtime = madsim::runtime::Runtime::with_seed_and_config(seed, madsim::Config::default());
     let outcome = catch_unwind(AssertUnwindSafe(|| runtime.block_on(cluster::run(config, sink))));
     let trace = lines.lock().map(|mut l| std::mem::take(&mut *l)).unwrap_or_default();

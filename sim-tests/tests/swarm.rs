@@ -5,7 +5,8 @@ use std::time::Instant;
 use strata_runtime_sim::scenario::{RunReport, ScenarioConfig};
 use strata_runtime_sim::settings::NodeSettings;
 use strata_sim_tests::run::{
-    Scenario, SeedRun, corpus_seeds, divergence, failure_text_writing_picture, run_seed,
+    Scenario, Traced, corpus_seeds, divergence, failure_text_writing_picture, rerun_traced,
+    run_seed, run_seed_with,
 };
 
 const DEFAULT_SEEDS: u64 = 100;
@@ -29,10 +30,12 @@ fn picture_dir() -> std::path::PathBuf {
 }
 
 /// Fails the test with the seed's failure text, replay command and picture
-/// (`strata_sim_tests::run`).
-fn fail(config: &ScenarioConfig, report: &RunReport, trace: &[String]) -> ! {
+/// (`strata_sim_tests::run`), from a traced rerun of the seed (the tests run seeds
+/// without their trace).
+fn fail(config: &ScenarioConfig, report: &RunReport) -> ! {
     let scenario = Scenario::Single(config.clone());
-    let run = SeedRun::single(report, trace.to_vec());
+    let untraced = report.violation.iter().cloned().collect();
+    let run = rerun_traced(untraced, || scenario.run(report.seed));
     panic!("{}", failure_text_writing_picture(&scenario, &run, &picture_dir()))
 }
 
@@ -49,7 +52,6 @@ fn swarm() {
     let (mut chaos, mut chaos_busy, mut chaos_bad_key) = (0u64, 0u64, 0u64);
     let (mut disk_full_refused, mut disk_full_broken) = (0u64, 0u64);
     let mut fired: std::collections::BTreeMap<String, u64> = Default::default();
-    let mut wall_jump_inputs = 0usize;
     let mut scrub_orphans = 0u64;
     let mut rot_refused = 0u64;
     // `STRATA_SWARM_VERBOSE=1`: a line per seed (wall time, settings) as it ends.
@@ -57,17 +59,16 @@ fn swarm() {
     for seed in start..start + count {
         let seed_wall = Instant::now();
         let config = drawn();
-        let (report, trace) = run_seed(seed, config.clone());
+        let (report, _) = run_seed_with(seed, config.clone(), Traced::No);
         if verbose {
             let ms = seed_wall.elapsed().as_millis();
             println!("seed {seed}: {ms} wall ms, settings: {}", report.settings);
         }
         if report.violation.is_some() {
-            fail(&config, &report, &trace);
+            fail(&config, &report);
         }
         scrub_orphans += report.scrub_orphans;
         rot_refused += report.rot.refused_reads;
-        wall_jump_inputs += trace.iter().filter(|l| l.contains("wall clock jumped")).count();
         simulated_ms += report.simulated_ms;
         restarts += report.restarts;
         outages += report.store_outages;
@@ -99,9 +100,6 @@ fn swarm() {
         "workload ingests refused for a full disk: {disk_full_refused} with 503, {disk_full_broken} with 500 (timeline Broken no_space)"
     );
     println!("fault sites fired: {fired:?}");
-    println!(
-        "wall-clock jumps the driver reported to the node (handle_wall_clock_jump): {wall_jump_inputs}"
-    );
     let silent: Vec<&String> = fired.iter().filter(|(_, n)| **n == 0).map(|(s, _)| s).collect();
     println!("fault sites that never fired: {silent:?}");
 }
@@ -121,6 +119,15 @@ fn determinism() {
         }
         assert!(!trace_a.is_empty(), "seed {seed} produced no trace");
         assert!(a.violation.is_none(), "seed {seed}: {:?}", a.violation);
+        // The tests and `strata-sim --seeds` run seeds without their trace and
+        // rerun a failing one with it: both must take the same steps.
+        let (c, trace_c) = run_seed_with(seed, drawn(), Traced::No);
+        assert!(trace_c.is_empty(), "seed {seed}: an untraced run kept {} lines", trace_c.len());
+        assert_eq!(
+            (c.violation, c.simulated_ms, c.machine_inputs, c.fired, c.restarts),
+            (a.violation, a.simulated_ms, a.machine_inputs, a.fired, a.restarts),
+            "S-DETERMINISM: seed {seed} ran differently without its trace"
+        );
     }
 }
 
@@ -128,10 +135,10 @@ fn determinism() {
 fn corpus() {
     for (path, seed, settings) in corpus_seeds("corpus") {
         let config = ScenarioConfig { settings, ..Default::default() };
-        let (report, trace) = run_seed(seed, config.clone());
+        let (report, _) = run_seed_with(seed, config.clone(), Traced::No);
         if report.violation.is_some() {
             eprintln!("corpus seed from {}", path.display());
-            fail(&config, &report, &trace);
+            fail(&config, &report);
         }
     }
 }
@@ -164,7 +171,7 @@ fn single_node_breaks_are_caught() {
     for (what, store_break, id) in breaks {
         let config = ScenarioConfig { store_break, ..ScenarioConfig::default() };
         let found = (1..=BREAK_SEEDS).find_map(|seed| {
-            let (report, _) = run_seed(seed, config.clone());
+            let (report, _) = run_seed_with(seed, config.clone(), Traced::No);
             report.violation.filter(|v| v.contains(id)).map(|v| (seed, v))
         });
         match found {
@@ -183,9 +190,9 @@ fn corrupt_downloads_are_refused() {
     };
     let mut fired = 0;
     for seed in 1..=CORRUPT_DOWNLOAD_SEEDS {
-        let (report, trace) = run_seed(seed, config.clone());
+        let (report, _) = run_seed_with(seed, config.clone(), Traced::No);
         if report.violation.is_some() {
-            fail(&config, &report, &trace);
+            fail(&config, &report);
         }
         fired += report
             .fired
@@ -213,9 +220,9 @@ fn local_read_faults_are_survived() {
     };
     let mut fired = std::collections::BTreeMap::new();
     for seed in 1..=LOCAL_READ_FAULT_SEEDS {
-        let (report, trace) = run_seed(seed, config.clone());
+        let (report, _) = run_seed_with(seed, config.clone(), Traced::No);
         if report.violation.is_some() {
-            fail(&config, &report, &trace);
+            fail(&config, &report);
         }
         for (s, n) in report.fired.iter().filter(|(s, _)| s.starts_with("disk.read.")) {
             *fired.entry(s.clone()).or_insert(0) += n;
@@ -243,9 +250,9 @@ fn remote_rot_is_refused_exactly() {
     };
     let (mut rotted, mut refused) = (0, 0);
     for seed in 1..=ROT_SEEDS {
-        let (report, trace) = run_seed(seed, config.clone());
+        let (report, _) = run_seed_with(seed, config.clone(), Traced::No);
         if report.violation.is_some() {
-            fail(&config, &report, &trace);
+            fail(&config, &report);
         }
         rotted += report.rot.rotted;
         refused += report.rot.refused_reads;
@@ -253,8 +260,9 @@ fn remote_rot_is_refused_exactly() {
     println!("remote.rot: {rotted} layers rotted in {ROT_SEEDS} seeds, {refused} reads refused");
     assert!(rotted > 0 && refused > 0, "no read met a rotted layer: the test checks nothing");
     let broken = ScenarioConfig { store_break: StoreBreak::UncheckedDownloads, ..config };
-    let found = (1..=ROT_SEEDS)
-        .find_map(|seed| run_seed(seed, broken.clone()).0.violation.map(|v| (seed, v)));
+    let found = (1..=ROT_SEEDS).find_map(|seed| {
+        run_seed_with(seed, broken.clone(), Traced::No).0.violation.map(|v| (seed, v))
+    });
     match found {
         Some((seed, v)) => println!("unchecked downloads: seed {seed}: {v}"),
         None => panic!("unchecked downloads: no seed of 1..={ROT_SEEDS} failed"),
@@ -281,7 +289,7 @@ fn replay() {
 // ---- The cluster scenario (`strata_runtime_sim::cluster`) ----
 
 use strata_runtime_sim::cluster::{ClusterConfig, ClusterReport};
-use strata_sim_tests::run::run_cluster_seed;
+use strata_sim_tests::run::{run_cluster_seed, run_cluster_seed_with};
 
 /// Cluster seeds the swarm runs by default (`STRATA_CLUSTER_SEEDS` for more).
 const DEFAULT_CLUSTER_SEEDS: u64 = 200;
@@ -292,9 +300,9 @@ fn cluster_drawn() -> ClusterConfig {
 }
 
 /// Fails the test with the cluster seed's failure text, replay command and picture.
-fn cluster_fail(config: &ClusterConfig, report: &ClusterReport, trace: &[String]) -> ! {
+fn cluster_fail(config: &ClusterConfig, report: &ClusterReport) -> ! {
     let scenario = Scenario::Cluster(config.clone());
-    let run = SeedRun::cluster(report, trace.to_vec());
+    let run = rerun_traced(report.violations.clone(), || scenario.run(report.seed));
     panic!("{}", failure_text_writing_picture(&scenario, &run, &picture_dir()))
 }
 
@@ -314,10 +322,10 @@ fn cluster_swarm() {
     let mut failed: Vec<(u64, String)> = Vec::new();
     for seed in start..start + count {
         let config = cluster_drawn();
-        let (report, trace) = run_cluster_seed(seed, config.clone());
+        let (report, _) = run_cluster_seed_with(seed, config.clone(), Traced::No);
         if let Some(violation) = &report.violation {
             if !keep_going {
-                cluster_fail(&config, &report, &trace);
+                cluster_fail(&config, &report);
             }
             println!("cluster seed {seed} FAILED: {violation} (settings: {})", report.settings);
             failed.push((seed, violation.clone()));
@@ -371,10 +379,10 @@ fn cluster_replay() {
 fn cluster_corpus() {
     for (path, seed, settings) in corpus_seeds("corpus/cluster") {
         let config = ClusterConfig { settings, ..Default::default() };
-        let (report, trace) = run_cluster_seed(seed, config.clone());
+        let (report, _) = run_cluster_seed_with(seed, config.clone(), Traced::No);
         if report.violation.is_some() {
             eprintln!("cluster corpus seed from {}", path.display());
-            cluster_fail(&config, &report, &trace);
+            cluster_fail(&config, &report);
         }
     }
 }
@@ -417,7 +425,7 @@ fn cluster_breaks_are_caught() {
     ];
     for (what, config, id) in breaks {
         let found = (1..=BREAK_SEEDS).find_map(|seed| {
-            let (report, _) = run_cluster_seed(seed, config.clone());
+            let (report, _) = run_cluster_seed_with(seed, config.clone(), Traced::No);
             report.violations.iter().find(|v| v.contains(id)).map(|v| (seed, v.clone()))
         });
         match found {
@@ -444,5 +452,11 @@ fn cluster_determinism() {
         }
         assert!(!trace_a.is_empty(), "cluster seed {seed} produced no trace");
         assert!(a.violation.is_none(), "cluster seed {seed}: {:?}", a.violation);
+        let (c, _) = run_cluster_seed_with(seed, cluster_drawn(), Traced::No);
+        assert_eq!(
+            (c.violations, c.simulated_ms, c.machine_inputs, c.fired, c.migrations),
+            (a.violations, a.simulated_ms, a.machine_inputs, a.fired, a.migrations),
+            "S-DETERMINISM: cluster seed {seed} ran differently without its trace"
+        );
     }
 }
