@@ -68,6 +68,12 @@ pub const CP_UNREACHABLE: &str = "cp.unreachable";
 /// (the node has timed it out; the late delivery is dropped).
 pub const CP_SLOW: &str = "cp.slow";
 
+/// At a kill of the one-node scenario's pageserver, its embedded control plane's
+/// store is lost with it (the database file is gone). The node must refuse to
+/// start until an operator passes `--rebuild-generations`, then grant every tenant
+/// a generation above the highest in remote storage (S-GEN-MONO).
+pub const CP_STORE_LOST: &str = "cp.store.lost";
+
 /// The pageserver's clock starts running fast or slow (0.5–2x), both its
 /// monotonic and its wall clock (one oscillator). Asked twice a simulated second.
 pub const CLOCK_SKEW: &str = "clock.skew";
@@ -126,6 +132,7 @@ pub const ALL: &[&str] = &[
     WALREDO_CRASH,
     WALREDO_HANG,
     WALREDO_GARBAGE,
+    CP_STORE_LOST,
 ];
 
 /// An episode starts (cluster scenario): one pageserver and the control plane
@@ -168,6 +175,7 @@ pub const MIXED: &[&str] = &[
     WALREDO_CRASH,
     WALREDO_HANG,
     WALREDO_GARBAGE,
+    CP_STORE_LOST,
 ];
 
 /// Before a layer upload's PUT (`RemotePutFile` of an upload queue).

@@ -232,8 +232,33 @@ pub fn crash_safe_of(disk: &crate::sim_disk::SimDisk) -> Result<(), String> {
 /// run (between two crashes) in which the control plane's store committed that
 /// generation for `t` to this node. Emergency mode, which runs on the previous
 /// run's generation, must therefore write nothing.
+///
+/// And no generation committed for a tenant is below one its objects carried in an
+/// earlier run, across a lost store (`cp.store.lost`) too: a store rebuilt from
+/// remote storage grants above the highest generation found there. (A generation
+/// that left no object behind cannot be recovered by anyone; it is not checked.)
 pub fn generations(world: &World) -> Result<(), String> {
     let grants = world.store.grants();
+    let history = world.remote.history();
+    for (epoch, r) in &grants {
+        let g = r.generation.get();
+        let written_before = history.iter().filter(|e| {
+            !e.late
+                && e.epoch < *epoch
+                && matches!(e.op, HistoryOp::Put { .. })
+                && timeline_of(&e.key).is_some_and(|(t, _)| t == r.tenant)
+        });
+        for e in written_before {
+            if let Some(s) = generation_suffix(e.key.as_str())
+                && s > g
+            {
+                return Err(format!(
+                    "S-GEN-MONO: tenant {} was granted generation {g:08x} in run {epoch}, below {s:08x}, which {} (history #{}) carried in run {}",
+                    r.tenant, e.key, e.seq, e.epoch
+                ));
+            }
+        }
+    }
     for e in world.remote.history() {
         if e.late || !matches!(e.op, HistoryOp::Put { .. }) {
             continue;

@@ -206,7 +206,57 @@ pub(crate) async fn pageserver_main(world: World, trace: TraceSink, settings: Dr
     let adapters = (disk, remote, world.store.clone());
     let mut config = node_config();
     settings.apply(&mut config);
-    run_pageserver(config, addr, adapters, clock, trace, rpc::UNCHANGED, &world.inputs).await;
+    config.rebuild_generations =
+        std::mem::take(&mut world.operator.lock().expect("not poisoned").rebuild_next);
+    let stopped =
+        run_pageserver(config, addr, adapters, clock, trace, rpc::UNCHANGED, &world.inputs).await;
+    // A lost store (`cp.store.lost`): the node refuses to start, naming the flag,
+    // or its rebuild stops on a store failure; the operator restarts it with the
+    // flag (docs/OPERATIONS.md).
+    let reason = &stopped.reason;
+    if !stopped.clean
+        && (reason.contains("--rebuild-generations") || reason.contains("during Starting(Rebuild)"))
+    {
+        world.operator.lock().expect("not poisoned").refused = true;
+    }
+    // The process has exited; the simulated node stays as it is until a kill (the
+    // operator's or the nemesis's): a life that returned would leave its endpoint
+    // bound and the next life could not bind it.
+    std::future::pending::<()>().await;
+}
+
+/// How often the operator looks whether the node refused to start.
+const OPERATOR_PERIOD: Duration = Duration::from_millis(100);
+
+/// The operator of a node whose control-plane store may be lost (`cp.store.lost`):
+/// whenever the node refuses to start because its store does not know its tenants,
+/// restart it with `--rebuild-generations` (docs/OPERATIONS.md). Runs only when the
+/// site is on, so that other seeds run as before it existed.
+async fn operator(
+    world: World,
+    node: madsim::runtime::NodeHandle,
+    restarts: Arc<Mutex<usize>>,
+    stop: Arc<Mutex<bool>>,
+) {
+    let handle = Handle::current();
+    while !*stop.lock().expect("not poisoned") {
+        madsim::time::sleep(OPERATOR_PERIOD).await;
+        let mut op = world.operator.lock().expect("not poisoned");
+        if !op.down && std::mem::take(&mut op.refused) {
+            op.rebuild_next = true;
+            drop(op);
+            nemesis_line(
+                "node-1",
+                format_args!(
+                    "operator: the node refused to start; restarted with --rebuild-generations"
+                ),
+            );
+            // The process exited: nothing of the machine's is lost (no crash).
+            handle.kill(node.id());
+            handle.restart(node.id());
+            *restarts.lock().expect("not poisoned") += 1;
+        }
+    }
 }
 
 /// Runs a pageserver's driver on simulated adapters (disk, object store, and the
@@ -220,7 +270,7 @@ pub(crate) async fn run_pageserver<S: strata_adapters::generation_store::Generat
     trace: TraceSink,
     rewrite: rpc::Rewrite,
     inputs: &crate::inputs::InputTally,
-) {
+) -> driver::Stopped {
     let redo = crate::sim_redo::SimRedo::new(disk.faults().clone());
     let adapters = Adapters { disk, remote, store, redo };
     let (handle, inbox) = driver::channel();
@@ -230,7 +280,10 @@ pub(crate) async fn run_pageserver<S: strata_adapters::generation_store::Generat
     let _endpoint =
         rpc::serve_rewriting(addr, handle, rewrite).await.expect("bind the node's endpoint");
     match driver.await {
-        Ok(Ok(stopped)) => tracing::info!(?stopped, "node stopped"),
+        Ok(Ok(stopped)) => {
+            tracing::info!(?stopped, "node stopped");
+            stopped
+        }
         Ok(Err(e)) => panic!("node failed: {e}"),
         Err(e) => panic!("driver task failed: {e}"),
     }
@@ -335,6 +388,10 @@ pub async fn run(config: ScenarioConfig, trace: TraceSink) -> RunReport {
 
     // Nemesis: kill and restart at seed-chosen moments while the workload runs.
     // A schedule may leave a kill or an outage out: its draws are made all the same.
+    if world.faults.probability(site::CP_STORE_LOST) > 0.0 {
+        let (w, n, r, stop) = (world.clone(), node.clone(), restarts.clone(), stop_clock.clone());
+        tokio::spawn(async move { operator(w, n, r, stop).await });
+    }
     for _ in 0..config.kills {
         let wait_ms = thread_rng().gen_range(50..4_000);
         madsim::time::sleep(Duration::from_millis(wait_ms)).await;
@@ -342,7 +399,15 @@ pub async fn run(config: ScenarioConfig, trace: TraceSink) -> RunReport {
         if kill {
             handle.kill(node.id());
             world.crash();
+            {
+                let mut op = world.operator.lock().expect("not poisoned");
+                (op.down, op.refused) = (true, false);
+            }
             nemesis_line("node-1", format_args!("killed: its disk and store crash"));
+            if world.faults.fire(site::CP_STORE_LOST) {
+                world.store.lose_everything();
+                nemesis_line("node-1", format_args!("its control plane's store is lost"));
+            }
             if let Err(violation) = checkers::crash_safe(&world) {
                 return RunReport {
                     seed: handle.seed(),
@@ -378,6 +443,7 @@ pub async fn run(config: ScenarioConfig, trace: TraceSink) -> RunReport {
         if kill {
             *restarts.lock().expect("not poisoned") += 1;
             handle.restart(node.id());
+            world.operator.lock().expect("not poisoned").down = false;
             nemesis_line("node-1", format_args!("restarted"));
         }
     }

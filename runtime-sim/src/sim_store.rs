@@ -124,6 +124,15 @@ impl SimStore {
         self.lock().epoch += 1;
     }
 
+    /// The store's database is lost (`cp.store.lost`, right after a crash, which
+    /// bumped the epoch): every record goes. The log of grants, the checkers'
+    /// view, stays.
+    pub fn lose_everything(&self) {
+        let mut s = self.lock();
+        s.committed.clear();
+        s.faults.clear();
+    }
+
     /// Arms `fault` for a coming apply (faults fire in the order armed).
     pub fn inject(&self, fault: StoreFault) {
         self.lock().faults.push(fault);

@@ -63,6 +63,20 @@ pub struct World {
     pub store: SimStore,
     /// Machine inputs of every pageserver life (`crate::inputs`).
     pub inputs: crate::inputs::InputTally,
+    /// The operator's side of a lost control-plane store (`cp.store.lost`).
+    pub operator: std::sync::Arc<std::sync::Mutex<Operator>>,
+}
+
+/// What the simulated operator saw and will do at the pageserver's next start.
+#[derive(Clone, Debug, Default)]
+pub struct Operator {
+    /// The last life refused to start, naming `--rebuild-generations`.
+    pub refused: bool,
+    /// The next life starts with `--rebuild-generations`.
+    pub rebuild_next: bool,
+    /// The nemesis killed the node and has not restarted it yet: the operator
+    /// leaves it alone.
+    pub down: bool,
 }
 
 impl World {
@@ -79,6 +93,7 @@ impl World {
             store: SimStore::with_faults(faults.clone()),
             clock: crate::clock::SimClock::new(),
             inputs: crate::inputs::InputTally::new(),
+            operator: Default::default(),
             faults,
         }
     }

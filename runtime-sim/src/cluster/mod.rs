@@ -311,7 +311,7 @@ pub async fn run(config: ClusterConfig, trace: TraceSink) -> ClusterReport {
                     crate::scenario::run_pageserver(
                         config, addr, adapters, clock, trace, rewrite, &tally,
                     )
-                    .await
+                    .await;
                 }
             })
             .build();
