@@ -207,9 +207,21 @@ pub(crate) async fn check_visible(
         let expected = model.value_at(key, lsn);
         if got != expected {
             return Err(format!(
-                "S-VISIBLE: key {key} at visible {lsn}: read {got:?}, acknowledged {expected:?}"
+                "S-VISIBLE: key {key} at visible {lsn}: read {}, acknowledged {}",
+                short(got.as_deref()),
+                short(expected.as_deref())
             ));
         }
     }
     Ok(())
+}
+
+/// A value for a violation's one line: its length, and its bytes when short, else
+/// its first 16 bytes (values run to 8 KiB).
+pub(crate) fn short(value: Option<&[u8]>) -> String {
+    match value {
+        None => "none".into(),
+        Some(v) if v.len() <= 16 => format!("{v:?}"),
+        Some(v) => format!("{} bytes starting {:?}", v.len(), &v[..16]),
+    }
 }

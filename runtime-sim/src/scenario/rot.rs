@@ -163,7 +163,9 @@ async fn cold_read(
                     let expected = model.value_at(key, lsn);
                     if value != expected {
                         return Err(format!(
-                            "S-VISIBLE (rot phase): key {key} at {lsn}: read {value:?}, acknowledged {expected:?}"
+                            "S-VISIBLE (rot phase): key {key} at {lsn}: read {}, acknowledged {}",
+                            super::client::short(value.as_deref()),
+                            super::client::short(expected.as_deref())
                         ));
                     }
                     break;
