@@ -265,6 +265,8 @@ where
     let records = adapters.store.load().await.map_err(|e| DriverError::StoreLoad(e.to_string()))?;
     let (now, wall) = readings.read(&clock);
     let mut node = Node::start(node_config, now, wall, records);
+    // Lines that go nowhere are not built (the simulator's swarms run so).
+    node.set_trace(!trace.is_off());
     // With each result: whether it is a disk or remote-storage operation (the ones
     // `strata_io_errors_total` counts; a failed redo or store change is not I/O).
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(OpId, IoResult, bool)>();

@@ -37,7 +37,9 @@ impl Node {
 
     pub(crate) fn drain_cp_client(&mut self) {
         while let Some(effect) = self.cp_client.poll_effect() {
-            self.trace_line("control_plane_client", None, Direction::Effect, format!("{effect:?}"));
+            self.trace_lazy("control_plane_client", None, Direction::Effect, || {
+                format!("{effect:?}")
+            });
             match effect {
                 ClientEffect::Send { attempt, request } => {
                     self.emit_io(

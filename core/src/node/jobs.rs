@@ -34,7 +34,7 @@ impl Node {
     pub(super) fn drain_scheduler(&mut self) {
         while let Some(effect) = self.scheduler.poll_effect() {
             let now = self.now;
-            self.trace_line("scheduler", None, Direction::Effect, format!("{effect:?}"));
+            self.trace_lazy("scheduler", None, Direction::Effect, || format!("{effect:?}"));
             match effect {
                 SchedulerEffect::Grant(owner) => {
                     let (t, tl) = (owner.tenant, owner.timeline);

@@ -114,7 +114,7 @@ impl Node {
 
     pub(crate) fn drain_manager(&mut self) {
         while let Some(effect) = self.manager.poll_effect() {
-            self.trace_line("tenant_manager", None, Direction::Effect, format!("{effect:?}"));
+            self.trace_lazy("tenant_manager", None, Direction::Effect, || format!("{effect:?}"));
             match effect {
                 ManagerEffect::Reply { req, tenant, result } => {
                     let result = match result {

@@ -240,6 +240,8 @@ pub struct Node {
     pub(crate) wall_clock_jumps: [u64; 2],
     pub(crate) effects: VecDeque<NodeEffect>,
     pub(crate) trace: Vec<TraceLine>,
+    /// Whether trace lines are built at all ([`Node::set_trace`]).
+    pub(crate) trace_on: bool,
     /// Shared by every timeline; waiters of a layer read are timeline op ids.
     pub(crate) page_cache: PageCache<OpId>,
     /// Routed inputs a machine refused (bugs, see `refusals.rs`), per machine.
@@ -297,6 +299,7 @@ impl Node {
             memory,
             secondary_totals: Default::default(),
             trace: Vec::new(),
+            trace_on: true,
         };
         node.trace_line("node", None, Direction::Input, "start".to_string());
         node.begin_startup();
@@ -321,12 +324,9 @@ impl Node {
         request: Request,
     ) {
         self.advance_clock(now, wall);
-        self.trace_line(
-            "node",
-            None,
-            Direction::Input,
-            format!("request {req:?} {}", trace::describe_request(&request)),
-        );
+        self.trace_lazy("node", None, Direction::Input, || {
+            format!("request {req:?} {}", trace::describe_request(&request))
+        });
         self.on_request(req, request);
         self.pump();
     }
@@ -334,7 +334,7 @@ impl Node {
     /// The completion of an [`Io`] effect.
     pub fn handle_io(&mut self, now: Instant, wall: WallTime, op: OpId, result: IoResult) {
         self.advance_clock(now, wall);
-        self.trace_line("node", Some(op), Direction::Input, format!("{result:?}"));
+        self.trace_lazy("node", Some(op), Direction::Input, || format!("{result:?}"));
         let route = self.routes.remove(&op);
         let current = route.as_ref().is_none_or(|route| self.untrack_op(op, route));
         match route {
@@ -549,39 +549,19 @@ impl Node {
         self.wall = wall;
     }
 
-    pub(crate) fn trace_line(
-        &mut self,
-        machine: &str,
-        op: Option<OpId>,
-        direction: Direction,
-        what: String,
-    ) {
-        self.trace.push(TraceLine {
-            at: self.now,
-            node: self.config.node_id,
-            machine: machine.to_string(),
-            op,
-            direction,
-            what,
-        });
-    }
-
     /// Emits an [`Io`] effect and remembers where its completion goes.
     pub(crate) fn emit_io(&mut self, route: Route, io: Io) {
         let op = self.ops.next_id();
-        self.trace_line("node", Some(op), Direction::Effect, format!("{io:?} for {route:?}"));
+        self.trace_lazy("node", Some(op), Direction::Effect, || format!("{io:?} for {route:?}"));
         self.track_op(op, &route, &io);
         self.routes.insert(op, route);
         self.effects.push_back(NodeEffect::Io { op, io });
     }
 
     pub(crate) fn reply(&mut self, req: RequestId, result: Result<Response, ApiError>) {
-        self.trace_line(
-            "node",
-            None,
-            Direction::Effect,
-            format!("reply {req:?} {}", trace::describe_result(&result)),
-        );
+        self.trace_lazy("node", None, Direction::Effect, || {
+            format!("reply {req:?} {}", trace::describe_result(&result))
+        });
         self.effects.push_back(NodeEffect::Reply { req, result });
     }
 }

@@ -55,7 +55,7 @@ impl Node {
 
     fn drain_cp(&mut self) {
         while let Some(effect) = self.cp.poll_effect() {
-            self.trace_line("control_plane", None, Direction::Effect, format!("{effect:?}"));
+            self.trace_lazy("control_plane", None, Direction::Effect, || format!("{effect:?}"));
             match effect {
                 ControlPlaneEffect::Persist { op, change } => self
                     .emit_io(Route::ControlPlanePersist { inner: op }, Io::StoreApply { change }),
@@ -73,12 +73,9 @@ impl Node {
             let Some(effect) = self.dq.as_mut().and_then(|dq| dq.poll_effect()) else {
                 return;
             };
-            self.trace_line(
-                "deletion_queue",
-                None,
-                Direction::Effect,
-                super::trace::describe_dq(&effect),
-            );
+            self.trace_lazy("deletion_queue", None, Direction::Effect, || {
+                super::trace::describe_dq(&effect)
+            });
             match effect {
                 DeletionEffect::WriteList { op, sequence, bytes } => self.emit_io(
                     Route::Deletion { inner: op },
@@ -134,13 +131,11 @@ impl Node {
             else {
                 return;
             };
-            let machine = format!("timeline[{t}/{tl}]");
-            self.trace_line(
-                &machine,
-                None,
-                Direction::Effect,
-                super::trace::describe_timeline(&effect),
-            );
+            if self.trace_on {
+                let machine = format!("timeline[{t}/{tl}]");
+                let what = super::trace::describe_timeline(&effect);
+                self.trace_line(&machine, None, Direction::Effect, what);
+            }
             if self.route_timeline_effect(t, tl, effect).is_break() {
                 return;
             }
@@ -294,13 +289,11 @@ impl Node {
             else {
                 return;
             };
-            let machine = format!("upload_queue[{t}/{tl}]");
-            self.trace_line(
-                &machine,
-                None,
-                Direction::Effect,
-                super::trace::describe_upload(&effect),
-            );
+            if self.trace_on {
+                let machine = format!("upload_queue[{t}/{tl}]");
+                let what = super::trace::describe_upload(&effect);
+                self.trace_line(&machine, None, Direction::Effect, what);
+            }
             self.route_upload_effect(t, tl, effect);
         }
     }

@@ -2,9 +2,12 @@
 //! payloads show only their length, so a trace stays readable and two runs compare
 //! line by line.
 
+use super::Node;
 use super::api::{ApiError, Request, Response};
 use crate::deletion_queue::DeletionEffect;
+use crate::id::OpId;
 use crate::timeline::TimelineEffect;
+use crate::trace::{Direction, TraceLine};
 use crate::upload_queue::UploadEffect;
 
 pub(crate) fn describe_request(r: &Request) -> String {
@@ -72,5 +75,49 @@ pub(crate) fn describe_dq(e: &DeletionEffect) -> String {
             format!("WriteHeader {op} ({} bytes)", bytes.len())
         }
         other => format!("{other:?}"),
+    }
+}
+
+impl Node {
+    /// Whether the node builds trace lines (on from the start). A driver whose
+    /// lines go nowhere turns it off: nothing the node decides depends on them, and
+    /// building them (the `Debug` of every request, completion and effect) was the
+    /// simulator's largest cost left in release builds (`docs/PERFORMANCE.md`).
+    pub fn set_trace(&mut self, on: bool) {
+        self.trace_on = on;
+    }
+
+    pub(crate) fn trace_line(
+        &mut self,
+        machine: &str,
+        op: Option<OpId>,
+        direction: Direction,
+        what: String,
+    ) {
+        if !self.trace_on {
+            return;
+        }
+        self.trace.push(TraceLine {
+            at: self.now,
+            node: self.config.node_id,
+            machine: machine.to_string(),
+            op,
+            direction,
+            what,
+        });
+    }
+
+    /// [`Node::trace_line`], building `what` only when the trace is on.
+    pub(crate) fn trace_lazy(
+        &mut self,
+        machine: &str,
+        op: Option<OpId>,
+        direction: Direction,
+        what: impl FnOnce() -> String,
+    ) {
+        if self.trace_on {
+            let what = what();
+            self.trace_line(machine, op, direction, what);
+        }
     }
 }
