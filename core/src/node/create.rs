@@ -17,7 +17,10 @@
 //! anything else is 409. A failed listing or read answers 503 (retry); nothing is
 //! created.
 //! A tenant attached stale here refuses a new timeline (409): it uploads nothing
-//! in that mode, so the first index could never become durable.
+//! in that mode, so the first index could never become durable. A create still
+//! waiting for its first index when its tenant goes stale is answered 503 then
+//! (`answer_creates_that_cannot_finish`); the timeline becomes Active if uploads
+//! resume and the index lands, and a retried create gets 201.
 //!
 //! Ordering: the timeline's machines exist only once the check is done, so nothing
 //! of it can be written before. While the check runs, another create of the same
@@ -322,8 +325,10 @@ impl Node {
         let mut machine = Timeline::create(tenant, timeline, INITDB_LSN, timeline_config, now);
         let (may_compact, may_delete) = super::requests::background_gates(&t.mode);
         machine.handle_mode(now, may_compact, may_delete);
-        t.timelines
-            .insert(timeline, TimelineSlot::new(SlotState::Creating { req }, machine, upload));
+        t.timelines.insert(
+            timeline,
+            TimelineSlot::new(SlotState::Creating { req: Some(req) }, machine, upload),
+        );
         self.dirty.insert(Machine::Upload(tenant, timeline));
         self.dirty.insert(Machine::Timeline(tenant, timeline));
     }

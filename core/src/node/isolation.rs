@@ -146,7 +146,7 @@ impl Node {
             self.timers.set(Machine::Timeline(t, timeline), None);
             self.timers.set(Machine::Upload(t, timeline), None);
             self.page_cache.invalidate_timeline(t, timeline);
-            if let SlotState::Creating { req } = slot.state {
+            if let SlotState::Creating { req: Some(req) } = slot.state {
                 let why =
                     format!("timeline {timeline} was being created: tenant {t} broke: {reason}");
                 self.reply(req, Err(ApiError::Internal(why)));

@@ -341,6 +341,9 @@ impl Node {
             dq.handle_stop_deleting(now, tenant);
             self.dirty.insert(Machine::DeletionQueue);
         }
+        if !attach.may_upload() {
+            self.answer_creates_that_cannot_finish(tenant);
+        }
         for tl in self.timelines_of(tenant) {
             self.with_machines(tenant, tl, |slot| {
                 slot.upload.handle_mode_changed(now, attach);
@@ -354,6 +357,29 @@ impl Node {
             });
             self.dirty.insert(Machine::Upload(tenant, tl));
             self.dirty.insert(Machine::Timeline(tenant, tl));
+        }
+    }
+
+    /// The tenant went to a mode that uploads nothing: a create still waiting for
+    /// its timeline's first index would wait for good (the tenant world's seed
+    /// c2ca9b2c: a create, then AttachedStale on the same generation). It is
+    /// answered 503 now; the timeline becomes Active, unanswered, if uploads
+    /// resume and the index lands, and a retried create then gets 201.
+    fn answer_creates_that_cannot_finish(&mut self, tenant: TenantId) {
+        let Some(t) = self.tenants.get_mut(&tenant) else { return };
+        let mut answered = Vec::new();
+        for (tl, slot) in t.timelines.iter_mut() {
+            if let SlotState::Creating { req } = &mut slot.state
+                && let Some(req) = req.take()
+            {
+                answered.push((*tl, req));
+            }
+        }
+        for (tl, req) in answered {
+            let why = format!(
+                "tenant {tenant} stopped uploading (stale) before timeline {tl}'s first index was durable; retry"
+            );
+            self.reply(req, Err(ApiError::unavailable(why)));
         }
     }
 
@@ -445,7 +471,7 @@ impl Node {
             .timelines
             .iter()
             .filter_map(|(tl, slot)| match slot.state {
-                SlotState::Creating { req } => Some((*tl, req)),
+                SlotState::Creating { req: Some(req) } => Some((*tl, req)),
                 _ => None,
             })
             .collect();

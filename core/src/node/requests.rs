@@ -391,7 +391,9 @@ impl Node {
             if ok {
                 slot.state = SlotState::Active;
                 let info = self.timeline_info(tenant, timeline);
-                self.reply(req, info.map(Response::TimelineCreated));
+                if let Some(req) = req {
+                    self.reply(req, info.map(Response::TimelineCreated));
+                }
             } else {
                 self.break_timeline(
                     tenant,

@@ -60,9 +60,13 @@ impl From<String> for BrokenReason {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum SlotState {
-    /// Created; answered once its first index is durable.
+    /// Created; answered once its first index is durable. `req` is `None` once
+    /// the create was answered early: the tenant went to a mode that uploads
+    /// nothing (AttachedStale) before the index was durable, and the create got
+    /// 503 rather than a wait that could last for good; the timeline becomes
+    /// Active if uploads resume and the index lands.
     Creating {
-        req: RequestId,
+        req: Option<RequestId>,
     },
     Active,
     /// Being deleted (tombstone, objects, tombstone): requests get 404; the slot
@@ -193,7 +197,7 @@ impl Node {
                 slot.timeline.handle_mode(now, false, false);
             }
             let previous = std::mem::replace(&mut slot.state, SlotState::Broken(reason.clone()));
-            if let SlotState::Creating { req } = previous {
+            if let SlotState::Creating { req: Some(req) } = previous {
                 self.reply(
                     req,
                     Err(ApiError::Internal(format!(
