@@ -34,6 +34,11 @@ pub const DISK_READ_EIO: &str = "disk.read.eio";
 /// on disk is intact): the node's CRC32C check must refuse them.
 pub const DISK_READ_BITFLIP: &str = "disk.read.bitflip";
 
+/// A disk operation's effect is applied on time but its answer is held for a
+/// seed-chosen while, so later operations of the same node complete first
+/// (`disk.slow_io` delays a step before its effect; this delays the answer after it).
+pub const DISK_COMPLETE_LATE: &str = "disk.complete.late";
+
 /// A request fails before reaching the store.
 pub const REMOTE_PUT_TRANSIENT: &str = "remote.put.transient";
 /// The put is applied, the caller sees `Transient`.
@@ -47,6 +52,10 @@ pub const REMOTE_DELETE_LOST_RESPONSE: &str = "remote.delete.lost_response";
 pub const REMOTE_DELETE_DELAYED: &str = "remote.delete.delayed";
 /// One request takes seconds instead of milliseconds.
 pub const REMOTE_LATENCY_SPIKE: &str = "remote.latency_spike";
+/// A request is applied (or read) on time but its answer is held for a
+/// seed-chosen while, so later requests of the same node complete first
+/// (`remote.latency_spike` stretches the whole request, before and after).
+pub const REMOTE_COMPLETE_LATE: &str = "remote.complete.late";
 /// An episode starts: the store refuses every write (PUT, DELETE) with access
 /// denied, as a remote directory made read-only, for seconds; then an operator
 /// fixes it. Counted once per episode.
@@ -133,6 +142,8 @@ pub const ALL: &[&str] = &[
     WALREDO_HANG,
     WALREDO_GARBAGE,
     CP_STORE_LOST,
+    DISK_COMPLETE_LATE,
+    REMOTE_COMPLETE_LATE,
 ];
 
 /// An episode starts (cluster scenario): one pageserver and the control plane
@@ -176,6 +187,8 @@ pub const MIXED: &[&str] = &[
     WALREDO_HANG,
     WALREDO_GARBAGE,
     CP_STORE_LOST,
+    DISK_COMPLETE_LATE,
+    REMOTE_COMPLETE_LATE,
 ];
 
 /// Before a layer upload's PUT (`RemotePutFile` of an upload queue).

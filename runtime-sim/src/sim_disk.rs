@@ -30,6 +30,9 @@
 //! `disk.read.bitflip` (a read of a layer file returns one bit flipped; the file
 //! stays intact). The two read sites touch layer files only, and never the read of
 //! an upload (`read_unfaulted`): docs/FAULT_MODEL.md, "Local read faults".
+//! `disk.complete.late`: an operation's steps (its effect) run on time, then its
+//! answer is held for 5–500 ms, so that later operations of the node complete
+//! first (completions reordered on purpose; `disk.slow_io` delays before a step).
 //!
 //! Simplifications against POSIX: a directory may be renamed only to a free name;
 //! `remove_dir_all` unlinks the tree at once (a crash before its parent's fsync
@@ -61,6 +64,9 @@ pub struct SimDiskConfig {
     /// How long a `disk.full` episode lasts.
     pub full_min_ms: u64,
     pub full_max_ms: u64,
+    /// How long `disk.complete.late` holds an answer after its effect.
+    pub late_min_ms: u64,
+    pub late_max_ms: u64,
 }
 
 impl Default for SimDiskConfig {
@@ -72,6 +78,8 @@ impl Default for SimDiskConfig {
             slow_io_max_ms: 500,
             full_min_ms: 1_000,
             full_max_ms: 10_000,
+            late_min_ms: 5,
+            late_max_ms: 500,
         }
     }
 }
@@ -549,8 +557,10 @@ impl SimDisk {
     }
 }
 
-impl Disk for SimDisk {
-    async fn write_atomic(&self, path: &Utf8Path, bytes: Vec<u8>) -> Result<(), DiskError> {
+/// The operations, answered on time; [`Disk`] below holds an answer when
+/// `disk.complete.late` fires.
+impl SimDisk {
+    async fn write_atomic_on_time(&self, path: &Utf8Path, bytes: Vec<u8>) -> Result<(), DiskError> {
         let result = self.write_atomic_steps(path, bytes).await;
         let mut s = self.lock();
         match &result {
@@ -565,7 +575,7 @@ impl Disk for SimDisk {
         result
     }
 
-    async fn read(&self, path: &Utf8Path) -> Result<Vec<u8>, DiskError> {
+    async fn read_on_time(&self, path: &Utf8Path) -> Result<Vec<u8>, DiskError> {
         self.note_untrusted_read(path);
         let op = self.begin("read", path)?;
         let faulted = is_layer_file(path);
@@ -587,7 +597,7 @@ impl Disk for SimDisk {
         .await
     }
 
-    async fn remove_file(&self, path: &Utf8Path) -> Result<(), DiskError> {
+    async fn remove_file_on_time(&self, path: &Utf8Path) -> Result<(), DiskError> {
         self.lock().untrusted.remove(path);
         let op = self.begin("remove_file", path)?;
         let (dirs, name) = split(path);
@@ -605,7 +615,7 @@ impl Disk for SimDisk {
         self.step(&op, |s, faults| fsync_dir(s, faults, dir)).await
     }
 
-    async fn rename(&self, from: &Utf8Path, to: &Utf8Path) -> Result<(), DiskError> {
+    async fn rename_on_time(&self, from: &Utf8Path, to: &Utf8Path) -> Result<(), DiskError> {
         self.lock().untrusted.retain(|p| !p.starts_with(from) && !p.starts_with(to));
         check_relative("rename", to)?;
         let op = self.begin("rename", from)?;
@@ -641,12 +651,12 @@ impl Disk for SimDisk {
         Ok(())
     }
 
-    async fn create_dir_all(&self, path: &Utf8Path) -> Result<(), DiskError> {
+    async fn create_dir_all_on_time(&self, path: &Utf8Path) -> Result<(), DiskError> {
         let op = self.begin("create_dir_all", path)?;
         self.mkdirs(&op, &comps(path)).await.map(|_| ())
     }
 
-    async fn remove_dir_all(&self, path: &Utf8Path) -> Result<(), DiskError> {
+    async fn remove_dir_all_on_time(&self, path: &Utf8Path) -> Result<(), DiskError> {
         self.lock().untrusted.retain(|p| !p.starts_with(path));
         let op = self.begin("remove_dir_all", path)?;
         let (dirs, name) = split(path);
@@ -662,7 +672,7 @@ impl Disk for SimDisk {
         self.step(&op, |s, faults| fsync_dir(s, faults, dir)).await
     }
 
-    async fn list_dir(&self, path: &Utf8Path) -> Result<Vec<DirEntry>, DiskError> {
+    async fn list_dir_on_time(&self, path: &Utf8Path) -> Result<Vec<DirEntry>, DiskError> {
         let op = self.begin("list_dir", path)?;
         self.step(&op, |s, _| {
             let dir = s.dir(s.lookup(&comps(path))?)?;
@@ -678,6 +688,52 @@ impl Disk for SimDisk {
             Ok(out)
         })
         .await
+    }
+}
+
+impl SimDisk {
+    /// `disk.complete.late`: the operation is done (its effect applied, or its
+    /// failure settled); its answer waits 5–500 ms more if the site fires.
+    async fn answer<T>(&self, result: T) -> T {
+        if self.faults.fire(site::DISK_COMPLETE_LATE) {
+            let (min, max) = {
+                let s = self.lock();
+                (s.config.late_min_ms, s.config.late_max_ms)
+            };
+            let ms = thread_rng().gen_range(min..=max.max(min));
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+        }
+        result
+    }
+}
+
+impl Disk for SimDisk {
+    async fn write_atomic(&self, path: &Utf8Path, bytes: Vec<u8>) -> Result<(), DiskError> {
+        self.answer(self.write_atomic_on_time(path, bytes).await).await
+    }
+
+    async fn read(&self, path: &Utf8Path) -> Result<Vec<u8>, DiskError> {
+        self.answer(self.read_on_time(path).await).await
+    }
+
+    async fn remove_file(&self, path: &Utf8Path) -> Result<(), DiskError> {
+        self.answer(self.remove_file_on_time(path).await).await
+    }
+
+    async fn rename(&self, from: &Utf8Path, to: &Utf8Path) -> Result<(), DiskError> {
+        self.answer(self.rename_on_time(from, to).await).await
+    }
+
+    async fn create_dir_all(&self, path: &Utf8Path) -> Result<(), DiskError> {
+        self.answer(self.create_dir_all_on_time(path).await).await
+    }
+
+    async fn remove_dir_all(&self, path: &Utf8Path) -> Result<(), DiskError> {
+        self.answer(self.remove_dir_all_on_time(path).await).await
+    }
+
+    async fn list_dir(&self, path: &Utf8Path) -> Result<Vec<DirEntry>, DiskError> {
+        self.answer(self.list_dir_on_time(path).await).await
     }
 }
 
@@ -763,6 +819,36 @@ mod tests {
         disk.faults().set(site::DISK_READ_EIO, 1.0);
         assert_eq!(disk.read(layer).await.unwrap_err().kind, DiskErrorKind::Io);
         assert_eq!(disk.read(config).await.unwrap(), body);
+    }
+
+    /// `disk.complete.late`: the write is on disk (its effect) while its answer is
+    /// still held, so an operation issued after it completes first.
+    #[madsim::test]
+    async fn a_late_answer_follows_its_effect() {
+        let config = SimDiskConfig { late_min_ms: 100, late_max_ms: 100, ..Default::default() };
+        let disk = SimDisk::with_faults(Faults::new(), config);
+        disk.faults().set(site::DISK_COMPLETE_LATE, 1.0);
+        let (a, b) = (Utf8Path::new("a"), Utf8Path::new("b"));
+        let answered = Arc::new(Mutex::new(Vec::new()));
+        let (d, done) = (disk.clone(), answered.clone());
+        let first = tokio::spawn(async move {
+            d.write_atomic(Utf8Path::new("a"), b"x".to_vec()).await.unwrap();
+            done.lock().unwrap().push("a");
+        });
+        while disk.read_durable(a).is_none() {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        assert!(answered.lock().unwrap().is_empty(), "durable before its answer");
+        // The hold began: the next request is answered on time.
+        while disk.faults().fired()[site::DISK_COMPLETE_LATE] == 0 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        disk.faults().set(site::DISK_COMPLETE_LATE, 0.0);
+        disk.write_atomic(b, b"y".to_vec()).await.unwrap();
+        answered.lock().unwrap().push("b");
+        first.await.unwrap();
+        assert_eq!(*answered.lock().unwrap(), ["b", "a"], "the later write answered first");
+        assert_eq!(disk.faults().fired()[site::DISK_COMPLETE_LATE], 1);
     }
 
     /// Cluster seed 51: a directory created while its parent's fsync failed must

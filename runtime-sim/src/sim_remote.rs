@@ -25,6 +25,11 @@
 //!   one byte flipped (the object in the store is intact), as a corruption on the
 //!   way; the check refuses it and nothing is written locally.
 //!
+//! - `remote.complete.late`: the request runs on time (applied, or read), then
+//!   its answer is held for 50 ms–3 s, so that later requests of the node complete
+//!   first (completions reordered on purpose; `remote.latency_spike` stretches the
+//!   latency before the request is applied as well as after).
+//!
 //! - `remote.rot` ([`SimRemote::rot`]): one bit of a stored object flips at rest,
 //!   for good; asked by the single-node scenario's rot phase only.
 //!
@@ -77,6 +82,10 @@ pub struct SimRemoteConfig {
     /// How long an access-denied episode lasts.
     pub denial_min_ms: u64,
     pub denial_max_ms: u64,
+    /// How long `remote.complete.late` holds an answer after the request was
+    /// applied (or read).
+    pub late_min_ms: u64,
+    pub late_max_ms: u64,
 }
 
 impl Default for SimRemoteConfig {
@@ -91,6 +100,8 @@ impl Default for SimRemoteConfig {
             list_lag_ms: 0,
             denial_min_ms: 1_000,
             denial_max_ms: 10_000,
+            late_min_ms: 50,
+            late_max_ms: 3_000,
         }
     }
 }
@@ -524,10 +535,58 @@ impl SimRemote {
 
 impl RemoteStorage for SimRemote {
     async fn put(&self, key: &RemoteKey, body: Vec<u8>) -> Result<(), RemoteError> {
-        self.put_issued(key, body, Instant::now()).await
+        self.answer(self.put_issued(key, body, Instant::now()).await).await
     }
 
     async fn get(&self, key: &RemoteKey) -> Result<Vec<u8>, RemoteError> {
+        self.answer(self.get_on_time(key).await).await
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<ListedObject>, RemoteError> {
+        self.answer(self.list_on_time(prefix).await).await
+    }
+
+    async fn delete_objects(&self, keys: &[RemoteKey]) -> Result<(), RemoteError> {
+        self.answer(self.delete_objects_on_time(keys).await).await
+    }
+
+    async fn put_file<C: DownloadCheck>(
+        &self,
+        key: &RemoteKey,
+        path: &Utf8Path,
+        check: C,
+    ) -> Result<u64, TransferError> {
+        self.answer(self.put_file_on_time(key, path, check).await).await
+    }
+
+    async fn get_to_file<C: DownloadCheck>(
+        &self,
+        key: &RemoteKey,
+        path: &Utf8Path,
+        check: C,
+    ) -> Result<u64, TransferError> {
+        self.answer(self.get_to_file_on_time(key, path, check).await).await
+    }
+}
+
+/// The requests, answered on time; [`RemoteStorage`] above holds an answer when
+/// `remote.complete.late` fires.
+impl SimRemote {
+    /// `remote.complete.late`: the request is done (applied, read, or failed); its
+    /// answer waits 50 ms–3 s more if the site fires.
+    async fn answer<T>(&self, result: T) -> T {
+        if self.faults.fire(site::REMOTE_COMPLETE_LATE) {
+            let (min, max) = {
+                let s = self.lock();
+                (s.config.late_min_ms, s.config.late_max_ms)
+            };
+            let ms = thread_rng().gen_range(min..=max.max(min));
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+        }
+        result
+    }
+
+    async fn get_on_time(&self, key: &RemoteKey) -> Result<Vec<u8>, RemoteError> {
         self.read("get", key.as_str(), site::REMOTE_GET_TRANSIENT, |s| {
             s.objects.get(key).cloned().ok_or_else(|| {
                 RemoteError::new(RemoteErrorKind::NotFound, "get", key.as_str(), "no such key")
@@ -536,7 +595,7 @@ impl RemoteStorage for SimRemote {
         .await
     }
 
-    async fn list(&self, prefix: &str) -> Result<Vec<ListedObject>, RemoteError> {
+    async fn list_on_time(&self, prefix: &str) -> Result<Vec<ListedObject>, RemoteError> {
         self.read("list", prefix, site::REMOTE_LIST_TRANSIENT, |s| {
             let matching = |(k, size): (&RemoteKey, u64)| {
                 k.as_str()
@@ -554,7 +613,7 @@ impl RemoteStorage for SimRemote {
         .await
     }
 
-    async fn delete_objects(&self, keys: &[RemoteKey]) -> Result<(), RemoteError> {
+    async fn delete_objects_on_time(&self, keys: &[RemoteKey]) -> Result<(), RemoteError> {
         let first = keys.first().map(|k| k.as_str()).unwrap_or("");
         if keys.len() > MAX_KEYS_PER_DELETE {
             return Err(RemoteError::new(
@@ -573,7 +632,7 @@ impl RemoteStorage for SimRemote {
         self.write("delete_objects", first, request, (sites, Instant::now())).await
     }
 
-    async fn put_file<C: DownloadCheck>(
+    async fn put_file_on_time<C: DownloadCheck>(
         &self,
         key: &RemoteKey,
         path: &Utf8Path,
@@ -593,14 +652,14 @@ impl RemoteStorage for SimRemote {
         Ok(len)
     }
 
-    async fn get_to_file<C: DownloadCheck>(
+    async fn get_to_file_on_time<C: DownloadCheck>(
         &self,
         key: &RemoteKey,
         path: &Utf8Path,
         mut check: C,
     ) -> Result<u64, TransferError> {
         let disk = self.local("get_to_file", path)?;
-        let mut bytes = self.get(key).await?;
+        let mut bytes = self.get_on_time(key).await?;
         if !bytes.is_empty() && self.faults.fire(site::REMOTE_GET_TO_FILE_CORRUPT) {
             let at = thread_rng().gen_range(0..bytes.len());
             bytes[at] ^= 0x01;
@@ -617,5 +676,41 @@ impl RemoteStorage for SimRemote {
         let len = bytes.len() as u64;
         disk.write_atomic(path, bytes).await?;
         Ok(len)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `remote.complete.late`: the PUT is in the store while its answer is still
+    /// held, so a request sent after it completes first.
+    #[madsim::test]
+    async fn a_late_answer_follows_its_effect() {
+        let config =
+            SimRemoteConfig { late_min_ms: 1_000, late_max_ms: 1_000, ..Default::default() };
+        let remote = SimRemote::with_faults(Faults::new(), config);
+        remote.faults().set(site::REMOTE_COMPLETE_LATE, 1.0);
+        let key = |name: &str| RemoteKey::from_listing(&format!("k/{name}")).unwrap();
+        let answered = Arc::new(Mutex::new(Vec::new()));
+        let (r, done, a) = (remote.clone(), answered.clone(), key("a"));
+        let first = tokio::spawn(async move {
+            r.put(&a, b"x".to_vec()).await.unwrap();
+            done.lock().unwrap().push("a");
+        });
+        while remote.get_now(&key("a")).is_none() {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        assert!(answered.lock().unwrap().is_empty(), "applied before its answer");
+        // The hold began: the next request is answered on time.
+        while remote.faults().fired()[site::REMOTE_COMPLETE_LATE] == 0 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        remote.faults().set(site::REMOTE_COMPLETE_LATE, 0.0);
+        remote.put(&key("b"), b"y".to_vec()).await.unwrap();
+        answered.lock().unwrap().push("b");
+        first.await.unwrap();
+        assert_eq!(*answered.lock().unwrap(), ["b", "a"], "the later PUT answered first");
+        assert_eq!(remote.faults().fired()[site::REMOTE_COMPLETE_LATE], 1);
     }
 }

@@ -101,6 +101,11 @@ pub struct Cli {
     /// drops-a-record (--cluster).
     #[arg(long = "break", value_name = "NAME")]
     pub brk: Option<String>,
+    /// Force fault site SITE on with probability P (0..=1) over each seed's own
+    /// plan, e.g. `--force disk.complete.late=0.3`; repeatable. A targeted run,
+    /// as the tests that measure one site; the replay command repeats it.
+    #[arg(long = "force", value_name = "SITE=P", value_parser = crate::run::parse_forced)]
+    pub force: Vec<(&'static str, f64)>,
 }
 
 /// Where a swarm writes the picture of each failing seed.
@@ -122,7 +127,7 @@ impl Cli {
     pub fn scenario(&self) -> Result<Scenario, String> {
         let settings =
             if self.standard_settings { NodeSettings::Standard } else { NodeSettings::FromSeed };
-        let scenario = Scenario::new(self.cluster, settings);
+        let scenario = Scenario::new(self.cluster, settings).with_forced(self.force.clone());
         match &self.brk {
             Some(name) => scenario.with_break(name),
             None => Ok(scenario),

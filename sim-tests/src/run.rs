@@ -95,7 +95,27 @@ impl Scenario {
             command.push_str(" --break ");
             command.push_str(name);
         }
+        for (site, p) in self.forced() {
+            command.push_str(&format!(" --force {site}={p}"));
+        }
         command
+    }
+
+    /// The fault sites forced on over each seed's own plan (`--force`).
+    pub fn forced(&self) -> &[(&'static str, f64)] {
+        match self {
+            Scenario::Single(c) => &c.forced_faults,
+            Scenario::Cluster(c) => &c.forced_faults,
+        }
+    }
+
+    /// This scenario with `forced` fault sites on over each seed's own plan (a
+    /// targeted run: `strata-sim --force SITE=P`).
+    pub fn with_forced(self, forced: Vec<(&'static str, f64)>) -> Scenario {
+        match self {
+            Scenario::Single(c) => Scenario::Single(ScenarioConfig { forced_faults: forced, ..c }),
+            Scenario::Cluster(c) => Scenario::Cluster(ClusterConfig { forced_faults: forced, ..c }),
+        }
     }
 
     /// This scenario with the deliberate break `name` (one of [`BREAKS`] for its
@@ -230,6 +250,19 @@ pub fn invariant_id(violation: &str) -> String {
         None if violation.starts_with("panic:") => "panic".to_string(),
         None => "unnamed".to_string(),
     }
+}
+
+/// `SITE=P` of `--force`: a known fault site and a probability in 0..=1.
+pub fn parse_forced(text: &str) -> Result<(&'static str, f64), String> {
+    use strata_runtime_sim::faults::site;
+    let (name, p) = text.split_once('=').ok_or_else(|| format!("{text:?}: expected SITE=P"))?;
+    let known = site::ALL.iter().chain(site::CLUSTER).find(|s| **s == name);
+    let site = known.copied().ok_or_else(|| format!("{name:?}: no such fault site"))?;
+    let p: f64 = p.parse().map_err(|e| format!("{p:?}: {e}"))?;
+    if !(0.0..=1.0).contains(&p) {
+        return Err(format!("{p}: a probability is within 0..=1"));
+    }
+    Ok((site, p))
 }
 
 /// The one-line command that replays a seed with its whole trace.

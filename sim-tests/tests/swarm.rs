@@ -144,7 +144,7 @@ fn corpus() {
 }
 
 /// Layer downloads corrupted on the way (`remote.get_to_file.corrupt` forced to
-/// fire on half of them, over each seed's own faults) are refused by the size and
+/// fire on a quarter of them, over each seed's own faults) are refused by the size and
 /// CRC32C check and downloaded again: every seed passes, S-CRASHSAFE included
 /// (every layer file under its name verifies). With the check broken (accepting
 /// everything) a flipped layer lands under its name and a seed fails. Independent
@@ -185,7 +185,10 @@ fn single_node_breaks_are_caught() {
 fn corrupt_downloads_are_refused() {
     use strata_runtime_sim::faults::site;
     let config = ScenarioConfig {
-        forced_faults: vec![(site::REMOTE_GET_TO_FILE_CORRUPT, 0.5)],
+        // Not more: four corrupted attempts in a row make the node call the object
+        // corrupt, as documented (`CORRUPT_DOWNLOAD_ATTEMPTS`); at 50% that is one
+        // download in 16, and seed 11 met it once `disk.complete.late` shifted its draws.
+        forced_faults: vec![(site::REMOTE_GET_TO_FILE_CORRUPT, 0.25)],
         ..ScenarioConfig::default()
     };
     let mut fired = 0;

@@ -102,6 +102,9 @@ pub struct ClusterConfig {
     /// Record the run's schedule, or follow one (`crate::schedule`); the swarm
     /// leaves it `None`.
     pub schedule: Option<crate::schedule::Recorder>,
+    /// Fault sites forced on with these probabilities, over the seed's own plan
+    /// (a targeted run, `strata-sim --force`; the swarm leaves it empty).
+    pub forced_faults: Vec<(&'static str, f64)>,
 }
 
 impl Default for ClusterConfig {
@@ -121,6 +124,7 @@ impl Default for ClusterConfig {
             list_lag_ms: 0,
             settings: crate::settings::NodeSettings::Standard,
             schedule: None,
+            forced_faults: Vec::new(),
         }
     }
 }
@@ -233,6 +237,7 @@ fn plan(config: &ClusterConfig, seed: u64) -> FaultPlan {
             plan.probabilities.push((*s, 0.01 + 0.09 * unit));
         }
     }
+    plan.probabilities.extend(config.forced_faults.iter().copied());
     plan
 }
 
