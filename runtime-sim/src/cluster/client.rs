@@ -215,10 +215,12 @@ impl Client {
     /// One request to `node`, perhaps held in transit first (`net.delay.client`).
     async fn call(&self, node: usize, request: Request) -> Result<Response, CallError> {
         crate::cluster::net::maybe_delay(&self.shared.faults, site::NET_DELAY_CLIENT).await;
-        let shown = format!("{request:?} to pageserver {}", node + 1);
+        // Formatted only if it fails (`crate::scenario::call`).
+        let kept = request.clone();
         let answer = rpc::call(&self.ep, pageserver_addr(node), request, CALL_TIMEOUT).await;
         if let Err(e) = &answer {
-            crate::scenario::note_refusal(shown, format!("{e:?}"));
+            let to = format!(" to pageserver {}", node + 1);
+            crate::scenario::note_refusal(kept, to, format!("{e:?}"));
         }
         answer
     }

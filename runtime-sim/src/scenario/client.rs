@@ -9,26 +9,39 @@ pub(crate) async fn call(
     node: SocketAddr,
     request: Request,
 ) -> Result<Response, CallError> {
-    let shown = format!("{request:?}");
+    // Kept to name the call if it fails, and formatted only then: formatting every
+    // request (its values byte by byte) was the largest cost of a release swarm
+    // (docs/PERFORMANCE.md); a clone costs a copy.
+    let kept = request.clone();
     let answer = rpc::call(ep, node, request, CALL_TIMEOUT).await;
     if let Err(e) = &answer {
-        note_refusal(shown, format!("{e:?}"));
+        note_refusal(kept, String::new(), format!("{e:?}"));
     }
     answer
 }
 
 /// Records a call of the run's workload (or the cluster's client) that failed:
-/// what a seed past [`SEED_BOUND`] names as stuck. The chaos client's calls are
-/// not recorded: it is refused all the time, on purpose.
-pub(crate) fn note_refusal(request: String, answer: String) {
+/// what a seed past [`SEED_BOUND`] names as stuck, as `{request:?}{to}` (formatted
+/// only then). The chaos client's calls are not recorded: it is refused all the
+/// time, on purpose.
+pub(crate) fn note_refusal(request: Request, to: String, answer: String) {
     let at = madsim::time::Instant::now();
-    LAST_REFUSAL.with(|last| *last.borrow_mut() = Some((at, request, answer)));
+    LAST_REFUSAL.with(|last| *last.borrow_mut() = Some(Refusal { at, request, to, answer }));
+}
+
+/// The last call of a run that failed.
+struct Refusal {
+    at: madsim::time::Instant,
+    request: Request,
+    /// What follows the request in the text (the cluster names the pageserver).
+    to: String,
+    answer: String,
 }
 
 thread_local! {
     /// The last call of this run that failed (when, what, the answer): what a seed
     /// past its bound ([`SEED_BOUND`]) was stuck on. One simulated run is one thread.
-    static LAST_REFUSAL: std::cell::RefCell<Option<(madsim::time::Instant, String, String)>> =
+    static LAST_REFUSAL: std::cell::RefCell<Option<Refusal>> =
         const { std::cell::RefCell::new(None) };
 }
 
@@ -45,14 +58,13 @@ pub(crate) fn forget_last_refusal() {
 
 /// The violation of a seed past [`SEED_BOUND`].
 pub(crate) fn stuck(started: madsim::time::Instant) -> String {
-    let last = LAST_REFUSAL.with(|last| last.borrow().clone());
-    let last = match last {
-        Some((at, request, answer)) => format!(
-            "its last failed call, at {} simulated ms: {request} answered {answer}",
+    let last = LAST_REFUSAL.with(|last| match &*last.borrow() {
+        Some(Refusal { at, request, to, answer }) => format!(
+            "its last failed call, at {} simulated ms: {request:?}{to} answered {answer}",
             at.duration_since(started).as_millis()
         ),
         None => "no call of it failed".to_string(),
-    };
+    });
     format!(
         "SEED-BOUND: the workload did not finish within {} simulated s ({last})",
         SEED_BOUND.as_secs()
