@@ -41,8 +41,14 @@ pub fn storage(world: &World) -> Result<(), String> {
 
 pub fn check_history(history: &[HistoryEntry]) -> Result<(), String> {
     let mut objects: BTreeMap<RemoteKey, u64> = BTreeMap::new();
-    let mut indexes: BTreeMap<(TenantId, TimelineId), BTreeMap<IndexVersion, IndexPart>> =
+    let mut indexes: BTreeMap<(TenantId, TimelineId), BTreeMap<IndexVersion, Indexed>> =
         BTreeMap::new();
+    // Per timeline, the newest index version found whole after some entry, while
+    // nothing since could have changed that: every entry of the timeline since then
+    // touched neither an index nor a layer that index lists. The check after such
+    // an entry would see what it saw then, so it is skipped (re-checking the newest
+    // index after every entry made this checker quadratic).
+    let mut whole: BTreeMap<(TenantId, TimelineId), IndexVersion> = BTreeMap::new();
     for e in history {
         match &e.op {
             HistoryOp::Put { size_bytes } => {
@@ -69,6 +75,7 @@ pub fn check_history(history: &[HistoryEntry]) -> Result<(), String> {
                     .ok_or_else(|| format!("history lacks the body of index {}", e.key))?;
                 let index = IndexPart::from_json_bytes(body)
                     .map_err(|err| format!("S-IDX-REF: index {} unreadable: {err}", e.key))?;
+                let index = Indexed::new(t, tl, index);
                 // A late PUT (one its writer gave up on, applied after newer requests)
                 // may land after its layers were legitimately deleted; it can never be
                 // the newest index (sequence numbers), which S-IDX-REF below checks.
@@ -94,10 +101,19 @@ pub fn check_history(history: &[HistoryEntry]) -> Result<(), String> {
             }
             _ => {}
         }
-        if let Some((version, newest)) = versions.last_key_value()
-            && newest.deleted_at.is_none()
-            && let Some(missing) = missing_layer(t, tl, newest, &objects)
-        {
+        let newest = versions.last_key_value().filter(|(_, newest)| newest.deleted_at().is_none());
+        let Some((version, newest)) = newest else {
+            whole.remove(&(t, tl));
+            continue;
+        };
+        let unchanged = index_version.is_none()
+            && whole.get(&(t, tl)) == Some(version)
+            && !newest.layer_keys.contains(&e.key);
+        if unchanged {
+            continue;
+        }
+        whole.remove(&(t, tl));
+        if let Some(missing) = missing_layer(t, tl, newest, &objects) {
             return Err(match missing {
                 Missing::Relabelled(what) => {
                     format!("S-GEN-SUFFIX: the newest index {version:?} of {t}/{tl} lists {what}")
@@ -108,29 +124,48 @@ pub fn check_history(history: &[HistoryEntry]) -> Result<(), String> {
                 ),
             });
         }
+        whole.insert((t, tl), *version);
     }
     Ok(())
+}
+
+/// An index [`check_history`] holds: parsed, with the key of every layer it lists
+/// (in `layer_metadata` order), formatted once.
+struct Indexed {
+    index: IndexPart,
+    layer_keys: Vec<RemoteKey>,
+}
+
+impl Indexed {
+    fn new(t: TenantId, tl: TimelineId, index: IndexPart) -> Indexed {
+        let layers = index.layer_metadata.iter();
+        let layer_keys =
+            layers.map(|(name, meta)| remote_path::layer_key(t, tl, name, meta.generation));
+        Indexed { layer_keys: layer_keys.collect(), index }
+    }
+
+    fn deleted_at(&self) -> Option<&strata_core::time::WallTime> {
+        self.index.deleted_at.as_ref()
+    }
 }
 
 /// The first layer `index` lists that storage does not hold as listed.
 fn missing_layer(
     t: TenantId,
     tl: TimelineId,
-    index: &IndexPart,
+    index: &Indexed,
     objects: &BTreeMap<RemoteKey, u64>,
 ) -> Option<Missing> {
-    index.layer_metadata.iter().find_map(|(name, meta)| {
-        let key = remote_path::layer_key(t, tl, name, meta.generation);
-        match objects.get(&key) {
-            Some(size) if *size == meta.file_size => None,
-            Some(size) => {
-                Some(Missing::Layer(format!("{key} (size {size}, index says {})", meta.file_size)))
-            }
-            None => Some(
-                relabelled(t, tl, name, meta.generation, objects)
-                    .unwrap_or_else(|| Missing::Layer(key.to_string())),
-            ),
+    let layers = index.index.layer_metadata.iter().zip(&index.layer_keys);
+    layers.into_iter().find_map(|((name, meta), key)| match objects.get(key) {
+        Some(size) if *size == meta.file_size => None,
+        Some(size) => {
+            Some(Missing::Layer(format!("{key} (size {size}, index says {})", meta.file_size)))
         }
+        None => Some(
+            relabelled(t, tl, name, meta.generation, objects)
+                .unwrap_or_else(|| Missing::Layer(key.to_string())),
+        ),
     })
 }
 
@@ -509,6 +544,60 @@ mod tests {
         late.late = true;
         let keys = [key, mark];
         assert!(late_only(&[mark_put, late], keys.iter(), &prefix));
+    }
+
+    /// A second layer of the timeline that no index lists.
+    fn other_layer() -> RemoteKey {
+        let name: LayerName =
+            "0000000000000000-FFFFFFFFFFFFFFFF__0000000000000131-0000000000000200"
+                .parse()
+                .expect("a layer name");
+        remote_path::layer_key(T, TL, &name, Generation::FIRST)
+    }
+
+    /// S-IDX-REF is checked after every entry, also once the newest index was found
+    /// whole and entries that cannot change that followed (the checker skips those):
+    /// a later delete of a layer it lists fails, directly or once a tombstone over it
+    /// is gone again; an unlisted layer's delete does not.
+    #[test]
+    fn s_idx_ref_sees_a_listed_layer_deleted_after_unrelated_entries() {
+        let (name, key) = layer();
+        let other = other_layer();
+        let put = |seq, key: &RemoteKey| {
+            entry(seq, 0, key.clone(), HistoryOp::Put { size_bytes: 10 }, None)
+        };
+        let delete = |seq, key: &RemoteKey| {
+            entry(seq, 0, key.clone(), HistoryOp::Delete { existed: true }, None)
+        };
+        let base = vec![put(0, &key), index_put(1, 100, &[(name, key.clone())]), put(2, &other)];
+        let mut fine = base.clone();
+        fine.push(delete(3, &other));
+        assert_eq!(check_history(&fine), Ok(()));
+        let mut listed_gone = base.clone();
+        listed_gone.extend([put(3, &other), delete(4, &key)]);
+        let err = check_history(&listed_gone).unwrap_err();
+        assert!(err.starts_with("S-IDX-REF: after history #4"), "{err}");
+        // A tombstone (index 2) hides index 1 while its layer goes; deleting the
+        // tombstone makes index 1 the newest again, with its layer missing.
+        let mut tombstone = IndexPart::empty(TimelineMetadata::default());
+        tombstone.seq = 2;
+        tombstone.deleted_at = Some(strata_core::time::WallTime(1));
+        let version = IndexVersion { generation: Generation::FIRST, seq: 2 };
+        let tomb_key = remote_path::index_key(T, TL, version);
+        let mut back = base;
+        back.extend([
+            entry(
+                3,
+                0,
+                tomb_key.clone(),
+                HistoryOp::Put { size_bytes: 1 },
+                Some(tombstone.to_json_bytes()),
+            ),
+            delete(4, &key),
+            delete(5, &tomb_key),
+        ]);
+        let err = check_history(&back).unwrap_err();
+        assert!(err.starts_with("S-IDX-REF: after history #5"), "{err}");
     }
 
     fn grants() -> Vec<(u64, TenantRecord)> {
