@@ -2,7 +2,7 @@
 //! so a run that breaks a promise fails even with the node's own assertions
 //! compiled out. Each failure message starts with the invariant id.
 
-use crate::sim_remote::{HistoryEntry, HistoryOp};
+use crate::sim_remote::{HistoryEntry, HistoryOp, SimRemote};
 use crate::world::World;
 use std::collections::BTreeMap;
 use strata_core::index_part::{IndexPart, IndexVersion};
@@ -259,6 +259,86 @@ pub fn crash_safe_of(disk: &crate::sim_disk::SimDisk) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// S-LOCAL-TRUTH, once a restarted node answers (start-up's reconciliation is
+/// over) and before anything is re-sent: every layer file an earlier life left on
+/// `disk`, in a tenant the node holds attached (its `config-v1` says so), is listed
+/// with the same size by an index of its timeline in storage; local-only and
+/// wrong-size files must have been removed. Timelines whose newest index is a
+/// tombstone, and tenants marked deleted, are left to L-DELETE. Any index of the
+/// timeline still in storage counts (not only the one the node loaded), so that
+/// a compaction since the start, which drops a layer from the newest index before
+/// its local file goes, is no violation.
+pub fn local_truth(disk: &crate::sim_disk::SimDisk, remote: &SimRemote) -> Result<(), String> {
+    let mut listed: BTreeMap<(TenantId, TimelineId), Option<LayerSizes>> = BTreeMap::new();
+    for (path, size) in disk.layers_of_earlier_lives() {
+        let parts: Vec<&str> = path.as_str().split('/').collect();
+        let ["tenants", tenant, "timelines", timeline, name] = parts[..] else { continue };
+        let (Ok(t), Ok(tl), Ok(layer)) =
+            (tenant.parse::<TenantId>(), timeline.parse::<TimelineId>(), name.parse::<LayerName>())
+        else {
+            continue;
+        };
+        let layers = listed.entry((t, tl)).or_insert_with(|| indexed_layers(disk, remote, t, tl));
+        let Some(layers) = layers else { continue };
+        match layers.get(&layer) {
+            Some(sizes) if sizes.contains(&size) => {}
+            Some(sizes) => {
+                return Err(format!(
+                    "S-LOCAL-TRUTH: {path} ({size} bytes, left by an earlier life) survived \
+                     start-up, but its timeline's indexes list it with {sizes:?} bytes"
+                ));
+            }
+            None => {
+                return Err(format!(
+                    "S-LOCAL-TRUTH: {path} ({size} bytes, left by an earlier life) survived \
+                     start-up, but no index of its timeline in storage lists it"
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Per layer name, the sizes indexes list it with (one per generation it was
+/// written in, usually one).
+type LayerSizes = BTreeMap<LayerName, std::collections::BTreeSet<u64>>;
+
+/// The layers (with sizes) any index of `t`/`tl` in storage lists, or `None` when
+/// the timeline is not S-LOCAL-TRUTH's to check: its tenant is not attached here
+/// (per the local `config-v1`) or is marked deleted, or its newest index is a
+/// tombstone or missing.
+fn indexed_layers(
+    disk: &crate::sim_disk::SimDisk,
+    remote: &SimRemote,
+    t: TenantId,
+    tl: TimelineId,
+) -> Option<LayerSizes> {
+    let conf = disk.read_now(&strata_core::node::io::location_conf_path(t))?;
+    let conf = LocationConf::from_toml(std::str::from_utf8(&conf).ok()?).ok()?;
+    if !conf.mode.is_attached()
+        || remote.get_now(&remote_path::tenant_deletion_mark_key(t)).is_some()
+    {
+        return None;
+    }
+    let mut indexes = BTreeMap::new();
+    for (key, body) in remote.objects_under(&remote_path::timeline_prefix(t, tl)) {
+        if let Some(Ok(version)) = remote_path::parse_index_key(t, tl, &key) {
+            indexes.insert(version, IndexPart::from_json_bytes(&body).ok()?);
+        }
+    }
+    let (_, newest) = indexes.last_key_value()?;
+    if newest.deleted_at.is_some() {
+        return None;
+    }
+    let mut layers = LayerSizes::new();
+    for index in indexes.values() {
+        for (name, meta) in &index.layer_metadata {
+            layers.entry(name.clone()).or_default().insert(meta.file_size);
+        }
+    }
+    Some(layers)
 }
 
 /// S-GEN-MONO (a node writes only under generations granted to its current run):

@@ -27,6 +27,17 @@ impl InputTally {
         status
     }
 
+    /// The phase the newest life's driver last reported (`NodeStatus::phase`;
+    /// empty before its first input): a killed life keeps its last one until the
+    /// next life starts.
+    pub fn newest_phase(&self) -> String {
+        let lives = self.lives.lock().unwrap_or_else(|e| e.into_inner());
+        lives
+            .last()
+            .map(|s| s.lock().map_or_else(|_| String::new(), |s| s.phase.clone()))
+            .unwrap_or_default()
+    }
+
     /// Inputs handled by every life so far (a killed life's up to its last input).
     pub fn total(&self) -> u64 {
         let lives = self.lives.lock().unwrap_or_else(|e| e.into_inner());

@@ -14,6 +14,8 @@ pub mod clock;
 #[cfg(madsim)]
 pub mod cluster;
 #[cfg(madsim)]
+pub mod deadlock;
+#[cfg(madsim)]
 pub mod faults;
 #[cfg(madsim)]
 pub mod hold;

@@ -19,31 +19,38 @@ impl RpcRequest for NodeRpc {
     const ID: u64 = 0x5354_5241_5441; // "STRATA"
 }
 
-/// Serves `handle` on `addr` until the node dies.
-pub async fn serve(addr: SocketAddr, handle: NodeHandle) -> std::io::Result<Arc<Endpoint>> {
-    serve_rewriting(addr, handle, UNCHANGED).await
-}
-
-/// A test-only change of what a node is handed, and of what it answers to it.
-pub type Rewrite = fn(Request) -> (Request, fn(Response) -> Response);
+/// A test-only change of what a node is handed, and of what it answers to it:
+/// `None` holds the request for ever (a request layer stuck on a lock).
+pub type Rewrite = fn(Request) -> Option<(Request, fn(Response) -> Response)>;
 
 /// Every request and answer as it is.
-pub const UNCHANGED: Rewrite = |request| (request, |answer| answer);
+pub const UNCHANGED: Rewrite = |request| Some((request, |answer| answer));
 
-/// [`serve`], handing the node the request `rewrite` makes of each, and the caller
-/// the answer it makes of the node's: a test-only break (a node that ignores part
-/// of what it is asked) that a test uses to show a checker failing. The swarm
-/// passes [`UNCHANGED`].
+/// Serves `handle` on `addr` until the node dies, handing the node the request
+/// `rewrite` makes of each, and the caller the answer it makes of the node's: a
+/// test-only break (a node that ignores part of what it is asked) that a test uses
+/// to show a checker failing; the swarm passes [`UNCHANGED`]. Every request waits
+/// in `watch` (as node `name`) until it is answered or the node dies
+/// (S-NO-DEADLOCK, `crate::deadlock`).
 pub async fn serve_rewriting(
     addr: SocketAddr,
     handle: NodeHandle,
     rewrite: Rewrite,
+    (watch, name): (crate::deadlock::RequestWatch, &str),
 ) -> std::io::Result<Arc<Endpoint>> {
     let endpoint = Arc::new(Endpoint::bind(addr).await?);
+    let name = name.to_string();
     endpoint.add_rpc_handler(move |NodeRpc(request): NodeRpc| {
         let handle = handle.clone();
-        let (request, answer) = rewrite(request);
-        async move { handle.call(request).await.map(answer) }
+        let entered = watch.enter(&name, &request);
+        let rewritten = rewrite(request);
+        async move {
+            let _entered = entered;
+            match rewritten {
+                Some((request, answer)) => handle.call(request).await.map(answer),
+                None => std::future::pending().await,
+            }
+        }
     });
     Ok(endpoint)
 }

@@ -10,7 +10,9 @@
 //!    applies its crash rule in the same step) and restarts it after a pause.
 //!    Some restarts find the control plane's store failing (seed-chosen): the node
 //!    starts in emergency mode and leaves it when re-attach succeeds.
-//! 2. After every restart the workload checks S-VISIBLE: every key reads back, at
+//! 2. After every restart, once the node reports itself active, S-LOCAL-TRUTH: no
+//!    layer file an earlier life left survives unless an index lists it with its
+//!    size (`checkers::local_truth`). Then the workload checks S-VISIBLE: every key reads back, at
 //!    the highest visible LSN the node ever published, exactly the model's value.
 //!    At `relocations` seed-chosen batches the workload moves the tenant through
 //!    location_config (detach then attach; Stale then back to Single; Secondary then
@@ -26,7 +28,8 @@
 //!    creates one empty timeline over and over: each create must answer 201, never
 //!    409, even when a kill cut off the attempt before it (issue 15, item 5).
 //! 3. Faults off ("heal"), then L-UPLOAD: within `heal_within_ms` of simulated time,
-//!    everything ingested becomes visible.
+//!    everything ingested becomes visible; and S-NO-DEADLOCK: no request the node
+//!    took is still unanswered 300 simulated s after the heal (`crate::deadlock`).
 //! 4. Storage-side checkers over the object store's history: S-IDX-REF and
 //!    S-IDX-ORDER; S-GEN-MONO (every object written on time carries a generation
 //!    granted to the node's current run: emergency mode writes nothing); S-DEL-GEN
@@ -113,6 +116,11 @@ pub struct ScenarioConfig {
     /// A deliberately broken object store, for a test that shows a checker failing
     /// (`StoreBreak`); the swarm never sets one.
     pub store_break: StoreBreak,
+    /// A request layer that changes or holds requests (`NodeBreak`); the swarm
+    /// never sets one.
+    pub node_break: crate::cluster::NodeBreak,
+    /// A deliberately broken disk (`DiskBreak`); the swarm never sets one.
+    pub disk_break: crate::sim_disk::DiskBreak,
     /// Record the run's schedule, or follow one (`crate::schedule`); the swarm
     /// leaves it `None`.
     pub schedule: Option<crate::schedule::Recorder>,
@@ -132,6 +140,8 @@ impl Default for ScenarioConfig {
             forced_faults: Vec::new(),
             settings: NodeSettings::Standard,
             store_break: StoreBreak::None,
+            node_break: crate::cluster::NodeBreak::None,
+            disk_break: crate::sim_disk::DiskBreak::None,
             schedule: None,
         }
     }
@@ -208,8 +218,10 @@ pub(crate) async fn pageserver_main(world: World, trace: TraceSink, settings: Dr
     settings.apply(&mut config);
     config.rebuild_generations =
         std::mem::take(&mut world.operator.lock().expect("not poisoned").rebuild_next);
+    let serving =
+        Serving { rewrite: world.rewrite, watch: world.requests.clone(), name: "node-1".into() };
     let stopped =
-        run_pageserver(config, addr, adapters, clock, trace, rpc::UNCHANGED, &world.inputs).await;
+        run_pageserver(config, addr, adapters, clock, trace, serving, &world.inputs).await;
     // A lost store (`cp.store.lost`): the node refuses to start, naming the flag,
     // or its rebuild stops on a store failure; the operator restarts it with the
     // flag (docs/OPERATIONS.md).
@@ -259,6 +271,16 @@ async fn operator(
     }
 }
 
+/// How a pageserver's request layer serves: the requests it changes (a test-only
+/// break, [`rpc::UNCHANGED`] in the swarm), and where it enters every request it
+/// holds (S-NO-DEADLOCK), under the node's lane name.
+#[derive(Clone, Debug)]
+pub(crate) struct Serving {
+    pub rewrite: rpc::Rewrite,
+    pub watch: crate::deadlock::RequestWatch,
+    pub name: String,
+}
+
 /// Runs a pageserver's driver on simulated adapters (disk, object store, and the
 /// control plane's store or link) and serves the request layer on `addr`, until
 /// the node stops or is killed. The life's inputs count in `inputs`.
@@ -268,7 +290,7 @@ pub(crate) async fn run_pageserver<S: strata_adapters::generation_store::Generat
     (disk, remote, store): (crate::sim_disk::SimDisk, crate::sim_remote::SimRemote, S),
     clock: clock::SimClock,
     trace: TraceSink,
-    rewrite: rpc::Rewrite,
+    serving: Serving,
     inputs: &crate::inputs::InputTally,
 ) -> driver::Stopped {
     let redo = crate::sim_redo::SimRedo::new(disk.faults().clone());
@@ -277,8 +299,10 @@ pub(crate) async fn run_pageserver<S: strata_adapters::generation_store::Generat
     let status = inputs.new_life();
     let driver =
         tokio::spawn(driver::run_with_clock(config, adapters, clock, inbox, trace, status));
-    let _endpoint =
-        rpc::serve_rewriting(addr, handle, rewrite).await.expect("bind the node's endpoint");
+    let Serving { rewrite, watch, name } = serving;
+    let _endpoint = rpc::serve_rewriting(addr, handle, rewrite, (watch, &name))
+        .await
+        .expect("bind the node's endpoint");
     match driver.await {
         Ok(Ok(stopped)) => {
             tracing::info!(?stopped, "node stopped");
@@ -357,8 +381,10 @@ pub async fn run(config: ScenarioConfig, trace: TraceSink) -> RunReport {
         FaultPlan::none()
     };
     plan.probabilities.extend(config.forced_faults.iter().copied());
-    let world = World::new(plan);
+    let mut world = World::new(plan);
     world.remote.set_break(config.store_break);
+    world.disk.set_break(config.disk_break);
+    world.rewrite = crate::cluster::rewrite_for(config.node_break);
     let settings = config.settings.for_seed(handle.seed());
     tracing::info!(settings = %settings.describe(), "node settings");
     let (node, client) = pageserver_and_client(&handle, &world, &trace, &settings);
@@ -377,8 +403,8 @@ pub async fn run(config: ScenarioConfig, trace: TraceSink) -> RunReport {
     let r = restarts.clone();
     let disk_full = Arc::new(Mutex::new(DiskFullSeen::default()));
     let d = disk_full.clone();
-    let remote = world.remote.clone();
-    let workload = client.spawn(async move { workload(workload_config, r, d, remote).await });
+    let w = world.clone();
+    let workload = client.spawn(async move { workload(workload_config, r, d, w).await });
     let chaos_node =
         handle.create_node().name("chaos").ip(CHAOS_IP.parse().expect("static address")).build();
     sim_trace::name_node(&chaos_node, CHAOS_IP.parse().expect("static address"), "chaos");
@@ -452,12 +478,19 @@ pub async fn run(config: ScenarioConfig, trace: TraceSink) -> RunReport {
 
     let mut report =
         RunReport { seed: handle.seed(), settings: settings.describe(), ..RunReport::default() };
-    let outcome = match madsim::time::timeout(SEED_BOUND, workload).await {
+    // S-NO-DEADLOCK: from the heal on, no request may wait in the node for ever.
+    let healed = madsim::time::Instant::now();
+    let deadlock = crate::deadlock::watch(world.requests.clone(), healed);
+    let ended = tokio::select! {
+        outcome = madsim::time::timeout(SEED_BOUND, workload) => outcome.map_err(|_| stuck(started)),
+        violation = deadlock => Err(violation),
+    };
+    let outcome = match ended {
         Ok(outcome) => outcome,
-        Err(_) => {
+        Err(violation) => {
             *stop_chaos.lock().expect("not poisoned") = true;
             *stop_clock.lock().expect("not poisoned") = true;
-            report.violation = Some(stuck(started));
+            report.violation = Some(violation);
             report.simulated_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
             report.fired = world.fired();
             report.machine_inputs = world.inputs.total();
@@ -490,6 +523,9 @@ pub async fn run(config: ScenarioConfig, trace: TraceSink) -> RunReport {
     // The chaos client's finding comes first: it is the cause when both fail.
     if let Some(violation) = chaos_violation {
         report.violation = Some(format!("chaos client: {violation}"));
+    }
+    if report.violation.is_none() {
+        report.violation = crate::deadlock::settle(&world.requests, healed).await.err();
     }
     if report.violation.is_none() && config.batches > 0 {
         let timeline = strata_core::remote_path::timeline_prefix(WORKLOAD_TENANT, DELETED_TIMELINE);
@@ -555,8 +591,9 @@ async fn workload(
     config: ScenarioConfig,
     restarts: Arc<Mutex<usize>>,
     disk_full: Arc<Mutex<DiskFullSeen>>,
-    remote: crate::sim_remote::SimRemote,
+    world: World,
 ) -> Result<Model, String> {
+    let remote = world.remote.clone();
     let node: SocketAddr = PAGESERVER_ADDR.parse().expect("static address");
     let me: SocketAddr = format!("{CLIENT_IP}:0").parse().expect("static address");
     let ep = madsim::net::Endpoint::bind(me).await.map_err(|e| e.to_string())?;
@@ -629,7 +666,9 @@ async fn workload(
         let now_restarts = *restarts.lock().expect("not poisoned");
         if now_restarts != seen_restarts {
             seen_restarts = now_restarts;
+            let crashes = world.disk.crashes();
             current_info(&ep, node, tenant, timeline, &mut model).await?;
+            local_truth_once_active(&world, crashes).await?;
             check_visible(&ep, node, tenant, timeline, &model).await?;
         }
         madsim::time::sleep(Duration::from_millis(thread_rng().gen_range(1..50))).await;
@@ -661,7 +700,27 @@ async fn workload(
         madsim::time::sleep(Duration::from_millis(500)).await;
     }
     check_visible(&ep, node, tenant, timeline, &model).await?;
+    local_truth_once_active(&world, world.disk.crashes()).await?;
     Ok(model)
+}
+
+/// How long [`local_truth_once_active`] waits for the node to become active.
+const ACTIVE_WITHIN: Duration = Duration::from_secs(30);
+
+/// S-LOCAL-TRUTH (`checkers::local_truth`), checked as soon as the node's life
+/// that followed crash number `crashes` reports itself active: its start-up has
+/// reconciled every tenant. Skipped when the node crashes again first, or does not
+/// become active within [`ACTIVE_WITHIN`] (L-ATTACH and the seed's bound speak for
+/// a node that never does).
+async fn local_truth_once_active(world: &World, crashes: u64) -> Result<(), String> {
+    let until = madsim::time::Instant::now() + ACTIVE_WITHIN;
+    while madsim::time::Instant::now() < until && world.disk.crashes() == crashes {
+        if world.inputs.newest_phase().starts_with("Active") {
+            return checkers::local_truth(&world.disk, &world.remote);
+        }
+        madsim::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(())
 }
 
 /// Forty image records over five keys: enough for a flushed layer and an index.

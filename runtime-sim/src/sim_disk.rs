@@ -91,6 +91,21 @@ struct FileNode {
     /// An fsync failed: the page cache is marked clean, so later fsyncs do not
     /// persist `data`.
     poisoned: bool,
+    /// The disk's epoch (crash count) when the file was created: a file of an
+    /// earlier node life is one start-up must reconcile (S-LOCAL-TRUTH).
+    born: u64,
+}
+
+/// A deliberately broken disk, for a test that shows a checker failing; the swarm
+/// never sets one.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DiskBreak {
+    #[default]
+    None,
+    /// The removal of a layer file created before the last crash is answered done
+    /// and not done: local-only layers of an earlier life survive start-up's
+    /// reconciliation (S-LOCAL-TRUTH).
+    KeepsEarlierLayers,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -110,6 +125,7 @@ struct State {
     inodes: BTreeMap<Ino, Inode>,
     next_ino: Ino,
     next_temp: u64,
+    brk: DiskBreak,
     /// The file of the last write not yet fsynced (the one a crash may tear).
     last_unsynced_write: Option<Ino>,
     /// Bumped by every crash; an operation that started before fails its next step.
@@ -215,7 +231,12 @@ impl State {
                     } else {
                         f.synced.clone()
                     };
-                    Inode::File(FileNode { synced: data.clone(), data, poisoned: false })
+                    Inode::File(FileNode {
+                        synced: data.clone(),
+                        data,
+                        poisoned: false,
+                        born: f.born,
+                    })
                 }
             };
             self.inodes.insert(ino, node);
@@ -271,6 +292,7 @@ impl SimDisk {
             next_temp: 0,
             last_unsynced_write: None,
             epoch: 0,
+            brk: DiskBreak::None,
             full_until: None,
             untrusted: BTreeSet::new(),
             untrusted_reads: Vec::new(),
@@ -321,8 +343,28 @@ impl SimDisk {
         }
     }
 
+    /// Sets a deliberate break ([`DiskBreak`]).
+    pub fn set_break(&self, brk: DiskBreak) {
+        self.lock().brk = brk;
+    }
+
+    /// Every layer file the node would see now that was created before the last
+    /// crash (by an earlier node life), with its size (for S-LOCAL-TRUTH).
+    pub fn layers_of_earlier_lives(&self) -> BTreeMap<Utf8PathBuf, u64> {
+        self.files_where(|path, file, epoch| file.born < epoch && is_layer_file(path))
+    }
+
     /// Every file the node would see now, temp files included, with its size.
     pub fn files_now(&self) -> BTreeMap<Utf8PathBuf, u64> {
+        self.files_where(|_, _, _| true)
+    }
+
+    /// The files the node would see now that `keep` keeps (given the path, the
+    /// file and the disk's epoch), with their sizes.
+    fn files_where(
+        &self,
+        keep: impl Fn(&Utf8Path, &FileNode, u64) -> bool,
+    ) -> BTreeMap<Utf8PathBuf, u64> {
         let state = self.lock();
         let mut out = BTreeMap::new();
         let mut todo = vec![(Utf8PathBuf::new(), ROOT)];
@@ -331,10 +373,10 @@ impl SimDisk {
                 Some(Inode::Dir(d)) => {
                     todo.extend(d.entries.iter().map(|(n, i)| (path.join(n), *i)));
                 }
-                Some(Inode::File(f)) => {
+                Some(Inode::File(f)) if keep(&path, f, state.epoch) => {
                     out.insert(path, f.data.len() as u64);
                 }
-                None => {}
+                _ => {}
             }
         }
         out
@@ -485,7 +527,8 @@ impl SimDisk {
                 }
                 let tmp_name = format!("{name}.{}{TEMP_FILE_SUFFIX}", s.next_temp);
                 s.next_temp += 1;
-                let file = FileNode { data: bytes, synced: Vec::new(), poisoned: false };
+                let file =
+                    FileNode { data: bytes, synced: Vec::new(), poisoned: false, born: s.epoch };
                 let tmp = s.alloc(Inode::File(file));
                 s.dir_mut(dir)?.entries.insert(tmp_name.clone(), tmp);
                 s.last_unsynced_write = Some(tmp);
@@ -605,10 +648,16 @@ impl SimDisk {
             .step(&op, |s, _| {
                 let dir = s.lookup(&dirs)?;
                 let ino = *s.dir(dir)?.entries.get(&name).ok_or_else(not_found)?;
-                if matches!(s.inodes.get(&ino), Some(Inode::Dir(_))) {
-                    return Err(io("is a directory"));
+                let born = match s.inodes.get(&ino) {
+                    Some(Inode::Dir(_)) => return Err(io("is a directory")),
+                    Some(Inode::File(f)) => f.born,
+                    None => s.epoch,
+                };
+                let kept =
+                    s.brk == DiskBreak::KeepsEarlierLayers && born < s.epoch && is_layer_file(path);
+                if !kept {
+                    s.dir_mut(dir)?.entries.remove(&name);
                 }
-                s.dir_mut(dir)?.entries.remove(&name);
                 Ok(dir)
             })
             .await?;
@@ -745,7 +794,7 @@ mod tests {
     /// writer's directory fsync can leave a temp file.
     fn unsynced_file(disk: &SimDisk, old: &[u8], new: &[u8]) {
         let mut s = disk.lock();
-        let file = FileNode { data: new.to_vec(), synced: old.to_vec(), poisoned: false };
+        let file = FileNode { data: new.to_vec(), synced: old.to_vec(), poisoned: false, born: 0 };
         let ino = s.alloc(Inode::File(file));
         s.dir_mut(ROOT).unwrap().entries.insert("f".into(), ino);
         s.fsync_dir(ROOT).unwrap();
@@ -786,7 +835,8 @@ mod tests {
         let disk = SimDisk::new();
         {
             let mut s = disk.lock();
-            let file = FileNode { data: b"x".to_vec(), synced: b"x".to_vec(), poisoned: false };
+            let file =
+                FileNode { data: b"x".to_vec(), synced: b"x".to_vec(), poisoned: false, born: 0 };
             let ino = s.alloc(Inode::File(file));
             s.dir_mut(ROOT).unwrap().entries.insert("g".into(), ino);
         }

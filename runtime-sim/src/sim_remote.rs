@@ -403,6 +403,17 @@ impl SimRemote {
         true
     }
 
+    /// The objects now under `prefix` (after applying what is due), with their
+    /// bodies.
+    pub fn objects_under(&self, prefix: &str) -> BTreeMap<RemoteKey, Vec<u8>> {
+        let s = self.lock();
+        s.objects
+            .iter()
+            .filter(|(k, _)| k.as_str().starts_with(prefix))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
     pub fn get_now(&self, key: &RemoteKey) -> Option<Vec<u8>> {
         self.lock().objects.get(key).cloned()
     }

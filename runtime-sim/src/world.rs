@@ -65,6 +65,11 @@ pub struct World {
     pub inputs: crate::inputs::InputTally,
     /// The operator's side of a lost control-plane store (`cp.store.lost`).
     pub operator: std::sync::Arc<std::sync::Mutex<Operator>>,
+    /// Every request the pageserver's request layer holds (S-NO-DEADLOCK).
+    pub requests: crate::deadlock::RequestWatch,
+    /// What the pageserver's request layer changes: a test-only break
+    /// (`cluster::NodeBreak`), [`crate::rpc::UNCHANGED`] in the swarm.
+    pub rewrite: crate::rpc::Rewrite,
 }
 
 /// What the simulated operator saw and will do at the pageserver's next start.
@@ -94,6 +99,8 @@ impl World {
             clock: crate::clock::SimClock::new(),
             inputs: crate::inputs::InputTally::new(),
             operator: Default::default(),
+            requests: crate::deadlock::RequestWatch::new(),
+            rewrite: crate::rpc::UNCHANGED,
             faults,
         }
     }

@@ -11,6 +11,7 @@ use strata_runtime_sim::cluster::{self, ClusterConfig, ClusterReport, CpBreak, N
 use strata_runtime_sim::scenario::{self, RunReport, ScenarioConfig, StoreBreak};
 use strata_runtime_sim::schedule::Recorder;
 use strata_runtime_sim::settings::NodeSettings;
+use strata_runtime_sim::sim_disk::DiskBreak;
 use strata_runtime_tokio::trace_sink::TraceSink;
 
 /// Trace lines a failure prints (the whole trace only in a replay).
@@ -139,6 +140,12 @@ impl Scenario {
             (Scenario::Single(c), Break::Store(store_break)) => {
                 Scenario::Single(ScenarioConfig { store_break, ..c })
             }
+            (Scenario::Single(c), Break::Disk(disk_break)) => {
+                Scenario::Single(ScenarioConfig { disk_break, ..c })
+            }
+            (Scenario::Single(c), Break::Node(node_break)) => {
+                Scenario::Single(ScenarioConfig { node_break, ..c })
+            }
             (Scenario::Cluster(c), Break::Cp(cp_break)) => {
                 Scenario::Cluster(ClusterConfig { cp_break, ..c })
             }
@@ -153,6 +160,8 @@ impl Scenario {
     pub fn break_name(&self) -> Option<&'static str> {
         let brk = match self {
             Scenario::Single(c) if c.store_break != StoreBreak::None => Break::Store(c.store_break),
+            Scenario::Single(c) if c.disk_break != DiskBreak::None => Break::Disk(c.disk_break),
+            Scenario::Single(c) if c.node_break != NodeBreak::None => Break::Node(c.node_break),
             Scenario::Cluster(c) if c.cp_break != CpBreak::None => Break::Cp(c.cp_break),
             Scenario::Cluster(c) if c.node_break != NodeBreak::None => Break::Node(c.node_break),
             _ => return None,
@@ -165,15 +174,18 @@ impl Scenario {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Break {
     Store(StoreBreak),
+    Disk(DiskBreak),
     Cp(CpBreak),
     Node(NodeBreak),
 }
 
 /// Every deliberate break by its `--break` name: whether it is the cluster
 /// scenario's, and the hook. The invariant each makes fail is in docs/TESTING.md.
-pub const BREAKS: [(&str, bool, Break); 7] = [
+pub const BREAKS: [(&str, bool, Break); 9] = [
     ("lose-first-index", false, Break::Store(StoreBreak::LoseFirstIndex)),
     ("relabel-layer-generations", false, Break::Store(StoreBreak::RelabelLayerGenerations)),
+    ("keeps-earlier-layers", false, Break::Disk(DiskBreak::KeepsEarlierLayers)),
+    ("holds-listings", false, Break::Node(NodeBreak::HoldsListings)),
     ("grant-below", true, Break::Cp(CpBreak::GrantBelow)),
     ("skip-validation", true, Break::Cp(CpBreak::SkipValidation)),
     ("stale-ignored", true, Break::Node(NodeBreak::StaleIgnored)),

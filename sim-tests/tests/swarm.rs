@@ -150,26 +150,39 @@ fn corpus() {
 /// everything) a flipped layer lands under its name and a seed fails. Independent
 /// of which seeds of the swarm happen to download.
 /// Each single-node checker added for issue 18 item 4 fails under a deliberate
-/// break of the simulated object store (`StoreBreak`, a test-only hook the swarm
-/// never sets), and names its invariant; the seed each needed is printed.
+/// break of the simulated object store (`StoreBreak`), disk (`DiskBreak`) or the
+/// node's request layer (`NodeBreak`), test-only hooks the swarm never sets, and
+/// names its invariant; the seed each needed is printed.
 #[test]
 fn single_node_breaks_are_caught() {
+    use strata_runtime_sim::cluster::NodeBreak;
     use strata_runtime_sim::scenario::StoreBreak;
+    use strata_runtime_sim::sim_disk::DiskBreak;
     const BREAK_SEEDS: u64 = 20;
+    let base = ScenarioConfig::default;
     let breaks = [
         (
             "the first index PUT of each timeline is acknowledged and dropped",
-            StoreBreak::LoseFirstIndex,
+            ScenarioConfig { store_break: StoreBreak::LoseFirstIndex, ..base() },
             "S-ACTIVE-UPLOADED",
         ),
         (
             "indexes past the first of a generation relabel every layer to it",
-            StoreBreak::RelabelLayerGenerations,
+            ScenarioConfig { store_break: StoreBreak::RelabelLayerGenerations, ..base() },
             "S-GEN-SUFFIX",
         ),
+        (
+            "removals of layer files an earlier life left are answered done and not done",
+            ScenarioConfig { disk_break: DiskBreak::KeepsEarlierLayers, ..base() },
+            "S-LOCAL-TRUTH",
+        ),
+        (
+            "every tenant listing is held at the node's door for ever",
+            ScenarioConfig { node_break: NodeBreak::HoldsListings, ..base() },
+            "S-NO-DEADLOCK",
+        ),
     ];
-    for (what, store_break, id) in breaks {
-        let config = ScenarioConfig { store_break, ..ScenarioConfig::default() };
+    for (what, config, id) in breaks {
         let found = (1..=BREAK_SEEDS).find_map(|seed| {
             let (report, _) = run_seed_with(seed, config.clone(), Traced::No);
             report.violation.filter(|v| v.contains(id)).map(|v| (seed, v))

@@ -78,6 +78,9 @@ pub enum NodeBreak {
     /// An ingest of several records reaches the node without its first: the node
     /// acknowledges a record it never had (S-VISIBLE).
     DropsARecord,
+    /// Every tenant listing is held at the door for ever, as a request stuck on a
+    /// lock nobody releases (Neon's TENANTS-lock deadlock): S-NO-DEADLOCK.
+    HoldsListings,
 }
 
 #[derive(Clone, Debug)]
@@ -173,7 +176,7 @@ fn node_config(id: NodeId, settings: &crate::settings::Drawn) -> strata_core::no
 }
 
 /// The changed requests (and answers) of a [`NodeBreak`].
-fn rewrite_for(brk: NodeBreak) -> crate::rpc::Rewrite {
+pub(crate) fn rewrite_for(brk: NodeBreak) -> crate::rpc::Rewrite {
     fn swap(request: Request, from: RequestedMode, to: RequestedMode) -> Request {
         match request {
             Request::LocationConfig { tenant, request } if request.mode == from => {
@@ -207,19 +210,23 @@ fn rewrite_for(brk: NodeBreak) -> crate::rpc::Rewrite {
                 if request.mode == RequestedMode::AttachedStale =>
             {
                 let single = swap(r, RequestedMode::AttachedStale, RequestedMode::AttachedSingle);
-                (single, claim_stale)
+                Some((single, claim_stale))
             }
-            other => (other, |a| a),
+            other => Some((other, |a| a)),
         },
         NodeBreak::MultiUploadsNothing => {
-            |r| (swap(r, RequestedMode::AttachedMulti, RequestedMode::AttachedStale), |a| a)
+            |r| Some((swap(r, RequestedMode::AttachedMulti, RequestedMode::AttachedStale), |a| a))
         }
         NodeBreak::DropsARecord => |r| match r {
             Request::Ingest { tenant, timeline, mut records } if records.len() > 1 => {
                 records.remove(0);
-                (Request::Ingest { tenant, timeline, records }, |a| a)
+                Some((Request::Ingest { tenant, timeline, records }, |a| a))
             }
-            other => (other, |a| a),
+            other => Some((other, |a| a)),
+        },
+        NodeBreak::HoldsListings => |r| match r {
+            Request::ListTenants => None,
+            other => Some((other, |a| a)),
         },
     }
 }
@@ -286,6 +293,7 @@ pub async fn run(config: ClusterConfig, trace: TraceSink) -> ClusterReport {
     let mut pageservers = Vec::new();
     let mut ps_nodes = Vec::new();
     let inputs = crate::inputs::InputTally::new();
+    let requests = crate::deadlock::RequestWatch::new();
     for (i, disk) in disks.iter().cloned().enumerate() {
         let id = NodeId(i as u64 + 1);
         let ps = Pageserver {
@@ -294,8 +302,12 @@ pub async fn run(config: ClusterConfig, trace: TraceSink) -> ClusterReport {
             disk,
             clock: SimClock::new(),
         };
-        let (p, t, f, rewrite) =
-            (ps.clone(), trace.clone(), faults.clone(), rewrite_for(config.node_break));
+        let serving = crate::scenario::Serving {
+            rewrite: rewrite_for(config.node_break),
+            watch: requests.clone(),
+            name: lane(id),
+        };
+        let (p, t, f) = (ps.clone(), trace.clone(), faults.clone());
         let (s, tally) = (settings.clone(), inputs.clone());
         let addr: SocketAddr = client::pageserver_addr(i);
         let node = handle
@@ -312,9 +324,10 @@ pub async fn run(config: ClusterConfig, trace: TraceSink) -> ClusterReport {
                 };
                 let adapters = (p.disk.clone(), p.remote.clone(), link);
                 let (clock, trace, tally) = (p.clock.clone(), t.clone(), tally.clone());
+                let serving = serving.clone();
                 async move {
                     crate::scenario::run_pageserver(
-                        config, addr, adapters, clock, trace, rewrite, &tally,
+                        config, addr, adapters, clock, trace, serving, &tally,
                     )
                     .await;
                 }
@@ -426,10 +439,23 @@ pub async fn run(config: ClusterConfig, trace: TraceSink) -> ClusterReport {
     }
     faults.heal();
     nemesis_line(sim_trace::NEMESIS_LANE, format_args!("faults heal"));
-    // No seed runs for ever (`scenario::SEED_BOUND`): a client past it is stuck.
-    let outcome = match madsim::time::timeout(crate::scenario::SEED_BOUND, client).await {
-        Ok(outcome) => outcome,
-        Err(_) => Ok(Err(crate::scenario::stuck(started))),
+    // No seed runs for ever (`scenario::SEED_BOUND`): a client past it is stuck;
+    // and from the heal on no request waits in a pageserver for ever (S-NO-DEADLOCK).
+    let healed = madsim::time::Instant::now();
+    let deadlock = crate::deadlock::watch(requests.clone(), healed);
+    let outcome = tokio::select! {
+        outcome = madsim::time::timeout(crate::scenario::SEED_BOUND, client) => match outcome {
+            Ok(outcome) => outcome,
+            Err(_) => Ok(Err(crate::scenario::stuck(started))),
+        },
+        violation = deadlock => Ok(Err(violation)),
+    };
+    let outcome = match outcome {
+        Ok(Ok(out)) => match crate::deadlock::settle(&requests, healed).await {
+            Ok(()) => Ok(Ok(out)),
+            Err(violation) => Ok(Err(violation)),
+        },
+        other => other,
     };
     *stop_net.lock().expect("not poisoned") = true;
     report.simulated_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
