@@ -539,12 +539,21 @@ pub async fn run(config: ScenarioConfig, trace: TraceSink) -> RunReport {
             check_deleted(&world, &prefix, Some(mark.as_str()), config.heal_within_ms).await.err();
     }
     if report.violation.is_none() {
-        report.violation = checkers::storage(&world)
-            .err()
-            .or_else(|| checkers::crash_safe(&world).err())
-            .or_else(|| checkers::fsync_trust(&world).err())
-            .or_else(|| checkers::generations(&world).err())
-            .or_else(|| checkers::deletions(&world).err());
+        // Every storage-side checker runs: the first violation leads, the others
+        // follow it ("; also: …"), so a run names every promise it broke.
+        let found: Vec<String> = [
+            checkers::storage(&world),
+            checkers::crash_safe(&world),
+            checkers::fsync_trust(&world),
+            checkers::generations(&world),
+            checkers::deletions(&world),
+        ]
+        .into_iter()
+        .filter_map(Result::err)
+        .collect();
+        if !found.is_empty() {
+            report.violation = Some(found.join("; also: "));
+        }
     }
     if report.violation.is_none() {
         match checkers::scrub(&world).await {

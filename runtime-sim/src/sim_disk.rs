@@ -106,6 +106,21 @@ pub enum DiskBreak {
     /// and not done: local-only layers of an earlier life survive start-up's
     /// reconciliation (S-LOCAL-TRUTH).
     KeepsEarlierLayers,
+    /// `write_atomic` of a `config-v1` skips the temp file's fsync (the rename and
+    /// the directory fsync still happen): a crash leaves the new name on empty
+    /// data (S-CRASHSAFE).
+    UnsyncedConfigData,
+    /// Every step takes as many more milliseconds as there were disks made on
+    /// this thread before this one (mod 5): state that leaks from one run into
+    /// the next, so a seed run twice in one process runs differently
+    /// (S-DETERMINISM).
+    LeaksAcrossRuns,
+}
+
+thread_local! {
+    /// Disks made so far on this thread, where a run and the next one of a test
+    /// run (only [`DiskBreak::LeaksAcrossRuns`] reads it).
+    static DISKS_MADE: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
 }
 
 #[derive(Clone, Debug, Default)]
@@ -264,6 +279,8 @@ fn torn(old: &[u8], new: &[u8]) -> Vec<u8> {
 pub struct SimDisk {
     state: Arc<Mutex<State>>,
     faults: Faults,
+    /// How many disks this thread made before this one.
+    made: u64,
 }
 
 impl Default for SimDisk {
@@ -298,7 +315,8 @@ impl SimDisk {
             untrusted_reads: Vec::new(),
             config,
         };
-        SimDisk { state: Arc::new(Mutex::new(state)), faults }
+        let made = DISKS_MADE.with(|n| n.replace(n.get() + 1));
+        SimDisk { state: Arc::new(Mutex::new(state)), faults, made }
     }
 
     pub fn faults(&self) -> &Faults {
@@ -390,6 +408,9 @@ impl SimDisk {
             (c.step_latency_min_us, c.step_latency_max_us, c.slow_io_min_ms, c.slow_io_max_ms)
         };
         let mut d = Duration::from_micros(thread_rng().gen_range(min..=max.max(min)));
+        if self.lock().brk == DiskBreak::LeaksAcrossRuns {
+            d += Duration::from_millis(self.made % 5);
+        }
         if self.faults.fire(site::DISK_SLOW_IO) {
             d += Duration::from_millis(thread_rng().gen_range(slow_min..=slow_max.max(slow_min)));
         }
@@ -546,6 +567,11 @@ impl SimDisk {
                     DiskErrorKind::FsyncFailed,
                     "fsync of the temp file failed; its content is unknown".into(),
                 ));
+            }
+            if s.brk == DiskBreak::UnsyncedConfigData
+                && name == strata_core::location_conf::LOCATION_CONF_FILE_NAME
+            {
+                return Ok(());
             }
             s.fsync_file(tmp)
         })

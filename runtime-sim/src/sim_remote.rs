@@ -141,7 +141,7 @@ pub struct HistoryEntry {
     pub body: Option<Vec<u8>>,
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 enum Request {
     Put { key: RemoteKey, body: Vec<u8> },
     Delete { keys: Vec<RemoteKey> },
@@ -195,7 +195,21 @@ pub enum StoreBreak {
     /// adapter that never verified a download would: a rotted layer (`remote.rot`)
     /// lands under its name (the rot phase must notice).
     UncheckedDownloads,
+    /// A layer PUT is answered done at once and applied 2 s later, as a store
+    /// acknowledging before it is durable would: an index naming the layer can
+    /// land first (S-IDX-ORDER).
+    AckedLayersLandLate,
+    /// Every index PUT past the first of its timeline fails (503) and is not
+    /// applied, tombstones aside: nothing becomes visible after the timeline's
+    /// creation (L-UPLOAD).
+    FailsLaterIndexPuts,
+    /// A DELETE of an index is answered done and not applied: a deleted
+    /// timeline's tombstone and old indexes stay for ever (L-DELETE).
+    IgnoresIndexDeletes,
 }
+
+/// How late [`StoreBreak::AckedLayersLandLate`] applies a layer PUT.
+const ACKED_LAYER_LANDS_AFTER: Duration = Duration::from_secs(2);
 
 impl State {
     fn apply(&mut self, at: Instant, request: Request, late: bool, from: Origin) {
@@ -226,7 +240,11 @@ impl State {
             return Some(body);
         };
         match self.brk {
-            StoreBreak::None | StoreBreak::UncheckedDownloads => Some(body),
+            StoreBreak::None
+            | StoreBreak::UncheckedDownloads
+            | StoreBreak::AckedLayersLandLate
+            | StoreBreak::FailsLaterIndexPuts
+            | StoreBreak::IgnoresIndexDeletes => Some(body),
             StoreBreak::LoseFirstIndex => {
                 let prefix = strata_core::remote_path::timeline_prefix(tenant, timeline);
                 let seen = (self.history.iter()).any(|h| {
@@ -469,7 +487,9 @@ impl SimRemote {
             let why = "Permission denied (os error 13) (simulated read-only directory)";
             return Err(RemoteError::new(kind, op, key, why));
         }
-        let outcome = if self.faults.fire(transient) {
+        let outcome = if let Some(outcome) = self.write_break(&request, from) {
+            outcome
+        } else if self.faults.fire(transient) {
             Err("service unavailable (simulated 503)")
         } else if self.faults.fire(delayed) {
             let mut s = self.lock();
@@ -490,6 +510,45 @@ impl SimRemote {
         };
         self.half_latency(spike).await;
         outcome.map_err(|m| RemoteError::new(RemoteErrorKind::Transient, op, key, m))
+    }
+
+    /// What a [`StoreBreak`] does with a write instead of the normal path, if
+    /// anything.
+    fn write_break(&self, request: &Request, from: Origin) -> Option<Result<(), &'static str>> {
+        let mut s = self.lock();
+        let is_index = |key: &RemoteKey| key.file_name().starts_with(INDEX_PART_FILE_NAME);
+        let dir = |key: &RemoteKey| key.as_str().rsplit_once('/').map(|(d, _)| d.to_owned());
+        let has_index = |s: &State, key: &RemoteKey| {
+            s.history.iter().any(|h| is_index(&h.key) && dir(&h.key) == dir(key))
+        };
+        match (s.brk, request) {
+            (StoreBreak::AckedLayersLandLate, Request::Put { key, .. })
+                if crate::checkers::timeline_of(key).is_some() && !is_index(key) =>
+            {
+                let due = Instant::now() + ACKED_LAYER_LANDS_AFTER;
+                let order = s.next_pending;
+                s.next_pending += 1;
+                s.pending.insert((due, order), Pending { due, request: request.clone(), from });
+                Some(Ok(()))
+            }
+            (StoreBreak::FailsLaterIndexPuts, Request::Put { key, body }) if is_index(key) => {
+                // A tombstone still lands: a timeline deletion is not what this breaks.
+                let index = strata_core::index_part::IndexPart::from_json_bytes(body);
+                if index.is_ok_and(|i| i.deleted_at.is_some()) {
+                    return None;
+                }
+                has_index(&s, key)
+                    .then_some(Err("service unavailable (simulated 503, a broken store)"))
+            }
+            (StoreBreak::IgnoresIndexDeletes, Request::Delete { keys })
+                if keys.iter().any(is_index) =>
+            {
+                let rest: Vec<RemoteKey> = keys.iter().filter(|k| !is_index(k)).cloned().collect();
+                s.apply(Instant::now(), Request::Delete { keys: rest }, false, from);
+                Some(Ok(()))
+            }
+            _ => None,
+        }
     }
 
     async fn put_issued(

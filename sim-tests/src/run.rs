@@ -181,11 +181,17 @@ pub enum Break {
 
 /// Every deliberate break by its `--break` name: whether it is the cluster
 /// scenario's, and the hook. The invariant each makes fail is in docs/TESTING.md.
-pub const BREAKS: [(&str, bool, Break); 9] = [
+pub const BREAKS: [(&str, bool, Break); 15] = [
     ("lose-first-index", false, Break::Store(StoreBreak::LoseFirstIndex)),
     ("relabel-layer-generations", false, Break::Store(StoreBreak::RelabelLayerGenerations)),
+    ("acked-layers-land-late", false, Break::Store(StoreBreak::AckedLayersLandLate)),
+    ("fails-later-index-puts", false, Break::Store(StoreBreak::FailsLaterIndexPuts)),
+    ("ignores-index-deletes", false, Break::Store(StoreBreak::IgnoresIndexDeletes)),
     ("keeps-earlier-layers", false, Break::Disk(DiskBreak::KeepsEarlierLayers)),
+    ("unsynced-config-data", false, Break::Disk(DiskBreak::UnsyncedConfigData)),
     ("holds-listings", false, Break::Node(NodeBreak::HoldsListings)),
+    ("attaches-as-secondary", false, Break::Node(NodeBreak::AttachesAsSecondary)),
+    ("publishes-early", false, Break::Node(NodeBreak::PublishesEarly)),
     ("grant-below", true, Break::Cp(CpBreak::GrantBelow)),
     ("skip-validation", true, Break::Cp(CpBreak::SkipValidation)),
     ("stale-ignored", true, Break::Node(NodeBreak::StaleIgnored)),

@@ -131,6 +131,22 @@ fn determinism() {
     }
 }
 
+/// S-DETERMINISM's check (each seed run twice, traces compared) fails when a
+/// run's steps depend on something other than its seed: a simulated disk whose
+/// step latency depends on how many disks the thread made before
+/// (`DiskBreak::LeaksAcrossRuns`, a test-only hook), as state leaking from one
+/// run into the next would.
+#[test]
+fn state_leaking_across_runs_breaks_determinism() {
+    use strata_runtime_sim::sim_disk::DiskBreak;
+    let config =
+        ScenarioConfig { disk_break: DiskBreak::LeaksAcrossRuns, ..ScenarioConfig::default() };
+    let (_, first) = run_seed(1, config.clone());
+    let (_, second) = run_seed(1, config);
+    let at = divergence(&first, &second).expect("S-DETERMINISM: the break went unnoticed");
+    println!("S-DETERMINISM at seed 1: the traces diverge at line {at} of {}", first.len());
+}
+
 #[test]
 fn corpus() {
     for (path, seed, settings) in corpus_seeds("corpus") {
@@ -180,6 +196,36 @@ fn single_node_breaks_are_caught() {
             "every tenant listing is held at the node's door for ever",
             ScenarioConfig { node_break: NodeBreak::HoldsListings, ..base() },
             "S-NO-DEADLOCK",
+        ),
+        (
+            "a layer PUT is answered done at once and applied 2 s later",
+            ScenarioConfig { store_break: StoreBreak::AckedLayersLandLate, ..base() },
+            "S-IDX-ORDER",
+        ),
+        (
+            "every index PUT past a timeline's first fails, tombstones aside",
+            ScenarioConfig { store_break: StoreBreak::FailsLaterIndexPuts, ..base() },
+            "L-UPLOAD",
+        ),
+        (
+            "a DELETE of an index is answered done and not applied",
+            ScenarioConfig { store_break: StoreBreak::IgnoresIndexDeletes, ..base() },
+            "L-DELETE",
+        ),
+        (
+            "a config-v1 written without the fsync of its data",
+            ScenarioConfig { disk_break: DiskBreak::UnsyncedConfigData, ..base() },
+            "S-CRASHSAFE",
+        ),
+        (
+            "a location_config to AttachedSingle reaches the node as Secondary",
+            ScenarioConfig { node_break: NodeBreak::AttachesAsSecondary, ..base() },
+            "L-ATTACH",
+        ),
+        (
+            "timeline info claims everything ingested is visible",
+            ScenarioConfig { node_break: NodeBreak::PublishesEarly, ..base() },
+            "S-PROJECTED",
         ),
     ];
     for (what, config, id) in breaks {

@@ -48,7 +48,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use strata_core::NodeId;
 use strata_core::location_conf::LocationMode;
-use strata_core::node::api::{Request, Response};
+use strata_core::node::api::{Request, Response, TimelineInfo};
 use strata_core::tenant::{LocationOutcome, Placement};
 use strata_core::tenant::{LocationRequest, RequestedMode};
 use strata_runtime_tokio::trace_sink::TraceSink;
@@ -81,6 +81,12 @@ pub enum NodeBreak {
     /// Every tenant listing is held at the door for ever, as a request stuck on a
     /// lock nobody releases (Neon's TENANTS-lock deadlock): S-NO-DEADLOCK.
     HoldsListings,
+    /// A location_config to AttachedSingle reaches the node as Secondary: a
+    /// relocation never ends attached (L-ATTACH).
+    AttachesAsSecondary,
+    /// Timeline info answers claim everything ingested is visible, as a node
+    /// publishing an LSN before it is durable would (S-PROJECTED).
+    PublishesEarly,
 }
 
 #[derive(Clone, Debug)]
@@ -223,6 +229,21 @@ pub(crate) fn rewrite_for(brk: NodeBreak) -> crate::rpc::Rewrite {
                 Some((Request::Ingest { tenant, timeline, records }, |a| a))
             }
             other => Some((other, |a| a)),
+        },
+        NodeBreak::AttachesAsSecondary => |r| {
+            Some((
+                swap(r, RequestedMode::AttachedSingle, RequestedMode::Secondary { warm: false }),
+                |a| a,
+            ))
+        },
+        NodeBreak::PublishesEarly => |r| {
+            Some((r, |a| match a {
+                Response::TimelineInfo(info) => Response::TimelineInfo(TimelineInfo {
+                    remote_consistent_lsn_visible: info.last_ingested_lsn,
+                    ..info
+                }),
+                other => other,
+            }))
         },
         NodeBreak::HoldsListings => |r| match r {
             Request::ListTenants => None,

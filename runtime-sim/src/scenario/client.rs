@@ -145,9 +145,16 @@ pub(crate) async fn current_info(
         match call(ep, node, Request::TimelineInfo { tenant, timeline }).await {
             Ok(Response::TimelineInfo(info)) => {
                 model.published_visible(info.remote_consistent_lsn_visible)?;
-                if info.remote_consistent_lsn_visible > info.remote_consistent_lsn_projected {
+                let chain = [
+                    info.remote_consistent_lsn_visible,
+                    info.remote_consistent_lsn_projected,
+                    info.disk_consistent_lsn,
+                    info.last_ingested_lsn,
+                ];
+                if chain.windows(2).any(|w| w[0] > w[1]) {
                     return Err(format!(
-                        "S-PROJECTED: info shows visible above projected: {info:?}"
+                        "S-PROJECTED: info breaks visible <= projected <= disk_consistent <= \
+                         last ingested: {info:?}"
                     ));
                 }
                 return Ok(info.last_ingested_lsn);
