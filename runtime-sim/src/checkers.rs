@@ -408,6 +408,9 @@ pub(crate) fn generation_suffix(key: &str) -> Option<u32> {
 /// cannot have been queued before that index: S-DEL-AFTER-INDEX), naming the
 /// layer's tenant with a generation the control plane granted in that run.
 ///
+/// And S-DEL-AFTER-INDEX itself: no layer is deleted while the newest on-time
+/// index of its timeline still references it.
+///
 /// A deletion executed on a failed validation (the control plane unreachable, or
 /// the answer past its deadline) has no such validation and fails here. A layer no
 /// on-time index ever referenced is not checked (no index says when it was
@@ -454,6 +457,12 @@ pub fn check_deletions(
                 }
             }
             (HistoryOp::Delete { .. }, false) => {
+                if referenced.get(&(t, tl)).is_some_and(|now| now.contains(&e.key)) {
+                    return Err(format!(
+                        "S-DEL-AFTER-INDEX: {} deleted (history #{}, run {}, at {:?}) while the newest index of {t}/{tl} still references it",
+                        e.key, e.seq, e.epoch, e.at
+                    ));
+                }
                 let Some(since) = dropped_at.get(&e.key) else { continue };
                 let granted = |epoch: u64, g: strata_core::Generation| {
                     grants.iter().any(|(ep, r)| *ep == epoch && r.tenant == t && r.generation == g)

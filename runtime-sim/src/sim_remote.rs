@@ -206,6 +206,10 @@ pub enum StoreBreak {
     /// A DELETE of an index is answered done and not applied: a deleted
     /// timeline's tombstone and old indexes stay for ever (L-DELETE).
     IgnoresIndexDeletes,
+    /// A DELETE of layers also deletes the next layer object of the same timeline
+    /// in key order, which the node did not ask for: a layer an index still
+    /// names is gone (S-IDX-REF, S-DEL-AFTER-INDEX).
+    DeletesANeighbour,
 }
 
 /// How late [`StoreBreak::AckedLayersLandLate`] applies a layer PUT.
@@ -244,7 +248,8 @@ impl State {
             | StoreBreak::UncheckedDownloads
             | StoreBreak::AckedLayersLandLate
             | StoreBreak::FailsLaterIndexPuts
-            | StoreBreak::IgnoresIndexDeletes => Some(body),
+            | StoreBreak::IgnoresIndexDeletes
+            | StoreBreak::DeletesANeighbour => Some(body),
             StoreBreak::LoseFirstIndex => {
                 let prefix = strata_core::remote_path::timeline_prefix(tenant, timeline);
                 let seen = (self.history.iter()).any(|h| {
@@ -545,6 +550,22 @@ impl SimRemote {
             {
                 let rest: Vec<RemoteKey> = keys.iter().filter(|k| !is_index(k)).cloned().collect();
                 s.apply(Instant::now(), Request::Delete { keys: rest }, false, from);
+                Some(Ok(()))
+            }
+            (StoreBreak::DeletesANeighbour, Request::Delete { keys }) => {
+                let first = keys.iter().find(|k| !is_index(k) && dir(k).is_some())?;
+                let neighbour = s
+                    .objects
+                    .range::<RemoteKey, _>((
+                        std::ops::Bound::Excluded(first),
+                        std::ops::Bound::Unbounded,
+                    ))
+                    .map(|(k, _)| k.clone())
+                    .find(|k| !keys.contains(k))
+                    .filter(|k| dir(k) == dir(first) && !is_index(k))?;
+                let mut keys = keys.clone();
+                keys.push(neighbour);
+                s.apply(Instant::now(), Request::Delete { keys }, false, from);
                 Some(Ok(()))
             }
             _ => None,

@@ -181,10 +181,11 @@ pub enum Break {
 
 /// Every deliberate break by its `--break` name: whether it is the cluster
 /// scenario's, and the hook. The invariant each makes fail is in docs/TESTING.md.
-pub const BREAKS: [(&str, bool, Break); 15] = [
+pub const BREAKS: [(&str, bool, Break); 16] = [
     ("lose-first-index", false, Break::Store(StoreBreak::LoseFirstIndex)),
     ("relabel-layer-generations", false, Break::Store(StoreBreak::RelabelLayerGenerations)),
     ("acked-layers-land-late", false, Break::Store(StoreBreak::AckedLayersLandLate)),
+    ("deletes-a-neighbour", false, Break::Store(StoreBreak::DeletesANeighbour)),
     ("fails-later-index-puts", false, Break::Store(StoreBreak::FailsLaterIndexPuts)),
     ("ignores-index-deletes", false, Break::Store(StoreBreak::IgnoresIndexDeletes)),
     ("keeps-earlier-layers", false, Break::Disk(DiskBreak::KeepsEarlierLayers)),

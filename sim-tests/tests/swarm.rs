@@ -198,6 +198,16 @@ fn single_node_breaks_are_caught() {
             "S-NO-DEADLOCK",
         ),
         (
+            "a layer DELETE also deletes the timeline's next layer object",
+            ScenarioConfig { store_break: StoreBreak::DeletesANeighbour, ..base() },
+            "S-IDX-REF",
+        ),
+        (
+            "a layer DELETE also deletes the timeline's next layer object",
+            ScenarioConfig { store_break: StoreBreak::DeletesANeighbour, ..base() },
+            "S-DEL-AFTER-INDEX",
+        ),
+        (
             "a layer PUT is answered done at once and applied 2 s later",
             ScenarioConfig { store_break: StoreBreak::AckedLayersLandLate, ..base() },
             "S-IDX-ORDER",
