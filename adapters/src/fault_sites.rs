@@ -39,6 +39,10 @@ pub const DISK_READ_BITFLIP: &str = "disk.read.bitflip";
 /// (`disk.slow_io` delays a step before its effect; this delays the answer after it).
 pub const DISK_COMPLETE_LATE: &str = "disk.complete.late";
 
+/// A local read of a file the node keeps without a checksum (a tenant's
+/// `config-v1`, a deletion list, the deletion header) fails with EIO.
+pub const DISK_READ_META_EIO: &str = "disk.read.meta_eio";
+
 /// A request fails before reaching the store.
 pub const REMOTE_PUT_TRANSIENT: &str = "remote.put.transient";
 /// The put is applied, the caller sees `Transient`.
@@ -144,6 +148,7 @@ pub const ALL: &[&str] = &[
     CP_STORE_LOST,
     DISK_COMPLETE_LATE,
     REMOTE_COMPLETE_LATE,
+    DISK_READ_META_EIO,
 ];
 
 /// An episode starts (cluster scenario): one pageserver and the control plane
@@ -189,6 +194,7 @@ pub const MIXED: &[&str] = &[
     CP_STORE_LOST,
     DISK_COMPLETE_LATE,
     REMOTE_COMPLETE_LATE,
+    DISK_READ_META_EIO,
 ];
 
 /// Before a layer upload's PUT (`RemotePutFile` of an upload queue).

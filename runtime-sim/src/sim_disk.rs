@@ -30,6 +30,8 @@
 //! `disk.read.bitflip` (a read of a layer file returns one bit flipped; the file
 //! stays intact). The two read sites touch layer files only, and never the read of
 //! an upload (`read_unfaulted`): docs/FAULT_MODEL.md, "Local read faults".
+//! `disk.read.meta_eio`: a read of a file kept without a checksum (a tenant's
+//! `config-v1`, a deletion list, the deletion header) fails with `Io`.
 //! `disk.complete.late`: an operation's steps (its effect) run on time, then its
 //! answer is held for 5–500 ms, so that later operations of the node complete
 //! first (completions reordered on purpose; `disk.slow_io` delays before a step).
@@ -514,6 +516,20 @@ fn is_layer_file(path: &Utf8Path) -> bool {
     path.file_name().is_some_and(|n| n.parse::<strata_core::layer_name::LayerName>().is_ok())
 }
 
+/// Whether `path` names a file the node reads without a checksum: a tenant's
+/// `config-v1`, a deletion list or the deletion header, which `disk.read.meta_eio`
+/// fails with EIO (a flip there could be trusted, so none is injected).
+fn is_unchecked_file(path: &Utf8Path) -> bool {
+    use strata_core::deletion_list::{DELETION_HEADER_FILE_NAME, DeletionList};
+    let Some(name) = path.file_name() else { return false };
+    if name == strata_core::location_conf::LOCATION_CONF_FILE_NAME {
+        return true;
+    }
+    let in_deletion_dir = path.parent() == Some(Utf8Path::new(strata_core::node::io::DELETION_DIR));
+    in_deletion_dir
+        && (name == DELETION_HEADER_FILE_NAME || DeletionList::parse_file_name(name).is_some())
+}
+
 /// One operation in progress.
 struct Op<'a> {
     name: &'static str,
@@ -648,12 +664,16 @@ impl SimDisk {
         self.note_untrusted_read(path);
         let op = self.begin("read", path)?;
         let faulted = is_layer_file(path);
+        let unchecked = is_unchecked_file(path);
         self.step(&op, |s, faults| {
             let mut data = match s.inodes.get(&s.lookup(&comps(path))?) {
                 Some(Inode::File(f)) => f.data.clone(),
                 Some(Inode::Dir(_)) => return Err(io("is a directory")),
                 None => return Err(io("inode lost")),
             };
+            if unchecked && faults.fire(site::DISK_READ_META_EIO) {
+                return Err(io("Input/output error (os error 5) (simulated EIO)"));
+            }
             if faulted && faults.fire(site::DISK_READ_EIO) {
                 return Err(io("Input/output error (os error 5) (simulated EIO)"));
             }
@@ -895,6 +915,28 @@ mod tests {
         disk.faults().set(site::DISK_READ_EIO, 1.0);
         assert_eq!(disk.read(layer).await.unwrap_err().kind, DiskErrorKind::Io);
         assert_eq!(disk.read(config).await.unwrap(), body);
+    }
+
+    /// `disk.read.meta_eio` fails the reads of the files without a checksum
+    /// (`config-v1`, a deletion list, the deletion header), and no other.
+    #[madsim::test]
+    async fn meta_eio_hits_unchecked_files_only() {
+        let disk = SimDisk::new();
+        let unchecked =
+            ["tenants/t/config-v1", "deletion/header-01", "deletion/000000000000000a-01.list"];
+        let others = ["tenants/t/timelines/tl/metadata", "deletion/notes", "config-v1.tmp"];
+        for path in unchecked.iter().chain(&others) {
+            disk.write_atomic(Utf8Path::new(path), b"x".to_vec()).await.unwrap();
+        }
+        disk.faults().set(site::DISK_READ_META_EIO, 1.0);
+        for path in unchecked {
+            let e = disk.read(Utf8Path::new(path)).await.unwrap_err();
+            assert_eq!(e.kind, DiskErrorKind::Io, "{path}");
+        }
+        for path in others {
+            assert_eq!(disk.read(Utf8Path::new(path)).await.unwrap(), b"x", "{path}");
+        }
+        assert_eq!(disk.faults().fired()[site::DISK_READ_META_EIO], 3);
     }
 
     /// `disk.complete.late`: the write is on disk (its effect) while its answer is

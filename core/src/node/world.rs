@@ -56,6 +56,8 @@ pub(crate) struct World {
     pub(crate) corrupt_downloads: u32,
     /// The next this many writes of a `config-v1` fail with ENOSPC.
     pub(crate) full_config_writes: u32,
+    /// Local reads of these files fail with EIO (`Permanent`) while listed.
+    pub(crate) eio_reads: std::collections::BTreeSet<Utf8PathBuf>,
 }
 
 impl World {
@@ -96,6 +98,9 @@ impl World {
             Io::DiskWrite { path, bytes } => {
                 self.files.insert(path, bytes);
                 IoResult::Done(Ok(()))
+            }
+            Io::DiskRead { path } if self.eio_reads.contains(&path) => {
+                IoResult::Bytes(Err(IoError::local(IoErrorKind::Permanent, path, "EIO (test)")))
             }
             Io::DiskRead { path } => {
                 IoResult::Bytes(self.files.get(&path).cloned().ok_or_else(|| {

@@ -33,9 +33,11 @@ impl Node {
         }
     }
 
-    /// A deletion file read: kept for the recovery, or skipped with a warning.
+    /// A deletion file read: kept for the recovery, or skipped with a warning (an
+    /// unreadable list's sequence is kept: see [`Node::recover_deletion_queue`]).
     pub(super) fn on_deletion_read(&mut self, name: String, result: IoResult) {
         let IoResult::Bytes(Ok(bytes)) = result else {
+            self.startup.unreadable_lists.extend(DeletionList::parse_file_name(&name));
             return self.warn(format!("deletion file {name} unreadable: {result:?}; skipped"));
         };
         if name == DELETION_HEADER_FILE_NAME {
@@ -47,7 +49,8 @@ impl Node {
             match DeletionList::from_json_bytes(&bytes) {
                 Ok(list) => self.startup.lists.push(list),
                 Err(e) => {
-                    self.warn(format!("deletion list {name} unreadable ({e}); left in place"))
+                    self.startup.unreadable_lists.extend(DeletionList::parse_file_name(&name));
+                    self.warn(format!("deletion list {name} unreadable ({e}); skipped"))
                 }
             }
         }
@@ -58,9 +61,23 @@ impl Node {
     /// loading AttachedMulti or AttachedStale deletes nothing (S-SINGLE-WRITER), so
     /// its lists are dropped (the objects leak, for a scrubber), as if re-attach
     /// had not named it.
+    ///
+    /// A list that could not be read (EIO) or parsed and that the header does not
+    /// count as validated is recovered as an empty list, which the queue removes:
+    /// its objects leak (for a scrubber). Left in place, it would be read at a later
+    /// start, after this life's validations had moved the header past its
+    /// sequence, and executed as validated although nothing validated it (S-DEL-GEN).
+    /// One the header covers was validated: it stays in place for a later start.
     pub(super) fn recover_deletion_queue(&mut self) {
         let header = self.startup.header.take();
-        let lists = std::mem::take(&mut self.startup.lists);
+        let mut lists = std::mem::take(&mut self.startup.lists);
+        let validated = header.map_or(0, |h| h.validated_sequence);
+        for seq in std::mem::take(&mut self.startup.unreadable_lists) {
+            if seq > validated && !lists.iter().any(|l| l.sequence == seq) {
+                self.warn(format!("deletion list {seq} unreadable and unvalidated: removed"));
+                lists.push(DeletionList::new(seq));
+            }
+        }
         let single = |t: &TenantId| {
             matches!(self.startup.to_load.get(t), Some(LocationMode::AttachedSingle { .. }))
         };

@@ -180,6 +180,8 @@ pub(crate) struct Startup {
     pub(crate) held_back: std::collections::BTreeSet<TenantId>,
     header: Option<DeletionHeader>,
     lists: Vec<DeletionList>,
+    /// Sequences of deletion lists that could not be read or parsed.
+    unreadable_lists: Vec<u64>,
     pub(crate) outstanding: usize,
     /// Start-up I/O waiting out a backoff after a transient remote failure.
     retries: Vec<(Instant, StartupIo, Io)>,
