@@ -270,7 +270,11 @@ pub fn crash_safe_of(disk: &crate::sim_disk::SimDisk) -> Result<(), String> {
 /// timeline still in storage counts (not only the one the node loaded), so that
 /// a compaction since the start, which drops a layer from the newest index before
 /// its local file goes, is no violation.
-pub fn local_truth(disk: &crate::sim_disk::SimDisk, remote: &SimRemote) -> Result<(), String> {
+pub fn local_truth(
+    disk: &crate::sim_disk::SimDisk,
+    remote: &SimRemote,
+    newest_grants: &BTreeMap<TenantId, strata_core::Generation>,
+) -> Result<(), String> {
     let mut listed: BTreeMap<(TenantId, TimelineId), Option<LayerSizes>> = BTreeMap::new();
     for (path, size) in disk.layers_of_earlier_lives() {
         let parts: Vec<&str> = path.as_str().split('/').collect();
@@ -280,7 +284,9 @@ pub fn local_truth(disk: &crate::sim_disk::SimDisk, remote: &SimRemote) -> Resul
         else {
             continue;
         };
-        let layers = listed.entry((t, tl)).or_insert_with(|| indexed_layers(disk, remote, t, tl));
+        let layers = listed
+            .entry((t, tl))
+            .or_insert_with(|| indexed_layers(disk, remote, newest_grants.get(&t), (t, tl)));
         let Some(layers) = layers else { continue };
         match layers.get(&layer) {
             Some(sizes) if sizes.contains(&size) => {}
@@ -307,17 +313,21 @@ type LayerSizes = BTreeMap<LayerName, std::collections::BTreeSet<u64>>;
 
 /// The layers (with sizes) any index of `t`/`tl` in storage lists, or `None` when
 /// the timeline is not S-LOCAL-TRUTH's to check: its tenant is not attached here
-/// (per the local `config-v1`) or is marked deleted, or its newest index is a
+/// (per the local `config-v1`), or attached on a generation below the newest
+/// granted (moved away: not loaded), or marked deleted, or its newest index is a
 /// tombstone or missing.
 fn indexed_layers(
     disk: &crate::sim_disk::SimDisk,
     remote: &SimRemote,
-    t: TenantId,
-    tl: TimelineId,
+    newest_grant: Option<&strata_core::Generation>,
+    (t, tl): (TenantId, TimelineId),
 ) -> Option<LayerSizes> {
     let conf = disk.read_now(&strata_core::node::io::location_conf_path(t))?;
     let conf = LocationConf::from_toml(std::str::from_utf8(&conf).ok()?).ok()?;
+    // A config on an older generation than the newest granted is a tenant the
+    // control plane moved away: start-up leaves it unloaded (and unreconciled).
     if !conf.mode.is_attached()
+        || conf.mode.generation().as_ref() != newest_grant
         || remote.get_now(&remote_path::tenant_deletion_mark_key(t)).is_some()
     {
         return None;

@@ -38,6 +38,11 @@ impl InputTally {
             .unwrap_or_default()
     }
 
+    /// How many lives have started.
+    pub fn lives(&self) -> usize {
+        self.lives.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
     /// Inputs handled by every life so far (a killed life's up to its last input).
     pub fn total(&self) -> u64 {
         let lives = self.lives.lock().unwrap_or_else(|e| e.into_inner());

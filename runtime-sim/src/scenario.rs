@@ -70,6 +70,7 @@ use crate::sim_trace;
 use crate::world::{FaultPlan, World};
 use madsim::rand::{Rng, thread_rng};
 use madsim::runtime::Handle;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -677,7 +678,18 @@ async fn workload(
             seen_restarts = now_restarts;
             let crashes = world.disk.crashes();
             current_info(&ep, node, tenant, timeline, &mut model).await?;
-            local_truth_once_active(&world, crashes).await?;
+            let grants = || {
+                newest_grants(
+                    world.store.grants().into_iter().map(|(_, r)| (r.tenant, r.generation)),
+                )
+            };
+            local_truth_once_active(
+                (&world.disk, &world.remote),
+                (&world.inputs, 0),
+                crashes,
+                grants,
+            )
+            .await?;
             check_visible(&ep, node, tenant, timeline, &model).await?;
         }
         madsim::time::sleep(Duration::from_millis(thread_rng().gen_range(1..50))).await;
@@ -709,23 +721,45 @@ async fn workload(
         madsim::time::sleep(Duration::from_millis(500)).await;
     }
     check_visible(&ep, node, tenant, timeline, &model).await?;
-    local_truth_once_active(&world, world.disk.crashes()).await?;
+    let (crashes, grants) = (world.disk.crashes(), || {
+        newest_grants(world.store.grants().into_iter().map(|(_, r)| (r.tenant, r.generation)))
+    });
+    local_truth_once_active((&world.disk, &world.remote), (&world.inputs, 0), crashes, grants)
+        .await?;
     Ok(model)
+}
+
+/// Per tenant, the newest of the generations granted (tenant, generation).
+pub(crate) fn newest_grants(
+    grants: impl IntoIterator<Item = (TenantId, strata_core::Generation)>,
+) -> BTreeMap<TenantId, strata_core::Generation> {
+    let mut newest = BTreeMap::new();
+    for (tenant, generation) in grants {
+        let g = newest.entry(tenant).or_insert(generation);
+        *g = (*g).max(generation);
+    }
+    newest
 }
 
 /// How long [`local_truth_once_active`] waits for the node to become active.
 const ACTIVE_WITHIN: Duration = Duration::from_secs(30);
 
 /// S-LOCAL-TRUTH (`checkers::local_truth`), checked as soon as the node's life
-/// that followed crash number `crashes` reports itself active: its start-up has
-/// reconciled every tenant. Skipped when the node crashes again first, or does not
+/// that followed crash number `crashes` (a life after the first `lives_before`
+/// lives: a killed life keeps reporting its last phase until the next one
+/// starts) reports itself active: its start-up has reconciled every tenant. Skipped when the node crashes again first, or does not
 /// become active within [`ACTIVE_WITHIN`] (L-ATTACH and the seed's bound speak for
 /// a node that never does).
-async fn local_truth_once_active(world: &World, crashes: u64) -> Result<(), String> {
+pub(crate) async fn local_truth_once_active(
+    (disk, remote): (&crate::sim_disk::SimDisk, &crate::sim_remote::SimRemote),
+    (lives, lives_before): (&crate::inputs::InputTally, usize),
+    crashes: u64,
+    newest_grants: impl Fn() -> BTreeMap<TenantId, strata_core::Generation>,
+) -> Result<(), String> {
     let until = madsim::time::Instant::now() + ACTIVE_WITHIN;
-    while madsim::time::Instant::now() < until && world.disk.crashes() == crashes {
-        if world.inputs.newest_phase().starts_with("Active") {
-            return checkers::local_truth(&world.disk, &world.remote);
+    while madsim::time::Instant::now() < until && disk.crashes() == crashes {
+        if lives.lives() > lives_before && lives.newest_phase().starts_with("Active") {
+            return checkers::local_truth(disk, remote, &newest_grants());
         }
         madsim::time::sleep(Duration::from_millis(100)).await;
     }

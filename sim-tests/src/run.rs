@@ -152,6 +152,9 @@ impl Scenario {
             (Scenario::Cluster(c), Break::Node(node_break)) => {
                 Scenario::Cluster(ClusterConfig { node_break, ..c })
             }
+            (Scenario::Cluster(c), Break::Disk(disk_break)) => {
+                Scenario::Cluster(ClusterConfig { disk_break, ..c })
+            }
             _ => return Err(unknown()),
         })
     }
@@ -164,6 +167,7 @@ impl Scenario {
             Scenario::Single(c) if c.node_break != NodeBreak::None => Break::Node(c.node_break),
             Scenario::Cluster(c) if c.cp_break != CpBreak::None => Break::Cp(c.cp_break),
             Scenario::Cluster(c) if c.node_break != NodeBreak::None => Break::Node(c.node_break),
+            Scenario::Cluster(c) if c.disk_break != DiskBreak::None => Break::Disk(c.disk_break),
             _ => return None,
         };
         BREAKS.iter().find(|(_, _, b)| *b == brk).map(|(n, _, _)| *n)
@@ -181,7 +185,7 @@ pub enum Break {
 
 /// Every deliberate break by its `--break` name: whether it is the cluster
 /// scenario's, and the hook. The invariant each makes fail is in docs/TESTING.md.
-pub const BREAKS: [(&str, bool, Break); 16] = [
+pub const BREAKS: [(&str, bool, Break); 17] = [
     ("lose-first-index", false, Break::Store(StoreBreak::LoseFirstIndex)),
     ("relabel-layer-generations", false, Break::Store(StoreBreak::RelabelLayerGenerations)),
     ("acked-layers-land-late", false, Break::Store(StoreBreak::AckedLayersLandLate)),
@@ -193,6 +197,7 @@ pub const BREAKS: [(&str, bool, Break); 16] = [
     ("holds-listings", false, Break::Node(NodeBreak::HoldsListings)),
     ("attaches-as-secondary", false, Break::Node(NodeBreak::AttachesAsSecondary)),
     ("publishes-early", false, Break::Node(NodeBreak::PublishesEarly)),
+    ("keeps-earlier-layers", true, Break::Disk(DiskBreak::KeepsEarlierLayers)),
     ("grant-below", true, Break::Cp(CpBreak::GrantBelow)),
     ("skip-validation", true, Break::Cp(CpBreak::SkipValidation)),
     ("stale-ignored", true, Break::Node(NodeBreak::StaleIgnored)),

@@ -103,6 +103,9 @@ pub struct ClusterConfig {
     pub faults: bool,
     pub cp_break: CpBreak,
     pub node_break: NodeBreak,
+    /// Every pageserver's disk deliberately broken (`DiskBreak`); never set by the
+    /// swarm.
+    pub disk_break: crate::sim_disk::DiskBreak,
     /// Listings of the shared store lag this long (0: strongly consistent, as S3).
     pub list_lag_ms: u64,
     /// The pageservers' settings (all three alike): standard, or drawn from the
@@ -130,6 +133,7 @@ impl Default for ClusterConfig {
             faults: true,
             cp_break: CpBreak::None,
             node_break: NodeBreak::None,
+            disk_break: crate::sim_disk::DiskBreak::None,
             list_lag_ms: 0,
             settings: crate::settings::NodeSettings::Standard,
             schedule: None,
@@ -291,6 +295,7 @@ pub async fn run(config: ClusterConfig, trace: TraceSink) -> ClusterReport {
     let disks: Vec<SimDisk> = (0..config.pageservers)
         .map(|_| SimDisk::with_faults(faults.clone(), SimDiskConfig::default()))
         .collect();
+    disks.iter().for_each(|d| d.set_break(config.disk_break));
     let cp_world = cp::CpWorld {
         store: cp_store.clone(),
         migrations: reconcile::MigrationStore::default(),
@@ -313,7 +318,9 @@ pub async fn run(config: ClusterConfig, trace: TraceSink) -> ClusterReport {
     tracing::info!(settings = %settings.describe(), "pageserver settings");
     let mut pageservers = Vec::new();
     let mut ps_nodes = Vec::new();
-    let inputs = crate::inputs::InputTally::new();
+    // One tally per pageserver: S-LOCAL-TRUTH waits for one pageserver's life.
+    let tallies: Vec<crate::inputs::InputTally> =
+        (0..disks.len()).map(|_| crate::inputs::InputTally::new()).collect();
     let requests = crate::deadlock::RequestWatch::new();
     for (i, disk) in disks.iter().cloned().enumerate() {
         let id = NodeId(i as u64 + 1);
@@ -329,7 +336,7 @@ pub async fn run(config: ClusterConfig, trace: TraceSink) -> ClusterReport {
             name: lane(id),
         };
         let (p, t, f) = (ps.clone(), trace.clone(), faults.clone());
-        let (s, tally) = (settings.clone(), inputs.clone());
+        let (s, tally) = (settings.clone(), tallies[i].clone());
         let addr: SocketAddr = client::pageserver_addr(i);
         let node = handle
             .create_node()
@@ -396,6 +403,8 @@ pub async fn run(config: ClusterConfig, trace: TraceSink) -> ClusterReport {
         settings: settings.describe(),
         ..ClusterReport::default()
     };
+    // S-LOCAL-TRUTH's findings, from a check after each pageserver restart.
+    let local_truth: Arc<Mutex<Vec<String>>> = Arc::default();
     // Nemesis: kill and restart seed-chosen nodes while the client runs. A schedule
     // may leave a kill or an outage out: its draws are made all the same.
     for _ in 0..config.kills {
@@ -454,8 +463,27 @@ pub async fn run(config: ClusterConfig, trace: TraceSink) -> ClusterReport {
             madsim::time::sleep(pause).await;
             restarts.lock().expect("not poisoned")[victim] += 1;
             report.restarts += 1;
+            let (disk, store, tally) = (ps.disk.clone(), remote.clone(), tallies[victim].clone());
+            let lives_before = tally.lives();
             handle.restart(ps_nodes[victim].id());
             nemesis_line(&lane(ps.id), format_args!("restarted"));
+            let (found, log) = (local_truth.clone(), log.clone());
+            tokio::spawn(async move {
+                let crashes = disk.crashes();
+                let grants = || {
+                    let grants = log.grants().into_iter().map(|g| (g.tenant, g.generation));
+                    crate::scenario::newest_grants(grants)
+                };
+                let check = crate::scenario::local_truth_once_active(
+                    (&disk, &store),
+                    (&tally, lives_before),
+                    crashes,
+                    grants,
+                );
+                if let Err(v) = check.await {
+                    found.lock().expect("not poisoned").push(v);
+                }
+            });
         }
     }
     faults.heal();
@@ -502,10 +530,11 @@ pub async fn run(config: ClusterConfig, trace: TraceSink) -> ClusterReport {
         let found = [checkers::crash_safe_of(&ps.disk), checkers::fsync_trust_of(&ps.disk)];
         report.violations.extend(found.into_iter().filter_map(Result::err));
     }
+    report.violations.extend(local_truth.lock().expect("not poisoned").drain(..));
     report.violation = report.violations.first().cloned();
     let fired = faults.fired();
     report.fired = fired.into_iter().map(|(s, n)| (s.to_string(), n)).collect();
-    report.machine_inputs = inputs.total();
+    report.machine_inputs = tallies.iter().map(crate::inputs::InputTally::total).sum();
     let nodes: Vec<&madsim::runtime::NodeHandle> =
         ps_nodes.iter().chain([&cp_node, &client_node]).collect();
     crate::scenario::end_nodes(&handle, &nodes).await;
