@@ -39,7 +39,17 @@ impl Generation {
 
     /// The object-key suffix: `-0000000a`.
     pub fn suffix(self) -> String {
-        format!("-{:08x}", self.get())
+        self.suffix_bytes().iter().map(|&b| char::from(b)).collect()
+    }
+
+    /// [`Generation::suffix`] on the stack (`-{:08x}`).
+    pub(crate) fn suffix_bytes(self) -> [u8; 9] {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut out = [b'-'; 9];
+        for (i, digit) in out[1..].iter_mut().enumerate() {
+            *digit = DIGITS[((self.get() >> (28 - 4 * i)) & 0xf) as usize];
+        }
+        out
     }
 
     /// Parses a suffix `-` + 8 lowercase hex digits.

@@ -5,7 +5,7 @@
 //! therefore never a storable key, only a range end.
 
 use crate::error::ParseError;
-use crate::lsn::parse_fixed_hex;
+use crate::lsn::{fixed_hex, parse_fixed_hex};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
 use std::ops::Range;
@@ -38,7 +38,7 @@ impl Key {
 
 impl fmt::Display for Key {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:016X}", self.0)
+        f.write_str(std::str::from_utf8(&fixed_hex(self.0)).map_err(|_| fmt::Error)?)
     }
 }
 

@@ -18,7 +18,7 @@ impl Lsn {
 
     /// The 16-hex-digit form used in file names.
     pub fn to_file_hex(self) -> String {
-        format!("{:016X}", self.0)
+        fixed_hex(self.0).iter().map(|&b| char::from(b)).collect()
     }
 
     pub fn from_file_hex(s: &str) -> Result<Lsn, ParseError> {
@@ -28,6 +28,18 @@ impl Lsn {
     pub fn next(self) -> Lsn {
         Lsn(self.0.saturating_add(1))
     }
+}
+
+/// `v` as 16 upper-case hex digits (`{:016X}`), on the stack: keys and LSNs are
+/// formatted in every layer name and object key, and the formatter's padded hex
+/// was a large part of a simulated run's time (docs/PERFORMANCE.md).
+pub(crate) fn fixed_hex(v: u64) -> [u8; 16] {
+    const DIGITS: &[u8; 16] = b"0123456789ABCDEF";
+    let mut out = [0u8; 16];
+    for (i, digit) in out.iter_mut().enumerate() {
+        *digit = DIGITS[((v >> (60 - 4 * i)) & 0xf) as usize];
+    }
+    out
 }
 
 /// Parses exactly 16 upper-case hex digits.

@@ -81,7 +81,24 @@ pub fn timelines_prefix(tenant: TenantId) -> String {
 
 /// `tenants/{tenant}/timelines/{timeline}/`
 pub fn timeline_prefix(tenant: TenantId, timeline: TimelineId) -> String {
-    format!("tenants/{tenant}/timelines/{timeline}/")
+    let mut prefix = String::with_capacity(LAYER_KEY_BYTES);
+    push_timeline_prefix(tenant, timeline, &mut prefix);
+    prefix
+}
+
+/// The longest layer key: the timeline prefix (96 bytes), a delta layer's name
+/// and a generation suffix.
+const LAYER_KEY_BYTES: usize = 96 + 68 + 9;
+
+/// Appends [`timeline_prefix`] to `out` (without `format!`: it starts every layer
+/// key, which the node and the simulator's checkers build often).
+fn push_timeline_prefix(tenant: TenantId, timeline: TimelineId, out: &mut String) {
+    use std::fmt::Write as _;
+    out.push_str("tenants/");
+    let _ = write!(out, "{tenant}");
+    out.push_str("/timelines/");
+    let _ = write!(out, "{timeline}");
+    out.push('/');
 }
 
 /// The prefix under which every index of a timeline is listed.
@@ -107,11 +124,10 @@ pub fn layer_key(
     layer: &LayerName,
     written_in: Generation,
 ) -> RemoteKey {
-    RemoteKey(format!(
-        "{}{}",
-        timeline_prefix(tenant, timeline),
-        layer.remote_file_name(written_in)
-    ))
+    let mut key = String::with_capacity(LAYER_KEY_BYTES);
+    push_timeline_prefix(tenant, timeline, &mut key);
+    layer.push_remote_file_name(written_in, &mut key);
+    RemoteKey(key)
 }
 
 pub fn tenant_deletion_mark_key(tenant: TenantId) -> RemoteKey {
