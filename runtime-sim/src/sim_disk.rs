@@ -86,10 +86,15 @@ impl Default for SimDiskConfig {
     }
 }
 
+/// A file's bytes, shared: an fsync or a crash copies the handle, not the bytes
+/// (copying every file's data at each fsync and twice at each crash was a cost of
+/// its own in release swarms: docs/PERFORMANCE.md). Never changed in place.
+type Data = Arc<Vec<u8>>;
+
 #[derive(Clone, Debug)]
 struct FileNode {
-    data: Vec<u8>,
-    synced: Vec<u8>,
+    data: Data,
+    synced: Data,
     /// An fsync failed: the page cache is marked clean, so later fsyncs do not
     /// persist `data`.
     poisoned: bool,
@@ -239,12 +244,13 @@ impl State {
                     Inode::Dir(DirNode { entries: d.durable.clone(), durable: d.durable })
                 }
                 Inode::File(f) => {
-                    let unsynced = f.poisoned || f.data != f.synced;
+                    let unsynced =
+                        f.poisoned || !(Arc::ptr_eq(&f.data, &f.synced) || f.data == f.synced);
                     let data = if unsynced
                         && torn_candidate == Some(ino)
                         && faults.fire(site::DISK_TORN_WRITE)
                     {
-                        torn(&f.synced, &f.data)
+                        Arc::new(torn(&f.synced, &f.data))
                     } else {
                         f.synced.clone()
                     };
@@ -344,7 +350,7 @@ impl SimDisk {
     pub fn read_now(&self, path: &Utf8Path) -> Option<Vec<u8>> {
         let state = self.lock();
         match state.inodes.get(&state.lookup(&comps(path)).ok()?)? {
-            Inode::File(f) => Some(f.data.clone()),
+            Inode::File(f) => Some(f.data.to_vec()),
             Inode::Dir(_) => None,
         }
     }
@@ -358,7 +364,7 @@ impl SimDisk {
             cur = *state.dir(cur).ok()?.durable.get(&c)?;
         }
         match state.inodes.get(&cur)? {
-            Inode::File(f) => Some(f.synced.clone()),
+            Inode::File(f) => Some(f.synced.to_vec()),
             Inode::Dir(_) => None,
         }
     }
@@ -564,8 +570,12 @@ impl SimDisk {
                 }
                 let tmp_name = format!("{name}.{}{TEMP_FILE_SUFFIX}", s.next_temp);
                 s.next_temp += 1;
-                let file =
-                    FileNode { data: bytes, synced: Vec::new(), poisoned: false, born: s.epoch };
+                let file = FileNode {
+                    data: Arc::new(bytes),
+                    synced: Data::default(),
+                    poisoned: false,
+                    born: s.epoch,
+                };
                 let tmp = s.alloc(Inode::File(file));
                 s.dir_mut(dir)?.entries.insert(tmp_name.clone(), tmp);
                 s.last_unsynced_write = Some(tmp);
@@ -617,7 +627,7 @@ impl SimDisk {
         self.note_untrusted_read(path);
         let op = self.begin("read", path)?;
         self.step(&op, |s, _| match s.inodes.get(&s.lookup(&comps(path))?) {
-            Some(Inode::File(f)) => Ok(f.data.clone()),
+            Some(Inode::File(f)) => Ok(f.data.to_vec()),
             Some(Inode::Dir(_)) => Err(io("is a directory")),
             None => Err(io("inode lost")),
         })
@@ -667,7 +677,7 @@ impl SimDisk {
         let unchecked = is_unchecked_file(path);
         self.step(&op, |s, faults| {
             let mut data = match s.inodes.get(&s.lookup(&comps(path))?) {
-                Some(Inode::File(f)) => f.data.clone(),
+                Some(Inode::File(f)) => f.data.to_vec(),
                 Some(Inode::Dir(_)) => return Err(io("is a directory")),
                 None => return Err(io("inode lost")),
             };
@@ -840,7 +850,12 @@ mod tests {
     /// writer's directory fsync can leave a temp file.
     fn unsynced_file(disk: &SimDisk, old: &[u8], new: &[u8]) {
         let mut s = disk.lock();
-        let file = FileNode { data: new.to_vec(), synced: old.to_vec(), poisoned: false, born: 0 };
+        let file = FileNode {
+            data: Arc::new(new.to_vec()),
+            synced: Arc::new(old.to_vec()),
+            poisoned: false,
+            born: 0,
+        };
         let ino = s.alloc(Inode::File(file));
         s.dir_mut(ROOT).unwrap().entries.insert("f".into(), ino);
         s.fsync_dir(ROOT).unwrap();
@@ -881,8 +896,8 @@ mod tests {
         let disk = SimDisk::new();
         {
             let mut s = disk.lock();
-            let file =
-                FileNode { data: b"x".to_vec(), synced: b"x".to_vec(), poisoned: false, born: 0 };
+            let x = Arc::new(b"x".to_vec());
+            let file = FileNode { data: x.clone(), synced: x, poisoned: false, born: 0 };
             let ino = s.alloc(Inode::File(file));
             s.dir_mut(ROOT).unwrap().entries.insert("g".into(), ino);
         }
