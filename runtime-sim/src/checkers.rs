@@ -314,15 +314,20 @@ type LayerSizes = BTreeMap<LayerName, std::collections::BTreeSet<u64>>;
 /// The layers (with sizes) any index of `t`/`tl` in storage lists, or `None` when
 /// the timeline is not S-LOCAL-TRUTH's to check: its tenant is not attached here
 /// (per the local `config-v1`), or attached on a generation below the newest
-/// granted (moved away: not loaded), or marked deleted, or its newest index is a
-/// tombstone or missing.
+/// granted (moved away: not loaded), or its `config-v1` could not be read since
+/// the last crash (`disk.read.meta_eio`: Broken, not loaded), or marked deleted,
+/// or its newest index is a tombstone or missing.
 fn indexed_layers(
     disk: &crate::sim_disk::SimDisk,
     remote: &SimRemote,
     newest_grant: Option<&strata_core::Generation>,
     (t, tl): (TenantId, TimelineId),
 ) -> Option<LayerSizes> {
-    let conf = disk.read_now(&strata_core::node::io::location_conf_path(t))?;
+    let conf_path = strata_core::node::io::location_conf_path(t);
+    if disk.meta_eio_since_crash(&conf_path) {
+        return None; // The node could not read it: the tenant is Broken, not loaded.
+    }
+    let conf = disk.read_now(&conf_path)?;
     let conf = LocationConf::from_toml(std::str::from_utf8(&conf).ok()?).ok()?;
     // A config on an older generation than the newest granted is a tenant the
     // control plane moved away: start-up leaves it unloaded (and unreconciled).

@@ -148,6 +148,8 @@ struct State {
     next_ino: Ino,
     next_temp: u64,
     brk: DiskBreak,
+    /// Files a read of failed with `disk.read.meta_eio` since the last crash.
+    meta_eio_since_crash: BTreeSet<Utf8PathBuf>,
     /// The file of the last write not yet fsynced (the one a crash may tear).
     last_unsynced_write: Option<Ino>,
     /// Bumped by every crash; an operation that started before fails its next step.
@@ -265,6 +267,7 @@ impl State {
             self.inodes.insert(ino, node);
         }
         self.epoch += 1;
+        self.meta_eio_since_crash.clear();
         // After a crash a file is its old or its new durable version: known again.
         self.untrusted.clear();
     }
@@ -318,6 +321,7 @@ impl SimDisk {
             last_unsynced_write: None,
             epoch: 0,
             brk: DiskBreak::None,
+            meta_eio_since_crash: BTreeSet::new(),
             full_until: None,
             untrusted: BTreeSet::new(),
             untrusted_reads: Vec::new(),
@@ -367,6 +371,13 @@ impl SimDisk {
             Inode::File(f) => Some(f.synced.to_vec()),
             Inode::Dir(_) => None,
         }
+    }
+
+    /// Whether a read of `path` failed with `disk.read.meta_eio` since the last
+    /// crash (a node life that could not read a tenant's `config-v1` left the
+    /// tenant Broken, unloaded: S-LOCAL-TRUTH is not its start-up's to keep).
+    pub fn meta_eio_since_crash(&self, path: &Utf8Path) -> bool {
+        self.lock().meta_eio_since_crash.contains(path)
     }
 
     /// Sets a deliberate break ([`DiskBreak`]).
@@ -682,6 +693,7 @@ impl SimDisk {
                 None => return Err(io("inode lost")),
             };
             if unchecked && faults.fire(site::DISK_READ_META_EIO) {
+                s.meta_eio_since_crash.insert(path.to_owned());
                 return Err(io("Input/output error (os error 5) (simulated EIO)"));
             }
             if faulted && faults.fire(site::DISK_READ_EIO) {
