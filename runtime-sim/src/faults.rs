@@ -129,6 +129,16 @@ impl Faults {
         self.lock().holds[i].ended = Some(madsim::time::Instant::now());
     }
 
+    /// Delays the caller by `min_ms..=max_ms` (drawn) of simulated time if `site`
+    /// fires now: an answer held after its effect (`disk.complete.late`,
+    /// `remote.complete.late`).
+    pub async fn late(&self, site: &'static str, (min_ms, max_ms): (u64, u64)) {
+        if self.fire(site) {
+            let ms = thread_rng().gen_range(min_ms..=max_ms.max(min_ms));
+            tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+        }
+    }
+
     /// Every hold so far, in the order they began.
     pub fn holds(&self) -> Vec<Hold> {
         self.lock().holds.clone()

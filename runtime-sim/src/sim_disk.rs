@@ -812,14 +812,11 @@ impl SimDisk {
     /// `disk.complete.late`: the operation is done (its effect applied, or its
     /// failure settled); its answer waits 5–500 ms more if the site fires.
     async fn answer<T>(&self, result: T) -> T {
-        if self.faults.fire(site::DISK_COMPLETE_LATE) {
-            let (min, max) = {
-                let s = self.lock();
-                (s.config.late_min_ms, s.config.late_max_ms)
-            };
-            let ms = thread_rng().gen_range(min..=max.max(min));
-            tokio::time::sleep(Duration::from_millis(ms)).await;
-        }
+        let range = {
+            let s = self.lock();
+            (s.config.late_min_ms, s.config.late_max_ms)
+        };
+        self.faults.late(site::DISK_COMPLETE_LATE, range).await;
         result
     }
 }

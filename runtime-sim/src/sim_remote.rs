@@ -666,14 +666,11 @@ impl SimRemote {
     /// `remote.complete.late`: the request is done (applied, read, or failed); its
     /// answer waits 50 ms–3 s more if the site fires.
     async fn answer<T>(&self, result: T) -> T {
-        if self.faults.fire(site::REMOTE_COMPLETE_LATE) {
-            let (min, max) = {
-                let s = self.lock();
-                (s.config.late_min_ms, s.config.late_max_ms)
-            };
-            let ms = thread_rng().gen_range(min..=max.max(min));
-            tokio::time::sleep(Duration::from_millis(ms)).await;
-        }
+        let range = {
+            let s = self.lock();
+            (s.config.late_min_ms, s.config.late_max_ms)
+        };
+        self.faults.late(site::REMOTE_COMPLETE_LATE, range).await;
         result
     }
 
