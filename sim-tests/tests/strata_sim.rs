@@ -174,7 +174,7 @@ fn a_failing_seed_makes_the_exit_status_non_zero_and_names_the_invariant() {
     let cli = <Cli as clap::Parser>::try_parse_from([
         "strata-sim",
         "--seeds",
-        "1..2",
+        "2..3",
         "--cluster",
         "--standard-settings",
     ])
@@ -198,18 +198,18 @@ fn a_failing_seed_makes_the_exit_status_non_zero_and_names_the_invariant() {
     assert_eq!(summary.failures.len(), 1);
     assert_eq!(summary.failures[0].id, "S-DEL-GEN", "{:?}", summary.failures);
     let replay =
-        "cargo run -p strata-sim-tests --bin strata-sim -- --seed 1 --cluster --standard-settings";
-    assert!(out.contains("cluster seed 1 failed: S-DEL-GEN") && out.contains(replay), "{out}");
+        "cargo run -p strata-sim-tests --bin strata-sim -- --seed 2 --cluster --standard-settings";
+    assert!(out.contains("cluster seed 2 failed: S-DEL-GEN") && out.contains(replay), "{out}");
     assert_eq!(row(&table, "failed"), "1");
     let by_invariant = table.lines().find(|l| l.trim_start().starts_with("S-DEL-GEN"));
     assert_eq!(
         by_invariant.map(|l| l.split_whitespace().collect::<Vec<_>>()),
-        Some(vec!["S-DEL-GEN", "1", "seeds", "1"])
+        Some(vec!["S-DEL-GEN", "1", "seeds", "2"])
     );
     assert!(table.contains(replay), "{table}");
 
     // The failing seed's picture, named beside the replay command.
-    let path = dir.join("cluster-seed-1.html");
+    let path = dir.join("cluster-seed-2.html");
     let replay = format!("{replay} --break skip-validation");
     assert!(out.contains(&format!("{replay}\npicture: {}\n", path.display())), "{out}");
     let html = std::fs::read_to_string(&path).expect("the picture");

@@ -495,26 +495,23 @@ fn cluster_breaks_are_caught() {
             ClusterConfig { node_break: NodeBreak::DropsARecord, ..base.clone() },
             "S-VISIBLE",
         ),
-        (
-            // Settings drawn per seed: with the standard ones no seed of 1..=20
-            // leaves a layer that was never uploaded at a pageserver's crash.
-            "removals of layer files an earlier life left are answered done and not done",
-            ClusterConfig {
-                disk_break: DiskBreak::KeepsEarlierLayers,
-                settings: strata_runtime_sim::settings::NodeSettings::FromSeed,
-                ..base.clone()
-            },
-            "S-LOCAL-TRUTH",
-        ),
     ];
-    for (what, config, id) in breaks {
-        let found = (1..=BREAK_SEEDS).find_map(|seed| {
+    // A pageserver seldom crashes holding a layer it never uploaded: the first seed
+    // of the standard settings that does is 29.
+    let local_truth = (
+        "removals of layer files an earlier life left are answered done and not done",
+        ClusterConfig { disk_break: DiskBreak::KeepsEarlierLayers, ..base.clone() },
+        "S-LOCAL-TRUTH",
+    );
+    let limits = std::iter::repeat_n(BREAK_SEEDS, breaks.len()).chain([60]);
+    for ((what, config, id), limit) in breaks.into_iter().chain([local_truth]).zip(limits) {
+        let found = (1..=limit).find_map(|seed| {
             let (report, _) = run_cluster_seed_with(seed, config.clone(), Traced::No);
             report.violations.iter().find(|v| v.contains(id)).map(|v| (seed, v.clone()))
         });
         match found {
             Some((seed, violation)) => println!("{what}: {id} at seed {seed}: {violation}"),
-            None => panic!("{what}: no seed of 1..={BREAK_SEEDS} reported {id}"),
+            None => panic!("{what}: no seed of 1..={limit} reported {id}"),
         }
     }
 }

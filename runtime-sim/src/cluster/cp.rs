@@ -19,7 +19,10 @@
 //! (`NodeConfig::remote_control_plane`): `send` carries one attempt to the
 //! control-plane node (fault site `net.delay.cp`; partitions and kills make it time
 //! out) and returns its answer. Each attempt is one connection, given up at the
-//! node's deadline plus the margin the HTTP link allows: a request held in transit
+//! node's deadline plus the margin the HTTP link allows, on the node's own clock (a
+//! real HTTP client's timeout runs on its host's clock; timed on true time, a
+//! skewed node retried while its first attempt was still carried: cluster seed
+//! 1651): a request held in transit
 //! longer is never delivered. (An earlier model delivered it anyway, seconds after
 //! the node had retried; cluster seed 28 then showed the late attach re-granting the
 //! tenant to the node that had given up on it, after it had moved on: nothing fences
@@ -367,6 +370,28 @@ pub struct CpLink {
     /// The node's client machine's per-attempt deadline.
     pub call_timeout: Duration,
     pub brk: CpBreak,
+    /// The node's clock: an attempt is given up on it, as a real HTTP client's
+    /// timeout runs on its host's clock (a skewed or jumped clock moves both).
+    pub clock: crate::clock::SimClock,
+}
+
+/// How often, at most, a link waiting for its node's clock looks at it again (a
+/// jump of that clock is noticed this late).
+const LINK_CLOCK_POLL: Duration = Duration::from_millis(5);
+
+/// Sleeps until `clock` reads `deadline_ms` or later (monotonic, milliseconds),
+/// converting what is left by the clock's current rate and looking again at most
+/// every [`LINK_CLOCK_POLL`], so that a rate change or a jump is followed.
+async fn until_node_clock(clock: &crate::clock::SimClock, deadline_ms: u64) {
+    use strata_runtime_tokio::driver::Clock;
+    loop {
+        let now = clock.monotonic().as_millis();
+        if now >= deadline_ms {
+            return;
+        }
+        let left = Duration::from_millis((deadline_ms - now) * 1_000 / clock.rate_permille());
+        madsim::time::sleep(left.clamp(Duration::from_millis(1), LINK_CLOCK_POLL)).await;
+    }
 }
 
 impl GenerationStore for CpLink {
@@ -386,9 +411,19 @@ impl GenerationStore for CpLink {
                 let results = tenants.iter().map(|(t, _)| (*t, true)).collect();
                 return Ok(Some(Ok(ControlPlaneReply::Validated { results })));
             }
-            // One connection per attempt, given up at the link's timeout: a request
-            // held in transit past it is never delivered (the connection is gone).
+            // One connection per attempt, given up at the link's timeout on the
+            // node's clock (1 ms early, so never after the node's own retry, which
+            // waits the same margin: cluster seed 1651 had a skewed node retry
+            // while its first attempt, timed on true time, was still in transit):
+            // a request held in transit past it is never delivered (the
+            // connection is gone).
             let timeout = link.call_timeout + LINK_MARGIN;
+            let give_up = {
+                use strata_runtime_tokio::driver::Clock;
+                let started = link.clock.monotonic().as_millis();
+                let timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
+                started.saturating_add(timeout_ms).saturating_sub(1)
+            };
             let attempt = async {
                 net::maybe_delay(&link.faults, site::NET_DELAY_CP).await;
                 let me: SocketAddr = "0.0.0.0:0".parse().expect("static address");
@@ -397,11 +432,84 @@ impl GenerationStore for CpLink {
                 let call = CpCall { from: link.node, request };
                 net::call_any::<_, CpAnswer>(&ep, cp, CP_CALL_TAG, call, timeout).await
             };
-            match madsim::time::timeout(timeout, attempt).await {
-                Ok(Ok(answer)) => Ok(Some(answer)),
-                Ok(Err(e)) => Err(StoreError::Io(e)),
-                Err(_) => Err(StoreError::Io(format!("no answer within {timeout:?}"))),
+            tokio::select! {
+                answer = attempt => match answer {
+                    Ok(answer) => Ok(Some(answer)),
+                    Err(e) => Err(StoreError::Io(e)),
+                },
+                () = until_node_clock(&link.clock, give_up) => {
+                    Err(StoreError::Io(format!("no answer within {timeout:?} (node clock)")))
+                }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An attempt is given up on the node's clock: with the node's clock running
+    /// twice as fast as true time and every call held 1–12 s in transit
+    /// (`net.delay.cp`), no call reaches the control plane after the node's clock
+    /// passed the attempt's deadline plus the margin. A link timed on true time
+    /// delivered calls up to twice as late (cluster seed 1651: a skewed node's
+    /// retry was granted, then its first attempt, re-granting a newer generation).
+    #[madsim::test]
+    async fn a_link_gives_up_on_its_nodes_clock() {
+        let handle = madsim::runtime::Handle::current();
+        let arrivals: Arc<Mutex<Vec<madsim::time::Instant>>> = Arc::default();
+        let cp_addr: SocketAddr = CP_ADDR.parse().expect("static address");
+        let cp = handle.create_node().name("control-plane").ip(cp_addr.ip()).build();
+        let seen = arrivals.clone();
+        cp.spawn(async move {
+            let ep = Arc::new(Endpoint::bind(cp_addr).await.expect("bind"));
+            net::serve_any(ep, CP_CALL_TAG, move |_call: CpCall| {
+                let seen = seen.clone();
+                async move {
+                    seen.lock().expect("not poisoned").push(madsim::time::Instant::now());
+                    let answer: CpAnswer =
+                        Ok(ControlPlaneReply::Attached { generation: Generation::FIRST });
+                    answer
+                }
+            });
+            std::future::pending::<()>().await;
+        });
+        let clock = crate::clock::SimClock::new();
+        clock.set_rate_permille(2_000);
+        let faults = Faults::new();
+        faults.set(site::NET_DELAY_CP, 1.0);
+        let call_timeout = Duration::from_secs(5);
+        let link = CpLink { node: NodeId(1), faults, call_timeout, brk: CpBreak::None, clock };
+        // The node's clock runs at 2x: its deadline plus the margin, in true time.
+        let window = (call_timeout + LINK_MARGIN) / 2;
+        let pageserver = handle.create_node().name("pageserver").ip([10, 0, 1, 1].into()).build();
+        let starts = pageserver
+            .spawn(async move {
+                let request = CpRequest::Attach {
+                    tenant: TenantId([7; 16]),
+                    node: NodeId(1),
+                    reported: None,
+                };
+                let mut starts = Vec::new();
+                for _ in 0..30 {
+                    starts.push(madsim::time::Instant::now());
+                    let _ = link.send(&request).await;
+                }
+                starts
+            })
+            .await
+            .expect("the pageserver's task");
+        madsim::time::sleep(Duration::from_secs(15)).await;
+        let arrivals = arrivals.lock().expect("not poisoned").clone();
+        assert!(!arrivals.is_empty(), "no call arrived: the test checks nothing");
+        for at in arrivals {
+            let start = starts.iter().rev().find(|s| **s <= at).expect("an attempt began before");
+            let late = at.duration_since(*start);
+            assert!(
+                late <= window,
+                "a call arrived {late:?} after its attempt began (given up after {window:?})"
+            );
         }
     }
 }

@@ -349,6 +349,7 @@ pub async fn run(config: ClusterConfig, trace: TraceSink) -> ClusterReport {
                     faults: f.clone(),
                     call_timeout: Duration::from_millis(config.control_plane.call_timeout_ms),
                     brk,
+                    clock: p.clock.clone(),
                 };
                 let adapters = (p.disk.clone(), p.remote.clone(), link);
                 let (clock, trace, tally) = (p.clock.clone(), t.clone(), tally.clone());
