@@ -11,8 +11,16 @@ use std::collections::BTreeSet;
 impl UploadQueue {
     /// Panics if a rule is broken. Tests run it after every input.
     pub fn check_invariants(&self) {
-        let (tenant, timeline) = (self.tenant, self.timeline);
-        // Bookkeeping.
+        self.check_jobs();
+        self.check_index_order();
+        self.check_handed_keys();
+        self.check_lsns_and_state();
+        self.check_local_removals();
+        self.check_progress();
+    }
+
+    /// Bookkeeping of the layer jobs, and S-GEN-SUFFIX for what they upload.
+    fn check_jobs(&self) {
         let in_flight = self.jobs.values().filter(|j| matches!(j.state, JobState::InFlight(_)));
         assert_eq!(in_flight.count(), self.layers_in_flight, "layers_in_flight drifted");
         assert!(
@@ -34,7 +42,11 @@ impl UploadQueue {
                 );
             }
         }
-        // Index order: tickets ascend and are newer than what is in flight or durable.
+    }
+
+    /// Index order: tickets ascend and are newer than what is in flight or durable;
+    /// S-IDX-ORDER for the newest snapshot.
+    fn check_index_order(&self) {
         let mut prev = self.durable_ticket;
         if let Some(f) = &self.index_flight {
             assert!(f.ticket > prev || self.durable_ticket == 0, "index ticket not newer");
@@ -59,7 +71,12 @@ impl UploadQueue {
                 assert!(self.jobs.get(name).is_some_and(|j| j.wanted), "need {name} has no job");
             }
         }
-        // S-DEL-AFTER-INDEX: nothing durable or uploading names a handed-on layer key.
+    }
+
+    /// S-DEL-AFTER-INDEX: nothing durable or uploading names a handed-on layer
+    /// key, and a re-added one is held for its deletion's report.
+    fn check_handed_keys(&self) {
+        let (tenant, timeline) = (self.tenant, self.timeline);
         // (Each layer is looked up among the handed layer keys, parsed once, rather
         // than formatting every named layer's key: the same test, `handed_layers`.)
         let handed = self.handed_layers();
@@ -84,7 +101,10 @@ impl UploadQueue {
                 layer_key(tenant, timeline, name, meta.generation)
             );
         }
-        // S-PROJECTED.
+    }
+
+    /// S-PROJECTED, and what each queue state and mode allows.
+    fn check_lsns_and_state(&self) {
         assert!(self.visible <= self.projected, "S-PROJECTED: visible > projected");
         assert!(self.visible <= self.validation_requested.max(Lsn(0)), "visible never validated");
         assert!(
@@ -108,8 +128,6 @@ impl UploadQueue {
             assert_eq!(self.mode, AttachMode::Single, "deleting outside Single");
             assert!(self.layers.is_empty(), "deleting with a layer set");
         }
-        self.check_local_removals();
-        self.check_progress();
     }
 
     /// The handed keys that are layer keys of this timeline, as (name, generation):
